@@ -1,0 +1,168 @@
+// The one door into native code: every entry point of the addon (native/addon.cc keeps
+// the same list in its table) and, for the generic `run` entry, every kernel with the
+// buffers it takes (outputs first) and its attributes. test/binding.test.ts checks that
+// the loaded addon and this file list the same names.
+
+export type NativeBuffer = Float32Array | Float64Array | Int32Array | Uint8Array | Int8Array;
+
+/** Random key as the kernels take it: the seed split in 32-bit halves, and the offset. */
+export interface NativeRandomAttrs {
+  seedLo: number;
+  seedHi: number;
+  offset: number;
+}
+
+export interface ConvAttrs {
+  n: number;
+  cIn: number;
+  h: number;
+  w: number;
+  cOut: number;
+  kH: number;
+  kW: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+  dilationH: number;
+  dilationW: number;
+  groups: number;
+}
+
+export interface PoolAttrs {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  kH: number;
+  kW: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+  dilationH: number;
+  dilationW: number;
+  ceilMode: boolean;
+}
+
+/** Kernel name -> [buffers, attributes]. Optional buffers may be passed as null. */
+export interface NativeKernels {
+  fill: [[out: NativeBuffer], { value: number }];
+  cast: [[out: NativeBuffer, x: NativeBuffer], {}];
+  rand_uniform: [[out: Float32Array], NativeRandomAttrs & { low: number; high: number }];
+  rand_normal: [[out: Float32Array], NativeRandomAttrs & { mean: number; std: number }];
+  dropout: [[out: Float32Array, mask: Float32Array, x: Float32Array], NativeRandomAttrs & { p: number }];
+  unary: [[out: NativeBuffer, x: NativeBuffer], { op: string; alpha: number; beta: number }];
+  binary: [
+    [out: NativeBuffer, a: NativeBuffer, b: NativeBuffer],
+    { op: string; outShape: number[]; aShape: number[]; bShape: number[] },
+  ];
+  where: [
+    [out: NativeBuffer, cond: Uint8Array, a: NativeBuffer, b: NativeBuffer],
+    { outShape: number[]; condShape: number[]; aShape: number[]; bShape: number[] },
+  ];
+  expand: [[out: NativeBuffer, x: NativeBuffer], { outShape: number[]; xShape: number[] }];
+  permute: [[out: NativeBuffer, x: NativeBuffer], { shape: number[]; perm: number[] }];
+  reduce: [[out: NativeBuffer, x: NativeBuffer], { op: string; shape: number[]; axes: number[] }];
+  arg_reduce: [[out: Int32Array, x: NativeBuffer], { op: string; shape: number[]; axis: number }];
+  matmul: [
+    [out: Float32Array, a: Float32Array, b: Float32Array],
+    {
+      batch: number;
+      batchA: number;
+      batchB: number;
+      m: number;
+      n: number;
+      k: number;
+      transA: boolean;
+      transB: boolean;
+      alpha: number;
+      beta: number;
+    },
+  ];
+  conv2d: [[out: Float32Array, x: Float32Array, weight: Float32Array, bias: Float32Array | null], ConvAttrs];
+  conv2d_backward_data: [[gradX: Float32Array, gradOut: Float32Array, weight: Float32Array], ConvAttrs];
+  conv2d_backward_weight: [[gradWeight: Float32Array, gradOut: Float32Array, x: Float32Array], ConvAttrs];
+  max_pool2d: [[out: Float32Array, indices: Int32Array, x: Float32Array], PoolAttrs];
+  max_pool2d_backward: [
+    [gradX: Float32Array, gradOut: Float32Array, indices: Int32Array],
+    { n: number; c: number; h: number; w: number; oH: number; oW: number },
+  ];
+  softmax: [[out: Float32Array, x: Float32Array], { outer: number; dim: number; inner: number; log: boolean }];
+  softmax_backward: [
+    [gradX: Float32Array, gradOut: Float32Array, y: Float32Array],
+    { outer: number; dim: number; inner: number; log: boolean },
+  ];
+  gather: [
+    [out: NativeBuffer, x: NativeBuffer, index: Int32Array],
+    { outer: number; dim: number; inner: number; indexDim: number },
+  ];
+  scatter_add: [
+    [out: NativeBuffer, index: Int32Array, src: NativeBuffer],
+    { outer: number; dim: number; inner: number; indexDim: number },
+  ];
+  nll_loss: [
+    [out: Float32Array, logProbs: Float32Array, targets: Int32Array, weight: Float32Array | null],
+    { n: number; c: number; inner: number; reduction: string; ignoreIndex: number },
+  ];
+  nll_loss_backward: [
+    [gradLogProbs: Float32Array, gradOut: Float32Array, targets: Int32Array, weight: Float32Array | null],
+    { n: number; c: number; inner: number; reduction: string; ignoreIndex: number },
+  ];
+  sgd_step: [
+    [param: Float32Array, grad: Float32Array, momentumBuffer: Float32Array | null],
+    {
+      lr: number;
+      momentum: number;
+      dampening: number;
+      weightDecay: number;
+      nesterov: boolean;
+      firstStep: boolean;
+    },
+  ];
+  adam_step: [
+    [
+      param: Float32Array,
+      grad: Float32Array,
+      expAvg: Float32Array,
+      expAvgSq: Float32Array,
+      maxExpAvgSq: Float32Array | null,
+    ],
+    {
+      lr: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      weightDecay: number;
+      decoupledWeightDecay: boolean;
+      amsgrad: boolean;
+      step: number;
+    },
+  ];
+}
+
+export type NativeKernelName = keyof NativeKernels;
+
+export interface NativeInfo {
+  version: string;
+  compiler: string;
+  simd: string[]; // instruction sets compiled in
+  cpuFeatures: string[]; // instruction sets this CPU has
+  gemmKernel: string; // the GEMM micro-kernel chosen at run time
+}
+
+/** The addon's exports. */
+export interface NativeBinding {
+  /** Runs one kernel synchronously; throws an Error with `code` on bad arguments. */
+  run<K extends NativeKernelName>(op: K, buffers: NativeKernels[K][0], attrs: NativeKernels[K][1]): void;
+  /** Names of all kernels `run` accepts. */
+  kernels(): string[];
+  info(): NativeInfo;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  setFlushDenormal(on: boolean): void;
+  getFlushDenormal(): boolean;
+}
+
+/** Names of the addon's exports, for the manifest check. */
+export type NativeEntryPoint = keyof NativeBinding;

@@ -1,0 +1,149 @@
+// The MNIST CNN, written as its PyTorch twin, and the loop that trains it. The CLI's
+// `deepnode train mnist` runs this file's trainMnist; run it directly with
+// `node dist/examples/mnist.js` after `npm install`. Outside this repository, import
+// from "deepnode" instead of "../lib/index.js".
+
+import { pathToFileURL } from "node:url";
+import { DataLoader, TensorDataset, loadMnist, normalizeMnist, type MnistSplit } from "../lib/data/index.js";
+import { F, Tensor, getDefaultDevice, manualSeed, nn, noGrad, optim, scope, setDefaultDevice } from "../lib/index.js";
+
+export class MNISTNet extends nn.Module {
+  conv1 = new nn.Conv2d(1, 32, 3, { stride: 1 });
+  conv2 = new nn.Conv2d(32, 64, 3, { stride: 1 });
+  dropout1 = new nn.Dropout(0.25);
+  dropout2 = new nn.Dropout(0.5);
+  fc1 = new nn.Linear(9216, 128);
+  fc2 = new nn.Linear(128, 10);
+
+  /** x: [N, 1, 28, 28] normalised pixels -> [N, 10] log-probabilities. */
+  forward(x: Tensor): Tensor {
+    x = F.relu(this.conv1.forward(x));
+    x = F.relu(this.conv2.forward(x));
+    x = F.maxPool2d(x, 2);
+    x = this.dropout1.forward(x);
+    x = x.flatten(1);
+    x = F.relu(this.fc1.forward(x));
+    x = this.dropout2.forward(x);
+    x = this.fc2.forward(x);
+    return F.logSoftmax(x, 1);
+  }
+}
+
+export interface MnistTrainOptions {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  device?: string;
+  dataDir?: string; // standard IDX files; default: the digits of the `mnist` npm package
+  limit?: number; // train on the first `limit` training images only (for quick runs)
+  onBatch?: (batch: number, batches: number, loss: number) => void;
+  onEpoch?: (stats: EpochStats) => void;
+}
+
+export interface EpochStats {
+  epoch: number;
+  trainLoss: number;
+  testLoss: number;
+  testAccuracy: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+/** A DataLoader over an MNIST split, normalised, as [N, 1, 28, 28] images. */
+export function mnistLoader(split: MnistSplit, batchSize: number, shuffle: boolean, device?: string): DataLoader {
+  const images = normalizeMnist(split.images.slice());
+  const dataset = new TensorDataset({ data: images, shape: [split.count, 1, 28, 28] }, split.labels);
+  return new DataLoader(dataset, { batchSize, shuffle, ...(device === undefined ? {} : { device }) });
+}
+
+export function limitSplit(split: MnistSplit, limit: number | undefined): MnistSplit {
+  if (limit === undefined || limit >= split.count) return split;
+  return { images: split.images.subarray(0, limit * 784), labels: split.labels.subarray(0, limit), count: limit };
+}
+
+/** Mean loss and accuracy of the model on a loader, in eval mode. */
+export function evaluate(model: nn.Module & { forward(x: Tensor): Tensor }, loader: DataLoader): { loss: number; accuracy: number } {
+  model.eval();
+  let lossSum = 0;
+  let correct = 0;
+  let count = 0;
+  noGrad(() => {
+    for (const { inputs, targets } of loader) {
+      scope(() => {
+        const output = model.forward(inputs);
+        lossSum += F.nllLoss(output, targets, { reduction: "sum" }).item();
+        correct += output.argmax(1).eq(targets).sum().item();
+        count += targets.numel;
+      });
+      inputs.dispose();
+      targets.dispose();
+    }
+  });
+  return { loss: lossSum / count, accuracy: correct / count };
+}
+
+/** One epoch of the training loop; returns the mean training loss. */
+function trainEpoch(model: MNISTNet, optimizer: optim.Optimizer<object>, loader: DataLoader, onBatch?: MnistTrainOptions["onBatch"]): number {
+  model.train();
+  let lossSum = 0;
+  let batches = 0;
+  for (const { inputs, targets } of loader) {
+    const loss = scope(() => {
+      optimizer.zeroGrad();
+      const output = model.forward(inputs);
+      const loss = F.nllLoss(output, targets);
+      loss.backward();
+      optimizer.step();
+      return loss.item();
+    });
+    inputs.dispose();
+    targets.dispose();
+    lossSum += loss;
+    batches++;
+    onBatch?.(batches, loader.length, loss);
+  }
+  return lossSum / Math.max(batches, 1);
+}
+
+/** Trains MNISTNet with Adam and returns the model and the per-epoch statistics. */
+export function trainMnist(options: MnistTrainOptions): { model: MNISTNet; history: EpochStats[] } {
+  manualSeed(options.seed);
+  const data = loadMnist(options.dataDir === undefined ? {} : { dir: options.dataDir });
+  const train = mnistLoader(limitSplit(data.train, options.limit), options.batchSize, true, options.device);
+  const test = mnistLoader(data.test, 1000, false, options.device);
+  const previousDevice = getDefaultDevice();
+  if (options.device !== undefined) setDefaultDevice(options.device);
+  try {
+    return fit(options, train, test);
+  } finally {
+    setDefaultDevice(previousDevice);
+  }
+}
+
+function fit(options: MnistTrainOptions, train: DataLoader, test: DataLoader): { model: MNISTNet; history: EpochStats[] } {
+  const model = new MNISTNet();
+  const optimizer = new optim.Adam(model.parameters(), { lr: options.lr });
+  const history: EpochStats[] = [];
+  for (let epoch = 1; epoch <= options.epochs; epoch++) {
+    const start = performance.now();
+    const trainLoss = trainEpoch(model, optimizer, train, options.onBatch);
+    const seconds = (performance.now() - start) / 1000;
+    const { loss, accuracy } = evaluate(model, test);
+    const imagesSeen = Math.min(train.dataset.length, train.length * options.batchSize);
+    const stats = { epoch, trainLoss, testLoss: loss, testAccuracy: accuracy, seconds, imagesPerSecond: imagesSeen / seconds };
+    history.push(stats);
+    options.onEpoch?.(stats);
+  }
+  return { model, history };
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  trainMnist({
+    epochs: 3,
+    batchSize: 64,
+    lr: 1e-3,
+    seed: 0,
+    onEpoch: (s) => console.log(`epoch ${s.epoch}: train loss ${s.trainLoss.toFixed(4)}, test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`),
+  });
+}

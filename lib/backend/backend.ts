@@ -1,0 +1,215 @@
+// The Backend contract: every primitive kernel a device must provide. Ops above this
+// layer check shapes, dtypes and devices; a backend may assume its arguments are
+// consistent, but must never crash the process when they are not (native code re-checks).
+//
+// Conventions: outputs come first; every tensor argument is a RawTensor whose storage
+// is contiguous and row-major; an output is allocated by the caller with the right
+// shape and dtype (zero-filled) and the kernel writes all of it unless it says it
+// accumulates.
+
+import type { DType, TypedArray } from "../dtype.js";
+
+/** Backend-owned memory: a typed array on reference and cpu, an opaque handle on cuda. */
+export type Storage = TypedArray | { readonly handle: unknown; readonly size: number };
+
+export interface RawTensor {
+  readonly storage: Storage;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+/** The state of the counter-based generator for one random op (see lib/random.ts). */
+export interface RandomKey {
+  readonly seed: number; // 0 <= seed < 2^53
+  readonly offset: number; // index of the first number this op uses; a multiple of 4
+}
+
+export type UnaryOp =
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "abs"
+  | "sign"
+  | "relu"
+  | "sigmoid"
+  | "tanh"
+  | "square"
+  | "reciprocal"
+  | "sin"
+  | "cos"
+  | "floor"
+  | "ceil"
+  | "round"
+  | "affine" // alpha * x + beta
+  | "pow" // x ** alpha
+  | "clamp"; // min(max(x, alpha), beta)
+
+export type BinaryOp =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "pow"
+  | "maximum"
+  | "minimum"
+  | "floordiv" // int32: floor(a / b), as Python and PyTorch's floor_divide
+  | "remainder" // sign follows the divisor, as Python and torch.remainder
+  | "eq"
+  | "ne"
+  | "lt"
+  | "le"
+  | "gt"
+  | "ge"
+  | "relu_backward" // a * (b > 0): a is the gradient, b the input
+  | "sigmoid_backward" // a * b * (1 - b): b is the output
+  | "tanh_backward"; // a * (1 - b * b): b is the output
+
+/** Comparison ops write bool (uint8 storage); all others write the operands' dtype. */
+export const COMPARISON_OPS: readonly BinaryOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];
+
+export type ReduceOp = "sum" | "mean" | "max" | "min" | "prod";
+
+export interface MatmulOptions {
+  transA: boolean;
+  transB: boolean;
+  alpha: number;
+  beta: number; // out = alpha * op(a) @ op(b) + beta * out
+}
+
+export interface Conv2dParams {
+  stride: readonly [number, number];
+  padding: readonly [number, number];
+  dilation: readonly [number, number];
+  groups: number;
+}
+
+export interface Pool2dParams {
+  kernelSize: readonly [number, number];
+  stride: readonly [number, number];
+  padding: readonly [number, number];
+  dilation: readonly [number, number];
+  ceilMode: boolean;
+}
+
+export type Reduction = "none" | "mean" | "sum";
+
+export interface SgdStepOptions {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+  firstStep: boolean; // the momentum buffer is initialised from the gradient
+}
+
+export interface AdamStepOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  decoupledWeightDecay: boolean; // AdamW
+  amsgrad: boolean;
+  step: number; // 1 on the first step
+}
+
+export interface Backend {
+  readonly name: "reference" | "cpu" | "cuda";
+
+  // Memory. alloc returns zero-filled storage; read returns a copy.
+  alloc(dtype: DType, size: number): Storage;
+  fromArray(dtype: DType, values: ArrayLike<number>): Storage;
+  read(x: RawTensor): TypedArray;
+
+  // Creation and randomness. The generator is Philox4x32-10 (lib/random.ts), the same
+  // numbers on every backend for the same key.
+  fill(out: RawTensor, value: number): void;
+  /** Copies x into out converting dtype; sizes are equal. */
+  cast(out: RawTensor, x: RawTensor): void;
+  randUniform(out: RawTensor, key: RandomKey, low: number, high: number): void;
+  randNormal(out: RawTensor, key: RandomKey, mean: number, std: number): void;
+  /** mask = keep ? 1 / (1 - p) : 0 with keep = uniform >= p; out = x * mask. */
+  dropout(out: RawTensor, mask: RawTensor, x: RawTensor, p: number, key: RandomKey): void;
+
+  // Element-wise. Binary operands share a dtype and broadcast to out.shape.
+  unary(op: UnaryOp, out: RawTensor, x: RawTensor, alpha?: number, beta?: number): void;
+  binary(op: BinaryOp, out: RawTensor, a: RawTensor, b: RawTensor): void;
+  /** out = cond ? a : b, all three broadcast to out.shape. */
+  where(out: RawTensor, cond: RawTensor, a: RawTensor, b: RawTensor): void;
+  /** Broadcasting copy of x into out.shape. */
+  expand(out: RawTensor, x: RawTensor): void;
+  /** out = x transposed by perm (out.shape[i] = x.shape[perm[i]]). */
+  permute(out: RawTensor, x: RawTensor, perm: readonly number[]): void;
+
+  // Reductions. out.shape equals x.shape with every reduced axis set to 1.
+  reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void;
+  /** Index of the first maximum (minimum) along axis; out is int32 with axis set to 1. */
+  argReduce(op: "argmax" | "argmin", out: RawTensor, x: RawTensor, axis: number): void;
+
+  /**
+   * Batched matmul: a is [batchA, m, k] ([batchA, k, m] when transA), b is [batchB, k, n]
+   * ([batchB, n, k] when transB), out is [batch, m, n]; batchA and batchB are 1 or batch.
+   */
+  matmul(out: RawTensor, a: RawTensor, b: RawTensor, options: MatmulOptions): void;
+
+  // Convolution: x [n, cIn, h, w], weight [cOut, cIn / groups, kH, kW], out [n, cOut, oH, oW].
+  conv2d(
+    out: RawTensor,
+    x: RawTensor,
+    weight: RawTensor,
+    bias: RawTensor | null,
+    params: Conv2dParams,
+  ): void;
+  conv2dBackwardData(gradX: RawTensor, gradOut: RawTensor, weight: RawTensor, params: Conv2dParams): void;
+  conv2dBackwardWeight(gradWeight: RawTensor, gradOut: RawTensor, x: RawTensor, params: Conv2dParams): void;
+
+  // Max pooling: indices (int32, shape of out) hold the flat h * w position of each max
+  // inside its plane; the first maximum wins ties, as in PyTorch.
+  maxPool2d(out: RawTensor, indices: RawTensor, x: RawTensor, params: Pool2dParams): void;
+  /** gradX is zero-filled by the caller; gradients of overlapping windows add up. */
+  maxPool2dBackward(gradX: RawTensor, gradOut: RawTensor, indices: RawTensor): void;
+
+  // Softmax along one axis, numerically stable; log selects log-softmax.
+  softmax(out: RawTensor, x: RawTensor, axis: number, log: boolean): void;
+  /** y is the forward output. */
+  softmaxBackward(gradX: RawTensor, gradOut: RawTensor, y: RawTensor, axis: number, log: boolean): void;
+
+  // Indexing along one axis: index (int32) has x's shape except along axis.
+  gather(out: RawTensor, x: RawTensor, axis: number, index: RawTensor): void;
+  /** out[..., index[..., j, ...], ...] += src[..., j, ...]; out is not cleared. */
+  scatterAdd(out: RawTensor, axis: number, index: RawTensor, src: RawTensor): void;
+
+  /**
+   * Negative log-likelihood: logProbs [n, c, ...rest], targets int32 [n, ...rest], weight [c]
+   * or null. out is [] for mean and sum, [n, ...rest] for none. A target outside [0, c)
+   * other than ignoreIndex is an IndexError.
+   */
+  nllLoss(
+    out: RawTensor,
+    logProbs: RawTensor,
+    targets: RawTensor,
+    weight: RawTensor | null,
+    reduction: Reduction,
+    ignoreIndex: number,
+  ): void;
+  nllLossBackward(
+    gradLogProbs: RawTensor,
+    gradOut: RawTensor,
+    targets: RawTensor,
+    weight: RawTensor | null,
+    reduction: Reduction,
+    ignoreIndex: number,
+  ): void;
+
+  // Fused optimizer steps, in place on param and the state buffers.
+  sgdStep(param: RawTensor, grad: RawTensor, momentumBuffer: RawTensor | null, options: SgdStepOptions): void;
+  adamStep(
+    param: RawTensor,
+    grad: RawTensor,
+    expAvg: RawTensor,
+    expAvgSq: RawTensor,
+    maxExpAvgSq: RawTensor | null,
+    options: AdamStepOptions,
+  ): void;
+}

@@ -1,0 +1,379 @@
+// The cpu backend: each primitive is one call into the native addon's threaded,
+// vectorised kernels. Storage is a typed array that JavaScript owns and C++ borrows.
+
+import type { NativeBinding, NativeBuffer, NativeKernelName, NativeKernels } from "../../../binding.js";
+import { allocArray, type DType, type TypedArray } from "../../dtype.js";
+import {
+  DTypeError,
+  IndexError,
+  NativeError,
+  NotSupportedError,
+  ShapeError,
+  ValueError,
+} from "../../errors.js";
+import type {
+  AdamStepOptions,
+  Backend,
+  BinaryOp,
+  Conv2dParams,
+  MatmulOptions,
+  Pool2dParams,
+  RandomKey,
+  RawTensor,
+  Reduction,
+  ReduceOp,
+  SgdStepOptions,
+  Storage,
+  UnaryOp,
+} from "../backend.js";
+import { native } from "../native.js";
+
+const TWO_POW_32 = 4294967296;
+
+function buf(x: RawTensor): NativeBuffer {
+  return x.storage as NativeBuffer;
+}
+
+function optionalBuf(x: RawTensor | null): Float32Array | null {
+  return x === null ? null : (x.storage as Float32Array);
+}
+
+function randomAttrs(key: RandomKey): { seedLo: number; seedHi: number; offset: number } {
+  return {
+    seedLo: key.seed % TWO_POW_32,
+    seedHi: Math.floor(key.seed / TWO_POW_32),
+    offset: key.offset,
+  };
+}
+
+/** Turns a native error (an Error with a `code`) into deepnode's typed error. */
+function translate(op: string, error: unknown): Error {
+  if (!(error instanceof Error)) return new NativeError(op, String(error), "ERR_NATIVE");
+  const code = (error as Error & { code?: string }).code ?? "ERR_NATIVE";
+  const prefix = `${op}: `;
+  const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  switch (code) {
+    case "ERR_SHAPE":
+      return new ShapeError(op, message);
+    case "ERR_DTYPE":
+      return new DTypeError(op, `${message} (cpu backend)`);
+    case "ERR_INDEX":
+      return new IndexError(op, message);
+    case "ERR_VALUE":
+      return new ValueError(op, message);
+    case "ERR_NOT_SUPPORTED":
+      return new NotSupportedError(op, `${message} (cpu backend)`);
+    default:
+      return new NativeError(op, message, code);
+  }
+}
+
+function convAttrs(x: RawTensor, weight: RawTensor, params: Conv2dParams): NativeKernels["conv2d"][1] {
+  return {
+    n: x.shape[0]!,
+    cIn: x.shape[1]!,
+    h: x.shape[2]!,
+    w: x.shape[3]!,
+    cOut: weight.shape[0]!,
+    kH: weight.shape[2]!,
+    kW: weight.shape[3]!,
+    strideH: params.stride[0],
+    strideW: params.stride[1],
+    padH: params.padding[0],
+    padW: params.padding[1],
+    dilationH: params.dilation[0],
+    dilationW: params.dilation[1],
+    groups: params.groups,
+  };
+}
+
+/** [outer, dim, inner] around `axis` of `shape`. */
+function splitAxis(shape: readonly number[], axis: number): { outer: number; dim: number; inner: number } {
+  let outer = 1;
+  let inner = 1;
+  for (let i = 0; i < axis; i++) outer *= shape[i]!;
+  for (let i = axis + 1; i < shape.length; i++) inner *= shape[i]!;
+  return { outer, dim: shape[axis]!, inner };
+}
+
+export class CpuBackend implements Backend {
+  readonly name = "cpu" as const;
+  private binding: NativeBinding | undefined;
+
+  private call<K extends NativeKernelName>(
+    op: K,
+    buffers: NativeKernels[K][0],
+    attrs: NativeKernels[K][1],
+  ): void {
+    this.binding ??= native();
+    try {
+      this.binding.run(op, buffers, attrs);
+    } catch (error) {
+      throw translate(op, error);
+    }
+  }
+
+  alloc(dtype: DType, size: number): Storage {
+    return allocArray(dtype, size);
+  }
+
+  fromArray(dtype: DType, values: ArrayLike<number>): Storage {
+    const out = allocArray(dtype, values.length);
+    out.set(values as ArrayLike<number>);
+    return out;
+  }
+
+  read(x: RawTensor): TypedArray {
+    return (x.storage as TypedArray).slice();
+  }
+
+  fill(out: RawTensor, value: number): void {
+    this.call("fill", [buf(out)], { value });
+  }
+
+  cast(out: RawTensor, x: RawTensor): void {
+    this.call("cast", [buf(out), buf(x)], {});
+  }
+
+  randUniform(out: RawTensor, key: RandomKey, low: number, high: number): void {
+    this.call("rand_uniform", [out.storage as Float32Array], { ...randomAttrs(key), low, high });
+  }
+
+  randNormal(out: RawTensor, key: RandomKey, mean: number, std: number): void {
+    this.call("rand_normal", [out.storage as Float32Array], { ...randomAttrs(key), mean, std });
+  }
+
+  dropout(out: RawTensor, mask: RawTensor, x: RawTensor, p: number, key: RandomKey): void {
+    const buffers: [Float32Array, Float32Array, Float32Array] = [
+      out.storage as Float32Array,
+      mask.storage as Float32Array,
+      x.storage as Float32Array,
+    ];
+    this.call("dropout", buffers, { ...randomAttrs(key), p });
+  }
+
+  unary(op: UnaryOp, out: RawTensor, x: RawTensor, alpha = 0, beta = 0): void {
+    this.call("unary", [buf(out), buf(x)], { op, alpha, beta });
+  }
+
+  binary(op: BinaryOp, out: RawTensor, a: RawTensor, b: RawTensor): void {
+    this.call("binary", [buf(out), buf(a), buf(b)], {
+      op,
+      outShape: [...out.shape],
+      aShape: [...a.shape],
+      bShape: [...b.shape],
+    });
+  }
+
+  where(out: RawTensor, cond: RawTensor, a: RawTensor, b: RawTensor): void {
+    this.call("where", [buf(out), cond.storage as Uint8Array, buf(a), buf(b)], {
+      outShape: [...out.shape],
+      condShape: [...cond.shape],
+      aShape: [...a.shape],
+      bShape: [...b.shape],
+    });
+  }
+
+  expand(out: RawTensor, x: RawTensor): void {
+    this.call("expand", [buf(out), buf(x)], { outShape: [...out.shape], xShape: [...x.shape] });
+  }
+
+  permute(out: RawTensor, x: RawTensor, perm: readonly number[]): void {
+    this.call("permute", [buf(out), buf(x)], { shape: [...x.shape], perm: [...perm] });
+  }
+
+  reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void {
+    this.call("reduce", [buf(out), buf(x)], { op, shape: [...x.shape], axes: [...axes] });
+  }
+
+  argReduce(op: "argmax" | "argmin", out: RawTensor, x: RawTensor, axis: number): void {
+    this.call("arg_reduce", [out.storage as Int32Array, buf(x)], { op, shape: [...x.shape], axis });
+  }
+
+  matmul(out: RawTensor, a: RawTensor, b: RawTensor, options: MatmulOptions): void {
+    const rank = out.shape.length;
+    const m = out.shape[rank - 2]!;
+    const n = out.shape[rank - 1]!;
+    const aRank = a.shape.length;
+    const k = options.transA ? a.shape[aRank - 2]! : a.shape[aRank - 1]!;
+    this.call("matmul", [out.storage as Float32Array, a.storage as Float32Array, b.storage as Float32Array], {
+      batch: out.shape.length === 3 ? out.shape[0]! : 1,
+      batchA: a.shape.length === 3 ? a.shape[0]! : 1,
+      batchB: b.shape.length === 3 ? b.shape[0]! : 1,
+      m,
+      n,
+      k,
+      ...options,
+    });
+  }
+
+  conv2d(out: RawTensor, x: RawTensor, weight: RawTensor, bias: RawTensor | null, params: Conv2dParams): void {
+    const buffers: NativeKernels["conv2d"][0] = [
+      out.storage as Float32Array,
+      x.storage as Float32Array,
+      weight.storage as Float32Array,
+      optionalBuf(bias),
+    ];
+    this.call("conv2d", buffers, convAttrs(x, weight, params));
+  }
+
+  conv2dBackwardData(gradX: RawTensor, gradOut: RawTensor, weight: RawTensor, params: Conv2dParams): void {
+    const buffers: NativeKernels["conv2d_backward_data"][0] = [
+      gradX.storage as Float32Array,
+      gradOut.storage as Float32Array,
+      weight.storage as Float32Array,
+    ];
+    this.call("conv2d_backward_data", buffers, convAttrs(gradX, weight, params));
+  }
+
+  conv2dBackwardWeight(gradWeight: RawTensor, gradOut: RawTensor, x: RawTensor, params: Conv2dParams): void {
+    const buffers: NativeKernels["conv2d_backward_weight"][0] = [
+      gradWeight.storage as Float32Array,
+      gradOut.storage as Float32Array,
+      x.storage as Float32Array,
+    ];
+    this.call("conv2d_backward_weight", buffers, convAttrs(x, gradWeight, params));
+  }
+
+  maxPool2d(out: RawTensor, indices: RawTensor, x: RawTensor, params: Pool2dParams): void {
+    const buffers: NativeKernels["max_pool2d"][0] = [
+      out.storage as Float32Array,
+      indices.storage as Int32Array,
+      x.storage as Float32Array,
+    ];
+    this.call("max_pool2d", buffers, {
+      n: x.shape[0]!,
+      c: x.shape[1]!,
+      h: x.shape[2]!,
+      w: x.shape[3]!,
+      kH: params.kernelSize[0],
+      kW: params.kernelSize[1],
+      strideH: params.stride[0],
+      strideW: params.stride[1],
+      padH: params.padding[0],
+      padW: params.padding[1],
+      dilationH: params.dilation[0],
+      dilationW: params.dilation[1],
+      ceilMode: params.ceilMode,
+    });
+  }
+
+  maxPool2dBackward(gradX: RawTensor, gradOut: RawTensor, indices: RawTensor): void {
+    const buffers: NativeKernels["max_pool2d_backward"][0] = [
+      gradX.storage as Float32Array,
+      gradOut.storage as Float32Array,
+      indices.storage as Int32Array,
+    ];
+    this.call("max_pool2d_backward", buffers, {
+      n: gradX.shape[0]!,
+      c: gradX.shape[1]!,
+      h: gradX.shape[2]!,
+      w: gradX.shape[3]!,
+      oH: gradOut.shape[2]!,
+      oW: gradOut.shape[3]!,
+    });
+  }
+
+  softmax(out: RawTensor, x: RawTensor, axis: number, log: boolean): void {
+    const buffers: NativeKernels["softmax"][0] = [out.storage as Float32Array, x.storage as Float32Array];
+    this.call("softmax", buffers, { ...splitAxis(x.shape, axis), log });
+  }
+
+  softmaxBackward(gradX: RawTensor, gradOut: RawTensor, y: RawTensor, axis: number, log: boolean): void {
+    const buffers: NativeKernels["softmax_backward"][0] = [
+      gradX.storage as Float32Array,
+      gradOut.storage as Float32Array,
+      y.storage as Float32Array,
+    ];
+    this.call("softmax_backward", buffers, { ...splitAxis(y.shape, axis), log });
+  }
+
+  gather(out: RawTensor, x: RawTensor, axis: number, index: RawTensor): void {
+    const { outer, dim, inner } = splitAxis(x.shape, axis);
+    this.call("gather", [buf(out), buf(x), index.storage as Int32Array], {
+      outer,
+      dim,
+      inner,
+      indexDim: index.shape[axis]!,
+    });
+  }
+
+  scatterAdd(out: RawTensor, axis: number, index: RawTensor, src: RawTensor): void {
+    const { outer, dim, inner } = splitAxis(out.shape, axis);
+    this.call("scatter_add", [buf(out), index.storage as Int32Array, buf(src)], {
+      outer,
+      dim,
+      inner,
+      indexDim: index.shape[axis]!,
+    });
+  }
+
+  nllLoss(
+    out: RawTensor,
+    logProbs: RawTensor,
+    targets: RawTensor,
+    weight: RawTensor | null,
+    reduction: Reduction,
+    ignoreIndex: number,
+  ): void {
+    const buffers: NativeKernels["nll_loss"][0] = [
+      out.storage as Float32Array,
+      logProbs.storage as Float32Array,
+      targets.storage as Int32Array,
+      optionalBuf(weight),
+    ];
+    this.call("nll_loss", buffers, { ...nllAttrs(logProbs.shape), reduction, ignoreIndex });
+  }
+
+  nllLossBackward(
+    gradLogProbs: RawTensor,
+    gradOut: RawTensor,
+    targets: RawTensor,
+    weight: RawTensor | null,
+    reduction: Reduction,
+    ignoreIndex: number,
+  ): void {
+    const buffers: NativeKernels["nll_loss_backward"][0] = [
+      gradLogProbs.storage as Float32Array,
+      gradOut.storage as Float32Array,
+      targets.storage as Int32Array,
+      optionalBuf(weight),
+    ];
+    this.call("nll_loss_backward", buffers, { ...nllAttrs(gradLogProbs.shape), reduction, ignoreIndex });
+  }
+
+  sgdStep(param: RawTensor, grad: RawTensor, momentumBuffer: RawTensor | null, options: SgdStepOptions): void {
+    const buffers: NativeKernels["sgd_step"][0] = [
+      param.storage as Float32Array,
+      grad.storage as Float32Array,
+      optionalBuf(momentumBuffer),
+    ];
+    this.call("sgd_step", buffers, { ...options });
+  }
+
+  adamStep(
+    param: RawTensor,
+    grad: RawTensor,
+    expAvg: RawTensor,
+    expAvgSq: RawTensor,
+    maxExpAvgSq: RawTensor | null,
+    options: AdamStepOptions,
+  ): void {
+    const buffers: NativeKernels["adam_step"][0] = [
+      param.storage as Float32Array,
+      grad.storage as Float32Array,
+      expAvg.storage as Float32Array,
+      expAvgSq.storage as Float32Array,
+      optionalBuf(maxExpAvgSq),
+    ];
+    this.call("adam_step", buffers, { ...options });
+  }
+}
+
+function nllAttrs(shape: readonly number[]): { n: number; c: number; inner: number } {
+  let inner = 1;
+  for (let i = 2; i < shape.length; i++) inner *= shape[i]!;
+  return { n: shape[0]!, c: shape[1] ?? 1, inner };
+}
+
+export const cpuBackend = new CpuBackend();

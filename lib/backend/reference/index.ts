@@ -1,0 +1,199 @@
+// The reference backend: every primitive of the Backend contract as plain TypeScript loops
+// over typed arrays. It is the specification the cpu and cuda kernels are tested against,
+// so it is written to be read: no fast paths, values computed in double, rounded once.
+
+import type {
+  AdamStepOptions,
+  Backend,
+  BinaryOp,
+  Conv2dParams,
+  MatmulOptions,
+  Pool2dParams,
+  RandomKey,
+  RawTensor,
+  ReduceOp,
+  Reduction,
+  SgdStepOptions,
+  UnaryOp,
+} from "../backend.js";
+import type { DType, TypedArray } from "../../dtype.js";
+import * as conv from "./conv.js";
+import * as creation from "./creation.js";
+import * as elementwise from "./elementwise.js";
+import * as indexing from "./indexing.js";
+import * as linalg from "./linalg.js";
+import * as loss from "./loss.js";
+import * as optim from "./optim.js";
+import * as pool from "./pool.js";
+import * as reduction from "./reduce.js";
+import * as softmaxes from "./softmax.js";
+
+export class ReferenceBackend implements Backend {
+  readonly name = "reference" as const;
+
+  alloc(dtype: DType, size: number): TypedArray {
+    return creation.alloc(dtype, size);
+  }
+
+  fromArray(dtype: DType, values: ArrayLike<number>): TypedArray {
+    return creation.fromArray(dtype, values);
+  }
+
+  read(x: RawTensor): TypedArray {
+    return creation.read(x);
+  }
+
+  fill(out: RawTensor, value: number): void {
+    creation.fill(out, value);
+  }
+
+  cast(out: RawTensor, x: RawTensor): void {
+    creation.cast(out, x);
+  }
+
+  randUniform(out: RawTensor, key: RandomKey, low: number, high: number): void {
+    creation.randUniform(out, key, low, high);
+  }
+
+  randNormal(out: RawTensor, key: RandomKey, mean: number, std: number): void {
+    creation.randNormal(out, key, mean, std);
+  }
+
+  dropout(out: RawTensor, mask: RawTensor, x: RawTensor, p: number, key: RandomKey): void {
+    creation.dropout(out, mask, x, p, key);
+  }
+
+  unary(op: UnaryOp, out: RawTensor, x: RawTensor, alpha?: number, beta?: number): void {
+    elementwise.unary(op, out, x, alpha, beta);
+  }
+
+  binary(op: BinaryOp, out: RawTensor, a: RawTensor, b: RawTensor): void {
+    elementwise.binary(op, out, a, b);
+  }
+
+  where(out: RawTensor, cond: RawTensor, a: RawTensor, b: RawTensor): void {
+    elementwise.where(out, cond, a, b);
+  }
+
+  expand(out: RawTensor, x: RawTensor): void {
+    elementwise.expand(out, x);
+  }
+
+  permute(out: RawTensor, x: RawTensor, perm: readonly number[]): void {
+    elementwise.permute(out, x, perm);
+  }
+
+  reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void {
+    reduction.reduce(op, out, x, axes);
+  }
+
+  argReduce(op: "argmax" | "argmin", out: RawTensor, x: RawTensor, axis: number): void {
+    reduction.argReduce(op, out, x, axis);
+  }
+
+  matmul(out: RawTensor, a: RawTensor, b: RawTensor, options: MatmulOptions): void {
+    linalg.matmul(out, a, b, options);
+  }
+
+  conv2d(
+    out: RawTensor,
+    x: RawTensor,
+    weight: RawTensor,
+    bias: RawTensor | null,
+    params: Conv2dParams,
+  ): void {
+    conv.conv2d(out, x, weight, bias, params);
+  }
+
+  conv2dBackwardData(
+    gradX: RawTensor,
+    gradOut: RawTensor,
+    weight: RawTensor,
+    params: Conv2dParams,
+  ): void {
+    conv.conv2dBackwardData(gradX, gradOut, weight, params);
+  }
+
+  conv2dBackwardWeight(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    x: RawTensor,
+    params: Conv2dParams,
+  ): void {
+    conv.conv2dBackwardWeight(gradWeight, gradOut, x, params);
+  }
+
+  maxPool2d(out: RawTensor, indices: RawTensor, x: RawTensor, params: Pool2dParams): void {
+    pool.maxPool2d(out, indices, x, params);
+  }
+
+  maxPool2dBackward(gradX: RawTensor, gradOut: RawTensor, indices: RawTensor): void {
+    pool.maxPool2dBackward(gradX, gradOut, indices);
+  }
+
+  softmax(out: RawTensor, x: RawTensor, axis: number, log: boolean): void {
+    softmaxes.softmax(out, x, axis, log);
+  }
+
+  softmaxBackward(
+    gradX: RawTensor,
+    gradOut: RawTensor,
+    y: RawTensor,
+    axis: number,
+    log: boolean,
+  ): void {
+    softmaxes.softmaxBackward(gradX, gradOut, y, axis, log);
+  }
+
+  gather(out: RawTensor, x: RawTensor, axis: number, index: RawTensor): void {
+    indexing.gather(out, x, axis, index);
+  }
+
+  scatterAdd(out: RawTensor, axis: number, index: RawTensor, src: RawTensor): void {
+    indexing.scatterAdd(out, axis, index, src);
+  }
+
+  nllLoss(
+    out: RawTensor,
+    logProbs: RawTensor,
+    targets: RawTensor,
+    weight: RawTensor | null,
+    reduction: Reduction,
+    ignoreIndex: number,
+  ): void {
+    loss.nllLoss(out, logProbs, targets, weight, reduction, ignoreIndex);
+  }
+
+  nllLossBackward(
+    gradLogProbs: RawTensor,
+    gradOut: RawTensor,
+    targets: RawTensor,
+    weight: RawTensor | null,
+    reduction: Reduction,
+    ignoreIndex: number,
+  ): void {
+    loss.nllLossBackward(gradLogProbs, gradOut, targets, weight, reduction, ignoreIndex);
+  }
+
+  sgdStep(
+    param: RawTensor,
+    grad: RawTensor,
+    momentumBuffer: RawTensor | null,
+    options: SgdStepOptions,
+  ): void {
+    optim.sgdStep(param, grad, momentumBuffer, options);
+  }
+
+  adamStep(
+    param: RawTensor,
+    grad: RawTensor,
+    expAvg: RawTensor,
+    expAvgSq: RawTensor,
+    maxExpAvgSq: RawTensor | null,
+    options: AdamStepOptions,
+  ): void {
+    optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
+  }
+}
+
+export const referenceBackend = new ReferenceBackend();

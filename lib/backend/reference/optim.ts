@@ -1,0 +1,96 @@
+// Fused optimizer steps, in place, exactly as PyTorch's non-fused SGD and Adam/AdamW
+// (torch.optim, foreach=False). Each element's update runs in double; param and every
+// state buffer are rounded once when stored.
+
+import type { AdamStepOptions, RawTensor, SgdStepOptions } from "../backend.js";
+import { ValueError } from "../../errors.js";
+import { FLOAT_DTYPES, elements, requireDType, requireSameDType } from "./storage.js";
+import { expectShape } from "./strides.js";
+
+function checkStateTensors(op: string, param: RawTensor, tensors: (RawTensor | null)[]): void {
+  requireDType(op, param.dtype, FLOAT_DTYPES);
+  const present = tensors.filter((t): t is RawTensor => t !== null);
+  requireSameDType(op, [param, ...present]);
+  for (const t of present) expectShape(op, "state", t.shape, param.shape);
+}
+
+/**
+ * d = grad + weightDecay * param
+ * with momentum: buf = firstStep ? d : momentum * buf + (1 - dampening) * d
+ *                d = nesterov ? d + momentum * buf : buf
+ * param -= lr * d
+ */
+export function sgdStep(
+  param: RawTensor,
+  grad: RawTensor,
+  momentumBuffer: RawTensor | null,
+  options: SgdStepOptions,
+): void {
+  checkStateTensors("sgdStep", param, [grad, momentumBuffer]);
+  const { lr, momentum, dampening, weightDecay, nesterov, firstStep } = options;
+  if (momentum !== 0 && momentumBuffer === null) {
+    throw new ValueError("sgdStep", `momentum ${momentum} needs a momentum buffer`, "momentum");
+  }
+  const paramValues = elements("sgdStep", param);
+  const gradValues = elements("sgdStep", grad);
+  const bufferValues = momentumBuffer === null ? null : elements("sgdStep", momentumBuffer);
+  for (let i = 0; i < paramValues.length; i++) {
+    let d = gradValues[i]! + weightDecay * paramValues[i]!;
+    if (momentum !== 0 && bufferValues !== null) {
+      const buf = firstStep ? d : momentum * bufferValues[i]! + (1 - dampening) * d;
+      bufferValues[i] = buf;
+      d = nesterov ? d + momentum * buf : buf;
+    }
+    paramValues[i] = paramValues[i]! - lr * d;
+  }
+}
+
+/** The bias corrections of Adam at `step` (1 on the first step). */
+function biasCorrections(options: AdamStepOptions): { stepSize: number; sqrtBc2: number } {
+  const { lr, beta1, beta2, step } = options;
+  const bc1 = 1 - beta1 ** step;
+  const bc2 = 1 - beta2 ** step;
+  return { stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2) };
+}
+
+/**
+ * AdamW (decoupled): param *= 1 - lr * weightDecay; Adam: g = grad + weightDecay * param.
+ * m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  amsgrad: vMax = max(vMax, v)
+ * param -= (lr / bc1) * m / (sqrt(v or vMax) / sqrt(bc2) + eps)
+ */
+export function adamStep(
+  param: RawTensor,
+  grad: RawTensor,
+  expAvg: RawTensor,
+  expAvgSq: RawTensor,
+  maxExpAvgSq: RawTensor | null,
+  options: AdamStepOptions,
+): void {
+  checkStateTensors("adamStep", param, [grad, expAvg, expAvgSq, maxExpAvgSq]);
+  const { lr, beta1, beta2, eps, weightDecay, decoupledWeightDecay, amsgrad } = options;
+  if (amsgrad && maxExpAvgSq === null) {
+    throw new ValueError("adamStep", "amsgrad needs the maxExpAvgSq buffer", "maxExpAvgSq");
+  }
+  const { stepSize, sqrtBc2 } = biasCorrections(options);
+  const p = elements("adamStep", param);
+  const g = elements("adamStep", grad);
+  const m = elements("adamStep", expAvg);
+  const v = elements("adamStep", expAvgSq);
+  const vMax = maxExpAvgSq === null ? null : elements("adamStep", maxExpAvgSq);
+  for (let i = 0; i < p.length; i++) {
+    let value = p[i]!;
+    let gradient = g[i]!;
+    if (decoupledWeightDecay) value *= 1 - lr * weightDecay;
+    else gradient += weightDecay * value;
+    const mean = beta1 * m[i]! + (1 - beta1) * gradient;
+    const variance = beta2 * v[i]! + (1 - beta2) * gradient * gradient;
+    m[i] = mean;
+    v[i] = variance;
+    let second = variance;
+    if (amsgrad && vMax !== null) {
+      second = Math.max(vMax[i]!, variance);
+      vMax[i] = second;
+    }
+    p[i] = value - (stepSize * mean) / (Math.sqrt(second) / sqrtBc2 + eps);
+  }
+}

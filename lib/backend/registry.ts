@@ -1,0 +1,45 @@
+// Device names and the backend behind each: "cpu" (native addon), "reference" (plain
+// TypeScript, the oracle) and "cuda[:n]" (not built yet: asking for it says so).
+
+import { DeviceError, ValueError } from "../errors.js";
+import type { Backend } from "./backend.js";
+import { cpuBackend } from "./cpu/index.js";
+import { referenceBackend } from "./reference/index.js";
+
+export type Device = "cpu" | "reference" | `cuda:${number}`;
+
+/** Accepts "cpu", "reference", "cuda" and "cuda:N"; returns the canonical name. */
+export function parseDevice(device: string): Device {
+  if (device === "cpu" || device === "reference") return device;
+  const match = /^cuda(?::(\d+))?$/.exec(device);
+  if (match !== null) return `cuda:${Number(match[1] ?? 0)}`;
+  throw new ValueError(
+    "device",
+    `unknown device '${device}' (expected "cpu", "reference", "cuda" or "cuda:N")`,
+    "device",
+  );
+}
+
+export function backendFor(device: Device): Backend {
+  if (device === "cpu") return cpuBackend;
+  if (device === "reference") return referenceBackend;
+  throw new DeviceError(
+    "device",
+    `${device} is not available: this build of deepnode has no CUDA backend yet; ` +
+      `use device "cpu"`,
+    [device],
+  );
+}
+
+let defaultDevice: Device = "cpu";
+
+export function getDefaultDevice(): Device {
+  return defaultDevice;
+}
+
+/** The device new tensors go to when no device is given. */
+export function setDefaultDevice(device: string): void {
+  const parsed = parseDevice(device);
+  backendFor(parsed);
+  defaultDevice = parsed;
+}

@@ -1,0 +1,130 @@
+// Every error deepnode throws: typed, with fields that name the operation and the
+// offending shapes, dtypes or devices, so callers can branch on them and users can read them.
+
+export type Shape = readonly number[];
+
+export function formatShape(shape: Shape): string {
+  return `[${shape.join(", ")}]`;
+}
+
+/** Base class of every deepnode error; `code` is stable across versions. */
+export class DeepnodeError extends Error {
+  readonly code: string;
+  readonly op: string | undefined;
+
+  constructor(code: string, message: string, op?: string) {
+    super(op === undefined ? message : `${op}: ${message}`);
+    this.name = new.target.name;
+    this.code = code;
+    this.op = op;
+  }
+}
+
+/** Shapes that do not fit the operation; `shapes` holds every shape involved. */
+export class ShapeError extends DeepnodeError {
+  readonly shapes: Shape[];
+  readonly dim: number | undefined;
+
+  constructor(op: string, message: string, shapes: Shape[] = [], dim?: number) {
+    super("ERR_SHAPE", message, op);
+    this.shapes = shapes;
+    this.dim = dim;
+  }
+}
+
+/** A dtype the operation does not accept. */
+export class DTypeError extends DeepnodeError {
+  readonly dtypes: string[];
+
+  constructor(op: string, message: string, dtypes: string[] = []) {
+    super("ERR_DTYPE", message, op);
+    this.dtypes = dtypes;
+  }
+}
+
+/** Tensors on different devices, or a device that cannot be used. */
+export class DeviceError extends DeepnodeError {
+  readonly devices: string[];
+
+  constructor(op: string, message: string, devices: string[] = []) {
+    super("ERR_DEVICE", message, op);
+    this.devices = devices;
+  }
+}
+
+/** A primitive a backend does not implement, or a feature not built yet. */
+export class NotSupportedError extends DeepnodeError {
+  constructor(op: string, message: string) {
+    super("ERR_NOT_SUPPORTED", message, op);
+  }
+}
+
+/** An argument with a bad value: names the parameter, what was expected and what came. */
+export class ValueError extends DeepnodeError {
+  readonly param: string | undefined;
+
+  constructor(op: string, message: string, param?: string) {
+    super("ERR_VALUE", message, op);
+    this.param = param;
+  }
+}
+
+/** An index outside its range (a class label, a gather index). */
+export class IndexError extends DeepnodeError {
+  constructor(op: string, message: string) {
+    super("ERR_INDEX", message, op);
+  }
+}
+
+/** Misuse of a tensor's lifetime or of the autograd graph. */
+export class StateError extends DeepnodeError {
+  constructor(op: string, message: string) {
+    super("ERR_STATE", message, op);
+  }
+}
+
+/** A failure reported by native code: `nativeCode` is the code the addon gave. */
+export class NativeError extends DeepnodeError {
+  readonly nativeCode: string;
+
+  constructor(op: string, message: string, nativeCode: string) {
+    super("ERR_NATIVE", message, op);
+    this.nativeCode = nativeCode;
+  }
+}
+
+/** A file that cannot be read as what it claims to be (safetensors, IDX, checkpoint). */
+export class FormatError extends DeepnodeError {
+  readonly path: string | undefined;
+
+  constructor(op: string, message: string, path?: string) {
+    super("ERR_FORMAT", message, op);
+    this.path = path;
+  }
+}
+
+/** Wrong state-dict keys or shapes; lists all of them at once. */
+export class StateDictError extends DeepnodeError {
+  readonly missing: string[];
+  readonly unexpected: string[];
+  readonly mismatched: { key: string; expected: Shape; got: Shape }[];
+
+  constructor(
+    missing: string[],
+    unexpected: string[],
+    mismatched: { key: string; expected: Shape; got: Shape }[],
+  ) {
+    const parts: string[] = [];
+    if (missing.length > 0) parts.push(`missing keys: ${missing.join(", ")}`);
+    if (unexpected.length > 0) parts.push(`unexpected keys: ${unexpected.join(", ")}`);
+    for (const m of mismatched) {
+      parts.push(
+        `size mismatch for ${m.key}: expected ${formatShape(m.expected)}, got ${formatShape(m.got)}`,
+      );
+    }
+    super("ERR_STATE_DICT", parts.join("; "), "loadStateDict");
+    this.missing = missing;
+    this.unexpected = unexpected;
+    this.mismatched = mismatched;
+  }
+}

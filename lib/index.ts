@@ -1,0 +1,20 @@
+// deepnode's public API.
+export { Tensor, tensor, fromTypedArray } from "./tensor.js";
+export type { TensorOptions, NestedArray, TensorLike, Device } from "./tensor.js";
+export { zeros, ones, full, arange, rand, randn } from "./ops/creation.js";
+export type { CreationOptions } from "./ops/creation.js";
+export { where, cast } from "./ops/elementwise.js";
+export { matmul } from "./ops/linalg.js";
+export { noGrad, enableGrad, isGradEnabled } from "./autograd/grad-mode.js";
+export { gradcheck } from "./autograd/gradcheck.js";
+export { scope, keep, liveTensors, memoryInfo } from "./memory.js";
+export { manualSeed, getRngState, setRngState } from "./random.js";
+export { setDefaultDevice, getDefaultDevice } from "./backend/registry.js";
+export type { DType } from "./dtype.js";
+export * from "./errors.js";
+export * as nn from "./nn/index.js";
+export * as optim from "./optim/index.js";
+export * as F from "./nn/functional.js";
+export * as data from "./data/index.js";
+export * as io from "./io/index.js";
+export { setNumThreads, getNumThreads, setFlushDenormal, buildInfo } from "./runtime.js";

@@ -1,0 +1,2 @@
+// The io namespace: safetensors files, written atomically.
+export * from "./safetensors.js";

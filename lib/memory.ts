@@ -1,0 +1,109 @@
+// Tensor lifetimes: a live-tensor counter tests can read, scope(fn) which disposes every
+// tensor created inside that is not returned, keep(t) to let a tensor outlive its scope,
+// and a FinalizationRegistry backstop that counts tensors the GC collected undisposed.
+// CPU storage is a typed array owned by JavaScript, so V8 already accounts its bytes as
+// external memory and frees them once no tensor (or view) refers to them.
+
+import { ValueError } from "./errors.js";
+
+/** What memory.ts needs of a tensor; Tensor implements it. */
+export interface Disposable {
+  dispose(): void;
+  readonly isDisposed: boolean;
+}
+
+let created = 0;
+let disposed = 0;
+let collected = 0;
+
+const finalizer = new FinalizationRegistry<undefined>(() => {
+  collected++;
+});
+
+const scopes: Set<Disposable>[] = [];
+
+/** Called by every new tensor. */
+export function trackTensor(t: Disposable): void {
+  created++;
+  finalizer.register(t, undefined, t);
+  scopes[scopes.length - 1]?.add(t);
+}
+
+/** Called once by Tensor.dispose(). */
+export function untrackTensor(t: Disposable): void {
+  disposed++;
+  finalizer.unregister(t);
+  for (const s of scopes) s.delete(t);
+}
+
+export interface MemoryInfo {
+  liveTensors: number; // created, not disposed and not yet collected by the GC
+  created: number;
+  disposed: number;
+  collected: number; // collected by the GC without dispose()
+}
+
+export function memoryInfo(): MemoryInfo {
+  return { liveTensors: created - disposed - collected, created, disposed, collected };
+}
+
+/** Number of tensors alive now (created, not disposed, not collected). */
+export function liveTensors(): number {
+  return created - disposed - collected;
+}
+
+/** Lets tensors outlive the scope they were created in; returns its argument. */
+export function keep<T>(value: T): T {
+  forEachDisposable(value, (t) => {
+    for (const s of scopes) s.delete(t);
+  });
+  return value;
+}
+
+function forEachDisposable(value: unknown, visit: (t: Disposable) => void, seen = new Set<unknown>()): void {
+  if (value === null || typeof value !== "object" || seen.has(value)) return;
+  seen.add(value);
+  if (isDisposable(value)) {
+    visit(value);
+    return;
+  }
+  if (value instanceof Map) {
+    for (const v of value.values()) forEachDisposable(v, visit, seen);
+    return;
+  }
+  if (ArrayBuffer.isView(value)) return;
+  for (const v of Array.isArray(value) ? value : Object.values(value)) forEachDisposable(v, visit, seen);
+}
+
+function isDisposable(value: object): value is Disposable {
+  return typeof (value as Disposable).dispose === "function" && "isDisposed" in value;
+}
+
+/**
+ * Runs fn and disposes every tensor created inside it, except those reachable from
+ * its result (a tensor, or arrays, maps and plain objects holding tensors) and those
+ * passed to keep(). Scopes nest; fn must be synchronous.
+ */
+export function scope<T>(fn: () => T): T {
+  const tracked = new Set<Disposable>();
+  scopes.push(tracked);
+  let result: T;
+  try {
+    result = fn();
+  } catch (error) {
+    scopes.pop();
+    for (const t of tracked) t.dispose();
+    throw error;
+  }
+  scopes.pop();
+  if (result instanceof Promise) {
+    throw new ValueError("scope", "fn must be synchronous; it returned a promise", "fn");
+  }
+  const keepers = new Set<Disposable>();
+  forEachDisposable(result, (t) => keepers.add(t));
+  for (const t of tracked) {
+    if (keepers.has(t)) scopes[scopes.length - 1]?.add(t);
+    else t.dispose();
+  }
+  return result;
+}

@@ -1,0 +1,7 @@
+// The nn namespace: modules, parameters, the functional layer (F) and init.
+export { Module } from "./module.js";
+export { Parameter } from "./parameter.js";
+export { Linear, Conv2d, MaxPool2d, Dropout, Flatten, ReLU, Sequential } from "./layers.js";
+export type { FactoryOptions, Conv2dModuleOptions } from "./layers.js";
+export * as functional from "./functional.js";
+export * as init from "./init.js";

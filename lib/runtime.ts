@@ -1,0 +1,38 @@
+// Process-wide settings of the cpu backend and what the build contains.
+
+import type { NativeInfo } from "../binding.js";
+import { native, nativeAvailable } from "./backend/native.js";
+import { ValueError } from "./errors.js";
+
+/** Threads the cpu kernels use (default: the number of cores, or DEEPNODE_NUM_THREADS). */
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new ValueError("setNumThreads", `n must be a positive integer, got ${n}`, "n");
+  native().setNumThreads(n);
+}
+
+export function getNumThreads(): number {
+  return native().getNumThreads();
+}
+
+/**
+ * Flush-to-zero and denormals-are-zero in the cpu kernels (on by default, as
+ * TensorFlow does): subnormal floats make recurrent layers several times slower.
+ */
+export function setFlushDenormal(on: boolean): void {
+  native().setFlushDenormal(on);
+}
+
+export interface BuildInfo {
+  native: NativeInfo | null;
+  devices: string[];
+  cuda: { available: false; reason: string };
+}
+
+export function buildInfo(): BuildInfo {
+  const available = nativeAvailable();
+  return {
+    native: available ? native().info() : null,
+    devices: available ? ["cpu", "reference"] : ["reference"],
+    cuda: { available: false, reason: "this build of deepnode has no CUDA backend yet" },
+  };
+}

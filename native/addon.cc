@@ -1,0 +1,205 @@
+// The addon's entry points (the manifest mirrored by binding.d.ts): one generic kernel
+// entry, `run`, plus a few for configuration and introspection. State lives in the
+// environment's instance data, so the addon works in worker threads.
+#include <napi.h>
+
+#include <thread>
+
+#include "core/cpu_features.h"
+#include "core/kernel.h"
+#include "core/threadpool.h"
+
+namespace deepnode {
+namespace {
+
+int defaultThreadCount() {
+  if (const char* env = std::getenv("DEEPNODE_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+struct EnvState {
+  std::unique_ptr<ThreadPool> pool;
+  bool flushDenormal = true;
+
+  ThreadPool& getPool() {
+    if (!pool) {
+      pool = std::make_unique<ThreadPool>(defaultThreadCount());
+      pool->setFlushDenormal(flushDenormal);
+    }
+    return *pool;
+  }
+};
+
+EnvState& state(const Napi::Env& env) { return *env.GetInstanceData<EnvState>(); }
+
+Napi::Error makeError(const Napi::Env& env, const std::string& code, const std::string& message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+Buffer toBuffer(const Napi::Env& env, const Napi::Value& value, size_t index) {
+  Buffer buffer;
+  if (value.IsNull() || value.IsUndefined()) return buffer;
+  if (!value.IsTypedArray()) {
+    throw makeError(env, "ERR_ARGUMENT", "buffer " + std::to_string(index) + " must be a typed array");
+  }
+  Napi::TypedArray array = value.As<Napi::TypedArray>();
+  switch (array.TypedArrayType()) {
+    case napi_float32_array: buffer.dtype = DType::Float32; break;
+    case napi_float64_array: buffer.dtype = DType::Float64; break;
+    case napi_int32_array: buffer.dtype = DType::Int32; break;
+    case napi_uint8_array: buffer.dtype = DType::UInt8; break;
+    case napi_int8_array: buffer.dtype = DType::Int8; break;
+    default:
+      throw makeError(env, "ERR_DTYPE", "buffer " + std::to_string(index) + " has an unsupported typed array type");
+  }
+  buffer.size = static_cast<int64_t>(array.ElementLength());
+  uint8_t* base = static_cast<uint8_t*>(array.ArrayBuffer().Data());
+  buffer.data = base == nullptr ? nullptr : base + array.ByteOffset();
+  return buffer;
+}
+
+AttrValue toAttr(const Napi::Env& env, const std::string& name, const Napi::Value& value) {
+  AttrValue attr;
+  if (value.IsNumber()) {
+    attr.kind = AttrValue::Kind::Number;
+    attr.number = value.As<Napi::Number>().DoubleValue();
+  } else if (value.IsBoolean()) {
+    attr.kind = AttrValue::Kind::Bool;
+    attr.boolean = value.As<Napi::Boolean>().Value();
+  } else if (value.IsString()) {
+    attr.kind = AttrValue::Kind::String;
+    attr.string = value.As<Napi::String>().Utf8Value();
+  } else if (value.IsArray()) {
+    attr.kind = AttrValue::Kind::List;
+    Napi::Array array = value.As<Napi::Array>();
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      Napi::Value item = array.Get(i);
+      if (!item.IsNumber()) throw makeError(env, "ERR_ARGUMENT", "attribute '" + name + "' must hold numbers");
+      attr.list.push_back(item.As<Napi::Number>().DoubleValue());
+    }
+  } else {
+    throw makeError(env, "ERR_ARGUMENT", "attribute '" + name + "' has an unsupported type");
+  }
+  return attr;
+}
+
+// run(op: string, buffers: (TypedArray | null)[], attrs: object): void
+Napi::Value Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsObject()) {
+    throw makeError(env, "ERR_ARGUMENT", "run(op, buffers, attrs): expected a string, an array and an object");
+  }
+
+  KernelCall call;
+  call.op = info[0].As<Napi::String>().Utf8Value();
+  const auto& table = kernelTable();
+  auto it = table.find(call.op);
+  if (it == table.end()) throw makeError(env, "ERR_NOT_SUPPORTED", "no native kernel named '" + call.op + "'");
+
+  Napi::Array buffers = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < buffers.Length(); ++i) call.buffers.push_back(toBuffer(env, buffers.Get(i), i));
+
+  Napi::Object attrs = info[2].As<Napi::Object>();
+  Napi::Array names = attrs.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+    call.attrs[name] = toAttr(env, name, attrs.Get(name));
+  }
+
+  EnvState& st = state(env);
+  ThreadPool& pool = st.getPool();
+  setCurrentPool(&pool);
+  try {
+    DenormalGuard guard(st.flushDenormal);
+    it->second(call);
+  } catch (const KernelError& e) {
+    setCurrentPool(nullptr);
+    throw makeError(env, e.code, e.what());
+  } catch (const std::bad_alloc&) {
+    setCurrentPool(nullptr);
+    throw makeError(env, "ERR_OUT_OF_MEMORY", call.op + ": out of memory for scratch space");
+  } catch (const std::exception& e) {
+    setCurrentPool(nullptr);
+    throw makeError(env, "ERR_NATIVE", call.op + ": " + e.what());
+  }
+  setCurrentPool(nullptr);
+  return env.Undefined();
+}
+
+Napi::Value Kernels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array names = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const auto& entry : kernelTable()) names.Set(i++, Napi::String::New(env, entry.first));
+  return names;
+}
+
+Napi::Array toStringArray(const Napi::Env& env, const std::vector<std::string>& items) {
+  Napi::Array array = Napi::Array::New(env, items.size());
+  for (size_t i = 0; i < items.size(); ++i) array.Set(static_cast<uint32_t>(i), items[i]);
+  return array;
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("version", DEEPNODE_VERSION_STRING);
+  out.Set("compiler", "g++ " __VERSION__);
+  out.Set("simd", toStringArray(env, compiledSimd()));
+  out.Set("cpuFeatures", toStringArray(env, detectedCpuFeatures()));
+  out.Set("gemmKernel", gemmKernelName());
+  return out;
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsNumber()) throw makeError(env, "ERR_ARGUMENT", "setNumThreads(n): n must be a number");
+  int n = info[0].As<Napi::Number>().Int32Value();
+  if (n < 1 || n > 1024) throw makeError(env, "ERR_VALUE", "setNumThreads: n must be in [1, 1024], got " + std::to_string(n));
+  EnvState& st = state(env);
+  st.pool = std::make_unique<ThreadPool>(n);
+  st.pool->setFlushDenormal(st.flushDenormal);
+  return env.Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), state(info.Env()).getPool().size());
+}
+
+Napi::Value SetFlushDenormal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsBoolean()) throw makeError(env, "ERR_ARGUMENT", "setFlushDenormal(on): on must be a boolean");
+  EnvState& st = state(env);
+  st.flushDenormal = info[0].As<Napi::Boolean>().Value();
+  if (st.pool) st.pool->setFlushDenormal(st.flushDenormal);
+  return env.Undefined();
+}
+
+Napi::Value GetFlushDenormal(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), state(info.Env()).flushDenormal);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new EnvState());  // freed by node-addon-api's default finalizer at env teardown
+  exports.Set("run", Napi::Function::New(env, Run, "run"));
+  exports.Set("kernels", Napi::Function::New(env, Kernels, "kernels"));
+  exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("setFlushDenormal", Napi::Function::New(env, SetFlushDenormal, "setFlushDenormal"));
+  exports.Set("getFlushDenormal", Napi::Function::New(env, GetFlushDenormal, "getFlushDenormal"));
+  return exports;
+}
+
+}  // namespace
+}  // namespace deepnode
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return deepnode::Init(env, exports); }
+
+NODE_API_MODULE(deepnode, InitAddon)

@@ -1,0 +1,85 @@
+// The calling convention of every native kernel: a list of buffers (borrowed typed
+// arrays, outputs first) and named attributes, both checked before any memory is
+// touched. Kernels throw KernelError on bad input; the binding turns it into a JS
+// error, so native code never aborts the process.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace deepnode {
+
+enum class DType { Float32, Float64, Int32, UInt8, Int8 };
+
+const char* dtypeName(DType dtype);
+size_t dtypeSize(DType dtype);
+
+// Error raised by kernels; `code` is stable (ERR_SHAPE, ERR_DTYPE, ERR_VALUE,
+// ERR_NOT_SUPPORTED, ERR_INDEX) and the message names the op and what was wrong.
+class KernelError : public std::runtime_error {
+ public:
+  KernelError(std::string code, const std::string& message) : std::runtime_error(message), code(std::move(code)) {}
+  std::string code;
+};
+
+struct Buffer {
+  void* data = nullptr;
+  int64_t size = 0;  // elements
+  DType dtype = DType::Float32;
+
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data);
+  }
+};
+
+using Shape = std::vector<int64_t>;
+
+int64_t numel(const Shape& shape);
+std::string shapeString(const Shape& shape);
+
+struct AttrValue {
+  enum class Kind { Number, Bool, String, List } kind = Kind::Number;
+  double number = 0;
+  bool boolean = false;
+  std::string string;
+  std::vector<double> list;
+};
+
+class KernelCall {
+ public:
+  std::string op;
+  std::vector<Buffer> buffers;
+  std::map<std::string, AttrValue> attrs;
+
+  // Buffer `index`, checked to exist and to have `dtype`; `role` names it in errors.
+  const Buffer& buffer(size_t index, const char* role) const;
+  const Buffer& buffer(size_t index, const char* role, DType dtype) const;
+  bool hasBuffer(size_t index) const { return index < buffers.size() && buffers[index].data != nullptr; }
+
+  // Checks that buffer `index` holds exactly `expected` elements.
+  void expectSize(size_t index, const char* role, int64_t expected) const;
+
+  bool has(const std::string& name) const { return attrs.count(name) != 0; }
+  double number(const std::string& name) const;
+  double number(const std::string& name, double fallback) const;
+  int64_t integer(const std::string& name) const;
+  int64_t integer(const std::string& name, int64_t fallback) const;
+  bool flag(const std::string& name, bool fallback) const;
+  std::string string(const std::string& name) const;
+  Shape shape(const std::string& name) const;  // a list of non-negative integers
+  std::vector<int64_t> ints(const std::string& name) const;
+
+  [[noreturn]] void fail(const std::string& code, const std::string& message) const;
+};
+
+using KernelFn = void (*)(KernelCall& call);
+
+// All kernels, by op name. Filled by the register* functions listed in registry.cc.
+const std::map<std::string, KernelFn>& kernelTable();
+
+}  // namespace deepnode

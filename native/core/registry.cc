@@ -1,0 +1,40 @@
+// The manifest of native kernels: name -> function. binding.d.ts declares the same
+// names (NativeKernels), and test/binding.test.ts checks that the two agree.
+#include "../cpu/kernels.h"
+#include "kernel.h"
+
+namespace deepnode {
+
+const std::map<std::string, KernelFn>& kernelTable() {
+  static const std::map<std::string, KernelFn> table = {
+      {"fill", cpu::fill},
+      {"cast", cpu::cast},
+      {"rand_uniform", cpu::randUniform},
+      {"rand_normal", cpu::randNormal},
+      {"dropout", cpu::dropout},
+      {"unary", cpu::unary},
+      {"binary", cpu::binary},
+      {"where", cpu::where},
+      {"expand", cpu::expand},
+      {"permute", cpu::permute},
+      {"reduce", cpu::reduce},
+      {"arg_reduce", cpu::argReduce},
+      {"matmul", cpu::matmul},
+      {"conv2d", cpu::conv2d},
+      {"conv2d_backward_data", cpu::conv2dBackwardData},
+      {"conv2d_backward_weight", cpu::conv2dBackwardWeight},
+      {"max_pool2d", cpu::maxPool2d},
+      {"max_pool2d_backward", cpu::maxPool2dBackward},
+      {"softmax", cpu::softmax},
+      {"softmax_backward", cpu::softmaxBackward},
+      {"gather", cpu::gather},
+      {"scatter_add", cpu::scatterAdd},
+      {"nll_loss", cpu::nllLoss},
+      {"nll_loss_backward", cpu::nllLossBackward},
+      {"sgd_step", cpu::sgdStep},
+      {"adam_step", cpu::adamStep},
+  };
+  return table;
+}
+
+}  // namespace deepnode

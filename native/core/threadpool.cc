@@ -1,0 +1,144 @@
+// Fork-join pool: workers sleep on a condition variable and take task indices from a
+// shared counter, so uneven tasks balance themselves.
+#include "threadpool.h"
+
+#include <algorithm>
+#include <atomic>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define DEEPNODE_HAS_MXCSR 1
+#endif
+
+namespace deepnode {
+
+namespace {
+thread_local ThreadPool* tlsPool = nullptr;
+thread_local bool tlsInParallel = false;
+}  // namespace
+
+DenormalGuard::DenormalGuard(bool on) {
+#ifdef DEEPNODE_HAS_MXCSR
+  if (!on) return;
+  saved_ = _mm_getcsr();
+  _mm_setcsr(saved_ | 0x8040);  // FTZ (bit 15) and DAZ (bit 6)
+  active_ = true;
+#else
+  (void)on;
+#endif
+}
+
+DenormalGuard::~DenormalGuard() {
+#ifdef DEEPNODE_HAS_MXCSR
+  if (active_) _mm_setcsr(saved_);
+#endif
+}
+
+ThreadPool::ThreadPool(int numThreads) {
+  int extra = std::max(0, numThreads - 1);
+  for (int i = 0; i < extra; ++i) workers_.emplace_back([this, i] { workerLoop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::setFlushDenormal(bool on) { flushDenormal_ = on; }
+
+void ThreadPool::workerLoop(int /*index*/) {
+  uint64_t seen = 0;
+  for (;;) {
+    const std::function<void(int64_t)>* job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      job = job_;
+    }
+    DenormalGuard guard(flushDenormal_);
+    tlsInParallel = true;
+    for (;;) {
+      int64_t task;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        // A worker that woke late may find that run() has already returned and a newer job
+        // has started; `job` would then dangle, so it takes tasks only from its own generation.
+        if (generation_ != seen || nextTask_ >= numTasks_) break;
+        task = nextTask_++;
+      }
+      (*job)(task);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (++finished_ == numTasks_) done_.notify_all();
+    }
+    tlsInParallel = false;
+  }
+}
+
+void ThreadPool::run(int64_t numTasks, const std::function<void(int64_t)>& fn) {
+  if (numTasks <= 0) return;
+  if (workers_.empty() || numTasks == 1) {
+    for (int64_t t = 0; t < numTasks; ++t) fn(t);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = &fn;
+    numTasks_ = numTasks;
+    nextTask_ = 0;
+    finished_ = 0;
+    ++generation_;
+  }
+  wake_.notify_all();
+
+  tlsInParallel = true;
+  for (;;) {
+    int64_t task;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (nextTask_ >= numTasks_) break;
+      task = nextTask_++;
+    }
+    fn(task);
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++finished_;
+  }
+  tlsInParallel = false;
+
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_.wait(lock, [&] { return finished_ == numTasks_; });
+  job_ = nullptr;
+}
+
+ThreadPool* currentPool() { return tlsPool; }
+void setCurrentPool(ThreadPool* pool) { tlsPool = pool; }
+
+int maxThreads() {
+  if (tlsInParallel || tlsPool == nullptr) return 1;
+  return tlsPool->size();
+}
+
+void parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  int threads = maxThreads();
+  int64_t maxChunks = (n + grain - 1) / grain;
+  int64_t chunks = std::min<int64_t>(maxChunks, threads);
+  if (chunks <= 1) {
+    fn(0, n);
+    return;
+  }
+  int64_t per = (n + chunks - 1) / chunks;
+  tlsPool->run(chunks, [&](int64_t c) {
+    int64_t begin = c * per;
+    int64_t end = std::min(n, begin + per);
+    if (begin < end) fn(begin, end);
+  });
+}
+
+}  // namespace deepnode

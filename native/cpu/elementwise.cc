@@ -1,0 +1,766 @@
+// Element-wise kernels: unary maps, binary ops with numpy broadcasting, where, expand
+// and permute. Broadcasting is planned once per call: size-1 dims are dropped and dims
+// that stay contiguous for every operand are merged, so that the work is a list of rows
+// whose operands each either advance (stride 1) or repeat one value (stride 0). The
+// per-row loops are simple enough to vectorise and are cloned per ISA (target_clones).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../core/threadpool.h"
+#include "kernels.h"
+
+#if defined(__x86_64__) && !defined(DEEPNODE_NO_CLONES)
+#define DEEPNODE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DEEPNODE_CLONES
+#endif
+
+namespace deepnode::cpu {
+
+namespace {
+
+constexpr int64_t kGrain = 32 * 1024;  // elements per task: below this a loop stays on one thread
+constexpr int kMaxOperands = 3;
+
+// ---------------------------------------------------------------------------------------
+// Broadcast planning
+
+// The output shape after dropping size-1 dims and merging contiguous runs, with each
+// operand's element stride per dim (0 where it is broadcast). Never empty: a scalar
+// output is one dim of size 1.
+struct BroadcastPlan {
+  Shape shape;
+  std::vector<int64_t> strides[kMaxOperands];
+  int operands = 0;
+  int64_t numel = 0;
+};
+
+// Fails with ERR_SHAPE unless `in` broadcasts to `out` (right-aligned, each dim equal or 1).
+void checkBroadcast(const KernelCall& call, const Shape& out, const Shape& in, const char* role) {
+  bool ok = in.size() <= out.size();
+  for (size_t i = 0; ok && i < in.size(); ++i) {
+    int64_t d = in[in.size() - 1 - i];
+    ok = d == 1 || d == out[out.size() - 1 - i];
+  }
+  if (!ok) {
+    call.fail("ERR_SHAPE", std::string("cannot broadcast ") + role + " of shape " + shapeString(in) + " to " +
+                               shapeString(out));
+  }
+}
+
+// Element strides of `in` aligned to out's dims, 0 where `in` is broadcast.
+std::vector<int64_t> alignedStrides(const Shape& out, const Shape& in) {
+  std::vector<int64_t> strides(out.size(), 0);
+  int64_t stride = 1;
+  for (size_t i = 0; i < in.size(); ++i) {
+    size_t inDim = in.size() - 1 - i, outDim = out.size() - 1 - i;
+    strides[outDim] = in[inDim] == 1 ? 0 : stride;
+    stride *= in[inDim];
+  }
+  return strides;
+}
+
+BroadcastPlan planBroadcast(const Shape& out, const std::vector<Shape>& ins) {
+  BroadcastPlan plan;
+  plan.operands = static_cast<int>(ins.size());
+  plan.numel = numel(out);
+  std::vector<int64_t> full[kMaxOperands];
+  for (int k = 0; k < plan.operands; ++k) full[k] = alignedStrides(out, ins[k]);
+
+  for (size_t d = 0; d < out.size(); ++d) {
+    if (out[d] == 1) continue;
+    bool merge = !plan.shape.empty();
+    for (int k = 0; merge && k < plan.operands; ++k) merge = plan.strides[k].back() == full[k][d] * out[d];
+    if (merge) {
+      plan.shape.back() *= out[d];
+      for (int k = 0; k < plan.operands; ++k) plan.strides[k].back() = full[k][d];
+      continue;
+    }
+    plan.shape.push_back(out[d]);
+    for (int k = 0; k < plan.operands; ++k) plan.strides[k].push_back(full[k][d]);
+  }
+  if (plan.shape.empty()) {
+    plan.shape.push_back(1);
+    for (int k = 0; k < plan.operands; ++k) plan.strides[k].push_back(0);
+  }
+  return plan;
+}
+
+// Calls fn(outOffset, inOffsets, length) for runs of the innermost dim, split across
+// threads by element count so one long row is shared too. Within a run operand k
+// advances by plan.strides[k].back() (0 or 1) per element.
+template <typename RowFn>
+void forEachRun(const BroadcastPlan& plan, RowFn&& fn) {
+  if (plan.numel == 0) return;
+  const int64_t inner = plan.shape.back();
+  const int outerDims = static_cast<int>(plan.shape.size()) - 1;
+  parallelFor(plan.numel, kGrain, [&](int64_t begin, int64_t end) {
+    int64_t row = begin / inner, col = begin % inner;
+    while (begin < end) {
+      int64_t offsets[kMaxOperands] = {0, 0, 0};
+      int64_t rest = row;
+      for (int d = outerDims - 1; d >= 0; --d) {
+        int64_t i = rest % plan.shape[d];
+        rest /= plan.shape[d];
+        for (int k = 0; k < plan.operands; ++k) offsets[k] += i * plan.strides[k][d];
+      }
+      for (int k = 0; k < plan.operands; ++k) offsets[k] += col * plan.strides[k].back();
+      int64_t length = std::min(inner - col, end - begin);
+      fn(begin, offsets, length);
+      begin += length;
+      ++row;
+      col = 0;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Binary ops
+
+enum class BinaryOp {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum, FloorDiv, Remainder,
+  Eq, Ne, Lt, Le, Gt, Ge, ReluBackward, SigmoidBackward, TanhBackward,
+};
+
+struct NamedBinaryOp {
+  const char* name;
+  BinaryOp op;
+};
+
+const NamedBinaryOp kBinaryOps[] = {
+    {"add", BinaryOp::Add}, {"sub", BinaryOp::Sub}, {"mul", BinaryOp::Mul}, {"div", BinaryOp::Div},
+    {"pow", BinaryOp::Pow}, {"maximum", BinaryOp::Maximum}, {"minimum", BinaryOp::Minimum},
+    {"floordiv", BinaryOp::FloorDiv}, {"remainder", BinaryOp::Remainder}, {"eq", BinaryOp::Eq},
+    {"ne", BinaryOp::Ne}, {"lt", BinaryOp::Lt}, {"le", BinaryOp::Le}, {"gt", BinaryOp::Gt}, {"ge", BinaryOp::Ge},
+    {"relu_backward", BinaryOp::ReluBackward}, {"sigmoid_backward", BinaryOp::SigmoidBackward},
+    {"tanh_backward", BinaryOp::TanhBackward},
+};
+
+bool isComparison(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::Ge; }
+
+// Integer arithmetic wraps modulo 2^bits, as PyTorch's does, without signed overflow.
+template <typename T>
+T wrap(uint64_t v) {
+  return static_cast<T>(static_cast<std::make_unsigned_t<T>>(v));
+}
+
+struct AddF {
+  template <typename T>
+  static T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) return wrap<T>(uint64_t(a) + uint64_t(b));
+    else return a + b;
+  }
+};
+struct SubF {
+  template <typename T>
+  static T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) return wrap<T>(uint64_t(a) - uint64_t(b));
+    else return a - b;
+  }
+};
+struct MulF {
+  template <typename T>
+  static T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) return wrap<T>(uint64_t(a) * uint64_t(b));
+    else return a * b;
+  }
+};
+struct DivF {
+  template <typename T>
+  static T apply(T a, T b) { return a / b; }
+};
+// Float pow in double, as the reference computes Math.pow; integer pow by squaring,
+// wrapping (negative exponents are rejected before the loop).
+struct PowF {
+  template <typename T>
+  static T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) {
+      uint64_t result = 1, base = uint64_t(a);
+      for (int64_t e = b; e > 0; e >>= 1) {
+        if (e & 1) result = uint32_t(result * base);
+        base = uint32_t(base * base);
+      }
+      return wrap<T>(result);
+    } else {
+      return static_cast<T>(std::pow(static_cast<double>(a), static_cast<double>(b)));
+    }
+  }
+};
+// maximum/minimum propagate NaN, as torch.maximum does.
+struct MaximumF {
+  template <typename T>
+  static T apply(T a, T b) { return (a > b || a != a) ? a : b; }
+};
+struct MinimumF {
+  template <typename T>
+  static T apply(T a, T b) { return (a < b || a != a) ? a : b; }
+};
+// Python floor division; the divisor is checked nonzero beforehand for integers, and
+// INT_MIN / -1 wraps instead of trapping.
+struct FloorDivF {
+  template <typename T>
+  static T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) {
+      if (b == -1) return wrap<T>(0 - uint64_t(a));
+      T q = static_cast<T>(a / b);
+      return (a % b != 0 && ((a < 0) != (b < 0))) ? static_cast<T>(q - 1) : q;
+    } else {
+      return static_cast<T>(std::floor(static_cast<double>(a) / static_cast<double>(b)));
+    }
+  }
+};
+// Remainder with the divisor's sign: a - floor(a / b) * b, as torch.remainder.
+struct RemainderF {
+  template <typename T>
+  static T apply(T a, T b) {
+    if constexpr (std::is_integral_v<T>) {
+      if (b == -1) return 0;
+      T r = static_cast<T>(a % b);
+      return (r != 0 && ((r < 0) != (b < 0))) ? static_cast<T>(r + b) : r;
+    } else {
+      double x = a, y = b;
+      return static_cast<T>(x - std::floor(x / y) * y);
+    }
+  }
+};
+struct EqF {
+  template <typename T>
+  static uint8_t apply(T a, T b) { return a == b; }
+};
+struct NeF {
+  template <typename T>
+  static uint8_t apply(T a, T b) { return a != b; }
+};
+struct LtF {
+  template <typename T>
+  static uint8_t apply(T a, T b) { return a < b; }
+};
+struct LeF {
+  template <typename T>
+  static uint8_t apply(T a, T b) { return a <= b; }
+};
+struct GtF {
+  template <typename T>
+  static uint8_t apply(T a, T b) { return a > b; }
+};
+struct GeF {
+  template <typename T>
+  static uint8_t apply(T a, T b) { return a >= b; }
+};
+// Gradient through relu: a where the input b is positive, else 0 (as PyTorch's threshold_backward).
+struct ReluBackwardF {
+  template <typename T>
+  static T apply(T a, T b) { return b > T(0) ? a : T(0); }
+};
+struct SigmoidBackwardF {
+  template <typename T>
+  static T apply(T a, T b) { return a * b * (T(1) - b); }
+};
+struct TanhBackwardF {
+  template <typename T>
+  static T apply(T a, T b) { return a * (T(1) - b * b); }
+};
+
+// The four shapes of a run: both operands advance, or one of them repeats one value.
+template <typename F, typename T, typename R>
+DEEPNODE_CLONES void binaryRunVV(R* __restrict out, const T* __restrict a, const T* __restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = F::apply(a[i], b[i]);
+}
+template <typename F, typename T, typename R>
+DEEPNODE_CLONES void binaryRunSV(R* __restrict out, T a, const T* __restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = F::apply(a, b[i]);
+}
+template <typename F, typename T, typename R>
+DEEPNODE_CLONES void binaryRunVS(R* __restrict out, const T* __restrict a, T b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = F::apply(a[i], b);
+}
+
+template <typename F, typename T>
+void binaryPlanned(const BroadcastPlan& plan, void* outData, const T* a, const T* b) {
+  using R = decltype(F::apply(T(), T()));
+  R* out = static_cast<R*>(outData);
+  const bool aMoves = plan.strides[0].back() != 0, bMoves = plan.strides[1].back() != 0;
+  forEachRun(plan, [&](int64_t o, const int64_t* in, int64_t n) {
+    if (aMoves && bMoves) binaryRunVV<F>(out + o, a + in[0], b + in[1], n);
+    else if (bMoves) binaryRunSV<F>(out + o, a[in[0]], b + in[1], n);
+    else if (aMoves) binaryRunVS<F>(out + o, a + in[0], b[in[1]], n);
+    else std::fill(out + o, out + o + n, F::apply(a[in[0]], b[in[1]]));
+  });
+}
+
+// Ops a dtype supports: float32 all; int32 the arithmetic and comparisons (div is cast
+// to float above this layer); uint8 (bool) comparisons and the logical and/or as
+// mul/minimum and maximum.
+bool binarySupports(DType dtype, BinaryOp op) {
+  switch (dtype) {
+    case DType::Float32: return true;
+    case DType::Int32:
+      return op != BinaryOp::Div && op != BinaryOp::ReluBackward && op != BinaryOp::SigmoidBackward &&
+             op != BinaryOp::TanhBackward;
+    case DType::UInt8:
+      return isComparison(op) || op == BinaryOp::Maximum || op == BinaryOp::Minimum || op == BinaryOp::Mul;
+    default: return false;
+  }
+}
+
+template <typename T>
+void binaryDispatch(BinaryOp op, const BroadcastPlan& plan, void* out, const T* a, const T* b) {
+  switch (op) {
+    case BinaryOp::Add: return binaryPlanned<AddF>(plan, out, a, b);
+    case BinaryOp::Sub: return binaryPlanned<SubF>(plan, out, a, b);
+    case BinaryOp::Mul: return binaryPlanned<MulF>(plan, out, a, b);
+    case BinaryOp::Div: return binaryPlanned<DivF>(plan, out, a, b);
+    case BinaryOp::Pow: return binaryPlanned<PowF>(plan, out, a, b);
+    case BinaryOp::Maximum: return binaryPlanned<MaximumF>(plan, out, a, b);
+    case BinaryOp::Minimum: return binaryPlanned<MinimumF>(plan, out, a, b);
+    case BinaryOp::FloorDiv: return binaryPlanned<FloorDivF>(plan, out, a, b);
+    case BinaryOp::Remainder: return binaryPlanned<RemainderF>(plan, out, a, b);
+    case BinaryOp::Eq: return binaryPlanned<EqF>(plan, out, a, b);
+    case BinaryOp::Ne: return binaryPlanned<NeF>(plan, out, a, b);
+    case BinaryOp::Lt: return binaryPlanned<LtF>(plan, out, a, b);
+    case BinaryOp::Le: return binaryPlanned<LeF>(plan, out, a, b);
+    case BinaryOp::Gt: return binaryPlanned<GtF>(plan, out, a, b);
+    case BinaryOp::Ge: return binaryPlanned<GeF>(plan, out, a, b);
+    case BinaryOp::ReluBackward: return binaryPlanned<ReluBackwardF>(plan, out, a, b);
+    case BinaryOp::SigmoidBackward: return binaryPlanned<SigmoidBackwardF>(plan, out, a, b);
+    case BinaryOp::TanhBackward: return binaryPlanned<TanhBackwardF>(plan, out, a, b);
+  }
+}
+
+// Instantiating every op for uint8 would only add dead code, so uint8 gets its own list.
+void binaryDispatchBool(BinaryOp op, const BroadcastPlan& plan, void* out, const uint8_t* a, const uint8_t* b) {
+  switch (op) {
+    case BinaryOp::Mul: return binaryPlanned<MulF>(plan, out, a, b);
+    case BinaryOp::Maximum: return binaryPlanned<MaximumF>(plan, out, a, b);
+    case BinaryOp::Minimum: return binaryPlanned<MinimumF>(plan, out, a, b);
+    case BinaryOp::Eq: return binaryPlanned<EqF>(plan, out, a, b);
+    case BinaryOp::Ne: return binaryPlanned<NeF>(plan, out, a, b);
+    case BinaryOp::Lt: return binaryPlanned<LtF>(plan, out, a, b);
+    case BinaryOp::Le: return binaryPlanned<LeF>(plan, out, a, b);
+    case BinaryOp::Gt: return binaryPlanned<GtF>(plan, out, a, b);
+    case BinaryOp::Ge: return binaryPlanned<GeF>(plan, out, a, b);
+    default: return;
+  }
+}
+
+BinaryOp parseBinaryOp(const KernelCall& call) {
+  std::string name = call.string("op");
+  for (const NamedBinaryOp& entry : kBinaryOps) {
+    if (name == entry.name) return entry.op;
+  }
+  call.fail("ERR_VALUE", "unknown binary op '" + name + "'");
+}
+
+// Integer division by zero and negative integer powers are errors, found before any write.
+void checkIntegerDivisor(const KernelCall& call, BinaryOp op, const Buffer& b, int64_t outNumel) {
+  if (outNumel == 0) return;
+  const int32_t* bs = b.as<int32_t>();
+  if (op == BinaryOp::FloorDiv || op == BinaryOp::Remainder) {
+    if (std::find(bs, bs + b.size, 0) != bs + b.size) call.fail("ERR_VALUE", "integer division by zero");
+  }
+  if (op == BinaryOp::Pow) {
+    if (std::any_of(bs, bs + b.size, [](int32_t e) { return e < 0; })) {
+      call.fail("ERR_VALUE", "integers to negative integer powers are not allowed");
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Unary ops
+
+enum class UnaryOp {
+  Neg, Exp, Log, Sqrt, Abs, Sign, Relu, Sigmoid, Tanh, Square, Reciprocal,
+  Sin, Cos, Floor, Ceil, Round, Affine, Pow, Clamp,
+};
+
+struct NamedUnaryOp {
+  const char* name;
+  UnaryOp op;
+};
+
+const NamedUnaryOp kUnaryOps[] = {
+    {"neg", UnaryOp::Neg}, {"exp", UnaryOp::Exp}, {"log", UnaryOp::Log}, {"sqrt", UnaryOp::Sqrt},
+    {"abs", UnaryOp::Abs}, {"sign", UnaryOp::Sign}, {"relu", UnaryOp::Relu}, {"sigmoid", UnaryOp::Sigmoid},
+    {"tanh", UnaryOp::Tanh}, {"square", UnaryOp::Square}, {"reciprocal", UnaryOp::Reciprocal},
+    {"sin", UnaryOp::Sin}, {"cos", UnaryOp::Cos}, {"floor", UnaryOp::Floor}, {"ceil", UnaryOp::Ceil},
+    {"round", UnaryOp::Round}, {"affine", UnaryOp::Affine}, {"pow", UnaryOp::Pow}, {"clamp", UnaryOp::Clamp},
+};
+
+UnaryOp parseUnaryOp(const KernelCall& call) {
+  std::string name = call.string("op");
+  for (const NamedUnaryOp& entry : kUnaryOps) {
+    if (name == entry.name) return entry.op;
+  }
+  call.fail("ERR_VALUE", "unknown unary op '" + name + "'");
+}
+
+// Parameters of affine, pow and clamp, in float as the float kernels use them.
+struct UnaryParams {
+  float alpha = 0, beta = 0;
+};
+
+template <typename F>
+DEEPNODE_CLONES void unaryRun(float* __restrict out, const float* __restrict x, int64_t n, UnaryParams p) {
+  for (int64_t i = 0; i < n; ++i) out[i] = F::apply(x[i], p);
+}
+
+#define DEEPNODE_UNARY(NAME, EXPR)                                 \
+  struct NAME {                                                    \
+    static float apply(float x, UnaryParams p) {                  \
+      (void)p;                                                     \
+      return EXPR;                                                 \
+    }                                                              \
+  }
+
+DEEPNODE_UNARY(NegU, -x);
+DEEPNODE_UNARY(ExpU, std::exp(x));
+DEEPNODE_UNARY(LogU, std::log(x));
+DEEPNODE_UNARY(SqrtU, std::sqrt(x));
+DEEPNODE_UNARY(AbsU, std::fabs(x));
+DEEPNODE_UNARY(SignU, static_cast<float>((0.0f < x) - (x < 0.0f)));  // sign(0) = 0, as PyTorch
+DEEPNODE_UNARY(ReluU, x < 0.0f ? 0.0f : x);                           // keeps NaN, as PyTorch
+// 1 / (1 + e^-x) never overflows into NaN: e^-x is inf for very negative x, giving 0.
+DEEPNODE_UNARY(SigmoidU, 1.0f / (1.0f + std::exp(-x)));
+DEEPNODE_UNARY(TanhU, std::tanh(x));
+DEEPNODE_UNARY(SquareU, x* x);
+DEEPNODE_UNARY(ReciprocalU, 1.0f / x);
+DEEPNODE_UNARY(SinU, std::sin(x));
+DEEPNODE_UNARY(CosU, std::cos(x));
+DEEPNODE_UNARY(FloorU, std::floor(x));
+DEEPNODE_UNARY(CeilU, std::ceil(x));
+DEEPNODE_UNARY(RoundU, std::nearbyint(x));  // half to even under the default rounding mode
+DEEPNODE_UNARY(AffineU, p.alpha* x + p.beta);
+DEEPNODE_UNARY(PowU, static_cast<float>(std::pow(static_cast<double>(x), static_cast<double>(p.alpha))));
+DEEPNODE_UNARY(SquarePowU, x* x);
+// min(max(x, alpha), beta): beta wins when alpha > beta, as in PyTorch; NaN stays NaN.
+DEEPNODE_UNARY(ClampU, (x < p.alpha ? p.alpha : x) > p.beta ? p.beta : (x < p.alpha ? p.alpha : x));
+
+template <typename F>
+void unaryParallel(float* out, const float* x, int64_t n, UnaryParams p) {
+  parallelFor(n, kGrain, [&](int64_t begin, int64_t end) { unaryRun<F>(out + begin, x + begin, end - begin, p); });
+}
+
+void unaryFloat(UnaryOp op, float* out, const float* x, int64_t n, UnaryParams p) {
+  switch (op) {
+    case UnaryOp::Neg: return unaryParallel<NegU>(out, x, n, p);
+    case UnaryOp::Exp: return unaryParallel<ExpU>(out, x, n, p);
+    case UnaryOp::Log: return unaryParallel<LogU>(out, x, n, p);
+    case UnaryOp::Sqrt: return unaryParallel<SqrtU>(out, x, n, p);
+    case UnaryOp::Abs: return unaryParallel<AbsU>(out, x, n, p);
+    case UnaryOp::Sign: return unaryParallel<SignU>(out, x, n, p);
+    case UnaryOp::Relu: return unaryParallel<ReluU>(out, x, n, p);
+    case UnaryOp::Sigmoid: return unaryParallel<SigmoidU>(out, x, n, p);
+    case UnaryOp::Tanh: return unaryParallel<TanhU>(out, x, n, p);
+    case UnaryOp::Square: return unaryParallel<SquareU>(out, x, n, p);
+    case UnaryOp::Reciprocal: return unaryParallel<ReciprocalU>(out, x, n, p);
+    case UnaryOp::Sin: return unaryParallel<SinU>(out, x, n, p);
+    case UnaryOp::Cos: return unaryParallel<CosU>(out, x, n, p);
+    case UnaryOp::Floor: return unaryParallel<FloorU>(out, x, n, p);
+    case UnaryOp::Ceil: return unaryParallel<CeilU>(out, x, n, p);
+    case UnaryOp::Round: return unaryParallel<RoundU>(out, x, n, p);
+    case UnaryOp::Affine: return unaryParallel<AffineU>(out, x, n, p);
+    case UnaryOp::Pow:
+      if (p.alpha == 2.0f) return unaryParallel<SquarePowU>(out, x, n, p);
+      return unaryParallel<PowU>(out, x, n, p);
+    case UnaryOp::Clamp: return unaryParallel<ClampU>(out, x, n, p);
+  }
+}
+
+// int32 affine: exact wrapping arithmetic when alpha and beta are integers, else computed in
+// double and truncated toward zero (saturating), as a cast would.
+int32_t affineInt(int32_t x, double alpha, double beta, bool integral) {
+  if (integral) {
+    uint64_t a = static_cast<uint64_t>(static_cast<int64_t>(alpha));
+    uint64_t b = static_cast<uint64_t>(static_cast<int64_t>(beta));
+    return wrap<int32_t>(a * uint64_t(int64_t(x)) + b);
+  }
+  double v = std::trunc(alpha * x + beta);
+  if (std::isnan(v)) return 0;
+  return static_cast<int32_t>(std::max(-2147483648.0, std::min(2147483647.0, v)));
+}
+
+void unaryInt(const KernelCall& call, UnaryOp op, int32_t* out, const int32_t* x, int64_t n) {
+  double alpha = call.number("alpha", 1), beta = call.number("beta", 0);
+  bool integral = std::fabs(alpha) < 9.2e18 && std::fabs(beta) < 9.2e18 && std::trunc(alpha) == alpha &&
+                  std::trunc(beta) == beta;
+  parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      int32_t v = x[i];
+      switch (op) {
+        case UnaryOp::Neg: out[i] = wrap<int32_t>(0 - uint64_t(int64_t(v))); break;
+        case UnaryOp::Abs: out[i] = v < 0 ? wrap<int32_t>(0 - uint64_t(int64_t(v))) : v; break;
+        case UnaryOp::Sign: out[i] = (0 < v) - (v < 0); break;
+        case UnaryOp::Square: out[i] = wrap<int32_t>(uint64_t(int64_t(v)) * uint64_t(int64_t(v))); break;
+        default: out[i] = affineInt(v, alpha, beta, integral); break;
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Element-size dispatch for copies (expand, where, permute): any dtype moves as raw bits.
+
+template <typename Fn>
+void bySize(size_t size, Fn&& fn) {
+  switch (size) {
+    case 1: return fn(uint8_t());
+    case 4: return fn(uint32_t());
+    default: return fn(uint64_t());
+  }
+}
+
+template <typename T>
+DEEPNODE_CLONES void whereRun(T* __restrict out, const uint8_t* __restrict c, const T* __restrict a,
+                              const T* __restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = c[i] ? a[i] : b[i];
+}
+
+template <typename T>
+void wherePlanned(const BroadcastPlan& plan, T* out, const uint8_t* c, const T* a, const T* b) {
+  const int64_t sc = plan.strides[0].back(), sa = plan.strides[1].back(), sb = plan.strides[2].back();
+  forEachRun(plan, [&](int64_t o, const int64_t* in, int64_t n) {
+    if (sc && sa && sb) return whereRun(out + o, c + in[0], a + in[1], b + in[2], n);
+    const uint8_t* cr = c + in[0];
+    const T* ar = a + in[1];
+    const T* br = b + in[2];
+    for (int64_t i = 0; i < n; ++i) out[o + i] = cr[i * sc] ? ar[i * sa] : br[i * sb];
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Permute
+
+// x's shape and perm reduced to the dims that matter: size-1 dims dropped and dims that
+// stay adjacent in both layouts merged. outShape[i] = x's dim perm[i]; xStride[i] is the
+// stride in x of out's dim i.
+struct PermutePlan {
+  Shape outShape;
+  std::vector<int64_t> xStride;
+};
+
+PermutePlan planPermute(const Shape& shape, const std::vector<int64_t>& perm) {
+  std::vector<int64_t> stride(shape.size(), 1);
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 2; d >= 0; --d) stride[d] = stride[d + 1] * shape[d + 1];
+  PermutePlan plan;
+  for (int64_t axis : perm) {
+    if (shape[axis] == 1) continue;
+    // Mergeable when this axis is the next non-trivial one after the previous in x's layout.
+    if (!plan.outShape.empty() && plan.xStride.back() == stride[axis] * shape[axis]) {
+      plan.outShape.back() *= shape[axis];
+      plan.xStride.back() = stride[axis];
+    } else {
+      plan.outShape.push_back(shape[axis]);
+      plan.xStride.push_back(stride[axis]);
+    }
+  }
+  return plan;
+}
+
+// Copies runs where the innermost out dim is also innermost in x.
+template <typename T>
+void permuteRows(const PermutePlan& plan, T* out, const T* x) {
+  const int64_t inner = plan.outShape.back(), rows = numel(plan.outShape) / inner;
+  const int dims = static_cast<int>(plan.outShape.size()) - 1;
+  parallelFor(rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t rest = r, offset = 0;
+      for (int d = dims - 1; d >= 0; --d) {
+        offset += (rest % plan.outShape[d]) * plan.xStride[d];
+        rest /= plan.outShape[d];
+      }
+      std::memcpy(out + r * inner, x + offset, inner * sizeof(T));
+    }
+  });
+}
+
+// Blocked transpose between out's innermost dim (strided in x) and the out dim `j` that
+// is innermost in x, with every other dim as an outer loop: tiles keep both the reads
+// and the writes within a few cache lines.
+template <typename T>
+void permuteBlocked(const PermutePlan& plan, int j, T* out, const T* x) {
+  constexpr int64_t kTile = 32;
+  const int last = static_cast<int>(plan.outShape.size()) - 1;
+  const int64_t rowsJ = plan.outShape[j], cols = plan.outShape[last], colStride = plan.xStride[last];
+  std::vector<int64_t> outStride(plan.outShape.size(), 1);
+  for (int d = last - 1; d >= 0; --d) outStride[d] = outStride[d + 1] * plan.outShape[d + 1];
+  const int64_t tilesJ = (rowsJ + kTile - 1) / kTile;
+  const int64_t outer = numel(plan.outShape) / (rowsJ * cols);
+  const int64_t tileWork = kTile * cols;
+
+  parallelFor(outer * tilesJ, std::max<int64_t>(1, kGrain / tileWork), [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t tile = task % tilesJ, rest = task / tilesJ, outBase = 0, xBase = 0;
+      for (int d = last - 1; d >= 0; --d) {
+        if (d == j) continue;
+        int64_t i = rest % plan.outShape[d];
+        rest /= plan.outShape[d];
+        outBase += i * outStride[d];
+        xBase += i * plan.xStride[d];
+      }
+      int64_t i0 = tile * kTile, i1 = std::min(rowsJ, i0 + kTile);
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+        int64_t c1 = std::min(cols, c0 + kTile);
+        for (int64_t i = i0; i < i1; ++i) {
+          T* o = out + outBase + i * outStride[j];
+          const T* xr = x + xBase + i;
+          for (int64_t c = c0; c < c1; ++c) o[c] = xr[c * colStride];
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void permuteTyped(const PermutePlan& plan, T* out, const T* x, int64_t n) {
+  if (plan.outShape.size() <= 1) {
+    std::memcpy(out, x, n * sizeof(T));
+    return;
+  }
+  if (plan.xStride.back() == 1) return permuteRows(plan, out, x);
+  int j = 0;
+  while (plan.xStride[j] != 1) ++j;
+  permuteBlocked(plan, j, out, x);
+}
+
+void checkPermutation(const KernelCall& call, const Shape& shape, const std::vector<int64_t>& perm) {
+  std::vector<bool> seen(shape.size(), false);
+  bool ok = perm.size() == shape.size();
+  for (size_t i = 0; ok && i < perm.size(); ++i) {
+    ok = perm[i] >= 0 && perm[i] < static_cast<int64_t>(shape.size()) && !seen[perm[i]];
+    if (ok) seen[perm[i]] = true;
+  }
+  if (!ok) {
+    call.fail("ERR_VALUE", "perm " + shapeString(perm) + " is not a permutation of the " +
+                               std::to_string(shape.size()) + " dims of shape " + shapeString(shape));
+  }
+}
+
+void checkSameDType(const KernelCall& call, const Buffer& x, const Buffer& y, const char* xRole, const char* yRole) {
+  if (x.dtype != y.dtype) {
+    call.fail("ERR_DTYPE", std::string(xRole) + " and " + yRole + " must have the same dtype, got " +
+                               dtypeName(x.dtype) + " and " + dtypeName(y.dtype));
+  }
+}
+
+}  // namespace
+
+void unary(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& x = call.buffer(1, "x");
+  UnaryOp op = parseUnaryOp(call);
+  checkSameDType(call, out, x, "out", "x");
+  call.expectSize(0, "out", x.size);
+
+  if (x.dtype == DType::Float32) {
+    UnaryParams p{static_cast<float>(call.number("alpha", 0)), static_cast<float>(call.number("beta", 0))};
+    return unaryFloat(op, out.as<float>(), x.as<float>(), x.size, p);
+  }
+  bool intOp = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square ||
+               op == UnaryOp::Affine;
+  if (x.dtype == DType::Int32 && intOp) return unaryInt(call, op, out.as<int32_t>(), x.as<int32_t>(), x.size);
+  if (x.dtype == DType::Float64) {
+    call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend; cast to float32");
+  }
+  call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(x.dtype));
+}
+
+void binary(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& a = call.buffer(1, "a");
+  const Buffer& b = call.buffer(2, "b");
+  BinaryOp op = parseBinaryOp(call);
+  Shape outShape = call.shape("outShape"), aShape = call.shape("aShape"), bShape = call.shape("bShape");
+
+  checkSameDType(call, a, b, "a", "b");
+  if (a.dtype == DType::Float64) call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend");
+  if (!binarySupports(a.dtype, op)) {
+    call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(a.dtype));
+  }
+  DType outDType = isComparison(op) ? DType::UInt8 : a.dtype;
+  call.buffer(0, "out", outDType);
+  checkBroadcast(call, outShape, aShape, "a");
+  checkBroadcast(call, outShape, bShape, "b");
+  call.expectSize(0, "out", numel(outShape));
+  call.expectSize(1, "a", numel(aShape));
+  call.expectSize(2, "b", numel(bShape));
+  if (a.dtype == DType::Int32) checkIntegerDivisor(call, op, b, numel(outShape));
+
+  BroadcastPlan plan = planBroadcast(outShape, {aShape, bShape});
+  switch (a.dtype) {
+    case DType::Float32: return binaryDispatch(op, plan, out.data, a.as<float>(), b.as<float>());
+    case DType::Int32: return binaryDispatch(op, plan, out.data, a.as<int32_t>(), b.as<int32_t>());
+    default: return binaryDispatchBool(op, plan, out.data, a.as<uint8_t>(), b.as<uint8_t>());
+  }
+}
+
+void where(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& cond = call.buffer(1, "cond", DType::UInt8);
+  const Buffer& a = call.buffer(2, "a");
+  const Buffer& b = call.buffer(3, "b");
+  checkSameDType(call, a, b, "a", "b");
+  checkSameDType(call, out, a, "out", "a");
+  Shape outShape = call.shape("outShape"), condShape = call.shape("condShape");
+  Shape aShape = call.shape("aShape"), bShape = call.shape("bShape");
+  checkBroadcast(call, outShape, condShape, "cond");
+  checkBroadcast(call, outShape, aShape, "a");
+  checkBroadcast(call, outShape, bShape, "b");
+  call.expectSize(0, "out", numel(outShape));
+  call.expectSize(1, "cond", numel(condShape));
+  call.expectSize(2, "a", numel(aShape));
+  call.expectSize(3, "b", numel(bShape));
+
+  BroadcastPlan plan = planBroadcast(outShape, {condShape, aShape, bShape});
+  bySize(dtypeSize(a.dtype), [&](auto tag) {
+    using T = decltype(tag);
+    wherePlanned(plan, out.as<T>(), cond.as<uint8_t>(), a.as<T>(), b.as<T>());
+  });
+}
+
+void expand(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& x = call.buffer(1, "x");
+  checkSameDType(call, out, x, "out", "x");
+  Shape outShape = call.shape("outShape"), xShape = call.shape("xShape");
+  checkBroadcast(call, outShape, xShape, "x");
+  call.expectSize(0, "out", numel(outShape));
+  call.expectSize(1, "x", numel(xShape));
+
+  BroadcastPlan plan = planBroadcast(outShape, {xShape});
+  const bool moves = plan.strides[0].back() != 0;
+  bySize(dtypeSize(x.dtype), [&](auto tag) {
+    using T = decltype(tag);
+    T* o = out.as<T>();
+    const T* xs = x.as<T>();
+    forEachRun(plan, [&](int64_t at, const int64_t* in, int64_t n) {
+      if (moves) std::memcpy(o + at, xs + in[0], n * sizeof(T));
+      else std::fill(o + at, o + at + n, xs[in[0]]);
+    });
+  });
+}
+
+void permute(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& x = call.buffer(1, "x");
+  checkSameDType(call, out, x, "out", "x");
+  Shape shape = call.shape("shape");
+  std::vector<int64_t> perm = call.ints("perm");
+  checkPermutation(call, shape, perm);
+  call.expectSize(1, "x", numel(shape));
+  call.expectSize(0, "out", numel(shape));
+  if (x.size == 0) return;
+
+  PermutePlan plan = planPermute(shape, perm);
+  bySize(dtypeSize(x.dtype), [&](auto tag) {
+    using T = decltype(tag);
+    permuteTyped(plan, out.as<T>(), x.as<T>(), x.size);
+  });
+}
+
+}  // namespace deepnode::cpu

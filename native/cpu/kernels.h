@@ -1,0 +1,51 @@
+// Declarations of every CPU kernel; registry.cc lists them by name. Each takes the
+// buffers (outputs first) and attributes documented for it in binding.d.ts.
+#pragma once
+
+#include "../core/kernel.h"
+
+namespace deepnode::cpu {
+
+// creation.cc
+void fill(KernelCall& call);
+void cast(KernelCall& call);
+void randUniform(KernelCall& call);
+void randNormal(KernelCall& call);
+void dropout(KernelCall& call);
+
+// elementwise.cc
+void unary(KernelCall& call);
+void binary(KernelCall& call);
+void where(KernelCall& call);
+void expand(KernelCall& call);
+void permute(KernelCall& call);
+
+// reduce.cc
+void reduce(KernelCall& call);
+void argReduce(KernelCall& call);
+void softmax(KernelCall& call);
+void softmaxBackward(KernelCall& call);
+
+// index.cc
+void gather(KernelCall& call);
+void scatterAdd(KernelCall& call);
+void nllLoss(KernelCall& call);
+void nllLossBackward(KernelCall& call);
+
+// optim.cc
+void sgdStep(KernelCall& call);
+void adamStep(KernelCall& call);
+
+// matmul.cc (over gemm.h)
+void matmul(KernelCall& call);
+
+// conv.cc
+void conv2d(KernelCall& call);
+void conv2dBackwardData(KernelCall& call);
+void conv2dBackwardWeight(KernelCall& call);
+
+// pool.cc
+void maxPool2d(KernelCall& call);
+void maxPool2dBackward(KernelCall& call);
+
+}  // namespace deepnode::cpu

@@ -1,0 +1,196 @@
+// max_pool2d forward and backward for NCHW float32, matching PyTorch: padding reads as -inf,
+// the first maximum in row-major window order wins ties, a NaN counts as the maximum, and
+// indices are flat h * w positions inside each (n, c) plane. Threads take whole planes.
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "../core/threadpool.h"
+#include "kernels.h"
+
+namespace deepnode::cpu {
+
+namespace {
+
+struct PoolGeometry {
+  int64_t n, c, h, w, kH, kW, strideH, strideW, padH, padW, dilationH, dilationW;
+  bool ceilMode;
+  int64_t oH, oW;
+};
+
+std::string describe(const PoolGeometry& g) {
+  return "x " + shapeString({g.n, g.c, g.h, g.w}) + ", kernel " + shapeString({g.kH, g.kW}) + ", stride " +
+         shapeString({g.strideH, g.strideW}) + ", padding " + shapeString({g.padH, g.padW}) + ", dilation " +
+         shapeString({g.dilationH, g.dilationW}) + (g.ceilMode ? ", ceil mode" : "");
+}
+
+// PyTorch's rule: floor (or ceil) of the window count, but in ceil mode the last window must
+// start inside the input or its left padding.
+int64_t outputSize(int64_t in, int64_t kernel, int64_t pad, int64_t stride, int64_t dilation, bool ceilMode) {
+  int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
+  if (span < 0) return 0;
+  int64_t out = (span + (ceilMode ? stride - 1 : 0)) / stride + 1;
+  if (ceilMode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+PoolGeometry readGeometry(const KernelCall& call) {
+  PoolGeometry g{call.integer("n"),
+                 call.integer("c"),
+                 call.integer("h"),
+                 call.integer("w"),
+                 call.integer("kH"),
+                 call.integer("kW"),
+                 call.integer("strideH"),
+                 call.integer("strideW"),
+                 call.integer("padH", 0),
+                 call.integer("padW", 0),
+                 call.integer("dilationH", 1),
+                 call.integer("dilationW", 1),
+                 call.flag("ceilMode", false),
+                 0,
+                 0};
+  if (g.n < 0 || g.c < 0 || g.h < 1 || g.w < 1 || g.kH < 1 || g.kW < 1) {
+    call.fail("ERR_SHAPE", "sizes and kernel must be positive (batch and channels may be 0): " + describe(g));
+  }
+  if (g.strideH < 1 || g.strideW < 1 || g.dilationH < 1 || g.dilationW < 1 || g.padH < 0 || g.padW < 0) {
+    call.fail("ERR_VALUE", "stride and dilation must be >= 1 and padding >= 0: " + describe(g));
+  }
+  if (g.padH > g.kH / 2 || g.padW > g.kW / 2) {
+    call.fail("ERR_VALUE", "padding should be at most half of the kernel size: " + describe(g));
+  }
+  g.oH = outputSize(g.h, g.kH, g.padH, g.strideH, g.dilationH, g.ceilMode);
+  g.oW = outputSize(g.w, g.kW, g.padW, g.strideW, g.dilationW, g.ceilMode);
+  if (g.oH < 1 || g.oW < 1) {
+    call.fail("ERR_SHAPE", "output size " + shapeString({g.oH, g.oW}) + " is too small: " + describe(g));
+  }
+  int64_t total;
+  if (__builtin_mul_overflow(g.n * g.c, g.h * g.w, &total) || g.h * g.w > std::numeric_limits<int32_t>::max()) {
+    call.fail("ERR_SHAPE", "a plane must hold fewer than 2^31 elements: " + describe(g));
+  }
+  return g;
+}
+
+void expectSizeOf(const KernelCall& call, size_t index, const char* role, DType dtype, int64_t expected,
+                  const std::string& context) {
+  const Buffer& buf = call.buffer(index, role, dtype);
+  if (buf.size != expected) {
+    call.fail("ERR_SHAPE", std::string("buffer '") + role + "' holds " + std::to_string(buf.size) +
+                               " elements, expected " + std::to_string(expected) + " for " + context);
+  }
+}
+
+// One plane, any geometry. The first valid tap seeds the index so an all -inf window still
+// points inside the input, as PyTorch's does.
+void poolPlane(const PoolGeometry& g, const float* x, float* out, int32_t* indices) {
+  for (int64_t oy = 0; oy < g.oH; ++oy) {
+    int64_t y0 = oy * g.strideH - g.padH;
+    while (y0 < 0) y0 += g.dilationH;
+    int64_t yEnd = std::min(oy * g.strideH - g.padH + (g.kH - 1) * g.dilationH + 1, g.h);
+    for (int64_t ox = 0; ox < g.oW; ++ox) {
+      int64_t x0 = ox * g.strideW - g.padW;
+      while (x0 < 0) x0 += g.dilationW;
+      int64_t xEnd = std::min(ox * g.strideW - g.padW + (g.kW - 1) * g.dilationW + 1, g.w);
+      float best = -std::numeric_limits<float>::infinity();
+      int64_t bestIndex = y0 * g.w + x0;
+      for (int64_t iy = y0; iy < yEnd; iy += g.dilationH) {
+        for (int64_t ix = x0; ix < xEnd; ix += g.dilationW) {
+          float v = x[iy * g.w + ix];
+          if (v > best || std::isnan(v)) {
+            best = v;
+            bestIndex = iy * g.w + ix;
+          }
+        }
+      }
+      out[oy * g.oW + ox] = best;
+      indices[oy * g.oW + ox] = static_cast<int32_t>(bestIndex);
+    }
+  }
+}
+
+// The common 2x2, stride 2, unpadded case without the general loop's bookkeeping.
+void poolPlane2x2(const PoolGeometry& g, const float* x, float* out, int32_t* indices) {
+  for (int64_t oy = 0; oy < g.oH; ++oy) {
+    const float* top = x + 2 * oy * g.w;
+    const float* bottom = top + g.w;
+    for (int64_t ox = 0; ox < g.oW; ++ox) {
+      int64_t ix = 2 * ox;
+      float best = top[ix];
+      int64_t at = 2 * oy * g.w + ix;
+      if (top[ix + 1] > best || std::isnan(top[ix + 1])) best = top[ix + 1], at = 2 * oy * g.w + ix + 1;
+      if (bottom[ix] > best || std::isnan(bottom[ix])) best = bottom[ix], at = (2 * oy + 1) * g.w + ix;
+      if (bottom[ix + 1] > best || std::isnan(bottom[ix + 1])) best = bottom[ix + 1], at = (2 * oy + 1) * g.w + ix + 1;
+      out[oy * g.oW + ox] = best;
+      indices[oy * g.oW + ox] = static_cast<int32_t>(at);
+    }
+  }
+}
+
+bool isPlain2x2(const PoolGeometry& g) {
+  return g.kH == 2 && g.kW == 2 && g.strideH == 2 && g.strideW == 2 && g.padH == 0 && g.padW == 0 &&
+         g.dilationH == 1 && g.dilationW == 1 && 2 * g.oH <= g.h && 2 * g.oW <= g.w;
+}
+
+}  // namespace
+
+void maxPool2d(KernelCall& call) {
+  PoolGeometry g = readGeometry(call);
+  std::string context = describe(g) + ", out " + shapeString({g.n, g.c, g.oH, g.oW});
+  int64_t outSize = g.n * g.c * g.oH * g.oW;
+  expectSizeOf(call, 0, "out", DType::Float32, outSize, context);
+  expectSizeOf(call, 1, "indices", DType::Int32, outSize, context);
+  expectSizeOf(call, 2, "x", DType::Float32, g.n * g.c * g.h * g.w, context);
+
+  float* out = call.buffers[0].as<float>();
+  int32_t* indices = call.buffers[1].as<int32_t>();
+  const float* x = call.buffers[2].as<float>();
+  int64_t planeIn = g.h * g.w, planeOut = g.oH * g.oW;
+  bool plain2x2 = isPlain2x2(g);
+  int64_t grain = std::max<int64_t>(1, 16384 / (planeIn + 1));
+  parallelFor(g.n * g.c, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      auto plane = plain2x2 ? poolPlane2x2 : poolPlane;
+      plane(g, x + p * planeIn, out + p * planeOut, indices + p * planeOut);
+    }
+  });
+}
+
+void maxPool2dBackward(KernelCall& call) {
+  int64_t n = call.integer("n"), c = call.integer("c"), h = call.integer("h"), w = call.integer("w");
+  int64_t oH = call.integer("oH"), oW = call.integer("oW");
+  std::string context = "x " + shapeString({n, c, h, w}) + ", out " + shapeString({n, c, oH, oW});
+  if (n < 0 || c < 0 || h < 1 || w < 1 || oH < 1 || oW < 1) call.fail("ERR_SHAPE", "sizes must be positive: " + context);
+  int64_t planeIn, planeOut, planes, inSize, outSize;
+  bool overflow = __builtin_mul_overflow(h, w, &planeIn) || __builtin_mul_overflow(oH, oW, &planeOut) ||
+                  __builtin_mul_overflow(n, c, &planes) || __builtin_mul_overflow(planes, planeIn, &inSize) ||
+                  __builtin_mul_overflow(planes, planeOut, &outSize);
+  if (overflow) call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts: " + context);
+  expectSizeOf(call, 0, "gradX", DType::Float32, inSize, context);
+  expectSizeOf(call, 1, "gradOut", DType::Float32, outSize, context);
+  expectSizeOf(call, 2, "indices", DType::Int32, outSize, context);
+
+  float* gradX = call.buffers[0].as<float>();
+  const float* gradOut = call.buffers[1].as<float>();
+  const int32_t* indices = call.buffers[2].as<int32_t>();
+  // Workers must not throw, so a bad index is skipped and reported once all have finished.
+  std::atomic<bool> badIndex{false};
+  int64_t grain = std::max<int64_t>(1, 16384 / (planeOut + 1));
+  parallelFor(planes, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      float* dst = gradX + p * planeIn;
+      const float* src = gradOut + p * planeOut;
+      const int32_t* idx = indices + p * planeOut;
+      for (int64_t o = 0; o < planeOut; ++o) {
+        if (idx[o] < 0 || idx[o] >= planeIn) {
+          badIndex = true;
+          continue;
+        }
+        dst[idx[o]] += src[o];
+      }
+    }
+  });
+  if (badIndex) call.fail("ERR_INDEX", "an index lies outside its h * w plane of " + std::to_string(planeIn) + ": " + context);
+}
+
+}  // namespace deepnode::cpu

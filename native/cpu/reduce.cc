@@ -1,0 +1,535 @@
+// Reductions (sum, mean, max, min, prod over any set of axes), argmax/argmin, and
+// softmax / log-softmax forward and backward. Float sums accumulate in double across 16
+// independent lanes: accurate for millions of values, and the lanes vectorise without
+// -ffast-math. Every reduction first merges adjacent dims that are both kept or both
+// reduced, so most calls become "reduce a contiguous inner block" or "add rows".
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../core/threadpool.h"
+#include "kernels.h"
+
+#if defined(__x86_64__) && !defined(DEEPNODE_NO_CLONES)
+#define DEEPNODE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DEEPNODE_CLONES
+#endif
+
+namespace deepnode::cpu {
+
+namespace {
+
+constexpr int64_t kGrain = 32 * 1024;  // elements of work per task
+constexpr int64_t kChunk = 64 * 1024;  // a long contiguous reduction is split in chunks this size
+constexpr int64_t kColumns = 512;      // columns accumulated together when the inner dim is kept
+constexpr int kLanes = 16;
+
+// ---------------------------------------------------------------------------------------
+// Reduction ops: an accumulator type, its identity, one step, a merge and the final value.
+
+template <typename T, typename A>
+struct SumOp {
+  using Acc = A;
+  static Acc init() { return 0; }
+  static Acc add(Acc acc, T x) { return acc + static_cast<Acc>(x); }
+  static Acc merge(Acc a, Acc b) { return a + b; }
+  template <typename O>
+  static O finish(Acc acc, int64_t) {
+    if constexpr (std::is_integral_v<O>) return static_cast<O>(static_cast<uint32_t>(static_cast<uint64_t>(acc)));
+    else return static_cast<O>(acc);
+  }
+};
+
+template <typename T>
+struct MeanOp : SumOp<T, double> {
+  template <typename O>
+  static O finish(double acc, int64_t count) { return static_cast<O>(acc / static_cast<double>(count)); }
+};
+
+// Products accumulate in double for floats and wrap modulo 2^64 for integers.
+template <typename T, typename A>
+struct ProdOp {
+  using Acc = A;
+  static Acc init() { return 1; }
+  static Acc add(Acc acc, T x) { return acc * static_cast<Acc>(static_cast<std::make_signed_t<Acc>>(x)); }
+  static Acc merge(Acc a, Acc b) { return a * b; }
+  template <typename O>
+  static O finish(Acc acc, int64_t) { return static_cast<O>(acc); }
+};
+template <typename T>
+struct ProdOp<T, double> {
+  using Acc = double;
+  static Acc init() { return 1; }
+  static Acc add(Acc acc, T x) { return acc * static_cast<double>(x); }
+  static Acc merge(Acc a, Acc b) { return a * b; }
+  template <typename O>
+  static O finish(Acc acc, int64_t) { return static_cast<O>(acc); }
+};
+
+// max and min propagate NaN: once an accumulator holds NaN it keeps it.
+template <typename T>
+struct MaxOp {
+  using Acc = T;
+  static Acc init() {
+    if constexpr (std::is_floating_point_v<T>) return -std::numeric_limits<T>::infinity();
+    else return std::numeric_limits<T>::lowest();
+  }
+  static Acc add(Acc acc, T x) { return (x > acc || x != x) ? x : acc; }
+  static Acc merge(Acc a, Acc b) { return add(a, b); }
+  template <typename O>
+  static O finish(Acc acc, int64_t) { return acc; }
+};
+template <typename T>
+struct MinOp {
+  using Acc = T;
+  static Acc init() {
+    if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
+    else return std::numeric_limits<T>::max();
+  }
+  static Acc add(Acc acc, T x) { return (x < acc || x != x) ? x : acc; }
+  static Acc merge(Acc a, Acc b) { return add(a, b); }
+  template <typename O>
+  static O finish(Acc acc, int64_t) { return acc; }
+};
+
+// Reduces x[0, n) with kLanes independent accumulators, merged at the end.
+template <typename Op, typename T>
+DEEPNODE_CLONES typename Op::Acc reduceContiguous(const T* __restrict x, int64_t n) {
+  using Acc = typename Op::Acc;
+  Acc lanes[kLanes];
+  for (int j = 0; j < kLanes; ++j) lanes[j] = Op::init();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] = Op::add(lanes[j], x[i + j]);
+  }
+  Acc acc = Op::init();
+  for (int j = 0; j < kLanes; ++j) acc = Op::merge(acc, lanes[j]);
+  for (; i < n; ++i) acc = Op::add(acc, x[i]);
+  return acc;
+}
+
+// acc[c] = add(acc[c], x[c]) for a row of columns.
+template <typename Op, typename T>
+DEEPNODE_CLONES void accumulateRow(typename Op::Acc* __restrict acc, const T* __restrict x, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) acc[c] = Op::add(acc[c], x[c]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Planning: groups of adjacent dims that are all kept or all reduced, size-1 dims dropped.
+
+struct ReducePlan {
+  std::vector<int64_t> sizes;
+  std::vector<int64_t> strides;  // element strides of each group in x
+  std::vector<bool> reduced;
+  int64_t outputs = 1;  // product of kept groups
+  int64_t count = 1;    // elements reduced into each output
+};
+
+ReducePlan planReduce(const Shape& shape, const std::vector<bool>& reducedAxis) {
+  ReducePlan plan;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (!plan.sizes.empty() && plan.reduced.back() == reducedAxis[d]) {
+      plan.sizes.back() *= shape[d];
+    } else {
+      plan.sizes.push_back(shape[d]);
+      plan.reduced.push_back(reducedAxis[d]);
+    }
+    (reducedAxis[d] ? plan.count : plan.outputs) *= shape[d];
+  }
+  plan.strides.assign(plan.sizes.size(), 1);
+  for (int d = static_cast<int>(plan.sizes.size()) - 2; d >= 0; --d) plan.strides[d] = plan.strides[d + 1] * plan.sizes[d + 1];
+  return plan;
+}
+
+// Offset in x of the first element of output `o`, and the list of reduced groups.
+int64_t outputBase(const ReducePlan& plan, int64_t o, int skipLast) {
+  int64_t base = 0;
+  for (int d = static_cast<int>(plan.sizes.size()) - 1 - skipLast; d >= 0; --d) {
+    if (plan.reduced[d]) continue;
+    base += (o % plan.sizes[d]) * plan.strides[d];
+    o /= plan.sizes[d];
+  }
+  return base;
+}
+
+// Offset of the r-th combination of the reduced groups (other than the last `skipLast`).
+int64_t reducedOffset(const ReducePlan& plan, int64_t r, int skipLast) {
+  int64_t offset = 0;
+  for (int d = static_cast<int>(plan.sizes.size()) - 1 - skipLast; d >= 0; --d) {
+    if (!plan.reduced[d]) continue;
+    offset += (r % plan.sizes[d]) * plan.strides[d];
+    r /= plan.sizes[d];
+  }
+  return offset;
+}
+
+// The innermost group is reduced: each output combines contiguous runs of `inner`
+// elements. A long run with few outputs is split in fixed chunks (independent of the
+// thread count, so results do not change with it) and the partial results merged.
+template <typename Op, typename T, typename O>
+void reduceInner(const ReducePlan& plan, O* out, const T* x) {
+  using Acc = typename Op::Acc;
+  const int64_t inner = plan.sizes.back(), runs = plan.count / inner;
+  const int64_t chunks = (plan.outputs < 4 && inner >= 2 * kChunk) ? (inner + kChunk - 1) / kChunk : 1;
+  const int64_t chunkLen = (inner + chunks - 1) / chunks;
+  std::vector<Acc> partial(plan.outputs * chunks, Op::init());
+  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, plan.count / chunks));
+  parallelFor(plan.outputs * chunks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t o = task / chunks, c0 = (task % chunks) * chunkLen, c1 = std::min(inner, c0 + chunkLen);
+      int64_t base = outputBase(plan, o, 1) + c0;
+      Acc acc = Op::init();
+      for (int64_t r = 0; r < runs; ++r) acc = Op::merge(acc, reduceContiguous<Op>(x + base + reducedOffset(plan, r, 1), c1 - c0));
+      partial[task] = acc;
+    }
+  });
+  for (int64_t o = 0; o < plan.outputs; ++o) {
+    Acc acc = partial[o * chunks];
+    for (int64_t c = 1; c < chunks; ++c) acc = Op::merge(acc, partial[o * chunks + c]);
+    out[o] = Op::template finish<O>(acc, plan.count);
+  }
+}
+
+// The innermost group is kept: each block of outputs sums whole rows of up to kColumns
+// columns, which vectorises across columns (bias gradients: sum over dim 0 of [N, C]).
+template <typename Op, typename T, typename O>
+void reduceOuter(const ReducePlan& plan, O* out, const T* x) {
+  using Acc = typename Op::Acc;
+  const int64_t cols = plan.sizes.back(), rows = plan.outputs / cols;
+  const int64_t colBlocks = (cols + kColumns - 1) / kColumns;
+  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, plan.count * std::min(cols, kColumns)));
+  parallelFor(rows * colBlocks, grain, [&](int64_t begin, int64_t end) {
+    Acc acc[kColumns];
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t row = task / colBlocks, c0 = (task % colBlocks) * kColumns, n = std::min(cols - c0, kColumns);
+      int64_t base = outputBase(plan, row, 1) + c0;
+      std::fill(acc, acc + n, Op::init());
+      for (int64_t r = 0; r < plan.count; ++r) accumulateRow<Op>(acc, x + base + reducedOffset(plan, r, 1), n);
+      O* o = out + row * cols + c0;
+      for (int64_t c = 0; c < n; ++c) o[c] = Op::template finish<O>(acc[c], plan.count);
+    }
+  });
+}
+
+template <typename Op, typename T, typename O>
+void reduceWith(const ReducePlan& plan, O* out, const T* x) {
+  if (plan.outputs == 0) return;
+  if (plan.count == 0) {
+    std::fill(out, out + plan.outputs, Op::template finish<O>(Op::init(), 0));
+    return;
+  }
+  if (plan.sizes.empty()) {  // every dim has size 1
+    out[0] = Op::template finish<O>(Op::add(Op::init(), x[0]), 1);
+    return;
+  }
+  if (!plan.reduced.back()) return reduceOuter<Op>(plan, out, x);
+  reduceInner<Op>(plan, out, x);
+}
+
+enum class ReduceOp { Sum, Mean, Max, Min, Prod };
+
+ReduceOp parseReduceOp(const KernelCall& call) {
+  std::string name = call.string("op");
+  if (name == "sum") return ReduceOp::Sum;
+  if (name == "mean") return ReduceOp::Mean;
+  if (name == "max") return ReduceOp::Max;
+  if (name == "min") return ReduceOp::Min;
+  if (name == "prod") return ReduceOp::Prod;
+  call.fail("ERR_VALUE", "unknown reduce op '" + name + "'");
+}
+
+void reduceFloat(ReduceOp op, const ReducePlan& plan, float* out, const float* x) {
+  switch (op) {
+    case ReduceOp::Sum: return reduceWith<SumOp<float, double>>(plan, out, x);
+    case ReduceOp::Mean: return reduceWith<MeanOp<float>>(plan, out, x);
+    case ReduceOp::Max: return reduceWith<MaxOp<float>>(plan, out, x);
+    case ReduceOp::Min: return reduceWith<MinOp<float>>(plan, out, x);
+    case ReduceOp::Prod: return reduceWith<ProdOp<float, double>>(plan, out, x);
+  }
+}
+
+void reduceInt(ReduceOp op, const ReducePlan& plan, int32_t* out, const int32_t* x) {
+  switch (op) {
+    case ReduceOp::Sum: return reduceWith<SumOp<int32_t, int64_t>>(plan, out, x);
+    case ReduceOp::Max: return reduceWith<MaxOp<int32_t>>(plan, out, x);
+    case ReduceOp::Min: return reduceWith<MinOp<int32_t>>(plan, out, x);
+    case ReduceOp::Prod: return reduceWith<ProdOp<int32_t, uint64_t>>(plan, out, x);
+    default: return;
+  }
+}
+
+// Reduced axes as flags, after checking each is in range (negative counts from the end)
+// and appears once.
+std::vector<bool> reducedAxes(const KernelCall& call, const Shape& shape, const std::vector<int64_t>& axes) {
+  const int64_t ndim = static_cast<int64_t>(shape.size());
+  std::vector<bool> flags(shape.size(), false);
+  for (int64_t axis : axes) {
+    int64_t a = axis < 0 ? axis + ndim : axis;
+    if (a < 0 || a >= ndim) {
+      call.fail("ERR_VALUE", "axis " + std::to_string(axis) + " is out of range for shape " + shapeString(shape));
+    }
+    if (flags[a]) call.fail("ERR_VALUE", "axis " + std::to_string(axis) + " appears twice in " + shapeString(axes));
+    flags[a] = true;
+  }
+  return flags;
+}
+
+// The dtype out must have, or fails when x's dtype does not support op.
+DType reduceOutDType(const KernelCall& call, ReduceOp op, DType x) {
+  if (x == DType::Float32) return DType::Float32;
+  if (x == DType::Int32 && op != ReduceOp::Mean) return DType::Int32;
+  if (x == DType::UInt8 && op == ReduceOp::Sum) return DType::Int32;
+  if (x == DType::UInt8 && (op == ReduceOp::Max || op == ReduceOp::Min)) return DType::UInt8;
+  if (x == DType::Float64) call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend");
+  call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(x));
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared checks for the [outer, dim, inner] kernels.
+
+struct Extent {
+  int64_t outer, dim, inner, total;
+};
+
+Extent readExtent(const KernelCall& call) {
+  Extent e{call.integer("outer"), call.integer("dim"), call.integer("inner"), 0};
+  if (e.outer < 0 || e.dim < 0 || e.inner < 0) {
+    call.fail("ERR_SHAPE", "outer, dim and inner must be non-negative, got [" + std::to_string(e.outer) + ", " +
+                               std::to_string(e.dim) + ", " + std::to_string(e.inner) + "]");
+  }
+  int64_t od = 0;
+  if (__builtin_mul_overflow(e.outer, e.dim, &od) || __builtin_mul_overflow(od, e.inner, &e.total)) {
+    call.fail("ERR_SHAPE", "[outer, dim, inner] is too large");
+  }
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------
+// argmax / argmin: NaN wins as the maximum and the minimum, as in PyTorch; ties keep the first.
+
+template <typename T, bool kMax>
+bool beats(T x, T best) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (x != x) return best == best;
+  }
+  return kMax ? x > best : x < best;
+}
+
+template <typename T, bool kMax>
+void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
+  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, e.dim));
+  parallelFor(e.outer * e.inner, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t o = task / e.inner, i = task % e.inner;
+      const T* row = x + o * e.dim * e.inner + i;
+      T best = row[0];
+      int64_t bestIndex = 0;
+      for (int64_t d = 1; d < e.dim; ++d) {
+        if (beats<T, kMax>(row[d * e.inner], best)) {
+          best = row[d * e.inner];
+          bestIndex = d;
+        }
+      }
+      out[task] = static_cast<int32_t>(bestIndex);
+    }
+  });
+}
+
+template <typename T>
+void argReduceDispatch(bool isMax, const Extent& e, int32_t* out, const T* x) {
+  if (isMax) argReduceTyped<T, true>(e, out, x);
+  else argReduceTyped<T, false>(e, out, x);
+}
+
+// ---------------------------------------------------------------------------------------
+// softmax over the middle dim of [outer, dim, inner]
+
+// One row (inner == 1): subtract the max so exp never overflows; a row of -inf gives
+// NaN (its max is -inf), as PyTorch does.
+void softmaxRow(float* out, const float* x, int64_t n, bool log) {
+  float m = reduceContiguous<MaxOp<float>>(x, n);
+  double sum = 0;
+  for (int64_t d = 0; d < n; ++d) {
+    float ex = std::exp(x[d] - m);
+    if (!log) out[d] = ex;
+    sum += ex;
+  }
+  if (log) {
+    float shift = m + static_cast<float>(std::log(sum));
+    for (int64_t d = 0; d < n; ++d) out[d] = x[d] - shift;
+  } else {
+    float scale = static_cast<float>(1.0 / sum);
+    for (int64_t d = 0; d < n; ++d) out[d] *= scale;
+  }
+}
+
+// A block of columns (inner > 1): the same steps, vectorised across columns.
+void softmaxColumns(float* out, const float* x, const Extent& e, int64_t n, bool log) {
+  float m[kColumns];
+  double sum[kColumns];
+  std::fill(m, m + n, -std::numeric_limits<float>::infinity());
+  std::fill(sum, sum + n, 0.0);
+  for (int64_t d = 0; d < e.dim; ++d) accumulateRow<MaxOp<float>>(m, x + d * e.inner, n);
+  for (int64_t d = 0; d < e.dim; ++d) {
+    const float* xr = x + d * e.inner;
+    float* o = out + d * e.inner;
+    for (int64_t c = 0; c < n; ++c) {
+      float ex = std::exp(xr[c] - m[c]);
+      if (!log) o[c] = ex;
+      sum[c] += ex;
+    }
+  }
+  float scale[kColumns];
+  for (int64_t c = 0; c < n; ++c) scale[c] = log ? m[c] + static_cast<float>(std::log(sum[c])) : 1.0 / sum[c];
+  for (int64_t d = 0; d < e.dim; ++d) {
+    const float* xr = x + d * e.inner;
+    float* o = out + d * e.inner;
+    for (int64_t c = 0; c < n; ++c) o[c] = log ? xr[c] - scale[c] : o[c] * scale[c];
+  }
+}
+
+// gx = y * (gy - sum(gy * y)) for softmax, gx = gy - exp(y) * sum(gy) for log-softmax.
+void softmaxBackwardRow(float* gx, const float* gy, const float* y, int64_t n, bool log) {
+  double s = 0;
+  for (int64_t d = 0; d < n; ++d) s += log ? static_cast<double>(gy[d]) : static_cast<double>(gy[d]) * y[d];
+  float sf = static_cast<float>(s);
+  for (int64_t d = 0; d < n; ++d) gx[d] = log ? gy[d] - std::exp(y[d]) * sf : y[d] * (gy[d] - sf);
+}
+
+void softmaxBackwardColumns(float* gx, const float* gy, const float* y, const Extent& e, int64_t n, bool log) {
+  double s[kColumns];
+  std::fill(s, s + n, 0.0);
+  for (int64_t d = 0; d < e.dim; ++d) {
+    const float* g = gy + d * e.inner;
+    const float* yr = y + d * e.inner;
+    for (int64_t c = 0; c < n; ++c) s[c] += log ? static_cast<double>(g[c]) : static_cast<double>(g[c]) * yr[c];
+  }
+  for (int64_t d = 0; d < e.dim; ++d) {
+    const float* g = gy + d * e.inner;
+    const float* yr = y + d * e.inner;
+    float* o = gx + d * e.inner;
+    for (int64_t c = 0; c < n; ++c) {
+      float sc = static_cast<float>(s[c]);
+      o[c] = log ? g[c] - std::exp(yr[c]) * sc : yr[c] * (g[c] - sc);
+    }
+  }
+}
+
+// Runs fn(offset, columns) over every (outer, block of inner columns), in parallel.
+template <typename Fn>
+void forEachSoftmaxBlock(const Extent& e, Fn&& fn) {
+  if (e.total == 0) return;
+  const int64_t blocks = (e.inner + kColumns - 1) / kColumns;
+  const int64_t work = e.dim * std::min(e.inner, kColumns);
+  parallelFor(e.outer * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, work)), [&](int64_t b, int64_t end) {
+    for (int64_t task = b; task < end; ++task) {
+      int64_t o = task / blocks, c0 = (task % blocks) * kColumns;
+      fn(o * e.dim * e.inner + c0, std::min(kColumns, e.inner - c0));
+    }
+  });
+}
+
+}  // namespace
+
+void reduce(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& x = call.buffer(1, "x");
+  ReduceOp op = parseReduceOp(call);
+  Shape shape = call.shape("shape");
+  std::vector<bool> flags = reducedAxes(call, shape, call.ints("axes"));
+  call.buffer(0, "out", reduceOutDType(call, op, x.dtype));
+  call.expectSize(1, "x", numel(shape));
+  int64_t outputs = 1;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (!flags[d]) outputs *= shape[d];
+    if (flags[d] && shape[d] == 0 && (op == ReduceOp::Max || op == ReduceOp::Min)) {
+      call.fail("ERR_VALUE", "cannot take the " + call.string("op") + " over axis " + std::to_string(d) +
+                                 " of size 0 in shape " + shapeString(shape));
+    }
+  }
+  call.expectSize(0, "out", outputs);
+
+  ReducePlan plan = planReduce(shape, flags);
+  if (x.dtype == DType::Float32) return reduceFloat(op, plan, out.as<float>(), x.as<float>());
+  if (x.dtype == DType::Int32) return reduceInt(op, plan, out.as<int32_t>(), x.as<int32_t>());
+  const uint8_t* xs = x.as<uint8_t>();
+  if (op == ReduceOp::Sum) return reduceWith<SumOp<uint8_t, int64_t>>(plan, out.as<int32_t>(), xs);
+  if (op == ReduceOp::Max) return reduceWith<MaxOp<uint8_t>>(plan, out.as<uint8_t>(), xs);
+  reduceWith<MinOp<uint8_t>>(plan, out.as<uint8_t>(), xs);
+}
+
+void argReduce(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out", DType::Int32);
+  const Buffer& x = call.buffer(1, "x");
+  std::string op = call.string("op");
+  if (op != "argmax" && op != "argmin") call.fail("ERR_VALUE", "unknown arg_reduce op '" + op + "'");
+  Shape shape = call.shape("shape");
+  int64_t axis = call.integer("axis"), ndim = static_cast<int64_t>(shape.size());
+  if (axis < 0) axis += ndim;
+  if (axis < 0 || axis >= ndim) {
+    call.fail("ERR_VALUE", "axis " + std::to_string(call.integer("axis")) + " is out of range for shape " +
+                               shapeString(shape));
+  }
+  Extent e{1, shape[axis], 1, numel(shape)};
+  for (int64_t d = 0; d < axis; ++d) e.outer *= shape[d];
+  for (int64_t d = axis + 1; d < ndim; ++d) e.inner *= shape[d];
+  call.expectSize(1, "x", e.total);
+  call.expectSize(0, "out", e.outer * e.inner);
+  if (e.dim == 0 && e.outer * e.inner > 0) {
+    call.fail("ERR_VALUE", "cannot take the " + op + " over axis " + std::to_string(axis) + " of size 0 in shape " +
+                               shapeString(shape));
+  }
+  if (e.dim > std::numeric_limits<int32_t>::max()) call.fail("ERR_VALUE", "axis is too long for int32 indices");
+  if (e.total == 0) return;
+
+  bool isMax = op == "argmax";
+  switch (x.dtype) {
+    case DType::Float32: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<float>());
+    case DType::Int32: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<int32_t>());
+    case DType::UInt8: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<uint8_t>());
+    case DType::Int8: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<int8_t>());
+    case DType::Float64: call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend");
+  }
+}
+
+void softmax(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out", DType::Float32);
+  const Buffer& x = call.buffer(1, "x", DType::Float32);
+  Extent e = readExtent(call);
+  bool log = call.flag("log", false);
+  call.expectSize(0, "out", e.total);
+  call.expectSize(1, "x", e.total);
+
+  float* o = out.as<float>();
+  const float* xs = x.as<float>();
+  forEachSoftmaxBlock(e, [&](int64_t offset, int64_t columns) {
+    if (e.inner == 1) softmaxRow(o + offset, xs + offset, e.dim, log);
+    else softmaxColumns(o + offset, xs + offset, e, columns, log);
+  });
+}
+
+void softmaxBackward(KernelCall& call) {
+  const Buffer& gradX = call.buffer(0, "gradX", DType::Float32);
+  const Buffer& gradOut = call.buffer(1, "gradOut", DType::Float32);
+  const Buffer& y = call.buffer(2, "y", DType::Float32);
+  Extent e = readExtent(call);
+  bool log = call.flag("log", false);
+  call.expectSize(0, "gradX", e.total);
+  call.expectSize(1, "gradOut", e.total);
+  call.expectSize(2, "y", e.total);
+
+  float* gx = gradX.as<float>();
+  const float* gy = gradOut.as<float>();
+  const float* ys = y.as<float>();
+  forEachSoftmaxBlock(e, [&](int64_t offset, int64_t columns) {
+    if (e.inner == 1) softmaxBackwardRow(gx + offset, gy + offset, ys + offset, e.dim, log);
+    else softmaxBackwardColumns(gx + offset, gy + offset, ys + offset, e, columns, log);
+  });
+}
+
+}  // namespace deepnode::cpu

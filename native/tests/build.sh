@@ -1,0 +1,17 @@
+#!/bin/sh
+# Builds the standalone kernel tests without CMake: per-ISA files get their -m flags, and
+# registry.cc/addon.cc stay out (they need every kernel and Node). Usage: native/tests/build.sh [outdir]
+set -e
+cd "$(dirname "$0")/../.."
+out=${1:-build/native-tests}
+mkdir -p "$out"
+flags="-O3 -std=c++17 -fno-math-errno -Wall -Wextra -Wno-unused-parameter -Inative"
+g++ $flags -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -c native/cpu/gemm_avx512.cc -o "$out/gemm_avx512.o"
+g++ $flags -mavx2 -mfma -c native/cpu/gemm_avx2.cc -o "$out/gemm_avx2.o"
+common="native/cpu/gemm.cc native/core/threadpool.cc native/core/kernel.cc native/core/cpu_features.cc"
+common="$common $out/gemm_avx512.o $out/gemm_avx2.o"
+g++ $flags native/tests/gemm_test.cc $common -lpthread -o "$out/gemm_test"
+if [ -f native/tests/conv_test.cc ]; then
+  g++ $flags native/tests/conv_test.cc native/cpu/conv.cc native/cpu/pool.cc native/cpu/matmul.cc $common \
+    -lpthread -o "$out/conv_test"
+fi
