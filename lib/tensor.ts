@@ -25,6 +25,9 @@ export interface TensorOptions {
   requiresGrad?: boolean;
 }
 
+/** How many live tensors use each storage; the last dispose hands it back to the backend. */
+const storageUsers = new WeakMap<object, number>();
+
 export class Tensor implements RawTensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
@@ -41,6 +44,7 @@ export class Tensor implements RawTensor {
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.device = device;
+    storageUsers.set(storage, (storageUsers.get(storage) ?? 0) + 1);
     trackTensor(this);
   }
 
@@ -74,10 +78,20 @@ export class Tensor implements RawTensor {
 
   // ---- lifetime -----------------------------------------------------------------
 
-  /** Drops this tensor's storage now; views that share it keep it alive. Idempotent. */
+  /**
+   * Releases this tensor's storage now (views that share it keep it alive); the backend
+   * may reuse the memory, so a disposed tensor must not be read again. Idempotent.
+   */
   dispose(): void {
     if (this.storageRef === null) return;
+    const storage = this.storageRef;
     this.storageRef = null;
+    const users = (storageUsers.get(storage) ?? 1) - 1;
+    if (users > 0) storageUsers.set(storage, users);
+    else {
+      storageUsers.delete(storage);
+      backendFor(this.device).release?.(storage);
+    }
     this.gradNode = null;
     untrackTensor(this);
   }

@@ -121,6 +121,8 @@ export interface Backend {
   alloc(dtype: DType, size: number): Storage;
   fromArray(dtype: DType, values: ArrayLike<number>): Storage;
   read(x: RawTensor): TypedArray;
+  /** Called when the last tensor using `storage` is disposed; the backend may reuse it. */
+  release?(storage: Storage): void;
 
   // Creation and randomness. The generator is Philox4x32-10 (lib/random.ts), the same
   // numbers on every backend for the same key.

@@ -27,6 +27,7 @@ import type {
   UnaryOp,
 } from "../backend.js";
 import { native } from "../native.js";
+import { BufferPool } from "./pool.js";
 
 const TWO_POW_32 = 4294967296;
 
@@ -113,8 +114,15 @@ export class CpuBackend implements Backend {
     }
   }
 
+  /** Output buffers, reused across steps (see pool.ts). */
+  readonly pool = new BufferPool();
+
   alloc(dtype: DType, size: number): Storage {
-    return allocArray(dtype, size);
+    return this.pool.acquire(dtype, size);
+  }
+
+  release(storage: Storage): void {
+    this.pool.release(storage as TypedArray);
   }
 
   fromArray(dtype: DType, values: ArrayLike<number>): Storage {

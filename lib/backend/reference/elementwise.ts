@@ -40,13 +40,17 @@ const FLOAT_UNARY: Record<UnaryOp, UnaryFn> = {
   clamp: (x, alpha, beta) => Math.min(Math.max(x, alpha), beta),
 };
 
-/** The unary ops defined on int32; results wrap as the store does (neg and abs of -2^31). */
+/**
+ * The unary ops defined on int32. Results wrap as the store does (neg and abs of -2^31);
+ * affine and clamp truncate a fractional result toward zero.
+ */
 const INT_UNARY: Partial<Record<UnaryOp, UnaryFn>> = {
   neg: FLOAT_UNARY.neg,
   abs: FLOAT_UNARY.abs,
   sign: FLOAT_UNARY.sign,
   relu: FLOAT_UNARY.relu,
   square: (x) => Math.imul(x, x),
+  affine: FLOAT_UNARY.affine,
   clamp: FLOAT_UNARY.clamp,
 };
 
@@ -98,7 +102,13 @@ function unaryScalars(op: UnaryOp, alpha?: number, beta?: number): [number, numb
   return [alpha ?? 1, beta ?? 0];
 }
 
-export function unary(op: UnaryOp, out: RawTensor, x: RawTensor, alpha?: number, beta?: number) {
+export function unary(
+  op: UnaryOp,
+  out: RawTensor,
+  x: RawTensor,
+  alpha?: number,
+  beta?: number,
+): void {
   const fn = unaryFunction(op, x.dtype);
   requireSameDType(op, [out, x]);
   expectShape(op, "out", out.shape, x.shape);
@@ -147,9 +157,8 @@ export function where(out: RawTensor, cond: RawTensor, a: RawTensor, b: RawTenso
   const aValues = elements("where", a);
   const bValues = elements("where", b);
   for (let i = 0; i < outValues.length; i++) {
-    const chosen =
-      condValues[condOffsets[i]!] !== 0 ? aValues[aOffsets[i]!] : bValues[bOffsets[i]!];
-    outValues[i] = chosen!;
+    const pickA = condValues[condOffsets[i]!] !== 0;
+    outValues[i] = pickA ? aValues[aOffsets[i]!]! : bValues[bOffsets[i]!]!;
   }
 }
 

@@ -2,14 +2,9 @@
 // max and min and counts as the extreme value for argmax/argmin (the first NaN wins).
 
 import type { RawTensor, ReduceOp } from "../backend.js";
-import { ValueError, formatShape } from "../../errors.js";
-import {
-  FLOAT_DTYPES,
-  NUMERIC_DTYPES,
-  elements,
-  requireDType,
-  requireSameDType,
-} from "./storage.js";
+import { isFloating, type DType } from "../../dtype.js";
+import { DTypeError, ValueError, formatShape } from "../../errors.js";
+import { ALL_DTYPES, FLOAT_DTYPES, NUMERIC_DTYPES, elements, requireDType } from "./storage.js";
 import { broadcastOffsets, expectShape, normalizeAxis, splitAtAxis } from "./strides.js";
 
 interface Fold {
@@ -33,9 +28,28 @@ const INT_FOLDS: Partial<Record<ReduceOp, Fold>> = {
   min: FLOAT_FOLDS.min,
 };
 
+/** Sum also takes bool, uint8 and int8 and counts into int32, as PyTorch widens them. */
+const SUPPORTED: Record<ReduceOp, readonly DType[]> = {
+  sum: ALL_DTYPES,
+  mean: FLOAT_DTYPES,
+  prod: NUMERIC_DTYPES,
+  max: NUMERIC_DTYPES,
+  min: NUMERIC_DTYPES,
+};
+
 function foldFor(op: ReduceOp, x: RawTensor): Fold {
-  requireDType(op, x.dtype, op === "mean" ? FLOAT_DTYPES : NUMERIC_DTYPES);
-  return x.dtype === "int32" ? INT_FOLDS[op]! : FLOAT_FOLDS[op];
+  requireDType(op, x.dtype, SUPPORTED[op]);
+  return isFloating(x.dtype) ? FLOAT_FOLDS[op] : INT_FOLDS[op]!;
+}
+
+function requireOutDType(op: ReduceOp, out: RawTensor, x: RawTensor): void {
+  const expected = op === "sum" && !isFloating(x.dtype) ? "int32" : x.dtype;
+  if (out.dtype !== expected) {
+    throw new DTypeError(op, `out must be ${expected} for ${x.dtype} x, got ${out.dtype}`, [
+      out.dtype,
+      x.dtype,
+    ]);
+  }
 }
 
 /** x.shape with every reduced axis set to 1. */
@@ -54,7 +68,7 @@ function checkNotEmpty(op: string, shape: readonly number[], axes: readonly numb
 
 export function reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void {
   const fold = foldFor(op, x);
-  requireSameDType(op, [out, x]);
+  requireOutDType(op, out, x);
   const reducedAxes = axes.map((axis) => normalizeAxis(op, axis, x.shape.length));
   expectShape(op, "out", out.shape, keptShape(x.shape, reducedAxes));
   if (op === "max" || op === "min") checkNotEmpty(op, x.shape, reducedAxes);

