@@ -57,9 +57,20 @@ export function mnistLoader(split: MnistSplit, batchSize: number, shuffle: boole
   return new DataLoader(dataset, { batchSize, shuffle, ...(device === undefined ? {} : { device }) });
 }
 
+/**
+ * `limit` images spread evenly over the split. The split is grouped by digit, so taking
+ * the first ones would train on zeros only.
+ */
 export function limitSplit(split: MnistSplit, limit: number | undefined): MnistSplit {
   if (limit === undefined || limit >= split.count) return split;
-  return { images: split.images.subarray(0, limit * 784), labels: split.labels.subarray(0, limit), count: limit };
+  const images = new Float32Array(limit * 784);
+  const labels = new Int32Array(limit);
+  for (let i = 0; i < limit; i++) {
+    const source = Math.floor((i * split.count) / limit);
+    images.set(split.images.subarray(source * 784, (source + 1) * 784), i * 784);
+    labels[i] = split.labels[source]!;
+  }
+  return { images, labels, count: limit };
 }
 
 /** Mean loss and accuracy of the model on a loader, in eval mode. */

@@ -4,17 +4,25 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { SingleBar, Presets } from "cli-progress";
 import { existsSync } from "node:fs";
-import { DeepnodeError } from "../errors.js";
+import { DeepnodeError, StateDictError } from "../errors.js";
 import { buildInfo, setNumThreads } from "../runtime.js";
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.js";
 import { loadMnist } from "../data/mnist.js";
-import { MNISTNet, evaluate, mnistLoader, trainMnist, type EpochStats } from "../../examples/mnist.js";
+import {
+  MNISTNet,
+  evaluate,
+  mnistLoader,
+  trainMnist,
+  type EpochStats,
+} from "../../examples/mnist.js";
 import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
 
 function positiveInt(name: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
+    }
     return n;
   };
 }
@@ -22,7 +30,9 @@ function positiveInt(name: string) {
 function nonNegativeInt(name: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
+    }
     return n;
   };
 }
@@ -30,7 +40,9 @@ function nonNegativeInt(name: string) {
 function positiveNumber(name: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
+    if (!Number.isFinite(n) || n <= 0) {
+      throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
+    }
     return n;
   };
 }
@@ -49,6 +61,24 @@ export function formatEpoch(s: EpochStats, epochs: number): string {
   );
 }
 
+/** A failure the user can act on (a file that cannot be read or written): no stack trace. */
+class CliFailure extends Error {}
+
+/**
+ * Runs a file operation; an operating-system error (ENOENT, EACCES, EISDIR ...) becomes a
+ * CliFailure that names the file, since Node's own message omits or mangles the path.
+ */
+async function onFile<T>(what: string, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if (error instanceof Error && typeof (error as NodeJS.ErrnoException).syscall === "string") {
+      throw new CliFailure(`${what}: ${error.message.split(",")[0]}`);
+    }
+    throw error;
+  }
+}
+
 interface TrainFlags {
   epochs: number;
   batchSize: number;
@@ -65,7 +95,12 @@ interface TrainFlags {
 function progressBar(enabled: boolean): SingleBar | null {
   if (!enabled || !process.stderr.isTTY) return null;
   return new SingleBar(
-    { format: "  {bar} {value}/{total} batches | loss {loss} | {eta_formatted} left", stream: process.stderr, hideCursor: true, clearOnComplete: true },
+    {
+      format: "  {bar} {value}/{total} batches | loss {loss} | {eta_formatted} left",
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: true,
+    },
     Presets.shades_classic,
   );
 }
@@ -74,7 +109,10 @@ async function trainCommand(task: string, flags: TrainFlags): Promise<void> {
   checkTask(task);
   if (flags.threads !== undefined) setNumThreads(flags.threads);
   const bar = progressBar(flags.progress);
-  console.log(`training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"} (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`);
+  console.log(
+    `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
+      ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
+  );
   const { model } = trainMnist({
     epochs: flags.epochs,
     batchSize: flags.batchSize,
@@ -90,7 +128,9 @@ async function trainCommand(task: string, flags: TrainFlags): Promise<void> {
     },
     onEpoch: (stats) => console.log(formatEpoch(stats, flags.epochs)),
   });
-  await saveSafetensors(flags.out, model.stateDict(), { format: "pt", model: "MNISTNet" });
+  await onFile(`cannot save weights to '${flags.out}'`, () =>
+    saveSafetensors(flags.out, model.stateDict(), { format: "pt", model: "MNISTNet" }),
+  );
   console.log(`saved weights to ${flags.out}`);
 }
 
@@ -101,17 +141,37 @@ interface EvalFlags {
   batchSize: number;
 }
 
+/** MNISTNet with the weights of `path`; every failure names the file. */
+async function loadMnistNet(path: string): Promise<MNISTNet> {
+  const model = new MNISTNet();
+  const weights = await onFile(`cannot read weights file '${path}'`, () => loadSafetensors(path));
+  try {
+    model.loadStateDict(weights);
+  } catch (error) {
+    if (!(error instanceof StateDictError)) throw error;
+    throw new CliFailure(`weights file '${path}' does not fit MNISTNet: ${error.message}`);
+  }
+  return model;
+}
+
 async function evalCommand(task: string, flags: EvalFlags): Promise<void> {
   checkTask(task);
-  if (!existsSync(flags.weights)) throw new InvalidArgumentError(`weights file '${flags.weights}' does not exist`);
+  if (!existsSync(flags.weights)) {
+    throw new InvalidArgumentError(`weights file '${flags.weights}' does not exist`);
+  }
   const previous = getDefaultDevice();
   setDefaultDevice(flags.device);
   try {
-    const model = new MNISTNet();
-    model.loadStateDict(await loadSafetensors(flags.weights));
+    const model = await loadMnistNet(flags.weights);
     const data = loadMnist(flags.data === undefined ? {} : { dir: flags.data });
-    const { loss, accuracy } = evaluate(model, mnistLoader(data.test, flags.batchSize, false, flags.device));
-    console.log(`test_loss ${loss.toFixed(4)}  test_acc ${(100 * accuracy).toFixed(2)}%  (${data.test.count} images)`);
+    const { loss, accuracy } = evaluate(
+      model,
+      mnistLoader(data.test, flags.batchSize, false, flags.device),
+    );
+    console.log(
+      `test_loss ${loss.toFixed(4)}  test_acc ${(100 * accuracy).toFixed(2)}%` +
+        `  (${data.test.count} images)`,
+    );
   } finally {
     setDefaultDevice(previous);
   }
@@ -126,7 +186,10 @@ function deviceOption(): Option {
 }
 
 export function buildProgram(): Command {
-  const program = new Command("deepnode").description("deep learning for Node.js").exitOverride().showHelpAfterError();
+  const program = new Command("deepnode")
+    .description("deep learning for Node.js")
+    .exitOverride()
+    .showHelpAfterError();
   program
     .command("train <task>")
     .description("train a model (tasks: mnist) and save its weights as safetensors")
@@ -149,7 +212,10 @@ export function buildProgram(): Command {
     .option("--data <dir>", "read standard MNIST IDX files from this folder")
     .option("--batch-size <n>", "evaluation batch size", positiveInt("--batch-size"), 1000)
     .action(evalCommand);
-  program.command("info").description("print what this build contains and which devices work").action(infoCommand);
+  program
+    .command("info")
+    .description("print what this build contains and which devices work")
+    .action(infoCommand);
   return program;
 }
 
@@ -160,12 +226,19 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: "user" });
     return 0;
   } catch (error) {
+    // Commander prints its own parse errors, then throws a plain CommanderError. An
+    // InvalidArgumentError (a CommanderError subclass) that reaches here was thrown by an
+    // action, so nothing has been printed yet: test for it first.
+    if (error instanceof InvalidArgumentError) {
+      process.stderr.write(`deepnode: ${error.message}\n`);
+      return 2;
+    }
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? 0 : 2;
     }
-    if (error instanceof InvalidArgumentError || error instanceof DeepnodeError) {
+    if (error instanceof DeepnodeError || error instanceof CliFailure) {
       process.stderr.write(`deepnode: ${error.message}\n`);
-      return error instanceof InvalidArgumentError ? 2 : 1;
+      return 1;
     }
     throw error;
   }

@@ -56,7 +56,7 @@ export class Linear extends Module {
   }
 
   override extraRepr(): string {
-    return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}`;
+    return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null ? "True" : "False"}`;
   }
 }
 
@@ -127,7 +127,7 @@ export class MaxPool2d extends Module {
     const o = this.options;
     const num = (v: F.Pair | undefined, d: number) => (v === undefined ? String(d) : typeof v === "number" ? String(v) : pairString(v));
     const k = typeof this.kernelSize === "number" ? this.kernelSize : pairString(this.kernelSize);
-    return `kernel_size=${k}, stride=${o.stride === undefined ? k : num(o.stride, 1)}, padding=${num(o.padding, 0)}, dilation=${num(o.dilation, 1)}, ceil_mode=${o.ceilMode ?? false}`;
+    return `kernel_size=${k}, stride=${o.stride === undefined ? k : num(o.stride, 1)}, padding=${num(o.padding, 0)}, dilation=${num(o.dilation, 1)}, ceil_mode=${o.ceilMode === true ? "True" : "False"}`;
   }
 }
 

@@ -134,7 +134,8 @@ export abstract class Module {
       }
     }
     if (mismatched.length > 0 || (strict && (missing.length > 0 || unexpected.length > 0))) {
-      throw new StateDictError(missing, unexpected, mismatched);
+      // As PyTorch: without strict, only the shape mismatches are errors worth listing.
+      throw new StateDictError(strict ? missing : [], strict ? unexpected : [], mismatched);
     }
     noGrad(() => {
       for (const [key, target] of Object.entries(own)) {

@@ -41,7 +41,9 @@ inline Block philox4x32(uint64_t block, uint64_t seed) {
 }
 
 // A uniform in [0, 1) with 24 random bits: exact in float and in double.
-inline double uniformOf(uint32_t bits) { return static_cast<double>(bits >> 8) * kInv2Pow24; }
+inline double uniformOf(uint32_t bits) {
+  return static_cast<double>(bits >> 8) * kInv2Pow24;
+}
 
 // Box-Muller on the block's pairs (x0, x1) and (x2, x3), in double as lib/random.ts does.
 inline void normalsOf(const Block& block, double out[4]) {

@@ -58,8 +58,7 @@ void checkGeometry(const KernelCall& call, ConvGeometry& g) {
   g.oH = (g.h + 2 * g.padH - spanH) >= 0 ? (g.h + 2 * g.padH - spanH) / g.strideH + 1 : 0;
   g.oW = (g.w + 2 * g.padW - spanW) >= 0 ? (g.w + 2 * g.padW - spanW) / g.strideW + 1 : 0;
   if (g.oH < 1 || g.oW < 1) {
-    call.fail("ERR_SHAPE", "the dilated kernel " + shapeString({spanH, spanW}) +
-                               " is larger than the padded input " +
+    call.fail("ERR_SHAPE", "the dilated kernel " + shapeString({spanH, spanW}) + " is larger than the padded input " +
                                shapeString({g.h + 2 * g.padH, g.w + 2 * g.padW}) + ": " + describe(g));
   }
   checkedProduct(call, {g.n, g.cOut, g.oH, g.oW, g.kH, g.kW});
@@ -86,21 +85,31 @@ ConvGeometry readGeometry(const KernelCall& call) {
   return g;
 }
 
-int64_t inputSize(const ConvGeometry& g) { return g.n * g.cIn * g.h * g.w; }
-int64_t weightSize(const ConvGeometry& g) { return g.cOut * g.colRows(); }
-int64_t outputSize(const ConvGeometry& g) { return g.n * g.cOut * g.pixels(); }
+int64_t inputSize(const ConvGeometry& g) {
+  return g.n * g.cIn * g.h * g.w;
+}
+int64_t weightSize(const ConvGeometry& g) {
+  return g.cOut * g.colRows();
+}
+int64_t outputSize(const ConvGeometry& g) {
+  return g.n * g.cOut * g.pixels();
+}
 
 void expectFloat(const KernelCall& call, const ConvGeometry& g, size_t index, const char* role, int64_t expected) {
   const Buffer& buf = call.buffer(index, role, DType::Float32);
   if (buf.size != expected) {
     call.fail("ERR_SHAPE", std::string("buffer '") + role + "' holds " + std::to_string(buf.size) +
-                               " elements, expected " + std::to_string(expected) + " for " + describe(g) +
-                               ", out " + shapeString({g.n, g.cOut, g.oH, g.oW}));
+                               " elements, expected " + std::to_string(expected) + " for " + describe(g) + ", out " +
+                               shapeString({g.n, g.cOut, g.oH, g.oW}));
   }
 }
 
-int64_t ceilDiv(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-int64_t floorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+int64_t ceilDiv(int64_t a, int64_t b) {
+  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+int64_t floorDiv(int64_t a, int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
 
 // Output columns ox whose input column ox * stride + offset lies inside [0, w).
 void validColumns(const ConvGeometry& g, int64_t offset, int64_t& begin, int64_t& end) {
@@ -110,23 +119,24 @@ void validColumns(const ConvGeometry& g, int64_t offset, int64_t& begin, int64_t
 
 // col[cInGroup * kH * kW, oH * oW] from one image's group of channels x[cInGroup, h, w];
 // taps that fall in the padding read as zero.
-void im2col(const ConvGeometry& g, const float* x, float* col) {
+void im2col(const ConvGeometry& g, const float* __restrict x, float* __restrict col) {
   for (int64_t c = 0; c < g.cInGroup(); ++c) {
     for (int64_t ki = 0; ki < g.kH; ++ki) {
       for (int64_t kj = 0; kj < g.kW; ++kj, col += g.pixels()) {
         int64_t offset = kj * g.dilationW - g.padW, begin, end;
         validColumns(g, offset, begin, end);
         for (int64_t oy = 0; oy < g.oH; ++oy) {
-          float* row = col + oy * g.oW;
+          float* __restrict row = col + oy * g.oW;
           int64_t iy = oy * g.strideH - g.padH + ki * g.dilationH;
           if (iy < 0 || iy >= g.h) {
             std::fill(row, row + g.oW, 0.0f);
             continue;
           }
-          const float* src = x + (c * g.h + iy) * g.w + offset;
+          const float* __restrict src = x + (c * g.h + iy) * g.w + offset;
           std::fill(row, row + begin, 0.0f);
           if (g.strideW == 1) {
-            std::memcpy(row + begin, src + begin, (end - begin) * sizeof(float));
+            // Rows are short (tens of floats): an inline loop beats a call to memcpy.
+            for (int64_t ox = begin; ox < end; ++ox) row[ox] = src[ox];
           } else {
             for (int64_t ox = begin; ox < end; ++ox) row[ox] = src[ox * g.strideW];
           }
@@ -137,9 +147,52 @@ void im2col(const ConvGeometry& g, const float* x, float* col) {
   }
 }
 
+// Writes `count` entries of one im2col row, for output pixels starting at (oy, ox) and running
+// on through later output rows, into out.
+void im2colRun(const ConvGeometry& g, const float* plane, int64_t ki, int64_t kj, int64_t oy, int64_t ox, int64_t count,
+               float* __restrict out) {
+  int64_t offset = kj * g.dilationW - g.padW, begin, end;
+  validColumns(g, offset, begin, end);
+  while (count > 0) {
+    int64_t segment = std::min(count, g.oW - ox), iy = oy * g.strideH - g.padH + ki * g.dilationH;
+    int64_t copyBegin = std::clamp(begin, ox, ox + segment), copyEnd = std::clamp(end, copyBegin, ox + segment);
+    if (iy < 0 || iy >= g.h) copyBegin = copyEnd = ox + segment;
+    const float* __restrict src = plane + iy * g.w + offset;
+    for (int64_t q = ox; q < copyBegin; ++q) out[q - ox] = 0.0f;
+    if (g.strideW == 1) {
+      for (int64_t q = copyBegin; q < copyEnd; ++q) out[q - ox] = src[q];
+    } else {
+      for (int64_t q = copyBegin; q < copyEnd; ++q) out[q - ox] = src[q * g.strideW];
+    }
+    for (int64_t q = copyEnd; q < ox + segment; ++q) out[q - ox] = 0.0f;
+    out += segment;
+    count -= segment;
+    ox = 0;
+    ++oy;
+  }
+}
+
+// im2col fused into GEMM packing: writes rows [p0, p0 + kc) and pixels [j0, j0 + cols) of the
+// column matrix of x[cInGroup, h, w] straight into panels of nr pixels, so the column matrix
+// is never stored and read back.
+void packIm2col(const ConvGeometry& g, const float* x, int64_t p0, int64_t kc, int64_t j0, int64_t cols, int nr,
+                float* dst) {
+  int64_t taps = g.kH * g.kW;
+  for (int64_t p = 0; p < kc; ++p) {
+    int64_t row = p0 + p, c = row / taps, ki = (row % taps) / g.kW, kj = row % g.kW;
+    const float* plane = x + c * g.h * g.w;
+    for (int64_t jr = 0; jr < cols; jr += nr) {
+      float* out = dst + jr * kc + p * nr;
+      int64_t panelCols = std::min<int64_t>(nr, cols - jr), first = j0 + jr;
+      im2colRun(g, plane, ki, kj, first / g.oW, first % g.oW, panelCols, out);
+      std::fill(out + panelCols, out + nr, 0.0f);
+    }
+  }
+}
+
 // The adjoint of im2col: adds every column entry back into gradX[cInGroup, h, w] (which the
 // caller has cleared); taps in the padding are dropped.
-void col2im(const ConvGeometry& g, const float* col, float* gradX) {
+void col2im(const ConvGeometry& g, const float* __restrict col, float* __restrict gradX) {
   for (int64_t c = 0; c < g.cInGroup(); ++c) {
     for (int64_t ki = 0; ki < g.kH; ++ki) {
       for (int64_t kj = 0; kj < g.kW; ++kj, col += g.pixels()) {
@@ -148,8 +201,8 @@ void col2im(const ConvGeometry& g, const float* col, float* gradX) {
         for (int64_t oy = 0; oy < g.oH; ++oy) {
           int64_t iy = oy * g.strideH - g.padH + ki * g.dilationH;
           if (iy < 0 || iy >= g.h) continue;
-          const float* row = col + oy * g.oW;
-          float* dst = gradX + (c * g.h + iy) * g.w + offset;
+          const float* __restrict row = col + oy * g.oW;
+          float* __restrict dst = gradX + (c * g.h + iy) * g.w + offset;
           if (g.strideW == 1) {
             for (int64_t ox = begin; ox < end; ++ox) dst[ox] += row[ox];
           } else {
@@ -175,7 +228,9 @@ float* scratch(size_t count) {
 
 // Calls fn(chunk, begin, end) for contiguous ranges of [0, items) on up to maxThreads()
 // threads; chunk numbers index per-thread scratch. Returns the number of chunks.
-int64_t chunkCount(int64_t items) { return std::max<int64_t>(1, std::min<int64_t>(items, maxThreads())); }
+int64_t chunkCount(int64_t items) {
+  return std::max<int64_t>(1, std::min<int64_t>(items, maxThreads()));
+}
 
 void forEachChunk(int64_t items, int64_t chunks, const std::function<void(int64_t, int64_t, int64_t)>& fn) {
   if (chunks <= 1) {
@@ -208,18 +263,23 @@ void conv2d(KernelCall& call) {
   const float* x = call.buffers[1].as<float>();
   const float* weight = call.buffers[2].as<float>();
   const float* bias = hasBias ? call.buffers[3].as<float>() : nullptr;
-  int64_t items = g.n * g.groups, chunks = chunkCount(items);
-  int64_t colSize = g.pointwise() ? 0 : g.colRows() * g.pixels();
-  float* cols = scratch(static_cast<size_t>(chunks * colSize));
-  forEachChunk(items, chunks, [&](int64_t chunk, int64_t begin, int64_t end) {
-    float* col = cols + chunk * colSize;
+  int64_t items = g.n * g.groups;
+  forEachChunk(items, chunkCount(items), [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       int64_t image = item / g.groups, group = item % g.groups;
       const float* xg = x + (image * g.cIn + group * g.cInGroup()) * g.h * g.w;
+      const float* weightg = weight + group * g.cOutGroup() * g.colRows();
       float* outg = out + (image * g.cOut + group * g.cOutGroup()) * g.pixels();
-      if (!g.pointwise()) im2col(g, xg, col);
-      sgemm(false, false, g.cOutGroup(), g.pixels(), g.colRows(), 1.0f, weight + group * g.cOutGroup() * g.colRows(),
-            g.colRows(), g.pointwise() ? xg : col, g.pixels(), 0.0f, outg, g.pixels());
+      // out [cOutGroup, pixels] = weight [cOutGroup, colRows] * im2col(x) [colRows, pixels]
+      if (g.pointwise()) {
+        sgemm(false, false, g.cOutGroup(), g.pixels(), g.colRows(), 1.0f, weightg, g.colRows(), xg, g.pixels(), 0.0f,
+              outg, g.pixels());
+      } else {
+        PackBlockFn pack = [&](int64_t p0, int64_t kc, int64_t j0, int64_t cols, int nr, float* dst) {
+          packIm2col(g, xg, p0, kc, j0, cols, nr, dst);
+        };
+        sgemmPackedB(g.cOutGroup(), g.pixels(), g.colRows(), 1.0f, weightg, g.colRows(), pack, 0.0f, outg, g.pixels());
+      }
       if (bias != nullptr) addBias(g, bias + group * g.cOutGroup(), outg);
     }
   });
@@ -245,8 +305,8 @@ void conv2dBackwardData(KernelCall& call) {
       const float* gradOutg = gradOut + (image * g.cOut + group * g.cOutGroup()) * g.pixels();
       const float* weightg = weight + group * g.cOutGroup() * g.colRows();
       // col = weight^T [colRows, cOutGroup] * gradOut [cOutGroup, pixels]
-      sgemm(true, false, g.colRows(), g.pixels(), g.cOutGroup(), 1.0f, weightg, g.colRows(), gradOutg, g.pixels(),
-            0.0f, g.pointwise() ? gradXg : col, g.pixels());
+      sgemm(true, false, g.colRows(), g.pixels(), g.cOutGroup(), 1.0f, weightg, g.colRows(), gradOutg, g.pixels(), 0.0f,
+            g.pointwise() ? gradXg : col, g.pixels());
       if (g.pointwise()) continue;
       std::fill(gradXg, gradXg + g.cInGroup() * g.h * g.w, 0.0f);
       col2im(g, col, gradXg);
@@ -278,9 +338,8 @@ void conv2dBackwardWeight(KernelCall& call) {
         const float* gradOutg = gradOut + (image * g.cOut + group * g.cOutGroup()) * g.pixels();
         if (!g.pointwise()) im2col(g, xg, col);
         // gradWeight [cOutGroup, colRows] += gradOut [cOutGroup, pixels] * col^T [pixels, colRows]
-        sgemm(false, true, g.cOutGroup(), g.colRows(), g.pixels(), 1.0f, gradOutg, g.pixels(),
-              g.pointwise() ? xg : col, g.pixels(), image == begin ? 0.0f : 1.0f,
-              sum + group * g.cOutGroup() * g.colRows(), g.colRows());
+        sgemm(false, true, g.cOutGroup(), g.colRows(), g.pixels(), 1.0f, gradOutg, g.pixels(), g.pointwise() ? xg : col,
+              g.pixels(), image == begin ? 0.0f : 1.0f, sum + group * g.cOutGroup() * g.colRows(), g.colRows());
       }
     }
   });

@@ -1,6 +1,7 @@
 // Creation kernels: fill, dtype casts, and the random fills (uniform, normal, dropout).
 // Random kernels are pure functions of (seed, offset, element index) through Philox, so
 // each thread generates its own range and the result does not depend on the thread count.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -8,6 +9,7 @@
 
 #include "../core/philox.h"
 #include "../core/threadpool.h"
+#include "clones.h"
 #include "kernels.h"
 
 namespace deepnode::cpu {
@@ -111,6 +113,32 @@ philox::Key randomKey(const KernelCall& call) {
   return key;
 }
 
+// The raw Philox lanes of blocks [first, first + count): independent blocks, so the loop
+// vectorises across them (about 1.5x the scalar generator).
+DEEPNODE_CLONES void philoxBlocks(uint32_t* __restrict out, uint64_t first, int64_t count, uint64_t seed) {
+  for (int64_t i = 0; i < count; ++i) {
+    philox::Block b = philox::philox4x32(first + static_cast<uint64_t>(i), seed);
+    for (int lane = 0; lane < 4; ++lane) out[4 * i + lane] = b.x[lane];
+  }
+}
+
+// Calls visit(e, bits) for e in [begin, end) with the 32 random bits of element e, as
+// philox::forEachBits does, generating a few hundred blocks at a time.
+template <typename Visit>
+void forEachRandomBits(const philox::Key& key, int64_t begin, int64_t end, Visit&& visit) {
+  constexpr int64_t kBlocks = 256;
+  uint32_t bits[4 * kBlocks];
+  for (int64_t e = begin; e < end;) {
+    uint64_t g = key.offset + static_cast<uint64_t>(e);
+    int64_t lane0 = static_cast<int64_t>(g % 4);
+    int64_t blocks = std::min<int64_t>(kBlocks, (lane0 + (end - e) + 3) / 4);
+    philoxBlocks(bits, g / 4, blocks, key.seed);
+    int64_t n = std::min<int64_t>(end - e, blocks * 4 - lane0);
+    for (int64_t i = 0; i < n; ++i) visit(e + i, bits[lane0 + i]);
+    e += n;
+  }
+}
+
 double finiteNumber(const KernelCall& call, const char* name) {
   double v = call.number(name);
   if (!std::isfinite(v)) call.fail("ERR_VALUE", std::string(name) + " must be finite, got " + std::to_string(v));
@@ -151,7 +179,9 @@ void randUniform(KernelCall& call) {
   float* o = out.as<float>();
   double range = high - low;
   parallelFor(out.size, kRandomGrain, [&](int64_t begin, int64_t end) {
-    philox::forEachUniform(key, begin, end, [&](int64_t e, double u) { o[e] = static_cast<float>(low + range * u); });
+    forEachRandomBits(key, begin, end, [&](int64_t e, uint32_t bits) {
+      o[e] = static_cast<float>(low + range * philox::uniformOf(bits));
+    });
   });
 }
 
@@ -182,8 +212,8 @@ void dropout(KernelCall& call) {
   float* m = mask.as<float>();
   const float* xs = x.as<float>();
   parallelFor(x.size, kRandomGrain, [&](int64_t begin, int64_t end) {
-    philox::forEachUniform(key, begin, end, [&](int64_t e, double u) {
-      float keep = u >= p ? scale : 0.0f;
+    forEachRandomBits(key, begin, end, [&](int64_t e, uint32_t bits) {
+      float keep = philox::uniformOf(bits) >= p ? scale : 0.0f;
       m[e] = keep;
       o[e] = xs[e] * keep;
     });

@@ -13,13 +13,9 @@
 #include <vector>
 
 #include "../core/threadpool.h"
+#include "clones.h"
 #include "kernels.h"
-
-#if defined(__x86_64__) && !defined(DEEPNODE_NO_CLONES)
-#define DEEPNODE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DEEPNODE_CLONES
-#endif
+#include "vec_math.h"
 
 namespace deepnode::cpu {
 
@@ -27,6 +23,8 @@ namespace {
 
 constexpr int64_t kGrain = 32 * 1024;  // elements per task: below this a loop stays on one thread
 constexpr int kMaxOperands = 3;
+constexpr int64_t kShortRun = 16;  // runs shorter than this are done inline
+constexpr int kMaxDims = 64;       // after merging, a plan has at most this many dims
 
 // ---------------------------------------------------------------------------------------
 // Broadcast planning
@@ -41,6 +39,17 @@ struct BroadcastPlan {
   int64_t numel = 0;
 };
 
+// Reads a shape attribute whose element count fits in int64 (numel() would wrap).
+Shape checkedShape(const KernelCall& call, const char* name) {
+  Shape shape = call.shape(name);
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, d, &n))
+      call.fail("ERR_SHAPE", std::string(name) + " " + shapeString(shape) + " is too large");
+  }
+  return shape;
+}
+
 // Fails with ERR_SHAPE unless `in` broadcasts to `out` (right-aligned, each dim equal or 1).
 void checkBroadcast(const KernelCall& call, const Shape& out, const Shape& in, const char* role) {
   bool ok = in.size() <= out.size();
@@ -49,8 +58,8 @@ void checkBroadcast(const KernelCall& call, const Shape& out, const Shape& in, c
     ok = d == 1 || d == out[out.size() - 1 - i];
   }
   if (!ok) {
-    call.fail("ERR_SHAPE", std::string("cannot broadcast ") + role + " of shape " + shapeString(in) + " to " +
-                               shapeString(out));
+    call.fail("ERR_SHAPE",
+              std::string("cannot broadcast ") + role + " of shape " + shapeString(in) + " to " + shapeString(out));
   }
 }
 
@@ -92,6 +101,34 @@ BroadcastPlan planBroadcast(const Shape& out, const std::vector<Shape>& ins) {
   return plan;
 }
 
+// The multi-index of the current run over the outer dims, and each operand's offset
+// there; stepping it costs a few adds instead of a division per dim, which matters when
+// runs are short.
+struct RunCursor {
+  int64_t index[kMaxDims] = {};
+  int64_t offsets[kMaxOperands] = {};
+
+  RunCursor(const BroadcastPlan& plan, int64_t row, int64_t col) {
+    for (int d = static_cast<int>(plan.shape.size()) - 2; d >= 0; --d) {
+      index[d] = row % plan.shape[d];
+      row /= plan.shape[d];
+      for (int k = 0; k < plan.operands; ++k) offsets[k] += index[d] * plan.strides[k][d];
+    }
+    for (int k = 0; k < plan.operands; ++k) offsets[k] += col * plan.strides[k].back();
+  }
+
+  // Moves to the start of the next run; `col` is where the finished run began.
+  void next(const BroadcastPlan& plan, int64_t col) {
+    for (int k = 0; k < plan.operands; ++k) offsets[k] -= col * plan.strides[k].back();
+    for (int d = static_cast<int>(plan.shape.size()) - 2; d >= 0; --d) {
+      for (int k = 0; k < plan.operands; ++k) offsets[k] += plan.strides[k][d];
+      if (++index[d] < plan.shape[d]) return;
+      for (int k = 0; k < plan.operands; ++k) offsets[k] -= plan.shape[d] * plan.strides[k][d];
+      index[d] = 0;
+    }
+  }
+};
+
 // Calls fn(outOffset, inOffsets, length) for runs of the innermost dim, split across
 // threads by element count so one long row is shared too. Within a run operand k
 // advances by plan.strides[k].back() (0 or 1) per element.
@@ -99,22 +136,14 @@ template <typename RowFn>
 void forEachRun(const BroadcastPlan& plan, RowFn&& fn) {
   if (plan.numel == 0) return;
   const int64_t inner = plan.shape.back();
-  const int outerDims = static_cast<int>(plan.shape.size()) - 1;
   parallelFor(plan.numel, kGrain, [&](int64_t begin, int64_t end) {
-    int64_t row = begin / inner, col = begin % inner;
+    int64_t col = begin % inner;
+    RunCursor cursor(plan, begin / inner, col);
     while (begin < end) {
-      int64_t offsets[kMaxOperands] = {0, 0, 0};
-      int64_t rest = row;
-      for (int d = outerDims - 1; d >= 0; --d) {
-        int64_t i = rest % plan.shape[d];
-        rest /= plan.shape[d];
-        for (int k = 0; k < plan.operands; ++k) offsets[k] += i * plan.strides[k][d];
-      }
-      for (int k = 0; k < plan.operands; ++k) offsets[k] += col * plan.strides[k].back();
       int64_t length = std::min(inner - col, end - begin);
-      fn(begin, offsets, length);
+      fn(begin, cursor.offsets, length);
       begin += length;
-      ++row;
+      cursor.next(plan, col);
       col = 0;
     }
   });
@@ -124,8 +153,24 @@ void forEachRun(const BroadcastPlan& plan, RowFn&& fn) {
 // Binary ops
 
 enum class BinaryOp {
-  Add, Sub, Mul, Div, Pow, Maximum, Minimum, FloorDiv, Remainder,
-  Eq, Ne, Lt, Le, Gt, Ge, ReluBackward, SigmoidBackward, TanhBackward,
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Pow,
+  Maximum,
+  Minimum,
+  FloorDiv,
+  Remainder,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  ReluBackward,
+  SigmoidBackward,
+  TanhBackward,
 };
 
 struct NamedBinaryOp {
@@ -134,15 +179,29 @@ struct NamedBinaryOp {
 };
 
 const NamedBinaryOp kBinaryOps[] = {
-    {"add", BinaryOp::Add}, {"sub", BinaryOp::Sub}, {"mul", BinaryOp::Mul}, {"div", BinaryOp::Div},
-    {"pow", BinaryOp::Pow}, {"maximum", BinaryOp::Maximum}, {"minimum", BinaryOp::Minimum},
-    {"floordiv", BinaryOp::FloorDiv}, {"remainder", BinaryOp::Remainder}, {"eq", BinaryOp::Eq},
-    {"ne", BinaryOp::Ne}, {"lt", BinaryOp::Lt}, {"le", BinaryOp::Le}, {"gt", BinaryOp::Gt}, {"ge", BinaryOp::Ge},
-    {"relu_backward", BinaryOp::ReluBackward}, {"sigmoid_backward", BinaryOp::SigmoidBackward},
+    {"add", BinaryOp::Add},
+    {"sub", BinaryOp::Sub},
+    {"mul", BinaryOp::Mul},
+    {"div", BinaryOp::Div},
+    {"pow", BinaryOp::Pow},
+    {"maximum", BinaryOp::Maximum},
+    {"minimum", BinaryOp::Minimum},
+    {"floordiv", BinaryOp::FloorDiv},
+    {"remainder", BinaryOp::Remainder},
+    {"eq", BinaryOp::Eq},
+    {"ne", BinaryOp::Ne},
+    {"lt", BinaryOp::Lt},
+    {"le", BinaryOp::Le},
+    {"gt", BinaryOp::Gt},
+    {"ge", BinaryOp::Ge},
+    {"relu_backward", BinaryOp::ReluBackward},
+    {"sigmoid_backward", BinaryOp::SigmoidBackward},
     {"tanh_backward", BinaryOp::TanhBackward},
 };
 
-bool isComparison(BinaryOp op) { return op >= BinaryOp::Eq && op <= BinaryOp::Ge; }
+bool isComparison(BinaryOp op) {
+  return op >= BinaryOp::Eq && op <= BinaryOp::Ge;
+}
 
 // Integer arithmetic wraps modulo 2^bits, as PyTorch's does, without signed overflow.
 template <typename T>
@@ -153,27 +212,35 @@ T wrap(uint64_t v) {
 struct AddF {
   template <typename T>
   static T apply(T a, T b) {
-    if constexpr (std::is_integral_v<T>) return wrap<T>(uint64_t(a) + uint64_t(b));
-    else return a + b;
+    if constexpr (std::is_integral_v<T>)
+      return wrap<T>(uint64_t(a) + uint64_t(b));
+    else
+      return a + b;
   }
 };
 struct SubF {
   template <typename T>
   static T apply(T a, T b) {
-    if constexpr (std::is_integral_v<T>) return wrap<T>(uint64_t(a) - uint64_t(b));
-    else return a - b;
+    if constexpr (std::is_integral_v<T>)
+      return wrap<T>(uint64_t(a) - uint64_t(b));
+    else
+      return a - b;
   }
 };
 struct MulF {
   template <typename T>
   static T apply(T a, T b) {
-    if constexpr (std::is_integral_v<T>) return wrap<T>(uint64_t(a) * uint64_t(b));
-    else return a * b;
+    if constexpr (std::is_integral_v<T>)
+      return wrap<T>(uint64_t(a) * uint64_t(b));
+    else
+      return a * b;
   }
 };
 struct DivF {
   template <typename T>
-  static T apply(T a, T b) { return a / b; }
+  static T apply(T a, T b) {
+    return a / b;
+  }
 };
 // Float pow in double, as the reference computes Math.pow; integer pow by squaring,
 // wrapping (negative exponents are rejected before the loop).
@@ -195,11 +262,15 @@ struct PowF {
 // maximum/minimum propagate NaN, as torch.maximum does.
 struct MaximumF {
   template <typename T>
-  static T apply(T a, T b) { return (a > b || a != a) ? a : b; }
+  static T apply(T a, T b) {
+    return ((a > b) | (a != a)) ? a : b;  // | not ||: branch-free, so it vectorises
+  }
 };
 struct MinimumF {
   template <typename T>
-  static T apply(T a, T b) { return (a < b || a != a) ? a : b; }
+  static T apply(T a, T b) {
+    return ((a < b) | (a != a)) ? a : b;
+  }
 };
 // Python floor division; the divisor is checked nonzero beforehand for integers, and
 // INT_MIN / -1 wraps instead of trapping.
@@ -231,40 +302,58 @@ struct RemainderF {
 };
 struct EqF {
   template <typename T>
-  static uint8_t apply(T a, T b) { return a == b; }
+  static uint8_t apply(T a, T b) {
+    return a == b;
+  }
 };
 struct NeF {
   template <typename T>
-  static uint8_t apply(T a, T b) { return a != b; }
+  static uint8_t apply(T a, T b) {
+    return a != b;
+  }
 };
 struct LtF {
   template <typename T>
-  static uint8_t apply(T a, T b) { return a < b; }
+  static uint8_t apply(T a, T b) {
+    return a < b;
+  }
 };
 struct LeF {
   template <typename T>
-  static uint8_t apply(T a, T b) { return a <= b; }
+  static uint8_t apply(T a, T b) {
+    return a <= b;
+  }
 };
 struct GtF {
   template <typename T>
-  static uint8_t apply(T a, T b) { return a > b; }
+  static uint8_t apply(T a, T b) {
+    return a > b;
+  }
 };
 struct GeF {
   template <typename T>
-  static uint8_t apply(T a, T b) { return a >= b; }
+  static uint8_t apply(T a, T b) {
+    return a >= b;
+  }
 };
 // Gradient through relu: a where the input b is positive, else 0 (as PyTorch's threshold_backward).
 struct ReluBackwardF {
   template <typename T>
-  static T apply(T a, T b) { return b > T(0) ? a : T(0); }
+  static T apply(T a, T b) {
+    return b > T(0) ? a : T(0);
+  }
 };
 struct SigmoidBackwardF {
   template <typename T>
-  static T apply(T a, T b) { return a * b * (T(1) - b); }
+  static T apply(T a, T b) {
+    return a * b * (T(1) - b);
+  }
 };
 struct TanhBackwardF {
   template <typename T>
-  static T apply(T a, T b) { return a * (T(1) - b * b); }
+  static T apply(T a, T b) {
+    return a * (T(1) - b * b);
+  }
 };
 
 // The four shapes of a run: both operands advance, or one of them repeats one value.
@@ -281,16 +370,56 @@ DEEPNODE_CLONES void binaryRunVS(R* __restrict out, const T* __restrict a, T b, 
   for (int64_t i = 0; i < n; ++i) out[i] = F::apply(a[i], b);
 }
 
+// One run of a binary op, choosing the loop by which operands move (stride 1) or repeat.
+template <typename F, typename T, typename R>
+void binaryRun(R* out, const T* a, const T* b, int64_t n, bool aMoves, bool bMoves) {
+  if (n < kShortRun) {  // a call through the ISA dispatcher would cost more than the work
+    for (int64_t i = 0; i < n; ++i) out[i] = F::apply(a[aMoves ? i : 0], b[bMoves ? i : 0]);
+  } else if (aMoves && bMoves) {
+    binaryRunVV<F>(out, a, b, n);
+  } else if (bMoves) {
+    binaryRunSV<F>(out, a[0], b, n);
+  } else if (aMoves) {
+    binaryRunVS<F>(out, a, b[0], n);
+  } else {
+    std::fill(out, out + n, F::apply(a[0], b[0]));
+  }
+}
+
+// Short innermost runs (e.g. [N, C, 2, 2] + [1, C, 1, 1]) are walked as 2-D blocks of the
+// last two dims, one block per row of the outer dims, so the per-run bookkeeping is paid
+// once per block instead of once per few elements.
+template <typename F, typename T, typename R>
+void binaryBlocks(const BroadcastPlan& plan, R* out, const T* a, const T* b) {
+  BroadcastPlan outer = plan;
+  const int64_t d1 = plan.shape[plan.shape.size() - 2], d0 = plan.shape.back();
+  const int64_t a1 = plan.strides[0][plan.shape.size() - 2], b1 = plan.strides[1][plan.shape.size() - 2];
+  const bool aMoves = plan.strides[0].back() != 0, bMoves = plan.strides[1].back() != 0;
+  outer.shape.pop_back();
+  outer.shape.back() = 1;  // the cursor then steps one block per row
+  for (int k = 0; k < 2; ++k) outer.strides[k].pop_back();
+  const int64_t rows = plan.numel / (d1 * d0);
+  parallelFor(rows, std::max<int64_t>(1, kGrain / (d1 * d0)), [&](int64_t begin, int64_t end) {
+    RunCursor cursor(outer, begin, 0);
+    for (int64_t row = begin; row < end; ++row) {
+      R* o = out + row * d1 * d0;
+      for (int64_t i = 0; i < d1; ++i) {
+        binaryRun<F>(o + i * d0, a + cursor.offsets[0] + i * a1, b + cursor.offsets[1] + i * b1, d0, aMoves, bMoves);
+      }
+      cursor.next(outer, 0);
+    }
+  });
+}
+
 template <typename F, typename T>
 void binaryPlanned(const BroadcastPlan& plan, void* outData, const T* a, const T* b) {
   using R = decltype(F::apply(T(), T()));
   R* out = static_cast<R*>(outData);
+  if (plan.numel == 0) return;
+  if (plan.shape.back() < kShortRun && plan.shape.size() >= 2) return binaryBlocks<F>(plan, out, a, b);
   const bool aMoves = plan.strides[0].back() != 0, bMoves = plan.strides[1].back() != 0;
   forEachRun(plan, [&](int64_t o, const int64_t* in, int64_t n) {
-    if (aMoves && bMoves) binaryRunVV<F>(out + o, a + in[0], b + in[1], n);
-    else if (bMoves) binaryRunSV<F>(out + o, a[in[0]], b + in[1], n);
-    else if (aMoves) binaryRunVS<F>(out + o, a + in[0], b[in[1]], n);
-    else std::fill(out + o, out + o + n, F::apply(a[in[0]], b[in[1]]));
+    binaryRun<F>(out + o, a + in[0], b + in[1], n, aMoves, bMoves);
   });
 }
 
@@ -375,8 +504,25 @@ void checkIntegerDivisor(const KernelCall& call, BinaryOp op, const Buffer& b, i
 // Unary ops
 
 enum class UnaryOp {
-  Neg, Exp, Log, Sqrt, Abs, Sign, Relu, Sigmoid, Tanh, Square, Reciprocal,
-  Sin, Cos, Floor, Ceil, Round, Affine, Pow, Clamp,
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Abs,
+  Sign,
+  Relu,
+  Sigmoid,
+  Tanh,
+  Square,
+  Reciprocal,
+  Sin,
+  Cos,
+  Floor,
+  Ceil,
+  Round,
+  Affine,
+  Pow,
+  Clamp,
 };
 
 struct NamedUnaryOp {
@@ -385,11 +531,25 @@ struct NamedUnaryOp {
 };
 
 const NamedUnaryOp kUnaryOps[] = {
-    {"neg", UnaryOp::Neg}, {"exp", UnaryOp::Exp}, {"log", UnaryOp::Log}, {"sqrt", UnaryOp::Sqrt},
-    {"abs", UnaryOp::Abs}, {"sign", UnaryOp::Sign}, {"relu", UnaryOp::Relu}, {"sigmoid", UnaryOp::Sigmoid},
-    {"tanh", UnaryOp::Tanh}, {"square", UnaryOp::Square}, {"reciprocal", UnaryOp::Reciprocal},
-    {"sin", UnaryOp::Sin}, {"cos", UnaryOp::Cos}, {"floor", UnaryOp::Floor}, {"ceil", UnaryOp::Ceil},
-    {"round", UnaryOp::Round}, {"affine", UnaryOp::Affine}, {"pow", UnaryOp::Pow}, {"clamp", UnaryOp::Clamp},
+    {"neg", UnaryOp::Neg},
+    {"exp", UnaryOp::Exp},
+    {"log", UnaryOp::Log},
+    {"sqrt", UnaryOp::Sqrt},
+    {"abs", UnaryOp::Abs},
+    {"sign", UnaryOp::Sign},
+    {"relu", UnaryOp::Relu},
+    {"sigmoid", UnaryOp::Sigmoid},
+    {"tanh", UnaryOp::Tanh},
+    {"square", UnaryOp::Square},
+    {"reciprocal", UnaryOp::Reciprocal},
+    {"sin", UnaryOp::Sin},
+    {"cos", UnaryOp::Cos},
+    {"floor", UnaryOp::Floor},
+    {"ceil", UnaryOp::Ceil},
+    {"round", UnaryOp::Round},
+    {"affine", UnaryOp::Affine},
+    {"pow", UnaryOp::Pow},
+    {"clamp", UnaryOp::Clamp},
 };
 
 UnaryOp parseUnaryOp(const KernelCall& call) {
@@ -410,24 +570,23 @@ DEEPNODE_CLONES void unaryRun(float* __restrict out, const float* __restrict x, 
   for (int64_t i = 0; i < n; ++i) out[i] = F::apply(x[i], p);
 }
 
-#define DEEPNODE_UNARY(NAME, EXPR)                                 \
-  struct NAME {                                                    \
-    static float apply(float x, UnaryParams p) {                  \
-      (void)p;                                                     \
-      return EXPR;                                                 \
-    }                                                              \
+#define DEEPNODE_UNARY(NAME, EXPR)               \
+  struct NAME {                                  \
+    static float apply(float x, UnaryParams p) { \
+      (void)p;                                   \
+      return EXPR;                               \
+    }                                            \
   }
 
 DEEPNODE_UNARY(NegU, -x);
-DEEPNODE_UNARY(ExpU, std::exp(x));
+DEEPNODE_UNARY(ExpU, vec::exp(x));
 DEEPNODE_UNARY(LogU, std::log(x));
 DEEPNODE_UNARY(SqrtU, std::sqrt(x));
 DEEPNODE_UNARY(AbsU, std::fabs(x));
 DEEPNODE_UNARY(SignU, static_cast<float>((0.0f < x) - (x < 0.0f)));  // sign(0) = 0, as PyTorch
-DEEPNODE_UNARY(ReluU, x < 0.0f ? 0.0f : x);                           // keeps NaN, as PyTorch
-// 1 / (1 + e^-x) never overflows into NaN: e^-x is inf for very negative x, giving 0.
-DEEPNODE_UNARY(SigmoidU, 1.0f / (1.0f + std::exp(-x)));
-DEEPNODE_UNARY(TanhU, std::tanh(x));
+DEEPNODE_UNARY(ReluU, x < 0.0f ? 0.0f : x);                          // keeps NaN, as PyTorch
+DEEPNODE_UNARY(SigmoidU, vec::sigmoid(x));                           // saturates to 0 and 1 without NaN
+DEEPNODE_UNARY(TanhU, vec::tanh(x));
 DEEPNODE_UNARY(SquareU, x* x);
 DEEPNODE_UNARY(ReciprocalU, 1.0f / x);
 DEEPNODE_UNARY(SinU, std::sin(x));
@@ -487,8 +646,8 @@ int32_t affineInt(int32_t x, double alpha, double beta, bool integral) {
 
 void unaryInt(const KernelCall& call, UnaryOp op, int32_t* out, const int32_t* x, int64_t n) {
   double alpha = call.number("alpha", 1), beta = call.number("beta", 0);
-  bool integral = std::fabs(alpha) < 9.2e18 && std::fabs(beta) < 9.2e18 && std::trunc(alpha) == alpha &&
-                  std::trunc(beta) == beta;
+  bool integral =
+      std::fabs(alpha) < 9.2e18 && std::fabs(beta) < 9.2e18 && std::trunc(alpha) == alpha && std::trunc(beta) == beta;
   parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       int32_t v = x[i];
@@ -661,8 +820,8 @@ void unary(KernelCall& call) {
     UnaryParams p{static_cast<float>(call.number("alpha", 0)), static_cast<float>(call.number("beta", 0))};
     return unaryFloat(op, out.as<float>(), x.as<float>(), x.size, p);
   }
-  bool intOp = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square ||
-               op == UnaryOp::Affine;
+  bool intOp =
+      op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square || op == UnaryOp::Affine;
   if (x.dtype == DType::Int32 && intOp) return unaryInt(call, op, out.as<int32_t>(), x.as<int32_t>(), x.size);
   if (x.dtype == DType::Float64) {
     call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend; cast to float32");
@@ -675,7 +834,8 @@ void binary(KernelCall& call) {
   const Buffer& a = call.buffer(1, "a");
   const Buffer& b = call.buffer(2, "b");
   BinaryOp op = parseBinaryOp(call);
-  Shape outShape = call.shape("outShape"), aShape = call.shape("aShape"), bShape = call.shape("bShape");
+  Shape outShape = checkedShape(call, "outShape"), aShape = checkedShape(call, "aShape"),
+        bShape = checkedShape(call, "bShape");
 
   checkSameDType(call, a, b, "a", "b");
   if (a.dtype == DType::Float64) call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend");
@@ -706,8 +866,8 @@ void where(KernelCall& call) {
   const Buffer& b = call.buffer(3, "b");
   checkSameDType(call, a, b, "a", "b");
   checkSameDType(call, out, a, "out", "a");
-  Shape outShape = call.shape("outShape"), condShape = call.shape("condShape");
-  Shape aShape = call.shape("aShape"), bShape = call.shape("bShape");
+  Shape outShape = checkedShape(call, "outShape"), condShape = checkedShape(call, "condShape");
+  Shape aShape = checkedShape(call, "aShape"), bShape = checkedShape(call, "bShape");
   checkBroadcast(call, outShape, condShape, "cond");
   checkBroadcast(call, outShape, aShape, "a");
   checkBroadcast(call, outShape, bShape, "b");
@@ -727,7 +887,7 @@ void expand(KernelCall& call) {
   const Buffer& out = call.buffer(0, "out");
   const Buffer& x = call.buffer(1, "x");
   checkSameDType(call, out, x, "out", "x");
-  Shape outShape = call.shape("outShape"), xShape = call.shape("xShape");
+  Shape outShape = checkedShape(call, "outShape"), xShape = checkedShape(call, "xShape");
   checkBroadcast(call, outShape, xShape, "x");
   call.expectSize(0, "out", numel(outShape));
   call.expectSize(1, "x", numel(xShape));
@@ -739,8 +899,10 @@ void expand(KernelCall& call) {
     T* o = out.as<T>();
     const T* xs = x.as<T>();
     forEachRun(plan, [&](int64_t at, const int64_t* in, int64_t n) {
-      if (moves) std::memcpy(o + at, xs + in[0], n * sizeof(T));
-      else std::fill(o + at, o + at + n, xs[in[0]]);
+      if (moves)
+        std::memcpy(o + at, xs + in[0], n * sizeof(T));
+      else
+        std::fill(o + at, o + at + n, xs[in[0]]);
     });
   });
 }
@@ -749,7 +911,7 @@ void permute(KernelCall& call) {
   const Buffer& out = call.buffer(0, "out");
   const Buffer& x = call.buffer(1, "x");
   checkSameDType(call, out, x, "out", "x");
-  Shape shape = call.shape("shape");
+  Shape shape = checkedShape(call, "shape");
   std::vector<int64_t> perm = call.ints("perm");
   checkPermutation(call, shape, perm);
   call.expectSize(1, "x", numel(shape));

@@ -73,6 +73,7 @@ struct GemmArgs {
   float beta;
   float* c;
   int64_t ldc;
+  const PackBlockFn* packBlockB;  // when set, produces op(b) instead of b
 };
 
 // Splits `total` into near-equal blocks of at most `limit` (rounded up to `multiple`), so the
@@ -85,8 +86,8 @@ int64_t balancedBlock(int64_t total, int64_t limit, int64_t multiple) {
 
 // Runs the tiles of one packed A block against one packed B block; the B micro-panel stays in
 // L1 while A's micro-panels stream from L2.
-void macroKernel(const MicroKernel& uk, int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb,
-                 float* c, int64_t ldc, float beta) {
+void macroKernel(const MicroKernel& uk, int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb, float* c,
+                 int64_t ldc, float beta) {
   for (int64_t jr = 0; jr < nc; jr += uk.nr) {
     int cols = static_cast<int>(std::min<int64_t>(uk.nr, nc - jr));
     for (int64_t ir = 0; ir < mc; ir += uk.mr) {
@@ -107,8 +108,12 @@ void gemmBlock(const MicroKernel& uk, const GemmArgs& g, int64_t m0, int64_t m1,
     int64_t nc = std::min(ncMax, n1 - jc);
     for (int64_t pc = 0; pc < g.k; pc += kcMax) {
       int64_t kc = std::min(kcMax, g.k - pc);
-      const float* bBlock = g.transB ? g.b + jc * g.ldb + pc : g.b + pc * g.ldb + jc;
-      uk.packB(bBlock, g.ldb, g.transB, kc, nc, uk.nr, pb);
+      if (g.packBlockB != nullptr) {
+        (*g.packBlockB)(pc, kc, jc, nc, uk.nr, pb);
+      } else {
+        const float* bBlock = g.transB ? g.b + jc * g.ldb + pc : g.b + pc * g.ldb + jc;
+        uk.packB(bBlock, g.ldb, g.transB, kc, nc, uk.nr, pb);
+      }
       float beta = pc == 0 ? g.beta : 1.0f;
       for (int64_t ic = m0; ic < m1; ic += mcMax) {
         int64_t mc = std::min(mcMax, m1 - ic);
@@ -181,8 +186,7 @@ void runGemm(const MicroKernel& uk, const GemmArgs& g) {
 
 }  // namespace
 
-void genericPackA(const float* a, int64_t lda, bool trans, int64_t rows, int64_t kc, float alpha, int mr,
-                  float* dst) {
+void genericPackA(const float* a, int64_t lda, bool trans, int64_t rows, int64_t kc, float alpha, int mr, float* dst) {
   for (int64_t ir = 0; ir < rows; ir += mr, dst += mr * kc) {
     int panelRows = static_cast<int>(std::min<int64_t>(mr, rows - ir));
     for (int64_t p = 0; p < kc; ++p) {
@@ -221,7 +225,7 @@ const MicroKernel& selectedMicroKernel() {
 
 void sgemmWith(const MicroKernel& kernel, bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  GemmArgs g{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+  GemmArgs g{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nullptr};
   runGemm(kernel, g);
 }
 
@@ -229,14 +233,22 @@ void sgemmWith(const MicroKernel& kernel, bool transA, bool transB, int64_t m, i
 
 void sgemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  gemm_detail::sgemmWith(gemm_detail::selectedMicroKernel(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta,
-                         c, ldc);
+  gemm_detail::sgemmWith(gemm_detail::selectedMicroKernel(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                         ldc);
+}
+
+void sgemmPackedB(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const PackBlockFn& packB,
+                  float beta, float* c, int64_t ldc) {
+  gemm_detail::GemmArgs g{false, false, m, n, k, alpha, a, lda, nullptr, 0, beta, c, ldc, &packB};
+  gemm_detail::runGemm(gemm_detail::selectedMicroKernel(), g);
 }
 
 }  // namespace deepnode::cpu
 
 namespace deepnode {
 
-std::string gemmKernelName() { return cpu::gemm_detail::selectedMicroKernel().name; }
+std::string gemmKernelName() {
+  return cpu::gemm_detail::selectedMicroKernel().name;
+}
 
 }  // namespace deepnode

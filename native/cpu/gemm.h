@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace deepnode::cpu {
 
@@ -14,13 +15,22 @@ namespace deepnode::cpu {
 void sgemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// Writes op(b)[p0 : p0 + kc, j0 : j0 + cols] as panels of nr columns, nr floats per step of k,
+// columns past the edge zero. Lets a caller feed a b that never exists in memory, such as
+// conv's im2col matrix; it must be safe to call from several threads at once.
+using PackBlockFn = std::function<void(int64_t p0, int64_t kc, int64_t j0, int64_t cols, int nr, float* dst)>;
+
+// c[m, n] = alpha * a[m, k] * b[k, n] + beta * c with b produced block by block by packB.
+void sgemmPackedB(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const PackBlockFn& packB,
+                  float beta, float* c, int64_t ldc);
+
 namespace gemm_detail {
 
 // Computes one tile c[rows, cols] (= beta * c, beta == 0 never reads c) + packedA * packedB
 // over kc steps. packedA holds `mr` floats per step (rows past `rows` are padding),
 // packedB `nr` floats per step; rows <= mr, cols <= nr.
-using MicroKernelFn = void (*)(int64_t kc, const float* packedA, const float* packedB, float* c, int64_t ldc,
-                               int rows, int cols, float beta);
+using MicroKernelFn = void (*)(int64_t kc, const float* packedA, const float* packedB, float* c, int64_t ldc, int rows,
+                               int cols, float beta);
 
 // Packs alpha * op(a)[0 : rows, 0 : kc] into panels of mr rows, mr floats per step of k, rows
 // past the edge zero. `a` points at op(a)[0][0]: a[i * lda + p], or a[p * lda + i] with trans.

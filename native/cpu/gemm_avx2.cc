@@ -45,7 +45,7 @@ inline void storeTile(__m256 (&acc)[Rows][kNv], float* c, int64_t ldc, int cols,
 }
 
 template <int Rows>
-void tileKernel(int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc, int rows, int cols,
+void tileKernel(int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc, int /*rows*/, int cols,
                 float beta) {
   __m256 acc[Rows][kNv];
   for (int i = 0; i < Rows; ++i) {
@@ -79,7 +79,8 @@ void dispatchKernel(int64_t kc, const float* pa, const float* pb, float* c, int6
 
 }  // namespace
 
-MicroKernel avx2MicroKernel() { return {"avx2-6x16", kMr, kNr, 6 * 40, 256, 4096, dispatchKernel, genericPackA,
-          genericPackB}; }
+MicroKernel avx2MicroKernel() {
+  return {"avx2-6x16", kMr, kNr, 6 * 40, 256, 4096, dispatchKernel, genericPackA, genericPackB};
+}
 
 }  // namespace deepnode::cpu::gemm_detail

@@ -50,7 +50,7 @@ inline void storeTile(__m512 (&acc)[Rows][kNv], float* c, int64_t ldc, int cols,
 
 // Rows is a template argument so that edge tiles cost only the rows they have.
 template <int Rows>
-void tileKernel(int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc, int rows, int cols,
+void tileKernel(int64_t kc, const float* pa, const float* pb, float* c, int64_t ldc, int /*rows*/, int cols,
                 float beta) {
   __m512 acc[Rows][kNv];
   for (int i = 0; i < Rows; ++i) {

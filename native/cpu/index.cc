@@ -63,8 +63,10 @@ void gatherTyped(const IndexExtent& e, T* out, const T* x, const int32_t* index)
 
 template <typename T>
 T addWrapping(T a, T b) {
-  if constexpr (std::is_integral_v<T>) return static_cast<T>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));
-  else return a + b;
+  if constexpr (std::is_integral_v<T>)
+    return static_cast<T>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));
+  else
+    return a + b;
 }
 
 template <typename T>
@@ -103,12 +105,20 @@ struct NllArgs {
 
 // Reads and checks everything nll_loss and its backward share: sizes, reduction, targets.
 NllArgs readNllArgs(const KernelCall& call) {
-  NllArgs a{call.integer("n"), call.integer("c"), call.integer("inner"), call.integer("ignoreIndex"),
-            Reduction::None, nullptr, nullptr};
+  NllArgs a{call.integer("n"),
+            call.integer("c"),
+            call.integer("inner"),
+            call.integer("ignoreIndex"),
+            Reduction::None,
+            nullptr,
+            nullptr};
   std::string reduction = call.string("reduction");
-  if (reduction == "sum") a.reduction = Reduction::Sum;
-  else if (reduction == "mean") a.reduction = Reduction::Mean;
-  else if (reduction != "none") call.fail("ERR_VALUE", "unknown reduction '" + reduction + "'");
+  if (reduction == "sum")
+    a.reduction = Reduction::Sum;
+  else if (reduction == "mean")
+    a.reduction = Reduction::Mean;
+  else if (reduction != "none")
+    call.fail("ERR_VALUE", "unknown reduction '" + reduction + "'");
   int64_t ni = 0, total = 0;  // total: elements of [n, c, inner], checked to fit
   if (a.n < 0 || a.c < 0 || a.inner < 0 || __builtin_mul_overflow(a.n, a.inner, &ni) ||
       __builtin_mul_overflow(ni, a.c, &total)) {
@@ -123,8 +133,8 @@ NllArgs readNllArgs(const KernelCall& call) {
   for (int64_t k = 0; k < ni; ++k) {
     int32_t t = a.targets[k];
     if (!a.ignored(t) && (t < 0 || t >= a.c)) {
-      call.fail("ERR_INDEX", "target " + std::to_string(t) + " is out of bounds for " + std::to_string(a.c) +
-                                 " classes");
+      call.fail("ERR_INDEX",
+                "target " + std::to_string(t) + " is out of bounds for " + std::to_string(a.c) + " classes");
     }
   }
   return a;

@@ -34,8 +34,9 @@ std::string describe(const MatmulShape& s) {
 }
 
 MatmulShape readShape(const KernelCall& call) {
-  MatmulShape s{call.integer("batch"), call.integer("batchA", 1), call.integer("batchB", 1), call.integer("m"),
-                call.integer("n"),     call.integer("k"),         call.flag("transA", false), call.flag("transB", false)};
+  MatmulShape s{call.integer("batch"),      call.integer("batchA", 1), call.integer("batchB", 1),
+                call.integer("m"),          call.integer("n"),         call.integer("k"),
+                call.flag("transA", false), call.flag("transB", false)};
   if (s.batch < 0 || s.m < 0 || s.n < 0 || s.k < 0) call.fail("ERR_SHAPE", "negative size in " + describe(s));
   bool batchesOk = (s.batchA == 1 || s.batchA == s.batch) && (s.batchB == 1 || s.batchB == s.batch);
   if (!batchesOk) {

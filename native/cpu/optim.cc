@@ -6,13 +6,8 @@
 #include <string>
 
 #include "../core/threadpool.h"
+#include "clones.h"
 #include "kernels.h"
-
-#if defined(__x86_64__) && !defined(DEEPNODE_NO_CLONES)
-#define DEEPNODE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DEEPNODE_CLONES
-#endif
 
 namespace deepnode::cpu {
 
@@ -59,8 +54,10 @@ DEEPNODE_CLONES void adamRun(float* __restrict param, const float* __restrict gr
                              float* __restrict v, float* __restrict maxV, int64_t n, AdamScalars s) {
   for (int64_t i = 0; i < n; ++i) {
     float p = param[i], g = grad[i];
-    if (kDecoupled) p *= s.decay;
-    else g += s.weightDecay * p;
+    if (kDecoupled)
+      p *= s.decay;
+    else
+      g += s.weightDecay * p;
     float mi = s.beta1 * m[i] + s.oneMinusBeta1 * g;
     float vi = s.beta2 * v[i] + s.oneMinusBeta2 * g * g;
     m[i] = mi;
@@ -78,8 +75,10 @@ template <bool kDecoupled>
 void adamAll(bool amsgrad, float* param, const float* grad, float* m, float* v, float* maxV, int64_t n,
              const AdamScalars& s) {
   parallelFor(n, kGrain, [&](int64_t b, int64_t e) {
-    if (amsgrad) adamRun<kDecoupled, true>(param + b, grad + b, m + b, v + b, maxV + b, e - b, s);
-    else adamRun<kDecoupled, false>(param + b, grad + b, m + b, v + b, nullptr, e - b, s);
+    if (amsgrad)
+      adamRun<kDecoupled, true>(param + b, grad + b, m + b, v + b, maxV + b, e - b, s);
+    else
+      adamRun<kDecoupled, false>(param + b, grad + b, m + b, v + b, nullptr, e - b, s);
   });
 }
 
@@ -132,20 +131,28 @@ void adamStep(KernelCall& call) {
   int64_t step = call.integer("step");
   if (step < 1) call.fail("ERR_VALUE", "step must be at least 1, got " + std::to_string(step));
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
-    call.fail("ERR_VALUE", "betas must be in [0, 1), got (" + std::to_string(beta1) + ", " + std::to_string(beta2) + ")");
+    call.fail("ERR_VALUE",
+              "betas must be in [0, 1), got (" + std::to_string(beta1) + ", " + std::to_string(beta2) + ")");
   }
   double bc1 = 1 - std::pow(beta1, static_cast<double>(step)), bc2 = 1 - std::pow(beta2, static_cast<double>(step));
-  AdamScalars s{static_cast<float>(beta1), static_cast<float>(1 - beta1), static_cast<float>(beta2),
-                static_cast<float>(1 - beta2), static_cast<float>(eps), static_cast<float>(weightDecay),
-                static_cast<float>(1 - lr * weightDecay), static_cast<float>(lr / bc1),
+  AdamScalars s{static_cast<float>(beta1),
+                static_cast<float>(1 - beta1),
+                static_cast<float>(beta2),
+                static_cast<float>(1 - beta2),
+                static_cast<float>(eps),
+                static_cast<float>(weightDecay),
+                static_cast<float>(1 - lr * weightDecay),
+                static_cast<float>(lr / bc1),
                 static_cast<float>(std::sqrt(bc2))};
 
   float* p = param.as<float>();
   const float* g = call.buffers[1].as<float>();
   float* m = call.buffers[2].as<float>();
   float* v = call.buffers[3].as<float>();
-  if (decoupled) adamAll<true>(amsgrad, p, g, m, v, maxV, param.size, s);
-  else adamAll<false>(amsgrad, p, g, m, v, maxV, param.size, s);
+  if (decoupled)
+    adamAll<true>(amsgrad, p, g, m, v, maxV, param.size, s);
+  else
+    adamAll<false>(amsgrad, p, g, m, v, maxV, param.size, s);
 }
 
 }  // namespace deepnode::cpu

@@ -1,10 +1,16 @@
 // max_pool2d forward and backward for NCHW float32, matching PyTorch: padding reads as -inf,
 // the first maximum in row-major window order wins ties, a NaN counts as the maximum, and
 // indices are flat h * w positions inside each (n, c) plane. Threads take whole planes.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "../core/threadpool.h"
 #include "kernels.h"
@@ -65,8 +71,10 @@ PoolGeometry readGeometry(const KernelCall& call) {
   if (g.oH < 1 || g.oW < 1) {
     call.fail("ERR_SHAPE", "output size " + shapeString({g.oH, g.oW}) + " is too small: " + describe(g));
   }
-  int64_t total;
-  if (__builtin_mul_overflow(g.n * g.c, g.h * g.w, &total) || g.h * g.w > std::numeric_limits<int32_t>::max()) {
+  const int64_t int32Max = std::numeric_limits<int32_t>::max();
+  int64_t planes, total;
+  bool planeTooBig = g.h > int32Max || g.w > int32Max || g.h * g.w > int32Max;
+  if (planeTooBig || __builtin_mul_overflow(g.n, g.c, &planes) || __builtin_mul_overflow(planes, g.h * g.w, &total)) {
     call.fail("ERR_SHAPE", "a plane must hold fewer than 2^31 elements: " + describe(g));
   }
   return g;
@@ -79,6 +87,21 @@ void expectSizeOf(const KernelCall& call, size_t index, const char* role, DType 
     call.fail("ERR_SHAPE", std::string("buffer '") + role + "' holds " + std::to_string(buf.size) +
                                " elements, expected " + std::to_string(expected) + " for " + context);
   }
+}
+
+// Takes v when it beats the running maximum or is NaN (PyTorch's rule). Blended with masks,
+// not branched: with random data a branch here mispredicts so often that it costs 5-10x, and
+// GCC turns plain selects back into branches.
+inline void pick(float v, int64_t index, float& best, int64_t& bestIndex) {
+  bool take = v > best || v != v;
+  uint32_t mask = 0u - static_cast<uint32_t>(take);
+  uint32_t vBits, bestBits;
+  std::memcpy(&vBits, &v, 4);
+  std::memcpy(&bestBits, &best, 4);
+  bestBits = (vBits & mask) | (bestBits & ~mask);
+  std::memcpy(&best, &bestBits, 4);
+  int64_t wide = static_cast<int64_t>(static_cast<int32_t>(mask));
+  bestIndex = (index & wide) | (bestIndex & ~wide);
 }
 
 // One plane, any geometry. The first valid tap seeds the index so an all -inf window still
@@ -95,13 +118,7 @@ void poolPlane(const PoolGeometry& g, const float* x, float* out, int32_t* indic
       float best = -std::numeric_limits<float>::infinity();
       int64_t bestIndex = y0 * g.w + x0;
       for (int64_t iy = y0; iy < yEnd; iy += g.dilationH) {
-        for (int64_t ix = x0; ix < xEnd; ix += g.dilationW) {
-          float v = x[iy * g.w + ix];
-          if (v > best || std::isnan(v)) {
-            best = v;
-            bestIndex = iy * g.w + ix;
-          }
-        }
+        for (int64_t ix = x0; ix < xEnd; ix += g.dilationW) pick(x[iy * g.w + ix], iy * g.w + ix, best, bestIndex);
       }
       out[oy * g.oW + ox] = best;
       indices[oy * g.oW + ox] = static_cast<int32_t>(bestIndex);
@@ -109,27 +126,65 @@ void poolPlane(const PoolGeometry& g, const float* x, float* out, int32_t* indic
   }
 }
 
+#if defined(__SSE2__)
+// Four outputs of a 2x2 window row at once with SSE2 (part of every x86-64): `take` lanes
+// where v beats best or is NaN replace both the value and its index.
+inline void pick4(__m128 v, __m128i index, __m128& best, __m128i& bestIndex) {
+  __m128 take = _mm_or_ps(_mm_cmpgt_ps(v, best), _mm_cmpunord_ps(v, v));
+  best = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, best));
+  __m128i takeInt = _mm_castps_si128(take);
+  bestIndex = _mm_or_si128(_mm_and_si128(takeInt, index), _mm_andnot_si128(takeInt, bestIndex));
+}
+
+// Outputs [0, count) of one output row, count a multiple of 4; returns how many it did.
+int64_t poolRow2x2Simd(const float* top, const float* bottom, int32_t base, int32_t w, int64_t count, float* out,
+                       int32_t* indices) {
+  const __m128i step = _mm_setr_epi32(0, 2, 4, 6);
+  int64_t ox = 0;
+  for (; ox + 4 <= count; ox += 4) {
+    __m128 t0 = _mm_loadu_ps(top + 2 * ox), t1 = _mm_loadu_ps(top + 2 * ox + 4);
+    __m128 b0 = _mm_loadu_ps(bottom + 2 * ox), b1 = _mm_loadu_ps(bottom + 2 * ox + 4);
+    __m128i left = _mm_add_epi32(_mm_set1_epi32(base + 2 * static_cast<int32_t>(ox)), step);
+    __m128 best = _mm_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m128i at = left;
+    pick4(_mm_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 1, 3, 1)), _mm_add_epi32(left, _mm_set1_epi32(1)), best, at);
+    pick4(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)), _mm_add_epi32(left, _mm_set1_epi32(w)), best, at);
+    pick4(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)), _mm_add_epi32(left, _mm_set1_epi32(w + 1)), best, at);
+    _mm_storeu_ps(out + ox, best);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(indices + ox), at);
+  }
+  return ox;
+}
+#endif
+
 // The common 2x2, stride 2, unpadded case without the general loop's bookkeeping.
 void poolPlane2x2(const PoolGeometry& g, const float* x, float* out, int32_t* indices) {
   for (int64_t oy = 0; oy < g.oH; ++oy) {
     const float* top = x + 2 * oy * g.w;
     const float* bottom = top + g.w;
-    for (int64_t ox = 0; ox < g.oW; ++ox) {
+    int64_t base = 2 * oy * g.w, ox = 0;
+    float* outRow = out + oy * g.oW;
+    int32_t* indexRow = indices + oy * g.oW;
+#if defined(__SSE2__)
+    // The vector loads read 8 floats per 4 outputs, inside the row as long as 2 * oW <= w.
+    ox = poolRow2x2Simd(top, bottom, static_cast<int32_t>(base), static_cast<int32_t>(g.w), g.oW, outRow, indexRow);
+#endif
+    for (; ox < g.oW; ++ox) {
       int64_t ix = 2 * ox;
       float best = top[ix];
-      int64_t at = 2 * oy * g.w + ix;
-      if (top[ix + 1] > best || std::isnan(top[ix + 1])) best = top[ix + 1], at = 2 * oy * g.w + ix + 1;
-      if (bottom[ix] > best || std::isnan(bottom[ix])) best = bottom[ix], at = (2 * oy + 1) * g.w + ix;
-      if (bottom[ix + 1] > best || std::isnan(bottom[ix + 1])) best = bottom[ix + 1], at = (2 * oy + 1) * g.w + ix + 1;
-      out[oy * g.oW + ox] = best;
-      indices[oy * g.oW + ox] = static_cast<int32_t>(at);
+      int64_t at = base + ix;
+      pick(top[ix + 1], base + ix + 1, best, at);
+      pick(bottom[ix], base + g.w + ix, best, at);
+      pick(bottom[ix + 1], base + g.w + ix + 1, best, at);
+      outRow[ox] = best;
+      indexRow[ox] = static_cast<int32_t>(at);
     }
   }
 }
 
 bool isPlain2x2(const PoolGeometry& g) {
-  return g.kH == 2 && g.kW == 2 && g.strideH == 2 && g.strideW == 2 && g.padH == 0 && g.padW == 0 &&
-         g.dilationH == 1 && g.dilationW == 1 && 2 * g.oH <= g.h && 2 * g.oW <= g.w;
+  return g.kH == 2 && g.kW == 2 && g.strideH == 2 && g.strideW == 2 && g.padH == 0 && g.padW == 0 && g.dilationH == 1 &&
+         g.dilationW == 1 && 2 * g.oH <= g.h && 2 * g.oW <= g.w;
 }
 
 }  // namespace
@@ -160,7 +215,9 @@ void maxPool2dBackward(KernelCall& call) {
   int64_t n = call.integer("n"), c = call.integer("c"), h = call.integer("h"), w = call.integer("w");
   int64_t oH = call.integer("oH"), oW = call.integer("oW");
   std::string context = "x " + shapeString({n, c, h, w}) + ", out " + shapeString({n, c, oH, oW});
-  if (n < 0 || c < 0 || h < 1 || w < 1 || oH < 1 || oW < 1) call.fail("ERR_SHAPE", "sizes must be positive: " + context);
+  if (n < 0 || c < 0 || h < 1 || w < 1 || oH < 1 || oW < 1) {
+    call.fail("ERR_SHAPE", "sizes must be positive: " + context);
+  }
   int64_t planeIn, planeOut, planes, inSize, outSize;
   bool overflow = __builtin_mul_overflow(h, w, &planeIn) || __builtin_mul_overflow(oH, oW, &planeOut) ||
                   __builtin_mul_overflow(n, c, &planes) || __builtin_mul_overflow(planes, planeIn, &inSize) ||
@@ -190,7 +247,9 @@ void maxPool2dBackward(KernelCall& call) {
       }
     }
   });
-  if (badIndex) call.fail("ERR_INDEX", "an index lies outside its h * w plane of " + std::to_string(planeIn) + ": " + context);
+  if (badIndex) {
+    call.fail("ERR_INDEX", "an index lies outside its h * w plane of " + std::to_string(planeIn) + ": " + context);
+  }
 }
 
 }  // namespace deepnode::cpu

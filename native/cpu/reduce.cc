@@ -11,13 +11,9 @@
 #include <vector>
 
 #include "../core/threadpool.h"
+#include "clones.h"
 #include "kernels.h"
-
-#if defined(__x86_64__) && !defined(DEEPNODE_NO_CLONES)
-#define DEEPNODE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define DEEPNODE_CLONES
-#endif
+#include "vec_math.h"
 
 namespace deepnode::cpu {
 
@@ -26,7 +22,7 @@ namespace {
 constexpr int64_t kGrain = 32 * 1024;  // elements of work per task
 constexpr int64_t kChunk = 64 * 1024;  // a long contiguous reduction is split in chunks this size
 constexpr int64_t kColumns = 512;      // columns accumulated together when the inner dim is kept
-constexpr int kLanes = 16;
+constexpr int kLanes = 64;             // independent accumulators of a contiguous reduction
 
 // ---------------------------------------------------------------------------------------
 // Reduction ops: an accumulator type, its identity, one step, a merge and the final value.
@@ -39,15 +35,19 @@ struct SumOp {
   static Acc merge(Acc a, Acc b) { return a + b; }
   template <typename O>
   static O finish(Acc acc, int64_t) {
-    if constexpr (std::is_integral_v<O>) return static_cast<O>(static_cast<uint32_t>(static_cast<uint64_t>(acc)));
-    else return static_cast<O>(acc);
+    if constexpr (std::is_integral_v<O>)
+      return static_cast<O>(static_cast<uint32_t>(static_cast<uint64_t>(acc)));
+    else
+      return static_cast<O>(acc);
   }
 };
 
 template <typename T>
 struct MeanOp : SumOp<T, double> {
   template <typename O>
-  static O finish(double acc, int64_t count) { return static_cast<O>(acc / static_cast<double>(count)); }
+  static O finish(double acc, int64_t count) {
+    return static_cast<O>(acc / static_cast<double>(count));
+  }
 };
 
 // Products accumulate in double for floats and wrap modulo 2^64 for integers.
@@ -58,7 +58,9 @@ struct ProdOp {
   static Acc add(Acc acc, T x) { return acc * static_cast<Acc>(static_cast<std::make_signed_t<Acc>>(x)); }
   static Acc merge(Acc a, Acc b) { return a * b; }
   template <typename O>
-  static O finish(Acc acc, int64_t) { return static_cast<O>(acc); }
+  static O finish(Acc acc, int64_t) {
+    return static_cast<O>(acc);
+  }
 };
 template <typename T>
 struct ProdOp<T, double> {
@@ -67,7 +69,9 @@ struct ProdOp<T, double> {
   static Acc add(Acc acc, T x) { return acc * static_cast<double>(x); }
   static Acc merge(Acc a, Acc b) { return a * b; }
   template <typename O>
-  static O finish(Acc acc, int64_t) { return static_cast<O>(acc); }
+  static O finish(Acc acc, int64_t) {
+    return static_cast<O>(acc);
+  }
 };
 
 // max and min propagate NaN: once an accumulator holds NaN it keeps it.
@@ -75,37 +79,52 @@ template <typename T>
 struct MaxOp {
   using Acc = T;
   static Acc init() {
-    if constexpr (std::is_floating_point_v<T>) return -std::numeric_limits<T>::infinity();
-    else return std::numeric_limits<T>::lowest();
+    if constexpr (std::is_floating_point_v<T>)
+      return -std::numeric_limits<T>::infinity();
+    else
+      return std::numeric_limits<T>::lowest();
   }
-  static Acc add(Acc acc, T x) { return (x > acc || x != x) ? x : acc; }
+  // | rather than ||: branch-free, so the lanes vectorise.
+  static Acc add(Acc acc, T x) { return ((x > acc) | (x != x)) ? x : acc; }
   static Acc merge(Acc a, Acc b) { return add(a, b); }
   template <typename O>
-  static O finish(Acc acc, int64_t) { return acc; }
+  static O finish(Acc acc, int64_t) {
+    return acc;
+  }
 };
 template <typename T>
 struct MinOp {
   using Acc = T;
   static Acc init() {
-    if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
-    else return std::numeric_limits<T>::max();
+    if constexpr (std::is_floating_point_v<T>)
+      return std::numeric_limits<T>::infinity();
+    else
+      return std::numeric_limits<T>::max();
   }
-  static Acc add(Acc acc, T x) { return (x < acc || x != x) ? x : acc; }
+  static Acc add(Acc acc, T x) { return ((x < acc) | (x != x)) ? x : acc; }
   static Acc merge(Acc a, Acc b) { return add(a, b); }
   template <typename O>
-  static O finish(Acc acc, int64_t) { return acc; }
+  static O finish(Acc acc, int64_t) {
+    return acc;
+  }
 };
 
-// Reduces x[0, n) with kLanes independent accumulators, merged at the end.
+// acc[c] = add(acc[c], x[c]) for c in [0, n): the loop shape GCC vectorises for every op,
+// including the NaN-propagating selects of max and min.
+template <typename Op, typename T>
+inline __attribute__((always_inline)) void addColumns(typename Op::Acc* __restrict acc, const T* __restrict x,
+                                                      int64_t n) {
+  for (int64_t c = 0; c < n; ++c) acc[c] = Op::add(acc[c], x[c]);
+}
+
+// Reduces x[0, n) as rows of kLanes columns into kLanes accumulators, merged at the end.
 template <typename Op, typename T>
 DEEPNODE_CLONES typename Op::Acc reduceContiguous(const T* __restrict x, int64_t n) {
   using Acc = typename Op::Acc;
   Acc lanes[kLanes];
   for (int j = 0; j < kLanes; ++j) lanes[j] = Op::init();
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lanes[j] = Op::add(lanes[j], x[i + j]);
-  }
+  for (; i + kLanes <= n; i += kLanes) addColumns<Op>(lanes, x + i, kLanes);
   Acc acc = Op::init();
   for (int j = 0; j < kLanes; ++j) acc = Op::merge(acc, lanes[j]);
   for (; i < n; ++i) acc = Op::add(acc, x[i]);
@@ -115,7 +134,7 @@ DEEPNODE_CLONES typename Op::Acc reduceContiguous(const T* __restrict x, int64_t
 // acc[c] = add(acc[c], x[c]) for a row of columns.
 template <typename Op, typename T>
 DEEPNODE_CLONES void accumulateRow(typename Op::Acc* __restrict acc, const T* __restrict x, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) acc[c] = Op::add(acc[c], x[c]);
+  addColumns<Op>(acc, x, n);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -142,7 +161,8 @@ ReducePlan planReduce(const Shape& shape, const std::vector<bool>& reducedAxis) 
     (reducedAxis[d] ? plan.count : plan.outputs) *= shape[d];
   }
   plan.strides.assign(plan.sizes.size(), 1);
-  for (int d = static_cast<int>(plan.sizes.size()) - 2; d >= 0; --d) plan.strides[d] = plan.strides[d + 1] * plan.sizes[d + 1];
+  for (int d = static_cast<int>(plan.sizes.size()) - 2; d >= 0; --d)
+    plan.strides[d] = plan.strides[d + 1] * plan.sizes[d + 1];
   return plan;
 }
 
@@ -184,7 +204,8 @@ void reduceInner(const ReducePlan& plan, O* out, const T* x) {
       int64_t o = task / chunks, c0 = (task % chunks) * chunkLen, c1 = std::min(inner, c0 + chunkLen);
       int64_t base = outputBase(plan, o, 1) + c0;
       Acc acc = Op::init();
-      for (int64_t r = 0; r < runs; ++r) acc = Op::merge(acc, reduceContiguous<Op>(x + base + reducedOffset(plan, r, 1), c1 - c0));
+      for (int64_t r = 0; r < runs; ++r)
+        acc = Op::merge(acc, reduceContiguous<Op>(x + base + reducedOffset(plan, r, 1), c1 - c0));
       partial[task] = acc;
     }
   });
@@ -195,25 +216,59 @@ void reduceInner(const ReducePlan& plan, O* out, const T* x) {
   }
 }
 
+// Adds rows [r0, r1) of the reduced combinations into acc[0, n). With one reduced
+// group (the usual [R, C] case) the rows are equally spaced and need no index arithmetic.
+template <typename Op, typename T>
+void accumulateRows(const ReducePlan& plan, typename Op::Acc* acc, const T* x, int64_t r0, int64_t r1, int64_t n) {
+  int reducedGroups = 0, group = 0;
+  for (size_t d = 0; d < plan.sizes.size(); ++d) {
+    if (plan.reduced[d]) ++reducedGroups, group = static_cast<int>(d);
+  }
+  const int64_t stride = plan.strides[group];
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* row = x + (reducedGroups == 1 ? r * stride : reducedOffset(plan, r, 1));
+    if (n < 16) {
+      for (int64_t c = 0; c < n; ++c) acc[c] = Op::add(acc[c], row[c]);
+    } else {
+      accumulateRow<Op>(acc, row, n);
+    }
+  }
+}
+
 // The innermost group is kept: each block of outputs sums whole rows of up to kColumns
 // columns, which vectorises across columns (bias gradients: sum over dim 0 of [N, C]).
+// With few blocks and many rows (sum over dim 0 of [1M, 16]) the rows are split in fixed
+// chunks, independent of the thread count, whose partial sums are merged in order.
 template <typename Op, typename T, typename O>
 void reduceOuter(const ReducePlan& plan, O* out, const T* x) {
   using Acc = typename Op::Acc;
   const int64_t cols = plan.sizes.back(), rows = plan.outputs / cols;
-  const int64_t colBlocks = (cols + kColumns - 1) / kColumns;
-  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, plan.count * std::min(cols, kColumns)));
-  parallelFor(rows * colBlocks, grain, [&](int64_t begin, int64_t end) {
-    Acc acc[kColumns];
+  const int64_t colBlocks = (cols + kColumns - 1) / kColumns, width = std::min(cols, kColumns);
+  const int64_t chunkRows = std::max<int64_t>(1, kChunk / width);
+  const int64_t chunks =
+      rows * colBlocks < 4 && plan.count >= 2 * chunkRows ? (plan.count + chunkRows - 1) / chunkRows : 1;
+  const int64_t perChunk = (plan.count + chunks - 1) / chunks;
+  std::vector<Acc> partial(rows * colBlocks * chunks * width);
+  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, perChunk * width));
+  parallelFor(rows * colBlocks * chunks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      int64_t row = task / colBlocks, c0 = (task % colBlocks) * kColumns, n = std::min(cols - c0, kColumns);
-      int64_t base = outputBase(plan, row, 1) + c0;
+      int64_t block = task / chunks, chunk = task % chunks;
+      int64_t row = block / colBlocks, c0 = (block % colBlocks) * kColumns, n = std::min(cols - c0, kColumns);
+      Acc* acc = partial.data() + task * width;
       std::fill(acc, acc + n, Op::init());
-      for (int64_t r = 0; r < plan.count; ++r) accumulateRow<Op>(acc, x + base + reducedOffset(plan, r, 1), n);
-      O* o = out + row * cols + c0;
-      for (int64_t c = 0; c < n; ++c) o[c] = Op::template finish<O>(acc[c], plan.count);
+      int64_t r0 = chunk * perChunk, r1 = std::min(plan.count, r0 + perChunk);
+      accumulateRows<Op>(plan, acc, x + outputBase(plan, row, 1) + c0, r0, r1, n);
     }
   });
+  for (int64_t block = 0; block < rows * colBlocks; ++block) {
+    int64_t row = block / colBlocks, c0 = (block % colBlocks) * kColumns, n = std::min(cols - c0, kColumns);
+    Acc* acc = partial.data() + block * chunks * width;
+    for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+      for (int64_t c = 0; c < n; ++c) acc[c] = Op::merge(acc[c], acc[chunk * width + c]);
+    }
+    O* o = out + row * cols + c0;
+    for (int64_t c = 0; c < n; ++c) o[c] = Op::template finish<O>(acc[c], plan.count);
+  }
 }
 
 template <typename Op, typename T, typename O>
@@ -279,6 +334,16 @@ std::vector<bool> reducedAxes(const KernelCall& call, const Shape& shape, const 
   return flags;
 }
 
+// The `shape` attribute, checked so that its element count fits in int64.
+Shape checkedShape(const KernelCall& call) {
+  Shape shape = call.shape("shape");
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, d, &n)) call.fail("ERR_SHAPE", "shape " + shapeString(shape) + " is too large");
+  }
+  return shape;
+}
+
 // The dtype out must have, or fails when x's dtype does not support op.
 DType reduceOutDType(const KernelCall& call, ReduceOp op, DType x) {
   if (x == DType::Float32) return DType::Float32;
@@ -342,34 +407,57 @@ void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
 
 template <typename T>
 void argReduceDispatch(bool isMax, const Extent& e, int32_t* out, const T* x) {
-  if (isMax) argReduceTyped<T, true>(e, out, x);
-  else argReduceTyped<T, false>(e, out, x);
+  if (isMax)
+    argReduceTyped<T, true>(e, out, x);
+  else
+    argReduceTyped<T, false>(e, out, x);
 }
 
 // ---------------------------------------------------------------------------------------
 // softmax over the middle dim of [outer, dim, inner]
 
+// exp(x - m) of a row, stored in out; vectorised through vec::exp.
+DEEPNODE_CLONES void expShifted(float* __restrict out, const float* __restrict x, int64_t n, float m) {
+  for (int64_t d = 0; d < n; ++d) out[d] = vec::exp(x[d] - m);
+}
+
+DEEPNODE_CLONES void subtract(float* __restrict out, const float* __restrict x, int64_t n, float shift) {
+  for (int64_t d = 0; d < n; ++d) out[d] = x[d] - shift;
+}
+
+DEEPNODE_CLONES void scale(float* __restrict out, int64_t n, float factor) {
+  for (int64_t d = 0; d < n; ++d) out[d] *= factor;
+}
+
+// sum of exp(x - m) over a row in double, without storing the exponentials.
+DEEPNODE_CLONES double sumExpShifted(const float* __restrict x, int64_t n, float m) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] += vec::exp(x[i + j] - m);
+  }
+  double sum = 0;
+  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
+  for (; i < n; ++i) sum += vec::exp(x[i] - m);
+  return sum;
+}
+
 // One row (inner == 1): subtract the max so exp never overflows; a row of -inf gives
-// NaN (its max is -inf), as PyTorch does.
+// NaN (its max is -inf), as PyTorch does. Neither form reads x after writing out, so
+// out may be x itself.
 void softmaxRow(float* out, const float* x, int64_t n, bool log) {
   float m = reduceContiguous<MaxOp<float>>(x, n);
-  double sum = 0;
-  for (int64_t d = 0; d < n; ++d) {
-    float ex = std::exp(x[d] - m);
-    if (!log) out[d] = ex;
-    sum += ex;
-  }
   if (log) {
-    float shift = m + static_cast<float>(std::log(sum));
-    for (int64_t d = 0; d < n; ++d) out[d] = x[d] - shift;
-  } else {
-    float scale = static_cast<float>(1.0 / sum);
-    for (int64_t d = 0; d < n; ++d) out[d] *= scale;
+    float shift = m + static_cast<float>(std::log(sumExpShifted(x, n, m)));
+    subtract(out, x, n, shift);
+    return;
   }
+  expShifted(out, x, n, m);
+  scale(out, n, static_cast<float>(1.0 / reduceContiguous<SumOp<float, double>>(out, n)));
 }
 
 // A block of columns (inner > 1): the same steps, vectorised across columns.
-void softmaxColumns(float* out, const float* x, const Extent& e, int64_t n, bool log) {
+DEEPNODE_CLONES void softmaxColumns(float* out, const float* x, const Extent& e, int64_t n, bool log) {
   float m[kColumns];
   double sum[kColumns];
   std::fill(m, m + n, -std::numeric_limits<float>::infinity());
@@ -379,43 +467,71 @@ void softmaxColumns(float* out, const float* x, const Extent& e, int64_t n, bool
     const float* xr = x + d * e.inner;
     float* o = out + d * e.inner;
     for (int64_t c = 0; c < n; ++c) {
-      float ex = std::exp(xr[c] - m[c]);
-      if (!log) o[c] = ex;
+      float ex = vec::exp(xr[c] - m[c]);
+      o[c] = ex;
       sum[c] += ex;
     }
   }
-  float scale[kColumns];
-  for (int64_t c = 0; c < n; ++c) scale[c] = log ? m[c] + static_cast<float>(std::log(sum[c])) : 1.0 / sum[c];
+  float factor[kColumns];
+  for (int64_t c = 0; c < n; ++c) factor[c] = log ? m[c] + static_cast<float>(std::log(sum[c])) : 1.0 / sum[c];
   for (int64_t d = 0; d < e.dim; ++d) {
     const float* xr = x + d * e.inner;
     float* o = out + d * e.inner;
-    for (int64_t c = 0; c < n; ++c) o[c] = log ? xr[c] - scale[c] : o[c] * scale[c];
+    if (log) {
+      for (int64_t c = 0; c < n; ++c) o[c] = xr[c] - factor[c];
+    } else {
+      for (int64_t c = 0; c < n; ++c) o[c] *= factor[c];
+    }
   }
 }
 
-// gx = y * (gy - sum(gy * y)) for softmax, gx = gy - exp(y) * sum(gy) for log-softmax.
-void softmaxBackwardRow(float* gx, const float* gy, const float* y, int64_t n, bool log) {
+// sum(a * b) (or sum(a) when b is null) in double over kLanes lanes.
+DEEPNODE_CLONES double dotContiguous(const float* __restrict a, const float* __restrict b, int64_t n) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(a[i + j]) * (b ? b[i + j] : 1.0f);
+  }
   double s = 0;
-  for (int64_t d = 0; d < n; ++d) s += log ? static_cast<double>(gy[d]) : static_cast<double>(gy[d]) * y[d];
-  float sf = static_cast<float>(s);
-  for (int64_t d = 0; d < n; ++d) gx[d] = log ? gy[d] - std::exp(y[d]) * sf : y[d] * (gy[d] - sf);
+  for (int j = 0; j < kLanes; ++j) s += lanes[j];
+  for (; i < n; ++i) s += static_cast<double>(a[i]) * (b ? b[i] : 1.0f);
+  return s;
 }
 
-void softmaxBackwardColumns(float* gx, const float* gy, const float* y, const Extent& e, int64_t n, bool log) {
+// gx = y * (gy - sum(gy * y)) for softmax, gx = gy - exp(y) * sum(gy) for log-softmax.
+DEEPNODE_CLONES void softmaxBackwardRow(float* __restrict gx, const float* __restrict gy, const float* __restrict y,
+                                        int64_t n, bool log) {
+  float s = static_cast<float>(log ? reduceContiguous<SumOp<float, double>>(gy, n) : dotContiguous(gy, y, n));
+  if (log) {
+    for (int64_t d = 0; d < n; ++d) gx[d] = gy[d] - vec::exp(y[d]) * s;
+  } else {
+    for (int64_t d = 0; d < n; ++d) gx[d] = y[d] * (gy[d] - s);
+  }
+}
+
+DEEPNODE_CLONES void softmaxBackwardColumns(float* gx, const float* gy, const float* y, const Extent& e, int64_t n,
+                                            bool log) {
   double s[kColumns];
   std::fill(s, s + n, 0.0);
   for (int64_t d = 0; d < e.dim; ++d) {
     const float* g = gy + d * e.inner;
     const float* yr = y + d * e.inner;
-    for (int64_t c = 0; c < n; ++c) s[c] += log ? static_cast<double>(g[c]) : static_cast<double>(g[c]) * yr[c];
+    if (log) {
+      for (int64_t c = 0; c < n; ++c) s[c] += g[c];
+    } else {
+      for (int64_t c = 0; c < n; ++c) s[c] += static_cast<double>(g[c]) * yr[c];
+    }
   }
+  float sf[kColumns];
+  for (int64_t c = 0; c < n; ++c) sf[c] = static_cast<float>(s[c]);
   for (int64_t d = 0; d < e.dim; ++d) {
     const float* g = gy + d * e.inner;
     const float* yr = y + d * e.inner;
     float* o = gx + d * e.inner;
-    for (int64_t c = 0; c < n; ++c) {
-      float sc = static_cast<float>(s[c]);
-      o[c] = log ? g[c] - std::exp(yr[c]) * sc : yr[c] * (g[c] - sc);
+    if (log) {
+      for (int64_t c = 0; c < n; ++c) o[c] = g[c] - vec::exp(yr[c]) * sf[c];
+    } else {
+      for (int64_t c = 0; c < n; ++c) o[c] = yr[c] * (g[c] - sf[c]);
     }
   }
 }
@@ -440,7 +556,7 @@ void reduce(KernelCall& call) {
   const Buffer& out = call.buffer(0, "out");
   const Buffer& x = call.buffer(1, "x");
   ReduceOp op = parseReduceOp(call);
-  Shape shape = call.shape("shape");
+  Shape shape = checkedShape(call);
   std::vector<bool> flags = reducedAxes(call, shape, call.ints("axes"));
   call.buffer(0, "out", reduceOutDType(call, op, x.dtype));
   call.expectSize(1, "x", numel(shape));
@@ -468,12 +584,12 @@ void argReduce(KernelCall& call) {
   const Buffer& x = call.buffer(1, "x");
   std::string op = call.string("op");
   if (op != "argmax" && op != "argmin") call.fail("ERR_VALUE", "unknown arg_reduce op '" + op + "'");
-  Shape shape = call.shape("shape");
+  Shape shape = checkedShape(call);
   int64_t axis = call.integer("axis"), ndim = static_cast<int64_t>(shape.size());
   if (axis < 0) axis += ndim;
   if (axis < 0 || axis >= ndim) {
-    call.fail("ERR_VALUE", "axis " + std::to_string(call.integer("axis")) + " is out of range for shape " +
-                               shapeString(shape));
+    call.fail("ERR_VALUE",
+              "axis " + std::to_string(call.integer("axis")) + " is out of range for shape " + shapeString(shape));
   }
   Extent e{1, shape[axis], 1, numel(shape)};
   for (int64_t d = 0; d < axis; ++d) e.outer *= shape[d];
@@ -508,8 +624,10 @@ void softmax(KernelCall& call) {
   float* o = out.as<float>();
   const float* xs = x.as<float>();
   forEachSoftmaxBlock(e, [&](int64_t offset, int64_t columns) {
-    if (e.inner == 1) softmaxRow(o + offset, xs + offset, e.dim, log);
-    else softmaxColumns(o + offset, xs + offset, e, columns, log);
+    if (e.inner == 1)
+      softmaxRow(o + offset, xs + offset, e.dim, log);
+    else
+      softmaxColumns(o + offset, xs + offset, e, columns, log);
   });
 }
 
@@ -527,8 +645,10 @@ void softmaxBackward(KernelCall& call) {
   const float* gy = gradOut.as<float>();
   const float* ys = y.as<float>();
   forEachSoftmaxBlock(e, [&](int64_t offset, int64_t columns) {
-    if (e.inner == 1) softmaxBackwardRow(gx + offset, gy + offset, ys + offset, e.dim, log);
-    else softmaxBackwardColumns(gx + offset, gy + offset, ys + offset, e, columns, log);
+    if (e.inner == 1)
+      softmaxBackwardRow(gx + offset, gy + offset, ys + offset, e.dim, log);
+    else
+      softmaxBackwardColumns(gx + offset, gy + offset, ys + offset, e, columns, log);
   });
 }
 

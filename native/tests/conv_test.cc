@@ -89,7 +89,8 @@ void checkMatmul(int64_t batch, int64_t batchA, int64_t batchB, int64_t m, int64
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < n; ++j) {
         double sum = 0;
-        for (int64_t p = 0; p < k; ++p) sum += double(tA ? aq[p * m + i] : aq[i * k + p]) * (tB ? bq[j * k + p] : bq[p * n + j]);
+        for (int64_t p = 0; p < k; ++p)
+          sum += double(tA ? aq[p * m + i] : aq[i * k + p]) * (tB ? bq[j * k + p] : bq[p * n + j]);
         int64_t o = (q * m + i) * n + j;
         want[o] = alpha * sum + (beta == 0 ? 0.0 : beta * double(out[o]));
       }
@@ -97,8 +98,16 @@ void checkMatmul(int64_t batch, int64_t batchA, int64_t batchB, int64_t m, int64
   }
   if (beta == 0) std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
   auto call = makeCall("matmul", {buf(out), buf(a), buf(b)},
-                       {{"batch", batch}, {"batchA", batchA}, {"batchB", batchB}, {"m", m}, {"n", n}, {"k", k},
-                        {"transA", tA}, {"transB", tB}, {"alpha", alpha}, {"beta", beta}});
+                       {{"batch", batch},
+                        {"batchA", batchA},
+                        {"batchB", batchB},
+                        {"m", m},
+                        {"n", n},
+                        {"k", k},
+                        {"transA", tA},
+                        {"transB", tB},
+                        {"alpha", alpha},
+                        {"beta", beta}});
   deepnode::cpu::matmul(call);
   char what[160];
   std::snprintf(what, sizeof what, "matmul b=%ld/%ld/%ld m=%ld n=%ld k=%ld tA=%d tB=%d", (long)batch, (long)batchA,
@@ -109,7 +118,7 @@ void checkMatmul(int64_t batch, int64_t batchA, int64_t batchB, int64_t m, int64
 void checkMatmulErrors() {
   std::vector<float> out(6), a(6), b(6);
   std::vector<int32_t> ints(6);
-  auto attrs = std::map<std::string, double>{{"batch", 1}, {"batchA", 1}, {"batchB", 1}, {"m", 2},    {"n", 3},
+  auto attrs = std::map<std::string, double>{{"batch", 1}, {"batchA", 1}, {"batchB", 1}, {"m", 2},     {"n", 3},
                                              {"k", 3},     {"transA", 0}, {"transB", 0}, {"alpha", 1}, {"beta", 0}};
   expectError("matmul a size", "ERR_SHAPE", [&] {
     auto call = makeCall("matmul", {buf(out), buf(a), buf(b)}, attrs);
@@ -156,9 +165,9 @@ struct Conv {
   int64_t oH() const { return (h + 2 * pH - dH * (kH - 1) - 1) / sH + 1; }
   int64_t oW() const { return (w + 2 * pW - dW * (kW - 1) - 1) / sW + 1; }
   std::map<std::string, double> attrs() const {
-    return {{"n", n},          {"cIn", cIn},      {"h", h},          {"w", w},         {"cOut", cOut},
-            {"kH", kH},        {"kW", kW},        {"strideH", sH},   {"strideW", sW},  {"padH", pH},
-            {"padW", pW},      {"dilationH", dH}, {"dilationW", dW}, {"groups", groups}};
+    return {{"n", n},     {"cIn", cIn},      {"h", h},          {"w", w},          {"cOut", cOut},
+            {"kH", kH},   {"kW", kW},        {"strideH", sH},   {"strideW", sW},   {"padH", pH},
+            {"padW", pW}, {"dilationH", dH}, {"dilationW", dW}, {"groups", groups}};
   }
   std::string name() const {
     char s[200];
@@ -190,7 +199,8 @@ void forEachTap(const Conv& c, const std::function<void(int64_t, int64_t, int64_
 void checkConv(const Conv& c, bool withBias) {
   int64_t xSize = c.n * c.cIn * c.h * c.w, wSize = c.cOut * (c.cIn / c.groups) * c.kH * c.kW;
   int64_t oSize = c.n * c.cOut * c.oH() * c.oW();
-  auto x = randomVector(xSize), weight = randomVector(wSize), bias = randomVector(c.cOut), gradOut = randomVector(oSize);
+  auto x = randomVector(xSize), weight = randomVector(wSize), bias = randomVector(c.cOut),
+       gradOut = randomVector(oSize);
   std::vector<double> out(oSize), gradX(xSize), gradW(wSize);
   for (int64_t i = 0; i < oSize; ++i) out[i] = withBias ? bias[(i / (c.oH() * c.oW())) % c.cOut] : 0;
   forEachTap(c, [&](int64_t xi, int64_t wi, int64_t oi) {
@@ -240,13 +250,13 @@ void checkConvErrors() {
 void checkConvs() {
   int before = failures;
   const Conv cases[] = {
-      {2, 3, 7, 9, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1},   {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1},
-      {3, 4, 8, 8, 6, 1, 1, 1, 1, 0, 0, 1, 1, 2},   {2, 4, 9, 7, 8, 3, 2, 2, 1, 1, 0, 1, 1, 4},
-      {2, 6, 11, 10, 9, 3, 3, 2, 3, 2, 1, 2, 1, 3}, {1, 2, 5, 5, 3, 5, 5, 1, 1, 2, 2, 1, 1, 1},
-      {5, 3, 6, 13, 5, 2, 4, 3, 2, 1, 3, 1, 2, 1},  {4, 8, 12, 12, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},
-      {2, 3, 10, 10, 4, 1, 1, 2, 2, 0, 0, 1, 1, 1}, {3, 1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1},
+      {2, 3, 7, 9, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1},     {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1},
+      {3, 4, 8, 8, 6, 1, 1, 1, 1, 0, 0, 1, 1, 2},     {2, 4, 9, 7, 8, 3, 2, 2, 1, 1, 0, 1, 1, 4},
+      {2, 6, 11, 10, 9, 3, 3, 2, 3, 2, 1, 2, 1, 3},   {1, 2, 5, 5, 3, 5, 5, 1, 1, 2, 2, 1, 1, 1},
+      {5, 3, 6, 13, 5, 2, 4, 3, 2, 1, 3, 1, 2, 1},    {4, 8, 12, 12, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},
+      {2, 3, 10, 10, 4, 1, 1, 2, 2, 0, 0, 1, 1, 1},   {3, 1, 28, 28, 32, 3, 3, 1, 1, 0, 0, 1, 1, 1},
       {2, 32, 26, 26, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1}, {1, 16, 15, 17, 40, 3, 5, 1, 2, 1, 2, 1, 1, 1},
-      {1, 2, 4, 4, 2, 4, 4, 1, 1, 0, 0, 1, 1, 1},   {7, 2, 3, 3, 3, 2, 2, 1, 1, 1, 1, 3, 3, 1},
+      {1, 2, 4, 4, 2, 4, 4, 1, 1, 0, 0, 1, 1, 1},     {7, 2, 3, 3, 3, 2, 2, 1, 1, 1, 1, 3, 3, 1},
   };
   for (const Conv& c : cases) {
     checkConv(c, true);
@@ -269,8 +279,8 @@ struct Pool {
   int64_t oH() const { return size(h, kH, pH, sH, dH, ceil); }
   int64_t oW() const { return size(w, kW, pW, sW, dW, ceil); }
   std::map<std::string, double> attrs() const {
-    return {{"n", n},         {"c", c},         {"h", h},         {"w", w},         {"kH", kH},
-            {"kW", kW},       {"strideH", sH},  {"strideW", sW},  {"padH", pH},     {"padW", pW},
+    return {{"n", n},          {"c", c},          {"h", h},          {"w", w},     {"kH", kH},
+            {"kW", kW},        {"strideH", sH},   {"strideW", sW},   {"padH", pH}, {"padW", pW},
             {"dilationH", dH}, {"dilationW", dW}, {"ceilMode", ceil}};
   }
 };
@@ -315,8 +325,8 @@ void checkPool(const Pool& p, bool withTies) {
   }
   if (!same) {
     ++failures;
-    std::printf("FAIL max_pool2d %ldx%ld k%ld,%ld s%ld p%ld d%ld ceil%d\n", (long)p.h, (long)p.w, (long)p.kH, (long)p.kW,
-                (long)p.sH, (long)p.pH, (long)p.dH, p.ceil);
+    std::printf("FAIL max_pool2d %ldx%ld k%ld,%ld s%ld p%ld d%ld ceil%d\n", (long)p.h, (long)p.w, (long)p.kH,
+                (long)p.kW, (long)p.sH, (long)p.pH, (long)p.dH, p.ceil);
   }
   auto back = makeCall("max_pool2d_backward", {buf(gradX), buf(gradOut), buf(idx, DType::Int32)},
                        {{"n", p.n}, {"c", p.c}, {"h", p.h}, {"w", p.w}, {"oH", oH}, {"oW", oW}});
@@ -327,10 +337,10 @@ void checkPool(const Pool& p, bool withTies) {
 void checkPools() {
   int before = failures;
   const Pool cases[] = {
-      {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1, false},  {2, 3, 9, 7, 2, 2, 2, 2, 0, 0, 1, 1, false},
-      {1, 2, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, true},   {1, 2, 10, 11, 3, 2, 1, 2, 1, 1, 2, 1, false},
-      {3, 1, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1, true},   {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, false},
-      {2, 4, 13, 6, 4, 2, 3, 1, 2, 1, 1, 2, true},  {64, 64, 24, 24, 2, 2, 2, 2, 0, 0, 1, 1, false},
+      {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1, false}, {2, 3, 9, 7, 2, 2, 2, 2, 0, 0, 1, 1, false},
+      {1, 2, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, true},  {1, 2, 10, 11, 3, 2, 1, 2, 1, 1, 2, 1, false},
+      {3, 1, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1, true},  {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, false},
+      {2, 4, 13, 6, 4, 2, 3, 1, 2, 1, 1, 2, true}, {64, 64, 24, 24, 2, 2, 2, 2, 0, 0, 1, 1, false},
   };
   for (const Pool& p : cases) {
     checkPool(p, false);

@@ -1,19 +1,20 @@
 // Standalone check and benchmark of cpu/gemm: every micro-kernel against a naive loop on
 // odd, tiny, transposed and strided shapes, then GFLOP/s at sizes that matter to us.
 // Build: native/tests/build.sh, then build/native-tests/gemm_test [bench].
+#include "cpu/gemm.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <functional>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
-#include "cpu/gemm.h"
 
 using deepnode::cpu::gemm_detail::MicroKernel;
 
@@ -72,9 +73,9 @@ void checkCase(const MicroKernel& uk, const Case& t, std::mt19937& rng) {
   }
   if (worst > 4) {
     ++failures;
-    std::printf("FAIL %s tA=%d tB=%d m=%ld n=%ld k=%ld alpha=%g beta=%g pads=%ld,%ld,%ld: worst %.3g x tol\n",
-                uk.name, t.transA, t.transB, (long)t.m, (long)t.n, (long)t.k, t.alpha, t.beta, (long)t.padA,
-                (long)t.padB, (long)t.padC, worst);
+    std::printf("FAIL %s tA=%d tB=%d m=%ld n=%ld k=%ld alpha=%g beta=%g pads=%ld,%ld,%ld: worst %.3g x tol\n", uk.name,
+                t.transA, t.transB, (long)t.m, (long)t.n, (long)t.k, t.alpha, t.beta, (long)t.padA, (long)t.padB,
+                (long)t.padC, worst);
   }
 }
 
@@ -96,11 +97,11 @@ void checkKernel(const MicroKernel& uk) {
   }
   // Larger shapes cross every blocking boundary (KC, MC, NC) and the thread split.
   const Case big[] = {
-      {false, false, 500, 300, 1000, 1.0f, 0.0f, 0, 0, 0},  {true, false, 333, 700, 777, 0.5f, 1.0f, 3, 1, 2},
-      {false, true, 257, 4200, 129, 1.0f, -1.0f, 0, 5, 0},  {true, true, 700, 65, 385, 2.0f, 0.0f, 1, 1, 1},
-      {false, false, 1, 5000, 300, 1.0f, 0.0f, 0, 0, 0},    {false, false, 3000, 1, 300, 1.0f, 0.5f, 0, 0, 0},
-      {false, true, 64, 128, 9216, 1.0f, 0.0f, 0, 0, 0},    {true, false, 128, 9216, 64, 1.0f, 1.0f, 0, 0, 0},
-      {false, false, 5, 7, 0, 1.0f, 0.0f, 0, 0, 0},         {false, false, 20, 30, 50, 0.0f, 2.0f, 0, 0, 0},
+      {false, false, 500, 300, 1000, 1.0f, 0.0f, 0, 0, 0}, {true, false, 333, 700, 777, 0.5f, 1.0f, 3, 1, 2},
+      {false, true, 257, 4200, 129, 1.0f, -1.0f, 0, 5, 0}, {true, true, 700, 65, 385, 2.0f, 0.0f, 1, 1, 1},
+      {false, false, 1, 5000, 300, 1.0f, 0.0f, 0, 0, 0},   {false, false, 3000, 1, 300, 1.0f, 0.5f, 0, 0, 0},
+      {false, true, 64, 128, 9216, 1.0f, 0.0f, 0, 0, 0},   {true, false, 128, 9216, 64, 1.0f, 1.0f, 0, 0, 0},
+      {false, false, 5, 7, 0, 1.0f, 0.0f, 0, 0, 0},        {false, false, 20, 30, 50, 0.0f, 2.0f, 0, 0, 0},
   };
   for (const Case& t : big) {
     checkCase(uk, t, rng);
@@ -133,8 +134,8 @@ void benchShape(const char* label, bool transA, bool transB, int64_t m, int64_t 
     deepnode::cpu::sgemm(transA, transB, m, n, k, 1.0f, a.data(), transA ? m : k, b.data(), transB ? k : n, 0.0f,
                          c.data(), n);
   });
-  std::printf("  %-28s m=%5ld n=%5ld k=%5ld tA=%d tB=%d  %8.3f ms  %7.1f GFLOP/s\n", label, (long)m, (long)n,
-              (long)k, transA, transB, s * 1e3, 2.0 * m * n * k / s * 1e-9);
+  std::printf("  %-28s m=%5ld n=%5ld k=%5ld tA=%d tB=%d  %8.3f ms  %7.1f GFLOP/s\n", label, (long)m, (long)n, (long)k,
+              transA, transB, s * 1e3, 2.0 * m * n * k / s * 1e-9);
 }
 
 void benchAll(int threads) {

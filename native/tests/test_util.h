@@ -56,15 +56,25 @@ inline AttrValue list(const std::vector<T>& v) {
 template <typename T>
 DType dtypeOf();
 template <>
-inline DType dtypeOf<float>() { return DType::Float32; }
+inline DType dtypeOf<float>() {
+  return DType::Float32;
+}
 template <>
-inline DType dtypeOf<double>() { return DType::Float64; }
+inline DType dtypeOf<double>() {
+  return DType::Float64;
+}
 template <>
-inline DType dtypeOf<int32_t>() { return DType::Int32; }
+inline DType dtypeOf<int32_t>() {
+  return DType::Int32;
+}
 template <>
-inline DType dtypeOf<uint8_t>() { return DType::UInt8; }
+inline DType dtypeOf<uint8_t>() {
+  return DType::UInt8;
+}
 template <>
-inline DType dtypeOf<int8_t>() { return DType::Int8; }
+inline DType dtypeOf<int8_t>() {
+  return DType::Int8;
+}
 
 template <typename T>
 Buffer buf(std::vector<T>& v) {
@@ -74,7 +84,9 @@ Buffer buf(std::vector<T>& v) {
   b.dtype = dtypeOf<T>();
   return b;
 }
-inline Buffer nullBuffer() { return Buffer{}; }
+inline Buffer nullBuffer() {
+  return Buffer{};
+}
 
 inline KernelCall makeCall(const std::string& op, std::vector<Buffer> buffers,
                            std::vector<std::pair<std::string, AttrValue>> attrs) {
@@ -112,7 +124,8 @@ inline bool close(double a, double b, double rtol, double atol) {
 }
 
 template <typename A, typename B>
-bool allClose(const std::vector<A>& got, const std::vector<B>& want, double rtol, double atol, const std::string& what) {
+bool allClose(const std::vector<A>& got, const std::vector<B>& want, double rtol, double atol,
+              const std::string& what) {
   if (got.size() != want.size()) {
     check(false, what + ": size " + std::to_string(got.size()) + " vs " + std::to_string(want.size()));
     return false;
@@ -127,7 +140,8 @@ bool allClose(const std::vector<A>& got, const std::vector<B>& want, double rtol
   }
   if (count == 0) return true;
   check(false, what + ": " + std::to_string(count) + " mismatches, first at " + std::to_string(bad) + ": got " +
-                   std::to_string(static_cast<double>(got[bad])) + " want " + std::to_string(static_cast<double>(want[bad])));
+                   std::to_string(static_cast<double>(got[bad])) + " want " +
+                   std::to_string(static_cast<double>(want[bad])));
   return false;
 }
 
@@ -150,7 +164,9 @@ inline std::vector<int32_t> randomInts(int64_t n, int lo, int hi) {
   return v;
 }
 
-inline int randomInt(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng()); }
+inline int randomInt(int lo, int hi) {
+  return std::uniform_int_distribution<int>(lo, hi)(rng());
+}
 
 // Row-major strides of shape, and the multi-index of flat position i.
 inline std::vector<int64_t> unravel(const Shape& shape, int64_t i) {
@@ -171,8 +187,10 @@ inline int64_t broadcastIndex(const Shape& in, const std::vector<int64_t>& outId
 }
 
 inline int finish(const char* name) {
-  if (failures() == 0) std::printf("%s: all checks passed\n", name);
-  else std::printf("%s: %d checks FAILED\n", name, failures());
+  if (failures() == 0)
+    std::printf("%s: all checks passed\n", name);
+  else
+    std::printf("%s: %d checks FAILED\n", name, failures());
   return failures() == 0 ? 0 : 1;
 }
 

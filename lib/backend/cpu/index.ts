@@ -47,23 +47,32 @@ function randomAttrs(key: RandomKey): { seedLo: number; seedHi: number; offset: 
   };
 }
 
-/** Turns a native error (an Error with a `code`) into deepnode's typed error. */
-function translate(op: string, error: unknown): Error {
+/** Adds "(cpu backend)" to a message unless the kernel already named the backend. */
+function namingCpu(message: string): string {
+  return message.includes("cpu backend") ? message : `${message} (cpu backend)`;
+}
+
+/**
+ * Turns a native error (an Error with a `code`) into deepnode's typed error, named by the
+ * backend primitive (nllLoss for the kernel nll_loss), as the reference backend names it.
+ */
+function translate(kernel: string, error: unknown): Error {
+  const op = kernel.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
   if (!(error instanceof Error)) return new NativeError(op, String(error), "ERR_NATIVE");
   const code = (error as Error & { code?: string }).code ?? "ERR_NATIVE";
-  const prefix = `${op}: `;
+  const prefix = `${kernel}: `;
   const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
   switch (code) {
     case "ERR_SHAPE":
       return new ShapeError(op, message);
     case "ERR_DTYPE":
-      return new DTypeError(op, `${message} (cpu backend)`);
+      return new DTypeError(op, namingCpu(message));
     case "ERR_INDEX":
       return new IndexError(op, message);
     case "ERR_VALUE":
       return new ValueError(op, message);
     case "ERR_NOT_SUPPORTED":
-      return new NotSupportedError(op, `${message} (cpu backend)`);
+      return new NotSupportedError(op, namingCpu(message));
     default:
       return new NativeError(op, message, code);
   }
@@ -127,7 +136,11 @@ export class CpuBackend implements Backend {
 
   fromArray(dtype: DType, values: ArrayLike<number>): Storage {
     const out = allocArray(dtype, values.length);
-    out.set(values as ArrayLike<number>);
+    if (dtype === "bool") {
+      for (let i = 0; i < values.length; i++) out[i] = values[i] !== 0 ? 1 : 0;
+    } else {
+      out.set(values as ArrayLike<number>);
+    }
     return out;
   }
 
@@ -136,10 +149,28 @@ export class CpuBackend implements Backend {
   }
 
   fill(out: RawTensor, value: number): void {
-    this.call("fill", [buf(out)], { value });
+    const stored = out.dtype === "bool" ? Number(value !== 0) : value; // NaN is true
+    this.call("fill", [buf(out)], { value: stored });
   }
 
+  /**
+   * The kernel sees uint8 storage as bool (any non-zero value becomes 1). A true uint8
+   * target wraps like a typed-array store instead, and uint8 -> bool must still map
+   * non-zero to 1; both are done here, where the dtypes are known.
+   */
   cast(out: RawTensor, x: RawTensor): void {
+    const target = out.storage as TypedArray;
+    const source = x.storage as TypedArray;
+    if (out.dtype === "uint8" && x.dtype !== "uint8" && x.dtype !== "bool") {
+      if (target.length !== source.length) this.call("cast", [buf(out), buf(x)], {});
+      target.set(source);
+      return;
+    }
+    if (out.dtype === "bool" && x.dtype === "uint8") {
+      if (target.length !== source.length) this.call("cast", [buf(out), buf(x)], {});
+      for (let i = 0; i < source.length; i++) target[i] = source[i] !== 0 ? 1 : 0;
+      return;
+    }
     this.call("cast", [buf(out), buf(x)], {});
   }
 

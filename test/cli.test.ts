@@ -1,0 +1,466 @@
+// The `deepnode` command as a user runs it: train, eval and info through main() in-process
+// (stdout and stderr captured), the bin script spawned against dist/, bad usage, broken
+// weight files, atomic saves, and standard IDX files (plain and gzipped) via --data.
+
+import { execFileSync, spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+
+import { main } from "../lib/cli/index.js";
+import { loadMnistFromPackage, type MnistSplit } from "../lib/data/mnist.js";
+import { DeviceError } from "../lib/errors.js";
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensorsMetadata,
+} from "../lib/io/safetensors.js";
+import { buildInfo } from "../lib/runtime.js";
+import { trainMnist } from "../examples/mnist.js";
+import { expectThrows } from "./helpers.js";
+
+const root = join(import.meta.dirname, "..");
+const scratch = mkdtempSync(join(tmpdir(), "deepnode-cli-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+// The spawned runs need dist/ to hold this tree's CLI: build it when a compiled file is
+// missing or older than its source (tsc still emits when another engineer's file has a type
+// error, so its exit status is not checked, only that the CLI was emitted).
+beforeAll(() => {
+  const built = join(root, "dist", "lib", "cli", "index.js");
+  if (!distIsStale()) return;
+  try {
+    execFileSync("npm", ["run", "build:ts"], { cwd: root, stdio: "pipe", timeout: 120_000 });
+  } catch {
+    // Checked just below.
+  }
+  expect(existsSync(built), `npm run build:ts did not produce ${built}`).toBe(true);
+});
+
+function distIsStale(): boolean {
+  return ["lib", "examples"].some((dir) =>
+    readdirSync(join(root, dir), { recursive: true, encoding: "utf8" })
+      .filter((name) => name.endsWith(".ts") && !name.endsWith(".d.ts"))
+      .some((name) => {
+        const compiled = join(root, "dist", dir, name.replace(/\.ts$/, ".js"));
+        const source = statSync(join(root, dir, name)).mtimeMs;
+        return !existsSync(compiled) || statSync(compiled).mtimeMs < source;
+      }),
+  );
+}
+
+interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs main(args) in this process, capturing what it prints. */
+async function cli(...args: string[]): Promise<CliRun> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, "log").mockImplementation((...parts: unknown[]) => {
+    out.push(`${parts.map(String).join(" ")}\n`);
+  });
+  const write = (sink: string[]) => (chunk: string | Uint8Array) => {
+    sink.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
+    return true;
+  };
+  const stdout = vi.spyOn(process.stdout, "write").mockImplementation(write(out));
+  const stderr = vi.spyOn(process.stderr, "write").mockImplementation(write(err));
+  try {
+    const code = await main(args);
+    return { code, stdout: out.join(""), stderr: err.join("") };
+  } finally {
+    log.mockRestore();
+    stdout.mockRestore();
+    stderr.mockRestore();
+  }
+}
+
+const EPOCH_LINE = new RegExp(
+  String.raw`^epoch 1/1  train_loss (\d+\.\d{4})  test_loss (\d+\.\d{4})` +
+    String.raw`  test_acc (\d+\.\d{2})%  time (\d+\.\d)s  (\d+) img/s$`,
+  "m",
+);
+const EVAL_LINE = /^test_loss (\d+\.\d{4}) {2}test_acc (\d+\.\d{2})% {2}\((\d+) images\)$/m;
+
+/** PyTorch's state-dict names and shapes of the MNIST example network, in order. */
+const MNIST_NET_TENSORS: [string, number[]][] = [
+  ["conv1.weight", [32, 1, 3, 3]],
+  ["conv1.bias", [32]],
+  ["conv2.weight", [64, 32, 3, 3]],
+  ["conv2.bias", [64]],
+  ["fc1.weight", [128, 9216]],
+  ["fc1.bias", [128]],
+  ["fc2.weight", [10, 128]],
+  ["fc2.bias", [10]],
+];
+
+function tempFiles(dir: string): string[] {
+  return readdirSync(dir).filter((name) => name.includes(".tmp-"));
+}
+
+describe("deepnode train mnist / eval mnist", () => {
+  const weights = join(scratch, "w.safetensors");
+  let train: CliRun;
+
+  beforeAll(async () => {
+    train = await cli(
+      "train",
+      "mnist",
+      "--epochs",
+      "1",
+      "--limit",
+      "512",
+      "--out",
+      weights,
+      "--no-progress",
+    );
+  });
+
+  it("trains one epoch, prints the header, one fixed-format epoch line and the save", () => {
+    expect(train.stderr).toBe("");
+    expect(train.code).toBe(0);
+    const lines = train.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toBe(
+      "training MNISTNet on the mnist package's 10,000 digits" +
+        " (device cpu, batch 64, lr 0.001, seed 0)",
+    );
+    const epoch = EPOCH_LINE.exec(lines[1]!);
+    expect(epoch, lines[1]).not.toBeNull();
+    const [, trainLoss, testLoss, accuracy, , imagesPerSecond] = epoch!.map(Number);
+    expect(trainLoss).toBeGreaterThan(0);
+    expect(testLoss).toBeGreaterThan(0);
+    expect(accuracy).toBeGreaterThanOrEqual(0);
+    expect(accuracy).toBeLessThanOrEqual(100);
+    expect(imagesPerSecond).toBeGreaterThan(0);
+    expect(lines[2]).toBe(`saved weights to ${weights}`);
+  });
+
+  it("saves valid safetensors with PyTorch's names, shapes and metadata", () => {
+    const decoded = decodeSafetensors(readFileSync(weights), weights);
+    const names = Object.keys(decoded.tensors);
+    expect(names).toEqual(MNIST_NET_TENSORS.map(([name]) => name));
+    for (const [name, shape] of MNIST_NET_TENSORS) {
+      const tensor = decoded.tensors[name]!;
+      expect(tensor.shape, name).toEqual(shape);
+      expect(tensor.dtype, name).toBe("float32");
+      expect(tensor.data.every(Number.isFinite), `${name} is finite`).toBe(true);
+    }
+    expect(readSafetensorsMetadata(weights)).toEqual({ format: "pt", model: "MNISTNet" });
+    expect(tempFiles(scratch)).toEqual([]);
+  });
+
+  it("evaluates the saved weights to the accuracy the training run reported", async () => {
+    const trainAccuracy = EPOCH_LINE.exec(train.stdout)![3];
+    const trainTestLoss = EPOCH_LINE.exec(train.stdout)![2];
+    const run = await cli("eval", "mnist", "--weights", weights);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const line = EVAL_LINE.exec(run.stdout);
+    expect(line, run.stdout).not.toBeNull();
+    expect(line![2]).toBe(trainAccuracy);
+    expect(line![1]).toBe(trainTestLoss);
+    expect(line![3]).toBe("1996");
+  });
+
+  it("runs as the installed bin: node bin/deepnode.js against dist/", () => {
+    const run = spawnSync(
+      process.execPath,
+      ["bin/deepnode.js", "eval", "mnist", "--weights", weights],
+      { cwd: root, encoding: "utf8", timeout: 60_000 },
+    );
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(EVAL_LINE.exec(run.stdout)?.[2]).toBe(EPOCH_LINE.exec(train.stdout)![3]);
+  });
+
+  it("replaces an existing file at --out completely", async () => {
+    const target = join(scratch, "replaced.safetensors");
+    const junk = Buffer.alloc(2 * statSync(weights).size, 0xff);
+    writeFileSync(target, junk);
+    const run = await cli(...["train", "mnist", "--epochs", "1", "--limit", "64", "--out", target]);
+    expect(run.code).toBe(0);
+    const bytes = readFileSync(target);
+    expect(bytes.length).toBe(statSync(weights).size);
+    expect(Object.keys(decodeSafetensors(bytes, target).tensors)).toHaveLength(8);
+    expect(tempFiles(scratch)).toEqual([]);
+  });
+
+  it("leaves the previous file intact, and no temp file, when the save fails", async () => {
+    // Root ignores read-only directories, so make the temp file's name too long instead:
+    // the target's own name fits NAME_MAX (255) but `<name>.tmp-<pid>-<hex>` does not.
+    const dir = join(scratch, "failing-save");
+    mkdirSync(dir);
+    const target = join(dir, `${"w".repeat(228)}.safetensors`);
+    const previous = encodeSafetensors({
+      a: { dtype: "float32", shape: [3], data: new Float32Array([1, 2, 3]) },
+    });
+    writeFileSync(target, previous);
+    const run = await cli("train", "mnist", "--epochs", "1", "--limit", "64", "--out", target);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^deepnode: cannot save weights to '.*w{228}\.safetensors': /);
+    expect(run.stderr).toContain("ENAMETOOLONG");
+    expect(run.stdout).not.toContain("saved weights");
+    expect(Buffer.compare(readFileSync(target), previous)).toBe(0);
+    expect(readdirSync(dir)).toEqual([`${"w".repeat(228)}.safetensors`]);
+  });
+});
+
+describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () => {
+  const cases: [string, string[], RegExp][] = [
+    ["an unknown task", ["train", "foo"], /^deepnode: unknown task 'foo' \(available: mnist\)$/m],
+    [
+      "--epochs 0",
+      ["train", "mnist", "--epochs", "0"],
+      /argument '0' is invalid\. --epochs must be a positive integer, got '0'/,
+    ],
+    [
+      "--lr abc",
+      ["train", "mnist", "--lr", "abc"],
+      /argument 'abc' is invalid\. --lr must be a positive number, got 'abc'/,
+    ],
+    [
+      "eval without --weights",
+      ["eval", "mnist"],
+      /required option '--weights <file>' not specified/,
+    ],
+    ["an unknown task for eval", ["eval", "foo", "--weights", "x"], /unknown task 'foo'/],
+    ["an unknown command", ["bogus"], /unknown command 'bogus'/],
+  ];
+
+  it.each(cases)("rejects %s", async (_, args, message) => {
+    const run = await cli(...args);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(message);
+    expect(run.stdout).not.toContain("training MNISTNet");
+  });
+
+  it("exits 0 for --help", async () => {
+    const run = await cli("train", "--help");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("--epochs <n>");
+  });
+});
+
+describe("deepnode eval with a bad weights file", () => {
+  it("names a missing file (exit 2)", async () => {
+    const missing = join(scratch, "missing.safetensors");
+    const run = await cli("eval", "mnist", "--weights", missing);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(`deepnode: weights file '${missing}' does not exist\n`);
+  });
+
+  const corrupt: [string, () => Uint8Array, RegExp][] = [
+    ["a file shorter than 8 bytes", () => Buffer.from("hello\n"), /shorter than 8/],
+    [
+      "a header longer than the file",
+      () => Buffer.concat([Buffer.from([0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from("{}")]),
+      /header length 256 exceeds the 2 bytes after it/,
+    ],
+    ["a header that is not JSON", () => prefixed("{not json}   "), /JSON/i],
+  ];
+
+  it.each(corrupt)("names %s (exit 1, no stack trace)", async (_, bytes, problem) => {
+    const path = join(scratch, "corrupt.safetensors");
+    writeFileSync(path, bytes());
+    const run = await cli("eval", "mnist", "--weights", path);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(new RegExp(`^deepnode: loadSafetensors: ${path}: `));
+    expect(run.stderr).toMatch(problem);
+    expect(run.stderr.trimEnd().split("\n")).toHaveLength(1);
+  });
+
+  it("names a valid file of another model (exit 1)", async () => {
+    const path = join(scratch, "other-model.safetensors");
+    const tensors = {
+      "fc.weight": { dtype: "float32" as const, shape: [2], data: new Float32Array(2) },
+    };
+    writeFileSync(path, encodeSafetensors(tensors));
+    const run = await cli("eval", "mnist", "--weights", path);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(
+      new RegExp(`^deepnode: weights file '${path}' does not fit MNISTNet: .*missing keys: conv1`),
+    );
+    expect(run.stderr).toContain("unexpected keys: fc.weight");
+  });
+
+  it("names a directory given as the weights file (exit 1)", async () => {
+    const run = await cli("eval", "mnist", "--weights", scratch);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `deepnode: cannot read weights file '${scratch}': EISDIR: illegal operation on a directory\n`,
+    );
+  });
+
+  it("prints no stack trace from the bin either", () => {
+    const path = join(scratch, "truncated.safetensors");
+    writeFileSync(path, Buffer.from([16, 0, 0, 0, 0, 0, 0, 0, 0x7b]));
+    const run = spawnSync(
+      process.execPath,
+      ["bin/deepnode.js", "eval", "mnist", "--weights", path],
+      { cwd: root, encoding: "utf8", timeout: 60_000 },
+    );
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(new RegExp(`^deepnode: loadSafetensors: ${path}: `));
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+  });
+});
+
+/** A safetensors-style file: the 8-byte length, then `header` as given. */
+function prefixed(header: string): Uint8Array {
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(header.length));
+  return Buffer.concat([prefix, Buffer.from(header)]);
+}
+
+describe("deepnode info and devices", () => {
+  it("prints the build as JSON", async () => {
+    const run = await cli("info");
+    expect(run.code).toBe(0);
+    const info = JSON.parse(run.stdout) as {
+      native: { gemmKernel: string; simd: string[] };
+      devices: string[];
+      cuda: { available: boolean; reason?: string };
+    };
+    expect(info.native.gemmKernel).toMatch(/\S/);
+    expect(info.native.simd).toContain("generic");
+    expect(info.devices).toContain("cpu");
+    expect(info.devices).toContain("reference");
+    expect(typeof info.cuda.available).toBe("boolean");
+  });
+
+  const noCuda = !buildInfo().cuda.available;
+
+  it.runIf(noCuda)("fails --device cuda with a DeviceError saying CUDA is not there", async () => {
+    const options = { epochs: 1, batchSize: 64, lr: 1e-3, seed: 0, limit: 64, device: "cuda" };
+    expectThrows(() => trainMnist(options), DeviceError, /cuda(:0)? is not available/);
+
+    const run = await cli("train", "mnist", "--device", "cuda", "--limit", "64", "--epochs", "1");
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^deepnode: device: cuda(:0)? is not available: .*CUDA/m);
+    expect(run.stdout).not.toContain("saved weights");
+
+    const evalRun = await cli("eval", "mnist", "--device", "cuda", "--weights", "x");
+    expect(evalRun.code).toBe(2); // the missing file is reported first
+    const weights = join(scratch, "cuda-eval.safetensors");
+    writeFileSync(weights, encodeSafetensors({}));
+    const withFile = await cli("eval", "mnist", "--device", "cuda", "--weights", weights);
+    expect(withFile.code).toBe(1);
+    expect(withFile.stderr).toMatch(/^deepnode: device: cuda(:0)? is not available/m);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Standard IDX files
+
+/** An IDX file of unsigned bytes: magic 0x0000080<ndims>, big-endian dims, then data. */
+function idxFile(dims: number[], data: Uint8Array): Buffer {
+  const header = Buffer.alloc(4 + 4 * dims.length);
+  header.writeUInt32BE(0x0800 + dims.length, 0);
+  dims.forEach((dim, d) => header.writeUInt32BE(dim, 4 + 4 * d));
+  return Buffer.concat([header, data]);
+}
+
+/** Every `step`-th image of a split (so all digits appear), pixels scaled to bytes. */
+function sampleAsBytes(
+  split: MnistSplit,
+  step: number,
+): { pixels: Uint8Array; labels: Uint8Array } {
+  const count = Math.floor(split.count / step);
+  const pixels = new Uint8Array(count * 784);
+  const labels = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    for (let p = 0; p < 784; p++) {
+      pixels[i * 784 + p] = Math.round(255 * split.images[i * step * 784 + p]!);
+    }
+    labels[i] = split.labels[i * step]!;
+  }
+  return { pixels, labels };
+}
+
+describe("deepnode train/eval --data with standard IDX files", () => {
+  const dir = join(scratch, "idx");
+  const weights = join(scratch, "idx.safetensors");
+  let trainCount = 0;
+  let testCount = 0;
+
+  beforeAll(() => {
+    mkdirSync(dir);
+    const { train, test } = loadMnistFromPackage();
+    const trainSample = sampleAsBytes(train, 8); // 1,000 images
+    const testSample = sampleAsBytes(test, 8); // 249 images
+    trainCount = trainSample.labels.length;
+    testCount = testSample.labels.length;
+    const files: [string, Buffer, boolean][] = [
+      ["train-images-idx3-ubyte", idxFile([trainCount, 28, 28], trainSample.pixels), true],
+      ["train-labels-idx1-ubyte", idxFile([trainCount], trainSample.labels), false],
+      ["t10k-images-idx3-ubyte", idxFile([testCount, 28, 28], testSample.pixels), false],
+      ["t10k-labels-idx1-ubyte", idxFile([testCount], testSample.labels), true],
+    ];
+    for (const [name, bytes, gzipped] of files) {
+      writeFileSync(join(dir, gzipped ? `${name}.gz` : name), gzipped ? gzipSync(bytes) : bytes);
+    }
+  });
+
+  it("trains on them and evaluates to the same accuracy", async () => {
+    const args = ["--data", dir, "--epochs", "1", "--batch-size", "32", "--no-progress"];
+    const train = await cli("train", "mnist", ...args, "--out", weights);
+    expect(train.stderr).toBe("");
+    expect(train.code).toBe(0);
+    expect(train.stdout).toContain(`training MNISTNet on ${dir} (device cpu, batch 32,`);
+    const epoch = EPOCH_LINE.exec(train.stdout);
+    expect(epoch, train.stdout).not.toBeNull();
+    // 32 steps over 1,000 mixed digits already beat chance by far.
+    expect(Number(epoch![3])).toBeGreaterThan(60);
+
+    const evalRun = await cli("eval", "mnist", "--data", dir, "--weights", weights);
+    expect(evalRun.code).toBe(0);
+    const line = EVAL_LINE.exec(evalRun.stdout);
+    expect(line, evalRun.stdout).not.toBeNull();
+    expect(line![2]).toBe(epoch![3]);
+    expect(Number(line![3])).toBe(testCount);
+  });
+
+  it("names a corrupt IDX file (exit 1)", async () => {
+    const broken = join(scratch, "idx-broken");
+    mkdirSync(broken);
+    for (const name of readdirSync(dir))
+      writeFileSync(join(broken, name), readFileSync(join(dir, name)));
+    const images = join(broken, "t10k-images-idx3-ubyte");
+    writeFileSync(images, readFileSync(images).subarray(0, 1000));
+    const run = await cli("eval", "mnist", "--data", broken, "--weights", weights);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(
+      new RegExp(`^deepnode: readIdx: ${images}: dims \\[${testCount}, 28, 28\\]`),
+    );
+  });
+
+  it("names a folder without the files (exit 1)", async () => {
+    const empty = join(scratch, "idx-empty");
+    mkdirSync(empty);
+    const run = await cli("eval", "mnist", "--data", empty, "--weights", weights);
+    expect(run.code).toBe(1);
+    // Eval reads the training files too (loadMnist reads both splits); either is named.
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `^deepnode: loadMnist: ${empty} holds neither (train|t10k)-images-idx3-ubyte` +
+          ` nor (train|t10k)-images-idx3-ubyte\\.gz\n$`,
+      ),
+    );
+  });
+});

@@ -1,0 +1,147 @@
+// The MNIST example: MNISTNet's shapes and outputs, a short training run whose loss falls,
+// reproducible runs under one seed, and a training loop that leaks no tensors per epoch.
+
+import { describe, expect, it } from "vitest";
+
+import {
+  MNISTNet,
+  evaluate,
+  limitSplit,
+  mnistLoader,
+  trainMnist,
+  type EpochStats,
+} from "../examples/mnist.js";
+import { loadMnistFromPackage } from "../lib/data/mnist.js";
+import { F, manualSeed, memoryInfo, noGrad, optim, randn, scope } from "../lib/index.js";
+import { liveTensors } from "../lib/memory.js";
+
+const mnist = loadMnistFromPackage();
+
+describe("MNISTNet", () => {
+  it("has PyTorch's parameters: names, shapes and 1,199,882 values", () => {
+    const model = new MNISTNet();
+    const shapes = Object.fromEntries(
+      Object.entries(model.stateDict()).map(([name, tensor]) => [name, tensor.shape]),
+    );
+    expect(shapes).toEqual({
+      "conv1.weight": [32, 1, 3, 3],
+      "conv1.bias": [32],
+      "conv2.weight": [64, 32, 3, 3],
+      "conv2.bias": [64],
+      "fc1.weight": [128, 9216],
+      "fc1.bias": [128],
+      "fc2.weight": [10, 128],
+      "fc2.bias": [10],
+    });
+    expect(model.numParameters()).toBe(1_199_882);
+  });
+
+  it.each([1, 5])("maps [%i, 1, 28, 28] to [N, 10] log-probabilities", (batch) => {
+    manualSeed(1);
+    const model = new MNISTNet();
+    for (const training of [true, false]) {
+      if (training) model.train();
+      else model.eval();
+      scope(() => {
+        const logProbs = noGrad(() => model.forward(randn([batch, 1, 28, 28])));
+        expect(logProbs.shape).toEqual([batch, 10]);
+        const values = Array.from(logProbs.dataSync());
+        expect(values.every((v) => Number.isFinite(v) && v <= 0)).toBe(true);
+        const rowSums = Array.from(logProbs.exp().sum(1).dataSync());
+        for (const sum of rowSums) expect(Math.abs(sum - 1)).toBeLessThan(1e-5);
+      });
+    }
+  });
+});
+
+describe("training the example", () => {
+  it("cuts the loss of 60 Adam steps (batch 32, shuffled digits) by more than half", () => {
+    manualSeed(0);
+    const model = new MNISTNet();
+    const optimizer = new optim.Adam(model.parameters(), { lr: 1e-3 });
+    const losses: number[] = [];
+    model.train();
+    for (const { inputs, targets } of mnistLoader(mnist.train, 32, true)) {
+      losses.push(
+        scope(() => {
+          optimizer.zeroGrad();
+          const loss = F.nllLoss(model.forward(inputs), targets);
+          loss.backward();
+          optimizer.step();
+          return loss.item();
+        }),
+      );
+      inputs.dispose();
+      targets.dispose();
+      if (losses.length === 60) break;
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const first = mean(losses.slice(0, 10));
+    const last = mean(losses.slice(-10));
+    // Chance is ln(10) = 2.30; measured with seed 0: first 1.97, last 0.50 (ratio 0.25).
+    expect(first).toBeGreaterThan(1.5);
+    expect(last / first).toBeLessThan(0.5);
+  });
+
+  it("gives the same history twice under one seed", () => {
+    const options = { epochs: 1, batchSize: 32, lr: 1e-3, seed: 3, limit: 96 };
+    const runs = [trainMnist(options).history, trainMnist(options).history];
+    const strip = ({ seconds: _s, imagesPerSecond: _i, ...rest }: EpochStats) => rest;
+    expect(runs[1]!.map(strip)).toEqual(runs[0]!.map(strip));
+    expect(runs[0]![0]!.trainLoss).toBeGreaterThan(0);
+  });
+
+  it("leaks no tensors from one epoch to the next", () => {
+    const live: number[] = [];
+    const undisposed: number[] = [];
+    trainMnist({
+      epochs: 2,
+      batchSize: 32,
+      lr: 1e-3,
+      seed: 0,
+      limit: 160,
+      onEpoch: () => {
+        live.push(liveTensors());
+        const info = memoryInfo();
+        undisposed.push(info.created - info.disposed);
+      },
+    });
+    // Epoch 1 creates Adam's state; afterwards every step and evaluation frees what it made,
+    // without help from the garbage collector.
+    expect(live).toHaveLength(2);
+    expect(undisposed[1]).toBe(undisposed[0]);
+    expect(live[1]).toBeLessThanOrEqual(live[0]!);
+  });
+});
+
+describe("evaluate and limitSplit", () => {
+  it("limitSplit spreads n images evenly over the digit-grouped split", () => {
+    const limited = limitSplit(mnist.train, 10);
+    expect(limited.count).toBe(10);
+    expect(limited.images.length).toBe(10 * 784);
+    // The split holds 700 to 900 images of each digit in order, so evenly spaced picks see
+    // nearly every digit (taking the first ten would give ten zeros).
+    expect(Array.from(limited.labels)).toEqual([0, 0, 1, 2, 3, 4, 6, 6, 7, 8]);
+    const source = Math.floor((3 * mnist.train.count) / 10);
+    const same = limited.images
+      .subarray(3 * 784, 4 * 784)
+      .every((v, i) => v === mnist.train.images[source * 784 + i]);
+    expect(same).toBe(true);
+    expect(limitSplit(mnist.train, undefined)).toBe(mnist.train);
+    expect(limitSplit(mnist.train, 1_000_000)).toBe(mnist.train);
+  });
+
+  it("scores an untrained network near chance and leaves it in eval mode", () => {
+    manualSeed(0);
+    const model = new MNISTNet();
+    model.train();
+    const before = liveTensors();
+    const { loss, accuracy } = evaluate(model, mnistLoader(mnist.test, 500, false));
+    expect(liveTensors()).toBe(before);
+    expect(model.training).toBe(false);
+    expect(accuracy).toBeGreaterThanOrEqual(0);
+    expect(accuracy).toBeLessThan(0.3);
+    expect(loss).toBeGreaterThan(1.5);
+    expect(loss).toBeLessThan(4);
+  });
+});

@@ -1,0 +1,797 @@
+// nn: Module behaviour (names, order, modes, state dicts, printing), PyTorch's default
+// init bounds, layer forwards, the functional layer against PyTorch's values in
+// test/fixtures/ops.safetensors, and MNISTNet's output and every parameter gradient
+// against test/fixtures/mnist_net.safetensors. Regenerate the fixtures with
+// `/usr/bin/python3 test/fixtures/make_fixtures.py`.
+
+import { afterEach, describe, expect, it } from "vitest";
+
+import { MNISTNet } from "../examples/mnist.js";
+import {
+  F,
+  IndexError,
+  ShapeError,
+  StateDictError,
+  Tensor,
+  ValueError,
+  fromTypedArray,
+  getDefaultDevice,
+  manualSeed,
+  nn,
+  noGrad,
+  ones,
+  setDefaultDevice,
+  tensor,
+  zeros,
+} from "../lib/index.js";
+import type { DType } from "../lib/dtype.js";
+import { loadFixture, maxAbs, pattern } from "./fixtures/golden.js";
+import { expectClose, expectThrows, type Tolerance } from "./helpers.js";
+
+const ops = loadFixture("ops.safetensors");
+const golden = loadFixture("mnist_net.safetensors");
+
+const PARAMETER_NAMES = [
+  "conv1.weight",
+  "conv1.bias",
+  "conv2.weight",
+  "conv2.bias",
+  "fc1.weight",
+  "fc1.bias",
+  "fc2.weight",
+  "fc2.bias",
+];
+
+// print(MNISTNet()) in PyTorch 1.13 (test/fixtures/make_fixtures.py prints it).
+const TORCH_MNIST_REPR = `MNISTNet(
+  (conv1): Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1))
+  (conv2): Conv2d(32, 64, kernel_size=(3, 3), stride=(1, 1))
+  (dropout1): Dropout(p=0.25, inplace=False)
+  (dropout2): Dropout(p=0.5, inplace=False)
+  (fc1): Linear(in_features=9216, out_features=128, bias=True)
+  (fc2): Linear(in_features=128, out_features=10, bias=True)
+)`;
+// sum(p.numel() for p in model.parameters()) in PyTorch.
+const TORCH_MNIST_PARAMETERS = 1_199_882;
+
+// print(nn.Sequential(...)) of the same layers as sequentialForRepr() below.
+const TORCH_SEQUENTIAL_REPR = [
+  "Sequential(",
+  "  (0): Conv2d(4, 6, kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(2, 2), " +
+    "groups=2, bias=False)",
+  "  (1): ReLU()",
+  "  (2): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)",
+  "  (3): MaxPool2d(kernel_size=(2, 3), stride=(1, 2), padding=1, dilation=1, ceil_mode=True)",
+  "  (4): Flatten(start_dim=1, end_dim=-1)",
+  "  (5): Dropout(p=0.5, inplace=False)",
+  "  (6): Linear(in_features=8, out_features=3, bias=False)",
+  ")",
+].join("\n");
+
+function sequentialForRepr(): nn.Sequential {
+  return new nn.Sequential(
+    new nn.Conv2d(4, 6, [3, 2], { stride: 2, padding: 1, dilation: 2, groups: 2, bias: false }),
+    new nn.ReLU(),
+    new nn.MaxPool2d(2),
+    new nn.MaxPool2d([2, 3], { stride: [1, 2], padding: 1, ceilMode: true }),
+    new nn.Flatten(),
+    new nn.Dropout(),
+    new nn.Linear(8, 3, { bias: false }),
+  );
+}
+
+function values(t: Tensor): number[] {
+  return Array.from(t.dataSync() as ArrayLike<number>);
+}
+
+/** Copies `data` into a parameter (or any tensor) in place, outside the graph. */
+function assign(target: Tensor, data: ArrayLike<number>): void {
+  noGrad(() => target.copy_(fromTypedArray(Float32Array.from(data), target.shape)));
+}
+
+const initialDevice = getDefaultDevice();
+afterEach(() => setDefaultDevice(initialDevice));
+
+// ---- Module behaviour ------------------------------------------------------------------
+
+describe("Module structure of MNISTNet", () => {
+  manualSeed(0);
+  const model = new MNISTNet();
+
+  it("lists parameters by dotted name in declaration order", () => {
+    const named = [...model.namedParameters()];
+    expect(named.map(([name]) => name)).toEqual(PARAMETER_NAMES);
+    expect(named.map(([, p]) => p.shape)).toEqual([
+      [32, 1, 3, 3],
+      [32],
+      [64, 32, 3, 3],
+      [64],
+      [128, 9216],
+      [128],
+      [10, 128],
+      [10],
+    ]);
+    expect(model.parameters()).toEqual(named.map(([, p]) => p));
+    expect(model.parameters().every((p) => p instanceof nn.Parameter && p.requiresGrad)).toBe(true);
+    expect(model.numParameters()).toBe(TORCH_MNIST_PARAMETERS);
+  });
+
+  it("lists children and modules in declaration order", () => {
+    const children = [...model.namedChildren()];
+    expect(children.map(([name]) => name)).toEqual([
+      "conv1",
+      "conv2",
+      "dropout1",
+      "dropout2",
+      "fc1",
+      "fc2",
+    ]);
+    expect(children.map(([, m]) => m.constructor.name)).toEqual([
+      "Conv2d",
+      "Conv2d",
+      "Dropout",
+      "Dropout",
+      "Linear",
+      "Linear",
+    ]);
+    expect([...model.children()]).toEqual(children.map(([, m]) => m));
+    expect([...model.namedModules()].map(([name]) => name)).toEqual([
+      "",
+      "conv1",
+      "conv2",
+      "dropout1",
+      "dropout2",
+      "fc1",
+      "fc2",
+    ]);
+    expect(model.fc1).toBeInstanceOf(nn.Linear);
+  });
+
+  it("propagates train and eval to every submodule", () => {
+    const modes = () => [...model.modules()].map((m) => m.training);
+    expect(modes()).toEqual(Array(7).fill(true));
+    expect(model.eval()).toBe(model);
+    expect(modes()).toEqual(Array(7).fill(false));
+    model.train();
+    expect(modes()).toEqual(Array(7).fill(true));
+    model.train(false);
+    expect(modes()).toEqual(Array(7).fill(false));
+    model.dropout1.train();
+    expect(modes()).toEqual([false, false, false, true, false, false, false]);
+    model.train();
+  });
+
+  it("prints exactly as PyTorch prints the same model", () => {
+    expect(model.toString()).toBe(TORCH_MNIST_REPR);
+    expect(String(model)).toBe(TORCH_MNIST_REPR);
+  });
+
+  it("adds the parameter count line in summary()", () => {
+    expect(model.summary()).toBe(
+      `${TORCH_MNIST_REPR}\nparameters: 1,199,882 (trainable: 1,199,882)`,
+    );
+    model.fc1.weight.requiresGrad_(false);
+    try {
+      expect(model.summary().split("\n").at(-1)).toBe("parameters: 1,199,882 (trainable: 20,234)");
+    } finally {
+      model.fc1.weight.requiresGrad_(true);
+    }
+  });
+
+  it("prints a Sequential of every layer as PyTorch does", () => {
+    expect(sequentialForRepr().toString()).toBe(TORCH_SEQUENTIAL_REPR);
+  });
+});
+
+describe("stateDict and loadStateDict", () => {
+  it("round-trips every parameter into a differently initialised model", () => {
+    manualSeed(1);
+    const source = new MNISTNet();
+    manualSeed(2);
+    const target = new MNISTNet();
+    expect(values(target.fc2.weight)).not.toEqual(values(source.fc2.weight));
+
+    const state = source.stateDict();
+    expect(Object.keys(state)).toEqual(PARAMETER_NAMES);
+    expect(state["fc1.weight"]).toBe(source.fc1.weight);
+    expect(target.loadStateDict(state)).toEqual({ missing: [], unexpected: [] });
+    for (const name of PARAMETER_NAMES) {
+      expect(values(target.stateDict()[name]!), name).toEqual(values(state[name]!));
+    }
+
+    // The values were copied, not shared: changing the source leaves the target alone.
+    const before = values(target.conv1.bias!);
+    noGrad(() => source.conv1.bias!.fill_(7));
+    expect(values(target.conv1.bias!)).toEqual(before);
+    expect(target.conv1.bias).not.toBe(source.conv1.bias);
+  });
+
+  it("saves buffers after parameters and leaves them out of parameters()", () => {
+    class Scaled extends nn.Module {
+      fc = new nn.Linear(2, 2);
+      constructor() {
+        super();
+        this.registerBuffer("scale", tensor([2, 3]));
+      }
+      forward(x: Tensor): Tensor {
+        return this.fc.forward(x);
+      }
+    }
+    const model = new Scaled();
+    expect(Object.keys(model.stateDict())).toEqual(["fc.weight", "fc.bias", "scale"]);
+    expect([...model.namedParameters()].map(([name]) => name)).toEqual(["fc.weight", "fc.bias"]);
+    const other = new Scaled();
+    other.loadStateDict({ ...model.stateDict(), scale: tensor([5, 6]) });
+    expect(values((other as unknown as { scale: Tensor }).scale)).toEqual([5, 6]);
+  });
+
+  it("lists missing, unexpected and mis-shaped keys at once and copies nothing", () => {
+    manualSeed(3);
+    const model = new MNISTNet();
+    const state: Record<string, Tensor> = { ...new MNISTNet().stateDict() };
+    delete state["fc2.bias"];
+    delete state["conv1.bias"];
+    state["fc3.weight"] = zeros([2, 2]);
+    state["fc2.weight"] = zeros([10, 127]);
+    state["conv1.weight"] = zeros([32, 1, 5, 5]);
+    const before = values(model.fc1.weight).slice(0, 16);
+
+    const error = expectThrows(
+      () => model.loadStateDict(state),
+      StateDictError,
+      "loadStateDict: missing keys: conv1.bias, fc2.bias; unexpected keys: fc3.weight; " +
+        "size mismatch for conv1.weight: expected [32, 1, 3, 3], got [32, 1, 5, 5]; " +
+        "size mismatch for fc2.weight: expected [10, 128], got [10, 127]",
+    );
+    expect(error.code).toBe("ERR_STATE_DICT");
+    expect(error.missing).toEqual(["conv1.bias", "fc2.bias"]);
+    expect(error.unexpected).toEqual(["fc3.weight"]);
+    expect(error.mismatched).toEqual([
+      { key: "conv1.weight", expected: [32, 1, 3, 3], got: [32, 1, 5, 5] },
+      { key: "fc2.weight", expected: [10, 128], got: [10, 127] },
+    ]);
+    expect(values(model.fc1.weight).slice(0, 16)).toEqual(before);
+  });
+
+  it("accepts missing and unexpected keys when not strict, but never a wrong shape", () => {
+    manualSeed(4);
+    const model = new MNISTNet();
+    const partial = { "fc2.bias": ones([10]), "extra.weight": zeros([1]) };
+    expect(model.loadStateDict(partial, false)).toEqual({
+      missing: PARAMETER_NAMES.filter((name) => name !== "fc2.bias"),
+      unexpected: ["extra.weight"],
+    });
+    expect(values(model.fc2.bias!)).toEqual(Array(10).fill(1));
+    expectThrows(
+      () => model.loadStateDict({ "fc2.bias": ones([11]) }, false),
+      StateDictError,
+      "loadStateDict: size mismatch for fc2.bias: expected [10], got [11]",
+    );
+    expectThrows(
+      () => model.loadStateDict({ "fc2.bias": ones([10]) }),
+      StateDictError,
+      `loadStateDict: missing keys: ${PARAMETER_NAMES.slice(0, 7).join(", ")}`,
+    );
+  });
+});
+
+// ---- default init -------------------------------------------------------------------
+
+describe("PyTorch's default init", () => {
+  // Rows: conv1, conv2, fc1, fc2 -> [fanIn, bound, torch max|w|, torch max|b|, torch std(w)].
+  const rows = ops.values("init.rows");
+  const layerNames = ["conv1", "conv2", "fc1", "fc2"] as const;
+
+  it("draws weights and biases within 1/sqrt(fanIn), spread to the bound", () => {
+    manualSeed(0);
+    const model = new MNISTNet();
+    layerNames.forEach((name, i) => {
+      const [fanIn, bound, torchMaxW, torchMaxB, torchStd] = rows.slice(5 * i, 5 * i + 5);
+      expect(bound!, name).toBeCloseTo(1 / Math.sqrt(fanIn!), 12);
+      expect(torchMaxW!).toBeLessThanOrEqual(bound!);
+      expect(torchMaxB!).toBeLessThanOrEqual(bound!);
+
+      const layer = model[name];
+      for (const p of [layer.weight, layer.bias!]) {
+        const v = values(p);
+        const m = maxAbs(v);
+        // Of n uniform draws, the largest |x| falls short of the bound by about bound / n
+        // and the smallest x of -bound by about 2 bound / n: allow 6 and 12 times that.
+        const smallest = v.reduce((a, b) => Math.min(a, b));
+        expect(m, `${name} max`).toBeLessThanOrEqual(bound!);
+        expect(m, `${name} max`).toBeGreaterThan(bound! * (1 - 6 / v.length));
+        expect(smallest, `${name} min`).toBeLessThan(-bound! * (1 - 12 / v.length));
+      }
+      const w = values(layer.weight);
+      const mean = w.reduce((a, b) => a + b, 0) / w.length;
+      const std = Math.sqrt(w.reduce((a, b) => a + (b - mean) ** 2, 0) / (w.length - 1));
+      // U(-b, b) has std b / sqrt(3); torch's draw is within sampling error of it as well.
+      const tolerance = 4 / Math.sqrt(w.length);
+      expect(Math.abs(std / (bound! / Math.sqrt(3)) - 1), `${name} std`).toBeLessThan(tolerance);
+      expect(Math.abs(torchStd! / (bound! / Math.sqrt(3)) - 1)).toBeLessThan(tolerance);
+    });
+  });
+
+  it("gives the same weights for the same seed and others for another seed", () => {
+    manualSeed(11);
+    const a = new nn.Linear(5, 4);
+    manualSeed(11);
+    const b = new nn.Linear(5, 4);
+    manualSeed(12);
+    const c = new nn.Linear(5, 4);
+    expect(values(a.weight)).toEqual(values(b.weight));
+    expect(values(a.bias!)).toEqual(values(b.bias!));
+    expect(values(a.weight)).not.toEqual(values(c.weight));
+  });
+
+  it("initialises a layer identically on cpu and reference for one seed", () => {
+    manualSeed(5);
+    const cpu = new nn.Conv2d(3, 4, 3, { device: "cpu" });
+    manualSeed(5);
+    const reference = new nn.Conv2d(3, 4, 3, { device: "reference" });
+    expect(reference.weight.device).toBe("reference");
+    expect(values(reference.weight)).toEqual(values(cpu.weight));
+    expect(values(reference.bias!)).toEqual(values(cpu.bias!));
+  });
+});
+
+// ---- layers -------------------------------------------------------------------------
+
+describe("layer forwards", () => {
+  it("Linear computes x W^T + b over any leading dimensions", () => {
+    const layer = new nn.Linear(3, 2);
+    assign(layer.weight, [1, 2, 3, 4, 5, 6]);
+    assign(layer.bias!, [0.5, -1]);
+    const y = layer.forward(
+      tensor([
+        [1, 0, -1],
+        [2, 1, 0],
+      ]),
+    );
+    expect(y.shape).toEqual([2, 2]);
+    expect(y.toArray()).toEqual([
+      [-1.5, -3],
+      [4.5, 12],
+    ]);
+    const batched = layer.forward(tensor([[[1, 0, -1]], [[2, 1, 0]], [[0, 0, 0]]]));
+    expect(batched.shape).toEqual([3, 1, 2]);
+    expect(batched.toArray()).toEqual([[[-1.5, -3]], [[4.5, 12]], [[0.5, -1]]]);
+
+    const noBias = new nn.Linear(3, 2, { bias: false });
+    expect(noBias.bias).toBeNull();
+    assign(noBias.weight, [1, 2, 3, 4, 5, 6]);
+    expect(noBias.forward(tensor([[1, 1, 1]])).toArray()).toEqual([[6, 15]]);
+    expect([...noBias.namedParameters()].map(([name]) => name)).toEqual(["weight"]);
+  });
+
+  it("Conv2d with stride, padding, dilation and groups matches PyTorch", () => {
+    const layer = new nn.Conv2d(4, 6, [3, 2], { stride: 2, padding: 1, dilation: 2, groups: 2 });
+    expect(layer.weight.shape).toEqual([6, 2, 3, 2]);
+    assign(layer.weight, ops.values("conv.a.weight"));
+    assign(layer.bias!, ops.values("conv.a.bias"));
+    const y = layer.forward(ops.tensor("conv.a.x", "cpu"));
+    expect(y.shape).toEqual(ops.shape("conv.a.out"));
+    expectClose(y, ops.values("conv.a.out"), { rtol: 1e-5, atol: 1e-5 }, "conv.a");
+
+    const plain = new nn.Conv2d(3, 4, [2, 3], { stride: [1, 2], padding: [0, 1], bias: false });
+    assign(plain.weight, ops.values("conv.b.weight"));
+    const z = plain.forward(ops.tensor("conv.b.x", "cpu"));
+    expectClose(z, ops.values("conv.b.out"), { rtol: 1e-5, atol: 1e-5 }, "conv.b");
+  });
+
+  it("MaxPool2d with padding and ceil mode matches PyTorch, ties included", () => {
+    const layer = new nn.MaxPool2d(3, { stride: 2, padding: 1, ceilMode: true });
+    const y = layer.forward(ops.tensor("pool.a.x", "cpu"));
+    expect(y.shape).toEqual(ops.shape("pool.a.out"));
+    expect(values(y)).toEqual(ops.values("pool.a.out"));
+    const plain = new nn.MaxPool2d(2);
+    const x = tensor([
+      [
+        [
+          [1, 5, 2, 0],
+          [3, 4, 8, 8],
+          [0, 0, -1, -2],
+          [9, 0, -3, -4],
+        ],
+      ],
+    ]);
+    expect(plain.forward(x).toArray()).toEqual([
+      [
+        [
+          [5, 8],
+          [9, -1],
+        ],
+      ],
+    ]);
+  });
+
+  it("Flatten joins startDim..endDim and keeps the values", () => {
+    const x = fromTypedArray(
+      Float32Array.from({ length: 120 }, (_, i) => i),
+      [2, 3, 4, 5],
+    );
+    const y = new nn.Flatten().forward(x);
+    expect(y.shape).toEqual([2, 60]);
+    expect(values(y)).toEqual(values(x));
+    expect(new nn.Flatten(0, 1).forward(x).shape).toEqual([6, 4, 5]);
+    expect(new nn.Flatten(1, 2).forward(x).shape).toEqual([2, 12, 5]);
+    expect(new nn.Flatten(0).forward(x).shape).toEqual([120]);
+  });
+
+  it("ReLU zeroes negatives", () => {
+    const y = new nn.ReLU().forward(tensor([-2, -0.5, 0, 0.5, 3]));
+    expect(values(y)).toEqual([0, 0, 0, 0.5, 3]);
+  });
+
+  it("Sequential runs its modules in order and names them by index", () => {
+    const first = new nn.Linear(2, 3);
+    assign(first.weight, [1, 0, 0, 1, 1, -1]);
+    assign(first.bias!, [0, 0, -10]);
+    const second = new nn.Linear(3, 1);
+    assign(second.weight, [1, 2, 3]);
+    assign(second.bias!, [0.25]);
+    const model = new nn.Sequential(first, new nn.ReLU(), second);
+    // h = relu([x0, x1, x0 - x1 - 10]); y = h0 + 2 h1 + 3 h2 + 0.25
+    expect(
+      model
+        .forward(
+          tensor([
+            [1, 2],
+            [-3, 4],
+            [20, 1],
+          ]),
+        )
+        .toArray(),
+    ).toEqual([[5.25], [8.25], [49.25]]);
+    expect(model.length).toBe(3);
+    expect(model.at(0)).toBe(first);
+    expect(model.at(-1)).toBe(second);
+    expect([...model.namedParameters()].map(([name]) => name)).toEqual([
+      "0.weight",
+      "0.bias",
+      "2.weight",
+      "2.bias",
+    ]);
+    expectThrows(
+      () => model.at(3),
+      ValueError,
+      "Sequential: index 3 is out of range for 3 modules",
+    );
+  });
+});
+
+describe("Dropout", () => {
+  const p = 0.3;
+  const count = 20_000;
+
+  function dropoutOnes(seed: number, device = "cpu"): number[] {
+    manualSeed(seed);
+    const layer = new nn.Dropout(p);
+    return values(layer.forward(ones([count], { device })));
+  }
+
+  it("is the identity in eval mode", () => {
+    const layer = new nn.Dropout(p).eval();
+    const x = tensor([1, -2, 3]);
+    expect(values(layer.forward(x))).toEqual([1, -2, 3]);
+    expect(F.dropout(x, 0.9, false)).toBe(x);
+  });
+
+  it("zeroes about p of the elements in training and scales the rest by 1/(1-p)", () => {
+    const y = dropoutOnes(21);
+    const zeros = y.filter((v) => v === 0).length;
+    // Binomial(20000, 0.3): standard deviation 65, so 5 sd is 0.016 of the count.
+    expect(Math.abs(zeros / count - p)).toBeLessThan(0.016);
+    const kept = y.filter((v) => v !== 0);
+    expect(new Set(kept)).toEqual(new Set([Math.fround(1 / (1 - p))]));
+  });
+
+  it("draws the same mask for the same seed, another for another seed", () => {
+    expect(dropoutOnes(21)).toEqual(dropoutOnes(21));
+    expect(dropoutOnes(21)).not.toEqual(dropoutOnes(22));
+    manualSeed(21);
+    new nn.Dropout(p).forward(ones([count]));
+    const second = values(new nn.Dropout(p).forward(ones([count])));
+    expect(second).not.toEqual(dropoutOnes(21)); // the generator moved on
+  });
+
+  it("draws the same mask on cpu and reference", () => {
+    expect(dropoutOnes(33, "reference")).toEqual(dropoutOnes(33, "cpu"));
+  });
+
+  it("sends the gradient through the kept elements only, scaled", () => {
+    manualSeed(8);
+    const x = ones([1000], { requiresGrad: true });
+    const y = F.dropout(x, 0.5);
+    y.sum().backward();
+    expect(values(x.grad!)).toEqual(values(y));
+  });
+
+  it("keeps everything at p = 0 and nothing at p = 1", () => {
+    const x = tensor([1, 2, 3]);
+    expect(values(new nn.Dropout(0).forward(x))).toEqual([1, 2, 3]);
+    expect(values(new nn.Dropout(1).forward(x))).toEqual([0, 0, 0]);
+  });
+});
+
+// ---- functional layer against PyTorch ---------------------------------------------
+
+interface DeviceCase {
+  device: string;
+  dtype: DType;
+  tol: Tolerance; // for values of order 1 computed from O(10) terms
+}
+
+const DEVICE_CASES: DeviceCase[] = [
+  { device: "cpu", dtype: "float32", tol: { rtol: 2e-6, atol: 2e-6 } },
+  { device: "reference", dtype: "float32", tol: { rtol: 2e-6, atol: 2e-6 } },
+  { device: "reference", dtype: "float64", tol: { rtol: 1e-12, atol: 1e-12 } },
+];
+
+describe.each(DEVICE_CASES)("F against PyTorch on $device $dtype", ({ device, dtype, tol }) => {
+  const input = (key: string, requiresGrad = false): Tensor => {
+    const t = ops.tensor(key, device, dtype);
+    return requiresGrad ? t.requiresGrad_(true) : t;
+  };
+  const check = (actual: Tensor | null, key: string, tolerance = tol) => {
+    expect(actual, key).not.toBeNull();
+    expect(actual!.dtype).toBe(dtype);
+    expect(actual!.device).toBe(device);
+    expect(actual!.shape, key).toEqual(ops.shape(key));
+    expectClose(actual!, ops.values(key), tolerance, key);
+  };
+
+  it.each(["conv.a", "conv.b"])("conv2d forward and all gradients (%s)", (key) => {
+    const hasBias = key === "conv.a";
+    const options = hasBias
+      ? { stride: 2, padding: 1, dilation: 2, groups: 2 }
+      : { stride: [1, 2] as const, padding: [0, 1] as const };
+    const x = input(`${key}.x`, true);
+    const weight = input(`${key}.weight`, true);
+    const bias = hasBias ? input(`${key}.bias`, true) : null;
+    const out = F.conv2d(x, weight, bias, options);
+    check(out, `${key}.out`);
+    out.backward(input(`${key}.upstream`));
+    check(x.grad, `${key}.grad_x`);
+    check(weight.grad, `${key}.grad_weight`);
+    if (bias !== null) check(bias.grad, `${key}.grad_bias`);
+  });
+
+  const poolOptions: Record<string, [F.Pair, F.MaxPool2dOptions]> = {
+    "pool.a": [3, { stride: 2, padding: 1, ceilMode: true }],
+    "pool.b": [2, { stride: 2, ceilMode: true }],
+    "pool.c": [[2, 3], { stride: [1, 2], padding: [1, 1] }],
+    "pool.d": [2, { stride: 2, padding: 1, dilation: 2 }],
+  };
+  it.each(Object.keys(poolOptions))("maxPool2d forward and gradient with ties (%s)", (key) => {
+    const [kernelSize, options] = poolOptions[key]!;
+    const x = input(`${key}.x`, true);
+    const out = F.maxPool2d(x, kernelSize, options);
+    check(out, `${key}.out`);
+    out.backward(input(`${key}.upstream`));
+    check(x.grad, `${key}.grad_x`);
+  });
+
+  it.each([
+    ["softmax", 1],
+    ["softmax", 0],
+    ["log_softmax", 1],
+    ["log_softmax", 0],
+  ] as const)("%s over dim %i of extreme rows, and its gradient", (name, dim) => {
+    const x = input("softmax.x", true);
+    const out = name === "softmax" ? F.softmax(x, dim) : F.logSoftmax(x, dim);
+    // log-softmax of +-1e30 rows is -2e30: relative tolerance covers it. The cpu kernel
+    // rounds max + log(sum) to float32 before subtracting, so its error reaches half an ulp
+    // of the row's max (3.8e-6 at 91, where PyTorch's float32 is within 1e-7).
+    const lossy = name === "log_softmax" && device === "cpu";
+    const outTol = lossy ? { ...tol, atol: 1e-5 } : tol;
+    check(out, `${name}.dim${dim}.out`, outTol);
+    out.backward(input("softmax.upstream"));
+    check(x.grad, `${name}.dim${dim}.grad`, outTol);
+  });
+
+  it.each(["none", "mean", "sum"] as const)(
+    "crossEntropy with ignoreIndex and class weights (reduction %s)",
+    (reduction) => {
+      for (const weighted of [false, true]) {
+        const key = `ce.${reduction}.${weighted ? "weighted" : "plain"}`;
+        const logits = input("ce.logits", true);
+        const loss = F.crossEntropy(logits, input("ce.targets"), {
+          ignoreIndex: -1,
+          reduction,
+          weight: weighted ? input("ce.weight") : null,
+        });
+        check(loss, `${key}.loss`);
+        loss.backward(reduction === "none" ? loss.onesLike() : undefined);
+        check(logits.grad, `${key}.grad`);
+      }
+    },
+  );
+
+  it.each(["none", "mean", "sum"] as const)(
+    "nllLoss over [N, C, H, W] with ignored pixels (reduction %s)",
+    (reduction) => {
+      for (const weighted of [false, true]) {
+        const key = `nll.${reduction}.${weighted ? "weighted" : "plain"}`;
+        const logProbs = input("nll.input", true);
+        const loss = F.nllLoss(logProbs, input("nll.targets"), {
+          reduction,
+          weight: weighted ? input("nll.weight") : null,
+        });
+        check(loss, `${key}.loss`);
+        loss.backward(reduction === "none" ? input("nll.none.upstream") : undefined);
+        check(logProbs.grad, `${key}.grad`);
+      }
+    },
+  );
+});
+
+// ---- MNISTNet golden --------------------------------------------------------------
+
+/** Replaces the parameter at a dotted path (the model's own dtype may differ). */
+function replaceParameter(model: nn.Module, path: string, value: Tensor): void {
+  const parts = path.split(".");
+  let owner = model as unknown as Record<string, unknown>;
+  for (const part of parts.slice(0, -1)) owner = owner[part] as Record<string, unknown>;
+  owner[parts.at(-1)!] = new nn.Parameter(value);
+}
+
+/** MNISTNet with the fixture's weights: sin(i * 0.37 + i * i * 1e-3 + k) / sqrt(fanIn). */
+function goldenModel(device: string, dtype: DType): MNISTNet {
+  setDefaultDevice(device);
+  const model = new MNISTNet().eval();
+  const state = model.stateDict();
+  PARAMETER_NAMES.forEach((name, k) => {
+    const weight = state[name.replace(/bias$/, "weight")]!;
+    const fanIn = weight.numel / weight.shape[0]!;
+    const data = pattern(state[name]!.numel, 1 / Math.sqrt(fanIn), k, 0.37, 1e-3);
+    const values = dtype === "float64" ? Float64Array.from(data) : data;
+    replaceParameter(model, name, fromTypedArray(values, state[name]!.shape, { device }));
+  });
+  return model;
+}
+
+function goldenInput(device: string, dtype: DType): Tensor {
+  const data = pattern(2 * 28 * 28, 1.5, 0, 0.11, 1e-3);
+  // The recipe must rebuild exactly the input PyTorch saw.
+  expect(Array.from(data)).toEqual(golden.values("x"));
+  const values = dtype === "float64" ? Float64Array.from(data) : data;
+  return fromTypedArray(values, [2, 1, 28, 28], { device });
+}
+
+describe.each([
+  { device: "cpu", dtype: "float32" as DType, rtol: 1e-4 },
+  { device: "reference", dtype: "float64" as DType, rtol: 1e-9 },
+])("MNISTNet against PyTorch on $device $dtype", ({ device, dtype, rtol }) => {
+  // Each tensor's tolerance is rtol relative to its largest element, so the near-zero
+  // entries of a gradient are held to the same absolute accuracy as its large ones.
+  const close = (actual: ArrayLike<number> | Tensor, expected: number[], label: string) =>
+    expectClose(actual, expected, { rtol, atol: rtol * maxAbs(expected) }, label);
+
+  it("gives PyTorch's log-probabilities, loss and every parameter gradient", () => {
+    const model = goldenModel(device, dtype);
+    const output = model.forward(goldenInput(device, dtype));
+    expect(output.shape).toEqual([2, 10]);
+    expect(output.dtype).toBe(dtype);
+    close(output, golden.values("output"), "output");
+
+    const targets = fromTypedArray(Int32Array.from(golden.values("targets")), [2], { device });
+    const loss = F.nllLoss(output, targets);
+    close([loss.item()], [golden.scalar("loss")], "loss");
+    loss.backward();
+
+    const named = Object.fromEntries(model.namedParameters());
+    for (const name of PARAMETER_NAMES.filter((n) => n !== "fc1.weight")) {
+      const grad = named[name]!.grad;
+      expect(grad, name).not.toBeNull();
+      expect(grad!.shape).toEqual(golden.shape(`grad.${name}`));
+      close(grad!, golden.values(`grad.${name}`), `grad.${name}`);
+    }
+
+    // fc1.weight's gradient (4.7 MB) is checked by checksums and 200 sampled entries.
+    const g = values(named["fc1.weight"]!.grad!);
+    let sum = 0;
+    let sumSquares = 0;
+    let dot = 0;
+    for (let i = 0; i < g.length; i++) {
+      sum += g[i]!;
+      sumSquares += g[i]! * g[i]!;
+      dot += g[i]! * Math.cos(i * 0.13);
+    }
+    const sampled = golden.values("fc1.weight.grad.index").map((i) => g[i]!);
+    close(sampled, golden.values("fc1.weight.grad.values"), "fc1.weight.grad sampled");
+    close([sum], [golden.scalar("fc1.weight.grad.sum")], "fc1.weight.grad sum");
+    close([sumSquares], [golden.scalar("fc1.weight.grad.sumsq")], "fc1.weight.grad sumsq");
+    // The probe sum cancels to ~1e-2 of sum |g|, so its absolute accuracy is what counts.
+    const scale = g.reduce((a, v) => a + Math.abs(v), 0);
+    expectClose(
+      [dot],
+      [golden.scalar("fc1.weight.grad.dot_cos013")],
+      {
+        rtol,
+        atol: rtol * scale,
+      },
+      "fc1.weight.grad dot",
+    );
+  });
+});
+
+// ---- errors -------------------------------------------------------------------------
+
+describe("errors name the operation, the shapes and the values", () => {
+  it("conv2d with the wrong channel count names both shapes", () => {
+    const conv = new nn.Conv2d(1, 32, 3);
+    const error = expectThrows(
+      () => conv.forward(zeros([2, 3, 28, 28])),
+      ShapeError,
+      "conv2d: input [2, 3, 28, 28] has 3 channels but weight [32, 1, 3, 3] expects 1 " +
+        "(groups=1)",
+    );
+    expect(error.shapes).toEqual([
+      [2, 3, 28, 28],
+      [32, 1, 3, 3],
+    ]);
+    expect(error.dim).toBe(1);
+  });
+
+  it("linear with the wrong in_features names both shapes", () => {
+    const fc = new nn.Linear(9216, 128);
+    const error = expectThrows(
+      () => fc.forward(zeros([64, 9215])),
+      ShapeError,
+      "linear: input [64, 9215] and weight [128, 9216] do not fit: the input's last " +
+        "dimension must equal the weight's in_features (dimension 1)",
+    );
+    expect(error.shapes).toEqual([
+      [64, 9215],
+      [128, 9216],
+    ]);
+  });
+
+  it.each(["cpu", "reference"])("nllLoss with an out-of-range target on %s", (device) => {
+    const logProbs = zeros([2, 10], { device });
+    const targets = tensor([3, 10], { dtype: "int32", device });
+    expectThrows(
+      () => F.nllLoss(logProbs, targets),
+      IndexError,
+      "nllLoss: target 10 is out of bounds for 10 classes",
+    );
+    const negative = tensor([-2, 0], { dtype: "int32", device });
+    expectThrows(
+      () => F.crossEntropy(logProbs, negative),
+      IndexError,
+      "nllLoss: target -2 is out of bounds for 10 classes",
+    );
+  });
+
+  it("rejects a dropout probability outside [0, 1]", () => {
+    const error = expectThrows(
+      () => new nn.Dropout(1.5),
+      ValueError,
+      "Dropout: p must be in [0, 1], got 1.5",
+    );
+    expect(error.param).toBe("p");
+    expect(error.code).toBe("ERR_VALUE");
+    expectThrows(() => new nn.Dropout(-0.1), ValueError, "Dropout: p must be in [0, 1], got -0.1");
+    expectThrows(() => new nn.Dropout(NaN), ValueError, "Dropout: p must be in [0, 1], got NaN");
+    expectThrows(() => F.dropout(ones([2]), 2), ValueError, "dropout: p must be in [0, 1], got 2");
+  });
+
+  it("rejects bad layer configurations by name and value", () => {
+    expectThrows(
+      () => new nn.Linear(0, 3),
+      ValueError,
+      "Linear: inFeatures must be a positive integer, got 0",
+    );
+    expectThrows(
+      () => new nn.Conv2d(3, 4, 3, { groups: 2 }),
+      ValueError,
+      "Conv2d: inChannels (3) and outChannels (4) must be divisible by groups (2)",
+    );
+    expectThrows(
+      () => new nn.Conv2d(2, 4, 2.5),
+      ValueError,
+      "Conv2d: kernelSize must be a positive integer, got 2.5",
+    );
+  });
+});

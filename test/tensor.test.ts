@@ -1,0 +1,645 @@
+// Tensor basics on both devices: creation, metadata, reading values, element-wise ops with
+// broadcasting and type promotion, reductions, matmul, shape ops, device moves, clone and
+// detach. Expected values are written out by hand or computed with plain loops beside them.
+
+import { describe, expect, it } from "vitest";
+
+import {
+  DTypeError,
+  ShapeError,
+  StateError,
+  Tensor,
+  ValueError,
+  arange,
+  fromTypedArray,
+  full,
+  manualSeed,
+  matmul,
+  ones,
+  rand,
+  randn,
+  tensor,
+  where,
+  zeros,
+} from "../lib/index.js";
+import {
+  expectClose,
+  expectEqualValues,
+  expectThrows,
+  seededRandom,
+  randomValues,
+} from "./helpers.js";
+
+const DEVICES = ["cpu", "reference"] as const;
+const F32 = { atol: 1e-6, rtol: 1e-6 };
+
+/** Plain-loop matmul of row-major [m, k] by [k, n]. */
+function naiveMatmul(a: number[], b: number[], m: number, k: number, n: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let acc = 0;
+      for (let p = 0; p < k; p++) acc += a[i * k + p]! * b[p * n + j]!;
+      out.push(acc);
+    }
+  }
+  return out;
+}
+
+describe.each(DEVICES)("creation on %s", (device) => {
+  it("builds tensors from nested arrays with the inferred shape", () => {
+    const t = tensor(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      { device },
+    );
+    expect(t.shape).toEqual([2, 3]);
+    expect(t.dtype).toBe("float32");
+    expect(t.device).toBe(device);
+    expect(t.numel).toBe(6);
+    expect(t.ndim).toBe(2);
+    expect(t.size()).toEqual([2, 3]);
+    expect(t.size(-1)).toBe(3);
+    expect(t.toArray()).toEqual([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+  });
+
+  it("builds 0-d, int32 and bool tensors", () => {
+    const scalar = tensor(2.5, { device });
+    expect(scalar.shape).toEqual([]);
+    expect(scalar.item()).toBe(2.5);
+    expect(scalar.toArray()).toBe(2.5);
+
+    const ints = tensor([1, -2, 3], { dtype: "int32", device });
+    expect(ints.dtype).toBe("int32");
+    expect(Array.from(ints.dataSync())).toEqual([1, -2, 3]);
+
+    const flags = tensor([true, false, true], { dtype: "bool", device });
+    expect(flags.dtype).toBe("bool");
+    expect(Array.from(flags.dataSync())).toEqual([1, 0, 1]);
+  });
+
+  it("rejects ragged nested arrays", () => {
+    expectThrows(
+      () => tensor([[1, 2], [3]], { device }),
+      ValueError,
+      "tensor: nested arrays are ragged: expected 2 items at depth 1",
+    );
+  });
+
+  it("copies typed arrays and keeps their dtype", () => {
+    const source = new Int32Array([4, 5, 6]);
+    const t = tensor(source, { device });
+    source[0] = 100;
+    expect(t.dtype).toBe("int32");
+    expect(Array.from(t.dataSync())).toEqual([4, 5, 6]);
+    expect(tensor(new Float64Array([0.1]), { device }).dtype).toBe("float64");
+  });
+
+  it("fromTypedArray wraps the array without copying", () => {
+    const array = new Float32Array([1, 2, 3, 4, 5, 6]);
+    const t = fromTypedArray(array, [2, 3], { device });
+    expect(t.storage).toBe(array);
+    array[5] = 60;
+    expect(Array.from(t.dataSync())).toEqual([1, 2, 3, 4, 5, 60]);
+    expectThrows(
+      () => fromTypedArray(array, [4, 2], { device }),
+      ValueError,
+      "fromTypedArray: shape [4, 2] needs 8 values, got 6",
+    );
+  });
+
+  it("fills zeros, ones and full with the requested dtype", () => {
+    expect(zeros([2, 2], { device }).toArray()).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
+    const o = ones([3], { dtype: "int32", device });
+    expect(o.dtype).toBe("int32");
+    expect(o.toArray()).toEqual([1, 1, 1]);
+    const f = full([2], -1.5, { device });
+    expect(f.toArray()).toEqual([-1.5, -1.5]);
+    expect(zeros([0, 3], { device }).numel).toBe(0);
+  });
+
+  it("makes integer and float ranges", () => {
+    const ints = arange(5, undefined, 1, { device });
+    expect(ints.dtype).toBe("int32");
+    expect(ints.toArray()).toEqual([0, 1, 2, 3, 4]);
+    expect(arange(5, 0, -2, { device }).toArray()).toEqual([5, 3, 1]);
+    const floats = arange(1, 2, 0.25, { device });
+    expect(floats.dtype).toBe("float32");
+    expect(floats.toArray()).toEqual([1, 1.25, 1.5, 1.75]);
+    expect(arange(3, 3, 1, { device }).shape).toEqual([0]);
+    expectThrows(
+      () => arange(0, 1, 0),
+      ValueError,
+      "arange: step must be a non-zero number, got 0",
+    );
+  });
+
+  it("draws uniform numbers in [low, high) and normals of the right moments", () => {
+    manualSeed(7);
+    const u = rand([64, 8], { device, low: -2, high: 3 });
+    expect(u.shape).toEqual([64, 8]);
+    const uv = Array.from(u.dataSync());
+    expect(Math.min(...uv)).toBeGreaterThanOrEqual(-2);
+    expect(Math.max(...uv)).toBeLessThan(3);
+    const uMean = uv.reduce((a, b) => a + b, 0) / uv.length;
+    expect(Math.abs(uMean - 0.5)).toBeLessThan(0.15); // 512 samples, sd of mean ~0.064
+
+    const z = randn([4096], { device, mean: 1, std: 2 });
+    const zv = Array.from(z.dataSync());
+    const zMean = zv.reduce((a, b) => a + b, 0) / zv.length;
+    const zVar = zv.reduce((a, b) => a + (b - zMean) ** 2, 0) / zv.length;
+    expect(Math.abs(zMean - 1)).toBeLessThan(0.1); // sd of mean ~0.031
+    expect(Math.abs(Math.sqrt(zVar) - 2)).toBeLessThan(0.1);
+    expectThrows(
+      () => rand([2], { dtype: "int32", device }),
+      DTypeError,
+      "rand: random tensors must be float32 or float64, got int32",
+    );
+  });
+});
+
+describe.each(DEVICES)("reading values on %s", (device) => {
+  it("dataSync returns a copy; data() resolves to the same values", async () => {
+    const t = tensor([1, 2, 3], { device });
+    const copy = t.dataSync();
+    copy[0] = 99;
+    expect(Array.from(t.dataSync())).toEqual([1, 2, 3]);
+    expect(Array.from(await t.data())).toEqual([1, 2, 3]);
+  });
+
+  it("item reads one-element tensors only", () => {
+    expect(tensor([[4]], { device }).item()).toBe(4);
+    expectThrows(
+      () => tensor([1, 2], { device }).item(),
+      ValueError,
+      "item: only one-element tensors can be converted, got shape [2]",
+    );
+  });
+
+  it("toArray nests by shape", () => {
+    const t = arange(24, undefined, 1, { device }).reshape(2, 3, 4);
+    const nested = t.toArray() as number[][][];
+    expect(nested.length).toBe(2);
+    expect(nested[1]![2]).toEqual([20, 21, 22, 23]);
+  });
+});
+
+describe.each(DEVICES)("element-wise ops on %s", (device) => {
+  const m = () =>
+    tensor(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      { device },
+    );
+
+  it("broadcasts a row over a matrix in either operand order", () => {
+    const row = tensor([10, 20, 30], { device });
+    const expected = [
+      [11, 22, 33],
+      [14, 25, 36],
+    ];
+    expect(m().add(row).toArray()).toEqual(expected);
+    expect(row.add(m()).toArray()).toEqual(expected);
+    expect(row.sub(m()).toArray()).toEqual([
+      [9, 18, 27],
+      [6, 15, 24],
+    ]);
+  });
+
+  it("broadcasts a column against a row to an outer result", () => {
+    const col = tensor([[1], [2]], { device });
+    const row = tensor([[10, 20, 30]], { device });
+    const product = col.mul(row);
+    expect(product.shape).toEqual([2, 3]);
+    expect(product.toArray()).toEqual([
+      [10, 20, 30],
+      [20, 40, 60],
+    ]);
+    const a = ones([2, 1, 3], { device });
+    const b = arange(4, undefined, 1, { device, dtype: "float32" }).reshape(4, 1);
+    const c = a.mul(b);
+    expect(c.shape).toEqual([2, 4, 3]);
+    expect((c.toArray() as number[][][])[1]![3]).toEqual([3, 3, 3]);
+  });
+
+  it("combines with JS numbers", () => {
+    expect(m().mul(2).sub(1).toArray()).toEqual([
+      [1, 3, 5],
+      [7, 9, 11],
+    ]);
+    expect(m().div(4).toArray()).toEqual([
+      [0.25, 0.5, 0.75],
+      [1, 1.25, 1.5],
+    ]);
+    expect(m().pow(2).toArray()).toEqual([
+      [1, 4, 9],
+      [16, 25, 36],
+    ]);
+    expect(m().maximum(3.5).toArray()).toEqual([
+      [3.5, 3.5, 3.5],
+      [4, 5, 6],
+    ]);
+    expect(m().minimum(2).toArray()).toEqual([
+      [1, 2, 2],
+      [2, 2, 2],
+    ]);
+  });
+
+  it("computes unary functions", () => {
+    const x = tensor([-2, -0.5, 0.5, 2], { device });
+    expectClose(x.neg(), [2, 0.5, -0.5, -2]);
+    expectClose(x.abs(), [2, 0.5, 0.5, 2]);
+    expectClose(x.relu(), [0, 0, 0.5, 2]);
+    expectClose(x.square(), [4, 0.25, 0.25, 4]);
+    expectClose(x.exp(), [-2, -0.5, 0.5, 2].map(Math.exp), F32);
+    expectClose(x.abs().log(), [2, 0.5, 0.5, 2].map(Math.log), F32);
+    expectClose(x.abs().sqrt(), [2, 0.5, 0.5, 2].map(Math.sqrt), F32);
+    expectClose(x.tanh(), [-2, -0.5, 0.5, 2].map(Math.tanh), F32);
+    expectClose(
+      x.sigmoid(),
+      [-2, -0.5, 0.5, 2].map((v) => 1 / (1 + Math.exp(-v))),
+      F32,
+    );
+    expectClose(x.clamp(-1, 1), [-1, -0.5, 0.5, 1]);
+  });
+
+  it("selects with where and broadcasting", () => {
+    const cond = tensor([[1], [0]], { dtype: "bool", device });
+    const out = where(cond, m(), tensor(-1, { device }));
+    expect(out.toArray()).toEqual([
+      [1, 2, 3],
+      [-1, -1, -1],
+    ]);
+  });
+
+  it("promotes int32 with float32 to float32", () => {
+    const ints = tensor([1, 2, 3], { dtype: "int32", device });
+    const floats = tensor([0.5, 0.5, 0.5], { device });
+    const sum = ints.add(floats);
+    expect(sum.dtype).toBe("float32");
+    expect(sum.toArray()).toEqual([1.5, 2.5, 3.5]);
+    const reversed = floats.add(ints);
+    expect(reversed.dtype).toBe("float32");
+    expect(ints.add(1.5).dtype).toBe("float32");
+    expect(ints.add(1.5).toArray()).toEqual([2.5, 3.5, 4.5]);
+    const intSum = ints.add(ints);
+    expect(intSum.dtype).toBe("int32");
+    expect(intSum.toArray()).toEqual([2, 4, 6]);
+    expect(ints.mul(2).dtype).toBe("int32");
+  });
+
+  it("divides int32 by int32 into float32 (true division)", () => {
+    const a = tensor([7, -7, 1], { dtype: "int32", device });
+    const b = tensor([2, 2, 4], { dtype: "int32", device });
+    const q = a.div(b);
+    expect(q.dtype).toBe("float32");
+    expect(q.toArray()).toEqual([3.5, -3.5, 0.25]);
+  });
+
+  it("compares into bool", () => {
+    const a = tensor([1, 2, 3], { device });
+    const b = tensor([3, 2, 1], { device });
+    for (const [name, result, expected] of [
+      ["eq", a.eq(b), [0, 1, 0]],
+      ["ne", a.ne(b), [1, 0, 1]],
+      ["lt", a.lt(b), [1, 0, 0]],
+      ["le", a.le(b), [1, 1, 0]],
+      ["gt", a.gt(b), [0, 0, 1]],
+      ["ge", a.ge(2), [0, 1, 1]],
+    ] as const) {
+      expect(result.dtype, name).toBe("bool");
+      expect(Array.from(result.dataSync()), name).toEqual(expected);
+    }
+    const mixed = tensor([1, 2], { dtype: "int32", device }).lt(tensor([1.5, 1.5], { device }));
+    expect(mixed.dtype).toBe("bool");
+    expect(Array.from(mixed.dataSync())).toEqual([1, 0]);
+  });
+
+  it("rejects shapes that do not broadcast", () => {
+    expectThrows(
+      () => m().add(tensor([1, 2], { device })),
+      ShapeError,
+      "add: shapes [2, 3] and [2] cannot be broadcast: dimension 1 is 3 and 2",
+    );
+  });
+});
+
+describe.each(DEVICES)("reductions on %s", (device) => {
+  // x[i, j, k] = 100 i + 10 j + k over [2, 3, 4]
+  const cube = () => {
+    const values: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) values.push(100 * i + 10 * j + k);
+    }
+    return tensor(values, { device }).reshape(2, 3, 4);
+  };
+
+  it("sums over everything, one dim, several dims, with and without keepdim", () => {
+    expect(cube().sum().item()).toBe(12 * 100 + 8 * 30 + 6 * 6);
+    const s0 = cube().sum(0);
+    expect(s0.shape).toEqual([3, 4]);
+    expect((s0.toArray() as number[][])[2]).toEqual([140, 142, 144, 146]);
+    const s1k = cube().sum(1, true);
+    expect(s1k.shape).toEqual([2, 1, 4]);
+    expect(s1k.toArray()).toEqual([[[30, 33, 36, 39]], [[330, 333, 336, 339]]]);
+    const s02 = cube().sum([0, 2]);
+    expect(s02.shape).toEqual([3]);
+    expect(s02.toArray()).toEqual([412, 492, 572]);
+    const sNeg = cube().sum(-1, true);
+    expect(sNeg.shape).toEqual([2, 3, 1]);
+    expect((sNeg.toArray() as number[][][])[1]![2]).toEqual([4 * 120 + 6]);
+    expect(cube().sum([], false).shape).toEqual([2, 3, 4]);
+  });
+
+  it("takes means, maxima and minima over dims", () => {
+    expect(cube().mean(2).toArray()).toEqual([
+      [1.5, 11.5, 21.5],
+      [101.5, 111.5, 121.5],
+    ]);
+    expect(cube().mean().item()).toBe((12 * 100 + 8 * 30 + 6 * 6) / 24);
+    expect(cube().max(1).toArray()).toEqual([
+      [20, 21, 22, 23],
+      [120, 121, 122, 123],
+    ]);
+    const mn = cube().min([0, 1], true);
+    expect(mn.shape).toEqual([1, 1, 4]);
+    expect(mn.toArray()).toEqual([[[0, 1, 2, 3]]]);
+    expect(cube().max().item()).toBe(123);
+  });
+
+  it("keeps int32 for integer sums and gives float32 means", () => {
+    const ints = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { dtype: "int32", device },
+    );
+    const s = ints.sum(0);
+    expect(s.dtype).toBe("int32");
+    expect(s.toArray()).toEqual([4, 6]);
+    const mu = ints.mean(1);
+    expect(mu.dtype).toBe("float32");
+    expect(mu.toArray()).toEqual([1.5, 3.5]);
+  });
+
+  it("finds argmax and argmin: flat, along a dim, with keepdim, first of ties", () => {
+    const x = tensor(
+      [
+        [3, 9, 9, -1],
+        [7, 0, 7, -5],
+      ],
+      { device },
+    );
+    const flat = x.argmax();
+    expect(flat.dtype).toBe("int32");
+    expect(flat.shape).toEqual([]);
+    expect(flat.item()).toBe(1);
+    expect(x.argmin().item()).toBe(7);
+    expect(x.argmax(1).toArray()).toEqual([1, 0]);
+    expect(x.argmin(0).toArray()).toEqual([0, 1, 1, 1]);
+    const kept = x.argmax(0, true);
+    expect(kept.shape).toEqual([1, 4]);
+    expect(kept.toArray()).toEqual([[1, 0, 0, 0]]);
+    expect(x.argmax(undefined, true).shape).toEqual([1, 1]);
+    expectThrows(
+      () => zeros([0], { device }).argmax(),
+      ValueError,
+      "argmax: cannot take the index of an extremum of an empty tensor",
+    );
+  });
+
+  it("rejects dims out of range", () => {
+    expectThrows(
+      () => cube().sum(3),
+      ValueError,
+      "sum: dim 3 is out of range for a tensor of rank 3 (expected -3 to 2)",
+    );
+  });
+});
+
+describe.each(DEVICES)("matmul on %s", (device) => {
+  const random = seededRandom(11);
+
+  it("multiplies 2-D matrices", () => {
+    const a = randomValues(random, 3 * 5);
+    const b = randomValues(random, 5 * 4);
+    const out = matmul(tensor(a, { device }).reshape(3, 5), tensor(b, { device }).reshape(5, 4));
+    expect(out.shape).toEqual([3, 4]);
+    expectClose(out, naiveMatmul(a, b, 3, 5, 4), { atol: 1e-6, rtol: 1e-5 });
+  });
+
+  it("handles 1-D operands as PyTorch does", () => {
+    const v = tensor([1, 2, 3], { device });
+    const mat = tensor(
+      [
+        [1, 0],
+        [0, 1],
+        [1, 1],
+      ],
+      { device },
+    );
+    const dot = v.matmul(v);
+    expect(dot.shape).toEqual([]);
+    expect(dot.item()).toBe(14);
+    const vm = v.matmul(mat);
+    expect(vm.shape).toEqual([2]);
+    expect(vm.toArray()).toEqual([4, 5]);
+    const mv = mat.T.matmul(v);
+    expect(mv.shape).toEqual([2]);
+    expect(mv.toArray()).toEqual([4, 5]);
+  });
+
+  it("batches and broadcasts batch dims", () => {
+    const a = randomValues(random, 2 * 1 * 2 * 3);
+    const b = randomValues(random, 3 * 3 * 2);
+    const out = matmul(
+      tensor(a, { device }).reshape(2, 1, 2, 3),
+      tensor(b, { device }).reshape(3, 3, 2),
+    );
+    expect(out.shape).toEqual([2, 3, 2, 2]);
+    const expected: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      for (let j = 0; j < 3; j++) {
+        expected.push(
+          ...naiveMatmul(a.slice(i * 6, i * 6 + 6), b.slice(j * 6, j * 6 + 6), 2, 3, 2),
+        );
+      }
+    }
+    expectClose(out, expected, { atol: 1e-6, rtol: 1e-5 });
+    const shared = matmul(
+      tensor(a, { device }).reshape(2, 2, 3),
+      tensor(b.slice(0, 6), { device }).reshape(3, 2),
+    );
+    expect(shared.shape).toEqual([2, 2, 2]);
+    expectClose(
+      shared,
+      [
+        ...naiveMatmul(a.slice(0, 6), b.slice(0, 6), 2, 3, 2),
+        ...naiveMatmul(a.slice(6, 12), b.slice(0, 6), 2, 3, 2),
+      ],
+      { atol: 1e-6, rtol: 1e-5 },
+    );
+  });
+});
+
+describe.each(DEVICES)("shape ops on %s", (device) => {
+  const x = () => arange(6, undefined, 1, { device, dtype: "float32" });
+
+  it("reshapes and views share storage; -1 is inferred", () => {
+    const base = x();
+    const r = base.reshape(2, -1);
+    expect(r.shape).toEqual([2, 3]);
+    expect(r.storage).toBe(base.storage);
+    expect(base.view([3, 2]).toArray()).toEqual([
+      [0, 1],
+      [2, 3],
+      [4, 5],
+    ]);
+    expectThrows(
+      () => base.reshape(4, -1),
+      ShapeError,
+      "reshape: shape [4, -1] is invalid for input of shape [6] (6 elements)",
+    );
+  });
+
+  it("flattens, squeezes and unsqueezes", () => {
+    const t = x().reshape(1, 2, 1, 3);
+    expect(t.flatten().shape).toEqual([6]);
+    expect(t.flatten(1, 2).shape).toEqual([1, 2, 3]);
+    expect(t.squeeze().shape).toEqual([2, 3]);
+    expect(t.squeeze(2).shape).toEqual([1, 2, 3]);
+    expect(t.squeeze(1).shape).toEqual([1, 2, 1, 3]);
+    expect(t.unsqueeze(-1).shape).toEqual([1, 2, 1, 3, 1]);
+    expect(x().unsqueeze(0).toArray()).toEqual([[0, 1, 2, 3, 4, 5]]);
+  });
+
+  it("permutes and transposes values", () => {
+    const t = arange(24, undefined, 1, { device, dtype: "float32" }).reshape(2, 3, 4);
+    const p = t.permute(2, 0, 1);
+    expect(p.shape).toEqual([4, 2, 3]);
+    // p[k, i, j] = t[i, j, k] = 12 i + 4 j + k
+    expect((p.toArray() as number[][][])[3]).toEqual([
+      [3, 7, 11],
+      [15, 19, 23],
+    ]);
+    const tr = x().reshape(2, 3).transpose(0, 1);
+    expect(tr.toArray()).toEqual([
+      [0, 3],
+      [1, 4],
+      [2, 5],
+    ]);
+    expect(x().reshape(2, 3).T.toArray()).toEqual(tr.toArray());
+    expectThrows(
+      () => t.permute(0, 0, 1),
+      ShapeError,
+      "permute: dims [0, 0, 1] repeat a dimension",
+    );
+  });
+
+  it("expands size-1 dims and adds leading dims", () => {
+    const col = tensor([[1], [2]], { device });
+    expect(col.expand(2, 3).toArray()).toEqual([
+      [1, 1, 1],
+      [2, 2, 2],
+    ]);
+    const e = col.expand([2, -1, 2]);
+    expect(e.shape).toEqual([2, 2, 2]);
+    expect(e.toArray()).toEqual([
+      [
+        [1, 1],
+        [2, 2],
+      ],
+      [
+        [1, 1],
+        [2, 2],
+      ],
+    ]);
+    expectThrows(
+      () => col.expand(3, 3),
+      ShapeError,
+      "expand: shapes [2, 1] and [3, 3] cannot be broadcast: dimension 0 is 2 and 3",
+    );
+  });
+});
+
+describe("devices, clone and detach", () => {
+  it("moves values between cpu and reference", () => {
+    const a = tensor([
+      [1.5, -2],
+      [3, 4],
+    ]);
+    expect(a.device).toBe("cpu");
+    const r = a.to("reference");
+    expect(r.device).toBe("reference");
+    expect(r.shape).toEqual([2, 2]);
+    expectEqualValues(r, a);
+    const back = r.mul(2).to("cpu");
+    expect(back.device).toBe("cpu");
+    expect(back.toArray()).toEqual([
+      [3, -4],
+      [6, 8],
+    ]);
+    expect(a.to("cpu")).toBe(a);
+    expectThrows(
+      () => a.to("tpu"),
+      ValueError,
+      `device: unknown device 'tpu' (expected "cpu", "reference", "cuda" or "cuda:N")`,
+    );
+  });
+
+  it("casts with to(dtype)", () => {
+    const a = tensor([1.7, -1.7, 2.5], { device: "reference" });
+    const d = a.to("float64");
+    expect(d.dtype).toBe("float64");
+    expectClose(d, Array.from(Float32Array.from([1.7, -1.7, 2.5])), { atol: 0, rtol: 0 });
+    const i = a.int();
+    expect(i.dtype).toBe("int32");
+    expect(i.toArray()).toEqual([1, -1, 2]); // truncation toward zero, as PyTorch
+  });
+
+  it.each(DEVICES)("clone copies storage on %s", (device) => {
+    const a = tensor([1, 2, 3], { device });
+    const c = a.clone();
+    expect(c.storage).not.toBe(a.storage);
+    c.fill_(0);
+    expect(a.toArray()).toEqual([1, 2, 3]);
+    expect(c.toArray()).toEqual([0, 0, 0]);
+  });
+
+  it.each(DEVICES)("detach shares storage but leaves the graph on %s", (device) => {
+    const a = tensor([1, 2, 3], { device, requiresGrad: true });
+    const b = a.mul(2);
+    const d = b.detach();
+    expect(d.storage).toBe(b.storage);
+    expect(d.requiresGrad).toBe(false);
+    expect(d.gradFn).toBeNull();
+    expect(b.gradFn).not.toBeNull();
+    expect(d.toArray()).toEqual([2, 4, 6]);
+  });
+
+  it("is printable", () => {
+    expect(String(zeros([2, 3]))).toBe("tensor(shape=[2, 3], dtype=float32, device=cpu)");
+    expect(zeros([1])).toBeInstanceOf(Tensor);
+  });
+
+  it("refuses to read a disposed tensor", () => {
+    const t = zeros([2, 2]);
+    t.dispose();
+    expectThrows(
+      () => t.dataSync(),
+      StateError,
+      "tensor: this tensor of shape [2, 2] was disposed",
+    );
+  });
+});
