@@ -51,7 +51,8 @@ function findPython(): string | null {
 function runPeer(python: string | null, args: string[]): { result: unknown; note: string } {
   if (python === null) return { result: null, note: "skipped: no python3 with torch" };
   const run = spawnSync(python, [peerScript, ...args], { encoding: "utf8", maxBuffer: 1 << 24 });
-  if (run.status !== 0) return { result: null, note: `failed: ${run.stderr.trim().split("\n").pop()}` };
+  if (run.status !== 0)
+    return { result: null, note: `failed: ${run.stderr.trim().split("\n").pop()}` };
   return { result: JSON.parse(run.stdout), note: "" };
 }
 
@@ -90,10 +91,24 @@ function benchMnist(python: string | null, epochs: number, limit: number | undef
     onEpoch: () => live.push(liveTensors()),
   });
   const seconds = history.map((h) => h.seconds);
-  const digits = join(dirname(createRequire(import.meta.url).resolve("mnist/package.json")), "src", "digits");
-  const args = ["mnist", digits, String(epochs), "64", "0.001", "0", ...(limit === undefined ? [] : [String(limit)])];
+  const digits = join(
+    dirname(createRequire(import.meta.url).resolve("mnist/package.json")),
+    "src",
+    "digits",
+  );
+  const args = [
+    "mnist",
+    digits,
+    String(epochs),
+    "64",
+    "0.001",
+    "0",
+    ...(limit === undefined ? [] : [String(limit)]),
+  ];
   const peer = runPeer(python, args);
-  const torchHistory = (peer.result as { history: { seconds: number; testAccuracy: number }[] } | null)?.history;
+  const torchHistory = (
+    peer.result as { history: { seconds: number; testAccuracy: number }[] } | null
+  )?.history;
   return {
     name: `MNIST epoch (${limit ?? 8004} images, batch 64)`,
     metric: "s/epoch",
@@ -118,30 +133,47 @@ function ratioText(row: Row): string {
 }
 
 function printTable(rows: Row[]): void {
-  const lines = rows.map((r) => [r.name, r.metric, r.deepnode.toFixed(2), r.spread, r.torch === null ? "-" : r.torch.toFixed(2), ratioText(r)]);
+  const lines = rows.map((r) => [
+    r.name,
+    r.metric,
+    r.deepnode.toFixed(2),
+    r.spread,
+    r.torch === null ? "-" : r.torch.toFixed(2),
+    ratioText(r),
+  ]);
   const header = ["case", "metric", "deepnode", "spread", "pytorch", "ratio"];
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ");
   console.log(fmt(header));
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const l of lines) console.log(fmt(l));
-  for (const r of rows) if (r.extra !== undefined) console.log(`${r.name}: ${JSON.stringify(r.extra)}`);
+  for (const r of rows)
+    if (r.extra !== undefined) console.log(`${r.name}: ${JSON.stringify(r.extra)}`);
 }
 
 function main(): void {
   const { values } = parseArgs({
-    options: { quick: { type: "boolean", default: false }, filter: { type: "string" }, json: { type: "string" } },
+    options: {
+      quick: { type: "boolean", default: false },
+      filter: { type: "string" },
+      json: { type: "string" },
+    },
   });
   const python = findPython();
   const info = buildInfo();
-  console.log(`deepnode bench: ${getNumThreads()} threads, gemm ${info.native?.gemmKernel}, peer ${python ?? "none"}`);
+  console.log(
+    `deepnode bench: ${getNumThreads()} threads, gemm ${info.native?.gemmKernel}, peer ${python ?? "none"}`,
+  );
   const cases: [string, () => Row][] = [
     ["matmul", () => benchMatmul(python, 1024, values.quick ? 5 : 20)],
     ["mnist", () => benchMnist(python, values.quick ? 1 : 3, values.quick ? 1024 : undefined)],
   ];
-  const rows = cases.filter(([name]) => values.filter === undefined || name.includes(values.filter)).map(([, run]) => run());
+  const rows = cases
+    .filter(([name]) => values.filter === undefined || name.includes(values.filter))
+    .map(([, run]) => run());
   printTable(rows);
-  if (values.json !== undefined) writeFileSync(values.json, JSON.stringify({ info, rows }, null, 2));
+  if (values.json !== undefined)
+    writeFileSync(values.json, JSON.stringify({ info, rows }, null, 2));
 }
 
 main();

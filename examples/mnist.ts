@@ -4,8 +4,24 @@
 // from "deepnode" instead of "../lib/index.js".
 
 import { pathToFileURL } from "node:url";
-import { DataLoader, TensorDataset, loadMnist, normalizeMnist, type MnistSplit } from "../lib/data/index.js";
-import { F, Tensor, getDefaultDevice, manualSeed, nn, noGrad, optim, scope, setDefaultDevice } from "../lib/index.js";
+import {
+  DataLoader,
+  TensorDataset,
+  loadMnist,
+  normalizeMnist,
+  type MnistSplit,
+} from "../lib/data/index.js";
+import {
+  F,
+  Tensor,
+  getDefaultDevice,
+  manualSeed,
+  nn,
+  noGrad,
+  optim,
+  scope,
+  setDefaultDevice,
+} from "../lib/index.js";
 
 export class MNISTNet extends nn.Module {
   conv1 = new nn.Conv2d(1, 32, 3, { stride: 1 });
@@ -51,10 +67,22 @@ export interface EpochStats {
 }
 
 /** A DataLoader over an MNIST split, normalised, as [N, 1, 28, 28] images. */
-export function mnistLoader(split: MnistSplit, batchSize: number, shuffle: boolean, device?: string): DataLoader {
+export function mnistLoader(
+  split: MnistSplit,
+  batchSize: number,
+  shuffle: boolean,
+  device?: string,
+): DataLoader {
   const images = normalizeMnist(split.images.slice());
-  const dataset = new TensorDataset({ data: images, shape: [split.count, 1, 28, 28] }, split.labels);
-  return new DataLoader(dataset, { batchSize, shuffle, ...(device === undefined ? {} : { device }) });
+  const dataset = new TensorDataset(
+    { data: images, shape: [split.count, 1, 28, 28] },
+    split.labels,
+  );
+  return new DataLoader(dataset, {
+    batchSize,
+    shuffle,
+    ...(device === undefined ? {} : { device }),
+  });
 }
 
 /**
@@ -74,7 +102,10 @@ export function limitSplit(split: MnistSplit, limit: number | undefined): MnistS
 }
 
 /** Mean loss and accuracy of the model on a loader, in eval mode. */
-export function evaluate(model: nn.Module & { forward(x: Tensor): Tensor }, loader: DataLoader): { loss: number; accuracy: number } {
+export function evaluate(
+  model: nn.Module & { forward(x: Tensor): Tensor },
+  loader: DataLoader,
+): { loss: number; accuracy: number } {
   model.eval();
   let lossSum = 0;
   let correct = 0;
@@ -95,7 +126,12 @@ export function evaluate(model: nn.Module & { forward(x: Tensor): Tensor }, load
 }
 
 /** One epoch of the training loop; returns the mean training loss. */
-function trainEpoch(model: MNISTNet, optimizer: optim.Optimizer<object>, loader: DataLoader, onBatch?: MnistTrainOptions["onBatch"]): number {
+function trainEpoch(
+  model: MNISTNet,
+  optimizer: optim.Optimizer<object>,
+  loader: DataLoader,
+  onBatch?: MnistTrainOptions["onBatch"],
+): number {
   model.train();
   let lossSum = 0;
   let batches = 0;
@@ -121,7 +157,12 @@ function trainEpoch(model: MNISTNet, optimizer: optim.Optimizer<object>, loader:
 export function trainMnist(options: MnistTrainOptions): { model: MNISTNet; history: EpochStats[] } {
   manualSeed(options.seed);
   const data = loadMnist(options.dataDir === undefined ? {} : { dir: options.dataDir });
-  const train = mnistLoader(limitSplit(data.train, options.limit), options.batchSize, true, options.device);
+  const train = mnistLoader(
+    limitSplit(data.train, options.limit),
+    options.batchSize,
+    true,
+    options.device,
+  );
   const test = mnistLoader(data.test, 1000, false, options.device);
   const previousDevice = getDefaultDevice();
   if (options.device !== undefined) setDefaultDevice(options.device);
@@ -132,7 +173,11 @@ export function trainMnist(options: MnistTrainOptions): { model: MNISTNet; histo
   }
 }
 
-function fit(options: MnistTrainOptions, train: DataLoader, test: DataLoader): { model: MNISTNet; history: EpochStats[] } {
+function fit(
+  options: MnistTrainOptions,
+  train: DataLoader,
+  test: DataLoader,
+): { model: MNISTNet; history: EpochStats[] } {
   const model = new MNISTNet();
   const optimizer = new optim.Adam(model.parameters(), { lr: options.lr });
   const history: EpochStats[] = [];
@@ -142,7 +187,14 @@ function fit(options: MnistTrainOptions, train: DataLoader, test: DataLoader): {
     const seconds = (performance.now() - start) / 1000;
     const { loss, accuracy } = evaluate(model, test);
     const imagesSeen = Math.min(train.dataset.length, train.length * options.batchSize);
-    const stats = { epoch, trainLoss, testLoss: loss, testAccuracy: accuracy, seconds, imagesPerSecond: imagesSeen / seconds };
+    const stats = {
+      epoch,
+      trainLoss,
+      testLoss: loss,
+      testAccuracy: accuracy,
+      seconds,
+      imagesPerSecond: imagesSeen / seconds,
+    };
     history.push(stats);
     options.onEpoch?.(stats);
   }
@@ -155,6 +207,9 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     batchSize: 64,
     lr: 1e-3,
     seed: 0,
-    onEpoch: (s) => console.log(`epoch ${s.epoch}: train loss ${s.trainLoss.toFixed(4)}, test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`),
+    onEpoch: (s) =>
+      console.log(
+        `epoch ${s.epoch}: train loss ${s.trainLoss.toFixed(4)}, test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`,
+      ),
   });
 }

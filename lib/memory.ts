@@ -60,7 +60,11 @@ export function keep<T>(value: T): T {
   return value;
 }
 
-function forEachDisposable(value: unknown, visit: (t: Disposable) => void, seen = new Set<unknown>()): void {
+function forEachDisposable(
+  value: unknown,
+  visit: (t: Disposable) => void,
+  seen = new Set<unknown>(),
+): void {
   if (value === null || typeof value !== "object" || seen.has(value)) return;
   seen.add(value);
   if (isDisposable(value)) {
@@ -72,7 +76,8 @@ function forEachDisposable(value: unknown, visit: (t: Disposable) => void, seen 
     return;
   }
   if (ArrayBuffer.isView(value)) return;
-  for (const v of Array.isArray(value) ? value : Object.values(value)) forEachDisposable(v, visit, seen);
+  for (const v of Array.isArray(value) ? value : Object.values(value))
+    forEachDisposable(v, visit, seen);
 }
 
 function isDisposable(value: object): value is Disposable {

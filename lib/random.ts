@@ -37,11 +37,7 @@ function mulHi(a: number, b: number): number {
 }
 
 /** Philox4x32-10 of one counter block; writes four uint32 into out. */
-export function philox4x32(
-  counter: number,
-  seed: number,
-  out: Uint32Array,
-): void {
+export function philox4x32(counter: number, seed: number, out: Uint32Array): void {
   let c0 = counter >>> 0;
   let c1 = Math.floor(counter / TWO_POW_32) >>> 0;
   let c2 = 0;
@@ -122,7 +118,11 @@ class Generator {
 
   manualSeed(seed: number): void {
     if (!Number.isSafeInteger(seed) || seed < 0) {
-      throw new ValueError("manualSeed", `seed must be an integer in [0, 2^53), got ${seed}`, "seed");
+      throw new ValueError(
+        "manualSeed",
+        `seed must be an integer in [0, 2^53), got ${seed}`,
+        "seed",
+      );
     }
     this.seed = seed;
     this.offset = 0;
@@ -142,7 +142,11 @@ class Generator {
   setState(state: { seed: number; offset: number }): void {
     this.manualSeed(state.seed);
     if (!Number.isSafeInteger(state.offset) || state.offset < 0 || state.offset % 4 !== 0) {
-      throw new ValueError("setRngState", `offset must be a non-negative multiple of 4, got ${state.offset}`, "offset");
+      throw new ValueError(
+        "setRngState",
+        `offset must be a non-negative multiple of 4, got ${state.offset}`,
+        "offset",
+      );
     }
     this.offset = state.offset;
   }

@@ -46,11 +46,16 @@ export function normalizeAxis(op: string, axis: number, rank: number): number {
 }
 
 /** Sorted unique axes; undefined means all axes. */
-export function normalizeAxes(op: string, axes: number | readonly number[] | undefined, rank: number): number[] {
+export function normalizeAxes(
+  op: string,
+  axes: number | readonly number[] | undefined,
+  rank: number,
+): number[] {
   if (axes === undefined) return Array.from({ length: rank }, (_, i) => i);
   const list = typeof axes === "number" ? [axes] : axes;
   const out = [...new Set(list.map((a) => normalizeAxis(op, a, rank)))];
-  if (out.length !== list.length) throw new ValueError(op, `dims ${formatShape(list)} repeat a dimension`, "dim");
+  if (out.length !== list.length)
+    throw new ValueError(op, `dims ${formatShape(list)} repeat a dimension`, "dim");
   return out.sort((x, y) => x - y);
 }
 
@@ -69,23 +74,37 @@ export function inferShape(op: string, shape: Shape, requested: readonly number[
   const size = sizeOf(shape);
   const unknown = requested.indexOf(-1);
   if (requested.lastIndexOf(-1) !== unknown) {
-    throw new ShapeError(op, `only one dimension can be -1, got ${formatShape(requested)}`, [shape, requested]);
+    throw new ShapeError(op, `only one dimension can be -1, got ${formatShape(requested)}`, [
+      shape,
+      requested,
+    ]);
   }
   for (const d of requested) {
     if (!Number.isInteger(d) || d < -1) {
-      throw new ShapeError(op, `invalid dimension ${d} in ${formatShape(requested)}`, [shape, requested]);
+      throw new ShapeError(op, `invalid dimension ${d} in ${formatShape(requested)}`, [
+        shape,
+        requested,
+      ]);
     }
   }
   const out = [...requested];
   if (unknown >= 0) {
     const known = sizeOf(requested.filter((_, i) => i !== unknown));
     if (known === 0 || size % known !== 0) {
-      throw new ShapeError(op, `shape ${formatShape(requested)} is invalid for input of shape ${formatShape(shape)} (${size} elements)`, [shape, requested]);
+      throw new ShapeError(
+        op,
+        `shape ${formatShape(requested)} is invalid for input of shape ${formatShape(shape)} (${size} elements)`,
+        [shape, requested],
+      );
     }
     out[unknown] = size / known;
   }
   if (sizeOf(out) !== size) {
-    throw new ShapeError(op, `shape ${formatShape(requested)} is invalid for input of shape ${formatShape(shape)} (${size} elements)`, [shape, requested]);
+    throw new ShapeError(
+      op,
+      `shape ${formatShape(requested)} is invalid for input of shape ${formatShape(shape)} (${size} elements)`,
+      [shape, requested],
+    );
   }
   return out;
 }
@@ -93,7 +112,9 @@ export function inferShape(op: string, shape: Shape, requested: readonly number[
 export function checkShape(op: string, shape: readonly number[]): void {
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {
-      throw new ShapeError(op, `shape ${formatShape(shape)} must hold non-negative integers`, [shape]);
+      throw new ShapeError(op, `shape ${formatShape(shape)} must hold non-negative integers`, [
+        shape,
+      ]);
     }
   }
 }

@@ -50,7 +50,10 @@ export class Tensor implements RawTensor {
 
   get storage(): Storage {
     if (this.storageRef === null) {
-      throw new StateError("tensor", `this tensor of shape ${formatShape(this.shape)} was disposed`);
+      throw new StateError(
+        "tensor",
+        `this tensor of shape ${formatShape(this.shape)} was disposed`,
+      );
     }
     return this.storageRef;
   }
@@ -113,10 +116,17 @@ export class Tensor implements RawTensor {
   /** Marks a leaf as needing gradients; returns this. */
   requiresGrad_(value = true): this {
     if (this.gradNode !== null && !value) {
-      throw new StateError("requiresGrad", "requiresGrad cannot be turned off on a non-leaf tensor; use detach()");
+      throw new StateError(
+        "requiresGrad",
+        "requiresGrad cannot be turned off on a non-leaf tensor; use detach()",
+      );
     }
     if (value && this.dtype !== "float32" && this.dtype !== "float64") {
-      throw new DTypeError("requiresGrad", `only floating tensors can require grad, got ${this.dtype}`, [this.dtype]);
+      throw new DTypeError(
+        "requiresGrad",
+        `only floating tensors can require grad, got ${this.dtype}`,
+        [this.dtype],
+      );
     }
     this.needsGrad = value;
     return this;
@@ -176,7 +186,10 @@ export class Tensor implements RawTensor {
   /** The value of a one-element tensor. */
   item(): number {
     if (this.numel !== 1) {
-      throw new ValueError("item", `only one-element tensors can be converted, got shape ${formatShape(this.shape)}`);
+      throw new ValueError(
+        "item",
+        `only one-element tensors can be converted, got shape ${formatShape(this.shape)}`,
+      );
     }
     return this.dataSync()[0]!;
   }
@@ -372,7 +385,12 @@ function flattenArgs(args: number[] | [readonly number[]]): number[] {
   return Array.isArray(first) ? [...(first as readonly number[])] : (args as number[]);
 }
 
-function nest(values: number[], shape: readonly number[], dim: number, start: number): { value: NestedArray } {
+function nest(
+  values: number[],
+  shape: readonly number[],
+  dim: number,
+  start: number,
+): { value: NestedArray } {
   const n = shape[dim]!;
   if (dim === shape.length - 1) return { value: values.slice(start, start + n) };
   const stride = sizeOf(shape.slice(dim + 1));
@@ -428,7 +446,12 @@ function inferNestedShape(value: NestedArray): number[] {
   return shape;
 }
 
-function flattenNested(value: NestedArray, shape: readonly number[], dim: number, out: number[]): void {
+function flattenNested(
+  value: NestedArray,
+  shape: readonly number[],
+  dim: number,
+  out: number[],
+): void {
   if (dim === shape.length) {
     if (Array.isArray(value)) throw new ValueError("tensor", "nested arrays are ragged", "data");
     out.push(Number(value));

@@ -23,11 +23,18 @@ export class GradcheckError extends DeepnodeError {
 
 function weightsLike(out: Tensor): Tensor {
   const values = new Float64Array(out.numel).map((_, i) => Math.sin(i * 12.9898 + 0.5) * 0.5 + 1);
-  const w = fromTypedArray(out.dtype === "float64" ? values : Float32Array.from(values), out.shape, { device: out.device });
+  const w = fromTypedArray(
+    out.dtype === "float64" ? values : Float32Array.from(values),
+    out.shape,
+    { device: out.device },
+  );
   return w;
 }
 
-function scalarOf(fn: () => Tensor, weights: Tensor | null): { value: number; weights: Tensor; out: Tensor } {
+function scalarOf(
+  fn: () => Tensor,
+  weights: Tensor | null,
+): { value: number; weights: Tensor; out: Tensor } {
   const out = fn();
   const w = weights ?? weightsLike(out);
   const value = noGrad(() => out.mul(w).sum().item());
@@ -38,7 +45,11 @@ function scalarOf(fn: () => Tensor, weights: Tensor | null): { value: number; we
  * Throws GradcheckError naming the input, the element and both values when an analytic
  * gradient differs from the numeric one by more than atol + rtol * |numeric|.
  */
-export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: Tensor[], options: GradcheckOptions = {}): true {
+export function gradcheck(
+  fn: (...inputs: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  options: GradcheckOptions = {},
+): true {
   const isDouble = inputs.every((t) => t.dtype === "float64");
   const eps = options.eps ?? (isDouble ? 1e-6 : 1e-2);
   const atol = options.atol ?? (isDouble ? 1e-5 : 1e-2);
@@ -49,7 +60,10 @@ export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: Tensor[],
   base.out.mul(base.weights).sum().backward();
   inputs.forEach((input, inputIndex) => {
     if (!input.requiresGrad) return;
-    const analytic = input.grad === null ? full(input.shape, 0, { dtype: input.dtype }).dataSync() : input.grad.dataSync();
+    const analytic =
+      input.grad === null
+        ? full(input.shape, 0, { dtype: input.dtype }).dataSync()
+        : input.grad.dataSync();
     const storage = input.storage as TypedArray;
     for (let i = 0; i < input.numel; i++) {
       const original = storage[i]!;

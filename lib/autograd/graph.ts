@@ -48,9 +48,20 @@ export class GradNode {
  * Attaches a GradNode to `out` when recording is on and any input needs a gradient.
  * Returns `out`, so an op can end with `return record(out, ...)`.
  */
-export function record(out: Tensor, name: string, inputs: readonly Tensor[], backward: BackwardFn): Tensor {
+export function record(
+  out: Tensor,
+  name: string,
+  inputs: readonly Tensor[],
+  backward: BackwardFn,
+): Tensor {
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return out;
-  out.setGradFn(new GradNode(name, inputs.map((t) => (t.requiresGrad ? t : null)), backward));
+  out.setGradFn(
+    new GradNode(
+      name,
+      inputs.map((t) => (t.requiresGrad ? t : null)),
+      backward,
+    ),
+  );
   return out;
 }
 

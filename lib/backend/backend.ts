@@ -163,8 +163,18 @@ export interface Backend {
     bias: RawTensor | null,
     params: Conv2dParams,
   ): void;
-  conv2dBackwardData(gradX: RawTensor, gradOut: RawTensor, weight: RawTensor, params: Conv2dParams): void;
-  conv2dBackwardWeight(gradWeight: RawTensor, gradOut: RawTensor, x: RawTensor, params: Conv2dParams): void;
+  conv2dBackwardData(
+    gradX: RawTensor,
+    gradOut: RawTensor,
+    weight: RawTensor,
+    params: Conv2dParams,
+  ): void;
+  conv2dBackwardWeight(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    x: RawTensor,
+    params: Conv2dParams,
+  ): void;
 
   // Max pooling: indices (int32, shape of out) hold the flat h * w position of each max
   // inside its plane; the first maximum wins ties, as in PyTorch.
@@ -175,7 +185,13 @@ export interface Backend {
   // Softmax along one axis, numerically stable; log selects log-softmax.
   softmax(out: RawTensor, x: RawTensor, axis: number, log: boolean): void;
   /** y is the forward output. */
-  softmaxBackward(gradX: RawTensor, gradOut: RawTensor, y: RawTensor, axis: number, log: boolean): void;
+  softmaxBackward(
+    gradX: RawTensor,
+    gradOut: RawTensor,
+    y: RawTensor,
+    axis: number,
+    log: boolean,
+  ): void;
 
   // Indexing along one axis: index (int32) has x's shape except along axis.
   gather(out: RawTensor, x: RawTensor, axis: number, index: RawTensor): void;
@@ -205,7 +221,12 @@ export interface Backend {
   ): void;
 
   // Fused optimizer steps, in place on param and the state buffers.
-  sgdStep(param: RawTensor, grad: RawTensor, momentumBuffer: RawTensor | null, options: SgdStepOptions): void;
+  sgdStep(
+    param: RawTensor,
+    grad: RawTensor,
+    momentumBuffer: RawTensor | null,
+    options: SgdStepOptions,
+  ): void;
   adamStep(
     param: RawTensor,
     grad: RawTensor,

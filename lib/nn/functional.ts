@@ -7,7 +7,12 @@ import type { Conv2dParams, Pool2dParams, Reduction } from "../backend/backend.j
 import { backendFor } from "../backend/registry.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
 import { empty } from "../ops/creation.js";
-import { checkFloatingInput, relu as reluOp, sigmoid as sigmoidOp, tanh as tanhOp } from "../ops/elementwise.js";
+import {
+  checkFloatingInput,
+  relu as reluOp,
+  sigmoid as sigmoidOp,
+  tanh as tanhOp,
+} from "../ops/elementwise.js";
 import { linear as linearOp } from "../ops/linalg.js";
 import { sumTo } from "../ops/elementwise.js";
 import { defaultGenerator } from "../random.js";
@@ -20,7 +25,11 @@ function pair(op: string, name: string, value: Pair, min: number): [number, numb
   const p: [number, number] = typeof value === "number" ? [value, value] : [value[0], value[1]];
   for (const v of p) {
     if (!Number.isInteger(v) || v < min) {
-      throw new ValueError(op, `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(value)}`, name);
+      throw new ValueError(
+        op,
+        `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(value)}`,
+        name,
+      );
     }
   }
   return p;
@@ -40,13 +49,20 @@ export interface Conv2dOptions {
   groups?: number;
 }
 
-function convOutputSize(size: number, kernel: number, stride: number, padding: number, dilation: number): number {
+function convOutputSize(
+  size: number,
+  kernel: number,
+  stride: number,
+  padding: number,
+  dilation: number,
+): number {
   return Math.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1;
 }
 
 function conv2dParams(options: Conv2dOptions): Conv2dParams {
   const groups = options.groups ?? 1;
-  if (!Number.isInteger(groups) || groups < 1) throw new ValueError("conv2d", `groups must be a positive integer, got ${groups}`, "groups");
+  if (!Number.isInteger(groups) || groups < 1)
+    throw new ValueError("conv2d", `groups must be a positive integer, got ${groups}`, "groups");
   return {
     stride: pair("conv2d", "stride", options.stride ?? 1, 1),
     padding: pair("conv2d", "padding", options.padding ?? 0, 0),
@@ -55,22 +71,49 @@ function conv2dParams(options: Conv2dOptions): Conv2dParams {
   };
 }
 
-function checkConvShapes(x: Tensor, weight: Tensor, bias: Tensor | null, p: Conv2dParams): [number, number] {
+function checkConvShapes(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null,
+  p: Conv2dParams,
+): [number, number] {
   const shapes = [x.shape, weight.shape];
-  if (x.ndim !== 4) throw new ShapeError("conv2d", `input must be [N, C, H, W], got ${formatShape(x.shape)}`, shapes);
-  if (weight.ndim !== 4) throw new ShapeError("conv2d", `weight must be [outChannels, inChannels / groups, kH, kW], got ${formatShape(weight.shape)}`, shapes);
+  if (x.ndim !== 4)
+    throw new ShapeError(
+      "conv2d",
+      `input must be [N, C, H, W], got ${formatShape(x.shape)}`,
+      shapes,
+    );
+  if (weight.ndim !== 4)
+    throw new ShapeError(
+      "conv2d",
+      `weight must be [outChannels, inChannels / groups, kH, kW], got ${formatShape(weight.shape)}`,
+      shapes,
+    );
   const [, cIn, h, w] = x.shape as [number, number, number, number];
   const [cOut, cPerGroup, kH, kW] = weight.shape as [number, number, number, number];
   if (cIn !== cPerGroup * p.groups || cOut % p.groups !== 0) {
-    throw new ShapeError("conv2d", `input ${formatShape(x.shape)} has ${cIn} channels but weight ${formatShape(weight.shape)} expects ${cPerGroup * p.groups} (groups=${p.groups})`, shapes, 1);
+    throw new ShapeError(
+      "conv2d",
+      `input ${formatShape(x.shape)} has ${cIn} channels but weight ${formatShape(weight.shape)} expects ${cPerGroup * p.groups} (groups=${p.groups})`,
+      shapes,
+      1,
+    );
   }
   if (bias !== null && (bias.ndim !== 1 || bias.shape[0] !== cOut)) {
-    throw new ShapeError("conv2d", `bias ${formatShape(bias.shape)} must be [${cOut}]`, [...shapes, bias.shape]);
+    throw new ShapeError("conv2d", `bias ${formatShape(bias.shape)} must be [${cOut}]`, [
+      ...shapes,
+      bias.shape,
+    ]);
   }
   const oH = convOutputSize(h, kH, p.stride[0], p.padding[0], p.dilation[0]);
   const oW = convOutputSize(w, kW, p.stride[1], p.padding[1], p.dilation[1]);
   if (oH < 1 || oW < 1) {
-    throw new ShapeError("conv2d", `input ${formatShape(x.shape)} is smaller than the (dilated) kernel ${formatShape(weight.shape)} after padding`, shapes);
+    throw new ShapeError(
+      "conv2d",
+      `input ${formatShape(x.shape)} is smaller than the (dilated) kernel ${formatShape(weight.shape)} after padding`,
+      shapes,
+    );
   }
   return [oH, oW];
 }
@@ -80,13 +123,27 @@ function checkSameFloat(op: string, tensors: (Tensor | null)[]): void {
   const first = present[0]!;
   checkFloatingInput(op, first);
   for (const t of present) {
-    if (t.device !== first.device) throw new DeviceError(op, `expected tensors on one device, got ${first.device} and ${t.device}`, [first.device, t.device]);
-    if (t.dtype !== first.dtype) throw new DTypeError(op, `expected one dtype, got ${first.dtype} and ${t.dtype}`, [first.dtype, t.dtype]);
+    if (t.device !== first.device)
+      throw new DeviceError(
+        op,
+        `expected tensors on one device, got ${first.device} and ${t.device}`,
+        [first.device, t.device],
+      );
+    if (t.dtype !== first.dtype)
+      throw new DTypeError(op, `expected one dtype, got ${first.dtype} and ${t.dtype}`, [
+        first.dtype,
+        t.dtype,
+      ]);
   }
 }
 
 /** 2-D convolution: x [N, C, H, W], weight [outChannels, C / groups, kH, kW]. */
-export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, options: Conv2dOptions = {}): Tensor {
+export function conv2d(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null = null,
+  options: Conv2dOptions = {},
+): Tensor {
   checkSameFloat("conv2d", [x, weight, bias]);
   const p = conv2dParams(options);
   const [oH, oW] = checkConvShapes(x, weight, bias, p);
@@ -105,7 +162,10 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null = null, op
       gw = empty(weight.shape, weight.dtype, weight.device);
       backend.conv2dBackwardWeight(gw, g, x, p);
     }
-    const gb = bias !== null && bias.requiresGrad ? sumTo(g, [1, bias.shape[0]!, 1, 1]).reshape(bias.shape) : null;
+    const gb =
+      bias !== null && bias.requiresGrad
+        ? sumTo(g, [1, bias.shape[0]!, 1, 1]).reshape(bias.shape)
+        : null;
     return [gx, gw, gb];
   });
 }
@@ -119,7 +179,14 @@ export interface MaxPool2dOptions {
   ceilMode?: boolean;
 }
 
-function poolOutputSize(size: number, kernel: number, stride: number, padding: number, dilation: number, ceil: boolean): number {
+function poolOutputSize(
+  size: number,
+  kernel: number,
+  stride: number,
+  padding: number,
+  dilation: number,
+  ceil: boolean,
+): number {
   const span = size + 2 * padding - dilation * (kernel - 1) - 1;
   let out = (ceil ? Math.ceil(span / stride) : Math.floor(span / stride)) + 1;
   // The last window must start inside the input or the left padding (PyTorch's rule).
@@ -131,7 +198,11 @@ function pool2dParams(kernelSize: Pair, options: MaxPool2dOptions): Pool2dParams
   const k = pair("maxPool2d", "kernelSize", kernelSize, 1);
   const padding = pair("maxPool2d", "padding", options.padding ?? 0, 0);
   if (padding[0] > k[0] / 2 || padding[1] > k[1] / 2) {
-    throw new ValueError("maxPool2d", `padding ${JSON.stringify(padding)} must be at most half the kernel size ${JSON.stringify(k)}`, "padding");
+    throw new ValueError(
+      "maxPool2d",
+      `padding ${JSON.stringify(padding)} must be at most half the kernel size ${JSON.stringify(k)}`,
+      "padding",
+    );
   }
   return {
     kernelSize: k,
@@ -145,11 +216,27 @@ function pool2dParams(kernelSize: Pair, options: MaxPool2dOptions): Pool2dParams
 /** Max pooling over [N, C, H, W]; stride defaults to the kernel size. */
 export function maxPool2d(x: Tensor, kernelSize: Pair, options: MaxPool2dOptions = {}): Tensor {
   checkFloatingInput("maxPool2d", x);
-  if (x.ndim !== 4) throw new ShapeError("maxPool2d", `input must be [N, C, H, W], got ${formatShape(x.shape)}`, [x.shape]);
+  if (x.ndim !== 4)
+    throw new ShapeError("maxPool2d", `input must be [N, C, H, W], got ${formatShape(x.shape)}`, [
+      x.shape,
+    ]);
   const p = pool2dParams(kernelSize, options);
-  const dims = [0, 1].map((i) => poolOutputSize(x.shape[2 + i]!, p.kernelSize[i]!, p.stride[i]!, p.padding[i]!, p.dilation[i]!, p.ceilMode));
+  const dims = [0, 1].map((i) =>
+    poolOutputSize(
+      x.shape[2 + i]!,
+      p.kernelSize[i]!,
+      p.stride[i]!,
+      p.padding[i]!,
+      p.dilation[i]!,
+      p.ceilMode,
+    ),
+  );
   if (dims[0]! < 1 || dims[1]! < 1) {
-    throw new ShapeError("maxPool2d", `input ${formatShape(x.shape)} is too small for kernel ${JSON.stringify(p.kernelSize)}`, [x.shape]);
+    throw new ShapeError(
+      "maxPool2d",
+      `input ${formatShape(x.shape)} is too small for kernel ${JSON.stringify(p.kernelSize)}`,
+      [x.shape],
+    );
   }
   const shape = [x.shape[0]!, x.shape[1]!, dims[0]!, dims[1]!];
   const out = empty(shape, x.dtype, x.device);
@@ -196,23 +283,51 @@ export interface NllLossOptions {
 
 function checkReduction(op: string, reduction: string): Reduction {
   if (reduction !== "none" && reduction !== "mean" && reduction !== "sum") {
-    throw new ValueError(op, `reduction must be "none", "mean" or "sum", got ${JSON.stringify(reduction)}`, "reduction");
+    throw new ValueError(
+      op,
+      `reduction must be "none", "mean" or "sum", got ${JSON.stringify(reduction)}`,
+      "reduction",
+    );
   }
   return reduction;
 }
 
-function checkNllShapes(op: string, logProbs: Tensor, targets: Tensor, weight: Tensor | null): void {
+function checkNllShapes(
+  op: string,
+  logProbs: Tensor,
+  targets: Tensor,
+  weight: Tensor | null,
+): void {
   const shapes = [logProbs.shape, targets.shape];
-  if (targets.dtype !== "int32") throw new DTypeError(op, `targets must be int32 class indices, got ${targets.dtype}`, [targets.dtype]);
-  if (logProbs.ndim < 2) throw new ShapeError(op, `input must be [N, C, ...], got ${formatShape(logProbs.shape)}`, shapes);
+  if (targets.dtype !== "int32")
+    throw new DTypeError(op, `targets must be int32 class indices, got ${targets.dtype}`, [
+      targets.dtype,
+    ]);
+  if (logProbs.ndim < 2)
+    throw new ShapeError(
+      op,
+      `input must be [N, C, ...], got ${formatShape(logProbs.shape)}`,
+      shapes,
+    );
   const expected = [logProbs.shape[0]!, ...logProbs.shape.slice(2)];
   if (targets.ndim !== expected.length || targets.shape.some((d, i) => d !== expected[i])) {
-    throw new ShapeError(op, `targets ${formatShape(targets.shape)} do not match input ${formatShape(logProbs.shape)}: expected ${formatShape(expected)}`, shapes);
+    throw new ShapeError(
+      op,
+      `targets ${formatShape(targets.shape)} do not match input ${formatShape(logProbs.shape)}: expected ${formatShape(expected)}`,
+      shapes,
+    );
   }
   if (weight !== null && (weight.ndim !== 1 || weight.shape[0] !== logProbs.shape[1])) {
-    throw new ShapeError(op, `weight ${formatShape(weight.shape)} must be [${logProbs.shape[1]}]`, [...shapes, weight.shape]);
+    throw new ShapeError(op, `weight ${formatShape(weight.shape)} must be [${logProbs.shape[1]}]`, [
+      ...shapes,
+      weight.shape,
+    ]);
   }
-  if (targets.device !== logProbs.device) throw new DeviceError(op, `targets are on ${targets.device}, input on ${logProbs.device}`, [targets.device, logProbs.device]);
+  if (targets.device !== logProbs.device)
+    throw new DeviceError(op, `targets are on ${targets.device}, input on ${logProbs.device}`, [
+      targets.device,
+      logProbs.device,
+    ]);
 }
 
 /** Negative log-likelihood of log-probabilities [N, C, ...] for int32 class targets [N, ...]. */
@@ -233,7 +348,11 @@ export function nllLoss(logProbs: Tensor, targets: Tensor, options: NllLossOptio
 }
 
 /** logSoftmax over dim 1 followed by nllLoss. */
-export function crossEntropy(logits: Tensor, targets: Tensor, options: NllLossOptions = {}): Tensor {
+export function crossEntropy(
+  logits: Tensor,
+  targets: Tensor,
+  options: NllLossOptions = {},
+): Tensor {
   return nllLoss(logSoftmax(logits, 1), targets, options);
 }
 
@@ -241,7 +360,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: NllLossOp
 
 /** Zeroes each element with probability p and scales the rest by 1 / (1 - p) when training. */
 export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
-  if (typeof p !== "number" || !(p >= 0 && p <= 1)) throw new ValueError("dropout", `p must be in [0, 1], got ${p}`, "p");
+  if (typeof p !== "number" || !(p >= 0 && p <= 1))
+    throw new ValueError("dropout", `p must be in [0, 1], got ${p}`, "p");
   if (!training || p === 0) return x;
   checkFloatingInput("dropout", x);
   const out = empty(x.shape, x.dtype, x.device);

@@ -10,14 +10,19 @@ import type { Tensor } from "../tensor.js";
 
 export function calculateFanInAndFanOut(t: Tensor): { fanIn: number; fanOut: number } {
   if (t.ndim < 2) {
-    throw new ShapeError("init", `fan in and fan out need at least 2 dimensions, got ${formatShape(t.shape)}`, [t.shape]);
+    throw new ShapeError(
+      "init",
+      `fan in and fan out need at least 2 dimensions, got ${formatShape(t.shape)}`,
+      [t.shape],
+    );
   }
   const receptive = t.shape.slice(2).reduce((a, b) => a * b, 1);
   return { fanIn: t.shape[1]! * receptive, fanOut: t.shape[0]! * receptive };
 }
 
 export function uniform_(t: Tensor, low = 0, high = 1): Tensor {
-  if (!(low <= high)) throw new ValueError("uniform_", `low (${low}) must not exceed high (${high})`, "low");
+  if (!(low <= high))
+    throw new ValueError("uniform_", `low (${low}) must not exceed high (${high})`, "low");
   noGrad(() => backendFor(t.device).randUniform(t, defaultGenerator.next(t.numel), low, high));
   return t;
 }

@@ -20,7 +20,9 @@ export interface FactoryOptions {
 function newParameter(shape: number[], options: FactoryOptions): Parameter {
   const dtype = options.dtype ?? "float32";
   if (dtype !== "float32" && dtype !== "float64") {
-    throw new DTypeError("Parameter", `parameters must be float32 or float64, got ${dtype}`, [dtype]);
+    throw new DTypeError("Parameter", `parameters must be float32 or float64, got ${dtype}`, [
+      dtype,
+    ]);
   }
   const device = options.device === undefined ? getDefaultDevice() : parseDevice(options.device);
   return new Parameter(empty(shape, dtype, device));
@@ -38,7 +40,11 @@ export class Linear extends Module {
   weight: Parameter; // [outFeatures, inFeatures]
   bias: Parameter | null; // [outFeatures]
 
-  constructor(inFeatures: number, outFeatures: number, options: FactoryOptions & { bias?: boolean } = {}) {
+  constructor(
+    inFeatures: number,
+    outFeatures: number,
+    options: FactoryOptions & { bias?: boolean } = {},
+  ) {
     super();
     this.inFeatures = checkPositiveInt("Linear", "inFeatures", inFeatures);
     this.outFeatures = checkPositiveInt("Linear", "outFeatures", outFeatures);
@@ -73,17 +79,34 @@ export class Conv2d extends Module {
   weight: Parameter; // [outChannels, inChannels / groups, kH, kW]
   bias: Parameter | null; // [outChannels]
 
-  constructor(inChannels: number, outChannels: number, kernelSize: F.Pair, options: Conv2dModuleOptions = {}) {
+  constructor(
+    inChannels: number,
+    outChannels: number,
+    kernelSize: F.Pair,
+    options: Conv2dModuleOptions = {},
+  ) {
     super();
     this.inChannels = checkPositiveInt("Conv2d", "inChannels", inChannels);
     this.outChannels = checkPositiveInt("Conv2d", "outChannels", outChannels);
     const [kH, kW] = typeof kernelSize === "number" ? [kernelSize, kernelSize] : kernelSize;
-    this.kernelSize = [checkPositiveInt("Conv2d", "kernelSize", kH), checkPositiveInt("Conv2d", "kernelSize", kW)];
+    this.kernelSize = [
+      checkPositiveInt("Conv2d", "kernelSize", kH),
+      checkPositiveInt("Conv2d", "kernelSize", kW),
+    ];
     const groups = checkPositiveInt("Conv2d", "groups", options.groups ?? 1);
     if (inChannels % groups !== 0 || outChannels % groups !== 0) {
-      throw new ValueError("Conv2d", `inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups (${groups})`, "groups");
+      throw new ValueError(
+        "Conv2d",
+        `inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups (${groups})`,
+        "groups",
+      );
     }
-    this.options = { stride: options.stride ?? 1, padding: options.padding ?? 0, dilation: options.dilation ?? 1, groups };
+    this.options = {
+      stride: options.stride ?? 1,
+      padding: options.padding ?? 0,
+      dilation: options.dilation ?? 1,
+      groups,
+    };
     this.weight = newParameter([outChannels, inChannels / groups, kH, kW], options);
     this.bias = options.bias === false ? null : newParameter([outChannels], options);
     this.resetParameters();
@@ -101,7 +124,8 @@ export class Conv2d extends Module {
     const o = this.options;
     let text = `${this.inChannels}, ${this.outChannels}, kernel_size=${pairString(this.kernelSize)}, stride=${pairString(o.stride ?? 1)}`;
     if (pairString(o.padding ?? 0) !== "(0, 0)") text += `, padding=${pairString(o.padding ?? 0)}`;
-    if (pairString(o.dilation ?? 1) !== "(1, 1)") text += `, dilation=${pairString(o.dilation ?? 1)}`;
+    if (pairString(o.dilation ?? 1) !== "(1, 1)")
+      text += `, dilation=${pairString(o.dilation ?? 1)}`;
     if ((o.groups ?? 1) !== 1) text += `, groups=${o.groups}`;
     if (this.bias === null) text += ", bias=False";
     return text;
@@ -125,7 +149,8 @@ export class MaxPool2d extends Module {
 
   override extraRepr(): string {
     const o = this.options;
-    const num = (v: F.Pair | undefined, d: number) => (v === undefined ? String(d) : typeof v === "number" ? String(v) : pairString(v));
+    const num = (v: F.Pair | undefined, d: number) =>
+      v === undefined ? String(d) : typeof v === "number" ? String(v) : pairString(v);
     const k = typeof this.kernelSize === "number" ? this.kernelSize : pairString(this.kernelSize);
     return `kernel_size=${k}, stride=${o.stride === undefined ? k : num(o.stride, 1)}, padding=${num(o.padding, 0)}, dilation=${num(o.dilation, 1)}, ceil_mode=${o.ceilMode === true ? "True" : "False"}`;
   }
@@ -137,7 +162,8 @@ export class Dropout extends Module {
 
   constructor(p = 0.5) {
     super();
-    if (typeof p !== "number" || !(p >= 0 && p <= 1)) throw new ValueError("Dropout", `p must be in [0, 1], got ${p}`, "p");
+    if (typeof p !== "number" || !(p >= 0 && p <= 1))
+      throw new ValueError("Dropout", `p must be in [0, 1], got ${p}`, "p");
     this.p = p;
   }
 
@@ -179,7 +205,8 @@ export class Sequential extends Module {
   constructor(...modules: Module[]) {
     super();
     modules.forEach((m, i) => {
-      if (!(m instanceof Module)) throw new ValueError("Sequential", `argument ${i} is not a Module`, String(i));
+      if (!(m instanceof Module))
+        throw new ValueError("Sequential", `argument ${i} is not a Module`, String(i));
       (this as unknown as Record<string, Module>)[String(i)] = m;
     });
   }
@@ -191,13 +218,19 @@ export class Sequential extends Module {
   at(index: number): Module {
     const list = [...this.children()];
     const m = list[index < 0 ? index + list.length : index];
-    if (m === undefined) throw new ValueError("Sequential", `index ${index} is out of range for ${list.length} modules`, "index");
+    if (m === undefined)
+      throw new ValueError(
+        "Sequential",
+        `index ${index} is out of range for ${list.length} modules`,
+        "index",
+      );
     return m;
   }
 
   forward(x: Tensor): Tensor {
     let out = x;
-    for (const m of this.children()) out = (m as unknown as { forward(t: Tensor): Tensor }).forward(out);
+    for (const m of this.children())
+      out = (m as unknown as { forward(t: Tensor): Tensor }).forward(out);
     return out;
   }
 }

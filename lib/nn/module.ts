@@ -122,7 +122,10 @@ export abstract class Module {
    * (the default) every key must match; the error lists all missing, unexpected and
    * mis-shaped keys at once, and nothing is copied unless everything fits.
    */
-  loadStateDict(state: Record<string, Tensor>, strict = true): { missing: string[]; unexpected: string[] } {
+  loadStateDict(
+    state: Record<string, Tensor>,
+    strict = true,
+  ): { missing: string[]; unexpected: string[] } {
     const own = this.stateDict();
     const missing = Object.keys(own).filter((k) => !(k in state));
     const unexpected = Object.keys(state).filter((k) => !(k in own));
@@ -140,7 +143,8 @@ export abstract class Module {
     noGrad(() => {
       for (const [key, target] of Object.entries(own)) {
         const source = state[key];
-        if (source !== undefined) target.copy_(source.device === target.device ? source : source.to(target.device));
+        if (source !== undefined)
+          target.copy_(source.device === target.device ? source : source.to(target.device));
       }
     });
     return { missing, unexpected };
@@ -154,7 +158,9 @@ export abstract class Module {
     const extra = this.extraRepr();
     const name = this.constructor.name;
     if (children.length === 0) return `${name}(${extra})`;
-    const lines = children.map(([childName, child]) => `  (${childName}): ${indent(child.toString())}`);
+    const lines = children.map(
+      ([childName, child]) => `  (${childName}): ${indent(child.toString())}`,
+    );
     if (extra !== "") lines.unshift(`  ${extra}`);
     return `${name}(\n${lines.join("\n")}\n)`;
   }

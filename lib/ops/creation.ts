@@ -28,7 +28,11 @@ export function empty(shape: readonly number[], dtype: DType, device: Device): T
   return new Tensor(storage, shape, dtype, device);
 }
 
-export function full(shape: readonly number[], value: number, options: CreationOptions = {}): Tensor {
+export function full(
+  shape: readonly number[],
+  value: number,
+  options: CreationOptions = {},
+): Tensor {
   checkShape("full", shape);
   const t = empty(shape, options.dtype ?? "float32", deviceOf(options));
   if (value !== 0) backendFor(t.device).fill(t, value);
@@ -44,9 +48,15 @@ export function ones(shape: readonly number[], options: CreationOptions = {}): T
 }
 
 /** Numbers start, start + step, ... below end (above end for a negative step). */
-export function arange(start: number, end?: number, step = 1, options: CreationOptions = {}): Tensor {
+export function arange(
+  start: number,
+  end?: number,
+  step = 1,
+  options: CreationOptions = {},
+): Tensor {
   const [from, to] = end === undefined ? [0, start] : [start, end];
-  if (step === 0 || !Number.isFinite(step)) throw new ValueError("arange", `step must be a non-zero number, got ${step}`, "step");
+  if (step === 0 || !Number.isFinite(step))
+    throw new ValueError("arange", `step must be a non-zero number, got ${step}`, "step");
   const count = Math.max(0, Math.ceil((to - from) / step));
   const values = Array.from({ length: count }, (_, i) => from + i * step);
   const allIntegers = Number.isInteger(from) && Number.isInteger(step);
@@ -63,21 +73,37 @@ function checkFloat(op: string, dtype: DType): void {
 }
 
 /** Uniform numbers in [low, high) from the seeded generator (see manualSeed). */
-export function rand(shape: readonly number[], options: CreationOptions & { low?: number; high?: number } = {}): Tensor {
+export function rand(
+  shape: readonly number[],
+  options: CreationOptions & { low?: number; high?: number } = {},
+): Tensor {
   checkShape("rand", shape);
   const dtype = options.dtype ?? "float32";
   checkFloat("rand", dtype);
   const t = empty(shape, dtype, deviceOf(options));
-  backendFor(t.device).randUniform(t, defaultGenerator.next(t.numel), options.low ?? 0, options.high ?? 1);
+  backendFor(t.device).randUniform(
+    t,
+    defaultGenerator.next(t.numel),
+    options.low ?? 0,
+    options.high ?? 1,
+  );
   return finish(t, options);
 }
 
 /** Normal numbers with the given mean and std from the seeded generator. */
-export function randn(shape: readonly number[], options: CreationOptions & { mean?: number; std?: number } = {}): Tensor {
+export function randn(
+  shape: readonly number[],
+  options: CreationOptions & { mean?: number; std?: number } = {},
+): Tensor {
   checkShape("randn", shape);
   const dtype = options.dtype ?? "float32";
   checkFloat("randn", dtype);
   const t = empty(shape, dtype, deviceOf(options));
-  backendFor(t.device).randNormal(t, defaultGenerator.next(t.numel), options.mean ?? 0, options.std ?? 1);
+  backendFor(t.device).randNormal(
+    t,
+    defaultGenerator.next(t.numel),
+    options.mean ?? 0,
+    options.std ?? 1,
+  );
   return finish(t, options);
 }

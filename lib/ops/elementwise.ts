@@ -14,14 +14,22 @@ import { empty, full } from "./creation.js";
 
 function checkSameDevice(op: string, a: Tensor, b: Tensor): void {
   if (a.device !== b.device) {
-    throw new DeviceError(op, `expected tensors on one device, got ${a.device} and ${b.device}`, [a.device, b.device]);
+    throw new DeviceError(op, `expected tensors on one device, got ${a.device} and ${b.device}`, [
+      a.device,
+      b.device,
+    ]);
   }
 }
 
 /** Turns a JS number into a 0-d tensor beside `like`, in the dtype the pair computes in. */
 function operands(op: string, a: Tensor, b: TensorLike): [Tensor, Tensor] {
   if (typeof b === "number") {
-    const dtype = !isFloating(a.dtype) && !Number.isInteger(b) ? "float32" : a.dtype === "bool" ? "int32" : a.dtype;
+    const dtype =
+      !isFloating(a.dtype) && !Number.isInteger(b)
+        ? "float32"
+        : a.dtype === "bool"
+          ? "int32"
+          : a.dtype;
     return [cast(a, dtype), full([], b, { dtype, device: a.device })];
   }
   checkSameDevice(op, a, b);
@@ -58,7 +66,10 @@ export function clone(x: Tensor): Tensor {
 
 export function checkInPlace(x: Tensor, op: string): void {
   if (x.requiresGrad && x.isLeaf && isGradEnabled()) {
-    throw new StateError(op, "a leaf tensor that requires grad cannot be changed in place while grad is enabled; use noGrad()");
+    throw new StateError(
+      op,
+      "a leaf tensor that requires grad cannot be changed in place while grad is enabled; use noGrad()",
+    );
   }
 }
 
@@ -67,7 +78,11 @@ export function binaryInPlace(op: BinaryOp, target: Tensor, other: Tensor): void
   checkSameDevice(op, target, other);
   const full = broadcastShapes(op, target.shape, other.shape);
   if (!sameShape(full, target.shape)) {
-    throw new ShapeError(op, `in-place ${op} cannot broadcast ${formatShape(target.shape)} to ${formatShape(full)}`, [target.shape, other.shape]);
+    throw new ShapeError(
+      op,
+      `in-place ${op} cannot broadcast ${formatShape(target.shape)} to ${formatShape(full)}`,
+      [target.shape, other.shape],
+    );
   }
   backendFor(target.device).binary(op, target, target, cast(other, target.dtype));
 }
@@ -76,7 +91,11 @@ export function copyInPlace(target: Tensor, source: Tensor): void {
   checkInPlace(target, "copy_");
   checkSameDevice("copy_", target, source);
   if (!sameShape(target.shape, source.shape)) {
-    throw new ShapeError("copy_", `shapes ${formatShape(target.shape)} and ${formatShape(source.shape)} differ`, [target.shape, source.shape]);
+    throw new ShapeError(
+      "copy_",
+      `shapes ${formatShape(target.shape)} and ${formatShape(source.shape)} differ`,
+      [target.shape, source.shape],
+    );
   }
   backendFor(target.device).cast(target, source);
 }
@@ -100,7 +119,10 @@ export function add(a: Tensor, other: TensorLike): Tensor {
 export function sub(a: Tensor, other: TensorLike): Tensor {
   const [x, y] = operands("sub", a, other);
   const out = binaryRaw("sub", x, y);
-  return record(out, "sub", [x, y], (g) => [sumTo(g, x.shape), y.requiresGrad ? sumTo(neg(g), y.shape) : null]);
+  return record(out, "sub", [x, y], (g) => [
+    sumTo(g, x.shape),
+    y.requiresGrad ? sumTo(neg(g), y.shape) : null,
+  ]);
 }
 
 export function mul(a: Tensor, other: TensorLike): Tensor {
@@ -137,7 +159,11 @@ function extremum(op: "maximum" | "minimum", a: Tensor, other: TensorLike): Tens
   const out = binaryRaw(op, x, y);
   // Ties split the gradient evenly, as PyTorch does.
   return record(out, op, [x, y], (g) => {
-    const wins = (p: Tensor, q: Tensor) => add(cast(binaryRaw(op === "maximum" ? "gt" : "lt", p, q), g.dtype), mul(cast(binaryRaw("eq", p, q), g.dtype), 0.5));
+    const wins = (p: Tensor, q: Tensor) =>
+      add(
+        cast(binaryRaw(op === "maximum" ? "gt" : "lt", p, q), g.dtype),
+        mul(cast(binaryRaw("eq", p, q), g.dtype), 0.5),
+      );
     return [
       x.requiresGrad ? sumTo(mul(g, wins(x, y)), x.shape) : null,
       y.requiresGrad ? sumTo(mul(g, wins(y, x)), y.shape) : null,
@@ -153,7 +179,11 @@ export function minimum(a: Tensor, other: TensorLike): Tensor {
   return extremum("minimum", a, other);
 }
 
-export function compare(op: "eq" | "ne" | "lt" | "le" | "gt" | "ge", a: Tensor, other: TensorLike): Tensor {
+export function compare(
+  op: "eq" | "ne" | "lt" | "le" | "gt" | "ge",
+  a: Tensor,
+  other: TensorLike,
+): Tensor {
   const [x, y] = operands(op, a, other);
   return binaryRaw(op, x, y);
 }
@@ -179,7 +209,22 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 
 // ---- unary ----------------------------------------------------------------------
 
-const FLOAT_ONLY: readonly UnaryOp[] = ["exp", "log", "sqrt", "relu", "sigmoid", "tanh", "reciprocal", "sin", "cos", "floor", "ceil", "round", "pow", "clamp"];
+const FLOAT_ONLY: readonly UnaryOp[] = [
+  "exp",
+  "log",
+  "sqrt",
+  "relu",
+  "sigmoid",
+  "tanh",
+  "reciprocal",
+  "sin",
+  "cos",
+  "floor",
+  "ceil",
+  "round",
+  "pow",
+  "clamp",
+];
 
 function unaryRaw(op: UnaryOp, x: Tensor, alpha = 0, beta = 0): Tensor {
   const out = empty(x.shape, x.dtype, x.device);
@@ -187,35 +232,72 @@ function unaryRaw(op: UnaryOp, x: Tensor, alpha = 0, beta = 0): Tensor {
   return out;
 }
 
-function unaryBackward(op: UnaryOp, x: Tensor, out: Tensor, g: Tensor, alpha: number, beta: number): Tensor | null {
+function unaryBackward(
+  op: UnaryOp,
+  x: Tensor,
+  out: Tensor,
+  g: Tensor,
+  alpha: number,
+  beta: number,
+): Tensor | null {
   switch (op) {
-    case "neg": return neg(g);
-    case "exp": return mul(g, out);
-    case "log": return div(g, x);
-    case "sqrt": return div(g, mul(out, 2));
-    case "abs": return mul(g, unaryRaw("sign", x));
-    case "square": return mul(g, mul(x, 2));
-    case "relu": return binaryRaw("relu_backward", g, x);
-    case "sigmoid": return binaryRaw("sigmoid_backward", g, out);
-    case "tanh": return binaryRaw("tanh_backward", g, out);
-    case "reciprocal": return neg(mul(g, mul(out, out)));
-    case "sin": return mul(g, unaryRaw("cos", x));
-    case "cos": return neg(mul(g, unaryRaw("sin", x)));
-    case "affine": return mul(g, alpha);
-    case "pow": return mul(g, mul(unaryRaw("pow", x, alpha - 1), alpha));
-    case "clamp": return mul(g, cast(binaryRaw("mul", cast(compare("ge", x, alpha), x.dtype), cast(compare("le", x, beta), x.dtype)), g.dtype));
-    default: return null; // sign, floor, ceil, round: zero gradient almost everywhere
+    case "neg":
+      return neg(g);
+    case "exp":
+      return mul(g, out);
+    case "log":
+      return div(g, x);
+    case "sqrt":
+      return div(g, mul(out, 2));
+    case "abs":
+      return mul(g, unaryRaw("sign", x));
+    case "square":
+      return mul(g, mul(x, 2));
+    case "relu":
+      return binaryRaw("relu_backward", g, x);
+    case "sigmoid":
+      return binaryRaw("sigmoid_backward", g, out);
+    case "tanh":
+      return binaryRaw("tanh_backward", g, out);
+    case "reciprocal":
+      return neg(mul(g, mul(out, out)));
+    case "sin":
+      return mul(g, unaryRaw("cos", x));
+    case "cos":
+      return neg(mul(g, unaryRaw("sin", x)));
+    case "affine":
+      return mul(g, alpha);
+    case "pow":
+      return mul(g, mul(unaryRaw("pow", x, alpha - 1), alpha));
+    case "clamp":
+      return mul(
+        g,
+        cast(
+          binaryRaw(
+            "mul",
+            cast(compare("ge", x, alpha), x.dtype),
+            cast(compare("le", x, beta), x.dtype),
+          ),
+          g.dtype,
+        ),
+      );
+    default:
+      return null; // sign, floor, ceil, round: zero gradient almost everywhere
   }
 }
 
 export function unaryOp(op: UnaryOp, a: Tensor, alpha = 0, beta = 0): Tensor {
   let x = a;
   if (FLOAT_ONLY.includes(op) && !isFloating(x.dtype)) {
-    if (x.dtype === "bool" || x.dtype === "int32" || x.dtype === "uint8" || x.dtype === "int8") x = cast(x, "float32");
+    if (x.dtype === "bool" || x.dtype === "int32" || x.dtype === "uint8" || x.dtype === "int8")
+      x = cast(x, "float32");
   }
   if (x.dtype === "bool") x = cast(x, "int32");
   const out = unaryRaw(op, x, alpha, beta);
-  return record(out, op, [x], (g) => [unaryBackward(op, x, out, g, alpha, beta) ?? full(x.shape, 0, { dtype: x.dtype, device: x.device })]);
+  return record(out, op, [x], (g) => [
+    unaryBackward(op, x, out, g, alpha, beta) ??
+      full(x.shape, 0, { dtype: x.dtype, device: x.device }),
+  ]);
 }
 
 export const neg = (x: Tensor) => unaryOp("neg", x);
@@ -234,5 +316,6 @@ export const reciprocal = (x: Tensor) => unaryOp("reciprocal", x);
 export const clamp = (x: Tensor, min: number, max: number) => unaryOp("clamp", x, min, max);
 
 export function checkFloatingInput(op: string, x: Tensor): void {
-  if (!isFloating(x.dtype)) throw new DTypeError(op, `expected a float32 or float64 tensor, got ${x.dtype}`, [x.dtype]);
+  if (!isFloating(x.dtype))
+    throw new DTypeError(op, `expected a float32 or float64 tensor, got ${x.dtype}`, [x.dtype]);
 }

@@ -12,10 +12,17 @@ import { expand } from "./shape.js";
 
 function checkOperands(op: string, a: Tensor, b: Tensor): void {
   if (a.device !== b.device) {
-    throw new DeviceError(op, `expected tensors on one device, got ${a.device} and ${b.device}`, [a.device, b.device]);
+    throw new DeviceError(op, `expected tensors on one device, got ${a.device} and ${b.device}`, [
+      a.device,
+      b.device,
+    ]);
   }
   if (a.dtype !== b.dtype || (a.dtype !== "float32" && a.dtype !== "float64")) {
-    throw new DTypeError(op, `expected two float32 or two float64 tensors, got ${a.dtype} and ${b.dtype}`, [a.dtype, b.dtype]);
+    throw new DTypeError(
+      op,
+      `expected two float32 or two float64 tensors, got ${a.dtype} and ${b.dtype}`,
+      [a.dtype, b.dtype],
+    );
   }
 }
 
@@ -43,7 +50,11 @@ function innerMismatch(a: Tensor, b: Tensor): ShapeError {
 export function matmul(a: Tensor, b: Tensor): Tensor {
   checkOperands("matmul", a, b);
   if (a.ndim === 0 || b.ndim === 0) {
-    throw new ShapeError("matmul", `both operands need at least one dimension, got ${formatShape(a.shape)} and ${formatShape(b.shape)}`, [a.shape, b.shape]);
+    throw new ShapeError(
+      "matmul",
+      `both operands need at least one dimension, got ${formatShape(a.shape)} and ${formatShape(b.shape)}`,
+      [a.shape, b.shape],
+    );
   }
   const a2 = a.ndim === 1 ? a.reshape([1, a.shape[0]!]) : a;
   const b2 = b.ndim === 1 ? b.reshape([b.shape[0]!, 1]) : b;
@@ -93,7 +104,10 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   }
   const outFeatures = weight.shape[0]!;
   if (bias !== null && (bias.ndim !== 1 || bias.shape[0] !== outFeatures)) {
-    throw new ShapeError("linear", `bias ${formatShape(bias.shape)} must be [${outFeatures}]`, [bias.shape, weight.shape]);
+    throw new ShapeError("linear", `bias ${formatShape(bias.shape)} must be [${outFeatures}]`, [
+      bias.shape,
+      weight.shape,
+    ]);
   }
   const rows = sizeOf(x.shape.slice(0, -1));
   const x2 = x.reshape([1, rows, weight.shape[1]!]);
@@ -101,7 +115,12 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
   const out = empty([1, rows, outFeatures], x.dtype, x.device);
   const backend = backendFor(x.device);
   if (bias !== null) backend.expand(out, bias);
-  backend.matmul(out, x2, w3, { transA: false, transB: true, alpha: 1, beta: bias === null ? 0 : 1 });
+  backend.matmul(out, x2, w3, {
+    transA: false,
+    transB: true,
+    alpha: 1,
+    beta: bias === null ? 0 : 1,
+  });
   const inputs = bias === null ? [x2, w3] : [x2, w3, bias];
   const recorded = record(out, "linear", inputs, (g) => [
     x2.requiresGrad ? batchedProduct(g, w3, false, false) : null,

@@ -47,7 +47,12 @@ export function mean(x: Tensor, dim?: number | readonly number[], keepdim = fals
   return record(out, "mean", [source], (g) => [div(spread(g, source, axes), count)]);
 }
 
-function extremum(op: "max" | "min", x: Tensor, dim: number | readonly number[] | undefined, keepdim: boolean): Tensor {
+function extremum(
+  op: "max" | "min",
+  x: Tensor,
+  dim: number | readonly number[] | undefined,
+  keepdim: boolean,
+): Tensor {
   const axes = normalizeAxes(op, dim, x.ndim);
   const kept = reduceRaw(op, x, axes);
   const out = kept.reshape(outShape(x.shape, axes, keepdim));
@@ -68,8 +73,14 @@ export function min(x: Tensor, dim?: number | readonly number[], keepdim = false
 }
 
 /** Index of the first maximum (minimum); over the flattened tensor when dim is undefined. */
-export function argReduce(op: "argmax" | "argmin", x: Tensor, dim: number | undefined, keepdim: boolean): Tensor {
-  if (x.numel === 0) throw new ValueError(op, "cannot take the index of an extremum of an empty tensor");
+export function argReduce(
+  op: "argmax" | "argmin",
+  x: Tensor,
+  dim: number | undefined,
+  keepdim: boolean,
+): Tensor {
+  if (x.numel === 0)
+    throw new ValueError(op, "cannot take the index of an extremum of an empty tensor");
   const source = dim === undefined ? x.reshape([x.numel]) : x;
   const axis = dim === undefined ? 0 : normalizeAxis(op, dim, x.ndim);
   const out = empty(keptShape(source.shape, [axis]), "int32", x.device);

@@ -11,7 +11,8 @@ import { sumTo } from "./elementwise.js";
 
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const target = inferShape("reshape", x.shape, shape);
-  if (sameShape(target, x.shape) && !x.requiresGrad) return new Tensor(x.storage, target, x.dtype, x.device);
+  if (sameShape(target, x.shape) && !x.requiresGrad)
+    return new Tensor(x.storage, target, x.dtype, x.device);
   const out = new Tensor(x.storage, target, x.dtype, x.device);
   return record(out, "reshape", [x], (g) => [reshape(g, x.shape)]);
 }
@@ -28,10 +29,17 @@ export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
 }
 
 export function squeeze(x: Tensor, dim?: number): Tensor {
-  if (dim === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
+  if (dim === undefined)
+    return reshape(
+      x,
+      x.shape.filter((d) => d !== 1),
+    );
   const d = normalizeAxis("squeeze", dim, x.ndim);
   if (x.shape[d] !== 1) return x;
-  return reshape(x, x.shape.filter((_, i) => i !== d));
+  return reshape(
+    x,
+    x.shape.filter((_, i) => i !== d),
+  );
 }
 
 export function unsqueeze(x: Tensor, dim: number): Tensor {
@@ -43,13 +51,21 @@ export function unsqueeze(x: Tensor, dim: number): Tensor {
 
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
   if (dims.length !== x.ndim) {
-    throw new ShapeError("permute", `dims ${formatShape(dims)} do not match the rank of ${formatShape(x.shape)}`, [x.shape]);
+    throw new ShapeError(
+      "permute",
+      `dims ${formatShape(dims)} do not match the rank of ${formatShape(x.shape)}`,
+      [x.shape],
+    );
   }
   const perm = dims.map((d) => normalizeAxis("permute", d, x.ndim));
   if (new Set(perm).size !== perm.length) {
     throw new ShapeError("permute", `dims ${formatShape(dims)} repeat a dimension`, [x.shape]);
   }
-  const out = empty(perm.map((p) => x.shape[p]!), x.dtype, x.device);
+  const out = empty(
+    perm.map((p) => x.shape[p]!),
+    x.dtype,
+    x.device,
+  );
   backendFor(x.device).permute(out, x, perm);
   const inverse = perm.map((_, i) => perm.indexOf(i));
   return record(out, "permute", [x], (g) => [permute(g, inverse)]);
@@ -70,7 +86,11 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   const target = shape.map((d, i) => (d === -1 ? x.shape[i - lead]! : d));
   const full = broadcastShapes("expand", x.shape, target);
   if (!sameShape(full, target)) {
-    throw new ShapeError("expand", `cannot expand ${formatShape(x.shape)} to ${formatShape(shape)}`, [x.shape, shape]);
+    throw new ShapeError(
+      "expand",
+      `cannot expand ${formatShape(x.shape)} to ${formatShape(shape)}`,
+      [x.shape, shape],
+    );
   }
   if (sameShape(target, x.shape)) return x;
   const out = empty(target, x.dtype, x.device);
@@ -82,6 +102,11 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
 export function toDevice(x: Tensor, device: Device): Tensor {
   if (device === x.device) return x;
   const target = backendFor(device);
-  const out = new Tensor(target.fromArray(x.dtype, backendFor(x.device).read(x)), x.shape, x.dtype, device);
+  const out = new Tensor(
+    target.fromArray(x.dtype, backendFor(x.device).read(x)),
+    x.shape,
+    x.dtype,
+    device,
+  );
   return record(out, "toDevice", [x], (g) => [toDevice(g, x.device)]);
 }

@@ -17,8 +17,18 @@ export interface AdamOptions {
 export class Adam extends Optimizer<AdamOptions> {
   protected readonly decoupled: boolean;
 
-  constructor(params: ParamsArg<AdamOptions>, options: Partial<AdamOptions> = {}, decoupled = false) {
-    const defaults = { lr: 1e-3, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: decoupled ? 1e-2 : 0, amsgrad: false };
+  constructor(
+    params: ParamsArg<AdamOptions>,
+    options: Partial<AdamOptions> = {},
+    decoupled = false,
+  ) {
+    const defaults = {
+      lr: 1e-3,
+      betas: [0.9, 0.999] as [number, number],
+      eps: 1e-8,
+      weightDecay: decoupled ? 1e-2 : 0,
+      amsgrad: false,
+    };
     super(decoupled ? "AdamW" : "Adam", params, { ...defaults, ...options });
     this.decoupled = decoupled;
   }
@@ -26,7 +36,12 @@ export class Adam extends Optimizer<AdamOptions> {
   protected validate(o: AdamOptions): void {
     this.check(typeof o.lr === "number" && o.lr >= 0, "lr", o.lr, "a number >= 0");
     this.check(o.eps >= 0, "eps", o.eps, ">= 0");
-    this.check(Array.isArray(o.betas) && o.betas.length === 2, "betas", o.betas, "a pair of numbers");
+    this.check(
+      Array.isArray(o.betas) && o.betas.length === 2,
+      "betas",
+      o.betas,
+      "a pair of numbers",
+    );
     this.check(o.betas[0] >= 0 && o.betas[0] < 1, "betas[0]", o.betas[0], "in [0, 1)");
     this.check(o.betas[1] >= 0 && o.betas[1] < 1, "betas[1]", o.betas[1], "in [0, 1)");
     this.check(o.weightDecay >= 0, "weightDecay", o.weightDecay, ">= 0");
@@ -50,16 +65,23 @@ export class Adam extends Optimizer<AdamOptions> {
       if (o.amsgrad) s.maxExpAvgSq = this.newStateTensor(p);
     }
     s.step = (s.step as number) + 1;
-    backendFor(p.device).adamStep(p, p.grad, s.expAvg as Tensor, s.expAvgSq as Tensor, (s.maxExpAvgSq as Tensor | undefined) ?? null, {
-      lr: o.lr,
-      beta1: o.betas[0],
-      beta2: o.betas[1],
-      eps: o.eps,
-      weightDecay: o.weightDecay,
-      decoupledWeightDecay: this.decoupled,
-      amsgrad: o.amsgrad,
-      step: s.step,
-    });
+    backendFor(p.device).adamStep(
+      p,
+      p.grad,
+      s.expAvg as Tensor,
+      s.expAvgSq as Tensor,
+      (s.maxExpAvgSq as Tensor | undefined) ?? null,
+      {
+        lr: o.lr,
+        beta1: o.betas[0],
+        beta2: o.betas[1],
+        eps: o.eps,
+        weightDecay: o.weightDecay,
+        decoupledWeightDecay: this.decoupled,
+        amsgrad: o.amsgrad,
+        step: s.step,
+      },
+    );
   }
 }
 

@@ -51,12 +51,20 @@ export abstract class Optimizer<O extends object> {
 
   protected check(condition: boolean, option: string, value: unknown, expected: string): void {
     if (!condition) {
-      throw new ValueError(this.name, `invalid ${option}: ${String(value)} (expected ${expected})`, option);
+      throw new ValueError(
+        this.name,
+        `invalid ${option}: ${String(value)} (expected ${expected})`,
+        option,
+      );
     }
   }
 }
 
-function toGroups<O extends object>(name: string, params: ParamsArg<O>, defaults: O): ParamGroup<O>[] {
+function toGroups<O extends object>(
+  name: string,
+  params: ParamsArg<O>,
+  defaults: O,
+): ParamGroup<O>[] {
   const list = [...(params as Iterable<unknown>)];
   if (list.length === 0) throw new ValueError(name, "got an empty parameter list", "params");
   const groups =
@@ -70,7 +78,8 @@ function toGroups<O extends object>(name: string, params: ParamsArg<O>, defaults
   for (const group of groups) {
     for (const p of group.params) {
       if (!(p instanceof Tensor)) throw new ValueError(name, "params must be tensors", "params");
-      if (seen.has(p)) throw new ValueError(name, "some parameters appear in more than one group", "params");
+      if (seen.has(p))
+        throw new ValueError(name, "some parameters appear in more than one group", "params");
       seen.add(p);
     }
   }

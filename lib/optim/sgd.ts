@@ -16,14 +16,25 @@ export interface SGDOptions {
 
 export class SGD extends Optimizer<SGDOptions> {
   constructor(params: ParamsArg<SGDOptions>, options: Partial<SGDOptions> & { lr: number }) {
-    super("SGD", params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options });
+    super("SGD", params, {
+      momentum: 0,
+      dampening: 0,
+      weightDecay: 0,
+      nesterov: false,
+      ...options,
+    });
   }
 
   protected validate(o: SGDOptions): void {
     this.check(typeof o.lr === "number" && o.lr >= 0, "lr", o.lr, "a number >= 0");
     this.check(o.momentum >= 0, "momentum", o.momentum, ">= 0");
     this.check(o.weightDecay >= 0, "weightDecay", o.weightDecay, ">= 0");
-    this.check(!o.nesterov || (o.momentum > 0 && o.dampening === 0), "nesterov", o.nesterov, "momentum > 0 and dampening 0");
+    this.check(
+      !o.nesterov || (o.momentum > 0 && o.dampening === 0),
+      "nesterov",
+      o.nesterov,
+      "momentum > 0 and dampening 0",
+    );
   }
 
   step(): void {

@@ -1,7 +1,12 @@
 // The cpu backend: each primitive is one call into the native addon's threaded,
 // vectorised kernels. Storage is a typed array that JavaScript owns and C++ borrows.
 
-import type { NativeBinding, NativeBuffer, NativeKernelName, NativeKernels } from "../../../binding.js";
+import type {
+  NativeBinding,
+  NativeBuffer,
+  NativeKernelName,
+  NativeKernels,
+} from "../../../binding.js";
 import { allocArray, type DType, type TypedArray } from "../../dtype.js";
 import {
   DTypeError,
@@ -61,7 +66,9 @@ function translate(kernel: string, error: unknown): Error {
   if (!(error instanceof Error)) return new NativeError(op, String(error), "ERR_NATIVE");
   const code = (error as Error & { code?: string }).code ?? "ERR_NATIVE";
   const prefix = `${kernel}: `;
-  const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+  const message = error.message.startsWith(prefix)
+    ? error.message.slice(prefix.length)
+    : error.message;
   switch (code) {
     case "ERR_SHAPE":
       return new ShapeError(op, message);
@@ -78,7 +85,11 @@ function translate(kernel: string, error: unknown): Error {
   }
 }
 
-function convAttrs(x: RawTensor, weight: RawTensor, params: Conv2dParams): NativeKernels["conv2d"][1] {
+function convAttrs(
+  x: RawTensor,
+  weight: RawTensor,
+  params: Conv2dParams,
+): NativeKernels["conv2d"][1] {
   return {
     n: x.shape[0]!,
     cIn: x.shape[1]!,
@@ -98,7 +109,10 @@ function convAttrs(x: RawTensor, weight: RawTensor, params: Conv2dParams): Nativ
 }
 
 /** [outer, dim, inner] around `axis` of `shape`. */
-function splitAxis(shape: readonly number[], axis: number): { outer: number; dim: number; inner: number } {
+function splitAxis(
+  shape: readonly number[],
+  axis: number,
+): { outer: number; dim: number; inner: number } {
   let outer = 1;
   let inner = 1;
   for (let i = 0; i < axis; i++) outer *= shape[i]!;
@@ -235,18 +249,28 @@ export class CpuBackend implements Backend {
     const n = out.shape[rank - 1]!;
     const aRank = a.shape.length;
     const k = options.transA ? a.shape[aRank - 2]! : a.shape[aRank - 1]!;
-    this.call("matmul", [out.storage as Float32Array, a.storage as Float32Array, b.storage as Float32Array], {
-      batch: out.shape.length === 3 ? out.shape[0]! : 1,
-      batchA: a.shape.length === 3 ? a.shape[0]! : 1,
-      batchB: b.shape.length === 3 ? b.shape[0]! : 1,
-      m,
-      n,
-      k,
-      ...options,
-    });
+    this.call(
+      "matmul",
+      [out.storage as Float32Array, a.storage as Float32Array, b.storage as Float32Array],
+      {
+        batch: out.shape.length === 3 ? out.shape[0]! : 1,
+        batchA: a.shape.length === 3 ? a.shape[0]! : 1,
+        batchB: b.shape.length === 3 ? b.shape[0]! : 1,
+        m,
+        n,
+        k,
+        ...options,
+      },
+    );
   }
 
-  conv2d(out: RawTensor, x: RawTensor, weight: RawTensor, bias: RawTensor | null, params: Conv2dParams): void {
+  conv2d(
+    out: RawTensor,
+    x: RawTensor,
+    weight: RawTensor,
+    bias: RawTensor | null,
+    params: Conv2dParams,
+  ): void {
     const buffers: NativeKernels["conv2d"][0] = [
       out.storage as Float32Array,
       x.storage as Float32Array,
@@ -256,7 +280,12 @@ export class CpuBackend implements Backend {
     this.call("conv2d", buffers, convAttrs(x, weight, params));
   }
 
-  conv2dBackwardData(gradX: RawTensor, gradOut: RawTensor, weight: RawTensor, params: Conv2dParams): void {
+  conv2dBackwardData(
+    gradX: RawTensor,
+    gradOut: RawTensor,
+    weight: RawTensor,
+    params: Conv2dParams,
+  ): void {
     const buffers: NativeKernels["conv2d_backward_data"][0] = [
       gradX.storage as Float32Array,
       gradOut.storage as Float32Array,
@@ -265,7 +294,12 @@ export class CpuBackend implements Backend {
     this.call("conv2d_backward_data", buffers, convAttrs(gradX, weight, params));
   }
 
-  conv2dBackwardWeight(gradWeight: RawTensor, gradOut: RawTensor, x: RawTensor, params: Conv2dParams): void {
+  conv2dBackwardWeight(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    x: RawTensor,
+    params: Conv2dParams,
+  ): void {
     const buffers: NativeKernels["conv2d_backward_weight"][0] = [
       gradWeight.storage as Float32Array,
       gradOut.storage as Float32Array,
@@ -314,11 +348,20 @@ export class CpuBackend implements Backend {
   }
 
   softmax(out: RawTensor, x: RawTensor, axis: number, log: boolean): void {
-    const buffers: NativeKernels["softmax"][0] = [out.storage as Float32Array, x.storage as Float32Array];
+    const buffers: NativeKernels["softmax"][0] = [
+      out.storage as Float32Array,
+      x.storage as Float32Array,
+    ];
     this.call("softmax", buffers, { ...splitAxis(x.shape, axis), log });
   }
 
-  softmaxBackward(gradX: RawTensor, gradOut: RawTensor, y: RawTensor, axis: number, log: boolean): void {
+  softmaxBackward(
+    gradX: RawTensor,
+    gradOut: RawTensor,
+    y: RawTensor,
+    axis: number,
+    log: boolean,
+  ): void {
     const buffers: NativeKernels["softmax_backward"][0] = [
       gradX.storage as Float32Array,
       gradOut.storage as Float32Array,
@@ -378,10 +421,19 @@ export class CpuBackend implements Backend {
       targets.storage as Int32Array,
       optionalBuf(weight),
     ];
-    this.call("nll_loss_backward", buffers, { ...nllAttrs(gradLogProbs.shape), reduction, ignoreIndex });
+    this.call("nll_loss_backward", buffers, {
+      ...nllAttrs(gradLogProbs.shape),
+      reduction,
+      ignoreIndex,
+    });
   }
 
-  sgdStep(param: RawTensor, grad: RawTensor, momentumBuffer: RawTensor | null, options: SgdStepOptions): void {
+  sgdStep(
+    param: RawTensor,
+    grad: RawTensor,
+    momentumBuffer: RawTensor | null,
+    options: SgdStepOptions,
+  ): void {
     const buffers: NativeKernels["sgd_step"][0] = [
       param.storage as Float32Array,
       grad.storage as Float32Array,

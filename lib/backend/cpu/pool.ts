@@ -17,7 +17,10 @@ export class BufferPool {
   readonly limitBytes: number;
 
   constructor(limitMiB = Number(process.env.DEEPNODE_CPU_POOL_MIB ?? DEFAULT_LIMIT_MIB)) {
-    this.limitBytes = Number.isFinite(limitMiB) && limitMiB >= 0 ? limitMiB * 1024 * 1024 : DEFAULT_LIMIT_MIB * 1024 * 1024;
+    this.limitBytes =
+      Number.isFinite(limitMiB) && limitMiB >= 0
+        ? limitMiB * 1024 * 1024
+        : DEFAULT_LIMIT_MIB * 1024 * 1024;
   }
 
   /** A zero-filled array of `size` elements, reused when one is free. */
