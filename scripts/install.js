@@ -9,10 +9,14 @@ import { fileURLToPath } from "node:url";
 const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
+/** True when prebuilds/ holds a binary for this platform and it loads. */
 function prebuiltLoads() {
   if (process.env.DEEPNODE_BUILD_FROM_SOURCE === "1") return false;
   try {
-    require("node-gyp-build")(root);
+    const nodeGypBuild = require("node-gyp-build");
+    const path = nodeGypBuild.path(root);
+    if (!path.includes(`${join(root, "prebuilds")}`)) return false;
+    require(path);
     return true;
   } catch {
     return false;

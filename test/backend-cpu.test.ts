@@ -418,10 +418,10 @@ describe("binary", () => {
     },
   );
 
-  // Known cpu bug (reported): floordiv(inf, 1) is inf (PyTorch and the reference: NaN),
-  // floordiv(1, -inf) is -0 (-1), remainder(1, inf) is NaN (1). When fixed, drop .fails.
-  it.fails.each(specialOps.filter(([op]) => op === "floordiv" || op === "remainder"))(
-    "%s on infinities (known cpu bug)",
+  // PyTorch's fmod-based rules: floordiv(inf, 1) is NaN, floordiv(1, -inf) is -1,
+  // remainder(1, inf) is 1, remainder(-0, 1) is -0.
+  it.each(specialOps.filter(([op]) => op === "floordiv" || op === "remainder"))(
+    "%s on infinities",
     (op, tol) => {
       runSpecials(op, tol, [NaN, Infinity, -Infinity, 0, -0, 1, -1, 2.5]);
     },
@@ -1036,7 +1036,7 @@ describe("softmax", () => {
   // Known cpu bug (reported): log-softmax computes x - (max + log(sum)), so for logits
   // near 1000 the result carries ulp(1000) ~ 6e-5 of error; PyTorch and the reference
   // compute (x - max) - log(sum). When fixed, drop .fails.
-  it.fails("log-softmax is exact for large inputs (known cpu bug)", () => extreme(true));
+  it("log-softmax is exact for large inputs", () => extreme(true));
 });
 
 // ---- indexing ----------------------------------------------------------------------------

@@ -282,11 +282,19 @@ struct FloorDivF {
       T q = static_cast<T>(a / b);
       return (a % b != 0 && ((a < 0) != (b < 0))) ? static_cast<T>(q - 1) : q;
     } else {
-      return static_cast<T>(std::floor(static_cast<double>(a) / static_cast<double>(b)));
+      // PyTorch's div_floor: from fmod, so infinities and signed zeros come out as there.
+      double x = a, y = b;
+      if (y == 0) return static_cast<T>(x / y);
+      double mod = std::fmod(x, y);
+      double q = (x - mod) / y;
+      if (mod != 0 && ((y < 0) != (mod < 0))) q -= 1;
+      if (q == 0) return static_cast<T>(std::copysign(0.0, x / y));
+      double floored = std::floor(q);
+      return static_cast<T>(q - floored > 0.5 ? floored + 1 : floored);
     }
   }
 };
-// Remainder with the divisor's sign: a - floor(a / b) * b, as torch.remainder.
+// Remainder with the divisor's sign, as torch.remainder (fmod, then shifted by b).
 struct RemainderF {
   template <typename T>
   static T apply(T a, T b) {
@@ -295,8 +303,9 @@ struct RemainderF {
       T r = static_cast<T>(a % b);
       return (r != 0 && ((r < 0) != (b < 0))) ? static_cast<T>(r + b) : r;
     } else {
-      double x = a, y = b;
-      return static_cast<T>(x - std::floor(x / y) * y);
+      double mod = std::fmod(static_cast<double>(a), static_cast<double>(b));
+      if (mod != 0 && ((b < 0) != (mod < 0))) mod += b;
+      return static_cast<T>(mod);
     }
   }
 };

@@ -421,8 +421,9 @@ DEEPNODE_CLONES void expShifted(float* __restrict out, const float* __restrict x
   for (int64_t d = 0; d < n; ++d) out[d] = vec::exp(x[d] - m);
 }
 
-DEEPNODE_CLONES void subtract(float* __restrict out, const float* __restrict x, int64_t n, float shift) {
-  for (int64_t d = 0; d < n; ++d) out[d] = x[d] - shift;
+DEEPNODE_CLONES void subtractShifted(float* __restrict out, const float* __restrict x, int64_t n, float m,
+                                     float shift) {
+  for (int64_t d = 0; d < n; ++d) out[d] = (x[d] - m) - shift;
 }
 
 DEEPNODE_CLONES void scale(float* __restrict out, int64_t n, float factor) {
@@ -448,8 +449,10 @@ DEEPNODE_CLONES double sumExpShifted(const float* __restrict x, int64_t n, float
 void softmaxRow(float* out, const float* x, int64_t n, bool log) {
   float m = reduceContiguous<MaxOp<float>>(x, n);
   if (log) {
-    float shift = m + static_cast<float>(std::log(sumExpShifted(x, n, m)));
-    subtract(out, x, n, shift);
+    // (x - m) - log(sum), not x - (m + log(sum)): rounding m + log(sum) would cost half an
+    // ulp of the row's maximum, thousands of ulps of a small result.
+    float logSum = static_cast<float>(std::log(sumExpShifted(x, n, m)));
+    subtractShifted(out, x, n, m, logSum);
     return;
   }
   expShifted(out, x, n, m);
@@ -473,12 +476,12 @@ DEEPNODE_CLONES void softmaxColumns(float* out, const float* x, const Extent& e,
     }
   }
   float factor[kColumns];
-  for (int64_t c = 0; c < n; ++c) factor[c] = log ? m[c] + static_cast<float>(std::log(sum[c])) : 1.0 / sum[c];
+  for (int64_t c = 0; c < n; ++c) factor[c] = log ? static_cast<float>(std::log(sum[c])) : 1.0 / sum[c];
   for (int64_t d = 0; d < e.dim; ++d) {
     const float* xr = x + d * e.inner;
     float* o = out + d * e.inner;
     if (log) {
-      for (int64_t c = 0; c < n; ++c) o[c] = xr[c] - factor[c];
+      for (int64_t c = 0; c < n; ++c) o[c] = (xr[c] - m[c]) - factor[c];
     } else {
       for (int64_t c = 0; c < n; ++c) o[c] *= factor[c];
     }
