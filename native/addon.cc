@@ -34,7 +34,9 @@ struct EnvState {
   }
 };
 
-EnvState& state(const Napi::Env& env) { return *env.GetInstanceData<EnvState>(); }
+EnvState& state(const Napi::Env& env) {
+  return *env.GetInstanceData<EnvState>();
+}
 
 Napi::Error makeError(const Napi::Env& env, const std::string& code, const std::string& message) {
   Napi::Error error = Napi::Error::New(env, message);
@@ -159,9 +161,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsNumber()) throw makeError(env, "ERR_ARGUMENT", "setNumThreads(n): n must be a number");
+  if (info.Length() != 1 || !info[0].IsNumber())
+    throw makeError(env, "ERR_ARGUMENT", "setNumThreads(n): n must be a number");
   int n = info[0].As<Napi::Number>().Int32Value();
-  if (n < 1 || n > 1024) throw makeError(env, "ERR_VALUE", "setNumThreads: n must be in [1, 1024], got " + std::to_string(n));
+  if (n < 1 || n > 1024)
+    throw makeError(env, "ERR_VALUE", "setNumThreads: n must be in [1, 1024], got " + std::to_string(n));
   EnvState& st = state(env);
   st.pool = std::make_unique<ThreadPool>(n);
   st.pool->setFlushDenormal(st.flushDenormal);
@@ -174,7 +178,8 @@ Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value SetFlushDenormal(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsBoolean()) throw makeError(env, "ERR_ARGUMENT", "setFlushDenormal(on): on must be a boolean");
+  if (info.Length() != 1 || !info[0].IsBoolean())
+    throw makeError(env, "ERR_ARGUMENT", "setFlushDenormal(on): on must be a boolean");
   EnvState& st = state(env);
   st.flushDenormal = info[0].As<Napi::Boolean>().Value();
   if (st.pool) st.pool->setFlushDenormal(st.flushDenormal);
@@ -200,6 +205,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 }  // namespace
 }  // namespace deepnode
 
-static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return deepnode::Init(env, exports); }
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  return deepnode::Init(env, exports);
+}
 
 NODE_API_MODULE(deepnode, InitAddon)

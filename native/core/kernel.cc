@@ -47,7 +47,7 @@ void KernelCall::fail(const std::string& code, const std::string& message) const
 }
 
 const Buffer& KernelCall::buffer(size_t index, const char* role) const {
-  if (index >= buffers.size() || buffers[index].data == nullptr && buffers[index].size != 0) {
+  if (index >= buffers.size() || (buffers[index].data == nullptr && buffers[index].size != 0)) {
     fail("ERR_ARGUMENT", std::string("missing buffer '") + role + "' at position " + std::to_string(index));
   }
   return buffers[index];
@@ -56,8 +56,7 @@ const Buffer& KernelCall::buffer(size_t index, const char* role) const {
 const Buffer& KernelCall::buffer(size_t index, const char* role, DType dtype) const {
   const Buffer& b = buffer(index, role);
   if (b.dtype != dtype) {
-    fail("ERR_DTYPE", std::string("buffer '") + role + "' must be " + dtypeName(dtype) + ", got " +
-                          dtypeName(b.dtype));
+    fail("ERR_DTYPE", std::string("buffer '") + role + "' must be " + dtypeName(dtype) + ", got " + dtypeName(b.dtype));
   }
   return b;
 }

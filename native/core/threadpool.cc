@@ -48,7 +48,9 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::setFlushDenormal(bool on) { flushDenormal_ = on; }
+void ThreadPool::setFlushDenormal(bool on) {
+  flushDenormal_ = on;
+}
 
 void ThreadPool::workerLoop(int /*index*/) {
   uint64_t seen = 0;
@@ -72,7 +74,7 @@ void ThreadPool::workerLoop(int /*index*/) {
         if (generation_ != seen || nextTask_ >= numTasks_) break;
         task = nextTask_++;
       }
-      (*job)(task);
+      runTask(*job, task);
       std::lock_guard<std::mutex> lock(mutex_);
       if (++finished_ == numTasks_) done_.notify_all();
     }
@@ -104,7 +106,7 @@ void ThreadPool::run(int64_t numTasks, const std::function<void(int64_t)>& fn) {
       if (nextTask_ >= numTasks_) break;
       task = nextTask_++;
     }
-    fn(task);
+    runTask(fn, task);
     std::lock_guard<std::mutex> lock(mutex_);
     ++finished_;
   }
@@ -113,10 +115,30 @@ void ThreadPool::run(int64_t numTasks, const std::function<void(int64_t)>& fn) {
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [&] { return finished_ == numTasks_; });
   job_ = nullptr;
+  if (error_) {
+    std::exception_ptr error = error_;
+    error_ = nullptr;
+    std::rethrow_exception(error);
+  }
 }
 
-ThreadPool* currentPool() { return tlsPool; }
-void setCurrentPool(ThreadPool* pool) { tlsPool = pool; }
+// An exception must not leave a worker thread (that would end the process): the first
+// one is kept and rethrown on the calling thread once every task has finished.
+void ThreadPool::runTask(const std::function<void(int64_t)>& fn, int64_t task) {
+  try {
+    fn(task);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!error_) error_ = std::current_exception();
+  }
+}
+
+ThreadPool* currentPool() {
+  return tlsPool;
+}
+void setCurrentPool(ThreadPool* pool) {
+  tlsPool = pool;
+}
 
 int maxThreads() {
   if (tlsInParallel || tlsPool == nullptr) return 1;

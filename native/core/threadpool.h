@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -24,11 +25,13 @@ class ThreadPool {
   bool flushDenormal() const { return flushDenormal_; }
 
   // Calls fn(task) for task in [0, numTasks); the calling thread takes part. Blocks
-  // until all tasks have run. Not re-entrant: a task must not call run() again.
+  // until all tasks have run, then rethrows the first exception a task threw. Not
+  // re-entrant: a task must not call run() again.
   void run(int64_t numTasks, const std::function<void(int64_t)>& fn);
 
  private:
   void workerLoop(int index);
+  void runTask(const std::function<void(int64_t)>& fn, int64_t task);
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
@@ -41,7 +44,7 @@ class ThreadPool {
   uint64_t generation_ = 0;
   bool stopping_ = false;
   bool flushDenormal_ = true;
-  bool busy_ = false;
+  std::exception_ptr error_;
 };
 
 // The pool of the environment that is calling into the addon on this thread.

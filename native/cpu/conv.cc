@@ -147,49 +147,6 @@ void im2col(const ConvGeometry& g, const float* __restrict x, float* __restrict 
   }
 }
 
-// Writes `count` entries of one im2col row, for output pixels starting at (oy, ox) and running
-// on through later output rows, into out.
-void im2colRun(const ConvGeometry& g, const float* plane, int64_t ki, int64_t kj, int64_t oy, int64_t ox, int64_t count,
-               float* __restrict out) {
-  int64_t offset = kj * g.dilationW - g.padW, begin, end;
-  validColumns(g, offset, begin, end);
-  while (count > 0) {
-    int64_t segment = std::min(count, g.oW - ox), iy = oy * g.strideH - g.padH + ki * g.dilationH;
-    int64_t copyBegin = std::clamp(begin, ox, ox + segment), copyEnd = std::clamp(end, copyBegin, ox + segment);
-    if (iy < 0 || iy >= g.h) copyBegin = copyEnd = ox + segment;
-    const float* __restrict src = plane + iy * g.w + offset;
-    for (int64_t q = ox; q < copyBegin; ++q) out[q - ox] = 0.0f;
-    if (g.strideW == 1) {
-      for (int64_t q = copyBegin; q < copyEnd; ++q) out[q - ox] = src[q];
-    } else {
-      for (int64_t q = copyBegin; q < copyEnd; ++q) out[q - ox] = src[q * g.strideW];
-    }
-    for (int64_t q = copyEnd; q < ox + segment; ++q) out[q - ox] = 0.0f;
-    out += segment;
-    count -= segment;
-    ox = 0;
-    ++oy;
-  }
-}
-
-// im2col fused into GEMM packing: writes rows [p0, p0 + kc) and pixels [j0, j0 + cols) of the
-// column matrix of x[cInGroup, h, w] straight into panels of nr pixels, so the column matrix
-// is never stored and read back.
-void packIm2col(const ConvGeometry& g, const float* x, int64_t p0, int64_t kc, int64_t j0, int64_t cols, int nr,
-                float* dst) {
-  int64_t taps = g.kH * g.kW;
-  for (int64_t p = 0; p < kc; ++p) {
-    int64_t row = p0 + p, c = row / taps, ki = (row % taps) / g.kW, kj = row % g.kW;
-    const float* plane = x + c * g.h * g.w;
-    for (int64_t jr = 0; jr < cols; jr += nr) {
-      float* out = dst + jr * kc + p * nr;
-      int64_t panelCols = std::min<int64_t>(nr, cols - jr), first = j0 + jr;
-      im2colRun(g, plane, ki, kj, first / g.oW, first % g.oW, panelCols, out);
-      std::fill(out + panelCols, out + nr, 0.0f);
-    }
-  }
-}
-
 // The adjoint of im2col: adds every column entry back into gradX[cInGroup, h, w] (which the
 // caller has cleared); taps in the padding are dropped.
 void col2im(const ConvGeometry& g, const float* __restrict col, float* __restrict gradX) {
@@ -263,23 +220,20 @@ void conv2d(KernelCall& call) {
   const float* x = call.buffers[1].as<float>();
   const float* weight = call.buffers[2].as<float>();
   const float* bias = hasBias ? call.buffers[3].as<float>() : nullptr;
-  int64_t items = g.n * g.groups;
-  forEachChunk(items, chunkCount(items), [&](int64_t, int64_t begin, int64_t end) {
+  int64_t items = g.n * g.groups, chunks = chunkCount(items);
+  int64_t colSize = g.pointwise() ? 0 : g.colRows() * g.pixels();
+  float* cols = scratch(static_cast<size_t>(chunks * colSize));
+  forEachChunk(items, chunks, [&](int64_t chunk, int64_t begin, int64_t end) {
+    float* col = cols + chunk * colSize;
     for (int64_t item = begin; item < end; ++item) {
       int64_t image = item / g.groups, group = item % g.groups;
       const float* xg = x + (image * g.cIn + group * g.cInGroup()) * g.h * g.w;
       const float* weightg = weight + group * g.cOutGroup() * g.colRows();
       float* outg = out + (image * g.cOut + group * g.cOutGroup()) * g.pixels();
-      // out [cOutGroup, pixels] = weight [cOutGroup, colRows] * im2col(x) [colRows, pixels]
-      if (g.pointwise()) {
-        sgemm(false, false, g.cOutGroup(), g.pixels(), g.colRows(), 1.0f, weightg, g.colRows(), xg, g.pixels(), 0.0f,
-              outg, g.pixels());
-      } else {
-        PackBlockFn pack = [&](int64_t p0, int64_t kc, int64_t j0, int64_t cols, int nr, float* dst) {
-          packIm2col(g, xg, p0, kc, j0, cols, nr, dst);
-        };
-        sgemmPackedB(g.cOutGroup(), g.pixels(), g.colRows(), 1.0f, weightg, g.colRows(), pack, 0.0f, outg, g.pixels());
-      }
+      // out [cOutGroup, pixels] = weight [cOutGroup, colRows] * col [colRows, pixels]
+      if (!g.pointwise()) im2col(g, xg, col);
+      sgemm(false, false, g.cOutGroup(), g.pixels(), g.colRows(), 1.0f, weightg, g.colRows(), g.pointwise() ? xg : col,
+            g.pixels(), 0.0f, outg, g.pixels());
       if (bias != nullptr) addBias(g, bias + group * g.cOutGroup(), outg);
     }
   });

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <new>
 #include <string>
 
 #include "../core/cpu_features.h"
@@ -73,7 +74,6 @@ struct GemmArgs {
   float beta;
   float* c;
   int64_t ldc;
-  const PackBlockFn* packBlockB;  // when set, produces op(b) instead of b
 };
 
 // Splits `total` into near-equal blocks of at most `limit` (rounded up to `multiple`), so the
@@ -108,12 +108,8 @@ void gemmBlock(const MicroKernel& uk, const GemmArgs& g, int64_t m0, int64_t m1,
     int64_t nc = std::min(ncMax, n1 - jc);
     for (int64_t pc = 0; pc < g.k; pc += kcMax) {
       int64_t kc = std::min(kcMax, g.k - pc);
-      if (g.packBlockB != nullptr) {
-        (*g.packBlockB)(pc, kc, jc, nc, uk.nr, pb);
-      } else {
-        const float* bBlock = g.transB ? g.b + jc * g.ldb + pc : g.b + pc * g.ldb + jc;
-        uk.packB(bBlock, g.ldb, g.transB, kc, nc, uk.nr, pb);
-      }
+      const float* bBlock = g.transB ? g.b + jc * g.ldb + pc : g.b + pc * g.ldb + jc;
+      uk.packB(bBlock, g.ldb, g.transB, kc, nc, uk.nr, pb);
       float beta = pc == 0 ? g.beta : 1.0f;
       for (int64_t ic = m0; ic < m1; ic += mcMax) {
         int64_t mc = std::min(mcMax, m1 - ic);
@@ -225,7 +221,7 @@ const MicroKernel& selectedMicroKernel() {
 
 void sgemmWith(const MicroKernel& kernel, bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  GemmArgs g{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nullptr};
+  GemmArgs g{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
   runGemm(kernel, g);
 }
 
@@ -235,12 +231,6 @@ void sgemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alph
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   gemm_detail::sgemmWith(gemm_detail::selectedMicroKernel(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c,
                          ldc);
-}
-
-void sgemmPackedB(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const PackBlockFn& packB,
-                  float beta, float* c, int64_t ldc) {
-  gemm_detail::GemmArgs g{false, false, m, n, k, alpha, a, lda, nullptr, 0, beta, c, ldc, &packB};
-  gemm_detail::runGemm(gemm_detail::selectedMicroKernel(), g);
 }
 
 }  // namespace deepnode::cpu

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 
 namespace deepnode::cpu {
 
@@ -14,15 +13,6 @@ namespace deepnode::cpu {
 // current pool; called from inside a parallelFor task it runs on the calling thread.
 void sgemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
-
-// Writes op(b)[p0 : p0 + kc, j0 : j0 + cols] as panels of nr columns, nr floats per step of k,
-// columns past the edge zero. Lets a caller feed a b that never exists in memory, such as
-// conv's im2col matrix; it must be safe to call from several threads at once.
-using PackBlockFn = std::function<void(int64_t p0, int64_t kc, int64_t j0, int64_t cols, int nr, float* dst)>;
-
-// c[m, n] = alpha * a[m, k] * b[k, n] + beta * c with b produced block by block by packB.
-void sgemmPackedB(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const PackBlockFn& packB,
-                  float beta, float* c, int64_t ldc);
 
 namespace gemm_detail {
 

@@ -15,3 +15,7 @@ if [ -f native/tests/conv_test.cc ]; then
   g++ $flags native/tests/conv_test.cc native/cpu/conv.cc native/cpu/pool.cc native/cpu/matmul.cc $common \
     -lpthread -o "$out/conv_test"
 fi
+g++ $flags native/tests/elementwise_test.cc native/cpu/creation.cc native/cpu/elementwise.cc $common -lpthread \
+  -o "$out/elementwise_test"
+g++ $flags native/tests/reduce_test.cc native/cpu/reduce.cc $common -lpthread -o "$out/reduce_test"
+g++ $flags native/tests/index_test.cc native/cpu/index.cc native/cpu/optim.cc $common -lpthread -o "$out/index_test"
