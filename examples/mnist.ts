@@ -163,7 +163,7 @@ export function trainMnist(options: MnistTrainOptions): { model: MNISTNet; histo
     true,
     options.device,
   );
-  const test = mnistLoader(data.test, 1000, false, options.device);
+  const test = mnistLoader(data.test, 250, false, options.device);
   const previousDevice = getDefaultDevice();
   if (options.device !== undefined) setDefaultDevice(options.device);
   try {

@@ -7,7 +7,7 @@
 import { allocArray, type DType, type TypedArray } from "../../dtype.js";
 
 const MIN_POOLED_BYTES = 64 * 1024;
-const DEFAULT_LIMIT_MIB = 1024;
+const DEFAULT_LIMIT_MIB = 512;
 
 export class BufferPool {
   private readonly free = new Map<string, TypedArray[]>();
