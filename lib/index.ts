@@ -5,6 +5,7 @@ export { zeros, ones, full, arange, rand, randn } from "./ops/creation.js";
 export type { CreationOptions } from "./ops/creation.js";
 export { where, cast } from "./ops/elementwise.js";
 export { matmul } from "./ops/linalg.js";
+export { gather, scatterAdd } from "./ops/indexing.js";
 export { noGrad, enableGrad, isGradEnabled } from "./autograd/grad-mode.js";
 export { gradcheck } from "./autograd/gradcheck.js";
 export { scope, keep, liveTensors, memoryInfo } from "./memory.js";

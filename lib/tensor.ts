@@ -13,6 +13,7 @@ import * as red from "./ops/reduce.js";
 import * as sh from "./ops/shape.js";
 import * as create from "./ops/creation.js";
 import { matmul } from "./ops/linalg.js";
+import { gather, scatterAdd } from "./ops/indexing.js";
 import { checkShape, sizeOf } from "./shape.js";
 
 export type { Device } from "./backend/registry.js";
@@ -377,6 +378,18 @@ export class Tensor implements RawTensor {
   }
   matmul(other: Tensor): Tensor {
     return matmul(this, other);
+  }
+
+  // ---- indexing -------------------------------------------------------------------
+
+  /** Values at int32 `index` along dim (PyTorch's gather); out has index's shape. */
+  gather(dim: number, index: Tensor): Tensor {
+    return gather(this, dim, index);
+  }
+
+  /** A copy with src added at int32 `index` along dim. */
+  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
+    return scatterAdd(this, dim, index, src);
   }
 }
 

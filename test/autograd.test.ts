@@ -226,6 +226,21 @@ const SOFTMAX_LOSS: GradCase[] = [
     fn: (x, t) => F.nllLoss(x, t),
   },
   {
+    name: "gather along dim 1 with repeats",
+    inputs: [g([2, 4]), ints([2, 3], [3, 0, 3, 1, 1, 2])],
+    fn: (x, i) => x.gather(1, i),
+  },
+  {
+    name: "gather along dim 0",
+    inputs: [g([3, 2]), ints([1, 2], [2, 0])],
+    fn: (x, i) => x.gather(0, i),
+  },
+  {
+    name: "scatterAdd into a target",
+    inputs: [g([2, 3]), ints([2, 2], [0, 0, 2, 1]), g([2, 2])],
+    fn: (t, i, s) => t.scatterAdd(1, i, s),
+  },
+  {
     name: "crossEntropy",
     inputs: [g([4, 5], [-2, 2]), ints([4], [4, 0, 3, 1])],
     fn: (x, t) => F.crossEntropy(x, t),

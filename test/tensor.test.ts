@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 
 import {
   DTypeError,
+  IndexError,
   ShapeError,
   StateError,
   Tensor,
@@ -490,6 +491,62 @@ describe.each(DEVICES)("matmul on %s", (device) => {
       ],
       { atol: 1e-6, rtol: 1e-5 },
     );
+  });
+});
+
+describe.each(DEVICES)("indexing on %s", (device) => {
+  it("gather picks values along a dim and scatterAdd adds them back", () => {
+    const x = tensor(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      { device },
+    );
+    const index = tensor(
+      [
+        [2, 0],
+        [1, 1],
+      ],
+      { device, dtype: "int32" },
+    );
+    expect(x.gather(1, index).toArray()).toEqual([
+      [3, 1],
+      [5, 5],
+    ]);
+    const target = tensor(
+      [
+        [0, 0, 0],
+        [10, 10, 10],
+      ],
+      { device },
+    );
+    const src = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { device },
+    );
+    expect(target.scatterAdd(1, index, src).toArray()).toEqual([
+      [2, 0, 1],
+      [10, 17, 10],
+    ]);
+  });
+
+  it("rejects a float index, a mis-shaped index and an index out of range", () => {
+    const x = tensor([[1, 2, 3]], { device });
+    expectThrows(
+      () => x.gather(1, tensor([[0]], { device })),
+      DTypeError,
+      "gather: index must be int32, got float32",
+    );
+    expectThrows(
+      () => x.gather(1, tensor([[0], [0]], { device, dtype: "int32" })),
+      ShapeError,
+      "gather: index [2, 1] must match input [1, 3] in every dimension but 1",
+    );
+    expectThrows(() => x.gather(1, tensor([[3]], { device, dtype: "int32" })), IndexError, /3/);
   });
 });
 

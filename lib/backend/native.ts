@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NativeBinding } from "../../binding.js";
 import { DeviceError } from "../errors.js";
+import * as log from "../log.js";
 
 const require = createRequire(import.meta.url);
 
@@ -58,6 +59,11 @@ export function native(): NativeBinding {
   if (loadError !== undefined) throw loadError;
   try {
     cached = tryLoad();
+    const info = cached.info();
+    log.info(
+      `native addon ${info.version} (${info.compiler}): gemm ${info.gemmKernel}, ` +
+        `${cached.getNumThreads()} threads, cpu features ${info.cpuFeatures.join(" ") || "none"}`,
+    );
     return cached;
   } catch (error) {
     loadError = error as DeviceError;

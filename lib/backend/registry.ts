@@ -2,6 +2,7 @@
 // TypeScript, the oracle) and "cuda[:n]" (not built yet: asking for it says so).
 
 import { DeviceError, ValueError } from "../errors.js";
+import * as log from "../log.js";
 import type { Backend } from "./backend.js";
 import { cpuBackend } from "./cpu/index.js";
 import { referenceBackend } from "./reference/index.js";
@@ -41,5 +42,6 @@ export function getDefaultDevice(): Device {
 export function setDefaultDevice(device: string): void {
   const parsed = parseDevice(device);
   backendFor(parsed);
+  if (parsed !== defaultDevice) log.info(`default device: ${parsed}`);
   defaultDevice = parsed;
 }
