@@ -64,23 +64,53 @@ export function philox4x32(counter: number, seed: number, out: Uint32Array): voi
 
 const INV_2_POW_24 = 1 / 16777216;
 
+/**
+ * Calls visit(e, numbers[lane]) for e in [0, count), where `numbers` are the four values
+ * that `transform` derives from the Philox block of element e (computed once per block).
+ */
+function forEachOfBlocks(
+  key: RandomKey,
+  count: number,
+  transform: (words: Uint32Array, numbers: Float64Array) => void,
+  visit: (index: number, value: number) => void,
+): void {
+  const words = new Uint32Array(4);
+  const numbers = new Float64Array(4);
+  let lastBlock = -1;
+  for (let e = 0; e < count; e++) {
+    const g = key.offset + e;
+    const b = Math.floor(g / 4);
+    if (b !== lastBlock) {
+      philox4x32(b, key.seed, words);
+      transform(words, numbers);
+      lastBlock = b;
+    }
+    visit(e, numbers[g % 4]!);
+  }
+}
+
+function uniformsOf(words: Uint32Array, numbers: Float64Array): void {
+  for (let lane = 0; lane < 4; lane++) numbers[lane] = (words[lane]! >>> 8) * INV_2_POW_24;
+}
+
+function normalsOf(words: Uint32Array, numbers: Float64Array): void {
+  for (let pair = 0; pair < 4; pair += 2) {
+    const u0 = ((words[pair]! >>> 8) + 1) * INV_2_POW_24;
+    const u1 = ((words[pair + 1]! >>> 8) + 1) * INV_2_POW_24;
+    const r = Math.sqrt(-2 * Math.log(u0));
+    const t = 2 * Math.PI * u1;
+    numbers[pair] = r * Math.cos(t);
+    numbers[pair + 1] = r * Math.sin(t);
+  }
+}
+
 /** Calls visit(e, u) for e in [0, count) with the uniform number of element e. */
 export function forEachUniform(
   key: RandomKey,
   count: number,
   visit: (index: number, u: number) => void,
 ): void {
-  const block = new Uint32Array(4);
-  let lastBlock = -1;
-  for (let e = 0; e < count; e++) {
-    const g = key.offset + e;
-    const b = Math.floor(g / 4);
-    if (b !== lastBlock) {
-      philox4x32(b, key.seed, block);
-      lastBlock = b;
-    }
-    visit(e, (block[g % 4]! >>> 8) * INV_2_POW_24);
-  }
+  forEachOfBlocks(key, count, uniformsOf, visit);
 }
 
 /** Calls visit(e, z) for e in [0, count) with the standard normal number of element e. */
@@ -89,26 +119,7 @@ export function forEachNormal(
   count: number,
   visit: (index: number, z: number) => void,
 ): void {
-  const block = new Uint32Array(4);
-  const normals = new Float64Array(4);
-  let lastBlock = -1;
-  for (let e = 0; e < count; e++) {
-    const g = key.offset + e;
-    const b = Math.floor(g / 4);
-    if (b !== lastBlock) {
-      philox4x32(b, key.seed, block);
-      for (let pair = 0; pair < 4; pair += 2) {
-        const u0 = ((block[pair]! >>> 8) + 1) * INV_2_POW_24;
-        const u1 = ((block[pair + 1]! >>> 8) + 1) * INV_2_POW_24;
-        const r = Math.sqrt(-2 * Math.log(u0));
-        const t = 2 * Math.PI * u1;
-        normals[pair] = r * Math.cos(t);
-        normals[pair + 1] = r * Math.sin(t);
-      }
-      lastBlock = b;
-    }
-    visit(e, normals[g % 4]!);
-  }
+  forEachOfBlocks(key, count, normalsOf, visit);
 }
 
 /** The global generator: a seed and the offset of the next unused number. */
