@@ -339,6 +339,10 @@ export class Tensor implements RawTensor {
   min(dim?: number | readonly number[], keepdim = false): Tensor {
     return red.min(this, dim, keepdim);
   }
+  /** The 2-norm over dims (all by default). */
+  norm(dim?: number | readonly number[], keepdim = false): Tensor {
+    return red.norm(this, dim, keepdim);
+  }
   argmax(dim?: number, keepdim = false): Tensor {
     return red.argReduce("argmax", this, dim, keepdim);
   }

@@ -226,6 +226,21 @@ const SOFTMAX_LOSS: GradCase[] = [
     fn: (x, t) => F.nllLoss(x, t),
   },
   {
+    name: "norm over all dims",
+    inputs: [g([2, 3])],
+    fn: (x) => x.norm(),
+  },
+  {
+    name: "norm over dim 1 keepdim",
+    inputs: [g([3, 4])],
+    fn: (x) => x.norm(1, true),
+  },
+  {
+    name: "binaryCrossEntropyWithLogits with posWeight",
+    inputs: [g([2, 3], [-3, 3]), constant([2, 3], [1, 0, 1, 0, 0, 1]), constant([3], [2, 1, 0.5])],
+    fn: (x, y, p) => F.binaryCrossEntropyWithLogits(x, y, { posWeight: p }),
+  },
+  {
     name: "gather along dim 1 with repeats",
     inputs: [g([2, 4]), ints([2, 3], [3, 0, 3, 1, 1, 2])],
     fn: (x, i) => x.gather(1, i),

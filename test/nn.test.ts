@@ -791,3 +791,48 @@ describe("errors name the operation, the shapes and the values", () => {
     );
   });
 });
+
+describe.each(["cpu", "reference"])("numerically hard losses on %s", (device) => {
+  it("binaryCrossEntropyWithLogits is exact at logits of +-1000, and so is its gradient", () => {
+    const logits = tensor([1000, 1000, -1000, -1000, 0], { device, requiresGrad: true });
+    const targets = tensor([1, 0, 1, 0, 1], { device });
+    const losses = F.binaryCrossEntropyWithLogits(logits, targets, { reduction: "none" });
+    expect(Array.from(losses.dataSync())).toEqual([0, 1000, 1000, 0, Math.fround(Math.LN2)]);
+    F.binaryCrossEntropyWithLogits(logits, targets, { reduction: "sum" }).backward();
+    // d/dx = sigmoid(x) - y
+    expect(Array.from(logits.grad!.dataSync())).toEqual([0, 1, -1, 0, -0.5]);
+  });
+
+  it("binaryCrossEntropyWithLogits weighs positives by posWeight and averages by default", () => {
+    const logits = tensor([[0, 2]], { device });
+    const targets = tensor([[1, 0]], { device });
+    const posWeight = tensor([3, 3], { device });
+    const loss = F.binaryCrossEntropyWithLogits(logits, targets, { posWeight }).item();
+    // (3 * ln 2 + (2 + ln(1 + e^-2))) / 2
+    const expected = (3 * Math.LN2 + 2 + Math.log1p(Math.exp(-2))) / 2;
+    expect(loss).toBeCloseTo(expected, 6);
+    expectThrows(
+      () => F.binaryCrossEntropyWithLogits(logits, tensor([1, 0], { device })),
+      ShapeError,
+      "binaryCrossEntropyWithLogits: targets [2] must have the shape of the logits [1, 2]",
+    );
+  });
+
+  it("softmax of equal values is uniform and crossEntropy of huge logits is finite", () => {
+    const equal = F.softmax(tensor([[7, 7, 7, 7]], { device }), 1);
+    expect(Array.from(equal.dataSync())).toEqual([0.25, 0.25, 0.25, 0.25]);
+    const logits = tensor(
+      [
+        [1e30, 0, -1e30],
+        [-1e30, -1e30, 5],
+      ],
+      { device, requiresGrad: true },
+    );
+    const targets = tensor([0, 1], { device, dtype: "int32" });
+    const loss = F.crossEntropy(logits, targets, { reduction: "none" });
+    // -log(1) is -0, as in PyTorch; + 0 folds it into 0 for the comparison.
+    expect(Array.from(loss.dataSync(), (v) => v + 0)).toEqual([0, Math.fround(1e30 + 5)]);
+    loss.sum().backward();
+    expect(Array.from(logits.grad!.dataSync())).toEqual([0, 0, 0, 0, -1, 1]);
+  });
+});

@@ -700,3 +700,36 @@ describe("devices, clone and detach", () => {
     );
   });
 });
+
+describe.each(DEVICES)("norm on %s", (device) => {
+  it("is the 2-norm over all or some dims", () => {
+    const x = tensor(
+      [
+        [3, 4],
+        [6, 8],
+      ],
+      { device },
+    );
+    expect(x.norm().item()).toBeCloseTo(Math.sqrt(125), 5);
+    expect(x.norm(1).toArray()).toEqual([5, 10]);
+    expect(x.norm(0, true).shape).toEqual([1, 2]);
+  });
+
+  it("has gradient x / norm, and 0 at zero as PyTorch defines it", () => {
+    const x = tensor(
+      [
+        [3, 4],
+        [0, 0],
+      ],
+      { device, requiresGrad: true },
+    );
+    x.norm(1).sum().backward();
+    expect(x.grad!.toArray()).toEqual([[0.6, 0.8].map(Math.fround), [0, 0]]);
+    const zero = tensor([0, 0, 0], { device, requiresGrad: true });
+    zero.norm().backward();
+    expect(Array.from(zero.grad!.dataSync())).toEqual([0, 0, 0]);
+    const root = tensor([0, 4], { device, requiresGrad: true });
+    root.sqrt().sum().backward();
+    expect(Array.from(root.grad!.dataSync())).toEqual([Infinity, 0.25]);
+  });
+});

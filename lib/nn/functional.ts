@@ -356,6 +356,48 @@ export function crossEntropy(
   return nllLoss(logSoftmax(logits, 1), targets, options);
 }
 
+export interface BceWithLogitsOptions {
+  weight?: Tensor | null; // rescales each element's loss; broadcasts to the input
+  posWeight?: Tensor | null; // weight of positive examples, per class (broadcast on the last dim)
+  reduction?: Reduction;
+}
+
+/**
+ * Binary cross-entropy on logits, stable for any logit: with z = x and p = posWeight,
+ * loss = (1 - y) z + (1 + (p - 1) y) (log(1 + exp(-|z|)) + max(-z, 0)),
+ * which is exact at +-1000 where sigmoid followed by a log would give inf.
+ */
+export function binaryCrossEntropyWithLogits(
+  logits: Tensor,
+  targets: Tensor,
+  options: BceWithLogitsOptions = {},
+): Tensor {
+  checkFloatingInput("binaryCrossEntropyWithLogits", logits);
+  const reduction = checkReduction("binaryCrossEntropyWithLogits", options.reduction ?? "mean");
+  if (
+    targets.shape.length !== logits.shape.length ||
+    targets.shape.some((d, i) => d !== logits.shape[i])
+  ) {
+    throw new ShapeError(
+      "binaryCrossEntropyWithLogits",
+      `targets ${formatShape(targets.shape)} must have the shape of the logits ${formatShape(logits.shape)}`,
+      [logits.shape, targets.shape],
+    );
+  }
+  const y = targets.to(logits.dtype);
+  const softplus = logits.abs().neg().exp().add(1).log().add(logits.neg().maximum(0));
+  const posWeight = options.posWeight ?? null;
+  const factor = posWeight === null ? null : posWeight.sub(1).mul(y).add(1);
+  let loss = y
+    .neg()
+    .add(1)
+    .mul(logits)
+    .add(factor === null ? softplus : factor.mul(softplus));
+  if (options.weight !== undefined && options.weight !== null) loss = loss.mul(options.weight);
+  if (reduction === "none") return loss;
+  return reduction === "sum" ? loss.sum() : loss.mean();
+}
+
 // ---- dropout ----------------------------------------------------------------------
 
 /** Zeroes each element with probability p and scales the rest by 1 / (1 - p) when training. */

@@ -8,8 +8,8 @@ import { isFloating } from "../dtype.js";
 import { ValueError } from "../errors.js";
 import { normalizeAxes, normalizeAxis, sizeOf } from "../shape.js";
 import type { Tensor } from "../tensor.js";
-import { empty } from "./creation.js";
-import { cast, compare, div, mul } from "./elementwise.js";
+import { empty, full } from "./creation.js";
+import { cast, compare, div, mul, where } from "./elementwise.js";
 import { expand } from "./shape.js";
 
 function keptShape(shape: readonly number[], axes: readonly number[]): number[] {
@@ -87,4 +87,24 @@ export function argReduce(
   backendFor(x.device).argReduce(op, out, source, axis);
   if (dim === undefined) return out.reshape(keepdim ? x.shape.map(() => 1) : []);
   return keepdim ? out : out.reshape(outShape(source.shape, [axis], false));
+}
+
+/**
+ * The 2-norm over dims (all by default). Its gradient is x / norm, and 0 where the norm is
+ * 0, as PyTorch defines it (the subgradient at the kink), instead of 0 / 0.
+ */
+export function norm(x: Tensor, dim?: number | readonly number[], keepdim = false): Tensor {
+  const source = isFloating(x.dtype) ? x : cast(x, "float32");
+  const axes = normalizeAxes("norm", dim, x.ndim);
+  const squares = empty(source.shape, source.dtype, source.device);
+  backendFor(x.device).unary("square", squares, source);
+  const sums = reduceRaw("sum", squares, axes);
+  const kept = empty(sums.shape, sums.dtype, sums.device);
+  backendFor(x.device).unary("sqrt", kept, sums);
+  const out = kept.reshape(outShape(x.shape, axes, keepdim));
+  return record(out, "norm", [source], (g) => {
+    const zero = full([], 0, { dtype: source.dtype, device: source.device });
+    const scale = where(compare("eq", kept, 0), zero, div(g.reshape(kept.shape), kept));
+    return [mul(expand(scale, [...source.shape]), source)];
+  });
 }
