@@ -151,6 +151,16 @@ export interface NativeInfo {
   gemmKernel: string; // the GEMM micro-kernel chosen at run time
 }
 
+/** What the CUDA plugin found (native/cuda/plugin_api.h); see lib/backend/cuda/plugin.ts. */
+export interface NativeCudaProbe {
+  pluginError: string; // why the plugin could not be opened or used; "" when it answered
+  runtimeVersion: number; // of the CUDA runtime linked into the plugin, e.g. 13000
+  driverVersion: number; // the CUDA version the driver supports; 0 without a driver
+  error: string; // why no GPU can be used; "" when one can
+  devices: { name: string; computeCapability: string; totalMemory: number }[];
+  libraries: { name: string; path: string; version: string; error: string }[];
+}
+
 /** The addon's exports. */
 export interface NativeBinding {
   /** Runs one kernel synchronously; throws an Error with `code` on bad arguments. */
@@ -162,6 +172,8 @@ export interface NativeBinding {
   getNumThreads(): number;
   setFlushDenormal(on: boolean): void;
   getFlushDenormal(): boolean;
+  /** Opens the CUDA plugin at pluginPath and asks what it finds; never throws for a missing GPU. */
+  cudaProbe(pluginPath: string, libraryDirs: string[]): NativeCudaProbe;
 }
 
 /** Names of the addon's exports, for the manifest check. */

@@ -20,3 +20,4 @@ export * as F from "./nn/functional.js";
 export * as data from "./data/index.js";
 export * as io from "./io/index.js";
 export { setNumThreads, getNumThreads, setFlushDenormal, buildInfo } from "./runtime.js";
+export * as cuda from "./backend/cuda/index.js";

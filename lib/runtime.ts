@@ -1,6 +1,7 @@
 // Process-wide settings of the cpu backend and what the build contains.
 
 import type { NativeInfo } from "../binding.js";
+import { cudaStatus, type CudaStatus } from "./backend/cuda/plugin.js";
 import { native, nativeAvailable } from "./backend/native.js";
 import { ValueError } from "./errors.js";
 
@@ -26,14 +27,13 @@ export function setFlushDenormal(on: boolean): void {
 export interface BuildInfo {
   native: NativeInfo | null;
   devices: string[];
-  cuda: { available: false; reason: string };
+  cuda: CudaStatus;
 }
 
 export function buildInfo(): BuildInfo {
   const available = nativeAvailable();
-  return {
-    native: available ? native().info() : null,
-    devices: available ? ["cpu", "reference"] : ["reference"],
-    cuda: { available: false, reason: "this build of deepnode has no CUDA backend yet" },
-  };
+  const cuda = cudaStatus();
+  const devices = available ? ["cpu", "reference"] : ["reference"];
+  if (cuda.available) devices.push(...cuda.devices.map((device) => `cuda:${device.index}`));
+  return { native: available ? native().info() : null, devices, cuda };
 }

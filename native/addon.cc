@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/cpu_features.h"
+#include "core/cuda_plugin.h"
 #include "core/kernel.h"
 #include "core/threadpool.h"
 
@@ -190,6 +191,51 @@ Napi::Value GetFlushDenormal(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), state(info.Env()).flushDenormal);
 }
 
+Napi::Object cudaReportToObject(const Napi::Env& env, const CudaProbeResult& result) {
+  const DeepnodeCudaReport& report = result.report;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pluginError", result.pluginError);
+  out.Set("runtimeVersion", report.runtimeVersion);
+  out.Set("driverVersion", report.driverVersion);
+  out.Set("error", std::string(report.error));
+  Napi::Array devices = Napi::Array::New(env);
+  for (int i = 0; i < report.deviceCount && i < DEEPNODE_CUDA_MAX_DEVICES; ++i) {
+    Napi::Object device = Napi::Object::New(env);
+    device.Set("name", std::string(report.devices[i].name));
+    device.Set("computeCapability",
+               std::to_string(report.devices[i].major) + "." + std::to_string(report.devices[i].minor));
+    device.Set("totalMemory", static_cast<double>(report.devices[i].totalMemory));
+    devices.Set(static_cast<uint32_t>(i), device);
+  }
+  out.Set("devices", devices);
+  Napi::Array libraries = Napi::Array::New(env);
+  for (int i = 0; i < report.libraryCount && i < DEEPNODE_CUDA_MAX_LIBRARIES; ++i) {
+    Napi::Object library = Napi::Object::New(env);
+    library.Set("name", std::string(report.libraries[i].name));
+    library.Set("path", std::string(report.libraries[i].path));
+    library.Set("version", std::string(report.libraries[i].version));
+    library.Set("error", std::string(report.libraries[i].error));
+    libraries.Set(static_cast<uint32_t>(i), library);
+  }
+  out.Set("libraries", libraries);
+  return out;
+}
+
+// cudaProbe(pluginPath: string, libraryDirs: string[]): what the CUDA plugin finds.
+Napi::Value CudaProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsString() || !info[1].IsArray())
+    throw makeError(env, "ERR_ARGUMENT", "cudaProbe(pluginPath, libraryDirs): expected a string and an array");
+  std::vector<std::string> dirs;
+  Napi::Array array = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value item = array.Get(i);
+    if (!item.IsString()) throw makeError(env, "ERR_ARGUMENT", "cudaProbe: libraryDirs must hold strings");
+    dirs.push_back(item.As<Napi::String>().Utf8Value());
+  }
+  return cudaReportToObject(env, probeCudaPlugin(info[0].As<Napi::String>().Utf8Value(), dirs));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new EnvState());  // freed by node-addon-api's default finalizer at env teardown
   exports.Set("run", Napi::Function::New(env, Run, "run"));
@@ -199,6 +245,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("setFlushDenormal", Napi::Function::New(env, SetFlushDenormal, "setFlushDenormal"));
   exports.Set("getFlushDenormal", Napi::Function::New(env, GetFlushDenormal, "getFlushDenormal"));
+  exports.Set("cudaProbe", Napi::Function::New(env, CudaProbe, "cudaProbe"));
   return exports;
 }
 

@@ -1,20 +1,110 @@
-// The cuda backend. This build has none, so its conformance suite shows as skipped with
-// the reason, and asking for a cuda tensor must fail with a DeviceError that says why.
+// The cuda backend. This version has no cuda kernels, so its conformance suite shows as
+// skipped with the reason; asking for a cuda tensor must fail with a DeviceError that
+// says why. The plugin that finds the driver, GPUs and libraries is tested for real: it
+// is built wherever nvcc is, and fake NVIDIA libraries made here check its search order.
 
-import { describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
-import { DeviceError, buildInfo, zeros } from "../lib/index.js";
+import { afterAll, describe, expect, it } from "vitest";
+
+import { libraryDirs, pluginCandidates, probeCudaStatus } from "../lib/backend/cuda/plugin.js";
+import { DeviceError, buildInfo, cuda, zeros } from "../lib/index.js";
 import { expectThrows } from "./helpers.js";
 
-const cuda = buildInfo().cuda;
+const status = cuda.status();
+const pluginBuilt = status.plugin !== null;
 
-describe(`cuda backend (conformance suite skipped: ${cuda.reason})`, () => {
-  it.runIf(!cuda.available)(`is reported unavailable, with the reason: ${cuda.reason}`, () => {
-    expect(cuda.reason).toBe("this build of deepnode has no CUDA backend yet");
-    expectThrows(
-      () => zeros([2], { device: "cuda" }),
-      DeviceError,
-      'device: cuda:0 is not available: this build of deepnode has no CUDA backend yet; use device "cpu"',
-    );
+describe(`cuda backend (conformance suite skipped: ${status.reason})`, () => {
+  it.runIf(!status.available)(`is reported unavailable, with the reason: ${status.reason}`, () => {
+    expect(cuda.isAvailable()).toBe(false);
+    expect(buildInfo().cuda).toEqual(status);
+    expect(buildInfo().devices).toEqual(["cpu", "reference"]);
+    for (const device of ["cuda", "cuda:0", "cuda:3"]) {
+      const name = device === "cuda" ? "cuda:0" : device;
+      expectThrows(
+        () => zeros([2], { device }),
+        DeviceError,
+        `device: ${name} is not available: ${status.reason}; use device "cpu"`,
+      );
+    }
   });
+});
+
+describe("the CUDA plugin", () => {
+  const scratch = mkdtempSync(join(tmpdir(), "deepnode-cuda-"));
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  it.runIf(pluginBuilt)("loads and names the driver it lacks on a machine without a GPU", () => {
+    expect(status.plugin).toMatch(/deepnode_cuda\.so$/);
+    expect(status.runtimeVersion).toMatch(/^\d+\.\d+$/);
+    expect(status.libraries.map((library) => library.name)).toEqual([
+      "cublasLt",
+      "cublas",
+      "cudnn",
+    ]);
+    if (status.driverVersion === null) {
+      expect(status.reason).toMatch(
+        /^the CUDA plugin found no usable GPU: no NVIDIA driver: libcuda\.so\.1: .+; install the NVIDIA driver/,
+      );
+      expect(status.devices).toEqual([]);
+    }
+  });
+
+  it("says which plugin files it tried and why each failed", () => {
+    const notAPlugin = join(scratch, "deepnode_cuda.so");
+    writeFileSync(notAPlugin, "not a shared library");
+    const missing = join(scratch, "missing", "deepnode_cuda.so");
+    const probe = probeCudaStatus([missing, notAPlugin]);
+    expect(probe.available).toBe(false);
+    expect(probe.plugin).toBeNull();
+    expect(probe.reason).toContain("this build of deepnode has no usable CUDA plugin");
+    expect(probe.reason).toContain(`${missing}: no such file; ${notAPlugin}: `);
+    expect(probe.reason).toMatch(/invalid ELF header|file too short/);
+  });
+
+  it("searches DEEPNODE_CUDA_LIBRARY_PATH first, then the plugin's folder", () => {
+    const saved = process.env.DEEPNODE_CUDA_LIBRARY_PATH;
+    process.env.DEEPNODE_CUDA_LIBRARY_PATH = ["/first", "/second"].join(":");
+    try {
+      const dirs = libraryDirs("/opt/deepnode/deepnode_cuda.so");
+      expect(dirs.slice(0, 3)).toEqual(["/first", "/second", "/opt/deepnode"]);
+    } finally {
+      if (saved === undefined) delete process.env.DEEPNODE_CUDA_LIBRARY_PATH;
+      else process.env.DEEPNODE_CUDA_LIBRARY_PATH = saved;
+    }
+    expect(pluginCandidates().at(-1)).toMatch(/build[/\\]Release[/\\]deepnode_cuda\.so$/);
+  });
+
+  // A stand-in for libcudnn.so.9 exporting cudnnGetProperty, which reports 9.7.1.
+  it.runIf(pluginBuilt)(
+    "opens a library found on DEEPNODE_CUDA_LIBRARY_PATH and reads its version",
+    () => {
+      const source = join(scratch, "fake_cudnn.c");
+      writeFileSync(
+        source,
+        "int cudnnGetProperty(int type, int* value) {\n" +
+          "  static const int parts[3] = {9, 7, 1};\n" +
+          "  if (type < 0 || type > 2) return 3;\n" +
+          "  *value = parts[type];\n" +
+          "  return 0;\n" +
+          "}\n",
+      );
+      const library = join(scratch, "libcudnn.so.9");
+      execFileSync("cc", ["-shared", "-fPIC", "-o", library, source]);
+      const saved = process.env.DEEPNODE_CUDA_LIBRARY_PATH;
+      process.env.DEEPNODE_CUDA_LIBRARY_PATH = scratch;
+      try {
+        const probe = probeCudaStatus([status.plugin!]);
+        const cudnn = probe.libraries.find((entry) => entry.name === "cudnn");
+        expect(cudnn).toEqual({ name: "cudnn", path: library, version: "9.7.1", error: null });
+        expect(probe.libraryDirs[0]).toBe(scratch);
+      } finally {
+        if (saved === undefined) delete process.env.DEEPNODE_CUDA_LIBRARY_PATH;
+        else process.env.DEEPNODE_CUDA_LIBRARY_PATH = saved;
+      }
+    },
+  );
 });

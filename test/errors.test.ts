@@ -22,6 +22,7 @@ import {
   StateDictError,
   StateError,
   ValueError,
+  cuda,
   formatShape,
   manualSeed,
   matmul,
@@ -169,13 +170,14 @@ describe("dtype, device, value and index errors", () => {
     expect(error.devices).toEqual(["cpu", "reference"]);
   });
 
-  it("asking for cuda says it is not built", () => {
-    expectThrows(
+  it("asking for cuda says what is missing", () => {
+    const error = expectThrows(
       () => zeros([1], { device: "cuda" }),
       DeviceError,
-      "device: cuda:0 is not available: this build of deepnode has no CUDA backend yet; " +
-        'use device "cpu"',
+      `device: cuda:0 is not available: ${cuda.status().reason}; use device "cpu"`,
     );
+    expect(error.devices).toEqual(["cuda:0"]);
+    expect(cuda.status().reason).toMatch(/CUDA/);
   });
 
   it("matmul of mixed dtypes is a DTypeError", () => {

@@ -1,9 +1,11 @@
 // Device names and the backend behind each: "cpu" (native addon), "reference" (plain
-// TypeScript, the oracle) and "cuda[:n]" (not built yet: asking for it says so).
+// TypeScript, the oracle) and "cuda[:n]" (its plugin says what is there; asking for an
+// unavailable device throws a DeviceError with the reason).
 
-import { DeviceError, ValueError } from "../errors.js";
+import { DeviceError, NotSupportedError, ValueError } from "../errors.js";
 import * as log from "../log.js";
 import type { Backend } from "./backend.js";
+import { cudaStatus } from "./cuda/plugin.js";
 import { cpuBackend } from "./cpu/index.js";
 import { referenceBackend } from "./reference/index.js";
 
@@ -24,12 +26,16 @@ export function parseDevice(device: string): Device {
 export function backendFor(device: Device): Backend {
   if (device === "cpu") return cpuBackend;
   if (device === "reference") return referenceBackend;
-  throw new DeviceError(
-    "device",
-    `${device} is not available: this build of deepnode has no CUDA backend yet; ` +
-      `use device "cpu"`,
-    [device],
-  );
+  const status = cudaStatus();
+  if (!status.available) {
+    throw new DeviceError(
+      "device",
+      `${device} is not available: ${status.reason}; use device "cpu"`,
+      [device],
+    );
+  }
+  // cudaStatus() reports available only once this version has a cuda backend to return.
+  throw new NotSupportedError("device", `${device}: this version has no cuda backend`);
 }
 
 let defaultDevice: Device = "cpu";
