@@ -1,9 +1,12 @@
-// The cuda backend. This build has none, so its conformance suite shows as skipped with
-// the reason, and asking for a cuda tensor must fail with a DeviceError that says why.
+// The cuda backend. This build has none, so its conformance suite (test/conformance.ts)
+// shows as skipped with the reason, and asking for a cuda tensor must fail with a
+// DeviceError that says why.
 
 import { describe, expect, it } from "vitest";
 
+import { backendFor } from "../lib/backend/registry.js";
 import { DeviceError, buildInfo, zeros } from "../lib/index.js";
+import { conformanceSuite } from "./conformance.js";
 import { expectThrows } from "./helpers.js";
 
 const cuda = buildInfo().cuda;
@@ -18,3 +21,5 @@ describe(`cuda backend (conformance suite skipped: ${cuda.reason})`, () => {
     );
   });
 });
+
+conformanceSuite({ name: "cuda", device: "cuda:0", backend: () => backendFor("cuda:0") }, cuda);
