@@ -28,7 +28,7 @@ import { poolOutputSize } from "../lib/backend/reference/pool.js";
 import { referenceBackend } from "../lib/backend/reference/index.js";
 import type { Device } from "../lib/backend/registry.js";
 import type { DType } from "../lib/dtype.js";
-import { DeepnodeError, IndexError, liveTensors } from "../lib/index.js";
+import { DeepnodeError, IndexError, ValueError, liveTensors } from "../lib/index.js";
 import {
   awayFromZero,
   expectClose,
@@ -1331,6 +1331,78 @@ function optimizerStepsCases(t: Target): void {
   });
 }
 
+// ---- empty tensors and integer division by zero ------------------------------------------
+
+function emptyTensorCases(t: Target): void {
+  describe("empty tensors where legal, and integer division by zero", () => {
+    const conv = convParams();
+    const pool = poolParams([2, 2]);
+
+    it("softmax and its backward over an empty batch and along an empty axis", () => {
+      for (const shape of [
+        [0, 3],
+        [2, 0],
+      ]) {
+        for (const log of [false, true]) {
+          conform(t, `softmax ${JSON.stringify(shape)} log=${log}`, EXACT, (b) => {
+            const out = raw(b, "float32", shape);
+            b.softmax(out, raw(b, "float32", shape), 1, log);
+            const gradX = raw(b, "float32", shape);
+            b.softmaxBackward(gradX, raw(b, "float32", shape), out, 1, log);
+            return [out, gradX];
+          });
+        }
+      }
+    });
+
+    it("conv2d forward and both backwards over a batch of 0", () => {
+      const ws = floats(1, 8);
+      conform(t, "conv2d N=0", EXACT, (b) => {
+        const x = raw(b, "float32", [0, 1, 3, 3]);
+        const weight = raw(b, "float32", [2, 1, 2, 2], ws);
+        const out = raw(b, "float32", [0, 2, 2, 2]);
+        b.conv2d(out, x, weight, raw(b, "float32", [2], [1, -1]), conv);
+        const gradX = raw(b, "float32", [0, 1, 3, 3]);
+        b.conv2dBackwardData(gradX, out, weight, conv);
+        // over no samples the weight gradient is all zeros, whatever was there before
+        const gradWeight = raw(b, "float32", [2, 1, 2, 2], ws);
+        b.conv2dBackwardWeight(gradWeight, out, x, conv);
+        return [out, gradX, gradWeight];
+      });
+    });
+
+    it("maxPool2d, its backward and dropout over empty tensors", () => {
+      conform(t, "maxPool2d N=0", EXACT, (b) => {
+        const out = raw(b, "float32", [0, 1, 1, 1]);
+        const indices = raw(b, "int32", [0, 1, 1, 1]);
+        b.maxPool2d(out, indices, raw(b, "float32", [0, 1, 2, 2]), pool);
+        const gradX = raw(b, "float32", [0, 1, 2, 2]);
+        b.maxPool2dBackward(gradX, out, indices);
+        return [out, indices, gradX];
+      });
+      conform(t, "dropout empty", EXACT, (b) => {
+        const out = raw(b, "float32", [0, 3]);
+        const mask = raw(b, "float32", [0, 3]);
+        b.dropout(out, mask, raw(b, "float32", [0, 3]), 0.5, { seed: 1, offset: 0 });
+        return [out, mask];
+      });
+    });
+
+    it.each(["floordiv", "remainder"] as const)(
+      "int32 %s by zero is a ValueError on both backends",
+      (op) => {
+        for (const b of [t.backend(), ref]) {
+          const out = raw(b, "int32", [3]);
+          const divide = () =>
+            b.binary(op, out, raw(b, "int32", [3], [1, 2, 3]), raw(b, "int32", [3], [1, 0, 2]));
+          expect(divide, b.name).toThrow(ValueError);
+          expect(divide, b.name).toThrow(/integer division by zero$/);
+        }
+      },
+    );
+  });
+}
+
 const SECTIONS: ((t: Target) => void)[] = [
   memoryFillAndCastCases,
   randomKernelsCases,
@@ -1345,4 +1417,5 @@ const SECTIONS: ((t: Target) => void)[] = [
   nllLossCases,
   optimizerStepsCases,
   hardInputCases,
+  emptyTensorCases,
 ];
