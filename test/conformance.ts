@@ -1403,6 +1403,25 @@ function emptyTensorCases(t: Target): void {
   });
 }
 
+// ---- release ------------------------------------------------------------------------
+
+function releaseCases(t: Target): void {
+  describe("release", () => {
+    it.each(["float32", "int32", "uint8"] as const)(
+      "storage allocated after a release is zero-filled again (%s, large enough to pool)",
+      (dtype) => {
+        const size = 70_000; // >= 64 KiB even for uint8: the cpu pool keeps it
+        conform(t, `alloc after release ${dtype}`, EXACT, (b) => {
+          const first = raw(b, dtype, [size]);
+          b.fill(first, 7);
+          b.release?.(first.storage);
+          return [raw(b, dtype, [size])];
+        });
+      },
+    );
+  });
+}
+
 const SECTIONS: ((t: Target) => void)[] = [
   memoryFillAndCastCases,
   randomKernelsCases,
@@ -1418,4 +1437,5 @@ const SECTIONS: ((t: Target) => void)[] = [
   optimizerStepsCases,
   hardInputCases,
   emptyTensorCases,
+  releaseCases,
 ];
