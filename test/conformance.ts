@@ -5,7 +5,8 @@
 // op states its tolerance, and a failure names the worst element and its ratio to it.
 // test/backend-<name>.test.ts runs it for each backend; an absent backend's suite shows
 // as skipped with the reason. Every case must leave the live-tensor count where it found
-// it, and a leak names the case.
+// it, and a leak names the case. Each section below is one function defining one describe
+// block for the backend under test; the few over 100 lines are long lists of cases.
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
