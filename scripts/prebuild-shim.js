@@ -1,5 +1,5 @@
 // prebuildify calls its --node-gyp program with node-gyp's arguments; this shim turns
-// that into a cmake-js build so `npm run prebuild` can make prebuilds/ from our CMake
+// that into a cmake-js build so `npm run build:prebuilds` can make prebuilds/ from our CMake
 // project. Only the `rebuild` and `build` commands are understood; the addon uses
 // Node-API, so one binary serves every Node version and the target is ignored.
 import { spawnSync } from "node:child_process";

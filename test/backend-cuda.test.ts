@@ -1,5 +1,5 @@
-// The cuda backend. This version has no cuda kernels, so its conformance suite shows as
-// skipped with the reason; asking for a cuda tensor must fail with a DeviceError that
+// The cuda backend. This version has no cuda kernels, so its conformance suite
+// (test/conformance.ts) shows as skipped with the reason; asking for a cuda tensor must fail with a DeviceError that
 // says why. The plugin that finds the driver, GPUs and libraries is tested for real: it
 // is built wherever nvcc is, and fake NVIDIA libraries made here check its search order.
 
@@ -11,7 +11,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 
 import { libraryDirs, pluginCandidates, probeCudaStatus } from "../lib/backend/cuda/plugin.js";
+import { backendFor } from "../lib/backend/registry.js";
 import { DeviceError, buildInfo, cuda, zeros } from "../lib/index.js";
+import { conformanceSuite } from "./conformance.js";
 import { expectThrows } from "./helpers.js";
 
 const status = cuda.status();
@@ -108,3 +110,5 @@ describe("the CUDA plugin", () => {
     },
   );
 });
+
+conformanceSuite({ name: "cuda", device: "cuda:0", backend: () => backendFor("cuda:0") }, status);

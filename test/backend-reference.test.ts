@@ -17,6 +17,8 @@ import { poolOutputSize } from "../lib/backend/reference/pool.js";
 import type { DType } from "../lib/dtype.js";
 import { DTypeError, DeviceError, IndexError, ShapeError, ValueError } from "../lib/errors.js";
 import { forEachNormal, forEachUniform } from "../lib/random.js";
+import { leakCheck } from "./conformance.js";
+import { hardInputCases } from "./hard-inputs.js";
 
 /** What a float-only primitive says when given int32. */
 const INT32_NOT_FLOAT =
@@ -1042,4 +1044,12 @@ describe("adamStep", () => {
     backend.adamStep(param, f64([1], [0.5]), expAvg, expAvgSq, null, defaults);
     expect(valuesOf(param)[0]).toBeCloseTo(1 - (1e-3 * 0.5) / (0.5 + 1e-8), 15);
   });
+});
+
+// ---- numerically hard inputs -------------------------------------------------------------
+// The exact-value cases that test/conformance.ts runs for every other backend.
+
+describe("reference backend", () => {
+  leakCheck();
+  hardInputCases({ name: "reference", device: "reference", backend: () => backend });
 });

@@ -284,3 +284,139 @@ describe("permute", () => {
     expect(liveTensors()).toBe(before);
   });
 });
+
+// ---- the shape algebra against plain index arithmetic -------------------------------------
+// Independent oracles rather than one backend against the other: broadcast values and
+// gradients from explicit index maps, keepdim as a reshape of the squeezed result, and
+// batched matmul as a loop of 2-D products over the broadcast batch index.
+
+const DEVICES = ["cpu", "reference"] as const;
+
+/** Row-major coordinates of flat index i in shape. */
+function coordsOf(i: number, shape: readonly number[]): number[] {
+  const coords = Array<number>(shape.length).fill(0);
+  let rest = i;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    coords[d] = rest % shape[d]!;
+    rest = Math.floor(rest / shape[d]!);
+  }
+  return coords;
+}
+
+/** Flat index in `shape` of the out coordinates `coords`, as broadcasting reads it. */
+function broadcastIndex(coords: readonly number[], shape: readonly number[]): number {
+  const lead = coords.length - shape.length;
+  return shape.reduce((flat, d, i) => flat * d + (d === 1 ? 0 : coords[lead + i]!), 0);
+}
+
+/** Seeded values that are small integers, so sums and products are exact in float32. */
+function integerValues(count: number, seed: number): number[] {
+  const random = seededRandom(seed);
+  return Array.from({ length: count }, () => Math.floor(random() * 9) - 4);
+}
+
+describe.each(DEVICES)("shape algebra against index arithmetic on %s", (device) => {
+  const make = (shape: readonly number[], seed: number) =>
+    tensor(integerValues(sizeOf(shape), seed), { device }).reshape([...shape]);
+
+  it("a broadcast sum reads each operand at its broadcast index", () => {
+    fc.assert(
+      fc.property(broadcastPair, fc.nat(), ([a, b], seed) => {
+        scope(() => {
+          const x = make(a, seed);
+          const y = make(b, seed + 1);
+          const out = x.add(y);
+          const xs = Array.from(x.dataSync());
+          const ys = Array.from(y.dataSync());
+          const expected = Array.from({ length: out.numel }, (_, i) => {
+            const c = coordsOf(i, out.shape);
+            return xs[broadcastIndex(c, a)]! + ys[broadcastIndex(c, b)]!;
+          });
+          expectEqualValues(out, expected, `[${a}] + [${b}]`);
+        });
+      }),
+      RUNS,
+    );
+  });
+
+  it("the gradient of a broadcast operand counts how often each element was read", () => {
+    fc.assert(
+      fc.property(broadcastPair, ([a, b]) => {
+        const x = tensor(Array<number>(sizeOf(a)).fill(1), { device, requiresGrad: true });
+        scope(() => {
+          const xa = x.reshape([...a]);
+          xa.mul(make(b, 3).mul(0).add(1)).sum().backward();
+        });
+        const out = broadcastShapes("add", a, b);
+        const counts = Array<number>(sizeOf(a)).fill(0);
+        for (let i = 0; i < sizeOf(out); i++) counts[broadcastIndex(coordsOf(i, out), a)]!++;
+        expectEqualValues(x.grad!, counts, `gradient of [${a}] against [${b}]`);
+        x.zeroGrad();
+        x.dispose();
+      }),
+      RUNS,
+    );
+  });
+
+  it("keepdim is the squeezed reduction with the reduced dims kept as 1", () => {
+    const arb = fc
+      .tuple(fc.array(dim, { minLength: 1, maxLength: 4 }), fc.nat())
+      .chain(([shape, seed]) =>
+        fc
+          .subarray(
+            shape.map((_, i) => i),
+            { minLength: 1 },
+          )
+          .map((axes) => ({ shape, seed, axes })),
+      );
+    const ops = ["sum", "max", "min"] as const;
+    fc.assert(
+      fc.property(arb, fc.constantFrom(...ops), ({ shape, seed, axes }, op) => {
+        scope(() => {
+          const x = make(shape, seed);
+          const kept = x[op](axes, true);
+          const squeezed = x[op](axes, false);
+          expect(kept.shape).toEqual(shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+          expectEqualValues(kept.reshape([...squeezed.shape]), squeezed, `${op} over ${axes}`);
+          // reducing one axis at a time, from the last, gives the same values
+          const stepwise = [...axes].sort((p, q) => q - p).reduce((t, axis) => t[op](axis), x);
+          expectEqualValues(stepwise, squeezed, `${op} axis by axis over ${axes}`);
+          // the kept result broadcasts back against x
+          expect(x.sub(kept).shape).toEqual(shape);
+        });
+      }),
+      RUNS,
+    );
+  });
+
+  it("batched matmul is a loop of 2-D products over the broadcast batch index", () => {
+    const arb = fc.tuple(broadcastPair, dim, dim, dim, fc.nat());
+    fc.assert(
+      fc.property(arb, ([[batchA, batchB], m, k, n, seed]) => {
+        scope(() => {
+          const x = make([...batchA, m, k], seed);
+          const y = make([...batchB, k, n], seed + 1);
+          const out = matmul(x, y);
+          const batch = broadcastShapes("matmul", batchA, batchB);
+          expect(out.shape).toEqual([...batch, m, n]);
+          const xs = Array.from(x.dataSync());
+          const ys = Array.from(y.dataSync());
+          const expected: number[] = [];
+          for (let bi = 0; bi < sizeOf(batch); bi++) {
+            const c = coordsOf(bi, batch);
+            const xo = broadcastIndex(c, batchA) * m * k;
+            const yo = broadcastIndex(c, batchB) * k * n;
+            for (let i = 0; i < m; i++)
+              for (let j = 0; j < n; j++) {
+                let acc = 0;
+                for (let p = 0; p < k; p++) acc += xs[xo + i * k + p]! * ys[yo + p * n + j]!;
+                expected.push(acc);
+              }
+          }
+          expectEqualValues(out, expected, `[${batchA}, ${m}, ${k}] @ [${batchB}, ${k}, ${n}]`);
+        });
+      }),
+      RUNS,
+    );
+  });
+});

@@ -1,0 +1,1442 @@
+// The conformance suite: one backend against the reference backend, primitive by
+// primitive, forward and backward, on random and edge shapes: size-1 dims, odd sizes,
+// batch 1, stride > 1, padding, dilation, non-square kernels, groups, broadcasting in each
+// direction and empty tensors where legal. Both backends get the same input values; each
+// op states its tolerance, and a failure names the worst element and its ratio to it.
+// test/backend-<name>.test.ts runs it for each backend; an absent backend's suite shows
+// as skipped with the reason. Every case must leave the live-tensor count where it found
+// it, and a leak names the case. Each section below is one function defining one describe
+// block for the backend under test; the few over 100 lines are long lists of cases.
+
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+
+import type {
+  AdamStepOptions,
+  Backend,
+  BinaryOp,
+  Conv2dParams,
+  MatmulOptions,
+  Pool2dParams,
+  RandomKey,
+  RawTensor,
+  ReduceOp,
+  Reduction,
+  SgdStepOptions,
+  UnaryOp,
+} from "../lib/backend/backend.js";
+import { convOutputSize } from "../lib/backend/reference/conv.js";
+import { poolOutputSize } from "../lib/backend/reference/pool.js";
+import { referenceBackend } from "../lib/backend/reference/index.js";
+import type { Device } from "../lib/backend/registry.js";
+import type { DType } from "../lib/dtype.js";
+import { DeepnodeError, IndexError, ValueError, liveTensors } from "../lib/index.js";
+import {
+  awayFromZero,
+  expectClose,
+  randomValues,
+  raw,
+  seededRandom,
+  sizeOf,
+  toFloat32,
+  type Tolerance,
+} from "./helpers.js";
+import { hardInputCases } from "./hard-inputs.js";
+
+const ref: Backend = referenceBackend;
+
+export const EXACT: Tolerance = { atol: 0, rtol: 0 };
+export const ONE_ULP: Tolerance = { atol: 0, rtol: 1.2e-7 };
+const TRANSCENDENTAL: Tolerance = { atol: 1e-7, rtol: 4e-7 };
+const ACCUMULATE: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+
+/** Defines the whole suite for `target`: skipped, with the reason in its title, when absent. */
+export function conformanceSuite(target: Target, availability: Availability): void {
+  const title = availability.available
+    ? `${target.name} backend conforms to the reference backend`
+    : `${target.name} backend conformance suite (skipped: ${availability.reason})`;
+  describe.skipIf(!availability.available)(title, () => {
+    leakCheck();
+    for (const section of SECTIONS) section(target);
+  });
+}
+
+/** Every case must leave the live-tensor count where it found it; a leak names the case. */
+export function leakCheck(): void {
+  let liveBefore = 0;
+  beforeEach(() => {
+    liveBefore = liveTensors();
+  });
+  afterEach((context) => {
+    expect(liveTensors(), `live tensors after "${context.task.name}"`).toBe(liveBefore);
+  });
+}
+
+// ---- running one case on both backends ------------------------------------------------
+
+/** A backend the suite checks; resolved only when a case runs, so an absent one just skips. */
+export interface Target {
+  name: string;
+  device: Device;
+  backend: () => Backend;
+}
+
+export interface Availability {
+  available: boolean;
+  reason: string;
+}
+
+/**
+ * Runs `op` on the backend under test and on the reference with the same inputs and
+ * compares the tensors it returns (outputs, or inputs it changes in place) with the given
+ * tolerance. A case that leaves tensors alive fails naming its label.
+ */
+function conform(
+  t: Target,
+  label: string,
+  tol: Tolerance,
+  op: (backend: Backend) => RawTensor[],
+): { actual: RawTensor[]; ref: RawTensor[] } {
+  const before = liveTensors();
+  const actual = op(t.backend());
+  const expected = op(ref);
+  expect(liveTensors(), `${label}: live tensors after the op`).toBe(before);
+  expect(actual.length).toBe(expected.length);
+  expected.forEach((e, i) => {
+    const a = actual[i]!;
+    expect(a.shape, `${label}: shape of result ${i}`).toEqual(e.shape);
+    expect(a.dtype, `${label}: dtype of result ${i}`).toBe(e.dtype);
+    const values = { ...a, storage: t.backend().read(a) };
+    expectClose(values, e, tol, `${label} on ${t.name}: result ${i}`);
+  });
+  return { actual, ref: expected };
+}
+
+/** float32 values for a seed: uniform in [low, high), rounded to float32. */
+function floats(seed: number, count: number, low = -1, high = 1): number[] {
+  return toFloat32(randomValues(seededRandom(seed), count, low, high));
+}
+
+/** Small integers in [low, high]: ties and exact comparisons happen often. */
+function integers(seed: number, count: number, low = -3, high = 3): number[] {
+  const random = seededRandom(seed);
+  return Array.from({ length: count }, () => low + Math.floor(random() * (high - low + 1)));
+}
+
+// ---- memory, fills and casts -----------------------------------------------------------
+
+const DTYPES: DType[] = ["float32", "float64", "int32", "bool", "uint8", "int8"];
+
+function memoryFillAndCastCases(t: Target): void {
+  describe("memory, fill and cast", () => {
+    it.each(DTYPES)("alloc zero-fills and read copies (%s)", (dtype) => {
+      conform(t, `alloc ${dtype}`, EXACT, (b) => {
+        const x = raw(b, dtype, [3, 5]);
+        const copy = b.read(x);
+        copy[0] = 1;
+        return [x];
+      });
+      conform(t, `alloc ${dtype} empty`, EXACT, (b) => [raw(b, dtype, [0, 4])]);
+    });
+
+    it.each(DTYPES)("fromArray stores values as the dtype does (%s)", (dtype) => {
+      const values =
+        dtype === "uint8" || dtype === "bool" ? [0, 1, 7, 255, 3, 0] : [0, -1.5, 2.75, 100, -7, 3];
+      conform(t, `fromArray ${dtype}`, EXACT, (b) => [raw(b, dtype, [6], values)]);
+    });
+
+    it.each(DTYPES)("fill (%s)", (dtype) => {
+      // bool stores 1 for any non-zero value; the integer types truncate and wrap.
+      for (const value of [1, 3, -5, -2.5, 300]) {
+        conform(t, `fill ${dtype} ${value}`, EXACT, (b) => {
+          const x = raw(b, dtype, [7, 3]);
+          b.fill(x, value);
+          return [x];
+        });
+      }
+    });
+
+    it("fill with special float values", () => {
+      for (const value of [NaN, Infinity, -0, 1e-30, 3.4e38]) {
+        conform(t, `fill ${value}`, EXACT, (b) => {
+          const x = raw(b, "float32", [5]);
+          b.fill(x, value);
+          return [x];
+        });
+      }
+    });
+
+    const castValues: Record<DType, number[]> = {
+      float32: [0, -1.75, 2.5, 100.25, -0, 7, -128, 127],
+      float64: [0, -1.75, 2.5, 100.25, 1e-3, 7, -128, 127],
+      int32: [0, -2, 3, 100, 1, 7, -128, 127],
+      int8: [0, -2, 3, 100, 1, 7, -128, 127],
+      uint8: [0, 2, 3, 100, 1, 7, 128, 255],
+      bool: [0, 1, 1, 0, 1, 0, 0, 1],
+    };
+    // Targets that can hold every source value above (no out-of-range float -> int casts).
+    const castPairs = DTYPES.flatMap((from) =>
+      DTYPES.filter((to) => {
+        if (to === "uint8") return from === "uint8" || from === "bool";
+        if (to === "int8") return from !== "uint8";
+        return true;
+      }).map((to) => [from, to] as const),
+    );
+
+    it.each(castPairs)("cast %s -> %s", (from, to) => {
+      conform(t, `cast ${from} -> ${to}`, EXACT, (b) => {
+        const out = raw(b, to, [2, 4]);
+        b.cast(out, raw(b, from, [2, 4], castValues[from]));
+        return [out];
+      });
+    });
+
+    it("cast of an empty tensor", () => {
+      conform(t, "cast empty", EXACT, (b) => {
+        const out = raw(b, "int32", [0]);
+        b.cast(out, raw(b, "float32", [0]));
+        return [out];
+      });
+    });
+  });
+}
+
+// ---- randomness ------------------------------------------------------------------------
+
+function randomKernelsCases(t: Target): void {
+  describe("random kernels", () => {
+    const keys: [RandomKey, number][] = [
+      [{ seed: 0, offset: 0 }, 1],
+      [{ seed: 5, offset: 12 }, 37],
+      [{ seed: 2 ** 35 + 3, offset: 2 ** 33 }, 1001],
+    ];
+
+    it.each(keys)("uniform, normal and dropout for key %o, size %d", (key, size) => {
+      conform(t, "randUniform", EXACT, (b) => {
+        const out = raw(b, "float32", [size]);
+        b.randUniform(out, key, -1, 4);
+        return [out];
+      });
+      conform(t, "randNormal", { atol: 1e-6, rtol: 1e-6 }, (b) => {
+        const out = raw(b, "float32", [size]);
+        b.randNormal(out, key, 2, 0.5);
+        return [out];
+      });
+      const xs = floats(size, size);
+      conform(t, "dropout", EXACT, (b) => {
+        const out = raw(b, "float32", [size]);
+        const mask = raw(b, "float32", [size]);
+        b.dropout(out, mask, raw(b, "float32", [size], xs), 0.3, key);
+        return [out, mask];
+      });
+    });
+  });
+}
+
+// ---- element-wise ------------------------------------------------------------------------
+
+interface UnaryCase {
+  op: UnaryOp;
+  tol: Tolerance;
+  values: (seed: number, count: number) => number[];
+  alpha?: number;
+  beta?: number;
+}
+
+const positive = (seed: number, count: number) => floats(seed, count, 0.01, 10);
+const signed = (seed: number, count: number) => floats(seed, count, -4, 4);
+const nonZero = (seed: number, count: number) =>
+  toFloat32(awayFromZero(seededRandom(seed), count, 0.05, 5));
+const halves = (seed: number, count: number) => integers(seed, count, -8, 8).map((v) => v / 2);
+
+const UNARY_CASES: UnaryCase[] = [
+  { op: "neg", tol: EXACT, values: signed },
+  { op: "exp", tol: TRANSCENDENTAL, values: (s, n) => floats(s, n, -20, 20) },
+  { op: "log", tol: TRANSCENDENTAL, values: (s, n) => floats(s, n, 1e-3, 1e3) },
+  { op: "sqrt", tol: EXACT, values: positive },
+  { op: "abs", tol: EXACT, values: signed },
+  { op: "sign", tol: EXACT, values: (s, n) => integers(s, n, -2, 2) },
+  { op: "relu", tol: EXACT, values: signed },
+  { op: "sigmoid", tol: TRANSCENDENTAL, values: (s, n) => floats(s, n, -12, 12) },
+  { op: "tanh", tol: TRANSCENDENTAL, values: (s, n) => floats(s, n, -6, 6) },
+  { op: "square", tol: EXACT, values: signed },
+  { op: "reciprocal", tol: EXACT, values: nonZero },
+  { op: "sin", tol: TRANSCENDENTAL, values: (s, n) => floats(s, n, -10, 10) },
+  { op: "cos", tol: TRANSCENDENTAL, values: (s, n) => floats(s, n, -10, 10) },
+  { op: "floor", tol: EXACT, values: halves },
+  { op: "ceil", tol: EXACT, values: halves },
+  { op: "round", tol: EXACT, values: halves },
+  { op: "affine", tol: ONE_ULP, values: signed, alpha: 2.5, beta: -0.75 },
+  { op: "pow", tol: TRANSCENDENTAL, values: positive, alpha: 2.5 },
+  { op: "pow", tol: TRANSCENDENTAL, values: positive, alpha: -1.5 },
+  { op: "pow", tol: ONE_ULP, values: signed, alpha: 2 },
+  { op: "pow", tol: TRANSCENDENTAL, values: signed, alpha: 3 },
+  { op: "pow", tol: ONE_ULP, values: positive, alpha: 0.5 },
+  { op: "clamp", tol: EXACT, values: signed, alpha: -1, beta: 2 },
+];
+
+// Odd sizes around the vector widths, a size-1 tensor, an empty one and a long one.
+const UNARY_SHAPES: number[][] = [[0], [1], [7], [3, 5], [17], [1027]];
+
+function unaryCases(t: Target): void {
+  describe("unary", () => {
+    it.each(UNARY_CASES.map((c) => [c.op, c.alpha ?? "", c] as const))(
+      "%s %s on float32",
+      (op, _alpha, testCase) => {
+        UNARY_SHAPES.forEach((shape, i) => {
+          const values = testCase.values(i + 1, sizeOf(shape));
+          conform(t, `${op} ${JSON.stringify(shape)}`, testCase.tol, (b) => {
+            const out = raw(b, "float32", shape);
+            b.unary(op, out, raw(b, "float32", shape, values), testCase.alpha, testCase.beta);
+            return [out];
+          });
+        });
+      },
+    );
+
+    it.each(UNARY_CASES.filter((c) => c.op !== "pow").map((c) => [c.op, c] as const))(
+      "%s on special values",
+      (op, testCase) => {
+        const values = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 0.5, 88.5, -88.5];
+        conform(t, `${op} special`, testCase.tol, (b) => {
+          const out = raw(b, "float32", [values.length]);
+          b.unary(
+            op,
+            out,
+            raw(b, "float32", [values.length], values),
+            testCase.alpha,
+            testCase.beta,
+          );
+          return [out];
+        });
+      },
+    );
+
+    const INT_UNARY: [UnaryOp, number?, number?][] = [
+      ["neg"],
+      ["abs"],
+      ["sign"],
+      ["square"],
+      ["affine", 3, -2],
+    ];
+
+    it.each(INT_UNARY)("%s on int32", (op, alpha, beta) => {
+      const values = [...integers(4, 20, -100, 100), 2 ** 31 - 1, -(2 ** 31)];
+      conform(t, `${op} int32`, EXACT, (b) => {
+        const out = raw(b, "int32", [values.length]);
+        b.unary(op, out, raw(b, "int32", [values.length], values), alpha, beta);
+        return [out];
+      });
+    });
+  });
+}
+
+const BINARY_OPS: [BinaryOp, Tolerance][] = [
+  ["add", EXACT],
+  ["sub", EXACT],
+  ["mul", EXACT],
+  ["div", EXACT],
+  ["pow", TRANSCENDENTAL],
+  ["maximum", EXACT],
+  ["minimum", EXACT],
+  ["floordiv", EXACT],
+  ["remainder", { atol: 1e-6, rtol: 1e-6 }],
+  ["eq", EXACT],
+  ["ne", EXACT],
+  ["lt", EXACT],
+  ["le", EXACT],
+  ["gt", EXACT],
+  ["ge", EXACT],
+  ["relu_backward", EXACT],
+  // cpu rounds each float32 step; the reference rounds once
+  ["sigmoid_backward", { atol: 2e-7, rtol: 4e-7 }],
+  ["tanh_backward", { atol: 2e-7, rtol: 4e-7 }],
+];
+
+const COMPARISONS: BinaryOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];
+
+// [a, b] pairs: equal shapes, each side broadcasting, both broadcasting, a 0-d operand,
+// size-1 dims, an empty result, and a long row that takes the vector loops.
+const BROADCAST_PAIRS: [number[], number[]][] = [
+  [
+    [3, 5],
+    [3, 5],
+  ],
+  [[3, 5], [5]],
+  [[5], [3, 5]],
+  [
+    [3, 1],
+    [1, 5],
+  ],
+  [
+    [2, 1, 4],
+    [3, 1],
+  ],
+  [[], [4, 3]],
+  [[4, 3], []],
+  [[1], [1]],
+  [
+    [2, 1, 1],
+    [1, 1, 3],
+  ],
+  [[0, 3], [3]],
+  [[64, 33], [33]],
+  [
+    [64, 1],
+    [64, 33],
+  ],
+  [
+    [2, 3, 2, 2],
+    [1, 3, 1, 1],
+  ],
+];
+
+function outShapeOf(a: number[], b: number[]): number[] {
+  const rank = Math.max(a.length, b.length);
+  return Array.from({ length: rank }, (_, i) => {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    return da === 1 ? db : da;
+  });
+}
+
+function binaryValues(op: BinaryOp, seed: number, count: number, side: "a" | "b"): number[] {
+  if (COMPARISONS.includes(op) || op === "maximum" || op === "minimum") {
+    return integers(seed, count, -2, 2);
+  }
+  if (op === "pow") return side === "a" ? floats(seed, count, 0.1, 3) : floats(seed, count, -3, 3);
+  if (op === "div" || op === "floordiv" || op === "remainder") {
+    return side === "a" ? floats(seed, count, -10, 10) : nonZero(seed, count);
+  }
+  if (op === "sigmoid_backward" && side === "b") return floats(seed, count, 0, 1);
+  return floats(seed, count, -2, 2);
+}
+
+function binaryCases(t: Target): void {
+  describe("binary", () => {
+    it.each(BINARY_OPS)("%s on float32 with broadcasting", (op, tol) => {
+      BROADCAST_PAIRS.forEach(([aShape, bShape], i) => {
+        const outShape = outShapeOf(aShape, bShape);
+        const aValues = binaryValues(op, 2 * i + 1, sizeOf(aShape), "a");
+        const bValues = binaryValues(op, 2 * i + 2, sizeOf(bShape), "b");
+        const outDType: DType = COMPARISONS.includes(op) ? "bool" : "float32";
+        conform(t, `${op} ${JSON.stringify(aShape)} ${JSON.stringify(bShape)}`, tol, (b) => {
+          const out = raw(b, outDType, outShape);
+          b.binary(op, out, raw(b, "float32", aShape, aValues), raw(b, "float32", bShape, bValues));
+          return [out];
+        });
+      });
+    });
+
+    const specialOps = BINARY_OPS.filter(([op]) => !op.endsWith("_backward"));
+    const runSpecials = (op: BinaryOp, tol: Tolerance, specials: number[]) => {
+      const a = specials.flatMap((x) => specials.map(() => x));
+      const bv = specials.flatMap(() => specials);
+      const outDType: DType = COMPARISONS.includes(op) ? "bool" : "float32";
+      conform(t, `${op} special`, tol, (b) => {
+        const out = raw(b, outDType, [a.length]);
+        b.binary(op, out, raw(b, "float32", [a.length], a), raw(b, "float32", [a.length], bv));
+        return [out];
+      });
+    };
+
+    it.each(specialOps)("%s on NaN, zeros of both signs and finite values", (op, tol) => {
+      runSpecials(op, tol, [NaN, 0, -0, 1, -1, 2.5, -7.25]);
+    });
+
+    it.each(specialOps.filter(([op]) => op !== "floordiv" && op !== "remainder"))(
+      "%s on infinities",
+      (op, tol) => {
+        runSpecials(op, tol, [NaN, Infinity, -Infinity, 0, -0, 1, -1, 2.5]);
+      },
+    );
+
+    // PyTorch's fmod-based rules: floordiv(inf, 1) is NaN, floordiv(1, -inf) is -1,
+    // remainder(1, inf) is 1, remainder(-0, 1) is -0.
+    it.each(specialOps.filter(([op]) => op === "floordiv" || op === "remainder"))(
+      "%s on infinities",
+      (op, tol) => {
+        runSpecials(op, tol, [NaN, Infinity, -Infinity, 0, -0, 1, -1, 2.5]);
+      },
+    );
+
+    const INT_BINARY: BinaryOp[] = [
+      "add",
+      "sub",
+      "mul",
+      "maximum",
+      "minimum",
+      "floordiv",
+      "remainder",
+    ];
+
+    it.each(INT_BINARY)("%s on int32, with wrap-around and negative divisors", (op) => {
+      const a = [...integers(7, 30, -50, 50), 2 ** 31 - 1, -(2 ** 31), 7, -7];
+      const divisors = integers(8, 34, -9, 9).map((v) => (v === 0 ? 3 : v));
+      const bValues =
+        op === "floordiv" || op === "remainder"
+          ? divisors
+          : [...integers(8, 30, -50, 50), 1, 1, -2, 2];
+      conform(t, `${op} int32`, EXACT, (b) => {
+        const out = raw(b, "int32", [a.length]);
+        b.binary(op, out, raw(b, "int32", [a.length], a), raw(b, "int32", [a.length], bValues));
+        return [out];
+      });
+      conform(t, `${op} int32 broadcast`, EXACT, (b) => {
+        const out = raw(b, "int32", [4, 34]);
+        b.binary(
+          op,
+          out,
+          raw(b, "int32", [1, 34], bValues),
+          raw(b, "int32", [4, 1], [3, -2, 5, 1]),
+        );
+        return [out];
+      });
+    });
+
+    it("where with broadcasting of cond, a and b", () => {
+      const cases: [number[], number[], number[]][] = [
+        [
+          [3, 4],
+          [3, 4],
+          [3, 4],
+        ],
+        [[3, 1], [4], []],
+        [[4], [3, 1], [3, 4]],
+        [[2, 1, 4], [3, 1], [1]],
+        [[0, 4], [4], [4]],
+        [[50, 33], [33], [50, 1]],
+      ];
+      cases.forEach(([condShape, aShape, bShape], i) => {
+        const outShape = outShapeOf(condShape, outShapeOf(aShape, bShape));
+        const cond = integers(i, sizeOf(condShape), 0, 1);
+        for (const dtype of ["float32", "int32"] as const) {
+          const aValues = integers(i + 10, sizeOf(aShape), -9, 9);
+          const bValues = integers(i + 20, sizeOf(bShape), -9, 9);
+          conform(
+            t,
+            `where ${JSON.stringify([condShape, aShape, bShape])} ${dtype}`,
+            EXACT,
+            (b) => {
+              const out = raw(b, dtype, outShape);
+              b.where(
+                out,
+                raw(b, "bool", condShape, cond),
+                raw(b, dtype, aShape, aValues),
+                raw(b, dtype, bShape, bValues),
+              );
+              return [out];
+            },
+          );
+        }
+      });
+    });
+
+    it("expand to larger shapes, all dtypes", () => {
+      const cases: [number[], number[]][] = [
+        [
+          [3, 1],
+          [2, 3, 4],
+        ],
+        [[], [2, 2]],
+        [[1], [0]],
+        [
+          [1, 5],
+          [4, 5],
+        ],
+        [
+          [2, 1, 3],
+          [2, 7, 3],
+        ],
+        [[33], [40, 33]],
+      ];
+      for (const dtype of ["float32", "int32", "uint8", "bool", "int8"] as const) {
+        cases.forEach(([from, to], i) => {
+          const values = integers(i, sizeOf(from), 0, 1);
+          conform(
+            t,
+            `expand ${JSON.stringify(from)} -> ${JSON.stringify(to)} ${dtype}`,
+            EXACT,
+            (b) => {
+              const out = raw(b, dtype, to);
+              b.expand(out, raw(b, dtype, from, values));
+              return [out];
+            },
+          );
+        });
+      }
+    });
+
+    it("permute: transposes, size-1 dims, rank 0 and 1, empty and large", () => {
+      const cases: [number[], number[]][] = [
+        [
+          [2, 3, 4],
+          [2, 0, 1],
+        ],
+        [
+          [2, 3, 4],
+          [0, 2, 1],
+        ],
+        [
+          [1, 5, 1, 3],
+          [3, 2, 1, 0],
+        ],
+        [[7], [0]],
+        [[], []],
+        [
+          [0, 3],
+          [1, 0],
+        ],
+        [
+          [33, 65],
+          [1, 0],
+        ],
+        [
+          [3, 17, 19],
+          [2, 1, 0],
+        ],
+        [
+          [2, 3, 4, 5, 2],
+          [4, 0, 3, 1, 2],
+        ],
+      ];
+      for (const dtype of ["float32", "int32", "uint8"] as const) {
+        cases.forEach(([shape, perm], i) => {
+          const values = integers(i, sizeOf(shape), 0, 100);
+          conform(
+            t,
+            `permute ${JSON.stringify(shape)} by ${JSON.stringify(perm)} ${dtype}`,
+            EXACT,
+            (b) => {
+              const out = raw(
+                b,
+                dtype,
+                perm.map((p) => shape[p]!),
+              );
+              b.permute(out, raw(b, dtype, shape, values), perm);
+              return [out];
+            },
+          );
+        });
+      }
+    });
+  });
+}
+
+// ---- reductions --------------------------------------------------------------------------
+
+const REDUCE_CASES: [number[], number[]][] = [
+  [[5], [0]],
+  [[3, 4, 5], [1]],
+  [
+    [3, 4, 5],
+    [0, 2],
+  ],
+  [
+    [3, 4, 5],
+    [0, 1, 2],
+  ],
+  [[3, 4, 5], [2]],
+  [
+    [1, 7, 1],
+    [0, 2],
+  ],
+  [[64, 129], [0]],
+  [[64, 129], [1]],
+  [
+    [2, 3, 4, 5],
+    [1, 3],
+  ],
+  [[4, 6], []],
+];
+
+function keptShape(shape: number[], axes: number[]): number[] {
+  return shape.map((d, i) => (axes.includes(i) ? 1 : d));
+}
+
+function reductionsCases(t: Target): void {
+  describe("reductions", () => {
+    const floatOps: [ReduceOp, Tolerance][] = [
+      ["sum", ACCUMULATE],
+      ["mean", ACCUMULATE],
+      ["max", EXACT],
+      ["min", EXACT],
+      ["prod", { atol: 1e-30, rtol: 1e-5 }],
+    ];
+
+    it.each(floatOps)("%s on float32 over axes", (op, tol) => {
+      REDUCE_CASES.forEach(([shape, axes], i) => {
+        // prod of values near 1 stays in range over 129 terms
+        const values =
+          op === "prod" ? floats(i, sizeOf(shape), 0.9, 1.1) : floats(i, sizeOf(shape));
+        conform(t, `${op} ${JSON.stringify(shape)} over ${JSON.stringify(axes)}`, tol, (b) => {
+          const out = raw(b, "float32", keptShape(shape, axes));
+          b.reduce(op, out, raw(b, "float32", shape, values), axes);
+          return [out];
+        });
+      });
+    });
+
+    it.each(["sum", "max", "min", "prod"] as const)("%s on int32", (op) => {
+      REDUCE_CASES.slice(0, 6).forEach(([shape, axes], i) => {
+        const values = integers(i, sizeOf(shape), -5, 5);
+        conform(t, `${op} int32 ${JSON.stringify(shape)}`, EXACT, (b) => {
+          const out = raw(b, "int32", keptShape(shape, axes));
+          b.reduce(op, out, raw(b, "int32", shape, values), axes);
+          return [out];
+        });
+      });
+    });
+
+    it("sum of bool and uint8 counts into int32", () => {
+      for (const dtype of ["bool", "uint8"] as const) {
+        const values = integers(3, 60, 0, 1);
+        conform(t, `sum ${dtype}`, EXACT, (b) => {
+          const out = raw(b, "int32", [3, 1]);
+          b.reduce("sum", out, raw(b, dtype, [3, 20], values), [1]);
+          return [out];
+        });
+      }
+    });
+
+    it("sum and prod over an empty axis give 0 and 1; NaN propagates through max", () => {
+      for (const op of ["sum", "prod"] as const) {
+        conform(t, `${op} empty`, EXACT, (b) => {
+          const out = raw(b, "float32", [1, 3]);
+          b.reduce(op, out, raw(b, "float32", [0, 3]), [0]);
+          return [out];
+        });
+      }
+      for (const op of ["max", "min", "sum"] as const) {
+        conform(t, `${op} NaN`, EXACT, (b) => {
+          const out = raw(b, "float32", [2, 1]);
+          b.reduce(op, out, raw(b, "float32", [2, 3], [1, NaN, 3, -Infinity, 2, Infinity]), [1]);
+          return [out];
+        });
+      }
+    });
+
+    it("argmax and argmin: every axis, ties, NaN and integer inputs", () => {
+      const shape = [3, 4, 5];
+      for (const op of ["argmax", "argmin"] as const) {
+        for (const axis of [0, 1, 2]) {
+          for (const dtype of ["float32", "int32"] as const) {
+            const values = integers(axis + 1, 60, -2, 2);
+            conform(t, `${op} axis ${axis} ${dtype}`, EXACT, (b) => {
+              const out = raw(b, "int32", keptShape(shape, [axis]));
+              b.argReduce(op, out, raw(b, dtype, shape, values), axis);
+              return [out];
+            });
+          }
+        }
+        conform(t, `${op} NaN`, EXACT, (b) => {
+          const out = raw(b, "int32", [2, 1]);
+          b.argReduce(op, out, raw(b, "float32", [2, 4], [1, NaN, 5, NaN, -1, 2, 2, -1]), 1);
+          return [out];
+        });
+        conform(t, `${op} long row`, EXACT, (b) => {
+          const out = raw(b, "int32", [2, 1]);
+          b.argReduce(op, out, raw(b, "float32", [2, 1000], floats(9, 2000)), 1);
+          return [out];
+        });
+      }
+    });
+  });
+}
+
+// ---- matmul --------------------------------------------------------------------------------
+
+interface MatmulCase {
+  batch: number;
+  batchA: number;
+  batchB: number;
+  m: number;
+  k: number;
+  n: number;
+}
+
+const MATMUL_SIZES: [number, number, number][] = [
+  [1, 1, 1],
+  [1, 7, 1],
+  [3, 5, 4],
+  [7, 13, 9],
+  [33, 65, 17],
+  [130, 70, 131],
+];
+
+const MATMUL_BATCHES: [number, number, number][] = [
+  [1, 1, 1],
+  [3, 3, 3],
+  [3, 1, 3],
+  [3, 3, 1],
+];
+
+function runMatmul(b: Backend, c: MatmulCase, options: MatmulOptions, seed: number): RawTensor[] {
+  const aShape = options.transA ? [c.batchA, c.k, c.m] : [c.batchA, c.m, c.k];
+  const bShape = options.transB ? [c.batchB, c.n, c.k] : [c.batchB, c.k, c.n];
+  const out = raw(b, "float32", [c.batch, c.m, c.n], floats(seed + 2, c.batch * c.m * c.n));
+  const lhs = raw(b, "float32", aShape, floats(seed, sizeOf(aShape)));
+  const rhs = raw(b, "float32", bShape, floats(seed + 1, sizeOf(bShape)));
+  b.matmul(out, lhs, rhs, options);
+  return [out];
+}
+
+function matmulCases(t: Target): void {
+  describe("matmul", () => {
+    const transposes = [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const;
+
+    it.each(transposes)(
+      "transA %s, transB %s over sizes and batch broadcasting",
+      (transA, transB) => {
+        MATMUL_SIZES.forEach(([m, k, n], i) => {
+          const batches = m * k * n > 100_000 ? MATMUL_BATCHES.slice(0, 2) : MATMUL_BATCHES;
+          for (const [batch, batchA, batchB] of batches) {
+            const c = { batch, batchA, batchB, m, k, n };
+            const options = { transA, transB, alpha: 1, beta: 0 };
+            conform(t, `matmul ${JSON.stringify(c)}`, ACCUMULATE, (b) =>
+              runMatmul(b, c, options, i),
+            );
+          }
+        });
+      },
+    );
+
+    it("alpha and beta scale the product and accumulate into out", () => {
+      const c = { batch: 2, batchA: 2, batchB: 1, m: 5, k: 6, n: 7 };
+      for (const [alpha, beta] of [
+        [0.5, 0],
+        [1, 1],
+        [-2, 0.75],
+        [0, 1],
+      ] as const) {
+        const options = { transA: false, transB: true, alpha, beta };
+        conform(t, `matmul alpha ${alpha} beta ${beta}`, ACCUMULATE, (b) =>
+          runMatmul(b, c, options, 3),
+        );
+      }
+    });
+
+    it("empty dims: m = 0, n = 0, and k = 0 (out = beta * out)", () => {
+      const cases: MatmulCase[] = [
+        { batch: 1, batchA: 1, batchB: 1, m: 0, k: 3, n: 4 },
+        { batch: 2, batchA: 2, batchB: 2, m: 3, k: 4, n: 0 },
+        { batch: 2, batchA: 1, batchB: 2, m: 3, k: 0, n: 4 },
+        { batch: 0, batchA: 1, batchB: 1, m: 3, k: 2, n: 4 },
+      ];
+      for (const c of cases) {
+        const options = { transA: false, transB: false, alpha: 1, beta: 0.5 };
+        conform(t, `matmul ${JSON.stringify(c)}`, EXACT, (b) => runMatmul(b, c, options, 4));
+      }
+    });
+  });
+}
+
+// ---- convolution ------------------------------------------------------------------------
+
+interface ConvCase {
+  name: string;
+  x: [number, number, number, number];
+  weight: [number, number, number, number];
+  bias: boolean;
+  params: Conv2dParams;
+}
+
+function convParams(
+  stride: [number, number] = [1, 1],
+  padding: [number, number] = [0, 0],
+  dilation: [number, number] = [1, 1],
+  groups = 1,
+): Conv2dParams {
+  return { stride, padding, dilation, groups };
+}
+
+const CONV_CASES: ConvCase[] = [
+  {
+    name: "3x3, one channel",
+    x: [1, 1, 5, 5],
+    weight: [1, 1, 3, 3],
+    bias: false,
+    params: convParams(),
+  },
+  {
+    name: "non-square kernel, stride [2, 1], padding [1, 0], bias",
+    x: [2, 3, 7, 6],
+    weight: [4, 3, 3, 2],
+    bias: true,
+    params: convParams([2, 1], [1, 0]),
+  },
+  {
+    name: "dilation 2, padding 2",
+    x: [1, 2, 8, 9],
+    weight: [3, 2, 3, 3],
+    bias: true,
+    params: convParams([1, 1], [2, 2], [2, 2]),
+  },
+  {
+    name: "groups 2, stride 2",
+    x: [2, 4, 9, 7],
+    weight: [6, 2, 3, 3],
+    bias: true,
+    params: convParams([2, 2], [1, 1], [1, 1], 2),
+  },
+  {
+    name: "depthwise (groups = channels)",
+    x: [1, 3, 6, 6],
+    weight: [3, 1, 3, 3],
+    bias: false,
+    params: convParams([1, 1], [1, 1], [1, 1], 3),
+  },
+  {
+    name: "1x1, stride 2",
+    x: [3, 5, 5, 4],
+    weight: [2, 5, 1, 1],
+    bias: true,
+    params: convParams([2, 2]),
+  },
+  {
+    name: "kernel as large as the input",
+    x: [2, 2, 4, 3],
+    weight: [5, 2, 4, 3],
+    bias: true,
+    params: convParams(),
+  },
+  {
+    name: "stride larger than kernel, dilation [1, 3]",
+    x: [1, 2, 11, 12],
+    weight: [2, 2, 2, 2],
+    bias: false,
+    params: convParams([3, 2], [0, 1], [1, 3]),
+  },
+  {
+    name: "many channels, padding 1 (the GEMM path)",
+    x: [2, 16, 10, 10],
+    weight: [32, 16, 3, 3],
+    bias: true,
+    params: convParams([1, 1], [1, 1]),
+  },
+];
+
+function convOut(c: ConvCase): number[] {
+  const [n, , h, w] = c.x;
+  const [cOut, , kH, kW] = c.weight;
+  const { stride, padding, dilation } = c.params;
+  return [
+    n,
+    cOut,
+    convOutputSize(h, kH, stride[0], padding[0], dilation[0]),
+    convOutputSize(w, kW, stride[1], padding[1], dilation[1]),
+  ];
+}
+
+function conv2dCases(t: Target): void {
+  describe("conv2d", () => {
+    it.each(CONV_CASES.map((c) => [c.name, c] as const))("%s: forward", (_name, c) => {
+      const xs = floats(1, sizeOf(c.x));
+      const ws = floats(2, sizeOf(c.weight));
+      const bs = floats(3, c.weight[0]);
+      conform(t, "conv2d", ACCUMULATE, (b) => {
+        const out = raw(b, "float32", convOut(c));
+        const bias = c.bias ? raw(b, "float32", [c.weight[0]], bs) : null;
+        b.conv2d(out, raw(b, "float32", c.x, xs), raw(b, "float32", c.weight, ws), bias, c.params);
+        return [out];
+      });
+    });
+
+    it.each(CONV_CASES.map((c) => [c.name, c] as const))("%s: backward data", (_name, c) => {
+      const gs = floats(4, sizeOf(convOut(c)));
+      const ws = floats(2, sizeOf(c.weight));
+      conform(t, "conv2dBackwardData", ACCUMULATE, (b) => {
+        const gradX = raw(b, "float32", c.x);
+        const gradOut = raw(b, "float32", convOut(c), gs);
+        b.conv2dBackwardData(gradX, gradOut, raw(b, "float32", c.weight, ws), c.params);
+        return [gradX];
+      });
+    });
+
+    it.each(CONV_CASES.map((c) => [c.name, c] as const))("%s: backward weight", (_name, c) => {
+      const gs = floats(4, sizeOf(convOut(c)));
+      const xs = floats(1, sizeOf(c.x));
+      conform(t, "conv2dBackwardWeight", ACCUMULATE, (b) => {
+        const gradWeight = raw(b, "float32", c.weight);
+        const gradOut = raw(b, "float32", convOut(c), gs);
+        b.conv2dBackwardWeight(gradWeight, gradOut, raw(b, "float32", c.x, xs), c.params);
+        return [gradWeight];
+      });
+    });
+  });
+}
+
+// ---- pooling --------------------------------------------------------------------------
+
+interface PoolCase {
+  name: string;
+  x: [number, number, number, number];
+  params: Pool2dParams;
+  ties?: boolean;
+}
+
+function poolParams(
+  kernelSize: [number, number],
+  stride: [number, number] = kernelSize,
+  padding: [number, number] = [0, 0],
+  dilation: [number, number] = [1, 1],
+  ceilMode = false,
+): Pool2dParams {
+  return { kernelSize, stride, padding, dilation, ceilMode };
+}
+
+const POOL_CASES: PoolCase[] = [
+  { name: "2x2 stride 2", x: [2, 3, 6, 6], params: poolParams([2, 2]) },
+  { name: "odd input, 2x2 floor", x: [1, 2, 7, 5], params: poolParams([2, 2]) },
+  { name: "3x3 stride 2 padding 1", x: [2, 2, 7, 8], params: poolParams([3, 3], [2, 2], [1, 1]) },
+  {
+    name: "non-square kernel, dilation [2, 1], stride 1 (overlapping)",
+    x: [1, 2, 8, 7],
+    params: poolParams([2, 3], [1, 1], [0, 1], [2, 1]),
+  },
+  { name: "ceil mode", x: [1, 1, 7, 7], params: poolParams([2, 2], [2, 2], [0, 0], [1, 1], true) },
+  {
+    name: "ceil mode with padding",
+    x: [2, 1, 6, 5],
+    params: poolParams([3, 3], [2, 2], [1, 1], [1, 1], true),
+  },
+  { name: "1x1 kernel", x: [1, 3, 3, 4], params: poolParams([1, 1]) },
+  {
+    name: "ties: first maximum wins",
+    x: [2, 2, 6, 6],
+    params: poolParams([3, 3], [1, 1]),
+    ties: true,
+  },
+];
+
+function poolOut(c: PoolCase): number[] {
+  const { kernelSize, stride, padding, dilation, ceilMode } = c.params;
+  return [
+    c.x[0],
+    c.x[1],
+    ...[0, 1].map((i) =>
+      poolOutputSize(c.x[2 + i]!, kernelSize[i]!, stride[i]!, padding[i]!, dilation[i]!, ceilMode),
+    ),
+  ];
+}
+
+function maxPool2dCases(t: Target): void {
+  describe("maxPool2d", () => {
+    it.each(POOL_CASES.map((c) => [c.name, c] as const))("%s: forward and backward", (_name, c) => {
+      const xs = c.ties ? integers(5, sizeOf(c.x), 0, 2) : floats(5, sizeOf(c.x));
+      const forward = conform(t, "maxPool2d", EXACT, (b) => {
+        const out = raw(b, "float32", poolOut(c));
+        const indices = raw(b, "int32", poolOut(c));
+        b.maxPool2d(out, indices, raw(b, "float32", c.x, xs), c.params);
+        return [out, indices];
+      });
+      const indices = Array.from(forward.ref[1]!.storage as Int32Array);
+      const gs = floats(6, sizeOf(poolOut(c)));
+      conform(t, "maxPool2dBackward", { atol: 1e-6, rtol: 1e-6 }, (b) => {
+        const gradX = raw(b, "float32", c.x);
+        const gradOut = raw(b, "float32", poolOut(c), gs);
+        b.maxPool2dBackward(gradX, gradOut, raw(b, "int32", poolOut(c), indices));
+        return [gradX];
+      });
+    });
+  });
+}
+
+// ---- softmax ----------------------------------------------------------------------------
+
+const SOFTMAX_CASES: [number[], number][] = [
+  [[3, 5], 1],
+  [[3, 5], 0],
+  [[2, 3, 4], 1],
+  [[1, 1], 1],
+  [[4, 1000], 1],
+  [[7], 0],
+  [[2, 33, 3], 2],
+];
+
+function softmaxCases(t: Target): void {
+  describe("softmax", () => {
+    it.each(SOFTMAX_CASES)("shape %o along axis %d, softmax and log-softmax", (shape, axis) => {
+      const xs = floats(axis + 1, sizeOf(shape), -5, 5);
+      const gs = floats(axis + 2, sizeOf(shape));
+      for (const log of [false, true]) {
+        const tol = { atol: 1e-6, rtol: 1e-5 };
+        const forward = conform(t, `softmax log=${log}`, tol, (b) => {
+          const out = raw(b, "float32", shape);
+          b.softmax(out, raw(b, "float32", shape, xs), axis, log);
+          return [out];
+        });
+        const y = Array.from(forward.ref[0]!.storage as Float32Array);
+        conform(t, `softmaxBackward log=${log}`, tol, (b) => {
+          const gradX = raw(b, "float32", shape);
+          b.softmaxBackward(
+            gradX,
+            raw(b, "float32", shape, gs),
+            raw(b, "float32", shape, y),
+            axis,
+            log,
+          );
+          return [gradX];
+        });
+      }
+    });
+
+    const extreme = (log: boolean) => {
+      const xs = [1000, 999, -1000, 0, -Infinity, 5, 5, -Infinity];
+      conform(t, `softmax extreme log=${log}`, { atol: 1e-6, rtol: 1e-6 }, (b) => {
+        const out = raw(b, "float32", [2, 4]);
+        b.softmax(out, raw(b, "float32", [2, 4], xs), 1, log);
+        return [out];
+      });
+    };
+
+    it("softmax is stable for large inputs and handles -Infinity", () => extreme(false));
+
+    // log-softmax must compute (x - max) - log(sum), as PyTorch and the reference do:
+    // x - (max + log(sum)) carries ulp(1000) ~ 6e-5 of error for logits near 1000.
+    it("log-softmax is exact for large inputs", () => extreme(true));
+  });
+}
+
+// ---- indexing ----------------------------------------------------------------------------
+
+function gatherAndScatterAddCases(t: Target): void {
+  describe("gather and scatterAdd", () => {
+    const shape = [3, 4, 5];
+
+    it.each([0, 1, 2])("along axis %d, float32 and int32", (axis) => {
+      const indexShape = shape.map((d, i) => (i === axis ? 2 * d + 1 : d));
+      const index = integers(axis, sizeOf(indexShape), 0, shape[axis]! - 1);
+      for (const dtype of ["float32", "int32"] as const) {
+        const xs = integers(axis + 5, sizeOf(shape), -9, 9);
+        conform(t, `gather axis ${axis} ${dtype}`, EXACT, (b) => {
+          const out = raw(b, dtype, indexShape);
+          b.gather(out, raw(b, dtype, shape, xs), axis, raw(b, "int32", indexShape, index));
+          return [out];
+        });
+        const src = integers(axis + 6, sizeOf(indexShape), -9, 9);
+        conform(t, `scatterAdd axis ${axis} ${dtype}`, EXACT, (b) => {
+          const out = raw(b, dtype, shape, xs);
+          b.scatterAdd(
+            out,
+            axis,
+            raw(b, "int32", indexShape, index),
+            raw(b, dtype, indexShape, src),
+          );
+          return [out];
+        });
+      }
+    });
+
+    it("scatterAdd accumulates float duplicates; an index out of range is an IndexError", () => {
+      const index = [0, 0, 0, 2, 2, 1];
+      const src = floats(3, 6);
+      conform(t, "scatterAdd duplicates", { atol: 1e-7, rtol: 1e-6 }, (b) => {
+        const out = raw(b, "float32", [3]);
+        b.scatterAdd(out, 0, raw(b, "int32", [6], index), raw(b, "float32", [6], src));
+        return [out];
+      });
+      for (const b of [t.backend(), ref]) {
+        expect(() =>
+          b.gather(raw(b, "float32", [2]), raw(b, "float32", [3]), 0, raw(b, "int32", [2], [0, 3])),
+        ).toThrow(IndexError);
+        expect(() =>
+          b.scatterAdd(
+            raw(b, "float32", [3]),
+            0,
+            raw(b, "int32", [1], [-1]),
+            raw(b, "float32", [1]),
+          ),
+        ).toThrow(IndexError);
+      }
+    });
+  });
+}
+
+// ---- losses ------------------------------------------------------------------------------
+
+interface NllCase {
+  name: string;
+  logProbs: number[];
+  targets: number[];
+  weight: number[] | null;
+  ignoreIndex: number;
+}
+
+const NLL_CASES: NllCase[] = [
+  { name: "[4, 3]", logProbs: [4, 3], targets: [0, 2, 1, 2], weight: null, ignoreIndex: -100 },
+  {
+    name: "weighted, one ignored",
+    logProbs: [5, 3],
+    targets: [0, 2, -100, 1, 2],
+    weight: [0.2, 1.5, 0.7],
+    ignoreIndex: -100,
+  },
+  {
+    name: "ignoreIndex 1",
+    logProbs: [4, 3],
+    targets: [1, 0, 2, 1],
+    weight: [0.5, 2, 1.25],
+    ignoreIndex: 1,
+  },
+  {
+    name: "spatial [2, 3, 2, 2]",
+    logProbs: [2, 3, 2, 2],
+    targets: [0, 1, 2, 1, 2, 2, 0, -100],
+    weight: null,
+    ignoreIndex: -100,
+  },
+  { name: "batch 1, one class", logProbs: [1, 1], targets: [0], weight: null, ignoreIndex: -100 },
+  {
+    name: "all ignored (mean is NaN)",
+    logProbs: [2, 3],
+    targets: [-100, -100],
+    weight: null,
+    ignoreIndex: -100,
+  },
+  { name: "empty batch", logProbs: [0, 3], targets: [], weight: null, ignoreIndex: -100 },
+];
+
+function nllLossCases(t: Target): void {
+  describe("nllLoss", () => {
+    const reductions: Reduction[] = ["mean", "sum", "none"];
+
+    it.each(NLL_CASES.map((c) => [c.name, c] as const))("%s: forward and backward", (_name, c) => {
+      const lp = floats(7, sizeOf(c.logProbs), -4, 0);
+      const targetShape = [c.logProbs[0]!, ...c.logProbs.slice(2)];
+      for (const reduction of reductions) {
+        const outShape = reduction === "none" ? targetShape : [];
+        const weight = (b: Backend) =>
+          c.weight === null ? null : raw(b, "float32", [c.weight.length], c.weight);
+        conform(t, `nllLoss ${reduction}`, { atol: 1e-6, rtol: 1e-6 }, (b) => {
+          const out = raw(b, "float32", outShape);
+          const targets = raw(b, "int32", targetShape, c.targets);
+          b.nllLoss(
+            out,
+            raw(b, "float32", c.logProbs, lp),
+            targets,
+            weight(b),
+            reduction,
+            c.ignoreIndex,
+          );
+          return [out];
+        });
+        const gs = reduction === "none" ? floats(8, sizeOf(targetShape)) : [0.75];
+        conform(t, `nllLossBackward ${reduction}`, { atol: 1e-7, rtol: 1e-6 }, (b) => {
+          const gradLogProbs = raw(b, "float32", c.logProbs);
+          const targets = raw(b, "int32", targetShape, c.targets);
+          const gradOut = raw(b, "float32", outShape, gs);
+          b.nllLossBackward(gradLogProbs, gradOut, targets, weight(b), reduction, c.ignoreIndex);
+          return [gradLogProbs];
+        });
+      }
+    });
+
+    it("a target out of range is an IndexError on both backends", () => {
+      for (const b of [t.backend(), ref]) {
+        let caught: unknown;
+        try {
+          b.nllLoss(
+            raw(b, "float32", []),
+            raw(b, "float32", [2, 3]),
+            raw(b, "int32", [2], [0, 3]),
+            null,
+            "mean",
+            -100,
+          );
+        } catch (error) {
+          caught = error;
+        }
+        expect(caught, b.name).toBeInstanceOf(IndexError);
+        expect((caught as DeepnodeError).message, b.name).toMatch(
+          /target 3 is out of bounds for 3 classes$/,
+        );
+      }
+    });
+  });
+}
+
+// ---- optimizer steps ------------------------------------------------------------------
+
+function optimizerStepsCases(t: Target): void {
+  describe("optimizer steps", () => {
+    const size = 37;
+    const params = floats(11, size);
+    const grads = floats(12, size);
+    const state1 = floats(13, size);
+    const state2 = floats(14, size, 0, 0.1);
+    const state3 = floats(15, size, 0.05, 0.2);
+
+    const SGD: SgdStepOptions[] = [
+      { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true },
+      { lr: 0.05, momentum: 0, dampening: 0, weightDecay: 0.01, nesterov: false, firstStep: false },
+      { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true },
+      {
+        lr: 0.1,
+        momentum: 0.9,
+        dampening: 0.1,
+        weightDecay: 1e-3,
+        nesterov: false,
+        firstStep: false,
+      },
+      { lr: 0.01, momentum: 0.8, dampening: 0, weightDecay: 0.1, nesterov: true, firstStep: false },
+    ];
+
+    it.each(SGD.map((o) => [JSON.stringify(o), o] as const))("sgdStep %s", (_label, options) => {
+      conform(t, "sgdStep", { atol: 1e-7, rtol: 1e-6 }, (b) => {
+        const param = raw(b, "float32", [size], params);
+        const buffer = options.momentum === 0 ? null : raw(b, "float32", [size], state1);
+        b.sgdStep(param, raw(b, "float32", [size], grads), buffer, options);
+        return buffer === null ? [param] : [param, buffer];
+      });
+    });
+
+    const base: AdamStepOptions = {
+      lr: 1e-2,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      decoupledWeightDecay: false,
+      amsgrad: false,
+      step: 1,
+    };
+    const ADAM: AdamStepOptions[] = [
+      base,
+      { ...base, step: 10 },
+      { ...base, weightDecay: 0.01, step: 3 },
+      { ...base, weightDecay: 0.01, decoupledWeightDecay: true, step: 3 },
+      { ...base, amsgrad: true, step: 5 },
+      { ...base, amsgrad: true, decoupledWeightDecay: true, weightDecay: 0.1, beta1: 0.5, step: 2 },
+    ];
+
+    it.each(ADAM.map((o) => [JSON.stringify(o), o] as const))("adamStep %s", (_label, options) => {
+      conform(t, "adamStep", { atol: 1e-7, rtol: 1e-5 }, (b) => {
+        const param = raw(b, "float32", [size], params);
+        const expAvg = raw(
+          b,
+          "float32",
+          [size],
+          state1.map((v) => v * 0.1),
+        );
+        const expAvgSq = raw(b, "float32", [size], state2);
+        const maxSq = options.amsgrad ? raw(b, "float32", [size], state3) : null;
+        b.adamStep(param, raw(b, "float32", [size], grads), expAvg, expAvgSq, maxSq, options);
+        return maxSq === null ? [param, expAvg, expAvgSq] : [param, expAvg, expAvgSq, maxSq];
+      });
+    });
+  });
+}
+
+// ---- empty tensors and integer division by zero ------------------------------------------
+
+function emptyTensorCases(t: Target): void {
+  describe("empty tensors where legal, and integer division by zero", () => {
+    const conv = convParams();
+    const pool = poolParams([2, 2]);
+
+    it("softmax and its backward over an empty batch and along an empty axis", () => {
+      for (const shape of [
+        [0, 3],
+        [2, 0],
+      ]) {
+        for (const log of [false, true]) {
+          conform(t, `softmax ${JSON.stringify(shape)} log=${log}`, EXACT, (b) => {
+            const out = raw(b, "float32", shape);
+            b.softmax(out, raw(b, "float32", shape), 1, log);
+            const gradX = raw(b, "float32", shape);
+            b.softmaxBackward(gradX, raw(b, "float32", shape), out, 1, log);
+            return [out, gradX];
+          });
+        }
+      }
+    });
+
+    it("conv2d forward and both backwards over a batch of 0", () => {
+      const ws = floats(1, 8);
+      conform(t, "conv2d N=0", EXACT, (b) => {
+        const x = raw(b, "float32", [0, 1, 3, 3]);
+        const weight = raw(b, "float32", [2, 1, 2, 2], ws);
+        const out = raw(b, "float32", [0, 2, 2, 2]);
+        b.conv2d(out, x, weight, raw(b, "float32", [2], [1, -1]), conv);
+        const gradX = raw(b, "float32", [0, 1, 3, 3]);
+        b.conv2dBackwardData(gradX, out, weight, conv);
+        // over no samples the weight gradient is all zeros, whatever was there before
+        const gradWeight = raw(b, "float32", [2, 1, 2, 2], ws);
+        b.conv2dBackwardWeight(gradWeight, out, x, conv);
+        return [out, gradX, gradWeight];
+      });
+    });
+
+    it("maxPool2d, its backward and dropout over empty tensors", () => {
+      conform(t, "maxPool2d N=0", EXACT, (b) => {
+        const out = raw(b, "float32", [0, 1, 1, 1]);
+        const indices = raw(b, "int32", [0, 1, 1, 1]);
+        b.maxPool2d(out, indices, raw(b, "float32", [0, 1, 2, 2]), pool);
+        const gradX = raw(b, "float32", [0, 1, 2, 2]);
+        b.maxPool2dBackward(gradX, out, indices);
+        return [out, indices, gradX];
+      });
+      conform(t, "dropout empty", EXACT, (b) => {
+        const out = raw(b, "float32", [0, 3]);
+        const mask = raw(b, "float32", [0, 3]);
+        b.dropout(out, mask, raw(b, "float32", [0, 3]), 0.5, { seed: 1, offset: 0 });
+        return [out, mask];
+      });
+    });
+
+    it.each(["floordiv", "remainder"] as const)(
+      "int32 %s by zero is a ValueError on both backends",
+      (op) => {
+        for (const b of [t.backend(), ref]) {
+          const out = raw(b, "int32", [3]);
+          const divide = () =>
+            b.binary(op, out, raw(b, "int32", [3], [1, 2, 3]), raw(b, "int32", [3], [1, 0, 2]));
+          expect(divide, b.name).toThrow(ValueError);
+          expect(divide, b.name).toThrow(/integer division by zero$/);
+        }
+      },
+    );
+  });
+}
+
+// ---- release ------------------------------------------------------------------------
+
+function releaseCases(t: Target): void {
+  describe("release", () => {
+    it.each(["float32", "int32", "uint8"] as const)(
+      "storage allocated after a release is zero-filled again (%s, large enough to pool)",
+      (dtype) => {
+        const size = 70_000; // >= 64 KiB even for uint8: the cpu pool keeps it
+        conform(t, `alloc after release ${dtype}`, EXACT, (b) => {
+          const first = raw(b, dtype, [size]);
+          b.fill(first, 7);
+          b.release?.(first.storage);
+          return [raw(b, dtype, [size])];
+        });
+      },
+    );
+  });
+}
+
+const SECTIONS: ((t: Target) => void)[] = [
+  memoryFillAndCastCases,
+  randomKernelsCases,
+  unaryCases,
+  binaryCases,
+  reductionsCases,
+  matmulCases,
+  conv2dCases,
+  maxPool2dCases,
+  softmaxCases,
+  gatherAndScatterAddCases,
+  nllLossCases,
+  optimizerStepsCases,
+  hardInputCases,
+  emptyTensorCases,
+  releaseCases,
+];
