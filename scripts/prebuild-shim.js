@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // prebuildify calls its --node-gyp program with node-gyp's arguments; this shim turns
 // that into a cmake-js build so `npm run build:prebuilds` can make prebuilds/ from our CMake
 // project. Only the `rebuild` and `build` commands are understood; the addon uses
