@@ -20,6 +20,7 @@ import type {
   SgdStepOptions,
   UnaryOp,
 } from "../lib/backend/backend.js";
+import type { AdagradStepOptions, RmspropStepOptions } from "../lib/backend/backend.js";
 import { cpuBackend } from "../lib/backend/cpu/index.js";
 import { convOutputSize } from "../lib/backend/reference/conv.js";
 import { poolOutputSize } from "../lib/backend/reference/pool.js";
@@ -1250,5 +1251,92 @@ describe("optimizer steps", () => {
       b.adamStep(param, raw(b, "float32", [size], grads), expAvg, expAvgSq, maxSq, options);
       return maxSq === null ? [param, expAvg, expAvgSq] : [param, expAvg, expAvgSq, maxSq];
     });
+  });
+});
+
+// ---- rmsprop and adagrad steps --------------------------------------------------------
+
+describe("rmsprop and adagrad steps", () => {
+  // 70001 elements span several threads' chunks of the native kernel.
+  const SIZES = [37, 70001];
+
+  const rmsBase: RmspropStepOptions = {
+    lr: 1e-2,
+    alpha: 0.99,
+    eps: 1e-8,
+    weightDecay: 0,
+    momentum: 0,
+    centered: false,
+  };
+  const RMSPROP: RmspropStepOptions[] = [
+    rmsBase,
+    { ...rmsBase, alpha: 0.9, eps: 1e-3, weightDecay: 0.05 },
+    { ...rmsBase, momentum: 0.9 },
+    { ...rmsBase, centered: true },
+    { ...rmsBase, centered: true, momentum: 0.5, weightDecay: 0.1, alpha: 0.8 },
+  ];
+
+  it.each(SIZES.flatMap((size) => RMSPROP.map((o) => [size, JSON.stringify(o), o] as const)))(
+    "rmspropStep over %d elements %s",
+    (size, _label, options) => {
+      conform("rmspropStep", { atol: 1e-6, rtol: 1e-5 }, (b) => {
+        const param = raw(b, "float32", [size], floats(21, size));
+        // squareAvg >= gradAvg^2, as the running moments of any gradients are.
+        const squareAvg = raw(b, "float32", [size], floats(22, size, 0.05, 0.2));
+        const gradAvg = options.centered
+          ? raw(b, "float32", [size], floats(23, size, -0.2, 0.2))
+          : null;
+        const buffer = options.momentum > 0 ? raw(b, "float32", [size], floats(24, size)) : null;
+        b.rmspropStep(
+          param,
+          raw(b, "float32", [size], floats(25, size)),
+          squareAvg,
+          gradAvg,
+          buffer,
+          options,
+        );
+        return [
+          param,
+          squareAvg,
+          ...(gradAvg === null ? [] : [gradAvg]),
+          ...(buffer === null ? [] : [buffer]),
+        ];
+      });
+    },
+  );
+
+  const adaBase: AdagradStepOptions = { lr: 1e-2, lrDecay: 0, eps: 1e-10, weightDecay: 0, step: 1 };
+  const ADAGRAD: AdagradStepOptions[] = [
+    adaBase,
+    { ...adaBase, lr: 0.1, lrDecay: 0.5, step: 4 },
+    { ...adaBase, weightDecay: 0.2, eps: 1e-3, step: 2 },
+  ];
+
+  it.each(SIZES.flatMap((size) => ADAGRAD.map((o) => [size, JSON.stringify(o), o] as const)))(
+    "adagradStep over %d elements %s",
+    (size, _label, options) => {
+      conform("adagradStep", { atol: 1e-7, rtol: 1e-5 }, (b) => {
+        const param = raw(b, "float32", [size], floats(31, size));
+        const stateSum = raw(b, "float32", [size], floats(32, size, 0, 0.5));
+        b.adagradStep(param, raw(b, "float32", [size], floats(33, size)), stateSum, options);
+        return [param, stateSum];
+      });
+    },
+  );
+
+  it("rejects a missing buffer and a bad step with typed errors on both backends", () => {
+    const options = { ...rmsBase, centered: true };
+    for (const b of [cpu, ref]) {
+      const param = raw(b, "float32", [3], [1, 2, 3]);
+      const grad = raw(b, "float32", [3], [1, 1, 1]);
+      const sq = raw(b, "float32", [3], [0, 0, 0]);
+      expect(() => b.rmspropStep(param, grad, sq, null, null, options)).toThrow(DeepnodeError);
+    }
+    const param = raw(cpu, "float32", [3], [1, 2, 3]);
+    const grad = raw(cpu, "float32", [3], [1, 1, 1]);
+    const sum = raw(cpu, "float32", [3], [0, 0, 0]);
+    expect(() => cpu.adagradStep(param, grad, sum, { ...adaBase, step: 0 })).toThrow(
+      "step must be at least 1, got 0",
+    );
   });
 });

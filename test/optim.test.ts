@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 
 import {
   F,
+  StateDictError,
   Tensor,
   ValueError,
   fromTypedArray,
@@ -314,5 +315,331 @@ describe.each(["cpu", "reference"])("training on %s", (device) => {
     }
     expect(loss).toBeLessThan(0.05);
     expect(values(model.forward(x).argmax(1))).toEqual([0, 1, 1, 0]);
+  });
+});
+
+// ---- RMSprop, Adagrad, PyTorch-style groups, state dicts ------------------------------
+// Golden values from test/fixtures/optim.safetensors (make_optim_fixtures.py).
+
+const golden = loadFixture("optim.safetensors");
+
+// OPTIM_CASES of make_optim_fixtures.py, with PyTorch's keyword arguments in our names.
+const MORE_CASES: Record<string, Maker> = {
+  "rmsprop.default": (ps) => new optim.RMSprop(ps),
+  "rmsprop.alpha_eps": (ps) => new optim.RMSprop(ps, { lr: 0.02, alpha: 0.9, eps: 1e-3 }),
+  "rmsprop.weight_decay": (ps) => new optim.RMSprop(ps, { lr: 0.01, weightDecay: 0.1 }),
+  "rmsprop.momentum": (ps) => new optim.RMSprop(ps, { lr: 0.01, momentum: 0.9 }),
+  "rmsprop.centered": (ps) => new optim.RMSprop(ps, { lr: 0.01, centered: true }),
+  "rmsprop.all": (ps) =>
+    new optim.RMSprop(ps, {
+      lr: 0.005,
+      alpha: 0.8,
+      weightDecay: 0.05,
+      momentum: 0.5,
+      centered: true,
+    }),
+  "adagrad.default": (ps) => new optim.Adagrad(ps),
+  "adagrad.lr_decay": (ps) => new optim.Adagrad(ps, { lr: 0.1, lrDecay: 0.5 }),
+  "adagrad.weight_decay": (ps) => new optim.Adagrad(ps, { lr: 0.1, weightDecay: 0.2 }),
+  "adagrad.initial_accumulator": (ps) =>
+    new optim.Adagrad(ps, { lr: 0.1, initialAccumulatorValue: 0.5 }),
+  "adagrad.all": (ps) =>
+    new optim.Adagrad(ps, {
+      lr: 0.3,
+      lrDecay: 0.1,
+      weightDecay: 0.1,
+      initialAccumulatorValue: 0.2,
+      eps: 1e-3,
+    }),
+};
+
+/** The gradient of `step` (0-based) from the fixture's [3, 2, 3] gradients. */
+function gradAt(step: number, c: DeviceCase, scale = 1): Tensor {
+  const size = 6;
+  const data = golden.values("optim.grads").slice(step * size, (step + 1) * size);
+  return hostTensor(
+    data.map((v) => v * scale),
+    [2, 3],
+    c.device,
+    c.dtype,
+  );
+}
+
+function expectedAt(key: string, step: number): number[] {
+  return golden.values(key).slice(step * 6, (step + 1) * 6);
+}
+
+describe.each(DEVICE_CASES)("RMSprop and Adagrad against PyTorch on $device $dtype", (c) => {
+  it.each(Object.keys(MORE_CASES))("%s: the parameter after each of 3 steps", (key) => {
+    const param = new nn.Parameter(golden.tensor("optim.param", c.device, c.dtype));
+    const optimizer = MORE_CASES[key]!([param]);
+    for (let step = 0; step < 3; step++) {
+      param.grad = gradAt(step, c);
+      optimizer.step();
+      expect(param.dtype).toBe(c.dtype);
+      expectClose(param, expectedAt(`${key}.params`, step), c.tol, `${key} step ${step + 1}`);
+    }
+  });
+
+  it("groups in PyTorch's form keep their own options (Adam, amsgrad in one group)", () => {
+    const a = new nn.Parameter(golden.tensor("optim.param", c.device, c.dtype));
+    const b = new nn.Parameter(golden.tensor("optim.param", c.device, c.dtype).mul(-0.5));
+    const optimizer = new optim.Adam(
+      [
+        { params: [a], lr: 0.05, amsgrad: true },
+        { params: [b], weightDecay: 0.1 },
+      ],
+      { lr: 0.01 },
+    );
+    expect(optimizer.paramGroups.map((g) => [g.options.lr, g.options.amsgrad])).toEqual([
+      [0.05, true],
+      [0.01, false],
+    ]);
+    const expected = golden.values("groups.adam.params"); // [3 steps, 2 groups, 2, 3]
+    for (let step = 0; step < 3; step++) {
+      a.grad = gradAt(step, c);
+      b.grad = gradAt(step, c, 2);
+      optimizer.step();
+      const row = expected.slice(step * 12, (step + 1) * 12);
+      expectClose(a, row.slice(0, 6), c.tol, `group 0 step ${step + 1}`);
+      expectClose(b, row.slice(6), c.tol, `group 1 step ${step + 1}`);
+    }
+  });
+
+  // Two steps, a state dict, a fresh optimizer over a parameter at step 2's value: the
+  // third step must still be PyTorch's, so every moment and step count was restored.
+  it.each(["sgd.momentum", "adam.amsgrad", "rmsprop.all", "adagrad.all", "adagrad.lr_decay"])(
+    "%s: a loaded state dict continues the run as PyTorch's",
+    (key) => {
+      const maker = CASES[key] ?? MORE_CASES[key]!;
+      const fixture = key in CASES ? ops : golden;
+      const param = new nn.Parameter(fixture.tensor("optim.param", c.device, c.dtype));
+      const first = maker([param]);
+      for (let step = 0; step < 2; step++) {
+        param.grad = gradAt(step, c);
+        first.step();
+      }
+      const resumed = new nn.Parameter(param.detach().clone());
+      const second = maker([resumed]);
+      second.loadStateDict(first.stateDict());
+      resumed.grad = gradAt(2, c);
+      second.step();
+      expectClose(
+        resumed,
+        fixture.values(`${key}.params`).slice(12, 18), // step 3 of [3, 2, 3]
+        c.tol,
+        `${key} resumed`,
+      );
+    },
+  );
+});
+
+describe("AdamW against Adam with L2 after one step", () => {
+  // betas (0.5, 0.75) make the bias corrections 0.5 and 0.25 and every intermediate a
+  // power-of-two multiple, so both steps are exact: Adam's first step is lr * sign(g') with
+  // g' = g + wd * p (the L2 term is normalised away), AdamW's is lr * sign(g) after the
+  // decoupled shrink p * (1 - lr * wd) = p * 0.9375.
+  const p0 = [2, -1, 0.5];
+  const g = [0.5, 0.25, -1];
+  const options = { lr: 0.125, betas: [0.5, 0.75] as [number, number], eps: 0, weightDecay: 0.5 };
+
+  it.each(DEVICE_CASES)("on $device $dtype", (c) => {
+    const adamParam = new nn.Parameter(hostTensor(p0, [3], c.device, c.dtype));
+    const adamwParam = new nn.Parameter(hostTensor(p0, [3], c.device, c.dtype));
+    const adam = new optim.Adam([adamParam], options);
+    const adamw = new optim.AdamW([adamwParam], options);
+    adamParam.grad = hostTensor(g, [3], c.device, c.dtype);
+    adamwParam.grad = hostTensor(g, [3], c.device, c.dtype);
+    adam.step();
+    adamw.step();
+    // g' = [1.5, -0.25, -0.75]: p - 0.125 * sign(g').
+    expect(values(adamParam)).toEqual([1.875, -0.875, 0.625]);
+    // [1.875, -0.9375, 0.46875] - 0.125 * sign(g).
+    expect(values(adamwParam)).toEqual([1.75, -1.0625, 0.59375]);
+  });
+});
+
+describe("RMSprop and Adagrad validation and defaults", () => {
+  const params = () => [zeros([2], { requiresGrad: true })];
+
+  it.each([
+    [
+      () => new optim.RMSprop(params(), { lr: -1 }),
+      "RMSprop: invalid lr: -1 (expected a number >= 0)",
+    ],
+    [
+      () => new optim.RMSprop(params(), { alpha: -0.5 }),
+      "RMSprop: invalid alpha: -0.5 (expected >= 0)",
+    ],
+    [() => new optim.RMSprop(params(), { eps: -1 }), "RMSprop: invalid eps: -1 (expected >= 0)"],
+    [
+      () => new optim.RMSprop(params(), { momentum: -0.9 }),
+      "RMSprop: invalid momentum: -0.9 (expected >= 0)",
+    ],
+    [
+      () => new optim.RMSprop(params(), { weightDecay: -2 }),
+      "RMSprop: invalid weightDecay: -2 (expected >= 0)",
+    ],
+    [
+      () => new optim.Adagrad(params(), { lr: -0.1 }),
+      "Adagrad: invalid lr: -0.1 (expected a number >= 0)",
+    ],
+    [
+      () => new optim.Adagrad(params(), { lrDecay: -1 }),
+      "Adagrad: invalid lrDecay: -1 (expected >= 0)",
+    ],
+    [
+      () => new optim.Adagrad(params(), { initialAccumulatorValue: -0.1 }),
+      "Adagrad: invalid initialAccumulatorValue: -0.1 (expected >= 0)",
+    ],
+    [
+      () => new optim.Adagrad(params(), { eps: -1e-10 }),
+      "Adagrad: invalid eps: -1e-10 (expected >= 0)",
+    ],
+    [
+      () => new optim.SGD([{ params: params(), lrr: 0.1 } as never], { lr: 0.1 }),
+      "SGD: parameter group 0 has unknown options: lrr",
+    ],
+    [
+      () => new optim.Adam([{ params: params() }, { params: params(), lr: -3 }]),
+      "Adam: invalid lr: -3 (expected a number >= 0)",
+    ],
+  ] as const)("rejects %#: names the option and the value", (make, message) => {
+    expectThrows(make, ValueError, message);
+  });
+
+  it("accepts PyTorch's defaults", () => {
+    expect(new optim.RMSprop(params()).paramGroups[0]!.options).toEqual({
+      lr: 1e-2,
+      alpha: 0.99,
+      eps: 1e-8,
+      weightDecay: 0,
+      momentum: 0,
+      centered: false,
+    });
+    expect(new optim.Adagrad(params()).paramGroups[0]!.options).toEqual({
+      lr: 1e-2,
+      lrDecay: 0,
+      weightDecay: 0,
+      initialAccumulatorValue: 0,
+      eps: 1e-10,
+    });
+  });
+});
+
+describe("optimizer state dicts", () => {
+  function trained(): { param: Tensor; optimizer: optim.Adam } {
+    const param = new nn.Parameter(
+      tensor([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]),
+    );
+    const optimizer = new optim.Adam([param], { lr: 0.1, amsgrad: true });
+    param.grad = tensor([
+      [1, -1, 1],
+      [-1, 1, -1],
+    ]);
+    optimizer.step();
+    return { param, optimizer };
+  }
+
+  it("has PyTorch's layout: state by index, groups with their options and indices", () => {
+    const a = tensor([1, 2], { requiresGrad: true });
+    const b = tensor([3], { requiresGrad: true });
+    const c = tensor([4], { requiresGrad: true });
+    const optimizer = new optim.SGD([{ params: [a, b] }, { params: [c], lr: 0.5 }], {
+      lr: 0.1,
+      momentum: 0.9,
+    });
+    a.grad = tensor([1, 1]);
+    c.grad = tensor([2]);
+    optimizer.step();
+    const dict = optimizer.stateDict();
+    expect(Object.keys(dict.state)).toEqual(["0", "2"]);
+    expect(values(dict.state[0]!.momentumBuffer as Tensor)).toEqual([1, 1]);
+    expect(values(dict.state[2]!.momentumBuffer as Tensor)).toEqual([2]);
+    expect(dict.paramGroups.map((g) => [g.params, g.options.lr])).toEqual([
+      [[0, 1], 0.1],
+      [[2], 0.5],
+    ]);
+  });
+
+  it("restores the groups' options and copies the state onto the parameters' device", () => {
+    const { optimizer } = trained();
+    const dict = optimizer.stateDict();
+    const target = new optim.Adam([new nn.Parameter(zeros([2, 3], { device: "reference" }))], {
+      lr: 0.5,
+      amsgrad: true,
+    });
+    target.loadStateDict(dict);
+    expect(target.paramGroups[0]!.options.lr).toBe(0.1);
+    const loaded = target.stateDict().state[0]!;
+    expect(loaded.step).toBe(1);
+    expect((loaded.expAvg as Tensor).device).toBe("reference");
+    expectClose(
+      loaded.expAvg as Tensor,
+      values(dict.state[0]!.expAvg as Tensor),
+      { rtol: 0, atol: 0 },
+      "m",
+    );
+    // A copy: stepping the source does not move the target's state.
+    optimizer.step();
+    expect(target.stateDict().state[0]!.step).toBe(1);
+  });
+
+  it("names every missing, unexpected and mis-shaped entry, and changes nothing", () => {
+    const { optimizer } = trained();
+    const dict = optimizer.stateDict();
+    const fresh = () =>
+      new optim.Adam([new nn.Parameter(zeros([2, 3]))], { lr: 0.3, amsgrad: true });
+
+    const twoGroups = { ...dict, paramGroups: [...dict.paramGroups, dict.paramGroups[0]!] };
+    expectThrows(
+      () => fresh().loadStateDict(twoGroups),
+      StateDictError,
+      "loadStateDict: unexpected keys: paramGroups.1",
+    );
+
+    const small = new optim.Adam([new nn.Parameter(zeros([3]))], { amsgrad: true });
+    expectThrows(
+      () => small.loadStateDict(dict),
+      StateDictError,
+      "loadStateDict: size mismatch for state.0.expAvg: expected [3], got [2, 3]; " +
+        "size mismatch for state.0.expAvgSq: expected [3], got [2, 3]; " +
+        "size mismatch for state.0.maxExpAvgSq: expected [3], got [2, 3]",
+    );
+
+    const { maxExpAvgSq: _dropped, ...partial } = dict.state[0]!;
+    const extra = { ...dict, state: { 0: { ...partial, momentum: zeros([2, 3]) }, 5: {} } };
+    const target = fresh();
+    expectThrows(
+      () => target.loadStateDict(extra),
+      StateDictError,
+      "loadStateDict: missing keys: state.0.maxExpAvgSq; unexpected keys: state.0.momentum, state.5",
+    );
+    expect(target.paramGroups[0]!.options.lr).toBe(0.3);
+    expect(target.stateDict().state).toEqual({});
+
+    const sgdDict = new optim.SGD([zeros([2, 3], { requiresGrad: true })], { lr: 1 }).stateDict();
+    expectThrows(
+      () => fresh().loadStateDict(sgdDict as never),
+      StateDictError,
+      "loadStateDict: missing keys: paramGroups.0.options.betas, paramGroups.0.options.eps, " +
+        "paramGroups.0.options.amsgrad; unexpected keys: paramGroups.0.options.momentum, " +
+        "paramGroups.0.options.dampening, paramGroups.0.options.nesterov",
+    );
+
+    const badLr = {
+      ...dict,
+      paramGroups: [
+        { ...dict.paramGroups[0]!, options: { ...dict.paramGroups[0]!.options, lr: -1 } },
+      ],
+    };
+    expectThrows(
+      () => fresh().loadStateDict(badLr),
+      ValueError,
+      "Adam: invalid lr: -1 (expected a number >= 0)",
+    );
   });
 });
