@@ -3,7 +3,7 @@
 // made by make_fixtures.py), hyperparameter validation, skipped parameters, zeroGrad,
 // parameter groups, and short training runs whose loss must fall below a bar.
 
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
 import {
   F,
@@ -640,6 +640,278 @@ describe("optimizer state dicts", () => {
       () => fresh().loadStateDict(badLr),
       ValueError,
       "Adam: invalid lr: -1 (expected a number >= 0)",
+    );
+  });
+});
+
+// ---- learning-rate schedules -----------------------------------------------------------
+// SCHEDULES of make_optim_fixtures.py: SGD (momentum 0.9) over two groups with lr 0.1 and
+// 0.05; each group's lr after construction and after each of 30 steps, rows [31, 2].
+
+type Schedule = optim.LRScheduler | optim.ReduceLROnPlateau;
+
+const SCHEDULES: Record<string, (o: optim.SGD) => Schedule> = {
+  step: (o) => new optim.StepLR(o, 7, 0.5),
+  multistep: (o) => new optim.MultiStepLR(o, [3, 10, 10, 22], 0.3),
+  exponential: (o) => new optim.ExponentialLR(o, 0.9),
+  cosine: (o) => new optim.CosineAnnealingLR(o, 10, 0.001),
+  cosine_long: (o) => new optim.CosineAnnealingLR(o, 30),
+  onecycle_cos: (o) => new optim.OneCycleLR(o, [1.0, 0.5], { totalSteps: 30 }),
+  onecycle_linear: (o) =>
+    new optim.OneCycleLR(o, 0.8, {
+      epochs: 3,
+      stepsPerEpoch: 10,
+      pctStart: 0.25,
+      annealStrategy: "linear",
+      divFactor: 10,
+      finalDivFactor: 100,
+      baseMomentum: 0.8,
+      maxMomentum: 0.9,
+    }),
+  onecycle_three: (o) => new optim.OneCycleLR(o, 0.6, { totalSteps: 30, threePhase: true }),
+  linear_warmup: (o) => new optim.LinearLR(o, { startFactor: 0.25, totalIters: 8 }),
+  linear_decay: (o) => new optim.LinearLR(o, { startFactor: 1, endFactor: 0.1, totalIters: 20 }),
+  warmup_linear: (o) => optim.warmupLinear(o, 5, 25),
+  plateau_min: (o) =>
+    new optim.ReduceLROnPlateau(o, {
+      factor: 0.5,
+      patience: 2,
+      threshold: 1e-2,
+      cooldown: 1,
+      minLr: [0.01, 0.02],
+    }),
+  plateau_max_abs: (o) =>
+    new optim.ReduceLROnPlateau(o, {
+      mode: "max",
+      factor: 0.3,
+      patience: 1,
+      threshold: 0.05,
+      thresholdMode: "abs",
+      minLr: 0.001,
+    }),
+  plateau_eps: (o) =>
+    new optim.ReduceLROnPlateau(o, { factor: 0.9, patience: 0, minLr: 0.07, eps: 5e-3 }),
+};
+
+const SCHEDULE_TOL: Tolerance = { rtol: 1e-12, atol: 1e-15 };
+const metrics = golden.values("plateau.metrics");
+
+function twoGroups(): optim.SGD {
+  return new optim.SGD(
+    [
+      { params: [zeros([2], { requiresGrad: true })] },
+      { params: [zeros([1], { requiresGrad: true })], lr: 0.05 },
+    ],
+    { lr: 0.1, momentum: 0.9 },
+  );
+}
+
+function stepSchedule(schedule: Schedule, step: number): void {
+  if (schedule instanceof optim.ReduceLROnPlateau) schedule.step(metrics[step]!);
+  else schedule.step();
+}
+
+/** Runs `steps` optimizer/schedule steps; returns each group's lr (and momentum) per row. */
+function runSchedule(
+  optimizer: optim.SGD,
+  schedule: Schedule,
+  from: number,
+  to: number,
+): { lrs: number[]; momenta: number[] } {
+  const lrs: number[] = [];
+  const momenta: number[] = [];
+  const record = () => {
+    for (const g of optimizer.paramGroups) {
+      lrs.push(g.options.lr);
+      momenta.push(g.options.momentum);
+    }
+  };
+  if (from === 0) record();
+  for (let step = from; step < to; step++) {
+    optimizer.step();
+    stepSchedule(schedule, step);
+    record();
+  }
+  return { lrs, momenta };
+}
+
+describe("learning-rate schedules against PyTorch", () => {
+  it.each(Object.keys(SCHEDULES))("%s: each group's lr over 30 steps", (name) => {
+    const optimizer = twoGroups();
+    const schedule = SCHEDULES[name]!(optimizer);
+    const { lrs, momenta } = runSchedule(optimizer, schedule, 0, 30);
+    expectClose(
+      tensor(lrs, { dtype: "float64" }),
+      golden.values(`sched.${name}.lr`),
+      SCHEDULE_TOL,
+      `${name} lr`,
+    );
+    if (name.startsWith("onecycle")) {
+      const expected = golden.values(`sched.${name}.momentum`);
+      expectClose(
+        tensor(momenta, { dtype: "float64" }),
+        expected,
+        SCHEDULE_TOL,
+        `${name} momentum`,
+      );
+    }
+  });
+
+  it.each(Object.keys(SCHEDULES))(
+    "%s: a state dict saved at step 12 resumes the same sequence",
+    (name) => {
+      const first = twoGroups();
+      const schedule = SCHEDULES[name]!(first);
+      runSchedule(first, schedule, 0, 12);
+      const saved = JSON.parse(JSON.stringify(schedule.stateDict())) as never;
+      const savedOptimizer = first.stateDict();
+
+      const second = twoGroups();
+      const resumed = SCHEDULES[name]!(second);
+      second.loadStateDict(savedOptimizer);
+      resumed.loadStateDict(saved);
+      const { lrs } = runSchedule(second, resumed, 12, 30);
+      const expected = golden.values(`sched.${name}.lr`).slice(13 * 2);
+      expectClose(tensor(lrs, { dtype: "float64" }), expected, SCHEDULE_TOL, `${name} resumed`);
+    },
+  );
+
+  it("OneCycleLR cycles Adam's beta1 and refuses to step past totalSteps", () => {
+    const adam = new optim.Adam([zeros([1], { requiresGrad: true })], { lr: 1 });
+    const schedule = new optim.OneCycleLR(adam, 0.01, { totalSteps: 10 });
+    expect(adam.paramGroups[0]!.options.betas).toEqual([0.95, 0.999]);
+    expect(schedule.getLastLr()[0]).toBeCloseTo(0.01 / 25, 15);
+    // As PyTorch: the counter may reach totalSteps, one step past the last phase's end.
+    for (let i = 0; i < 10; i++) {
+      adam.step();
+      schedule.step();
+    }
+    expect(adam.paramGroups[0]!.options.betas[1]).toBe(0.999);
+    expectThrows(
+      () => schedule.step(),
+      ValueError,
+      "OneCycleLR: tried to step 12 times; the specified number of total steps is 10",
+    );
+  });
+});
+
+describe("schedule validation and the step-order warning", () => {
+  it("warns once, with a code, when the schedule steps before the optimizer", () => {
+    const warnings: [string, unknown][] = [];
+    const spy = vi.spyOn(process, "emitWarning").mockImplementation((message, options) => {
+      warnings.push([String(message), options]);
+    });
+    try {
+      const optimizer = twoGroups();
+      const schedule = new optim.StepLR(optimizer, 2);
+      expect(warnings).toEqual([]); // construction steps once, as PyTorch, without a warning
+      schedule.step();
+      schedule.step();
+      new optim.ExponentialLR(twoGroups(), 0.5).step();
+      const ordered = twoGroups();
+      const fine = new optim.StepLR(ordered, 2);
+      ordered.step();
+      fine.step();
+      expect(warnings.length).toBe(1);
+      expect(warnings[0]![0]).toContain("scheduler.step() was called before optimizer.step()");
+      expect(warnings[0]![1]).toMatchObject({ code: "DEEPNODE_SCHEDULER_BEFORE_OPTIMIZER" });
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it.each([
+    [
+      () => new optim.StepLR(twoGroups(), 0),
+      "StepLR: invalid stepSize: 0 (expected an integer > 0)",
+    ],
+    [() => new optim.StepLR(twoGroups(), 3, -1), "StepLR: invalid gamma: -1 (expected >= 0)"],
+    [
+      () => new optim.MultiStepLR(twoGroups(), [2, -1]),
+      "MultiStepLR: invalid milestones: [2, -1] (expected integers >= 0)",
+    ],
+    [
+      () => new optim.ExponentialLR(twoGroups(), -0.5),
+      "ExponentialLR: invalid gamma: -0.5 (expected >= 0)",
+    ],
+    [
+      () => new optim.CosineAnnealingLR(twoGroups(), 2.5),
+      "CosineAnnealingLR: invalid tMax: 2.5 (expected an integer > 0)",
+    ],
+    [
+      () => new optim.LinearLR(twoGroups(), { startFactor: 0 }),
+      "LinearLR: invalid startFactor: 0 (expected in (0, 1])",
+    ],
+    [
+      () => new optim.LinearLR(twoGroups(), { endFactor: 2 }),
+      "LinearLR: invalid endFactor: 2 (expected in [0, 1])",
+    ],
+    [
+      () => optim.warmupLinear(twoGroups(), 10, 5),
+      "warmupLinear: invalid totalSteps: 5 (expected an integer >= warmupSteps (10))",
+    ],
+    [
+      () => new optim.OneCycleLR(twoGroups(), 1),
+      "OneCycleLR: give totalSteps, or epochs and stepsPerEpoch",
+    ],
+    [
+      () => new optim.OneCycleLR(twoGroups(), [1, 2, 3], { totalSteps: 10 }),
+      "OneCycleLR: invalid maxLr: [1, 2, 3] (expected 2 values, one per group)",
+    ],
+    [
+      () => new optim.OneCycleLR(twoGroups(), 1, { totalSteps: 10, pctStart: 1.5 }),
+      "OneCycleLR: invalid pctStart: 1.5 (expected in [0, 1])",
+    ],
+    [
+      () =>
+        new optim.OneCycleLR(new optim.Adagrad([zeros([1], { requiresGrad: true })]), 1, {
+          totalSteps: 5,
+        }),
+      "OneCycleLR: cycleMomentum needs an optimizer with momentum or betas",
+    ],
+    [
+      () => new optim.ReduceLROnPlateau(twoGroups(), { factor: 1 }),
+      "ReduceLROnPlateau: invalid factor: 1 (expected in [0, 1))",
+    ],
+    [
+      () => new optim.ReduceLROnPlateau(twoGroups(), { mode: "up" as never }),
+      "ReduceLROnPlateau: invalid mode: up (expected min or max)",
+    ],
+    [
+      () => new optim.ReduceLROnPlateau(twoGroups(), { patience: -1 }),
+      "ReduceLROnPlateau: invalid patience: -1 (expected an integer >= 0)",
+    ],
+    [
+      () => new optim.ReduceLROnPlateau(twoGroups(), { minLr: [0.1] }),
+      "ReduceLROnPlateau: invalid minLr: [0.1] (expected 2 values, one per group)",
+    ],
+  ] as const)("rejects %#: names the option and the value", (make, message) => {
+    expectThrows(make, ValueError, message);
+  });
+
+  it("a state dict of another kind or other settings is refused by name", () => {
+    const step = new optim.StepLR(twoGroups(), 7, 0.5).stateDict();
+    expectThrows(
+      () => new optim.ExponentialLR(twoGroups(), 0.5).loadStateDict(step),
+      ValueError,
+      "ExponentialLR: loadStateDict: the state is of a StepLR, not a ExponentialLR",
+    );
+    expectThrows(
+      () => new optim.StepLR(twoGroups(), 5, 0.5).loadStateDict(step),
+      ValueError,
+      "StepLR: loadStateDict: stepSize is 7 in the state, 5 here",
+    );
+    const single = new optim.SGD([zeros([1], { requiresGrad: true })], { lr: 0.1 });
+    expectThrows(
+      () => new optim.StepLR(single, 7, 0.5).loadStateDict(step),
+      ValueError,
+      "StepLR: loadStateDict: the state has 2 parameter groups, the optimizer 1",
+    );
+    const plateau = new optim.ReduceLROnPlateau(twoGroups(), { patience: 3 }).stateDict();
+    expectThrows(
+      () => new optim.ReduceLROnPlateau(twoGroups()).loadStateDict(plateau),
+      ValueError,
+      "ReduceLROnPlateau: loadStateDict: patience is 3 in the state, 10 here",
     );
   });
 });

@@ -13,3 +13,24 @@ export { Adam, AdamW } from "./adam.js";
 export type { AdamOptions } from "./adam.js";
 export { Adagrad, RMSprop } from "./rmsprop.js";
 export type { AdagradOptions, RMSpropOptions } from "./rmsprop.js";
+export {
+  CosineAnnealingLR,
+  ExponentialLR,
+  LRScheduler,
+  LambdaLR,
+  LinearLR,
+  MultiStepLR,
+  StepLR,
+  warmupLinear,
+} from "./lr_scheduler.js";
+export type {
+  AnyOptimizer,
+  LinearLROptions,
+  LrLambda,
+  ScheduleConfig,
+  SchedulerStateDict,
+} from "./lr_scheduler.js";
+export { OneCycleLR } from "./one_cycle.js";
+export type { OneCycleLROptions } from "./one_cycle.js";
+export { ReduceLROnPlateau } from "./plateau.js";
+export type { PlateauStateDict, ReduceLROnPlateauOptions } from "./plateau.js";
