@@ -675,9 +675,9 @@ const SCHEDULES: Record<string, (o: optim.SGD) => Schedule> = {
   plateau_min: (o) =>
     new optim.ReduceLROnPlateau(o, {
       factor: 0.5,
-      patience: 2,
+      patience: 1,
       threshold: 1e-2,
-      cooldown: 1,
+      cooldown: 2,
       minLr: [0.01, 0.02],
     }),
   plateau_max_abs: (o) =>
@@ -912,6 +912,214 @@ describe("schedule validation and the step-order warning", () => {
       () => new optim.ReduceLROnPlateau(twoGroups()).loadStateDict(plateau),
       ValueError,
       "ReduceLROnPlateau: loadStateDict: patience is 3 in the state, 10 here",
+    );
+  });
+});
+
+// ---- gradient clipping, non-finite gradients, penalties, decay groups ------------------
+
+describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
+  // Gradients [3, 4] and [[12]]: 2-norm 13, 1-norm 19, max-norm 12.
+  function withGrads(first = [3, 4]): Tensor[] {
+    const a = zeros([2], { device, requiresGrad: true });
+    const b = zeros([1, 1], { device, requiresGrad: true });
+    const idle = zeros([3], { device, requiresGrad: true }); // no gradient: ignored
+    a.grad = tensor(first, { device });
+    b.grad = tensor([[12]], { device });
+    return [a, b, idle];
+  }
+  const gradsOf = (ps: Tensor[]) => ps.slice(0, 2).flatMap((p) => values(p.grad!));
+  const tol = { rtol: 1e-6, atol: 0 };
+
+  it.each([
+    [2, 13],
+    [1, 19],
+    [Infinity, 12],
+    [3, Math.cbrt(27 + 64 + 1728)],
+  ])(
+    "normType %s: returns the total norm %s and scales to maxNorm as PyTorch",
+    (normType, total) => {
+      const ps = withGrads();
+      const norm = optim.clipGradNorm(ps, 6.5, normType);
+      expect(norm).toBeCloseTo(total, 4);
+      // PyTorch's factor: maxNorm / (total + 1e-6).
+      const factor = 6.5 / (total + 1e-6);
+      expectClose(tensor(gradsOf(ps)), [3 * factor, 4 * factor, 12 * factor], tol, "clipped");
+      expect(ps[2]!.grad).toBeNull();
+    },
+  );
+
+  it("leaves gradients under maxNorm as they are, and nn.utils is the same function", () => {
+    const ps = withGrads();
+    expect(nn.utils.clipGradNorm).toBe(optim.clipGradNorm);
+    expect(nn.utils.clipGradNorm(ps, 100)).toBeCloseTo(13, 5);
+    expect(gradsOf(ps)).toEqual([3, 4, 12]);
+  });
+
+  it.each([
+    [NaN, "NaN"],
+    [Infinity, "Infinity"],
+  ])("a %s gradient is reported and no gradient is scaled by it", (bad, label) => {
+    const ps = withGrads([3, bad]);
+    const norm = optim.clipGradNorm(ps, 1);
+    expect(String(norm)).toBe(label);
+    expect(values(ps[1]!.grad!)).toEqual([12]);
+    expectThrows(
+      () => optim.clipGradNorm(withGrads([bad, 1]), 1, 2, { errorIfNonfinite: true }),
+      ValueError,
+      `clipGradNorm: the total norm of order 2 of the gradients is ${label}, so they cannot be clipped`,
+    );
+  });
+
+  it("clipGradValue clamps every element", () => {
+    const ps = withGrads([3, -4]);
+    optim.clipGradValue(ps, 3.5);
+    expect(gradsOf(ps)).toEqual([3, -3.5, 3.5]);
+  });
+
+  it("rejects bad arguments by name and value", () => {
+    expectThrows(
+      () => optim.clipGradNorm(withGrads(), -1),
+      ValueError,
+      "clipGradNorm: invalid maxNorm: -1 (expected >= 0)",
+    );
+    expectThrows(
+      () => optim.clipGradNorm(withGrads(), 1, 0),
+      ValueError,
+      "clipGradNorm: invalid normType: 0 (expected > 0 or Infinity)",
+    );
+    expectThrows(
+      () => optim.clipGradValue(withGrads(), -0.5),
+      ValueError,
+      "clipGradValue: invalid clipValue: -0.5 (expected >= 0)",
+    );
+  });
+});
+
+describe.each(["cpu", "reference"])("a non-finite gradient and skipNonFinite on %s", (device) => {
+  function setup(): { a: Tensor; b: Tensor; optimizer: optim.Adam } {
+    const a = tensor([1, 2], { device, requiresGrad: true });
+    const b = tensor([3], { device, requiresGrad: true });
+    const optimizer = new optim.Adam([a, b], { lr: 0.1 });
+    optimizer.skipNonFinite = true;
+    return { a, b, optimizer };
+  }
+
+  it.each([NaN, Infinity, -Infinity])(
+    "a %s gradient: nothing is written, no state starts",
+    (bad) => {
+      const { a, b, optimizer } = setup();
+      a.grad = tensor([0.5, 0.5], { device });
+      b.grad = tensor([bad], { device });
+      expect(optimizer.step()).toBe(false);
+      expect(values(a)).toEqual([1, 2]);
+      expect(values(b)).toEqual([3]);
+      expect(optimizer.stateDict().state).toEqual({});
+      expect([optimizer.stepCount, optimizer.skippedSteps]).toEqual([1, 1]);
+
+      // The next finite step is the first one: as a fresh optimizer's.
+      b.grad = tensor([-1], { device });
+      expect(optimizer.step()).toBe(true);
+      const fresh = setup();
+      fresh.a.grad = tensor([0.5, 0.5], { device });
+      fresh.b.grad = tensor([-1], { device });
+      fresh.optimizer.step();
+      expect(values(a)).toEqual(values(fresh.a));
+      expect(values(b)).toEqual(values(fresh.b));
+    },
+  );
+
+  it("clipGradNorm then a skipping optimizer: a model's weights stay finite", () => {
+    manualSeed(5);
+    const model = new nn.Linear(3, 2, { device });
+    const optimizer = new optim.SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
+    optimizer.skipNonFinite = true;
+    const before = model.parameters().map(values);
+    const x = tensor([[1, Infinity, 0]], { device });
+    model.forward(x).sum().backward();
+    expect(Number.isFinite(optim.clipGradNorm(model.parameters(), 1))).toBe(false);
+    expect(optimizer.step()).toBe(false);
+    expect(model.parameters().map(values)).toEqual(before);
+  });
+});
+
+describe("penalties and weight-decay groups", () => {
+  it("l1Penalty and l2Penalty: values and gradients", () => {
+    const a = tensor([1, -2], { requiresGrad: true });
+    const b = tensor([[0, 3]], { requiresGrad: true });
+    const l1 = optim.l1Penalty([a, b], 0.5);
+    expect(l1.item()).toBe(3); // 0.5 * (1 + 2 + 0 + 3)
+    l1.backward();
+    expect(values(a.grad!)).toEqual([0.5, -0.5]);
+    expect(values(b.grad!)).toEqual([0, 0.5]); // sign(0) = 0
+    a.zeroGrad();
+    b.zeroGrad();
+    const l2 = optim.l2Penalty([a, b], 0.25);
+    expect(l2.item()).toBe(3.5); // 0.25 * (1 + 4 + 0 + 9)
+    l2.backward();
+    expect(values(a.grad!)).toEqual([0.5, -1]); // 2 * 0.25 * p
+    expect(values(b.grad!)).toEqual([0, 1.5]);
+  });
+
+  it("l2Penalty with weightDecay / 2 steps as SGD's weightDecay", () => {
+    const run = (usePenalty: boolean): number[] => {
+      manualSeed(11);
+      const model = new nn.Linear(4, 2);
+      const optimizer = new optim.SGD(model.parameters(), {
+        lr: 0.1,
+        weightDecay: usePenalty ? 0 : 0.2,
+      });
+      const x = tensor([[1, -1, 0.5, 2]]);
+      for (let step = 0; step < 3; step++) {
+        optimizer.zeroGrad();
+        let loss = model.forward(x).square().sum();
+        if (usePenalty) loss = loss.add(optim.l2Penalty(model.parameters(), 0.1));
+        loss.backward();
+        optimizer.step();
+      }
+      return model.parameters().flatMap(values);
+    };
+    expectClose(
+      tensor(run(true)),
+      run(false),
+      { rtol: 1e-6, atol: 1e-7 },
+      "penalty vs weightDecay",
+    );
+  });
+
+  it("paramGroupsWithDecay exempts biases and 1-d weights; AdamW then leaves them alone", () => {
+    manualSeed(2);
+    const model = new nn.Sequential(new nn.Linear(3, 4), new nn.ReLU(), new nn.Linear(4, 1));
+    const groups = optim.paramGroupsWithDecay(model, 0.5);
+    expect(groups.map((g) => [g.params.length, g.weightDecay])).toEqual([
+      [2, 0.5],
+      [2, 0],
+    ]);
+    expect(groups[0]!.params).toEqual([model.at(0).parameters()[0], model.at(2).parameters()[0]]);
+
+    const optimizer = new optim.AdamW(groups, { lr: 0.1 });
+    const before = model.parameters().map(values);
+    for (const p of model.parameters()) p.grad = p.zerosLike(); // only the decay moves weights
+    optimizer.step();
+    const after = model.parameters().map(values);
+    // weights shrink by 1 - lr * wd = 0.95; biases do not move.
+    expectClose(
+      tensor(after[0]!),
+      before[0]!.map((w) => w * 0.95),
+      { rtol: 1e-6, atol: 0 },
+      "w0",
+    );
+    expect(after[1]).toEqual(before[1]);
+    expect(after[3]).toEqual(before[3]);
+
+    const custom = optim.paramGroupsWithDecay(model, 0.1, {
+      exempt: (name) => name.startsWith("2."),
+    });
+    expect(custom.map((g) => g.params.length)).toEqual([2, 2]);
+    expectThrows(
+      () => optim.paramGroupsWithDecay(model, -1),
+      ValueError,
+      "paramGroupsWithDecay: invalid weightDecay: -1 (expected >= 0)",
     );
   });
 });
