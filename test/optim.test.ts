@@ -11,6 +11,7 @@ import {
   Tensor,
   ValueError,
   fromTypedArray,
+  liveTensors,
   manualSeed,
   nn,
   optim,
@@ -885,6 +886,10 @@ describe("schedule validation and the step-order warning", () => {
       () => new optim.ReduceLROnPlateau(twoGroups(), { minLr: [0.1] }),
       "ReduceLROnPlateau: invalid minLr: [0.1] (expected 2 values, one per group)",
     ],
+    [
+      () => new optim.ReduceLROnPlateau(twoGroups(), { minLr: [0.1, -0.1] }),
+      "ReduceLROnPlateau: invalid minLr: [0.1, -0.1] (expected values >= 0)",
+    ],
   ] as const)("rejects %#: names the option and the value", (make, message) => {
     expectThrows(make, ValueError, message);
   });
@@ -1041,6 +1046,36 @@ describe.each(["cpu", "reference"])("a non-finite gradient and skipNonFinite on 
     expect(optimizer.step()).toBe(false);
     expect(model.parameters().map(values)).toEqual(before);
   });
+});
+
+describe("no tensor outlives a step", () => {
+  it.each(["cpu", "reference"])(
+    "%s: steps, clipping, checks and state loads keep the count",
+    (device) => {
+      const make = () => {
+        const params = [randn([4, 3], { device }), randn([3], { device })].map(
+          (t) => new nn.Parameter(t),
+        );
+        const optimizer = new optim.RMSprop(params, { momentum: 0.5, centered: true });
+        optimizer.skipNonFinite = true;
+        return { params, optimizer };
+      };
+      const { params, optimizer } = make();
+      const other = make();
+      for (const p of params) p.grad = p.detach().mul(0.5);
+      const cycle = () => {
+        optim.clipGradNorm(params, 0.1);
+        optim.clipGradValue(params, 0.01);
+        optimizer.step();
+      };
+      cycle(); // creates the state
+      other.optimizer.loadStateDict(optimizer.stateDict());
+      const before = liveTensors();
+      for (let i = 0; i < 3; i++) cycle();
+      other.optimizer.loadStateDict(optimizer.stateDict());
+      expect(liveTensors()).toBe(before);
+    },
+  );
 });
 
 describe("penalties and weight-decay groups", () => {

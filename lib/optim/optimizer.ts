@@ -83,15 +83,23 @@ export abstract class Optimizer<O extends object> {
     for (const group of this.paramGroups) for (const p of group.params) p.zeroGrad(setToNone);
   }
 
-  /** Whether every gradient is finite: 0 * g sums to NaN as soon as one element is not. */
+  /**
+   * Whether every gradient is finite: 0 * g sums to NaN as soon as one element is not.
+   * One read back per device and dtype, however many parameters.
+   */
   gradientsFinite(): boolean {
     return scope(() => {
+      const sums = new Map<string, Tensor>();
       for (const group of this.paramGroups) {
         for (const p of group.params) {
-          if (p.grad !== null && !Number.isFinite(p.grad.mul(0).sum().item())) return false;
+          if (p.grad === null) continue;
+          const zero = p.grad.mul(0).sum();
+          const key = `${p.grad.device} ${p.grad.dtype}`;
+          const sum = sums.get(key);
+          sums.set(key, sum === undefined ? zero : sum.add(zero));
         }
       }
-      return true;
+      return [...sums.values()].every((sum) => Number.isFinite(sum.item()));
     });
   }
 
@@ -115,18 +123,28 @@ export abstract class Optimizer<O extends object> {
    * shapes, grouped the same way: the groups' options and copies of the state, on each
    * parameter's device. Throws StateDictError naming every key that is missing, unexpected
    * or of the wrong shape, and ValueError for an invalid option; changes nothing then.
+   * The state it replaces is disposed (so are the tensors of an earlier stateDict()).
    */
   loadStateDict(dict: OptimizerStateDict<O>): void {
     const params = this.paramGroups.flatMap((g) => g.params);
     this.checkGroups(dict);
     const options = dict.paramGroups.map((g, i) => this.loadedOptions(g.options, i));
     this.checkState(dict.state, params, options);
-    this.state.clear();
-    for (const [key, saved] of Object.entries(dict.state)) {
-      const param = params[Number(key)]!;
-      this.state.set(param, copyState(saved, param));
-    }
+    // Copies first: the dict may hold this optimizer's own tensors, disposed next.
+    const loaded = Object.entries(dict.state).map(
+      ([key, saved]) => [params[Number(key)]!, copyState(saved, params[Number(key)]!)] as const,
+    );
+    this.disposeState();
+    for (const [param, state] of loaded) this.state.set(param, state);
     this.paramGroups.forEach((g, i) => (g.options = options[i]!));
+  }
+
+  /** Disposes every state tensor; the state is empty after. */
+  protected disposeState(): void {
+    for (const s of this.state.values()) {
+      for (const value of Object.values(s)) if (value instanceof Tensor) value.dispose();
+    }
+    this.state.clear();
   }
 
   /** State tensors outlive the scope of the step that created them. */
@@ -242,7 +260,7 @@ function copyState(saved: ParamState, param: Tensor): ParamState {
       continue;
     }
     const copy = param.zerosLike();
-    noGrad(() => copy.copy_(value.to(param.device).to(param.dtype)));
+    noGrad(() => scope(() => copy.copy_(value.to(param.device).to(param.dtype))));
     out[name] = keep(copy);
   }
   return out;
