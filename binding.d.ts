@@ -139,6 +139,20 @@ export interface NativeKernels {
       step: number;
     },
   ];
+  rmsprop_step: [
+    [
+      param: Float32Array,
+      grad: Float32Array,
+      squareAvg: Float32Array,
+      gradAvg: Float32Array | null,
+      momentumBuffer: Float32Array | null,
+    ],
+    { lr: number; alpha: number; eps: number; weightDecay: number; momentum: number; centered: boolean },
+  ];
+  adagrad_step: [
+    [param: Float32Array, grad: Float32Array, stateSum: Float32Array],
+    { lr: number; lrDecay: number; eps: number; weightDecay: number; step: number },
+  ];
 }
 
 export type NativeKernelName = keyof NativeKernels;

@@ -11,6 +11,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import type {
+  AdagradStepOptions,
   AdamStepOptions,
   Backend,
   BinaryOp,
@@ -21,6 +22,7 @@ import type {
   RawTensor,
   ReduceOp,
   Reduction,
+  RmspropStepOptions,
   SgdStepOptions,
   UnaryOp,
 } from "../lib/backend/backend.js";
@@ -1423,6 +1425,101 @@ function releaseCases(t: Target): void {
   });
 }
 
+// ---- rmsprop and adagrad steps --------------------------------------------------------
+
+function rmspropAndAdagradCases(t: Target): void {
+  describe("rmsprop and adagrad steps", () => {
+    // 70001 elements span several threads' chunks of the native kernel.
+    const SIZES = [37, 70001];
+
+    const rmsBase: RmspropStepOptions = {
+      lr: 1e-2,
+      alpha: 0.99,
+      eps: 1e-8,
+      weightDecay: 0,
+      momentum: 0,
+      centered: false,
+    };
+    const RMSPROP: RmspropStepOptions[] = [
+      rmsBase,
+      { ...rmsBase, alpha: 0.9, eps: 1e-3, weightDecay: 0.05 },
+      { ...rmsBase, momentum: 0.9 },
+      { ...rmsBase, centered: true },
+      { ...rmsBase, centered: true, momentum: 0.5, weightDecay: 0.1, alpha: 0.8 },
+    ];
+
+    it.each(SIZES.flatMap((size) => RMSPROP.map((o) => [size, JSON.stringify(o), o] as const)))(
+      "rmspropStep over %d elements %s",
+      (size, _label, options) => {
+        conform(t, "rmspropStep", { atol: 1e-6, rtol: 1e-5 }, (b) => {
+          const param = raw(b, "float32", [size], floats(21, size));
+          // squareAvg >= gradAvg^2, as the running moments of any gradients are.
+          const squareAvg = raw(b, "float32", [size], floats(22, size, 0.05, 0.2));
+          const gradAvg = options.centered
+            ? raw(b, "float32", [size], floats(23, size, -0.2, 0.2))
+            : null;
+          const buffer = options.momentum > 0 ? raw(b, "float32", [size], floats(24, size)) : null;
+          b.rmspropStep(
+            param,
+            raw(b, "float32", [size], floats(25, size)),
+            squareAvg,
+            gradAvg,
+            buffer,
+            options,
+          );
+          return [
+            param,
+            squareAvg,
+            ...(gradAvg === null ? [] : [gradAvg]),
+            ...(buffer === null ? [] : [buffer]),
+          ];
+        });
+      },
+    );
+
+    const adaBase: AdagradStepOptions = {
+      lr: 1e-2,
+      lrDecay: 0,
+      eps: 1e-10,
+      weightDecay: 0,
+      step: 1,
+    };
+    const ADAGRAD: AdagradStepOptions[] = [
+      adaBase,
+      { ...adaBase, lr: 0.1, lrDecay: 0.5, step: 4 },
+      { ...adaBase, weightDecay: 0.2, eps: 1e-3, step: 2 },
+    ];
+
+    it.each(SIZES.flatMap((size) => ADAGRAD.map((o) => [size, JSON.stringify(o), o] as const)))(
+      "adagradStep over %d elements %s",
+      (size, _label, options) => {
+        conform(t, "adagradStep", { atol: 1e-7, rtol: 1e-5 }, (b) => {
+          const param = raw(b, "float32", [size], floats(31, size));
+          const stateSum = raw(b, "float32", [size], floats(32, size, 0, 0.5));
+          b.adagradStep(param, raw(b, "float32", [size], floats(33, size)), stateSum, options);
+          return [param, stateSum];
+        });
+      },
+    );
+
+    it("rejects a missing buffer and a bad step with typed errors on both backends", () => {
+      const options = { ...rmsBase, centered: true };
+      for (const b of [t.backend(), ref]) {
+        const param = raw(b, "float32", [3], [1, 2, 3]);
+        const grad = raw(b, "float32", [3], [1, 1, 1]);
+        const sq = raw(b, "float32", [3], [0, 0, 0]);
+        expect(() => b.rmspropStep(param, grad, sq, null, null, options)).toThrow(DeepnodeError);
+      }
+      const param = raw(t.backend(), "float32", [3], [1, 2, 3]);
+      const grad = raw(t.backend(), "float32", [3], [1, 1, 1]);
+      const sum = raw(t.backend(), "float32", [3], [0, 0, 0]);
+      expect(() => t.backend().adagradStep(param, grad, sum, { ...adaBase, step: 0 })).toThrow(
+        "step must be at least 1, got 0",
+      );
+    });
+  });
+}
+
 const SECTIONS: ((t: Target) => void)[] = [
   memoryFillAndCastCases,
   randomKernelsCases,
@@ -1436,6 +1533,7 @@ const SECTIONS: ((t: Target) => void)[] = [
   gatherAndScatterAddCases,
   nllLossCases,
   optimizerStepsCases,
+  rmspropAndAdagradCases,
   hardInputCases,
   emptyTensorCases,
   releaseCases,

@@ -114,6 +114,23 @@ export interface AdamStepOptions {
   step: number; // 1 on the first step
 }
 
+export interface RmspropStepOptions {
+  lr: number;
+  alpha: number;
+  eps: number;
+  weightDecay: number;
+  momentum: number; // 0: no momentum buffer
+  centered: boolean; // keeps the running mean of the gradient
+}
+
+export interface AdagradStepOptions {
+  lr: number;
+  lrDecay: number;
+  eps: number;
+  weightDecay: number;
+  step: number; // 1 on the first step
+}
+
 export interface Backend {
   readonly name: "reference" | "cpu" | "cuda";
 
@@ -234,5 +251,19 @@ export interface Backend {
     expAvgSq: RawTensor,
     maxExpAvgSq: RawTensor | null,
     options: AdamStepOptions,
+  ): void;
+  rmspropStep(
+    param: RawTensor,
+    grad: RawTensor,
+    squareAvg: RawTensor,
+    gradAvg: RawTensor | null, // centered only
+    momentumBuffer: RawTensor | null, // momentum > 0 only
+    options: RmspropStepOptions,
+  ): void;
+  adagradStep(
+    param: RawTensor,
+    grad: RawTensor,
+    stateSum: RawTensor,
+    options: AdagradStepOptions,
   ): void;
 }

@@ -1,10 +1,9 @@
 // Adam and AdamW (decoupled weight decay), with amsgrad, as PyTorch defines them; each
 // parameter's update is one fused kernel.
 
-import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor } from "../backend/registry.js";
 import type { Tensor } from "../tensor.js";
-import { Optimizer, type ParamsArg } from "./optimizer.js";
+import { Optimizer, type ParamsArg, type StateKeys } from "./optimizer.js";
 
 export interface AdamOptions {
   lr: number;
@@ -47,16 +46,7 @@ export class Adam extends Optimizer<AdamOptions> {
     this.check(o.weightDecay >= 0, "weightDecay", o.weightDecay, ">= 0");
   }
 
-  step(): void {
-    noGrad(() => {
-      for (const group of this.paramGroups) {
-        for (const p of group.params) this.update(p, group.options);
-      }
-    });
-  }
-
-  private update(p: Tensor, o: AdamOptions): void {
-    if (p.grad === null) return;
+  protected update(p: Tensor, grad: Tensor, o: AdamOptions): void {
     const s = this.stateFor(p);
     if (s.step === undefined) {
       s.step = 0;
@@ -67,7 +57,7 @@ export class Adam extends Optimizer<AdamOptions> {
     s.step = (s.step as number) + 1;
     backendFor(p.device).adamStep(
       p,
-      p.grad,
+      grad,
       s.expAvg as Tensor,
       s.expAvgSq as Tensor,
       (s.maxExpAvgSq as Tensor | undefined) ?? null,
@@ -82,6 +72,11 @@ export class Adam extends Optimizer<AdamOptions> {
         step: s.step,
       },
     );
+  }
+
+  protected stateKeys(o: AdamOptions): StateKeys {
+    const tensors = ["expAvg", "expAvgSq", ...(o.amsgrad ? ["maxExpAvgSq"] : [])];
+    return { tensors, numbers: ["step"] };
   }
 }
 

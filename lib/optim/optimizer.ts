@@ -1,8 +1,10 @@
 // The Optimizer base: parameter groups with their own options, per-parameter state,
-// zeroGrad, and hyperparameter checks that name the option and the value.
+// zeroGrad, a step that can refuse non-finite gradients, hyperparameter checks that name
+// the option and the value, and a state dict shaped like PyTorch's.
 
-import { ValueError } from "../errors.js";
-import { keep } from "../memory.js";
+import { noGrad } from "../autograd/grad-mode.js";
+import { StateDictError, ValueError, type Shape } from "../errors.js";
+import { keep, scope } from "../memory.js";
 import { Tensor } from "../tensor.js";
 
 export interface ParamGroup<O> {
@@ -10,12 +12,40 @@ export interface ParamGroup<O> {
   options: O;
 }
 
-export type ParamsArg<O> = Iterable<Tensor> | { params: Iterable<Tensor>; options?: Partial<O> }[];
+/**
+ * A group's parameters and its own options, either PyTorch's way (`{ params, lr: 0.1 }`)
+ * or nested (`{ params, options: { lr: 0.1 } }`); the rest come from the defaults.
+ */
+export type GroupSpec<O> = { params: Iterable<Tensor>; options?: Partial<O> } & Partial<O>;
+
+export type ParamsArg<O> = Iterable<Tensor> | GroupSpec<O>[];
+
+export type ParamState = Record<string, Tensor | number>;
+
+/** PyTorch's layout: state by parameter index (counted across groups in order), and groups. */
+export interface OptimizerStateDict<O> {
+  state: Record<number, ParamState>;
+  paramGroups: { params: number[]; options: O }[];
+}
+
+/** The state a parameter holds between steps, by kind. */
+export interface StateKeys {
+  tensors: string[];
+  numbers: string[];
+}
 
 export abstract class Optimizer<O extends object> {
   readonly paramGroups: ParamGroup<O>[];
+  /**
+   * When true, step() first checks every gradient and, if one holds a NaN or an infinity,
+   * updates nothing (the step is counted in skippedSteps). This costs one device sync.
+   */
+  skipNonFinite = false;
+  /** Calls of step(), skipped ones included (schedulers check it was called). */
+  stepCount = 0;
+  skippedSteps = 0;
   /** Per-parameter state (momentum buffers, moments, step counts). */
-  protected readonly state = new Map<Tensor, Record<string, Tensor | number>>();
+  protected readonly state = new Map<Tensor, ParamState>();
   protected readonly name: string;
 
   constructor(name: string, params: ParamsArg<O>, defaults: O) {
@@ -27,16 +57,98 @@ export abstract class Optimizer<O extends object> {
   /** Throws ValueError for an invalid hyperparameter. */
   protected abstract validate(options: O): void;
 
-  /** Updates every parameter that has a gradient. */
-  abstract step(): void;
+  /** Updates one parameter in place (under noGrad). */
+  protected abstract update(param: Tensor, grad: Tensor, options: O): void;
+
+  /** The state `update` keeps for a parameter of a group with these options. */
+  protected abstract stateKeys(options: O): StateKeys;
+
+  /** Updates every parameter that has a gradient; false when skipNonFinite refused the step. */
+  step(): boolean {
+    this.stepCount++;
+    return noGrad(() => {
+      if (this.skipNonFinite && !this.gradientsFinite()) {
+        this.skippedSteps++;
+        return false;
+      }
+      for (const group of this.paramGroups) {
+        for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
+      }
+      return true;
+    });
+  }
 
   /** Clears the gradients of every parameter this optimizer updates. */
   zeroGrad(setToNone = true): void {
     for (const group of this.paramGroups) for (const p of group.params) p.zeroGrad(setToNone);
   }
 
+  /**
+   * Whether every gradient is finite: 0 * g sums to NaN as soon as one element is not.
+   * One read back per device and dtype, however many parameters.
+   */
+  gradientsFinite(): boolean {
+    return scope(() => {
+      const sums = new Map<string, Tensor>();
+      for (const group of this.paramGroups) {
+        for (const p of group.params) {
+          if (p.grad === null) continue;
+          const zero = p.grad.mul(0).sum();
+          const key = `${p.grad.device} ${p.grad.dtype}`;
+          const sum = sums.get(key);
+          sums.set(key, sum === undefined ? zero : sum.add(zero));
+        }
+      }
+      return [...sums.values()].every((sum) => Number.isFinite(sum.item()));
+    });
+  }
+
+  /** The state by parameter index and the groups' options; tensors are shared, not copied. */
+  stateDict(): OptimizerStateDict<O> {
+    const state: Record<number, ParamState> = {};
+    let index = 0;
+    const paramGroups = this.paramGroups.map((group) => {
+      const params = group.params.map((p) => {
+        const s = this.state.get(p);
+        if (s !== undefined) state[index] = { ...s };
+        return index++;
+      });
+      return { params, options: copyOptions(group.options) };
+    });
+    return { state, paramGroups };
+  }
+
+  /**
+   * Restores a stateDict() of an optimizer of the same kind over parameters of the same
+   * shapes, grouped the same way: the groups' options and copies of the state, on each
+   * parameter's device. Throws StateDictError naming every key that is missing, unexpected
+   * or of the wrong shape, and ValueError for an invalid option; changes nothing then.
+   * The state it replaces is disposed (so are the tensors of an earlier stateDict()).
+   */
+  loadStateDict(dict: OptimizerStateDict<O>): void {
+    const params = this.paramGroups.flatMap((g) => g.params);
+    this.checkGroups(dict);
+    const options = dict.paramGroups.map((g, i) => this.loadedOptions(g.options, i));
+    this.checkState(dict.state, params, options);
+    // Copies first: the dict may hold this optimizer's own tensors, disposed next.
+    const loaded = Object.entries(dict.state).map(
+      ([key, saved]) => [params[Number(key)]!, copyState(saved, params[Number(key)]!)] as const,
+    );
+    this.disposeState();
+    for (const [param, state] of loaded) this.state.set(param, state);
+    this.paramGroups.forEach((g, i) => (g.options = options[i]!));
+  }
+
+  /** Disposes every state tensor; the state is empty after. */
+  protected disposeState(): void {
+    for (const s of this.state.values()) {
+      for (const value of Object.values(s)) if (value instanceof Tensor) value.dispose();
+    }
+    this.state.clear();
+  }
+
   /** State tensors outlive the scope of the step that created them. */
-  protected stateFor(param: Tensor): Record<string, Tensor | number> {
+  protected stateFor(param: Tensor): ParamState {
     let s = this.state.get(param);
     if (s === undefined) {
       s = {};
@@ -45,8 +157,10 @@ export abstract class Optimizer<O extends object> {
     return s;
   }
 
-  protected newStateTensor(param: Tensor): Tensor {
-    return keep(param.zerosLike());
+  protected newStateTensor(param: Tensor, value = 0): Tensor {
+    const t = param.zerosLike();
+    if (value !== 0) t.fill_(value);
+    return keep(t);
   }
 
   protected check(condition: boolean, option: string, value: unknown, expected: string): void {
@@ -58,6 +172,98 @@ export abstract class Optimizer<O extends object> {
       );
     }
   }
+
+  private checkGroups(dict: OptimizerStateDict<O>): void {
+    if (typeof dict !== "object" || dict === null || !Array.isArray(dict.paramGroups)) {
+      throw new ValueError(this.name, "a state dict needs state and paramGroups", "stateDict");
+    }
+    const missing: string[] = [];
+    const unexpected: string[] = [];
+    const mismatched: { key: string; expected: Shape; got: Shape }[] = [];
+    const groups = this.paramGroups.length;
+    for (let i = dict.paramGroups.length; i < groups; i++) missing.push(`paramGroups.${i}`);
+    for (let i = groups; i < dict.paramGroups.length; i++) unexpected.push(`paramGroups.${i}`);
+    for (let i = 0; i < Math.min(groups, dict.paramGroups.length); i++) {
+      const expected = this.paramGroups[i]!.params.length;
+      const got = dict.paramGroups[i]!.params.length;
+      if (got !== expected)
+        mismatched.push({ key: `paramGroups.${i}.params`, expected: [expected], got: [got] });
+    }
+    if (missing.length + unexpected.length + mismatched.length > 0) {
+      throw new StateDictError(missing, unexpected, mismatched);
+    }
+  }
+
+  private loadedOptions(saved: O, group: number): O {
+    const own = this.paramGroups[group]!.options;
+    const keys = Object.keys(own);
+    const unknown = Object.keys(saved).filter((k) => !keys.includes(k));
+    const absent = keys.filter((k) => !(k in saved));
+    if (unknown.length + absent.length > 0) {
+      throw new StateDictError(
+        absent.map((k) => `paramGroups.${group}.options.${k}`),
+        unknown.map((k) => `paramGroups.${group}.options.${k}`),
+        [],
+      );
+    }
+    const options = copyOptions(saved);
+    this.validate(options);
+    return options;
+  }
+
+  private checkState(state: Record<number, ParamState>, params: Tensor[], options: O[]): void {
+    const groupOf = this.paramGroups.flatMap((g, i) => g.params.map(() => i));
+    const missing: string[] = [];
+    const unexpected: string[] = [];
+    const mismatched: { key: string; expected: Shape; got: Shape }[] = [];
+    for (const [key, entry] of Object.entries(state)) {
+      const index = Number(key);
+      const param = params[index];
+      if (!Number.isInteger(index) || param === undefined) {
+        unexpected.push(`state.${key}`);
+        continue;
+      }
+      const { tensors, numbers } = this.stateKeys(options[groupOf[index]!]!);
+      for (const name of [...tensors, ...numbers]) {
+        if (!(name in entry)) missing.push(`state.${key}.${name}`);
+      }
+      for (const [name, value] of Object.entries(entry)) {
+        const isTensor = value instanceof Tensor;
+        if (!(isTensor ? tensors : numbers).includes(name)) unexpected.push(`state.${key}.${name}`);
+        else if (isTensor && !sameShape(value.shape, param.shape)) {
+          mismatched.push({ key: `state.${key}.${name}`, expected: param.shape, got: value.shape });
+        }
+      }
+    }
+    if (missing.length + unexpected.length + mismatched.length > 0) {
+      throw new StateDictError(missing, unexpected, mismatched);
+    }
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function copyOptions<O extends object>(options: O): O {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) out[k] = Array.isArray(v) ? [...v] : v;
+  return out as O;
+}
+
+/** A saved state's copy, with each tensor on the parameter's device and of its dtype. */
+function copyState(saved: ParamState, param: Tensor): ParamState {
+  const out: ParamState = {};
+  for (const [name, value] of Object.entries(saved)) {
+    if (!(value instanceof Tensor)) {
+      out[name] = value;
+      continue;
+    }
+    const copy = param.zerosLike();
+    noGrad(() => scope(() => copy.copy_(value.to(param.device).to(param.dtype))));
+    out[name] = keep(copy);
+  }
+  return out;
 }
 
 function toGroups<O extends object>(
@@ -70,10 +276,7 @@ function toGroups<O extends object>(
   const groups =
     list[0] instanceof Tensor
       ? [{ params: list as Tensor[], options: { ...defaults } }]
-      : (list as { params: Iterable<Tensor>; options?: Partial<O> }[]).map((g) => ({
-          params: [...g.params],
-          options: { ...defaults, ...g.options },
-        }));
+      : (list as GroupSpec<O>[]).map((g, i) => toGroup(name, g, i, defaults));
   const seen = new Set<Tensor>();
   for (const group of groups) {
     for (const p of group.params) {
@@ -84,4 +287,22 @@ function toGroups<O extends object>(
     }
   }
   return groups;
+}
+
+function toGroup<O extends object>(
+  name: string,
+  spec: GroupSpec<O>,
+  index: number,
+  defaults: O,
+): ParamGroup<O> {
+  const { params, options, ...own } = spec;
+  const unknown = Object.keys({ ...own, ...options }).filter((k) => !(k in defaults));
+  if (unknown.length > 0) {
+    throw new ValueError(
+      name,
+      `parameter group ${index} has unknown options: ${unknown.join(", ")}`,
+      unknown[0],
+    );
+  }
+  return { params: [...params], options: { ...defaults, ...own, ...options } as O };
 }

@@ -1,10 +1,9 @@
 // Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, as
 // PyTorch defines it; each parameter's update is one fused kernel.
 
-import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor } from "../backend/registry.js";
 import type { Tensor } from "../tensor.js";
-import { Optimizer, type ParamsArg } from "./optimizer.js";
+import { Optimizer, type ParamsArg, type StateKeys } from "./optimizer.js";
 
 export interface SGDOptions {
   lr: number;
@@ -37,23 +36,19 @@ export class SGD extends Optimizer<SGDOptions> {
     );
   }
 
-  step(): void {
-    noGrad(() => {
-      for (const group of this.paramGroups) {
-        for (const p of group.params) this.update(p, group.options);
-      }
-    });
-  }
-
-  private update(p: Tensor, o: SGDOptions): void {
-    if (p.grad === null) return;
-    const s = this.stateFor(p);
+  protected update(p: Tensor, grad: Tensor, o: SGDOptions): void {
     let buffer: Tensor | null = null;
-    const firstStep = s.momentumBuffer === undefined;
+    let firstStep = false;
     if (o.momentum !== 0) {
+      const s = this.stateFor(p);
+      firstStep = s.momentumBuffer === undefined;
       if (firstStep) s.momentumBuffer = this.newStateTensor(p);
       buffer = s.momentumBuffer as Tensor;
     }
-    backendFor(p.device).sgdStep(p, p.grad, buffer, { ...o, firstStep });
+    backendFor(p.device).sgdStep(p, grad, buffer, { ...o, firstStep });
+  }
+
+  protected stateKeys(o: SGDOptions): StateKeys {
+    return { tensors: o.momentum !== 0 ? ["momentumBuffer"] : [], numbers: [] };
   }
 }

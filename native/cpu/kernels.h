@@ -35,6 +35,8 @@ void nllLossBackward(KernelCall& call);
 // optim.cc
 void sgdStep(KernelCall& call);
 void adamStep(KernelCall& call);
+void rmspropStep(KernelCall& call);
+void adagradStep(KernelCall& call);
 
 // matmul.cc (over gemm.h)
 void matmul(KernelCall& call);

@@ -1,4 +1,4 @@
-// Fused optimizer steps (PyTorch's SGD and Adam/AdamW, non-fused formulation), in place
+// Fused optimizer steps (PyTorch's SGD, Adam/AdamW, RMSprop and Adagrad, non-fused formulation), in place
 // on the parameter and its state. Scalars are computed once in double; the per-element
 // work is one vectorised pass over memory, split across threads.
 #include <cmath>
@@ -82,6 +82,65 @@ void adamAll(bool amsgrad, float* param, const float* grad, float* m, float* v, 
   });
 }
 
+// Per-element scalars of RMSprop.
+struct RmspropScalars {
+  float lr, alpha, oneMinusAlpha, eps, weightDecay, momentum;
+};
+
+// kCentered subtracts the squared running mean of the gradient; kMomentum keeps a buffer.
+template <bool kCentered, bool kMomentum>
+DEEPNODE_CLONES void rmspropRun(float* __restrict param, const float* __restrict grad, float* __restrict sq,
+                                float* __restrict ga, float* __restrict buf, int64_t n, RmspropScalars s) {
+  for (int64_t i = 0; i < n; ++i) {
+    float g = grad[i] + s.weightDecay * param[i];
+    float v = s.alpha * sq[i] + s.oneMinusAlpha * g * g;
+    sq[i] = v;
+    if (kCentered) {
+      float mean = s.alpha * ga[i] + s.oneMinusAlpha * g;
+      ga[i] = mean;
+      v -= mean * mean;
+    }
+    float avg = std::sqrt(v) + s.eps;
+    if (kMomentum) {
+      float b = s.momentum * buf[i] + g / avg;
+      buf[i] = b;
+      param[i] -= s.lr * b;
+    } else {
+      param[i] -= s.lr * (g / avg);
+    }
+  }
+}
+
+template <bool kCentered>
+void rmspropAll(float* param, const float* grad, float* sq, float* ga, float* buf, int64_t n, const RmspropScalars& s) {
+  parallelFor(n, kGrain, [&](int64_t b, int64_t e) {
+    float* gaPart = ga == nullptr ? nullptr : ga + b;
+    if (buf != nullptr)
+      rmspropRun<kCentered, true>(param + b, grad + b, sq + b, gaPart, buf + b, e - b, s);
+    else
+      rmspropRun<kCentered, false>(param + b, grad + b, sq + b, gaPart, nullptr, e - b, s);
+  });
+}
+
+DEEPNODE_CLONES void adagradRun(float* __restrict param, const float* __restrict grad, float* __restrict sum, int64_t n,
+                                float clr, float eps, float weightDecay) {
+  for (int64_t i = 0; i < n; ++i) {
+    float g = grad[i] + weightDecay * param[i];
+    float total = sum[i] + g * g;
+    sum[i] = total;
+    param[i] -= clr * (g / (std::sqrt(total) + eps));
+  }
+}
+
+// An optional state buffer of param's size at `index`, or nullptr when not needed.
+float* optionalState(KernelCall& call, size_t index, const char* name, bool needed, int64_t size) {
+  if (!needed || size == 0) return nullptr;
+  if (!call.hasBuffer(index)) call.fail("ERR_ARGUMENT", std::string("this step needs a ") + name + " buffer");
+  float* data = call.buffer(index, name, DType::Float32).as<float>();
+  call.expectSize(index, name, size);
+  return data;
+}
+
 }  // namespace
 
 void sgdStep(KernelCall& call) {
@@ -153,6 +212,52 @@ void adamStep(KernelCall& call) {
     adamAll<true>(amsgrad, p, g, m, v, maxV, param.size, s);
   else
     adamAll<false>(amsgrad, p, g, m, v, maxV, param.size, s);
+}
+
+void rmspropStep(KernelCall& call) {
+  const Buffer& param = call.buffer(0, "param", DType::Float32);
+  call.buffer(1, "grad", DType::Float32);
+  call.buffer(2, "squareAvg", DType::Float32);
+  call.expectSize(1, "grad", param.size);
+  call.expectSize(2, "squareAvg", param.size);
+  double alpha = finiteNumber(call, "alpha"), momentum = finiteNumber(call, "momentum");
+  bool centered = call.flag("centered", false);
+  float* ga = optionalState(call, 3, "gradAvg", centered, param.size);
+  float* buf = optionalState(call, 4, "momentumBuffer", momentum > 0, param.size);
+  RmspropScalars s{static_cast<float>(finiteNumber(call, "lr")),
+                   static_cast<float>(alpha),
+                   static_cast<float>(1 - alpha),
+                   static_cast<float>(finiteNumber(call, "eps")),
+                   static_cast<float>(finiteNumber(call, "weightDecay")),
+                   static_cast<float>(momentum)};
+
+  float* p = param.as<float>();
+  const float* g = call.buffers[1].as<float>();
+  float* sq = call.buffers[2].as<float>();
+  if (centered)
+    rmspropAll<true>(p, g, sq, ga, buf, param.size, s);
+  else
+    rmspropAll<false>(p, g, sq, nullptr, buf, param.size, s);
+}
+
+void adagradStep(KernelCall& call) {
+  const Buffer& param = call.buffer(0, "param", DType::Float32);
+  call.buffer(1, "grad", DType::Float32);
+  call.buffer(2, "stateSum", DType::Float32);
+  call.expectSize(1, "grad", param.size);
+  call.expectSize(2, "stateSum", param.size);
+  double lr = finiteNumber(call, "lr"), lrDecay = finiteNumber(call, "lrDecay");
+  int64_t step = call.integer("step");
+  if (step < 1) call.fail("ERR_VALUE", "step must be at least 1, got " + std::to_string(step));
+  auto clr = static_cast<float>(lr / (1 + static_cast<double>(step - 1) * lrDecay));
+  auto eps = static_cast<float>(finiteNumber(call, "eps"));
+  auto weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
+
+  float* p = param.as<float>();
+  const float* g = call.buffers[1].as<float>();
+  float* sum = call.buffers[2].as<float>();
+  parallelFor(param.size, kGrain,
+              [&](int64_t b, int64_t e) { adagradRun(p + b, g + b, sum + b, e - b, clr, eps, weightDecay); });
 }
 
 }  // namespace deepnode::cpu

@@ -33,6 +33,7 @@ import type {
 } from "../backend.js";
 import { native } from "../native.js";
 import { BufferPool } from "./pool.js";
+import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
 
 const TWO_POW_32 = 4294967296;
 
@@ -458,6 +459,38 @@ export class CpuBackend implements Backend {
       optionalBuf(maxExpAvgSq),
     ];
     this.call("adam_step", buffers, { ...options });
+  }
+
+  rmspropStep(
+    param: RawTensor,
+    grad: RawTensor,
+    squareAvg: RawTensor,
+    gradAvg: RawTensor | null,
+    momentumBuffer: RawTensor | null,
+    options: RmspropStepOptions,
+  ): void {
+    const buffers: NativeKernels["rmsprop_step"][0] = [
+      param.storage as Float32Array,
+      grad.storage as Float32Array,
+      squareAvg.storage as Float32Array,
+      optionalBuf(gradAvg),
+      optionalBuf(momentumBuffer),
+    ];
+    this.call("rmsprop_step", buffers, { ...options });
+  }
+
+  adagradStep(
+    param: RawTensor,
+    grad: RawTensor,
+    stateSum: RawTensor,
+    options: AdagradStepOptions,
+  ): void {
+    const buffers: NativeKernels["adagrad_step"][0] = [
+      param.storage as Float32Array,
+      grad.storage as Float32Array,
+      stateSum.storage as Float32Array,
+    ];
+    this.call("adagrad_step", buffers, { ...options });
   }
 }
 

@@ -27,6 +27,7 @@ import * as optim from "./optim.js";
 import * as pool from "./pool.js";
 import * as reduction from "./reduce.js";
 import * as softmaxes from "./softmax.js";
+import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
 
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
@@ -193,6 +194,26 @@ export class ReferenceBackend implements Backend {
     options: AdamStepOptions,
   ): void {
     optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
+  }
+
+  rmspropStep(
+    param: RawTensor,
+    grad: RawTensor,
+    squareAvg: RawTensor,
+    gradAvg: RawTensor | null,
+    momentumBuffer: RawTensor | null,
+    options: RmspropStepOptions,
+  ): void {
+    optim.rmspropStep(param, grad, squareAvg, gradAvg, momentumBuffer, options);
+  }
+
+  adagradStep(
+    param: RawTensor,
+    grad: RawTensor,
+    stateSum: RawTensor,
+    options: AdagradStepOptions,
+  ): void {
+    optim.adagradStep(param, grad, stateSum, options);
   }
 }
 

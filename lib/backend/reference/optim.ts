@@ -1,8 +1,14 @@
-// Fused optimizer steps, in place, exactly as PyTorch's non-fused SGD and Adam/AdamW
-// (torch.optim, foreach=False). Each element's update runs in double; param and every
+// Fused optimizer steps, in place, exactly as PyTorch's non-fused SGD, Adam/AdamW, RMSprop
+// and Adagrad (torch.optim, foreach=False). Each element's update runs in double; param and every
 // state buffer are rounded once when stored.
 
-import type { AdamStepOptions, RawTensor, SgdStepOptions } from "../backend.js";
+import type {
+  AdagradStepOptions,
+  AdamStepOptions,
+  RawTensor,
+  RmspropStepOptions,
+  SgdStepOptions,
+} from "../backend.js";
 import { ValueError } from "../../errors.js";
 import { FLOAT_DTYPES, elements, requireDType, requireSameDType } from "./storage.js";
 import { expectShape } from "./strides.js";
@@ -92,5 +98,72 @@ export function adamStep(
       vMax[i] = second;
     }
     p[i] = value - (stepSize * mean) / (Math.sqrt(second) / sqrtBc2 + eps);
+  }
+}
+
+/**
+ * g = grad + weightDecay * param;  sq = alpha sq + (1 - alpha) g^2
+ * centered: ga = alpha ga + (1 - alpha) g;  avg = sqrt(sq - ga^2) + eps, else sqrt(sq) + eps
+ * momentum: buf = momentum buf + g / avg; param -= lr buf, else param -= lr g / avg
+ */
+export function rmspropStep(
+  param: RawTensor,
+  grad: RawTensor,
+  squareAvg: RawTensor,
+  gradAvg: RawTensor | null,
+  momentumBuffer: RawTensor | null,
+  options: RmspropStepOptions,
+): void {
+  checkStateTensors("rmspropStep", param, [grad, squareAvg, gradAvg, momentumBuffer]);
+  const { lr, alpha, eps, weightDecay, momentum, centered } = options;
+  if (centered && gradAvg === null) {
+    throw new ValueError("rmspropStep", "centered needs the gradAvg buffer", "gradAvg");
+  }
+  if (momentum > 0 && momentumBuffer === null) {
+    throw new ValueError("rmspropStep", `momentum ${momentum} needs a momentum buffer`, "momentum");
+  }
+  const p = elements("rmspropStep", param);
+  const g = elements("rmspropStep", grad);
+  const sq = elements("rmspropStep", squareAvg);
+  const ga = gradAvg === null ? null : elements("rmspropStep", gradAvg);
+  const buf = momentumBuffer === null ? null : elements("rmspropStep", momentumBuffer);
+  for (let i = 0; i < p.length; i++) {
+    const gradient = g[i]! + weightDecay * p[i]!;
+    sq[i] = alpha * sq[i]! + (1 - alpha) * gradient * gradient;
+    let variance = sq[i]!;
+    if (centered && ga !== null) {
+      ga[i] = alpha * ga[i]! + (1 - alpha) * gradient;
+      variance -= ga[i]! * ga[i]!;
+    }
+    const avg = Math.sqrt(variance) + eps;
+    if (momentum > 0 && buf !== null) {
+      buf[i] = momentum * buf[i]! + gradient / avg;
+      p[i] = p[i]! - lr * buf[i]!;
+    } else {
+      p[i] = p[i]! - (lr * gradient) / avg;
+    }
+  }
+}
+
+/**
+ * g = grad + weightDecay * param;  sum += g^2
+ * param -= lr / (1 + (step - 1) lrDecay) * g / (sqrt(sum) + eps)
+ */
+export function adagradStep(
+  param: RawTensor,
+  grad: RawTensor,
+  stateSum: RawTensor,
+  options: AdagradStepOptions,
+): void {
+  checkStateTensors("adagradStep", param, [grad, stateSum]);
+  const { lr, lrDecay, eps, weightDecay, step } = options;
+  const clr = lr / (1 + (step - 1) * lrDecay);
+  const p = elements("adagradStep", param);
+  const g = elements("adagradStep", grad);
+  const sum = elements("adagradStep", stateSum);
+  for (let i = 0; i < p.length; i++) {
+    const gradient = g[i]! + weightDecay * p[i]!;
+    sum[i] = sum[i]! + gradient * gradient;
+    p[i] = p[i]! - (clr * gradient) / (Math.sqrt(sum[i]!) + eps);
   }
 }
