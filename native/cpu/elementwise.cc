@@ -496,15 +496,18 @@ BinaryOp parseBinaryOp(const KernelCall& call) {
 }
 
 // Integer division by zero and negative integer powers are errors, found before any write.
+// They name the element-wise op (floordiv, remainder, pow), as the reference backend does.
 void checkIntegerDivisor(const KernelCall& call, BinaryOp op, const Buffer& b, int64_t outNumel) {
   if (outNumel == 0) return;
   const int32_t* bs = b.as<int32_t>();
+  const std::string name = call.string("op");
   if (op == BinaryOp::FloorDiv || op == BinaryOp::Remainder) {
-    if (std::find(bs, bs + b.size, 0) != bs + b.size) call.fail("ERR_VALUE", "integer division by zero");
+    if (std::find(bs, bs + b.size, 0) != bs + b.size)
+      throw KernelError("ERR_VALUE", name + ": integer division by zero");
   }
   if (op == BinaryOp::Pow) {
     if (std::any_of(bs, bs + b.size, [](int32_t e) { return e < 0; })) {
-      call.fail("ERR_VALUE", "integers to negative integer powers are not allowed");
+      throw KernelError("ERR_VALUE", name + ": integers to negative integer powers are not allowed");
     }
   }
 }
