@@ -5,3 +5,5 @@ export { Linear, Conv2d, MaxPool2d, Dropout, Flatten, ReLU, Sequential } from ".
 export type { FactoryOptions, Conv2dModuleOptions } from "./layers.js";
 export * as functional from "./functional.js";
 export * as init from "./init.js";
+export { RNN, LSTM, GRU, RNNBase } from "./rnn.js";
+export type { RNNOptions, RNNBaseOptions, RecurrentForwardOptions, Lengths } from "./rnn.js";

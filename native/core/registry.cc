@@ -33,6 +33,8 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"nll_loss_backward", cpu::nllLossBackward},
       {"sgd_step", cpu::sgdStep},
       {"adam_step", cpu::adamStep},
+      {"rnn_forward", cpu::rnnForward},
+      {"rnn_backward", cpu::rnnBackward},
   };
   return table;
 }

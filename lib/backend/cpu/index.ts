@@ -32,7 +32,9 @@ import type {
   UnaryOp,
 } from "../backend.js";
 import { native } from "../native.js";
+import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "../rnn.js";
 import { BufferPool } from "./pool.js";
+import { rnnBackwardCall, rnnForwardCall } from "./rnn.js";
 
 const TWO_POW_32 = 4294967296;
 
@@ -458,6 +460,14 @@ export class CpuBackend implements Backend {
       optionalBuf(maxExpAvgSq),
     ];
     this.call("adam_step", buffers, { ...options });
+  }
+
+  rnnForward(args: RnnForwardArgs<RawTensor>, params: RnnParams): void {
+    this.call("rnn_forward", ...rnnForwardCall(args, params));
+  }
+
+  rnnBackward(args: RnnBackwardArgs<RawTensor>, params: RnnParams): void {
+    this.call("rnn_backward", ...rnnBackwardCall(args, params));
   }
 }
 
