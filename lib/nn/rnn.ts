@@ -477,6 +477,11 @@ export function recurrent(
   const op = opName(mode);
   const hidden = weights[1]?.shape[1] ?? 0;
   const c = checkConfig(mode, input, options, hidden);
+  const expected = weights[0]?.shape[1];
+  if (expected !== undefined && c.inputSize !== expected) {
+    const message = `input ${formatShape(input.shape)} has ${c.inputSize} features, expected inputSize ${expected}`;
+    throw new ShapeError(op, message, [input.shape, weights[0]!.shape], 2);
+  }
   c.bias = checkWeights(op, mode, weights, c);
   const initial = [h0, c0].filter((t): t is Tensor => t !== null);
   checkSame(op, [input, ...weights, ...initial]);
@@ -630,7 +635,6 @@ export abstract class RNNBase extends Module {
   override extraRepr(): string {
     let text = `${this.inputSize}, ${this.hiddenSize}`;
     if (this.numLayers !== 1) text += `, num_layers=${this.numLayers}`;
-    if (this.mode === "rnn_relu") text += ", nonlinearity='relu'";
     if (!this.bias) text += ", bias=False";
     if (this.batchFirst) text += ", batch_first=True";
     if (this.dropout !== 0) text += `, dropout=${this.dropout}`;
