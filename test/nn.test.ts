@@ -16,6 +16,7 @@ import {
   ValueError,
   fromTypedArray,
   getDefaultDevice,
+  liveTensors,
   manualSeed,
   nn,
   noGrad,
@@ -1051,6 +1052,15 @@ describe("recurrent layers", () => {
     single.eval();
     const [b] = single.forward(x);
     expect(values(a)).toEqual(values(b));
+  });
+
+  it("leaves only its outputs alive when no gradient is recorded", () => {
+    const lstm = new nn.LSTM(3, 4, { numLayers: 2, bidirectional: true, batchFirst: true });
+    const x = ones([2, 5, 3]);
+    const before = liveTensors();
+    const [out, [h, c]] = noGrad(() => lstm.forward(x, null, { lengths: [5, 2] }));
+    expect(liveTensors() - before).toBe(3);
+    for (const t of [out, h, c]) t.dispose();
   });
 
   it("rejects bad inputs with errors that name the op and the shapes", () => {

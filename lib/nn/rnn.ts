@@ -507,16 +507,20 @@ export function recurrent(
     const gradStates = [...(h0 === null ? [] : [g.gradH0]), ...(c0 === null ? [] : [g.gradC0])];
     return [g.gradX, ...g.gradWeights, ...gradStates];
   });
-  if (!outputs[0]!.requiresGrad) releaseSaved(saved, x);
+  if (!outputs[0]!.requiresGrad) {
+    releaseSaved(saved, input);
+    for (const t of [states.h0, states.c0, states.lengths]) if (t !== h0 && t !== c0) t?.dispose();
+  }
   const output = options.batchFirst === true ? result.output.transpose(0, 1) : result.output;
+  if (output !== result.output && !output.requiresGrad) result.output.dispose();
   return { output, hN: result.hN, cN: result.cN };
 }
 
 /** Without a recorded backward, the workspaces and intermediate activations are garbage. */
-function releaseSaved(saved: Saved, x: Tensor): void {
+function releaseSaved(saved: Saved, input: Tensor): void {
   for (const t of saved.workspaces) t.dispose();
   for (const t of saved.masks) t?.dispose();
-  for (const t of saved.inputs) if (t !== x) t.dispose();
+  for (const t of saved.inputs) if (t !== input) t.dispose();
 }
 
 // ---- modules ------------------------------------------------------------------------
