@@ -1282,6 +1282,9 @@ describe("recurrent layers (rnnForward, rnnBackward)", () => {
     { steps: 5, batch: 4, hidden: 6, lengths: [3, 0, 5, 1], bias: false },
     { steps: 4, batch: 5, hidden: 33, reverse: true, noGradOutput: true },
     { steps: 3, batch: 2, hidden: 17, lengths: [1, 3], bidirectionalSlot: true },
+    // Every sequence ends before T: the kernels skip those steps' GEMMs.
+    { steps: 6, batch: 3, hidden: 5, lengths: [2, 4, 3] },
+    { steps: 6, batch: 3, hidden: 5, lengths: [2, 4, 3], reverse: true },
   ];
   const MODES: Mode[] = ["rnn_tanh", "rnn_relu", "lstm", "gru"];
   const TABLE = MODES.flatMap((mode) =>

@@ -1054,6 +1054,22 @@ describe("recurrent layers", () => {
     expect(values(a)).toEqual(values(b));
   });
 
+  it("runs an unbatched sequence [T, inputSize] as a batch of one", () => {
+    manualSeed(4);
+    const gru = new nn.GRU(3, 4, { numLayers: 2, bidirectional: true, batchFirst: true });
+    const data = Array.from({ length: 5 * 3 }, (_, i) => Math.sin(i * 0.7));
+    const h0 = tensor(Array.from({ length: 4 * 4 }, (_, i) => Math.cos(i))).reshape([4, 4]);
+    const [out, h] = gru.forward(tensor(data).reshape([5, 3]), h0);
+    expect(out.shape).toEqual([5, 8]);
+    expect(h.shape).toEqual([4, 4]);
+    const [outBatched, hBatched] = gru.forward(
+      tensor(data).reshape([1, 5, 3]),
+      h0.reshape([4, 1, 4]),
+    );
+    expect(values(out)).toEqual(values(outBatched));
+    expect(values(h)).toEqual(values(hBatched));
+  });
+
   it("leaves only its outputs alive when no gradient is recorded", () => {
     const lstm = new nn.LSTM(3, 4, { numLayers: 2, bidirectional: true, batchFirst: true });
     const x = ones([2, 5, 3]);
@@ -1066,9 +1082,14 @@ describe("recurrent layers", () => {
   it("rejects bad inputs with errors that name the op and the shapes", () => {
     const lstm = new nn.LSTM(10, 20, { numLayers: 2 });
     expectThrows(
-      () => lstm.forward(zeros([5, 3])),
+      () => lstm.forward(zeros([5, 3, 10, 1])),
       ShapeError,
-      "LSTM: input must be [T, N, inputSize], got [5, 3]",
+      "LSTM: input must be [T, N, inputSize] or [T, inputSize] (unbatched), got [5, 3, 10, 1]",
+    );
+    expectThrows(
+      () => lstm.forward(zeros([5, 10]), [zeros([2, 1, 20]), zeros([2, 1, 20])]),
+      ShapeError,
+      "LSTM: h0 must be [numLayers * numDirections, hiddenSize] for an unbatched input [5, 10], got [2, 1, 20]",
     );
     expectThrows(
       () => lstm.forward(zeros([5, 3, 7])),

@@ -143,7 +143,7 @@ function checkConfig(
   const batchFirst = options.batchFirst ?? false;
   if (input.ndim !== 3) {
     const layout = batchFirst ? "[N, T, inputSize]" : "[T, N, inputSize]";
-    const message = `input must be ${layout}, got ${formatShape(input.shape)}`;
+    const message = `input must be ${layout} or [T, inputSize] (unbatched), got ${formatShape(input.shape)}`;
     throw new ShapeError(op, message, [input.shape]);
   }
   const [steps, batch] = batchFirst
@@ -462,8 +462,9 @@ function zeroState(c: Config, input: Tensor): Tensor {
 
 /**
  * A multi-layer RNN, LSTM or GRU over input [T, N, inputSize] ([N, T, inputSize] with
- * batchFirst). weights lists, per layer and direction (forward, then reverse), weight_ih,
- * weight_hh and optionally bias_ih and bias_hh, as PyTorch's _flat_weights. h0 and c0
+ * batchFirst), or one unbatched sequence [T, inputSize] (with states [numLayers * D, H]).
+ * weights lists, per layer and direction (forward, then reverse), weight_ih, weight_hh and
+ * optionally bias_ih and bias_hh, as PyTorch's _flat_weights. h0 and c0
  * ([numLayers * D, N, hiddenSize]) default to zeros; c0 is LSTM's only.
  */
 export function recurrent(
@@ -473,6 +474,48 @@ export function recurrent(
   h0: Tensor | null = null,
   c0: Tensor | null = null,
   options: RecurrentOptions = {},
+): RecurrentResult {
+  if (input.ndim === 2) return recurrentUnbatched(mode, input, weights, h0, c0, options);
+  return recurrentBatched(mode, input, weights, h0, c0, options);
+}
+
+/** As PyTorch: a batch of one, batchFirst ignored, no lengths. */
+function recurrentUnbatched(
+  mode: RnnMode,
+  input: Tensor,
+  weights: readonly Tensor[],
+  h0: Tensor | null,
+  c0: Tensor | null,
+  options: RecurrentOptions,
+): RecurrentResult {
+  const op = opName(mode);
+  for (const [role, state] of [["h0", h0] as const, ["c0", c0] as const]) {
+    if (state !== null && state.ndim !== 2) {
+      const message = `${role} must be [numLayers * numDirections, hiddenSize] for an unbatched input ${formatShape(input.shape)}, got ${formatShape(state.shape)}`;
+      throw new ShapeError(op, message, [input.shape, state.shape]);
+    }
+  }
+  if (options.lengths !== undefined && options.lengths !== null)
+    throw new ValueError(op, "lengths need a batch of sequences, got one unbatched", "lengths");
+  const batched = (t: Tensor | null) => (t === null ? null : t.unsqueeze(1));
+  const r = recurrentBatched(mode, input.unsqueeze(1), weights, batched(h0), batched(c0), {
+    ...options,
+    batchFirst: false,
+  });
+  return {
+    output: r.output.squeeze(1),
+    hN: r.hN.squeeze(1),
+    cN: r.cN === null ? null : r.cN.squeeze(1),
+  };
+}
+
+function recurrentBatched(
+  mode: RnnMode,
+  input: Tensor,
+  weights: readonly Tensor[],
+  h0: Tensor | null,
+  c0: Tensor | null,
+  options: RecurrentOptions,
 ): RecurrentResult {
   const op = opName(mode);
   const hidden = weights[1]?.shape[1] ?? 0;
