@@ -1285,6 +1285,9 @@ describe("recurrent layers (rnnForward, rnnBackward)", () => {
     // Every sequence ends before T: the kernels skip those steps' GEMMs.
     { steps: 6, batch: 3, hidden: 5, lengths: [2, 4, 3] },
     { steps: 6, batch: 3, hidden: 5, lengths: [2, 4, 3], reverse: true },
+    // Sorted longest first, as PyTorch packs: each step's GEMM covers the running rows only.
+    { steps: 7, batch: 5, hidden: 6, lengths: [7, 5, 5, 2, 1], reverse: true },
+    { steps: 7, batch: 5, hidden: 6, lengths: [6, 5, 5, 2, 1] },
   ];
   const MODES: Mode[] = ["rnn_tanh", "rnn_relu", "lstm", "gru"];
   const TABLE = MODES.flatMap((mode) =>

@@ -228,8 +228,15 @@ DEEPNODE_CLONES void simpleBackward(int64_t j0, int64_t j1, const float* __restr
 
 // ---------------------------------------------------------------------------------------
 
-int64_t longestLength(const std::vector<int32_t>& lengths) {
-  return lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
+// For each time t, 1 + the last sequence still running at t: the rows a step's GEMM must
+// cover, since the rows after it only carry their state. With lengths sorted longest first
+// (PyTorch's packed order) that is exactly the running sequences; past the longest, none.
+std::vector<int64_t> activeRows(const RnnShape& s, const std::vector<int32_t>& lengths) {
+  std::vector<int64_t> rows(s.steps, 0);
+  for (int64_t n = 0; n < s.batch; ++n) {
+    for (int64_t t = 0; t < lengths[n]; ++t) rows[t] = n + 1;
+  }
+  return rows;
 }
 
 struct ForwardArgs {
@@ -273,12 +280,11 @@ void forwardGates(const RnnShape& s, const ForwardArgs& a, int64_t step, const S
 void runForward(const RnnShape& s, const ForwardArgs& a) {
   int64_t N = s.batch, H = s.hidden;
   std::vector<float> hidden(N * s.gh());
-  int64_t longest = longestLength(a.lengths);
+  std::vector<int64_t> rows = activeRows(s, a.lengths);
   for (int64_t step = 0; step < s.steps; ++step) {
     StateRows prev = previousState(s, step, a.ws, a.h0, a.c0);
-    // Past the longest sequence every row only carries its state: no GEMM needed.
-    if (s.time(step) < longest)
-      sgemm(false, true, N, s.gh(), H, 1.0f, prev.h, prev.ld, a.wHh, H, 0.0f, hidden.data(), s.gh());
+    int64_t m = rows[s.time(step)];
+    if (m > 0) sgemm(false, true, m, s.gh(), H, 1.0f, prev.h, prev.ld, a.wHh, H, 0.0f, hidden.data(), s.gh());
     parallelFor(N * H, kGrain, [&](int64_t begin, int64_t end) {
       forEachSegment(begin, end, H, [&](int64_t n, int64_t j0, int64_t j1) {
         forwardGates(s, a, step, prev, hidden.data(), n, j0, j1);
@@ -351,7 +357,8 @@ void biasGradient(const RnnShape& s, const float* dHid, float* gradBHh) {
 }
 
 void runBackward(const RnnShape& s, const BackwardArgs& a) {
-  int64_t N = s.batch, H = s.hidden, longest = longestLength(a.lengths);
+  int64_t N = s.batch, H = s.hidden;
+  std::vector<int64_t> rows = activeRows(s, a.lengths);
   std::vector<float> dh(N * H, 0.0f), dhNext(N * H, 0.0f), dc(N * H, 0.0f), zeros(H, 0.0f);
   if (a.gradHN != nullptr) std::copy(a.gradHN, a.gradHN + N * H, dh.begin());
   if (a.gradCN != nullptr) std::copy(a.gradCN, a.gradCN + N * H, dc.begin());
@@ -365,8 +372,8 @@ void runBackward(const RnnShape& s, const BackwardArgs& a) {
       });
     });
     const float* dHidStep = dHid + s.time(step) * N * s.gh();
-    if (s.time(step) < longest)  // else dHid is zero there
-      sgemm(false, false, N, H, s.gh(), 1.0f, dHidStep, s.gh(), a.wHh, H, 1.0f, dhNext.data(), H);
+    int64_t m = rows[s.time(step)];  // dHid is zero in the rows after
+    if (m > 0) sgemm(false, false, m, H, s.gh(), 1.0f, dHidStep, s.gh(), a.wHh, H, 1.0f, dhNext.data(), H);
     std::swap(dh, dhNext);
   }
   std::copy(dh.begin(), dh.end(), a.gradH0);
