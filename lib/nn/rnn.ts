@@ -509,6 +509,32 @@ function recurrentUnbatched(
   };
 }
 
+/** Every check of a batched call; returns its sizes. */
+function checkCall(
+  mode: RnnMode,
+  input: Tensor,
+  weights: readonly Tensor[],
+  initial: { h0: Tensor | null; c0: Tensor | null },
+  options: RecurrentOptions,
+): Config {
+  const op = opName(mode);
+  const c = checkConfig(mode, input, options, weights[1]?.shape[1] ?? 0);
+  const expected = weights[0]?.shape[1];
+  if (expected !== undefined && c.inputSize !== expected) {
+    const message = `input ${formatShape(input.shape)} has ${c.inputSize} features, expected inputSize ${expected}`;
+    throw new ShapeError(op, message, [input.shape, weights[0]!.shape], 2);
+  }
+  c.bias = checkWeights(op, mode, weights, c);
+  const states = [initial.h0, initial.c0].filter((t): t is Tensor => t !== null);
+  checkSame(op, [input, ...weights, ...states]);
+  const slots = [c.layers * c.directions, c.batch, c.hidden];
+  checkState(op, "h0", initial.h0, slots);
+  if (mode !== "lstm" && initial.c0 !== null)
+    throw new ValueError(op, "a cell state c0 is only taken by LSTM", "c0");
+  checkState(op, "c0", initial.c0, slots);
+  return c;
+}
+
 function recurrentBatched(
   mode: RnnMode,
   input: Tensor,
@@ -517,35 +543,20 @@ function recurrentBatched(
   c0: Tensor | null,
   options: RecurrentOptions,
 ): RecurrentResult {
-  const op = opName(mode);
-  const hidden = weights[1]?.shape[1] ?? 0;
-  const c = checkConfig(mode, input, options, hidden);
-  const expected = weights[0]?.shape[1];
-  if (expected !== undefined && c.inputSize !== expected) {
-    const message = `input ${formatShape(input.shape)} has ${c.inputSize} features, expected inputSize ${expected}`;
-    throw new ShapeError(op, message, [input.shape, weights[0]!.shape], 2);
-  }
-  c.bias = checkWeights(op, mode, weights, c);
+  const c = checkCall(mode, input, weights, { h0, c0 }, options);
   const initial = [h0, c0].filter((t): t is Tensor => t !== null);
-  checkSame(op, [input, ...weights, ...initial]);
-  const slots = [c.layers * c.directions, c.batch, c.hidden];
-  checkState(op, "h0", h0, slots);
-  if (mode !== "lstm" && c0 !== null)
-    throw new ValueError(op, "a cell state c0 is only taken by LSTM", "c0");
-  checkState(op, "c0", c0, slots);
-
   const backend = backendFor(input.device);
   const x = options.batchFirst === true ? input.transpose(0, 1) : input;
   const states: States = {
     h0: h0 ?? zeroState(c, input),
     c0: mode === "lstm" ? (c0 ?? zeroState(c, input)) : null,
-    lengths: lengthsTensor(op, options.lengths, c, input.device),
+    lengths: lengthsTensor(c.op, options.lengths, c, input.device),
   };
   const { result, saved } = forwardStack(backend, c, x, weights, states);
   const outputs =
     result.cN === null ? [result.output, result.hN] : [result.output, result.hN, result.cN];
   const inputs = [x, ...weights, ...initial];
-  recordOutputs(op, inputs, outputs, (grads) => {
+  recordOutputs(c.op, inputs, outputs, (grads) => {
     const g = backwardStack(backend, c, grads, weights, states, saved, x.requiresGrad);
     const gradStates = [...(h0 === null ? [] : [g.gradH0]), ...(c0 === null ? [] : [g.gradC0])];
     return [g.gradX, ...g.gradWeights, ...gradStates];
