@@ -26,10 +26,11 @@ import { convOutputSize } from "../lib/backend/reference/conv.js";
 import { poolOutputSize } from "../lib/backend/reference/pool.js";
 import { referenceBackend } from "../lib/backend/reference/index.js";
 import type { DType } from "../lib/dtype.js";
-import { DeepnodeError, IndexError, liveTensors } from "../lib/index.js";
+import { DTypeError, DeepnodeError, IndexError, ValueError, liveTensors } from "../lib/index.js";
 import {
   awayFromZero,
   expectClose,
+  expectThrows,
   randomValues,
   raw,
   seededRandom,
@@ -1371,15 +1372,28 @@ describe("recurrent layers (rnnForward, rnnBackward)", () => {
     });
   });
 
-  it("rejects bad arguments with typed errors on both backends", () => {
-    for (const b of [cpu, ref]) {
-      const { args, params } = forward(b, "lstm", CASES[0]!, 3);
-      const lengths = raw(b, "int32", [3], [1, 9, 2]);
-      expect(() => b.rnnForward({ ...args, lengths }, params)).toThrow(IndexError);
-      expect(() => b.rnnForward({ ...args, c0: null }, params)).toThrow(DeepnodeError);
-      expect(() => b.rnnForward(args, { ...params, slot: 1 })).toThrow(DeepnodeError);
-      const f64 = raw(b, "float64", [...args.xProj.shape]);
-      expect(() => b.rnnForward({ ...args, xProj: f64 }, params)).toThrow(DeepnodeError);
-    }
+  it.each([
+    ["cpu", cpu],
+    ["reference", ref],
+  ] as const)("rejects bad arguments with typed errors (%s)", (_name, b) => {
+    const { args, params } = forward(b, "lstm", CASES[0]!, 3);
+    const lengths = raw(b, "int32", [3], [1, 9, 2]);
+    expectThrows(
+      () => b.rnnForward({ ...args, lengths }, params),
+      IndexError,
+      "rnnForward: length 9 is outside [0, 5]",
+    );
+    expectThrows(
+      () => b.rnnForward({ ...args, c0: null }, params),
+      ValueError,
+      "rnnForward: c0 is required in lstm mode",
+    );
+    expectThrows(
+      () => b.rnnForward(args, { ...params, slot: 1 }),
+      ValueError,
+      "rnnForward: slot 1 is outside [0, 1)",
+    );
+    const f64 = raw(b, "float64", [...args.xProj.shape]);
+    expectThrows(() => b.rnnForward({ ...args, xProj: f64 }, params), DTypeError, /^rnnForward: /);
   });
 });
