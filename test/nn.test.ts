@@ -1118,6 +1118,11 @@ describe("recurrent layers", () => {
       'RNN: nonlinearity must be "tanh" or "relu", got "sigmoid"',
     );
     expectThrows(
+      () => F.recurrent("lstm2" as "lstm", zeros([2, 1, 2]), []),
+      ValueError,
+      'recurrent: mode must be one of rnn_tanh, rnn_relu, lstm, gru, got "lstm2"',
+    );
+    expectThrows(
       () => new nn.GRU(2, 0),
       ValueError,
       "GRU: hiddenSize must be a positive integer, got 0",

@@ -8,7 +8,13 @@ import { record } from "../autograd/graph.js";
 import { isGradEnabled } from "../autograd/grad-mode.js";
 import type { Backend, RawTensor } from "../backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
-import { rnnGateCount, rnnWorkspaceWidth, type RnnMode, type RnnParams } from "../backend/rnn.js";
+import {
+  RNN_MODES,
+  rnnGateCount,
+  rnnWorkspaceWidth,
+  type RnnMode,
+  type RnnParams,
+} from "../backend/rnn.js";
 import type { DType } from "../dtype.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
 import { empty } from "../ops/creation.js";
@@ -475,6 +481,10 @@ export function recurrent(
   c0: Tensor | null = null,
   options: RecurrentOptions = {},
 ): RecurrentResult {
+  if (!RNN_MODES.includes(mode)) {
+    const message = `mode must be one of ${RNN_MODES.join(", ")}, got ${JSON.stringify(mode)}`;
+    throw new ValueError("recurrent", message, "mode");
+  }
   if (input.ndim === 2) return recurrentUnbatched(mode, input, weights, h0, c0, options);
   return recurrentBatched(mode, input, weights, h0, c0, options);
 }
