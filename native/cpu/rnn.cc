@@ -113,24 +113,37 @@ void forEachSegment(int64_t begin, int64_t end, int64_t hidden, Fn&& fn) {
 // Gate kernels of one step, over units [j0, j1) of one sequence. xp and hp are the input
 // and hidden projections (hp without its bias b), w the step's workspace row.
 
-DEEPNODE_CLONES void lstmForward(int64_t H, int64_t j0, int64_t j1, const float* __restrict xp,
-                                 const float* __restrict hp, const float* __restrict b, const float* __restrict cPrev,
-                                 float* __restrict w, float* __restrict out) {
+// One gate's activation over [j0, j1): out = act(xp + hp + b). LSTM's four gates and five
+// transcendental functions per unit are too much for one loop to if-convert and vectorise,
+// so it runs gate by gate.
+template <bool kTanh>
+DEEPNODE_CLONES void gateActivation(int64_t j0, int64_t j1, const float* __restrict xp, const float* __restrict hp,
+                                    const float* __restrict b, float* __restrict out) {
   for (int64_t j = j0; j < j1; ++j) {
-    float i = vec::sigmoid(xp[j] + hp[j] + b[j]);
-    float f = vec::sigmoid(xp[H + j] + hp[H + j] + b[H + j]);
-    float g = vec::tanh(xp[2 * H + j] + hp[2 * H + j] + b[2 * H + j]);
-    float o = vec::sigmoid(xp[3 * H + j] + hp[3 * H + j] + b[3 * H + j]);
-    float c = f * cPrev[j] + i * g;
-    float h = o * vec::tanh(c);
-    w[j] = i;
-    w[H + j] = f;
-    w[2 * H + j] = g;
-    w[3 * H + j] = o;
+    float a = xp[j] + hp[j] + b[j];
+    out[j] = kTanh ? vec::tanh(a) : vec::sigmoid(a);
+  }
+}
+
+// c' = f c + i g, h' = o tanh(c'), from the activated gates in w.
+DEEPNODE_CLONES void lstmCell(int64_t H, int64_t j0, int64_t j1, const float* __restrict cPrev, float* __restrict w,
+                              float* __restrict out) {
+  for (int64_t j = j0; j < j1; ++j) {
+    float c = w[H + j] * cPrev[j] + w[j] * w[2 * H + j];
+    float h = w[3 * H + j] * vec::tanh(c);
     w[4 * H + j] = c;
     w[5 * H + j] = h;
     out[j] = h;
   }
+}
+
+void lstmForward(int64_t H, int64_t j0, int64_t j1, const float* xp, const float* hp, const float* b,
+                 const float* cPrev, float* w, float* out) {
+  gateActivation<false>(j0, j1, xp, hp, b, w);
+  gateActivation<false>(j0, j1, xp + H, hp + H, b + H, w + H);
+  gateActivation<true>(j0, j1, xp + 2 * H, hp + 2 * H, b + 2 * H, w + 2 * H);
+  gateActivation<false>(j0, j1, xp + 3 * H, hp + 3 * H, b + 3 * H, w + 3 * H);
+  lstmCell(H, j0, j1, cPrev, w, out);
 }
 
 DEEPNODE_CLONES void gruForward(int64_t H, int64_t j0, int64_t j1, const float* __restrict xp,
@@ -281,10 +294,15 @@ void runForward(const RnnShape& s, const ForwardArgs& a) {
   int64_t N = s.batch, H = s.hidden;
   std::vector<float> hidden(N * s.gh());
   std::vector<int64_t> rows = activeRows(s, a.lengths);
+  // W_hh^T [H, G * H] once, so each step's GEMM packs plain rows instead of transposing.
+  std::vector<float> wT(H * s.gh());
+  for (int64_t r = 0; r < s.gh(); ++r) {
+    for (int64_t k = 0; k < H; ++k) wT[k * s.gh() + r] = a.wHh[r * H + k];
+  }
   for (int64_t step = 0; step < s.steps; ++step) {
     StateRows prev = previousState(s, step, a.ws, a.h0, a.c0);
     int64_t m = rows[s.time(step)];
-    if (m > 0) sgemm(false, true, m, s.gh(), H, 1.0f, prev.h, prev.ld, a.wHh, H, 0.0f, hidden.data(), s.gh());
+    if (m > 0) sgemm(false, false, m, s.gh(), H, 1.0f, prev.h, prev.ld, wT.data(), s.gh(), 0.0f, hidden.data(), s.gh());
     parallelFor(N * H, kGrain, [&](int64_t begin, int64_t end) {
       forEachSegment(begin, end, H, [&](int64_t n, int64_t j0, int64_t j1) {
         forwardGates(s, a, step, prev, hidden.data(), n, j0, j1);
