@@ -202,9 +202,7 @@ function write(target: TypedArray, offset: number, values: readonly number[]): v
   for (let j = 0; j < values.length; j++) target[offset + j] = values[j]!;
 }
 
-export function rnnForward(args: RnnForwardArgs<RawTensor>, p: RnnParams): void {
-  const op = "rnnForward";
-  const a = args;
+function checkForward(op: string, a: RnnForwardArgs<RawTensor>, p: RnnParams): Dims {
   checkFloats(op, [a.output, a.hN, a.cN, a.workspace, a.xProj, a.wHh, a.bHh, a.h0, a.c0]);
   const dims = dimsOf(op, p.mode, a.xProj, a.wHh, a.h0);
   const { steps, batch, hidden, gates, width } = dims;
@@ -218,42 +216,47 @@ export function rnnForward(args: RnnForwardArgs<RawTensor>, p: RnnParams): void 
   if (a.bHh !== null) expectShape(op, "bHh", a.bHh.shape, [gates * hidden]);
   checkState(op, "c0", a.c0, dims, p.mode === "lstm");
   checkState(op, "cN", a.cN, dims, p.mode === "lstm");
-  const lengths = lengthsOf(op, a.lengths, dims);
+  return dims;
+}
 
-  const v = (x: RawTensor) => elements(op, x);
+export function rnnForward(args: RnnForwardArgs<RawTensor>, p: RnnParams): void {
+  const op = "rnnForward";
+  const dims = checkForward(op, args, p);
+  const lengths = lengthsOf(op, args.lengths, dims);
+  for (let n = 0; n < dims.batch; n++) forwardSequence(args, p, dims, n, lengths[n]!);
+}
+
+/** Runs sequence n: outputs, workspace rows, and its final state into hN and cN. */
+function forwardSequence(
+  a: RnnForwardArgs<RawTensor>,
+  p: RnnParams,
+  dims: Dims,
+  n: number,
+  length: number,
+): void {
+  const v = (x: RawTensor) => elements("rnnForward", x);
+  const { steps, batch, hidden, gates, width } = dims;
   const [xProj, wHh, output, workspace] = [v(a.xProj), v(a.wHh), v(a.output), v(a.workspace)];
   const bHh = a.bHh === null ? null : v(a.bHh);
-  const stateRow = p.slot * batch;
-  for (let n = 0; n < batch; n++) {
-    let h = rowOf(v(a.h0), stateRow + n, hidden);
-    let c = a.c0 === null ? [] : rowOf(v(a.c0), stateRow + n, hidden);
-    for (let step = 0; step < steps; step++) {
-      const t = timeOf(p, dims, step);
-      const base = t * batch + n;
-      let saved: number[];
-      if (t < lengths[n]!) {
-        const hp = matVec(wHh, h, bHh, gates * hidden);
-        const result = cellStep(
-          p.mode,
-          { xp: rowOf(xProj, base, gates * hidden), hp, h, c },
-          hidden,
-        );
-        ({ h, c } = result);
-        saved = result.saved;
-        write(output, base * dims.outWidth + p.column, h);
-      } else {
-        saved = carriedRow(p.mode, h, c, hidden);
-        write(
-          output,
-          base * dims.outWidth + p.column,
-          h.map(() => 0),
-        );
-      }
-      write(workspace, base * width * hidden, saved);
+  const stateRow = p.slot * batch + n;
+  let h = rowOf(v(a.h0), stateRow, hidden);
+  let c = a.c0 === null ? [] : rowOf(v(a.c0), stateRow, hidden);
+  for (let step = 0; step < steps; step++) {
+    const base = timeOf(p, dims, step) * batch + n;
+    let saved: number[];
+    if (timeOf(p, dims, step) < length) {
+      const hp = matVec(wHh, h, bHh, gates * hidden);
+      const xp = rowOf(xProj, base, gates * hidden);
+      ({ h, c, saved } = cellStep(p.mode, { xp, hp, h, c }, hidden));
+      write(output, base * dims.outWidth + p.column, h);
+    } else {
+      saved = carriedRow(p.mode, h, c, hidden);
+      write(output, base * dims.outWidth + p.column, new Array<number>(hidden).fill(0));
     }
-    write(v(a.hN), (stateRow + n) * hidden, h);
-    if (a.cN !== null) write(v(a.cN), (stateRow + n) * hidden, c);
+    write(workspace, base * width * hidden, saved);
   }
+  write(v(a.hN), stateRow * hidden, h);
+  if (a.cN !== null) write(v(a.cN), stateRow * hidden, c);
 }
 
 /** The workspace row of a step a sequence does not take: zero gates, the carried state. */
@@ -264,9 +267,7 @@ function carriedRow(mode: RnnMode, h: number[], c: number[], hidden: number): nu
   return [...h];
 }
 
-export function rnnBackward(args: RnnBackwardArgs<RawTensor>, p: RnnParams): void {
-  const op = "rnnBackward";
-  const a = args;
+function checkBackward(op: string, a: RnnBackwardArgs<RawTensor>, p: RnnParams): Dims {
   checkFloats(op, [a.gradXProj, a.gradWHh, a.gradBHh, a.gradH0, a.gradC0, a.gradOutput]);
   checkFloats(op, [a.gradXProj, a.gradHN, a.gradCN, a.workspace, a.wHh, a.h0, a.c0]);
   const dims = dimsOf(op, p.mode, a.gradXProj, a.wHh, a.h0);
@@ -284,16 +285,21 @@ export function rnnBackward(args: RnnBackwardArgs<RawTensor>, p: RnnParams): voi
   checkState(op, "c0", a.c0, dims, lstm);
   checkState(op, "gradC0", a.gradC0, dims, lstm);
   if (a.gradCN !== null) checkState(op, "gradCN", a.gradCN, dims, lstm);
-  const lengths = lengthsOf(op, a.lengths, dims);
+  return dims;
+}
 
-  const v = (x: RawTensor) => elements(op, x);
+export function rnnBackward(args: RnnBackwardArgs<RawTensor>, p: RnnParams): void {
+  const op = "rnnBackward";
+  const dims = checkBackward(op, args, p);
+  const lengths = lengthsOf(op, args.lengths, dims);
+  const { hidden, gates } = dims;
   const gradWHh = new Array<number>(gates * hidden * hidden).fill(0);
   const gradBHh = new Array<number>(gates * hidden).fill(0);
-  for (let n = 0; n < batch; n++) {
-    backwardSequence(a, p, dims, n, lengths[n]!, { gradWHh, gradBHh });
+  for (let n = 0; n < dims.batch; n++) {
+    backwardSequence(args, p, dims, n, lengths[n]!, { gradWHh, gradBHh });
   }
-  write(v(a.gradWHh), 0, gradWHh);
-  if (a.gradBHh !== null) write(v(a.gradBHh), 0, gradBHh);
+  write(elements(op, args.gradWHh), 0, gradWHh);
+  if (args.gradBHh !== null) write(elements(op, args.gradBHh), 0, gradBHh);
 }
 
 /** BPTT over sequence n, accumulating the weight gradients into sums. */
