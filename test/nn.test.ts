@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { MNISTNet } from "../examples/mnist.js";
 import {
+  DTypeError,
   F,
   IndexError,
   ShapeError,
@@ -1116,6 +1117,26 @@ describe("recurrent layers", () => {
       () => new nn.RNN(2, 3, { nonlinearity: "sigmoid" as "tanh" }),
       ValueError,
       'RNN: nonlinearity must be "tanh" or "relu", got "sigmoid"',
+    );
+    expectThrows(
+      () => gru.forward(zeros([3, 4, 2]), null, { lengths: zeros([3]) }),
+      DTypeError,
+      "GRU: lengths must be int32, got float32",
+    );
+    expectThrows(
+      () => gru.forward(zeros([3, 4, 2], { dtype: "float64" })),
+      DTypeError,
+      "GRU: expected one dtype, got float64 and float32",
+    );
+    expectThrows(
+      () => F.recurrent("gru", zeros([2, 1, 2]), gru.flatWeights, null, zeros([1, 1, 3])),
+      ValueError,
+      "GRU: a cell state c0 is only taken by LSTM",
+    );
+    expectThrows(
+      () => F.recurrent("gru", zeros([2, 1, 2]), gru.flatWeights.slice(0, 3)),
+      ValueError,
+      "GRU: expected 2 or 4 weights per layer and direction (1 of them), got 3 weights",
     );
     expectThrows(
       () => F.recurrent("lstm2" as "lstm", zeros([2, 1, 2]), []),
