@@ -22,13 +22,14 @@ import {
   nn,
   noGrad,
   ones,
+  optim,
   setDefaultDevice,
   tensor,
   zeros,
 } from "../lib/index.js";
 import type { DType } from "../lib/dtype.js";
 import { loadFixture, maxAbs, pattern } from "./fixtures/golden.js";
-import { expectClose, expectThrows, type Tolerance } from "./helpers.js";
+import { expectClose, expectThrows, seededRandom, type Tolerance } from "./helpers.js";
 
 const ops = loadFixture("ops.safetensors");
 const golden = loadFixture("mnist_net.safetensors");
@@ -1070,6 +1071,40 @@ describe("recurrent layers", () => {
     expect(values(out)).toEqual(values(outBatched));
     expect(values(h)).toEqual(values(hBatched));
   });
+
+  it.each(["lstm", "gru"] as const)(
+    "%s learns to remember the first step of a padded batch (the loss falls)",
+    (mode) => {
+      manualSeed(8);
+      const Layer = mode === "lstm" ? nn.LSTM : nn.GRU;
+      const rnn = new Layer(1, 8, { batchFirst: true });
+      const head = new nn.Linear(8, 1);
+      const params = [...rnn.parameters(), ...head.parameters()];
+      const optimizer = new optim.Adam(params, { lr: 0.05 });
+      const random = seededRandom(3);
+      const [batch, steps] = [32, 8];
+      const losses: number[] = [];
+      for (let step = 0; step < 40; step++) {
+        const xs = Array.from({ length: batch * steps }, () => (random() < 0.5 ? -1 : 1));
+        const lengths = Array.from({ length: batch }, () => 3 + Math.floor(random() * 6));
+        const labels = Array.from({ length: batch }, (_, n) => (xs[n * steps]! > 0 ? 1 : 0));
+        optimizer.zeroGrad();
+        const x = tensor(xs).reshape([batch, steps, 1]);
+        const out = rnn.forward(x, null, { lengths });
+        const hN = (mode === "lstm" ? (out[1] as [Tensor, Tensor])[0] : (out[1] as Tensor)).reshape(
+          [batch, 8],
+        );
+        const logits = head.forward(hN).reshape([batch]);
+        const loss = F.binaryCrossEntropyWithLogits(logits, tensor(labels));
+        loss.backward();
+        optimizer.step();
+        losses.push(loss.item());
+      }
+      const first = losses.slice(0, 5).reduce((a, b) => a + b) / 5;
+      const last = losses.slice(-5).reduce((a, b) => a + b) / 5;
+      expect(last).toBeLessThan(0.3 * first);
+    },
+  );
 
   it("leaves only its outputs alive when no gradient is recorded", () => {
     const lstm = new nn.LSTM(3, 4, { numLayers: 2, bidirectional: true, batchFirst: true });
