@@ -343,6 +343,7 @@ function projectBackward(
   w: DirectionWeights,
   gradInput: Tensor | null,
   accumulate: boolean,
+  gradBHh: Tensor | null,
 ): [Tensor, Tensor | null] {
   const rows = c.steps * c.batch;
   const gh = w.wIh.shape[0]!;
@@ -351,8 +352,10 @@ function projectBackward(
   const gradWIh = empty(w.wIh.shape, input.dtype, input.device);
   const plain = { transA: false, transB: false, alpha: 1, beta: 0 };
   backend.matmul(gradWIh, g2, view(input, [rows, inputSize]), { ...plain, transA: true });
-  let gradBIh: Tensor | null = null;
-  if (w.bIh !== null) {
+  // Both biases add to the same pre-activation, so their gradients agree, except in
+  // GRU's n gate where b_hn sits inside r * (...).
+  let gradBIh = c.mode === "gru" ? null : gradBHh;
+  if (w.bIh !== null && gradBIh === null) {
     gradBIh = empty([gh], input.dtype, input.device);
     backend.reduce("sum", view(gradBIh, [1, gh]), g2, [0]);
   }
@@ -405,7 +408,16 @@ function backwardLayer(
       },
       paramsOf(c, layer, d),
     );
-    const [gradWIh, gradBIh] = projectBackward(backend, c, gradXProj, input, w, gradInput, d > 0);
+    const [gradWIh, gradBIh] = projectBackward(
+      backend,
+      c,
+      gradXProj,
+      input,
+      w,
+      gradInput,
+      d > 0,
+      gradBHh,
+    );
     gradXProj.dispose();
     const per = c.bias ? 4 : 2;
     const own = [gradWIh, gradWHh, gradBIh, gradBHh].slice(0, per) as Tensor[];
