@@ -171,7 +171,7 @@ function checkConfig(
     hidden,
     layers: checkPositiveInt(op, "numLayers", options.numLayers ?? 1),
     directions: options.bidirectional === true ? 2 : 1,
-    bias: true,
+    bias: true, // checkCall sets it from the number of weights
     dropout,
     training: options.training ?? true,
   };
