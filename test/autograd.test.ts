@@ -14,7 +14,6 @@ import {
   Tensor,
   cast,
   fromTypedArray,
-  manualSeed,
   matmul,
   noGrad,
   tensor,
@@ -595,6 +594,8 @@ describe("gradients across devices", () => {
 });
 
 // ---- recurrent layers (lib/nn/rnn.ts) ---------------------------------------------------
+
+import { manualSeed } from "../lib/index.js";
 
 describe("gradients of the recurrent layers", () => {
   type Mode = "rnn_tanh" | "rnn_relu" | "lstm" | "gru";

@@ -21,16 +21,14 @@ import type {
   UnaryOp,
 } from "../lib/backend/backend.js";
 import { cpuBackend } from "../lib/backend/cpu/index.js";
-import { rnnWorkspaceWidth, type RnnParams } from "../lib/backend/rnn.js";
 import { convOutputSize } from "../lib/backend/reference/conv.js";
 import { poolOutputSize } from "../lib/backend/reference/pool.js";
 import { referenceBackend } from "../lib/backend/reference/index.js";
 import type { DType } from "../lib/dtype.js";
-import { DTypeError, DeepnodeError, IndexError, ValueError, liveTensors } from "../lib/index.js";
+import { DeepnodeError, IndexError, liveTensors } from "../lib/index.js";
 import {
   awayFromZero,
   expectClose,
-  expectThrows,
   randomValues,
   raw,
   seededRandom,
@@ -1256,6 +1254,10 @@ describe("optimizer steps", () => {
 });
 
 // ---- recurrent layers -----------------------------------------------------------------
+
+import { rnnWorkspaceWidth, type RnnParams } from "../lib/backend/rnn.js";
+import { DTypeError, ValueError } from "../lib/index.js";
+import { expectThrows } from "./helpers.js";
 
 describe("recurrent layers (rnnForward, rnnBackward)", () => {
   type Mode = RnnParams["mode"];

@@ -8,7 +8,6 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { MNISTNet } from "../examples/mnist.js";
 import {
-  DTypeError,
   F,
   IndexError,
   ShapeError,
@@ -17,19 +16,17 @@ import {
   ValueError,
   fromTypedArray,
   getDefaultDevice,
-  liveTensors,
   manualSeed,
   nn,
   noGrad,
   ones,
-  optim,
   setDefaultDevice,
   tensor,
   zeros,
 } from "../lib/index.js";
 import type { DType } from "../lib/dtype.js";
 import { loadFixture, maxAbs, pattern } from "./fixtures/golden.js";
-import { expectClose, expectThrows, seededRandom, type Tolerance } from "./helpers.js";
+import { expectClose, expectThrows, type Tolerance } from "./helpers.js";
 
 const ops = loadFixture("ops.safetensors");
 const golden = loadFixture("mnist_net.safetensors");
@@ -841,6 +838,9 @@ describe.each(["cpu", "reference"])("numerically hard losses on %s", (device) =>
 });
 
 // ---- recurrent layers -----------------------------------------------------------------
+
+import { DTypeError, liveTensors, optim } from "../lib/index.js";
+import { seededRandom } from "./helpers.js";
 
 describe("recurrent layers", () => {
   const rnnGolden = loadFixture("rnn.safetensors");
