@@ -45,6 +45,19 @@ export interface PoolAttrs {
   ceilMode: boolean;
 }
 
+/** Attributes of the recurrent kernels; see lib/backend/rnn.ts for the shapes. */
+export interface RnnAttrs {
+  mode: string; // rnn_tanh, rnn_relu, lstm or gru
+  reverse: boolean;
+  column: number;
+  slot: number;
+  steps: number;
+  batch: number;
+  hidden: number;
+  outWidth: number;
+  slots: number;
+}
+
 /** Kernel name -> [buffers, attributes]. Optional buffers may be passed as null. */
 export interface NativeKernels {
   fill: [[out: NativeBuffer], { value: number }];
@@ -152,6 +165,39 @@ export interface NativeKernels {
   adagrad_step: [
     [param: Float32Array, grad: Float32Array, stateSum: Float32Array],
     { lr: number; lrDecay: number; eps: number; weightDecay: number; step: number },
+  ];
+  rnn_forward: [
+    [
+      output: Float32Array,
+      hN: Float32Array,
+      cN: Float32Array | null,
+      workspace: Float32Array,
+      xProj: Float32Array,
+      wHh: Float32Array,
+      bHh: Float32Array | null,
+      h0: Float32Array,
+      c0: Float32Array | null,
+      lengths: Int32Array | null,
+    ],
+    RnnAttrs,
+  ];
+  rnn_backward: [
+    [
+      gradXProj: Float32Array,
+      gradWHh: Float32Array,
+      gradBHh: Float32Array | null,
+      gradH0: Float32Array,
+      gradC0: Float32Array | null,
+      gradOutput: Float32Array | null,
+      gradHN: Float32Array | null,
+      gradCN: Float32Array | null,
+      workspace: Float32Array,
+      wHh: Float32Array,
+      h0: Float32Array,
+      c0: Float32Array | null,
+      lengths: Int32Array | null,
+    ],
+    RnnAttrs,
   ];
 }
 

@@ -11,6 +11,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { liveTensors, matmul, randn, scope, getNumThreads } from "../lib/index.js";
+import { manualSeed, nn } from "../lib/index.js";
 import { buildInfo } from "../lib/runtime.js";
 import { trainMnist } from "../examples/mnist.js";
 
@@ -128,6 +129,36 @@ function benchMnist(python: string | null, epochs: number, limit: number | undef
   };
 }
 
+/** One forward and backward of an LSTM at the IMDB example's shapes (batch-first input). */
+function benchLstm(python: string | null, repeats: number): Row {
+  const [batch, steps, features, hidden] = [64, 256, 128, 128];
+  manualSeed(0);
+  const lstm = new nn.LSTM(features, hidden, { batchFirst: true });
+  const x = randn([batch, steps, features]);
+  const times: number[] = [];
+  for (let i = 0; i < repeats + 2; i++) {
+    const start = performance.now();
+    scope(() => {
+      lstm.zeroGrad();
+      const [out, [h]] = lstm.forward(x);
+      out.mean().add(h.sum()).backward();
+    });
+    if (i >= 2) times.push((performance.now() - start) / 1000);
+  }
+  const args = [batch, steps, features, hidden, repeats].map(String);
+  const peer = runPeer(python, ["lstm", ...args]);
+  const torchTimes = (peer.result as { seconds: number[] } | null)?.seconds;
+  return {
+    name: `LSTM ${features}->${hidden} forward+backward [${batch}, ${steps}]`,
+    metric: "ms/step",
+    deepnode: median(times) * 1000,
+    spread: spreadOf(times, (s) => s * 1000),
+    torch: torchTimes === undefined ? null : median(torchTimes) * 1000,
+    torchNote: peer.note,
+    higherIsBetter: false,
+  };
+}
+
 function ratioText(row: Row): string {
   if (row.torch === null) return row.torchNote;
   const speedup = row.higherIsBetter ? row.deepnode / row.torch : row.torch / row.deepnode;
@@ -169,6 +200,7 @@ function main(): void {
   const cases: [string, () => Row][] = [
     ["matmul", () => benchMatmul(python, 1024, values.quick ? 5 : 20)],
     ["mnist", () => benchMnist(python, values.quick ? 1 : 3, values.quick ? 1024 : undefined)],
+    ["lstm", () => benchLstm(python, values.quick ? 3 : 10)],
   ];
   const rows = cases
     .filter(([name]) => values.filter === undefined || name.includes(values.filter))

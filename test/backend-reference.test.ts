@@ -1053,3 +1053,130 @@ describe("reference backend", () => {
   leakCheck();
   hardInputCases({ name: "reference", device: "reference", backend: () => backend });
 });
+
+describe("rnnForward and rnnBackward", () => {
+  // One unit (H = 1), so every value is a closed form written beside its expectation.
+  const one = { reverse: false, column: 0, slot: 0 };
+  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+  function forward(
+    mode: "rnn_tanh" | "rnn_relu" | "lstm" | "gru",
+    steps: number,
+    xProj: number[],
+    wHh: number[],
+    bHh: number[],
+    state: { h0: number; c0?: number; lengths?: number[]; reverse?: boolean },
+  ) {
+    const gates = xProj.length / steps;
+    const lstm = mode === "lstm";
+    const args = {
+      output: f64([steps, 1, 1]),
+      hN: f64([1, 1, 1]),
+      cN: lstm ? f64([1, 1, 1]) : null,
+      workspace: f64([steps, 1, lstm ? 6 : mode === "gru" ? 5 : 1]),
+      xProj: f64([steps, 1, gates], xProj),
+      wHh: f64([gates, 1], wHh),
+      bHh: f64([gates], bHh),
+      h0: f64([1, 1, 1], [state.h0]),
+      c0: lstm ? f64([1, 1, 1], [state.c0 ?? 0]) : null,
+      lengths: state.lengths === undefined ? null : i32([1], state.lengths),
+    };
+    const params = { ...one, mode, reverse: state.reverse ?? false };
+    backend.rnnForward(args, params);
+    return { args, params };
+  }
+
+  // Sums run as the kernel adds them: xp + (b + w h).
+  it("rnn_tanh and rnn_relu: h' = act(xp + (b + w h))", () => {
+    const { args } = forward("rnn_tanh", 2, [0.5, -0.25], [2], [0.1], { h0: 0.3 });
+    const h1 = Math.tanh(0.5 + (0.1 + 2 * 0.3));
+    const h2 = Math.tanh(-0.25 + (0.1 + 2 * h1));
+    expect(valuesOf(args.output)).toEqual([h1, h2]);
+    expect(valuesOf(args.hN)).toEqual([h2]);
+    const relu = forward("rnn_relu", 2, [0.5, -2], [2], [0.1], { h0: 0.25 }).args;
+    // 0.5 + (0.1 + 0.5) = 1.1, then -2 + (0.1 + 2 * 1.1), both positive
+    expect(valuesOf(relu.output)).toEqual([0.5 + (0.1 + 0.5), -2 + (0.1 + 2 * 1.1)]);
+  });
+
+  it("lstm: gates i, f, g, o; c' = f c + i g, h' = o tanh(c')", () => {
+    // xp + b = [0, 0, 0.5, 0] and w = 0: i = f = o = 1/2, g = tanh(0.5)
+    const { args } = forward("lstm", 1, [0, 0, 0.5, 0], [0, 0, 0, 0], [0, 0, 0, 0], {
+      h0: 0.7,
+      c0: 1,
+    });
+    const c = 0.5 * 1 + 0.5 * Math.tanh(0.5);
+    expect(valuesOf(args.cN!)).toEqual([c]);
+    expect(valuesOf(args.hN)).toEqual([0.5 * Math.tanh(c)]);
+    expect(valuesOf(args.workspace)).toEqual([
+      0.5,
+      0.5,
+      Math.tanh(0.5),
+      0.5,
+      c,
+      0.5 * Math.tanh(c),
+    ]);
+  });
+
+  it("gru: b_hn sits inside r * (W_hn h + b_hn)", () => {
+    // r = z = 1/2 (zero pre-activations); n = tanh(0.2 + r * (1 * 0.5 + 1))
+    const { args } = forward("gru", 1, [0, 0, 0.2], [0, 0, 1], [0, 0, 1], { h0: 0.5 });
+    const n = Math.tanh(0.2 + 0.5 * 1.5);
+    expect(valuesOf(args.hN)).toEqual([0.5 * n + 0.5 * 0.5]);
+    expect(valuesOf(args.workspace)).toEqual([0.5, 0.5, n, 1.5, 0.5 * n + 0.25]);
+  });
+
+  it("lengths: steps past a sequence's end keep its state and output zero", () => {
+    // Reverse over 3 steps with length 2: the run starts at t = 1, t = 2 only carries h0.
+    const { args } = forward("rnn_tanh", 3, [0.5, -0.25, 9], [2], [0], {
+      h0: 0.3,
+      lengths: [2],
+      reverse: true,
+    });
+    const h1 = Math.tanh(-0.25 + 2 * 0.3);
+    const h0 = Math.tanh(0.5 + 2 * h1);
+    expect(valuesOf(args.output)).toEqual([h0, h1, 0]);
+    expect(valuesOf(args.hN)).toEqual([h0]);
+    expect(valuesOf(args.workspace)).toEqual([h0, h1, 0.3]);
+  });
+
+  it("rnnBackward: BPTT of rnn_tanh over two steps", () => {
+    const { args, params } = forward("rnn_tanh", 2, [0.5, -0.25], [2], [0.1], { h0: 0.3 });
+    const [h1, h2] = valuesOf(args.output) as [number, number];
+    const grads = {
+      gradXProj: f64([2, 1, 1]),
+      gradWHh: f64([1, 1]),
+      gradBHh: f64([1]),
+      gradH0: f64([1, 1, 1]),
+      gradC0: null,
+      gradOutput: f64([2, 1, 1], [1, 0.5]),
+      gradHN: f64([1, 1, 1], [0.25]),
+      gradCN: null,
+    };
+    backend.rnnBackward({ ...grads, ...args, wHh: args.wHh, lengths: null }, params);
+    // step 2: dh = 0.5 + 0.25; da2 = dh (1 - h2^2). step 1: dh = 1 + 2 da2; da1 = dh (1 - h1^2)
+    const da2 = 0.75 * (1 - h2 * h2);
+    const da1 = (1 + 2 * da2) * (1 - h1 * h1);
+    expect(valuesOf(grads.gradXProj)).toEqual([da1, da2]);
+    expect(valuesOf(grads.gradBHh)).toEqual([da1 + da2]);
+    expect(valuesOf(grads.gradWHh)[0]).toBeCloseTo(da1 * 0.3 + da2 * h1, 14);
+    expect(valuesOf(grads.gradH0)).toEqual([2 * da1]);
+  });
+
+  it("rejects a length past T and a missing LSTM cell state", () => {
+    const run = () => forward("rnn_tanh", 1, [0], [1], [0], { h0: 0, lengths: [2] });
+    expectThrow(run, IndexError, "rnnForward: length 2 is outside [0, 1]");
+    const { args, params } = forward("lstm", 1, [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], {
+      h0: 0,
+    });
+    expectThrow(
+      () => backend.rnnForward({ ...args, c0: null }, params),
+      ValueError,
+      "rnnForward: c0 is required in lstm mode",
+    );
+    expectThrow(
+      () => backend.rnnForward({ ...args, xProj: f64([1, 1, 3]) }, params),
+      ShapeError,
+      "rnnForward: xProj has shape [1, 1, 3], expected [1, 1, 4]",
+    );
+  });
+});

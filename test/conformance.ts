@@ -30,11 +30,13 @@ import { convOutputSize } from "../lib/backend/reference/conv.js";
 import { poolOutputSize } from "../lib/backend/reference/pool.js";
 import { referenceBackend } from "../lib/backend/reference/index.js";
 import type { Device } from "../lib/backend/registry.js";
+import { rnnWorkspaceWidth, type RnnParams } from "../lib/backend/rnn.js";
 import type { DType } from "../lib/dtype.js";
-import { DeepnodeError, IndexError, ValueError, liveTensors } from "../lib/index.js";
+import { DTypeError, DeepnodeError, IndexError, ValueError, liveTensors } from "../lib/index.js";
 import {
   awayFromZero,
   expectClose,
+  expectThrows,
   randomValues,
   raw,
   seededRandom,
@@ -1520,6 +1522,153 @@ function rmspropAndAdagradCases(t: Target): void {
   });
 }
 
+// ---- recurrent layers -----------------------------------------------------------------
+
+function recurrentCases(t: Target): void {
+  describe("recurrent layers (rnnForward, rnnBackward)", () => {
+    type Mode = RnnParams["mode"];
+    interface RnnCase {
+      steps: number;
+      batch: number;
+      hidden: number;
+      reverse?: boolean;
+      bias?: boolean;
+      lengths?: number[];
+      bidirectionalSlot?: boolean; // write columns [H, 2H) of a [T, N, 2H] output, state slot 1 of 2
+      noGradOutput?: boolean;
+    }
+    const CASES: RnnCase[] = [
+      { steps: 5, batch: 3, hidden: 7 },
+      { steps: 1, batch: 1, hidden: 5 },
+      {
+        steps: 6,
+        batch: 4,
+        hidden: 9,
+        reverse: true,
+        bidirectionalSlot: true,
+        lengths: [6, 2, 4, 1],
+      },
+      { steps: 5, batch: 4, hidden: 6, lengths: [3, 0, 5, 1], bias: false },
+      { steps: 4, batch: 5, hidden: 33, reverse: true, noGradOutput: true },
+      { steps: 3, batch: 2, hidden: 17, lengths: [1, 3], bidirectionalSlot: true },
+      // Every sequence ends before T: the kernels skip those steps' GEMMs.
+      { steps: 6, batch: 3, hidden: 5, lengths: [2, 4, 3] },
+      { steps: 6, batch: 3, hidden: 5, lengths: [2, 4, 3], reverse: true },
+      // Sorted longest first, as PyTorch packs: each step's GEMM covers the running rows only.
+      { steps: 7, batch: 5, hidden: 6, lengths: [7, 5, 5, 2, 1], reverse: true },
+      { steps: 7, batch: 5, hidden: 6, lengths: [6, 5, 5, 2, 1] },
+    ];
+    const MODES: Mode[] = ["rnn_tanh", "rnn_relu", "lstm", "gru"];
+    const TABLE = MODES.flatMap((mode) =>
+      CASES.map((c) => [`${mode} ${JSON.stringify(c)}`, mode, c] as const),
+    );
+    const TOL: Tolerance = { atol: 2e-5, rtol: 1e-4 };
+
+    function gatesOf(mode: Mode): number {
+      return mode === "lstm" ? 4 : mode === "gru" ? 3 : 1;
+    }
+
+    /** Forward on backend b with the case's values; returns every argument. */
+    function forward(b: Backend, mode: Mode, c: RnnCase, seed: number) {
+      const random = seededRandom(seed);
+      const values = (n: number, scale = 1) => toFloat32(randomValues(random, n, -scale, scale));
+      const gh = gatesOf(mode) * c.hidden;
+      const slots = c.bidirectionalSlot === true ? 2 : 1;
+      const outWidth = slots * c.hidden;
+      const stateShape = [slots, c.batch, c.hidden];
+      const lstm = mode === "lstm";
+      const f = (shape: number[], scale = 1) =>
+        raw(b, "float32", shape, values(sizeOf(shape), scale));
+      const args = {
+        output: raw(b, "float32", [c.steps, c.batch, outWidth]),
+        hN: raw(b, "float32", stateShape),
+        cN: lstm ? raw(b, "float32", stateShape) : null,
+        workspace: raw(b, "float32", [c.steps, c.batch, rnnWorkspaceWidth(mode) * c.hidden]),
+        xProj: f([c.steps, c.batch, gh], 1.5),
+        wHh: f([gh, c.hidden], 0.6),
+        bHh: c.bias === false ? null : f([gh], 0.5),
+        h0: f(stateShape),
+        c0: lstm ? f(stateShape) : null,
+        lengths: c.lengths === undefined ? null : raw(b, "int32", [c.batch], c.lengths),
+      };
+      const params: RnnParams = {
+        mode,
+        reverse: c.reverse ?? false,
+        column: slots === 2 ? c.hidden : 0,
+        slot: slots - 1,
+      };
+      b.rnnForward(args, params);
+      return { args, params, values, f, stateShape };
+    }
+
+    it.each(TABLE)("forward %s", (label, mode, c) => {
+      conform(t, label, TOL, (b) => {
+        const { args } = forward(b, mode, c, 7);
+        const outs = [args.output, args.hN, args.workspace];
+        return args.cN === null ? outs : [...outs, args.cN];
+      });
+    });
+
+    it.each(TABLE)("backward %s", (label, mode, c) => {
+      conform(t, label, TOL, (b) => {
+        const { args, params, f, stateShape } = forward(b, mode, c, 7);
+        const grads = {
+          gradXProj: raw(b, "float32", args.xProj.shape),
+          gradWHh: raw(b, "float32", args.wHh.shape),
+          gradBHh: args.bHh === null ? null : raw(b, "float32", args.bHh.shape),
+          gradH0: raw(b, "float32", stateShape),
+          gradC0: args.c0 === null ? null : raw(b, "float32", stateShape),
+          gradOutput: c.noGradOutput === true ? null : f([...args.output.shape]),
+          gradHN: f(stateShape),
+          gradCN: args.cN === null ? null : f(stateShape),
+        };
+        b.rnnBackward(
+          {
+            ...grads,
+            workspace: args.workspace,
+            wHh: args.wHh,
+            h0: args.h0,
+            c0: args.c0,
+            lengths: args.lengths,
+          },
+          params,
+        );
+        const results = [grads.gradXProj, grads.gradWHh, grads.gradH0];
+        if (grads.gradBHh !== null) results.push(grads.gradBHh);
+        if (grads.gradC0 !== null) results.push(grads.gradC0);
+        return results;
+      });
+    });
+
+    it.each([t.name, "reference"])("rejects bad arguments with typed errors (%s)", (name) => {
+      const b = name === "reference" ? ref : t.backend();
+      const { args, params } = forward(b, "lstm", CASES[0]!, 3);
+      const lengths = raw(b, "int32", [3], [1, 9, 2]);
+      expectThrows(
+        () => b.rnnForward({ ...args, lengths }, params),
+        IndexError,
+        "rnnForward: length 9 is outside [0, 5]",
+      );
+      expectThrows(
+        () => b.rnnForward({ ...args, c0: null }, params),
+        ValueError,
+        "rnnForward: c0 is required in lstm mode",
+      );
+      expectThrows(
+        () => b.rnnForward(args, { ...params, slot: 1 }),
+        ValueError,
+        "rnnForward: slot 1 is outside [0, 1)",
+      );
+      const f64 = raw(b, "float64", [...args.xProj.shape]);
+      expectThrows(
+        () => b.rnnForward({ ...args, xProj: f64 }, params),
+        DTypeError,
+        /^rnnForward: /,
+      );
+    });
+  });
+}
+
 const SECTIONS: ((t: Target) => void)[] = [
   memoryFillAndCastCases,
   randomKernelsCases,
@@ -1534,6 +1683,7 @@ const SECTIONS: ((t: Target) => void)[] = [
   nllLossCases,
   optimizerStepsCases,
   rmspropAndAdagradCases,
+  recurrentCases,
   hardInputCases,
   emptyTensorCases,
   releaseCases,

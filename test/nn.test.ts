@@ -836,3 +836,352 @@ describe.each(["cpu", "reference"])("numerically hard losses on %s", (device) =>
     expect(Array.from(logits.grad!.dataSync())).toEqual([0, 0, 0, 0, -1, 1]);
   });
 });
+
+// ---- recurrent layers -----------------------------------------------------------------
+
+import { DTypeError, liveTensors, optim } from "../lib/index.js";
+import { seededRandom } from "./helpers.js";
+
+describe("recurrent layers", () => {
+  const rnnGolden = loadFixture("rnn.safetensors");
+  type Mode = "lstm" | "gru" | "rnn_tanh" | "rnn_relu";
+  const MODES: Mode[] = ["lstm", "gru", "rnn_tanh", "rnn_relu"];
+
+  function makeModule(mode: Mode, options: nn.RNNBaseOptions): nn.RNNBase {
+    if (mode === "lstm") return new nn.LSTM(3, 3, options);
+    if (mode === "gru") return new nn.GRU(3, 3, options);
+    return new nn.RNN(3, 3, { ...options, nonlinearity: mode === "rnn_tanh" ? "tanh" : "relu" });
+  }
+
+  /** forward of any of the three, with LSTM's [h, c] flattened into [output, h, c]. */
+  function run(
+    module: nn.RNNBase,
+    x: Tensor,
+    h0: Tensor | null,
+    c0: Tensor | null,
+    lengths?: nn.Lengths,
+  ): [Tensor, Tensor, Tensor | null] {
+    if (module instanceof nn.LSTM) {
+      const [out, [h, c]] = module.forward(x, h0 === null ? null : [h0, c0!], { lengths });
+      return [out, h, c];
+    }
+    const [out, h] = (module as nn.GRU).forward(x, h0, { lengths });
+    return [out, h, null];
+  }
+
+  describe.each([
+    { device: "cpu", dtype: "float32" as DType, rtol: 1e-4 },
+    { device: "reference", dtype: "float64" as DType, rtol: 1e-9 },
+  ])("against PyTorch on $device $dtype", ({ device, dtype, rtol }) => {
+    const close = (actual: Tensor | null, key: string) => {
+      expect(actual, key).not.toBeNull();
+      expect(actual!.shape, key).toEqual(rnnGolden.shape(key));
+      const expected = rnnGolden.values(key);
+      expectClose(actual!, expected, { rtol, atol: rtol * maxAbs(expected) }, key);
+    };
+    const cases = MODES.flatMap((mode) => [
+      [`${mode}.batch_first`, mode, false] as const,
+      [`${mode}.packed`, mode, true] as const,
+    ]);
+
+    it.each(cases)("%s: output, h_n, c_n and every gradient", (key, mode, packed) => {
+      const module = makeModule(mode, {
+        numLayers: 2,
+        bidirectional: true,
+        batchFirst: !packed,
+        device,
+        dtype,
+      });
+      const state = Object.fromEntries(
+        Object.keys(module.stateDict()).map((name) => [
+          name,
+          rnnGolden.tensor(`${key}.param.${name}`, device, dtype),
+        ]),
+      );
+      module.loadStateDict(state);
+      const input = (name: string) =>
+        rnnGolden.tensor(`${key}.${name}`, device, dtype).requiresGrad_(true);
+      const x = input("x");
+      const h0 = input("h0");
+      const c0 = mode === "lstm" ? input("c0") : null;
+      const lengths = packed ? rnnGolden.values(`${key}.lengths`) : undefined;
+      const [output, hN, cN] = run(module, x, h0, c0, lengths);
+      const upstream = (name: string) => rnnGolden.tensor(`${key}.${name}`, device, dtype);
+      let loss = output
+        .mul(upstream("up_output"))
+        .sum()
+        .add(hN.mul(upstream("up_h_n")).sum());
+      if (cN !== null) loss = loss.add(cN.mul(upstream("up_c_n")).sum());
+      loss.backward();
+
+      close(output, `${key}.output`);
+      close(hN, `${key}.h_n`);
+      close(x.grad, `${key}.grad.x`);
+      close(h0.grad, `${key}.grad.h0`);
+      if (c0 !== null) {
+        close(cN, `${key}.c_n`);
+        close(c0.grad, `${key}.grad.c0`);
+      }
+      for (const [name, p] of module.namedParameters()) close(p.grad, `${key}.grad.${name}`);
+    });
+  });
+
+  it("names and shapes its parameters as PyTorch does", () => {
+    const lstm = new nn.LSTM(10, 20, { numLayers: 2, bidirectional: true });
+    const shapes = Object.entries(lstm.stateDict()).map(([name, t]) => [name, t.shape]);
+    const layer = (suffix: string, inputSize: number) => [
+      [`weight_ih_${suffix}`, [80, inputSize]],
+      [`weight_hh_${suffix}`, [80, 20]],
+      [`bias_ih_${suffix}`, [80]],
+      [`bias_hh_${suffix}`, [80]],
+    ];
+    expect(shapes).toEqual([
+      ...layer("l0", 10),
+      ...layer("l0_reverse", 10),
+      ...layer("l1", 40),
+      ...layer("l1_reverse", 40),
+    ]);
+    const gru = new nn.GRU(4, 5, { bias: false });
+    expect(Object.entries(gru.stateDict()).map(([n, t]) => [n, t.shape])).toEqual([
+      ["weight_ih_l0", [15, 4]],
+      ["weight_hh_l0", [15, 5]],
+    ]);
+    expect(new nn.RNN(4, 5).numParameters()).toBe(5 * 4 + 5 * 5 + 5 + 5);
+  });
+
+  it("prints its configuration as PyTorch does", () => {
+    const lstm = new nn.LSTM(10, 20, {
+      numLayers: 2,
+      batchFirst: true,
+      dropout: 0.5,
+      bidirectional: true,
+    });
+    // print(...) of the same modules in PyTorch 1.13.
+    expect(lstm.toString()).toBe(
+      "LSTM(10, 20, num_layers=2, batch_first=True, dropout=0.5, bidirectional=True)",
+    );
+    expect(new nn.RNN(4, 5, { nonlinearity: "relu", bias: false }).toString()).toBe(
+      "RNN(4, 5, bias=False)",
+    );
+    expect(new nn.GRU(4, 5).toString()).toBe("GRU(4, 5)");
+  });
+
+  it("initialises every parameter uniformly in +-1/sqrt(hiddenSize)", () => {
+    manualSeed(5);
+    const gru = new nn.GRU(6, 16, { numLayers: 2 });
+    for (const [name, p] of gru.namedParameters()) {
+      const v = values(p);
+      expect(Math.max(...v.map(Math.abs)), name).toBeLessThanOrEqual(0.25);
+      expect(Math.max(...v.map(Math.abs)), name).toBeGreaterThan(0.2);
+      expect(new Set(v).size, name).toBeGreaterThan(v.length / 2);
+    }
+  });
+
+  it("gives PyTorch's output layouts, batchFirst or not", () => {
+    const lstm = new nn.LSTM(3, 4, { numLayers: 3, bidirectional: true, batchFirst: true });
+    const [out, [h, c]] = lstm.forward(ones([2, 5, 3]));
+    expect(out.shape).toEqual([2, 5, 8]);
+    expect(h.shape).toEqual([6, 2, 4]);
+    expect(c.shape).toEqual([6, 2, 4]);
+    const rnn = new nn.RNN(3, 4);
+    const [out2, h2] = rnn.forward(ones([5, 2, 3]));
+    expect(out2.shape).toEqual([5, 2, 4]);
+    expect(h2.shape).toEqual([1, 2, 4]);
+    // The last step's output of a one-layer forward RNN is its final state.
+    expectClose(values(out2).slice(4 * 8), values(h2), { rtol: 0, atol: 0 });
+  });
+
+  it.each(["cpu", "reference"])(
+    "with lengths, outputs zero past each length and h_n at the last real step (%s)",
+    (device) => {
+      manualSeed(2);
+      const gru = new nn.GRU(2, 3, { device, bidirectional: true });
+      const x = tensor(
+        Array.from({ length: 4 * 3 * 2 }, (_, i) => Math.sin(i)),
+        { device },
+      ).reshape([4, 3, 2]);
+      const lengths = [4, 1, 2];
+      const [out, h] = gru.forward(x, null, { lengths });
+      const o = values(out);
+      const at = (t: number, n: number, j: number) => o[(t * 3 + n) * 6 + j]!;
+      for (let n = 0; n < 3; n++) {
+        for (let t = lengths[n]!; t < 4; t++) {
+          for (let j = 0; j < 6; j++) expect(at(t, n, j)).toBe(0);
+        }
+        const hv = values(h);
+        for (let j = 0; j < 3; j++) {
+          expect(hv[n * 3 + j]).toBe(at(lengths[n]! - 1, n, j)); // forward direction
+          expect(hv[9 + n * 3 + j]).toBe(at(0, n, 3 + j)); // reverse ends at step 0
+        }
+      }
+      // Sequence 1 (length 1) gives what it gives alone, in both directions.
+      const rows = x.reshape([12, 2]).toArray() as number[][];
+      const single = tensor([rows[1]!], { device }).reshape([1, 1, 2]);
+      const [outAlone] = gru.forward(single);
+      expectClose(
+        values(outAlone),
+        [0, 1, 2, 3, 4, 5].map((j) => at(0, 1, j)),
+        {
+          rtol: 1e-5,
+          atol: 1e-6,
+        },
+      );
+      // An int32 tensor of lengths gives the same.
+      const [outTensor] = gru.forward(x, null, {
+        lengths: tensor(lengths, { dtype: "int32", device }),
+      });
+      expect(values(outTensor)).toEqual(o);
+    },
+  );
+
+  it("applies dropout between layers only in train mode, never after the last", () => {
+    manualSeed(3);
+    const lstm = new nn.LSTM(3, 4, { numLayers: 2, dropout: 0.5 });
+    const plain = new nn.LSTM(3, 4, { numLayers: 2 });
+    plain.loadStateDict(lstm.stateDict());
+    const x = tensor(
+      Array.from({ length: 4 * 2 * 3 }, (_, i) => Math.cos(i)),
+      {},
+    ).reshape([4, 2, 3]);
+    const [reference] = plain.forward(x);
+    const [trained] = lstm.forward(x);
+    expect(values(trained)).not.toEqual(values(reference));
+    lstm.eval();
+    const [evaluated] = lstm.forward(x);
+    expect(values(evaluated)).toEqual(values(reference));
+    const single = new nn.GRU(3, 4, { dropout: 0.5 });
+    const [a] = single.forward(x);
+    single.eval();
+    const [b] = single.forward(x);
+    expect(values(a)).toEqual(values(b));
+  });
+
+  it("runs an unbatched sequence [T, inputSize] as a batch of one", () => {
+    manualSeed(4);
+    const gru = new nn.GRU(3, 4, { numLayers: 2, bidirectional: true, batchFirst: true });
+    const data = Array.from({ length: 5 * 3 }, (_, i) => Math.sin(i * 0.7));
+    const h0 = tensor(Array.from({ length: 4 * 4 }, (_, i) => Math.cos(i))).reshape([4, 4]);
+    const [out, h] = gru.forward(tensor(data).reshape([5, 3]), h0);
+    expect(out.shape).toEqual([5, 8]);
+    expect(h.shape).toEqual([4, 4]);
+    const [outBatched, hBatched] = gru.forward(
+      tensor(data).reshape([1, 5, 3]),
+      h0.reshape([4, 1, 4]),
+    );
+    expect(values(out)).toEqual(values(outBatched));
+    expect(values(h)).toEqual(values(hBatched));
+  });
+
+  it.each(["lstm", "gru"] as const)(
+    "%s learns to remember the first step of a padded batch (the loss falls)",
+    (mode) => {
+      manualSeed(8);
+      const Layer = mode === "lstm" ? nn.LSTM : nn.GRU;
+      const rnn = new Layer(1, 8, { batchFirst: true });
+      const head = new nn.Linear(8, 1);
+      const params = [...rnn.parameters(), ...head.parameters()];
+      const optimizer = new optim.Adam(params, { lr: 0.05 });
+      const random = seededRandom(3);
+      const [batch, steps] = [32, 8];
+      const losses: number[] = [];
+      for (let step = 0; step < 40; step++) {
+        const xs = Array.from({ length: batch * steps }, () => (random() < 0.5 ? -1 : 1));
+        const lengths = Array.from({ length: batch }, () => 3 + Math.floor(random() * 6));
+        const labels = Array.from({ length: batch }, (_, n) => (xs[n * steps]! > 0 ? 1 : 0));
+        optimizer.zeroGrad();
+        const x = tensor(xs).reshape([batch, steps, 1]);
+        const out = rnn.forward(x, null, { lengths });
+        const hN = (mode === "lstm" ? (out[1] as [Tensor, Tensor])[0] : (out[1] as Tensor)).reshape(
+          [batch, 8],
+        );
+        const logits = head.forward(hN).reshape([batch]);
+        const loss = F.binaryCrossEntropyWithLogits(logits, tensor(labels));
+        loss.backward();
+        optimizer.step();
+        losses.push(loss.item());
+      }
+      const first = losses.slice(0, 5).reduce((a, b) => a + b) / 5;
+      const last = losses.slice(-5).reduce((a, b) => a + b) / 5;
+      expect(last).toBeLessThan(0.3 * first);
+    },
+  );
+
+  it("leaves only its outputs alive when no gradient is recorded", () => {
+    const lstm = new nn.LSTM(3, 4, { numLayers: 2, bidirectional: true, batchFirst: true });
+    const x = ones([2, 5, 3]);
+    const before = liveTensors();
+    const [out, [h, c]] = noGrad(() => lstm.forward(x, null, { lengths: [5, 2] }));
+    expect(liveTensors() - before).toBe(3);
+    for (const t of [out, h, c]) t.dispose();
+  });
+
+  it("rejects bad inputs with errors that name the op and the shapes", () => {
+    const lstm = new nn.LSTM(10, 20, { numLayers: 2 });
+    expectThrows(
+      () => lstm.forward(zeros([5, 3, 10, 1])),
+      ShapeError,
+      "LSTM: input must be [T, N, inputSize] or [T, inputSize] (unbatched), got [5, 3, 10, 1]",
+    );
+    expectThrows(
+      () => lstm.forward(zeros([5, 10]), [zeros([2, 1, 20]), zeros([2, 1, 20])]),
+      ShapeError,
+      "LSTM: h0 must be [numLayers * numDirections, hiddenSize] for an unbatched input [5, 10], got [2, 1, 20]",
+    );
+    expectThrows(
+      () => lstm.forward(zeros([5, 3, 7])),
+      ShapeError,
+      "LSTM: input [5, 3, 7] has 7 features, expected inputSize 10",
+    );
+    expectThrows(
+      () => lstm.forward(zeros([5, 3, 10]), [zeros([1, 3, 20]), zeros([2, 3, 20])]),
+      ShapeError,
+      "LSTM: h0 must be [numLayers * numDirections, N, hiddenSize] = [2, 3, 20], got [1, 3, 20]",
+    );
+    const gru = new nn.GRU(2, 3, { batchFirst: true });
+    expectThrows(
+      () => gru.forward(zeros([3, 4, 2]), null, { lengths: [4, 0, 2] }),
+      ValueError,
+      "GRU: every length must be an integer in [1, 4] (the sequence length), got 0",
+    );
+    expectThrows(
+      () => gru.forward(zeros([3, 4, 2]), null, { lengths: [4, 2] }),
+      ShapeError,
+      "GRU: lengths must hold one length per sequence, [3], got [2]",
+    );
+    expectThrows(
+      () => new nn.RNN(2, 3, { nonlinearity: "sigmoid" as "tanh" }),
+      ValueError,
+      'RNN: nonlinearity must be "tanh" or "relu", got "sigmoid"',
+    );
+    expectThrows(
+      () => gru.forward(zeros([3, 4, 2]), null, { lengths: zeros([3]) }),
+      DTypeError,
+      "GRU: lengths must be int32, got float32",
+    );
+    expectThrows(
+      () => gru.forward(zeros([3, 4, 2], { dtype: "float64" })),
+      DTypeError,
+      "GRU: expected one dtype, got float64 and float32",
+    );
+    expectThrows(
+      () => F.recurrent("gru", zeros([2, 1, 2]), gru.flatWeights, null, zeros([1, 1, 3])),
+      ValueError,
+      "GRU: a cell state c0 is only taken by LSTM",
+    );
+    expectThrows(
+      () => F.recurrent("gru", zeros([2, 1, 2]), gru.flatWeights.slice(0, 3)),
+      ValueError,
+      "GRU: expected 2 or 4 weights per layer and direction (1 of them), got 3 weights",
+    );
+    expectThrows(
+      () => F.recurrent("lstm2" as "lstm", zeros([2, 1, 2]), []),
+      ValueError,
+      'recurrent: mode must be one of rnn_tanh, rnn_relu, lstm, gru, got "lstm2"',
+    );
+    expectThrows(
+      () => new nn.GRU(2, 0),
+      ValueError,
+      "GRU: hiddenSize must be a positive integer, got 0",
+    );
+  });
+});

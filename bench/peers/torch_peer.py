@@ -10,6 +10,7 @@ import sys
 import time
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples"))
 from mnist_torch import MNISTNet  # noqa: E402
@@ -77,6 +78,26 @@ def mnist(digits_dir, epochs, batch, lr, seed, limit=None):
     return {"history": history, "images": len(train_x), "torch": torch.__version__}
 
 
+def lstm(batch, steps, features, hidden, repeats):
+    """One forward and backward of nn.LSTM on [batch, steps, features] (batch_first).
+
+    Flush-to-zero on, as deepnode's threads run: subnormal floats slow recurrences."""
+    torch.set_num_threads(os.cpu_count())
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    model = nn.LSTM(features, hidden, batch_first=True)
+    x = torch.randn(batch, steps, features)
+    times = []
+    for i in range(repeats + 2):
+        start = time.perf_counter()
+        model.zero_grad()
+        out, (h, c) = model(x)
+        (out.mean() + h.sum()).backward()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return {"seconds": times, "torch": torch.__version__}
+
+
 if __name__ == "__main__":
     case = sys.argv[1]
     if case == "matmul":
@@ -84,6 +105,8 @@ if __name__ == "__main__":
     elif case == "mnist":
         limit = int(sys.argv[7]) if len(sys.argv) > 7 else None
         result = mnist(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), limit)
+    elif case == "lstm":
+        result = lstm(*(int(v) for v in sys.argv[2:7]))
     else:
         raise SystemExit(f"unknown case {case}")
     print(json.dumps(result))

@@ -8,6 +8,7 @@
 // accumulates.
 
 import type { DType, TypedArray } from "../dtype.js";
+import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "./rnn.js";
 
 /** Backend-owned memory: a typed array on reference and cpu, an opaque handle on cuda. */
 export type Storage = TypedArray | { readonly handle: unknown; readonly size: number };
@@ -266,4 +267,9 @@ export interface Backend {
     stateSum: RawTensor,
     options: AdagradStepOptions,
   ): void;
+
+  // Recurrent layers (lib/backend/rnn.ts): one layer-direction of an RNN, LSTM or GRU over
+  // the whole sequence, from the precomputed input projection; backward is BPTT.
+  rnnForward(args: RnnForwardArgs<RawTensor>, params: RnnParams): void;
+  rnnBackward(args: RnnBackwardArgs<RawTensor>, params: RnnParams): void;
 }

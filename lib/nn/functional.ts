@@ -420,3 +420,8 @@ export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
     return [gx];
   });
 }
+
+// ---- recurrent layers (lib/nn/rnn.ts) ---------------------------------------------
+
+export { recurrent } from "./rnn.js";
+export type { RecurrentOptions, RecurrentResult } from "./rnn.js";

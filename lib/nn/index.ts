@@ -6,3 +6,5 @@ export type { FactoryOptions, Conv2dModuleOptions } from "./layers.js";
 export * as functional from "./functional.js";
 export * as init from "./init.js";
 export * as utils from "./utils.js";
+export { RNN, LSTM, GRU, RNNBase } from "./rnn.js";
+export type { RNNOptions, RNNBaseOptions, RecurrentForwardOptions, Lengths } from "./rnn.js";

@@ -35,6 +35,8 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"adam_step", cpu::adamStep},
       {"rmsprop_step", cpu::rmspropStep},
       {"adagrad_step", cpu::adagradStep},
+      {"rnn_forward", cpu::rnnForward},
+      {"rnn_backward", cpu::rnnBackward},
   };
   return table;
 }

@@ -50,4 +50,8 @@ void conv2dBackwardWeight(KernelCall& call);
 void maxPool2d(KernelCall& call);
 void maxPool2dBackward(KernelCall& call);
 
+// rnn.cc
+void rnnForward(KernelCall& call);
+void rnnBackward(KernelCall& call);
+
 }  // namespace deepnode::cpu

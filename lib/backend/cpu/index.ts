@@ -32,8 +32,10 @@ import type {
   UnaryOp,
 } from "../backend.js";
 import { native } from "../native.js";
+import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "../rnn.js";
 import { BufferPool } from "./pool.js";
 import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
+import { rnnBackwardCall, rnnForwardCall } from "./rnn.js";
 
 const TWO_POW_32 = 4294967296;
 
@@ -491,6 +493,14 @@ export class CpuBackend implements Backend {
       stateSum.storage as Float32Array,
     ];
     this.call("adagrad_step", buffers, { ...options });
+  }
+
+  rnnForward(args: RnnForwardArgs<RawTensor>, params: RnnParams): void {
+    this.call("rnn_forward", ...rnnForwardCall(args, params));
+  }
+
+  rnnBackward(args: RnnBackwardArgs<RawTensor>, params: RnnParams): void {
+    this.call("rnn_backward", ...rnnBackwardCall(args, params));
   }
 }
 

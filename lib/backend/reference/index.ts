@@ -16,6 +16,7 @@ import type {
   SgdStepOptions,
   UnaryOp,
 } from "../backend.js";
+import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "../rnn.js";
 import type { DType, TypedArray } from "../../dtype.js";
 import * as conv from "./conv.js";
 import * as creation from "./creation.js";
@@ -26,6 +27,7 @@ import * as loss from "./loss.js";
 import * as optim from "./optim.js";
 import * as pool from "./pool.js";
 import * as reduction from "./reduce.js";
+import * as recurrent from "./rnn.js";
 import * as softmaxes from "./softmax.js";
 import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
 
@@ -214,6 +216,14 @@ export class ReferenceBackend implements Backend {
     options: AdagradStepOptions,
   ): void {
     optim.adagradStep(param, grad, stateSum, options);
+  }
+
+  rnnForward(args: RnnForwardArgs<RawTensor>, params: RnnParams): void {
+    recurrent.rnnForward(args, params);
+  }
+
+  rnnBackward(args: RnnBackwardArgs<RawTensor>, params: RnnParams): void {
+    recurrent.rnnBackward(args, params);
   }
 }
 
