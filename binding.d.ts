@@ -58,6 +58,17 @@ export interface RnnAttrs {
   slots: number;
 }
 
+/** Slices along one axis: the large tensor is [outer, largeDim, inner], the small one
+ * [outer, count, inner], and small row i is large row start + i * step. */
+export interface SliceAttrs {
+  outer: number;
+  largeDim: number;
+  inner: number;
+  count: number;
+  start: number;
+  step: number;
+}
+
 /** Kernel name -> [buffers, attributes]. Optional buffers may be passed as null. */
 export interface NativeKernels {
   fill: [[out: NativeBuffer], { value: number }];
@@ -199,6 +210,8 @@ export interface NativeKernels {
     ],
     RnnAttrs,
   ];
+  slice: [[out: NativeBuffer, x: NativeBuffer], SliceAttrs];
+  slice_assign: [[out: NativeBuffer, x: NativeBuffer], SliceAttrs];
 }
 
 export type NativeKernelName = keyof NativeKernels;

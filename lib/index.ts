@@ -6,6 +6,7 @@ export type { CreationOptions } from "./ops/creation.js";
 export { where, cast } from "./ops/elementwise.js";
 export { matmul } from "./ops/linalg.js";
 export { gather, scatterAdd } from "./ops/indexing.js";
+export { cat, stack } from "./ops/slicing.js";
 export { norm } from "./ops/reduce.js";
 export { noGrad, enableGrad, isGradEnabled } from "./autograd/grad-mode.js";
 export { gradcheck } from "./autograd/gradcheck.js";

@@ -11,6 +11,7 @@ import { trackTensor, untrackTensor } from "./memory.js";
 import * as el from "./ops/elementwise.js";
 import * as red from "./ops/reduce.js";
 import * as sh from "./ops/shape.js";
+import * as slicing from "./ops/slicing.js";
 import * as create from "./ops/creation.js";
 import { matmul } from "./ops/linalg.js";
 import { gather, scatterAdd } from "./ops/indexing.js";
@@ -372,6 +373,23 @@ export class Tensor implements RawTensor {
   }
   transpose(dim0: number, dim1: number): Tensor {
     return sh.transpose(this, dim0, dim1);
+  }
+  /** this[start:end:step] along dim, as a Python slice (a copy). */
+  slice(dim: number, start = 0, end?: number, step = 1): Tensor {
+    return slicing.slice(this, dim, start, end, step);
+  }
+  narrow(dim: number, start: number, length: number): Tensor {
+    return slicing.narrow(this, dim, start, length);
+  }
+  /** Entry `index` of dim, with the dim removed: `h.select(0, -1)` is PyTorch's h[-1]. */
+  select(dim: number, index: number): Tensor {
+    return slicing.select(this, dim, index);
+  }
+  split(sizes: number | readonly number[], dim = 0): Tensor[] {
+    return slicing.split(this, sizes, dim);
+  }
+  chunk(chunks: number, dim = 0): Tensor[] {
+    return slicing.chunk(this, chunks, dim);
   }
   /** Transpose of a 2-D tensor. */
   get T(): Tensor {

@@ -17,10 +17,12 @@ import {
   StateError,
   Tensor,
   cast,
+  cat,
   fromTypedArray,
   manualSeed,
   matmul,
   noGrad,
+  stack,
   tensor,
   where,
 } from "../lib/index.js";
@@ -669,6 +671,30 @@ const MORE_CASES: GradCase[] = [
     name: "dropout in eval mode is the identity",
     inputs: [g([4])],
     fn: (x) => F.dropout(x, 0.5, false),
+  },
+  { name: "slice dim 1 step 2", inputs: [g([2, 5, 3])], fn: (a) => a.slice(1, 1, 5, 2).square() },
+  { name: "slice negative start", inputs: [g([4, 3])], fn: (a) => a.slice(0, -3, -1).exp() },
+  { name: "select last entry", inputs: [g([2, 3, 4])], fn: (a) => a.select(1, -1).square() },
+  {
+    name: "split into uneven pieces, used twice",
+    inputs: [g([7, 2])],
+    fn: (a) => {
+      const [first, second] = a.split([4, 3]);
+      return first!
+        .sum(0)
+        .mul(second!.sum(0))
+        .add(first!.narrow(0, 1, 2).sum(0));
+    },
+  },
+  {
+    name: "cat along dim 1 of three tensors",
+    inputs: [g([2, 1]), g([2, 3]), g([2, 2])],
+    fn: (a, b, c) => cat([a, b, c], 1).square(),
+  },
+  {
+    name: "stack at the last dim",
+    inputs: [g([3]), g([3])],
+    fn: (a, b) => stack([a, b], -1).exp(),
   },
 ];
 

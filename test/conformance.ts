@@ -1669,6 +1669,62 @@ function recurrentCases(t: Target): void {
   });
 }
 
+// ---- slices along one axis ---------------------------------------------------------------
+
+function sliceCases(t: Target): void {
+  describe("slice and sliceAssign", () => {
+    // [shape of x, axis, start, step, count]: first, middle and last axes, steps > 1,
+    // a count of 0, size-1 dims and an empty tensor.
+    const CASES: [number[], number, number, number, number][] = [
+      [[7], 0, 2, 2, 3],
+      [[3, 5, 4], 1, 1, 3, 2],
+      [[3, 5, 4], 0, 2, 1, 1],
+      [[3, 5, 4], 2, 0, 1, 4],
+      [[2, 1, 6], 2, 5, 1, 1],
+      [[4, 3], 0, 0, 1, 0],
+      [[0, 3], 1, 1, 1, 2],
+      [[2, 300, 3], 1, 7, 5, 58],
+    ];
+    const dtypes: DType[] = ["float32", "int32", "uint8", "float64"];
+    const table = CASES.flatMap((c) =>
+      dtypes.map((dtype) => [JSON.stringify(c), dtype, c] as const),
+    );
+
+    it.each(table)("slice %s %s", (label, dtype, [shape, axis, start, step, count]) => {
+      const outShape = shape.map((d, i) => (i === axis ? count : d));
+      conform(t, `slice ${label}`, EXACT, (b) => {
+        const x = raw(b, dtype, shape, integers(41, sizeOf(shape), 0, 99));
+        const out = raw(b, dtype, outShape);
+        b.slice(out, x, axis, start, step);
+        return [out];
+      });
+    });
+
+    it.each(table)("sliceAssign %s %s", (label, dtype, [shape, axis, start, step, count]) => {
+      const smallShape = shape.map((d, i) => (i === axis ? count : d));
+      conform(t, `sliceAssign ${label}`, EXACT, (b) => {
+        const out = raw(b, dtype, shape, integers(42, sizeOf(shape), 0, 99));
+        b.sliceAssign(
+          out,
+          raw(b, dtype, smallShape, integers(43, sizeOf(smallShape), 0, 99)),
+          axis,
+          start,
+          step,
+        );
+        return [out];
+      });
+    });
+
+    it("rejects positions outside the axis and mismatched shapes on both backends", () => {
+      for (const b of [t.backend(), ref]) {
+        const x = raw(b, "float32", [2, 5]);
+        expect(() => b.slice(raw(b, "float32", [2, 3]), x, 1, 1, 2), b.name).toThrow(ValueError);
+        expect(() => b.slice(raw(b, "float32", [3, 2]), x, 1, 0, 1), b.name).toThrow(DeepnodeError);
+      }
+    });
+  });
+}
+
 const SECTIONS: ((t: Target) => void)[] = [
   memoryFillAndCastCases,
   randomKernelsCases,
@@ -1684,6 +1740,7 @@ const SECTIONS: ((t: Target) => void)[] = [
   optimizerStepsCases,
   rmspropAndAdagradCases,
   recurrentCases,
+  sliceCases,
   hardInputCases,
   emptyTensorCases,
   releaseCases,

@@ -846,3 +846,138 @@ describe.each(GOLDEN_RUNS)("PyTorch golden values on %s in %s", (device, dtype, 
     },
   );
 });
+
+// ---- slicing and joining (lib/ops/slicing.ts) -------------------------------------------
+
+import { DeviceError, arange as arangeOf, cat, stack } from "../lib/index.js";
+
+describe("slice, narrow, select, split, chunk, cat and stack", () => {
+  // x[i, j, k] = 12 i + 4 j + k
+  const cube = (device = "cpu") => arangeOf(0, 24, 1, { device }).reshape([2, 3, 4]);
+
+  it.each(["cpu", "reference"])("slice follows Python's start, end and step (%s)", (device) => {
+    const x = cube(device);
+    expect(x.slice(2, 1, 4, 2).toArray()).toEqual([
+      [
+        [1, 3],
+        [5, 7],
+        [9, 11],
+      ],
+      [
+        [13, 15],
+        [17, 19],
+        [21, 23],
+      ],
+    ]);
+    expect(x.slice(1, -2).select(0, 0).toArray()).toEqual([
+      [4, 5, 6, 7],
+      [8, 9, 10, 11],
+    ]);
+    // Ends past the dim are clamped, and an empty range gives a size-0 dim.
+    expect(x.slice(1, 1, 100).shape).toEqual([2, 2, 4]);
+    expect(x.slice(1, 2, 1).shape).toEqual([2, 0, 4]);
+    expect(x.slice(0, -100, 1).toArray()).toEqual([cube(device).select(0, 0).toArray()]);
+  });
+
+  it("select removes the dim; narrow keeps it; negative indices count from the end", () => {
+    const x = cube();
+    expect(x.select(1, -1).toArray()).toEqual([
+      [8, 9, 10, 11],
+      [20, 21, 22, 23],
+    ]);
+    expect(x.select(2, 0).shape).toEqual([2, 3]);
+    expect(x.narrow(2, 1, 2).select(0, 1).toArray()).toEqual([
+      [13, 14],
+      [17, 18],
+      [21, 22],
+    ]);
+    expect(x.narrow(0, -1, 1).shape).toEqual([1, 3, 4]);
+  });
+
+  it("split by size or by sizes, and chunk, cover the dim in order", () => {
+    const x = arangeOf(0, 7);
+    expect(x.split(3).map((p) => p.toArray())).toEqual([[0, 1, 2], [3, 4, 5], [6]]);
+    expect(x.split([2, 0, 5]).map((p) => p.shape)).toEqual([[2], [0], [5]]);
+    expect(x.chunk(2).map((p) => p.toArray())).toEqual([
+      [0, 1, 2, 3],
+      [4, 5, 6],
+    ]);
+    expect(
+      cube()
+        .chunk(3, 1)
+        .map((p) => p.shape),
+    ).toEqual([
+      [2, 1, 4],
+      [2, 1, 4],
+      [2, 1, 4],
+    ]);
+  });
+
+  it("cat joins along a dim, stack along a new one, and both keep int32", () => {
+    const a = tensor([[1, 2]], { dtype: "int32" });
+    const b = tensor(
+      [
+        [3, 4],
+        [5, 6],
+      ],
+      { dtype: "int32" },
+    );
+    const joined = cat([a, b]);
+    expect(joined.dtype).toBe("int32");
+    expect(joined.toArray()).toEqual([
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
+    expect(cat([b, b], -1).toArray()).toEqual([
+      [3, 4, 3, 4],
+      [5, 6, 5, 6],
+    ]);
+    expect(stack([a.select(0, 0), b.select(0, 1)], 1).toArray()).toEqual([
+      [1, 5],
+      [2, 6],
+    ]);
+  });
+
+  it("names what is wrong", () => {
+    const x = cube();
+    expectThrows(
+      () => x.narrow(1, 2, 2),
+      IndexError,
+      "narrow: start 2 and length 2 do not fit dim 1 of [2, 3, 4] (expected 0 <= start, start + length <= 3)",
+    );
+    expectThrows(
+      () => x.select(0, 2),
+      IndexError,
+      "select: index 2 is out of range for dim 0 of [2, 3, 4]",
+    );
+    expectThrows(() => x.slice(0, 0, 2, 0), ValueError, "slice: step must be >= 1, got 0");
+    expectThrows(() => x.slice(0, 0.5), ValueError, "slice: start must be an integer, got 0.5");
+    expectThrows(
+      () => x.split([1, 2], 0),
+      ShapeError,
+      "split: sizes [1, 2] must be >= 0 and add up to 2, dim 0 of [2, 3, 4]",
+    );
+    expectThrows(() => cat([]), ValueError, "cat: expected at least one tensor");
+    expectThrows(
+      () => cat([x, x.slice(1, 1)], 0),
+      ShapeError,
+      "cat: shapes [2, 3, 4] and [2, 2, 4] differ outside dim 0",
+    );
+    expectThrows(
+      () => cat([x, x.to("reference")]),
+      DeviceError,
+      "cat: expected tensors on one device, got cpu and reference",
+    );
+    expectThrows(
+      () => cat([x, x.float()]),
+      DTypeError,
+      "cat: expected tensors of one dtype, got int32 and float32",
+    );
+    expectThrows(
+      () => stack([x, x.slice(0, 1)]),
+      ShapeError,
+      "stack: expected tensors of one shape, got [2, 3, 4] and [1, 3, 4]",
+    );
+  });
+});

@@ -272,4 +272,10 @@ export interface Backend {
   // the whole sequence, from the precomputed input projection; backward is BPTT.
   rnnForward(args: RnnForwardArgs<RawTensor>, params: RnnParams): void;
   rnnBackward(args: RnnBackwardArgs<RawTensor>, params: RnnParams): void;
+
+  // Strided slices along one axis, for narrow, select, split and cat. out and x match but
+  // for `axis`. slice: out[..., i, ...] = x[..., start + i * step, ...] for every i of out;
+  // sliceAssign: out[..., start + i * step, ...] = x[..., i, ...], the rest of out untouched.
+  slice(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void;
+  sliceAssign(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void;
 }

@@ -37,6 +37,8 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"adagrad_step", cpu::adagradStep},
       {"rnn_forward", cpu::rnnForward},
       {"rnn_backward", cpu::rnnBackward},
+      {"slice", cpu::slice},
+      {"slice_assign", cpu::sliceAssign},
   };
   return table;
 }

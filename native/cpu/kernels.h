@@ -54,4 +54,8 @@ void maxPool2dBackward(KernelCall& call);
 void rnnForward(KernelCall& call);
 void rnnBackward(KernelCall& call);
 
+// slice.cc
+void slice(KernelCall& call);
+void sliceAssign(KernelCall& call);
+
 }  // namespace deepnode::cpu

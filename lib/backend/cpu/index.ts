@@ -4,6 +4,7 @@
 import type {
   NativeBinding,
   NativeBuffer,
+  SliceAttrs,
   NativeKernelName,
   NativeKernels,
 } from "../../../binding.js";
@@ -502,6 +503,27 @@ export class CpuBackend implements Backend {
   rnnBackward(args: RnnBackwardArgs<RawTensor>, params: RnnParams): void {
     this.call("rnn_backward", ...rnnBackwardCall(args, params));
   }
+
+  slice(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void {
+    this.call("slice", [buf(out), buf(x)], sliceAttrs(x, out, axis, start, step));
+  }
+
+  sliceAssign(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void {
+    this.call("slice_assign", [buf(out), buf(x)], sliceAttrs(out, x, axis, start, step));
+  }
+}
+
+/** The [outer, largeDim, inner] view of the large tensor, and the small one's count. */
+function sliceAttrs(
+  large: RawTensor,
+  small: RawTensor,
+  axis: number,
+  start: number,
+  step: number,
+): SliceAttrs {
+  const outer = large.shape.slice(0, axis).reduce((p, d) => p * d, 1);
+  const inner = large.shape.slice(axis + 1).reduce((p, d) => p * d, 1);
+  return { outer, largeDim: large.shape[axis]!, inner, count: small.shape[axis]!, start, step };
 }
 
 function nllAttrs(shape: readonly number[]): { n: number; c: number; inner: number } {

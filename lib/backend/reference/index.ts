@@ -28,6 +28,7 @@ import * as optim from "./optim.js";
 import * as pool from "./pool.js";
 import * as reduction from "./reduce.js";
 import * as recurrent from "./rnn.js";
+import * as slicing from "./slice.js";
 import * as softmaxes from "./softmax.js";
 import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
 
@@ -224,6 +225,14 @@ export class ReferenceBackend implements Backend {
 
   rnnBackward(args: RnnBackwardArgs<RawTensor>, params: RnnParams): void {
     recurrent.rnnBackward(args, params);
+  }
+
+  slice(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void {
+    slicing.slice(out, x, axis, start, step);
+  }
+
+  sliceAssign(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void {
+    slicing.sliceAssign(out, x, axis, start, step);
   }
 }
 
