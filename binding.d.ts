@@ -139,6 +139,54 @@ export interface NativeKernels {
       step: number;
     },
   ];
+  batch_norm: [
+    [
+      out: Float32Array,
+      mean: Float32Array,
+      variance: Float32Array,
+      x: Float32Array,
+      weight: Float32Array | null,
+      bias: Float32Array | null,
+    ],
+    { n: number; c: number; inner: number; training: boolean; eps: number },
+  ];
+  batch_norm_backward: [
+    [
+      gradX: Float32Array,
+      gradWeight: Float32Array | null,
+      gradBias: Float32Array | null,
+      gradOut: Float32Array,
+      x: Float32Array,
+      mean: Float32Array,
+      variance: Float32Array,
+      weight: Float32Array | null,
+    ],
+    { n: number; c: number; inner: number; training: boolean; eps: number },
+  ];
+  layer_norm: [
+    [
+      out: Float32Array,
+      mean: Float32Array,
+      rstd: Float32Array,
+      x: Float32Array,
+      weight: Float32Array | null,
+      bias: Float32Array | null,
+    ],
+    { rows: number; normSize: number; eps: number },
+  ];
+  layer_norm_backward: [
+    [
+      gradX: Float32Array,
+      gradWeight: Float32Array | null,
+      gradBias: Float32Array | null,
+      gradOut: Float32Array,
+      x: Float32Array,
+      mean: Float32Array,
+      rstd: Float32Array,
+      weight: Float32Array | null,
+    ],
+    { rows: number; normSize: number },
+  ];
 }
 
 export type NativeKernelName = keyof NativeKernels;

@@ -25,7 +25,7 @@ import { convOutputSize } from "../lib/backend/reference/conv.js";
 import { poolOutputSize } from "../lib/backend/reference/pool.js";
 import { referenceBackend } from "../lib/backend/reference/index.js";
 import type { DType } from "../lib/dtype.js";
-import { DeepnodeError, IndexError, liveTensors } from "../lib/index.js";
+import { DeepnodeError, IndexError, ShapeError, liveTensors } from "../lib/index.js";
 import {
   awayFromZero,
   expectClose,
@@ -1251,4 +1251,202 @@ describe("optimizer steps", () => {
       return maxSq === null ? [param, expAvg, expAvgSq] : [param, expAvg, expAvgSq, maxSq];
     });
   });
+});
+
+// ---- layers: erf, batch norm, layer norm --------------------------------------------------
+
+describe("erf (the exact GELU's unary op)", () => {
+  it.each(UNARY_SHAPES.map((s) => [JSON.stringify(s), s] as const))("shape %s", (_, shape) => {
+    const values = floats(sizeOf(shape) + 3, sizeOf(shape), -5, 5);
+    conform(`erf ${JSON.stringify(shape)}`, TRANSCENDENTAL, (b) => {
+      const out = raw(b, "float32", shape);
+      b.unary("erf", out, raw(b, "float32", shape, values));
+      return [out];
+    });
+  });
+
+  it("special values: NaN, infinities, signed zeros and the tails", () => {
+    const values = [NaN, Infinity, -Infinity, 0, -0, 1e-30, 3, -3, 5.9, 6.5, -10];
+    conform("erf special", TRANSCENDENTAL, (b) => {
+      const out = raw(b, "float32", [values.length]);
+      b.unary("erf", out, raw(b, "float32", [values.length], values));
+      return [out];
+    });
+  });
+});
+
+// Shapes of x [n, c, ...inner]: batch 1, one value of inner, odd sizes, a long channel.
+const BATCH_NORM_SHAPES: number[][] = [
+  [4, 3],
+  [2, 3, 5],
+  [2, 3, 4, 5],
+  [1, 2, 7],
+  [3, 1, 1, 1],
+  [2, 4, 1027],
+];
+const NORM_TOL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+
+describe("batchNorm", () => {
+  const optional = (b: Backend, c: number, values: number[] | null) =>
+    values === null ? null : raw(b, "float32", [c], values);
+
+  it.each(BATCH_NORM_SHAPES.map((s) => [JSON.stringify(s), s] as const))(
+    "x %s: training and eval, with and without affine, forward and backward",
+    (_, shape) => {
+      const c = shape[1]!;
+      const xs = floats(sizeOf(shape), sizeOf(shape), -3, 5);
+      const gs = floats(sizeOf(shape) + 1, sizeOf(shape));
+      const running = [floats(1, c, -1, 1), floats(2, c, 0.5, 2)];
+      for (const training of [true, false]) {
+        for (const affine of [true, false]) {
+          const weight = affine ? floats(3, c, 0.5, 1.5) : null;
+          const bias = affine ? floats(4, c) : null;
+          const label = `batchNorm ${JSON.stringify(shape)} training=${training} affine=${affine}`;
+          const forward = conform(label, NORM_TOL, (b) => {
+            const out = raw(b, "float32", shape);
+            const mean = raw(b, "float32", [c], training ? undefined : running[0]);
+            const variance = raw(b, "float32", [c], training ? undefined : running[1]);
+            const x = raw(b, "float32", shape, xs);
+            b.batchNorm(
+              out,
+              mean,
+              variance,
+              x,
+              optional(b, c, weight),
+              optional(b, c, bias),
+              training,
+              1e-5,
+            );
+            return [out, mean, variance];
+          });
+          const [mean, variance] = forward.ref
+            .slice(1)
+            .map((t) => Array.from(t.storage as Float32Array));
+          conform(`${label} backward`, NORM_TOL, (b) => {
+            const gradX = raw(b, "float32", shape);
+            const gradWeight = raw(b, "float32", [c]);
+            const gradBias = raw(b, "float32", [c]);
+            b.batchNormBackward(
+              gradX,
+              gradWeight,
+              gradBias,
+              raw(b, "float32", shape, gs),
+              raw(b, "float32", shape, xs),
+              raw(b, "float32", [c], mean),
+              raw(b, "float32", [c], variance),
+              optional(b, c, weight),
+              training,
+              1e-5,
+            );
+            return [gradX, gradWeight, gradBias];
+          });
+        }
+      }
+    },
+  );
+
+  it("gradX alone (no weight or bias gradients) matches", () => {
+    const shape = [3, 2, 4];
+    const xs = floats(5, 24);
+    conform("batchNormBackward without parameter gradients", NORM_TOL, (b) => {
+      const gradX = raw(b, "float32", shape);
+      b.batchNormBackward(
+        gradX,
+        null,
+        null,
+        raw(b, "float32", shape, floats(6, 24)),
+        raw(b, "float32", shape, xs),
+        raw(b, "float32", [2], [0.1, -0.2]),
+        raw(b, "float32", [2], [0.5, 1.5]),
+        null,
+        true,
+        1e-3,
+      );
+      return [gradX];
+    });
+  });
+
+  it("a statistics buffer of the wrong size is a ShapeError on both backends", () => {
+    for (const b of [cpu, ref]) {
+      let caught: unknown;
+      try {
+        const x = raw(b, "float32", [2, 3]);
+        b.batchNorm(
+          raw(b, "float32", [2, 3]),
+          raw(b, "float32", [2]),
+          raw(b, "float32", [3]),
+          x,
+          null,
+          null,
+          true,
+          1e-5,
+        );
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, b.name).toBeInstanceOf(ShapeError);
+    }
+  });
+});
+
+// [x shape, the leading dims that mean and rstd keep]
+const LAYER_NORM_CASES: [number[], number[]][] = [
+  [[5, 7], [5]],
+  [[2, 3, 4], [2]],
+  [
+    [2, 3, 4],
+    [2, 3],
+  ],
+  [[3, 1000], [3]],
+  [[4], []],
+  [[1, 1], [1]],
+  [[600, 3], [600]],
+];
+
+describe("layerNorm", () => {
+  it.each(LAYER_NORM_CASES.map(([x, m]) => [JSON.stringify(x), JSON.stringify(m), x, m] as const))(
+    "x %s over rows %s, with and without affine, forward and backward",
+    (_x, _m, shape, rowShape) => {
+      const normSize = sizeOf(shape) / sizeOf(rowShape);
+      const xs = floats(sizeOf(shape) + 7, sizeOf(shape), -2, 6);
+      const gs = floats(sizeOf(shape) + 8, sizeOf(shape));
+      for (const affine of [true, false]) {
+        const param = (b: Backend, seed: number) =>
+          affine ? raw(b, "float32", [normSize], floats(seed, normSize, 0.5, 1.5)) : null;
+        const label = `layerNorm ${JSON.stringify(shape)} affine=${affine}`;
+        const forward = conform(label, NORM_TOL, (b) => {
+          const out = raw(b, "float32", shape);
+          const mean = raw(b, "float32", rowShape);
+          const rstd = raw(b, "float32", rowShape);
+          b.layerNorm(
+            out,
+            mean,
+            rstd,
+            raw(b, "float32", shape, xs),
+            param(b, 1),
+            param(b, 2),
+            1e-5,
+          );
+          return [out, mean, rstd];
+        });
+        const [mean, rstd] = forward.ref.slice(1).map((t) => Array.from(t.storage as Float32Array));
+        conform(`${label} backward`, NORM_TOL, (b) => {
+          const gradX = raw(b, "float32", shape);
+          const gradWeight = affine ? raw(b, "float32", [normSize]) : null;
+          const gradBias = affine ? raw(b, "float32", [normSize]) : null;
+          b.layerNormBackward(
+            gradX,
+            gradWeight,
+            gradBias,
+            raw(b, "float32", shape, gs),
+            raw(b, "float32", shape, xs),
+            raw(b, "float32", rowShape, mean),
+            raw(b, "float32", rowShape, rstd),
+            param(b, 1),
+          );
+          return gradWeight === null ? [gradX] : [gradX, gradWeight, gradBias!];
+        });
+      }
+    },
+  );
 });

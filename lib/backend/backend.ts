@@ -43,7 +43,8 @@ export type UnaryOp =
   | "round"
   | "affine" // alpha * x + beta
   | "pow" // x ** alpha
-  | "clamp"; // min(max(x, alpha), beta)
+  | "clamp" // min(max(x, alpha), beta)
+  | "erf";
 
 export type BinaryOp =
   | "add"
@@ -234,5 +235,55 @@ export interface Backend {
     expAvgSq: RawTensor,
     maxExpAvgSq: RawTensor | null,
     options: AdamStepOptions,
+  ): void;
+
+  // Normalisation. Batch norm views x as [n, c, ...inner] with per-channel mean and
+  // variance [c] (biased); with training they are the batch's and are written, otherwise
+  // they are read (running statistics). weight and bias [c] may be null.
+  batchNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void;
+  /** gradWeight and gradBias are written when not null; mean and variance as forward used. */
+  batchNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    weight: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void;
+  /**
+   * Layer norm over the trailing dims of x left after mean's shape (mean and rstd hold one
+   * value per row: the leading dims of x), both written; weight and bias [normSize] or null.
+   */
+  layerNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    eps: number,
+  ): void;
+  layerNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    weight: RawTensor | null,
   ): void;
 }

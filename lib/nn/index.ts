@@ -5,3 +5,12 @@ export { Linear, Conv2d, MaxPool2d, Dropout, Flatten, ReLU, Sequential } from ".
 export type { FactoryOptions, Conv2dModuleOptions } from "./layers.js";
 export * as functional from "./functional.js";
 export * as init from "./init.js";
+export { LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax } from "./activation.js";
+export { BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm } from "./normalization.js";
+export type {
+  BatchNormModuleOptions,
+  LayerNormOptions,
+  GroupNormOptions,
+} from "./normalization.js";
+export { Embedding } from "./embedding.js";
+export type { EmbeddingModuleOptions } from "./embedding.js";

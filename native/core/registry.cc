@@ -33,6 +33,10 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"nll_loss_backward", cpu::nllLossBackward},
       {"sgd_step", cpu::sgdStep},
       {"adam_step", cpu::adamStep},
+      {"batch_norm", cpu::batchNorm},
+      {"batch_norm_backward", cpu::batchNormBackward},
+      {"layer_norm", cpu::layerNorm},
+      {"layer_norm_backward", cpu::layerNormBackward},
   };
   return table;
 }

@@ -532,6 +532,7 @@ enum class UnaryOp {
   Affine,
   Pow,
   Clamp,
+  Erf,
 };
 
 struct NamedUnaryOp {
@@ -559,6 +560,7 @@ const NamedUnaryOp kUnaryOps[] = {
     {"affine", UnaryOp::Affine},
     {"pow", UnaryOp::Pow},
     {"clamp", UnaryOp::Clamp},
+    {"erf", UnaryOp::Erf},
 };
 
 UnaryOp parseUnaryOp(const KernelCall& call) {
@@ -608,6 +610,7 @@ DEEPNODE_UNARY(PowU, static_cast<float>(std::pow(static_cast<double>(x), static_
 DEEPNODE_UNARY(SquarePowU, x* x);
 // min(max(x, alpha), beta): beta wins when alpha > beta, as in PyTorch; NaN stays NaN.
 DEEPNODE_UNARY(ClampU, (x < p.alpha ? p.alpha : x) > p.beta ? p.beta : (x < p.alpha ? p.alpha : x));
+DEEPNODE_UNARY(ErfU, std::erf(x));
 
 template <typename F>
 void unaryParallel(float* out, const float* x, int64_t n, UnaryParams p) {
@@ -637,6 +640,7 @@ void unaryFloat(UnaryOp op, float* out, const float* x, int64_t n, UnaryParams p
       if (p.alpha == 2.0f) return unaryParallel<SquarePowU>(out, x, n, p);
       return unaryParallel<PowU>(out, x, n, p);
     case UnaryOp::Clamp: return unaryParallel<ClampU>(out, x, n, p);
+    case UnaryOp::Erf: return unaryParallel<ErfU>(out, x, n, p);
   }
 }
 

@@ -48,4 +48,10 @@ void conv2dBackwardWeight(KernelCall& call);
 void maxPool2d(KernelCall& call);
 void maxPool2dBackward(KernelCall& call);
 
+// norm.cc
+void batchNorm(KernelCall& call);
+void batchNormBackward(KernelCall& call);
+void layerNorm(KernelCall& call);
+void layerNormBackward(KernelCall& call);
+
 }  // namespace deepnode::cpu

@@ -5,6 +5,7 @@ import { COMPARISON_OPS, type BinaryOp, type RawTensor, type UnaryOp } from "../
 import type { DType } from "../../dtype.js";
 import { DTypeError, ShapeError, ValueError, formatShape } from "../../errors.js";
 import * as scalar from "./scalar.js";
+import * as special from "./special.js";
 import {
   ALL_DTYPES,
   FLOAT_DTYPES,
@@ -38,6 +39,7 @@ const FLOAT_UNARY: Record<UnaryOp, UnaryFn> = {
   affine: (x, alpha, beta) => alpha * x + beta,
   pow: (x, alpha) => scalar.pow(x, alpha),
   clamp: (x, alpha, beta) => Math.min(Math.max(x, alpha), beta),
+  erf: special.erf,
 };
 
 /**

@@ -23,6 +23,7 @@ import * as elementwise from "./elementwise.js";
 import * as indexing from "./indexing.js";
 import * as linalg from "./linalg.js";
 import * as loss from "./loss.js";
+import * as norm from "./norm.js";
 import * as optim from "./optim.js";
 import * as pool from "./pool.js";
 import * as reduction from "./reduce.js";
@@ -193,6 +194,60 @@ export class ReferenceBackend implements Backend {
     options: AdamStepOptions,
   ): void {
     optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
+  }
+
+  batchNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void {
+    norm.batchNorm(out, mean, variance, x, weight, bias, training, eps);
+  }
+
+  batchNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    weight: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void {
+    const grads = [gradX, gradWeight, gradBias] as const;
+    norm.batchNormBackward(...grads, gradOut, x, mean, variance, weight, training, eps);
+  }
+
+  layerNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    eps: number,
+  ): void {
+    norm.layerNorm(out, mean, rstd, x, weight, bias, eps);
+  }
+
+  layerNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    weight: RawTensor | null,
+  ): void {
+    norm.layerNormBackward(gradX, gradWeight, gradBias, gradOut, x, mean, rstd, weight);
   }
 }
 

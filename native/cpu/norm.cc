@@ -1,0 +1,293 @@
+// Batch and layer normalisation, forward and backward. Statistics are sums in double over
+// two passes (mean, then squared deviations), so a channel of millions of values with a
+// large mean keeps its variance; the per-element work is one float multiply-add.
+// Batch norm runs one task per channel ([n, c, inner] strided rows); layer norm one task
+// per row, and its weight and bias gradients one task per block of columns.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "../core/threadpool.h"
+#include "clones.h"
+#include "kernels.h"
+
+namespace deepnode::cpu {
+
+namespace {
+
+constexpr int64_t kGrain = 32 * 1024;  // elements of work per task
+constexpr int64_t kColumns = 256;      // columns of a layer-norm weight-gradient task
+
+int64_t grainFor(int64_t workPerItem) {
+  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, workPerItem));
+}
+
+void checkNonNegative(const KernelCall& call, std::initializer_list<int64_t> sizes, int64_t& product) {
+  product = 1;
+  for (int64_t s : sizes) {
+    if (s < 0 || __builtin_mul_overflow(product, s, &product)) {
+      call.fail("ERR_SHAPE", "sizes must be non-negative and not too large");
+    }
+  }
+}
+
+double readEps(const KernelCall& call) {
+  double eps = call.number("eps");
+  if (!(eps >= 0)) call.fail("ERR_VALUE", "eps must be >= 0, got " + std::to_string(eps));
+  return eps;
+}
+
+// An optional float buffer of `size` elements, or null.
+const float* optionalFloats(const KernelCall& call, size_t index, const char* role, int64_t size) {
+  if (!call.hasBuffer(index)) return nullptr;
+  const float* data = call.buffer(index, role, DType::Float32).as<float>();
+  call.expectSize(index, role, size);
+  return data;
+}
+
+float* optionalOut(const KernelCall& call, size_t index, const char* role, int64_t size) {
+  return const_cast<float*>(optionalFloats(call, index, role, size));
+}
+
+const float* floats(const KernelCall& call, size_t index, const char* role, int64_t size) {
+  const float* data = call.buffer(index, role, DType::Float32).as<float>();
+  call.expectSize(index, role, size);
+  return data;
+}
+
+float* outFloats(const KernelCall& call, size_t index, const char* role, int64_t size) {
+  return const_cast<float*>(floats(call, index, role, size));
+}
+
+// ---------------------------------------------------------------------------------------
+// Batch norm: x [n, c, inner]; channel ch is n runs of `inner` contiguous values.
+
+struct ChannelExtent {
+  int64_t n, c, inner, total;
+  const float* run(const float* base, int64_t i, int64_t ch) const { return base + (i * c + ch) * inner; }
+  float* run(float* base, int64_t i, int64_t ch) const { return base + (i * c + ch) * inner; }
+};
+
+ChannelExtent readChannelExtent(const KernelCall& call) {
+  ChannelExtent e{call.integer("n"), call.integer("c"), call.integer("inner"), 0};
+  checkNonNegative(call, {e.n, e.c, e.inner}, e.total);
+  return e;
+}
+
+DEEPNODE_CLONES double sumRun(const float* __restrict x, int64_t n) {
+  double s = 0;
+  for (int64_t j = 0; j < n; ++j) s += x[j];
+  return s;
+}
+
+DEEPNODE_CLONES double squaredDeviations(const float* __restrict x, int64_t n, double mean) {
+  double s = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    double d = x[j] - mean;
+    s += d * d;
+  }
+  return s;
+}
+
+// y = x * scale + shift over a run.
+DEEPNODE_CLONES void affineRun(float* __restrict y, const float* __restrict x, int64_t n, float scale, float shift) {
+  for (int64_t j = 0; j < n; ++j) y[j] = x[j] * scale + shift;
+}
+
+void channelStatistics(const ChannelExtent& e, const float* x, int64_t ch, float& mean, float& variance) {
+  const int64_t count = e.n * e.inner;
+  if (count == 0) return;
+  double s = 0;
+  for (int64_t i = 0; i < e.n; ++i) s += sumRun(e.run(x, i, ch), e.inner);
+  const double m = s / static_cast<double>(count);
+  double q = 0;
+  for (int64_t i = 0; i < e.n; ++i) q += squaredDeviations(e.run(x, i, ch), e.inner, m);
+  mean = static_cast<float>(m);
+  variance = static_cast<float>(q / static_cast<double>(count));
+}
+
+// gx = gy * a + xhat * b + c over a run, with xhat = (x - mean) * invStd.
+DEEPNODE_CLONES void batchNormGradRun(float* __restrict gx, const float* __restrict gy, const float* __restrict x,
+                                      int64_t n, float a, float b, float c, float mean, float invStd) {
+  for (int64_t j = 0; j < n; ++j) gx[j] = gy[j] * a + (x[j] - mean) * invStd * b + c;
+}
+
+// sum(g) and sum(g * (x - mean)) over a run, in double.
+DEEPNODE_CLONES void gradSums(const float* __restrict gy, const float* __restrict x, int64_t n, float mean,
+                              double& sumG, double& sumGD) {
+  double s = 0, sd = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    s += gy[j];
+    sd += static_cast<double>(gy[j]) * (x[j] - mean);
+  }
+  sumG += s;
+  sumGD += sd;
+}
+
+// ---------------------------------------------------------------------------------------
+// Layer norm: x [rows, normSize].
+
+struct RowExtent {
+  int64_t rows, normSize, total;
+};
+
+RowExtent readRowExtent(const KernelCall& call) {
+  RowExtent e{call.integer("rows"), call.integer("normSize"), 0};
+  checkNonNegative(call, {e.rows, e.normSize}, e.total);
+  return e;
+}
+
+DEEPNODE_CLONES void layerNormRow(float* __restrict y, const float* __restrict x, const float* __restrict w,
+                                  const float* __restrict b, int64_t n, float mean, float rstd) {
+  for (int64_t j = 0; j < n; ++j) {
+    float v = (x[j] - mean) * rstd;
+    if (w) v *= w[j];
+    if (b) v += b[j];
+    y[j] = v;
+  }
+}
+
+// gx = rstd * (h - mean(h) - xhat * mean(h * xhat)) with h = g * w.
+void layerNormGradRow(float* gx, const float* gy, const float* x, const float* w, int64_t n, float mean, float rstd) {
+  double sumH = 0, sumHX = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    double h = static_cast<double>(gy[j]) * (w ? w[j] : 1.0f);
+    sumH += h;
+    sumHX += h * ((x[j] - mean) * rstd);
+  }
+  const float meanH = static_cast<float>(sumH / static_cast<double>(n));
+  const float meanHX = static_cast<float>(sumHX / static_cast<double>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    float h = gy[j] * (w ? w[j] : 1.0f);
+    gx[j] = rstd * (h - meanH - (x[j] - mean) * rstd * meanHX);
+  }
+}
+
+}  // namespace
+
+void batchNorm(KernelCall& call) {
+  ChannelExtent e = readChannelExtent(call);
+  const bool training = call.flag("training", false);
+  const double eps = readEps(call);
+  float* out = outFloats(call, 0, "out", e.total);
+  float* mean = outFloats(call, 1, "mean", e.c);
+  float* variance = outFloats(call, 2, "variance", e.c);
+  const float* x = floats(call, 3, "x", e.total);
+  const float* weight = optionalFloats(call, 4, "weight", e.c);
+  const float* bias = optionalFloats(call, 5, "bias", e.c);
+
+  parallelFor(e.c, grainFor(e.n * e.inner), [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ++ch) {
+      if (training) channelStatistics(e, x, ch, mean[ch], variance[ch]);
+      const double invStd = 1.0 / std::sqrt(static_cast<double>(variance[ch]) + eps);
+      const double scale = invStd * (weight ? weight[ch] : 1.0f);
+      const double shift = (bias ? bias[ch] : 0.0f) - mean[ch] * scale;
+      for (int64_t i = 0; i < e.n; ++i) {
+        affineRun(e.run(out, i, ch), e.run(x, i, ch), e.inner, static_cast<float>(scale), static_cast<float>(shift));
+      }
+    }
+  });
+}
+
+void batchNormBackward(KernelCall& call) {
+  ChannelExtent e = readChannelExtent(call);
+  const bool training = call.flag("training", false);
+  const double eps = readEps(call);
+  float* gradX = outFloats(call, 0, "gradX", e.total);
+  float* gradWeight = optionalOut(call, 1, "gradWeight", e.c);
+  float* gradBias = optionalOut(call, 2, "gradBias", e.c);
+  const float* gradOut = floats(call, 3, "gradOut", e.total);
+  const float* x = floats(call, 4, "x", e.total);
+  const float* mean = floats(call, 5, "mean", e.c);
+  const float* variance = floats(call, 6, "variance", e.c);
+  const float* weight = optionalFloats(call, 7, "weight", e.c);
+
+  parallelFor(e.c, grainFor(2 * e.n * e.inner), [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ++ch) {
+      const double invStd = 1.0 / std::sqrt(static_cast<double>(variance[ch]) + eps);
+      double sumG = 0, sumGD = 0;  // sum(g), sum(g * (x - mean))
+      for (int64_t i = 0; i < e.n; ++i)
+        gradSums(e.run(gradOut, i, ch), e.run(x, i, ch), e.inner, mean[ch], sumG, sumGD);
+      const double sumGX = sumGD * invStd;  // sum(g * xhat)
+      if (gradWeight) gradWeight[ch] = static_cast<float>(sumGX);
+      if (gradBias) gradBias[ch] = static_cast<float>(sumG);
+      const double scale = invStd * (weight ? weight[ch] : 1.0f);
+      const double count = static_cast<double>(e.n * e.inner);
+      // training: gx = scale * (g - sumG / count - xhat * sumGX / count)
+      const float b = training ? static_cast<float>(-scale * sumGX / count) : 0.0f;
+      const float c = training ? static_cast<float>(-scale * sumG / count) : 0.0f;
+      for (int64_t i = 0; i < e.n; ++i) {
+        batchNormGradRun(e.run(gradX, i, ch), e.run(gradOut, i, ch), e.run(x, i, ch), e.inner,
+                         static_cast<float>(scale), b, c, mean[ch], static_cast<float>(invStd));
+      }
+    }
+  });
+}
+
+void layerNorm(KernelCall& call) {
+  RowExtent e = readRowExtent(call);
+  const double eps = readEps(call);
+  float* out = outFloats(call, 0, "out", e.total);
+  float* mean = outFloats(call, 1, "mean", e.rows);
+  float* rstd = outFloats(call, 2, "rstd", e.rows);
+  const float* x = floats(call, 3, "x", e.total);
+  const float* weight = optionalFloats(call, 4, "weight", e.normSize);
+  const float* bias = optionalFloats(call, 5, "bias", e.normSize);
+  if (e.normSize == 0) return;
+
+  parallelFor(e.rows, grainFor(3 * e.normSize), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * e.normSize;
+      const double m = sumRun(xr, e.normSize) / static_cast<double>(e.normSize);
+      const double var = squaredDeviations(xr, e.normSize, m) / static_cast<double>(e.normSize);
+      mean[r] = static_cast<float>(m);
+      rstd[r] = static_cast<float>(1.0 / std::sqrt(var + eps));
+      layerNormRow(out + r * e.normSize, xr, weight, bias, e.normSize, mean[r], rstd[r]);
+    }
+  });
+}
+
+void layerNormBackward(KernelCall& call) {
+  RowExtent e = readRowExtent(call);
+  float* gradX = outFloats(call, 0, "gradX", e.total);
+  float* gradWeight = optionalOut(call, 1, "gradWeight", e.normSize);
+  float* gradBias = optionalOut(call, 2, "gradBias", e.normSize);
+  const float* gradOut = floats(call, 3, "gradOut", e.total);
+  const float* x = floats(call, 4, "x", e.total);
+  const float* mean = floats(call, 5, "mean", e.rows);
+  const float* rstd = floats(call, 6, "rstd", e.rows);
+  const float* weight = optionalFloats(call, 7, "weight", e.normSize);
+  if (e.normSize == 0) return;
+
+  parallelFor(e.rows, grainFor(4 * e.normSize), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t base = r * e.normSize;
+      layerNormGradRow(gradX + base, gradOut + base, x + base, weight, e.normSize, mean[r], rstd[r]);
+    }
+  });
+  if (!gradWeight && !gradBias) return;
+  const int64_t blocks = (e.normSize + kColumns - 1) / kColumns;
+  parallelFor(blocks, grainFor(2 * e.rows * kColumns), [&](int64_t begin, int64_t end) {
+    double sumGX[kColumns], sumG[kColumns];
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t c0 = block * kColumns, width = std::min(kColumns, e.normSize - c0);
+      std::fill(sumGX, sumGX + width, 0.0);
+      std::fill(sumG, sumG + width, 0.0);
+      for (int64_t r = 0; r < e.rows; ++r) {
+        const float* g = gradOut + r * e.normSize + c0;
+        const float* xr = x + r * e.normSize + c0;
+        for (int64_t j = 0; j < width; ++j) {
+          sumGX[j] += static_cast<double>(g[j]) * ((xr[j] - mean[r]) * rstd[r]);
+          sumG[j] += g[j];
+        }
+      }
+      for (int64_t j = 0; j < width; ++j) {
+        if (gradWeight) gradWeight[c0 + j] = static_cast<float>(sumGX[j]);
+        if (gradBias) gradBias[c0 + j] = static_cast<float>(sumG[j]);
+      }
+    }
+  });
+}
+
+}  // namespace deepnode::cpu
