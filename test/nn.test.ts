@@ -10,6 +10,7 @@ import { MNISTNet } from "../examples/mnist.js";
 import {
   F,
   IndexError,
+  NotSupportedError,
   ShapeError,
   StateDictError,
   Tensor,
@@ -991,6 +992,21 @@ describe.each(LAYER_CASES)("layers against PyTorch on $device $dtype", ({ device
           reduction: r,
         }),
     ],
+    [
+      "bcel",
+      "loss.logits",
+      (x, r) => F.binaryCrossEntropyWithLogits(x, input("loss.labels"), { reduction: r }),
+    ],
+    [
+      "bcel_wp",
+      "loss.logits",
+      (x, r) =>
+        F.binaryCrossEntropyWithLogits(x, input("loss.labels"), {
+          weight: input("loss.weight"),
+          posWeight: input("loss.pos_weight"),
+          reduction: r,
+        }),
+    ],
   ];
   const reductions = ["none", "mean", "sum"] as const;
 
@@ -1300,5 +1316,102 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
       'GELU: approximate must be "none" or "tanh", got "erf"',
     );
     expectThrows(() => new nn.Softmax(0.5), ValueError, "Softmax: dim must be an integer, got 0.5");
+  });
+});
+
+describe("ModuleList, ModuleDict and init.orthogonal_", () => {
+  it("ModuleList names its modules 0, 1, ... and keeps their parameters, modes and order", () => {
+    const list = new nn.ModuleList([new nn.Linear(2, 3), new nn.ReLU()]);
+    list.append(new nn.Linear(3, 1, { bias: false }));
+    list.insert(1, new nn.Tanh());
+    expect(list.length).toBe(4);
+    expect([...list].map((m) => m.constructor.name)).toEqual(["Linear", "Tanh", "ReLU", "Linear"]);
+    expect(Object.keys(list.stateDict())).toEqual(["0.weight", "0.bias", "3.weight"]);
+    expect(list.at(-1)).toBe(list.at(3));
+    list.eval();
+    expect([...list].every((m) => !m.training)).toBe(true);
+    expect(String(list)).toBe(
+      "ModuleList(\n  (0): Linear(in_features=2, out_features=3, bias=True)\n  (1): Tanh()\n" +
+        "  (2): ReLU()\n  (3): Linear(in_features=3, out_features=1, bias=False)\n)",
+    );
+    expectThrows(
+      () => list.at(4),
+      ValueError,
+      "ModuleList.at: index 4 is out of range for 4 modules",
+    );
+    expectThrows(
+      () => list.forward(),
+      NotSupportedError,
+      "ModuleList: ModuleList has no forward; call its modules",
+    );
+  });
+
+  it("ModuleDict keeps modules by key, rejects keys that would clash", () => {
+    const dict = new nn.ModuleDict({ encoder: new nn.Linear(4, 2), act: new nn.GELU() });
+    dict.set("decoder", new nn.Linear(2, 4));
+    expect(dict.keys()).toEqual(["encoder", "act", "decoder"]);
+    expect(dict.size).toBe(3);
+    expect(Object.keys(dict.stateDict())).toEqual([
+      "encoder.weight",
+      "encoder.bias",
+      "decoder.weight",
+      "decoder.bias",
+    ]);
+    expect(dict.pop("act")).toBeInstanceOf(nn.GELU);
+    expect(dict.has("act")).toBe(false);
+    expect(dict.keys()).toEqual(["encoder", "decoder"]);
+    expectThrows(
+      () => dict.set("a.b", new nn.ReLU()),
+      ValueError,
+      'ModuleDict: a key must be a non-empty string without ".", got "a.b"',
+    );
+    expectThrows(
+      () => dict.set("forward", new nn.ReLU()),
+      ValueError,
+      'ModuleDict: key "forward" is a property of the module',
+    );
+    expectThrows(() => dict.get("act"), ValueError, 'ModuleDict.get: no module named "act"');
+  });
+
+  it.each([
+    [[5, 3], 1],
+    [[3, 5], 2],
+    [[4, 2, 3], 0.5],
+  ])("orthogonal_ of %o (gain %d) has orthonormal rows or columns", (shape, gain) => {
+    manualSeed(11);
+    const t = nn.init.orthogonal_(zeros(shape as number[]), gain as number);
+    const rows = (shape as number[])[0]!;
+    const cols = t.numel / rows;
+    const m = values(t).map((v) => v / (gain as number));
+    const [outer, inner] = rows >= cols ? [cols, rows] : [rows, cols];
+    const at = (i: number, k: number) => (rows >= cols ? m[k * cols + i]! : m[i * cols + k]!);
+    for (let i = 0; i < outer; i++) {
+      for (let j = 0; j < outer; j++) {
+        let dot = 0;
+        for (let k = 0; k < inner; k++) dot += at(i, k) * at(j, k);
+        expect(Math.abs(dot - (i === j ? 1 : 0))).toBeLessThan(1e-5);
+      }
+    }
+    expectThrows(
+      () => nn.init.orthogonal_(zeros([3])),
+      ShapeError,
+      "orthogonal_: only tensors with 2 or more dimensions are supported, got [3]",
+    );
+  });
+
+  it("orthogonal_ is the positive-diagonal Q of the same seeded normal draw", () => {
+    manualSeed(5);
+    const a = values(nn.init.normal_(zeros([4, 3])));
+    manualSeed(5);
+    const q = values(nn.init.orthogonal_(zeros([4, 3])));
+    // R = Q^T A must be upper triangular with a positive diagonal.
+    for (let i = 0; i < 3; i++) {
+      for (let j = 0; j < 3; j++) {
+        let r = 0;
+        for (let k = 0; k < 4; k++) r += q[k * 3 + i]! * a[k * 3 + j]!;
+        if (i > j) expect(Math.abs(r)).toBeLessThan(1e-5);
+        if (i === j) expect(r).toBeGreaterThan(0);
+      }
+    }
   });
 });

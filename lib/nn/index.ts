@@ -14,3 +14,4 @@ export type {
 } from "./normalization.js";
 export { Embedding } from "./embedding.js";
 export type { EmbeddingModuleOptions } from "./embedding.js";
+export { ModuleList, ModuleDict } from "./containers.js";
