@@ -1067,6 +1067,77 @@ describe.each(LAYER_CASES)("layers against PyTorch on $device $dtype", ({ device
     check(x.grad, "lsce.spatial.grad");
   });
 
+  it("loss modules forward into the functions, with weights as buffers", () => {
+    const ce = new nn.CrossEntropyLoss({
+      weight: input("lsce.weight"),
+      ignoreIndex: -1,
+      reduction: "sum",
+      labelSmoothing: 0.2,
+    });
+    expect(Object.keys(ce.stateDict())).toEqual(["weight"]);
+    const x = input("lsce.logits", true);
+    const loss = ce.forward(x, layers.tensor("lsce.targets", device));
+    check(loss, "lsce.sum.weighted.loss");
+    loss.backward();
+    check(x.grad, "lsce.sum.weighted.grad");
+    const bcel = new nn.BCEWithLogitsLoss({
+      weight: input("loss.weight"),
+      posWeight: input("loss.pos_weight"),
+    });
+    expect(Object.keys(bcel.stateDict())).toEqual(["weight", "pos_weight"]);
+    check(bcel.forward(input("loss.logits"), input("loss.labels")), "loss.bcel_wp.mean.loss");
+    const pairs: [nn.Module, string, string, string][] = [
+      [new nn.MSELoss({ reduction: "sum" }), "loss.x", "loss.y", "loss.mse.sum.loss"],
+      [new nn.L1Loss(), "loss.x", "loss.y", "loss.l1.mean.loss"],
+      [new nn.SmoothL1Loss({ beta: 0.5 }), "loss.x", "loss.y", "loss.smooth_l1_b05.mean.loss"],
+      [
+        new nn.BCELoss({ weight: input("loss.weight") }),
+        "loss.probs",
+        "loss.labels",
+        "loss.bce_w.mean.loss",
+      ],
+      [
+        new nn.KLDivLoss({ reduction: "batchmean" }),
+        "kl.input",
+        "kl.target",
+        "kl.prob.batchmean.loss",
+      ],
+    ];
+    for (const [module, a, b, key] of pairs) {
+      const forward = (module as unknown as { forward(x: Tensor, y: Tensor): Tensor }).forward;
+      check(forward.call(module, input(a), input(b)), key);
+    }
+    const nll = new nn.NLLLoss({ ignoreIndex: -1 });
+    const logProbs = F.logSoftmax(input("lsce.logits"), 1);
+    const expected = F.crossEntropy(input("lsce.logits"), layers.tensor("lsce.targets", device), {
+      ignoreIndex: -1,
+    });
+    expectClose(
+      nll.forward(logProbs, layers.tensor("lsce.targets", device)),
+      values(expected),
+      tol,
+      "nll",
+    );
+    expect(String(new nn.CrossEntropyLoss())).toBe("CrossEntropyLoss()");
+  });
+
+  it("crossEntropy against class probabilities, weighted and smoothed, every reduction", () => {
+    for (const reduction of reductions) {
+      const x = input("lsce.logits", true);
+      const options = { weight: input("lsce.weight"), reduction, labelSmoothing: 0.1 };
+      const loss = F.crossEntropy(x, input("pce.targets"), options);
+      check(loss, `pce.${reduction}.loss`);
+      if (reduction === "none") loss.backward(input("lsce.upstream"));
+      else loss.backward();
+      check(x.grad, `pce.${reduction}.grad`);
+    }
+    const x = input("lsce.spatial", true);
+    const loss = F.crossEntropy(x, input("pce.spatial_targets"));
+    check(loss, "pce.spatial.loss");
+    loss.backward();
+    check(x.grad, "pce.spatial.grad");
+  });
+
   it.each([
     ["plain", {}],
     ["pad", { paddingIdx: 2 }],

@@ -18,7 +18,7 @@ import { sumTo } from "../ops/elementwise.js";
 import { defaultGenerator } from "../random.js";
 import { normalizeAxis } from "../shape.js";
 import type { Tensor } from "../tensor.js";
-import { smoothedCrossEntropy, type CrossEntropyOptions } from "./loss.js";
+import { extendedCrossEntropy, type CrossEntropyOptions } from "./loss.js";
 
 export type Pair = number | readonly [number, number];
 
@@ -348,13 +348,18 @@ export function nllLoss(logProbs: Tensor, targets: Tensor, options: NllLossOptio
   });
 }
 
-/** logSoftmax over dim 1 followed by nllLoss; labelSmoothing as PyTorch (lib/nn/loss.ts). */
+/**
+ * logSoftmax over dim 1 followed by nllLoss for int32 class targets; float targets are
+ * class probabilities. labelSmoothing and probabilities as PyTorch (lib/nn/loss.ts).
+ */
 export function crossEntropy(
   logits: Tensor,
   targets: Tensor,
   options: CrossEntropyOptions = {},
 ): Tensor {
-  if ((options.labelSmoothing ?? 0) !== 0) return smoothedCrossEntropy(logits, targets, options);
+  const probabilities = targets.dtype === "float32" || targets.dtype === "float64";
+  if (probabilities || (options.labelSmoothing ?? 0) !== 0)
+    return extendedCrossEntropy(logits, targets, options);
   return nllLoss(logSoftmax(logits, 1), targets, options);
 }
 

@@ -15,3 +15,13 @@ export type {
 export { Embedding } from "./embedding.js";
 export type { EmbeddingModuleOptions } from "./embedding.js";
 export { ModuleList, ModuleDict } from "./containers.js";
+export {
+  MSELoss,
+  L1Loss,
+  SmoothL1Loss,
+  KLDivLoss,
+  BCELoss,
+  BCEWithLogitsLoss,
+  NLLLoss,
+  CrossEntropyLoss,
+} from "./loss.js";

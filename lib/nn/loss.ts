@@ -9,7 +9,15 @@ import { DTypeError, ShapeError, ValueError, formatShape } from "../errors.js";
 import { full } from "../ops/creation.js";
 import { checkFloatingInput, where } from "../ops/elementwise.js";
 import type { Tensor } from "../tensor.js";
-import { logSoftmax, nllLoss, type NllLossOptions } from "./functional.js";
+import {
+  binaryCrossEntropyWithLogits,
+  crossEntropy,
+  logSoftmax,
+  nllLoss,
+  type BceWithLogitsOptions,
+  type NllLossOptions,
+} from "./functional.js";
+import { Module } from "./module.js";
 
 export type LossReduction = "none" | "mean" | "sum";
 
@@ -190,6 +198,46 @@ function countedWeight(targets: Tensor, weight: Tensor | null, ignoreIndex: numb
 }
 
 /**
+ * Cross-entropy against class probabilities targets (the shape of logits [N, C, ...]):
+ * -sum_c weight_c target_c log p_c per sample, target smoothed toward 1 / C first; mean
+ * divides by the number of samples, not by weights, as PyTorch.
+ */
+function probabilityCrossEntropy(
+  logits: Tensor,
+  targets: Tensor,
+  options: CrossEntropyOptions,
+): Tensor {
+  const op = "crossEntropy";
+  checkPair(op, logits, targets);
+  if (logits.ndim < 2)
+    throw new ShapeError(op, `input must be [N, C, ...], got ${formatShape(logits.shape)}`, [
+      logits.shape,
+    ]);
+  const smoothing = checkLabelSmoothing(options.labelSmoothing ?? 0);
+  const reduction = reductionOf(op, options.reduction ?? "mean", REDUCTIONS);
+  const classes = logits.shape[1]!;
+  const weight = options.weight ?? null;
+  let target = targets;
+  if (smoothing !== 0) target = target.mul(1 - smoothing).add(smoothing / classes);
+  const perClass = [1, classes, ...logits.shape.slice(2).map(() => 1)];
+  if (weight !== null) target = target.mul(weight.reshape(perClass));
+  const loss = logSoftmax(logits, 1).mul(target).sum(1).neg();
+  if (reduction === "none") return loss;
+  return reduction === "sum" ? loss.sum() : loss.sum().div(logits.numel / classes);
+}
+
+/** The cross-entropies F.crossEntropy hands over: probability targets or labelSmoothing. */
+export function extendedCrossEntropy(
+  logits: Tensor,
+  targets: Tensor,
+  options: CrossEntropyOptions,
+): Tensor {
+  if (targets.dtype === "float32" || targets.dtype === "float64")
+    return probabilityCrossEntropy(logits, targets, options);
+  return smoothedCrossEntropy(logits, targets, options);
+}
+
+/**
  * PyTorch's label-smoothed cross-entropy: (1 - s) nll + s / C * smooth, where smooth is
  * -sum_c weight_c log p_c per counted sample, reduced as nll is (mean divides by the
  * weight of the counted targets).
@@ -214,4 +262,104 @@ export function smoothedCrossEntropy(
   if (reduction === "sum") smooth = smooth.sum();
   if (reduction === "mean") smooth = smooth.sum().div(countedWeight(targets, weight, ignoreIndex));
   return nll.mul(1 - smoothing).add(smooth.mul(smoothing / classes));
+}
+
+// ---- loss modules ---------------------------------------------------------------------
+// Configuration in the constructor, forward(input, target) into the function above. Class
+// weights (and posWeight) are buffers, so stateDict holds them as PyTorch's does.
+
+/** A loss module's optional weight tensors, registered as buffers under PyTorch's names. */
+abstract class WeightedLoss extends Module {
+  weight: Tensor | null = null;
+
+  constructor(weight: Tensor | null | undefined) {
+    super();
+    if (weight !== undefined && weight !== null) this.registerBuffer("weight", weight);
+  }
+}
+
+export class MSELoss extends Module {
+  constructor(readonly options: LossOptions = {}) {
+    super();
+  }
+
+  forward(input: Tensor, target: Tensor): Tensor {
+    return mseLoss(input, target, this.options);
+  }
+}
+
+export class L1Loss extends Module {
+  constructor(readonly options: LossOptions = {}) {
+    super();
+  }
+
+  forward(input: Tensor, target: Tensor): Tensor {
+    return l1Loss(input, target, this.options);
+  }
+}
+
+export class SmoothL1Loss extends Module {
+  constructor(readonly options: SmoothL1Options = {}) {
+    super();
+  }
+
+  forward(input: Tensor, target: Tensor): Tensor {
+    return smoothL1Loss(input, target, this.options);
+  }
+}
+
+export class KLDivLoss extends Module {
+  constructor(readonly options: KlDivOptions = {}) {
+    super();
+  }
+
+  forward(input: Tensor, target: Tensor): Tensor {
+    return klDiv(input, target, this.options);
+  }
+}
+
+export class BCELoss extends WeightedLoss {
+  constructor(private readonly options: BceOptions = {}) {
+    super(options.weight);
+  }
+
+  forward(input: Tensor, target: Tensor): Tensor {
+    return binaryCrossEntropy(input, target, { ...this.options, weight: this.weight });
+  }
+}
+
+export class BCEWithLogitsLoss extends WeightedLoss {
+  pos_weight: Tensor | null = null;
+
+  constructor(private readonly options: BceWithLogitsOptions = {}) {
+    super(options.weight);
+    if (options.posWeight !== undefined && options.posWeight !== null)
+      this.registerBuffer("pos_weight", options.posWeight);
+  }
+
+  forward(input: Tensor, target: Tensor): Tensor {
+    const options = { ...this.options, weight: this.weight, posWeight: this.pos_weight };
+    return binaryCrossEntropyWithLogits(input, target, options);
+  }
+}
+
+export class NLLLoss extends WeightedLoss {
+  constructor(private readonly options: NllLossOptions = {}) {
+    super(options.weight);
+  }
+
+  forward(input: Tensor, target: Tensor): Tensor {
+    return nllLoss(input, target, { ...this.options, weight: this.weight });
+  }
+}
+
+export class CrossEntropyLoss extends WeightedLoss {
+  constructor(private readonly options: CrossEntropyOptions = {}) {
+    super(options.weight);
+    checkLabelSmoothing(options.labelSmoothing ?? 0);
+  }
+
+  forward(input: Tensor, target: Tensor): Tensor {
+    return crossEntropy(input, target, { ...this.options, weight: this.weight });
+  }
 }
