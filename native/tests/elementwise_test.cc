@@ -268,12 +268,13 @@ double naiveUnary(const std::string& op, double x, double alpha, double beta) {
   if (op == "affine") return alpha * x + beta;
   if (op == "pow") return std::pow(x, alpha);
   if (op == "clamp") return std::isnan(x) ? x : std::min(std::max(x, alpha), beta);
+  if (op == "erf") return std::erf(x);
   return kNaN;
 }
 
 void testUnary() {
-  const char* ops[] = {"neg",        "exp", "log", "sqrt",  "abs",  "sign",  "relu",   "sigmoid", "tanh", "square",
-                       "reciprocal", "sin", "cos", "floor", "ceil", "round", "affine", "pow",     "clamp"};
+  const char* ops[] = {"neg",        "exp", "log", "sqrt",  "abs",  "sign",  "relu",   "sigmoid", "tanh",  "square",
+                       "reciprocal", "sin", "cos", "floor", "ceil", "round", "affine", "pow",     "clamp", "erf"};
   std::vector<float> x = randomFloats(50001, -6, 6);
   const float specials[] = {0.0f, -0.0f, 0.5f, 1.5f, 2.5f, -2.5f, kNaN, kInf, -kInf, 1000.0f, -1000.0f, 88.0f, -104.0f};
   std::copy(std::begin(specials), std::end(specials), x.begin());
