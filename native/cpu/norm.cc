@@ -75,18 +75,32 @@ ChannelExtent readChannelExtent(const KernelCall& call) {
   return e;
 }
 
+constexpr int kLanes = 16;  // independent double accumulators, so the sums vectorise
+
 DEEPNODE_CLONES double sumRun(const float* __restrict x, int64_t n) {
+  double lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l];
+  }
   double s = 0;
-  for (int64_t j = 0; j < n; ++j) s += x[j];
+  for (int l = 0; l < kLanes; ++l) s += lanes[l];
+  for (; j < n; ++j) s += x[j];
   return s;
 }
 
 DEEPNODE_CLONES double squaredDeviations(const float* __restrict x, int64_t n, double mean) {
-  double s = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    double d = x[j] - mean;
-    s += d * d;
+  double lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      double d = x[j + l] - mean;
+      lanes[l] += d * d;
+    }
   }
+  double s = 0;
+  for (int l = 0; l < kLanes; ++l) s += lanes[l];
+  for (; j < n; ++j) s += (x[j] - mean) * (x[j] - mean);
   return s;
 }
 
@@ -116,13 +130,22 @@ DEEPNODE_CLONES void batchNormGradRun(float* __restrict gx, const float* __restr
 // sum(g) and sum(g * (x - mean)) over a run, in double.
 DEEPNODE_CLONES void gradSums(const float* __restrict gy, const float* __restrict x, int64_t n, float mean,
                               double& sumG, double& sumGD) {
-  double s = 0, sd = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    s += gy[j];
-    sd += static_cast<double>(gy[j]) * (x[j] - mean);
+  double s[kLanes] = {}, sd[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      s[l] += gy[j + l];
+      sd[l] += static_cast<double>(gy[j + l]) * (x[j + l] - mean);
+    }
   }
-  sumG += s;
-  sumGD += sd;
+  for (; j < n; ++j) {
+    sumG += gy[j];
+    sumGD += static_cast<double>(gy[j]) * (x[j] - mean);
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    sumG += s[l];
+    sumGD += sd[l];
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -140,28 +163,56 @@ RowExtent readRowExtent(const KernelCall& call) {
 
 DEEPNODE_CLONES void layerNormRow(float* __restrict y, const float* __restrict x, const float* __restrict w,
                                   const float* __restrict b, int64_t n, float mean, float rstd) {
-  for (int64_t j = 0; j < n; ++j) {
-    float v = (x[j] - mean) * rstd;
-    if (w) v *= w[j];
-    if (b) v += b[j];
-    y[j] = v;
+  if (w && b) {
+    for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mean) * rstd * w[j] + b[j];
+  } else if (w) {
+    for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mean) * rstd * w[j];
+  } else {
+    for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mean) * rstd + (b ? b[j] : 0.0f);
   }
 }
 
-// gx = rstd * (h - mean(h) - xhat * mean(h * xhat)) with h = g * w.
-void layerNormGradRow(float* gx, const float* gy, const float* x, const float* w, int64_t n, float mean, float rstd) {
-  double sumH = 0, sumHX = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    double h = static_cast<double>(gy[j]) * (w ? w[j] : 1.0f);
-    sumH += h;
-    sumHX += h * ((x[j] - mean) * rstd);
+// h = g * w (g when there is no weight) over a row.
+DEEPNODE_CLONES void scaledGrad(float* __restrict h, const float* __restrict g, const float* __restrict w, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) h[j] = w ? g[j] * w[j] : g[j];
+}
+
+// sum(h) and sum(h * xhat) over a row, in double lanes.
+DEEPNODE_CLONES void rowSums(const float* __restrict h, const float* __restrict x, int64_t n, float mean, float rstd,
+                             double& sumH, double& sumHX) {
+  double s[kLanes] = {}, sx[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      s[l] += h[j + l];
+      sx[l] += static_cast<double>(h[j + l]) * ((x[j + l] - mean) * rstd);
+    }
   }
+  sumH = 0;
+  sumHX = 0;
+  for (; j < n; ++j) {
+    sumH += h[j];
+    sumHX += static_cast<double>(h[j]) * ((x[j] - mean) * rstd);
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    sumH += s[l];
+    sumHX += sx[l];
+  }
+}
+
+DEEPNODE_CLONES void layerNormGradApply(float* gx, const float* h, const float* __restrict x, int64_t n, float mean,
+                                        float rstd, float meanH, float meanHX) {
+  for (int64_t j = 0; j < n; ++j) gx[j] = rstd * (h[j] - meanH - (x[j] - mean) * rstd * meanHX);
+}
+
+// gx = rstd * (h - mean(h) - xhat * mean(h * xhat)) with h = g * w; h is staged in gx.
+void layerNormGradRow(float* gx, const float* gy, const float* x, const float* w, int64_t n, float mean, float rstd) {
+  scaledGrad(gx, gy, w, n);
+  double sumH = 0, sumHX = 0;
+  rowSums(gx, x, n, mean, rstd, sumH, sumHX);
   const float meanH = static_cast<float>(sumH / static_cast<double>(n));
   const float meanHX = static_cast<float>(sumHX / static_cast<double>(n));
-  for (int64_t j = 0; j < n; ++j) {
-    float h = gy[j] * (w ? w[j] : 1.0f);
-    gx[j] = rstd * (h - meanH - (x[j] - mean) * rstd * meanHX);
-  }
+  layerNormGradApply(gx, gx, x, n, mean, rstd, meanH, meanHX);
 }
 
 }  // namespace
