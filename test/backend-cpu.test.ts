@@ -1450,3 +1450,46 @@ describe("layerNorm", () => {
     },
   );
 });
+
+// GELU's 1 + erf (1 + tanh) cancels for negative inputs, so float errors there are absolute:
+// near 1e-7 for the values, and the tanh form's gradient flushes to 0 below about -5.5
+// where it is -5e-7, as PyTorch's float kernel does.
+const ACTIVATION_TOL: Tolerance = { atol: 1e-6, rtol: 1e-6 };
+
+describe("fused activations: gelu, gelu_tanh, silu and their gradients", () => {
+  const ops: [UnaryOp, BinaryOp][] = [
+    ["gelu", "gelu_backward"],
+    ["gelu_tanh", "gelu_tanh_backward"],
+    ["silu", "silu_backward"],
+  ];
+
+  it.each(ops)("%s and %s on random and special values", (op, backward) => {
+    const specials = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 3.9, 4.1, -6, 30, -30];
+    for (const shape of UNARY_SHAPES) {
+      const count = sizeOf(shape);
+      const xs = [...specials, ...floats(count + 9, count, -8, 8)].slice(0, count);
+      const gs = floats(count + 10, count);
+      conform(`${op} ${JSON.stringify(shape)}`, ACTIVATION_TOL, (b) => {
+        const out = raw(b, "float32", shape);
+        b.unary(op, out, raw(b, "float32", shape, xs));
+        return [out];
+      });
+      conform(`${backward} ${JSON.stringify(shape)}`, ACTIVATION_TOL, (b) => {
+        const out = raw(b, "float32", shape);
+        b.binary(backward, out, raw(b, "float32", shape, gs), raw(b, "float32", shape, xs));
+        return [out];
+      });
+    }
+  });
+
+  it("the gradient ops are float only", () => {
+    expect(() =>
+      cpu.binary(
+        "gelu_backward",
+        raw(cpu, "int32", [2]),
+        raw(cpu, "int32", [2]),
+        raw(cpu, "int32", [2]),
+      ),
+    ).toThrow(DeepnodeError);
+  });
+});

@@ -44,7 +44,10 @@ export type UnaryOp =
   | "affine" // alpha * x + beta
   | "pow" // x ** alpha
   | "clamp" // min(max(x, alpha), beta)
-  | "erf";
+  | "erf"
+  | "gelu" // x * Phi(x), Phi the standard normal CDF
+  | "gelu_tanh" // GELU's tanh approximation
+  | "silu"; // x * sigmoid(x)
 
 export type BinaryOp =
   | "add"
@@ -64,7 +67,10 @@ export type BinaryOp =
   | "ge"
   | "relu_backward" // a * (b > 0): a is the gradient, b the input
   | "sigmoid_backward" // a * b * (1 - b): b is the output
-  | "tanh_backward"; // a * (1 - b * b): b is the output
+  | "tanh_backward" // a * (1 - b * b): b is the output
+  | "gelu_backward" // a * gelu'(b): b is the input
+  | "gelu_tanh_backward" // a * gelu_tanh'(b): b is the input
+  | "silu_backward"; // a * silu'(b): b is the input
 
 /** Comparison ops write bool (uint8 storage); all others write the operands' dtype. */
 export const COMPARISON_OPS: readonly BinaryOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];

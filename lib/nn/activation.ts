@@ -1,9 +1,9 @@
-// Activations as functions (re-exported by the functional layer, F) and as modules. Each
-// function composes element-wise primitives, so its backward is the chain of theirs; the
-// formulas are PyTorch's, including GELU's exact (erf) and tanh forms.
+// Activations as functions (re-exported by the functional layer, F) and as modules, with
+// PyTorch's formulas: GELU (exact and tanh forms) and SiLU are fused element-wise ops with
+// fused gradients; leaky ReLU is a select.
 
 import { ValueError } from "../errors.js";
-import { checkFloatingInput, erf, sigmoid, tanh, where } from "../ops/elementwise.js";
+import { checkFloatingInput, sigmoid, tanh, unaryOp, where } from "../ops/elementwise.js";
 import type { Tensor } from "../tensor.js";
 import { logSoftmax, softmax } from "./functional.js";
 import { Module } from "./module.js";
@@ -23,19 +23,15 @@ export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
 
 export type GeluApproximate = "none" | "tanh";
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
 /**
  * GELU: x * Phi(x) with Phi the standard normal CDF, 0.5 * (1 + erf(x / sqrt(2))); with
- * approximate "tanh", 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))).
+ * approximate "tanh", 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))). One fused
+ * element-wise op each way (forward and gradient).
  */
 export function gelu(x: Tensor, approximate: GeluApproximate = "none"): Tensor {
   checkFloatingInput("gelu", x);
-  if (approximate === "none") return x.mul(erf(x.mul(Math.SQRT1_2)).add(1)).mul(0.5);
-  if (approximate === "tanh") {
-    const inner = x.add(x.pow(3).mul(0.044715)).mul(SQRT_2_OVER_PI);
-    return x.mul(tanh(inner).add(1)).mul(0.5);
-  }
+  if (approximate === "none") return unaryOp("gelu", x);
+  if (approximate === "tanh") return unaryOp("gelu_tanh", x);
   throw new ValueError(
     "gelu",
     `approximate must be "none" or "tanh", got ${JSON.stringify(approximate)}`,
@@ -46,7 +42,7 @@ export function gelu(x: Tensor, approximate: GeluApproximate = "none"): Tensor {
 /** x * sigmoid(x), also known as swish. */
 export function silu(x: Tensor): Tensor {
   checkFloatingInput("silu", x);
-  return x.mul(sigmoid(x));
+  return unaryOp("silu", x);
 }
 
 // ---- modules ------------------------------------------------------------------------

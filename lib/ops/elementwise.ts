@@ -225,6 +225,9 @@ const FLOAT_ONLY: readonly UnaryOp[] = [
   "pow",
   "clamp",
   "erf",
+  "gelu",
+  "gelu_tanh",
+  "silu",
 ];
 
 function unaryRaw(op: UnaryOp, x: Tensor, alpha = 0, beta = 0): Tensor {
@@ -282,6 +285,12 @@ function unaryBackward(
           g.dtype,
         ),
       );
+    case "gelu":
+      return binaryRaw("gelu_backward", g, x);
+    case "gelu_tanh":
+      return binaryRaw("gelu_tanh_backward", g, x);
+    case "silu":
+      return binaryRaw("silu_backward", g, x);
     case "erf": // 2 / sqrt(pi) * exp(-x^2)
       return mul(g, mul(exp(neg(square(x))), 2 / Math.sqrt(Math.PI)));
     default:
