@@ -1334,6 +1334,21 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
     expect(grad.slice(3 * 16, 4 * 16)).toEqual(new Array(16).fill(1));
   });
 
+  it("Embedding.fromPretrained copies the table and freezes it unless told not to", () => {
+    const table = tensor([
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
+    const frozen = nn.Embedding.fromPretrained(table);
+    expect(frozen.weight.requiresGrad).toBe(false);
+    expect(values(frozen.forward(tensor([2, 0], { dtype: "int32" })))).toEqual([5, 6, 1, 2]);
+    const trained = nn.Embedding.fromPretrained(table, { freeze: false, paddingIdx: 1 });
+    expect(trained.weight.requiresGrad).toBe(true);
+    expect(values(trained.weight)).toEqual([1, 2, 3, 4, 5, 6]); // the padding row is kept
+    expect(trained.toString()).toBe("Embedding(3, 2, padding_idx=1)");
+  });
+
   it("Embedding rejects bad indices and options by name", () => {
     expectThrows(
       () => new nn.Embedding(4, 2).forward(tensor([1, 4], { dtype: "int32" })),

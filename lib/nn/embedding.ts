@@ -135,6 +135,31 @@ export class Embedding extends Module {
     this.resetParameters();
   }
 
+  /**
+   * An Embedding holding a copy of `embeddings` [numEmbeddings, embeddingDim]; frozen
+   * (the default, as PyTorch) means its weight does not require grad.
+   */
+  static fromPretrained(
+    embeddings: Tensor,
+    options: EmbeddingOptions & { freeze?: boolean } = {},
+  ): Embedding {
+    if (embeddings.ndim !== 2)
+      throw new ShapeError(
+        "Embedding.fromPretrained",
+        `embeddings must be [numEmbeddings, embeddingDim], got ${formatShape(embeddings.shape)}`,
+        [embeddings.shape],
+      );
+    const [rows, dim] = embeddings.shape as [number, number];
+    const module = new Embedding(rows, dim, {
+      ...options,
+      device: embeddings.device,
+      dtype: embeddings.dtype,
+    });
+    noGrad(() => module.weight.copy_(embeddings));
+    if (options.freeze ?? true) module.weight.requiresGrad_(false);
+    return module;
+  }
+
   /** N(0, 1), then the padding row zeroed. */
   override resetParameters(): void {
     normal_(this.weight);
