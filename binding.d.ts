@@ -187,6 +187,14 @@ export interface NativeKernels {
     ],
     { rows: number; normSize: number },
   ];
+  embedding: [
+    [out: Float32Array, weight: Float32Array, indices: Int32Array],
+    { numEmbeddings: number; dim: number; count: number; paddingIdx: number },
+  ];
+  embedding_backward: [
+    [gradWeight: Float32Array, gradOut: Float32Array, indices: Int32Array],
+    { numEmbeddings: number; dim: number; count: number; paddingIdx: number },
+  ];
 }
 
 export type NativeKernelName = keyof NativeKernels;

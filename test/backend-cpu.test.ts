@@ -31,6 +31,7 @@ import {
   expectClose,
   randomValues,
   raw,
+  readRaw,
   seededRandom,
   sizeOf,
   toFloat32,
@@ -1491,5 +1492,63 @@ describe("fused activations: gelu, gelu_tanh, silu and their gradients", () => {
         raw(cpu, "int32", [2]),
       ),
     ).toThrow(DeepnodeError);
+  });
+});
+
+describe("embedding and embeddingBackward", () => {
+  // [numEmbeddings, dim, indices]: repeats, one row, a wide row, many rows into few.
+  const cases: [number, number, number[]][] = [
+    [5, 3, [0, 2, 4, 2, 1, 0]],
+    [1, 1, [0, 0, 0]],
+    [7, 130, [6, 0, 3]],
+    [3, 16, integers(9, 2000, 0, 2)],
+    [1000, 8, integers(10, 300, 0, 999)],
+  ];
+
+  it.each(cases.map((c) => [c[0], c[1], c[2].length, c] as const))(
+    "%d x %d table, %d indices: lookup, and gradients with and without a padding row",
+    (_rows, _dim, _count, [rows, dim, indices]) => {
+      const table = floats(rows * dim, rows * dim);
+      const upstream = floats(indices.length, indices.length * dim);
+      conform("embedding", EXACT, (b) => {
+        const out = raw(b, "float32", [indices.length, dim]);
+        b.embedding(
+          out,
+          raw(b, "float32", [rows, dim], table),
+          raw(b, "int32", [indices.length], indices),
+        );
+        return [out];
+      });
+      for (const paddingIdx of [-1, indices[0]!]) {
+        conform(`embeddingBackward paddingIdx=${paddingIdx}`, ACCUMULATE, (b) => {
+          const grad = raw(b, "float32", [rows, dim], floats(3, rows * dim));
+          const gradOut = raw(b, "float32", [indices.length, dim], upstream);
+          b.embeddingBackward(
+            grad,
+            gradOut,
+            raw(b, "int32", [indices.length], indices),
+            paddingIdx,
+          );
+          return [grad];
+        });
+      }
+    },
+  );
+
+  it("an index out of range is an IndexError on both backends, before anything is written", () => {
+    for (const b of [cpu, ref]) {
+      const out = raw(b, "float32", [2, 2], [7, 7, 7, 7]);
+      let caught: unknown;
+      try {
+        b.embedding(out, raw(b, "float32", [3, 2]), raw(b, "int32", [2], [1, 3]));
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, b.name).toBeInstanceOf(IndexError);
+      expect((caught as Error).message, b.name).toBe(
+        "embedding: index 3 is out of bounds for 3 embeddings",
+      );
+      expect(readRaw(b, out)).toEqual([7, 7, 7, 7]);
+    }
   });
 });

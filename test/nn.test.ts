@@ -1353,7 +1353,7 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
     expectThrows(
       () => new nn.Embedding(4, 2).forward(tensor([1, 4], { dtype: "int32" })),
       IndexError,
-      /index 4 is out of bounds for dimension of size 4/,
+      "embedding: index 4 is out of bounds for 4 embeddings",
     );
     expectThrows(
       () => new nn.Embedding(4, 2).forward(tensor([1.5])),

@@ -292,4 +292,15 @@ export interface Backend {
     rstd: RawTensor,
     weight: RawTensor | null,
   ): void;
+
+  // Embedding: weight [numEmbeddings, dim], indices int32 [count], rows [count, dim]. An
+  // index outside [0, numEmbeddings) is an IndexError.
+  embedding(out: RawTensor, weight: RawTensor, indices: RawTensor): void;
+  /** gradWeight[indices[k]] += gradOut[k] except where indices[k] is paddingIdx (-1: none). */
+  embeddingBackward(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    indices: RawTensor,
+    paddingIdx: number,
+  ): void;
 }

@@ -1,6 +1,6 @@
 // Embedding lookup: rows of weight [numEmbeddings, embeddingDim] picked by int32 indices,
-// forward by the gather primitive and backward by scatter-add, so repeated indices sum
-// their gradients. The paddingIdx row gets no gradient; maxNorm renormalises, in place
+// by the embedding primitive; its backward adds each row's gradient into the table, so
+// repeated indices sum their gradients. The paddingIdx row gets no gradient; maxNorm renormalises, in place
 // and before the lookup, every looked-up row whose norm exceeds it, as PyTorch does.
 
 import { record } from "../autograd/graph.js";
@@ -89,19 +89,13 @@ export function embedding(indices: Tensor, weight: Tensor, options: EmbeddingOpt
     embeddingRenorm_(weight, indices, maxNorm, options.normType ?? 2);
   }
 
-  const count = indices.numel;
-  const index = noGrad(() => indices.reshape([count, 1]).expand([count, dim]).clone());
-  const out = empty([count, dim], weight.dtype, weight.device);
+  const flatIndices = indices.reshape([indices.numel]);
+  const out = empty([indices.numel, dim], weight.dtype, weight.device);
   const backend = backendFor(weight.device);
-  backend.gather(out, weight, 0, index);
+  backend.embedding(out, weight, flatIndices);
   const result = record(out, op, [weight], (g) => {
     const grad = empty(weight.shape, weight.dtype, weight.device);
-    let src = g;
-    if (paddingIdx !== null) {
-      const zero = full([], 0, { dtype: g.dtype, device: g.device });
-      src = where(index.ne(paddingIdx), g, zero);
-    }
-    backend.scatterAdd(grad, 0, index, src);
+    backend.embeddingBackward(grad, g, flatIndices, paddingIdx ?? -1);
     return [grad];
   });
   return result.reshape([...indices.shape, dim]);

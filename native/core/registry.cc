@@ -37,6 +37,8 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"batch_norm_backward", cpu::batchNormBackward},
       {"layer_norm", cpu::layerNorm},
       {"layer_norm_backward", cpu::layerNormBackward},
+      {"embedding", cpu::embedding},
+      {"embedding_backward", cpu::embeddingBackward},
   };
   return table;
 }

@@ -54,4 +54,8 @@ void batchNormBackward(KernelCall& call);
 void layerNorm(KernelCall& call);
 void layerNormBackward(KernelCall& call);
 
+// embedding.cc
+void embedding(KernelCall& call);
+void embeddingBackward(KernelCall& call);
+
 }  // namespace deepnode::cpu

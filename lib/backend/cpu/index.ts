@@ -548,6 +548,30 @@ export class CpuBackend implements Backend {
     ];
     this.call("layer_norm_backward", buffers, rowAttrs(x.shape, mean.shape));
   }
+
+  embedding(out: RawTensor, weight: RawTensor, indices: RawTensor): void {
+    const buffers: NativeKernels["embedding"][0] = [
+      out.storage as Float32Array,
+      weight.storage as Float32Array,
+      indices.storage as Int32Array,
+    ];
+    this.call("embedding", buffers, embeddingAttrs(weight.shape, indices.shape, -1));
+  }
+
+  embeddingBackward(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    indices: RawTensor,
+    paddingIdx: number,
+  ): void {
+    const buffers: NativeKernels["embedding_backward"][0] = [
+      gradWeight.storage as Float32Array,
+      gradOut.storage as Float32Array,
+      indices.storage as Int32Array,
+    ];
+    const attrs = embeddingAttrs(gradWeight.shape, indices.shape, paddingIdx);
+    this.call("embedding_backward", buffers, attrs);
+  }
 }
 
 function nllAttrs(shape: readonly number[]): { n: number; c: number; inner: number } {
@@ -572,6 +596,16 @@ function rowAttrs(
   let normSize = 1;
   shape.forEach((d, i) => (i < meanShape.length ? (rows *= d) : (normSize *= d)));
   return { rows, normSize };
+}
+
+function embeddingAttrs(
+  tableShape: readonly number[],
+  indicesShape: readonly number[],
+  paddingIdx: number,
+): NativeKernels["embedding"][1] {
+  let count = 1;
+  for (const d of indicesShape) count *= d;
+  return { numEmbeddings: tableShape[0] ?? 0, dim: tableShape[1] ?? 0, count, paddingIdx };
 }
 
 export const cpuBackend = new CpuBackend();

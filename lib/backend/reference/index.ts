@@ -19,6 +19,7 @@ import type {
 import type { DType, TypedArray } from "../../dtype.js";
 import * as conv from "./conv.js";
 import * as creation from "./creation.js";
+import * as embeddings from "./embedding.js";
 import * as elementwise from "./elementwise.js";
 import * as indexing from "./indexing.js";
 import * as linalg from "./linalg.js";
@@ -248,6 +249,19 @@ export class ReferenceBackend implements Backend {
     weight: RawTensor | null,
   ): void {
     norm.layerNormBackward(gradX, gradWeight, gradBias, gradOut, x, mean, rstd, weight);
+  }
+
+  embedding(out: RawTensor, weight: RawTensor, indices: RawTensor): void {
+    embeddings.embedding(out, weight, indices);
+  }
+
+  embeddingBackward(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    indices: RawTensor,
+    paddingIdx: number,
+  ): void {
+    embeddings.embeddingBackward(gradWeight, gradOut, indices, paddingIdx);
   }
 }
 
