@@ -1284,6 +1284,8 @@ const BATCH_NORM_SHAPES: number[][] = [
   [1, 2, 7],
   [3, 1, 1, 1],
   [2, 4, 1027],
+  [64, 600], // [N, C] read as columns in blocks of channels
+  [3, 40, 15],
 ];
 const NORM_TOL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../core/threadpool.h"
 #include "clones.h"
@@ -215,6 +216,135 @@ void layerNormGradRow(float* gx, const float* gy, const float* x, const float* w
   layerNormGradApply(gx, gx, x, n, mean, rstd, meanH, meanHX);
 }
 
+// ---------------------------------------------------------------------------------------
+// Batch norm when each channel's runs are short (inner < kShortRun, e.g. [N, C] input): a
+// call per run would cost more than its work, so x is read as rows of c * inner columns,
+// and each task owns a block of whole channels, accumulating its columns row by row.
+
+constexpr int64_t kShortRun = 16;
+constexpr int64_t kBlockColumns = 512;
+
+struct ColumnBlock {
+  int64_t ch0, channels, col0, width;  // channels [ch0, ch0 + channels), their columns
+};
+
+// Runs fn(block) over blocks of whole channels of about kBlockColumns columns, in parallel.
+template <typename Fn>
+void forEachChannelBlock(const ChannelExtent& e, Fn&& fn) {
+  const int64_t perBlock = std::max<int64_t>(1, kBlockColumns / std::max<int64_t>(1, e.inner));
+  const int64_t blocks = (e.c + perBlock - 1) / perBlock;
+  parallelFor(blocks, grainFor(e.n * perBlock * e.inner * 3), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t ch0 = b * perBlock, channels = std::min(perBlock, e.c - ch0);
+      fn(ColumnBlock{ch0, channels, ch0 * e.inner, channels * e.inner});
+    }
+  });
+}
+
+// Per-channel sums over the block of f(x[i, col], ch) for every row, in double.
+template <typename F>
+void blockChannelSums(const ChannelExtent& e, const ColumnBlock& blk, const float* x, double* columns,
+                      double* perChannel, F&& f) {
+  const int64_t rowLength = e.c * e.inner;
+  std::fill(columns, columns + blk.width, 0.0);
+  for (int64_t i = 0; i < e.n; ++i) {
+    const float* row = x + i * rowLength + blk.col0;
+    for (int64_t j = 0; j < blk.width; ++j) columns[j] += f(row[j], blk.ch0 + j / e.inner, j);
+  }
+  for (int64_t k = 0; k < blk.channels; ++k) {
+    double s = 0;
+    for (int64_t j = 0; j < e.inner; ++j) s += columns[k * e.inner + j];
+    perChannel[k] = s;
+  }
+}
+
+void batchNormShortRuns(const ChannelExtent& e, bool training, double eps, float* out, float* mean, float* variance,
+                        const float* x, const float* weight, const float* bias) {
+  const double count = static_cast<double>(e.n * e.inner);
+  forEachChannelBlock(e, [&](const ColumnBlock& blk) {
+    std::vector<double> columns(blk.width), sums(blk.channels);
+    std::vector<float> scale(blk.width), shift(blk.width);
+    if (training && count > 0) {
+      blockChannelSums(e, blk, x, columns.data(), sums.data(), [](float v, int64_t, int64_t) { return double(v); });
+      std::vector<double> m(blk.channels);
+      for (int64_t k = 0; k < blk.channels; ++k) {
+        m[k] = sums[k] / count;
+        mean[blk.ch0 + k] = static_cast<float>(m[k]);
+      }
+      blockChannelSums(e, blk, x, columns.data(), sums.data(), [&](float v, int64_t ch, int64_t) {
+        double d = v - m[ch - blk.ch0];
+        return d * d;
+      });
+      for (int64_t k = 0; k < blk.channels; ++k) variance[blk.ch0 + k] = static_cast<float>(sums[k] / count);
+    }
+    for (int64_t j = 0; j < blk.width; ++j) {
+      const int64_t ch = blk.ch0 + j / e.inner;
+      const double invStd = 1.0 / std::sqrt(static_cast<double>(variance[ch]) + eps);
+      const double sc = invStd * (weight ? weight[ch] : 1.0f);
+      scale[j] = static_cast<float>(sc);
+      shift[j] = static_cast<float>((bias ? bias[ch] : 0.0f) - mean[ch] * sc);
+    }
+    const int64_t rowLength = e.c * e.inner;
+    for (int64_t i = 0; i < e.n; ++i) {
+      const float* xr = x + i * rowLength + blk.col0;
+      float* yr = out + i * rowLength + blk.col0;
+      for (int64_t j = 0; j < blk.width; ++j) yr[j] = xr[j] * scale[j] + shift[j];
+    }
+  });
+}
+
+struct BatchNormGradArgs {
+  float *gradX, *gradWeight, *gradBias;
+  const float *gradOut, *x, *mean, *variance, *weight;
+  bool training;
+  double eps;
+};
+
+void batchNormBackwardShortRuns(const ChannelExtent& e, const BatchNormGradArgs& a) {
+  const double count = static_cast<double>(e.n * e.inner);
+  const int64_t rowLength = e.c * e.inner;
+  forEachChannelBlock(e, [&](const ColumnBlock& blk) {
+    // sum(g) and sum(g * (x - mean)) per column, over the rows of g and x together
+    std::vector<double> colG(blk.width, 0.0), colGD(blk.width, 0.0);
+    for (int64_t i = 0; i < e.n; ++i) {
+      const float* g = a.gradOut + i * rowLength + blk.col0;
+      const float* xr = a.x + i * rowLength + blk.col0;
+      for (int64_t j = 0; j < blk.width; ++j) {
+        colG[j] += g[j];
+        colGD[j] += static_cast<double>(g[j]) * (xr[j] - a.mean[blk.ch0 + j / e.inner]);
+      }
+    }
+    std::vector<float> ga(blk.width), gb(blk.width), gc(blk.width), invStds(blk.width), means(blk.width);
+    for (int64_t k = 0; k < blk.channels; ++k) {
+      const int64_t ch = blk.ch0 + k;
+      double sg = 0, sgd = 0;
+      for (int64_t j = 0; j < e.inner; ++j) {
+        sg += colG[k * e.inner + j];
+        sgd += colGD[k * e.inner + j];
+      }
+      const double invStd = 1.0 / std::sqrt(static_cast<double>(a.variance[ch]) + a.eps);
+      const double sumGX = sgd * invStd;
+      if (a.gradWeight) a.gradWeight[ch] = static_cast<float>(sumGX);
+      if (a.gradBias) a.gradBias[ch] = static_cast<float>(sg);
+      const double scale = invStd * (a.weight ? a.weight[ch] : 1.0f);
+      for (int64_t j = 0; j < e.inner; ++j) {
+        const int64_t col = k * e.inner + j;
+        ga[col] = static_cast<float>(scale);
+        gb[col] = a.training ? static_cast<float>(-scale * sumGX / count) : 0.0f;
+        gc[col] = a.training ? static_cast<float>(-scale * sg / count) : 0.0f;
+        invStds[col] = static_cast<float>(invStd);
+        means[col] = a.mean[ch];
+      }
+    }
+    for (int64_t i = 0; i < e.n; ++i) {
+      const float* g = a.gradOut + i * rowLength + blk.col0;
+      const float* xr = a.x + i * rowLength + blk.col0;
+      float* gx = a.gradX + i * rowLength + blk.col0;
+      for (int64_t j = 0; j < blk.width; ++j) gx[j] = g[j] * ga[j] + (xr[j] - means[j]) * invStds[j] * gb[j] + gc[j];
+    }
+  });
+}
+
 }  // namespace
 
 void batchNorm(KernelCall& call) {
@@ -227,6 +357,7 @@ void batchNorm(KernelCall& call) {
   const float* x = floats(call, 3, "x", e.total);
   const float* weight = optionalFloats(call, 4, "weight", e.c);
   const float* bias = optionalFloats(call, 5, "bias", e.c);
+  if (e.inner < kShortRun) return batchNormShortRuns(e, training, eps, out, mean, variance, x, weight, bias);
 
   parallelFor(e.c, grainFor(e.n * e.inner), [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
@@ -253,6 +384,10 @@ void batchNormBackward(KernelCall& call) {
   const float* mean = floats(call, 5, "mean", e.c);
   const float* variance = floats(call, 6, "variance", e.c);
   const float* weight = optionalFloats(call, 7, "weight", e.c);
+  if (e.inner < kShortRun) {
+    return batchNormBackwardShortRuns(
+        e, BatchNormGradArgs{gradX, gradWeight, gradBias, gradOut, x, mean, variance, weight, training, eps});
+  }
 
   parallelFor(e.c, grainFor(2 * e.n * e.inner), [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {

@@ -92,6 +92,8 @@ void testBatchNorm() {
   testBatchNormOnce(8, 64, 33);    // many channels: split across tasks
   testBatchNormOnce(2, 3, 70000);  // long channels: few tasks, long runs
   testBatchNormOnce(1, 5, 2);
+  testBatchNormOnce(256, 700, 1);  // [N, C]: several blocks of channels read as columns
+  testBatchNormOnce(9, 100, 15);   // the longest short run, blocks of 34 channels
 }
 
 void testLayerNormOnce(int64_t rows, int64_t normSize) {
