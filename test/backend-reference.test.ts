@@ -1129,3 +1129,41 @@ describe("erf, batchNorm and layerNorm by hand", () => {
     ).toThrow(ShapeError);
   });
 });
+
+describe("gelu, gelu_tanh, silu and their gradient ops by value", () => {
+  // torch.nn.functional in float64 at x = -3, -1, 0, 0.5, 2 (values and derivatives).
+  const xs = [-3, -1, 0, 0.5, 2];
+  const cases: [UnaryOp, BinaryOp, number[], number[]][] = [
+    [
+      "gelu",
+      "gelu_backward",
+      [-0.00404969409489031, -0.158655253931457, 0, 0.345731230637007, 1.95449973610364],
+      [-0.0119456472041839, -0.0833154705876863, 0.5, 0.867495124656163, 1.0852318010782],
+    ],
+    [
+      "gelu_tanh",
+      "gelu_tanh_backward",
+      [-0.00363739208177299, -0.158808009391723, 0, 0.345714009825144, 1.95459769408777],
+      [-0.0115841666309696, -0.0829640838457825, 0.5, 0.867369903534642, 1.08609925662362],
+    ],
+    [
+      "silu",
+      "silu_backward",
+      [-0.1422776195327, -0.268941421369995, 0, 0.311229665600927, 1.76159415595576],
+      [-0.0881041060151696, 0.0723294881285133, 0.5, 0.739961187302652, 1.0907842487849],
+    ],
+  ];
+
+  it.each(cases)("%s and %s", (op, backward, values, grads) => {
+    const out = f64([5]);
+    backend.unary(op, out, f64([5], xs));
+    Array.from(out.storage as Float64Array).forEach((v, i) =>
+      expect(Math.abs(v - values[i]!), `${op}(${xs[i]})`).toBeLessThan(1e-13),
+    );
+    const grad = f64([5]);
+    backend.binary(backward, grad, f64([5], [2, 2, 2, 2, 2]), f64([5], xs));
+    Array.from(grad.storage as Float64Array).forEach((v, i) =>
+      expect(Math.abs(v - 2 * grads[i]!), `${backward}(${xs[i]})`).toBeLessThan(1e-13),
+    );
+  });
+});
