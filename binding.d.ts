@@ -212,6 +212,62 @@ export interface NativeKernels {
   ];
   slice: [[out: NativeBuffer, x: NativeBuffer], SliceAttrs];
   slice_assign: [[out: NativeBuffer, x: NativeBuffer], SliceAttrs];
+  batch_norm: [
+    [
+      out: Float32Array,
+      mean: Float32Array,
+      variance: Float32Array,
+      x: Float32Array,
+      weight: Float32Array | null,
+      bias: Float32Array | null,
+    ],
+    { n: number; c: number; inner: number; training: boolean; eps: number },
+  ];
+  batch_norm_backward: [
+    [
+      gradX: Float32Array,
+      gradWeight: Float32Array | null,
+      gradBias: Float32Array | null,
+      gradOut: Float32Array,
+      x: Float32Array,
+      mean: Float32Array,
+      variance: Float32Array,
+      weight: Float32Array | null,
+    ],
+    { n: number; c: number; inner: number; training: boolean; eps: number },
+  ];
+  layer_norm: [
+    [
+      out: Float32Array,
+      mean: Float32Array,
+      rstd: Float32Array,
+      x: Float32Array,
+      weight: Float32Array | null,
+      bias: Float32Array | null,
+    ],
+    { rows: number; normSize: number; eps: number },
+  ];
+  layer_norm_backward: [
+    [
+      gradX: Float32Array,
+      gradWeight: Float32Array | null,
+      gradBias: Float32Array | null,
+      gradOut: Float32Array,
+      x: Float32Array,
+      mean: Float32Array,
+      rstd: Float32Array,
+      weight: Float32Array | null,
+    ],
+    { rows: number; normSize: number },
+  ];
+  embedding: [
+    [out: Float32Array, weight: Float32Array, indices: Int32Array],
+    { numEmbeddings: number; dim: number; count: number; paddingIdx: number },
+  ];
+  embedding_backward: [
+    [gradWeight: Float32Array, gradOut: Float32Array, indices: Int32Array],
+    { numEmbeddings: number; dim: number; count: number; paddingIdx: number },
+  ];
 }
 
 export type NativeKernelName = keyof NativeKernels;

@@ -672,6 +672,7 @@ const MORE_CASES: GradCase[] = [
     inputs: [g([4])],
     fn: (x) => F.dropout(x, 0.5, false),
   },
+  { name: "erf", inputs: [g([3, 4], [-2, 2])], fn: (a) => el.erf(a) },
   { name: "slice dim 1 step 2", inputs: [g([2, 5, 3])], fn: (a) => a.slice(1, 1, 5, 2).square() },
   { name: "slice negative start", inputs: [g([4, 3])], fn: (a) => a.slice(0, -3, -1).exp() },
   { name: "select last entry", inputs: [g([2, 3, 4])], fn: (a) => a.select(1, -1).square() },
@@ -741,7 +742,8 @@ describe("gradients of the rest of the differentiable ops", () => {
 /** Op names that lib/ops and lib/nn/functional.ts can record, read from their sources. */
 function recordedOpNames(): Set<string> {
   const root = join(dirname(fileURLToPath(import.meta.url)), "..", "lib");
-  const files = [...readdirSync(join(root, "ops")).map((f) => join("ops", f)), "nn/functional.ts"];
+  const layers = ["functional", "activation", "loss", "normalization"].map((f) => `nn/${f}.ts`);
+  const files = [...readdirSync(join(root, "ops")).map((f) => join("ops", f)), ...layers];
   const patterns = [
     /record\(\s*\w+,\s*"(\w+)"/g, // record(out, "add", ...)
     /unaryOp\("(\w+)"/g, // the unary wrappers and pow with a number
@@ -771,7 +773,7 @@ function graphNames(t: Tensor, names: Set<string>, seen = new Set<unknown>()): S
 describe("gradcheck coverage", () => {
   it("every op that records a backward appears in a gradcheck case", () => {
     const exercised = new Set<string>(["cast"]); // "casts between float32 and float64" above
-    const cases = [...ALL_CASES.flatMap(([, c]) => c), ...MORE_CASES];
+    const cases = [...ALL_CASES.flatMap(([, c]) => c), ...MORE_CASES, ...LAYER_GRAD_CASES];
     for (const testCase of cases) {
       const values = caseValues(testCase, seedOf(testCase.name));
       const out = testCase.fn(...buildInputs(testCase, values, "reference", "float64"));
@@ -925,4 +927,116 @@ describe("gradients of the recurrent layers", () => {
     for (const t of inputs) expect(t.grad, "every input gets a gradient").not.toBeNull();
     expect(Array.from(x!.grad!.dataSync()).some((v) => v !== 0)).toBe(true);
   });
+});
+
+// ---- layers: activations, normalisation, losses, embedding ------------------------------
+
+const bnConst = (values: number[]): InputSpec => constant([values.length], values);
+
+const LAYER_GRAD_CASES: GradCase[] = [
+  { name: "leakyRelu", inputs: [away([3, 4])], fn: (x) => F.leakyRelu(x, 0.2) },
+  { name: "gelu exact", inputs: [g([3, 4], [-3, 3])], fn: (x) => F.gelu(x) },
+  { name: "gelu tanh", inputs: [g([3, 4], [-3, 3])], fn: (x) => F.gelu(x, "tanh") },
+  { name: "silu", inputs: [g([3, 4], [-3, 3])], fn: (x) => F.silu(x) },
+  { name: "softmax dim 0 of 3-d", inputs: [g([3, 2, 4])], fn: (x) => F.softmax(x, 0) },
+  { name: "logSoftmax dim 1 of 3-d", inputs: [g([3, 2, 4])], fn: (x) => F.logSoftmax(x, 1) },
+  {
+    name: "batchNorm training [4, 3]",
+    inputs: [g([4, 3], [-2, 2]), g([3]), g([3])],
+    fn: (x, w, b) => F.batchNorm(x, null, null, { weight: w, bias: b, training: true }),
+  },
+  {
+    name: "batchNorm training [2, 3, 4], no affine",
+    inputs: [g([2, 3, 4], [-2, 2])],
+    fn: (x) => F.batchNorm(x, null, null, { training: true, eps: 1e-3 }),
+  },
+  {
+    name: "batchNorm eval with running statistics",
+    inputs: [g([2, 3, 2]), g([3]), g([3]), bnConst([0.1, -0.3, 0.2]), bnConst([0.5, 1.2, 2])],
+    fn: (x, w, b, rm, rv) => F.batchNorm(x, rm, rv, { weight: w, bias: b }),
+  },
+  {
+    name: "layerNorm over the last dim",
+    inputs: [g([3, 5], [-2, 2]), g([5]), g([5])],
+    fn: (x, w, b) => F.layerNorm(x, [5], w, b),
+  },
+  {
+    name: "layerNorm over two dims, no affine",
+    inputs: [g([2, 3, 4], [-2, 2])],
+    fn: (x) => F.layerNorm(x, [3, 4]),
+  },
+  {
+    name: "groupNorm",
+    inputs: [g([2, 4, 3], [-2, 2]), g([4]), g([4])],
+    fn: (x, w, b) => F.groupNorm(x, 2, w, b),
+  },
+  { name: "mseLoss", inputs: [g([3, 4]), g([3, 4])], fn: (x, y) => F.mseLoss(x, y) },
+  {
+    name: "l1Loss sum",
+    inputs: [away([6]), constant([6], [0, 0, 0, 0, 0, 0])],
+    fn: (x, y) => F.l1Loss(x, y, { reduction: "sum" }),
+  },
+  {
+    name: "smoothL1Loss beta 0.5",
+    inputs: [g([8], [-2, 2]), constant([8], [0.1, -0.2, 0.9, 1.5, -1, 0, 0.3, -0.6])],
+    fn: (x, y) => F.smoothL1Loss(x, y, { beta: 0.5, reduction: "none" }),
+  },
+  {
+    name: "binaryCrossEntropy weighted",
+    inputs: [
+      g([2, 3], [0.1, 0.9]),
+      constant([2, 3], [0, 1, 0.3, 1, 0, 0.8]),
+      constant([3], [1, 0.5, 2]),
+    ],
+    fn: (x, y, w) => F.binaryCrossEntropy(x, y, { weight: w }),
+  },
+  {
+    name: "klDiv batchmean",
+    inputs: [g([2, 3], [-2, 0]), constant([2, 3], [0.2, 0.3, 0.5, 0, 0.6, 0.4])],
+    fn: (x, t) => F.klDiv(x, t, { reduction: "batchmean" }),
+  },
+  {
+    name: "klDiv logTarget, target gradient too",
+    inputs: [g([2, 3], [-2, 0]), g([2, 3], [-2, 0])],
+    fn: (x, t) => F.klDiv(x, t, { reduction: "sum", logTarget: true }),
+  },
+  {
+    name: "crossEntropy labelSmoothing, weights, ignoreIndex",
+    inputs: [g([4, 3], [-2, 2]), ints([4], [2, -1, 0, 1]), constant([3], [0.5, 2, 1])],
+    fn: (x, t, w) => F.crossEntropy(x, t, { weight: w, ignoreIndex: -1, labelSmoothing: 0.25 }),
+  },
+  {
+    // paddingIdx's zero gradient is by design, not the derivative: see the golden test.
+    name: "embedding with repeated indices",
+    inputs: [g([5, 3]), ints([2, 3], [0, 2, 4, 2, 1, 0])],
+    fn: (w, i) => F.embedding(i, w),
+  },
+];
+
+describe("gradients of layers", () => {
+  it.each(LAYER_GRAD_CASES.map((c) => [c.name, c] as const))(
+    "%s: gradcheck in float64 on reference",
+    (_name, testCase) => {
+      const values = caseValues(testCase, seedOf(testCase.name));
+      const inputs = buildInputs(testCase, values, "reference", "float64");
+      expect(gradcheck(testCase.fn, inputs, { eps: 1e-6, ...GRADCHECK_TOL })).toBe(true);
+    },
+  );
+
+  it.each(LAYER_GRAD_CASES.map((c) => [c.name, c] as const))(
+    "%s: cpu float32 matches reference float64",
+    (name, testCase) => {
+      const values = caseValues(testCase, seedOf(testCase.name));
+      const expected = runWithGrads(
+        testCase,
+        buildInputs(testCase, values, "reference", "float64"),
+      );
+      const actual = runWithGrads(testCase, buildInputs(testCase, values, "cpu", "float32"));
+      const tol = testCase.cpuTol ?? CPU_TOL;
+      expectClose(actual.out, expected.out, tol, `${name} output`);
+      expected.grads.forEach((grad, i) => {
+        expectClose(actual.grads[i]!, grad, tol, `${name} gradient of input ${i}`);
+      });
+    },
+  );
 });

@@ -1180,3 +1180,127 @@ describe("rnnForward and rnnBackward", () => {
     );
   });
 });
+
+// ---- layers: erf, batch norm, layer norm ------------------------------------------------
+
+describe("erf, batchNorm and layerNorm by hand", () => {
+  const close = (actual: RawTensor, expected: number[], tol = 1e-12) =>
+    Array.from(actual.storage as Float64Array).forEach((v, i) =>
+      expect(Math.abs(v - expected[i]!), `element ${i}: ${v} vs ${expected[i]}`).toBeLessThan(tol),
+    );
+
+  it("erf matches tabulated values to 1e-14 and is odd, with erf(+-inf) = +-1", () => {
+    // erf(0.5), erf(1), erf(2), erf(3) from Abramowitz and Stegun's table 7.1 (to 15 places).
+    const xs = [0, 0.5, -1, 2, 3, -Infinity, Infinity, NaN];
+    const out = f64([xs.length]);
+    backend.unary("erf", out, f64([xs.length], xs));
+    const expected = [
+      0, 0.520499877813047, -0.842700792949715, 0.995322265018953, 0.999977909503001,
+    ];
+    close({ ...out, storage: (out.storage as Float64Array).subarray(0, 5) }, expected, 1e-14);
+    expect(Array.from(out.storage as Float64Array).slice(5, 7)).toEqual([-1, 1]);
+    expect(Number.isNaN((out.storage as Float64Array)[7])).toBe(true);
+    expect(() => backend.unary("erf", i32([1]), i32([1], [1]))).toThrow(DTypeError);
+  });
+
+  it("batchNorm training: each channel of [2, 2, 2] to mean 0 and variance 1, then scaled", () => {
+    const x = f64([2, 2, 2], [1, 3, 10, 20, 5, 7, 30, 40]); // channel 0: 1, 3, 5, 7
+    const [out, mean, variance] = [f64([2, 2, 2]), f64([2]), f64([2])];
+    backend.batchNorm(out, mean, variance, x, f64([2], [2, 1]), f64([2], [0, 5]), true, 0);
+    close(mean, [4, 25]);
+    close(variance, [5, 125]);
+    const s0 = 2 / Math.sqrt(5);
+    const s1 = 1 / Math.sqrt(125);
+    close(out, [-3 * s0, -s0, -15 * s1 + 5, -5 * s1 + 5, s0, 3 * s0, 5 * s1 + 5, 15 * s1 + 5]);
+  });
+
+  it("batchNorm eval reads the statistics; its backward is gradOut * weight / std", () => {
+    const x = f64([2, 1], [3, 5]);
+    const [out, gradX, gradWeight] = [f64([2, 1]), f64([2, 1]), f64([1])];
+    const mean = f64([1], [1]);
+    const variance = f64([1], [4]);
+    backend.batchNorm(out, mean, variance, x, f64([1], [3]), null, false, 0);
+    close(out, [3, 6]);
+    const gradOut = f64([2, 1], [1, 2]);
+    backend.batchNormBackward(
+      gradX,
+      gradWeight,
+      null,
+      gradOut,
+      x,
+      mean,
+      variance,
+      f64([1], [3]),
+      false,
+      0,
+    );
+    close(gradX, [1.5, 3]);
+    close(gradWeight, [1 * 1 + 2 * 2]); // sum(g * xhat) with xhat = 1, 2
+  });
+
+  it("layerNorm normalises each row; its backward of a constant gradient is 0", () => {
+    const x = f64([2, 2], [1, 3, -4, 0]);
+    const [out, mean, rstd] = [f64([2, 2]), f64([2]), f64([2])];
+    backend.layerNorm(out, mean, rstd, x, null, f64([2], [0.5, 0.5]), 0);
+    close(out, [-0.5, 1.5, -0.5, 1.5]);
+    close(mean, [2, -2]);
+    close(rstd, [1, 0.5]);
+    const [gradX, gradBias] = [f64([2, 2]), f64([2])];
+    backend.layerNormBackward(
+      gradX,
+      null,
+      gradBias,
+      f64([2, 2], [1, 1, 1, 1]),
+      x,
+      mean,
+      rstd,
+      null,
+    );
+    close(gradX, [0, 0, 0, 0]);
+    close(gradBias, [2, 2]);
+  });
+
+  it("layerNorm's statistics must be the leading dims of x", () => {
+    expect(() =>
+      backend.layerNorm(f64([2, 3]), f64([3]), f64([3]), f64([2, 3]), null, null, 1e-5),
+    ).toThrow(ShapeError);
+  });
+});
+
+describe("gelu, gelu_tanh, silu and their gradient ops by value", () => {
+  // torch.nn.functional in float64 at x = -3, -1, 0, 0.5, 2 (values and derivatives).
+  const xs = [-3, -1, 0, 0.5, 2];
+  const cases: [UnaryOp, BinaryOp, number[], number[]][] = [
+    [
+      "gelu",
+      "gelu_backward",
+      [-0.00404969409489031, -0.158655253931457, 0, 0.345731230637007, 1.95449973610364],
+      [-0.0119456472041839, -0.0833154705876863, 0.5, 0.867495124656163, 1.0852318010782],
+    ],
+    [
+      "gelu_tanh",
+      "gelu_tanh_backward",
+      [-0.00363739208177299, -0.158808009391723, 0, 0.345714009825144, 1.95459769408777],
+      [-0.0115841666309696, -0.0829640838457825, 0.5, 0.867369903534642, 1.08609925662362],
+    ],
+    [
+      "silu",
+      "silu_backward",
+      [-0.1422776195327, -0.268941421369995, 0, 0.311229665600927, 1.76159415595576],
+      [-0.0881041060151696, 0.0723294881285133, 0.5, 0.739961187302652, 1.0907842487849],
+    ],
+  ];
+
+  it.each(cases)("%s and %s", (op, backward, values, grads) => {
+    const out = f64([5]);
+    backend.unary(op, out, f64([5], xs));
+    Array.from(out.storage as Float64Array).forEach((v, i) =>
+      expect(Math.abs(v - values[i]!), `${op}(${xs[i]})`).toBeLessThan(1e-13),
+    );
+    const grad = f64([5]);
+    backend.binary(backward, grad, f64([5], [2, 2, 2, 2, 2]), f64([5], xs));
+    Array.from(grad.storage as Float64Array).forEach((v, i) =>
+      expect(Math.abs(v - 2 * grads[i]!), `${backward}(${xs[i]})`).toBeLessThan(1e-13),
+    );
+  });
+});

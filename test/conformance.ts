@@ -32,13 +32,21 @@ import { referenceBackend } from "../lib/backend/reference/index.js";
 import type { Device } from "../lib/backend/registry.js";
 import { rnnWorkspaceWidth, type RnnParams } from "../lib/backend/rnn.js";
 import type { DType } from "../lib/dtype.js";
-import { DTypeError, DeepnodeError, IndexError, ValueError, liveTensors } from "../lib/index.js";
+import {
+  DTypeError,
+  DeepnodeError,
+  IndexError,
+  ShapeError,
+  ValueError,
+  liveTensors,
+} from "../lib/index.js";
 import {
   awayFromZero,
   expectClose,
   expectThrows,
   randomValues,
   raw,
+  readRaw,
   seededRandom,
   sizeOf,
   toFloat32,
@@ -1725,6 +1733,315 @@ function sliceCases(t: Target): void {
   });
 }
 
+// ---- layers: erf, batch norm, layer norm, fused activations, embedding --------------------
+
+function layerCases(t: Target): void {
+  describe("erf (the exact GELU's unary op)", () => {
+    it.each(UNARY_SHAPES.map((s) => [JSON.stringify(s), s] as const))("shape %s", (_, shape) => {
+      const values = floats(sizeOf(shape) + 3, sizeOf(shape), -5, 5);
+      conform(t, `erf ${JSON.stringify(shape)}`, TRANSCENDENTAL, (b) => {
+        const out = raw(b, "float32", shape);
+        b.unary("erf", out, raw(b, "float32", shape, values));
+        return [out];
+      });
+    });
+
+    it("special values: NaN, infinities, signed zeros and the tails", () => {
+      const values = [NaN, Infinity, -Infinity, 0, -0, 1e-30, 3, -3, 5.9, 6.5, -10];
+      conform(t, "erf special", TRANSCENDENTAL, (b) => {
+        const out = raw(b, "float32", [values.length]);
+        b.unary("erf", out, raw(b, "float32", [values.length], values));
+        return [out];
+      });
+    });
+  });
+
+  // Shapes of x [n, c, ...inner]: batch 1, one value of inner, odd sizes, a long channel.
+  const BATCH_NORM_SHAPES: number[][] = [
+    [4, 3],
+    [2, 3, 5],
+    [2, 3, 4, 5],
+    [1, 2, 7],
+    [3, 1, 1, 1],
+    [2, 4, 1027],
+    [64, 600], // [N, C] read as columns in blocks of channels
+    [3, 40, 15],
+  ];
+  const NORM_TOL: Tolerance = { atol: 1e-5, rtol: 1e-5 };
+
+  describe("batchNorm", () => {
+    const optional = (b: Backend, c: number, values: number[] | null) =>
+      values === null ? null : raw(b, "float32", [c], values);
+
+    it.each(BATCH_NORM_SHAPES.map((s) => [JSON.stringify(s), s] as const))(
+      "x %s: training and eval, with and without affine, forward and backward",
+      (_, shape) => {
+        const c = shape[1]!;
+        const xs = floats(sizeOf(shape), sizeOf(shape), -3, 5);
+        const gs = floats(sizeOf(shape) + 1, sizeOf(shape));
+        const running = [floats(1, c, -1, 1), floats(2, c, 0.5, 2)];
+        for (const training of [true, false]) {
+          for (const affine of [true, false]) {
+            const weight = affine ? floats(3, c, 0.5, 1.5) : null;
+            const bias = affine ? floats(4, c) : null;
+            const label = `batchNorm ${JSON.stringify(shape)} training=${training} affine=${affine}`;
+            const forward = conform(t, label, NORM_TOL, (b) => {
+              const out = raw(b, "float32", shape);
+              const mean = raw(b, "float32", [c], training ? undefined : running[0]);
+              const variance = raw(b, "float32", [c], training ? undefined : running[1]);
+              const x = raw(b, "float32", shape, xs);
+              b.batchNorm(
+                out,
+                mean,
+                variance,
+                x,
+                optional(b, c, weight),
+                optional(b, c, bias),
+                training,
+                1e-5,
+              );
+              return [out, mean, variance];
+            });
+            const [mean, variance] = forward.ref
+              .slice(1)
+              .map((t) => Array.from(t.storage as Float32Array));
+            conform(t, `${label} backward`, NORM_TOL, (b) => {
+              const gradX = raw(b, "float32", shape);
+              const gradWeight = raw(b, "float32", [c]);
+              const gradBias = raw(b, "float32", [c]);
+              b.batchNormBackward(
+                gradX,
+                gradWeight,
+                gradBias,
+                raw(b, "float32", shape, gs),
+                raw(b, "float32", shape, xs),
+                raw(b, "float32", [c], mean),
+                raw(b, "float32", [c], variance),
+                optional(b, c, weight),
+                training,
+                1e-5,
+              );
+              return [gradX, gradWeight, gradBias];
+            });
+          }
+        }
+      },
+    );
+
+    it("gradX alone (no weight or bias gradients) matches", () => {
+      const shape = [3, 2, 4];
+      const xs = floats(5, 24);
+      conform(t, "batchNormBackward without parameter gradients", NORM_TOL, (b) => {
+        const gradX = raw(b, "float32", shape);
+        b.batchNormBackward(
+          gradX,
+          null,
+          null,
+          raw(b, "float32", shape, floats(6, 24)),
+          raw(b, "float32", shape, xs),
+          raw(b, "float32", [2], [0.1, -0.2]),
+          raw(b, "float32", [2], [0.5, 1.5]),
+          null,
+          true,
+          1e-3,
+        );
+        return [gradX];
+      });
+    });
+
+    it("a statistics buffer of the wrong size is a ShapeError on both backends", () => {
+      for (const b of [t.backend(), ref]) {
+        let caught: unknown;
+        try {
+          const x = raw(b, "float32", [2, 3]);
+          b.batchNorm(
+            raw(b, "float32", [2, 3]),
+            raw(b, "float32", [2]),
+            raw(b, "float32", [3]),
+            x,
+            null,
+            null,
+            true,
+            1e-5,
+          );
+        } catch (error) {
+          caught = error;
+        }
+        expect(caught, b.name).toBeInstanceOf(ShapeError);
+      }
+    });
+  });
+
+  // [x shape, the leading dims that mean and rstd keep]
+  const LAYER_NORM_CASES: [number[], number[]][] = [
+    [[5, 7], [5]],
+    [[2, 3, 4], [2]],
+    [
+      [2, 3, 4],
+      [2, 3],
+    ],
+    [[3, 1000], [3]],
+    [[4], []],
+    [[1, 1], [1]],
+    [[600, 3], [600]],
+  ];
+
+  describe("layerNorm", () => {
+    it.each(
+      LAYER_NORM_CASES.map(([x, m]) => [JSON.stringify(x), JSON.stringify(m), x, m] as const),
+    )(
+      "x %s over rows %s, with and without affine, forward and backward",
+      (_x, _m, shape, rowShape) => {
+        const normSize = sizeOf(shape) / sizeOf(rowShape);
+        const xs = floats(sizeOf(shape) + 7, sizeOf(shape), -2, 6);
+        const gs = floats(sizeOf(shape) + 8, sizeOf(shape));
+        for (const affine of [true, false]) {
+          const param = (b: Backend, seed: number) =>
+            affine ? raw(b, "float32", [normSize], floats(seed, normSize, 0.5, 1.5)) : null;
+          const label = `layerNorm ${JSON.stringify(shape)} affine=${affine}`;
+          const forward = conform(t, label, NORM_TOL, (b) => {
+            const out = raw(b, "float32", shape);
+            const mean = raw(b, "float32", rowShape);
+            const rstd = raw(b, "float32", rowShape);
+            b.layerNorm(
+              out,
+              mean,
+              rstd,
+              raw(b, "float32", shape, xs),
+              param(b, 1),
+              param(b, 2),
+              1e-5,
+            );
+            return [out, mean, rstd];
+          });
+          const [mean, rstd] = forward.ref
+            .slice(1)
+            .map((t) => Array.from(t.storage as Float32Array));
+          conform(t, `${label} backward`, NORM_TOL, (b) => {
+            const gradX = raw(b, "float32", shape);
+            const gradWeight = affine ? raw(b, "float32", [normSize]) : null;
+            const gradBias = affine ? raw(b, "float32", [normSize]) : null;
+            b.layerNormBackward(
+              gradX,
+              gradWeight,
+              gradBias,
+              raw(b, "float32", shape, gs),
+              raw(b, "float32", shape, xs),
+              raw(b, "float32", rowShape, mean),
+              raw(b, "float32", rowShape, rstd),
+              param(b, 1),
+            );
+            return gradWeight === null ? [gradX] : [gradX, gradWeight, gradBias!];
+          });
+        }
+      },
+    );
+  });
+
+  // GELU's 1 + erf (1 + tanh) cancels for negative inputs, so float errors there are absolute:
+  // near 1e-7 for the values, and the tanh form's gradient flushes to 0 below about -5.5
+  // where it is -5e-7, as PyTorch's float kernel does.
+  const ACTIVATION_TOL: Tolerance = { atol: 1e-6, rtol: 1e-6 };
+
+  describe("fused activations: gelu, gelu_tanh, silu and their gradients", () => {
+    const ops: [UnaryOp, BinaryOp][] = [
+      ["gelu", "gelu_backward"],
+      ["gelu_tanh", "gelu_tanh_backward"],
+      ["silu", "silu_backward"],
+    ];
+
+    it.each(ops)("%s and %s on random and special values", (op, backward) => {
+      const specials = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 3.9, 4.1, -6, 30, -30];
+      for (const shape of UNARY_SHAPES) {
+        const count = sizeOf(shape);
+        const xs = [...specials, ...floats(count + 9, count, -8, 8)].slice(0, count);
+        const gs = floats(count + 10, count);
+        conform(t, `${op} ${JSON.stringify(shape)}`, ACTIVATION_TOL, (b) => {
+          const out = raw(b, "float32", shape);
+          b.unary(op, out, raw(b, "float32", shape, xs));
+          return [out];
+        });
+        conform(t, `${backward} ${JSON.stringify(shape)}`, ACTIVATION_TOL, (b) => {
+          const out = raw(b, "float32", shape);
+          b.binary(backward, out, raw(b, "float32", shape, gs), raw(b, "float32", shape, xs));
+          return [out];
+        });
+      }
+    });
+
+    it("the gradient ops are float only", () => {
+      expect(() =>
+        t
+          .backend()
+          .binary(
+            "gelu_backward",
+            raw(t.backend(), "int32", [2]),
+            raw(t.backend(), "int32", [2]),
+            raw(t.backend(), "int32", [2]),
+          ),
+      ).toThrow(DeepnodeError);
+    });
+  });
+
+  describe("embedding and embeddingBackward", () => {
+    // [numEmbeddings, dim, indices]: repeats, one row, a wide row, many rows into few.
+    const cases: [number, number, number[]][] = [
+      [5, 3, [0, 2, 4, 2, 1, 0]],
+      [1, 1, [0, 0, 0]],
+      [7, 130, [6, 0, 3]],
+      [3, 16, integers(9, 2000, 0, 2)],
+      [1000, 8, integers(10, 300, 0, 999)],
+    ];
+
+    it.each(cases.map((c) => [c[0], c[1], c[2].length, c] as const))(
+      "%d x %d table, %d indices: lookup, and gradients with and without a padding row",
+      (_rows, _dim, _count, [rows, dim, indices]) => {
+        const table = floats(rows * dim, rows * dim);
+        const upstream = floats(indices.length, indices.length * dim);
+        conform(t, "embedding", EXACT, (b) => {
+          const out = raw(b, "float32", [indices.length, dim]);
+          b.embedding(
+            out,
+            raw(b, "float32", [rows, dim], table),
+            raw(b, "int32", [indices.length], indices),
+          );
+          return [out];
+        });
+        for (const paddingIdx of [-1, indices[0]!]) {
+          conform(t, `embeddingBackward paddingIdx=${paddingIdx}`, ACCUMULATE, (b) => {
+            const grad = raw(b, "float32", [rows, dim], floats(3, rows * dim));
+            const gradOut = raw(b, "float32", [indices.length, dim], upstream);
+            b.embeddingBackward(
+              grad,
+              gradOut,
+              raw(b, "int32", [indices.length], indices),
+              paddingIdx,
+            );
+            return [grad];
+          });
+        }
+      },
+    );
+
+    it("an index out of range is an IndexError on both backends, before anything is written", () => {
+      for (const b of [t.backend(), ref]) {
+        const out = raw(b, "float32", [2, 2], [7, 7, 7, 7]);
+        let caught: unknown;
+        try {
+          b.embedding(out, raw(b, "float32", [3, 2]), raw(b, "int32", [2], [1, 3]));
+        } catch (error) {
+          caught = error;
+        }
+        expect(caught, b.name).toBeInstanceOf(IndexError);
+        expect((caught as Error).message, b.name).toBe(
+          "embedding: index 3 is out of bounds for 3 embeddings",
+        );
+        expect(readRaw(b, out)).toEqual([7, 7, 7, 7]);
+      }
+    });
+  });
+}
+
 const SECTIONS: ((t: Target) => void)[] = [
   memoryFillAndCastCases,
   randomKernelsCases,
@@ -1741,6 +2058,7 @@ const SECTIONS: ((t: Target) => void)[] = [
   rmspropAndAdagradCases,
   recurrentCases,
   sliceCases,
+  layerCases,
   hardInputCases,
   emptyTensorCases,
   releaseCases,

@@ -10,6 +10,7 @@ import { MNISTNet } from "../examples/mnist.js";
 import {
   F,
   IndexError,
+  NotSupportedError,
   ShapeError,
   StateDictError,
   Tensor,
@@ -1183,5 +1184,670 @@ describe("recurrent layers", () => {
       ValueError,
       "GRU: hiddenSize must be a positive integer, got 0",
     );
+  });
+});
+
+
+// ---- layers against PyTorch: activations, normalisation, losses, embedding ------------
+// Golden values from test/fixtures/layers.safetensors; regenerate with
+// `/usr/bin/python3 test/fixtures/make_layers_fixtures.py`.
+
+const layers = loadFixture("layers.safetensors");
+
+/** Copies `data` into `target` in place on target's device, outside the graph. */
+function assignOn(target: Tensor, data: ArrayLike<number>): void {
+  const source = fromTypedArray(Float64Array.from(data), target.shape, { device: target.device });
+  noGrad(() => target.copy_(source));
+}
+
+// Normalisation divides by a standard deviation and sums a whole channel: float32 keeps
+// about 1e-6 of the larger terms.
+const LAYER_CASES: DeviceCase[] = [
+  { device: "cpu", dtype: "float32", tol: { rtol: 1e-5, atol: 1e-5 } },
+  { device: "reference", dtype: "float32", tol: { rtol: 1e-5, atol: 1e-5 } },
+  { device: "reference", dtype: "float64", tol: { rtol: 1e-10, atol: 1e-10 } },
+];
+
+describe.each(LAYER_CASES)("layers against PyTorch on $device $dtype", ({ device, dtype, tol }) => {
+  const input = (key: string, requiresGrad = false): Tensor => {
+    const t = layers.tensor(key, device, dtype);
+    return requiresGrad ? t.requiresGrad_(true) : t;
+  };
+  const check = (actual: Tensor | null, key: string, tolerance = tol) => {
+    expect(actual, key).not.toBeNull();
+    expect(actual!.device).toBe(device);
+    expect(actual!.shape, key).toEqual(layers.shape(key));
+    expectClose(actual!, layers.values(key), tolerance, key);
+  };
+  const factory = { device, dtype };
+
+  const activations: [string, (x: Tensor) => Tensor][] = [
+    ["leaky_relu", (x) => F.leakyRelu(x)],
+    ["leaky_relu_0.2", (x) => new nn.LeakyReLU(0.2).forward(x)],
+    ["gelu", (x) => new nn.GELU().forward(x)],
+    ["gelu_tanh", (x) => F.gelu(x, "tanh")],
+    ["silu", (x) => new nn.SiLU().forward(x)],
+    ["sigmoid", (x) => new nn.Sigmoid().forward(x)],
+    ["tanh", (x) => new nn.Tanh().forward(x)],
+  ];
+
+  it.each(activations)("%s forward and gradient", (name, fn) => {
+    const x = input("act.x", true);
+    const y = fn(x);
+    check(y, `act.${name}.out`);
+    y.backward(input("act.upstream"));
+    check(x.grad, `act.${name}.grad`);
+  });
+
+  it.each([0, 1, 2])("softmax and log-softmax along dim %d of a 3-d tensor", (dim) => {
+    const modules = [new nn.Softmax(dim), new nn.LogSoftmax(dim - 3)];
+    ["softmax", "log_softmax"].forEach((name, i) => {
+      const x = input("act.x", true);
+      const y = modules[i]!.forward(x);
+      check(y, `act.${name}.dim${dim}.out`);
+      y.backward(input("act.upstream"));
+      check(x.grad, `act.${name}.dim${dim}.grad`);
+    });
+  });
+
+  const batchNorms: [string, (o: nn.BatchNormModuleOptions) => nn.BatchNorm1d | nn.BatchNorm2d][] =
+    [
+      ["bn1d_2d", (o) => new nn.BatchNorm1d(3, { ...o, momentum: 0.1 })],
+      ["bn1d_3d", (o) => new nn.BatchNorm1d(3, { ...o, momentum: null })],
+      ["bn2d", (o) => new nn.BatchNorm2d(3, { ...o, momentum: 0.3 })],
+    ];
+
+  it.each(batchNorms)("%s: two training steps, running statistics, then eval", (key, make) => {
+    const bn = make(factory);
+    assignOn(bn.weight!, layers.values(`${key}.weight`));
+    assignOn(bn.bias!, layers.values(`${key}.bias`));
+    bn.forward(input(`${key}.x1`));
+    const x = input(`${key}.x2`, true);
+    const y = bn.forward(x);
+    check(y, `${key}.train.out`);
+    y.backward(input(`${key}.upstream`));
+    check(x.grad, `${key}.train.grad_x`);
+    check(bn.weight!.grad, `${key}.train.grad_weight`);
+    check(bn.bias!.grad, `${key}.train.grad_bias`);
+    check(bn.running_mean, `${key}.running_mean`);
+    check(bn.running_var, `${key}.running_var`);
+    expect(bn.num_batches_tracked!.item()).toBe(layers.scalar(`${key}.num_batches_tracked`));
+
+    bn.eval();
+    bn.zeroGrad();
+    const xe = input(`${key}.x1`, true);
+    const ye = bn.forward(xe);
+    check(ye, `${key}.eval.out`);
+    ye.backward(input(`${key}.upstream`));
+    check(xe.grad, `${key}.eval.grad_x`);
+    check(bn.weight!.grad, `${key}.eval.grad_weight`);
+    check(bn.bias!.grad, `${key}.eval.grad_bias`);
+    expect(bn.num_batches_tracked!.item()).toBe(2); // eval does not count batches
+  });
+
+  it.each([
+    ["ln.last", [4]],
+    ["ln.two", [3, 4]],
+  ])("LayerNorm %s forward and every gradient", (key, shape) => {
+    const ln = new nn.LayerNorm(shape as number[], { ...factory, eps: 1e-4 });
+    assignOn(ln.weight!, layers.values(`${key}.weight`));
+    assignOn(ln.bias!, layers.values(`${key}.bias`));
+    const x = input("ln.x", true);
+    const y = ln.forward(x);
+    check(y, `${key}.out`);
+    y.backward(input("ln.upstream"));
+    check(x.grad, `${key}.grad_x`);
+    check(ln.weight!.grad, `${key}.grad_weight`);
+    check(ln.bias!.grad, `${key}.grad_bias`);
+  });
+
+  it("GroupNorm forward and every gradient", () => {
+    const gn = new nn.GroupNorm(3, 6, factory);
+    assignOn(gn.weight!, layers.values("gn.weight"));
+    assignOn(gn.bias!, layers.values("gn.bias"));
+    const x = input("gn.x", true);
+    const y = gn.forward(x);
+    check(y, "gn.out");
+    y.backward(input("gn.upstream"));
+    check(x.grad, "gn.grad_x");
+    check(gn.weight!.grad, "gn.grad_weight");
+    check(gn.bias!.grad, "gn.grad_bias");
+  });
+
+  const regression: [string, string, (x: Tensor, r: F.LossOptions["reduction"]) => Tensor][] = [
+    ["mse", "loss.x", (x, r) => F.mseLoss(x, input("loss.y"), { reduction: r })],
+    ["l1", "loss.x", (x, r) => F.l1Loss(x, input("loss.y"), { reduction: r })],
+    ["smooth_l1", "loss.x", (x, r) => F.smoothL1Loss(x, input("loss.y"), { reduction: r })],
+    [
+      "smooth_l1_b05",
+      "loss.x",
+      (x, r) => F.smoothL1Loss(x, input("loss.y"), { reduction: r, beta: 0.5 }),
+    ],
+    [
+      "smooth_l1_b0",
+      "loss.x",
+      (x, r) => F.smoothL1Loss(x, input("loss.y"), { reduction: r, beta: 0 }),
+    ],
+    [
+      "bce",
+      "loss.probs",
+      (x, r) => F.binaryCrossEntropy(x, input("loss.labels"), { reduction: r }),
+    ],
+    [
+      "bce_w",
+      "loss.probs",
+      (x, r) =>
+        F.binaryCrossEntropy(x, input("loss.labels"), {
+          weight: input("loss.weight"),
+          reduction: r,
+        }),
+    ],
+    [
+      "bcel",
+      "loss.logits",
+      (x, r) => F.binaryCrossEntropyWithLogits(x, input("loss.labels"), { reduction: r }),
+    ],
+    [
+      "bcel_wp",
+      "loss.logits",
+      (x, r) =>
+        F.binaryCrossEntropyWithLogits(x, input("loss.labels"), {
+          weight: input("loss.weight"),
+          posWeight: input("loss.pos_weight"),
+          reduction: r,
+        }),
+    ],
+  ];
+  const reductions = ["none", "mean", "sum"] as const;
+
+  it.each(regression)("%s loss and gradient, every reduction", (key, inputKey, fn) => {
+    for (const reduction of reductions) {
+      const x = input(inputKey, true);
+      const loss = fn(x, reduction);
+      check(loss, `loss.${key}.${reduction}.loss`);
+      if (reduction === "none") loss.backward(input("loss.upstream"));
+      else loss.backward();
+      check(x.grad, `loss.${key}.${reduction}.grad`);
+    }
+  });
+
+  it.each([false, true])("klDiv (logTarget %s), every reduction including batchmean", (log) => {
+    const target = input(log ? "kl.log_target" : "kl.target");
+    for (const reduction of [...reductions, "batchmean"] as const) {
+      const x = input("kl.input", true);
+      const loss = F.klDiv(x, target, { reduction, logTarget: log });
+      const key = `kl.${log ? "log" : "prob"}.${reduction}`;
+      check(loss, `${key}.loss`);
+      if (reduction === "none") loss.backward(input("kl.upstream"));
+      else loss.backward();
+      check(x.grad, `${key}.grad`);
+    }
+  });
+
+  it("crossEntropy with labelSmoothing, class weights and ignoreIndex, every reduction", () => {
+    const targets = layers.tensor("lsce.targets", device);
+    for (const reduction of reductions) {
+      for (const weighted of [false, true]) {
+        const x = input("lsce.logits", true);
+        const weight = weighted ? input("lsce.weight") : null;
+        const options = { weight, ignoreIndex: -1, reduction, labelSmoothing: 0.2 };
+        const loss = F.crossEntropy(x, targets, options);
+        const key = `lsce.${reduction}.${weighted ? "weighted" : "plain"}`;
+        check(loss, `${key}.loss`);
+        if (reduction === "none") loss.backward(input("lsce.upstream"));
+        else loss.backward();
+        check(x.grad, `${key}.grad`);
+      }
+    }
+    const x = input("lsce.spatial", true);
+    const weight = fromTypedArray(
+      Float64Array.from(layers.values("lsce.weight").slice(0, 3)),
+      [3],
+      {
+        device,
+      },
+    ).to(dtype);
+    const loss = F.crossEntropy(x, layers.tensor("lsce.spatial_targets", device), {
+      weight,
+      ignoreIndex: -1,
+      labelSmoothing: 0.3,
+    });
+    check(loss, "lsce.spatial.loss");
+    loss.backward();
+    check(x.grad, "lsce.spatial.grad");
+  });
+
+  it("loss modules forward into the functions, with weights as buffers", () => {
+    const ce = new nn.CrossEntropyLoss({
+      weight: input("lsce.weight"),
+      ignoreIndex: -1,
+      reduction: "sum",
+      labelSmoothing: 0.2,
+    });
+    expect(Object.keys(ce.stateDict())).toEqual(["weight"]);
+    const x = input("lsce.logits", true);
+    const loss = ce.forward(x, layers.tensor("lsce.targets", device));
+    check(loss, "lsce.sum.weighted.loss");
+    loss.backward();
+    check(x.grad, "lsce.sum.weighted.grad");
+    const bcel = new nn.BCEWithLogitsLoss({
+      weight: input("loss.weight"),
+      posWeight: input("loss.pos_weight"),
+    });
+    expect(Object.keys(bcel.stateDict())).toEqual(["weight", "pos_weight"]);
+    check(bcel.forward(input("loss.logits"), input("loss.labels")), "loss.bcel_wp.mean.loss");
+    const pairs: [nn.Module, string, string, string][] = [
+      [new nn.MSELoss({ reduction: "sum" }), "loss.x", "loss.y", "loss.mse.sum.loss"],
+      [new nn.L1Loss(), "loss.x", "loss.y", "loss.l1.mean.loss"],
+      [new nn.SmoothL1Loss({ beta: 0.5 }), "loss.x", "loss.y", "loss.smooth_l1_b05.mean.loss"],
+      [
+        new nn.BCELoss({ weight: input("loss.weight") }),
+        "loss.probs",
+        "loss.labels",
+        "loss.bce_w.mean.loss",
+      ],
+      [
+        new nn.KLDivLoss({ reduction: "batchmean" }),
+        "kl.input",
+        "kl.target",
+        "kl.prob.batchmean.loss",
+      ],
+    ];
+    for (const [module, a, b, key] of pairs) {
+      const forward = (module as unknown as { forward(x: Tensor, y: Tensor): Tensor }).forward;
+      check(forward.call(module, input(a), input(b)), key);
+    }
+    const nll = new nn.NLLLoss({ ignoreIndex: -1 });
+    const logProbs = F.logSoftmax(input("lsce.logits"), 1);
+    const expected = F.crossEntropy(input("lsce.logits"), layers.tensor("lsce.targets", device), {
+      ignoreIndex: -1,
+    });
+    expectClose(
+      nll.forward(logProbs, layers.tensor("lsce.targets", device)),
+      values(expected),
+      tol,
+      "nll",
+    );
+    expect(String(new nn.CrossEntropyLoss())).toBe("CrossEntropyLoss()");
+  });
+
+  it("crossEntropy against class probabilities, weighted and smoothed, every reduction", () => {
+    for (const reduction of reductions) {
+      const x = input("lsce.logits", true);
+      const options = { weight: input("lsce.weight"), reduction, labelSmoothing: 0.1 };
+      const loss = F.crossEntropy(x, input("pce.targets"), options);
+      check(loss, `pce.${reduction}.loss`);
+      if (reduction === "none") loss.backward(input("lsce.upstream"));
+      else loss.backward();
+      check(x.grad, `pce.${reduction}.grad`);
+    }
+    const x = input("lsce.spatial", true);
+    const loss = F.crossEntropy(x, input("pce.spatial_targets"));
+    check(loss, "pce.spatial.loss");
+    loss.backward();
+    check(x.grad, "pce.spatial.grad");
+  });
+
+  it.each([
+    ["plain", {}],
+    ["pad", { paddingIdx: 2 }],
+    ["maxnorm", { maxNorm: 1.2 }],
+  ] as const)("embedding (%s): output, weight gradient and weight after", (key, options) => {
+    const weight = input("emb.weight", true);
+    const out = noGrad(() => weight.clone()).requiresGrad_(true);
+    const y = F.embedding(layers.tensor("emb.indices", device), out, options);
+    check(y, `emb.${key}.out`);
+    y.backward(input("emb.upstream"));
+    check(out.grad, `emb.${key}.grad`);
+    check(
+      noGrad(() => out.clone()),
+      `emb.${key}.weight_after`,
+    );
+  });
+
+  it("nn.Embedding with maxNorm in the 1-norm renormalises the looked-up rows in place", () => {
+    const emb = new nn.Embedding(6, 4, { ...factory, maxNorm: 2, normType: 1 });
+    assignOn(emb.weight, layers.values("emb.weight"));
+    emb.forward(layers.tensor("emb.indices", device));
+    check(emb.weight, "emb.maxnorm_l1.weight_after");
+  });
+});
+
+describe("layer modules: configuration, buffers, modes and errors", () => {
+  it("print as PyTorch prints them (make_layers_fixtures.py prints the same modules)", () => {
+    const printed = [
+      new nn.LeakyReLU(0.2),
+      new nn.GELU({ approximate: "tanh" }),
+      new nn.SiLU(),
+      new nn.Softmax(1),
+      new nn.LogSoftmax(-1),
+      new nn.BatchNorm1d(3),
+      new nn.BatchNorm2d(8, { eps: 1e-3, momentum: null, affine: false, trackRunningStats: false }),
+      new nn.LayerNorm([3, 4], { eps: 1e-6, elementwiseAffine: false }),
+      new nn.GroupNorm(2, 6),
+      new nn.Embedding(10, 3, { paddingIdx: 0, maxNorm: 1, normType: 1 }),
+    ].map(String);
+    expect(printed).toEqual([
+      "LeakyReLU(negative_slope=0.2)",
+      "GELU(approximate='tanh')",
+      "SiLU()",
+      "Softmax(dim=1)",
+      "LogSoftmax(dim=-1)",
+      "BatchNorm1d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)",
+      "BatchNorm2d(8, eps=0.001, momentum=None, affine=False, track_running_stats=False)",
+      "LayerNorm((3, 4), eps=1e-06, elementwise_affine=False)",
+      "GroupNorm(2, 6, eps=1e-05, affine=True)",
+      "Embedding(10, 3, padding_idx=0, max_norm=1.0, norm_type=1.0)",
+    ]);
+  });
+
+  it("batch norm keeps PyTorch's parameter and buffer names, values and order", () => {
+    const bn = new nn.BatchNorm2d(2);
+    const state = bn.stateDict();
+    expect(Object.keys(state)).toEqual([
+      "weight",
+      "bias",
+      "running_mean",
+      "running_var",
+      "num_batches_tracked",
+    ]);
+    expect(values(state.weight!)).toEqual([1, 1]);
+    expect(values(state.bias!)).toEqual([0, 0]);
+    expect(values(state.running_mean!)).toEqual([0, 0]);
+    expect(values(state.running_var!)).toEqual([1, 1]);
+    expect(state.num_batches_tracked!.item()).toBe(0);
+    expect(bn.parameters().length).toBe(2); // buffers are not trained
+  });
+
+  it("loadStateDict restores the running statistics; resetRunningStats clears them", () => {
+    const source = new nn.BatchNorm1d(3);
+    source.forward(
+      tensor([
+        [1, 2, 3],
+        [3, 5, 9],
+      ]),
+    );
+    const target = new nn.BatchNorm1d(3);
+    target.loadStateDict(source.stateDict());
+    expect(values(target.running_mean!)).toEqual(values(source.running_mean!));
+    expect(values(target.running_var!)).toEqual(values(source.running_var!));
+    expect(target.num_batches_tracked!.item()).toBe(1);
+    target.resetRunningStats();
+    expect(values(target.running_mean!)).toEqual([0, 0, 0]);
+    expect(target.num_batches_tracked!.item()).toBe(0);
+  });
+
+  it("momentum null averages the batches seen so far equally", () => {
+    const bn = new nn.BatchNorm1d(1, { momentum: null });
+    bn.forward(tensor([[1], [3]])); // batch mean 2
+    bn.forward(tensor([[5], [7]])); // batch mean 6
+    bn.forward(tensor([[0], [2]])); // batch mean 1
+    expectClose(bn.running_mean!, [3], { atol: 1e-6, rtol: 0 }, "cumulative mean");
+    expectClose(bn.running_var!, [2], { atol: 1e-6, rtol: 0 }, "cumulative unbiased variance");
+  });
+
+  it("without running statistics, eval normalises with the batch's; affine false has no parameters", () => {
+    const bn = new nn.BatchNorm1d(2, { trackRunningStats: false, affine: false });
+    expect(Object.keys(bn.stateDict())).toEqual([]);
+    bn.eval();
+    const y = bn.forward(
+      tensor([
+        [1, 10],
+        [3, 30],
+      ]),
+    );
+    expectClose(y, [-1, -1, 1, 1], { atol: 1e-4, rtol: 0 }, "batch statistics in eval");
+  });
+
+  it("eval uses the running statistics and leaves them alone", () => {
+    const bn = new nn.BatchNorm1d(1).eval();
+    const y = bn.forward(tensor([[2], [4]]));
+    expectClose(y, [2 / Math.sqrt(1 + 1e-5), 4 / Math.sqrt(1 + 1e-5)], { atol: 1e-6, rtol: 0 }, "");
+    expect(values(bn.running_mean!)).toEqual([0]);
+    expect(bn.num_batches_tracked!.item()).toBe(0);
+  });
+
+  it("training on one value per channel throws as PyTorch does; eval does not", () => {
+    const bn = new nn.BatchNorm1d(3);
+    expectThrows(
+      () => bn.forward(ones([1, 3])),
+      ValueError,
+      "BatchNorm1d: Expected more than 1 value per channel when training, got input size [1, 3]",
+    );
+    expectThrows(
+      () => F.batchNorm(ones([1, 2, 1]), null, null, { training: true }),
+      ValueError,
+      "batchNorm: Expected more than 1 value per channel when training, got input size [1, 2, 1]",
+    );
+    expect(bn.eval().forward(ones([1, 3])).shape).toEqual([1, 3]);
+  });
+
+  it("batch norm checks the input's rank and channel count", () => {
+    expectThrows(
+      () => new nn.BatchNorm1d(3).forward(ones([2, 3, 4, 5])),
+      ValueError,
+      "BatchNorm1d: expected 2D or 3D input (got 4D input)",
+    );
+    expectThrows(
+      () => new nn.BatchNorm2d(3).forward(ones([2, 3, 4])),
+      ValueError,
+      "BatchNorm2d: expected 4D input (got 3D input)",
+    );
+    expectThrows(
+      () => new nn.BatchNorm1d(3).forward(ones([2, 4])),
+      ShapeError,
+      "batchNorm: weight [3] must be [4] for input [2, 4]",
+    );
+    expectThrows(
+      () => new nn.BatchNorm1d(3, { momentum: 2 }),
+      ValueError,
+      "BatchNorm1d: momentum must be in [0, 1] or null, got 2",
+    );
+  });
+
+  it("layer norm and group norm check their shapes", () => {
+    expectThrows(
+      () => new nn.LayerNorm([3, 4]).forward(ones([2, 4, 3])),
+      ShapeError,
+      "layerNorm: input [2, 4, 3] does not end with normalizedShape [3, 4]",
+    );
+    expectThrows(
+      () => new nn.GroupNorm(4, 6),
+      ValueError,
+      "GroupNorm: numChannels (6) must be divisible by numGroups (4)",
+    );
+    expectThrows(
+      () => F.groupNorm(ones([2, 6, 3]), 4),
+      ShapeError,
+      "groupNorm: input must be [N, C, ...] with C divisible by numGroups (4), got [2, 6, 3]",
+    );
+    const ln = new nn.LayerNorm(4, { elementwiseAffine: false });
+    expect(ln.parameters().length).toBe(0);
+    expectClose(ln.forward(tensor([1, 2, 3, 4])).sum(), [0], { atol: 1e-6, rtol: 0 }, "mean 0");
+  });
+
+  it("Embedding starts N(0, 1) with a zero padding row that gets no gradient", () => {
+    manualSeed(3);
+    const emb = new nn.Embedding(200, 16, { paddingIdx: -1 });
+    expect(emb.paddingIdx).toBe(199);
+    const w = values(emb.weight);
+    expect(w.slice(199 * 16)).toEqual(new Array(16).fill(0));
+    const mean = w.reduce((a, v) => a + v, 0) / w.length;
+    const std = Math.sqrt(w.reduce((a, v) => a + (v - mean) ** 2, 0) / w.length);
+    expect(Math.abs(mean)).toBeLessThan(0.05);
+    expect(Math.abs(std - 1)).toBeLessThan(0.05);
+    const y = emb.forward(tensor([[199, 3, 199]], { dtype: "int32" }));
+    expect(y.shape).toEqual([1, 3, 16]);
+    y.sum().backward();
+    const grad = values(emb.weight.grad!);
+    expect(grad.slice(199 * 16)).toEqual(new Array(16).fill(0));
+    expect(grad.slice(3 * 16, 4 * 16)).toEqual(new Array(16).fill(1));
+  });
+
+  it("Embedding.fromPretrained copies the table and freezes it unless told not to", () => {
+    const table = tensor([
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
+    const frozen = nn.Embedding.fromPretrained(table);
+    expect(frozen.weight.requiresGrad).toBe(false);
+    expect(values(frozen.forward(tensor([2, 0], { dtype: "int32" })))).toEqual([5, 6, 1, 2]);
+    const trained = nn.Embedding.fromPretrained(table, { freeze: false, paddingIdx: 1 });
+    expect(trained.weight.requiresGrad).toBe(true);
+    expect(values(trained.weight)).toEqual([1, 2, 3, 4, 5, 6]); // the padding row is kept
+    expect(trained.toString()).toBe("Embedding(3, 2, padding_idx=1)");
+  });
+
+  it("Embedding rejects bad indices and options by name", () => {
+    expectThrows(
+      () => new nn.Embedding(4, 2).forward(tensor([1, 4], { dtype: "int32" })),
+      IndexError,
+      "embedding: index 4 is out of bounds for 4 embeddings",
+    );
+    expectThrows(
+      () => new nn.Embedding(4, 2).forward(tensor([1.5])),
+      Error,
+      "embedding: indices must be int32, got float32",
+    );
+    expectThrows(
+      () => new nn.Embedding(4, 2, { paddingIdx: 4 }),
+      ValueError,
+      "Embedding: paddingIdx must be an integer in [-4, 4), got 4",
+    );
+  });
+
+  it("losses check shapes, reductions and ranges", () => {
+    expectThrows(
+      () => F.mseLoss(ones([2, 3]), ones([3])),
+      ShapeError,
+      "mseLoss: target [3] must have the shape of the input [2, 3]",
+    );
+    expectThrows(
+      () => F.l1Loss(ones([2]), ones([2]), { reduction: "avg" as never }),
+      ValueError,
+      'l1Loss: reduction must be "none", "mean", "sum", got "avg"',
+    );
+    expectThrows(
+      () => F.binaryCrossEntropy(tensor([0.5, 1.5]), tensor([0, 1])),
+      ValueError,
+      "binaryCrossEntropy: all elements of input should be between 0 and 1, got values in [0.5, 1.5]",
+    );
+    expectThrows(
+      () => F.smoothL1Loss(ones([2]), ones([2]), { beta: -1 }),
+      ValueError,
+      "smoothL1Loss: beta must be a number >= 0, got -1",
+    );
+    expectThrows(
+      () => F.crossEntropy(ones([2, 3]), tensor([0, 1], { dtype: "int32" }), { labelSmoothing: 2 }),
+      ValueError,
+      "crossEntropy: labelSmoothing must be in [0, 1], got 2",
+    );
+  });
+
+  it("activation modules reject bad options by name", () => {
+    expectThrows(
+      () => new nn.GELU({ approximate: "erf" as never }),
+      ValueError,
+      'GELU: approximate must be "none" or "tanh", got "erf"',
+    );
+    expectThrows(() => new nn.Softmax(0.5), ValueError, "Softmax: dim must be an integer, got 0.5");
+  });
+});
+
+describe("ModuleList, ModuleDict and init.orthogonal_", () => {
+  it("ModuleList names its modules 0, 1, ... and keeps their parameters, modes and order", () => {
+    const list = new nn.ModuleList([new nn.Linear(2, 3), new nn.ReLU()]);
+    list.append(new nn.Linear(3, 1, { bias: false }));
+    list.insert(1, new nn.Tanh());
+    expect(list.length).toBe(4);
+    expect([...list].map((m) => m.constructor.name)).toEqual(["Linear", "Tanh", "ReLU", "Linear"]);
+    expect(Object.keys(list.stateDict())).toEqual(["0.weight", "0.bias", "3.weight"]);
+    expect(list.at(-1)).toBe(list.at(3));
+    list.eval();
+    expect([...list].every((m) => !m.training)).toBe(true);
+    expect(String(list)).toBe(
+      "ModuleList(\n  (0): Linear(in_features=2, out_features=3, bias=True)\n  (1): Tanh()\n" +
+        "  (2): ReLU()\n  (3): Linear(in_features=3, out_features=1, bias=False)\n)",
+    );
+    expectThrows(
+      () => list.at(4),
+      ValueError,
+      "ModuleList.at: index 4 is out of range for 4 modules",
+    );
+    expectThrows(
+      () => list.forward(),
+      NotSupportedError,
+      "ModuleList: ModuleList has no forward; call its modules",
+    );
+  });
+
+  it("ModuleDict keeps modules by key, rejects keys that would clash", () => {
+    const dict = new nn.ModuleDict({ encoder: new nn.Linear(4, 2), act: new nn.GELU() });
+    dict.set("decoder", new nn.Linear(2, 4));
+    expect(dict.keys()).toEqual(["encoder", "act", "decoder"]);
+    expect(dict.size).toBe(3);
+    expect(Object.keys(dict.stateDict())).toEqual([
+      "encoder.weight",
+      "encoder.bias",
+      "decoder.weight",
+      "decoder.bias",
+    ]);
+    expect(dict.pop("act")).toBeInstanceOf(nn.GELU);
+    expect(dict.has("act")).toBe(false);
+    expect(dict.keys()).toEqual(["encoder", "decoder"]);
+    expectThrows(
+      () => dict.set("a.b", new nn.ReLU()),
+      ValueError,
+      'ModuleDict: a key must be a non-empty string without ".", got "a.b"',
+    );
+    expectThrows(
+      () => dict.set("forward", new nn.ReLU()),
+      ValueError,
+      'ModuleDict: key "forward" is a property of the module',
+    );
+    expectThrows(() => dict.get("act"), ValueError, 'ModuleDict.get: no module named "act"');
+  });
+
+  it.each([
+    [[5, 3], 1],
+    [[3, 5], 2],
+    [[4, 2, 3], 0.5],
+  ])("orthogonal_ of %o (gain %d) has orthonormal rows or columns", (shape, gain) => {
+    manualSeed(11);
+    const t = nn.init.orthogonal_(zeros(shape as number[]), gain as number);
+    const rows = (shape as number[])[0]!;
+    const cols = t.numel / rows;
+    const m = values(t).map((v) => v / (gain as number));
+    const [outer, inner] = rows >= cols ? [cols, rows] : [rows, cols];
+    const at = (i: number, k: number) => (rows >= cols ? m[k * cols + i]! : m[i * cols + k]!);
+    for (let i = 0; i < outer; i++) {
+      for (let j = 0; j < outer; j++) {
+        let dot = 0;
+        for (let k = 0; k < inner; k++) dot += at(i, k) * at(j, k);
+        expect(Math.abs(dot - (i === j ? 1 : 0))).toBeLessThan(1e-5);
+      }
+    }
+    expectThrows(
+      () => nn.init.orthogonal_(zeros([3])),
+      ShapeError,
+      "orthogonal_: only tensors with 2 or more dimensions are supported, got [3]",
+    );
+  });
+
+  it("orthogonal_ is the positive-diagonal Q of the same seeded normal draw", () => {
+    manualSeed(5);
+    const a = values(nn.init.normal_(zeros([4, 3])));
+    manualSeed(5);
+    const q = values(nn.init.orthogonal_(zeros([4, 3])));
+    // R = Q^T A must be upper triangular with a positive diagonal.
+    for (let i = 0; i < 3; i++) {
+      for (let j = 0; j < 3; j++) {
+        let r = 0;
+        for (let k = 0; k < 4; k++) r += q[k * 3 + i]! * a[k * 3 + j]!;
+        if (i > j) expect(Math.abs(r)).toBeLessThan(1e-5);
+        if (i === j) expect(r).toBeGreaterThan(0);
+      }
+    }
   });
 });

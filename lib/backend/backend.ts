@@ -44,7 +44,11 @@ export type UnaryOp =
   | "round"
   | "affine" // alpha * x + beta
   | "pow" // x ** alpha
-  | "clamp"; // min(max(x, alpha), beta)
+  | "clamp" // min(max(x, alpha), beta)
+  | "erf"
+  | "gelu" // x * Phi(x), Phi the standard normal CDF
+  | "gelu_tanh" // GELU's tanh approximation
+  | "silu"; // x * sigmoid(x)
 
 export type BinaryOp =
   | "add"
@@ -64,7 +68,10 @@ export type BinaryOp =
   | "ge"
   | "relu_backward" // a * (b > 0): a is the gradient, b the input
   | "sigmoid_backward" // a * b * (1 - b): b is the output
-  | "tanh_backward"; // a * (1 - b * b): b is the output
+  | "tanh_backward" // a * (1 - b * b): b is the output
+  | "gelu_backward" // a * gelu'(b): b is the input
+  | "gelu_tanh_backward" // a * gelu_tanh'(b): b is the input
+  | "silu_backward"; // a * silu'(b): b is the input
 
 /** Comparison ops write bool (uint8 storage); all others write the operands' dtype. */
 export const COMPARISON_OPS: readonly BinaryOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];
@@ -278,4 +285,65 @@ export interface Backend {
   // sliceAssign: out[..., start + i * step, ...] = x[..., i, ...], the rest of out untouched.
   slice(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void;
   sliceAssign(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void;
+
+  // Normalisation. Batch norm views x as [n, c, ...inner] with per-channel mean and
+  // variance [c] (biased); with training they are the batch's and are written, otherwise
+  // they are read (running statistics). weight and bias [c] may be null.
+  batchNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void;
+  /** gradWeight and gradBias are written when not null; mean and variance as forward used. */
+  batchNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    weight: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void;
+  /**
+   * Layer norm over the trailing dims of x left after mean's shape (mean and rstd hold one
+   * value per row: the leading dims of x), both written; weight and bias [normSize] or null.
+   */
+  layerNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    eps: number,
+  ): void;
+  layerNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    weight: RawTensor | null,
+  ): void;
+
+  // Embedding: weight [numEmbeddings, dim], indices int32 [count], rows [count, dim]. An
+  // index outside [0, numEmbeddings) is an IndexError.
+  embedding(out: RawTensor, weight: RawTensor, indices: RawTensor): void;
+  /** gradWeight[indices[k]] += gradOut[k] except where indices[k] is paddingIdx (-1: none). */
+  embeddingBackward(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    indices: RawTensor,
+    paddingIdx: number,
+  ): void;
 }

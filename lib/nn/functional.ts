@@ -18,6 +18,7 @@ import { sumTo } from "../ops/elementwise.js";
 import { defaultGenerator } from "../random.js";
 import { normalizeAxis } from "../shape.js";
 import type { Tensor } from "../tensor.js";
+import { extendedCrossEntropy, type CrossEntropyOptions } from "./loss.js";
 
 export type Pair = number | readonly [number, number];
 
@@ -347,12 +348,18 @@ export function nllLoss(logProbs: Tensor, targets: Tensor, options: NllLossOptio
   });
 }
 
-/** logSoftmax over dim 1 followed by nllLoss. */
+/**
+ * logSoftmax over dim 1 followed by nllLoss for int32 class targets; float targets are
+ * class probabilities. labelSmoothing and probabilities as PyTorch (lib/nn/loss.ts).
+ */
 export function crossEntropy(
   logits: Tensor,
   targets: Tensor,
-  options: NllLossOptions = {},
+  options: CrossEntropyOptions = {},
 ): Tensor {
+  const probabilities = targets.dtype === "float32" || targets.dtype === "float64";
+  if (probabilities || (options.labelSmoothing ?? 0) !== 0)
+    return extendedCrossEntropy(logits, targets, options);
   return nllLoss(logSoftmax(logits, 1), targets, options);
 }
 
@@ -425,3 +432,22 @@ export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
 
 export { recurrent } from "./rnn.js";
 export type { RecurrentOptions, RecurrentResult } from "./rnn.js";
+// ---- activations and normalisation (lib/nn/activation.ts, lib/nn/normalization.ts) ----
+
+export { leakyRelu, gelu, silu } from "./activation.js";
+export type { GeluApproximate } from "./activation.js";
+export { batchNorm, layerNorm, groupNorm } from "./normalization.js";
+export type { BatchNormOptions } from "./normalization.js";
+
+// ---- losses and embedding (lib/nn/loss.ts, lib/nn/embedding.ts) -------------------------
+
+export { mseLoss, l1Loss, smoothL1Loss, binaryCrossEntropy, klDiv } from "./loss.js";
+export type {
+  BceOptions,
+  CrossEntropyOptions,
+  KlDivOptions,
+  LossOptions,
+  SmoothL1Options,
+} from "./loss.js";
+export { embedding } from "./embedding.js";
+export type { EmbeddingOptions } from "./embedding.js";

@@ -8,3 +8,23 @@ export * as init from "./init.js";
 export * as utils from "./utils.js";
 export { RNN, LSTM, GRU, RNNBase } from "./rnn.js";
 export type { RNNOptions, RNNBaseOptions, RecurrentForwardOptions, Lengths } from "./rnn.js";
+export { LeakyReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax } from "./activation.js";
+export { BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm } from "./normalization.js";
+export type {
+  BatchNormModuleOptions,
+  LayerNormOptions,
+  GroupNormOptions,
+} from "./normalization.js";
+export { Embedding } from "./embedding.js";
+export type { EmbeddingModuleOptions } from "./embedding.js";
+export { ModuleList, ModuleDict } from "./containers.js";
+export {
+  MSELoss,
+  L1Loss,
+  SmoothL1Loss,
+  KLDivLoss,
+  BCELoss,
+  BCEWithLogitsLoss,
+  NLLLoss,
+  CrossEntropyLoss,
+} from "./loss.js";

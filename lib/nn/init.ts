@@ -6,7 +6,8 @@ import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor } from "../backend/registry.js";
 import { ShapeError, ValueError, formatShape } from "../errors.js";
 import { defaultGenerator } from "../random.js";
-import type { Tensor } from "../tensor.js";
+import { empty } from "../ops/creation.js";
+import { fromTypedArray, type Tensor } from "../tensor.js";
 
 export function calculateFanInAndFanOut(t: Tensor): { fanIn: number; fanOut: number } {
   if (t.ndim < 2) {
@@ -99,4 +100,57 @@ export function defaultLayerInit(weight: Tensor, bias: Tensor | null): void {
     const bound = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
     uniform_(bias, -bound, bound);
   }
+}
+
+/**
+ * Orthogonal columns by modified Gram-Schmidt (in double, on the host): Q of A = QR with
+ * R's diagonal positive, the unique factor PyTorch's sign-corrected QR also returns.
+ * a is [rows][cols] with rows >= cols.
+ */
+function orthonormalColumns(a: number[][]): number[][] {
+  const rows = a.length;
+  const cols = a[0]!.length;
+  const q = a.map((row) => [...row]);
+  for (let j = 0; j < cols; j++) {
+    for (let k = 0; k < j; k++) {
+      let dot = 0;
+      for (let i = 0; i < rows; i++) dot += q[i]![k]! * q[i]![j]!;
+      for (let i = 0; i < rows; i++) q[i]![j]! -= dot * q[i]![k]!;
+    }
+    let norm = 0;
+    for (let i = 0; i < rows; i++) norm += q[i]![j]! ** 2;
+    norm = Math.sqrt(norm);
+    for (let i = 0; i < rows; i++) q[i]![j] = norm > 0 ? q[i]![j]! / norm : 0;
+  }
+  return q;
+}
+
+/**
+ * Fills t (2 or more dims, flattened to [shape[0], rest]) with a (semi-)orthogonal matrix
+ * times gain: the Q of a standard normal matrix, as PyTorch's orthogonal_. Rows are
+ * orthonormal when there are fewer rows than columns, columns otherwise.
+ */
+export function orthogonal_(t: Tensor, gain = 1): Tensor {
+  if (t.ndim < 2)
+    throw new ShapeError(
+      "orthogonal_",
+      `only tensors with 2 or more dimensions are supported, got ${formatShape(t.shape)}`,
+      [t.shape],
+    );
+  const rows = t.shape[0]!;
+  const cols = t.numel / Math.max(1, rows);
+  if (t.numel === 0) return t;
+  const normal = normal_(empty(t.shape, t.dtype, t.device)).dataSync();
+  const tall = rows >= cols;
+  const [m, n] = tall ? [rows, cols] : [cols, rows];
+  // The normal draw as [rows, cols], transposed to [cols, rows] when wide.
+  const a = Array.from({ length: m }, (_, i) =>
+    Array.from({ length: n }, (_, j) => normal[tall ? i * cols + j : j * cols + i]!),
+  );
+  const q = orthonormalColumns(a);
+  const values = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < cols; j++) values[i * cols + j] = gain * (tall ? q[i]![j]! : q[j]![i]!);
+  noGrad(() => t.copy_(fromTypedArray(values, t.shape, { device: t.device })));
+  return t;
 }

@@ -224,6 +224,10 @@ const FLOAT_ONLY: readonly UnaryOp[] = [
   "round",
   "pow",
   "clamp",
+  "erf",
+  "gelu",
+  "gelu_tanh",
+  "silu",
 ];
 
 function unaryRaw(op: UnaryOp, x: Tensor, alpha = 0, beta = 0): Tensor {
@@ -281,6 +285,14 @@ function unaryBackward(
           g.dtype,
         ),
       );
+    case "gelu":
+      return binaryRaw("gelu_backward", g, x);
+    case "gelu_tanh":
+      return binaryRaw("gelu_tanh_backward", g, x);
+    case "silu":
+      return binaryRaw("silu_backward", g, x);
+    case "erf": // 2 / sqrt(pi) * exp(-x^2)
+      return mul(g, mul(exp(neg(square(x))), 2 / Math.sqrt(Math.PI)));
     default:
       return null; // sign, floor, ceil, round: zero gradient almost everywhere
   }
@@ -314,6 +326,7 @@ export const cos = (x: Tensor) => unaryOp("cos", x);
 export const sign = (x: Tensor) => unaryOp("sign", x);
 export const reciprocal = (x: Tensor) => unaryOp("reciprocal", x);
 export const clamp = (x: Tensor, min: number, max: number) => unaryOp("clamp", x, min, max);
+export const erf = (x: Tensor) => unaryOp("erf", x);
 
 export function checkFloatingInput(op: string, x: Tensor): void {
   if (!isFloating(x.dtype))

@@ -39,6 +39,12 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"rnn_backward", cpu::rnnBackward},
       {"slice", cpu::slice},
       {"slice_assign", cpu::sliceAssign},
+      {"batch_norm", cpu::batchNorm},
+      {"batch_norm_backward", cpu::batchNormBackward},
+      {"layer_norm", cpu::layerNorm},
+      {"layer_norm_backward", cpu::layerNormBackward},
+      {"embedding", cpu::embedding},
+      {"embedding_backward", cpu::embeddingBackward},
   };
   return table;
 }

@@ -15,6 +15,7 @@
 #include "../core/threadpool.h"
 #include "clones.h"
 #include "kernels.h"
+#include "vec_erf.h"
 #include "vec_math.h"
 
 namespace deepnode::cpu {
@@ -171,6 +172,9 @@ enum class BinaryOp {
   ReluBackward,
   SigmoidBackward,
   TanhBackward,
+  GeluBackward,
+  GeluTanhBackward,
+  SiluBackward,
 };
 
 struct NamedBinaryOp {
@@ -197,6 +201,9 @@ const NamedBinaryOp kBinaryOps[] = {
     {"relu_backward", BinaryOp::ReluBackward},
     {"sigmoid_backward", BinaryOp::SigmoidBackward},
     {"tanh_backward", BinaryOp::TanhBackward},
+    {"gelu_backward", BinaryOp::GeluBackward},
+    {"gelu_tanh_backward", BinaryOp::GeluTanhBackward},
+    {"silu_backward", BinaryOp::SiluBackward},
 };
 
 bool isComparison(BinaryOp op) {
@@ -364,6 +371,25 @@ struct TanhBackwardF {
     return a * (T(1) - b * b);
   }
 };
+// Gradients through GELU (both forms) and SiLU: b is the input. Float only (binarySupports).
+struct GeluBackwardF {
+  template <typename T>
+  static T apply(T a, T b) {
+    return static_cast<T>(a * vec::geluGrad(static_cast<float>(b)));
+  }
+};
+struct GeluTanhBackwardF {
+  template <typename T>
+  static T apply(T a, T b) {
+    return static_cast<T>(a * vec::geluTanhGrad(static_cast<float>(b)));
+  }
+};
+struct SiluBackwardF {
+  template <typename T>
+  static T apply(T a, T b) {
+    return static_cast<T>(a * vec::siluGrad(static_cast<float>(b)));
+  }
+};
 
 // The four shapes of a run: both operands advance, or one of them repeats one value.
 template <typename F, typename T, typename R>
@@ -440,7 +466,7 @@ bool binarySupports(DType dtype, BinaryOp op) {
     case DType::Float32: return true;
     case DType::Int32:
       return op != BinaryOp::Div && op != BinaryOp::ReluBackward && op != BinaryOp::SigmoidBackward &&
-             op != BinaryOp::TanhBackward;
+             op != BinaryOp::TanhBackward && op < BinaryOp::GeluBackward;
     case DType::UInt8:
       return isComparison(op) || op == BinaryOp::Maximum || op == BinaryOp::Minimum || op == BinaryOp::Mul;
     default: return false;
@@ -468,6 +494,9 @@ void binaryDispatch(BinaryOp op, const BroadcastPlan& plan, void* out, const T* 
     case BinaryOp::ReluBackward: return binaryPlanned<ReluBackwardF>(plan, out, a, b);
     case BinaryOp::SigmoidBackward: return binaryPlanned<SigmoidBackwardF>(plan, out, a, b);
     case BinaryOp::TanhBackward: return binaryPlanned<TanhBackwardF>(plan, out, a, b);
+    case BinaryOp::GeluBackward: return binaryPlanned<GeluBackwardF>(plan, out, a, b);
+    case BinaryOp::GeluTanhBackward: return binaryPlanned<GeluTanhBackwardF>(plan, out, a, b);
+    case BinaryOp::SiluBackward: return binaryPlanned<SiluBackwardF>(plan, out, a, b);
   }
 }
 
@@ -535,6 +564,10 @@ enum class UnaryOp {
   Affine,
   Pow,
   Clamp,
+  Erf,
+  Gelu,
+  GeluTanh,
+  Silu,
 };
 
 struct NamedUnaryOp {
@@ -562,6 +595,10 @@ const NamedUnaryOp kUnaryOps[] = {
     {"affine", UnaryOp::Affine},
     {"pow", UnaryOp::Pow},
     {"clamp", UnaryOp::Clamp},
+    {"erf", UnaryOp::Erf},
+    {"gelu", UnaryOp::Gelu},
+    {"gelu_tanh", UnaryOp::GeluTanh},
+    {"silu", UnaryOp::Silu},
 };
 
 UnaryOp parseUnaryOp(const KernelCall& call) {
@@ -611,6 +648,10 @@ DEEPNODE_UNARY(PowU, static_cast<float>(std::pow(static_cast<double>(x), static_
 DEEPNODE_UNARY(SquarePowU, x* x);
 // min(max(x, alpha), beta): beta wins when alpha > beta, as in PyTorch; NaN stays NaN.
 DEEPNODE_UNARY(ClampU, (x < p.alpha ? p.alpha : x) > p.beta ? p.beta : (x < p.alpha ? p.alpha : x));
+DEEPNODE_UNARY(ErfU, vec::erf(x));
+DEEPNODE_UNARY(GeluU, vec::gelu(x));
+DEEPNODE_UNARY(GeluTanhU, vec::geluTanh(x));
+DEEPNODE_UNARY(SiluU, vec::silu(x));
 
 template <typename F>
 void unaryParallel(float* out, const float* x, int64_t n, UnaryParams p) {
@@ -640,6 +681,10 @@ void unaryFloat(UnaryOp op, float* out, const float* x, int64_t n, UnaryParams p
       if (p.alpha == 2.0f) return unaryParallel<SquarePowU>(out, x, n, p);
       return unaryParallel<PowU>(out, x, n, p);
     case UnaryOp::Clamp: return unaryParallel<ClampU>(out, x, n, p);
+    case UnaryOp::Erf: return unaryParallel<ErfU>(out, x, n, p);
+    case UnaryOp::Gelu: return unaryParallel<GeluU>(out, x, n, p);
+    case UnaryOp::GeluTanh: return unaryParallel<GeluTanhU>(out, x, n, p);
+    case UnaryOp::Silu: return unaryParallel<SiluU>(out, x, n, p);
   }
 }
 

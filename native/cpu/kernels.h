@@ -57,5 +57,14 @@ void rnnBackward(KernelCall& call);
 // slice.cc
 void slice(KernelCall& call);
 void sliceAssign(KernelCall& call);
+// norm.cc
+void batchNorm(KernelCall& call);
+void batchNormBackward(KernelCall& call);
+void layerNorm(KernelCall& call);
+void layerNormBackward(KernelCall& call);
+
+// embedding.cc
+void embedding(KernelCall& call);
+void embeddingBackward(KernelCall& call);
 
 }  // namespace deepnode::cpu

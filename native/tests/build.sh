@@ -20,3 +20,5 @@ g++ $flags native/tests/elementwise_test.cc native/cpu/creation.cc native/cpu/el
 g++ $flags native/tests/reduce_test.cc native/cpu/reduce.cc $common -lpthread -o "$out/reduce_test"
 g++ $flags native/tests/index_test.cc native/cpu/index.cc native/cpu/optim.cc $common -lpthread -o "$out/index_test"
 g++ $flags -fno-trapping-math native/tests/rnn_test.cc native/cpu/rnn.cc $common -lpthread -o "$out/rnn_test"
+g++ $flags native/tests/norm_test.cc native/cpu/norm.cc $common -lpthread -o "$out/norm_test"
+g++ $flags native/tests/embedding_test.cc native/cpu/embedding.cc $common -lpthread -o "$out/embedding_test"

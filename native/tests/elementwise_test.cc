@@ -268,12 +268,17 @@ double naiveUnary(const std::string& op, double x, double alpha, double beta) {
   if (op == "affine") return alpha * x + beta;
   if (op == "pow") return std::pow(x, alpha);
   if (op == "clamp") return std::isnan(x) ? x : std::min(std::max(x, alpha), beta);
+  if (op == "erf") return std::erf(x);
+  if (op == "gelu") return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+  if (op == "gelu_tanh") return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+  if (op == "silu") return x / (1 + std::exp(-x));
   return kNaN;
 }
 
 void testUnary() {
-  const char* ops[] = {"neg",        "exp", "log", "sqrt",  "abs",  "sign",  "relu",   "sigmoid", "tanh", "square",
-                       "reciprocal", "sin", "cos", "floor", "ceil", "round", "affine", "pow",     "clamp"};
+  const char* ops[] = {"neg",     "exp",   "log",    "sqrt",       "abs",   "sign", "relu",
+                       "sigmoid", "tanh",  "square", "reciprocal", "sin",   "cos",  "floor",
+                       "ceil",    "round", "affine", "pow",        "clamp", "erf",  "silu"};
   std::vector<float> x = randomFloats(50001, -6, 6);
   const float specials[] = {0.0f, -0.0f, 0.5f, 1.5f, 2.5f, -2.5f, kNaN, kInf, -kInf, 1000.0f, -1000.0f, 88.0f, -104.0f};
   std::copy(std::begin(specials), std::end(specials), x.begin());
@@ -287,6 +292,15 @@ void testUnary() {
       for (size_t i = 0; i < x.size(); ++i) want[i] = static_cast<float>(naiveUnary(op, x[i], alpha, 1.25));
       allClose(out, want, 2e-6, 1e-30, std::string("unary ") + op + " alpha " + std::to_string(alpha));
     }
+  }
+  // GELU's 1 + erf (1 + tanh) cancels for negative x, so its float error is absolute.
+  for (const char* op : {"gelu", "gelu_tanh"}) {
+    std::vector<float> out(x.size());
+    KernelCall call = makeCall("unary", {buf(out), buf(x)}, {{"op", str(op)}, {"alpha", num(0)}, {"beta", num(0)}});
+    cpu::unary(call);
+    std::vector<double> want(x.size());
+    for (size_t i = 0; i < x.size(); ++i) want[i] = naiveUnary(op, x[i], 0, 0);
+    allClose(out, want, 2e-6, 3e-7, std::string("unary ") + op);
   }
   std::vector<float> s = {kNaN, -0.0f, 2.5f, 3.5f, -0.5f}, o(5);
   KernelCall relu = makeCall("unary", {buf(o), buf(s)}, {{"op", str("relu")}, {"alpha", num(0)}, {"beta", num(0)}});

@@ -511,6 +511,119 @@ export class CpuBackend implements Backend {
   sliceAssign(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void {
     this.call("slice_assign", [buf(out), buf(x)], sliceAttrs(out, x, axis, start, step));
   }
+
+  batchNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void {
+    const buffers: NativeKernels["batch_norm"][0] = [
+      out.storage as Float32Array,
+      mean.storage as Float32Array,
+      variance.storage as Float32Array,
+      x.storage as Float32Array,
+      optionalBuf(weight),
+      optionalBuf(bias),
+    ];
+    this.call("batch_norm", buffers, { ...channelAttrs(x.shape), training, eps });
+  }
+
+  batchNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    weight: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void {
+    const buffers: NativeKernels["batch_norm_backward"][0] = [
+      gradX.storage as Float32Array,
+      optionalBuf(gradWeight),
+      optionalBuf(gradBias),
+      gradOut.storage as Float32Array,
+      x.storage as Float32Array,
+      mean.storage as Float32Array,
+      variance.storage as Float32Array,
+      optionalBuf(weight),
+    ];
+    this.call("batch_norm_backward", buffers, { ...channelAttrs(x.shape), training, eps });
+  }
+
+  layerNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    eps: number,
+  ): void {
+    const buffers: NativeKernels["layer_norm"][0] = [
+      out.storage as Float32Array,
+      mean.storage as Float32Array,
+      rstd.storage as Float32Array,
+      x.storage as Float32Array,
+      optionalBuf(weight),
+      optionalBuf(bias),
+    ];
+    this.call("layer_norm", buffers, { ...rowAttrs(x.shape, mean.shape), eps });
+  }
+
+  layerNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    weight: RawTensor | null,
+  ): void {
+    const buffers: NativeKernels["layer_norm_backward"][0] = [
+      gradX.storage as Float32Array,
+      optionalBuf(gradWeight),
+      optionalBuf(gradBias),
+      gradOut.storage as Float32Array,
+      x.storage as Float32Array,
+      mean.storage as Float32Array,
+      rstd.storage as Float32Array,
+      optionalBuf(weight),
+    ];
+    this.call("layer_norm_backward", buffers, rowAttrs(x.shape, mean.shape));
+  }
+
+  embedding(out: RawTensor, weight: RawTensor, indices: RawTensor): void {
+    const buffers: NativeKernels["embedding"][0] = [
+      out.storage as Float32Array,
+      weight.storage as Float32Array,
+      indices.storage as Int32Array,
+    ];
+    this.call("embedding", buffers, embeddingAttrs(weight.shape, indices.shape, -1));
+  }
+
+  embeddingBackward(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    indices: RawTensor,
+    paddingIdx: number,
+  ): void {
+    const buffers: NativeKernels["embedding_backward"][0] = [
+      gradWeight.storage as Float32Array,
+      gradOut.storage as Float32Array,
+      indices.storage as Int32Array,
+    ];
+    const attrs = embeddingAttrs(gradWeight.shape, indices.shape, paddingIdx);
+    this.call("embedding_backward", buffers, attrs);
+  }
 }
 
 /** The [outer, largeDim, inner] view of the large tensor, and the small one's count. */
@@ -530,6 +643,34 @@ function nllAttrs(shape: readonly number[]): { n: number; c: number; inner: numb
   let inner = 1;
   for (let i = 2; i < shape.length; i++) inner *= shape[i]!;
   return { n: shape[0]!, c: shape[1] ?? 1, inner };
+}
+
+/** x as [n, c, inner] for batch norm. */
+function channelAttrs(shape: readonly number[]): { n: number; c: number; inner: number } {
+  let inner = 1;
+  for (let i = 2; i < shape.length; i++) inner *= shape[i]!;
+  return { n: shape[0] ?? 0, c: shape[1] ?? 0, inner };
+}
+
+/** x as [rows, normSize] for layer norm: rows are the dims that mean has. */
+function rowAttrs(
+  shape: readonly number[],
+  meanShape: readonly number[],
+): { rows: number; normSize: number } {
+  let rows = 1;
+  let normSize = 1;
+  shape.forEach((d, i) => (i < meanShape.length ? (rows *= d) : (normSize *= d)));
+  return { rows, normSize };
+}
+
+function embeddingAttrs(
+  tableShape: readonly number[],
+  indicesShape: readonly number[],
+  paddingIdx: number,
+): NativeKernels["embedding"][1] {
+  let count = 1;
+  for (const d of indicesShape) count *= d;
+  return { numEmbeddings: tableShape[0] ?? 0, dim: tableShape[1] ?? 0, count, paddingIdx };
 }
 
 export const cpuBackend = new CpuBackend();

@@ -5,6 +5,7 @@ import { COMPARISON_OPS, type BinaryOp, type RawTensor, type UnaryOp } from "../
 import type { DType } from "../../dtype.js";
 import { DTypeError, ShapeError, ValueError, formatShape } from "../../errors.js";
 import * as scalar from "./scalar.js";
+import * as special from "./special.js";
 import {
   ALL_DTYPES,
   FLOAT_DTYPES,
@@ -38,6 +39,10 @@ const FLOAT_UNARY: Record<UnaryOp, UnaryFn> = {
   affine: (x, alpha, beta) => alpha * x + beta,
   pow: (x, alpha) => scalar.pow(x, alpha),
   clamp: (x, alpha, beta) => Math.min(Math.max(x, alpha), beta),
+  erf: special.erf,
+  gelu: special.gelu,
+  gelu_tanh: special.geluTanh,
+  silu: (x) => x * scalar.sigmoid(x),
 };
 
 /**
@@ -75,6 +80,9 @@ const FLOAT_BINARY: Record<BinaryOp, BinaryFn> = {
   relu_backward: (a, b) => (b > 0 ? a : 0),
   sigmoid_backward: (a, b) => a * b * (1 - b),
   tanh_backward: (a, b) => a * (1 - b * b),
+  gelu_backward: (a, b) => a * special.geluGrad(b),
+  gelu_tanh_backward: (a, b) => a * special.geluTanhGrad(b),
+  silu_backward: (a, b) => a * special.siluGrad(b),
 };
 
 const INT_BINARY: Partial<Record<BinaryOp, BinaryFn>> = {

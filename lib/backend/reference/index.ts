@@ -20,10 +20,12 @@ import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "../rnn.js";
 import type { DType, TypedArray } from "../../dtype.js";
 import * as conv from "./conv.js";
 import * as creation from "./creation.js";
+import * as embeddings from "./embedding.js";
 import * as elementwise from "./elementwise.js";
 import * as indexing from "./indexing.js";
 import * as linalg from "./linalg.js";
 import * as loss from "./loss.js";
+import * as norm from "./norm.js";
 import * as optim from "./optim.js";
 import * as pool from "./pool.js";
 import * as reduction from "./reduce.js";
@@ -233,6 +235,73 @@ export class ReferenceBackend implements Backend {
 
   sliceAssign(out: RawTensor, x: RawTensor, axis: number, start: number, step: number): void {
     slicing.sliceAssign(out, x, axis, start, step);
+  }
+
+  batchNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void {
+    norm.batchNorm(out, mean, variance, x, weight, bias, training, eps);
+  }
+
+  batchNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    variance: RawTensor,
+    weight: RawTensor | null,
+    training: boolean,
+    eps: number,
+  ): void {
+    const grads = [gradX, gradWeight, gradBias] as const;
+    norm.batchNormBackward(...grads, gradOut, x, mean, variance, weight, training, eps);
+  }
+
+  layerNorm(
+    out: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    x: RawTensor,
+    weight: RawTensor | null,
+    bias: RawTensor | null,
+    eps: number,
+  ): void {
+    norm.layerNorm(out, mean, rstd, x, weight, bias, eps);
+  }
+
+  layerNormBackward(
+    gradX: RawTensor,
+    gradWeight: RawTensor | null,
+    gradBias: RawTensor | null,
+    gradOut: RawTensor,
+    x: RawTensor,
+    mean: RawTensor,
+    rstd: RawTensor,
+    weight: RawTensor | null,
+  ): void {
+    norm.layerNormBackward(gradX, gradWeight, gradBias, gradOut, x, mean, rstd, weight);
+  }
+
+  embedding(out: RawTensor, weight: RawTensor, indices: RawTensor): void {
+    embeddings.embedding(out, weight, indices);
+  }
+
+  embeddingBackward(
+    gradWeight: RawTensor,
+    gradOut: RawTensor,
+    indices: RawTensor,
+    paddingIdx: number,
+  ): void {
+    embeddings.embeddingBackward(gradWeight, gradOut, indices, paddingIdx);
   }
 }
 
