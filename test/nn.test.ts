@@ -1187,7 +1187,6 @@ describe("recurrent layers", () => {
   });
 });
 
-
 // ---- layers against PyTorch: activations, normalisation, losses, embedding ------------
 // Golden values from test/fixtures/layers.safetensors; regenerate with
 // `/usr/bin/python3 test/fixtures/make_layers_fixtures.py`.
