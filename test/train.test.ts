@@ -206,3 +206,408 @@ describe("Trainer.fit, evaluate and predict", () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------
+// Early stopping and the best model
+
+/** y = 2x to train on, y = x to evaluate: the weight walks from 0 towards 2 and passes 1. */
+function regression(slope: number): TensorDataset {
+  const x = Float32Array.from({ length: 16 }, (_, i) => (i - 7.5) / 4);
+  const y = x.map((v) => slope * v);
+  return new TensorDataset({ data: x, shape: [16, 1] }, { data: y, shape: [16, 1] });
+}
+
+function slopeOptions(overrides: Partial<TrainerOptions>): TrainerOptions {
+  return {
+    model: () => {
+      const model = new nn.Linear(1, 1, { bias: false });
+      noGrad(() => model.weight.fill_(0));
+      return model;
+    },
+    trainData: regression(2),
+    evalData: regression(1),
+    epochs: 30,
+    batchSize: 16,
+    shuffle: false,
+    optimizer: (params) => new optim.SGD(params, { lr: 0.05 }),
+    lossFn: (outputs, targets) => outputs.sub(targets).square().mean(),
+    progress: false,
+    ...overrides,
+  };
+}
+
+/** Fits, keeping a copy of the weight after every epoch. */
+async function fitRecording(options: TrainerOptions) {
+  const weights: number[] = [];
+  const trainer = new Trainer({
+    ...options,
+    callbacks: {
+      onEpochEnd: (_r, t) => void weights.push((t as Trainer).model.parameters()[0]!.item()),
+    },
+  });
+  const result = await trainer.fit();
+  const evalLosses = result.history.map((r) => r.eval!.loss!);
+  const bestEpoch = evalLosses.indexOf(Math.min(...evalLosses)) + 1;
+  return { result, weights, bestEpoch, final: trainer.model.parameters()[0]!.item() };
+}
+
+describe("early stopping and the best model", () => {
+  it("stops after patience epochs without improvement and restores the best weights", async () => {
+    const run = await fitRecording(slopeOptions({ earlyStopping: { patience: 3 } }));
+    expect(run.result.stoppedEarly).toBe(true);
+    expect(run.result.restoredBest).toBe(true);
+    expect(run.bestEpoch).toBeGreaterThan(1);
+    expect(run.result.history).toHaveLength(run.bestEpoch + 3);
+    expect(run.result.bestEpoch).toBe(run.bestEpoch);
+    // Exactly the weight the model had after the best epoch, not the last one.
+    expect(run.final).toBe(run.weights[run.bestEpoch - 1]);
+    expect(run.final).not.toBe(run.weights.at(-1));
+    expect(Math.abs(run.final - 1)).toBeLessThan(0.1);
+  });
+
+  it("restores the best weights when it runs out of epochs too", async () => {
+    const run = await fitRecording(slopeOptions({ epochs: 12, earlyStopping: { patience: 50 } }));
+    expect(run.result.stoppedEarly).toBe(false);
+    expect(run.result.history).toHaveLength(12);
+    expect(run.bestEpoch).toBeLessThan(12);
+    expect(run.final).toBe(run.weights[run.bestEpoch - 1]);
+    expect(run.final).not.toBe(run.weights[11]);
+  });
+
+  it("counts only improvements larger than minDelta", async () => {
+    const plain = await fitRecording(slopeOptions({ earlyStopping: { patience: 2 } }));
+    const strict = await fitRecording(
+      slopeOptions({ earlyStopping: { patience: 2, minDelta: 0.05 } }),
+    );
+    // The eval loss falls by less than 0.05 per epoch near its minimum, so it stops sooner.
+    expect(strict.result.history.length).toBeLessThan(plain.result.history.length);
+    const losses = strict.result.history.map((r) => r.eval!.loss);
+    const best = strict.result.bestEpoch!;
+    for (const later of losses.slice(best)) expect(later).toBeGreaterThan(losses[best - 1]! - 0.05);
+  });
+
+  it("loads the best model by a metric where greater is better", async () => {
+    const weights: number[][] = [];
+    const trainer = new Trainer(
+      baseOptions({
+        epochs: 6,
+        loadBestModelAtEnd: true,
+        metricForBest: "accuracy",
+        callbacks: {
+          onEpochEnd: (_r, t) =>
+            void weights.push(Array.from((t as Trainer).model.parameters()[0]!.dataSync())),
+        },
+      }),
+    );
+    const result = await trainer.fit();
+    const accuracies = result.history.map((r) => r.eval!.accuracy!);
+    const best = accuracies.indexOf(Math.max(...accuracies)) + 1;
+    expect(result.bestEpoch).toBe(best);
+    expect(result.bestValue).toBe(accuracies[best - 1]);
+    expect(Array.from(trainer.model.parameters()[0]!.dataSync())).toEqual(weights[best - 1]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Checkpoints
+
+describe("checkpoints", () => {
+  it("resumes in process to the weights and history of an uninterrupted run", async () => {
+    const whole = new Trainer(baseOptions({ epochs: 4, model: () => dropoutMlp() }));
+    const full = await whole.fit();
+    const saveDir = freshDir();
+    await new Trainer(baseOptions({ epochs: 2, model: () => dropoutMlp(), saveDir })).fit();
+    const resumed = new Trainer(
+      baseOptions({ epochs: 4, model: () => dropoutMlp(), saveDir, resume: saveDir }),
+    );
+    const rest = await resumed.fit();
+    expect(weightsOf(resumed.model)).toEqual(weightsOf(whole.model));
+    expect(rest.history.map(withoutTimes)).toEqual(full.history.map(withoutTimes));
+    expect(listCheckpoints(saveDir).map((p) => p.split("/").at(-1))).toEqual([
+      "checkpoint-32",
+      "checkpoint-24",
+    ]);
+  });
+
+  it("holds the model, the optimizer's state, the generator and the counters", async () => {
+    const saveDir = freshDir();
+    const trainer = new Trainer(baseOptions({ epochs: 1, saveDir }));
+    await trainer.fit();
+    const dir = listCheckpoints(saveDir)[0]!;
+    expect(readdirSync(dir).sort()).toEqual([
+      "model.safetensors",
+      "optimizer.safetensors",
+      "trainer_state.json",
+    ]);
+    const data = loadCheckpoint(dir);
+    expect(data.state.epoch).toBe(1);
+    expect(data.state.globalStep).toBe(8);
+    expect(data.state.optimizer.kind).toBe("Adam");
+    expect(Object.keys(data.tensors["optimizer.safetensors"]!)).toContain("0.expAvg");
+    expect(data.state.optimizerNumbers["0"]).toEqual({ step: 8 });
+    const model = data.tensors["model.safetensors"]!;
+    expect(Array.from(model["0.weight"]!.dataSync())).toEqual(
+      Array.from(trainer.model.parameters()[0]!.dataSync()),
+    );
+    disposeCheckpoint(data);
+  });
+
+  async function savedRun(): Promise<string> {
+    const saveDir = freshDir();
+    await new Trainer(baseOptions({ epochs: 1, saveDir })).fit();
+    return listCheckpoints(saveDir)[0]!;
+  }
+
+  const damaged: [string, (dir: string) => void, RegExp][] = [
+    [
+      "a flipped byte",
+      (dir) => {
+        const file = join(dir, "model.safetensors");
+        const bytes = readFileSync(file);
+        bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+        writeFileSync(file, bytes);
+      },
+      /model\.safetensors does not match its SHA-256 in trainer_state\.json \(the file is corrupt\)$/,
+    ],
+    [
+      "a truncated file",
+      (dir) => {
+        const file = join(dir, "optimizer.safetensors");
+        writeFileSync(file, readFileSync(file).subarray(0, 100));
+      },
+      /optimizer\.safetensors has 100 bytes, trainer_state\.json says \d+$/,
+    ],
+    [
+      "a missing file",
+      (dir) => rmSync(join(dir, "model.safetensors")),
+      /model\.safetensors is missing$/,
+    ],
+    [
+      "a state file that is not JSON",
+      (dir) => writeFileSync(join(dir, "trainer_state.json"), '{"format": "deepnode-ch'),
+      /trainer_state\.json is not valid JSON: /,
+    ],
+    [
+      "another format version",
+      (dir) => {
+        const file = join(dir, "trainer_state.json");
+        const json = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+        writeFileSync(file, JSON.stringify({ ...json, version: 99 }));
+      },
+      /has version 99; this deepnode reads version 1$/,
+    ],
+  ];
+
+  it.each(damaged)("names %s", async (_, damage, message) => {
+    const dir = await savedRun();
+    damage(dir);
+    expectThrows(() => loadCheckpoint(dir), CheckpointError, message);
+    const resume = new Trainer(baseOptions({ epochs: 2, resume: dir }));
+    await expect(resume.fit()).rejects.toThrow(message);
+  });
+
+  const misfits: [string, Partial<TrainerOptions>, RegExp][] = [
+    [
+      "another model",
+      { model: () => new nn.Sequential(new nn.Linear(4, 3)) },
+      /model\.safetensors does not fit the model: .*unexpected keys: 2\.weight, 2\.bias/,
+    ],
+    [
+      "another optimizer",
+      { optimizer: (params) => new optim.SGD(params, { lr: 0.1 }) },
+      /holds the state of a Adam, but this run's optimizer is a SGD$/,
+    ],
+    [
+      "another batch size",
+      { batchSize: 16 },
+      /was saved by a run with 8 batches per epoch, this one has 4 \(another data set or batch size\?\)$/,
+    ],
+    [
+      "a scheduler it was saved without",
+      { scheduler: (o) => new optim.StepLR(o, 1) },
+      /was saved without a scheduler, but this run has one$/,
+    ],
+  ];
+
+  it.each(misfits)(
+    "refuses to resume with %s, naming the misfit",
+    async (_, overrides, message) => {
+      const dir = await savedRun();
+      const trainer = new Trainer(baseOptions({ epochs: 2, resume: dir, ...overrides }));
+      const error = await trainer.fit().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CheckpointError);
+      expect((error as Error).message).toMatch(message);
+      expect((error as Error).message.startsWith(`resume: ${dir}: `)).toBe(true);
+    },
+  );
+
+  it("names a folder without checkpoints", async () => {
+    const empty = freshDir();
+    await expect(new Trainer(baseOptions({ resume: empty })).fit()).rejects.toThrow(
+      `resume: ${empty}: no such checkpoint or folder`,
+    );
+  });
+});
+
+function dropoutMlp(): nn.Sequential {
+  return new nn.Sequential(
+    new nn.Linear(4, 8),
+    new nn.ReLU(),
+    new nn.Dropout(0.3),
+    new nn.Linear(8, 3),
+  );
+}
+
+function withoutTimes({ seconds: _s, samplesPerSecond: _r, ...rest }: EpochRecord) {
+  return rest;
+}
+
+// ---------------------------------------------------------------------------------------
+// Killed runs: a child process (test/fixtures/train_child.mjs, over dist/) killed with
+// SIGKILL, then resumed from its saveDir.
+
+const CHILD = join(root, "test", "fixtures", "train_child.mjs");
+
+/** dist/ must hold this tree's library: build it when a compiled file is missing or older. */
+function distIsStale(): boolean {
+  return ["lib"].some((dir) =>
+    readdirSync(join(root, dir), { recursive: true, encoding: "utf8" })
+      .filter((name) => name.endsWith(".ts") && !name.endsWith(".d.ts"))
+      .some((name) => {
+        const compiled = join(root, "dist", dir, name.replace(/\.ts$/, ".js"));
+        return (
+          !existsSync(compiled) ||
+          statSync(compiled).mtimeMs < statSync(join(root, dir, name)).mtimeMs
+        );
+      }),
+  );
+}
+
+interface ChildConfig {
+  saveDir: string;
+  out: string;
+  epochs: number;
+  hangAtStep?: number;
+  hangInSaveOfEpoch?: number;
+  stepDelayMs?: number;
+}
+
+interface ChildRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the child; kills it with SIGKILL when it prints HANG, or after killAfterMs. */
+function runChild(config: ChildConfig, killAfterMs?: number): Promise<ChildRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CHILD, JSON.stringify(config)], {
+      cwd: root,
+      env: { ...process.env, DEEPNODE_NUM_THREADS: "2" },
+    });
+    let stdout = "";
+    let stderr = "";
+    const timer =
+      killAfterMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (/^HANG /m.test(stdout)) child.kill("SIGKILL");
+    });
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", reject);
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+function childConfig(dir: string, extra: Partial<ChildConfig> = {}): ChildConfig {
+  return { saveDir: join(dir, "ckpt"), out: join(dir, "final.safetensors"), epochs: 6, ...extra };
+}
+
+/** Every committed checkpoint of a folder passes loadCheckpoint's size and SHA-256 checks. */
+function expectCheckpointsWhole(saveDir: string): string[] {
+  const committed = listCheckpoints(saveDir);
+  for (const dir of committed) disposeCheckpoint(loadCheckpoint(dir));
+  return committed.map((p) => p.split("/").at(-1)!);
+}
+
+function metricLines(saveDir: string): Record<string, unknown>[] {
+  const text = readFileSync(join(saveDir, "metrics.jsonl"), "utf8");
+  return text
+    .trimEnd()
+    .split("\n")
+    .map((line) => {
+      const { seconds: _s, samplesPerSecond: _r, ...rest } = JSON.parse(line) as EpochRecord;
+      return rest;
+    });
+}
+
+describe("resuming a run killed with SIGKILL", () => {
+  let reference: { weights: Buffer; summary: string; metrics: Record<string, unknown>[] };
+
+  beforeAll(async () => {
+    if (distIsStale()) {
+      execFileSync("npm", ["run", "build:ts"], { cwd: root, stdio: "pipe", timeout: 120_000 });
+    }
+    const config = childConfig(freshDir());
+    const run = await runChild(config);
+    expect(run.stderr).toBe("");
+    expect(run.stdout).toBe("DONE\n");
+    reference = {
+      weights: readFileSync(config.out),
+      summary: readFileSync(`${config.out}.json`, "utf8"),
+      metrics: metricLines(config.saveDir),
+    };
+    expect(reference.metrics).toHaveLength(6);
+  });
+
+  /** Resumes to the end and checks the result is the uninterrupted run's, bit for bit. */
+  async function resumeAndCompare(config: ChildConfig): Promise<void> {
+    const resumed = await runChild(config);
+    expect(resumed.stderr).toBe("");
+    expect(resumed.stdout).toBe("DONE\n");
+    expect(Buffer.compare(readFileSync(config.out), reference.weights)).toBe(0);
+    expect(readFileSync(`${config.out}.json`, "utf8")).toBe(reference.summary);
+    expect(metricLines(config.saveDir)).toEqual(reference.metrics);
+    expect(readdirSync(config.saveDir).filter((n) => n.includes(".tmp-"))).toEqual([]);
+  }
+
+  it("during an epoch", async () => {
+    const config = childConfig(freshDir(), { hangAtStep: 30 }); // epoch 3 of 12-step epochs
+    const killed = await runChild(config);
+    expect(killed.signal).toBe("SIGKILL");
+    expect(killed.stdout).toBe("HANG step 30\n");
+    expect(expectCheckpointsWhole(config.saveDir)).toEqual(["checkpoint-24", "checkpoint-12"]);
+    expect(existsSync(config.out)).toBe(false);
+    await resumeAndCompare({ ...config, hangAtStep: undefined });
+  });
+
+  it("during a save, between writing the files and the rename that commits them", async () => {
+    const config = childConfig(freshDir(), { hangInSaveOfEpoch: 3 });
+    const killed = await runChild(config);
+    expect(killed.signal).toBe("SIGKILL");
+    const temp = /^HANG save (.*)$/m.exec(killed.stdout)![1]!;
+    expect(temp).toMatch(/checkpoint-36\.tmp-\d+-[0-9a-f]+$/);
+    // The half-made checkpoint is there, complete but never committed; the others are whole.
+    expect(readdirSync(temp).sort()).toContain("trainer_state.json");
+    expect(expectCheckpointsWhole(config.saveDir)).toEqual(["checkpoint-24", "checkpoint-12"]);
+    expect(metricLines(config.saveDir)).toHaveLength(3); // epoch 3 was logged, not saved
+    await resumeAndCompare({ ...config, hangInSaveOfEpoch: undefined });
+    expect(existsSync(temp)).toBe(false);
+  });
+
+  it("at several times in a row, resuming after each kill", async () => {
+    const config = childConfig(freshDir(), { stepDelayMs: 8 });
+    const kills: string[] = [];
+    for (const delay of [250, 400, 550, 700]) {
+      const run = await runChild(config, delay);
+      if (run.signal !== "SIGKILL") break;
+      kills.push(expectCheckpointsWhole(config.saveDir)[0] ?? "none");
+    }
+    expect(kills.length).toBeGreaterThan(1);
+    await resumeAndCompare(config);
+  });
+});

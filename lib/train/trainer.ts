@@ -440,7 +440,8 @@ export class Trainer {
   }
 
   private finish(): FitResult {
-    const restore = this.options.loadBestModelAtEnd === true || this.options.earlyStopping;
+    const restore =
+      this.options.loadBestModelAtEnd === true || this.options.earlyStopping !== undefined;
     const weights = this.best.weights;
     if (restore && weights !== null) this.model.loadStateDict(weights);
     return {
@@ -449,7 +450,7 @@ export class Trainer {
       bestEpoch: this.best.epoch,
       bestValue: this.best.value,
       stoppedEarly: this.stoppedEarly,
-      restoredBest: restore === true && weights !== null,
+      restoredBest: restore && weights !== null,
       lastCheckpoint: this.lastCheckpoint,
     };
   }
