@@ -26,6 +26,7 @@ import { decodeSafetensors } from "../lib/io/safetensors.js";
 import { fromTypedArray } from "../lib/tensor.js";
 import {
   CheckpointError,
+  EpochProgress,
   listCheckpoints,
   loadCheckpoint,
   Trainer,
@@ -609,5 +610,67 @@ describe("resuming a run killed with SIGKILL", () => {
     }
     expect(kills.length).toBeGreaterThan(1);
     await resumeAndCompare(config);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Monitoring
+
+/** Width and height from a PNG's IHDR chunk, after checking the signature. */
+function pngSize(bytes: Buffer): { width: number; height: number } {
+  expect(bytes.subarray(0, 8)).toEqual(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]));
+  expect(bytes.subarray(12, 16).toString("latin1")).toBe("IHDR");
+  return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+}
+
+describe("monitoring", () => {
+  it("appends one JSON line per epoch, equal to the history", async () => {
+    const dir = freshDir();
+    const metricsFile = join(dir, "metrics.jsonl");
+    const result = await new Trainer(baseOptions({ epochs: 3, metricsFile })).fit();
+    const lines = readFileSync(metricsFile, "utf8").trimEnd().split("\n");
+    expect(lines.map((line) => JSON.parse(line) as EpochRecord)).toEqual(result.history);
+    expect(Object.keys(result.history[0]!.eval!)).toEqual(["loss", "accuracy"]);
+  });
+
+  it("draws loss and accuracy curves, train and validation, to a PNG", async () => {
+    const dir = freshDir();
+    const plotFile = join(dir, "curves.png");
+    await new Trainer(baseOptions({ epochs: 4, plotFile })).fit();
+    const { width, height } = pngSize(readFileSync(plotFile));
+    // Two panels of 320 x 220 side by side, with axes and a legend, at scale 2.
+    expect(width).toBeGreaterThan(2 * 2 * 320);
+    expect(height).toBeGreaterThan(2 * 220);
+    expect(readdirSync(dir)).toEqual(["curves.png"]);
+  });
+
+  it("shows a progress bar with loss, throughput and time left on a terminal only", () => {
+    const written: string[] = [];
+    const terminal = {
+      isTTY: true,
+      columns: 120,
+      write: (chunk: string) => written.push(chunk) > 0,
+      cursorTo: () => true,
+      clearLine: () => true,
+      moveCursor: () => true,
+      on: () => terminal,
+      removeListener: () => terminal,
+    } as unknown as NodeJS.WriteStream;
+    const bar = new EpochProgress(true, terminal);
+    bar.start("1/3", 10);
+    bar.update(5, 0.12345, 640.4);
+    bar.stop();
+    const text = written.join("");
+    expect(text).toMatch(/epoch 1\/3 .* 5\/10 \| loss 0\.1235 \| 640 samples\/s \| \S+ left/);
+
+    const pipe = { ...terminal, isTTY: false } as unknown as NodeJS.WriteStream;
+    written.length = 0;
+    const silent = new EpochProgress(true, pipe);
+    silent.start("1/3", 10);
+    silent.update(5, 0.5, 1);
+    silent.stop();
+    expect(silent.active).toBe(false);
+    expect(written).toEqual([]);
+    expect(new EpochProgress(false, terminal).active).toBe(false);
   });
 });

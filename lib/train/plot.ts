@@ -3,6 +3,8 @@
 // any series (the activation functions example). Files are written atomically.
 
 import { Resvg } from "@resvg/resvg-js";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 
@@ -16,13 +18,19 @@ const CONFIG = {
   font: FONT,
   background: "white",
   axis: { labelFontSize: 11, titleFontSize: 12 },
-  legend: { labelFontSize: 11, titleFontSize: 12 },
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 400 },
   header: { labelFontSize: 13, titleFontSize: 13 },
 };
 
 export interface PlotOptions {
   /** Pixels per SVG unit; default 2. */
   scale?: number;
+}
+
+async function writePng(path: string, spec: TopLevelSpec, options: PlotOptions): Promise<void> {
+  const png = await renderPng(spec, options);
+  mkdirSync(dirname(path), { recursive: true });
+  await writeFileAtomic(path, [png]);
 }
 
 /** Renders a Vega-Lite spec to PNG bytes. */
@@ -65,6 +73,14 @@ export function curvePoints(history: readonly EpochRecord[]): CurvePoint[] {
   return points;
 }
 
+/** "loss" first, then the metrics in the order the records give them. */
+function metricOrder(history: readonly EpochRecord[]): string[] {
+  const names = new Set<string>(["loss"]);
+  for (const r of history)
+    for (const name of Object.keys({ ...r.train, ...r.eval })) names.add(name);
+  return [...names];
+}
+
 /** Loss and every metric by epoch, train and validation, one panel per metric, as PNG. */
 export async function plotHistory(
   history: readonly EpochRecord[],
@@ -75,7 +91,9 @@ export async function plotHistory(
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     ...(options.title === undefined ? {} : { title: options.title }),
     data: { values: curvePoints(history) },
-    facet: { column: { field: "metric", type: "nominal", title: null } },
+    facet: {
+      column: { field: "metric", type: "nominal", title: null, sort: metricOrder(history) },
+    },
     spec: {
       width: 320,
       height: 220,
@@ -89,7 +107,7 @@ export async function plotHistory(
     resolve: { scale: { y: "independent" } },
     config: CONFIG,
   };
-  await writeFileAtomic(path, [await renderPng(spec, options)]);
+  await writePng(path, spec, options);
 }
 
 export interface LineSeries {
@@ -133,5 +151,5 @@ export async function plotLines(
     },
     config: CONFIG,
   };
-  await writeFileAtomic(path, [await renderPng(spec, options)]);
+  await writePng(path, spec, options);
 }
