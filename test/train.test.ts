@@ -21,8 +21,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { TensorDataset } from "../lib/data/dataset.js";
 import { ValueError } from "../lib/errors.js";
-import { F, Tensor, liveTensors, manualSeed, nn, noGrad, optim, randn } from "../lib/index.js";
-import { decodeSafetensors } from "../lib/io/safetensors.js";
+import {
+  F,
+  Tensor,
+  liveTensors,
+  manualSeed,
+  nn,
+  noGrad,
+  optim,
+  randn,
+  zeros,
+} from "../lib/index.js";
 import { fromTypedArray } from "../lib/tensor.js";
 import {
   CheckpointError,
@@ -136,7 +145,7 @@ describe("Trainer.fit, evaluate and predict", () => {
         epochs: 2,
         warmupSteps: 4,
         callbacks: {
-          onStepEnd: (_s, t) => lrs.push(lrOf(t as Trainer)),
+          onStepEnd: (_s, t) => lrs.push(lrOf(t)),
         },
       }),
     );
@@ -208,6 +217,107 @@ describe("Trainer.fit, evaluate and predict", () => {
   });
 });
 
+describe("Trainer: decay groups, clipping, skipped steps and plateaus", () => {
+  it("gives an optimizer factory groups with weightDecay, biases exempt", async () => {
+    const seen: { weightDecay: number; shapes: number[][] }[] = [];
+    const trainer = new Trainer(
+      baseOptions({
+        epochs: 1,
+        weightDecay: 0.1,
+        optimizer: (groups) => {
+          for (const g of groups as optim.DecayGroup[]) {
+            seen.push({ weightDecay: g.weightDecay, shapes: g.params.map((p) => [...p.shape]) });
+          }
+          return new optim.AdamW(groups as optim.DecayGroup[], { lr: 0.01 });
+        },
+      }),
+    );
+    await trainer.fit();
+    expect(seen).toEqual([
+      {
+        weightDecay: 0.1,
+        shapes: [
+          [8, 4],
+          [3, 8],
+        ],
+      },
+      { weightDecay: 0, shapes: [[8], [3]] },
+    ]);
+    const decays = trainer.optimizer!.paramGroups.map(
+      (g) => (g.options as optim.AdamOptions).weightDecay,
+    );
+    expect(decays).toEqual([0.1, 0]);
+  });
+
+  it("clips the gradients' norm before each step", async () => {
+    const norms: number[] = [];
+    await new Trainer(
+      baseOptions({
+        epochs: 1,
+        clipGradNorm: 0.05,
+        callbacks: {
+          onStepEnd: (_s, t) => void norms.push(optim.totalGradNorm(t.model.parameters())),
+        },
+      }),
+    ).fit();
+    expect(norms).toHaveLength(8);
+    for (const norm of norms) expect(norm).toBeLessThanOrEqual(0.05 * (1 + 1e-5));
+  });
+
+  it("skips a step whose gradients are not finite, leaving the weights as they were", async () => {
+    let calls = 0;
+    const snapshots: Record<string, number[]>[] = [];
+    const result = await new Trainer(
+      baseOptions({
+        epochs: 1,
+        clipGradNorm: 10,
+        lossFn: (outputs, targets) => {
+          const loss = F.crossEntropy(outputs, targets);
+          return ++calls === 3 ? loss.mul(NaN) : loss;
+        },
+        callbacks: { onStepEnd: (_s, t) => void snapshots.push(weightsOf(t.model)) },
+      }),
+    ).fit();
+    expect(result.history[0]!.skippedSteps).toBe(1);
+    expect(snapshots[2]).toEqual(snapshots[1]);
+    expect(snapshots[3]).not.toEqual(snapshots[2]);
+  });
+
+  it("steps ReduceLROnPlateau with the monitored metric after each evaluation", async () => {
+    const result = await new Trainer(
+      slopeOptions({
+        epochs: 14,
+        scheduler: (o) => new optim.ReduceLROnPlateau(o, { patience: 1, factor: 0.5 }),
+      }),
+    ).fit();
+    // The same schedule fed the same losses by hand: an epoch trains with the lr that the
+    // evaluations before it left.
+    const probe = new optim.SGD([zeros([1], { requiresGrad: true })], { lr: 0.05 });
+    const plateau = new optim.ReduceLROnPlateau(probe, { patience: 1, factor: 0.5 });
+    const expected = result.history.map((r) => {
+      const lr = (probe.paramGroups[0]!.options as { lr: number }).lr;
+      plateau.step(r.eval!.loss!);
+      return lr;
+    });
+    expect(result.history.map((r) => r.lr)).toEqual(expected);
+    expect(new Set(expected).size).toBeGreaterThan(1);
+  });
+
+  it("evaluates a model it was given before any fit", () => {
+    manualSeed(3);
+    const model = mlp();
+    const trainer = new Trainer(baseOptions({ model }));
+    const metrics = trainer.evaluate(evalSet);
+    expect(Object.keys(metrics)).toEqual(["loss", "accuracy"]);
+    expect(metrics.loss).toBeGreaterThan(0);
+    expectThrows(
+      () => new Trainer(baseOptions({ evalData: undefined })).evaluate(),
+      ValueError,
+      /^Trainer\.evaluate: no data: pass some or set evalData$/,
+    );
+  });
+});
+
 // ---------------------------------------------------------------------------------------
 // Early stopping and the best model
 
@@ -243,7 +353,7 @@ async function fitRecording(options: TrainerOptions) {
   const trainer = new Trainer({
     ...options,
     callbacks: {
-      onEpochEnd: (_r, t) => void weights.push((t as Trainer).model.parameters()[0]!.item()),
+      onEpochEnd: (_r, t) => void weights.push(t.model.parameters()[0]!.item()),
     },
   });
   const result = await trainer.fit();
@@ -295,8 +405,7 @@ describe("early stopping and the best model", () => {
         loadBestModelAtEnd: true,
         metricForBest: "accuracy",
         callbacks: {
-          onEpochEnd: (_r, t) =>
-            void weights.push(Array.from((t as Trainer).model.parameters()[0]!.dataSync())),
+          onEpochEnd: (_r, t) => void weights.push(Array.from(t.model.parameters()[0]!.dataSync())),
         },
       }),
     );
@@ -598,6 +707,15 @@ describe("resuming a run killed with SIGKILL", () => {
     expect(metricLines(config.saveDir)).toHaveLength(3); // epoch 3 was logged, not saved
     await resumeAndCompare({ ...config, hangInSaveOfEpoch: undefined });
     expect(existsSync(temp)).toBe(false);
+  });
+
+  it("during the first save, so that the rerun starts afresh", async () => {
+    const config = childConfig(freshDir(), { hangInSaveOfEpoch: 1 });
+    const killed = await runChild(config);
+    expect(killed.signal).toBe("SIGKILL");
+    expect(expectCheckpointsWhole(config.saveDir)).toEqual([]);
+    expect(metricLines(config.saveDir)).toHaveLength(1);
+    await resumeAndCompare({ ...config, hangInSaveOfEpoch: undefined });
   });
 
   it("at several times in a row, resuming after each kill", async () => {

@@ -12,6 +12,7 @@ import type { DecayGroup } from "../optim/regularization.js";
 import type { Tensor } from "../tensor.js";
 import type { SaveHooks } from "./checkpoint.js";
 import type { MetricFn } from "./metrics.js";
+import type { Trainer } from "./trainer.js";
 
 /** A model the trainer can drive: a Module whose forward maps a batch of inputs to outputs. */
 export type Model = Module & { forward(inputs: Tensor): Tensor };
@@ -51,7 +52,7 @@ export interface StepInfo {
 export interface EpochRecord {
   epoch: number;
   globalStep: number;
-  /** The first group's learning rate at the end of the epoch. */
+  /** The first group's lr at the end of the epoch's training (before a plateau reacts). */
   lr: number;
   train: Record<string, number>;
   eval?: Record<string, number>;
@@ -77,13 +78,13 @@ export interface FitResult {
 
 /** Hooks into the loop; each receives the trainer. Return true from onEpochEnd to stop. */
 export interface Callbacks {
-  onTrainBegin?(trainer: unknown): void;
-  onEpochBegin?(epoch: number, trainer: unknown): void;
-  onStepEnd?(step: StepInfo, trainer: unknown): void;
-  onEvaluate?(metrics: Record<string, number>, trainer: unknown): void;
-  onEpochEnd?(record: EpochRecord, trainer: unknown): boolean | void;
-  onSave?(path: string, trainer: unknown): void;
-  onTrainEnd?(result: FitResult, trainer: unknown): void;
+  onTrainBegin?(trainer: Trainer): void;
+  onEpochBegin?(epoch: number, trainer: Trainer): void;
+  onStepEnd?(step: StepInfo, trainer: Trainer): void;
+  onEvaluate?(metrics: Record<string, number>, trainer: Trainer): void;
+  onEpochEnd?(record: EpochRecord, trainer: Trainer): boolean | void;
+  onSave?(path: string, trainer: Trainer): void;
+  onTrainEnd?(result: FitResult, trainer: Trainer): void;
 }
 
 export interface TrainerOptions {
@@ -137,7 +138,10 @@ export interface TrainerOptions {
   logEvery?: number;
   /** A progress bar on stderr when it is a terminal; default true. */
   progress?: boolean;
-  /** Append each epoch's record as a JSON line to this file. */
+  /**
+   * Append each epoch's record as a JSON line to this file. A fresh run empties it first; a
+   * resumed one keeps the lines up to its checkpoint's epoch.
+   */
   metricsFile?: string;
   /** Draw loss and metric curves (train and validation) to this PNG file after each epoch. */
   plotFile?: string;

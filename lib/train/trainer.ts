@@ -16,7 +16,7 @@ import { clipGradNorm } from "../optim/clip.js";
 import { LRScheduler, warmupLinear, type AnyOptimizer } from "../optim/lr_scheduler.js";
 import { ReduceLROnPlateau } from "../optim/plateau.js";
 import { paramGroupsWithDecay } from "../optim/regularization.js";
-import { getRngState, manualSeed } from "../random.js";
+import { manualSeed } from "../random.js";
 import { fromTypedArray, type Tensor } from "../tensor.js";
 import { EpochProgress, JsonLines } from "./monitor.js";
 import {
@@ -70,6 +70,14 @@ class RunningSums {
     this.loss.dispose();
     for (const m of this.metrics) m.dispose();
   }
+}
+
+/** Counts of the epoch in progress. */
+interface Tally {
+  start: number;
+  batch: number;
+  samples: number;
+  skippedSteps: number;
 }
 
 function isModel(value: unknown): value is Model {
@@ -209,6 +217,7 @@ export class Trainer {
     if (o.saveDir !== undefined) removeLeftovers(o.saveDir);
     if (o.metricsFile !== undefined) this.metricsLog = new JsonLines(o.metricsFile);
     if (o.resume !== undefined) this.resume(o.resume, train.length);
+    else this.metricsLog?.filter(() => false); // a fresh run starts the file afresh
     return { train, evaluation };
   }
 
@@ -285,53 +294,63 @@ export class Trainer {
   }
 
   private trainEpoch(loader: DataLoader, epoch: number): EpochRecord {
-    const { model, optimizer, scheduler } = this.built!;
-    const names = Object.keys(this.options.metrics ?? {});
-    const logEvery = this.options.logEvery ?? 50;
-    const sums = new RunningSums(names.length);
-    const start = performance.now();
-    let batch = 0;
-    let samples = 0;
-    let skippedSteps = 0;
-    model.train();
+    const sums = new RunningSums(Object.keys(this.options.metrics ?? {}).length);
+    const tally: Tally = { start: performance.now(), batch: 0, samples: 0, skippedSteps: 0 };
+    this.built!.model.train();
     this.progress.start(`${epoch}/${this.options.epochs}`, loader.length);
     try {
       for (const { inputs, targets } of loader) {
-        batch++;
+        tally.batch++;
+        tally.samples += targets.shape[0] ?? 1;
         this.globalStep++;
-        samples += targets.shape[0] ?? 1;
-        if (!this.step(inputs, targets, sums)) skippedSteps++;
+        if (!this.step(inputs, targets, sums)) tally.skippedSteps++;
         inputs.dispose();
         targets.dispose();
-        const perStep = this.options.schedulerInterval !== "epoch";
-        if (scheduler instanceof LRScheduler && perStep) scheduler.step();
-        const loss =
-          batch % logEvery === 0 || batch === loader.length ? sums.meanLoss(batch) : undefined;
-        this.progress.update(batch, loss, samples / ((performance.now() - start) / 1000));
-        const info = { epoch, batch, batches: loader.length, globalStep: this.globalStep, loss };
-        for (const c of this.callbacks) c.onStepEnd?.(info, this);
+        this.afterStep(epoch, loader.length, tally, sums);
       }
-      if (scheduler instanceof LRScheduler && this.options.schedulerInterval === "epoch") {
-        scheduler.step();
-      }
-      const train: Record<string, number> = { loss: sums.meanLoss(batch) };
-      sums.metricValues(samples).forEach((value, i) => (train[names[i]!] = value));
-      const seconds = (performance.now() - start) / 1000;
-      const lr = (optimizer.paramGroups[0]!.options as { lr: number }).lr;
-      const { globalStep } = this;
-      return {
-        epoch,
-        globalStep,
-        lr,
-        train,
-        seconds,
-        samplesPerSecond: samples / seconds,
-        skippedSteps,
-      };
+      this.stepScheduler("epoch");
+      return this.epochRecord(epoch, tally, sums);
     } finally {
       this.progress.stop();
       sums.dispose();
     }
+  }
+
+  /** An LRScheduler steps at its interval (per step by default). */
+  private stepScheduler(at: "step" | "epoch"): void {
+    const { scheduler } = this.built!;
+    const interval = this.options.schedulerInterval ?? "step";
+    if (scheduler instanceof LRScheduler && interval === at) scheduler.step();
+  }
+
+  /** The schedule, the progress bar and onStepEnd; the loss is read every logEvery steps. */
+  private afterStep(epoch: number, batches: number, tally: Tally, sums: RunningSums): void {
+    this.stepScheduler("step");
+    const { batch } = tally;
+    const logged = batch % (this.options.logEvery ?? 50) === 0 || batch === batches;
+    const loss = logged ? sums.meanLoss(batch) : undefined;
+    this.progress.update(batch, loss, tally.samples / ((performance.now() - tally.start) / 1000));
+    const info = { epoch, batch, batches, globalStep: this.globalStep, loss };
+    for (const c of this.callbacks) c.onStepEnd?.(info, this);
+  }
+
+  private epochRecord(epoch: number, tally: Tally, sums: RunningSums): EpochRecord {
+    const names = Object.keys(this.options.metrics ?? {});
+    const train: Record<string, number> = { loss: sums.meanLoss(tally.batch) };
+    sums.metricValues(tally.samples).forEach((value, i) => (train[names[i]!] = value));
+    const seconds = (performance.now() - tally.start) / 1000;
+    const lr = (this.built!.optimizer.paramGroups[0]!.options as { lr: number }).lr;
+    const { globalStep } = this;
+    const { skippedSteps } = tally;
+    return {
+      epoch,
+      globalStep,
+      lr,
+      train,
+      seconds,
+      samplesPerSecond: tally.samples / seconds,
+      skippedSteps,
+    };
   }
 
   /** One optimizer step on a batch; false when the gradients were not finite and not applied. */
