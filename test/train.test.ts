@@ -127,6 +127,16 @@ describe("Trainer.fit, evaluate and predict", () => {
     expect(result.history[2]!.train.loss).toBeLessThan(result.history[0]!.train.loss!);
   });
 
+  it("starts over on a second fit: a new model, the same seeded history", async () => {
+    const trainer = new Trainer(baseOptions({ epochs: 2, model: () => dropoutMlp() }));
+    const first = await trainer.fit();
+    const firstModel = trainer.model;
+    const second = await trainer.fit();
+    expect(trainer.model).not.toBe(firstModel);
+    expect(second.history.map(withoutTimes)).toEqual(first.history.map(withoutTimes));
+    expect(second.globalStep).toBe(16);
+  });
+
   it("predicts the forward pass of every sample, in order", async () => {
     const trainer = new Trainer(baseOptions({ epochs: 1 }));
     await trainer.fit();

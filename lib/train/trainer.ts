@@ -201,8 +201,26 @@ export class Trainer {
     return this.options.evalBatchSize ?? this.options.batchSize ?? 32;
   }
 
+  /** A second fit() starts over (with a new model when the option is a factory). */
+  private reset(): void {
+    this.disposeBest();
+    this.epoch = 0;
+    this.globalStep = 0;
+    this.history = [];
+    this.best = { value: null, epoch: null, weights: null, badEpochs: 0 };
+    this.stopRequested = false;
+    this.stoppedEarly = false;
+    this.lastCheckpoint = null;
+  }
+
+  private disposeBest(): void {
+    for (const t of Object.values(this.best.weights ?? {})) t.dispose();
+    this.best.weights = null;
+  }
+
   private setup(): { train: DataLoader; evaluation: DataLoader | null } {
     const o = this.options;
+    this.reset();
     if (o.seed !== undefined) manualSeed(o.seed);
     const model = typeof o.model === "function" ? o.model() : o.model;
     this.checkModelDevice(model);
@@ -463,6 +481,7 @@ export class Trainer {
       this.options.loadBestModelAtEnd === true || this.options.earlyStopping !== undefined;
     const weights = this.best.weights;
     if (restore && weights !== null) this.model.loadStateDict(weights);
+    this.disposeBest();
     return {
       history: this.history,
       globalStep: this.globalStep,
