@@ -20,10 +20,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { TensorDataset } from "../lib/data/dataset.js";
-import { ValueError } from "../lib/errors.js";
+import { DeviceError, ValueError } from "../lib/errors.js";
 import {
   F,
   Tensor,
+  getDefaultDevice,
   liveTensors,
   manualSeed,
   nn,
@@ -135,6 +136,29 @@ describe("Trainer.fit, evaluate and predict", () => {
     expect(trainer.model).not.toBe(firstModel);
     expect(second.history.map(withoutTimes)).toEqual(first.history.map(withoutTimes));
     expect(second.globalStep).toBe(16);
+  });
+
+  it("trains on the device it is given, and refuses a model built on another", async () => {
+    const cpu = new Trainer(baseOptions({ epochs: 1 }));
+    await cpu.fit();
+    const reference = new Trainer(baseOptions({ epochs: 1, device: "reference" }));
+    await reference.fit();
+    expect(reference.model.parameters().map((p) => p.device)).toEqual(
+      new Array(4).fill("reference"),
+    );
+    expect(getDefaultDevice()).toBe("cpu");
+    const [a, b] = [weightsOf(cpu.model), weightsOf(reference.model)];
+    for (const name of Object.keys(a)) {
+      a[name]!.forEach((v, i) => expect(Math.abs(v - b[name]![i]!), name).toBeLessThan(1e-5));
+    }
+    const onCpu = new Trainer(baseOptions({ model: mlp(), device: "reference" }));
+    const error = await onCpu.fit().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DeviceError);
+    expect((error as Error).message).toBe(
+      "Trainer: the model has parameters on cpu but the trainer runs on reference; " +
+        "build the model there, or pass a function that builds it",
+    );
+    expect(getDefaultDevice()).toBe("cpu");
   });
 
   it("predicts the forward pass of every sample, in order", async () => {

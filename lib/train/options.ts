@@ -134,7 +134,7 @@ export interface TrainerOptions {
   seed?: number;
   /** Device for the model, the batches and the default device during fit. */
   device?: string;
-  /** Read the loss back every n steps (progress bar, onStepEnd); default 50. */
+  /** Read the loss back every n steps (progress bar, onStepEnd); default 10. */
   logEvery?: number;
   /** A progress bar on stderr when it is a terminal; default true. */
   progress?: boolean;

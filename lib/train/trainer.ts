@@ -345,7 +345,7 @@ export class Trainer {
   private afterStep(epoch: number, batches: number, tally: Tally, sums: RunningSums): void {
     this.stepScheduler("step");
     const { batch } = tally;
-    const logged = batch % (this.options.logEvery ?? 50) === 0 || batch === batches;
+    const logged = batch % (this.options.logEvery ?? 10) === 0 || batch === batches;
     const loss = logged ? sums.meanLoss(batch) : undefined;
     this.progress.update(batch, loss, tally.samples / ((performance.now() - tally.start) / 1000));
     const info = { epoch, batch, batches, globalStep: this.globalStep, loss };
