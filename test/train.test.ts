@@ -634,6 +634,8 @@ interface ChildConfig {
   hangAtStep?: number;
   hangInSaveOfEpoch?: number;
   stepDelayMs?: number;
+  saveSteps?: number;
+  hangInRotation?: boolean;
 }
 
 interface ChildRun {
@@ -729,6 +731,20 @@ describe("resuming a run killed with SIGKILL", () => {
     await resumeAndCompare({ ...config, hangAtStep: undefined });
   });
 
+  it("during an epoch, resuming from a checkpoint made inside the epoch (saveSteps)", async () => {
+    const config = childConfig(freshDir(), { hangAtStep: 30, saveSteps: 5 });
+    const killed = await runChild(config);
+    expect(killed.signal).toBe("SIGKILL");
+    // Step 25 is the first batch of epoch 3; step 24 ended epoch 2.
+    expect(expectCheckpointsWhole(config.saveDir)).toEqual(["checkpoint-25", "checkpoint-24"]);
+    const state = JSON.parse(
+      readFileSync(join(config.saveDir, "checkpoint-25", "trainer_state.json"), "utf8"),
+    ) as { epoch: number; trainer: { partial: { batch: number } } };
+    expect(state.epoch).toBe(2);
+    expect(state.trainer.partial.batch).toBe(1);
+    await resumeAndCompare({ ...config, hangAtStep: undefined });
+  });
+
   it("during a save, between writing the files and the rename that commits them", async () => {
     const config = childConfig(freshDir(), { hangInSaveOfEpoch: 3 });
     const killed = await runChild(config);
@@ -741,6 +757,17 @@ describe("resuming a run killed with SIGKILL", () => {
     expect(metricLines(config.saveDir)).toHaveLength(3); // epoch 3 was logged, not saved
     await resumeAndCompare({ ...config, hangInSaveOfEpoch: undefined });
     expect(existsSync(temp)).toBe(false);
+  });
+
+  it("while removing an old checkpoint", async () => {
+    const config = childConfig(freshDir(), { hangInRotation: true });
+    const killed = await runChild(config);
+    expect(killed.signal).toBe("SIGKILL");
+    const aside = /^HANG rotation (.*)$/m.exec(killed.stdout)![1]!;
+    expect(aside).toMatch(/checkpoint-12\.old-\d+-[0-9a-f]+$/);
+    expect(expectCheckpointsWhole(config.saveDir)).toEqual(["checkpoint-36", "checkpoint-24"]);
+    await resumeAndCompare({ ...config, hangInRotation: undefined });
+    expect(existsSync(aside)).toBe(false);
   });
 
   it("during the first save, so that the rerun starts afresh", async () => {

@@ -61,6 +61,8 @@ export interface CheckpointData {
 export interface SaveHooks {
   /** Called with the temporary folder once every file is written, before the rename. */
   beforeCommit?: (tempDir: string) => void;
+  /** Called when an old checkpoint has been renamed aside, before its files are deleted. */
+  beforeRemove?: (asideDir: string) => void;
 }
 
 const NAME = /^checkpoint-(\d+)$/;
@@ -178,10 +180,17 @@ export function removeLeftovers(saveDir: string): string[] {
   return removed;
 }
 
-/** Keeps the newest `keep` checkpoints of a folder and removes the rest. */
-export function rotateCheckpoints(saveDir: string, keep: number): void {
+/**
+ * Keeps the newest `keep` checkpoints of a folder and removes the rest. Each is renamed to
+ * a leftover name first, so that a kill while its files are deleted cannot leave a partial
+ * folder under a checkpoint's name (removeLeftovers clears it later).
+ */
+export function rotateCheckpoints(saveDir: string, keep: number, hooks: SaveHooks = {}): void {
   for (const old of listCheckpoints(saveDir).slice(keep)) {
-    fs.rmSync(old, { recursive: true, force: true });
+    const aside = `${old}.old-${process.pid}-${randomBytes(4).toString("hex")}`;
+    fs.renameSync(old, aside);
+    hooks.beforeRemove?.(aside);
+    fs.rmSync(aside, { recursive: true, force: true });
   }
 }
 

@@ -117,6 +117,11 @@ export interface TrainerOptions {
   /** Write a checkpoint every saveEvery epochs (and after the last) into this folder. */
   saveDir?: string;
   saveEvery?: number;
+  /**
+   * Also write a checkpoint every saveSteps optimizer steps inside an epoch; a run resumed
+   * from one continues the epoch where it was (same order, same dropout), not from its start.
+   */
+  saveSteps?: number;
   /** How many of the newest checkpoints to keep; default 2. */
   keepCheckpoints?: number;
   /** A checkpoint folder, or a saveDir whose newest checkpoint is taken, to continue from. */
@@ -145,7 +150,7 @@ export interface TrainerOptions {
   metricsFile?: string;
   /** Draw loss and metric curves (train and validation) to this PNG file after each epoch. */
   plotFile?: string;
-  /** For tests: called between writing a checkpoint and committing it. */
+  /** For tests: called between writing a checkpoint and committing it, and in rotation. */
   checkpointHooks?: SaveHooks;
 }
 
@@ -168,6 +173,7 @@ const KNOWN = new Set([
   "evalEvery",
   "saveDir",
   "saveEvery",
+  "saveSteps",
   "keepCheckpoints",
   "resume",
   "loadBestModelAtEnd",
@@ -266,7 +272,14 @@ export function checkTrainerOptions(options: TrainerOptions): void {
   if (!Number.isSafeInteger(options.epochs) || options.epochs < 1) {
     fail("epochs", "a positive integer", options.epochs);
   }
-  const counts = ["batchSize", "evalBatchSize", "evalEvery", "saveEvery", "logEvery"] as const;
+  const counts = [
+    "batchSize",
+    "evalBatchSize",
+    "evalEvery",
+    "saveEvery",
+    "saveSteps",
+    "logEvery",
+  ] as const;
   for (const name of [...counts, "keepCheckpoints"] as const) checkInt(options, name, 1);
   for (const name of ["warmupSteps", "seed"] as const) checkInt(options, name, 0);
   const interval = options.schedulerInterval;

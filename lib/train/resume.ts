@@ -35,6 +35,20 @@ export interface BestState {
   badEpochs: number;
 }
 
+/** An epoch stopped part way by a mid-epoch checkpoint (saveSteps). */
+export interface PartialEpoch {
+  /** Batches of the epoch done, and their samples and skipped steps. */
+  batch: number;
+  samples: number;
+  skippedSteps: number;
+  seconds: number;
+  /** The running sums of the batch losses and the metrics. */
+  sums: { loss: number; metrics: number[] };
+  /** The generator before the epoch drew its shuffle, and at the save. */
+  rngAtEpochStart: { seed: number; offset: number };
+  rngAtSave: { seed: number; offset: number };
+}
+
 export interface Built {
   model: Model;
   optimizer: AnyOptimizer;
@@ -43,6 +57,7 @@ export interface Built {
 
 export interface TrainerSnapshot {
   built: Built;
+  partial: PartialEpoch | null;
   epoch: number;
   globalStep: number;
   history: EpochRecord[];
@@ -58,6 +73,7 @@ interface TrainerJson {
   best: { value: number | null; epoch: number | null; file: string | null; badEpochs: number };
   stoppedEarly: boolean;
   stepsPerEpoch: number;
+  partial: PartialEpoch | null;
 }
 
 /** The optimizer's state tensors by "<parameter index>.<name>", and its numbers. */
@@ -92,6 +108,7 @@ export function saveTrainerCheckpoint(saveDir: string, s: TrainerSnapshot): stri
     best: { value: s.best.value, epoch: s.best.epoch, file: bestFile, badEpochs: s.best.badEpochs },
     stoppedEarly: s.stoppedEarly,
     stepsPerEpoch: s.stepsPerEpoch,
+    partial: s.partial,
   };
   const data: CheckpointData = {
     tensors: files,
@@ -106,7 +123,7 @@ export function saveTrainerCheckpoint(saveDir: string, s: TrainerSnapshot): stri
     },
   };
   const path = saveCheckpoint(saveDir, data, s.hooks);
-  rotateCheckpoints(saveDir, s.keep);
+  rotateCheckpoints(saveDir, s.keep, s.hooks);
   return path;
 }
 
@@ -117,6 +134,7 @@ export interface Restored {
   history: EpochRecord[];
   best: BestState;
   stoppedEarly: boolean;
+  partial: PartialEpoch | null;
 }
 
 /** Runs load; a deepnode error it throws becomes a CheckpointError saying what did not fit. */
@@ -215,14 +233,8 @@ export function loadTrainerCheckpoint(
     const best = restoreBest(dir, data, json);
     fitting(dir, "the generator state is invalid", () => setRngState(data.state.rng));
     const { epoch, globalStep } = data.state;
-    return {
-      path: dir,
-      epoch,
-      globalStep,
-      history: json.history,
-      best,
-      stoppedEarly: json.stoppedEarly,
-    };
+    const { history, stoppedEarly, partial = null } = json;
+    return { path: dir, epoch, globalStep, history, best, stoppedEarly, partial };
   } finally {
     disposeCheckpoint(data);
   }

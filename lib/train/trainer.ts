@@ -6,7 +6,7 @@
 
 import { noGrad } from "../autograd/grad-mode.js";
 import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
-import { DataLoader } from "../data/dataloader.js";
+import { DataLoader, type Batch } from "../data/dataloader.js";
 import type { Dataset, Sample } from "../data/dataset.js";
 import type { TypedArray } from "../dtype.js";
 import { DeviceError, ValueError } from "../errors.js";
@@ -16,7 +16,7 @@ import { clipGradNorm } from "../optim/clip.js";
 import { LRScheduler, warmupLinear, type AnyOptimizer } from "../optim/lr_scheduler.js";
 import { ReduceLROnPlateau } from "../optim/plateau.js";
 import { paramGroupsWithDecay } from "../optim/regularization.js";
-import { manualSeed } from "../random.js";
+import { getRngState, manualSeed, setRngState } from "../random.js";
 import { fromTypedArray, type Tensor } from "../tensor.js";
 import { EpochProgress, JsonLines } from "./monitor.js";
 import {
@@ -30,7 +30,12 @@ import {
   type TrainerOptions,
 } from "./options.js";
 import { plotHistory } from "./plot.js";
-import { loadTrainerCheckpoint, saveTrainerCheckpoint, type BestState } from "./resume.js";
+import {
+  loadTrainerCheckpoint,
+  saveTrainerCheckpoint,
+  type BestState,
+  type PartialEpoch,
+} from "./resume.js";
 import { removeLeftovers } from "./checkpoint.js";
 
 /** The loss and each metric added up over an epoch's batches, on the device. */
@@ -38,9 +43,15 @@ class RunningSums {
   private loss: Tensor;
   private readonly metrics: Tensor[];
 
-  constructor(count: number) {
-    this.loss = zeros([]);
-    this.metrics = Array.from({ length: count }, () => zeros([]));
+  /** Zeros, or the sums a mid-epoch checkpoint saved. */
+  constructor(count: number, saved?: PartialEpoch["sums"]) {
+    this.loss = zeros([]).fill_(saved?.loss ?? 0);
+    this.metrics = Array.from({ length: count }, (_, i) => zeros([]).fill_(saved?.metrics[i] ?? 0));
+  }
+
+  /** The sums as numbers, for a checkpoint (float32 values, so they round-trip exactly). */
+  values(): PartialEpoch["sums"] {
+    return { loss: this.loss.item(), metrics: this.metrics.map((m) => m.item()) };
   }
 
   /** Adds a batch's mean loss and metric sums; call it inside the step's scope. */
@@ -80,6 +91,15 @@ interface Tally {
   skippedSteps: number;
 }
 
+function newTally(): Tally {
+  return { start: performance.now(), batch: 0, samples: 0, skippedSteps: 0 };
+}
+
+function partialTally(p: PartialEpoch): Tally {
+  const { batch, samples, skippedSteps } = p;
+  return { start: performance.now() - p.seconds * 1000, batch, samples, skippedSteps };
+}
+
 function isModel(value: unknown): value is Model {
   return typeof value === "object" && value !== null && "parameters" in value;
 }
@@ -100,6 +120,8 @@ export class Trainer {
   private lastCheckpoint: string | null = null;
   private progress = new EpochProgress(false);
   private stepsPerEpoch = 0;
+  /** Where a mid-epoch checkpoint left the epoch that resume continues. */
+  private partial: PartialEpoch | null = null;
   private metricsLog: JsonLines | null = null;
 
   constructor(options: TrainerOptions) {
@@ -211,6 +233,7 @@ export class Trainer {
     this.stopRequested = false;
     this.stoppedEarly = false;
     this.lastCheckpoint = null;
+    this.partial = null;
   }
 
   private disposeBest(): void {
@@ -247,6 +270,7 @@ export class Trainer {
     this.best = restored.best;
     this.stoppedEarly = restored.stoppedEarly;
     this.lastCheckpoint = restored.path;
+    this.partial = restored.partial;
     this.metricsLog?.filter((record) => Number(record.epoch) <= this.epoch);
   }
 
@@ -312,12 +336,17 @@ export class Trainer {
   }
 
   private trainEpoch(loader: DataLoader, epoch: number): EpochRecord {
-    const sums = new RunningSums(Object.keys(this.options.metrics ?? {}).length);
-    const tally: Tally = { start: performance.now(), batch: 0, samples: 0, skippedSteps: 0 };
+    const partial = this.partial;
+    this.partial = null;
+    const sums = new RunningSums(Object.keys(this.options.metrics ?? {}).length, partial?.sums);
+    const tally = partial === null ? newTally() : partialTally(partial);
+    const epochStartRng = partial?.rngAtEpochStart ?? getRngState();
     this.built!.model.train();
     this.progress.start(`${epoch}/${this.options.epochs}`, loader.length);
     try {
-      for (const { inputs, targets } of loader) {
+      const batches = this.batchesFrom(loader, partial);
+      for (let next = batches.next(); next.done !== true; next = batches.next()) {
+        const { inputs, targets } = next.value;
         tally.batch++;
         tally.samples += targets.shape[0] ?? 1;
         this.globalStep++;
@@ -325,6 +354,7 @@ export class Trainer {
         inputs.dispose();
         targets.dispose();
         this.afterStep(epoch, loader.length, tally, sums);
+        this.maybeSaveMidEpoch(loader.length, tally, sums, epochStartRng);
       }
       this.stepScheduler("epoch");
       return this.epochRecord(epoch, tally, sums);
@@ -332,6 +362,47 @@ export class Trainer {
       this.progress.stop();
       sums.dispose();
     }
+  }
+
+  /**
+   * The epoch's batches; when resuming mid-epoch, the generator is set back to the epoch's
+   * start so the shuffle is redrawn, the batches done are skipped, and then it is set to
+   * where the checkpoint left it (so dropout continues as it would have).
+   */
+  private batchesFrom(loader: DataLoader, partial: PartialEpoch | null): Iterator<Batch> {
+    if (partial !== null) setRngState(partial.rngAtEpochStart);
+    const batches = loader[Symbol.iterator]();
+    if (partial === null) return batches;
+    for (let b = 0; b < partial.batch; b++) {
+      const next = batches.next();
+      if (next.done === true) break;
+      next.value.inputs.dispose();
+      next.value.targets.dispose();
+    }
+    setRngState(partial.rngAtSave);
+    return batches;
+  }
+
+  private maybeSaveMidEpoch(
+    batches: number,
+    tally: Tally,
+    sums: RunningSums,
+    rngAtEpochStart: { seed: number; offset: number },
+  ): void {
+    const { saveDir, saveSteps } = this.options;
+    if (saveDir === undefined || saveSteps === undefined) return;
+    if (this.globalStep % saveSteps !== 0 || tally.batch === batches) return;
+    const seconds = (performance.now() - tally.start) / 1000;
+    const { batch, samples, skippedSteps } = tally;
+    this.save(saveDir, {
+      batch,
+      samples,
+      skippedSteps,
+      seconds,
+      sums: sums.values(),
+      rngAtEpochStart,
+      rngAtSave: getRngState(),
+    });
   }
 
   /** An LRScheduler steps at its interval (per step by default). */
@@ -460,8 +531,9 @@ export class Trainer {
     this.best = { value, epoch, weights, badEpochs: 0 };
   }
 
-  private save(saveDir: string): void {
+  private save(saveDir: string, partial: PartialEpoch | null = null): void {
     const path = saveTrainerCheckpoint(saveDir, {
+      partial,
       built: this.built!,
       epoch: this.epoch,
       globalStep: this.globalStep,
