@@ -225,6 +225,15 @@ describe("Trainer.fit, evaluate and predict", () => {
     expect(live[2]).toBe(live[1]);
   });
 
+  it("stops after the epoch in which a callback asks it to", async () => {
+    const result = await new Trainer(
+      baseOptions({ epochs: 5, callbacks: { onEpochEnd: (record) => record.epoch === 2 } }),
+    ).fit();
+    expect(result.history.map((r) => r.epoch)).toEqual([1, 2]);
+    expect(result.stoppedEarly).toBe(true);
+    expect(result.restoredBest).toBe(false);
+  });
+
   it("rejects bad options by name", () => {
     const cases: [Partial<TrainerOptions> & Record<string, unknown>, RegExp][] = [
       [{ epochs: 0 }, /^Trainer: epochs must be a positive integer, got 0$/],
@@ -471,6 +480,42 @@ describe("checkpoints", () => {
       "checkpoint-32",
       "checkpoint-24",
     ]);
+  });
+
+  const schedules: [string, Partial<TrainerOptions>][] = [
+    ["a warmup (LambdaLR)", { warmupSteps: 6, clipGradNorm: 0.5 }],
+    [
+      "ReduceLROnPlateau",
+      { scheduler: (o) => new optim.ReduceLROnPlateau(o, { patience: 0, factor: 0.5 }) },
+    ],
+    [
+      "OneCycleLR",
+      { scheduler: (o, c) => new optim.OneCycleLR(o, 0.05, { totalSteps: c.totalSteps }) },
+    ],
+  ];
+
+  it.each(schedules)("resumes with %s to the same weights", async (_, schedule) => {
+    const options = (extra: Partial<TrainerOptions>) =>
+      baseOptions({ epochs: 4, model: () => dropoutMlp(), ...schedule, ...extra });
+    const whole = new Trainer(options({}));
+    const full = await whole.fit();
+    const saveDir = freshDir();
+    await new Trainer(options({ saveDir, saveSteps: 12, keepCheckpoints: 10 })).fit();
+    const names = () => listCheckpoints(saveDir).map((p) => p.split("/").at(-1));
+    expect(names()).toEqual([
+      "checkpoint-32",
+      "checkpoint-24",
+      "checkpoint-16",
+      "checkpoint-12",
+      "checkpoint-8",
+    ]);
+    // Resume from the checkpoint in the middle of epoch 2 (step 12 of 8-step epochs).
+    for (const step of [16, 24, 32])
+      rmSync(join(saveDir, `checkpoint-${step}`), { recursive: true });
+    const resumed = new Trainer(options({ resume: saveDir }));
+    const rest = await resumed.fit();
+    expect(weightsOf(resumed.model)).toEqual(weightsOf(whole.model));
+    expect(rest.history.map(withoutTimes)).toEqual(full.history.map(withoutTimes));
   });
 
   it("holds the model, the optimizer's state, the generator and the counters", async () => {
