@@ -440,6 +440,15 @@ describe("early stopping and the best model", () => {
     for (const later of losses.slice(best)) expect(later).toBeGreaterThan(losses[best - 1]! - 0.05);
   });
 
+  it("names a metricForBest that the run does not report", async () => {
+    const trainer = new Trainer(baseOptions({ loadBestModelAtEnd: true, metricForBest: "acc" }));
+    const error = await trainer.fit().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValueError);
+    expect((error as Error).message).toBe(
+      "Trainer: metricForBest acc is not among the evaluation numbers (loss, accuracy)",
+    );
+  });
+
   it("loads the best model by a metric where greater is better", async () => {
     const weights: number[][] = [];
     const trainer = new Trainer(

@@ -500,12 +500,27 @@ export class Trainer {
     return this.options.greaterIsBetter ?? !name.endsWith("loss");
   }
 
+  /** Throws when the record has the numbers metricForBest reads but not that name. */
+  private checkMonitored(record: EpochRecord): void {
+    const name = this.options.metricForBest ?? "loss";
+    const fromTrain = name.startsWith("train.") || this.options.evalData === undefined;
+    const numbers = fromTrain ? record.train : record.eval;
+    if (numbers === undefined) return; // an epoch without evaluation
+    const bare = name.replace(/^(train|eval)\./, "");
+    if (bare in numbers) return;
+    const names = Object.keys(numbers).join(", ");
+    const message = `metricForBest ${name} is not among the ${fromTrain ? "training" : "evaluation"} numbers (${names})`;
+    throw new ValueError("Trainer", message, "metricForBest");
+  }
+
   private track(record: EpochRecord): void {
+    const { scheduler } = this.built!;
+    const plateau = scheduler instanceof ReduceLROnPlateau ? scheduler : null;
+    const tracking = this.options.loadBestModelAtEnd === true || this.options.earlyStopping;
+    if (plateau !== null || tracking) this.checkMonitored(record);
     const value = this.monitored(record);
     if (value === undefined) return;
-    const { scheduler } = this.built!;
-    if (scheduler instanceof ReduceLROnPlateau) scheduler.step(value);
-    const tracking = this.options.loadBestModelAtEnd === true || this.options.earlyStopping;
+    plateau?.step(value);
     if (!tracking) return;
     const minDelta = this.options.earlyStopping?.minDelta ?? 0;
     const best = this.best.value;
