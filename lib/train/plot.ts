@@ -1,12 +1,11 @@
 // Figures drawn with Vega-Lite (compiled to Vega, rendered to SVG without a browser) and
 // rasterised to PNG by resvg: training curves from a run's history, and line charts of
-// any series (the activation functions example). Files are written atomically.
+// any series (the activation functions example). Files are written atomically. Both
+// libraries are loaded on the first plot, so importing deepnode does not load them.
 
-import { Resvg } from "@resvg/resvg-js";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import * as vega from "vega";
-import { compile, type TopLevelSpec } from "vega-lite";
+import type { TopLevelSpec } from "vega-lite";
 
 import { ValueError } from "../errors.js";
 import { writeFileAtomic } from "../io/safetensors.js";
@@ -38,6 +37,11 @@ export async function renderPng(
   spec: TopLevelSpec,
   options: PlotOptions = {},
 ): Promise<Uint8Array> {
+  const [vega, { compile }, { Resvg }] = await Promise.all([
+    import("vega"),
+    import("vega-lite"),
+    import("@resvg/resvg-js"),
+  ]);
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
   const svg = await view.toSVG();
   view.finalize();
