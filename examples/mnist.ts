@@ -21,6 +21,7 @@ import {
   optim,
   scope,
   setDefaultDevice,
+  train as trainer,
 } from "../lib/index.js";
 
 export class MNISTNet extends nn.Module {
@@ -199,6 +200,63 @@ function fit(
     options.onEpoch?.(stats);
   }
   return { model, history };
+}
+
+export interface MnistFitOptions extends Omit<MnistTrainOptions, "onBatch"> {
+  /** Write a checkpoint here after every epoch. */
+  checkpointDir?: string;
+  /** Continue from this checkpoint (or the newest in this folder). */
+  resume?: string;
+  /** A progress bar on stderr (terminals only); default false. */
+  progress?: boolean;
+  metricsFile?: string;
+  plotFile?: string;
+  onSave?: (path: string) => void;
+}
+
+/** EpochStats of a Trainer record (evaluated on the test split every epoch). */
+function epochStats(record: trainer.EpochRecord): EpochStats {
+  return {
+    epoch: record.epoch,
+    trainLoss: record.train.loss!,
+    testLoss: record.eval!.loss!,
+    testAccuracy: record.eval!.accuracy!,
+    seconds: record.seconds,
+    imagesPerSecond: record.samplesPerSecond,
+  };
+}
+
+/**
+ * Trains MNISTNet with Adam through train.Trainer: checkpoints, resume, progress bar,
+ * metrics file and curves. The CLI's `deepnode train mnist` runs this.
+ */
+export async function fitMnist(
+  options: MnistFitOptions,
+): Promise<{ model: MNISTNet; history: EpochStats[]; result: trainer.FitResult }> {
+  const data = loadMnist(options.dataDir === undefined ? {} : { dir: options.dataDir });
+  const device = options.device ?? getDefaultDevice();
+  const run = new trainer.Trainer({
+    model: () => new MNISTNet(),
+    trainData: mnistLoader(limitSplit(data.train, options.limit), options.batchSize, true, device),
+    evalData: mnistLoader(data.test, 250, false, device),
+    epochs: options.epochs,
+    optimizer: (params) => new optim.Adam(params, { lr: options.lr }),
+    lossFn: (logProbs, targets) => F.nllLoss(logProbs, targets),
+    metrics: { accuracy: trainer.accuracy },
+    seed: options.seed,
+    device,
+    progress: options.progress ?? false,
+    ...(options.checkpointDir === undefined ? {} : { saveDir: options.checkpointDir }),
+    ...(options.resume === undefined ? {} : { resume: options.resume }),
+    ...(options.metricsFile === undefined ? {} : { metricsFile: options.metricsFile }),
+    ...(options.plotFile === undefined ? {} : { plotFile: options.plotFile }),
+    callbacks: {
+      onEpochEnd: (record) => options.onEpoch?.(epochStats(record)),
+      onSave: (path) => options.onSave?.(path),
+    },
+  });
+  const result = await run.fit();
+  return { model: run.model as MNISTNet, history: result.history.map(epochStats), result };
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -22,3 +22,4 @@ export * as data from "./data/index.js";
 export * as io from "./io/index.js";
 export { setNumThreads, getNumThreads, setFlushDenormal, buildInfo } from "./runtime.js";
 export * as cuda from "./backend/cuda/index.js";
+export * as train from "./train/index.js";

@@ -464,3 +464,69 @@ describe("deepnode train/eval --data with standard IDX files", () => {
     );
   });
 });
+
+describe("deepnode train mnist --checkpoint-dir / --resume", () => {
+  const base = ["train", "mnist", "--limit", "128", "--no-progress"];
+
+  it("resumes a saved run to the weights of an uninterrupted one, bit for bit", async () => {
+    const whole = join(scratch, "whole.safetensors");
+    const full = await cli(...base, "--epochs", "2", "--out", whole);
+    expect(full.code).toBe(0);
+
+    const dir = join(scratch, "mnist-checkpoints");
+    const first = join(scratch, "first.safetensors");
+    const part = await cli(...base, "--epochs", "1", "--checkpoint-dir", dir, "--out", first);
+    expect(part.stderr).toBe("");
+    expect(part.code).toBe(0);
+    expect(part.stdout).toContain(`saved checkpoint ${join(dir, "checkpoint-2")}\n`);
+
+    const resumed = join(scratch, "resumed.safetensors");
+    const rest = await cli(...base, "--epochs", "2", "--resume", dir, "--out", resumed);
+    expect(rest.stderr).toBe("");
+    expect(rest.code).toBe(0);
+    const lines = rest.stdout.trimEnd().split("\n");
+    expect(lines[1]).toBe(`resuming from ${dir}`);
+    expect(lines[2]).toMatch(/^epoch 2\/2 {2}train_loss /);
+    expect(lines.filter((line) => line.startsWith("epoch "))).toHaveLength(1);
+    // The resumed run's second epoch is the uninterrupted run's, to the printed digits.
+    const secondEpoch = (out: string) => /^epoch 2\/2 {2}(.*)  time/m.exec(out)![1];
+    expect(secondEpoch(rest.stdout)).toBe(secondEpoch(full.stdout));
+    expect(Buffer.compare(readFileSync(resumed), readFileSync(whole))).toBe(0);
+    expect(readdirSync(dir).sort()).toEqual(["checkpoint-2", "checkpoint-4"]);
+  });
+
+  it("names a folder that holds no checkpoint (exit 1)", async () => {
+    const empty = join(scratch, "no-checkpoints");
+    mkdirSync(empty);
+    const run = await cli(...base, "--epochs", "1", "--resume", empty);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `deepnode: resume: ${empty}: holds neither trainer_state.json nor a checkpoint-<step> folder\n`,
+    );
+  });
+
+  it("writes the metrics as JSON lines and the curves as a PNG", async () => {
+    const metrics = join(scratch, "mnist-metrics.jsonl");
+    const plot = join(scratch, "mnist-curves.png");
+    const out = join(scratch, "plotted.safetensors");
+    const run = await cli(
+      ...base,
+      "--epochs",
+      "2",
+      "--metrics",
+      metrics,
+      "--plot",
+      plot,
+      "--out",
+      out,
+    );
+    expect(run.code).toBe(0);
+    const records = readFileSync(metrics, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(records.map((r: { epoch: number }) => r.epoch)).toEqual([1, 2]);
+    expect(Object.keys(records[0].eval)).toEqual(["loss", "accuracy"]);
+    expect(readFileSync(plot).subarray(1, 4).toString("latin1")).toBe("PNG");
+  });
+});

@@ -1,7 +1,13 @@
 // The MNIST example: MNISTNet's shapes and outputs, a short training run whose loss falls,
 // reproducible runs under one seed, and a training loop that leaks no tensors per epoch.
 
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import { describe, expect, it } from "vitest";
+
+import { activationCurves, plotActivations } from "../examples/activations_plot.js";
 
 import {
   MNISTNet,
@@ -143,5 +149,36 @@ describe("evaluate and limitSplit", () => {
     expect(accuracy).toBeLessThan(0.3);
     expect(loss).toBeGreaterThan(1.5);
     expect(loss).toBeLessThan(4);
+  });
+});
+
+describe("the activation functions example", () => {
+  it("computes sigmoid, tanh, relu and leaky relu with tensors, as their formulas", () => {
+    const { x, curves } = activationCurves(-5, 5, 11);
+    expect(Array.from(x)).toEqual([-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5]);
+    const formulas: Record<string, (v: number) => number> = {
+      sigmoid: (v) => 1 / (1 + Math.exp(-v)),
+      tanh: Math.tanh,
+      relu: (v) => Math.max(v, 0),
+      "leaky relu, slope 0.1": (v) => (v > 0 ? v : 0.1 * v),
+    };
+    expect(Object.keys(curves)).toEqual(Object.keys(formulas));
+    for (const [name, f] of Object.entries(formulas)) {
+      curves[name]!.forEach((y, i) => expect(y, `${name}(${x[i]})`).toBeCloseTo(f(x[i]!), 6));
+    }
+  });
+
+  it("draws them to a PNG", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-activations-"));
+    try {
+      const path = join(dir, "activations.png");
+      await plotActivations(path);
+      const png = readFileSync(path);
+      expect(png.subarray(1, 4).toString("latin1")).toBe("PNG");
+      expect(png.readUInt32BE(16)).toBeGreaterThan(800); // width, at scale 2
+      expect(png.readUInt32BE(20)).toBeGreaterThan(600); // height
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

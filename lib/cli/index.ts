@@ -1,8 +1,8 @@
-// The `deepnode` command line: train and evaluate the MNIST network, and report what
-// this build contains. Parsing is commander's; the progress bar is cli-progress's.
+// The `deepnode` command line: train (through train.Trainer, with checkpoints and resume)
+// and evaluate the MNIST network, and report what this build contains. Parsing is
+// commander's; the progress bar is the Trainer's (cli-progress).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { SingleBar, Presets } from "cli-progress";
 import { existsSync } from "node:fs";
 import { DeepnodeError, StateDictError } from "../errors.js";
 import { buildInfo, setNumThreads } from "../runtime.js";
@@ -11,8 +11,8 @@ import { loadMnist } from "../data/mnist.js";
 import {
   MNISTNet,
   evaluate,
+  fitMnist,
   mnistLoader,
-  trainMnist,
   type EpochStats,
 } from "../../examples/mnist.js";
 import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
@@ -90,43 +90,43 @@ interface TrainFlags {
   limit?: number;
   threads?: number;
   progress: boolean;
+  checkpointDir?: string;
+  resume?: string;
+  metrics?: string;
+  plot?: string;
 }
 
-function progressBar(enabled: boolean): SingleBar | null {
-  if (!enabled || !process.stderr.isTTY) return null;
-  return new SingleBar(
-    {
-      format: "  {bar} {value}/{total} batches | loss {loss} | {eta_formatted} left",
-      stream: process.stderr,
-      hideCursor: true,
-      clearOnComplete: true,
-    },
-    Presets.shades_classic,
-  );
+/** The optional file and folder flags, as fitMnist's options. */
+function trainFiles(flags: TrainFlags) {
+  const checkpointDir = flags.checkpointDir ?? flags.resume;
+  return {
+    ...(flags.data === undefined ? {} : { dataDir: flags.data }),
+    ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+    ...(checkpointDir === undefined ? {} : { checkpointDir }),
+    ...(flags.resume === undefined ? {} : { resume: flags.resume }),
+    ...(flags.metrics === undefined ? {} : { metricsFile: flags.metrics }),
+    ...(flags.plot === undefined ? {} : { plotFile: flags.plot }),
+  };
 }
 
 async function trainCommand(task: string, flags: TrainFlags): Promise<void> {
   checkTask(task);
   if (flags.threads !== undefined) setNumThreads(flags.threads);
-  const bar = progressBar(flags.progress);
   console.log(
     `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
   );
-  const { model } = trainMnist({
+  if (flags.resume !== undefined) console.log(`resuming from ${flags.resume}`);
+  const { model } = await fitMnist({
     epochs: flags.epochs,
     batchSize: flags.batchSize,
     lr: flags.lr,
     seed: flags.seed,
     device: flags.device,
-    ...(flags.data === undefined ? {} : { dataDir: flags.data }),
-    ...(flags.limit === undefined ? {} : { limit: flags.limit }),
-    onBatch: (batch, batches, loss) => {
-      if (batch === 1) bar?.start(batches, 0, { loss: "-" });
-      bar?.update(batch, { loss: loss.toFixed(4) });
-      if (batch === batches) bar?.stop();
-    },
+    progress: flags.progress,
+    ...trainFiles(flags),
     onEpoch: (stats) => console.log(formatEpoch(stats, flags.epochs)),
+    onSave: (path) => console.log(`saved checkpoint ${path}`),
   });
   await onFile(`cannot save weights to '${flags.out}'`, () =>
     saveSafetensors(flags.out, model.stateDict(), { format: "pt", model: "MNISTNet" }),
@@ -203,6 +203,10 @@ export function buildProgram(): Command {
     .option("--limit <n>", "train on the first n training images only", positiveInt("--limit"))
     .option("--threads <n>", "cpu threads", positiveInt("--threads"))
     .option("--no-progress", "no progress bar")
+    .option("--checkpoint-dir <dir>", "write a checkpoint into this folder after every epoch")
+    .option("--resume <dir>", "continue from a checkpoint, or the newest one in this folder")
+    .option("--metrics <file>", "append each epoch's numbers to this file as JSON lines")
+    .option("--plot <file>", "draw loss and accuracy curves to this PNG file")
     .action(trainCommand);
   program
     .command("eval <task>")
