@@ -699,8 +699,12 @@ const MORE_CASES: GradCase[] = [
   },
 ];
 
-describe("gradients of the rest of the differentiable ops", () => {
-  it.each(MORE_CASES.map((c) => [c.name, c] as const))(
+/**
+ * Two tests per case: gradcheck in float64 on reference, and cpu float32 against reference
+ * float64 (output and every input gradient, within the case's cpuTol or CPU_TOL).
+ */
+function gradCaseTests(cases: readonly GradCase[]): void {
+  it.each(cases.map((c) => [c.name, c] as const))(
     "%s: gradcheck in float64 on reference",
     (_name, testCase) => {
       const values = caseValues(testCase, seedOf(testCase.name));
@@ -709,7 +713,7 @@ describe("gradients of the rest of the differentiable ops", () => {
     },
   );
 
-  it.each(MORE_CASES.map((c) => [c.name, c] as const))(
+  it.each(cases.map((c) => [c.name, c] as const))(
     "%s: cpu float32 matches reference float64",
     (name, testCase) => {
       const values = caseValues(testCase, seedOf(testCase.name));
@@ -718,12 +722,17 @@ describe("gradients of the rest of the differentiable ops", () => {
         buildInputs(testCase, values, "reference", "float64"),
       );
       const actual = runWithGrads(testCase, buildInputs(testCase, values, "cpu", "float32"));
-      expectClose(actual.out, expected.out, CPU_TOL, `${name} output`);
+      const tol = testCase.cpuTol ?? CPU_TOL;
+      expectClose(actual.out, expected.out, tol, `${name} output`);
       expected.grads.forEach((grad, i) => {
-        expectClose(actual.grads[i]!, grad, CPU_TOL, `${name} gradient of input ${i}`);
+        expectClose(actual.grads[i]!, grad, tol, `${name} gradient of input ${i}`);
       });
     },
   );
+}
+
+describe("gradients of the rest of the differentiable ops", () => {
+  gradCaseTests(MORE_CASES);
 
   it("dropout's mask is the one the seed gives: kept elements get 1 / (1 - p)", () => {
     const x = fromTypedArray(new Float64Array(40).fill(1), [40], { device: "reference" });
@@ -1014,29 +1023,5 @@ const LAYER_GRAD_CASES: GradCase[] = [
 ];
 
 describe("gradients of layers", () => {
-  it.each(LAYER_GRAD_CASES.map((c) => [c.name, c] as const))(
-    "%s: gradcheck in float64 on reference",
-    (_name, testCase) => {
-      const values = caseValues(testCase, seedOf(testCase.name));
-      const inputs = buildInputs(testCase, values, "reference", "float64");
-      expect(gradcheck(testCase.fn, inputs, { eps: 1e-6, ...GRADCHECK_TOL })).toBe(true);
-    },
-  );
-
-  it.each(LAYER_GRAD_CASES.map((c) => [c.name, c] as const))(
-    "%s: cpu float32 matches reference float64",
-    (name, testCase) => {
-      const values = caseValues(testCase, seedOf(testCase.name));
-      const expected = runWithGrads(
-        testCase,
-        buildInputs(testCase, values, "reference", "float64"),
-      );
-      const actual = runWithGrads(testCase, buildInputs(testCase, values, "cpu", "float32"));
-      const tol = testCase.cpuTol ?? CPU_TOL;
-      expectClose(actual.out, expected.out, tol, `${name} output`);
-      expected.grads.forEach((grad, i) => {
-        expectClose(actual.grads[i]!, grad, tol, `${name} gradient of input ${i}`);
-      });
-    },
-  );
+  gradCaseTests(LAYER_GRAD_CASES);
 });

@@ -363,7 +363,7 @@ function tempPathFor(path: string): string {
 }
 
 /** fsyncs a directory so a rename in it is durable; some platforms refuse, which is fine. */
-function syncDirectorySync(dir: string): void {
+export function syncDirectorySync(dir: string): void {
   try {
     const fd = fs.openSync(dir, "r");
     try {

@@ -13,6 +13,7 @@ import { DeepnodeError } from "../errors.js";
 import {
   decodeSafetensors,
   encodeSafetensors,
+  syncDirectorySync,
   writeFileAtomicSync,
   type HostTensor,
 } from "../io/safetensors.js";
@@ -99,19 +100,6 @@ function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-function syncDirectory(dir: string): void {
-  try {
-    const fd = fs.openSync(dir, "r");
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // Not every platform can fsync a directory (Windows); the rename is still atomic.
-  }
-}
-
 /** Writes the files of a checkpoint into `dir`, each fsynced; returns the file list. */
 function writeFiles(dir: string, data: CheckpointData): Record<string, FileEntry> {
   const files: Record<string, FileEntry> = {};
@@ -142,14 +130,14 @@ export function saveCheckpoint(saveDir: string, data: CheckpointData, hooks: Sav
   fs.mkdirSync(temp);
   try {
     writeFiles(temp, data);
-    syncDirectory(temp);
+    syncDirectorySync(temp);
     hooks.beforeCommit?.(temp);
     commit(temp, final, `${final}.old-${suffix}`);
   } catch (error) {
     fs.rmSync(temp, { recursive: true, force: true });
     throw error;
   }
-  syncDirectory(saveDir);
+  syncDirectorySync(saveDir);
   return final;
 }
 

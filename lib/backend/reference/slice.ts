@@ -41,6 +41,31 @@ function sliceExtents(
   return { outer, inner, largeDim, count };
 }
 
+// Copies row (o, i) of the small tensor to or from row (o, start + i * step) of the large.
+function copyRows(
+  op: string,
+  large: RawTensor,
+  small: RawTensor,
+  axis: number,
+  start: number,
+  step: number,
+  toSmall: boolean,
+): void {
+  const { outer, inner, largeDim, count } = sliceExtents(op, large, small, axis, start, step);
+  const largeValues = elements(op, large);
+  const smallValues = elements(op, small);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < count; i++) {
+      const l = (o * largeDim + start + i * step) * inner;
+      const m = (o * count + i) * inner;
+      for (let k = 0; k < inner; k++) {
+        if (toSmall) smallValues[m + k] = largeValues[l + k]!;
+        else largeValues[l + k] = smallValues[m + k]!;
+      }
+    }
+  }
+}
+
 /** out[o, i, k] = x[o, start + i * step, k]. */
 export function slice(
   out: RawTensor,
@@ -49,16 +74,7 @@ export function slice(
   start: number,
   step: number,
 ): void {
-  const { outer, inner, largeDim, count } = sliceExtents("slice", x, out, axis, start, step);
-  const to = elements("slice", out);
-  const from = elements("slice", x);
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < count; i++) {
-      const source = (o * largeDim + start + i * step) * inner;
-      const target = (o * count + i) * inner;
-      for (let k = 0; k < inner; k++) to[target + k] = from[source + k]!;
-    }
-  }
+  copyRows("slice", x, out, axis, start, step, true);
 }
 
 /** out[o, start + i * step, k] = x[o, i, k]; the other positions of out are left alone. */
@@ -69,14 +85,5 @@ export function sliceAssign(
   start: number,
   step: number,
 ): void {
-  const { outer, inner, largeDim, count } = sliceExtents("sliceAssign", out, x, axis, start, step);
-  const to = elements("sliceAssign", out);
-  const from = elements("sliceAssign", x);
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < count; i++) {
-      const target = (o * largeDim + start + i * step) * inner;
-      const source = (o * count + i) * inner;
-      for (let k = 0; k < inner; k++) to[target + k] = from[source + k]!;
-    }
-  }
+  copyRows("sliceAssign", out, x, axis, start, step, false);
 }
