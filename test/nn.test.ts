@@ -1850,3 +1850,120 @@ describe("ModuleList, ModuleDict and init.orthogonal_", () => {
     }
   });
 });
+
+// ---- attention and transformers (lib/nn/attention.ts, lib/nn/transformer.ts) -------------
+// Golden values from test/fixtures/attention.safetensors; regenerate with
+// `/usr/bin/python3 test/fixtures/make_attention_fixtures.py`. Dropout is 0 there.
+
+const attention = loadFixture("attention.safetensors");
+
+const ATTENTION_CASES: DeviceCase[] = [
+  { device: "cpu", dtype: "float32", tol: { rtol: 1e-4, atol: 1e-5 } },
+  { device: "reference", dtype: "float64", tol: { rtol: 1e-10, atol: 1e-10 } },
+];
+
+describe.each(ATTENTION_CASES)(
+  "attention and transformers against PyTorch on $device $dtype",
+  ({ device, dtype, tol }) => {
+    const input = (key: string): Tensor => attention.tensor(key, device, dtype);
+    const mask = (key: string): Tensor => attention.tensor(key, device).ne(0);
+    const check = (actual: Tensor | null, key: string) => {
+      expect(actual, key).not.toBeNull();
+      expect(actual!.shape, key).toEqual(attention.shape(key));
+      expectClose(actual!, attention.values(key), tol, key);
+    };
+    const loadParams = (key: string, module: nn.Module) => {
+      for (const [name, p] of module.namedParameters())
+        assignOn(p, attention.values(`${key}.param.${name}`));
+    };
+    const checkGrads = (key: string, module: nn.Module) => {
+      const names = [...module.namedParameters()].map(([name]) => name);
+      expect(names.length).toBeGreaterThan(3);
+      for (const [name, p] of module.namedParameters()) check(p.grad, `${key}.grad.${name}`);
+    };
+    const factory = { device, dtype };
+
+    const mhaCases: [string, () => nn.MultiheadAttention, string[]][] = [
+      ["mha_self", () => new nn.MultiheadAttention(4, 2, factory), []],
+      ["mha_self_masks", () => new nn.MultiheadAttention(4, 2, factory), ["kpm", "attn"]],
+      [
+        "mha_cross_batch_first",
+        () => new nn.MultiheadAttention(4, 2, { ...factory, batchFirst: true, kdim: 3, vdim: 5 }),
+        ["kpm", "floatAttn"],
+      ],
+      ["mha_float_mask_per_head", () => new nn.MultiheadAttention(6, 3, factory), ["floatAttn"]],
+    ];
+
+    it.each(mhaCases)("%s: output, weights and every parameter gradient", (key, make, masks) => {
+      const mha = make();
+      loadParams(key, mha);
+      const options: nn.MultiheadAttentionForwardOptions = {};
+      if (masks.includes("kpm")) options.keyPaddingMask = mask(`${key}.key_padding_mask`);
+      if (masks.includes("attn")) options.attnMask = mask(`${key}.attn_mask`);
+      if (masks.includes("floatAttn")) options.attnMask = input(`${key}.attn_mask`);
+      const [q, k, v] = ["query", "key", "value"].map((n) => input(`${key}.${n}`));
+      const [out, weights] = mha.forward(q!, k!, v!, options);
+      check(out, `${key}.out`);
+      check(weights, `${key}.weights`);
+      const loss = out
+        .mul(input(`${key}.upstream`))
+        .sum()
+        .add(weights!.mul(input(`${key}.weights_upstream`)).sum());
+      loss.backward();
+      checkGrads(key, mha);
+    });
+
+    const encoderCases: [string, nn.TransformerLayerOptions][] = [
+      ["enc_post_relu", { activation: "relu" }],
+      ["enc_pre_gelu", { activation: "gelu", normFirst: true }],
+      ["enc_post_gelu_batch_first", { activation: "gelu", batchFirst: true }],
+      ["enc_pre_relu", { activation: "relu", normFirst: true }],
+    ];
+
+    it.each(encoderCases)("%s: TransformerEncoderLayer output and gradients", (key, options) => {
+      const layer = new nn.TransformerEncoderLayer(4, 2, {
+        ...factory,
+        ...options,
+        dimFeedforward: 6,
+        dropout: 0,
+      });
+      loadParams(key, layer);
+      const out = layer.forward(input(`${key}.src`), {
+        srcMask: mask(`${key}.src_mask`),
+        srcKeyPaddingMask: mask(`${key}.src_key_padding_mask`),
+      });
+      check(out, `${key}.out`);
+      out
+        .mul(input(`${key}.upstream`))
+        .sum()
+        .backward();
+      checkGrads(key, layer);
+    });
+
+    it.each([
+      ["dec_post_relu", { activation: "relu" }],
+      ["dec_pre_gelu", { activation: "gelu", normFirst: true }],
+    ] as [string, nn.TransformerLayerOptions][])(
+      "%s: TransformerDecoderLayer output and gradients",
+      (key, options) => {
+        const layer = new nn.TransformerDecoderLayer(4, 2, {
+          ...factory,
+          ...options,
+          dimFeedforward: 6,
+          dropout: 0,
+        });
+        loadParams(key, layer);
+        const out = layer.forward(input(`${key}.tgt`), input(`${key}.memory`), {
+          tgtMask: mask(`${key}.tgt_mask`),
+          memoryKeyPaddingMask: mask(`${key}.memory_key_padding_mask`),
+        });
+        check(out, `${key}.out`);
+        out
+          .mul(input(`${key}.upstream`))
+          .sum()
+          .backward();
+        checkGrads(key, layer);
+      },
+    );
+  },
+);
