@@ -1,12 +1,15 @@
-// Scaled dot-product attention, composed from batched matmul, where and softmax. Masked scores are set to the dtype's lowest finite value rather than
-// -inf, and the weights are then multiplied by the keep mask, so a row whose keys are all
-// masked gives zero weights and a zero output (PyTorch gives NaN there), in both passes.
+// Scaled dot-product attention: batched matmul, then the backend's fused maskedSoftmax
+// (scale, additive mask and softmax in one pass), then batched matmul. Every mask becomes
+// one additive float mask with -inf at masked keys; a row whose keys are all masked gets
+// zero weights and a zero output (PyTorch gives NaN there), and passes no gradient.
 
+import { record } from "../autograd/graph.js";
+import { backendFor } from "../backend/registry.js";
 import { DTypeError, ShapeError, ValueError, formatShape } from "../errors.js";
-import { arange, full } from "../ops/creation.js";
+import { arange, empty, full, zeros } from "../ops/creation.js";
 import { where } from "../ops/elementwise.js";
 import { matmul } from "../ops/linalg.js";
-import { broadcastShapes } from "../shape.js";
+import { broadcastShapes, sameShape } from "../shape.js";
 import type { DType } from "../dtype.js";
 import type { Tensor } from "../tensor.js";
 import * as F from "./functional.js";
@@ -29,11 +32,6 @@ export interface AttentionOptions {
 }
 
 const OP = "scaledDotProductAttention";
-
-/** The most negative finite value of a float dtype: exp() of it minus any row max is 0. */
-function lowest(dtype: string): number {
-  return dtype === "float64" ? -Number.MAX_VALUE : -3.4028234663852886e38;
-}
 
 function checkQkv(query: Tensor, key: Tensor, value: Tensor): void {
   const shapes = [query.shape, key.shape, value.shape];
@@ -64,22 +62,15 @@ function checkQkv(query: Tensor, key: Tensor, value: Tensor): void {
     );
 }
 
-/** A float mask (1 = keep, 0 = masked) or an additive float mask, shaped for the scores. */
-interface MaskParts {
-  keep: Tensor | null;
-  additive: Tensor | null;
-}
-
-function addMask(parts: MaskParts, mask: Tensor, keepWhenTrue: boolean, dtype: DType): void {
+/** A mask as an additive float mask: bool masks give 0 where kept and -inf where masked. */
+function additiveMask(mask: Tensor, keepWhenTrue: boolean, dtype: DType): Tensor {
   if (mask.dtype === "bool") {
-    const keep = (keepWhenTrue ? mask : mask.eq(0)).to(dtype);
-    parts.keep = parts.keep === null ? keep : parts.keep.mul(keep);
-  } else if (mask.dtype === "float32" || mask.dtype === "float64") {
-    const m = mask.to(dtype);
-    parts.additive = parts.additive === null ? m : parts.additive.add(m);
-  } else {
-    throw new DTypeError(OP, `masks must be bool or float, got ${mask.dtype}`, [mask.dtype]);
+    const options = { dtype, device: mask.device };
+    const [kept, masked] = [full([], 0, options), full([], -Infinity, options)];
+    return keepWhenTrue ? where(mask, kept, masked) : where(mask, masked, kept);
   }
+  if (mask.dtype === "float32" || mask.dtype === "float64") return mask.to(dtype);
+  throw new DTypeError(OP, `masks must be bool or float, got ${mask.dtype}`, [mask.dtype]);
 }
 
 function checkMaskShape(name: string, mask: Tensor, scoresShape: number[]): void {
@@ -118,36 +109,41 @@ function causalMask(l: number, s: number, device: string): Tensor {
   return cols.le(rows);
 }
 
-function maskParts(scores: Tensor, options: AttentionOptions): MaskParts {
-  const parts: MaskParts = { keep: null, additive: null };
+/** The sum of every mask given, broadcast to the scores' shape; null when there is none. */
+function combinedMask(scores: Tensor, options: AttentionOptions): Tensor | null {
   const shape = [...scores.shape];
   const [l, s] = shape.slice(-2) as [number, number];
+  const masks: Tensor[] = [];
   if (options.attnMask !== undefined && options.attnMask !== null) {
     checkMaskShape("attnMask", options.attnMask, shape);
-    addMask(parts, options.attnMask, true, scores.dtype);
+    masks.push(additiveMask(options.attnMask, true, scores.dtype));
   }
   if (options.keyPaddingMask !== undefined && options.keyPaddingMask !== null) {
     const kpm = keyPaddingAsScoresMask(options.keyPaddingMask, shape);
-    addMask(parts, kpm, false, scores.dtype);
+    masks.push(additiveMask(kpm, false, scores.dtype));
   }
   if (options.isCausal === true)
-    addMask(parts, causalMask(l, s, scores.device), true, scores.dtype);
-  return parts;
+    masks.push(additiveMask(causalMask(l, s, scores.device), true, scores.dtype));
+  if (masks.length === 0) return null;
+  const sum = masks.reduce((acc, m) => acc.add(m));
+  if (sameShape(sum.shape, shape)) return sum;
+  return zeros(shape, { dtype: scores.dtype, device: scores.device }).add(sum);
 }
 
-/** softmax(scores + additive) over keys, with masked keys (and all-masked rows) at zero. */
-function maskedSoftmax(scores: Tensor, parts: MaskParts): Tensor {
-  let x = parts.additive === null ? scores : scores.add(parts.additive);
-  // -inf from an additive mask counts as masked, so an all -inf row gives zeros too.
-  let keep = parts.keep;
-  if (parts.additive !== null) {
-    const finite = x.gt(lowest(x.dtype)).to(x.dtype);
-    keep = keep === null ? finite : keep.mul(finite);
-  }
-  if (keep === null) return F.softmax(x, -1);
-  const floor = full([], lowest(x.dtype), { dtype: x.dtype, device: x.device });
-  x = where(keep.gt(0), x, floor);
-  return F.softmax(x, -1).mul(keep);
+/**
+ * softmax(scale * scores + mask) over keys by the backend's fused kernel. Its backward is
+ * softmax's: gz = y * (g - sum(g * y)), zero wherever y is (masked keys, all-masked rows).
+ */
+function maskedSoftmax(scores: Tensor, mask: Tensor | null, scale: number): Tensor {
+  const out = empty(scores.shape, scores.dtype, scores.device);
+  const backend = backendFor(scores.device);
+  backend.maskedSoftmax(out, scores, mask, scale);
+  const inputs = mask === null ? [scores] : [scores, mask];
+  return record(out, "maskedSoftmax", inputs, (g) => {
+    const gz = empty(out.shape, out.dtype, out.device);
+    backend.softmaxBackward(gz, g, out, out.ndim - 1, false);
+    return mask === null ? [gz.mul(scale)] : [gz.mul(scale), gz];
+  });
 }
 
 function checkAttentionOptions(options: AttentionOptions): void {
@@ -169,8 +165,8 @@ export function attentionWithWeights(
   checkAttentionOptions(options);
   const e = query.shape[query.ndim - 1]!;
   const scale = options.scale ?? 1 / Math.sqrt(e);
-  const scores = matmul(query, key.transpose(-2, -1)).mul(scale);
-  let weights = maskedSoftmax(scores, maskParts(scores, options));
+  const scores = matmul(query, key.transpose(-2, -1));
+  let weights = maskedSoftmax(scores, combinedMask(scores, options), scale);
   if (options.training === true && (options.dropoutP ?? 0) > 0)
     weights = F.dropout(weights, options.dropoutP, true);
   return [matmul(weights, value), weights];
