@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 
 import { activationCurves, plotActivations } from "../examples/activations_plot.js";
 import { TransformerBlock, trainTransformerBlock } from "../examples/transformer_block.js";
+import { ATTENTION_BENCH_SHAPE, timeMultiheadAttention } from "../examples/attention_timing.js";
 
 import {
   MNISTNet,
@@ -214,5 +215,19 @@ describe("the transformer block example", () => {
     const first = losses.slice(0, 3).reduce((a, b) => a + b) / 3;
     const last = losses.slice(-3).reduce((a, b) => a + b) / 3;
     expect(last).toBeLessThan(first * 0.5);
+  });
+});
+
+describe("the multi-head attention timing hook (examples/attention_timing.ts)", () => {
+  it("times forward + backward at a given shape and reports the median of the steps", () => {
+    const shape = { batch: 2, seqLen: 5, embedDim: 8, numHeads: 2 };
+    const timing = timeMultiheadAttention(shape, { iterations: 3, warmup: 1 });
+    expect(timing.shape).toEqual(shape);
+    expect(timing.device).toBe("cpu");
+    expect(timing.timesMs).toHaveLength(3);
+    expect(timing.timesMs.every((t) => Number.isFinite(t) && t > 0)).toBe(true);
+    const sorted = [...timing.timesMs].sort((a, b) => a - b);
+    expect(timing.medianMs).toBe(sorted[1]);
+    expect(ATTENTION_BENCH_SHAPE).toEqual({ batch: 32, seqLen: 128, embedDim: 256, numHeads: 8 });
   });
 });
