@@ -743,7 +743,9 @@ describe("gradients of the rest of the differentiable ops", () => {
 /** Op names that lib/ops and lib/nn/functional.ts can record, read from their sources. */
 function recordedOpNames(): Set<string> {
   const root = join(dirname(fileURLToPath(import.meta.url)), "..", "lib");
-  const layers = ["functional", "activation", "loss", "normalization"].map((f) => `nn/${f}.ts`);
+  const layers = ["functional", "activation", "loss", "normalization", "attention"].map(
+    (f) => `nn/${f}.ts`,
+  );
   const files = [...readdirSync(join(root, "ops")).map((f) => join("ops", f)), ...layers];
   const patterns = [
     /record\(\s*\w+,\s*"(\w+)"/g, // record(out, "add", ...)
@@ -774,7 +776,12 @@ function graphNames(t: Tensor, names: Set<string>, seen = new Set<unknown>()): S
 describe("gradcheck coverage", () => {
   it("every op that records a backward appears in a gradcheck case", () => {
     const exercised = new Set<string>(["cast"]); // "casts between float32 and float64" above
-    const cases = [...ALL_CASES.flatMap(([, c]) => c), ...MORE_CASES, ...LAYER_GRAD_CASES];
+    const cases = [
+      ...ALL_CASES.flatMap(([, c]) => c),
+      ...MORE_CASES,
+      ...LAYER_GRAD_CASES,
+      ...ATTENTION_GRAD_CASES,
+    ];
     for (const testCase of cases) {
       const values = caseValues(testCase, seedOf(testCase.name));
       const out = testCase.fn(...buildInputs(testCase, values, "reference", "float64"));

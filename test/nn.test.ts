@@ -2035,6 +2035,21 @@ describe("attention modules", () => {
     expect((qg.grad!.toArray() as number[][])[1]).toEqual([0, 0, 0, 0]);
   });
 
+  it("scaledDotProductAttention drops weights only when training, scaling the rest", () => {
+    const [q, k, v] = [seeded([4, 6, 4], 11), seeded([4, 6, 4], 12), ones([4, 6, 1])];
+    const plain = values(F.scaledDotProductAttention(q, k, v));
+    expect(plain.every((x) => Math.abs(x - 1) < 1e-6)).toBe(true); // weights sum to 1
+    const off = F.scaledDotProductAttention(q, k, v, { dropoutP: 0.5 });
+    expect(values(off)).toEqual(plain);
+    manualSeed(3);
+    const dropped = values(F.scaledDotProductAttention(q, k, v, { dropoutP: 0.5, training: true }));
+    expect(dropped).not.toEqual(plain);
+    // Each output is 2 * (the kept weights' sum): on average 1 over the 24 rows.
+    const mean = dropped.reduce((a, b) => a + b, 0) / dropped.length;
+    expect(mean).toBeGreaterThan(0.6);
+    expect(mean).toBeLessThan(1.4);
+  });
+
   it("scaledDotProductAttention rejects bad shapes and options, naming them", () => {
     const [q, k] = [zeros([2, 3, 4]), zeros([2, 5, 4])];
     expectThrows(
