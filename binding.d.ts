@@ -268,6 +268,10 @@ export interface NativeKernels {
     [gradWeight: Float32Array, gradOut: Float32Array, indices: Int32Array],
     { numEmbeddings: number; dim: number; count: number; paddingIdx: number },
   ];
+  masked_softmax: [
+    [out: Float32Array, scores: Float32Array, mask: Float32Array | null],
+    { rows: number; cols: number; scale: number },
+  ];
 }
 
 export type NativeKernelName = keyof NativeKernels;

@@ -27,6 +27,7 @@ import {
   where,
 } from "../lib/index.js";
 import * as el from "../lib/ops/elementwise.js";
+import { nn } from "../lib/index.js";
 import {
   awayFromZero,
   expectClose,
@@ -751,7 +752,9 @@ describe("gradients of the rest of the differentiable ops", () => {
 /** Op names that lib/ops and lib/nn/functional.ts can record, read from their sources. */
 function recordedOpNames(): Set<string> {
   const root = join(dirname(fileURLToPath(import.meta.url)), "..", "lib");
-  const layers = ["functional", "activation", "loss", "normalization"].map((f) => `nn/${f}.ts`);
+  const layers = ["functional", "activation", "loss", "normalization", "attention"].map(
+    (f) => `nn/${f}.ts`,
+  );
   const files = [...readdirSync(join(root, "ops")).map((f) => join("ops", f)), ...layers];
   const patterns = [
     /record\(\s*\w+,\s*"(\w+)"/g, // record(out, "add", ...)
@@ -782,7 +785,12 @@ function graphNames(t: Tensor, names: Set<string>, seen = new Set<unknown>()): S
 describe("gradcheck coverage", () => {
   it("every op that records a backward appears in a gradcheck case", () => {
     const exercised = new Set<string>(["cast"]); // "casts between float32 and float64" above
-    const cases = [...ALL_CASES.flatMap(([, c]) => c), ...MORE_CASES, ...LAYER_GRAD_CASES];
+    const cases = [
+      ...ALL_CASES.flatMap(([, c]) => c),
+      ...MORE_CASES,
+      ...LAYER_GRAD_CASES,
+      ...ATTENTION_GRAD_CASES,
+    ];
     for (const testCase of cases) {
       const values = caseValues(testCase, seedOf(testCase.name));
       const out = testCase.fn(...buildInputs(testCase, values, "reference", "float64"));
@@ -1024,4 +1032,163 @@ const LAYER_GRAD_CASES: GradCase[] = [
 
 describe("gradients of layers", () => {
   gradCaseTests(LAYER_GRAD_CASES);
+});
+
+// ---- attention and transformer layers (lib/nn/attention.ts, multihead.ts, transformer.ts) --
+
+const boolMask = (shape: number[], values: number[]): InputSpec => ({
+  shape,
+  kind: "bool",
+  values,
+});
+const sdpa = F.scaledDotProductAttention;
+
+// Row 1 of the bool mask and of the -inf mask masks every key: zeros, and zero gradients.
+const ATTENTION_GRAD_CASES: GradCase[] = [
+  {
+    name: "sdpa plain",
+    inputs: [g([2, 3, 4]), g([2, 5, 4]), g([2, 5, 3])],
+    fn: (q, k, v) => sdpa(q, k, v),
+  },
+  {
+    name: "sdpa bool attnMask with an all-masked row",
+    inputs: [
+      g([2, 3, 4]),
+      g([2, 5, 4]),
+      g([2, 5, 3]),
+      boolMask([3, 5], [1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1]),
+    ],
+    fn: (q, k, v, m) => sdpa(q, k, v, { attnMask: m }),
+  },
+  {
+    name: "sdpa float attnMask with -inf, scale",
+    inputs: [
+      g([3, 4]),
+      g([3, 4]),
+      g([3, 2]),
+      constant([3, 3], [0.5, -1, 0, -Infinity, -Infinity, -Infinity, 0, -Infinity, 2]),
+    ],
+    fn: (q, k, v, m) => sdpa(q, k, v, { attnMask: m, scale: 0.7 }),
+  },
+  {
+    name: "sdpa keyPaddingMask [N, S] over heads",
+    inputs: [
+      g([2, 2, 3, 4]),
+      g([2, 2, 4, 4]),
+      g([2, 2, 4, 2]),
+      boolMask([2, 4], [0, 0, 1, 0, 1, 0, 0, 1]),
+    ],
+    fn: (q, k, v, m) => sdpa(q, k, v, { keyPaddingMask: m }),
+  },
+  {
+    name: "sdpa isCausal with a float mask",
+    inputs: [g([2, 3, 4]), g([2, 3, 4]), g([2, 3, 3]), g([3, 3])],
+    fn: (q, k, v, m) => sdpa(q, k, v, { isCausal: true, attnMask: m }),
+  },
+];
+
+/** A module built once in float64 on reference, with seeded weights. */
+function onReference<M extends nn.Module>(seed: number, make: (f: nn.FactoryOptions) => M): M {
+  manualSeed(seed);
+  return make({ device: "reference", dtype: "float64" });
+}
+
+const mhaSelf = onReference(21, (f) => new nn.MultiheadAttention(4, 2, f));
+const mhaCross = onReference(
+  22,
+  (f) => new nn.MultiheadAttention(4, 2, { ...f, kdim: 3, vdim: 2, batchFirst: true }),
+);
+const layerOptions = { dimFeedforward: 5, dropout: 0 };
+const encoderPost = onReference(
+  23,
+  (f) => new nn.TransformerEncoderLayer(4, 2, { ...f, ...layerOptions }),
+);
+const encoderPreGelu = onReference(
+  24,
+  (f) =>
+    new nn.TransformerEncoderLayer(4, 2, {
+      ...f,
+      ...layerOptions,
+      normFirst: true,
+      activation: "gelu",
+    }),
+);
+const decoderPost = onReference(
+  25,
+  (f) => new nn.TransformerDecoderLayer(4, 2, { ...f, ...layerOptions, activation: "gelu" }),
+);
+
+const MODULE_ATTENTION_CASES: GradCase[] = [
+  {
+    name: "MultiheadAttention self, keyPaddingMask, weights",
+    inputs: [g([3, 2, 4]), boolMask([2, 3], [0, 0, 1, 0, 0, 0])],
+    fn: (x, m) => {
+      const [out, w] = mhaSelf.forward(x, x, x, { keyPaddingMask: m });
+      return out.sum().add(w!.mul(w!).sum());
+    },
+  },
+  {
+    name: "MultiheadAttention cross, kdim/vdim, batchFirst, float attnMask",
+    inputs: [g([2, 3, 4]), g([2, 4, 3]), g([2, 4, 2]), g([3, 4])],
+    fn: (q, k, v, m) => mhaCross.forward(q, k, v, { attnMask: m })[0],
+  },
+  {
+    name: "TransformerEncoderLayer post-norm relu, causal",
+    inputs: [g([3, 2, 4], "away")],
+    fn: (x) => encoderPost.forward(x, { isCausal: true }),
+  },
+  {
+    name: "TransformerEncoderLayer pre-norm gelu, srcKeyPaddingMask",
+    inputs: [g([3, 2, 4]), boolMask([2, 3], [0, 1, 0, 0, 0, 1])],
+    fn: (x, m) => encoderPreGelu.forward(x, { srcKeyPaddingMask: m }),
+  },
+  {
+    name: "TransformerDecoderLayer, tgtMask and memoryKeyPaddingMask",
+    inputs: [g([3, 2, 4]), g([4, 2, 4]), boolMask([2, 4], [0, 1, 0, 0, 0, 0, 1, 0])],
+    fn: (t, mem, m) => decoderPost.forward(t, mem, { tgtIsCausal: true, memoryKeyPaddingMask: m }),
+  },
+];
+
+describe("gradients of attention and transformer layers", () => {
+  const all = [...ATTENTION_GRAD_CASES, ...MODULE_ATTENTION_CASES];
+  it.each(all.map((c) => [c.name, c] as const))(
+    "%s: gradcheck in float64 on reference",
+    (_name, testCase) => {
+      const values = caseValues(testCase, seedOf(testCase.name));
+      const inputs = buildInputs(testCase, values, "reference", "float64");
+      expect(gradcheck(testCase.fn, inputs, { eps: 1e-6, ...GRADCHECK_TOL })).toBe(true);
+    },
+  );
+
+  it.each(ATTENTION_GRAD_CASES.map((c) => [c.name, c] as const))(
+    "%s: cpu float32 matches reference float64",
+    (name, testCase) => {
+      const values = caseValues(testCase, seedOf(testCase.name));
+      const expected = runWithGrads(
+        testCase,
+        buildInputs(testCase, values, "reference", "float64"),
+      );
+      const actual = runWithGrads(testCase, buildInputs(testCase, values, "cpu", "float32"));
+      expectClose(actual.out, expected.out, CPU_TOL, `${name} output`);
+      expected.grads.forEach((grad, i) => {
+        expectClose(actual.grads[i]!, grad, CPU_TOL, `${name} gradient of input ${i}`);
+      });
+    },
+  );
+
+  it("an all-masked row has a zero output and passes no gradient to its query", () => {
+    const testCase = ATTENTION_GRAD_CASES[1]!;
+    const inputs = buildInputs(testCase, caseValues(testCase, 1), "reference", "float64");
+    const out = testCase.fn(...inputs);
+    expect((out.toArray() as number[][][]).map((b) => b[1])).toEqual([
+      [0, 0, 0],
+      [0, 0, 0],
+    ]);
+    out.sum().backward();
+    const gq = inputs[0]!.grad!.toArray() as number[][][];
+    expect(gq.map((b) => b[1])).toEqual([
+      [0, 0, 0, 0],
+      [0, 0, 0, 0],
+    ]);
+  });
 });

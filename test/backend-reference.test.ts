@@ -1304,3 +1304,25 @@ describe("gelu, gelu_tanh, silu and their gradient ops by value", () => {
     );
   });
 });
+
+describe("maskedSoftmax (attention's fused softmax)", () => {
+  it("scales, adds the mask, drops -inf entries and zeroes a fully masked row", () => {
+    const scores = f64([3, 2], [1, 2, 0, Math.log(3) / 2, 5, 6]);
+    const mask = f64([3, 2], [0, -Infinity, 0, 0, -Infinity, -Infinity]);
+    const out = f64([3, 2]);
+    backend.maskedSoftmax(out, scores, mask, 2);
+    const y = Array.from(out.storage as Float64Array);
+    expect(y.slice(0, 2)).toEqual([1, 0]);
+    expect(Math.abs(y[2]! - 0.25)).toBeLessThan(1e-15);
+    expect(Math.abs(y[3]! - 0.75)).toBeLessThan(1e-15);
+    expect(y.slice(4)).toEqual([0, 0]);
+  });
+
+  it("names the op and both shapes when the mask does not match the scores", () => {
+    expectThrow(
+      () => backend.maskedSoftmax(f64([3, 2]), f64([3, 2]), f64([2, 2]), 1),
+      ShapeError,
+      "maskedSoftmax: mask has shape [2, 2], expected [3, 2]",
+    );
+  });
+});

@@ -2042,6 +2042,41 @@ function layerCases(t: Target): void {
   });
 }
 
+// ---- attention's fused softmax -----------------------------------------------------------
+
+/** A mask with -inf at about a third of the entries, the whole of row 1 included. */
+function attentionMask(seed: number, rows: number, cols: number): number[] {
+  const values = floats(seed, rows * cols, -2, 2);
+  return values.map((v, i) => (Math.floor(i / cols) === 1 || v > 0.7 ? -Infinity : v));
+}
+
+const MASKED_SOFTMAX_CASES: [number[], number, boolean][] = [
+  [[3, 5], 0.5, false],
+  [[2, 3, 4], 0.125, true],
+  [[4, 1000], 1, true],
+  [[2, 1, 33], 2, true],
+];
+
+function maskedSoftmaxCases(t: Target): void {
+  describe("maskedSoftmax", () => {
+    it.each(MASKED_SOFTMAX_CASES)("shape %o, scale %d, mask %s", (shape, scale, masked) => {
+      const cols = shape[shape.length - 1]!;
+      const rows = sizeOf(shape) / cols;
+      const xs = floats(rows + 3, sizeOf(shape), -5, 5);
+      const mask = attentionMask(cols, rows, cols);
+      const { ref } = conform(t, "maskedSoftmax", { atol: 1e-6, rtol: 1e-5 }, (b) => {
+        const out = raw(b, "float32", shape);
+        const m = masked ? raw(b, "float32", shape, mask) : null;
+        b.maskedSoftmax(out, raw(b, "float32", shape, xs), m, scale);
+        return [out];
+      });
+      const y = Array.from(ref[0]!.storage as Float32Array);
+      if (masked) expect(y.slice(cols, 2 * cols).every((v) => v === 0)).toBe(true);
+      expect(y.every(Number.isFinite)).toBe(true);
+    });
+  });
+}
+
 const SECTIONS: ((t: Target) => void)[] = [
   memoryFillAndCastCases,
   randomKernelsCases,
@@ -2062,4 +2097,5 @@ const SECTIONS: ((t: Target) => void)[] = [
   hardInputCases,
   emptyTensorCases,
   releaseCases,
+  maskedSoftmaxCases,
 ];

@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import { activationCurves, plotActivations } from "../examples/activations_plot.js";
+import { TransformerBlock, trainTransformerBlock } from "../examples/transformer_block.js";
+import { ATTENTION_BENCH_SHAPE, timeMultiheadAttention } from "../examples/attention_timing.js";
 
 import {
   MNISTNet,
@@ -180,5 +182,52 @@ describe("the activation functions example", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+// ---- the transformer block example (examples/transformer_block.ts) -------------------------
+
+describe("the transformer block example", () => {
+  it("is post-norm attention and relu feed-forward with dropout 0.1; keeps [N, L, dModel]", () => {
+    manualSeed(1);
+    const block = new TransformerBlock({ dModel: 8, numHeads: 2, dimFeedforward: 16 });
+    expect([...block.namedChildren()].map(([name]) => name)).toEqual([
+      "attention",
+      "dropout1",
+      "norm1",
+      "linear1",
+      "linear2",
+      "dropout2",
+      "norm2",
+    ]);
+    expect(block.dropout1.p).toBe(0.1);
+    expect(block.dropout2.p).toBe(0.1);
+    const out = noGrad(() => block.eval().forward(randn([3, 5, 8])));
+    expect(out.shape).toEqual([3, 5, 8]);
+    // Post-norm: every position leaves LayerNorm with mean 0 over the features.
+    const means = Array.from(out.mean(-1).dataSync());
+    for (const m of means) expect(Math.abs(m)).toBeLessThan(1e-5);
+  });
+
+  it("training 30 Adam steps on synthetic sequences cuts the loss by more than half", () => {
+    const losses = trainTransformerBlock(30, 0);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    const first = losses.slice(0, 3).reduce((a, b) => a + b) / 3;
+    const last = losses.slice(-3).reduce((a, b) => a + b) / 3;
+    expect(last).toBeLessThan(first * 0.5);
+  });
+});
+
+describe("the multi-head attention timing hook (examples/attention_timing.ts)", () => {
+  it("times forward + backward at a given shape and reports the median of the steps", () => {
+    const shape = { batch: 2, seqLen: 5, embedDim: 8, numHeads: 2 };
+    const timing = timeMultiheadAttention(shape, { iterations: 3, warmup: 1 });
+    expect(timing.shape).toEqual(shape);
+    expect(timing.device).toBe("cpu");
+    expect(timing.timesMs).toHaveLength(3);
+    expect(timing.timesMs.every((t) => Number.isFinite(t) && t > 0)).toBe(true);
+    const sorted = [...timing.timesMs].sort((a, b) => a - b);
+    expect(timing.medianMs).toBe(sorted[1]);
+    expect(ATTENTION_BENCH_SHAPE).toEqual({ batch: 32, seqLen: 128, embedDim: 256, numHeads: 8 });
   });
 });

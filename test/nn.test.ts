@@ -1850,3 +1850,439 @@ describe("ModuleList, ModuleDict and init.orthogonal_", () => {
     }
   });
 });
+
+// ---- attention and transformers (lib/nn/attention.ts, lib/nn/transformer.ts) -------------
+// Golden values from test/fixtures/attention.safetensors; regenerate with
+// `/usr/bin/python3 test/fixtures/make_attention_fixtures.py`. Dropout is 0 there.
+
+const attention = loadFixture("attention.safetensors");
+
+const ATTENTION_CASES: DeviceCase[] = [
+  { device: "cpu", dtype: "float32", tol: { rtol: 1e-4, atol: 1e-5 } },
+  { device: "reference", dtype: "float64", tol: { rtol: 1e-10, atol: 1e-10 } },
+];
+
+describe.each(ATTENTION_CASES)(
+  "attention and transformers against PyTorch on $device $dtype",
+  ({ device, dtype, tol }) => {
+    const input = (key: string): Tensor => attention.tensor(key, device, dtype);
+    const mask = (key: string): Tensor => attention.tensor(key, device).ne(0);
+    const check = (actual: Tensor | null, key: string) => {
+      expect(actual, key).not.toBeNull();
+      expect(actual!.shape, key).toEqual(attention.shape(key));
+      expectClose(actual!, attention.values(key), tol, key);
+    };
+    const loadParams = (key: string, module: nn.Module) => {
+      for (const [name, p] of module.namedParameters())
+        assignOn(p, attention.values(`${key}.param.${name}`));
+    };
+    const checkGrads = (key: string, module: nn.Module) => {
+      const names = [...module.namedParameters()].map(([name]) => name);
+      expect(names.length).toBeGreaterThan(3);
+      for (const [name, p] of module.namedParameters()) check(p.grad, `${key}.grad.${name}`);
+    };
+    const factory = { device, dtype };
+
+    const mhaCases: [string, () => nn.MultiheadAttention, string[]][] = [
+      ["mha_self", () => new nn.MultiheadAttention(4, 2, factory), []],
+      ["mha_self_masks", () => new nn.MultiheadAttention(4, 2, factory), ["kpm", "attn"]],
+      [
+        "mha_cross_batch_first",
+        () => new nn.MultiheadAttention(4, 2, { ...factory, batchFirst: true, kdim: 3, vdim: 5 }),
+        ["kpm", "floatAttn"],
+      ],
+      ["mha_float_mask_per_head", () => new nn.MultiheadAttention(6, 3, factory), ["floatAttn"]],
+    ];
+
+    it.each(mhaCases)("%s: output, weights and every parameter gradient", (key, make, masks) => {
+      const mha = make();
+      loadParams(key, mha);
+      const options: nn.MultiheadAttentionForwardOptions = {};
+      if (masks.includes("kpm")) options.keyPaddingMask = mask(`${key}.key_padding_mask`);
+      if (masks.includes("attn")) options.attnMask = mask(`${key}.attn_mask`);
+      if (masks.includes("floatAttn")) options.attnMask = input(`${key}.attn_mask`);
+      const [q, k, v] = ["query", "key", "value"].map((n) => input(`${key}.${n}`));
+      const [out, weights] = mha.forward(q!, k!, v!, options);
+      check(out, `${key}.out`);
+      check(weights, `${key}.weights`);
+      const loss = out
+        .mul(input(`${key}.upstream`))
+        .sum()
+        .add(weights!.mul(input(`${key}.weights_upstream`)).sum());
+      loss.backward();
+      checkGrads(key, mha);
+    });
+
+    const encoderCases: [string, nn.TransformerLayerOptions][] = [
+      ["enc_post_relu", { activation: "relu" }],
+      ["enc_pre_gelu", { activation: "gelu", normFirst: true }],
+      ["enc_post_gelu_batch_first", { activation: "gelu", batchFirst: true }],
+      ["enc_pre_relu", { activation: "relu", normFirst: true }],
+    ];
+
+    it.each(encoderCases)("%s: TransformerEncoderLayer output and gradients", (key, options) => {
+      const layer = new nn.TransformerEncoderLayer(4, 2, {
+        ...factory,
+        ...options,
+        dimFeedforward: 6,
+        dropout: 0,
+      });
+      loadParams(key, layer);
+      const out = layer.forward(input(`${key}.src`), {
+        srcMask: mask(`${key}.src_mask`),
+        srcKeyPaddingMask: mask(`${key}.src_key_padding_mask`),
+      });
+      check(out, `${key}.out`);
+      out
+        .mul(input(`${key}.upstream`))
+        .sum()
+        .backward();
+      checkGrads(key, layer);
+    });
+
+    it.each([
+      ["dec_post_relu", { activation: "relu" }],
+      ["dec_pre_gelu", { activation: "gelu", normFirst: true }],
+    ] as [string, nn.TransformerLayerOptions][])(
+      "%s: TransformerDecoderLayer output and gradients",
+      (key, options) => {
+        const layer = new nn.TransformerDecoderLayer(4, 2, {
+          ...factory,
+          ...options,
+          dimFeedforward: 6,
+          dropout: 0,
+        });
+        loadParams(key, layer);
+        const out = layer.forward(input(`${key}.tgt`), input(`${key}.memory`), {
+          tgtMask: mask(`${key}.tgt_mask`),
+          memoryKeyPaddingMask: mask(`${key}.memory_key_padding_mask`),
+        });
+        check(out, `${key}.out`);
+        out
+          .mul(input(`${key}.upstream`))
+          .sum()
+          .backward();
+        checkGrads(key, layer);
+      },
+    );
+  },
+);
+
+describe("attention modules", () => {
+  const seeded = (shape: number[], seed: number): Tensor => {
+    manualSeed(seed);
+    return nn.init.normal_(zeros(shape));
+  };
+  const boolTensor = (rows: boolean[][]): Tensor => tensor(rows, { dtype: "bool" });
+
+  it("scaledDotProductAttention: mask kinds agree and an all-masked row gives zeros", () => {
+    const [q, k, v] = [seeded([2, 3, 4], 1), seeded([2, 5, 4], 2), seeded([2, 5, 3], 3)];
+    const keep = boolTensor([
+      [true, true, false, true, false],
+      [false, false, false, false, false],
+      [true, false, true, true, true],
+    ]);
+    const additive = F.scaledDotProductAttention(q, k, v, {
+      attnMask: tensor(keep.toArray() as boolean[][])
+        .float()
+        .sub(1)
+        .mul(1e9),
+    });
+    const byBool = F.scaledDotProductAttention(q, k, v, { attnMask: keep });
+    const rows = byBool.toArray() as number[][][];
+    expect(rows[0]![1]).toEqual([0, 0, 0]);
+    expect(rows[1]![1]).toEqual([0, 0, 0]);
+    const a = additive.toArray() as number[][][];
+    for (const b of [0, 1])
+      for (const i of [0, 2]) expectClose(rows[b]![i]!, a[b]![i]!, { rtol: 1e-5, atol: 1e-6 });
+    const padding = boolTensor([
+      [false, false, true, false, true],
+      [false, true, false, false, false],
+    ]);
+    const byPadding = F.scaledDotProductAttention(q, k, v, { keyPaddingMask: padding });
+    const asMask = F.scaledDotProductAttention(q, k, v, {
+      attnMask: padding.eq(0).reshape([2, 1, 5]),
+    });
+    expectClose(byPadding, asMask, { rtol: 1e-6, atol: 1e-7 });
+  });
+
+  it("isCausal equals a lower-triangular bool mask; all -inf float rows give zeros too", () => {
+    const [q, k, v] = [seeded([3, 4], 4), seeded([3, 4], 5), seeded([3, 2], 6)];
+    const tril = boolTensor([
+      [true, false, false],
+      [true, true, false],
+      [true, true, true],
+    ]);
+    const causal = F.scaledDotProductAttention(q, k, v, { isCausal: true });
+    expectClose(causal, F.scaledDotProductAttention(q, k, v, { attnMask: tril }), {
+      rtol: 1e-6,
+      atol: 1e-7,
+    });
+    expectClose((causal.toArray() as number[][])[0]!, (v.toArray() as number[][])[0]!, {
+      rtol: 1e-6,
+      atol: 1e-7,
+    });
+    const minusInf = tensor([
+      [0, 0, 0],
+      [-Infinity, -Infinity, -Infinity],
+      [0, -Infinity, 0],
+    ]);
+    const qg = q.clone().requiresGrad_(true);
+    const out = F.scaledDotProductAttention(qg, k, v, { attnMask: minusInf });
+    expect((out.toArray() as number[][])[1]).toEqual([0, 0]);
+    out.sum().backward();
+    expect(values(qg.grad!).every(Number.isFinite)).toBe(true);
+    expect((qg.grad!.toArray() as number[][])[1]).toEqual([0, 0, 0, 0]);
+  });
+
+  it("scaledDotProductAttention drops weights only when training, scaling the rest", () => {
+    const [q, k, v] = [seeded([4, 6, 4], 11), seeded([4, 6, 4], 12), ones([4, 6, 1])];
+    const plain = values(F.scaledDotProductAttention(q, k, v));
+    expect(plain.every((x) => Math.abs(x - 1) < 1e-6)).toBe(true); // weights sum to 1
+    const off = F.scaledDotProductAttention(q, k, v, { dropoutP: 0.5 });
+    expect(values(off)).toEqual(plain);
+    manualSeed(3);
+    const dropped = values(F.scaledDotProductAttention(q, k, v, { dropoutP: 0.5, training: true }));
+    expect(dropped).not.toEqual(plain);
+    // Each output is 2 * (the kept weights' sum): on average 1 over the 24 rows.
+    const mean = dropped.reduce((a, b) => a + b, 0) / dropped.length;
+    expect(mean).toBeGreaterThan(0.6);
+    expect(mean).toBeLessThan(1.4);
+  });
+
+  it("scaledDotProductAttention rejects bad shapes and options, naming them", () => {
+    const [q, k] = [zeros([2, 3, 4]), zeros([2, 5, 4])];
+    expectThrows(
+      () => F.scaledDotProductAttention(q, zeros([2, 5, 3]), zeros([2, 5, 3])),
+      ShapeError,
+      "scaledDotProductAttention: query [2, 3, 4] and key [2, 5, 3] differ in the last dim",
+    );
+    expectThrows(
+      () => F.scaledDotProductAttention(q, k, zeros([2, 4, 3])),
+      ShapeError,
+      "scaledDotProductAttention: key [2, 5, 4] and value [2, 4, 3] differ in the number of keys (dim -2)",
+    );
+    expectThrows(
+      () => F.scaledDotProductAttention(q, k, k, { attnMask: zeros([4, 5]) }),
+      ShapeError,
+      "scaledDotProductAttention: attnMask [4, 5] does not broadcast to the scores [2, 3, 5] [..., L, S]",
+    );
+    expectThrows(
+      () => F.scaledDotProductAttention(q, k, k, { keyPaddingMask: zeros([3, 5]) }),
+      ShapeError,
+      "scaledDotProductAttention: keyPaddingMask [3, 5] must be [N, S] = [2, 5] or [S] for scores [2, 3, 5]",
+    );
+    expectThrows(
+      () => F.scaledDotProductAttention(q, k, k, { dropoutP: 1.5 }),
+      ValueError,
+      "scaledDotProductAttention: dropoutP must be in [0, 1], got 1.5",
+    );
+  });
+
+  it("MultiheadAttention: PyTorch's names, shapes, init and repr", () => {
+    manualSeed(0);
+    const mha = new nn.MultiheadAttention(8, 2);
+    expect([...mha.namedParameters()].map(([n, p]) => [n, p.shape])).toEqual([
+      ["in_proj_weight", [24, 8]],
+      ["in_proj_bias", [24]],
+      ["out_proj.weight", [8, 8]],
+      ["out_proj.bias", [8]],
+    ]);
+    expect(mha.toString()).toBe(
+      "MultiheadAttention(\n  (out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8, bias=True)\n)",
+    );
+    const bound = Math.sqrt(6 / (8 + 24)); // xavier_uniform on [3E, E]
+    expect(maxAbs(values(mha.in_proj_weight!))).toBeLessThanOrEqual(bound);
+    expect(maxAbs(values(mha.in_proj_weight!))).toBeGreaterThan(bound * 0.8);
+    expect(maxAbs(values(mha.in_proj_bias!))).toBe(0);
+    expect(maxAbs(values(mha.out_proj.bias!))).toBe(0);
+    const separate = new nn.MultiheadAttention(4, 2, { kdim: 3, vdim: 5, bias: false });
+    expect([...separate.namedParameters()].map(([n, p]) => [n, p.shape])).toEqual([
+      ["q_proj_weight", [4, 4]],
+      ["k_proj_weight", [4, 3]],
+      ["v_proj_weight", [4, 5]],
+      ["out_proj.weight", [4, 4]],
+    ]);
+    const [out, weights] = separate.forward(zeros([6, 2, 4]), zeros([7, 2, 3]), zeros([7, 2, 5]));
+    expect(out.shape).toEqual([6, 2, 4]);
+    expect(weights!.shape).toEqual([2, 6, 7]);
+    const perHead = separate.forward(zeros([6, 4]), zeros([7, 3]), zeros([7, 5]), {
+      averageAttnWeights: false,
+    });
+    expect(perHead[0].shape).toEqual([6, 4]);
+    expect(perHead[1]!.shape).toEqual([2, 6, 7]);
+    const noWeights = mha.forward(zeros([3, 1, 8]), zeros([3, 1, 8]), zeros([3, 1, 8]), {
+      needWeights: false,
+    });
+    expect(noWeights[1]).toBeNull();
+  });
+
+  it("MultiheadAttention rejects bad configurations and inputs, naming them", () => {
+    expectThrows(
+      () => new nn.MultiheadAttention(6, 4),
+      ValueError,
+      "MultiheadAttention: embedDim (6) must be divisible by numHeads (4)",
+    );
+    const mha = new nn.MultiheadAttention(4, 2, { batchFirst: true });
+    expectThrows(
+      () => mha.forward(zeros([2, 3, 5]), zeros([2, 3, 4]), zeros([2, 3, 4])),
+      ShapeError,
+      "MultiheadAttention: query [2, 3, 5] must end in 4 features",
+    );
+    expectThrows(
+      () => mha.forward(zeros([2, 3, 4]), zeros([3, 3, 4]), zeros([3, 3, 4])),
+      ShapeError,
+      "MultiheadAttention: key [3, 3, 4] and value [3, 3, 4] must match query [2, 3, 4] in batch and each other in length",
+    );
+    expectThrows(
+      () =>
+        mha.forward(zeros([2, 3, 4]), zeros([2, 3, 4]), zeros([2, 3, 4]), {
+          attnMask: zeros([2, 3, 3]),
+        }),
+      ShapeError,
+      "MultiheadAttention: attnMask [2, 3, 3] must be [L, S] = [3, 3] or [N * numHeads, L, S] = [4, 3, 3]",
+    );
+  });
+
+  it("a key-padding row that masks every key gives zeros, not NaN, with finite gradients", () => {
+    manualSeed(3);
+    const mha = new nn.MultiheadAttention(4, 2);
+    const x = seeded([3, 2, 4], 7).requiresGrad_(true);
+    const padding = boolTensor([
+      [true, true, true],
+      [false, true, false],
+    ]);
+    const [, weights] = mha.forward(x, x, x, { keyPaddingMask: padding });
+    const w = weights!.toArray() as number[][][];
+    expect(w[0]).toEqual([
+      [0, 0, 0],
+      [0, 0, 0],
+      [0, 0, 0],
+    ]);
+    expectClose(
+      w[1]!.map((row) => row.reduce((s, e) => s + e, 0)),
+      [1, 1, 1],
+    );
+    weights!.sum().backward();
+    expect(values(x.grad!).every(Number.isFinite)).toBe(true);
+  });
+
+  it("TransformerEncoderLayer and DecoderLayer: names, repr, options and errors", () => {
+    const layer = new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 6 });
+    expect([...layer.namedParameters()].map(([n]) => n)).toEqual([
+      "self_attn.in_proj_weight",
+      "self_attn.in_proj_bias",
+      "self_attn.out_proj.weight",
+      "self_attn.out_proj.bias",
+      "linear1.weight",
+      "linear1.bias",
+      "linear2.weight",
+      "linear2.bias",
+      "norm1.weight",
+      "norm1.bias",
+      "norm2.weight",
+      "norm2.bias",
+    ]);
+    expect(layer.toString()).toBe(
+      [
+        "TransformerEncoderLayer(",
+        "  (self_attn): MultiheadAttention(",
+        "    (out_proj): NonDynamicallyQuantizableLinear(in_features=4, out_features=4, bias=True)",
+        "  )",
+        "  (linear1): Linear(in_features=4, out_features=6, bias=True)",
+        "  (dropout): Dropout(p=0.1, inplace=False)",
+        "  (linear2): Linear(in_features=6, out_features=4, bias=True)",
+        "  (norm1): LayerNorm((4,), eps=1e-05, elementwise_affine=True)",
+        "  (norm2): LayerNorm((4,), eps=1e-05, elementwise_affine=True)",
+        "  (dropout1): Dropout(p=0.1, inplace=False)",
+        "  (dropout2): Dropout(p=0.1, inplace=False)",
+        ")",
+      ].join("\n"),
+    );
+    const decoder = new nn.TransformerDecoderLayer(4, 2, { dimFeedforward: 6 });
+    expect([...decoder.namedChildren()].map(([n]) => n)).toEqual([
+      "self_attn",
+      "multihead_attn",
+      "linear1",
+      "dropout",
+      "linear2",
+      "norm1",
+      "norm2",
+      "norm3",
+      "dropout1",
+      "dropout2",
+      "dropout3",
+    ]);
+    expect(decoder.forward(zeros([3, 2, 4]), zeros([5, 2, 4])).shape).toEqual([3, 2, 4]);
+    expectThrows(
+      () => new nn.TransformerEncoderLayer(4, 2, { activation: "tanh" as "relu" }),
+      ValueError,
+      'TransformerEncoderLayer: activation must be "relu" or "gelu", got tanh',
+    );
+  });
+
+  it("TransformerEncoder copies the layer (options and weights) into layers.0, layers.1, ...", () => {
+    manualSeed(1);
+    const layer = new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 6, batchFirst: true });
+    const encoder = new nn.TransformerEncoder(layer, 2, { norm: new nn.LayerNorm(4) });
+    const names = [...encoder.namedParameters()].map(([n]) => n);
+    expect(names.slice(0, 3)).toEqual([
+      "layers.0.self_attn.in_proj_weight",
+      "layers.0.self_attn.in_proj_bias",
+      "layers.0.self_attn.out_proj.weight",
+    ]);
+    expect(names).toContain("layers.1.norm2.bias");
+    expect(names.slice(-2)).toEqual(["norm.weight", "norm.bias"]);
+    const first = encoder.layers.at(0) as nn.TransformerEncoderLayer;
+    const second = encoder.layers.at(1) as nn.TransformerEncoderLayer;
+    expect(first).not.toBe(layer);
+    expect(first.self_attn.in_proj_weight).not.toBe(second.self_attn.in_proj_weight);
+    expect(values(first.linear1.weight)).toEqual(values(layer.linear1.weight));
+    expect(values(second.linear1.weight)).toEqual(values(layer.linear1.weight));
+    expect(first.config.batchFirst).toBe(true);
+    expect(encoder.forward(zeros([2, 3, 4])).shape).toEqual([2, 3, 4]);
+  });
+
+  it("outputs are equal in eval, under noGrad and in train with dropout 0", () => {
+    manualSeed(2);
+    const src = seeded([3, 2, 4], 8);
+    const memory = seeded([5, 2, 4], 9);
+    const runs: [string, (train: boolean) => Tensor][] = [
+      ["encoder", (t) => encoderOf(t).forward(src, { isCausal: true })],
+      ["decoder", (t) => decoderOf(t).forward(src, memory, { tgtIsCausal: true })],
+    ];
+    const options = { dimFeedforward: 6, dropout: 0, normFirst: true };
+    const encoderOf = (train: boolean) => {
+      manualSeed(4);
+      return new nn.TransformerEncoder(new nn.TransformerEncoderLayer(4, 2, options), 2).train(
+        train,
+      );
+    };
+    const decoderOf = (train: boolean) => {
+      manualSeed(5);
+      return new nn.TransformerDecoderLayer(4, 2, options).train(train);
+    };
+    for (const [name, run] of runs) {
+      const train = run(true);
+      expect(train.requiresGrad, name).toBe(true);
+      expectClose(run(false), train, { rtol: 0, atol: 0 }, `${name} eval`);
+      expectClose(
+        noGrad(() => run(true)),
+        train,
+        { rtol: 0, atol: 0 },
+        `${name} noGrad`,
+      );
+    }
+  });
+
+  it("dropout in train mode changes the output; eval does not", () => {
+    manualSeed(6);
+    const layer = new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 6, dropout: 0.5 });
+    const src = seeded([3, 2, 4], 10);
+    const a = layer.forward(src);
+    const b = layer.forward(src);
+    expect(values(a)).not.toEqual(values(b));
+    layer.eval();
+    expect(values(layer.forward(src))).toEqual(values(layer.forward(src)));
+  });
+});

@@ -346,4 +346,9 @@ export interface Backend {
     indices: RawTensor,
     paddingIdx: number,
   ): void;
+
+  // Attention's fused softmax over the last axis of scores [rows, S]: out = softmax(scale *
+  // scores + mask), mask null or of the same shape. An entry that comes to -inf is masked
+  // out, and a row whose entries all do gives zeros, not NaN. Its backward is softmaxBackward.
+  maskedSoftmax(out: RawTensor, scores: RawTensor, mask: RawTensor | null, scale: number): void;
 }

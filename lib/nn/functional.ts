@@ -451,3 +451,8 @@ export type {
 } from "./loss.js";
 export { embedding } from "./embedding.js";
 export type { EmbeddingOptions } from "./embedding.js";
+
+// ---- attention (lib/nn/attention.ts) ----------------------------------------------
+
+export { scaledDotProductAttention } from "./attention.js";
+export type { AttentionOptions } from "./attention.js";

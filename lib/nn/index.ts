@@ -28,3 +28,17 @@ export {
   NLLLoss,
   CrossEntropyLoss,
 } from "./loss.js";
+export { MultiheadAttention, NonDynamicallyQuantizableLinear } from "./multihead.js";
+export type { MultiheadAttentionOptions, MultiheadAttentionForwardOptions } from "./multihead.js";
+export {
+  TransformerEncoderLayer,
+  TransformerEncoder,
+  TransformerDecoderLayer,
+} from "./transformer.js";
+export type {
+  TransformerLayerOptions,
+  TransformerActivation,
+  TransformerEncoderOptions,
+  TransformerEncoderForwardOptions,
+  TransformerDecoderForwardOptions,
+} from "./transformer.js";

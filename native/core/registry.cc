@@ -45,6 +45,7 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"layer_norm_backward", cpu::layerNormBackward},
       {"embedding", cpu::embedding},
       {"embedding_backward", cpu::embeddingBackward},
+      {"masked_softmax", cpu::maskedSoftmax},
   };
   return table;
 }

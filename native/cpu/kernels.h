@@ -67,4 +67,7 @@ void layerNormBackward(KernelCall& call);
 void embedding(KernelCall& call);
 void embeddingBackward(KernelCall& call);
 
+// attention.cc
+void maskedSoftmax(KernelCall& call);
+
 }  // namespace deepnode::cpu

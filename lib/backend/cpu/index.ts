@@ -624,6 +624,17 @@ export class CpuBackend implements Backend {
     const attrs = embeddingAttrs(gradWeight.shape, indices.shape, paddingIdx);
     this.call("embedding_backward", buffers, attrs);
   }
+
+  maskedSoftmax(out: RawTensor, scores: RawTensor, mask: RawTensor | null, scale: number): void {
+    const buffers: NativeKernels["masked_softmax"][0] = [
+      out.storage as Float32Array,
+      scores.storage as Float32Array,
+      optionalBuf(mask),
+    ];
+    const cols = scores.shape[scores.shape.length - 1] ?? 1;
+    const rows = cols === 0 ? 0 : (scores.storage as Float32Array).length / cols;
+    this.call("masked_softmax", buffers, { rows, cols, scale });
+  }
 }
 
 /** The [outer, largeDim, inner] view of the large tensor, and the small one's count. */

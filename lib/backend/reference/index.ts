@@ -32,6 +32,7 @@ import * as reduction from "./reduce.js";
 import * as recurrent from "./rnn.js";
 import * as slicing from "./slice.js";
 import * as softmaxes from "./softmax.js";
+import * as attention from "./attention.js";
 import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
 
 export class ReferenceBackend implements Backend {
@@ -302,6 +303,10 @@ export class ReferenceBackend implements Backend {
     paddingIdx: number,
   ): void {
     embeddings.embeddingBackward(gradWeight, gradOut, indices, paddingIdx);
+  }
+
+  maskedSoftmax(out: RawTensor, scores: RawTensor, mask: RawTensor | null, scale: number): void {
+    attention.maskedSoftmax(out, scores, mask, scale);
   }
 }
 
