@@ -268,6 +268,34 @@ export interface NativeKernels {
     [gradWeight: Float32Array, gradOut: Float32Array, indices: Int32Array],
     { numEmbeddings: number; dim: number; count: number; paddingIdx: number },
   ];
+  avg_pool2d: [[out: Float32Array, x: Float32Array], AvgPoolAttrs];
+  avg_pool2d_backward: [[gradX: Float32Array, gradOut: Float32Array], AvgPoolAttrs];
+  adaptive_avg_pool2d: [[out: Float32Array, x: Float32Array], AdaptivePoolAttrs];
+  adaptive_avg_pool2d_backward: [[gradX: Float32Array, gradOut: Float32Array], AdaptivePoolAttrs];
+  ctc_loss: [
+    [
+      loss: Float32Array,
+      logAlpha: Float64Array,
+      logProbs: Float32Array,
+      targets: Int32Array,
+      inputLengths: Int32Array,
+      targetLengths: Int32Array,
+    ],
+    CtcAttrs,
+  ];
+  ctc_loss_backward: [
+    [
+      gradLogProbs: Float32Array,
+      gradLoss: Float32Array,
+      logProbs: Float32Array,
+      targets: Int32Array,
+      inputLengths: Int32Array,
+      targetLengths: Int32Array,
+      logAlpha: Float64Array,
+      loss: Float32Array,
+    ],
+    CtcAttrs,
+  ];
 }
 
 export type NativeKernelName = keyof NativeKernels;
@@ -307,3 +335,43 @@ export interface NativeBinding {
 
 /** Names of the addon's exports, for the manifest check. */
 export type NativeEntryPoint = keyof NativeBinding;
+
+/** avg_pool2d over x [n, c, h, w]; divisorOverride 0 means none. */
+export interface AvgPoolAttrs {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  kH: number;
+  kW: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+  ceilMode: boolean;
+  countIncludePad: boolean;
+  divisorOverride: number;
+}
+
+/** adaptive_avg_pool2d from x [n, c, h, w] to [n, c, oH, oW]; rank is x's, which must be 4. */
+export interface AdaptivePoolAttrs {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  oH: number;
+  oW: number;
+  rank: number;
+}
+
+/** ctc_loss: logProbs [steps, batch, classes], targets [batch, maxTarget]. */
+export interface CtcAttrs {
+  steps: number;
+  batch: number;
+  classes: number;
+  maxTarget: number;
+  blank: number;
+  zeroInfinity: boolean;
+  rank: number;
+  targetRank: number;
+}

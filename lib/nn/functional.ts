@@ -451,3 +451,15 @@ export type {
 } from "./loss.js";
 export { embedding } from "./embedding.js";
 export type { EmbeddingOptions } from "./embedding.js";
+
+// ---- convolution and pooling breadth (lib/nn/conv.ts), CTC loss (lib/nn/ctc.ts) ----------
+
+export { conv1d, convTranspose2d, avgPool2d, adaptiveAvgPool2d } from "./conv.js";
+export type {
+  AdaptiveSize,
+  AvgPool2dOptions,
+  Conv1dOptions,
+  ConvTranspose2dOptions,
+} from "./conv.js";
+export { ctcLoss, ctcGreedyDecode } from "./ctc.js";
+export type { CtcLossOptions } from "./ctc.js";

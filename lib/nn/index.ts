@@ -28,3 +28,6 @@ export {
   NLLLoss,
   CrossEntropyLoss,
 } from "./loss.js";
+export { Conv1d, ConvTranspose2d, AvgPool2d, AdaptiveAvgPool2d } from "./conv.js";
+export type { Conv1dModuleOptions, ConvTranspose2dModuleOptions } from "./conv.js";
+export { CTCLoss } from "./ctc.js";

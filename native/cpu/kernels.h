@@ -67,4 +67,14 @@ void layerNormBackward(KernelCall& call);
 void embedding(KernelCall& call);
 void embeddingBackward(KernelCall& call);
 
+// avgpool.cc
+void avgPool2d(KernelCall& call);
+void avgPool2dBackward(KernelCall& call);
+void adaptiveAvgPool2d(KernelCall& call);
+void adaptiveAvgPool2dBackward(KernelCall& call);
+
+// ctc.cc
+void ctcLoss(KernelCall& call);
+void ctcLossBackward(KernelCall& call);
+
 }  // namespace deepnode::cpu

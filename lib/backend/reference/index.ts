@@ -33,6 +33,9 @@ import * as recurrent from "./rnn.js";
 import * as slicing from "./slice.js";
 import * as softmaxes from "./softmax.js";
 import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
+import type { AvgPool2dParams, CtcInputs } from "../backend.js";
+import * as avgpool from "./avgpool.js";
+import * as ctc from "./ctc.js";
 
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
@@ -302,6 +305,37 @@ export class ReferenceBackend implements Backend {
     paddingIdx: number,
   ): void {
     embeddings.embeddingBackward(gradWeight, gradOut, indices, paddingIdx);
+  }
+
+  avgPool2d(out: RawTensor, x: RawTensor, params: AvgPool2dParams): void {
+    avgpool.avgPool2d(out, x, params);
+  }
+
+  avgPool2dBackward(gradX: RawTensor, gradOut: RawTensor, params: AvgPool2dParams): void {
+    avgpool.avgPool2dBackward(gradX, gradOut, params);
+  }
+
+  adaptiveAvgPool2d(out: RawTensor, x: RawTensor): void {
+    avgpool.adaptiveAvgPool2d(out, x);
+  }
+
+  adaptiveAvgPool2dBackward(gradX: RawTensor, gradOut: RawTensor): void {
+    avgpool.adaptiveAvgPool2dBackward(gradX, gradOut);
+  }
+
+  ctcLoss(loss: RawTensor, logAlpha: RawTensor, inputs: CtcInputs): void {
+    ctc.ctcLoss(loss, logAlpha, inputs);
+  }
+
+  ctcLossBackward(
+    gradLogProbs: RawTensor,
+    gradLoss: RawTensor,
+    inputs: CtcInputs,
+    logAlpha: RawTensor,
+    loss: RawTensor,
+    zeroInfinity: boolean,
+  ): void {
+    ctc.ctcLossBackward(gradLogProbs, gradLoss, inputs, logAlpha, loss, zeroInfinity);
   }
 }
 
