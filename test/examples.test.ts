@@ -249,3 +249,29 @@ describe("the classic model examples", () => {
     expect(fallRatio(trainTwoBranch(15))).toBeLessThan(0.7);
   });
 });
+
+// ---- the layer timings the benchmark suite calls (examples/layer_timings.ts) ------------
+
+import { timeBatchNorm2d, timeConv2d } from "../examples/layer_timings.js";
+
+describe("layer timings", () => {
+  it("time conv2d and batch norm forward and backward; repeats leave no tensors behind", () => {
+    const leftBy = (repeats: number) => {
+      const before = liveTensors();
+      timeConv2d({ batch: 2, inChannels: 3, outChannels: 4, size: 8 }, { repeats });
+      timeBatchNorm2d({ batch: 2, channels: 3, size: 8 }, { repeats });
+      return liveTensors() - before;
+    };
+    expect(leftBy(5)).toBe(leftBy(1));
+    const conv = timeConv2d({ batch: 2, inChannels: 3, outChannels: 4, size: 8 }, { repeats: 3 });
+    const bn = timeBatchNorm2d({ batch: 2, channels: 3, size: 8 }, { repeats: 3 });
+    expect(conv.name).toBe("conv2d 3->4 k3 p1");
+    expect(conv.shape).toEqual([2, 3, 8, 8]);
+    expect(bn.shape).toEqual([2, 3, 8, 8]);
+    for (const t of [conv, bn]) {
+      expect(t.repeats).toBe(3);
+      expect(t.forwardMs).toBeGreaterThan(0);
+      expect(t.backwardMs).toBeGreaterThan(0);
+    }
+  });
+});
