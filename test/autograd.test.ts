@@ -1069,6 +1069,11 @@ const CONV_GRAD_CASES: GradCase[] = [
       }),
   },
   {
+    name: "convTranspose2d outputPadding 1 with stride 1, dilation 2",
+    inputs: [g([1, 2, 3, 3]), g([2, 2, 2, 2]), g([2])],
+    fn: (x, w, b) => F.convTranspose2d(x, w, b, { outputPadding: 1, dilation: 2 }),
+  },
+  {
     name: "convTranspose2d plain, no bias",
     inputs: [g([1, 2, 3, 4]), g([2, 3, 2, 2])],
     fn: (x, w) => F.convTranspose2d(x, w),

@@ -2046,7 +2046,7 @@ describe("convolution and pooling modules", () => {
     expectThrows(
       () => F.convTranspose2d(x, zeros([2, 1, 3, 3]), null, { stride: 2, outputPadding: 2 }),
       ValueError,
-      "convTranspose2d: outputPadding [2, 2] must be smaller than stride [2, 2]",
+      "convTranspose2d: outputPadding [2, 2] must be smaller than stride [2, 2] or dilation [1, 1]",
     );
     expectThrows(
       () => F.avgPool2d(x, 2, { padding: 2 }),

@@ -9,7 +9,8 @@ import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.j
 import { avgPoolOutShape } from "../backend/reference/avgpool.js";
 import type { DType } from "../dtype.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
-import { empty } from "../ops/creation.js";
+import { empty, zeros } from "../ops/creation.js";
+import { cat } from "../ops/slicing.js";
 import { checkFloatingInput } from "../ops/elementwise.js";
 import type { Tensor } from "../tensor.js";
 import * as F from "./functional.js";
@@ -98,7 +99,10 @@ export interface ConvTranspose2dOptions {
 
 interface TransposeGeometry {
   params: Conv2dParams;
+  /** What the kernel computes: outputPadding modulo stride. */
   outShape: number[];
+  /** Zero rows and columns appended after it: the rest of outputPadding, which no tap reaches. */
+  extra: [number, number];
 }
 
 function transposeGeometry(
@@ -115,12 +119,13 @@ function transposeGeometry(
     groups,
   };
   const outputPadding = pairOf(op, "outputPadding", options.outputPadding ?? 0, 0);
-  if (outputPadding.some((v, i) => v >= params.stride[i]!))
+  if (outputPadding.some((v, i) => v >= params.stride[i]! && v >= params.dilation[i]!))
     throw new ValueError(
       op,
-      `outputPadding ${formatShape(outputPadding)} must be smaller than stride ${formatShape(params.stride)}`,
+      `outputPadding ${formatShape(outputPadding)} must be smaller than stride ${formatShape(params.stride)} or dilation ${formatShape(params.dilation)}`,
       "outputPadding",
     );
+  const extra = outputPadding.map((v, i) => v - (v % params.stride[i]!)) as [number, number];
   if (x.ndim !== 4 || weight.ndim !== 4 || x.shape[1] !== weight.shape[0] || x.shape[1]! % groups)
     throw new ShapeError(
       op,
@@ -132,7 +137,8 @@ function transposeGeometry(
       (x.shape[2 + i]! - 1) * params.stride[i]! -
       2 * params.padding[i]! +
       params.dilation[i]! * (weight.shape[2 + i]! - 1) +
-      outputPadding[i]! +
+      outputPadding[i]! -
+      extra[i]! +
       1,
   );
   if (size.some((v) => v < 1))
@@ -140,7 +146,7 @@ function transposeGeometry(
       x.shape,
       weight.shape,
     ]);
-  return { params, outShape: [x.shape[0]!, weight.shape[1]! * groups, ...size] };
+  return { params, outShape: [x.shape[0]!, weight.shape[1]! * groups, ...size], extra };
 }
 
 /**
@@ -154,7 +160,7 @@ export function convTranspose2d(
   options: ConvTranspose2dOptions = {},
 ): Tensor {
   checkSameFloat("convTranspose2d", [x, weight, bias]);
-  const { params, outShape } = transposeGeometry(x, weight, options);
+  const { params, outShape, extra } = transposeGeometry(x, weight, options);
   if (bias !== null && (bias.ndim !== 1 || bias.shape[0] !== outShape[1]))
     throw new ShapeError(
       "convTranspose2d",
@@ -177,7 +183,20 @@ export function convTranspose2d(
     }
     return [gx, gw];
   });
-  return bias === null ? result : result.add(bias.reshape([1, outShape[1]!, 1, 1]));
+  const padded = padEnd(result, extra);
+  return bias === null ? padded : padded.add(bias.reshape([1, outShape[1]!, 1, 1]));
+}
+
+/** x [N, C, H, W] with `extra` zero rows and columns appended (through cat, so in the graph). */
+function padEnd(x: Tensor, extra: [number, number]): Tensor {
+  let out = x;
+  extra.forEach((count, i) => {
+    if (count === 0) return;
+    const shape = [...out.shape];
+    shape[2 + i] = count;
+    out = cat([out, zeros(shape, { dtype: x.dtype, device: x.device })], 2 + i);
+  });
+  return out;
 }
 
 // ---- average pooling --------------------------------------------------------------------
