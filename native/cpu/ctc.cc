@@ -90,6 +90,11 @@ CtcGeometry readGeometry(const KernelCall& call, size_t first) {
     call.fail("ERR_VALUE", "blank must be in [0, " + std::to_string(g.classes) + "), got " + std::to_string(g.blank));
   }
   g.width = 2 * g.maxTarget + 1;
+  int64_t rows, lpSize, alphaSize;
+  if (__builtin_mul_overflow(g.steps, g.batch, &rows) || __builtin_mul_overflow(rows, g.classes, &lpSize) ||
+      __builtin_mul_overflow(rows, g.width, &alphaSize)) {
+    call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts: " + context);
+  }
   expectBuffer(call, first, "logProbs", DType::Float32, g.steps * g.batch * g.classes, context);
   expectBuffer(call, first + 1, "targets", DType::Int32, g.batch * g.maxTarget, context);
   expectBuffer(call, first + 2, "inputLengths", DType::Int32, g.batch, context);
