@@ -6,7 +6,7 @@
 
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
-import { Tensor, manualSeed, nn, ones, randn, scope } from "../lib/index.js";
+import { Tensor, manualSeed, nn, noGrad, ones, randn, scope } from "../lib/index.js";
 
 export interface LayerTiming {
   name: string;
@@ -29,6 +29,11 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** Reads one element (no copy of the whole tensor), so a device that queues work finishes it. */
+function waitFor(t: Tensor): void {
+  noGrad(() => t.reshape([t.numel]).slice(0, 0, 1).item());
+}
+
 /** Times forward (x -> y) and y.backward(ones) of `layer`; x requires grad. */
 function timeLayer(
   name: string,
@@ -45,10 +50,10 @@ function timeLayer(
       const x = randn(shape, device === undefined ? {} : { device }).requiresGrad_(true);
       const start = performance.now();
       const y = layer(x);
-      y.dataSync(); // the cpu backend is synchronous; this also covers a lazy one
+      waitFor(y);
       const middle = performance.now();
       y.backward(ones(y.shape, device === undefined ? {} : { device }));
-      x.grad!.dataSync();
+      waitFor(x.grad!);
       const end = performance.now();
       module.zeroGrad();
       x.zeroGrad();
