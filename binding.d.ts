@@ -272,6 +272,34 @@ export interface NativeKernels {
     [out: Float32Array, scores: Float32Array, mask: Float32Array | null],
     { rows: number; cols: number; scale: number },
   ];
+  avg_pool2d: [[out: Float32Array, x: Float32Array], AvgPoolAttrs];
+  avg_pool2d_backward: [[gradX: Float32Array, gradOut: Float32Array], AvgPoolAttrs];
+  adaptive_avg_pool2d: [[out: Float32Array, x: Float32Array], AdaptivePoolAttrs];
+  adaptive_avg_pool2d_backward: [[gradX: Float32Array, gradOut: Float32Array], AdaptivePoolAttrs];
+  ctc_loss: [
+    [
+      loss: Float32Array,
+      logAlpha: Float64Array,
+      logProbs: Float32Array,
+      targets: Int32Array,
+      inputLengths: Int32Array,
+      targetLengths: Int32Array,
+    ],
+    CtcAttrs,
+  ];
+  ctc_loss_backward: [
+    [
+      gradLogProbs: Float32Array,
+      gradLoss: Float32Array,
+      logProbs: Float32Array,
+      targets: Int32Array,
+      inputLengths: Int32Array,
+      targetLengths: Int32Array,
+      logAlpha: Float64Array,
+      loss: Float32Array,
+    ],
+    CtcAttrs,
+  ];
 }
 
 export type NativeKernelName = keyof NativeKernels;
@@ -311,3 +339,43 @@ export interface NativeBinding {
 
 /** Names of the addon's exports, for the manifest check. */
 export type NativeEntryPoint = keyof NativeBinding;
+
+/** avg_pool2d over x [n, c, h, w]; divisorOverride 0 means none. */
+export interface AvgPoolAttrs {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  kH: number;
+  kW: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+  ceilMode: boolean;
+  countIncludePad: boolean;
+  divisorOverride: number;
+}
+
+/** adaptive_avg_pool2d from x [n, c, h, w] to [n, c, oH, oW]; rank is x's, which must be 4. */
+export interface AdaptivePoolAttrs {
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  oH: number;
+  oW: number;
+  rank: number;
+}
+
+/** ctc_loss: logProbs [steps, batch, classes], targets [batch, maxTarget]. */
+export interface CtcAttrs {
+  steps: number;
+  batch: number;
+  classes: number;
+  maxTarget: number;
+  blank: number;
+  zeroInfinity: boolean;
+  rank: number;
+  targetRank: number;
+}

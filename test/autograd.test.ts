@@ -790,6 +790,7 @@ describe("gradcheck coverage", () => {
       ...MORE_CASES,
       ...LAYER_GRAD_CASES,
       ...ATTENTION_GRAD_CASES,
+      ...CONV_GRAD_CASES,
     ];
     for (const testCase of cases) {
       const values = caseValues(testCase, seedOf(testCase.name));
@@ -1191,4 +1192,93 @@ describe("gradients of attention and transformer layers", () => {
       [0, 0, 0, 0],
     ]);
   });
+});
+
+// ---- convolution and pooling breadth, CTC loss (lib/nn/conv.ts, lib/nn/ctc.ts) -----------
+
+const CONV_GRAD_CASES: GradCase[] = [
+  {
+    name: "conv1d stride 2 padding 1 dilation 2 groups 2",
+    inputs: [g([2, 4, 9]), g([6, 2, 3]), g([6])],
+    fn: (x, w, b) => F.conv1d(x, w, b, { stride: 2, padding: 1, dilation: 2, groups: 2 }),
+  },
+  {
+    name: "convTranspose2d stride 2 padding 1 outputPadding 1 groups 2 dilation [1, 2]",
+    inputs: [g([2, 4, 3, 3]), g([4, 3, 3, 2]), g([6])],
+    fn: (x, w, b) =>
+      F.convTranspose2d(x, w, b, {
+        stride: 2,
+        padding: 1,
+        outputPadding: 1,
+        groups: 2,
+        dilation: [1, 2],
+      }),
+  },
+  {
+    name: "convTranspose2d outputPadding 1 with stride 1, dilation 2",
+    inputs: [g([1, 2, 3, 3]), g([2, 2, 2, 2]), g([2])],
+    fn: (x, w, b) => F.convTranspose2d(x, w, b, { outputPadding: 1, dilation: 2 }),
+  },
+  {
+    name: "convTranspose2d plain, no bias",
+    inputs: [g([1, 2, 3, 4]), g([2, 3, 2, 2])],
+    fn: (x, w) => F.convTranspose2d(x, w),
+  },
+  {
+    name: "avgPool2d 3x3 stride 2 padding 1 ceil mode, padding not counted",
+    inputs: [g([2, 2, 7, 6])],
+    fn: (x) => F.avgPool2d(x, 3, { stride: 2, padding: 1, ceilMode: true, countIncludePad: false }),
+  },
+  {
+    name: "avgPool2d divisorOverride",
+    inputs: [g([1, 2, 5, 6])],
+    fn: (x) => F.avgPool2d(x, [2, 3], { stride: [1, 2], padding: [1, 0], divisorOverride: 4 }),
+  },
+  {
+    name: "adaptiveAvgPool2d overlapping windows",
+    inputs: [g([2, 2, 7, 5])],
+    fn: (x) => F.adaptiveAvgPool2d(x, [3, 4]),
+  },
+  {
+    name: "ctcLoss sum on raw inputs (the exact derivative)",
+    inputs: [g([6, 2, 4], [-3, 0])],
+    fn: (lp) => F.ctcLoss(lp, [[1, 1, 2], [3]], [6, 4], [3, 1], { reduction: "sum" }),
+  },
+  {
+    name: "ctcLoss mean through logSoftmax, blank 3, zeroInfinity",
+    inputs: [g([5, 3, 4])],
+    fn: (x) =>
+      F.ctcLoss(F.logSoftmax(x, 2), [[0, 1], [2, 2, 2], [1]], [5, 4, 5], [2, 3, 1], {
+        blank: 3,
+        zeroInfinity: true,
+      }),
+  },
+];
+
+describe("gradients of convolution, pooling and CTC", () => {
+  it.each(CONV_GRAD_CASES.map((c) => [c.name, c] as const))(
+    "%s: gradcheck in float64 on reference",
+    (_name, testCase) => {
+      const values = caseValues(testCase, seedOf(testCase.name));
+      const inputs = buildInputs(testCase, values, "reference", "float64");
+      expect(gradcheck(testCase.fn, inputs, { eps: 1e-6, ...GRADCHECK_TOL })).toBe(true);
+    },
+  );
+
+  it.each(CONV_GRAD_CASES.map((c) => [c.name, c] as const))(
+    "%s: cpu float32 matches reference float64",
+    (name, testCase) => {
+      const values = caseValues(testCase, seedOf(testCase.name));
+      const expected = runWithGrads(
+        testCase,
+        buildInputs(testCase, values, "reference", "float64"),
+      );
+      const actual = runWithGrads(testCase, buildInputs(testCase, values, "cpu", "float32"));
+      const tol = testCase.cpuTol ?? CPU_TOL;
+      expectClose(actual.out, expected.out, tol, `${name} output`);
+      expected.grads.forEach((grad, i) => {
+        expectClose(actual.grads[i]!, grad, tol, `${name} gradient of input ${i}`);
+      });
+    },
+  );
 });

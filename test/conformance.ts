@@ -13,9 +13,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type {
   AdagradStepOptions,
   AdamStepOptions,
+  AvgPool2dParams,
   Backend,
   BinaryOp,
   Conv2dParams,
+  CtcInputs,
   MatmulOptions,
   Pool2dParams,
   RandomKey,
@@ -38,6 +40,7 @@ import {
   IndexError,
   ShapeError,
   ValueError,
+  formatShape,
   liveTensors,
 } from "../lib/index.js";
 import {
@@ -2077,6 +2080,194 @@ function maskedSoftmaxCases(t: Target): void {
   });
 }
 
+// ---- average pooling, adaptive average pooling and CTC loss ------------------------------
+
+function avgParams(
+  kernelSize: [number, number],
+  stride: [number, number] = kernelSize,
+  padding: [number, number] = [0, 0],
+  extra: Partial<AvgPool2dParams> = {},
+): AvgPool2dParams {
+  const base = { ceilMode: false, countIncludePad: true, divisorOverride: null };
+  return { kernelSize, stride, padding, ...base, ...extra };
+}
+
+const AVG_POOL_CASES: { name: string; x: number[]; params: AvgPool2dParams }[] = [
+  { name: "2x2 stride 2", x: [2, 3, 6, 6], params: avgParams([2, 2]) },
+  {
+    name: "odd input, 3x3 stride 2 padding 1",
+    x: [2, 2, 7, 8],
+    params: avgParams([3, 3], [2, 2], [1, 1]),
+  },
+  {
+    name: "ceil mode, padding not counted",
+    x: [1, 2, 7, 6],
+    params: avgParams([3, 3], [2, 2], [1, 1], { ceilMode: true, countIncludePad: false }),
+  },
+  {
+    name: "non-square, stride [1, 2], divisorOverride 5",
+    x: [2, 1, 5, 9],
+    params: avgParams([2, 3], [1, 2], [1, 0], { divisorOverride: 5 }),
+  },
+  { name: "1x1 kernel, batch 1", x: [1, 3, 3, 4], params: avgParams([1, 1]) },
+  { name: "empty batch", x: [0, 2, 4, 4], params: avgParams([2, 2]) },
+];
+
+const ADAPTIVE_CASES: { x: number[]; out: [number, number] }[] = [
+  { x: [2, 3, 7, 5], out: [3, 2] },
+  { x: [1, 2, 3, 5], out: [4, 4] },
+  { x: [2, 2, 6, 6], out: [1, 1] },
+  { x: [1, 1, 5, 7], out: [5, 7] },
+];
+
+function avgPoolCases(t: Target): void {
+  describe("avgPool2d and adaptiveAvgPool2d", () => {
+    it.each(AVG_POOL_CASES.map((c) => [c.name, c] as const))(
+      "avgPool2d %s: forward and backward",
+      (_n, c) => {
+        const { kernelSize, stride, padding, ceilMode } = c.params;
+        const out = [
+          c.x[0]!,
+          c.x[1]!,
+          ...[0, 1].map((i) =>
+            poolOutputSize(c.x[2 + i]!, kernelSize[i]!, stride[i]!, padding[i]!, 1, ceilMode),
+          ),
+        ];
+        const xs = floats(11, sizeOf(c.x));
+        conform(t, "avgPool2d", ACCUMULATE, (b) => {
+          const y = raw(b, "float32", out);
+          b.avgPool2d(y, raw(b, "float32", c.x, xs), c.params);
+          return [y];
+        });
+        const [gs, start] = [floats(12, sizeOf(out)), floats(13, sizeOf(c.x))];
+        conform(t, "avgPool2dBackward (adds into gradX)", ACCUMULATE, (b) => {
+          const gradX = raw(b, "float32", c.x, start);
+          b.avgPool2dBackward(gradX, raw(b, "float32", out, gs), c.params);
+          return [gradX];
+        });
+      },
+    );
+
+    it.each(
+      ADAPTIVE_CASES.map((c) => [`${formatShape(c.x)} to ${formatShape(c.out)}`, c] as const),
+    )("adaptiveAvgPool2d %s: forward and backward", (_n, c) => {
+      const out = [c.x[0]!, c.x[1]!, ...c.out];
+      const xs = floats(14, sizeOf(c.x));
+      conform(t, "adaptiveAvgPool2d", ACCUMULATE, (b) => {
+        const y = raw(b, "float32", out);
+        b.adaptiveAvgPool2d(y, raw(b, "float32", c.x, xs));
+        return [y];
+      });
+      const gs = floats(15, sizeOf(out));
+      conform(t, "adaptiveAvgPool2dBackward", ACCUMULATE, (b) => {
+        const gradX = raw(b, "float32", c.x);
+        b.adaptiveAvgPool2dBackward(gradX, raw(b, "float32", out, gs));
+        return [gradX];
+      });
+    });
+  });
+}
+
+interface CtcCase {
+  name: string;
+  steps: number;
+  classes: number;
+  targets: number[][];
+  inputLengths: number[];
+  blank: number;
+}
+
+const CTC_CASES: CtcCase[] = [
+  { name: "one sample", steps: 6, classes: 4, targets: [[1, 2]], inputLengths: [6], blank: 0 },
+  {
+    name: "repeats, an empty target, an impossible one, short inputs",
+    steps: 9,
+    classes: 5,
+    targets: [[1, 1, 2], [3], [], [1, 2, 3, 4, 1, 2]],
+    inputLengths: [9, 5, 3, 4],
+    blank: 0,
+  },
+  {
+    name: "blank last, 8 samples (threads)",
+    steps: 12,
+    classes: 6,
+    targets: [[0, 1], [2, 2, 2], [4], [3, 0, 3], [1], [0, 1, 2, 3], [4, 4], [2]],
+    inputLengths: [12, 11, 10, 9, 8, 12, 7, 1],
+    blank: 5,
+  },
+];
+
+function ctcRaw(b: Backend, c: CtcCase, logProbs: number[]): CtcInputs {
+  const batch = c.targets.length;
+  const maxTarget = Math.max(0, ...c.targets.map((row) => row.length));
+  const padded = c.targets.flatMap((row) => [
+    ...row,
+    ...new Array<number>(maxTarget - row.length).fill(0),
+  ]);
+  return {
+    logProbs: raw(b, "float32", [c.steps, batch, c.classes], logProbs),
+    targets: raw(b, "int32", [batch, maxTarget], padded),
+    inputLengths: raw(b, "int32", [batch], c.inputLengths),
+    targetLengths: raw(
+      b,
+      "int32",
+      [batch],
+      c.targets.map((row) => row.length),
+    ),
+    blank: c.blank,
+  };
+}
+
+function ctcCases(t: Target): void {
+  describe("ctcLoss", () => {
+    it.each(CTC_CASES.map((c) => [c.name, c] as const))("%s: loss, alpha and gradient", (_n, c) => {
+      const batch = c.targets.length;
+      const width = 2 * Math.max(0, ...c.targets.map((row) => row.length)) + 1;
+      const logProbs = floats(21, c.steps * batch * c.classes, -3, 0);
+      const forward = conform(t, "ctcLoss", ACCUMULATE, (b) => {
+        const loss = raw(b, "float32", [batch]);
+        const logAlpha = raw(b, "float64", [batch, c.steps, width]);
+        b.ctcLoss(loss, logAlpha, ctcRaw(b, c, logProbs));
+        return [loss, logAlpha];
+      });
+      const alpha = Array.from(forward.ref[1]!.storage as Float64Array);
+      const loss = Array.from(forward.ref[0]!.storage as Float32Array);
+      const gradLoss = floats(22, batch);
+      for (const zeroInfinity of [false, true]) {
+        conform(t, `ctcLossBackward zeroInfinity ${zeroInfinity}`, ACCUMULATE, (b) => {
+          const grad = raw(
+            b,
+            "float32",
+            [c.steps, batch, c.classes],
+            new Array<number>(c.steps * batch * c.classes).fill(7),
+          );
+          const inputs = ctcRaw(b, c, logProbs);
+          const alphaRaw = raw(b, "float64", [batch, c.steps, width], alpha);
+          b.ctcLossBackward(
+            grad,
+            raw(b, "float32", [batch], gradLoss),
+            inputs,
+            alphaRaw,
+            raw(b, "float32", [batch], loss),
+            zeroInfinity,
+          );
+          return [grad];
+        });
+      }
+    });
+
+    it("a label equal to the blank is an IndexError on both backends", () => {
+      const c = { ...CTC_CASES[0]!, targets: [[1, 0]] };
+      for (const b of [t.backend(), ref]) {
+        const loss = raw(b, "float32", [1]);
+        const logAlpha = raw(b, "float64", [1, c.steps, 5]);
+        const inputs = ctcRaw(b, c, floats(23, c.steps * c.classes, -3, 0));
+        expect(() => b.ctcLoss(loss, logAlpha, inputs), b.name).toThrow(IndexError);
+      }
+    });
+  });
+}
+
 const SECTIONS: ((t: Target) => void)[] = [
   memoryFillAndCastCases,
   randomKernelsCases,
@@ -2098,4 +2289,6 @@ const SECTIONS: ((t: Target) => void)[] = [
   emptyTensorCases,
   releaseCases,
   maskedSoftmaxCases,
+  avgPoolCases,
+  ctcCases,
 ];

@@ -231,3 +231,96 @@ describe("the multi-head attention timing hook (examples/attention_timing.ts)", 
     expect(ATTENTION_BENCH_SHAPE).toEqual({ batch: 32, seqLen: 128, embedDim: 256, numHeads: 8 });
   });
 });
+
+// ---- the classic models (examples/cifar_cnn.ts, rnn_classifier.ts, lstm_attention.ts,
+// speech_ctc.ts, two_branch.ts): shapes, and a few steps on one synthetic batch lower the loss.
+
+import { CifarCNN, trainCifarCNN } from "../examples/cifar_cnn.js";
+import { LSTMAttention, trainLSTMAttention } from "../examples/lstm_attention.js";
+import { RNNClassifier, trainRNNClassifier } from "../examples/rnn_classifier.js";
+import { SpeechCTC, trainSpeechCTC } from "../examples/speech_ctc.js";
+import { TwoBranch, trainTwoBranch } from "../examples/two_branch.js";
+
+/** The mean of the last two losses against the first: dropout makes single steps noisy. */
+function fallRatio(losses: readonly number[]): number {
+  const tail = (losses.at(-1)! + losses.at(-2)!) / 2;
+  expect(losses.every(Number.isFinite), "every loss is finite").toBe(true);
+  return tail / losses[0]!;
+}
+
+describe("the classic model examples", () => {
+  it("CifarCNN maps [N, 3, 32, 32] to [N, classes] through 2048 flattened features", () => {
+    manualSeed(0);
+    const model = new CifarCNN(7);
+    expect(model.fc1.weight.shape).toEqual([512, 2048]);
+    const out = noGrad(() => model.eval().forward(randn([2, 3, 32, 32])));
+    expect(out.shape).toEqual([2, 7]);
+  });
+
+  it("CifarCNN: twelve Adam steps lower the loss", () => {
+    expect(fallRatio(trainCifarCNN(12))).toBeLessThan(0.8);
+  });
+
+  it("RNNClassifier: 3 layers, last step, and the loss falls", () => {
+    const model = new RNNClassifier(8, 16, 4);
+    expect(model.rnn.numLayers).toBe(3);
+    expect(noGrad(() => model.forward(randn([5, 7, 8]))).shape).toEqual([5, 4]);
+    expect(fallRatio(trainRNNClassifier(15))).toBeLessThan(0.7);
+  });
+
+  it("LSTMAttention: weights over time sum to 1, and the loss falls", () => {
+    const model = new LSTMAttention(6, 12, 3);
+    noGrad(() => {
+      const [output] = model.lstm.forward(randn([4, 9, 6]));
+      const sums = Array.from(model.attention(output).sum(1).dataSync());
+      for (const sum of sums) expect(sum).toBeCloseTo(1, 5);
+    });
+    expect(fallRatio(trainLSTMAttention(15))).toBeLessThan(0.7);
+  });
+
+  it("SpeechCTC: log-probabilities over the vocabulary, CTC loss falls, greedy decoding", () => {
+    const model = new SpeechCTC(10, 8, 6);
+    const logProbs = noGrad(() => model.eval().forward(randn([11, 2, 10])));
+    expect(logProbs.shape).toEqual([11, 2, 6]);
+    const run = trainSpeechCTC(12);
+    expect(fallRatio(run.losses)).toBeLessThan(0.8);
+    expect(run.decoded.length).toBe(run.targets.length);
+    for (const labels of run.decoded) {
+      expect(labels.every((k) => Number.isInteger(k) && k >= 1 && k < 6)).toBe(true);
+    }
+  });
+
+  it("TwoBranch: concatenated branches, and the loss falls", () => {
+    const model = new TwoBranch(20, 30, 32, 5);
+    expect(model.fusion.weight.shape).toEqual([32, 64]);
+    const out = noGrad(() => model.forward(randn([3, 20]), randn([3, 30])));
+    expect(out.shape).toEqual([3, 5]);
+    expect(fallRatio(trainTwoBranch(15))).toBeLessThan(0.7);
+  });
+});
+
+// ---- the layer timings the benchmark suite calls (examples/layer_timings.ts) ------------
+
+import { timeBatchNorm2d, timeConv2d } from "../examples/layer_timings.js";
+
+describe("layer timings", () => {
+  it("time conv2d and batch norm forward and backward; repeats leave no tensors behind", () => {
+    const leftBy = (repeats: number) => {
+      const before = liveTensors();
+      timeConv2d({ batch: 2, inChannels: 3, outChannels: 4, size: 8 }, { repeats });
+      timeBatchNorm2d({ batch: 2, channels: 3, size: 8 }, { repeats });
+      return liveTensors() - before;
+    };
+    expect(leftBy(5)).toBe(leftBy(1));
+    const conv = timeConv2d({ batch: 2, inChannels: 3, outChannels: 4, size: 8 }, { repeats: 3 });
+    const bn = timeBatchNorm2d({ batch: 2, channels: 3, size: 8 }, { repeats: 3 });
+    expect(conv.name).toBe("conv2d 3->4 k3 p1");
+    expect(conv.shape).toEqual([2, 3, 8, 8]);
+    expect(bn.shape).toEqual([2, 3, 8, 8]);
+    for (const t of [conv, bn]) {
+      expect(t.repeats).toBe(3);
+      expect(t.forwardMs).toBeGreaterThan(0);
+      expect(t.backwardMs).toBeGreaterThan(0);
+    }
+  });
+});

@@ -2286,3 +2286,238 @@ describe("attention modules", () => {
     expect(values(layer.forward(src))).toEqual(values(layer.forward(src)));
   });
 });
+
+// ---- convolution, pooling and CTC against PyTorch ---------------------------------------
+// Golden values from test/fixtures/conv.safetensors; regenerate with
+// `/usr/bin/python3 test/fixtures/make_conv_fixtures.py`.
+
+const convs = loadFixture("conv.safetensors");
+
+describe.each(LAYER_CASES)(
+  "convolution, pooling and CTC against PyTorch on $device $dtype",
+  ({ device, dtype, tol }) => {
+    const input = (key: string, requiresGrad = false): Tensor => {
+      const t = convs.tensor(key, device, dtype);
+      return requiresGrad ? t.requiresGrad_(true) : t;
+    };
+    const check = (actual: Tensor | null, key: string, tolerance = tol) => {
+      expect(actual, key).not.toBeNull();
+      expect(actual!.shape, key).toEqual(convs.shape(key));
+      expectClose(actual!, convs.values(key), tolerance, key);
+    };
+    const factory = { device, dtype };
+    const load = (module: nn.Module, key: string, hasBias: boolean) => {
+      const params = new Map(module.namedParameters());
+      assignOn(params.get("weight")!, convs.values(`${key}.weight`));
+      if (hasBias) assignOn(params.get("bias")!, convs.values(`${key}.bias`));
+      return params;
+    };
+
+    const modules: [string, () => nn.Module, boolean][] = [
+      [
+        "conv1d",
+        () => new nn.Conv1d(4, 6, 3, { ...factory, stride: 2, padding: 1, dilation: 2, groups: 2 }),
+        true,
+      ],
+      ["grouped", () => new nn.Conv2d(4, 6, 3, { ...factory, padding: 1, groups: 2 }), true],
+      [
+        "depthwise",
+        () => new nn.Conv2d(3, 6, 3, { ...factory, stride: 2, padding: 1, groups: 3, bias: false }),
+        false,
+      ],
+      [
+        "transpose",
+        () =>
+          new nn.ConvTranspose2d(4, 6, [3, 2], {
+            ...factory,
+            stride: 2,
+            padding: 1,
+            outputPadding: 1,
+            groups: 2,
+            dilation: [1, 2],
+          }),
+        true,
+      ],
+      [
+        "transpose_plain",
+        () => new nn.ConvTranspose2d(3, 2, 2, { ...factory, stride: 2, bias: false }),
+        false,
+      ],
+    ];
+
+    it.each(modules)("%s: output and every gradient", (key, make, hasBias) => {
+      const module = make();
+      const params = load(module, key, hasBias);
+      const x = input(`${key}.x`, true);
+      const out = (module as nn.Conv1d).forward(x);
+      check(out, `${key}.out`);
+      out.backward(input(`${key}.upstream`));
+      check(x.grad, `${key}.grad_x`);
+      check(params.get("weight")!.grad, `${key}.grad_weight`);
+      if (hasBias) check(params.get("bias")!.grad, `${key}.grad_bias`);
+    });
+
+    const pools: [string, nn.Module][] = [
+      [
+        "avg_ceil_nopad",
+        new nn.AvgPool2d(3, { stride: 2, padding: 1, ceilMode: true, countIncludePad: false }),
+      ],
+      ["avg_ceil_pad", new nn.AvgPool2d(3, { stride: 2, padding: 1, ceilMode: true })],
+      [
+        "avg_divisor",
+        new nn.AvgPool2d([2, 3], { stride: [1, 2], padding: [1, 0], divisorOverride: 4 }),
+      ],
+      ["avg_plain", new nn.AvgPool2d(2)],
+      ["adaptive_down", new nn.AdaptiveAvgPool2d([3, 2])],
+      ["adaptive_up", new nn.AdaptiveAvgPool2d(4)],
+      ["adaptive_none", new nn.AdaptiveAvgPool2d([null, 2])],
+    ];
+
+    it.each(pools)("%s: output and gradient", (key, module) => {
+      const x = input(`${key}.x`, true);
+      const out = (module as nn.AvgPool2d).forward(x);
+      check(out, `${key}.out`);
+      out.backward(input(`${key}.upstream`));
+      check(x.grad, `${key}.grad`);
+    });
+
+    const ctcArgs = () =>
+      [convs.tensor("ctc.targets", device), convs.tensor("ctc.input_lengths", device)] as const;
+
+    it.each(["none", "mean", "sum"] as const)(
+      "ctcLoss reduction %s, with and without zeroInfinity",
+      (reduction) => {
+        const [targets, inputLengths] = ctcArgs();
+        const targetLengths = convs.values("ctc.target_lengths");
+        for (const zeroInfinity of [false, true]) {
+          const key = `ctc.${reduction}${zeroInfinity ? ".zero_inf" : ""}`;
+          const logits = input("ctc.logits", true);
+          const loss = new nn.CTCLoss({ reduction, zeroInfinity }).forward(
+            F.logSoftmax(logits, 2),
+            targets,
+            inputLengths,
+            targetLengths,
+          );
+          const expected = convs.values(`${key}.loss`);
+          if (!zeroInfinity) {
+            // The last sample cannot be aligned: its loss (and so mean and sum) is infinite.
+            expect(Array.from(loss.dataSync() as ArrayLike<number>).at(-1)).toBe(Infinity);
+            continue;
+          }
+          expectClose(loss, expected, tol, `${key}.loss`);
+          if (reduction === "none") loss.backward(input("ctc.upstream"));
+          else loss.backward();
+          check(logits.grad, `${key}.grad`);
+        }
+      },
+    );
+
+    it("ctcLoss with blank 4 and concatenated 1-D targets", () => {
+      const logits = input("ctc.logits").slice(1, 0, 3).detach().requiresGrad_(true);
+      const padded = convs.values("ctc.blank4.targets");
+      const lengths = convs.values("ctc.blank4.target_lengths");
+      const flat = lengths.flatMap((length, n) => padded.slice(n * 4, n * 4 + length));
+      const targets = fromTypedArray(Int32Array.from(flat), [flat.length], { device });
+      const inputLengths = convs.values("ctc.input_lengths").slice(0, 3);
+      const loss = F.ctcLoss(F.logSoftmax(logits, 2), targets, inputLengths, lengths, { blank: 4 });
+      expectClose(loss, convs.values("ctc.blank4.loss"), tol, "blank4 loss");
+      loss.backward();
+      check(logits.grad, "ctc.blank4.grad");
+    });
+  },
+);
+
+describe("convolution and pooling modules", () => {
+  it("print as PyTorch prints them", () => {
+    expect(String(new nn.Conv1d(4, 6, 3, { stride: 2, padding: 1, dilation: 2, groups: 2 }))).toBe(
+      "Conv1d(4, 6, kernel_size=(3,), stride=(2,), padding=(1,), dilation=(2,), groups=2)",
+    );
+    expect(String(new nn.Conv1d(2, 3, 5, { bias: false }))).toBe(
+      "Conv1d(2, 3, kernel_size=(5,), stride=(1,), bias=False)",
+    );
+    const transpose = new nn.ConvTranspose2d(4, 6, [3, 2], {
+      stride: 2,
+      padding: 1,
+      outputPadding: 1,
+      groups: 2,
+      dilation: [1, 2],
+    });
+    expect(String(transpose)).toBe(
+      "ConvTranspose2d(4, 6, kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(1, 2), output_padding=(1, 1), groups=2)",
+    );
+    expect(String(new nn.ConvTranspose2d(3, 2, 2, { stride: 2, bias: false }))).toBe(
+      "ConvTranspose2d(3, 2, kernel_size=(2, 2), stride=(2, 2), bias=False)",
+    );
+    expect(String(new nn.AvgPool2d(3, { stride: 2, padding: 1 }))).toBe(
+      "AvgPool2d(kernel_size=3, stride=2, padding=1)",
+    );
+    expect(String(new nn.AdaptiveAvgPool2d([3, null]))).toBe(
+      "AdaptiveAvgPool2d(output_size=(3, None))",
+    );
+    expect(String(new nn.AdaptiveAvgPool2d(1))).toBe("AdaptiveAvgPool2d(output_size=1)");
+  });
+
+  it("keep PyTorch's parameter names and shapes, and init bounds from fan-in", () => {
+    const conv = new nn.Conv1d(4, 6, 3, { groups: 2 });
+    expect([...new Map(conv.namedParameters()).keys()]).toEqual(["weight", "bias"]);
+    expect(conv.weight.shape).toEqual([6, 2, 3]);
+    const transpose = new nn.ConvTranspose2d(4, 6, 3, { groups: 2 });
+    expect(transpose.weight.shape).toEqual([4, 3, 3, 3]);
+    const bound = 1 / Math.sqrt(3 * 9); // fan-in of a transposed weight is dim 1 * k * k
+    const biases = Array.from(transpose.bias!.dataSync() as ArrayLike<number>);
+    expect(Math.max(...biases.map(Math.abs))).toBeLessThanOrEqual(bound);
+    expect(
+      Math.max(...Array.from(transpose.weight.dataSync() as ArrayLike<number>)),
+    ).toBeLessThanOrEqual(bound);
+  });
+
+  it("maxPool2d exposes padding, dilation and ceilMode", () => {
+    const x = fromTypedArray(pattern(2 * 8 * 8), [1, 2, 8, 8]);
+    const pool = new nn.MaxPool2d(3, { stride: 2, padding: 1, dilation: 2, ceilMode: true });
+    expect(pool.forward(x).shape).toEqual([1, 2, 4, 4]);
+  });
+
+  it("reject bad arguments with typed errors", () => {
+    const x = zeros([1, 2, 4, 4]);
+    expectThrows(
+      () => F.convTranspose2d(x, zeros([2, 1, 3, 3]), null, { stride: 2, outputPadding: 2 }),
+      ValueError,
+      "convTranspose2d: outputPadding [2, 2] must be smaller than stride [2, 2] or dilation [1, 1]",
+    );
+    expectThrows(
+      () => F.avgPool2d(x, 2, { padding: 2 }),
+      ValueError,
+      "avgPool2d: padding [2, 2] must be at most half the kernel size [2, 2]",
+    );
+    expectThrows(
+      () => F.conv1d(x, zeros([2, 2, 3])),
+      ShapeError,
+      "conv1d: expected input [N, C, L] and weight [outChannels, C / groups, k], got [1, 2, 4, 4] and [2, 2, 3]",
+    );
+    expectThrows(
+      () => new nn.Conv1d(3, 4, 3, { groups: 2 }),
+      ValueError,
+      "Conv1d: inChannels (3) and outChannels (4) must be divisible by groups (2)",
+    );
+    const lp = zeros([3, 1, 4]);
+    expectThrows(
+      () => F.ctcLoss(lp, [[1, 0]], [3], [2], { blank: 0 }),
+      IndexError,
+      "ctcLoss: target 0 of sample 0 must be in [0, 4) and not the blank 0",
+    );
+    expectThrows(
+      () => F.ctcLoss(lp, [[1]], [4], [1]),
+      ValueError,
+      "ctcLoss: inputLengths[0] must be in [1, 3], got 4",
+    );
+  });
+
+  it("decode CTC greedily: repeats collapse, blanks go", () => {
+    const steps = [0, 1, 1, 0, 1, 2, 2, 0];
+    const values = new Float32Array(steps.length * 3).fill(-5);
+    steps.forEach((k, t) => (values[t * 3 + k] = 0));
+    const logProbs = fromTypedArray(values, [steps.length, 1, 3]);
+    expect(F.ctcGreedyDecode(logProbs)).toEqual([[1, 1, 2]]);
+    expect(F.ctcGreedyDecode(logProbs, [4])).toEqual([[1]]);
+  });
+});

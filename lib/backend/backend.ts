@@ -351,4 +351,45 @@ export interface Backend {
   // scores + mask), mask null or of the same shape. An entry that comes to -inf is masked
   // out, and a row whose entries all do gives zeros, not NaN. Its backward is softmaxBackward.
   maskedSoftmax(out: RawTensor, scores: RawTensor, mask: RawTensor | null, scale: number): void;
+  // Average pooling over x [n, c, h, w] (PyTorch's avg_pool2d); gradX is added into.
+  avgPool2d(out: RawTensor, x: RawTensor, params: AvgPool2dParams): void;
+  avgPool2dBackward(gradX: RawTensor, gradOut: RawTensor, params: AvgPool2dParams): void;
+  /** Adaptive average pooling to out's [oH, oW]; gradX is added into. */
+  adaptiveAvgPool2d(out: RawTensor, x: RawTensor): void;
+  adaptiveAvgPool2dBackward(gradX: RawTensor, gradOut: RawTensor): void;
+
+  // CTC loss: loss [N] per sample; logAlpha float64 [N, T, 2S + 1] is kept for the backward,
+  // which writes the whole of gradLogProbs [T, N, C] (zero past each input length).
+  ctcLoss(loss: RawTensor, logAlpha: RawTensor, inputs: CtcInputs): void;
+  ctcLossBackward(
+    gradLogProbs: RawTensor,
+    gradLoss: RawTensor,
+    inputs: CtcInputs,
+    logAlpha: RawTensor,
+    loss: RawTensor,
+    zeroInfinity: boolean,
+  ): void;
+}
+
+export interface AvgPool2dParams {
+  kernelSize: readonly [number, number];
+  stride: readonly [number, number];
+  padding: readonly [number, number];
+  ceilMode: boolean;
+  /** Divide by the window's size counting padding (PyTorch's default) or only the inputs. */
+  countIncludePad: boolean;
+  /** A fixed divisor instead of the window's size, or null. */
+  divisorOverride: number | null;
+}
+
+/**
+ * CTC inputs: logProbs [T, N, C] float; targets int32 [N, S] (row n's first targetLengths[n]
+ * labels, none the blank); inputLengths and targetLengths int32 [N].
+ */
+export interface CtcInputs {
+  logProbs: RawTensor;
+  targets: RawTensor;
+  inputLengths: RawTensor;
+  targetLengths: RawTensor;
+  blank: number;
 }

@@ -456,3 +456,14 @@ export type { EmbeddingOptions } from "./embedding.js";
 
 export { scaledDotProductAttention } from "./attention.js";
 export type { AttentionOptions } from "./attention.js";
+// ---- convolution and pooling breadth (lib/nn/conv.ts), CTC loss (lib/nn/ctc.ts) ----------
+
+export { conv1d, convTranspose2d, avgPool2d, adaptiveAvgPool2d } from "./conv.js";
+export type {
+  AdaptiveSize,
+  AvgPool2dOptions,
+  Conv1dOptions,
+  ConvTranspose2dOptions,
+} from "./conv.js";
+export { ctcLoss, ctcGreedyDecode } from "./ctc.js";
+export type { CtcLossOptions } from "./ctc.js";

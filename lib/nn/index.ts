@@ -42,3 +42,6 @@ export type {
   TransformerEncoderForwardOptions,
   TransformerDecoderForwardOptions,
 } from "./transformer.js";
+export { Conv1d, ConvTranspose2d, AvgPool2d, AdaptiveAvgPool2d } from "./conv.js";
+export type { Conv1dModuleOptions, ConvTranspose2dModuleOptions } from "./conv.js";
+export { CTCLoss } from "./ctc.js";

@@ -46,6 +46,12 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"embedding", cpu::embedding},
       {"embedding_backward", cpu::embeddingBackward},
       {"masked_softmax", cpu::maskedSoftmax},
+      {"avg_pool2d", cpu::avgPool2d},
+      {"avg_pool2d_backward", cpu::avgPool2dBackward},
+      {"adaptive_avg_pool2d", cpu::adaptiveAvgPool2d},
+      {"adaptive_avg_pool2d_backward", cpu::adaptiveAvgPool2dBackward},
+      {"ctc_loss", cpu::ctcLoss},
+      {"ctc_loss_backward", cpu::ctcLossBackward},
   };
   return table;
 }

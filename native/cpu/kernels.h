@@ -69,5 +69,14 @@ void embeddingBackward(KernelCall& call);
 
 // attention.cc
 void maskedSoftmax(KernelCall& call);
+// avgpool.cc
+void avgPool2d(KernelCall& call);
+void avgPool2dBackward(KernelCall& call);
+void adaptiveAvgPool2d(KernelCall& call);
+void adaptiveAvgPool2dBackward(KernelCall& call);
+
+// ctc.cc
+void ctcLoss(KernelCall& call);
+void ctcLossBackward(KernelCall& call);
 
 }  // namespace deepnode::cpu

@@ -22,3 +22,4 @@ g++ $flags native/tests/index_test.cc native/cpu/index.cc native/cpu/optim.cc $c
 g++ $flags -fno-trapping-math native/tests/rnn_test.cc native/cpu/rnn.cc $common -lpthread -o "$out/rnn_test"
 g++ $flags native/tests/norm_test.cc native/cpu/norm.cc $common -lpthread -o "$out/norm_test"
 g++ $flags native/tests/embedding_test.cc native/cpu/embedding.cc $common -lpthread -o "$out/embedding_test"
+g++ $flags native/tests/ctc_test.cc native/cpu/ctc.cc $common -lpthread -o "$out/ctc_test"

@@ -24,6 +24,8 @@ import type {
   Conv2dParams,
   MatmulOptions,
   Pool2dParams,
+  AvgPool2dParams,
+  CtcInputs,
   RandomKey,
   RawTensor,
   Reduction,
@@ -635,6 +637,65 @@ export class CpuBackend implements Backend {
     const rows = cols === 0 ? 0 : (scores.storage as Float32Array).length / cols;
     this.call("masked_softmax", buffers, { rows, cols, scale });
   }
+
+  avgPool2d(out: RawTensor, x: RawTensor, params: AvgPool2dParams): void {
+    const buffers: NativeKernels["avg_pool2d"][0] = [
+      out.storage as Float32Array,
+      x.storage as Float32Array,
+    ];
+    this.call("avg_pool2d", buffers, avgPoolAttrs(x.shape, params));
+  }
+
+  avgPool2dBackward(gradX: RawTensor, gradOut: RawTensor, params: AvgPool2dParams): void {
+    const buffers: NativeKernels["avg_pool2d_backward"][0] = [
+      gradX.storage as Float32Array,
+      gradOut.storage as Float32Array,
+    ];
+    this.call("avg_pool2d_backward", buffers, avgPoolAttrs(gradX.shape, params));
+  }
+
+  adaptiveAvgPool2d(out: RawTensor, x: RawTensor): void {
+    const buffers: NativeKernels["adaptive_avg_pool2d"][0] = [
+      out.storage as Float32Array,
+      x.storage as Float32Array,
+    ];
+    this.call("adaptive_avg_pool2d", buffers, adaptiveAttrs(x.shape, out.shape));
+  }
+
+  adaptiveAvgPool2dBackward(gradX: RawTensor, gradOut: RawTensor): void {
+    const buffers: NativeKernels["adaptive_avg_pool2d_backward"][0] = [
+      gradX.storage as Float32Array,
+      gradOut.storage as Float32Array,
+    ];
+    this.call("adaptive_avg_pool2d_backward", buffers, adaptiveAttrs(gradX.shape, gradOut.shape));
+  }
+
+  ctcLoss(loss: RawTensor, logAlpha: RawTensor, inputs: CtcInputs): void {
+    const buffers: NativeKernels["ctc_loss"][0] = [
+      loss.storage as Float32Array,
+      logAlpha.storage as Float64Array,
+      ...ctcBuffers(inputs),
+    ];
+    this.call("ctc_loss", buffers, ctcAttrs(inputs, false));
+  }
+
+  ctcLossBackward(
+    gradLogProbs: RawTensor,
+    gradLoss: RawTensor,
+    inputs: CtcInputs,
+    logAlpha: RawTensor,
+    loss: RawTensor,
+    zeroInfinity: boolean,
+  ): void {
+    const buffers: NativeKernels["ctc_loss_backward"][0] = [
+      gradLogProbs.storage as Float32Array,
+      gradLoss.storage as Float32Array,
+      ...ctcBuffers(inputs),
+      logAlpha.storage as Float64Array,
+      loss.storage as Float32Array,
+    ];
+    this.call("ctc_loss_backward", buffers, ctcAttrs(inputs, zeroInfinity));
+  }
 }
 
 /** The [outer, largeDim, inner] view of the large tensor, and the small one's count. */
@@ -685,3 +746,55 @@ function embeddingAttrs(
 }
 
 export const cpuBackend = new CpuBackend();
+
+function avgPoolAttrs(
+  xShape: readonly number[],
+  params: AvgPool2dParams,
+): NativeKernels["avg_pool2d"][1] {
+  return {
+    n: xShape[0] ?? 0,
+    c: xShape[1] ?? 0,
+    h: xShape[2] ?? 0,
+    w: xShape[3] ?? 0,
+    kH: params.kernelSize[0],
+    kW: params.kernelSize[1],
+    strideH: params.stride[0],
+    strideW: params.stride[1],
+    padH: params.padding[0],
+    padW: params.padding[1],
+    ceilMode: params.ceilMode,
+    countIncludePad: params.countIncludePad,
+    divisorOverride: params.divisorOverride ?? 0,
+  };
+}
+
+function adaptiveAttrs(
+  xShape: readonly number[],
+  outShape: readonly number[],
+): NativeKernels["adaptive_avg_pool2d"][1] {
+  const [n, c, h, w] = [0, 1, 2, 3].map((i) => xShape[i] ?? 0) as [number, number, number, number];
+  return { n, c, h, w, oH: outShape[2] ?? 0, oW: outShape[3] ?? 0, rank: xShape.length };
+}
+
+function ctcBuffers(inputs: CtcInputs): [Float32Array, Int32Array, Int32Array, Int32Array] {
+  return [
+    inputs.logProbs.storage as Float32Array,
+    inputs.targets.storage as Int32Array,
+    inputs.inputLengths.storage as Int32Array,
+    inputs.targetLengths.storage as Int32Array,
+  ];
+}
+
+function ctcAttrs(inputs: CtcInputs, zeroInfinity: boolean): NativeKernels["ctc_loss"][1] {
+  const [steps, batch, classes] = inputs.logProbs.shape;
+  return {
+    steps: steps ?? 0,
+    batch: batch ?? 0,
+    classes: classes ?? 0,
+    maxTarget: inputs.targets.shape[1] ?? 0,
+    blank: inputs.blank,
+    zeroInfinity,
+    rank: inputs.logProbs.shape.length,
+    targetRank: inputs.targets.shape.length,
+  };
+}

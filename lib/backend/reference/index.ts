@@ -34,6 +34,9 @@ import * as slicing from "./slice.js";
 import * as softmaxes from "./softmax.js";
 import * as attention from "./attention.js";
 import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
+import type { AvgPool2dParams, CtcInputs } from "../backend.js";
+import * as avgpool from "./avgpool.js";
+import * as ctc from "./ctc.js";
 
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
@@ -307,6 +310,37 @@ export class ReferenceBackend implements Backend {
 
   maskedSoftmax(out: RawTensor, scores: RawTensor, mask: RawTensor | null, scale: number): void {
     attention.maskedSoftmax(out, scores, mask, scale);
+  }
+
+  avgPool2d(out: RawTensor, x: RawTensor, params: AvgPool2dParams): void {
+    avgpool.avgPool2d(out, x, params);
+  }
+
+  avgPool2dBackward(gradX: RawTensor, gradOut: RawTensor, params: AvgPool2dParams): void {
+    avgpool.avgPool2dBackward(gradX, gradOut, params);
+  }
+
+  adaptiveAvgPool2d(out: RawTensor, x: RawTensor): void {
+    avgpool.adaptiveAvgPool2d(out, x);
+  }
+
+  adaptiveAvgPool2dBackward(gradX: RawTensor, gradOut: RawTensor): void {
+    avgpool.adaptiveAvgPool2dBackward(gradX, gradOut);
+  }
+
+  ctcLoss(loss: RawTensor, logAlpha: RawTensor, inputs: CtcInputs): void {
+    ctc.ctcLoss(loss, logAlpha, inputs);
+  }
+
+  ctcLossBackward(
+    gradLogProbs: RawTensor,
+    gradLoss: RawTensor,
+    inputs: CtcInputs,
+    logAlpha: RawTensor,
+    loss: RawTensor,
+    zeroInfinity: boolean,
+  ): void {
+    ctc.ctcLossBackward(gradLogProbs, gradLoss, inputs, logAlpha, loss, zeroInfinity);
   }
 }
 
