@@ -187,6 +187,7 @@ describe("the activation functions example", () => {
 
 import {
   SentimentLSTM,
+  benchImdbSteps,
   collateReviews,
   encodeReviews,
   limitReviews,
@@ -304,6 +305,13 @@ describe("the IMDB sentiment example", () => {
     // Measured with seed 0: 0.692 in epoch 1 (chance is ln 2 = 0.693), 0.466 in epoch 6.
     expect(history[0]!.trainLoss).toBeGreaterThan(0.6);
     expect(history[5]!.trainLoss).toBeLessThan(history[0]!.trainLoss - 0.1);
+  });
+
+  it("times training steps for a bench case", () => {
+    const options = { epochs: 1, batchSize: 16, lr: 1e-3, seed: 0, limit: 64, data: imdb };
+    const rate = benchImdbSteps({ ...options, ...small, steps: 3 });
+    expect(Number.isFinite(rate)).toBe(true);
+    expect(rate).toBeGreaterThan(0);
   });
 
   it("saves a model folder and answers the same after loading it", async () => {
