@@ -307,6 +307,14 @@ describe("the IMDB sentiment example", () => {
     expect(history[5]!.trainLoss).toBeLessThan(history[0]!.trainLoss - 0.1);
   });
 
+  it("leaks no tensors from one epoch to the next", () => {
+    const live: number[] = [];
+    const options = { epochs: 2, batchSize: 16, lr: 1e-3, seed: 0, limit: 64, data: imdb };
+    trainImdb({ ...options, ...small, onEpoch: () => live.push(liveTensors()) });
+    expect(live).toHaveLength(2);
+    expect(live[1]).toBeLessThanOrEqual(live[0]!);
+  });
+
   it("times training steps for a bench case", () => {
     const options = { epochs: 1, batchSize: 16, lr: 1e-3, seed: 0, limit: 64, data: imdb };
     const rate = benchImdbSteps({ ...options, ...small, steps: 3 });
