@@ -626,6 +626,13 @@ describe("deepnode train imdb / predict", () => {
     await expect(imdbTrainCommand(direct)).rejects.toBeInstanceOf(NotSupportedError);
   });
 
+  it("train imdb --data names a missing reviews file (exit 1)", async () => {
+    const missing = join(scratch, "no-reviews.json");
+    const run = await cli("train", "imdb", "--data", missing, "--out", model);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`deepnode: train imdb: reviews file '${missing}' does not exist\n`);
+  });
+
   it("predict from the bin prints no stack trace", () => {
     const run = spawnSync(
       process.execPath,

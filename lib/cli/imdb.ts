@@ -3,6 +3,7 @@
 // the sentiment of each text, its confidence and both probabilities (JSON with --json).
 
 import { Command, Option } from "commander";
+import { existsSync } from "node:fs";
 import { SingleBar } from "cli-progress";
 
 import { NotSupportedError, ValueError } from "../errors.js";
@@ -57,6 +58,9 @@ function checkImdbFlags(flags: ImdbTrainFlags): void {
   }
   if (flags.model !== "lstm") {
     throw new ValueError("train imdb", `--model must be lstm or transformer, got '${flags.model}'`);
+  }
+  if (flags.data !== undefined && !existsSync(flags.data)) {
+    throw new ValueError("train imdb", `reviews file '${flags.data}' does not exist`, "data");
   }
   for (const name of ["checkpointDir", "resume", "metrics", "plot"] as const) {
     if (flags[name] !== undefined) {
