@@ -554,6 +554,8 @@ describe("deepnode train imdb / predict", () => {
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(IMDB_EPOCH_LINE);
+    // IMDB's own default learning rate, not MNIST's 1e-3.
+    expect(run.stdout).toContain("(device cpu, batch 64, lr 0.003, seed 0)\n");
     expect(run.stdout).toContain(`saved the model to ${model}\n`);
   });
 

@@ -39,6 +39,21 @@ export interface ImdbTrainFlags {
   plot?: string;
 }
 
+/** What `train imdb` uses where the shared train options' defaults are MNIST's. */
+export const IMDB_DEFAULTS = { lr: 3e-3, out: "imdb-lstm" };
+
+/** The flags with IMDB's defaults for the ones the user left at their default. */
+export function withImdbDefaults(
+  flags: ImdbTrainFlags,
+  isDefault: (name: "lr" | "out") => boolean,
+): ImdbTrainFlags {
+  return {
+    ...flags,
+    lr: isDefault("lr") ? IMDB_DEFAULTS.lr : flags.lr,
+    out: isDefault("out") ? IMDB_DEFAULTS.out : flags.out,
+  };
+}
+
 /** One fixed-format line per epoch. */
 export function formatImdbEpoch(s: ImdbEpochStats, epochs: number): string {
   return (

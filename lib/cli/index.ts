@@ -16,7 +16,12 @@ import {
   type EpochStats,
 } from "../../examples/mnist.js";
 import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
-import { addPredictCommand, imdbTrainCommand, type ImdbTrainFlags } from "./imdb.js";
+import {
+  addPredictCommand,
+  imdbTrainCommand,
+  withImdbDefaults,
+  type ImdbTrainFlags,
+} from "./imdb.js";
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -114,8 +119,8 @@ function trainFiles(flags: TrainFlags) {
 async function trainCommand(task: string, flags: TrainFlags, command: Command): Promise<void> {
   checkTask(task, ["mnist", "imdb"]);
   if (task === "imdb") {
-    const out = command.getOptionValueSource("out") === "default" ? "imdb-lstm" : flags.out;
-    return imdbTrainCommand({ ...(flags as unknown as ImdbTrainFlags), out });
+    const isDefault = (name: string) => command.getOptionValueSource(name) === "default";
+    return imdbTrainCommand(withImdbDefaults(flags as unknown as ImdbTrainFlags, isDefault));
   }
   if (flags.threads !== undefined) setNumThreads(flags.threads);
   console.log(
@@ -201,7 +206,7 @@ export function buildProgram(): Command {
     .description("train a model (tasks: mnist, imdb) and save its weights as safetensors")
     .option("--epochs <n>", "epochs", positiveInt("--epochs"), 3)
     .option("--batch-size <n>", "training batch size", positiveInt("--batch-size"), 64)
-    .option("--lr <rate>", "Adam learning rate", positiveNumber("--lr"), 1e-3)
+    .option("--lr <rate>", "Adam learning rate (imdb: 3e-3)", positiveNumber("--lr"), 1e-3)
     .option("--seed <n>", "random seed", nonNegativeInt("--seed"), 0)
     .addOption(deviceOption())
     .option(
