@@ -530,3 +530,120 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     expect(readFileSync(plot).subarray(1, 4).toString("latin1")).toBe("PNG");
   });
 });
+
+// ---- deepnode train imdb / predict -------------------------------------------------------
+
+import { loadSentimentModel } from "../examples/imdb.js";
+import { imdbTrainCommand } from "../lib/cli/imdb.js";
+import { NotSupportedError } from "../lib/errors.js";
+
+const IMDB_EPOCH_LINE = new RegExp(
+  String.raw`^epoch 1/1  train_loss (\d+\.\d{4})  test_loss (\d+\.\d{4})` +
+    String.raw`  test_acc (\d+\.\d{2})%  time (\d+\.\d)s  (\d+) reviews/s$`,
+  "m",
+);
+
+describe("deepnode train imdb / predict", () => {
+  const model = join(scratch, "imdb-model");
+  const small = ["--embedding-dim", "16", "--hidden-size", "16", "--max-length", "48"];
+  const text = "A wonderful, moving film. The cast is superb!";
+
+  beforeAll(async () => {
+    const args = ["train", "imdb", "--model", "lstm", "--epochs", "1", "--limit", "200"];
+    const run = await cli(...args, ...small, "--vocab-size", "1500", "--out", model);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(IMDB_EPOCH_LINE);
+    // IMDB's own default learning rate, not MNIST's 1e-3.
+    expect(run.stdout).toContain("(device cpu, batch 64, lr 0.003, seed 0)\n");
+    expect(run.stdout).toContain(`saved the model to ${model}\n`);
+  });
+
+  it("saves a model folder (weights, config.json, vocab.json) and no staging folder", () => {
+    expect(readdirSync(model).sort()).toEqual(["config.json", "model.safetensors", "vocab.json"]);
+    expect(tempFiles(scratch)).toEqual([]);
+    const config = JSON.parse(readFileSync(join(model, "config.json"), "utf8"));
+    expect(config).toMatchObject({ model: "lstm", embeddingDim: 16, hiddenSize: 16 });
+    expect(config.maxLength).toBe(48);
+    const vocab = JSON.parse(readFileSync(join(model, "vocab.json"), "utf8"));
+    expect(vocab.tokens).toHaveLength(config.vocabSize);
+    expect(readSafetensorsMetadata(join(model, "model.safetensors"))).toEqual({
+      format: "pt",
+      model: "SentimentLSTM",
+    });
+  });
+
+  it("predict --json prints exactly what loadSentimentModel(dir).predict gives", async () => {
+    const run = await cli("predict", "--model", model, "--json", text);
+    expect(run.code).toBe(0);
+    const expected = (await loadSentimentModel(model)).predict(text);
+    expect(JSON.parse(run.stdout)).toEqual({ text, ...expected });
+    const two = await cli("predict", "--model", model, "--json", text, "Boring.");
+    expect(JSON.parse(two.stdout).map((row: { text: string }) => row.text)).toEqual([
+      text,
+      "Boring.",
+    ]);
+  });
+
+  it("predict prints the sentiment, its confidence and both probabilities", async () => {
+    const run = await cli("predict", "--model", model, text);
+    const p = (await loadSentimentModel(model)).predict(text);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe(
+      `${p.label}  ${(100 * p.confidence).toFixed(2)}%  (negative ` +
+        `${p.probabilities.negative.toFixed(4)}, positive ${p.probabilities.positive.toFixed(4)})\n`,
+    );
+  });
+
+  it("names what is wrong: a missing folder, a broken config, an empty text (exit 1)", async () => {
+    const missing = join(scratch, "no-model");
+    expect(await cli("predict", "--model", missing, text)).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `deepnode: loadSentimentModel: model folder '${missing}' does not exist\n`,
+    });
+    const broken = join(scratch, "imdb-broken");
+    mkdirSync(broken, { recursive: true });
+    writeFileSync(join(broken, "config.json"), "[]");
+    const run = await cli("predict", "--model", broken, text);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `deepnode: loadSentimentModel: ${join(broken, "config.json")}: expected a JSON object\n`,
+    );
+    const empty = await cli("predict", "--model", model, " ");
+    expect(empty.stderr).toBe("deepnode: predict: text 0 is empty\n");
+    expect(empty.code).toBe(1);
+  });
+
+  it("train imdb --model transformer is a NotSupportedError (exit 1, nothing trained)", async () => {
+    const run = await cli("train", "imdb", "--model", "transformer", "--out", model);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toBe(
+      "deepnode: train imdb: the transformer classifier is not built yet (use --model lstm)\n",
+    );
+    const flags = { model: "transformer", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };
+    const sizes = { embeddingDim: 8, hiddenSize: 8, maxLength: 8, vocabSize: 10 };
+    const direct = { ...flags, ...sizes, device: "cpu", out: model, progress: false };
+    await expect(imdbTrainCommand(direct)).rejects.toBeInstanceOf(NotSupportedError);
+  });
+
+  it("train imdb --data names a missing reviews file (exit 1)", async () => {
+    const missing = join(scratch, "no-reviews.json");
+    const run = await cli("train", "imdb", "--data", missing, "--out", model);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`deepnode: train imdb: reviews file '${missing}' does not exist\n`);
+  });
+
+  it("predict from the bin prints no stack trace", () => {
+    const run = spawnSync(
+      process.execPath,
+      ["bin/deepnode.js", "predict", "--model", join(scratch, "nothing"), "good"],
+      { cwd: root, encoding: "utf8", timeout: 60_000 },
+    );
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(
+      /^deepnode: loadSentimentModel: model folder '.*' does not exist\n$/,
+    );
+  });
+});

