@@ -6,7 +6,7 @@
 // The CLI's `deepnode train imdb` and `deepnode predict` run this file. Outside this
 // repository, import from "deepnode" instead of "../lib/index.js".
 
-import { existsSync, promises as fsp, readFileSync, statSync } from "node:fs";
+import { existsSync, promises as fsp, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -14,6 +14,7 @@ import { shuffledIndices } from "../lib/data/dataloader.js";
 import { loadImdb, type ImdbData, type TextSplit } from "../lib/data/imdb.js";
 import { Vocabulary } from "../lib/data/text.js";
 import {
+  DeepnodeError,
   F,
   FormatError,
   NotSupportedError,
@@ -355,24 +356,56 @@ export const WEIGHTS_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
 export const VOCAB_FILE = "vocab.json";
 
+const MODEL_FILES = [WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE];
+
+/**
+ * Refuses to replace anything but an earlier model folder: a file, or a folder holding
+ * other files, might be the user's data.
+ */
+function checkReplaceable(dir: string): void {
+  if (!existsSync(dir)) return;
+  const op = "saveSentimentModel";
+  if (!statSync(dir).isDirectory()) {
+    throw new ValueError(
+      op,
+      `${dir} exists and is not a folder; choose another output path`,
+      "dir",
+    );
+  }
+  const foreign = readdirSync(dir).filter((name) => !MODEL_FILES.includes(name));
+  if (foreign.length > 0) {
+    const shown = foreign.slice(0, 3).join(", ") + (foreign.length > 3 ? ", ..." : "");
+    const message = `${dir} holds files that are not a model's (${shown}); it is not replaced`;
+    throw new ValueError(op, message, "dir");
+  }
+}
+
+// The old folder steps aside before the new one takes its place, and comes back if that
+// fails; a crash between the two renames leaves it under `<dir>.old-*`.
 async function replaceFolder(staging: string, dir: string): Promise<void> {
   const old = `${dir}.old-${process.pid}-${Date.now()}`;
   const hadOld = existsSync(dir);
   if (hadOld) await fsp.rename(dir, old);
-  await fsp.rename(staging, dir);
+  try {
+    await fsp.rename(staging, dir);
+  } catch (error) {
+    if (hadOld) await fsp.rename(old, dir);
+    throw error;
+  }
   if (hadOld) await fsp.rm(old, { recursive: true, force: true });
 }
 
 /**
  * Writes the model folder: weights under PyTorch's names, config.json and vocab.json. The
- * files are written into a sibling folder first that then takes the folder's place, so a
- * crash leaves either the old folder or the new one.
+ * files are written into a sibling folder first that then takes the folder's place. An
+ * existing path is replaced only when it is an earlier model folder.
  */
 export async function saveSentimentModel(
   dir: string,
   model: SentimentLSTM,
   vocab: Vocabulary,
 ): Promise<void> {
+  checkReplaceable(dir);
   const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
   await fsp.mkdir(staging, { recursive: true });
   try {
@@ -383,7 +416,9 @@ export async function saveSentimentModel(
     await replaceFolder(staging, dir);
   } catch (error) {
     await fsp.rm(staging, { recursive: true, force: true });
-    throw error;
+    if (error instanceof DeepnodeError) throw error;
+    const message = `cannot save the model to ${dir}: ${(error as Error).message}`;
+    throw new FormatError("saveSentimentModel", message, dir);
   }
 }
 
@@ -528,8 +563,9 @@ function prediction(negative: number, positive: number): SentimentPrediction {
 
 /** Reads a folder written by saveSentimentModel; every bad file is a FormatError naming it. */
 export async function loadSentimentModel(dir: string): Promise<SentimentClassifier> {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw new ValueError(OP, `model folder '${dir}' does not exist`, "dir");
+  if (!existsSync(dir)) throw new ValueError(OP, `model folder '${dir}' does not exist`, "dir");
+  if (!statSync(dir).isDirectory()) {
+    throw new ValueError(OP, `'${dir}' is a file, not a model folder`, "dir");
   }
   const configPath = join(dir, CONFIG_FILE);
   const config = parseSentimentConfig(readJsonFile(configPath), configPath);

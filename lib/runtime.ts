@@ -7,8 +7,8 @@ import { ValueError } from "./errors.js";
 
 /** Threads the cpu kernels use (default: the number of cores, or DEEPNODE_NUM_THREADS). */
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1)
-    throw new ValueError("setNumThreads", `n must be a positive integer, got ${n}`, "n");
+  if (!Number.isInteger(n) || n < 1 || n > 1024)
+    throw new ValueError("setNumThreads", `n must be an integer in [1, 1024], got ${n}`, "n");
   native().setNumThreads(n);
 }
 

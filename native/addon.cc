@@ -164,9 +164,10 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsNumber())
     throw makeError(env, "ERR_ARGUMENT", "setNumThreads(n): n must be a number");
-  int n = info[0].As<Napi::Number>().Int32Value();
-  if (n < 1 || n > 1024)
-    throw makeError(env, "ERR_VALUE", "setNumThreads: n must be in [1, 1024], got " + std::to_string(n));
+  double value = info[0].As<Napi::Number>().DoubleValue();
+  if (!(value >= 1 && value <= 1024) || value != static_cast<int>(value))
+    throw makeError(env, "ERR_VALUE", "setNumThreads: n must be an integer in [1, 1024]");
+  int n = static_cast<int>(value);
   EnvState& st = state(env);
   st.pool = std::make_unique<ThreadPool>(n);
   st.pool->setFlushDenormal(st.flushDenormal);

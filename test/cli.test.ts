@@ -223,7 +223,11 @@ describe("deepnode train mnist / eval mnist", () => {
 
 describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () => {
   const cases: [string, string[], RegExp][] = [
-    ["an unknown task", ["train", "foo"], /^deepnode: unknown task 'foo' \(available: mnist\)$/m],
+    [
+      "an unknown task",
+      ["train", "foo"],
+      /^deepnode: unknown task 'foo' \(available: mnist, imdb\)$/m,
+    ],
     [
       "--epochs 0",
       ["train", "mnist", "--epochs", "0"],
@@ -254,6 +258,28 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
     const run = await cli("train", "--help");
     expect(run.code).toBe(0);
     expect(run.stdout).toContain("--epochs <n>");
+  });
+});
+
+describe("deepnode train fails before training when it could not finish", () => {
+  it("names an --out folder that does not exist, and trains nothing", async () => {
+    const out = join(scratch, "no-such-folder", "w.safetensors");
+    const run = await cli("train", "mnist", "--limit", "64", "--epochs", "1", "--out", out);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `deepnode: cannot write ${out}: the folder ${join(scratch, "no-such-folder")} does not exist\n`,
+    );
+    expect(run.stdout).not.toContain("epoch 1/1");
+  });
+
+  it("refuses an --out that is a folder, and a thread count out of range, without a stack trace", async () => {
+    const folder = await cli("train", "mnist", "--limit", "64", "--epochs", "1", "--out", scratch);
+    expect(folder.stderr).toBe(`deepnode: cannot write ${scratch}: it is a folder\n`);
+    const threads = await cli("train", "mnist", "--limit", "64", "--threads", "5000");
+    expect(threads.code).toBe(1);
+    expect(threads.stderr).toBe(
+      "deepnode: setNumThreads: n must be an integer in [1, 1024], got 5000\n",
+    );
   });
 });
 

@@ -213,7 +213,7 @@ describe("dtype, device, value and index errors", () => {
     const threads = expectThrows(
       () => setNumThreads(0),
       ValueError,
-      "setNumThreads: n must be a positive integer, got 0",
+      "setNumThreads: n must be an integer in [1, 1024], got 0",
     );
     expect(threads.param).toBe("n");
     expectThrows(

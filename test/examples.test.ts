@@ -1,7 +1,7 @@
 // The MNIST example: MNISTNet's shapes and outputs, a short training run whose loss falls,
 // reproducible runs under one seed, and a training loop that leaks no tensors per epoch.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -501,6 +501,20 @@ describe("the IMDB sentiment example", () => {
       expect(classifier.predict(texts[1]!)).toEqual(classifier.predict([texts[1]!])[0]);
       await saveSentimentModel(join(dir, "model"), model, vocab); // replaces the folder
       expect(readdirSync(dir)).toEqual(["model"]);
+      // Anything but an earlier model folder is the user's and is never replaced.
+      mkdirSync(join(dir, "photos"));
+      writeFileSync(join(dir, "photos", "a.txt"), "x");
+      await expect(saveSentimentModel(join(dir, "photos"), model, vocab)).rejects.toThrow(
+        `saveSentimentModel: ${join(dir, "photos")} holds files that are not a model's (a.txt); it is not replaced`,
+      );
+      expect(readFileSync(join(dir, "photos", "a.txt"), "utf8")).toBe("x");
+      writeFileSync(join(dir, "notes.txt"), "keep");
+      await expect(saveSentimentModel(join(dir, "notes.txt"), model, vocab)).rejects.toThrow(
+        ValueError,
+      );
+      expect(readFileSync(join(dir, "notes.txt"), "utf8")).toBe("keep");
+      rmSync(join(dir, "photos"), { recursive: true });
+      rmSync(join(dir, "notes.txt"));
       await checkBadFolders(dir);
       expectThrows(() => classifier.predict("  "), ValueError, "predict: text 0 is empty");
       expectThrows(

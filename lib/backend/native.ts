@@ -17,7 +17,10 @@ export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, "package.json"))) {
     const parent = dirname(dir);
-    if (parent === dir) throw new Error("deepnode: cannot find the package root");
+    if (parent === dir) {
+      const message = `no package.json above ${fileURLToPath(import.meta.url)}: is deepnode installed whole?`;
+      throw new DeviceError("loadNative", message, ["cpu"]);
+    }
     dir = parent;
   }
   return dir;

@@ -77,9 +77,15 @@ function checkImdbFlags(flags: ImdbTrainFlags): void {
   if (flags.data !== undefined && !existsSync(flags.data)) {
     throw new ValueError("train imdb", `reviews file '${flags.data}' does not exist`, "data");
   }
-  for (const name of ["checkpointDir", "resume", "metrics", "plot"] as const) {
+  const mnistOnly = {
+    checkpointDir: "checkpoint-dir",
+    resume: "resume",
+    metrics: "metrics",
+    plot: "plot",
+  };
+  for (const [name, flag] of Object.entries(mnistOnly) as [keyof typeof mnistOnly, string][]) {
     if (flags[name] !== undefined) {
-      throw new NotSupportedError("train imdb", `--${name} is for mnist only`);
+      throw new NotSupportedError("train imdb", `--${flag} is for mnist only`);
     }
   }
 }

@@ -3,7 +3,8 @@
 // commander's; the progress bar is the Trainer's (cli-progress).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { DeepnodeError, StateDictError } from "../errors.js";
 import { buildInfo, setNumThreads } from "../runtime.js";
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.js";
@@ -15,7 +16,12 @@ import {
   mnistLoader,
   type EpochStats,
 } from "../../examples/mnist.js";
-import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
+import {
+  backendFor,
+  getDefaultDevice,
+  parseDevice,
+  setDefaultDevice,
+} from "../backend/registry.js";
 import {
   addPredictCommand,
   imdbTrainCommand,
@@ -55,7 +61,24 @@ function positiveNumber(name: string) {
 
 function checkTask(task: string, tasks = ["mnist"]): void {
   if (!tasks.includes(task))
-    throw new InvalidArgumentError(`unknown task '${task}' (available: mnist)`);
+    throw new InvalidArgumentError(`unknown task '${task}' (available: ${tasks.join(", ")})`);
+}
+
+/** Fails before any training when `path` cannot be written: no folder for it, or a folder. */
+function checkOutputFile(path: string): void {
+  const folder = dirname(resolve(path));
+  if (!existsSync(folder) || !statSync(folder).isDirectory()) {
+    throw new CliFailure(`cannot write ${path}: the folder ${folder} does not exist`);
+  }
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw new CliFailure(`cannot write ${path}: it is a folder`);
+  }
+}
+
+/** An error from the operating system (ENOENT, EISDIR, ...): the message says it all. */
+function isSystemError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return error instanceof Error && typeof code === "string" && /^E[A-Z]+$/.test(code);
 }
 
 /** One fixed-format line per epoch. */
@@ -123,6 +146,8 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
     return imdbTrainCommand(withImdbDefaults(flags as unknown as ImdbTrainFlags, isDefault));
   }
   if (flags.threads !== undefined) setNumThreads(flags.threads);
+  backendFor(parseDevice(flags.device));
+  checkOutputFile(flags.out);
   console.log(
     `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
@@ -265,8 +290,8 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? 0 : 2;
     }
-    if (error instanceof DeepnodeError || error instanceof CliFailure) {
-      process.stderr.write(`deepnode: ${error.message}\n`);
+    if (error instanceof DeepnodeError || error instanceof CliFailure || isSystemError(error)) {
+      process.stderr.write(`deepnode: ${(error as Error).message}\n`);
       return 1;
     }
     throw error;

@@ -74,10 +74,14 @@ function additiveMask(mask: Tensor, keepWhenTrue: boolean, dtype: DType): Tensor
 }
 
 function checkMaskShape(name: string, mask: Tensor, scoresShape: number[]): void {
+  let fits: boolean;
   try {
     const b = broadcastShapes(OP, mask.shape, scoresShape);
-    if (b.length !== scoresShape.length || b.some((d, i) => d !== scoresShape[i])) throw 0;
+    fits = b.length === scoresShape.length && b.every((d, i) => d === scoresShape[i]);
   } catch {
+    fits = false;
+  }
+  if (!fits) {
     throw new ShapeError(
       OP,
       `${name} ${formatShape(mask.shape)} does not broadcast to the scores ${formatShape(scoresShape)} [..., L, S]`,

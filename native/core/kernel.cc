@@ -114,7 +114,9 @@ std::vector<int64_t> KernelCall::ints(const std::string& name) const {
   if (it->second.kind != AttrValue::Kind::List) fail("ERR_ARGUMENT", "attribute '" + name + "' must be a list");
   std::vector<int64_t> out;
   for (double v : it->second.list) {
-    if (!std::isfinite(v) || std::floor(v) != v) fail("ERR_ARGUMENT", "attribute '" + name + "' must hold integers");
+    if (!std::isfinite(v) || std::floor(v) != v || std::fabs(v) > 9007199254740992.0) {
+      fail("ERR_ARGUMENT", "attribute '" + name + "' must hold integers of at most 2^53");
+    }
     out.push_back(static_cast<int64_t>(v));
   }
   return out;
