@@ -16,6 +16,7 @@ import {
   type EpochStats,
 } from "../../examples/mnist.js";
 import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
+import { BACKENDS, DEFAULT_PEERS, benchCommand } from "../../bench/main.js";
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -185,6 +186,31 @@ function deviceOption(): Option {
   return new Option("--device <device>", "cpu, reference or cuda[:n]").default("cpu");
 }
 
+/** A comma list of names from `known`, for --backends and --peers. */
+function listOf(flag: string, known: string[]) {
+  return (value: string): string[] => {
+    const items = value.split(",").filter((s) => s !== "");
+    const bad = items.find((s) => !known.includes(s));
+    if (bad !== undefined) {
+      throw new InvalidArgumentError(`${flag}: unknown '${bad}' (known: ${known.join(", ")})`);
+    }
+    return items;
+  };
+}
+
+function addBenchCommand(program: Command): void {
+  program
+    .command("bench")
+    .description("time deepnode's kernels and jobs beside PyTorch and TensorFlow.js")
+    .option("--filter <text>", "only cases whose name or group contains this text")
+    .option("--quick", "fewer repeats, no largest sizes, a 1,024-image MNIST epoch", false)
+    .option("--json <file>", "write the report as JSON")
+    .option("--markdown <file>", "write the report as markdown")
+    .option("--backends <list>", "deepnode devices", listOf("--backends", BACKENDS), BACKENDS)
+    .option("--peers <list>", "peers to run", listOf("--peers", DEFAULT_PEERS), DEFAULT_PEERS)
+    .action(benchCommand);
+}
+
 export function buildProgram(): Command {
   const program = new Command("deepnode")
     .description("deep learning for Node.js")
@@ -216,6 +242,7 @@ export function buildProgram(): Command {
     .command("info")
     .description("print what this build contains and which devices work")
     .action(infoCommand);
+  addBenchCommand(program);
   return program;
 }
 
