@@ -61,9 +61,7 @@ function selectCases(all: BenchCase[], options: BenchOptions): BenchCase[] {
 }
 
 function deviceRow(c: BenchCase, device: string, measured: Measured | string): BenchRow {
-  const note = [c.note, device === "reference" ? "reference: small sizes only" : undefined]
-    .filter((n) => n !== undefined)
-    .join("; ");
+  const note = c.note ?? "";
   return {
     name: c.name,
     group: c.group,
@@ -172,9 +170,13 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     meta: machineMeta(peers),
     peers: peers.map((p) => p.name),
     skippedBackends: [],
+    notes: [],
     rows: [],
   };
   const devices = devicesFor(options, report);
+  if (devices.includes("reference")) {
+    report.notes.push("reference: the small cases only (its kernels are plain loops, the oracle)");
+  }
   report.meta.threads = `deepnode ${getNumThreads()}`;
   for (const c of cases) {
     for (const device of devices) {
@@ -208,16 +210,8 @@ export async function benchCommand(options: BenchOptions): Promise<void> {
   );
   console.log();
   console.log(formatTable(report));
-  for (const row of report.rows) {
-    if (row.group === "job") console.log(`${row.name} on ${row.device}: ${jobExtras(row)}`);
-  }
   if (options.json !== undefined) writeFileSync(options.json, JSON.stringify(report, null, 2));
   if (options.markdown !== undefined) writeFileSync(options.markdown, formatMarkdown(report));
-}
-
-function jobExtras(row: BenchRow): string {
-  const peers = Object.fromEntries(row.peers.map((p) => [p.peer, p.extra ?? p.skipped]));
-  return JSON.stringify({ deepnode: row.extra, ...peers });
 }
 
 export const DEFAULT_PEERS = PEER_NAMES;

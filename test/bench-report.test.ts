@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 
 import {
   displayValue,
+  formatJobs,
   formatMarkdown,
   formatNumber,
   formatSpread,
@@ -99,6 +100,7 @@ function sampleReport(): BenchReport {
     meta: { cpu: "test cpu, 2 cores", node: "v20" },
     peers: ["torch", "tfjs-cpu"],
     skippedBackends: [{ device: "cuda", reason: "no GPU" }],
+    notes: ["reference: small only"],
     rows: [
       {
         name: "matmul 4^3",
@@ -120,7 +122,11 @@ function sampleReport(): BenchReport {
         note: "small",
         skipped: "failed: boom",
         peers: [
-          { peer: "torch", summary: { median: 3, min: 3, max: 3, repeats: 1 } },
+          {
+            peer: "torch",
+            summary: { median: 3, min: 3, max: 3, repeats: 1 },
+            extra: { peakRssMiB: 1119.4, testAccuracy: [0.91234, 0.95] },
+          },
           { peer: "tfjs-cpu", skipped: "op missing" },
         ],
       },
@@ -141,8 +147,10 @@ describe("formatTable", () => {
       "",
       RATIO_NOTE,
       "cuda: skipped, no GPU",
+      "reference: small only",
       "[1] tfjs-cpu: op missing",
       "[2] failed: boom",
+      "job | x on reference: torch: peakRssMiB 1119, testAccuracy 0.912 / 0.950",
     ]);
   });
 });
@@ -165,10 +173,24 @@ describe("formatMarkdown", () => {
       "| matmul 4^3 | cpu | GFLOP/s | 2.00 | 1.00..4.00 | 5 | 1.00 (2.00x) | - [1] |",
     );
     expect(lines[10]).toBe("| job \\| x (small) | reference | s | - [2] |  |  | 3.00 | - [1] |");
-    expect(lines.slice(12, 15)).toEqual([
+    expect(lines.slice(12)).toEqual([
       "- cuda: skipped, no GPU",
+      "- reference: small only",
       "- [1] tfjs-cpu: op missing",
       "- [2] failed: boom",
+      "- job | x on reference: torch: peakRssMiB 1119, testAccuracy 0.912 / 0.950",
+      "",
+    ]);
+  });
+});
+
+describe("formatJobs", () => {
+  it("gives each job row what deepnode and every peer reported, skipping peers without", () => {
+    const report = sampleReport();
+    report.rows[1]!.extra = { peakRssMiB: 466, liveTensorsAfterEachEpoch: [40, 40] };
+    expect(formatJobs(report)).toEqual([
+      "job | x on reference: deepnode: peakRssMiB 466, liveTensorsAfterEachEpoch 40 / 40;" +
+        " torch: peakRssMiB 1119, testAccuracy 0.912 / 0.950",
     ]);
   });
 });

@@ -17,6 +17,11 @@ interface ConvShape {
 }
 
 type Pass = "forward" | "backward data" | "backward weight";
+const passLabel: Record<Pass, string> = {
+  forward: "fwd",
+  "backward data": "bwd data",
+  "backward weight": "bwd weight",
+};
 
 function outSize(s: ConvShape): number {
   return Math.floor((s.size + 2 * s.padding - s.kernel) / s.stride) + 1;
@@ -59,9 +64,10 @@ function setupConv(s: ConvShape, device: string, pass: Pass): BenchRun {
 
 function convCase(s: ConvShape, pass: Pass, extra: Partial<BenchCase> = {}): BenchCase {
   const { label, ...params } = s;
-  const shape = `[${s.batch},${s.inChannels},${s.size},${s.size}] ${s.kernel}x${s.kernel}`;
+  const shape = `[${s.batch},${s.inChannels},${s.size},${s.size}]`;
+  const filter = `${s.kernel}x${s.kernel} ${s.inChannels}->${s.outChannels} s${s.stride}`;
   return {
-    name: `conv2d ${pass} ${label} ${shape} ${s.inChannels}->${s.outChannels} s${s.stride}`,
+    name: `conv2d ${passLabel[pass]} ${label} ${shape} ${filter}`,
     group: "kernel",
     unit: "GFLOP/s",
     work: flops(s),

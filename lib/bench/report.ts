@@ -41,6 +41,7 @@ export interface BenchReport {
   meta: Record<string, string>;
   peers: string[];
   skippedBackends: { device: string; reason: string }[];
+  notes: string[];
   rows: BenchRow[];
 }
 
@@ -140,7 +141,38 @@ function header(peers: string[]): string[] {
 }
 
 function backendLines(report: BenchReport): string[] {
-  return report.skippedBackends.map((b) => `${b.device}: skipped, ${b.reason}`);
+  return [
+    ...report.skippedBackends.map((b) => `${b.device}: skipped, ${b.reason}`),
+    ...report.notes,
+  ];
+}
+
+function extraValue(value: unknown): string {
+  if (typeof value === "number")
+    return Number.isInteger(value) ? String(value) : formatNumber(value);
+  if (Array.isArray(value)) return value.map(extraValue).join(" / ");
+  return String(value);
+}
+
+function extraText(extra: Record<string, unknown>): string {
+  return Object.entries(extra)
+    .map(([key, value]) => `${key} ${extraValue(value)}`)
+    .join(", ");
+}
+
+/** One line per job row: what deepnode and each peer reported beside the time (peak RSS...). */
+export function formatJobs(report: BenchReport): string[] {
+  return report.rows
+    .filter((row) => row.group === "job")
+    .map((row) => {
+      const parts = [
+        ["deepnode", row.extra] as const,
+        ...row.peers.map((p) => [p.peer, p.extra] as const),
+      ]
+        .filter(([, extra]) => extra !== undefined)
+        .map(([who, extra]) => `${who}: ${extraText(extra!)}`);
+      return `${row.name} on ${row.device}: ${parts.join("; ")}`;
+    });
 }
 
 /** The plain-text table printed on stdout, columns padded, footnotes below. */
@@ -162,6 +194,7 @@ export function formatTable(report: BenchReport): string {
     RATIO_NOTE,
     ...backendLines(report),
     ...notes.lines(),
+    ...formatJobs(report),
   ].join("\n");
 }
 
@@ -186,7 +219,7 @@ export function formatMarkdown(report: BenchReport): string {
     markdownRow(head.map(() => "---")),
     ...body,
     "",
-    ...[...backendLines(report), ...notes.lines()].map((l) => `- ${l}`),
+    ...[...backendLines(report), ...notes.lines(), ...formatJobs(report)].map((l) => `- ${l}`),
     "",
   ].join("\n");
 }
