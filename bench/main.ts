@@ -4,7 +4,7 @@
 
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { cpus } from "node:os";
+import { cpus, loadavg } from "node:os";
 import { buildInfo, cuda, getNumThreads } from "../lib/index.js";
 import { ValueError } from "../lib/errors.js";
 import {
@@ -161,33 +161,34 @@ function noteThreads(report: BenchReport, peer: string, outcomes: Record<string,
     report.meta.threads === undefined ? line : `${report.meta.threads}, ${line}`;
 }
 
-/** Measures every selected case on every device, then every peer; returns the report. */
-export async function runBench(options: BenchOptions): Promise<BenchReport> {
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const cases = selectCases(await loadCases(), options);
-  const peers = options.peers.map(makePeer);
-  const report: BenchReport = {
-    meta: machineMeta(peers),
-    peers: peers.map((p) => p.name),
-    skippedBackends: [],
-    notes: [],
-    rows: [],
-  };
-  const devices = devicesFor(options, report);
-  if (devices.includes("reference")) {
-    report.notes.push("reference: the small cases only (its kernels are plain loops, the oracle)");
-  }
-  report.meta.threads = `deepnode ${getNumThreads()}`;
+type Log = (line: string) => void;
+
+function measureDeepnode(
+  report: BenchReport,
+  cases: BenchCase[],
+  devices: string[],
+  quick: boolean,
+  log: Log,
+) {
   for (const c of cases) {
     for (const device of devices) {
       if (device === "reference" && c.small !== true) continue;
-      const row = deviceRow(c, device, measureOn(c, device, options.quick));
+      const row = deviceRow(c, device, measureOn(c, device, quick));
       log(`deepnode ${device}: ${c.name}: ${rowFigure(row)}`);
       report.rows.push(row);
     }
   }
+}
+
+function measurePeers(
+  report: BenchReport,
+  cases: BenchCase[],
+  peers: Peer[],
+  quick: boolean,
+  log: Log,
+) {
   const jobs = new Set(cases.filter((c) => c.group === "job").map((c) => c.name));
-  const specs = peerSpecs(cases, options.quick);
+  const specs = peerSpecs(cases, quick);
   for (const peer of peers) {
     log(`${peer.name}: ${peer.unavailable ?? `${specs.length} cases`}`);
     const outcomes = runPeer(peer, specs, jobs);
@@ -197,6 +198,29 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       row.peers.push(peerCell(peer.name, c, outcomes[c.name]));
     }
   }
+}
+
+/** Measures every selected case on every device, then every peer; returns the report. */
+export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const cases = selectCases(await loadCases(), options);
+  const peers = options.peers.map(makePeer);
+  const report: BenchReport = {
+    meta: { ...machineMeta(peers), threads: `deepnode ${getNumThreads()}` },
+    peers: peers.map((p) => p.name),
+    skippedBackends: [],
+    notes: [],
+    rows: [],
+  };
+  const devices = devicesFor(options, report);
+  if (devices.includes("reference")) {
+    report.notes.push("reference: the small cases only (its kernels are plain loops, the oracle)");
+  }
+  const loadBefore = loadavg()[0]!.toFixed(1);
+  measureDeepnode(report, cases, devices, options.quick, log);
+  measurePeers(report, cases, peers, options.quick, log);
+  // The machine's other work skews every figure; the 1-minute load average shows how much.
+  report.meta.load = `${loadBefore} at the start, ${loadavg()[0]!.toFixed(1)} at the end`;
   return report;
 }
 

@@ -494,6 +494,7 @@ describe("deepnode bench: options and outputs (nothing timed, no peer)", () => {
       "deepnode",
       "peers",
       "threads",
+      "load",
     ]);
     expect(readFileSync(markdown, "utf8")).toContain("| case | device | unit | median |");
     rmSync(dir, { recursive: true });

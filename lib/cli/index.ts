@@ -198,6 +198,12 @@ function listOf(flag: string, known: string[]) {
   };
 }
 
+function listOption(flags: string, description: string, known: string[]): Option {
+  return new Option(flags, description)
+    .argParser(listOf(flags.split(" ")[0]!, known))
+    .default(known, known.join(","));
+}
+
 function addBenchCommand(program: Command): void {
   program
     .command("bench")
@@ -206,8 +212,8 @@ function addBenchCommand(program: Command): void {
     .option("--quick", "fewer repeats, no largest sizes, a 1,024-image MNIST epoch", false)
     .option("--json <file>", "write the report as JSON")
     .option("--markdown <file>", "write the report as markdown")
-    .option("--backends <list>", "deepnode devices", listOf("--backends", BACKENDS), BACKENDS)
-    .option("--peers <list>", "peers to run", listOf("--peers", DEFAULT_PEERS), DEFAULT_PEERS)
+    .addOption(listOption("--backends <list>", "deepnode devices", BACKENDS))
+    .addOption(listOption("--peers <list>", "peers to run beside deepnode", DEFAULT_PEERS))
     .action(benchCommand);
 }
 
