@@ -60,21 +60,21 @@ function selectCases(all: BenchCase[], options: BenchOptions): BenchCase[] {
   );
 }
 
+function measuredFields(measured: Measured | string): Partial<BenchRow> {
+  if (typeof measured === "string") return { skipped: measured };
+  const extra = measured.extra === undefined ? {} : { extra: measured.extra };
+  return { summary: summarize(measured.seconds), seconds: measured.seconds, ...extra };
+}
+
 function deviceRow(c: BenchCase, device: string, measured: Measured | string): BenchRow {
-  const note = c.note ?? "";
   return {
     name: c.name,
     group: c.group,
     device,
     unit: c.unit,
     ...(c.work === undefined ? {} : { work: c.work }),
-    ...(note === "" ? {} : { note }),
-    ...(typeof measured === "string"
-      ? { skipped: measured }
-      : {
-          summary: summarize(measured.seconds),
-          ...(measured.extra ? { extra: measured.extra } : {}),
-        }),
+    ...(c.note === undefined ? {} : { note: c.note }),
+    ...measuredFields(measured),
     peers: [],
   };
 }
@@ -119,7 +119,7 @@ function peerCell(peer: string, c: BenchCase, outcome: PeerOutcome | undefined):
   if (outcome === undefined) return { peer, skipped: "no result" };
   if (outcome.seconds === undefined) return { peer, skipped: outcome.skipped ?? "no result" };
   const extra = outcome.extra === undefined ? {} : { extra: outcome.extra };
-  return { peer, summary: summarize(outcome.seconds), ...extra };
+  return { peer, summary: summarize(outcome.seconds), seconds: outcome.seconds, ...extra };
 }
 
 function commandVersion(command: string, args: string[]): string {

@@ -107,6 +107,9 @@ const resnet: ConvShape = {
 const resnetDown: ConvShape = { ...resnet, outChannels: 128, stride: 2 };
 const passes: Pass[] = ["forward", "backward data", "backward weight"];
 
+/** Where these rows come in the table (see bench/registry.ts). */
+export const order = 20;
+
 export const cases: BenchCase[] = [
   ...passes.map((p) => convCase(mnist1, p, { small: true })),
   ...passes.map((p) => convCase(mnist2, p)),

@@ -24,6 +24,9 @@ function addCase(elements: number, extra: Partial<BenchCase>): BenchCase {
   };
 }
 
+/** Where these rows come in the table (see bench/registry.ts). */
+export const order = 50;
+
 export const cases: BenchCase[] = [
   addCase(16 * 1024 * 1024, { note: "bandwidth" }),
   {

@@ -27,4 +27,7 @@ function crossEntropyCase(batch: number, classes: number): BenchCase {
   };
 }
 
+/** Where these rows come in the table (see bench/registry.ts). */
+export const order = 40;
+
 export const cases: BenchCase[] = [crossEntropyCase(512, 1000)];

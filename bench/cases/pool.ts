@@ -36,6 +36,9 @@ function poolCase(s: PoolShape, extra: Partial<BenchCase> = {}): BenchCase {
   };
 }
 
+/** Where these rows come in the table (see bench/registry.ts). */
+export const order = 30;
+
 export const cases: BenchCase[] = [
   poolCase(
     { label: "MNIST", batch: 64, channels: 64, size: 24, kernel: 2, stride: 2, padding: 0 },

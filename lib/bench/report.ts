@@ -19,6 +19,7 @@ export interface Summary {
 export interface PeerCell {
   peer: string;
   summary?: Summary;
+  seconds?: number[]; // every timed repeat, for the JSON
   skipped?: string;
   extra?: Record<string, unknown>;
 }
@@ -31,6 +32,7 @@ export interface BenchRow {
   unit: BenchUnit;
   work?: number; // floating-point operations or bytes per run, for rate units
   summary?: Summary;
+  seconds?: number[]; // every timed repeat, for the JSON
   skipped?: string;
   note?: string;
   peers: PeerCell[];
