@@ -50,6 +50,19 @@ function convBackward(p: Params, kernel: string): BenchRun {
   };
 }
 
+function maxPoolBackward(p: Params): BenchRun {
+  const input = tf.randomNormal([p.batch!, p.size!, p.size!, p.channels!]) as Tf.Tensor4D;
+  const pad = p.padding === 0 ? ("valid" as const) : p.padding!;
+  const output = tf.maxPool(input, p.kernel!, p.stride!, pad);
+  const dy = tf.randomNormal(output.shape);
+  const attrs = { filterSize: p.kernel!, strides: p.stride!, pad };
+  const inputs = { dy, input, output };
+  return {
+    run: () => (tf.engine().runKernel(tf.MaxPoolGrad, inputs, attrs) as Tf.Tensor).dispose(),
+    dispose: disposeAll(input, output, dy),
+  };
+}
+
 /**
  * tfjs-core's Node build registers no gradients (tf.grad fails on RealDiv), so the backward
  * is written out: d(mean cross-entropy)/d(logits) = (softmax - onehot) / batch.
@@ -102,6 +115,7 @@ const ops: Record<string, Op> = {
       dispose: disposeAll(x),
     };
   },
+  "maxPool2d backward": maxPoolBackward,
   "cross entropy": crossEntropy,
   add(p) {
     const a = tf.randomNormal([p.elements!]);

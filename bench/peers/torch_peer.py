@@ -148,6 +148,21 @@ def op_max_pool(p):
     return {"run": lambda: F.max_pool2d(x, p["kernel"], p["stride"], p["padding"])}
 
 
+def op_max_pool_backward(p):
+    """Times only the backward: the forward runs untimed before each sample."""
+    x = torch.randn(p["batch"], p["channels"], p["size"], p["size"], requires_grad=True)
+    state = {}
+
+    def before():
+        state["out"] = F.max_pool2d(x, p["kernel"], p["stride"], p["padding"])
+        state["grad"] = torch.randn_like(state["out"])
+
+    def after():
+        x.grad = None
+
+    return {"run": lambda: state["out"].backward(state["grad"]), "before": before, "after": after}
+
+
 def op_cross_entropy(p):
     logits = torch.randn(p["batch"], p["classes"], requires_grad=True)
     targets = torch.tensor([(i * 7919) % p["classes"] for i in range(p["batch"])])
@@ -176,13 +191,14 @@ OPS = {
     "conv2d backward data": lambda p: conv_backward(p, "data"),
     "conv2d backward weight": lambda p: conv_backward(p, "weight"),
     "maxPool2d": op_max_pool,
+    "maxPool2d backward": op_max_pool_backward,
     "cross entropy": op_cross_entropy,
     "add": op_add,
     "adam": op_adam,
 }
 
 
-GRAD_OPS = {"conv2d backward data", "conv2d backward weight", "cross entropy"}
+GRAD_OPS = {"conv2d backward data", "conv2d backward weight", "maxPool2d backward", "cross entropy"}
 
 
 def run_mnist_spec(p, threads):
