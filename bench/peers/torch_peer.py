@@ -1,7 +1,7 @@
 """PyTorch peer for deepnode's benchmarks: the same cases, printed as one JSON object.
 
 Usage: python3 torch_peer.py - < specs.json   (what bench/peers/index.ts runs: a list of
-           {id, op, params, warmup, repeats, inner, threads}; prints {id: outcome})
+           {id, op, params, warmup, repeats, budget, inner, threads}; prints {id: outcome})
        python3 torch_peer.py matmul SIZE REPEATS
        python3 torch_peer.py mnist DIGITS_DIR EPOCHS BATCH LR SEED [LIMIT]
 Threads: the spec's count (deepnode's), else all cores (torch.set_num_threads(os.cpu_count())).
@@ -9,9 +9,9 @@ Threads: the spec's count (deepnode's), else all cores (torch.set_num_threads(os
 import json
 import os
 import resource
-from contextlib import nullcontext
 import sys
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +79,6 @@ def mnist(digits_dir, epochs, batch, lr, seed, limit=None, threads=None):
             accuracy = (out.argmax(1) == test_y).float().mean().item()
         history.append({"epoch": epoch + 1, "seconds": seconds, "testAccuracy": accuracy})
     return {"history": history, "images": len(train_x), "torch": torch.__version__}
-
 
 
 # ---- the bench's ops, by the names bench/cases/*.ts give them -------------------------
