@@ -673,3 +673,39 @@ describe("deepnode train imdb / predict", () => {
     );
   });
 });
+
+describe("deepnode bench: options and outputs (nothing timed, no peer)", () => {
+  it.each([
+    ["--backends", "cpu,tpu", "unknown 'tpu' \\(known: cpu, cuda, reference\\)"],
+    ["--peers", "torch,jax", "unknown 'jax' \\(known: torch, tfjs-cpu, tfjs-wasm, tfjs-node\\)"],
+  ])("rejects %s %s (exit 2)", async (flag, value, message) => {
+    const run = await cli("bench", flag, value);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(new RegExp(`argument '${value}' is invalid\\. ${flag}: ${message}`));
+  });
+
+  it("writes the table, JSON and markdown of a run that matches no case", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-bench-"));
+    const json = join(dir, "bench.json");
+    const markdown = join(dir, "bench.md");
+    const args = ["--filter", "no such case", "--peers", "", "--backends", "cpu"];
+    const run = await cli("bench", ...args, "--json", json, "--markdown", markdown);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^case +device +unit +median +spread +n$/m);
+    const report = JSON.parse(readFileSync(json, "utf8")) as Record<string, unknown>;
+    expect(report.rows).toEqual([]);
+    expect(report.peers).toEqual([]);
+    expect(Object.keys(report.meta as object)).toEqual([
+      "date",
+      "cpu",
+      "node",
+      "compiler",
+      "deepnode",
+      "peers",
+      "threads",
+      "load",
+    ]);
+    expect(readFileSync(markdown, "utf8")).toContain("| case | device | unit | median |");
+    rmSync(dir, { recursive: true });
+  });
+});

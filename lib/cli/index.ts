@@ -28,6 +28,7 @@ import {
   withImdbDefaults,
   type ImdbTrainFlags,
 } from "./imdb.js";
+import { BACKENDS, DEFAULT_PEERS, benchCommand } from "../../bench/main.js";
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -221,6 +222,37 @@ function deviceOption(): Option {
   return new Option("--device <device>", "cpu, reference or cuda[:n]").default("cpu");
 }
 
+/** A comma list of names from `known`, for --backends and --peers. */
+function listOf(flag: string, known: string[]) {
+  return (value: string): string[] => {
+    const items = value.split(",").filter((s) => s !== "");
+    const bad = items.find((s) => !known.includes(s));
+    if (bad !== undefined) {
+      throw new InvalidArgumentError(`${flag}: unknown '${bad}' (known: ${known.join(", ")})`);
+    }
+    return items;
+  };
+}
+
+function listOption(flags: string, description: string, known: string[]): Option {
+  return new Option(flags, description)
+    .argParser(listOf(flags.split(" ")[0]!, known))
+    .default(known, known.join(","));
+}
+
+function addBenchCommand(program: Command): void {
+  program
+    .command("bench")
+    .description("time deepnode's kernels and jobs beside PyTorch and TensorFlow.js")
+    .option("--filter <text>", "only cases whose name or group contains this text")
+    .option("--quick", "fewer repeats, no largest sizes, a 1,024-image MNIST epoch", false)
+    .option("--json <file>", "write the report as JSON")
+    .option("--markdown <file>", "write the report as markdown")
+    .addOption(listOption("--backends <list>", "deepnode devices", BACKENDS))
+    .addOption(listOption("--peers <list>", "peers to run beside deepnode", DEFAULT_PEERS))
+    .action(benchCommand);
+}
+
 export function buildProgram(): Command {
   const program = new Command("deepnode")
     .description("deep learning for Node.js")
@@ -270,6 +302,7 @@ export function buildProgram(): Command {
     .description("print what this build contains and which devices work")
     .action(infoCommand);
   addPredictCommand(program);
+  addBenchCommand(program);
   return program;
 }
 
