@@ -544,8 +544,14 @@ async function checkBadFolders(dir: string): Promise<void> {
   copy("config.json", JSON.stringify({ ...config, model: "transformer" }));
   await expectRejects(
     loadSentimentModel(bad),
-    NotSupportedError,
-    `loadSentimentModel: ${join(bad, "config.json")}: the transformer classifier is not built yet`,
+    FormatError,
+    `loadSentimentModel: ${join(bad, "config.json")}: numHeads must be a positive integer, got undefined`,
+  );
+  copy("config.json", JSON.stringify({ ...config, model: "gru" }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    `loadSentimentModel: ${join(bad, "config.json")}: model must be "lstm" or "transformer", got "gru"`,
   );
   copy("config.json", JSON.stringify({ ...config, vocabSize: config.vocabSize + 1 }));
   await expectRejects(
@@ -578,3 +584,104 @@ async function checkBadFolders(dir: string): Promise<void> {
     `loadSentimentModel: ${join(bad, "model.safetensors")} is missing`,
   );
 }
+
+// ---- the IMDB transformer classifier -----------------------------------------------------
+
+import { SentimentTransformer, paddingMask } from "../examples/imdb_transformer.js";
+
+describe("the IMDB transformer classifier", () => {
+  let imdb: ImdbData;
+  beforeAll(() => {
+    imdb = loadImdb();
+  });
+  const tiny = { model: "transformer" as const, embeddingDim: 16, hiddenSize: 32 };
+  const small = { ...tiny, numHeads: 2, maxLength: 48, vocabSize: 2000 };
+
+  it("has PyTorch's parameter names and shapes, and a config that says transformer", () => {
+    const config = sentimentConfig({ vocabSize: 50, ...tiny, maxLength: 10 });
+    expect(config).toMatchObject({ model: "transformer", numHeads: 4, numLayers: 2 });
+    const shapes = Object.fromEntries(
+      Object.entries(new SentimentTransformer(config).stateDict()).map(([name, t]) => [
+        name,
+        t.shape,
+      ]),
+    );
+    expect(shapes).toMatchObject({
+      "embedding.weight": [50, 16],
+      "position.weight": [10, 16],
+      "encoder.layers.0.self_attn.in_proj_weight": [48, 16],
+      "encoder.layers.0.self_attn.out_proj.weight": [16, 16],
+      "encoder.layers.1.linear1.weight": [32, 16],
+      "encoder.layers.1.linear2.weight": [16, 32],
+      "encoder.layers.1.norm2.weight": [16],
+      "fc.weight": [2, 16],
+      "fc.bias": [2],
+    });
+    expect(Object.keys(shapes).some((name) => name.startsWith("encoder.layers.2."))).toBe(false);
+  });
+
+  it("masks the padding: a padded review gets the logits it gets alone", () => {
+    manualSeed(2);
+    const model = new SentimentTransformer(sentimentConfig({ vocabSize: 30, ...tiny }));
+    model.eval();
+    const long = [3, 4, 5, 6, 7, 8, 9];
+    const short = [10, 11, 12];
+    const padded = fromTypedArray(Int32Array.from([...long, ...short, 0, 0, 0, 0]), [2, 7]);
+    const both = noGrad(() => model.forward(padded, Int32Array.of(7, 3)).dataSync());
+    const alone = noGrad(() =>
+      model.forward(fromTypedArray(Int32Array.from(short), [1, 3]), Int32Array.of(3)).dataSync(),
+    );
+    expectClose(Array.from(both.slice(2)), Array.from(alone), { atol: 1e-5, rtol: 1e-4 });
+    // Without lengths the four pads are attended to and pooled, and the answer changes.
+    const unmasked = noGrad(() => model.forward(padded).dataSync());
+    expect(Math.abs(unmasked[2]! - alone[0]!)).toBeGreaterThan(1e-4);
+  });
+
+  it("builds the key-padding mask from the lengths", () => {
+    const mask = paddingMask(Int32Array.of(3, 1), 4, "cpu");
+    expect(mask.dtype).toBe("bool");
+    expect(Array.from(mask.dataSync())).toEqual([0, 0, 0, 1, 0, 1, 1, 1]);
+  });
+
+  it("lowers the training loss on 400 reviews", () => {
+    const options = { epochs: 6, batchSize: 32, lr: 1e-2, seed: 0, limit: 400, data: imdb };
+    const { history } = trainImdb({ ...options, ...small });
+    expect(history).toHaveLength(6);
+    // Measured with seed 0: 0.711 in epoch 1 (chance is ln 2 = 0.693), 0.405 in epoch 6.
+    expect(history[0]!.trainLoss).toBeGreaterThan(0.6);
+    expect(history[5]!.trainLoss).toBeLessThan(history[0]!.trainLoss - 0.15);
+  });
+
+  it("saves a model folder that loads back as a transformer and answers the same", async () => {
+    const options = { epochs: 1, batchSize: 32, lr: 3e-3, seed: 0, limit: 100, data: imdb };
+    const { model, vocab } = trainImdb({ ...options, ...small });
+    expect(model).toBeInstanceOf(SentimentTransformer);
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-imdb-transformer-"));
+    try {
+      await saveSentimentModel(join(dir, "model"), model, vocab);
+      const config = JSON.parse(readFileSync(join(dir, "model", "config.json"), "utf8"));
+      expect(config).toMatchObject({ model: "transformer", numHeads: 2, embeddingDim: 16 });
+      const classifier = await loadSentimentModel(join(dir, "model"));
+      expect(classifier.model).toBeInstanceOf(SentimentTransformer);
+      const texts = ["A wonderful, moving film!", "Dull and far too long, a real waste."];
+      model.eval();
+      const data = encodeReviews(vocab, { texts, labels: new Int32Array(2) }, 48);
+      const expected = texts.map((_, k) => {
+        const batch = collateReviews(data, [k]);
+        return noGrad(() => F.softmax(model.forward(batch.ids, batch.lengths), 1).dataSync());
+      });
+      classifier.predict(texts).forEach((answer, k) => {
+        expect(answer.probabilities.negative).toBeCloseTo(expected[k]![0]!, 5);
+        expect(answer.probabilities.positive).toBeCloseTo(expected[k]![1]!, 5);
+      });
+      writeFileSync(join(dir, "model", "config.json"), JSON.stringify({ ...config, numHeads: 3 }));
+      await expectRejects(
+        loadSentimentModel(join(dir, "model")),
+        FormatError,
+        `loadSentimentModel: ${join(dir, "model", "config.json")}: embeddingDim 16 is not divisible by numHeads 3`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
