@@ -685,3 +685,79 @@ describe("the IMDB transformer classifier", () => {
     }
   });
 });
+
+// ---- BERT from a Hugging Face folder -----------------------------------------------------
+
+import { BertModel, loadBert, parseBertConfig } from "../examples/bert.js";
+import { loadSafetensors as readWeights } from "../lib/io/safetensors.js";
+
+describe("BERT from a Hugging Face folder", () => {
+  const folder = join(import.meta.dirname, "fixtures", "bert-tiny");
+
+  it("loads the tiny BERT and computes what PyTorch computes", async () => {
+    const bert = await loadBert(folder);
+    const expected = await readWeights(join(folder, "expected.safetensors"));
+    const out = noGrad(() =>
+      bert.model.forward(expected.input_ids!, expected.attention_mask!, expected.token_type_ids!),
+    );
+    expect(out.lastHiddenState.shape).toEqual([2, 7, 16]);
+    const tol = { atol: 1e-4, rtol: 1e-4 };
+    expectClose(
+      Array.from(out.lastHiddenState.dataSync()),
+      Array.from(expected.last_hidden_state!.dataSync()),
+      tol,
+    );
+    expectClose(
+      Array.from(out.poolerOutput.dataSync()),
+      Array.from(expected.pooler_output!.dataSync()),
+      tol,
+    );
+  });
+
+  it("tokenizes the texts as the fixture did and embeds them (token types 0)", async () => {
+    const bert = await loadBert(folder);
+    const expected = await readWeights(join(folder, "expected.safetensors"));
+    const out = bert.embed(["The movie was great!", "unaffable"]);
+    expect(Array.from(out.inputIds.dataSync())).toEqual(Array.from(expected.input_ids!.dataSync()));
+    expect(Array.from(out.attentionMask.dataSync())).toEqual(
+      Array.from(expected.attention_mask!.dataSync()),
+    );
+    // The second text has token types 0 in the fixture too, so its states match.
+    const second = expected.last_hidden_state!.select(0, 1).dataSync();
+    expectClose(Array.from(out.lastHiddenState.select(0, 1).dataSync()), Array.from(second), {
+      atol: 1e-4,
+      rtol: 1e-4,
+    });
+  });
+
+  it("has Hugging Face's parameter names", () => {
+    const config = parseBertConfig(JSON.parse(readFileSync(join(folder, "config.json"), "utf8")));
+    const names = Object.keys(new BertModel(config).stateDict());
+    expect(names).toContain("embeddings.word_embeddings.weight");
+    expect(names).toContain("encoder.layer.0.attention.self.query.weight");
+    expect(names).toContain("encoder.layer.1.attention.output.LayerNorm.bias");
+    expect(names).toContain("encoder.layer.1.intermediate.dense.weight");
+    expect(names).toContain("encoder.layer.1.output.dense.weight");
+    expect(names).toContain("pooler.dense.bias");
+    expect(names).toHaveLength(39);
+  });
+
+  it("names what is wrong with a config", () => {
+    expectThrows(
+      () => parseBertConfig({ vocab_size: 5 }, "c.json"),
+      FormatError,
+      "loadBert: c.json: hidden_size must be a positive integer, got undefined",
+    );
+    const config = JSON.parse(readFileSync(join(folder, "config.json"), "utf8"));
+    expectThrows(
+      () => parseBertConfig({ ...config, num_attention_heads: 3 }, "c.json"),
+      FormatError,
+      "loadBert: c.json: hidden_size 16 is not divisible by 3 heads",
+    );
+    expectThrows(
+      () => parseBertConfig({ ...config, hidden_act: "relu" }, "c.json"),
+      NotSupportedError,
+      "loadBert: c.json: hidden_act relu (only gelu)",
+    );
+  });
+});
