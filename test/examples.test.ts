@@ -689,7 +689,7 @@ describe("the IMDB transformer classifier", () => {
 // ---- BERT from a Hugging Face folder -----------------------------------------------------
 
 import { BertModel, loadBert, parseBertConfig } from "../examples/bert.js";
-import { loadSafetensors as readWeights } from "../lib/io/safetensors.js";
+import { loadSafetensors as readWeights, saveSafetensors } from "../lib/io/safetensors.js";
 
 describe("BERT from a Hugging Face folder", () => {
   const folder = join(import.meta.dirname, "fixtures", "bert-tiny");
@@ -740,6 +740,42 @@ describe("BERT from a Hugging Face folder", () => {
     expect(names).toContain("encoder.layer.1.output.dense.weight");
     expect(names).toContain("pooler.dense.bias");
     expect(names).toHaveLength(39);
+  });
+
+  it("drops a bert. prefix, a head's weights and position_ids; a missing weight fails", async () => {
+    const weights = await readWeights(join(folder, "model.safetensors"));
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-bert-"));
+    try {
+      for (const file of ["config.json", "tokenizer.json"]) {
+        cpSync(join(folder, file), join(dir, file));
+      }
+      const prefixed = Object.fromEntries(
+        Object.entries(weights).map(([name, tensor]) => [`bert.${name}`, tensor]),
+      );
+      const extra = { "cls.predictions.bias": weights["pooler.dense.bias"]! };
+      const positions = {
+        "bert.embeddings.position_ids": fromTypedArray(new Int32Array(12), [1, 12]),
+      };
+      await saveSafetensors(join(dir, "model.safetensors"), {
+        ...prefixed,
+        ...extra,
+        ...positions,
+      });
+      const texts = ["unaffable"];
+      const ours = (await loadBert(dir)).embed(texts).poolerOutput.dataSync();
+      const theirs = (await loadBert(folder)).embed(texts).poolerOutput.dataSync();
+      expect(Array.from(ours)).toEqual(Array.from(theirs));
+      const partial = { ...weights };
+      delete partial["pooler.dense.bias"];
+      await saveSafetensors(join(dir, "model.safetensors"), partial);
+      await expectRejects(
+        loadBert(dir),
+        FormatError,
+        new RegExp(`^loadBert: ${join(dir, "model.safetensors")} does not fit config.json: `),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("names what is wrong with a config", () => {
