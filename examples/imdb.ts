@@ -17,7 +17,6 @@ import {
   DeepnodeError,
   F,
   FormatError,
-  NotSupportedError,
   StateDictError,
   Tensor,
   ValueError,
@@ -30,6 +29,9 @@ import {
   setFlushDenormal,
 } from "../lib/index.js";
 import { loadSafetensors, saveSafetensors } from "../lib/io/safetensors.js";
+import { SentimentTransformer } from "./imdb_transformer.js";
+
+export { SentimentTransformer } from "./imdb_transformer.js";
 
 export const SENTIMENT_LABELS = ["negative", "positive"] as const;
 export type SentimentLabel = (typeof SENTIMENT_LABELS)[number];
@@ -38,7 +40,8 @@ export type SentimentLabel = (typeof SENTIMENT_LABELS)[number];
 export interface SentimentConfig {
   format: "deepnode.sentiment";
   version: 1;
-  model: "lstm";
+  /** "lstm": SentimentLSTM; "transformer": SentimentTransformer. */
+  model: SentimentModelKind;
   vocabSize: number;
   embeddingDim: number;
   hiddenSize: number;
@@ -46,13 +49,18 @@ export interface SentimentConfig {
   dropout: number;
   maxLength: number;
   numClasses: 2;
+  /** The transformer's attention heads (hiddenSize is its feed-forward width). */
+  numHeads?: number;
 }
 
+export type SentimentModelKind = "lstm" | "transformer";
+
 export function sentimentConfig(
-  sizes: Partial<Omit<SentimentConfig, "format" | "version" | "model" | "numClasses">> & {
+  sizes: Partial<Omit<SentimentConfig, "format" | "version" | "numClasses">> & {
     vocabSize: number;
   },
 ): SentimentConfig {
+  if (sizes.model === "transformer") return transformerConfig(sizes);
   return {
     format: "deepnode.sentiment",
     version: 1,
@@ -65,6 +73,35 @@ export function sentimentConfig(
     maxLength: sizes.maxLength ?? 256,
     numClasses: 2,
   };
+}
+
+/** SentimentTransformer's defaults: d_model 128, 4 heads, 2 layers, feed-forward 256. */
+function transformerConfig(
+  sizes: Partial<SentimentConfig> & { vocabSize: number },
+): SentimentConfig {
+  return {
+    format: "deepnode.sentiment",
+    version: 1,
+    model: "transformer",
+    vocabSize: sizes.vocabSize,
+    embeddingDim: sizes.embeddingDim ?? 128,
+    hiddenSize: sizes.hiddenSize ?? 256,
+    numLayers: sizes.numLayers ?? 2,
+    dropout: sizes.dropout ?? 0.1,
+    maxLength: sizes.maxLength ?? 256,
+    numClasses: 2,
+    numHeads: sizes.numHeads ?? 4,
+  };
+}
+
+/** Either classifier: ids [N, T] and lengths -> logits [N, 2]. */
+export type SentimentModel = SentimentLSTM | SentimentTransformer;
+
+/** The classifier config.json describes. */
+export function buildSentimentModel(config: SentimentConfig): SentimentModel {
+  return config.model === "transformer"
+    ? new SentimentTransformer(config)
+    : new SentimentLSTM(config);
 }
 
 /**
@@ -175,12 +212,17 @@ export function collateReviews(data: EncodedReviews, indices: readonly number[])
 // ---- training ---------------------------------------------------------------------------
 
 export interface ImdbTrainOptions {
+  /** The classifier (default "lstm"). */
+  model?: SentimentModelKind;
   epochs: number;
   batchSize: number;
   lr: number;
   seed: number;
   embeddingDim?: number;
   hiddenSize?: number;
+  /** The transformer's attention heads (default 4) and layers (default 2). */
+  numHeads?: number;
+  numLayers?: number;
   maxLength?: number;
   /** Most vocabulary entries, <pad> and <unk> included (default 25,000). */
   vocabSize?: number;
@@ -210,7 +252,7 @@ export interface ImdbEpochStats {
 
 /** Mean cross-entropy and accuracy over the reviews, in eval mode, longest batches first. */
 export function evaluateSentiment(
-  model: SentimentLSTM,
+  model: SentimentModel,
   data: EncodedReviews,
   batchSize = 256,
 ): { loss: number; accuracy: number } {
@@ -233,7 +275,7 @@ export function evaluateSentiment(
 
 /** One optimizer step on one batch; returns its loss. */
 export function trainStep(
-  model: SentimentLSTM,
+  model: SentimentModel,
   optimizer: optim.Optimizer<object>,
   data: EncodedReviews,
   indices: readonly number[],
@@ -251,7 +293,7 @@ export function trainStep(
 }
 
 function trainEpoch(
-  model: SentimentLSTM,
+  model: SentimentModel,
   optimizer: optim.Optimizer<object>,
   data: EncodedReviews,
   options: ImdbTrainOptions,
@@ -286,7 +328,7 @@ export function prepareImdb(options: ImdbTrainOptions) {
 }
 
 export interface ImdbTrainResult {
-  model: SentimentLSTM;
+  model: SentimentModel;
   vocab: Vocabulary;
   history: ImdbEpochStats[];
 }
@@ -304,13 +346,16 @@ function withFlushDenormal<T>(run: () => T): T {
 export function trainImdb(options: ImdbTrainOptions): ImdbTrainResult {
   const { vocab, train, test } = prepareImdb(options);
   manualSeed(options.seed);
-  const model = new SentimentLSTM(
+  const model = buildSentimentModel(
     sentimentConfig({
       vocabSize: vocab.size,
+      ...(options.model === undefined ? {} : { model: options.model }),
       ...(options.embeddingDim === undefined ? {} : { embeddingDim: options.embeddingDim }),
       ...(options.hiddenSize === undefined ? {} : { hiddenSize: options.hiddenSize }),
       ...(options.maxLength === undefined ? {} : { maxLength: options.maxLength }),
       ...(options.dropout === undefined ? {} : { dropout: options.dropout }),
+      ...(options.numHeads === undefined ? {} : { numHeads: options.numHeads }),
+      ...(options.numLayers === undefined ? {} : { numLayers: options.numLayers }),
     }),
   );
   const optimizer = new optim.Adam(model.parameters(), { lr: options.lr });
@@ -336,7 +381,7 @@ export function trainImdb(options: ImdbTrainOptions): ImdbTrainResult {
 export function benchImdbSteps(options: ImdbTrainOptions & { steps: number }): number {
   const { vocab, train } = prepareImdb(options);
   manualSeed(options.seed);
-  const model = new SentimentLSTM(sentimentConfig({ vocabSize: vocab.size, ...options }));
+  const model = buildSentimentModel(sentimentConfig({ ...options, vocabSize: vocab.size }));
   const optimizer = new optim.Adam(model.parameters(), { lr: options.lr });
   const batches = reviewBatches(train, options.batchSize, true);
   return withFlushDenormal(() => {
@@ -402,14 +447,14 @@ async function replaceFolder(staging: string, dir: string): Promise<void> {
  */
 export async function saveSentimentModel(
   dir: string,
-  model: SentimentLSTM,
+  model: SentimentModel,
   vocab: Vocabulary,
 ): Promise<void> {
   checkReplaceable(dir);
   const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
   await fsp.mkdir(staging, { recursive: true });
   try {
-    const metadata = { format: "pt", model: "SentimentLSTM" };
+    const metadata = { format: "pt", model: model.constructor.name };
     await saveSafetensors(join(staging, WEIGHTS_FILE), model.stateDict(), metadata);
     await fsp.writeFile(join(staging, CONFIG_FILE), JSON.stringify(model.config, null, 2) + "\n");
     await fsp.writeFile(join(staging, VOCAB_FILE), JSON.stringify(vocab.toJSON()) + "\n");
@@ -447,10 +492,9 @@ export function parseSentimentConfig(json: unknown, path = CONFIG_FILE): Sentime
   if (value.format !== "deepnode.sentiment" || value.version !== 1) {
     fail(`format must be "deepnode.sentiment" version 1, got ${value.format} ${value.version}`);
   }
-  if (value.model === "transformer") {
-    throw new NotSupportedError(OP, `${path}: the transformer classifier is not built yet`);
+  if (value.model !== "lstm" && value.model !== "transformer") {
+    fail(`model must be "lstm" or "transformer", got ${JSON.stringify(value.model)}`);
   }
-  if (value.model !== "lstm") fail(`model must be "lstm", got ${JSON.stringify(value.model)}`);
   for (const name of CONFIG_SIZES) {
     const n = value[name];
     if (!Number.isInteger(n) || (n as number) < 1) {
@@ -462,7 +506,18 @@ export function parseSentimentConfig(json: unknown, path = CONFIG_FILE): Sentime
     fail(`dropout must be a number in [0, 1], got ${JSON.stringify(dropout)}`);
   }
   if (value.numClasses !== 2) fail(`numClasses must be 2, got ${JSON.stringify(value.numClasses)}`);
+  if (value.model === "transformer") checkHeads(value, fail);
   return value as unknown as SentimentConfig;
+}
+
+function checkHeads(value: Record<string, unknown>, fail: (what: string) => never): void {
+  const heads = value.numHeads;
+  if (!Number.isInteger(heads) || (heads as number) < 1) {
+    fail(`numHeads must be a positive integer, got ${JSON.stringify(heads)}`);
+  }
+  if ((value.embeddingDim as number) % (heads as number) !== 0) {
+    fail(`embeddingDim ${value.embeddingDim} is not divisible by numHeads ${heads}`);
+  }
 }
 
 function loadVocabulary(path: string, config: SentimentConfig): Vocabulary {
@@ -480,7 +535,7 @@ function loadVocabulary(path: string, config: SentimentConfig): Vocabulary {
   return vocab;
 }
 
-async function loadWeights(path: string, model: SentimentLSTM): Promise<void> {
+async function loadWeights(path: string, model: SentimentModel): Promise<void> {
   if (!existsSync(path)) throw new FormatError(OP, `${path} is missing`, path);
   let weights: Record<string, Tensor>;
   try {
@@ -507,7 +562,7 @@ export interface SentimentPrediction {
 /** A trained model with its vocabulary: predict(text) or predict(texts). */
 export class SentimentClassifier {
   constructor(
-    readonly model: SentimentLSTM,
+    readonly model: SentimentModel,
     readonly vocab: Vocabulary,
   ) {
     model.eval();
@@ -570,7 +625,7 @@ export async function loadSentimentModel(dir: string): Promise<SentimentClassifi
   const configPath = join(dir, CONFIG_FILE);
   const config = parseSentimentConfig(readJsonFile(configPath), configPath);
   const vocab = loadVocabulary(join(dir, VOCAB_FILE), config);
-  const model = new SentimentLSTM(config);
+  const model = buildSentimentModel(config);
   await loadWeights(join(dir, WEIGHTS_FILE), model);
   return new SentimentClassifier(model, vocab);
 }

@@ -561,7 +561,7 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
 
 import { loadSentimentModel } from "../examples/imdb.js";
 import { imdbTrainCommand } from "../lib/cli/imdb.js";
-import { NotSupportedError } from "../lib/errors.js";
+import { NotSupportedError, ValueError } from "../lib/errors.js";
 
 const IMDB_EPOCH_LINE = new RegExp(
   String.raw`^epoch 1/1  train_loss (\d+\.\d{4})  test_loss (\d+\.\d{4})` +
@@ -641,17 +641,20 @@ describe("deepnode train imdb / predict", () => {
     expect(empty.code).toBe(1);
   });
 
-  it("train imdb --model transformer is a NotSupportedError (exit 1, nothing trained)", async () => {
-    const run = await cli("train", "imdb", "--model", "transformer", "--out", model);
+  it("train imdb --model names an unknown classifier: a ValueError (exit 1)", async () => {
+    const run = await cli("train", "imdb", "--model", "gru", "--out", model);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe("");
     expect(run.stderr).toBe(
-      "deepnode: train imdb: the transformer classifier is not built yet (use --model lstm)\n",
+      "deepnode: train imdb: --model must be lstm or transformer, got 'gru'\n",
     );
-    const flags = { model: "transformer", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };
+    const flags = { model: "gru", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };
     const sizes = { embeddingDim: 8, hiddenSize: 8, maxLength: 8, vocabSize: 10 };
     const direct = { ...flags, ...sizes, device: "cpu", out: model, progress: false };
-    await expect(imdbTrainCommand(direct)).rejects.toBeInstanceOf(NotSupportedError);
+    await expect(imdbTrainCommand(direct)).rejects.toBeInstanceOf(ValueError);
+    await expect(
+      imdbTrainCommand({ ...direct, model: "lstm", metrics: "m.jsonl" }),
+    ).rejects.toBeInstanceOf(NotSupportedError);
   });
 
   it("train imdb --data names a missing reviews file (exit 1)", async () => {
@@ -707,5 +710,67 @@ describe("deepnode bench: options and outputs (nothing timed, no peer)", () => {
     ]);
     expect(readFileSync(markdown, "utf8")).toContain("| case | device | unit | median |");
     rmSync(dir, { recursive: true });
+  });
+});
+
+// ---- deepnode train imdb --model transformer ---------------------------------------------
+
+import { withImdbDefaults } from "../lib/cli/imdb.js";
+
+describe("deepnode train imdb --model transformer / predict", () => {
+  const model = join(scratch, "imdb-transformer");
+  const small = ["--embedding-dim", "16", "--hidden-size", "32", "--max-length", "48"];
+  const text = "A dull, badly acted mess. I wanted my two hours back.";
+
+  beforeAll(async () => {
+    const args = ["train", "imdb", "--model", "transformer", "--epochs", "1", "--limit", "200"];
+    const run = await cli(...args, ...small, "--vocab-size", "1500", "--out", model);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(IMDB_EPOCH_LINE);
+    expect(run.stdout).toContain("training SentimentTransformer on ");
+    // The transformer's own default learning rate.
+    expect(run.stdout).toContain("(device cpu, batch 64, lr 0.001, seed 0)\n");
+  });
+
+  it("saves a folder whose config.json records the transformer", () => {
+    expect(readdirSync(model).sort()).toEqual(["config.json", "model.safetensors", "vocab.json"]);
+    const config = JSON.parse(readFileSync(join(model, "config.json"), "utf8"));
+    expect(config).toMatchObject({
+      model: "transformer",
+      embeddingDim: 16,
+      hiddenSize: 32,
+      numHeads: 4,
+      numLayers: 2,
+      maxLength: 48,
+    });
+    expect(readSafetensorsMetadata(join(model, "model.safetensors"))).toEqual({
+      format: "pt",
+      model: "SentimentTransformer",
+    });
+  });
+
+  it("predict --json prints exactly what loadSentimentModel(dir).predict gives", async () => {
+    const run = await cli("predict", "--model", model, "--json", text);
+    expect(run.code).toBe(0);
+    const expected = (await loadSentimentModel(model)).predict(text);
+    expect(JSON.parse(run.stdout)).toEqual({ text, ...expected });
+  });
+
+  it("defaults: lr 1e-3, folder imdb-transformer, feed-forward 256; set flags are kept", () => {
+    const flags = { model: "transformer", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };
+    const sizes = { embeddingDim: 8, hiddenSize: 128, maxLength: 8, vocabSize: 10 };
+    const base = { ...flags, ...sizes, device: "cpu", out: "weights", progress: false };
+    expect(withImdbDefaults({ ...base, lr: 5 }, () => true)).toMatchObject({
+      lr: 1e-3,
+      out: "imdb-transformer",
+      hiddenSize: 256,
+    });
+    expect(withImdbDefaults(base, () => false)).toMatchObject({ out: "weights", hiddenSize: 128 });
+    expect(withImdbDefaults({ ...base, model: "lstm" }, () => true)).toMatchObject({
+      lr: 3e-3,
+      out: "imdb-lstm",
+      hiddenSize: 128,
+    });
   });
 });

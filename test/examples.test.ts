@@ -558,8 +558,14 @@ async function checkBadFolders(dir: string): Promise<void> {
   copy("config.json", JSON.stringify({ ...config, model: "transformer" }));
   await expectRejects(
     loadSentimentModel(bad),
-    NotSupportedError,
-    `loadSentimentModel: ${join(bad, "config.json")}: the transformer classifier is not built yet`,
+    FormatError,
+    `loadSentimentModel: ${join(bad, "config.json")}: numHeads must be a positive integer, got undefined`,
+  );
+  copy("config.json", JSON.stringify({ ...config, model: "gru" }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    `loadSentimentModel: ${join(bad, "config.json")}: model must be "lstm" or "transformer", got "gru"`,
   );
   copy("config.json", JSON.stringify({ ...config, vocabSize: config.vocabSize + 1 }));
   await expectRejects(
@@ -592,3 +598,216 @@ async function checkBadFolders(dir: string): Promise<void> {
     `loadSentimentModel: ${join(bad, "model.safetensors")} is missing`,
   );
 }
+
+// ---- the IMDB transformer classifier -----------------------------------------------------
+
+import { SentimentTransformer, paddingMask } from "../examples/imdb_transformer.js";
+
+describe("the IMDB transformer classifier", () => {
+  let imdb: ImdbData;
+  beforeAll(() => {
+    imdb = loadImdb();
+  });
+  const tiny = { model: "transformer" as const, embeddingDim: 16, hiddenSize: 32 };
+  const small = { ...tiny, numHeads: 2, maxLength: 48, vocabSize: 2000 };
+
+  it("has PyTorch's parameter names and shapes, and a config that says transformer", () => {
+    const config = sentimentConfig({ vocabSize: 50, ...tiny, maxLength: 10 });
+    expect(config).toMatchObject({ model: "transformer", numHeads: 4, numLayers: 2 });
+    const shapes = Object.fromEntries(
+      Object.entries(new SentimentTransformer(config).stateDict()).map(([name, t]) => [
+        name,
+        t.shape,
+      ]),
+    );
+    expect(shapes).toMatchObject({
+      "embedding.weight": [50, 16],
+      "position.weight": [10, 16],
+      "encoder.layers.0.self_attn.in_proj_weight": [48, 16],
+      "encoder.layers.0.self_attn.out_proj.weight": [16, 16],
+      "encoder.layers.1.linear1.weight": [32, 16],
+      "encoder.layers.1.linear2.weight": [16, 32],
+      "encoder.layers.1.norm2.weight": [16],
+      "fc.weight": [2, 16],
+      "fc.bias": [2],
+    });
+    expect(Object.keys(shapes).some((name) => name.startsWith("encoder.layers.2."))).toBe(false);
+  });
+
+  it("masks the padding: a padded review gets the logits it gets alone", () => {
+    manualSeed(2);
+    const model = new SentimentTransformer(sentimentConfig({ vocabSize: 30, ...tiny }));
+    model.eval();
+    const long = [3, 4, 5, 6, 7, 8, 9];
+    const short = [10, 11, 12];
+    const padded = fromTypedArray(Int32Array.from([...long, ...short, 0, 0, 0, 0]), [2, 7]);
+    const both = noGrad(() => model.forward(padded, Int32Array.of(7, 3)).dataSync());
+    const alone = noGrad(() =>
+      model.forward(fromTypedArray(Int32Array.from(short), [1, 3]), Int32Array.of(3)).dataSync(),
+    );
+    expectClose(Array.from(both.slice(2)), Array.from(alone), { atol: 1e-5, rtol: 1e-4 });
+    // Without lengths the four pads are attended to and pooled, and the answer changes.
+    const unmasked = noGrad(() => model.forward(padded).dataSync());
+    expect(Math.abs(unmasked[2]! - alone[0]!)).toBeGreaterThan(1e-4);
+  });
+
+  it("builds the key-padding mask from the lengths", () => {
+    const mask = paddingMask(Int32Array.of(3, 1), 4, "cpu");
+    expect(mask.dtype).toBe("bool");
+    expect(Array.from(mask.dataSync())).toEqual([0, 0, 0, 1, 0, 1, 1, 1]);
+  });
+
+  it("lowers the training loss on 400 reviews", () => {
+    const options = { epochs: 6, batchSize: 32, lr: 1e-2, seed: 0, limit: 400, data: imdb };
+    const { history } = trainImdb({ ...options, ...small });
+    expect(history).toHaveLength(6);
+    // Measured with seed 0: 0.711 in epoch 1 (chance is ln 2 = 0.693), 0.405 in epoch 6.
+    expect(history[0]!.trainLoss).toBeGreaterThan(0.6);
+    expect(history[5]!.trainLoss).toBeLessThan(history[0]!.trainLoss - 0.15);
+  });
+
+  it("saves a model folder that loads back as a transformer and answers the same", async () => {
+    const options = { epochs: 1, batchSize: 32, lr: 3e-3, seed: 0, limit: 100, data: imdb };
+    const { model, vocab } = trainImdb({ ...options, ...small });
+    expect(model).toBeInstanceOf(SentimentTransformer);
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-imdb-transformer-"));
+    try {
+      await saveSentimentModel(join(dir, "model"), model, vocab);
+      const config = JSON.parse(readFileSync(join(dir, "model", "config.json"), "utf8"));
+      expect(config).toMatchObject({ model: "transformer", numHeads: 2, embeddingDim: 16 });
+      const classifier = await loadSentimentModel(join(dir, "model"));
+      expect(classifier.model).toBeInstanceOf(SentimentTransformer);
+      const texts = ["A wonderful, moving film!", "Dull and far too long, a real waste."];
+      model.eval();
+      const data = encodeReviews(vocab, { texts, labels: new Int32Array(2) }, 48);
+      const expected = texts.map((_, k) => {
+        const batch = collateReviews(data, [k]);
+        return noGrad(() => F.softmax(model.forward(batch.ids, batch.lengths), 1).dataSync());
+      });
+      classifier.predict(texts).forEach((answer, k) => {
+        expect(answer.probabilities.negative).toBeCloseTo(expected[k]![0]!, 5);
+        expect(answer.probabilities.positive).toBeCloseTo(expected[k]![1]!, 5);
+      });
+      writeFileSync(join(dir, "model", "config.json"), JSON.stringify({ ...config, numHeads: 3 }));
+      await expectRejects(
+        loadSentimentModel(join(dir, "model")),
+        FormatError,
+        `loadSentimentModel: ${join(dir, "model", "config.json")}: embeddingDim 16 is not divisible by numHeads 3`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// ---- BERT from a Hugging Face folder -----------------------------------------------------
+
+import { BertModel, loadBert, parseBertConfig } from "../examples/bert.js";
+import { loadSafetensors as readWeights, saveSafetensors } from "../lib/io/safetensors.js";
+
+describe("BERT from a Hugging Face folder", () => {
+  const folder = join(import.meta.dirname, "fixtures", "bert-tiny");
+
+  it("loads the tiny BERT and computes what PyTorch computes", async () => {
+    const bert = await loadBert(folder);
+    const expected = await readWeights(join(folder, "expected.safetensors"));
+    const out = noGrad(() =>
+      bert.model.forward(expected.input_ids!, expected.attention_mask!, expected.token_type_ids!),
+    );
+    expect(out.lastHiddenState.shape).toEqual([2, 7, 16]);
+    const tol = { atol: 1e-4, rtol: 1e-4 };
+    expectClose(
+      Array.from(out.lastHiddenState.dataSync()),
+      Array.from(expected.last_hidden_state!.dataSync()),
+      tol,
+    );
+    expectClose(
+      Array.from(out.poolerOutput.dataSync()),
+      Array.from(expected.pooler_output!.dataSync()),
+      tol,
+    );
+  });
+
+  it("tokenizes the texts as the fixture did and embeds them (token types 0)", async () => {
+    const bert = await loadBert(folder);
+    const expected = await readWeights(join(folder, "expected.safetensors"));
+    const out = bert.embed(["The movie was great!", "unaffable"]);
+    expect(Array.from(out.inputIds.dataSync())).toEqual(Array.from(expected.input_ids!.dataSync()));
+    expect(Array.from(out.attentionMask.dataSync())).toEqual(
+      Array.from(expected.attention_mask!.dataSync()),
+    );
+    // The second text has token types 0 in the fixture too, so its states match.
+    const second = expected.last_hidden_state!.select(0, 1).dataSync();
+    expectClose(Array.from(out.lastHiddenState.select(0, 1).dataSync()), Array.from(second), {
+      atol: 1e-4,
+      rtol: 1e-4,
+    });
+  });
+
+  it("has Hugging Face's parameter names", () => {
+    const config = parseBertConfig(JSON.parse(readFileSync(join(folder, "config.json"), "utf8")));
+    const names = Object.keys(new BertModel(config).stateDict());
+    expect(names).toContain("embeddings.word_embeddings.weight");
+    expect(names).toContain("encoder.layer.0.attention.self.query.weight");
+    expect(names).toContain("encoder.layer.1.attention.output.LayerNorm.bias");
+    expect(names).toContain("encoder.layer.1.intermediate.dense.weight");
+    expect(names).toContain("encoder.layer.1.output.dense.weight");
+    expect(names).toContain("pooler.dense.bias");
+    expect(names).toHaveLength(39);
+  });
+
+  it("drops a bert. prefix, a head's weights and position_ids; a missing weight fails", async () => {
+    const weights = await readWeights(join(folder, "model.safetensors"));
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-bert-"));
+    try {
+      for (const file of ["config.json", "tokenizer.json"]) {
+        cpSync(join(folder, file), join(dir, file));
+      }
+      const prefixed = Object.fromEntries(
+        Object.entries(weights).map(([name, tensor]) => [`bert.${name}`, tensor]),
+      );
+      const extra = { "cls.predictions.bias": weights["pooler.dense.bias"]! };
+      const positions = {
+        "bert.embeddings.position_ids": fromTypedArray(new Int32Array(12), [1, 12]),
+      };
+      await saveSafetensors(join(dir, "model.safetensors"), {
+        ...prefixed,
+        ...extra,
+        ...positions,
+      });
+      const texts = ["unaffable"];
+      const ours = (await loadBert(dir)).embed(texts).poolerOutput.dataSync();
+      const theirs = (await loadBert(folder)).embed(texts).poolerOutput.dataSync();
+      expect(Array.from(ours)).toEqual(Array.from(theirs));
+      const partial = { ...weights };
+      delete partial["pooler.dense.bias"];
+      await saveSafetensors(join(dir, "model.safetensors"), partial);
+      await expectRejects(
+        loadBert(dir),
+        FormatError,
+        new RegExp(`^loadBert: ${join(dir, "model.safetensors")} does not fit config.json: `),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names what is wrong with a config", () => {
+    expectThrows(
+      () => parseBertConfig({ vocab_size: 5 }, "c.json"),
+      FormatError,
+      "loadBert: c.json: hidden_size must be a positive integer, got undefined",
+    );
+    const config = JSON.parse(readFileSync(join(folder, "config.json"), "utf8"));
+    expectThrows(
+      () => parseBertConfig({ ...config, num_attention_heads: 3 }, "c.json"),
+      FormatError,
+      "loadBert: c.json: hidden_size 16 is not divisible by 3 heads",
+    );
+    expectThrows(
+      () => parseBertConfig({ ...config, hidden_act: "relu" }, "c.json"),
+      NotSupportedError,
+      "loadBert: c.json: hidden_act relu (only gelu)",
+    );
+  });
+});

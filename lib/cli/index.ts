@@ -283,9 +283,14 @@ export function buildProgram(): Command {
     .option("--resume <dir>", "continue from a checkpoint, or the newest one in this folder")
     .option("--metrics <file>", "append each epoch's numbers to this file as JSON lines")
     .option("--plot <file>", "draw loss and accuracy curves to this PNG file")
-    .option("--model <kind>", "imdb: lstm (transformer: not built yet)", "lstm")
+    .option("--model <kind>", "imdb: lstm or transformer", "lstm")
     .option("--embedding-dim <n>", "imdb: embedding size", positiveInt("--embedding-dim"), 128)
-    .option("--hidden-size <n>", "imdb: LSTM hidden size", positiveInt("--hidden-size"), 128)
+    .option(
+      "--hidden-size <n>",
+      "imdb: LSTM hidden size (transformer: feed-forward, 256)",
+      positiveInt("--hidden-size"),
+      128,
+    )
     .option("--max-length <n>", "imdb: tokens kept per review", positiveInt("--max-length"), 256)
     .option("--vocab-size <n>", "imdb: most vocabulary entries", positiveInt("--vocab-size"), 25000)
     .action(trainCommand);
