@@ -354,35 +354,7 @@ const GRADCHECK_TOL = { atol: 1e-7, rtol: 1e-6 };
 const CPU_TOL: Tolerance = { atol: 2e-6, rtol: 1e-4 };
 
 describe.each(ALL_CASES)("gradients of %s", (_, cases) => {
-  it.each(cases.map((c) => [c.name, c] as const))(
-    "%s: gradcheck in float64 on reference",
-    (_name, testCase) => {
-      const inputs = buildInputs(
-        testCase,
-        caseValues(testCase, seedOf(testCase.name)),
-        "reference",
-        "float64",
-      );
-      expect(gradcheck(testCase.fn, inputs, { eps: 1e-6, ...GRADCHECK_TOL })).toBe(true);
-    },
-  );
-
-  it.each(cases.map((c) => [c.name, c] as const))(
-    "%s: cpu float32 matches reference float64",
-    (name, testCase) => {
-      const values = caseValues(testCase, seedOf(testCase.name));
-      const expected = runWithGrads(
-        testCase,
-        buildInputs(testCase, values, "reference", "float64"),
-      );
-      const actual = runWithGrads(testCase, buildInputs(testCase, values, "cpu", "float32"));
-      const tol = testCase.cpuTol ?? CPU_TOL;
-      expectClose(actual.out, expected.out, tol, `${name} output`);
-      expected.grads.forEach((grad, i) => {
-        expectClose(actual.grads[i]!, grad, tol, `${name} gradient of input ${i}`);
-      });
-    },
-  );
+  gradCaseTests(cases);
 });
 
 describe("gradcheck with float32 defaults on cpu", () => {
@@ -1256,29 +1228,5 @@ const CONV_GRAD_CASES: GradCase[] = [
 ];
 
 describe("gradients of convolution, pooling and CTC", () => {
-  it.each(CONV_GRAD_CASES.map((c) => [c.name, c] as const))(
-    "%s: gradcheck in float64 on reference",
-    (_name, testCase) => {
-      const values = caseValues(testCase, seedOf(testCase.name));
-      const inputs = buildInputs(testCase, values, "reference", "float64");
-      expect(gradcheck(testCase.fn, inputs, { eps: 1e-6, ...GRADCHECK_TOL })).toBe(true);
-    },
-  );
-
-  it.each(CONV_GRAD_CASES.map((c) => [c.name, c] as const))(
-    "%s: cpu float32 matches reference float64",
-    (name, testCase) => {
-      const values = caseValues(testCase, seedOf(testCase.name));
-      const expected = runWithGrads(
-        testCase,
-        buildInputs(testCase, values, "reference", "float64"),
-      );
-      const actual = runWithGrads(testCase, buildInputs(testCase, values, "cpu", "float32"));
-      const tol = testCase.cpuTol ?? CPU_TOL;
-      expectClose(actual.out, expected.out, tol, `${name} output`);
-      expected.grads.forEach((grad, i) => {
-        expectClose(actual.grads[i]!, grad, tol, `${name} gradient of input ${i}`);
-      });
-    },
-  );
+  gradCaseTests(CONV_GRAD_CASES);
 });
