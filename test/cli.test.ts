@@ -283,6 +283,17 @@ describe("deepnode train fails before training when it could not finish", () => 
   });
 });
 
+describe("deepnode --version", () => {
+  it("prints the package's version", async () => {
+    const packageJson = JSON.parse(
+      readFileSync(new URL("../package.json", import.meta.url), "utf8"),
+    );
+    const run = await cli("--version");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe(`${(packageJson as { version: string }).version}\n`);
+  });
+});
+
 describe("deepnode eval with a bad weights file", () => {
   it("names a missing file (exit 2)", async () => {
     const missing = join(scratch, "missing.safetensors");

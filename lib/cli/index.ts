@@ -3,9 +3,10 @@
 // commander's; the progress bar is the Trainer's (cli-progress).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { existsSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { DeepnodeError, StateDictError } from "../errors.js";
+import { packageRoot } from "../backend/native.js";
 import { buildInfo, setNumThreads } from "../runtime.js";
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.js";
 import { loadMnist } from "../data/mnist.js";
@@ -253,9 +254,15 @@ function addBenchCommand(program: Command): void {
     .action(benchCommand);
 }
 
+function packageVersion(): string {
+  const file = join(packageRoot(), "package.json");
+  return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+}
+
 export function buildProgram(): Command {
   const program = new Command("deepnode")
     .description("deep learning for Node.js")
+    .version(packageVersion(), "-V, --version")
     .exitOverride()
     .showHelpAfterError();
   program
