@@ -75,7 +75,10 @@ export interface NativeKernels {
   cast: [[out: NativeBuffer, x: NativeBuffer], {}];
   rand_uniform: [[out: Float32Array], NativeRandomAttrs & { low: number; high: number }];
   rand_normal: [[out: Float32Array], NativeRandomAttrs & { mean: number; std: number }];
-  dropout: [[out: Float32Array, mask: Float32Array, x: Float32Array], NativeRandomAttrs & { p: number }];
+  dropout: [
+    [out: Float32Array, mask: Float32Array, x: Float32Array],
+    NativeRandomAttrs & { p: number },
+  ];
   unary: [[out: NativeBuffer, x: NativeBuffer], { op: string; alpha: number; beta: number }];
   binary: [
     [out: NativeBuffer, a: NativeBuffer, b: NativeBuffer],
@@ -104,15 +107,27 @@ export interface NativeKernels {
       beta: number;
     },
   ];
-  conv2d: [[out: Float32Array, x: Float32Array, weight: Float32Array, bias: Float32Array | null], ConvAttrs];
-  conv2d_backward_data: [[gradX: Float32Array, gradOut: Float32Array, weight: Float32Array], ConvAttrs];
-  conv2d_backward_weight: [[gradWeight: Float32Array, gradOut: Float32Array, x: Float32Array], ConvAttrs];
+  conv2d: [
+    [out: Float32Array, x: Float32Array, weight: Float32Array, bias: Float32Array | null],
+    ConvAttrs,
+  ];
+  conv2d_backward_data: [
+    [gradX: Float32Array, gradOut: Float32Array, weight: Float32Array],
+    ConvAttrs,
+  ];
+  conv2d_backward_weight: [
+    [gradWeight: Float32Array, gradOut: Float32Array, x: Float32Array],
+    ConvAttrs,
+  ];
   max_pool2d: [[out: Float32Array, indices: Int32Array, x: Float32Array], PoolAttrs];
   max_pool2d_backward: [
     [gradX: Float32Array, gradOut: Float32Array, indices: Int32Array],
     { n: number; c: number; h: number; w: number; oH: number; oW: number },
   ];
-  softmax: [[out: Float32Array, x: Float32Array], { outer: number; dim: number; inner: number; log: boolean }];
+  softmax: [
+    [out: Float32Array, x: Float32Array],
+    { outer: number; dim: number; inner: number; log: boolean },
+  ];
   softmax_backward: [
     [gradX: Float32Array, gradOut: Float32Array, y: Float32Array],
     { outer: number; dim: number; inner: number; log: boolean },
@@ -130,7 +145,12 @@ export interface NativeKernels {
     { n: number; c: number; inner: number; reduction: string; ignoreIndex: number },
   ];
   nll_loss_backward: [
-    [gradLogProbs: Float32Array, gradOut: Float32Array, targets: Int32Array, weight: Float32Array | null],
+    [
+      gradLogProbs: Float32Array,
+      gradOut: Float32Array,
+      targets: Int32Array,
+      weight: Float32Array | null,
+    ],
     { n: number; c: number; inner: number; reduction: string; ignoreIndex: number },
   ];
   sgd_step: [
@@ -171,7 +191,14 @@ export interface NativeKernels {
       gradAvg: Float32Array | null,
       momentumBuffer: Float32Array | null,
     ],
-    { lr: number; alpha: number; eps: number; weightDecay: number; momentum: number; centered: boolean },
+    {
+      lr: number;
+      alpha: number;
+      eps: number;
+      weightDecay: number;
+      momentum: number;
+      centered: boolean;
+    },
   ];
   adagrad_step: [
     [param: Float32Array, grad: Float32Array, stateSum: Float32Array],
@@ -325,7 +352,11 @@ export interface NativeCudaProbe {
 /** The addon's exports. */
 export interface NativeBinding {
   /** Runs one kernel synchronously; throws an Error with `code` on bad arguments. */
-  run<K extends NativeKernelName>(op: K, buffers: NativeKernels[K][0], attrs: NativeKernels[K][1]): void;
+  run<K extends NativeKernelName>(
+    op: K,
+    buffers: NativeKernels[K][0],
+    attrs: NativeKernels[K][1],
+  ): void;
   /** Names of all kernels `run` accepts. */
   kernels(): string[];
   info(): NativeInfo;

@@ -62,6 +62,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const timing = timeMultiheadAttention(ATTENTION_BENCH_SHAPE, { device: process.argv[2] });
   const s = timing.shape;
   console.log(
-    `MultiheadAttention fwd+bwd [${s.batch}, ${s.seqLen}, ${s.embedDim}] heads ${s.numHeads} on ${timing.device}: ${timing.medianMs.toFixed(2)} ms`,
+    `MultiheadAttention fwd+bwd [${s.batch}, ${s.seqLen}, ${s.embedDim}] heads ${s.numHeads} on ` +
+      `${timing.device}: ${timing.medianMs.toFixed(2)} ms`,
   );
 }

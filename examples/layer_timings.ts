@@ -136,7 +136,8 @@ export function timeBatchNorm2d(
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   for (const t of [timeConv2d(), timeBatchNorm2d()]) {
     console.log(
-      `${t.name} ${JSON.stringify(t.shape)}: forward ${t.forwardMs.toFixed(2)} ms, backward ${t.backwardMs.toFixed(2)} ms`,
+      `${t.name} ${JSON.stringify(t.shape)}: forward ${t.forwardMs.toFixed(2)} ms, backward ` +
+        `${t.backwardMs.toFixed(2)} ms`,
     );
   }
 }

@@ -267,7 +267,8 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     seed: 0,
     onEpoch: (s) =>
       console.log(
-        `epoch ${s.epoch}: train loss ${s.trainLoss.toFixed(4)}, test accuracy ${(100 * s.testAccuracy).toFixed(2)}%`,
+        `epoch ${s.epoch}: train loss ${s.trainLoss.toFixed(4)}, test accuracy ` +
+          `${(100 * s.testAccuracy).toFixed(2)}%`,
       ),
   });
 }

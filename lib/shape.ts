@@ -93,7 +93,8 @@ export function inferShape(op: string, shape: Shape, requested: readonly number[
     if (known === 0 || size % known !== 0) {
       throw new ShapeError(
         op,
-        `shape ${formatShape(requested)} is invalid for input of shape ${formatShape(shape)} (${size} elements)`,
+        `shape ${formatShape(requested)} is invalid for input of shape ${formatShape(shape)} ` +
+          `(${size} elements)`,
         [shape, requested],
       );
     }
@@ -102,7 +103,8 @@ export function inferShape(op: string, shape: Shape, requested: readonly number[
   if (sizeOf(out) !== size) {
     throw new ShapeError(
       op,
-      `shape ${formatShape(requested)} is invalid for input of shape ${formatShape(shape)} (${size} elements)`,
+      `shape ${formatShape(requested)} is invalid for input of shape ${formatShape(shape)} ` +
+        `(${size} elements)`,
       [shape, requested],
     );
   }

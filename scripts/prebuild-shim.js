@@ -15,7 +15,8 @@ if (command !== "rebuild" && command !== "build") {
   process.exit(2);
 }
 const arch = rest.find((a) => a.startsWith("--arch="))?.slice("--arch=".length);
-const args = [require.resolve("cmake-js/bin/cmake-js"), command === "rebuild" ? "rebuild" : "compile", "--out", "build"];
+const cmakeJs = require.resolve("cmake-js/bin/cmake-js");
+const args = [cmakeJs, command === "rebuild" ? "rebuild" : "compile", "--out", "build"];
 if (arch !== undefined) args.push("--arch", arch);
 const result = spawnSync(process.execPath, args, { stdio: "inherit" });
 

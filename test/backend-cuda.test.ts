@@ -1,7 +1,8 @@
 // The cuda backend. This version has no cuda kernels, so its conformance suite
-// (test/conformance.ts) shows as skipped with the reason; asking for a cuda tensor must fail with a DeviceError that
-// says why. The plugin that finds the driver, GPUs and libraries is tested for real: it
-// is built wherever nvcc is, and fake NVIDIA libraries made here check its search order.
+// (test/conformance.ts) shows as skipped with the reason; asking for a cuda tensor must fail
+// with a DeviceError that says why. The plugin that finds the driver, GPUs and libraries is
+// tested for real: it is built wherever nvcc is, and fake NVIDIA libraries made here check
+// its search order.
 
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";

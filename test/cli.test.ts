@@ -267,12 +267,13 @@ describe("deepnode train fails before training when it could not finish", () => 
     const run = await cli("train", "mnist", "--limit", "64", "--epochs", "1", "--out", out);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
-      `deepnode: cannot write ${out}: the folder ${join(scratch, "no-such-folder")} does not exist\n`,
+      `deepnode: cannot write ${out}: the folder ${join(scratch, "no-such-folder")} does not ` +
+        `exist\n`,
     );
     expect(run.stdout).not.toContain("epoch 1/1");
   });
 
-  it("refuses an --out that is a folder, and a thread count out of range, without a stack trace", async () => {
+  it("refuses an --out folder and a thread count out of range, with no stack trace", async () => {
     const folder = await cli("train", "mnist", "--limit", "64", "--epochs", "1", "--out", scratch);
     expect(folder.stderr).toBe(`deepnode: cannot write ${scratch}: it is a folder\n`);
     const threads = await cli("train", "mnist", "--limit", "64", "--threads", "5000");
@@ -538,7 +539,8 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     const run = await cli(...base, "--epochs", "1", "--resume", empty);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
-      `deepnode: resume: ${empty}: holds neither trainer_state.json nor a checkpoint-<step> folder\n`,
+      `deepnode: resume: ${empty}: holds neither trainer_state.json nor a checkpoint-<step> ` +
+        `folder\n`,
     );
   });
 
@@ -628,7 +630,8 @@ describe("deepnode train imdb / predict", () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toBe(
       `${p.label}  ${(100 * p.confidence).toFixed(2)}%  (negative ` +
-        `${p.probabilities.negative.toFixed(4)}, positive ${p.probabilities.positive.toFixed(4)})\n`,
+        `${p.probabilities.negative.toFixed(4)}, positive ` +
+        `${p.probabilities.positive.toFixed(4)})\n`,
     );
   });
 

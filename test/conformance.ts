@@ -1545,7 +1545,8 @@ function recurrentCases(t: Target): void {
       reverse?: boolean;
       bias?: boolean;
       lengths?: number[];
-      bidirectionalSlot?: boolean; // write columns [H, 2H) of a [T, N, 2H] output, state slot 1 of 2
+      // Write columns [H, 2H) of a [T, N, 2H] output, state slot 1 of 2.
+      bidirectionalSlot?: boolean;
       noGradOutput?: boolean;
     }
     const CASES: RnnCase[] = [
@@ -1787,7 +1788,8 @@ function layerCases(t: Target): void {
           for (const affine of [true, false]) {
             const weight = affine ? floats(3, c, 0.5, 1.5) : null;
             const bias = affine ? floats(4, c) : null;
-            const label = `batchNorm ${JSON.stringify(shape)} training=${training} affine=${affine}`;
+            const label =
+              `batchNorm ${JSON.stringify(shape)} training=${training} ` + `affine=${affine}`;
             const forward = conform(t, label, NORM_TOL, (b) => {
               const out = raw(b, "float32", shape);
               const mean = raw(b, "float32", [c], training ? undefined : running[0]);
@@ -2026,7 +2028,7 @@ function layerCases(t: Target): void {
       },
     );
 
-    it("an index out of range is an IndexError on both backends, before anything is written", () => {
+    it("an index out of range is an IndexError on both backends, before any write", () => {
       for (const b of [t.backend(), ref]) {
         const out = raw(b, "float32", [2, 2], [7, 7, 7, 7]);
         let caught: unknown;

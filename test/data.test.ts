@@ -574,7 +574,8 @@ describe("Vocabulary", () => {
     expectThrows(
       () => Vocabulary.fromJSON({ ...json, version: 2 }),
       FormatError,
-      'Vocabulary.fromJSON: format must be "deepnode.vocabulary" version 1, got deepnode.vocabulary 2',
+      'Vocabulary.fromJSON: format must be "deepnode.vocabulary" version 1, ' +
+        "got deepnode.vocabulary 2",
     );
     expectThrows(
       () => Vocabulary.fromJSON({ ...json, tokens: ["a", 1] }),
@@ -704,7 +705,7 @@ describe("Hugging Face tokenizers", () => {
     expect(tokenizer.padId).toBe(0);
   });
 
-  it("reads a folder holding tokenizer.json and tokenizer_config.json, whose pad token wins", () => {
+  it("reads a folder with tokenizer.json and tokenizer_config.json, whose pad token wins", () => {
     const folder = join(scratch, "bert-tiny");
     mkdirSync(folder, { recursive: true });
     writeFileSync(join(folder, "tokenizer.json"), JSON.stringify(wordPieceJson()));

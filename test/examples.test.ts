@@ -505,7 +505,8 @@ describe("the IMDB sentiment example", () => {
       mkdirSync(join(dir, "photos"));
       writeFileSync(join(dir, "photos", "a.txt"), "x");
       await expect(saveSentimentModel(join(dir, "photos"), model, vocab)).rejects.toThrow(
-        `saveSentimentModel: ${join(dir, "photos")} holds files that are not a model's (a.txt); it is not replaced`,
+        `saveSentimentModel: ${join(dir, "photos")} holds files that are not a model's (a.txt); ` +
+          `it is not replaced`,
       );
       expect(readFileSync(join(dir, "photos", "a.txt"), "utf8")).toBe("x");
       writeFileSync(join(dir, "notes.txt"), "keep");
@@ -559,25 +560,29 @@ async function checkBadFolders(dir: string): Promise<void> {
   await expectRejects(
     loadSentimentModel(bad),
     FormatError,
-    `loadSentimentModel: ${join(bad, "config.json")}: numHeads must be a positive integer, got undefined`,
+    `loadSentimentModel: ${join(bad, "config.json")}: numHeads must be a positive integer, got ` +
+      `undefined`,
   );
   copy("config.json", JSON.stringify({ ...config, model: "gru" }));
   await expectRejects(
     loadSentimentModel(bad),
     FormatError,
-    `loadSentimentModel: ${join(bad, "config.json")}: model must be "lstm" or "transformer", got "gru"`,
+    `loadSentimentModel: ${join(bad, "config.json")}: model must be "lstm" or "transformer", got ` +
+      `"gru"`,
   );
   copy("config.json", JSON.stringify({ ...config, vocabSize: config.vocabSize + 1 }));
   await expectRejects(
     loadSentimentModel(bad),
     FormatError,
-    `loadSentimentModel: ${join(bad, "vocab.json")}: holds ${config.vocabSize} tokens but config.json says vocabSize ${config.vocabSize + 1}`,
+    `loadSentimentModel: ${join(bad, "vocab.json")}: holds ${config.vocabSize} tokens but ` +
+      `config.json says vocabSize ${config.vocabSize + 1}`,
   );
   copy("vocab.json", JSON.stringify({ format: "deepnode.vocabulary", version: 1, tokens: [] }));
   await expectRejects(
     loadSentimentModel(bad),
     FormatError,
-    `loadSentimentModel: ${join(bad, "vocab.json")}: Vocabulary.fromJSON: lowercase must be a boolean`,
+    `loadSentimentModel: ${join(bad, "vocab.json")}: Vocabulary.fromJSON: lowercase must be a ` +
+      `boolean`,
   );
   copy("model.safetensors", Buffer.from("hello"));
   await expectRejects(
@@ -692,7 +697,8 @@ describe("the IMDB transformer classifier", () => {
       await expectRejects(
         loadSentimentModel(join(dir, "model")),
         FormatError,
-        `loadSentimentModel: ${join(dir, "model", "config.json")}: embeddingDim 16 is not divisible by numHeads 3`,
+        `loadSentimentModel: ${join(dir, "model", "config.json")}: embeddingDim 16 is not ` +
+          `divisible by numHeads 3`,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -756,7 +762,7 @@ describe("BERT from a Hugging Face folder", () => {
     expect(names).toHaveLength(39);
   });
 
-  it("drops a bert. prefix, a head's weights and position_ids; a missing weight fails", async () => {
+  it("drops a bert. prefix, head weights and position_ids; a missing weight fails", async () => {
     const weights = await readWeights(join(folder, "model.safetensors"));
     const dir = mkdtempSync(join(tmpdir(), "deepnode-bert-"));
     try {

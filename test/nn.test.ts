@@ -1126,7 +1126,8 @@ describe("recurrent layers", () => {
     expectThrows(
       () => lstm.forward(zeros([5, 10]), [zeros([2, 1, 20]), zeros([2, 1, 20])]),
       ShapeError,
-      "LSTM: h0 must be [numLayers * numDirections, hiddenSize] for an unbatched input [5, 10], got [2, 1, 20]",
+      "LSTM: h0 must be [numLayers * numDirections, hiddenSize] for an unbatched input [5, 10], " +
+        "got [2, 1, 20]",
     );
     expectThrows(
       () => lstm.forward(zeros([5, 3, 7])),
@@ -1585,7 +1586,7 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
     expectClose(bn.running_var!, [2], { atol: 1e-6, rtol: 0 }, "cumulative unbiased variance");
   });
 
-  it("without running statistics, eval normalises with the batch's; affine false has no parameters", () => {
+  it("without running statistics, eval uses the batch's; affine false has no parameters", () => {
     const bn = new nn.BatchNorm1d(2, { trackRunningStats: false, affine: false });
     expect(Object.keys(bn.stateDict())).toEqual([]);
     bn.eval();
@@ -1730,7 +1731,8 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
     expectThrows(
       () => F.binaryCrossEntropy(tensor([0.5, 1.5]), tensor([0, 1])),
       ValueError,
-      "binaryCrossEntropy: all elements of input should be between 0 and 1, got values in [0.5, 1.5]",
+      "binaryCrossEntropy: all elements of input should be between 0 and 1, got values in [0.5, " +
+        "1.5]",
     );
     expectThrows(
       () => F.smoothL1Loss(ones([2]), ones([2]), { beta: -1 }),
@@ -2060,17 +2062,20 @@ describe("attention modules", () => {
     expectThrows(
       () => F.scaledDotProductAttention(q, k, zeros([2, 4, 3])),
       ShapeError,
-      "scaledDotProductAttention: key [2, 5, 4] and value [2, 4, 3] differ in the number of keys (dim -2)",
+      "scaledDotProductAttention: key [2, 5, 4] and value [2, 4, 3] differ in the number of keys " +
+        "(dim -2)",
     );
     expectThrows(
       () => F.scaledDotProductAttention(q, k, k, { attnMask: zeros([4, 5]) }),
       ShapeError,
-      "scaledDotProductAttention: attnMask [4, 5] does not broadcast to the scores [2, 3, 5] [..., L, S]",
+      "scaledDotProductAttention: attnMask [4, 5] does not broadcast to the scores [2, 3, 5] " +
+        "[..., L, S]",
     );
     expectThrows(
       () => F.scaledDotProductAttention(q, k, k, { keyPaddingMask: zeros([3, 5]) }),
       ShapeError,
-      "scaledDotProductAttention: keyPaddingMask [3, 5] must be [N, S] = [2, 5] or [S] for scores [2, 3, 5]",
+      "scaledDotProductAttention: keyPaddingMask [3, 5] must be [N, S] = [2, 5] or [S] for " +
+        "scores [2, 3, 5]",
     );
     expectThrows(
       () => F.scaledDotProductAttention(q, k, k, { dropoutP: 1.5 }),
@@ -2089,7 +2094,8 @@ describe("attention modules", () => {
       ["out_proj.bias", [8]],
     ]);
     expect(mha.toString()).toBe(
-      "MultiheadAttention(\n  (out_proj): NonDynamicallyQuantizableLinear(in_features=8, out_features=8, bias=True)\n)",
+      "MultiheadAttention(\n  (out_proj): NonDynamicallyQuantizableLinear(in_features=8, " +
+        "out_features=8, bias=True)\n)",
     );
     const bound = Math.sqrt(6 / (8 + 24)); // xavier_uniform on [3E, E]
     expect(maxAbs(values(mha.in_proj_weight!))).toBeLessThanOrEqual(bound);
@@ -2132,7 +2138,8 @@ describe("attention modules", () => {
     expectThrows(
       () => mha.forward(zeros([2, 3, 4]), zeros([3, 3, 4]), zeros([3, 3, 4])),
       ShapeError,
-      "MultiheadAttention: key [3, 3, 4] and value [3, 3, 4] must match query [2, 3, 4] in batch and each other in length",
+      "MultiheadAttention: key [3, 3, 4] and value [3, 3, 4] must match query [2, 3, 4] in batch " +
+        "and each other in length",
     );
     expectThrows(
       () =>
@@ -2140,7 +2147,8 @@ describe("attention modules", () => {
           attnMask: zeros([2, 3, 3]),
         }),
       ShapeError,
-      "MultiheadAttention: attnMask [2, 3, 3] must be [L, S] = [3, 3] or [N * numHeads, L, S] = [4, 3, 3]",
+      "MultiheadAttention: attnMask [2, 3, 3] must be [L, S] = [3, 3] or [N * numHeads, L, S] = " +
+        "[4, 3, 3]",
     );
   });
 
@@ -2221,7 +2229,7 @@ describe("attention modules", () => {
     );
   });
 
-  it("TransformerEncoder copies the layer (options and weights) into layers.0, layers.1, ...", () => {
+  it("TransformerEncoder copies the layer (options, weights) into layers.0, layers.1", () => {
     manualSeed(1);
     const layer = new nn.TransformerEncoderLayer(4, 2, { dimFeedforward: 6, batchFirst: true });
     const encoder = new nn.TransformerEncoder(layer, 2, { norm: new nn.LayerNorm(4) });
@@ -2443,7 +2451,8 @@ describe("convolution and pooling modules", () => {
       dilation: [1, 2],
     });
     expect(String(transpose)).toBe(
-      "ConvTranspose2d(4, 6, kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(1, 2), output_padding=(1, 1), groups=2)",
+      "ConvTranspose2d(4, 6, kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(1, 2), " +
+        "output_padding=(1, 1), groups=2)",
     );
     expect(String(new nn.ConvTranspose2d(3, 2, 2, { stride: 2, bias: false }))).toBe(
       "ConvTranspose2d(3, 2, kernel_size=(2, 2), stride=(2, 2), bias=False)",
@@ -2492,7 +2501,8 @@ describe("convolution and pooling modules", () => {
     expectThrows(
       () => F.conv1d(x, zeros([2, 2, 3])),
       ShapeError,
-      "conv1d: expected input [N, C, L] and weight [outChannels, C / groups, k], got [1, 2, 4, 4] and [2, 2, 3]",
+      "conv1d: expected input [N, C, L] and weight [outChannels, C / groups, k], got [1, 2, 4, " +
+        "4] and [2, 2, 3]",
     );
     expectThrows(
       () => new nn.Conv1d(3, 4, 3, { groups: 2 }),

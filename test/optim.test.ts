@@ -617,7 +617,8 @@ describe("optimizer state dicts", () => {
     expectThrows(
       () => target.loadStateDict(extra),
       StateDictError,
-      "loadStateDict: missing keys: state.0.maxExpAvgSq; unexpected keys: state.0.momentum, state.5",
+      "loadStateDict: missing keys: state.0.maxExpAvgSq; unexpected keys: state.0.momentum, " +
+        "state.5",
     );
     expect(target.paramGroups[0]!.options.lr).toBe(0.3);
     expect(target.stateDict().state).toEqual({});
@@ -972,7 +973,8 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     expectThrows(
       () => optim.clipGradNorm(withGrads([bad, 1]), 1, 2, { errorIfNonfinite: true }),
       ValueError,
-      `clipGradNorm: the total norm of order 2 of the gradients is ${label}, so they cannot be clipped`,
+      `clipGradNorm: the total norm of order 2 of the gradients is ${label}, so they cannot be ` +
+        `clipped`,
     );
   });
 

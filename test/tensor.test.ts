@@ -944,7 +944,8 @@ describe("slice, narrow, select, split, chunk, cat and stack", () => {
     expectThrows(
       () => x.narrow(1, 2, 2),
       IndexError,
-      "narrow: start 2 and length 2 do not fit dim 1 of [2, 3, 4] (expected 0 <= start, start + length <= 3)",
+      "narrow: start 2 and length 2 do not fit dim 1 of [2, 3, 4] (expected 0 <= start, start + " +
+        "length <= 3)",
     );
     expectThrows(
       () => x.select(0, 2),

@@ -76,7 +76,8 @@ export function gradcheck(
       const got = analytic[i]!;
       if (!(Math.abs(got - numeric) <= atol + rtol * Math.abs(numeric))) {
         throw new GradcheckError(
-          `input ${inputIndex} of shape [${input.shape.join(", ")}], element ${i}: analytic ${got}, numeric ${numeric} ` +
+          `input ${inputIndex} of shape [${input.shape.join(", ")}], element ${i}: analytic ` +
+            `${got}, numeric ${numeric} ` +
             `(difference ${Math.abs(got - numeric)} > ${atol} + ${rtol} * |numeric|)`,
         );
       }

@@ -120,7 +120,8 @@ export function runBackward(root: Tensor, options: BackwardOptions = {}): void {
     if (!sameShape(seed.shape, root.shape)) {
       throw new StateError(
         "backward",
-        `gradient has shape ${formatShape(seed.shape)} but the tensor has shape ${formatShape(root.shape)}`,
+        `gradient has shape ${formatShape(seed.shape)} but the tensor has shape ` +
+          `${formatShape(root.shape)}`,
       );
     }
     const rootNode = root.gradFn;
@@ -136,7 +137,8 @@ function implicitGradient(root: Tensor): Tensor {
   if (root.numel !== 1) {
     throw new StateError(
       "backward",
-      `grad can be implicitly created only for a single-element tensor, got shape ${formatShape(root.shape)}`,
+      `grad can be implicitly created only for a single-element tensor, got shape ` +
+        `${formatShape(root.shape)}`,
     );
   }
   return root.onesLike();

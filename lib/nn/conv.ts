@@ -75,7 +75,8 @@ export function conv1d(
   if (x.ndim !== 3 || weight.ndim !== 3)
     throw new ShapeError(
       "conv1d",
-      `expected input [N, C, L] and weight [outChannels, C / groups, k], got ${formatShape(x.shape)} and ${formatShape(weight.shape)}`,
+      `expected input [N, C, L] and weight [outChannels, C / groups, k], got ` +
+        `${formatShape(x.shape)} and ${formatShape(weight.shape)}`,
       [x.shape, weight.shape],
     );
   const out = F.conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, {
@@ -122,14 +123,16 @@ function transposeGeometry(
   if (outputPadding.some((v, i) => v >= params.stride[i]! && v >= params.dilation[i]!))
     throw new ValueError(
       op,
-      `outputPadding ${formatShape(outputPadding)} must be smaller than stride ${formatShape(params.stride)} or dilation ${formatShape(params.dilation)}`,
+      `outputPadding ${formatShape(outputPadding)} must be smaller than stride ` +
+        `${formatShape(params.stride)} or dilation ${formatShape(params.dilation)}`,
       "outputPadding",
     );
   const extra = outputPadding.map((v, i) => v - (v % params.stride[i]!)) as [number, number];
   if (x.ndim !== 4 || weight.ndim !== 4 || x.shape[1] !== weight.shape[0] || x.shape[1]! % groups)
     throw new ShapeError(
       op,
-      `expected input [N, C, H, W] and weight [C, outChannels / groups, kH, kW] with C divisible by groups ${groups}, got ${formatShape(x.shape)} and ${formatShape(weight.shape)}`,
+      `expected input [N, C, H, W] and weight [C, outChannels / groups, kH, kW] with C divisible ` +
+        `by groups ${groups}, got ${formatShape(x.shape)} and ${formatShape(weight.shape)}`,
       [x.shape, weight.shape],
     );
   const size = [0, 1].map(
@@ -299,7 +302,8 @@ function checkGroups(op: string, inChannels: number, outChannels: number, groups
   if (inChannels % groups !== 0 || outChannels % groups !== 0)
     throw new ValueError(
       op,
-      `inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups (${groups})`,
+      `inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups ` +
+        `(${groups})`,
       "groups",
     );
 }
@@ -352,7 +356,9 @@ export class Conv1d extends Module {
 
   override extraRepr(): string {
     const o = this.options;
-    let repr = `${this.inChannels}, ${this.outChannels}, kernel_size=(${this.kernelSize},), stride=(${o.stride},)`;
+    let repr =
+      `${this.inChannels}, ${this.outChannels}, kernel_size=(${this.kernelSize},), ` +
+      `stride=(${o.stride},)`;
     if (o.padding !== 0) repr += `, padding=(${o.padding},)`;
     if (o.dilation !== 1) repr += `, dilation=(${o.dilation},)`;
     if (o.groups !== 1) repr += `, groups=${o.groups}`;
@@ -411,7 +417,9 @@ export class ConvTranspose2d extends Module {
     const o = this.options;
     const pair = (v: Pair | undefined, d: number) =>
       text(typeof v === "number" ? [v, v] : (v ?? [d, d]));
-    let repr = `${this.inChannels}, ${this.outChannels}, kernel_size=${text(this.kernelSize)}, stride=${pair(o.stride, 1)}`;
+    let repr =
+      `${this.inChannels}, ${this.outChannels}, kernel_size=${text(this.kernelSize)}, ` +
+      `stride=${pair(o.stride, 1)}`;
     if (pair(o.padding, 0) !== "(0, 0)") repr += `, padding=${pair(o.padding, 0)}`;
     if (pair(o.dilation, 1) !== "(1, 1)") repr += `, dilation=${pair(o.dilation, 1)}`;
     if (pair(o.outputPadding, 0) !== "(0, 0)")
@@ -440,7 +448,10 @@ export class AvgPool2d extends Module {
   override extraRepr(): string {
     const o = this.options;
     const num = (v: Pair) => (typeof v === "number" ? String(v) : text(v));
-    return `kernel_size=${num(this.kernelSize)}, stride=${num(o.stride ?? this.kernelSize)}, padding=${num(o.padding ?? 0)}`;
+    return (
+      `kernel_size=${num(this.kernelSize)}, stride=${num(o.stride ?? this.kernelSize)}, ` +
+      `padding=${num(o.padding ?? 0)}`
+    );
   }
 }
 

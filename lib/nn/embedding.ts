@@ -1,7 +1,8 @@
 // Embedding lookup: rows of weight [numEmbeddings, embeddingDim] picked by int32 indices,
 // by the embedding primitive; its backward adds each row's gradient into the table, so
-// repeated indices sum their gradients. The paddingIdx row gets no gradient; maxNorm renormalises, in place
-// and before the lookup, every looked-up row whose norm exceeds it, as PyTorch does.
+// repeated indices sum their gradients. The paddingIdx row gets no gradient; maxNorm
+// renormalises, in place and before the lookup, every looked-up row whose norm exceeds it,
+// as PyTorch does.
 
 import { record } from "../autograd/graph.js";
 import { noGrad } from "../autograd/grad-mode.js";

@@ -96,7 +96,8 @@ function checkConvShapes(
   if (cIn !== cPerGroup * p.groups || cOut % p.groups !== 0) {
     throw new ShapeError(
       "conv2d",
-      `input ${formatShape(x.shape)} has ${cIn} channels but weight ${formatShape(weight.shape)} expects ${cPerGroup * p.groups} (groups=${p.groups})`,
+      `input ${formatShape(x.shape)} has ${cIn} channels but weight ${formatShape(weight.shape)} ` +
+        `expects ${cPerGroup * p.groups} (groups=${p.groups})`,
       shapes,
       1,
     );
@@ -112,7 +113,8 @@ function checkConvShapes(
   if (oH < 1 || oW < 1) {
     throw new ShapeError(
       "conv2d",
-      `input ${formatShape(x.shape)} is smaller than the (dilated) kernel ${formatShape(weight.shape)} after padding`,
+      `input ${formatShape(x.shape)} is smaller than the (dilated) kernel ` +
+        `${formatShape(weight.shape)} after padding`,
       shapes,
     );
   }
@@ -201,7 +203,8 @@ function pool2dParams(kernelSize: Pair, options: MaxPool2dOptions): Pool2dParams
   if (padding[0] > k[0] / 2 || padding[1] > k[1] / 2) {
     throw new ValueError(
       "maxPool2d",
-      `padding ${JSON.stringify(padding)} must be at most half the kernel size ${JSON.stringify(k)}`,
+      `padding ${JSON.stringify(padding)} must be at most half the kernel size ` +
+        `${JSON.stringify(k)}`,
       "padding",
     );
   }
@@ -314,7 +317,8 @@ function checkNllShapes(
   if (targets.ndim !== expected.length || targets.shape.some((d, i) => d !== expected[i])) {
     throw new ShapeError(
       op,
-      `targets ${formatShape(targets.shape)} do not match input ${formatShape(logProbs.shape)}: expected ${formatShape(expected)}`,
+      `targets ${formatShape(targets.shape)} do not match input ${formatShape(logProbs.shape)}: ` +
+        `expected ${formatShape(expected)}`,
       shapes,
     );
   }
@@ -387,7 +391,8 @@ export function binaryCrossEntropyWithLogits(
   ) {
     throw new ShapeError(
       "binaryCrossEntropyWithLogits",
-      `targets ${formatShape(targets.shape)} must have the shape of the logits ${formatShape(logits.shape)}`,
+      `targets ${formatShape(targets.shape)} must have the shape of the logits ` +
+        `${formatShape(logits.shape)}`,
       [logits.shape, targets.shape],
     );
   }

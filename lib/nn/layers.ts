@@ -62,7 +62,10 @@ export class Linear extends Module {
   }
 
   override extraRepr(): string {
-    return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null ? "True" : "False"}`;
+    return (
+      `in_features=${this.inFeatures}, out_features=${this.outFeatures}, ` +
+      `bias=${this.bias !== null ? "True" : "False"}`
+    );
   }
 }
 
@@ -97,7 +100,8 @@ export class Conv2d extends Module {
     if (inChannels % groups !== 0 || outChannels % groups !== 0) {
       throw new ValueError(
         "Conv2d",
-        `inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups (${groups})`,
+        `inChannels (${inChannels}) and outChannels (${outChannels}) must be divisible by groups ` +
+          `(${groups})`,
         "groups",
       );
     }
@@ -122,7 +126,9 @@ export class Conv2d extends Module {
 
   override extraRepr(): string {
     const o = this.options;
-    let text = `${this.inChannels}, ${this.outChannels}, kernel_size=${pairString(this.kernelSize)}, stride=${pairString(o.stride ?? 1)}`;
+    let text =
+      `${this.inChannels}, ${this.outChannels}, ` +
+      `kernel_size=${pairString(this.kernelSize)}, stride=${pairString(o.stride ?? 1)}`;
     if (pairString(o.padding ?? 0) !== "(0, 0)") text += `, padding=${pairString(o.padding ?? 0)}`;
     if (pairString(o.dilation ?? 1) !== "(1, 1)")
       text += `, dilation=${pairString(o.dilation ?? 1)}`;
@@ -152,7 +158,11 @@ export class MaxPool2d extends Module {
     const num = (v: F.Pair | undefined, d: number) =>
       v === undefined ? String(d) : typeof v === "number" ? String(v) : pairString(v);
     const k = typeof this.kernelSize === "number" ? this.kernelSize : pairString(this.kernelSize);
-    return `kernel_size=${k}, stride=${o.stride === undefined ? k : num(o.stride, 1)}, padding=${num(o.padding, 0)}, dilation=${num(o.dilation, 1)}, ceil_mode=${o.ceilMode === true ? "True" : "False"}`;
+    return (
+      `kernel_size=${k}, stride=${o.stride === undefined ? k : num(o.stride, 1)}, ` +
+      `padding=${num(o.padding, 0)}, dilation=${num(o.dilation, 1)}, ` +
+      `ceil_mode=${o.ceilMode === true ? "True" : "False"}`
+    );
   }
 }
 

@@ -29,7 +29,8 @@ function reductionOf<R extends string>(op: string, value: string, allowed: reado
   if (!allowed.includes(value as R))
     throw new ValueError(
       op,
-      `reduction must be ${allowed.map((r) => JSON.stringify(r)).join(", ")}, got ${JSON.stringify(value)}`,
+      `reduction must be ${allowed.map((r) => JSON.stringify(r)).join(", ")}, got ` +
+        `${JSON.stringify(value)}`,
       "reduction",
     );
   return value as R;
@@ -54,7 +55,8 @@ function checkPair(op: string, input: Tensor, target: Tensor): void {
   if (!same)
     throw new ShapeError(
       op,
-      `target ${formatShape(target.shape)} must have the shape of the input ${formatShape(input.shape)}`,
+      `target ${formatShape(target.shape)} must have the shape of the input ` +
+        `${formatShape(input.shape)}`,
       [input.shape, target.shape],
     );
 }

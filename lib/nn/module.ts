@@ -169,7 +169,10 @@ export abstract class Module {
   summary(): string {
     const total = this.numParameters();
     const trainable = this.numParameters(true);
-    return `${this.toString()}\nparameters: ${total.toLocaleString("en-US")} (trainable: ${trainable.toLocaleString("en-US")})`;
+    return (
+      `${this.toString()}\nparameters: ${total.toLocaleString("en-US")} (trainable: ` +
+      `${trainable.toLocaleString("en-US")})`
+    );
   }
 }
 

@@ -183,7 +183,8 @@ export class MultiheadAttention extends Module {
     if (!ok)
       throw new ShapeError(
         MHA,
-        `attnMask ${formatShape(mask.shape)} must be [L, S] = [${l}, ${s}] or [N * numHeads, L, S] = [${n * h}, ${l}, ${s}]`,
+        `attnMask ${formatShape(mask.shape)} must be [L, S] = [${l}, ${s}] or [N * numHeads, L, ` +
+          `S] = [${n * h}, ${l}, ${s}]`,
         [mask.shape],
       );
     const shaped = mask.ndim === 3 ? mask.reshape([n, h, l, s]) : mask;
@@ -199,7 +200,8 @@ export class MultiheadAttention extends Module {
     if (key.ndim !== want || value.ndim !== want)
       throw new ShapeError(
         MHA,
-        `query ${formatShape(query.shape)}, key ${formatShape(key.shape)} and value ${formatShape(value.shape)} must all be ${want}-d (${layout})`,
+        `query ${formatShape(query.shape)}, key ${formatShape(key.shape)} and value ` +
+          `${formatShape(value.shape)} must all be ${want}-d (${layout})`,
         shapes,
       );
     const last = (t: Tensor) => t.shape[t.ndim - 1];
@@ -224,7 +226,8 @@ export class MultiheadAttention extends Module {
     if (!sameBatch || key.shape[unbatched ? 0 : sdim] !== value.shape[unbatched ? 0 : sdim])
       throw new ShapeError(
         MHA,
-        `key ${formatShape(key.shape)} and value ${formatShape(value.shape)} must match query ${formatShape(query.shape)} in batch and each other in length`,
+        `key ${formatShape(key.shape)} and value ${formatShape(value.shape)} must match query ` +
+          `${formatShape(query.shape)} in batch and each other in length`,
         shapes,
       );
   }

@@ -30,7 +30,8 @@ function checkCompanion(op: string, role: string, x: Tensor, t: Tensor | null, s
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))
     throw new ShapeError(
       op,
-      `${role} ${formatShape(t.shape)} must be ${formatShape(shape)} for input ${formatShape(x.shape)}`,
+      `${role} ${formatShape(t.shape)} must be ${formatShape(shape)} for input ` +
+        `${formatShape(x.shape)}`,
       [x.shape, t.shape],
     );
 }
@@ -122,7 +123,8 @@ export function batchNorm(
   if (training && count === 1)
     throw new ValueError(
       op,
-      `Expected more than 1 value per channel when training, got input size ${formatShape(x.shape)}`,
+      `Expected more than 1 value per channel when training, got input size ` +
+        `${formatShape(x.shape)}`,
       "input",
     );
   if (!training && (runningMean === null || runningVar === null))
@@ -183,7 +185,8 @@ function normalizedShapeOf(op: string, normalizedShape: number | readonly number
   if (shape.length === 0 || shape.some((d) => !Number.isInteger(d) || d < 1))
     throw new ValueError(
       op,
-      `normalizedShape must be a positive integer or a non-empty list of them, got ${JSON.stringify(normalizedShape)}`,
+      `normalizedShape must be a positive integer or a non-empty list of them, got ` +
+        `${JSON.stringify(normalizedShape)}`,
       "normalizedShape",
     );
   return shape;
@@ -226,7 +229,8 @@ export function groupNorm(
   if (x.ndim < 2 || x.shape[1]! % numGroups !== 0)
     throw new ShapeError(
       op,
-      `input must be [N, C, ...] with C divisible by numGroups (${numGroups}), got ${formatShape(x.shape)}`,
+      `input must be [N, C, ...] with C divisible by numGroups (${numGroups}), got ` +
+        `${formatShape(x.shape)}`,
       [x.shape],
     );
   const c = x.shape[1]!;
@@ -329,7 +333,8 @@ abstract class BatchNormBase extends Module {
     if (useBatch && x.ndim >= 2 && x.numel === x.shape[1])
       throw new ValueError(
         this.constructor.name,
-        `Expected more than 1 value per channel when training, got input size ${formatShape(x.shape)}`,
+        `Expected more than 1 value per channel when training, got input size ` +
+          `${formatShape(x.shape)}`,
         "input",
       );
     const momentum = this.averagingFactor();
@@ -345,7 +350,10 @@ abstract class BatchNormBase extends Module {
 
   override extraRepr(): string {
     const momentum = this.momentum === null ? "None" : pyFloat(this.momentum);
-    return `${this.numFeatures}, eps=${pyFloat(this.eps)}, momentum=${momentum}, affine=${pyBool(this.affine)}, track_running_stats=${pyBool(this.trackRunningStats)}`;
+    return (
+      `${this.numFeatures}, eps=${pyFloat(this.eps)}, momentum=${momentum}, ` +
+      `affine=${pyBool(this.affine)}, track_running_stats=${pyBool(this.trackRunningStats)}`
+    );
   }
 }
 
@@ -413,7 +421,10 @@ export class LayerNorm extends Module {
   }
 
   override extraRepr(): string {
-    return `${pyTuple(this.normalizedShape)}, eps=${pyFloat(this.eps)}, elementwise_affine=${pyBool(this.elementwiseAffine)}`;
+    return (
+      `${pyTuple(this.normalizedShape)}, eps=${pyFloat(this.eps)}, ` +
+      `elementwise_affine=${pyBool(this.elementwiseAffine)}`
+    );
   }
 }
 
@@ -460,6 +471,9 @@ export class GroupNorm extends Module {
   }
 
   override extraRepr(): string {
-    return `${this.numGroups}, ${this.numChannels}, eps=${pyFloat(this.eps)}, affine=${pyBool(this.affine)}`;
+    return (
+      `${this.numGroups}, ${this.numChannels}, eps=${pyFloat(this.eps)}, ` +
+      `affine=${pyBool(this.affine)}`
+    );
   }
 }

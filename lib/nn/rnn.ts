@@ -74,7 +74,9 @@ interface Config {
 function checkWeights(op: string, mode: RnnMode, weights: readonly Tensor[], c: Config): boolean {
   const perDirection = weights.length / (c.layers * c.directions);
   if (perDirection !== 2 && perDirection !== 4) {
-    const message = `expected 2 or 4 weights per layer and direction (${c.layers * c.directions} of them), got ${weights.length} weights`;
+    const message =
+      `expected 2 or 4 weights per layer and direction (${c.layers * c.directions} ` +
+      `of them), got ${weights.length} weights`;
     throw new ValueError(op, message, "weights");
   }
   const gh = rnnGateCount(mode) * c.hidden;
@@ -85,7 +87,9 @@ function checkWeights(op: string, mode: RnnMode, weights: readonly Tensor[], c: 
     const expected = [[gh, inputSize], [gh, c.hidden], [gh], [gh]][role]!;
     if (w.shape.length !== expected.length || w.shape.some((d, k) => d !== expected[k])) {
       const name = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"][role]!;
-      const message = `${name} of layer ${layer} has shape ${formatShape(w.shape)}, expected ${formatShape(expected)}`;
+      const message =
+        `${name} of layer ${layer} has shape ${formatShape(w.shape)}, expected ` +
+        `${formatShape(expected)}`;
       throw new ShapeError(op, message, [w.shape, expected]);
     }
   });
@@ -112,7 +116,9 @@ function checkSame(op: string, tensors: readonly Tensor[]): void {
 function checkState(op: string, role: string, state: Tensor | null, expected: number[]): void {
   if (state === null) return;
   if (state.shape.length !== expected.length || state.shape.some((d, i) => d !== expected[i])) {
-    const message = `${role} must be [numLayers * numDirections, N, hiddenSize] = ${formatShape(expected)}, got ${formatShape(state.shape)}`;
+    const message =
+      `${role} must be [numLayers * numDirections, N, hiddenSize] = ` +
+      `${formatShape(expected)}, got ${formatShape(state.shape)}`;
     throw new ShapeError(op, message, [state.shape, expected]);
   }
 }
@@ -126,12 +132,15 @@ function lengthValues(op: string, lengths: Lengths, c: Config): number[] {
       : Array.from(lengths as ArrayLike<number>);
   const shape = lengths instanceof Tensor ? lengths.shape : [values.length];
   if (shape.length !== 1 || values.length !== c.batch) {
-    const message = `lengths must hold one length per sequence, [${c.batch}], got ${formatShape(shape)}`;
+    const message =
+      `lengths must hold one length per sequence, [${c.batch}], got ` + `${formatShape(shape)}`;
     throw new ShapeError(op, message, [shape]);
   }
   for (const length of values) {
     if (!Number.isInteger(length) || length < 1 || length > c.steps) {
-      const message = `every length must be an integer in [1, ${c.steps}] (the sequence length), got ${length}`;
+      const message =
+        `every length must be an integer in [1, ${c.steps}] (the sequence length), ` +
+        `got ${length}`;
       throw new ValueError(op, message, "lengths");
     }
   }
@@ -149,7 +158,8 @@ function checkConfig(
   const batchFirst = options.batchFirst ?? false;
   if (input.ndim !== 3) {
     const layout = batchFirst ? "[N, T, inputSize]" : "[T, N, inputSize]";
-    const message = `input must be ${layout} or [T, inputSize] (unbatched), got ${formatShape(input.shape)}`;
+    const message =
+      `input must be ${layout} or [T, inputSize] (unbatched), got ` + `${formatShape(input.shape)}`;
     throw new ShapeError(op, message, [input.shape]);
   }
   const [steps, batch] = batchFirst
@@ -513,7 +523,9 @@ function recurrentUnbatched(
   const op = opName(mode);
   for (const [role, state] of [["h0", h0] as const, ["c0", c0] as const]) {
     if (state !== null && state.ndim !== 2) {
-      const message = `${role} must be [numLayers * numDirections, hiddenSize] for an unbatched input ${formatShape(input.shape)}, got ${formatShape(state.shape)}`;
+      const message =
+        `${role} must be [numLayers * numDirections, hiddenSize] for an unbatched ` +
+        `input ${formatShape(input.shape)}, got ${formatShape(state.shape)}`;
       throw new ShapeError(op, message, [input.shape, state.shape]);
     }
   }
@@ -543,7 +555,9 @@ function checkCall(
   const c = checkConfig(mode, input, options, weights[1]?.shape[1] ?? 0);
   const expected = weights[0]?.shape[1];
   if (expected !== undefined && c.inputSize !== expected) {
-    const message = `input ${formatShape(input.shape)} has ${c.inputSize} features, expected inputSize ${expected}`;
+    const message =
+      `input ${formatShape(input.shape)} has ${c.inputSize} features, expected ` +
+      `inputSize ${expected}`;
     throw new ShapeError(op, message, [input.shape, weights[0]!.shape], 2);
   }
   c.bias = checkWeights(op, mode, weights, c);

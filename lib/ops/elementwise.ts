@@ -68,7 +68,8 @@ export function checkInPlace(x: Tensor, op: string): void {
   if (x.requiresGrad && x.isLeaf && isGradEnabled()) {
     throw new StateError(
       op,
-      "a leaf tensor that requires grad cannot be changed in place while grad is enabled; use noGrad()",
+      "a leaf tensor that requires grad cannot be changed in place while grad is enabled; use " +
+        "noGrad()",
     );
   }
 }

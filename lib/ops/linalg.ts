@@ -52,7 +52,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.ndim === 0 || b.ndim === 0) {
     throw new ShapeError(
       "matmul",
-      `both operands need at least one dimension, got ${formatShape(a.shape)} and ${formatShape(b.shape)}`,
+      `both operands need at least one dimension, got ${formatShape(a.shape)} and ` +
+        `${formatShape(b.shape)}`,
       [a.shape, b.shape],
     );
   }

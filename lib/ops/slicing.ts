@@ -105,7 +105,9 @@ export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Te
     pieces = sizes.map((s) => integer("split", "sizes", s));
     const total = pieces.reduce((sum, s) => sum + s, 0);
     if (pieces.some((s) => s < 0) || total !== size) {
-      const message = `sizes [${pieces.join(", ")}] must be >= 0 and add up to ${size}, dim ${axis} of ${formatShape(x.shape)}`;
+      const message =
+        `sizes [${pieces.join(", ")}] must be >= 0 and add up to ${size}, dim ` +
+        `${axis} of ${formatShape(x.shape)}`;
       throw new ShapeError("split", message, [x.shape], axis);
     }
   }
@@ -149,7 +151,9 @@ function checkJoinable(op: string, tensors: readonly Tensor[], axis: number): vo
       t.ndim === first.ndim &&
       t.shape.every((extent, i) => i === axis || extent === first.shape[i]);
     if (!matches) {
-      const message = `shapes ${formatShape(first.shape)} and ${formatShape(t.shape)} differ outside dim ${axis}`;
+      const message =
+        `shapes ${formatShape(first.shape)} and ${formatShape(t.shape)} differ ` +
+        `outside dim ${axis}`;
       throw new ShapeError(op, message, [first.shape, t.shape], axis);
     }
   }
@@ -184,7 +188,9 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
   const axis = normalizeAxis("stack", dim, first.ndim + 1);
   const unequal = tensors.find((t) => formatShape(t.shape) !== formatShape(first.shape));
   if (unequal !== undefined) {
-    const message = `expected tensors of one shape, got ${formatShape(first.shape)} and ${formatShape(unequal.shape)}`;
+    const message =
+      `expected tensors of one shape, got ${formatShape(first.shape)} and ` +
+      `${formatShape(unequal.shape)}`;
     throw new ShapeError("stack", message, [first.shape, unequal.shape]);
   }
   return cat(

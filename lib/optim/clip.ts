@@ -67,7 +67,8 @@ export function clipGradNorm(
     if (options.errorIfNonfinite === true) {
       throw new ValueError(
         "clipGradNorm",
-        `the total norm of order ${normType} of the gradients is ${total}, so they cannot be clipped`,
+        `the total norm of order ${normType} of the gradients is ${total}, so they cannot be ` +
+          `clipped`,
         "parameters",
       );
     }

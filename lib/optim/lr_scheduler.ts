@@ -147,7 +147,8 @@ export function checkLoadable(
   if (state.baseLrs !== undefined && state.baseLrs.length !== groups) {
     throw new ValueError(
       name,
-      `loadStateDict: the state has ${state.baseLrs.length} parameter groups, the optimizer ${groups}`,
+      `loadStateDict: the state has ${state.baseLrs.length} parameter groups, the optimizer ` +
+        `${groups}`,
       "baseLrs",
     );
   }
@@ -156,7 +157,8 @@ export function checkLoadable(
     if (JSON.stringify(saved) !== JSON.stringify(value)) {
       throw new ValueError(
         name,
-        `loadStateDict: ${key} is ${JSON.stringify(saved)} in the state, ${JSON.stringify(value)} here`,
+        `loadStateDict: ${key} is ${JSON.stringify(saved)} in the state, ` +
+          `${JSON.stringify(value)} here`,
         key,
       );
     }

@@ -77,7 +77,8 @@ export class OneCycleLR extends LRScheduler {
     if (step > this.totalSteps) {
       throw new ValueError(
         this.name,
-        `tried to step ${step + 1} times; the specified number of total steps is ${this.totalSteps}`,
+        `tried to step ${step + 1} times; the specified number of total steps is ` +
+          `${this.totalSteps}`,
         "totalSteps",
       );
     }

@@ -27,7 +27,10 @@ function penalty(
   return total.mul(coefficient);
 }
 
-/** coefficient * sum |p| over every parameter, recorded for backward (its gradient is coefficient * sign(p)). */
+/**
+ * coefficient * sum |p| over every parameter, recorded for backward (its gradient is
+ * coefficient * sign(p)).
+ */
 export function l1Penalty(parameters: Iterable<Tensor>, coefficient = 1): Tensor {
   return penalty("l1Penalty", parameters, coefficient, (p) => p.abs());
 }

@@ -156,7 +156,9 @@ function tensorFile(dir: string, data: CheckpointData, name: string): Record<str
 function restoreOptimizer(dir: string, data: CheckpointData, optimizer: AnyOptimizer): void {
   const saved = data.state.optimizer;
   if (saved.kind !== optimizer.constructor.name) {
-    const message = `holds the state of a ${saved.kind}, but this run's optimizer is a ${optimizer.constructor.name}`;
+    const message =
+      `holds the state of a ${saved.kind}, but this run's optimizer is a ` +
+      `${optimizer.constructor.name}`;
     throw new CheckpointError("resume", dir, message);
   }
   const state: Record<number, ParamState> = {};

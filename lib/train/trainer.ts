@@ -509,7 +509,9 @@ export class Trainer {
     const bare = name.replace(/^(train|eval)\./, "");
     if (bare in numbers) return;
     const names = Object.keys(numbers).join(", ");
-    const message = `metricForBest ${name} is not among the ${fromTrain ? "training" : "evaluation"} numbers (${names})`;
+    const message =
+      `metricForBest ${name} is not among the ` +
+      `${fromTrain ? "training" : "evaluation"} numbers (${names})`;
     throw new ValueError("Trainer", message, "metricForBest");
   }
 

@@ -125,7 +125,10 @@ const LIBRARY_HINTS: Record<string, string> = {
 /** The first thing missing, in the order a user must fix them; "" when nothing is. */
 function missingReason(probe: NativeCudaProbe, libraries: CudaLibrary[]): string {
   if (probe.error !== "") {
-    return `the CUDA plugin found no usable GPU: ${probe.error}; install the NVIDIA driver on a machine with an NVIDIA GPU`;
+    return (
+      `the CUDA plugin found no usable GPU: ${probe.error}; install the NVIDIA driver on a ` +
+      `machine with an NVIDIA GPU`
+    );
   }
   const missing = libraries.find((library) => library.path === null);
   if (missing !== undefined) {

@@ -30,7 +30,8 @@ function checkInputs(op: string, c: CtcInputs): Sizes {
   if (c.logProbs.shape.length !== 3 || c.targets.shape.length !== 2)
     throw new ShapeError(
       op,
-      `expected logProbs [T, N, C] and targets [N, S], got ${formatShape(c.logProbs.shape)} and ${formatShape(c.targets.shape)}`,
+      `expected logProbs [T, N, C] and targets [N, S], got ${formatShape(c.logProbs.shape)} and ` +
+        `${formatShape(c.targets.shape)}`,
       [c.logProbs.shape, c.targets.shape],
     );
   const [steps, batch, classes] = c.logProbs.shape as [number, number, number];

@@ -13,7 +13,8 @@ function checkTable(op: string, table: RawTensor, indices: RawTensor, rows: RawT
   if (table.shape.length !== 2 || indices.shape.length !== 1)
     throw new ShapeError(
       op,
-      `expected a table [numEmbeddings, dim] and indices [count], got ${formatShape(table.shape)} and ${formatShape(indices.shape)}`,
+      `expected a table [numEmbeddings, dim] and indices [count], got ` +
+        `${formatShape(table.shape)} and ${formatShape(indices.shape)}`,
       [table.shape, indices.shape],
     );
   expectShape(op, "rows", rows.shape, [indices.shape[0]!, table.shape[1]!]);

@@ -158,7 +158,8 @@ function rowExtent(op: string, x: RawTensor, mean: RawTensor, rstd: RawTensor): 
   expectShape(op, "rstd", rstd.shape, mean.shape);
   const leading = x.shape.slice(0, mean.shape.length);
   if (mean.shape.some((d, i) => d !== leading[i])) {
-    const message = `mean ${formatShape(mean.shape)} must be the leading dims of x ${formatShape(x.shape)}`;
+    const message =
+      `mean ${formatShape(mean.shape)} must be the leading dims of x ` + `${formatShape(x.shape)}`;
     throw new ShapeError(op, message, [x.shape, mean.shape]);
   }
   return { rows, normSize: sizeOf(x.shape.slice(mean.shape.length)) };

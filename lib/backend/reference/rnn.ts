@@ -32,7 +32,9 @@ function checkParams(op: string, p: RnnParams, dims: Dims): void {
   if (!Number.isInteger(p.slot) || p.slot < 0 || p.slot >= dims.slots)
     throw new ValueError(op, `slot ${p.slot} is outside [0, ${dims.slots})`, "slot");
   if (!Number.isInteger(p.column) || p.column < 0 || p.column + dims.hidden > dims.outWidth) {
-    const message = `columns [${p.column}, ${p.column + dims.hidden}) do not fit an output of width ${dims.outWidth}`;
+    const message =
+      `columns [${p.column}, ${p.column + dims.hidden}) do not fit an output of ` +
+      `width ${dims.outWidth}`;
     throw new ValueError(op, message, "column");
   }
 }
@@ -40,7 +42,9 @@ function checkParams(op: string, p: RnnParams, dims: Dims): void {
 /** Sizes from xProj [T, N, G * H] and wHh [G * H, H], then every other shape against them. */
 function dimsOf(op: string, mode: RnnMode, xProj: RawTensor, wHh: RawTensor, h0: RawTensor): Dims {
   if (xProj.shape.length !== 3 || wHh.shape.length !== 2 || h0.shape.length !== 3) {
-    const message = `xProj must be [T, N, G * H], wHh [G * H, H] and h0 [slots, N, H], got ${formatShape(xProj.shape)}, ${formatShape(wHh.shape)} and ${formatShape(h0.shape)}`;
+    const message =
+      `xProj must be [T, N, G * H], wHh [G * H, H] and h0 [slots, N, H], got ` +
+      `${formatShape(xProj.shape)}, ${formatShape(wHh.shape)} and ${formatShape(h0.shape)}`;
     throw new ShapeError(op, message, [xProj.shape, wHh.shape, h0.shape]);
   }
   const [steps, batch] = xProj.shape as [number, number, number];

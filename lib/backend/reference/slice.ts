@@ -27,7 +27,8 @@ function sliceExtents(
     small.shape.length === large.shape.length &&
     small.shape.every((extent, i) => i === a || extent === large.shape[i]);
   if (!sameElsewhere) {
-    const message = `${formatShape(small.shape)} is not ${formatShape(large.shape)} cut along axis ${a}`;
+    const message =
+      `${formatShape(small.shape)} is not ${formatShape(large.shape)} cut along ` + `axis ${a}`;
     throw new ShapeError(op, message, [large.shape, small.shape], a);
   }
   const last = start + (count - 1) * step;
@@ -35,7 +36,8 @@ function sliceExtents(
     throw new ValueError(op, `start ${start} and step ${step} must be integers, step >= 1`, "step");
   }
   if (count > 0 && (start < 0 || last >= largeDim)) {
-    const message = `positions ${start}..${last} (step ${step}) leave [0, ${largeDim}) of axis ${a}`;
+    const message =
+      `positions ${start}..${last} (step ${step}) leave [0, ${largeDim}) of axis ` + `${a}`;
     throw new ValueError(op, message, "start");
   }
   return { outer, inner, largeDim, count };
