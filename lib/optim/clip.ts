@@ -6,6 +6,7 @@
 import { noGrad } from "../autograd/grad-mode.js";
 import { ValueError } from "../errors.js";
 import { scope } from "../memory.js";
+import { stack } from "../ops/slicing.js";
 import type { Tensor } from "../tensor.js";
 
 export interface ClipGradNormOptions {
@@ -19,18 +20,24 @@ function gradientsOf(parameters: Iterable<Tensor>): Tensor[] {
   return grads;
 }
 
-/** ||g||_p of one gradient, as a double: max |g| for p = Infinity. A NaN element gives NaN. */
-function gradNorm(grad: Tensor, normType: number): number {
+/** ||g||_p of one gradient as a 0-d tensor (for p = Infinity, max |g|; a NaN gives NaN). */
+function gradNorm(grad: Tensor, normType: number): Tensor {
   if (normType === Infinity) {
-    // A max reduction may skip a NaN; the sum cannot.
-    return Number.isNaN(grad.sum().item()) ? NaN : grad.abs().max().item();
+    // A max reduction may skip a NaN; the sum cannot, and adding it times 0 keeps it.
+    return grad.abs().max().add(grad.sum().mul(0));
   }
-  if (normType === 2) return grad.norm().item();
-  if (normType === 1) return grad.abs().sum().item();
-  return grad.abs().pow(normType).sum().item() ** (1 / normType);
+  if (normType === 2) return grad.norm();
+  return grad
+    .abs()
+    .pow(normType)
+    .sum()
+    .pow(1 / normType);
 }
 
-/** The p-norm of all gradients together, as if concatenated into one vector. */
+/**
+ * The p-norm of all gradients together, as if concatenated into one vector: the p-norm of
+ * the per-gradient norms, as PyTorch computes it, read back once.
+ */
 export function totalGradNorm(parameters: Iterable<Tensor>, normType = 2): number {
   const ok = normType === Infinity || (Number.isFinite(normType) && normType > 0);
   if (!ok)
@@ -39,11 +46,21 @@ export function totalGradNorm(parameters: Iterable<Tensor>, normType = 2): numbe
       `invalid normType: ${normType} (expected > 0 or Infinity)`,
       "normType",
     );
+  const grads = gradientsOf(parameters);
+  if (grads.length === 0) return 0;
   return noGrad(() =>
     scope(() => {
-      const norms = gradientsOf(parameters).map((g) => gradNorm(g, normType));
-      if (normType === Infinity) return norms.reduce((a, b) => Math.max(a, b), 0);
-      return norms.reduce((sum, n) => sum + n ** normType, 0) ** (1 / normType);
+      const dtype = grads[0]!.dtype;
+      const norms = stack(grads.map((g) => gradNorm(g.to(dtype), normType)));
+      if (normType === Infinity) return norms.max().item();
+      return (
+        normType === 2
+          ? norms.norm()
+          : norms
+              .pow(normType)
+              .sum()
+              .pow(1 / normType)
+      ).item();
     }),
   );
 }
