@@ -405,9 +405,9 @@ const MODEL_FILES = [WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE];
 
 /**
  * Refuses to replace anything but an earlier model folder: a file, or a folder holding
- * other files, might be the user's data.
+ * other files, might be the user's data. The CLI calls it before training, too.
  */
-function checkReplaceable(dir: string): void {
+export function checkReplaceable(dir: string): void {
   if (!existsSync(dir)) return;
   const op = "saveSentimentModel";
   if (!statSync(dir).isDirectory()) {

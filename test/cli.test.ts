@@ -273,6 +273,19 @@ describe("deepnode train fails before training when it could not finish", () => 
     expect(run.stdout).not.toContain("epoch 1/1");
   });
 
+  it("refuses a train imdb --out that is not a model folder before training, losing nothing", async () => {
+    const notes = join(scratch, "notes.txt");
+    writeFileSync(notes, "keep");
+    const run = await cli("train", "imdb", "--limit", "50", "--epochs", "1", "--out", notes);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `deepnode: saveSentimentModel: ${notes} exists and is not a folder; ` +
+        "choose another output path\n",
+    );
+    expect(run.stdout).not.toContain("epoch 1/1");
+    expect(readFileSync(notes, "utf8")).toBe("keep");
+  });
+
   it("refuses an --out folder and a thread count out of range, with no stack trace", async () => {
     const folder = await cli("train", "mnist", "--limit", "64", "--epochs", "1", "--out", scratch);
     expect(folder.stderr).toBe(`deepnode: cannot write ${scratch}: it is a folder\n`);

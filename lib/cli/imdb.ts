@@ -11,6 +11,7 @@ import { NotSupportedError, ValueError } from "../errors.js";
 import { setDefaultDevice, getDefaultDevice } from "../backend/registry.js";
 import { setNumThreads } from "../runtime.js";
 import {
+  checkReplaceable,
   loadSentimentModel,
   saveSentimentModel,
   trainImdb,
@@ -116,6 +117,7 @@ function progressBar(on: boolean) {
 
 export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   checkImdbFlags(flags);
+  checkReplaceable(flags.out);
   if (flags.threads !== undefined) setNumThreads(flags.threads);
   console.log(
     `training ${flags.model === "transformer" ? "SentimentTransformer" : "SentimentLSTM"} on ` +
