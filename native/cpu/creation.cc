@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "../core/convert.h"
 #include "../core/philox.h"
 #include "../core/threadpool.h"
 #include "clones.h"
@@ -18,16 +19,6 @@ namespace {
 
 constexpr int64_t kGrain = 32 * 1024;
 constexpr int64_t kRandomGrain = 8 * 1024;  // Philox costs ~10 multiplies per 4 numbers
-
-// JavaScript's ToInt32: truncate, then wrap modulo 2^32; NaN and infinities give 0.
-// fill uses it so that a native fill stores what a typed array's fill would.
-int64_t jsWrapInteger(double value) {
-  if (!std::isfinite(value)) return 0;
-  double t = std::trunc(value);
-  double m = std::fmod(t, 4294967296.0);
-  if (m < 0) m += 4294967296.0;
-  return static_cast<int64_t>(m);
-}
 
 // C-like truncation toward zero, saturated so that out-of-range values and NaN are defined.
 int32_t truncToInt32(double x) {

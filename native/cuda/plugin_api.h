@@ -5,6 +5,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -12,7 +13,7 @@ extern "C" {
 
 // Bumped whenever a struct below or a function's meaning changes; the addon refuses a
 // plugin whose number differs from its own.
-#define DEEPNODE_CUDA_ABI_VERSION 1
+#define DEEPNODE_CUDA_ABI_VERSION 2
 
 #define DEEPNODE_CUDA_MAX_DEVICES 16
 #define DEEPNODE_CUDA_MAX_LIBRARIES 3
@@ -49,6 +50,79 @@ typedef struct {
 typedef int (*DeepnodeCudaProbeFn)(const char* const* libraryDirs, int dirCount, DeepnodeCudaReport* report);
 
 #define DEEPNODE_CUDA_PROBE_SYMBOL "deepnode_cuda_probe"
+
+// ---- Device memory and kernels ----------------------------------------------------
+
+// A failure: `code` is one of deepnode's error codes (ERR_SHAPE, ERR_DTYPE, ERR_VALUE,
+// ERR_INDEX, ERR_NOT_SUPPORTED, ERR_OUT_OF_MEMORY, ERR_CUDA, ERR_NATIVE) and `message`
+// names the call, the library's status and the device.
+typedef struct {
+  char code[32];
+  char message[2048];
+} DeepnodeCudaError;
+
+// One kernel argument: device memory holding `size` elements of `dtype` (the order of
+// deepnode::DType: float32, float64, int32, uint8, int8); data is NULL for an absent one.
+typedef struct {
+  void* data;
+  int64_t size;
+  int dtype;
+} DeepnodeCudaBuffer;
+
+#define DEEPNODE_CUDA_ATTR_NUMBER 0
+#define DEEPNODE_CUDA_ATTR_BOOL 1
+#define DEEPNODE_CUDA_ATTR_STRING 2
+#define DEEPNODE_CUDA_ATTR_LIST 3
+
+// One named kernel attribute, as the addon's cpu kernels receive them.
+typedef struct {
+  const char* name;
+  int kind;
+  double number;       // NUMBER, and BOOL as 0 or 1
+  const char* string;  // STRING
+  const double* list;  // LIST
+  int64_t listSize;
+} DeepnodeCudaAttr;
+
+// The caching allocator's figures for one device, in bytes.
+typedef struct {
+  int64_t allocated;          // held by live buffers
+  int64_t reserved;           // obtained from the device: allocated plus the cache
+  int64_t peakAllocated;      // the most `allocated` has been
+  int64_t liveBuffers;        // buffers not yet freed
+  int64_t deviceAllocations;  // calls that reached the device's allocator
+  int64_t cacheHits;          // allocations served from the cache
+  int64_t oomRetries;         // allocations retried after emptying the cache
+} DeepnodeCudaMemoryStats;
+
+// Every function returns 0 on success and otherwise fills `error` (never NULL) and
+// returns non-zero; none throws or aborts. `device` is the ordinal of cuda:N. Work is
+// queued on the device's stream; copyToHost and synchronize wait for it (they may be
+// called from a thread other than the one queueing work).
+typedef struct {
+  int abiVersion;
+  // What this plugin is: "cuda" for the real one, "host emulation" for the test build.
+  const char* flavour;
+  int (*alloc)(int device, size_t bytes, void** data, DeepnodeCudaError* error);
+  // Returns the memory to the cache; later work on the stream may reuse it.
+  int (*release)(int device, void* data, DeepnodeCudaError* error);
+  int (*copyToDevice)(int device, void* dst, const void* src, size_t bytes, DeepnodeCudaError* error);
+  int (*copyToHost)(int device, void* dst, const void* src, size_t bytes, DeepnodeCudaError* error);
+  int (*copyOnDevice)(int device, void* dst, const void* src, size_t bytes, DeepnodeCudaError* error);
+  int (*synchronize)(int device, DeepnodeCudaError* error);
+  int (*run)(int device, const char* op, const DeepnodeCudaBuffer* buffers, int bufferCount,
+             const DeepnodeCudaAttr* attrs, int attrCount, DeepnodeCudaError* error);
+  int (*memoryStats)(int device, DeepnodeCudaMemoryStats* stats, DeepnodeCudaError* error);
+  int (*emptyCache)(int device, DeepnodeCudaError* error);
+  // Named switches: "allow_tf32" (0 or 1, default 0), "memory_limit" (bytes, 0: none).
+  int (*setOption)(const char* name, double value, DeepnodeCudaError* error);
+  // The kernel names `run` accepts, separated by commas.
+  const char* kernelNames;
+} DeepnodeCudaApi;
+
+typedef const DeepnodeCudaApi* (*DeepnodeCudaApiFn)(void);
+
+#define DEEPNODE_CUDA_API_SYMBOL "deepnode_cuda_api"
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,34 @@
+// The device layer under the allocator, the copies and the kernels: CUDA's runtime in
+// device_cuda.cu, plain host memory in the host emulation (emu/device_emu.cc). Failures
+// other than running out of memory throw KernelError("ERR_CUDA") naming the call, the
+// runtime's named status and the device.
+#pragma once
+
+#include <cstddef>
+
+namespace deepnode::cuda::device {
+
+enum class Copy { ToDevice, ToHost, OnDevice };
+
+// "cuda", or "host emulation" for the test build.
+const char* flavour();
+// The number of devices (the emulation has one).
+int count();
+// Makes `device` the calling thread's current device.
+void activate(int device);
+// Memory straight from the device: nullptr when the device has none left.
+void* rawAlloc(int device, size_t bytes);
+void rawFree(int device, void* data);
+// Free and total bytes of the device.
+void memoryInfo(int device, size_t& freeBytes, size_t& totalBytes);
+// The device's stream (a cudaStream_t), created on first use.
+void* stream(int device);
+// Queued on the device's stream; a copy to the host waits for the stream, and so for
+// every kernel queued before it.
+void copy(int device, void* dst, const void* src, size_t bytes, Copy kind);
+void zero(int device, void* dst, size_t bytes);
+void synchronize(int device);
+// Reports a failed launch of `kernel` (cudaGetLastError) on the current device.
+void checkLaunch(int device, const char* kernel);
+
+}  // namespace deepnode::cuda::device
