@@ -41,6 +41,7 @@ struct Strides {
 
 // Operand k's element offset for output element i.
 DEEPNODE_HD inline int64_t offsetOf(const Strides& s, int k, int64_t i) {
+  if (s.dims == 1) return i * s.stride[k][0];  // same shapes, or one side a scalar: no division
   int64_t offset = 0;
   for (int d = s.dims - 1; d >= 0; --d) {
     const int64_t n = s.shape[d];
