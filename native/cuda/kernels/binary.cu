@@ -212,25 +212,35 @@ DEEPNODE_HD inline uint8_t binaryBool(BinaryOp op, uint8_t a, uint8_t b) {
 
 template <typename T>
 void compareRun(BinaryOp op, const Strides& s, int64_t n, uint8_t* out, const T* a, const T* b) {
-  forEach("binary", n,
-          [=] DEEPNODE_HD(int64_t i) { out[i] = compareValues(op, a[offsetOf(s, 0, i)], b[offsetOf(s, 1, i)]); });
+  forEach("binary", n, [=] DEEPNODE_HD(int64_t i) {
+    int64_t at[2];
+    offsetsOf(s, i, at);
+    out[i] = compareValues(op, a[at[0]], b[at[1]]);
+  });
 }
 
 void floatRun(BinaryOp op, const Strides& s, int64_t n, float* out, const float* a, const float* b) {
   forEach("binary", n, [=] DEEPNODE_HD(int64_t i) {
-    double x = a[offsetOf(s, 0, i)], y = b[offsetOf(s, 1, i)];
-    out[i] = static_cast<float>(binaryFloat(op, x, y));
+    int64_t at[2];
+    offsetsOf(s, i, at);
+    out[i] = static_cast<float>(binaryFloat(op, a[at[0]], b[at[1]]));
   });
 }
 
 void intRun(BinaryOp op, const Strides& s, int64_t n, int32_t* out, const int32_t* a, const int32_t* b) {
-  forEach("binary", n,
-          [=] DEEPNODE_HD(int64_t i) { out[i] = binaryInt(op, a[offsetOf(s, 0, i)], b[offsetOf(s, 1, i)]); });
+  forEach("binary", n, [=] DEEPNODE_HD(int64_t i) {
+    int64_t at[2];
+    offsetsOf(s, i, at);
+    out[i] = binaryInt(op, a[at[0]], b[at[1]]);
+  });
 }
 
 void boolRun(BinaryOp op, const Strides& s, int64_t n, uint8_t* out, const uint8_t* a, const uint8_t* b) {
-  forEach("binary", n,
-          [=] DEEPNODE_HD(int64_t i) { out[i] = binaryBool(op, a[offsetOf(s, 0, i)], b[offsetOf(s, 1, i)]); });
+  forEach("binary", n, [=] DEEPNODE_HD(int64_t i) {
+    int64_t at[2];
+    offsetsOf(s, i, at);
+    out[i] = binaryBool(op, a[at[0]], b[at[1]]);
+  });
 }
 
 // Raises the flag where an int32 divisor is 0 (zeroOnly) or an exponent negative.

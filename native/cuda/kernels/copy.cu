@@ -27,13 +27,20 @@ void bySize(size_t size, Fn&& fn) {
 
 template <typename T>
 void whereRun(const Strides& s, int64_t n, T* out, const uint8_t* c, const T* a, const T* b) {
-  forEach("where", n,
-          [=] DEEPNODE_HD(int64_t i) { out[i] = c[offsetOf(s, 0, i)] ? a[offsetOf(s, 1, i)] : b[offsetOf(s, 2, i)]; });
+  forEach("where", n, [=] DEEPNODE_HD(int64_t i) {
+    int64_t at[3];
+    offsetsOf(s, i, at);
+    out[i] = c[at[0]] ? a[at[1]] : b[at[2]];
+  });
 }
 
 template <typename T>
 void expandRun(const Strides& s, int64_t n, T* out, const T* x) {
-  forEach("expand", n, [=] DEEPNODE_HD(int64_t i) { out[i] = x[offsetOf(s, 0, i)]; });
+  forEach("expand", n, [=] DEEPNODE_HD(int64_t i) {
+    int64_t at[1];
+    offsetsOf(s, i, at);
+    out[i] = x[at[0]];
+  });
 }
 
 void where(KernelCall& call) {
@@ -119,6 +126,7 @@ Strides planPermute(const KernelCall& call, const Shape& shape, const std::vecto
   }
   Strides plan;
   plan.dims = static_cast<int>(outShape.size());
+  plan.narrow = numel(shape) < (int64_t{1} << 31);
   for (int d = 0; d < plan.dims; ++d) {
     plan.shape[d] = outShape[d];
     plan.stride[0][d] = xStride[d];

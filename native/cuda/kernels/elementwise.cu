@@ -71,6 +71,7 @@ Strides planBroadcast(const KernelCall& call, const Shape& out, const std::vecto
   }
   Strides plan;
   plan.dims = static_cast<int>(shape.size());
+  plan.narrow = numel(out) < (int64_t{1} << 31);
   for (int d = 0; d < plan.dims; ++d) {
     plan.shape[d] = shape[d];
     for (int k = 0; k < operands; ++k) plan.stride[k][d] = strides[k][d];
