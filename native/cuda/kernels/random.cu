@@ -45,6 +45,16 @@ DEEPNODE_HD inline int64_t elementOf(const philox::Key& key, uint64_t block, int
   return static_cast<int64_t>(g - key.offset);
 }
 
+// shift + scale * v rounded after each step, as the cpu and the reference compute it: nvcc
+// would otherwise fuse it into one multiply-add, and uniforms must be bit-identical.
+DEEPNODE_HD inline double scaleShift(double v, double scale, double shift) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(shift, __dmul_rn(scale, v));
+#else
+  return shift + scale * v;
+#endif
+}
+
 void uniformRun(const philox::Key key, int64_t n, float* out, double low, double range) {
   const BlockRange blocks = blocksOf(key, n);
   forEach("rand_uniform", blocks.count, [=] DEEPNODE_HD(int64_t j) {
@@ -52,7 +62,7 @@ void uniformRun(const philox::Key key, int64_t n, float* out, double low, double
     const philox::Block bits = philox::philox4x32(block, key.seed);
     for (int lane = 0; lane < 4; ++lane) {
       const int64_t e = elementOf(key, block, lane, n);
-      if (e >= 0) out[e] = static_cast<float>(low + range * philox::uniformOf(bits.x[lane]));
+      if (e >= 0) out[e] = static_cast<float>(scaleShift(philox::uniformOf(bits.x[lane]), range, low));
     }
   });
 }
@@ -65,7 +75,7 @@ void normalRun(const philox::Key key, int64_t n, float* out, double mean, double
     philox::normalsOf(philox::philox4x32(block, key.seed), normals);
     for (int lane = 0; lane < 4; ++lane) {
       const int64_t e = elementOf(key, block, lane, n);
-      if (e >= 0) out[e] = static_cast<float>(mean + std * normals[lane]);
+      if (e >= 0) out[e] = static_cast<float>(scaleShift(normals[lane], std, mean));
     }
   });
 }
