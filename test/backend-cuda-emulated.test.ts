@@ -20,7 +20,7 @@ if (built) process.env.DEEPNODE_CUDA_PLUGIN = emulation;
 const lib = await import("../lib/index.js");
 const { backendFor } = await import("../lib/backend/registry.js");
 const { conformanceSuite } = await import("./conformance.js");
-const { cudaMemorySuite } = await import("./cuda-memory.js");
+const { cudaDeviceSuite } = await import("./cuda-device.js");
 
 const status = built
   ? lib.cuda.status()
@@ -40,7 +40,7 @@ describe.skipIf(!status.available)("the host emulation", () => {
   });
 });
 
-cudaMemorySuite("cuda memory on the host emulation", status.available);
+cudaDeviceSuite("cuda memory on the host emulation", status.available);
 
 describe.runIf(!built)("cuda host emulation", () => {
   it.skip(`is not built here: ${status.reason}`, () => {});
