@@ -175,21 +175,29 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// The download of cudaDownloadAsync, on a worker thread; the handle and the array are
-// kept alive by references until it has finished.
+// The download of cudaDownloadAsync. The buffer is first copied, in stream order, to a
+// private device block, on the JS thread; the worker thread then waits for that copy and
+// brings the block to the host. So the values read are the buffer's at the time of the
+// call, even if the tensor is freed and its memory reused before the worker runs. The
+// handle and the typed array stay referenced until the promise settles.
 class DownloadWorker : public Napi::AsyncWorker {
  public:
-  DownloadWorker(Napi::Env env, const Napi::Value& handle, const Napi::Value& array, CudaBlock& block, void* dst,
-                 size_t bytes)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), block_(block), dst_(dst), bytes_(bytes) {
-    handle_ = Napi::Persistent(handle.As<Napi::Object>());
+  DownloadWorker(Napi::Env env, const Napi::Value& array, int device, void* staging, void* dst, size_t bytes)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        device_(device),
+        staging_(staging),
+        dst_(dst),
+        bytes_(bytes) {
     array_ = Napi::Persistent(array.As<Napi::Object>());
   }
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    if (pluginApi->copyToHost(block_.device, dst_, block_.data, bytes_, &error_) != 0) failed_ = true;
+    failed_ = pluginApi->copyToHost(device_, dst_, staging_, bytes_, &error_) != 0;
+    DeepnodeCudaError ignored{};
+    pluginApi->release(device_, staging_, &ignored);
   }
 
   void OnOK() override {
@@ -202,8 +210,9 @@ class DownloadWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference handle_, array_;
-  CudaBlock& block_;
+  Napi::ObjectReference array_;
+  int device_;
+  void* staging_;
   void* dst_;
   size_t bytes_;
   DeepnodeCudaError error_{};
@@ -216,9 +225,17 @@ Napi::Value DownloadAsync(const Napi::CallbackInfo& info) {
   if (info.Length() != 2)
     throw makeError(env, "ERR_ARGUMENT", "cudaDownloadAsync(handle, array): expected two arguments");
   CudaBlock& block = blockArg(env, info[0], "cudaDownloadAsync");
-  api(env);
+  const DeepnodeCudaApi& plugin = api(env);
   auto [data, bytes] = hostBytes(env, info[1], block, "cudaDownloadAsync");
-  auto* worker = new DownloadWorker(env, info[0], info[1], block, data, bytes);
+  void* staging = nullptr;
+  DeepnodeCudaError error{};
+  check(env, plugin.alloc(block.device, bytes, &staging, &error), error);
+  if (plugin.copyOnDevice(block.device, staging, block.data, bytes, &error) != 0) {
+    DeepnodeCudaError ignored{};
+    plugin.release(block.device, staging, &ignored);
+    throw pluginError(env, error);
+  }
+  auto* worker = new DownloadWorker(env, info[1], block.device, staging, data, bytes);
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;
