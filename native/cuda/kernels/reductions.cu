@@ -1,10 +1,17 @@
 // Reductions, softmax, losses, indexing, embedding, normalisation and CTC on CUDA, with
-// the cpu kernels' names, buffers, attributes and checks. None is written yet: the cuda
-// backend reports each as not supported (NotSupportedError) until it is.
-#include "../kernels.h"
+// the cpu kernels' names, buffers, attributes and checks. Each group lives in its own
+// file (reduce.cu, softmax.cu, loss.cu, index.cu, norm.cu, ctc.cu), registered here.
+#include "reductions.h"
 
 namespace deepnode::cuda {
 
-void registerReductionKernels(KernelTable&) {}
+void registerReductionKernels(KernelTable& table) {
+  registerReduceKernels(table);
+  registerSoftmaxKernels(table);
+  registerLossKernels(table);
+  registerIndexKernels(table);
+  registerNormKernels(table);
+  registerCtcKernels(table);
+}
 
 }  // namespace deepnode::cuda

@@ -1,0 +1,174 @@
+// Indexing along one axis (gather, scatter_add) and embedding lookup and gradient on CUDA,
+// with the cpu kernels' buffers, attributes and checks. Every index is checked on the
+// device before anything is written, and the first bad one is read back for the error,
+// so a bad index leaves the outputs untouched. Scatters add with atomicAddTo (integer adds
+// wrap modulo 2^32 as on the cpu).
+#include <cstdint>
+#include <string>
+
+#include "reductions.h"
+
+namespace deepnode::cuda {
+namespace red_index {
+
+using namespace red;
+
+// x viewed as [outer, dim, inner]; index, out and src as [outer, indexDim, inner].
+struct IndexExtent {
+  int64_t outer, dim, inner, indexDim;
+  int64_t xSize() const { return outer * dim * inner; }
+  int64_t indexSize() const { return outer * indexDim * inner; }
+};
+
+IndexExtent readIndexExtent(const KernelCall& call) {
+  IndexExtent e{call.integer("outer"), call.integer("dim"), call.integer("inner"), call.integer("indexDim")};
+  if (e.outer < 0 || e.dim < 0 || e.inner < 0 || e.indexDim < 0) {
+    call.fail("ERR_SHAPE", "outer, dim, inner and indexDim must be non-negative");
+  }
+  int64_t a = 0, b = 0;
+  if (__builtin_mul_overflow(e.outer, e.inner, &a) || __builtin_mul_overflow(a, e.dim, &b) ||
+      __builtin_mul_overflow(a, e.indexDim, &b)) {
+    call.fail("ERR_SHAPE", "[outer, dim, inner] is too large");
+  }
+  return e;
+}
+
+// The first k with index[k] outside [0, limit), or -1.
+int64_t firstOutside(const char* name, const int32_t* index, int64_t n, int64_t limit) {
+  return firstBad(name, n, [=] DEEPNODE_HD(int64_t k) { return index[k] < 0 || index[k] >= limit; });
+}
+
+// Fails with ERR_INDEX on the first index outside [0, dim).
+void checkIndices(const KernelCall& call, const int32_t* index, int64_t n, int64_t dim) {
+  int64_t k = firstOutside("index_check", index, n, dim);
+  if (k < 0) return;
+  call.fail("ERR_INDEX", "index " + std::to_string(readBack(index + k)) + " is out of bounds for dimension of size " +
+                             std::to_string(dim) + " (valid range [0, " + std::to_string(dim) + "))");
+}
+
+template <typename U>
+void gatherTyped(const IndexExtent& e, U* out, const U* x, const int32_t* index) {
+  const int64_t dim = e.dim, inner = e.inner, rowsPerOuter = e.indexDim * e.inner;
+  forEach("gather", e.indexSize(), [=] DEEPNODE_HD(int64_t k) {
+    const int64_t o = k / rowsPerOuter, i = k % inner;
+    out[k] = x[(o * dim + index[k]) * inner + i];
+  });
+}
+
+// out[o, index[o, j, i], i] += src[o, j, i]; U is float or, for int32, uint32_t (wrapping).
+template <typename U>
+void scatterAddTyped(const IndexExtent& e, U* out, const int32_t* index, const U* src) {
+  const int64_t dim = e.dim, inner = e.inner, rowsPerOuter = e.indexDim * e.inner;
+  forEach("scatter_add", e.indexSize(), [=] DEEPNODE_HD(int64_t k) {
+    const int64_t o = k / rowsPerOuter, i = k % inner;
+    atomicAddTo(out + (o * dim + index[k]) * inner + i, src[k]);
+  });
+}
+
+void gather(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& x = call.buffer(1, "x", out.dtype);
+  const Buffer& index = call.buffer(2, "index", DType::Int32);
+  IndexExtent e = readIndexExtent(call);
+  call.expectSize(0, "out", e.indexSize());
+  call.expectSize(1, "x", e.xSize());
+  call.expectSize(2, "index", e.indexSize());
+  checkIndices(call, index.as<int32_t>(), index.size, e.dim);
+  if (e.indexSize() == 0) return;
+
+  switch (dtypeSize(x.dtype)) {
+    case 1: return gatherTyped(e, out.as<uint8_t>(), x.as<uint8_t>(), index.as<int32_t>());
+    case 4: return gatherTyped(e, out.as<uint32_t>(), x.as<uint32_t>(), index.as<int32_t>());
+    default: return gatherTyped(e, out.as<unsigned long long>(), x.as<unsigned long long>(), index.as<int32_t>());
+  }
+}
+
+void scatterAdd(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& index = call.buffer(1, "index", DType::Int32);
+  const Buffer& src = call.buffer(2, "src", out.dtype);
+  if (out.dtype != DType::Float32 && out.dtype != DType::Int32) {
+    call.fail("ERR_DTYPE", std::string("scatter_add supports float32 and int32, got ") + dtypeName(out.dtype));
+  }
+  IndexExtent e = readIndexExtent(call);
+  call.expectSize(0, "out", e.xSize());
+  call.expectSize(1, "index", e.indexSize());
+  call.expectSize(2, "src", e.indexSize());
+  checkIndices(call, index.as<int32_t>(), index.size, e.dim);
+  if (e.indexSize() == 0) return;
+
+  if (out.dtype == DType::Float32) return scatterAddTyped(e, out.as<float>(), index.as<int32_t>(), src.as<float>());
+  scatterAddTyped(e, out.as<unsigned int>(), index.as<int32_t>(), src.as<unsigned int>());
+}
+
+// ---------------------------------------------------------------------------------------
+// embedding
+
+struct EmbeddingExtent {
+  int64_t numEmbeddings, dim, count;
+};
+
+// Reads the sizes, checks the buffers ([numEmbeddings, dim] at `table`, indices at
+// `indices`, rows [count, dim] at `rows`) and every index.
+EmbeddingExtent readEmbedding(const KernelCall& call, size_t table, size_t rows, size_t indices) {
+  EmbeddingExtent e{call.integer("numEmbeddings"), call.integer("dim"), call.integer("count")};
+  int64_t tableSize = 0, rowsSize = 0;
+  if (e.numEmbeddings < 0 || e.dim < 0 || e.count < 0 || __builtin_mul_overflow(e.numEmbeddings, e.dim, &tableSize) ||
+      __builtin_mul_overflow(e.count, e.dim, &rowsSize)) {
+    call.fail("ERR_SHAPE", "numEmbeddings, dim and count must be non-negative and not too large");
+  }
+  call.buffer(table, "table", DType::Float32);
+  call.buffer(rows, "rows", DType::Float32);
+  call.buffer(indices, "indices", DType::Int32);
+  call.expectSize(table, "table", tableSize);
+  call.expectSize(rows, "rows", rowsSize);
+  call.expectSize(indices, "indices", e.count);
+  const int32_t* index = call.buffers[indices].as<int32_t>();
+  int64_t k = firstOutside("embedding_check", index, e.count, e.numEmbeddings);
+  if (k >= 0) {
+    call.fail("ERR_INDEX", "index " + std::to_string(readBack(index + k)) + " is out of bounds for " +
+                               std::to_string(e.numEmbeddings) + " embeddings");
+  }
+  return e;
+}
+
+void embeddingRows(const EmbeddingExtent& e, float* out, const float* weight, const int32_t* index) {
+  const int64_t dim = e.dim;
+  forEach("embedding", e.count * e.dim,
+          [=] DEEPNODE_HD(int64_t k) { out[k] = weight[static_cast<int64_t>(index[k / dim]) * dim + k % dim]; });
+}
+
+// grad[index[k]] += upstream[k] for every k whose index is not paddingIdx.
+void embeddingGradient(const EmbeddingExtent& e, int64_t paddingIdx, float* grad, const float* upstream,
+                       const int32_t* index) {
+  const int64_t dim = e.dim;
+  forEach("embedding_backward", e.count * e.dim, [=] DEEPNODE_HD(int64_t k) {
+    const int64_t row = index[k / dim];
+    if (row != paddingIdx) atomicAddTo(grad + row * dim + k % dim, upstream[k]);
+  });
+}
+
+void embedding(KernelCall& call) {
+  EmbeddingExtent e = readEmbedding(call, 1, 0, 2);
+  if (e.dim == 0 || e.count == 0) return;
+  embeddingRows(e, call.buffers[0].as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<int32_t>());
+}
+
+void embeddingBackward(KernelCall& call) {
+  EmbeddingExtent e = readEmbedding(call, 0, 1, 2);
+  const int64_t paddingIdx = call.integer("paddingIdx", -1);
+  if (e.dim == 0 || e.numEmbeddings == 0 || e.count == 0) return;
+  embeddingGradient(e, paddingIdx, call.buffers[0].as<float>(), call.buffers[1].as<float>(),
+                    call.buffers[2].as<int32_t>());
+}
+
+}  // namespace red_index
+
+void registerIndexKernels(KernelTable& table) {
+  table["gather"] = red_index::gather;
+  table["scatter_add"] = red_index::scatterAdd;
+  table["embedding"] = red_index::embedding;
+  table["embedding_backward"] = red_index::embeddingBackward;
+}
+
+}  // namespace deepnode::cuda

@@ -1,0 +1,135 @@
+// What the reduction family's kernel files share: each file's register function (called
+// from registerReductionKernels in reductions.cu), a deterministic chunked reduction, the
+// device-flag check that finds the first bad element without the host touching device
+// memory, and the [outer, dim, inner] extent the cpu kernels read.
+#pragma once
+
+#include <math.h>
+
+#include <cstdint>
+#include <string>
+
+#include "../context.h"
+#include "../kernels.h"
+#include "../launch.h"
+
+namespace deepnode::cuda {
+
+void registerReduceKernels(KernelTable& table);   // reduce, arg_reduce
+void registerSoftmaxKernels(KernelTable& table);  // softmax, softmax_backward, masked_softmax
+void registerLossKernels(KernelTable& table);     // nll_loss, nll_loss_backward
+void registerIndexKernels(KernelTable& table);    // gather, scatter_add, embedding, embedding_backward
+void registerNormKernels(KernelTable& table);     // batch_norm, layer_norm and their backwards
+void registerCtcKernels(KernelTable& table);      // ctc_loss, ctc_loss_backward
+
+namespace red {
+
+// Elements one task of a long reduction combines before its partial result is merged.
+constexpr int64_t kReduceChunk = 4096;
+
+// *address = max(*address, value), atomically on a device.
+DEEPNODE_HD inline void atomicMaxTo(unsigned long long* address, unsigned long long value) {
+#ifdef __CUDA_ARCH__
+  atomicMax(address, value);
+#else
+  if (value > *address) *address = value;
+#endif
+}
+
+// For every output o in [0, outputs): the Op-combination over r in [0, count) of
+// load(o, r), handed to store(o, acc). A long reduction is split in fixed chunks of
+// kReduceChunk combined in parallel, whose partial results are then merged in chunk
+// order: no atomics, so the result does not depend on scheduling.
+template <typename Op, typename Load, typename Store>
+void segmentedReduce(const char* name, int64_t outputs, int64_t count, Load load, Store store) {
+  using Acc = typename Op::Acc;
+  if (outputs <= 0) return;
+  if (count <= 2 * kReduceChunk) {
+    forEach(name, outputs, [=] DEEPNODE_HD(int64_t o) {
+      Acc acc = Op::init();
+      for (int64_t r = 0; r < count; ++r) acc = Op::add(acc, load(o, r));
+      store(o, acc);
+    });
+    return;
+  }
+  const int64_t chunks = (count + kReduceChunk - 1) / kReduceChunk;
+  Scratch partial(static_cast<size_t>(outputs * chunks) * sizeof(Acc));
+  Acc* p = partial.as<Acc>();
+  forEach(name, outputs * chunks, [=] DEEPNODE_HD(int64_t task) {
+    const int64_t o = task % outputs, r0 = task / outputs * kReduceChunk;
+    const int64_t r1 = r0 + kReduceChunk < count ? r0 + kReduceChunk : count;
+    Acc acc = Op::init();
+    for (int64_t r = r0; r < r1; ++r) acc = Op::add(acc, load(o, r));
+    p[task] = acc;
+  });
+  forEach(name, outputs, [=] DEEPNODE_HD(int64_t o) {
+    Acc acc = p[o];
+    for (int64_t c = 1; c < chunks; ++c) acc = Op::merge(acc, p[c * outputs + o]);
+    store(o, acc);
+  });
+}
+
+// A sum in double, and two sums side by side, for segmentedReduce.
+struct SumDouble {
+  using Acc = double;
+  static DEEPNODE_HD Acc init() { return 0; }
+  static DEEPNODE_HD Acc add(Acc acc, double x) { return acc + x; }
+  static DEEPNODE_HD Acc merge(Acc a, Acc b) { return a + b; }
+};
+
+struct TwoSums {
+  double a, b;
+};
+
+struct SumTwo {
+  using Acc = TwoSums;
+  static DEEPNODE_HD Acc init() { return TwoSums{0, 0}; }
+  static DEEPNODE_HD Acc add(Acc acc, TwoSums x) { return TwoSums{acc.a + x.a, acc.b + x.b}; }
+  static DEEPNODE_HD Acc merge(Acc a, Acc b) { return add(a, b); }
+};
+
+// The first k in [0, n) for which bad(k) holds (bad runs on the device), or -1. One
+// device flag holds n - k for the smallest such k; the host reads it back.
+template <typename Bad>
+int64_t firstBad(const char* name, int64_t n, Bad bad) {
+  if (n <= 0) return -1;
+  Scratch flag(sizeof(unsigned long long));
+  unsigned long long* f = flag.as<unsigned long long>();
+  fillZeroAsync(f, sizeof(unsigned long long));
+  const unsigned long long total = static_cast<unsigned long long>(n);
+  forEach(name, n, [=] DEEPNODE_HD(int64_t k) {
+    if (bad(k)) atomicMaxTo(f, total - static_cast<unsigned long long>(k));
+  });
+  unsigned long long found = 0;
+  copyToHostNow(&found, f, sizeof found);
+  return found == 0 ? -1 : n - static_cast<int64_t>(found);
+}
+
+// One value of device memory, read back (waits for the stream).
+template <typename T>
+T readBack(const T* data) {
+  T value{};
+  copyToHostNow(&value, data, sizeof(T));
+  return value;
+}
+
+// The [outer, dim, inner] view of softmax and arg_reduce, checked as the cpu kernels do.
+struct Extent {
+  int64_t outer, dim, inner, total;
+};
+
+inline Extent readExtent(const KernelCall& call) {
+  Extent e{call.integer("outer"), call.integer("dim"), call.integer("inner"), 0};
+  if (e.outer < 0 || e.dim < 0 || e.inner < 0) {
+    call.fail("ERR_SHAPE", "outer, dim and inner must be non-negative, got [" + std::to_string(e.outer) + ", " +
+                               std::to_string(e.dim) + ", " + std::to_string(e.inner) + "]");
+  }
+  int64_t od = 0;
+  if (__builtin_mul_overflow(e.outer, e.dim, &od) || __builtin_mul_overflow(od, e.inner, &e.total)) {
+    call.fail("ERR_SHAPE", "[outer, dim, inner] is too large");
+  }
+  return e;
+}
+
+}  // namespace red
+}  // namespace deepnode::cuda

@@ -1,0 +1,162 @@
+// Softmax and log-softmax over the middle dim of [outer, dim, inner], their backward, and
+// attention's masked softmax on CUDA, with the cpu kernels' buffers, attributes and
+// arithmetic: the row's maximum is subtracted first (a row of -inf gives NaN), sums are in
+// double, and log-softmax is (x - max) - log(sum). Each row's maximum and sum are
+// red::segmentedReduce passes (chunked when the row is long), then one pass writes every
+// element.
+#include <math.h>
+
+#include <cstdint>
+
+#include "reductions.h"
+
+namespace deepnode::cuda {
+namespace red_softmax {
+
+using namespace red;
+
+// The largest value, NaN once one is seen (a row holding NaN gives NaN, as on the cpu).
+struct MaxWithNaN {
+  using Acc = float;
+  static DEEPNODE_HD Acc init() { return -INFINITY; }
+  static DEEPNODE_HD Acc add(Acc acc, float x) { return (x > acc || x != x) ? x : acc; }
+  static DEEPNODE_HD Acc merge(Acc a, Acc b) { return add(a, b); }
+};
+
+// The largest value, NaN ignored (std::max's rule, as the cpu's masked softmax).
+struct MaxIgnoringNaN {
+  using Acc = float;
+  static DEEPNODE_HD Acc init() { return -INFINITY; }
+  static DEEPNODE_HD Acc add(Acc acc, float x) { return x > acc ? x : acc; }
+  static DEEPNODE_HD Acc merge(Acc a, Acc b) { return add(a, b); }
+};
+
+// Row `row` of [outer, dim, inner] (one (outer, inner) pair): element d is at
+// first(row) + d * inner; element k of the tensor belongs to row rowOf(k).
+struct Rows {
+  int64_t dim, inner;
+  DEEPNODE_HD int64_t first(int64_t row) const { return row / inner * dim * inner + row % inner; }
+  DEEPNODE_HD int64_t rowOf(int64_t k) const { return k / (dim * inner) * inner + k % inner; }
+};
+
+// softmax: exp(x - max) * (1 / sum); log-softmax: (x - max) - log(sum), with the sum of
+// exp(x - max) in double. Three passes: the maxima, the sums, then every element.
+void softmaxRows(const Extent& e, float* out, const float* x, bool log, float* m, float* factor) {
+  const Rows rows{e.dim, e.inner};
+  segmentedReduce<MaxWithNaN>(
+      "softmax", e.outer * e.inner, e.dim,
+      [=] DEEPNODE_HD(int64_t row, int64_t d) { return x[rows.first(row) + d * rows.inner]; },
+      [=] DEEPNODE_HD(int64_t row, float max) { m[row] = max; });
+  segmentedReduce<SumDouble>(
+      "softmax", e.outer * e.inner, e.dim,
+      [=] DEEPNODE_HD(int64_t row, int64_t d) {
+        return static_cast<double>(::expf(x[rows.first(row) + d * rows.inner] - m[row]));
+      },
+      [=] DEEPNODE_HD(int64_t row, double sum) {
+        factor[row] = log ? static_cast<float>(::log(sum)) : static_cast<float>(1.0 / sum);
+      });
+  forEach("softmax", e.total, [=] DEEPNODE_HD(int64_t k) {
+    const int64_t row = rows.rowOf(k);
+    out[k] = log ? (x[k] - m[row]) - factor[row] : ::expf(x[k] - m[row]) * factor[row];
+  });
+}
+
+// gx = y * (gy - sum(gy * y)) for softmax, gx = gy - exp(y) * sum(gy) for log-softmax.
+void softmaxBackwardRows(const Extent& e, float* gx, const float* gy, const float* y, bool log, float* sums) {
+  const Rows rows{e.dim, e.inner};
+  segmentedReduce<SumDouble>(
+      "softmax_backward", e.outer * e.inner, e.dim,
+      [=] DEEPNODE_HD(int64_t row, int64_t d) {
+        const int64_t k = rows.first(row) + d * rows.inner;
+        return log ? static_cast<double>(gy[k]) : static_cast<double>(gy[k]) * y[k];
+      },
+      [=] DEEPNODE_HD(int64_t row, double sum) { sums[row] = static_cast<float>(sum); });
+  forEach("softmax_backward", e.total, [=] DEEPNODE_HD(int64_t k) {
+    const float s = sums[rows.rowOf(k)];
+    gx[k] = log ? gy[k] - ::expf(y[k]) * s : y[k] * (gy[k] - s);
+  });
+}
+
+// z = scale * scores + mask (mask null for none).
+struct MaskedScores {
+  const float *x, *mask;
+  float scale;
+  DEEPNODE_HD float operator()(int64_t k) const { return scale * x[k] + (mask ? mask[k] : 0.0f); }
+};
+
+// out = softmax(z) per row; a row with no finite maximum is all masked and written as zeros.
+void maskedSoftmaxRows(int64_t cols, int64_t total, const MaskedScores& z, float* out, float* m, float* factor) {
+  const int64_t rows = total / cols;
+  segmentedReduce<MaxIgnoringNaN>(
+      "masked_softmax", rows, cols, [=] DEEPNODE_HD(int64_t r, int64_t j) { return z(r * cols + j); },
+      [=] DEEPNODE_HD(int64_t r, float max) { m[r] = max; });
+  segmentedReduce<SumDouble>(
+      "masked_softmax", rows, cols,
+      [=] DEEPNODE_HD(int64_t r, int64_t j) {
+        return m[r] == -INFINITY ? 0.0 : static_cast<double>(::expf(z(r * cols + j) - m[r]));
+      },
+      [=] DEEPNODE_HD(int64_t r, double sum) { factor[r] = static_cast<float>(1.0 / sum); });
+  forEach("masked_softmax", total, [=] DEEPNODE_HD(int64_t k) {
+    const int64_t r = k / cols;
+    out[k] = m[r] == -INFINITY ? 0.0f : ::expf(z(k) - m[r]) * factor[r];
+  });
+}
+
+void softmax(KernelCall& call) {
+  const Buffer& out = call.buffer(0, "out", DType::Float32);
+  const Buffer& x = call.buffer(1, "x", DType::Float32);
+  Extent e = readExtent(call);
+  bool log = call.flag("log", false);
+  call.expectSize(0, "out", e.total);
+  call.expectSize(1, "x", e.total);
+  if (e.total == 0) return;
+  Scratch rowMax(static_cast<size_t>(e.outer * e.inner) * sizeof(float));
+  Scratch factor(static_cast<size_t>(e.outer * e.inner) * sizeof(float));
+  softmaxRows(e, out.as<float>(), x.as<float>(), log, rowMax.as<float>(), factor.as<float>());
+}
+
+void softmaxBackward(KernelCall& call) {
+  const Buffer& gradX = call.buffer(0, "gradX", DType::Float32);
+  const Buffer& gradOut = call.buffer(1, "gradOut", DType::Float32);
+  const Buffer& y = call.buffer(2, "y", DType::Float32);
+  Extent e = readExtent(call);
+  bool log = call.flag("log", false);
+  call.expectSize(0, "gradX", e.total);
+  call.expectSize(1, "gradOut", e.total);
+  call.expectSize(2, "y", e.total);
+  if (e.total == 0) return;
+  Scratch sums(static_cast<size_t>(e.outer * e.inner) * sizeof(float));
+  softmaxBackwardRows(e, gradX.as<float>(), gradOut.as<float>(), y.as<float>(), log, sums.as<float>());
+}
+
+void maskedSoftmax(KernelCall& call) {
+  const int64_t rows = call.integer("rows"), cols = call.integer("cols");
+  int64_t total = 0;
+  if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &total)) {
+    call.fail("ERR_SHAPE", "rows and cols must be non-negative and not too large");
+  }
+  const float scale = static_cast<float>(call.number("scale"));
+  call.buffer(0, "out", DType::Float32);
+  call.buffer(1, "scores", DType::Float32);
+  call.expectSize(0, "out", total);
+  call.expectSize(1, "scores", total);
+  const bool masked = call.hasBuffer(2);
+  if (masked) {
+    call.buffer(2, "mask", DType::Float32);
+    call.expectSize(2, "mask", total);
+  }
+  if (total == 0) return;
+  const MaskedScores z{call.buffers[1].as<float>(), masked ? call.buffers[2].as<float>() : nullptr, scale};
+  Scratch rowMax(static_cast<size_t>(rows) * sizeof(float)), factor(static_cast<size_t>(rows) * sizeof(float));
+  maskedSoftmaxRows(cols, total, z, call.buffers[0].as<float>(), rowMax.as<float>(), factor.as<float>());
+}
+
+}  // namespace red_softmax
+
+void registerSoftmaxKernels(KernelTable& table) {
+  table["softmax"] = red_softmax::softmax;
+  table["softmax_backward"] = red_softmax::softmaxBackward;
+  table["masked_softmax"] = red_softmax::maskedSoftmax;
+}
+
+}  // namespace deepnode::cuda
