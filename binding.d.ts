@@ -366,6 +366,47 @@ export interface NativeBinding {
   getFlushDenormal(): boolean;
   /** Opens the CUDA plugin at pluginPath and asks what it finds; never throws for a missing GPU. */
   cudaProbe(pluginPath: string, libraryDirs: string[]): NativeCudaProbe;
+  /** Opens the plugin's memory and kernel interface, once per process. */
+  cudaOpen(pluginPath: string): { flavour: string; kernels: string };
+  /** Zero-filled device memory for `size` elements of a storage dtype. */
+  cudaAlloc(device: number, dtype: NativeStorageDType, size: number): NativeCudaHandle;
+  /** Returns the memory to the plugin's cache; idempotent. */
+  cudaFree(handle: NativeCudaHandle): void;
+  /** Host to device; the array holds exactly the buffer's bytes. */
+  cudaUpload(handle: NativeCudaHandle, values: NativeBuffer): void;
+  /** Device to host, after all work queued before it. */
+  cudaDownload(handle: NativeCudaHandle, values: NativeBuffer): void;
+  /** As cudaDownload, waiting on a worker thread. */
+  cudaDownloadAsync(handle: NativeCudaHandle, values: NativeBuffer): Promise<void>;
+  /** Queues the kernel `op` with the cpu kernel's buffers (as handles) and attributes. */
+  cudaRun(
+    device: number,
+    op: string,
+    buffers: (NativeCudaHandle | null)[],
+    attrs: Record<string, unknown>,
+  ): void;
+  cudaSynchronize(device: number): void;
+  cudaMemoryStats(device: number): NativeCudaMemoryStats;
+  cudaEmptyCache(device: number): void;
+  /** "allow_tf32" (0 or 1) or "memory_limit" (bytes, 0 for none). */
+  cudaSetOption(name: string, value: number): void;
+}
+
+/** An opaque device buffer of the CUDA plugin. */
+export type NativeCudaHandle = { readonly __cudaHandle: unique symbol };
+
+/** The element types storage comes in (bool is stored as uint8). */
+export type NativeStorageDType = "float32" | "float64" | "int32" | "uint8" | "int8";
+
+/** The caching allocator's figures for one device, in bytes and counts. */
+export interface NativeCudaMemoryStats {
+  allocated: number;
+  reserved: number;
+  peakAllocated: number;
+  liveBuffers: number;
+  deviceAllocations: number;
+  cacheHits: number;
+  oomRetries: number;
 }
 
 /** Names of the addon's exports, for the manifest check. */

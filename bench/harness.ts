@@ -4,12 +4,26 @@
 
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { cuda } from "../lib/index.js";
 import type { BenchCase, BenchRun, Measured, Plan } from "./cases/types.js";
 
-function sample(bench: BenchRun, inner: number): number {
+/** Waits for a device's queued work (cuda runs asynchronously); nothing on cpu. */
+export type DeviceSync = () => void;
+
+/** The wait for `device`: cuda:N's stream, or nothing for devices that run synchronously. */
+export function deviceSync(device: string): DeviceSync {
+  const match = /^cuda(?::(\d+))?$/.exec(device);
+  if (match === null) return () => {};
+  const index = Number(match[1] ?? 0);
+  return () => cuda.synchronize(index);
+}
+
+function sample(bench: BenchRun, inner: number, sync: DeviceSync): number {
   bench.before?.();
+  sync();
   const start = performance.now();
   for (let i = 0; i < inner; i++) bench.run();
+  sync();
   const elapsed = (performance.now() - start) / 1000;
   bench.after?.();
   return elapsed;
@@ -20,21 +34,26 @@ function sample(bench: BenchRun, inner: number): number {
  * than its budget gets fewer repeats, judged by its last warm-up sample; one whose warm-up
  * sample alone overruns the budget is timed by that sample only.
  */
-export function timeRun(bench: BenchRun, plan: Plan, inner = 1): number[] {
+export function timeRun(
+  bench: BenchRun,
+  plan: Plan,
+  inner = 1,
+  sync: DeviceSync = () => {},
+): number[] {
   let repeats = plan.repeats;
   for (let i = 0; i < plan.warmup; i++) {
-    const elapsed = sample(bench, inner);
+    const elapsed = sample(bench, inner, sync);
     if (elapsed > plan.budget) return [elapsed / inner];
     repeats = Math.min(plan.repeats, Math.max(1, Math.floor(plan.budget / elapsed)));
   }
-  return Array.from({ length: repeats }, () => sample(bench, inner) / inner);
+  return Array.from({ length: repeats }, () => sample(bench, inner, sync) / inner);
 }
 
 /** A kernel case on one device: inputs built, timed, disposed. */
 export function measureKernel(c: BenchCase, device: string, plan: Plan): Measured {
   const bench = c.setup!(device);
   try {
-    return { seconds: timeRun(bench, plan, c.inner) };
+    return { seconds: timeRun(bench, plan, c.inner, deviceSync(device)) };
   } finally {
     bench.dispose();
   }

@@ -180,6 +180,16 @@ function measureDeepnode(
   }
 }
 
+/** "gpu" for a peer that runs on a GPU (torch-cuda), else "cpu". */
+function peerDeviceKind(peer: string): "cpu" | "gpu" {
+  return peer.endsWith("-cuda") ? "gpu" : "cpu";
+}
+
+/** A GPU peer's figures stand beside cuda rows, a cpu peer's beside the others. */
+function sameKindOfDevice(peer: string, device: string): boolean {
+  return (peerDeviceKind(peer) === "gpu") === device.startsWith("cuda");
+}
+
 function measurePeers(
   report: BenchReport,
   cases: BenchCase[],
@@ -195,7 +205,11 @@ function measurePeers(
     noteThreads(report, peer.name, outcomes);
     for (const row of report.rows) {
       const c = cases.find((k) => k.name === row.name)!;
-      row.peers.push(peerCell(peer.name, c, outcomes[c.name]));
+      row.peers.push(
+        sameKindOfDevice(peer.name, row.device)
+          ? peerCell(peer.name, c, outcomes[c.name])
+          : { peer: peer.name, skipped: `compared on ${peerDeviceKind(peer.name)} rows only` },
+      );
     }
   }
 }

@@ -93,6 +93,16 @@ export class NativeError extends DeepnodeError {
   }
 }
 
+/**
+ * A device allocation that failed after the caching allocator emptied its cache and tried
+ * again; the message gives the request and the allocator's figures. Later allocations work.
+ */
+export class OutOfMemoryError extends DeepnodeError {
+  constructor(op: string, message: string) {
+    super("ERR_OUT_OF_MEMORY", message, op);
+  }
+}
+
 /** A file that cannot be read as what it claims to be (safetensors, IDX, checkpoint). */
 export class FormatError extends DeepnodeError {
   readonly path: string | undefined;

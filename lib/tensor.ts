@@ -182,7 +182,8 @@ export class Tensor implements RawTensor {
 
   /** A copy of the values; waits off the JS thread on devices that queue work. */
   async data(): Promise<TypedArray> {
-    return this.dataSync();
+    const backend = backendFor(this.device);
+    return backend.readAsync === undefined ? backend.read(this) : backend.readAsync(this);
   }
 
   /** The value of a one-element tensor. */

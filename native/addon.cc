@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/cpu_features.h"
+#include "core/cuda_bridge.h"
 #include "core/cuda_plugin.h"
 #include "core/kernel.h"
 #include "core/threadpool.h"
@@ -247,6 +248,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setFlushDenormal", Napi::Function::New(env, SetFlushDenormal, "setFlushDenormal"));
   exports.Set("getFlushDenormal", Napi::Function::New(env, GetFlushDenormal, "getFlushDenormal"));
   exports.Set("cudaProbe", Napi::Function::New(env, CudaProbe, "cudaProbe"));
+  registerCudaBridge(env, exports);
   return exports;
 }
 

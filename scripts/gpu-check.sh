@@ -5,7 +5,8 @@
 # against the cuBLAS and cuDNN of the machine's Python wheels, so the plugin's own
 # declarations are checked against NVIDIA's headers; prints what the plugin finds; runs
 # the cuda and binding suites (the cuda conformance suite runs once cuda is available),
-# and MNIST on the best device. Results go to $OUT (or ./gpu-check-out) and stdout.
+# MNIST on the best device, and the benchmarks beside PyTorch on the GPU. Results go to
+# $OUT (or ./gpu-check-out) and stdout.
 #
 #   scripts/gpu-check.sh            DEEPNODE_CUDA_ARCHS=90 by default
 set -uo pipefail
@@ -58,10 +59,20 @@ const libraries = i.libraries.map((l) => `${l.name} ${l.version ?? "missing"}`);
 console.log(JSON.stringify({ available: i.available, reason: i.reason, devices: i.devices, libraries }));'
 log "deepnode info: $(node -e "$summarize" "$out/info.json" 2>&1)"
 
-npx vitest run test/backend-cuda.test.ts test/binding.test.ts --reporter=dot >"$out/tests.log" 2>&1
+timeout 300 npx vitest run test/backend-cuda.test.ts test/binding.test.ts --reporter=dot >"$out/tests.log" 2>&1
 log "cuda and binding suites: $(grep -E 'Tests ' "$out/tests.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')"
+# The first failures, by name, so one run shows what to fix.
+sed 's/\x1b\[[0-9;]*m//g' "$out/tests.log" | grep -E '^ *(FAIL|×)' | head -40 | tee -a "$out/summary.txt"
 
 device=$(node -e "import('./dist/lib/index.js').then(({cuda}) => console.log(cuda.isAvailable() ? 'cuda' : 'cpu'))")
-node bin/deepnode.js train mnist --epochs 1 --device "$device" --no-progress --out "$(mktemp -d)/mnist.safetensors" \
+timeout 240 node bin/deepnode.js train mnist --epochs 1 --device "$device" --no-progress --out "$(mktemp -d)/mnist.safetensors" \
   >"$out/mnist.log" 2>&1
 log "mnist on $device: $(grep '^epoch' "$out/mnist.log" | tail -1)"
+
+# The GPU benchmarks beside PyTorch on the same GPU (the quick plan keeps it to minutes).
+if [ "$device" = cuda ]; then
+  timeout 240 node bin/deepnode.js bench --quick --backends cuda --peers torch-cuda \
+    --json "$out/bench.json" --markdown "$out/bench.md" >"$out/bench.log" 2>&1
+  log "bench (exit $?):"
+  sed -n '/^case /,$p' "$out/bench.log" | head -60 | tee -a "$out/summary.txt"
+fi

@@ -15,6 +15,7 @@ import { libraryDirs, pluginCandidates, probeCudaStatus } from "../lib/backend/c
 import { backendFor } from "../lib/backend/registry.js";
 import { DeviceError, buildInfo, cuda, zeros } from "../lib/index.js";
 import { conformanceSuite } from "./conformance.js";
+import { cudaMemorySuite } from "./cuda-memory.js";
 import { expectThrows } from "./helpers.js";
 
 const status = cuda.status();
@@ -113,3 +114,5 @@ describe("the CUDA plugin", () => {
 });
 
 conformanceSuite({ name: "cuda", device: "cuda:0", backend: () => backendFor("cuda:0") }, status);
+
+cudaMemorySuite("cuda memory on the GPU", status.available);

@@ -17,6 +17,8 @@ export interface PeerSpec {
   budget: number;
   inner: number;
   threads: number;
+  /** Where the peer runs the spec; "cpu" unless it is a GPU peer. */
+  device?: "cpu" | "cuda";
 }
 
 export interface PeerOutcome {
@@ -74,17 +76,34 @@ const torchScript = ["./torch_peer.py", "../../../bench/peers/torch_peer.py"]
   .map((p) => fileURLToPath(new URL(p, import.meta.url)))
   .find((p) => existsSync(p));
 
-export function torchPeer(): Peer {
+/** Why this python's torch cannot run on a GPU, or null when it can. */
+function torchCudaMissing(python: string): string | null {
+  const code =
+    "import torch; print(torch.cuda.is_available(), hasattr(torch, 'set_default_device'))";
+  const probe = spawnSync(python, ["-c", code], { encoding: "utf8" });
+  const answer = probe.stdout.trim();
+  if (answer === "True True") return null;
+  if (answer.startsWith("True")) return "this torch has no torch.set_default_device (needs 2.0)";
+  return "this python's torch sees no CUDA GPU";
+}
+
+/** PyTorch on the cpu, or on the GPU ("torch-cuda": the specs run on cuda, synchronised). */
+export function torchPeer(device: "cpu" | "cuda" = "cpu"): Peer {
   const found = torchScript === undefined ? null : findPython();
-  const missing =
-    torchScript === undefined
-      ? "bench/peers/torch_peer.py is missing"
-      : "no python3 with torch (DEEPNODE_BENCH_PYTHON names one)";
+  let unavailable: string | null = null;
+  if (torchScript === undefined) unavailable = "bench/peers/torch_peer.py is missing";
+  else if (found === null) unavailable = "no python3 with torch (DEEPNODE_BENCH_PYTHON names one)";
+  else if (device === "cuda") unavailable = torchCudaMissing(found.python);
   return {
-    name: "torch",
-    unavailable: found === null ? missing : null,
+    name: device === "cpu" ? "torch" : "torch-cuda",
+    unavailable,
     version: found?.version ?? null,
-    run: (specs) => runProcess(found!.python, [torchScript!, "-"], specs),
+    run: (specs) =>
+      runProcess(
+        found!.python,
+        [torchScript!, "-"],
+        specs.map((spec) => ({ ...spec, device })),
+      ),
   };
 }
 
@@ -131,10 +150,11 @@ export function tfjsNodePeer(): Peer {
   };
 }
 
-export const PEER_NAMES = ["torch", "tfjs-cpu", "tfjs-wasm", "tfjs-node"];
+export const PEER_NAMES = ["torch", "tfjs-cpu", "tfjs-wasm", "tfjs-node", "torch-cuda"];
 
 export function makePeer(name: string): Peer {
   if (name === "torch") return torchPeer();
+  if (name === "torch-cuda") return torchPeer("cuda");
   if (name === "tfjs-cpu") return tfjsPeer("cpu");
   if (name === "tfjs-wasm") return tfjsPeer("wasm");
   return tfjsNodePeer();

@@ -54,7 +54,9 @@ def load_digits(digits_dir):
 def mnist(digits_dir, epochs, batch, lr, seed, limit=None, threads=None):
     torch.set_num_threads(threads or os.cpu_count())
     torch.manual_seed(seed)
-    data = load_digits(digits_dir)
+    with torch.device("cpu") if DEVICE != "cpu" else nullcontext():  # torch >= 2.0 there
+        data = load_digits(digits_dir)
+    data = {part: (x.to(DEVICE), y.to(DEVICE)) for part, (x, y) in data.items()}
     train_x, train_y = data["train"]
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
@@ -65,13 +67,14 @@ def mnist(digits_dir, epochs, batch, lr, seed, limit=None, threads=None):
     for epoch in range(epochs):
         model.train()
         start = time.perf_counter()
-        order = torch.randperm(len(train_x))
+        order = torch.randperm(len(train_x), device=DEVICE)
         for i in range(0, len(order), batch):
             idx = order[i:i + batch]
             opt.zero_grad()
             loss = F.nll_loss(model(train_x[idx]), train_y[idx])
             loss.backward()
             opt.step()
+        sync()
         seconds = time.perf_counter() - start
         model.eval()
         with torch.no_grad():
@@ -84,12 +87,24 @@ def mnist(digits_dir, epochs, batch, lr, seed, limit=None, threads=None):
 # ---- the bench's ops, by the names bench/cases/*.ts give them -------------------------
 
 
+# Where the specs run: "cpu", or "cuda" for the torch-cuda peer (spec["device"]).
+DEVICE = "cpu"
+
+
+def sync():
+    """Waits for the GPU's queued work, so a timing counts it; nothing on the cpu."""
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
+
+
 def sample(run, inner, before, after):
     if before is not None:
         before()
+    sync()
     start = time.perf_counter()
     for _ in range(inner):
         run()
+    sync()
     elapsed = time.perf_counter() - start
     if after is not None:
         after()
@@ -258,8 +273,17 @@ def run_mnist_spec(p, threads):
     return {"seconds": [h["seconds"] for h in history], "extra": extra}
 
 
+def use_device(device):
+    """Places every tensor the ops make on `device` (torch >= 2.0 for cuda)."""
+    global DEVICE
+    DEVICE = device
+    if hasattr(torch, "set_default_device"):
+        torch.set_default_device(device)
+
+
 def run_spec(spec):
     torch.set_num_threads(spec["threads"])
+    use_device(spec.get("device", "cpu"))
     if spec["op"] == "mnist":
         return run_mnist_spec(spec["params"], spec["threads"])
     if spec["op"] not in OPS:

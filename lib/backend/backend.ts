@@ -146,6 +146,8 @@ export interface Backend {
   alloc(dtype: DType, size: number): Storage;
   fromArray(dtype: DType, values: ArrayLike<number>): Storage;
   read(x: RawTensor): TypedArray;
+  /** As read, waiting off the JS thread where the device queues work (cuda). */
+  readAsync?(x: RawTensor): Promise<TypedArray>;
   /** Called when the last tensor using `storage` is disposed; the backend may reuse it. */
   release?(storage: Storage): void;
 

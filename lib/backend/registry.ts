@@ -2,9 +2,10 @@
 // TypeScript, the oracle) and "cuda[:n]" (its plugin says what is there; asking for an
 // unavailable device throws a DeviceError with the reason).
 
-import { DeviceError, NotSupportedError, ValueError } from "../errors.js";
+import { DeviceError, ValueError } from "../errors.js";
 import * as log from "../log.js";
 import type { Backend } from "./backend.js";
+import { CudaBackend } from "./cuda/backend.js";
 import { cudaStatus } from "./cuda/plugin.js";
 import { cpuBackend } from "./cpu/index.js";
 import { referenceBackend } from "./reference/index.js";
@@ -34,9 +35,24 @@ export function backendFor(device: Device): Backend {
       [device],
     );
   }
-  // cudaStatus() reports available only once this version has a cuda backend to return.
-  throw new NotSupportedError("device", `${device}: this version has no cuda backend`);
+  const index = Number(device.slice("cuda:".length));
+  if (index >= status.devices.length) {
+    throw new DeviceError(
+      "device",
+      `${device} does not exist: this machine has ${status.devices.length} CUDA device(s) ` +
+        `(cuda:0 to cuda:${status.devices.length - 1})`,
+      [device],
+    );
+  }
+  let backend = cudaBackends.get(index);
+  if (backend === undefined) {
+    backend = new CudaBackend(index);
+    cudaBackends.set(index, backend);
+  }
+  return backend;
 }
+
+const cudaBackends = new Map<number, CudaBackend>();
 
 let defaultDevice: Device = "cpu";
 

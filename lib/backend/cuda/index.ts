@@ -1,5 +1,11 @@
-// The `cuda` namespace users see: whether CUDA can be used here and, if not, why.
+// The `cuda` namespace users see: whether CUDA can be used here and, if not, why; the
+// caching allocator's figures; and the switches of the CUDA plugin.
 
+import type { NativeCudaMemoryStats } from "../../../binding.js";
+import { DeviceError, ValueError } from "../../errors.js";
+import { native } from "../native.js";
+import { backendFor } from "../registry.js";
+import type { CudaBackend } from "./backend.js";
 import { cudaStatus, type CudaStatus } from "./plugin.js";
 
 export type { CudaDevice, CudaLibrary, CudaStatus } from "./plugin.js";
@@ -17,4 +23,58 @@ export function deviceCount(): number {
 /** The driver, devices and libraries found, and the reason CUDA is unavailable if it is. */
 export function status(): CudaStatus {
   return cudaStatus();
+}
+
+/**
+ * The caching allocator's figures for cuda:`device`, in bytes: `allocated` (held by live
+ * tensors), `reserved` (obtained from the device: allocated plus the cache), `peakAllocated`,
+ * and counts: `liveBuffers` (live tensors' storages), `deviceAllocations`, `cacheHits`,
+ * `oomRetries` (allocations retried after emptying the cache).
+ */
+export function memoryStats(device = 0): NativeCudaMemoryStats {
+  cudaDevice("memoryStats", device);
+  return native().cudaMemoryStats(device);
+}
+
+/** Gives the cached (freed) device memory of cuda:`device` back to the driver. */
+export function emptyCache(device = 0): void {
+  cudaDevice("emptyCache", device);
+  native().cudaEmptyCache(device);
+}
+
+/** Waits until every kernel queued on cuda:`device` has finished. */
+export function synchronize(device = 0): void {
+  cudaDevice("synchronize", device).synchronize();
+}
+
+/** Lets float32 matmuls use TF32 tensor cores (faster, about 10 mantissa bits); off by default. */
+export function setAllowTf32(allow: boolean): void {
+  requireCuda("setAllowTf32");
+  native().cudaSetOption("allow_tf32", allow ? 1 : 0);
+}
+
+/**
+ * Caps the device memory the allocator may reserve, over all devices, in bytes (0: no cap).
+ * Allocations past it fail as if the device were full: emptying the cache, then
+ * OutOfMemoryError.
+ */
+export function setMemoryLimit(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes < 0) {
+    throw new ValueError("setMemoryLimit", `bytes must be a non-negative integer, got ${bytes}`);
+  }
+  requireCuda("setMemoryLimit");
+  native().cudaSetOption("memory_limit", bytes);
+}
+
+function requireCuda(op: string): void {
+  const current = cudaStatus();
+  if (!current.available) throw new DeviceError(op, `cuda is not available: ${current.reason}`);
+}
+
+function cudaDevice(op: string, device: number): CudaBackend {
+  if (!Number.isInteger(device) || device < 0) {
+    throw new ValueError(op, `device must be a non-negative integer, got ${device}`);
+  }
+  requireCuda(op);
+  return backendFor(`cuda:${device}`) as CudaBackend;
 }

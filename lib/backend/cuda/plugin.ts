@@ -37,13 +37,11 @@ export interface CudaStatus {
   libraries: CudaLibrary[];
   /** The folders searched for the libraries, in order, before the system's path. */
   libraryDirs: string[];
+  /** "cuda", or "host emulation" for the test build of the plugin (no GPU); null if none. */
+  flavour: string | null;
 }
 
 const PLUGIN_FILE = "deepnode_cuda.so";
-
-// The plugin only finds the hardware and libraries so far: the cuda backend's kernels
-// are not part of this version, so a found GPU is still reported unavailable.
-const CUDA_KERNELS_BUILT = false;
 
 /** Where the plugin may be: DEEPNODE_CUDA_PLUGIN, then beside a prebuild, then build/. */
 export function pluginCandidates(): string[] {
@@ -112,6 +110,7 @@ function unavailable(reason: string, partial: Partial<CudaStatus> = {}): CudaSta
     devices: [],
     libraries: [],
     libraryDirs: [],
+    flavour: null,
     ...partial,
   };
 }
@@ -137,12 +136,6 @@ function missingReason(probe: NativeCudaProbe, libraries: CudaLibrary[]): string
       `(${LIBRARY_HINTS[missing.name]}) or name its folder in DEEPNODE_CUDA_LIBRARY_PATH`
     );
   }
-  if (!CUDA_KERNELS_BUILT) {
-    return (
-      "this version of deepnode has no CUDA kernels yet: the CUDA plugin found the driver, " +
-      `${probe.devices.length} GPU(s) and every library, but tensors cannot be placed on them`
-    );
-  }
   return "";
 }
 
@@ -159,10 +152,19 @@ function statusFromProbe(plugin: string, dirs: string[], probe: NativeCudaProbe)
     version: library.version === "" ? null : library.version,
     error: library.error === "" ? null : library.error,
   }));
-  const reason = missingReason(probe, libraries);
+  let reason = missingReason(probe, libraries);
+  let flavour: string | null = null;
+  if (reason === "") {
+    try {
+      flavour = native().cudaOpen(plugin).flavour;
+    } catch (error) {
+      reason = `the CUDA plugin's kernels could not be opened: ${(error as Error).message}`;
+    }
+  }
   return {
     available: reason === "",
     reason,
+    flavour,
     plugin,
     runtimeVersion: cudaVersion(probe.runtimeVersion),
     driverVersion: cudaVersion(probe.driverVersion),

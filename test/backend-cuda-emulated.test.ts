@@ -1,0 +1,47 @@
+// The cuda backend on the CUDA plugin's host emulation (deepnode_cuda_emu.so: the plugin's
+// kernel sources compiled by the C++ compiler, running each kernel as a loop over host
+// memory). Where no GPU is present this is how the cuda backend's JavaScript, the addon's
+// bridge, the plugin's C interface, the caching allocator and every kernel's indexing are
+// checked against the reference backend. The plugin is chosen once per process, so this
+// is its own file: it points DEEPNODE_CUDA_PLUGIN at the emulation before anything asks
+// for cuda. On a machine with a GPU, test/backend-cuda.test.ts runs the same suite on it.
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+import { describe, expect, it } from "vitest";
+
+import { packageRoot } from "../lib/backend/native.js";
+
+const emulation = join(packageRoot(), "build", "Release", "deepnode_cuda_emu.so");
+const built = existsSync(emulation);
+if (built) process.env.DEEPNODE_CUDA_PLUGIN = emulation;
+
+const lib = await import("../lib/index.js");
+const { backendFor } = await import("../lib/backend/registry.js");
+const { conformanceSuite } = await import("./conformance.js");
+const { cudaMemorySuite } = await import("./cuda-memory.js");
+
+const status = built
+  ? lib.cuda.status()
+  : { available: false, reason: `the host emulation was not built (no ${emulation})` };
+
+conformanceSuite(
+  { name: "cuda (host emulation)", device: "cuda:0", backend: () => backendFor("cuda:0") },
+  status,
+);
+
+describe.skipIf(!status.available)("the host emulation", () => {
+  it("reports the emulated device as the plugin found it", () => {
+    const current = lib.cuda.status();
+    expect(current.flavour).toBe("host emulation");
+    expect(current.devices.map((d) => d.name)).toEqual(["deepnode host emulation (not a GPU)"]);
+    expect(lib.buildInfo().devices).toContain("cuda:0");
+  });
+});
+
+cudaMemorySuite("cuda memory on the host emulation", status.available);
+
+describe.runIf(!built)("cuda host emulation", () => {
+  it.skip(`is not built here: ${status.reason}`, () => {});
+});

@@ -1,0 +1,98 @@
+// The cuda backend's memory: values through device memory, the caching allocator's
+// figures and cache, out-of-memory handling, and device numbers. Run on the host emulation
+// (backend-cuda-emulated.test.ts) and, where there is one, on a GPU (backend-cuda.test.ts).
+
+import { describe, expect, it } from "vitest";
+
+import * as lib from "../lib/index.js";
+import { expectThrows } from "./helpers.js";
+
+export function cudaMemorySuite(title: string, available: boolean): void {
+  describe.skipIf(!available)(title, () => {
+    it("round-trips values through device memory, synchronously and asynchronously", async () => {
+      const t = lib.tensor(
+        [
+          [1.5, -2],
+          [3, 4.25],
+        ],
+        { device: "cuda:0" },
+      );
+      expect(t.device).toBe("cuda:0");
+      expect(Array.from(t.dataSync())).toEqual([1.5, -2, 3, 4.25]);
+      expect(Array.from(await t.data())).toEqual([1.5, -2, 3, 4.25]);
+      const back = t.to("cpu");
+      expect(back.toArray()).toEqual([
+        [1.5, -2],
+        [3, 4.25],
+      ]);
+      t.dispose();
+      back.dispose();
+    });
+
+    it("reads the values a tensor had when data() was called, even if it is freed meanwhile", async () => {
+      const t = lib.tensor([1, 2, 3], { device: "cuda:0" });
+      const pending = t.data();
+      t.dispose();
+      const reuse = lib.full([3], 7, { device: "cuda:0" }); // may take t's block from the cache
+      expect(Array.from(await pending)).toEqual([1, 2, 3]);
+      expect(Array.from(reuse.dataSync())).toEqual([7, 7, 7]);
+      reuse.dispose();
+    });
+
+    it("counts live buffers and reuses freed blocks from its cache", () => {
+      const before = lib.cuda.memoryStats();
+      const a = lib.zeros([1000], { device: "cuda:0" });
+      const during = lib.cuda.memoryStats();
+      expect(during.liveBuffers).toBe(before.liveBuffers + 1);
+      expect(during.allocated).toBe(before.allocated + 4096); // 4000 bytes in 512-byte blocks
+      expect(during.peakAllocated).toBeGreaterThanOrEqual(during.allocated);
+      a.dispose();
+      const after = lib.cuda.memoryStats();
+      expect(after.liveBuffers).toBe(before.liveBuffers);
+      expect(after.allocated).toBe(before.allocated);
+      expect(after.reserved).toBe(during.reserved); // kept in the cache
+      const b = lib.zeros([1000], { device: "cuda:0" });
+      expect(lib.cuda.memoryStats().cacheHits).toBe(after.cacheHits + 1);
+      b.dispose();
+      lib.cuda.emptyCache();
+      expect(lib.cuda.memoryStats().reserved).toBe(lib.cuda.memoryStats().allocated);
+    });
+
+    it("empties its cache and retries before failing with OutOfMemoryError", () => {
+      lib.cuda.emptyCache();
+      const base = lib.cuda.memoryStats();
+      lib.cuda.setMemoryLimit(base.reserved + 8 * 2 ** 20);
+      try {
+        const cached = lib.zeros([1024 * 1024], { device: "cuda:0" }); // 4 MiB
+        cached.dispose(); // stays reserved in the cache
+        const big = lib.zeros([1536 * 1024], { device: "cuda:0" }); // 6 MiB: needs the cache emptied
+        expect(lib.cuda.memoryStats().oomRetries).toBe(base.oomRetries + 1);
+        expectThrows(
+          () => lib.zeros([1024 * 1024], { device: "cuda:0" }),
+          lib.OutOfMemoryError,
+          new RegExp(
+            "^alloc: cuda:0: out of memory allocating 4\\.0 MiB \\(a block of 4\\.0 MiB\\); " +
+              "allocated [\\d.]+ MiB, reserved [\\d.]+ MiB after emptying the cache; the device " +
+              "has [\\d.]+ MiB free of [\\d.]+ MiB, and the memory limit is [\\d.]+ MiB$",
+          ),
+        );
+        big.dispose();
+        const after = lib.zeros([1024 * 1024], { device: "cuda:0" }); // works again
+        expect(after.shape).toEqual([1024 * 1024]);
+        after.dispose();
+      } finally {
+        lib.cuda.setMemoryLimit(0);
+      }
+    });
+
+    it("refuses a device the machine does not have", () => {
+      const count = lib.cuda.deviceCount();
+      expectThrows(
+        () => lib.zeros([2], { device: `cuda:${count}` }),
+        lib.DeviceError,
+        `device: cuda:${count} does not exist: this machine has ${count} CUDA device(s) ` +
+          `(cuda:0 to cuda:${count - 1})`,
+      );
+    });
+  });
+}
