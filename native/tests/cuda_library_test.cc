@@ -240,7 +240,8 @@ void testRnn() {
   const Rnn cases[] = {{"rnn_tanh", 4, 3, 5, false, true, {}, 1},    {"rnn_relu", 3, 2, 4, true, false, {3, 1}, 2},
                        {"lstm", 5, 3, 6, false, true, {5, 2, 4}, 1}, {"lstm", 3, 2, 3, true, true, {}, 2},
                        {"gru", 4, 3, 4, false, true, {1, 4, 0}, 1},  {"gru", 5, 2, 7, true, false, {2, 5}, 2},
-                       {"lstm", 0, 2, 3, false, true, {}, 1},        {"gru", 2, 0, 3, false, true, {}, 1}};
+                       {"lstm", 0, 2, 3, false, true, {}, 1},        {"gru", 2, 0, 3, false, true, {}, 1},
+                       {"lstm", 40, 9, 3, true, true, {}, 1}};  // 360 rows: two chunks of the bias sum
   for (const Rnn& c : cases) testRnnCase(c);
   Rnn bad{"lstm", 3, 2, 3, false, true, {1, 4}, 1};  // a length past the steps
   testRnnCase(bad);

@@ -274,11 +274,26 @@ void copyRows(float* dst, const float* src, int64_t ld, int64_t batch, int64_t H
   forEach("rnn_copy_rows", batch * H, [=] DEEPNODE_HD(int64_t i) { dst[i] = src[(i / H) * ld + i % H]; });
 }
 
-// gradB [gh] = column sums of dHid [rows, gh], in double.
+// Rows of dHid each thread of the bias gradient's first pass sums.
+constexpr int64_t kRowsPerChunk = 256;
+
+// gradB [gh] = column sums of dHid [rows, gh], in double, in two passes so that long
+// sequences keep many threads busy: partial sums over chunks of rows, then their sum.
 void columnSums(float* gradB, const float* dHid, int64_t rows, int64_t gh) {
+  const int64_t per = kRowsPerChunk, chunks = (rows + per - 1) / per;
+  if (gh == 0) return;
+  if (chunks == 0) return fillZeroAsync(gradB, static_cast<size_t>(gh) * sizeof(float));
+  Scratch partials(static_cast<size_t>(chunks * gh) * sizeof(double));
+  double* partial = partials.as<double>();
+  forEach("rnn_bias_gradient_chunks", chunks * gh, [=] DEEPNODE_HD(int64_t i) {
+    const int64_t chunk = i / gh, j = i % gh, end = (chunk + 1) * per < rows ? (chunk + 1) * per : rows;
+    double sum = 0;
+    for (int64_t r = chunk * per; r < end; ++r) sum += dHid[r * gh + j];
+    partial[i] = sum;
+  });
   forEach("rnn_bias_gradient", gh, [=] DEEPNODE_HD(int64_t j) {
     double sum = 0;
-    for (int64_t r = 0; r < rows; ++r) sum += dHid[r * gh + j];
+    for (int64_t c = 0; c < chunks; ++c) sum += partial[c * gh + j];
     gradB[j] = static_cast<float>(sum);
   });
 }
