@@ -115,18 +115,18 @@ int dim(const KernelCall& call, int64_t value) {
 class ConvDescriptors {
  public:
   ConvDescriptors(const KernelCall& call, const ConvGeometry& g) : api_(nv::cudnn()) {
-    nv::check(api_.createTensorDescriptor(&x), nv::kCudnnCreateTensorDescriptor);
-    nv::check(api_.createTensorDescriptor(&y), nv::kCudnnCreateTensorDescriptor);
-    nv::check(api_.createFilterDescriptor(&w), nv::kCudnnCreateFilterDescriptor);
-    nv::check(api_.createConvolutionDescriptor(&conv), nv::kCudnnCreateConvolutionDescriptor);
-    set(call, g);
+    try {
+      nv::check(api_.createTensorDescriptor(&x), nv::kCudnnCreateTensorDescriptor);
+      nv::check(api_.createTensorDescriptor(&y), nv::kCudnnCreateTensorDescriptor);
+      nv::check(api_.createFilterDescriptor(&w), nv::kCudnnCreateFilterDescriptor);
+      nv::check(api_.createConvolutionDescriptor(&conv), nv::kCudnnCreateConvolutionDescriptor);
+      set(call, g);
+    } catch (...) {
+      destroy();
+      throw;
+    }
   }
-  ~ConvDescriptors() {
-    if (x != nullptr) api_.destroyTensorDescriptor(x);
-    if (y != nullptr) api_.destroyTensorDescriptor(y);
-    if (w != nullptr) api_.destroyFilterDescriptor(w);
-    if (conv != nullptr) api_.destroyConvolutionDescriptor(conv);
-  }
+  ~ConvDescriptors() { destroy(); }
   ConvDescriptors(const ConvDescriptors&) = delete;
   ConvDescriptors& operator=(const ConvDescriptors&) = delete;
 
@@ -135,6 +135,14 @@ class ConvDescriptors {
   nv::CudnnConvolutionDescriptor conv = nullptr;
 
  private:
+  // Statuses are not checked: nothing useful can be done about a failure to free.
+  void destroy() {
+    if (x != nullptr) api_.destroyTensorDescriptor(x);
+    if (y != nullptr) api_.destroyTensorDescriptor(y);
+    if (w != nullptr) api_.destroyFilterDescriptor(w);
+    if (conv != nullptr) api_.destroyConvolutionDescriptor(conv);
+  }
+
   void set(const KernelCall& call, const ConvGeometry& g) {
     const auto nchw = nv::CudnnTensorFormat::Nchw;
     const auto f32 = nv::CudnnDataType::Float;
@@ -208,12 +216,20 @@ Choice cachedChoice(const ConvGeometry& g, Direction direction, Choose&& choose)
   return choice;
 }
 
-// The heuristics' best candidate that cuDNN can run.
+// Workspace past this is left to candidates that need it when no other can run, so one
+// convolution does not take gigabytes from the tensors' cache.
+constexpr size_t kWorkspaceCap = size_t(1) << 30;
+
+// The heuristics' best candidate that cuDNN can run, preferring one within the cap.
 template <typename Perf>
 int firstUsable(const Perf* perf, int returned, const char* op, const ConvGeometry& g) {
+  int fallback = -1;
   for (int i = 0; i < returned; ++i) {
-    if (perf[i].status == nv::CudnnStatus::Success) return static_cast<int>(perf[i].algo);
+    if (perf[i].status != nv::CudnnStatus::Success) continue;
+    if (perf[i].memory <= kWorkspaceCap) return static_cast<int>(perf[i].algo);
+    if (fallback < 0) fallback = static_cast<int>(perf[i].algo);
   }
+  if (fallback >= 0) return fallback;
   throw KernelError("ERR_NOT_SUPPORTED", std::string(op) + ": cuDNN offers no algorithm for " + describe(g));
 }
 
