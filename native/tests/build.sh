@@ -23,3 +23,5 @@ g++ $flags -fno-trapping-math native/tests/rnn_test.cc native/cpu/rnn.cc $common
 g++ $flags native/tests/norm_test.cc native/cpu/norm.cc $common -lpthread -o "$out/norm_test"
 g++ $flags native/tests/embedding_test.cc native/cpu/embedding.cc $common -lpthread -o "$out/embedding_test"
 g++ $flags native/tests/ctc_test.cc native/cpu/ctc.cc $common -lpthread -o "$out/ctc_test"
+g++ $flags -fno-trapping-math native/tests/cuda_library_test.cc native/cpu/matmul.cc native/cpu/conv.cc \
+  native/cpu/rnn.cc $common -lpthread -ldl -o "$out/cuda_library_test"
