@@ -817,3 +817,132 @@ describe("BERT from a Hugging Face folder", () => {
     );
   });
 });
+
+// ---- DistilBERT from a Hugging Face folder -----------------------------------------------
+
+import { DistilBertModel, loadDistilBert, parseDistilBertConfig } from "../examples/distilbert.js";
+
+describe("DistilBERT from a Hugging Face folder", () => {
+  const folder = join(import.meta.dirname, "fixtures", "distilbert-tiny");
+  const tol = { atol: 1e-4, rtol: 1e-4 };
+
+  it("loads the tiny DistilBERT and computes what PyTorch computes", async () => {
+    const distilbert = await loadDistilBert(folder);
+    const expected = await readWeights(join(folder, "expected.safetensors"));
+    const out = noGrad(() =>
+      distilbert.model.forward(expected.input_ids!, expected.attention_mask!),
+    );
+    expect(out.lastHiddenState.shape).toEqual([2, 7, 16]);
+    expectClose(
+      Array.from(out.lastHiddenState.dataSync()),
+      Array.from(expected.last_hidden_state!.dataSync()),
+      tol,
+    );
+  });
+
+  it("tokenizes the texts as the fixture did and embeds them", async () => {
+    const distilbert = await loadDistilBert(folder);
+    const expected = await readWeights(join(folder, "expected.safetensors"));
+    const out = distilbert.embed(["The movie was great!", "unaffable"]);
+    expect(Array.from(out.inputIds.dataSync())).toEqual(Array.from(expected.input_ids!.dataSync()));
+    expect(Array.from(out.attentionMask.dataSync())).toEqual(
+      Array.from(expected.attention_mask!.dataSync()),
+    );
+    expectClose(
+      Array.from(out.lastHiddenState.dataSync()),
+      Array.from(expected.last_hidden_state!.dataSync()),
+      tol,
+    );
+  });
+
+  it("has Hugging Face's parameter names", () => {
+    const config = parseDistilBertConfig(
+      JSON.parse(readFileSync(join(folder, "config.json"), "utf8")),
+    );
+    const names = Object.keys(new DistilBertModel(config).stateDict());
+    expect(names).toContain("embeddings.word_embeddings.weight");
+    expect(names).toContain("embeddings.position_embeddings.weight");
+    expect(names).toContain("embeddings.LayerNorm.bias");
+    expect(names).toContain("transformer.layer.0.attention.q_lin.weight");
+    expect(names).toContain("transformer.layer.1.attention.out_lin.bias");
+    expect(names).toContain("transformer.layer.1.sa_layer_norm.weight");
+    expect(names).toContain("transformer.layer.1.ffn.lin2.weight");
+    expect(names).toContain("transformer.layer.1.output_layer_norm.bias");
+    // 3 embedding tensors + 2 and 16 per block: no token types, no pooler.
+    expect(names).toHaveLength(4 + 2 * 16);
+  });
+
+  it("takes names without the distilbert. prefix; a missing or mis-shaped weight fails", async () => {
+    const weights = await readWeights(join(folder, "model.safetensors"));
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-distilbert-"));
+    try {
+      for (const file of ["config.json", "tokenizer.json"]) {
+        cpSync(join(folder, file), join(dir, file));
+      }
+      const bare = Object.fromEntries(
+        Object.entries(weights)
+          .filter(([name]) => name.startsWith("distilbert."))
+          .map(([name, tensor]) => [name.slice("distilbert.".length), tensor]),
+      );
+      await saveSafetensors(join(dir, "model.safetensors"), bare);
+      const texts = ["the film is not good"];
+      const ours = (await loadDistilBert(dir)).embed(texts).lastHiddenState.dataSync();
+      const theirs = (await loadDistilBert(folder)).embed(texts).lastHiddenState.dataSync();
+      expect(Array.from(ours)).toEqual(Array.from(theirs));
+      const partial = { ...bare };
+      delete partial["transformer.layer.1.ffn.lin1.bias"];
+      await saveSafetensors(join(dir, "model.safetensors"), partial);
+      const weightsPath = join(dir, "model.safetensors");
+      await expectRejects(
+        loadDistilBert(dir),
+        FormatError,
+        new RegExp(`^loadDistilBert: ${weightsPath} does not fit config.json: .*lin1\\.bias`),
+      );
+      const config = JSON.parse(readFileSync(join(folder, "config.json"), "utf8"));
+      writeFileSync(join(dir, "config.json"), JSON.stringify({ ...config, hidden_dim: 40 }));
+      await saveSafetensors(weightsPath, bare);
+      await expectRejects(
+        loadDistilBert(dir),
+        FormatError,
+        new RegExp(`^loadDistilBert: ${weightsPath} does not fit config.json: .*\\[40, 16\\]`),
+      );
+      rmSync(weightsPath);
+      await expectRejects(
+        loadDistilBert(dir),
+        FormatError,
+        `loadDistilBert: ${weightsPath} is missing`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names what is wrong with a config", () => {
+    const config = JSON.parse(readFileSync(join(folder, "config.json"), "utf8"));
+    expectThrows(
+      () => parseDistilBertConfig({ ...config, model_type: "bert" }, "c.json"),
+      FormatError,
+      'loadDistilBert: c.json: model_type must be "distilbert", got "bert"',
+    );
+    expectThrows(
+      () => parseDistilBertConfig({ ...config, n_layers: 0 }, "c.json"),
+      FormatError,
+      "loadDistilBert: c.json: n_layers must be a positive integer, got 0",
+    );
+    expectThrows(
+      () => parseDistilBertConfig({ ...config, n_heads: 3 }, "c.json"),
+      FormatError,
+      "loadDistilBert: c.json: dim 16 is not divisible by 3 heads",
+    );
+    expectThrows(
+      () => parseDistilBertConfig({ ...config, activation: "swish" }, "c.json"),
+      NotSupportedError,
+      "loadDistilBert: c.json: activation swish (only gelu and relu)",
+    );
+    expectThrows(
+      () => parseBertConfig(config, "c.json"),
+      FormatError,
+      'loadBert: c.json: model_type must be "bert", got "distilbert"',
+    );
+  });
+});
