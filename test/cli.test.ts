@@ -673,7 +673,7 @@ describe("deepnode train imdb / predict", () => {
     expect(run.code).toBe(1);
     expect(run.stdout).toBe("");
     expect(run.stderr).toBe(
-      "deepnode: train imdb: --model must be lstm or transformer, got 'gru'\n",
+      "deepnode: train imdb: --model must be lstm, transformer or bert, got 'gru'\n",
     );
     const flags = { model: "gru", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };
     const sizes = { embeddingDim: 8, hiddenSize: 8, maxLength: 8, vocabSize: 10 };

@@ -567,8 +567,8 @@ async function checkBadFolders(dir: string): Promise<void> {
   await expectRejects(
     loadSentimentModel(bad),
     FormatError,
-    `loadSentimentModel: ${join(bad, "config.json")}: model must be "lstm" or "transformer", got ` +
-      `"gru"`,
+    `loadSentimentModel: ${join(bad, "config.json")}: model must be "lstm", "transformer" ` +
+      `or "bert", got "gru"`,
   );
   copy("config.json", JSON.stringify({ ...config, vocabSize: config.vocabSize + 1 }));
   await expectRejects(
@@ -872,7 +872,7 @@ describe("DistilBERT from a Hugging Face folder", () => {
     expect(names).toHaveLength(4 + 2 * 16);
   });
 
-  it("takes names without the distilbert. prefix; a missing or mis-shaped weight fails", async () => {
+  it("takes names without the prefix; a missing or mis-shaped weight fails", async () => {
     const weights = await readWeights(join(folder, "model.safetensors"));
     const dir = mkdtempSync(join(tmpdir(), "deepnode-distilbert-"));
     try {
@@ -946,3 +946,235 @@ describe("DistilBERT from a Hugging Face folder", () => {
     );
   });
 });
+
+// ---- fine-tuning BERT and DistilBERT for sentiment ---------------------------------------
+
+import {
+  BertForSequenceClassification,
+  DistilBertForSequenceClassification,
+  PretrainedTokenizer,
+  loadPretrainedClassifier,
+} from "../examples/bert_classifier.js";
+import { SentimentClassifier, trainStep } from "../examples/imdb.js";
+import { readSafetensorsMetadata } from "../lib/io/safetensors.js";
+
+describe("fine-tuning BERT and DistilBERT for sentiment", () => {
+  const fixtures = join(import.meta.dirname, "fixtures");
+  const bertDir = join(fixtures, "bert-tiny");
+  const distilDir = join(fixtures, "distilbert-tiny");
+  // Texts in the tiny fixtures' WordPiece vocabulary, with made-up labels.
+  const reviews = {
+    texts: ["the movie was great!", "a very bad film.", "it is good and great", "not good"],
+    labels: Int32Array.of(1, 0, 1, 0),
+  };
+  const tol = { atol: 1e-4, rtol: 1e-4 };
+
+  it("DistilBERT's head computes PyTorch's logits, loss and gradients", async () => {
+    const { model } = await loadPretrainedClassifier(distilDir, 12);
+    expect(model).toBeInstanceOf(DistilBertForSequenceClassification);
+    const expected = await readWeights(join(distilDir, "expected.safetensors"));
+    model.eval();
+    const lengths = Int32Array.of(7, 5);
+    const logits = model.forward(expected.input_ids!, lengths);
+    expectClose(Array.from(logits.dataSync()), Array.from(expected.logits!.dataSync()), tol);
+    const loss = F.crossEntropy(logits, expected.labels!);
+    expectClose([loss.item()], Array.from(expected.loss!.dataSync()), tol);
+    loss.backward();
+    const params = model.stateDict();
+    for (const name of Object.keys(expected).filter((key) => key.startsWith("grad."))) {
+      const grad = params[name.slice("grad.".length)]!.grad!;
+      expectClose(Array.from(grad.dataSync()), Array.from(expected[name]!.dataSync()), tol);
+    }
+  });
+
+  it("BERT's head is a new classifier on the pooler output, Hugging Face's names", async () => {
+    manualSeed(3);
+    const { model } = await loadPretrainedClassifier(bertDir, 12);
+    expect(model).toBeInstanceOf(BertForSequenceClassification);
+    const names = Object.keys(model.stateDict());
+    expect(names).toContain("bert.embeddings.word_embeddings.weight");
+    expect(names).toContain("bert.pooler.dense.weight");
+    expect(names.slice(-2)).toEqual(["classifier.weight", "classifier.bias"]);
+    // Hugging Face's initialisation of the new head: N(0, 0.02) weights, zero biases.
+    const weight = Array.from(model.classifier.weight.dataSync());
+    const std = Math.sqrt(weight.reduce((sum, w) => sum + w * w, 0) / weight.length);
+    expect(std).toBeGreaterThan(0.01);
+    expect(std).toBeLessThan(0.03);
+    expect(Array.from(model.classifier.bias!.dataSync())).toEqual([0, 0]);
+    model.eval();
+    const expected = await readWeights(join(bertDir, "expected.safetensors"));
+    const ids = expected.input_ids!;
+    const pooled = (await loadBert(bertDir)).model.forward(ids, expected.attention_mask!);
+    const reference = pooled.poolerOutput
+      .matmul(model.classifier.weight.transpose(0, 1))
+      .add(model.classifier.bias!);
+    const logits = noGrad(() => model.forward(ids, Int32Array.of(7, 5)));
+    expectClose(Array.from(logits.dataSync()), Array.from(reference.dataSync()), tol);
+  });
+
+  it.each([
+    ["BERT", bertDir],
+    ["DistilBERT", distilDir],
+  ])("%s: the training step lowers the loss on a fixed tiny batch", async (_, dir) => {
+    manualSeed(0);
+    const { model, tokenizer } = await loadPretrainedClassifier(dir, 12);
+    const data = encodeReviews(tokenizer, reviews, 12);
+    const optimizer = new optim.Adam(model.parameters(), { lr: 3e-3 });
+    // Without dropout the descent is smooth: every step lowers the loss. Measured with seed
+    // 0: BERT 0.693 -> 0.520 and DistilBERT 0.816 -> 0.052 after 9 steps.
+    model.eval();
+    const losses = Array.from({ length: 10 }, () =>
+      trainStep(model, optimizer, data, [0, 1, 2, 3], 1),
+    );
+    losses.slice(1).forEach((loss, k) => expect(loss).toBeLessThan(losses[k]!));
+    expect(losses[9]!).toBeLessThan(losses[0]! - 0.15);
+  });
+
+  it("cuts a long text to maxLength ids and keeps the closing [SEP]", () => {
+    const json = readFileSync(join(bertDir, "tokenizer.json"), "utf8");
+    const tokenizer = new PretrainedTokenizer(json, 4);
+    expect(tokenizer.encode("the movie was great!")).toEqual([2, 4, 5, 3]);
+    expect(new PretrainedTokenizer(json, 12).encode("the movie was great!")).toEqual([
+      2, 4, 5, 9, 10, 11, 3,
+    ]);
+    expect(tokenizer.encode("   ")).toEqual([]);
+    expect(tokenizer.unkId).toBe(1);
+  });
+
+  it.each([
+    ["BERT", bertDir, "BertForSequenceClassification"],
+    ["DistilBERT", distilDir, "DistilBertForSequenceClassification"],
+  ])("%s: trains, saves, loads back and predicts identical probabilities", async (_, dir, cls) => {
+    manualSeed(1);
+    const fineTune = await loadPretrainedClassifier(dir, 12);
+    const data = { train: reviews, test: reviews };
+    const options = { epochs: 2, batchSize: 2, lr: 1e-3, seed: 0, maxLength: 12, data };
+    const { model, vocab, history } = trainImdb({ ...options, fineTune });
+    expect(model).toBe(fineTune.model);
+    expect(history).toHaveLength(2);
+    const out = mkdtempSync(join(tmpdir(), "deepnode-bert-sentiment-"));
+    try {
+      await saveSentimentModel(join(out, "model"), model, vocab);
+      expect(readdirSync(join(out, "model")).sort()).toEqual([
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+      ]);
+      expect(readSafetensorsMetadata(join(out, "model", "model.safetensors"))).toEqual({
+        format: "pt",
+        model: cls,
+      });
+      const texts = ["the film is not good", "great!", "the movie was very very very great"];
+      const loaded = await loadSentimentModel(join(out, "model"));
+      expect(loaded.model).toBeInstanceOf(model.constructor);
+      expect(loaded.predict(texts)).toEqual(new SentimentClassifier(model, vocab).predict(texts));
+      expectThrows(() => loaded.predict(" "), ValueError, "predict: text 0 is empty");
+      await checkBadFineTunedFolder(join(out, "model"));
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it("names what is wrong with a pretrained folder", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-bert-bad-"));
+    const op = "loadPretrainedClassifier";
+    try {
+      await expectRejects(
+        loadPretrainedClassifier(join(dir, "none"), 12),
+        ValueError,
+        `${op}: pretrained folder '${join(dir, "none")}' does not exist`,
+      );
+      await expectRejects(
+        loadPretrainedClassifier(dir, 12),
+        FormatError,
+        `${op}: ${join(dir, "config.json")} is missing`,
+      );
+      cpSync(bertDir, dir, { recursive: true });
+      const config = JSON.parse(readFileSync(join(bertDir, "config.json"), "utf8"));
+      const configPath = join(dir, "config.json");
+      writeFileSync(configPath, JSON.stringify({ ...config, model_type: "gpt2" }));
+      await expectRejects(
+        loadPretrainedClassifier(dir, 12),
+        FormatError,
+        `${op}: ${configPath}: model_type must be "bert" or "distilbert", got "gpt2"`,
+      );
+      writeFileSync(configPath, JSON.stringify({ ...config, hidden_size: 20 }));
+      await expectRejects(
+        loadPretrainedClassifier(dir, 12),
+        FormatError,
+        new RegExp(
+          `^${op}: ${join(dir, "model.safetensors")} does not fit config.json: .*\\[24, 20\\]`,
+        ),
+      );
+      writeFileSync(configPath, JSON.stringify(config));
+      await expectRejects(
+        loadPretrainedClassifier(dir, 13),
+        ValueError,
+        `${op}: maxLength must be an integer in [2, 12] (the model's max_position_embeddings), ` +
+          `got 13`,
+      );
+      writeFileSync(configPath, JSON.stringify({ ...config, vocab_size: 20 }));
+      await saveSafetensors(join(dir, "model.safetensors"), {
+        ...(await readWeights(join(bertDir, "model.safetensors"))),
+        "embeddings.word_embeddings.weight": randn([20, 16]),
+      });
+      await expectRejects(
+        loadPretrainedClassifier(dir, 12),
+        FormatError,
+        `${op}: ${join(dir, "tokenizer.json")} has 24 tokens but config.json says vocab_size 20`,
+      );
+      rmSync(join(dir, "tokenizer.json"));
+      await expectRejects(
+        loadPretrainedClassifier(dir, 12),
+        FormatError,
+        `${op}: ${join(dir, "tokenizer.json")} is missing`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Broken copies of a fine-tuned model folder fail to load with errors naming the fault. */
+async function checkBadFineTunedFolder(good: string): Promise<void> {
+  const bad = `${good}-bad`;
+  const config = JSON.parse(readFileSync(join(good, "config.json"), "utf8"));
+  const copy = (file: string, text: string) => {
+    rmSync(bad, { recursive: true, force: true });
+    cpSync(good, bad, { recursive: true });
+    writeFileSync(join(bad, file), text);
+  };
+  const configPath = join(bad, "config.json");
+  copy("config.json", JSON.stringify({ ...config, embeddingDim: 8 }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    `loadSentimentModel: ${configPath}: embeddingDim 8 does not match the pretrained config's 16`,
+  );
+  const type = config.pretrained.model_type;
+  copy(
+    "config.json",
+    JSON.stringify({ ...config, pretrained: { ...config.pretrained, model_type: "t5" } }),
+  );
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    `loadSentimentModel: ${configPath} (pretrained): model_type must be "bert" or "distilbert", ` +
+      `got "t5"`,
+  );
+  copy("config.json", JSON.stringify({ ...config, maxLength: 40 }));
+  await expectRejects(
+    loadSentimentModel(bad),
+    ValueError,
+    "loadSentimentModel: maxLength must be an integer in [2, 12] (the model's " +
+      "max_position_embeddings), got 40",
+  );
+  expect(["bert", "distilbert"]).toContain(type);
+  copy("tokenizer.json", "{");
+  await expectRejects(
+    loadSentimentModel(bad),
+    FormatError,
+    new RegExp(`^loadSentimentModel: ${join(bad, "tokenizer.json")}: .*JSON`),
+  );
+  rmSync(bad, { recursive: true, force: true });
+}
