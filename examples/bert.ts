@@ -286,9 +286,17 @@ export function readJson(path: string, op = OP): unknown {
   }
 }
 
+// Checkpoints converted from TensorFlow, bert-base-uncased's among them, still name the
+// LayerNorm parameters gamma and beta; Hugging Face renames them on load, and so do we.
+const OLD_NORM_NAMES: [RegExp, string][] = [
+  [/LayerNorm\.gamma$/, "LayerNorm.weight"],
+  [/LayerNorm\.beta$/, "LayerNorm.bias"],
+];
+
 /**
- * The weights under a base model's names: a leading `prefix` ("bert.") dropped, and only
- * names under `roots` kept, so task heads and the position_ids buffer are left out.
+ * The weights under a base model's names: a leading `prefix` ("bert.") dropped, LayerNorm
+ * gamma/beta read as weight/bias, and only names under `roots` kept, so task heads and the
+ * position_ids buffer are left out.
  */
 export function baseWeights(
   all: Record<string, Tensor>,
@@ -297,7 +305,8 @@ export function baseWeights(
 ): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
   for (const [name, tensor] of Object.entries(all)) {
-    const own = name.startsWith(prefix) ? name.slice(prefix.length) : name;
+    let own = name.startsWith(prefix) ? name.slice(prefix.length) : name;
+    for (const [old, current] of OLD_NORM_NAMES) own = own.replace(old, current);
     const root = own.slice(0, own.indexOf("."));
     if (roots.includes(root) && !own.endsWith("position_ids")) out[own] = tensor;
   }

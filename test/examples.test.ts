@@ -769,9 +769,16 @@ describe("BERT from a Hugging Face folder", () => {
       for (const file of ["config.json", "tokenizer.json"]) {
         cpSync(join(folder, file), join(dir, file));
       }
+      // As in bert-base-uncased's model.safetensors: LayerNorm.gamma and .beta, a bert. prefix.
+      const oldName = (name: string) =>
+        name.replace(/LayerNorm\.weight$/, "LayerNorm.gamma").replace(/\.bias$/, ".beta");
       const prefixed = Object.fromEntries(
-        Object.entries(weights).map(([name, tensor]) => [`bert.${name}`, tensor]),
+        Object.entries(weights).map(([name, tensor]) => [
+          `bert.${name.includes("LayerNorm") ? oldName(name) : name}`,
+          tensor,
+        ]),
       );
+      expect(Object.keys(prefixed)).toContain("bert.embeddings.LayerNorm.gamma");
       const extra = { "cls.predictions.bias": weights["pooler.dense.bias"]! };
       const positions = {
         "bert.embeddings.position_ids": fromTypedArray(new Int32Array(12), [1, 12]),
