@@ -10,7 +10,6 @@ import { join } from "node:path";
 
 import { HfTokenizer } from "../lib/data/text.js";
 import { FormatError, Tensor, ValueError, fromTypedArray, nn, noGrad } from "../lib/index.js";
-import { loadSafetensors } from "../lib/io/safetensors.js";
 import {
   BertModel,
   baseWeights,
@@ -157,14 +156,15 @@ export function pretrainedSentimentConfig(
 }
 
 /**
- * A "bert" config.json's pretrained field checked as the folder's config.json would be, and
- * its sizes against the ones SentimentConfig repeats; anything off is a FormatError of `op`.
+ * A "bert" config.json's pretrained field parsed as the folder's config.json would be, and
+ * its sizes checked against the ones SentimentConfig repeats; anything off is a FormatError
+ * of `op`.
  */
 export function checkPretrainedSentimentConfig(
   value: Record<string, unknown>,
   path: string,
   op: string,
-): void {
+): PretrainedConfig {
   const pretrained = parsePretrainedConfig(value.pretrained, `${path} (pretrained)`, op);
   const expected = pretrainedSentimentConfig(pretrained, value.maxLength as number, op);
   for (const name of ["vocabSize", "embeddingDim", "hiddenSize", "numLayers"] as const) {
@@ -173,6 +173,7 @@ export function checkPretrainedSentimentConfig(
       throw new FormatError(op, `${path}: ${message} ${expected[name]}`, path);
     }
   }
+  return pretrained;
 }
 
 /**
@@ -229,8 +230,7 @@ function checkFolder(dir: string, op: string): void {
 
 // The head of a folder that already holds a sequence classifier of two classes (a
 // fine-tuned checkpoint) is kept; otherwise it stays freshly initialised, as in HF.
-async function loadHead(model: PretrainedClassifier, dir: string): Promise<void> {
-  const all = await loadSafetensors(join(dir, "model.safetensors"));
+function loadHead(model: PretrainedClassifier, all: Record<string, Tensor>): void {
   const own = model.stateDict();
   const head = Object.keys(own).filter((name) => !/^(bert|distilbert)\./.test(name));
   const fits = head.every((name) => all[name]?.shape.join() === own[name]!.shape.join());
@@ -250,14 +250,17 @@ export async function loadPretrainedClassifier(
   const path = join(dir, "config.json");
   const pretrained = parsePretrainedConfig(readJson(path, OP), path);
   const model = buildPretrainedClassifier(pretrainedSentimentConfig(pretrained, maxLength));
+  let all: Record<string, Tensor> = {};
+  const keep = (weights: Record<string, Tensor>) => (all = weights);
   if (model instanceof BertForSequenceClassification) {
-    const select = (all: Record<string, Tensor>) =>
-      baseWeights(all, "bert.", ["embeddings", "encoder", "pooler"]);
+    const select = (weights: Record<string, Tensor>) =>
+      baseWeights(keep(weights), "bert.", ["embeddings", "encoder", "pooler"]);
     await loadWeightsInto(model.bert, dir, select, OP);
   } else {
-    await loadWeightsInto(model.distilbert, dir, distilBertWeights, OP);
+    const select = (weights: Record<string, Tensor>) => distilBertWeights(keep(weights));
+    await loadWeightsInto(model.distilbert, dir, select, OP);
   }
-  await loadHead(model, dir);
+  loadHead(model, all);
   const tokenizer = PretrainedTokenizer.fromFolder(dir, maxLength);
   checkTokenizerSize(tokenizer, pretrained, join(dir, TOKENIZER_FILE), OP);
   return { model, tokenizer };

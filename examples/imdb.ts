@@ -533,7 +533,7 @@ export function parseSentimentConfig(json: unknown, path = CONFIG_FILE): Sentime
   }
   if (value.numClasses !== 2) fail(`numClasses must be 2, got ${JSON.stringify(value.numClasses)}`);
   if (value.model === "transformer") checkHeads(value, fail);
-  if (value.model === "bert") checkPretrainedSentimentConfig(value, path, OP);
+  if (value.model === "bert") value.pretrained = checkPretrainedSentimentConfig(value, path, OP);
   return value as unknown as SentimentConfig;
 }
 
