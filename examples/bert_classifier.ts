@@ -55,10 +55,11 @@ function attentionMask(lengths: Int32Array | undefined, ids: Tensor): Tensor {
   return fromTypedArray(mask, [n, width], { device: ids.device });
 }
 
-/** Hugging Face's initialisation of a head layer: weights N(0, 0.02), biases 0. */
-function initHead(layer: nn.Linear): nn.Linear {
+/** Hugging Face's initialisation of a head layer: weights N(0, initializer_range), biases 0. */
+function initHead(layer: nn.Linear, config: SentimentConfig): nn.Linear {
+  const std = (config.pretrained as { initializer_range?: number }).initializer_range ?? 0.02;
   noGrad(() => {
-    nn.init.normal_(layer.weight, 0, 0.02);
+    nn.init.normal_(layer.weight, 0, std);
     if (layer.bias !== null) nn.init.zeros_(layer.bias);
   });
   return layer;
@@ -77,7 +78,7 @@ export class BertForSequenceClassification extends nn.Module {
     const bert = config.pretrained as BertConfig;
     this.bert = new BertModel(bert);
     this.dropout = new nn.Dropout(config.dropout);
-    this.classifier = initHead(new nn.Linear(bert.hidden_size, config.numClasses));
+    this.classifier = initHead(new nn.Linear(bert.hidden_size, config.numClasses), config);
   }
 
   /** ids: int32 [N, T] padded at the end; lengths: the real lengths -> logits [N, 2]. */
@@ -100,8 +101,8 @@ export class DistilBertForSequenceClassification extends nn.Module {
     this.config = config;
     const distilbert = config.pretrained as DistilBertConfig;
     this.distilbert = new DistilBertModel(distilbert);
-    this.pre_classifier = initHead(new nn.Linear(distilbert.dim, distilbert.dim));
-    this.classifier = initHead(new nn.Linear(distilbert.dim, config.numClasses));
+    this.pre_classifier = initHead(new nn.Linear(distilbert.dim, distilbert.dim), config);
+    this.classifier = initHead(new nn.Linear(distilbert.dim, config.numClasses), config);
     this.dropout = new nn.Dropout(config.dropout);
   }
 
