@@ -988,7 +988,35 @@ describe("fine-tuning BERT and DistilBERT for sentiment", () => {
     expectClose([loss.item()], Array.from(expected.loss!.dataSync()), tol);
     loss.backward();
     const params = model.stateDict();
-    for (const name of Object.keys(expected).filter((key) => key.startsWith("grad."))) {
+    const grads = Object.keys(expected).filter((key) => key.startsWith("grad."));
+    expect(grads).toHaveLength(3);
+    for (const name of grads) {
+      const grad = params[name.slice("grad.".length)]!.grad!;
+      expectClose(Array.from(grad.dataSync()), Array.from(expected[name]!.dataSync()), tol);
+    }
+  });
+
+  it("BERT's head computes PyTorch's logits, loss and gradients", async () => {
+    const { model } = await loadPretrainedClassifier(bertDir, 12);
+    const expected = await readWeights(join(bertDir, "expected_classifier.safetensors"));
+    model.loadStateDict(
+      {
+        "classifier.weight": expected["classifier.weight"]!,
+        "classifier.bias": expected["classifier.bias"]!,
+      },
+      false,
+    );
+    model.eval();
+    const ids = (await readWeights(join(bertDir, "expected.safetensors"))).input_ids!;
+    const logits = model.forward(ids, Int32Array.of(7, 5));
+    expectClose(Array.from(logits.dataSync()), Array.from(expected.logits!.dataSync()), tol);
+    const loss = F.crossEntropy(logits, expected.labels!);
+    expectClose([loss.item()], Array.from(expected.loss!.dataSync()), tol);
+    loss.backward();
+    const params = model.stateDict();
+    const grads = Object.keys(expected).filter((key) => key.startsWith("grad."));
+    expect(grads).toHaveLength(4);
+    for (const name of grads) {
       const grad = params[name.slice("grad.".length)]!.grad!;
       expectClose(Array.from(grad.dataSync()), Array.from(expected[name]!.dataSync()), tol);
     }
