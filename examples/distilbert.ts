@@ -26,6 +26,8 @@ export interface DistilBertConfig {
   /** The dropout before the classifier of DistilBertForSequenceClassification. */
   seq_classif_dropout: number;
   max_position_embeddings: number;
+  /** Fixed sinusoidal position embeddings: stored in the weights, never trained. */
+  sinusoidal_pos_embds: boolean;
 }
 
 const OP = "loadDistilBert";
@@ -69,6 +71,7 @@ export function parseDistilBertConfig(json: unknown, path = "config.json"): Dist
     dropout: rate("dropout", 0.1),
     attention_dropout: rate("attention_dropout", 0.1),
     seq_classif_dropout: rate("seq_classif_dropout", 0.2),
+    sinusoidal_pos_embds: value.sinusoidal_pos_embds === true,
   };
 }
 
@@ -87,6 +90,8 @@ export class DistilBertEmbeddings extends nn.Module {
     super();
     this.word_embeddings = new nn.Embedding(config.vocab_size, config.dim);
     this.position_embeddings = new nn.Embedding(config.max_position_embeddings, config.dim);
+    // As Hugging Face's: sinusoidal tables come with the checkpoint and stay frozen.
+    if (config.sinusoidal_pos_embds) this.position_embeddings.weight.requiresGrad = false;
     this.LayerNorm = layerNorm(config);
     this.dropout = new nn.Dropout(config.dropout);
   }

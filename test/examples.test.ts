@@ -926,6 +926,11 @@ describe("DistilBERT from a Hugging Face folder", () => {
 
   it("names what is wrong with a config", () => {
     const config = JSON.parse(readFileSync(join(folder, "config.json"), "utf8"));
+    const sinusoidal = new DistilBertModel(
+      parseDistilBertConfig({ ...config, sinusoidal_pos_embds: true }),
+    );
+    expect(sinusoidal.embeddings.position_embeddings.weight.requiresGrad).toBe(false);
+    expect(sinusoidal.embeddings.word_embeddings.weight.requiresGrad).toBe(true);
     expectThrows(
       () => parseDistilBertConfig({ ...config, model_type: "bert" }, "c.json"),
       FormatError,
