@@ -1089,9 +1089,12 @@ describe("fine-tuning BERT and DistilBERT for sentiment", () => {
     const fineTune = await loadPretrainedClassifier(dir, 12);
     const data = { train: reviews, test: reviews };
     const options = { epochs: 2, batchSize: 2, lr: 1e-3, seed: 0, maxLength: 12, data };
-    const { model, vocab, history } = trainImdb({ ...options, fineTune });
+    const live: number[] = [];
+    const onEpoch = () => live.push(liveTensors());
+    const { model, vocab, history } = trainImdb({ ...options, fineTune, onEpoch });
     expect(model).toBe(fineTune.model);
     expect(history).toHaveLength(2);
+    expect(live[1]).toBe(live[0]); // no tensor outlives its training step
     const out = mkdtempSync(join(tmpdir(), "deepnode-bert-sentiment-"));
     try {
       await saveSentimentModel(join(out, "model"), model, vocab);
