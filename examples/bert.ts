@@ -56,6 +56,9 @@ export function parseBertConfig(json: unknown, path = "config.json"): BertConfig
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     return fail("expected a JSON object");
   }
+  if (value.model_type !== undefined && value.model_type !== "bert") {
+    fail(`model_type must be "bert", got ${JSON.stringify(value.model_type)}`);
+  }
   for (const name of SIZES) {
     const n = value[name];
     if (!Number.isInteger(n) || (n as number) < 1) {
@@ -273,43 +276,92 @@ export class BertModel extends nn.Module {
   }
 }
 
-function readJson(path: string): unknown {
-  if (!existsSync(path)) throw new FormatError(OP, `${path} is missing`, path);
+/** A JSON file of a model folder; a missing or broken one is a FormatError of `op`. */
+export function readJson(path: string, op = OP): unknown {
+  if (!existsSync(path)) throw new FormatError(op, `${path} is missing`, path);
   try {
     return JSON.parse(readFileSync(path, "utf8"));
   } catch (error) {
-    throw new FormatError(OP, `${path} is not valid JSON: ${(error as Error).message}`, path);
+    throw new FormatError(op, `${path} is not valid JSON: ${(error as Error).message}`, path);
   }
 }
 
-/** The weights under BertModel's names: a "bert." prefix dropped, heads and buffers left out. */
-function bertWeights(all: Record<string, Tensor>): Record<string, Tensor> {
+// Checkpoints converted from TensorFlow, bert-base-uncased's among them, still name the
+// LayerNorm parameters gamma and beta; Hugging Face renames them on load, and so do we.
+const OLD_NORM_NAMES: [RegExp, string][] = [
+  [/LayerNorm\.gamma$/, "LayerNorm.weight"],
+  [/LayerNorm\.beta$/, "LayerNorm.bias"],
+];
+
+/**
+ * The weights under a base model's names: a leading `prefix` ("bert.") dropped, LayerNorm
+ * gamma/beta read as weight/bias, and only names under `roots` kept, so task heads and the
+ * position_ids buffer are left out.
+ */
+export function baseWeights(
+  all: Record<string, Tensor>,
+  prefix: string,
+  roots: readonly string[],
+): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
   for (const [name, tensor] of Object.entries(all)) {
-    const own = name.startsWith("bert.") ? name.slice(5) : name;
-    if (/^(embeddings|encoder|pooler)\./.test(own) && !own.endsWith("position_ids")) {
-      out[own] = tensor;
-    }
+    let own = name.startsWith(prefix) ? name.slice(prefix.length) : name;
+    for (const [old, current] of OLD_NORM_NAMES) own = own.replace(old, current);
+    const root = own.slice(0, own.indexOf("."));
+    if (roots.includes(root) && !own.endsWith("position_ids")) out[own] = tensor;
   }
   return out;
 }
 
-/** A BertModel folder with its tokenizer: embed(texts) runs both. */
-export class BertEncoderPipeline {
+const bertWeights = (all: Record<string, Tensor>) =>
+  baseWeights(all, "bert.", ["embeddings", "encoder", "pooler"]);
+
+/**
+ * Reads `dir`/model.safetensors into `model` through `select`; a missing file, or weights
+ * that do not fit config.json, is a FormatError of `op` naming the file.
+ */
+export async function loadWeightsInto(
+  model: nn.Module,
+  dir: string,
+  select: (all: Record<string, Tensor>) => Record<string, Tensor>,
+  op = OP,
+): Promise<void> {
+  const weightsPath = join(dir, "model.safetensors");
+  if (!existsSync(weightsPath)) throw new FormatError(op, `${weightsPath} is missing`, weightsPath);
+  try {
+    model.loadStateDict(select(await loadSafetensors(weightsPath)));
+  } catch (error) {
+    if (!(error instanceof StateDictError)) throw error;
+    const message = `${weightsPath} does not fit config.json: ${error.message}`;
+    throw new FormatError(op, message, weightsPath);
+  }
+}
+
+/** What BertEncoderPipeline runs: BertModel, or DistilBertModel (examples/distilbert.ts). */
+export interface PretrainedEncoder extends nn.Module {
+  readonly config: { max_position_embeddings: number };
+  forward(inputIds: Tensor, attentionMask?: Tensor): { lastHiddenState: Tensor };
+}
+
+/** A BertModel (or DistilBertModel) folder with its tokenizer: embed(texts) runs both. */
+export class BertEncoderPipeline<M extends PretrainedEncoder = BertModel> {
   constructor(
-    readonly model: BertModel,
+    readonly model: M,
     readonly tokenizer: HfTokenizer,
   ) {
     model.eval();
   }
 
   /** The tokenized, padded texts through the model, without gradients. */
-  embed(texts: readonly string[]): BertOutput & { inputIds: Tensor; attentionMask: Tensor } {
+  embed(
+    texts: readonly string[],
+  ): ReturnType<M["forward"]> & { inputIds: Tensor; attentionMask: Tensor } {
     const batch = encodeBatch(this.tokenizer, texts, {
       maxLength: this.model.config.max_position_embeddings,
     });
     const out = noGrad(() => this.model.forward(batch.inputIds, batch.attentionMask));
-    return { ...out, inputIds: batch.inputIds, attentionMask: batch.attentionMask };
+    const { inputIds, attentionMask } = batch;
+    return { ...(out as ReturnType<M["forward"]>), inputIds, attentionMask };
   }
 }
 
@@ -317,14 +369,6 @@ export class BertEncoderPipeline {
 export async function loadBert(dir: string): Promise<BertEncoderPipeline> {
   const config = parseBertConfig(readJson(join(dir, "config.json")), join(dir, "config.json"));
   const model = new BertModel(config);
-  const weightsPath = join(dir, "model.safetensors");
-  if (!existsSync(weightsPath)) throw new FormatError(OP, `${weightsPath} is missing`, weightsPath);
-  try {
-    model.loadStateDict(bertWeights(await loadSafetensors(weightsPath)));
-  } catch (error) {
-    if (!(error instanceof StateDictError)) throw error;
-    const message = `${weightsPath} does not fit config.json: ${error.message}`;
-    throw new FormatError(OP, message, weightsPath);
-  }
+  await loadWeightsInto(model, dir, bertWeights);
   return new BertEncoderPipeline(model, HfTokenizer.fromFile(dir));
 }

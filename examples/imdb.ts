@@ -30,6 +30,15 @@ import {
 } from "../lib/index.js";
 import { loadSafetensors, saveSafetensors } from "../lib/io/safetensors.js";
 import { SentimentTransformer } from "./imdb_transformer.js";
+import {
+  PretrainedTokenizer,
+  TOKENIZER_FILE,
+  buildPretrainedClassifier,
+  checkPretrainedSentimentConfig,
+  checkTokenizerSize,
+  type PretrainedClassifier,
+  type PretrainedConfig,
+} from "./bert_classifier.js";
 
 export { SentimentTransformer } from "./imdb_transformer.js";
 
@@ -51,9 +60,15 @@ export interface SentimentConfig {
   numClasses: 2;
   /** The transformer's attention heads (hiddenSize is its feed-forward width). */
   numHeads?: number;
+  /** "bert": the pretrained encoder's config.json (BERT or DistilBERT). */
+  pretrained?: PretrainedConfig;
 }
 
-export type SentimentModelKind = "lstm" | "transformer";
+/** "bert": a fine-tuned BERT or DistilBERT (examples/bert_classifier.ts). */
+export type SentimentModelKind = "lstm" | "transformer" | "bert";
+
+/** What turns a review into ids and is saved with the model. */
+export type SentimentTokenizer = Vocabulary | PretrainedTokenizer;
 
 export function sentimentConfig(
   sizes: Partial<Omit<SentimentConfig, "format" | "version" | "numClasses">> & {
@@ -95,10 +110,11 @@ function transformerConfig(
 }
 
 /** Either classifier: ids [N, T] and lengths -> logits [N, 2]. */
-export type SentimentModel = SentimentLSTM | SentimentTransformer;
+export type SentimentModel = SentimentLSTM | SentimentTransformer | PretrainedClassifier;
 
 /** The classifier config.json describes. */
 export function buildSentimentModel(config: SentimentConfig): SentimentModel {
+  if (config.model === "bert") return buildPretrainedClassifier(config);
   return config.model === "transformer"
     ? new SentimentTransformer(config)
     : new SentimentLSTM(config);
@@ -145,7 +161,7 @@ export interface EncodedReviews {
 }
 
 /** The ids of each text, its first maxLength tokens; a text with no token becomes <unk>. */
-export function encodeReviews(vocab: Vocabulary, split: TextSplit, maxLength: number) {
+export function encodeReviews(vocab: SentimentTokenizer, split: TextSplit, maxLength: number) {
   const ids = split.texts.map((text) => {
     const all = vocab.encode(text);
     return all.length === 0 ? Int32Array.of(vocab.unkId) : Int32Array.from(all.slice(0, maxLength));
@@ -238,6 +254,8 @@ export interface ImdbTrainOptions {
   dataFile?: string;
   onBatch?: (batch: number, batches: number, loss: number) => void;
   onEpoch?: (stats: ImdbEpochStats) => void;
+  /** Fine-tune this classifier with its tokenizer (loadPretrainedClassifier) instead. */
+  fineTune?: { model: PretrainedClassifier; tokenizer: PretrainedTokenizer };
 }
 
 export interface ImdbEpochStats {
@@ -315,10 +333,12 @@ export function prepareImdb(options: ImdbTrainOptions) {
     options.data ?? loadImdb(options.dataFile === undefined ? {} : { file: options.dataFile });
   const trainSplit = limitReviews(data.train, options.limit);
   const testSplit = limitReviews(data.test, options.limit);
-  const vocab = Vocabulary.build(trainSplit.texts, {
-    maxSize: options.vocabSize ?? 25_000,
-    minFreq: options.minFreq ?? 2,
-  });
+  const vocab =
+    options.fineTune?.tokenizer ??
+    Vocabulary.build(trainSplit.texts, {
+      maxSize: options.vocabSize ?? 25_000,
+      minFreq: options.minFreq ?? 2,
+    });
   const maxLength = options.maxLength ?? 256;
   return {
     vocab,
@@ -329,7 +349,7 @@ export function prepareImdb(options: ImdbTrainOptions) {
 
 export interface ImdbTrainResult {
   model: SentimentModel;
-  vocab: Vocabulary;
+  vocab: SentimentTokenizer;
   history: ImdbEpochStats[];
 }
 
@@ -346,18 +366,20 @@ function withFlushDenormal<T>(run: () => T): T {
 export function trainImdb(options: ImdbTrainOptions): ImdbTrainResult {
   const { vocab, train, test } = prepareImdb(options);
   manualSeed(options.seed);
-  const model = buildSentimentModel(
-    sentimentConfig({
-      vocabSize: vocab.size,
-      ...(options.model === undefined ? {} : { model: options.model }),
-      ...(options.embeddingDim === undefined ? {} : { embeddingDim: options.embeddingDim }),
-      ...(options.hiddenSize === undefined ? {} : { hiddenSize: options.hiddenSize }),
-      ...(options.maxLength === undefined ? {} : { maxLength: options.maxLength }),
-      ...(options.dropout === undefined ? {} : { dropout: options.dropout }),
-      ...(options.numHeads === undefined ? {} : { numHeads: options.numHeads }),
-      ...(options.numLayers === undefined ? {} : { numLayers: options.numLayers }),
-    }),
-  );
+  const model =
+    options.fineTune?.model ??
+    buildSentimentModel(
+      sentimentConfig({
+        vocabSize: vocab.size,
+        ...(options.model === undefined ? {} : { model: options.model }),
+        ...(options.embeddingDim === undefined ? {} : { embeddingDim: options.embeddingDim }),
+        ...(options.hiddenSize === undefined ? {} : { hiddenSize: options.hiddenSize }),
+        ...(options.maxLength === undefined ? {} : { maxLength: options.maxLength }),
+        ...(options.dropout === undefined ? {} : { dropout: options.dropout }),
+        ...(options.numHeads === undefined ? {} : { numHeads: options.numHeads }),
+        ...(options.numLayers === undefined ? {} : { numLayers: options.numLayers }),
+      }),
+    );
   const optimizer = new optim.Adam(model.parameters(), { lr: options.lr });
   const history: ImdbEpochStats[] = [];
   withFlushDenormal(() => {
@@ -401,7 +423,7 @@ export const WEIGHTS_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
 export const VOCAB_FILE = "vocab.json";
 
-const MODEL_FILES = [WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE];
+const MODEL_FILES = [WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE, TOKENIZER_FILE];
 
 /**
  * Refuses to replace anything but an earlier model folder: a file, or a folder holding
@@ -448,7 +470,7 @@ async function replaceFolder(staging: string, dir: string): Promise<void> {
 export async function saveSentimentModel(
   dir: string,
   model: SentimentModel,
-  vocab: Vocabulary,
+  vocab: SentimentTokenizer,
 ): Promise<void> {
   checkReplaceable(dir);
   const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
@@ -457,7 +479,11 @@ export async function saveSentimentModel(
     const metadata = { format: "pt", model: model.constructor.name };
     await saveSafetensors(join(staging, WEIGHTS_FILE), model.stateDict(), metadata);
     await fsp.writeFile(join(staging, CONFIG_FILE), JSON.stringify(model.config, null, 2) + "\n");
-    await fsp.writeFile(join(staging, VOCAB_FILE), JSON.stringify(vocab.toJSON()) + "\n");
+    if (vocab instanceof PretrainedTokenizer) {
+      await fsp.writeFile(join(staging, TOKENIZER_FILE), vocab.json);
+    } else {
+      await fsp.writeFile(join(staging, VOCAB_FILE), JSON.stringify(vocab.toJSON()) + "\n");
+    }
     await replaceFolder(staging, dir);
   } catch (error) {
     await fsp.rm(staging, { recursive: true, force: true });
@@ -492,8 +518,8 @@ export function parseSentimentConfig(json: unknown, path = CONFIG_FILE): Sentime
   if (value.format !== "deepnode.sentiment" || value.version !== 1) {
     fail(`format must be "deepnode.sentiment" version 1, got ${value.format} ${value.version}`);
   }
-  if (value.model !== "lstm" && value.model !== "transformer") {
-    fail(`model must be "lstm" or "transformer", got ${JSON.stringify(value.model)}`);
+  if (value.model !== "lstm" && value.model !== "transformer" && value.model !== "bert") {
+    fail(`model must be "lstm", "transformer" or "bert", got ${JSON.stringify(value.model)}`);
   }
   for (const name of CONFIG_SIZES) {
     const n = value[name];
@@ -507,6 +533,7 @@ export function parseSentimentConfig(json: unknown, path = CONFIG_FILE): Sentime
   }
   if (value.numClasses !== 2) fail(`numClasses must be 2, got ${JSON.stringify(value.numClasses)}`);
   if (value.model === "transformer") checkHeads(value, fail);
+  if (value.model === "bert") value.pretrained = checkPretrainedSentimentConfig(value, path, OP);
   return value as unknown as SentimentConfig;
 }
 
@@ -533,6 +560,12 @@ function loadVocabulary(path: string, config: SentimentConfig): Vocabulary {
     throw new FormatError(OP, `${path}: ${message}`, path);
   }
   return vocab;
+}
+
+function loadPretrainedTokenizer(dir: string, config: SentimentConfig): PretrainedTokenizer {
+  const tokenizer = PretrainedTokenizer.fromFolder(dir, config.maxLength, OP);
+  checkTokenizerSize(tokenizer, config.pretrained!, join(dir, TOKENIZER_FILE), OP);
+  return tokenizer;
 }
 
 async function loadWeights(path: string, model: SentimentModel): Promise<void> {
@@ -563,7 +596,7 @@ export interface SentimentPrediction {
 export class SentimentClassifier {
   constructor(
     readonly model: SentimentModel,
-    readonly vocab: Vocabulary,
+    readonly vocab: SentimentTokenizer,
   ) {
     model.eval();
   }
@@ -624,7 +657,10 @@ export async function loadSentimentModel(dir: string): Promise<SentimentClassifi
   }
   const configPath = join(dir, CONFIG_FILE);
   const config = parseSentimentConfig(readJsonFile(configPath), configPath);
-  const vocab = loadVocabulary(join(dir, VOCAB_FILE), config);
+  const vocab =
+    config.model === "bert"
+      ? loadPretrainedTokenizer(dir, config)
+      : loadVocabulary(join(dir, VOCAB_FILE), config);
   const model = buildSentimentModel(config);
   await loadWeights(join(dir, WEIGHTS_FILE), model);
   return new SentimentClassifier(model, vocab);

