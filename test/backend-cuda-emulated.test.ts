@@ -11,7 +11,7 @@ import { join } from "node:path";
 
 import { describe, expect, it } from "vitest";
 
-import { packageRoot } from "../lib/backend/native.js";
+import { native, packageRoot } from "../lib/backend/native.js";
 
 const emulation = join(packageRoot(), "build", "Release", "deepnode_cuda_emu.so");
 const built = existsSync(emulation);
@@ -37,6 +37,12 @@ describe.skipIf(!status.available)("the host emulation", () => {
     expect(current.flavour).toBe("host emulation");
     expect(current.devices.map((d) => d.name)).toEqual(["deepnode host emulation (not a GPU)"]);
     expect(lib.buildInfo().devices).toContain("cuda:0");
+  });
+
+  it("has a kernel for every kernel of the cpu backend, under the same name", () => {
+    const addon = native();
+    const kernels = addon.cudaOpen(lib.cuda.status().plugin!).kernels.split(",");
+    expect(kernels.sort()).toEqual(addon.kernels().sort());
   });
 });
 
