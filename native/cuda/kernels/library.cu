@@ -1,6 +1,7 @@
 // Kernels built on NVIDIA's libraries, registered under the cpu kernels' names: matmul by
 // cuBLAS (matmul.cu), convolution by cuDNN (conv.cu), and the recurrent layers as one
-// cuBLAS GEMM and one gate kernel per step (rnn.cu).
+// cuBLAS GEMM and one gate kernel per step (rnn.cu), and attention as batched GEMMs
+// around a masked softmax and dropout row kernel (attention.cu).
 #include "library.h"
 
 namespace deepnode::cuda {
@@ -12,6 +13,8 @@ void registerLibraryKernels(KernelTable& table) {
   table["conv2d_backward_weight"] = conv2dBackwardWeight;
   table["rnn_forward"] = rnnForward;
   table["rnn_backward"] = rnnBackward;
+  table["fused_attention"] = fusedAttention;
+  table["fused_attention_backward"] = fusedAttentionBackward;
 }
 
 }  // namespace deepnode::cuda

@@ -1,5 +1,5 @@
-// Shared by the kernels built on NVIDIA's libraries (matmul.cu, conv.cu, rnn.cu): the
-// row-major GEMM over cuBLAS that matmul and the recurrent layers use.
+// Shared by the kernels built on NVIDIA's libraries (matmul.cu, conv.cu, rnn.cu,
+// attention.cu): the row-major GEMM over cuBLAS that they use.
 #pragma once
 
 #include <cstdint>
@@ -37,5 +37,7 @@ void conv2dBackwardData(KernelCall& call);
 void conv2dBackwardWeight(KernelCall& call);
 void rnnForward(KernelCall& call);
 void rnnBackward(KernelCall& call);
+void fusedAttention(KernelCall& call);
+void fusedAttentionBackward(KernelCall& call);
 
 }  // namespace deepnode::cuda
