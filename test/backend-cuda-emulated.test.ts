@@ -45,3 +45,9 @@ cudaDeviceSuite("cuda memory on the host emulation", status.available);
 describe.runIf(!built)("cuda host emulation", () => {
   it.skip(`is not built here: ${status.reason}`, () => {});
 });
+
+// ---- the element-wise kernel family (native/cuda/kernels/) ----------------------------------
+
+const { cudaElementwiseSuite } = await import("./cuda-elementwise.js");
+
+cudaElementwiseSuite("cuda element-wise kernels on the host emulation", status.available);

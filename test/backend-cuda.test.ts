@@ -16,6 +16,7 @@ import { backendFor } from "../lib/backend/registry.js";
 import { DeviceError, buildInfo, cuda, zeros } from "../lib/index.js";
 import { conformanceSuite } from "./conformance.js";
 import { cudaDeviceSuite } from "./cuda-device.js";
+import { cudaElementwiseSuite } from "./cuda-elementwise.js";
 import { expectThrows } from "./helpers.js";
 
 const status = cuda.status();
@@ -116,3 +117,5 @@ describe("the CUDA plugin", () => {
 conformanceSuite({ name: "cuda", device: "cuda:0", backend: () => backendFor("cuda:0") }, status);
 
 cudaDeviceSuite("cuda memory on the GPU", status.available);
+
+cudaElementwiseSuite("cuda element-wise kernels on the GPU", status.available);

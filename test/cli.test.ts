@@ -707,7 +707,11 @@ describe("deepnode train imdb / predict", () => {
 describe("deepnode bench: options and outputs (nothing timed, no peer)", () => {
   it.each([
     ["--backends", "cpu,tpu", "unknown 'tpu' \\(known: cpu, cuda, reference\\)"],
-    ["--peers", "torch,jax", "unknown 'jax' \\(known: torch, tfjs-cpu, tfjs-wasm, tfjs-node\\)"],
+    [
+      "--peers",
+      "torch,jax",
+      "unknown 'jax' \\(known: torch, tfjs-cpu, tfjs-wasm, tfjs-node, torch-cuda\\)",
+    ],
   ])("rejects %s %s (exit 2)", async (flag, value, message) => {
     const run = await cli("bench", flag, value);
     expect(run.code).toBe(2);

@@ -279,6 +279,9 @@ def use_device(device):
     DEVICE = device
     if hasattr(torch, "set_default_device"):
         torch.set_default_device(device)
+    # float32 as deepnode computes it by default: no TF32 tensor cores in matmul or cuDNN.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def run_spec(spec):

@@ -2,11 +2,15 @@
 // lib/random.ts number for number: element e of an op keyed (seed, offset) is lane
 // (offset + e) % 4 of the block philox(counter = [b lo32, b hi32, 0, 0], key = [seed lo32,
 // seed hi32]) with b = (offset + e) / 4. Uniforms and dropout masks are bit-identical to
-// the TypeScript; normals agree to the rounding of the platform's log, sin and cos.
+// the TypeScript; normals agree to the rounding of the platform's log, sin and cos. The
+// generator and the per-block transforms are DEEPNODE_HD, so the CUDA kernels use them too.
 #pragma once
 
-#include <cmath>
+#include <math.h>
+
 #include <cstdint>
+
+#include "hd.h"
 
 namespace deepnode::philox {
 
@@ -22,7 +26,7 @@ struct Block {
 };
 
 // The ten rounds on one 64-bit block index; the key schedule bumps after every round.
-inline Block philox4x32(uint64_t block, uint64_t seed) {
+DEEPNODE_HD inline Block philox4x32(uint64_t block, uint64_t seed) {
   uint32_t c0 = static_cast<uint32_t>(block), c1 = static_cast<uint32_t>(block >> 32), c2 = 0, c3 = 0;
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   for (int round = 0; round < 10; ++round) {
@@ -41,19 +45,19 @@ inline Block philox4x32(uint64_t block, uint64_t seed) {
 }
 
 // A uniform in [0, 1) with 24 random bits: exact in float and in double.
-inline double uniformOf(uint32_t bits) {
+DEEPNODE_HD inline double uniformOf(uint32_t bits) {
   return static_cast<double>(bits >> 8) * kInv2Pow24;
 }
 
 // Box-Muller on the block's pairs (x0, x1) and (x2, x3), in double as lib/random.ts does.
-inline void normalsOf(const Block& block, double out[4]) {
+DEEPNODE_HD inline void normalsOf(const Block& block, double out[4]) {
   for (int pair = 0; pair < 4; pair += 2) {
     double u0 = static_cast<double>((block.x[pair] >> 8) + 1) * kInv2Pow24;
     double u1 = static_cast<double>((block.x[pair + 1] >> 8) + 1) * kInv2Pow24;
-    double r = std::sqrt(-2.0 * std::log(u0));
+    double r = ::sqrt(-2.0 * ::log(u0));
     double t = kTwoPi * u1;
-    out[pair] = r * std::cos(t);
-    out[pair + 1] = r * std::sin(t);
+    out[pair] = r * ::cos(t);
+    out[pair + 1] = r * ::sin(t);
   }
 }
 

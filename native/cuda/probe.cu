@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nvlibs.h"
+#include "nvlibs_loader.h"
 #include "plugin_api.h"
 
 namespace deepnode::cuda {
@@ -73,6 +74,14 @@ std::string libraryVersion(void* handle, const char* symbol) {
   return std::to_string(parts[0]) + "." + std::to_string(parts[1]) + "." + std::to_string(parts[2]);
 }
 
+// Hands cuBLAS's and cuDNN's handles (or why there is none) to the loader, which resolves
+// their entry points on first use.
+void handOver(const LibrarySpec& spec, void* handle, const std::string& error) {
+  const std::string name = spec.name;
+  if (name == "cublas") nv::rememberLibrary(nv::Library::Cublas, handle, error);
+  if (name == "cudnn") nv::rememberLibrary(nv::Library::Cudnn, handle, error);
+}
+
 void probeLibraries(const std::vector<std::string>& dirs, DeepnodeCudaReport& report) {
   report.libraryCount = DEEPNODE_CUDA_MAX_LIBRARIES;
   for (int i = 0; i < DEEPNODE_CUDA_MAX_LIBRARIES; ++i) {
@@ -81,6 +90,7 @@ void probeLibraries(const std::vector<std::string>& dirs, DeepnodeCudaReport& re
     copyString(library.name, spec.name);
     std::string path, tried;
     void* handle = openLibrary(spec, dirs, path, tried);
+    handOver(spec, handle, handle == nullptr ? spec.soname + std::string(" not found: ") + tried : "");
     if (handle == nullptr) {
       copyString(library.error, spec.soname + std::string(" not found: ") + tried);
       continue;

@@ -23,15 +23,5 @@ g++ $flags -fno-trapping-math native/tests/rnn_test.cc native/cpu/rnn.cc $common
 g++ $flags native/tests/norm_test.cc native/cpu/norm.cc $common -lpthread -o "$out/norm_test"
 g++ $flags native/tests/embedding_test.cc native/cpu/embedding.cc $common -lpthread -o "$out/embedding_test"
 g++ $flags native/tests/ctc_test.cc native/cpu/ctc.cc $common -lpthread -o "$out/ctc_test"
-# The CUDA plugin's reduction kernels in the host emulation: the .cu sources compiled as C++.
-cuda_objects=""
-for source in native/cuda/kernels/*.cu; do
-  object="$out/cuda_emu_$(basename "$source" .cu).o"
-  g++ $flags -DDEEPNODE_CUDA_EMULATION=1 -x c++ -c "$source" -o "$object"
-  cuda_objects="$cuda_objects $object"
-done
-cuda_plugin="native/cuda/api.cc native/cuda/allocator.cc native/cuda/registry.cc native/cuda/emu/device_emu.cc"
-cpu_reductions="native/cpu/reduce.cc native/cpu/index.cc native/cpu/embedding.cc native/cpu/norm.cc"
-cpu_reductions="$cpu_reductions native/cpu/attention.cc native/cpu/ctc.cc"
-g++ $flags -DDEEPNODE_CUDA_EMULATION=1 native/tests/cuda_reductions_test.cc $cpu_reductions $cuda_plugin \
-  $cuda_objects $common -lpthread -ldl -o "$out/cuda_reductions_test"
+g++ $flags -fno-trapping-math native/tests/cuda_library_test.cc native/cpu/matmul.cc native/cpu/conv.cc \
+  native/cpu/rnn.cc $common -lpthread -ldl -o "$out/cuda_library_test"

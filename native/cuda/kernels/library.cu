@@ -1,10 +1,17 @@
-// Kernels built on NVIDIA's libraries: matmul by cuBLAS, convolution by cuDNN, and the
-// recurrent layers. None is written yet: the cuda backend reports each as not supported
-// (NotSupportedError) until it is.
-#include "../kernels.h"
+// Kernels built on NVIDIA's libraries, registered under the cpu kernels' names: matmul by
+// cuBLAS (matmul.cu), convolution by cuDNN (conv.cu), and the recurrent layers as one
+// cuBLAS GEMM and one gate kernel per step (rnn.cu).
+#include "library.h"
 
 namespace deepnode::cuda {
 
-void registerLibraryKernels(KernelTable&) {}
+void registerLibraryKernels(KernelTable& table) {
+  table["matmul"] = matmul;
+  table["conv2d"] = conv2d;
+  table["conv2d_backward_data"] = conv2dBackwardData;
+  table["conv2d_backward_weight"] = conv2dBackwardWeight;
+  table["rnn_forward"] = rnnForward;
+  table["rnn_backward"] = rnnBackward;
+}
 
 }  // namespace deepnode::cuda

@@ -1,0 +1,351 @@
+// conv2d forward, backward-data and backward-weight on cuDNN, NCHW float32 with stride,
+// padding, dilation and groups: the cpu kernel's attributes and checks (native/cpu/
+// conv.cc), then one cuDNN call. Each direction's algorithm is chosen once per shape by
+// cuDNN's heuristics and cached with its workspace size; the workspace comes from the
+// caching allocator. Every output is overwritten (beta = 0), as the Backend contract
+// says; the bias is added by a small kernel after the forward convolution.
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "../launch.h"
+#include "../nvlibs_loader.h"
+#include "library.h"
+
+namespace deepnode::cuda {
+
+namespace conv_detail {
+
+struct ConvGeometry {
+  int64_t n, cIn, h, w, cOut, kH, kW, strideH, strideW, padH, padW, dilationH, dilationW, groups;
+  int64_t oH, oW;
+
+  int64_t cInGroup() const { return cIn / groups; }
+  int64_t pixels() const { return oH * oW; }
+};
+
+int64_t checkedProduct(const KernelCall& call, std::initializer_list<int64_t> dims) {
+  int64_t total = 1;
+  for (int64_t d : dims) {
+    if (__builtin_mul_overflow(total, d, &total)) call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts");
+  }
+  return total;
+}
+
+std::string describe(const ConvGeometry& g) {
+  return "x " + shapeString({g.n, g.cIn, g.h, g.w}) + ", weight " +
+         shapeString({g.cOut, g.groups > 0 ? g.cIn / g.groups : 0, g.kH, g.kW}) + ", stride " +
+         shapeString({g.strideH, g.strideW}) + ", padding " + shapeString({g.padH, g.padW}) + ", dilation " +
+         shapeString({g.dilationH, g.dilationW}) + ", groups " + std::to_string(g.groups);
+}
+
+void checkGeometry(const KernelCall& call, ConvGeometry& g) {
+  bool positive = g.cIn >= 1 && g.h >= 1 && g.w >= 1 && g.cOut >= 1 && g.kH >= 1 && g.kW >= 1;
+  bool stepsOk = g.strideH >= 1 && g.strideW >= 1 && g.dilationH >= 1 && g.dilationW >= 1;
+  if (g.n < 0 || !positive) call.fail("ERR_SHAPE", "sizes must be positive (batch may be 0): " + describe(g));
+  if (!stepsOk || g.padH < 0 || g.padW < 0 || g.groups < 1) {
+    call.fail("ERR_VALUE", "stride and dilation must be >= 1, padding >= 0 and groups >= 1: " + describe(g));
+  }
+  if (g.cIn % g.groups != 0 || g.cOut % g.groups != 0) {
+    call.fail("ERR_SHAPE", "in channels " + std::to_string(g.cIn) + " and out channels " + std::to_string(g.cOut) +
+                               " must both be divisible by groups: " + describe(g));
+  }
+  int64_t spanH = g.dilationH * (g.kH - 1) + 1, spanW = g.dilationW * (g.kW - 1) + 1;
+  g.oH = (g.h + 2 * g.padH - spanH) >= 0 ? (g.h + 2 * g.padH - spanH) / g.strideH + 1 : 0;
+  g.oW = (g.w + 2 * g.padW - spanW) >= 0 ? (g.w + 2 * g.padW - spanW) / g.strideW + 1 : 0;
+  if (g.oH < 1 || g.oW < 1) {
+    call.fail("ERR_SHAPE", "the dilated kernel " + shapeString({spanH, spanW}) + " is larger than the padded input " +
+                               shapeString({g.h + 2 * g.padH, g.w + 2 * g.padW}) + ": " + describe(g));
+  }
+  checkedProduct(call, {g.n, g.cOut, g.oH, g.oW, g.kH, g.kW});
+  checkedProduct(call, {g.n, g.cIn, g.h, g.w, g.kH, g.kW});
+}
+
+ConvGeometry readGeometry(const KernelCall& call) {
+  ConvGeometry g{};
+  g.n = call.integer("n");
+  g.cIn = call.integer("cIn");
+  g.h = call.integer("h");
+  g.w = call.integer("w");
+  g.cOut = call.integer("cOut");
+  g.kH = call.integer("kH");
+  g.kW = call.integer("kW");
+  g.strideH = call.integer("strideH", 1);
+  g.strideW = call.integer("strideW", 1);
+  g.padH = call.integer("padH", 0);
+  g.padW = call.integer("padW", 0);
+  g.dilationH = call.integer("dilationH", 1);
+  g.dilationW = call.integer("dilationW", 1);
+  g.groups = call.integer("groups", 1);
+  checkGeometry(call, g);
+  return g;
+}
+
+int64_t inputSize(const ConvGeometry& g) {
+  return g.n * g.cIn * g.h * g.w;
+}
+int64_t weightSize(const ConvGeometry& g) {
+  return g.cOut * g.cInGroup() * g.kH * g.kW;
+}
+int64_t outputSize(const ConvGeometry& g) {
+  return g.n * g.cOut * g.pixels();
+}
+
+float* expectFloat(const KernelCall& call, const ConvGeometry& g, size_t index, const char* role, int64_t expected) {
+  const Buffer& buf = call.buffer(index, role, DType::Float32);
+  if (buf.size != expected) {
+    call.fail("ERR_SHAPE", std::string("buffer '") + role + "' holds " + std::to_string(buf.size) +
+                               " elements, expected " + std::to_string(expected) + " for " + describe(g) + ", out " +
+                               shapeString({g.n, g.cOut, g.oH, g.oW}));
+  }
+  return buf.as<float>();
+}
+
+int dim(const KernelCall& call, int64_t value) {
+  if (value > INT_MAX) call.fail("ERR_NOT_SUPPORTED", "size " + std::to_string(value) + " exceeds cuDNN's int sizes");
+  return static_cast<int>(value);
+}
+
+// The four descriptors of one convolution, set from its geometry and destroyed with it.
+class ConvDescriptors {
+ public:
+  ConvDescriptors(const KernelCall& call, const ConvGeometry& g) : api_(nv::cudnn()) {
+    try {
+      nv::check(api_.createTensorDescriptor(&x), nv::kCudnnCreateTensorDescriptor);
+      nv::check(api_.createTensorDescriptor(&y), nv::kCudnnCreateTensorDescriptor);
+      nv::check(api_.createFilterDescriptor(&w), nv::kCudnnCreateFilterDescriptor);
+      nv::check(api_.createConvolutionDescriptor(&conv), nv::kCudnnCreateConvolutionDescriptor);
+      set(call, g);
+    } catch (...) {
+      destroy();
+      throw;
+    }
+  }
+  ~ConvDescriptors() { destroy(); }
+  ConvDescriptors(const ConvDescriptors&) = delete;
+  ConvDescriptors& operator=(const ConvDescriptors&) = delete;
+
+  nv::CudnnTensorDescriptor x = nullptr, y = nullptr;
+  nv::CudnnFilterDescriptor w = nullptr;
+  nv::CudnnConvolutionDescriptor conv = nullptr;
+
+ private:
+  // Statuses are not checked: nothing useful can be done about a failure to free.
+  void destroy() {
+    if (x != nullptr) api_.destroyTensorDescriptor(x);
+    if (y != nullptr) api_.destroyTensorDescriptor(y);
+    if (w != nullptr) api_.destroyFilterDescriptor(w);
+    if (conv != nullptr) api_.destroyConvolutionDescriptor(conv);
+  }
+
+  void set(const KernelCall& call, const ConvGeometry& g) {
+    const auto nchw = nv::CudnnTensorFormat::Nchw;
+    const auto f32 = nv::CudnnDataType::Float;
+    nv::check(
+        api_.setTensor4dDescriptor(x, nchw, f32, dim(call, g.n), dim(call, g.cIn), dim(call, g.h), dim(call, g.w)),
+        nv::kCudnnSetTensor4dDescriptor);
+    nv::check(
+        api_.setTensor4dDescriptor(y, nchw, f32, dim(call, g.n), dim(call, g.cOut), dim(call, g.oH), dim(call, g.oW)),
+        nv::kCudnnSetTensor4dDescriptor);
+    nv::check(api_.setFilter4dDescriptor(w, f32, nchw, dim(call, g.cOut), dim(call, g.cInGroup()), dim(call, g.kH),
+                                         dim(call, g.kW)),
+              nv::kCudnnSetFilter4dDescriptor);
+    nv::check(api_.setConvolution2dDescriptor(conv, dim(call, g.padH), dim(call, g.padW), dim(call, g.strideH),
+                                              dim(call, g.strideW), dim(call, g.dilationH), dim(call, g.dilationW),
+                                              nv::CudnnConvolutionMode::CrossCorrelation, f32),
+              nv::kCudnnSetConvolution2dDescriptor);
+    nv::check(api_.setConvolutionGroupCount(conv, dim(call, g.groups)), nv::kCudnnSetConvolutionGroupCount);
+    // FMA math keeps float32 exact to float32 (no TF32) unless TF32 is allowed.
+    auto math = tf32Allowed() ? nv::CudnnMathType::Default : nv::CudnnMathType::Fma;
+    nv::check(api_.setConvolutionMathType(conv, math), nv::kCudnnSetConvolutionMathType);
+  }
+
+  const nv::CudnnApi& api_;
+};
+
+// An algorithm and the workspace it needs, chosen once per shape, direction and device.
+struct Choice {
+  int algo;
+  size_t workspace;
+};
+
+enum class Direction { Forward, BackwardData, BackwardFilter };
+
+using ChoiceKey = std::array<int64_t, 17>;
+
+ChoiceKey choiceKey(const ConvGeometry& g, Direction direction) {
+  return {currentDevice(),
+          static_cast<int64_t>(direction),
+          g.n,
+          g.cIn,
+          g.h,
+          g.w,
+          g.cOut,
+          g.kH,
+          g.kW,
+          g.strideH,
+          g.strideW,
+          g.padH,
+          g.padW,
+          g.dilationH,
+          g.dilationW,
+          g.groups,
+          tf32Allowed() ? 1 : 0};
+}
+
+std::mutex choiceMutex;
+std::map<ChoiceKey, Choice> choices;
+
+// The cached choice for this shape, or `choose()`'s, remembered.
+template <typename Choose>
+Choice cachedChoice(const ConvGeometry& g, Direction direction, Choose&& choose) {
+  const ChoiceKey key = choiceKey(g, direction);
+  {
+    std::lock_guard<std::mutex> lock(choiceMutex);
+    auto it = choices.find(key);
+    if (it != choices.end()) return it->second;
+  }
+  Choice choice = choose();
+  std::lock_guard<std::mutex> lock(choiceMutex);
+  choices[key] = choice;
+  return choice;
+}
+
+// Workspace past this is left to candidates that need it when no other can run, so one
+// convolution does not take gigabytes from the tensors' cache.
+constexpr size_t kWorkspaceCap = size_t(1) << 30;
+
+// The heuristics' best candidate that cuDNN can run, preferring one within the cap.
+template <typename Perf>
+int firstUsable(const Perf* perf, int returned, const char* op, const ConvGeometry& g) {
+  int fallback = -1;
+  for (int i = 0; i < returned; ++i) {
+    if (perf[i].status != nv::CudnnStatus::Success) continue;
+    if (perf[i].memory <= kWorkspaceCap) return static_cast<int>(perf[i].algo);
+    if (fallback < 0) fallback = static_cast<int>(perf[i].algo);
+  }
+  if (fallback >= 0) return fallback;
+  throw KernelError("ERR_NOT_SUPPORTED", std::string(op) + ": cuDNN offers no algorithm for " + describe(g));
+}
+
+constexpr int kMaxCandidates = 8;
+
+Choice chooseForward(const ConvDescriptors& d, const ConvGeometry& g) {
+  const nv::CudnnApi& api = nv::cudnn();
+  nv::CudnnConvolutionFwdAlgoPerf perf[kMaxCandidates] = {};
+  int returned = 0;
+  nv::check(
+      api.getConvolutionForwardAlgorithm(nv::cudnnHandle(), d.x, d.w, d.conv, d.y, kMaxCandidates, &returned, perf),
+      nv::kCudnnGetConvolutionForwardAlgorithm);
+  Choice choice{firstUsable(perf, returned, "conv2d", g), 0};
+  nv::check(
+      api.getConvolutionForwardWorkspaceSize(nv::cudnnHandle(), d.x, d.w, d.conv, d.y,
+                                             static_cast<nv::CudnnConvolutionFwdAlgo>(choice.algo), &choice.workspace),
+      nv::kCudnnGetConvolutionForwardWorkspaceSize);
+  return choice;
+}
+
+Choice chooseBackwardData(const ConvDescriptors& d, const ConvGeometry& g) {
+  const nv::CudnnApi& api = nv::cudnn();
+  nv::CudnnConvolutionBwdDataAlgoPerf perf[kMaxCandidates] = {};
+  int returned = 0;
+  nv::check(api.getConvolutionBackwardDataAlgorithm(nv::cudnnHandle(), d.w, d.y, d.conv, d.x, kMaxCandidates, &returned,
+                                                    perf),
+            nv::kCudnnGetConvolutionBackwardDataAlgorithm);
+  Choice choice{firstUsable(perf, returned, "conv2d_backward_data", g), 0};
+  nv::check(api.getConvolutionBackwardDataWorkspaceSize(nv::cudnnHandle(), d.w, d.y, d.conv, d.x,
+                                                        static_cast<nv::CudnnConvolutionBwdDataAlgo>(choice.algo),
+                                                        &choice.workspace),
+            nv::kCudnnGetConvolutionBackwardDataWorkspaceSize);
+  return choice;
+}
+
+Choice chooseBackwardFilter(const ConvDescriptors& d, const ConvGeometry& g) {
+  const nv::CudnnApi& api = nv::cudnn();
+  nv::CudnnConvolutionBwdFilterAlgoPerf perf[kMaxCandidates] = {};
+  int returned = 0;
+  nv::check(api.getConvolutionBackwardFilterAlgorithm(nv::cudnnHandle(), d.x, d.y, d.conv, d.w, kMaxCandidates,
+                                                      &returned, perf),
+            nv::kCudnnGetConvolutionBackwardFilterAlgorithm);
+  Choice choice{firstUsable(perf, returned, "conv2d_backward_weight", g), 0};
+  nv::check(api.getConvolutionBackwardFilterWorkspaceSize(nv::cudnnHandle(), d.x, d.y, d.conv, d.w,
+                                                          static_cast<nv::CudnnConvolutionBwdFilterAlgo>(choice.algo),
+                                                          &choice.workspace),
+            nv::kCudnnGetConvolutionBackwardFilterWorkspaceSize);
+  return choice;
+}
+
+// Scratch for the chosen algorithm (none when it needs no workspace).
+struct Workspace {
+  explicit Workspace(size_t bytes) : scratch(bytes > 0 ? std::make_unique<Scratch>(bytes) : nullptr), bytes(bytes) {}
+  void* data() const { return scratch == nullptr ? nullptr : scratch->as<void>(); }
+  std::unique_ptr<Scratch> scratch;
+  size_t bytes;
+};
+
+// out [n, cOut, pixels] += bias [cOut] broadcast over the batch and the pixels.
+void addBias(float* out, const float* bias, int64_t size, int64_t cOut, int64_t pixels) {
+  forEach("conv2d_bias", size, [=] DEEPNODE_HD(int64_t i) { out[i] += bias[(i / pixels) % cOut]; });
+}
+
+}  // namespace conv_detail
+
+void conv2d(KernelCall& call) {
+  using namespace conv_detail;
+  ConvGeometry g = readGeometry(call);
+  float* out = expectFloat(call, g, 0, "out", outputSize(g));
+  const float* x = expectFloat(call, g, 1, "x", inputSize(g));
+  const float* weight = expectFloat(call, g, 2, "weight", weightSize(g));
+  const float* bias = call.hasBuffer(3) ? expectFloat(call, g, 3, "bias", g.cOut) : nullptr;
+  if (g.n == 0) return;
+  ConvDescriptors d(call, g);
+  Choice choice = cachedChoice(g, Direction::Forward, [&] { return chooseForward(d, g); });
+  Workspace ws(choice.workspace);
+  const float one = 1.0f, zero = 0.0f;
+  nv::check(nv::cudnn().convolutionForward(nv::cudnnHandle(), &one, d.x, x, d.w, weight, d.conv,
+                                           static_cast<nv::CudnnConvolutionFwdAlgo>(choice.algo), ws.data(), ws.bytes,
+                                           &zero, d.y, out),
+            nv::kCudnnConvolutionForward);
+  if (bias != nullptr) addBias(out, bias, outputSize(g), g.cOut, g.pixels());
+}
+
+void conv2dBackwardData(KernelCall& call) {
+  using namespace conv_detail;
+  ConvGeometry g = readGeometry(call);
+  float* gradX = expectFloat(call, g, 0, "gradX", inputSize(g));
+  const float* gradOut = expectFloat(call, g, 1, "gradOut", outputSize(g));
+  const float* weight = expectFloat(call, g, 2, "weight", weightSize(g));
+  if (g.n == 0) return;
+  ConvDescriptors d(call, g);
+  Choice choice = cachedChoice(g, Direction::BackwardData, [&] { return chooseBackwardData(d, g); });
+  Workspace ws(choice.workspace);
+  const float one = 1.0f, zero = 0.0f;
+  nv::check(nv::cudnn().convolutionBackwardData(nv::cudnnHandle(), &one, d.w, weight, d.y, gradOut, d.conv,
+                                                static_cast<nv::CudnnConvolutionBwdDataAlgo>(choice.algo), ws.data(),
+                                                ws.bytes, &zero, d.x, gradX),
+            nv::kCudnnConvolutionBackwardData);
+}
+
+void conv2dBackwardWeight(KernelCall& call) {
+  using namespace conv_detail;
+  ConvGeometry g = readGeometry(call);
+  float* gradWeight = expectFloat(call, g, 0, "gradWeight", weightSize(g));
+  const float* gradOut = expectFloat(call, g, 1, "gradOut", outputSize(g));
+  const float* x = expectFloat(call, g, 2, "x", inputSize(g));
+  if (g.n == 0) return fillZeroAsync(gradWeight, static_cast<size_t>(weightSize(g)) * sizeof(float));
+  ConvDescriptors d(call, g);
+  Choice choice = cachedChoice(g, Direction::BackwardFilter, [&] { return chooseBackwardFilter(d, g); });
+  Workspace ws(choice.workspace);
+  const float one = 1.0f, zero = 0.0f;
+  nv::check(nv::cudnn().convolutionBackwardFilter(nv::cudnnHandle(), &one, d.x, x, d.y, gradOut, d.conv,
+                                                  static_cast<nv::CudnnConvolutionBwdFilterAlgo>(choice.algo),
+                                                  ws.data(), ws.bytes, &zero, d.w, gradWeight),
+            nv::kCudnnConvolutionBackwardFilter);
+}
+
+}  // namespace deepnode::cuda

@@ -1,0 +1,105 @@
+// Batched matmul on cuBLAS: the cpu kernel's attributes and checks (native/cpu/matmul.cc),
+// then one strided batched SGEMM for the whole batch (library.h).
+#include <algorithm>
+#include <climits>
+#include <initializer_list>
+#include <string>
+
+#include "../nvlibs_loader.h"
+#include "library.h"
+
+namespace deepnode::cuda {
+
+namespace matmul_detail {
+
+struct MatmulShape {
+  int64_t batch, batchA, batchB, m, n, k;
+  bool transA, transB;
+};
+
+int64_t checkedProduct(const KernelCall& call, std::initializer_list<int64_t> dims) {
+  int64_t total = 1;
+  for (int64_t d : dims) {
+    if (__builtin_mul_overflow(total, d, &total)) call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts");
+  }
+  return total;
+}
+
+std::string describe(const MatmulShape& s) {
+  Shape a = s.transA ? Shape{s.batchA, s.k, s.m} : Shape{s.batchA, s.m, s.k};
+  Shape b = s.transB ? Shape{s.batchB, s.n, s.k} : Shape{s.batchB, s.k, s.n};
+  return "a " + shapeString(a) + (s.transA ? " (transposed)" : "") + " by b " + shapeString(b) +
+         (s.transB ? " (transposed)" : "") + " into out " + shapeString({s.batch, s.m, s.n}) +
+         ", inner dimensions k = " + std::to_string(s.k);
+}
+
+MatmulShape readShape(const KernelCall& call) {
+  MatmulShape s{call.integer("batch"),      call.integer("batchA", 1), call.integer("batchB", 1),
+                call.integer("m"),          call.integer("n"),         call.integer("k"),
+                call.flag("transA", false), call.flag("transB", false)};
+  if (s.batch < 0 || s.m < 0 || s.n < 0 || s.k < 0) call.fail("ERR_SHAPE", "negative size in " + describe(s));
+  bool batchesOk = (s.batchA == 1 || s.batchA == s.batch) && (s.batchB == 1 || s.batchB == s.batch);
+  if (!batchesOk) {
+    call.fail("ERR_SHAPE", "batchA and batchB must be 1 or batch (" + std::to_string(s.batch) + ") in " + describe(s));
+  }
+  return s;
+}
+
+void expectOperand(const KernelCall& call, const MatmulShape& s, size_t index, const char* role, int64_t expected) {
+  const Buffer& buf = call.buffer(index, role, DType::Float32);
+  if (buf.size != expected) {
+    call.fail("ERR_SHAPE", std::string("buffer '") + role + "' holds " + std::to_string(buf.size) +
+                               " elements, expected " + std::to_string(expected) + " for " + describe(s));
+  }
+}
+
+// Sizes and leading dimensions as cuBLAS takes them; a leading dimension is at least 1
+// even for an empty matrix, as cuBLAS requires.
+int toInt(const char* op, const char* what, int64_t value) {
+  if (value > INT_MAX) {
+    throw KernelError("ERR_NOT_SUPPORTED", std::string(op) + ": " + what + " " + std::to_string(value) +
+                                               " exceeds cuBLAS's 32-bit size arguments");
+  }
+  return static_cast<int>(value);
+}
+
+nv::CublasOperation operation(bool transposed) {
+  return transposed ? nv::CublasOperation::T : nv::CublasOperation::N;
+}
+
+}  // namespace matmul_detail
+
+void gemmRowMajor(const char* op, const RowMajorGemm& g) {
+  using matmul_detail::toInt;
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  const nv::CublasApi& api = nv::cublas();
+  nv::CublasHandle handle = nv::cublasHandle();
+  nv::check(api.setMathMode(handle, tf32Allowed() ? nv::CublasMath::Tf32TensorOp : nv::CublasMath::Default),
+            nv::kCublasSetMathMode);
+  // Column-major: C^T [n, m] = op(B)^T [n, k] op(A)^T [k, m].
+  nv::check(api.sgemmStridedBatched(
+                handle, matmul_detail::operation(g.transB), matmul_detail::operation(g.transA), toInt(op, "n", g.n),
+                toInt(op, "m", g.m), toInt(op, "k", g.k), &g.alpha, g.b, toInt(op, "ldb", std::max<int64_t>(1, g.ldb)),
+                g.strideB, g.a, toInt(op, "lda", std::max<int64_t>(1, g.lda)), g.strideA, &g.beta, g.c,
+                toInt(op, "ldc", std::max<int64_t>(1, g.ldc)), g.strideC, toInt(op, "batch", g.batch)),
+            nv::kCublasSgemmStridedBatched);
+}
+
+void matmul(KernelCall& call) {
+  using namespace matmul_detail;
+  MatmulShape s = readShape(call);
+  expectOperand(call, s, 0, "out", checkedProduct(call, {s.batch, s.m, s.n}));
+  expectOperand(call, s, 1, "a", checkedProduct(call, {s.batchA, s.m, s.k}));
+  expectOperand(call, s, 2, "b", checkedProduct(call, {s.batchB, s.k, s.n}));
+  RowMajorGemm g;
+  g.transA = s.transA, g.transB = s.transB;
+  g.m = s.m, g.n = s.n, g.k = s.k, g.batch = s.batch;
+  g.alpha = static_cast<float>(call.number("alpha", 1.0));
+  g.beta = static_cast<float>(call.number("beta", 0.0));
+  g.a = call.buffers[1].as<float>(), g.lda = s.transA ? s.m : s.k, g.strideA = s.batchA == 1 ? 0 : s.m * s.k;
+  g.b = call.buffers[2].as<float>(), g.ldb = s.transB ? s.k : s.n, g.strideB = s.batchB == 1 ? 0 : s.k * s.n;
+  g.c = call.buffers[0].as<float>(), g.ldc = s.n, g.strideC = s.m * s.n;
+  gemmRowMajor("matmul", g);
+}
+
+}  // namespace deepnode::cuda
