@@ -57,3 +57,9 @@ describe.runIf(!built)("cuda host emulation", () => {
 const { cudaElementwiseSuite } = await import("./cuda-elementwise.js");
 
 cudaElementwiseSuite("cuda element-wise kernels on the host emulation", status.available);
+
+// ---- the reduction kernel family (native/cuda/kernels/) -------------------------------------
+
+const { cudaReductionsSuite } = await import("./cuda-reductions.js");
+
+cudaReductionsSuite("cuda reduction kernels on the host emulation", status.available);

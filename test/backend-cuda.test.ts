@@ -17,6 +17,7 @@ import { DeviceError, buildInfo, cuda, zeros } from "../lib/index.js";
 import { conformanceSuite } from "./conformance.js";
 import { cudaDeviceSuite } from "./cuda-device.js";
 import { cudaElementwiseSuite } from "./cuda-elementwise.js";
+import { cudaReductionsSuite } from "./cuda-reductions.js";
 import { expectThrows } from "./helpers.js";
 
 const status = cuda.status();
@@ -119,3 +120,5 @@ conformanceSuite({ name: "cuda", device: "cuda:0", backend: () => backendFor("cu
 cudaDeviceSuite("cuda memory on the GPU", status.available);
 
 cudaElementwiseSuite("cuda element-wise kernels on the GPU", status.available);
+
+cudaReductionsSuite("cuda reduction kernels on the GPU", status.available);

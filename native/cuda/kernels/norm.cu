@@ -53,7 +53,9 @@ struct Channels {
   int64_t n, c, inner, total;
   DEEPNODE_HD int64_t count() const { return n * inner; }
   // Offset of the r-th value of channel ch.
-  DEEPNODE_HD int64_t at(int64_t ch, int64_t r) const { return (r / inner * c + ch) * inner + r % inner; }
+  DEEPNODE_HD int64_t at(int64_t ch, int64_t r) const {
+    return inner == 1 ? r * c + ch : (r / inner * c + ch) * inner + r % inner;
+  }
   DEEPNODE_HD int64_t channelOf(int64_t k) const { return k / inner % c; }
 };
 

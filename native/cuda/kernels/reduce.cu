@@ -30,8 +30,11 @@ struct ReducePlan {
   int64_t outputs = 1;  // product of kept groups
   int64_t count = 1;    // elements reduced into each output
 
-  // Offset in x of the r-th reduced element of output o.
+  // Offset in x of the r-th reduced element of output o. Two groups or fewer need no
+  // index arithmetic: x is [outputs, count] or [count, outputs].
   DEEPNODE_HD int64_t offset(int64_t o, int64_t r) const {
+    if (groups <= 1 || (groups == 2 && reduced[1])) return o * count + r;
+    if (groups == 2) return r * outputs + o;
     int64_t off = 0;
     for (int d = groups - 1; d >= 0; --d) {
       int64_t& index = reduced[d] ? r : o;

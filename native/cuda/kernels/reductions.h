@@ -25,7 +25,7 @@ void registerCtcKernels(KernelTable& table);      // ctc_loss, ctc_loss_backward
 namespace red {
 
 // Elements one task of a long reduction combines before its partial result is merged.
-constexpr int64_t kReduceChunk = 4096;
+constexpr int64_t kReduceChunk = 1024;
 
 // *address = max(*address, value), atomically on a device.
 DEEPNODE_HD inline void atomicMaxTo(unsigned long long* address, unsigned long long value) {

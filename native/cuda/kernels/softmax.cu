@@ -35,8 +35,10 @@ struct MaxIgnoringNaN {
 // first(row) + d * inner; element k of the tensor belongs to row rowOf(k).
 struct Rows {
   int64_t dim, inner;
-  DEEPNODE_HD int64_t first(int64_t row) const { return row / inner * dim * inner + row % inner; }
-  DEEPNODE_HD int64_t rowOf(int64_t k) const { return k / (dim * inner) * inner + k % inner; }
+  DEEPNODE_HD int64_t first(int64_t row) const {
+    return inner == 1 ? row * dim : row / inner * dim * inner + row % inner;
+  }
+  DEEPNODE_HD int64_t rowOf(int64_t k) const { return inner == 1 ? k / dim : k / (dim * inner) * inner + k % inner; }
 };
 
 // softmax: exp(x - max) * (1 / sum); log-softmax: (x - max) - log(sum), with the sum of
