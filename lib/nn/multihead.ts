@@ -134,7 +134,9 @@ export class MultiheadAttention extends Module {
     this.checkInputs(query, key, value, unbatched);
     const seqFirst = (x: Tensor) =>
       unbatched ? x.unsqueeze(1) : this.batchFirst ? x.transpose(0, 1) : x;
-    const inputs = [query, key, value].map(seqFirst);
+    // Self-attention transposes its one input once (a copy), not three times.
+    const selfInput = query === key && key === value ? seqFirst(query) : null;
+    const inputs = [query, key, value].map((x) => selfInput ?? seqFirst(x));
     const [l, n] = inputs[0]!.shape as [number, number];
     const s = inputs[1]!.shape[0]!;
     const proj = this.projections();

@@ -79,18 +79,45 @@ void checkInputs(KernelCall& call, size_t first, Attention& a) {
   }
 }
 
+// Reductions over a row in kLanes independent float accumulators, so that they vectorise
+// without -ffast-math (a single accumulator is a chain the compiler must keep in order).
+constexpr int64_t kLanes = 16;
+
+DEEPNODE_CLONES float rowMax(const float* __restrict row, int64_t S) {
+  float lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, kMasked);
+  int64_t j = 0;
+  for (; j + kLanes <= S; j += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] = row[j + l] > lanes[l] ? row[j + l] : lanes[l];
+  }
+  float m = kMasked;
+  for (; j < S; ++j) m = std::max(m, row[j]);
+  for (int64_t l = 0; l < kLanes; ++l) m = std::max(m, lanes[l]);
+  return m;
+}
+
+// The sum of x[j] * y[j] (y null: of x[j]).
+DEEPNODE_CLONES float rowDot(const float* __restrict x, const float* __restrict y, int64_t S) {
+  float lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= S; j += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += x[j + l] * (y == nullptr ? 1.0f : y[j + l]);
+  }
+  float sum = 0;
+  for (; j < S; ++j) sum += x[j] * (y == nullptr ? 1.0f : y[j]);
+  for (int64_t l = 0; l < kLanes; ++l) sum += lanes[l];
+  return sum;
+}
+
 // row [S] = softmax(row) where -inf entries are masked; a row with all masked gives zeros.
 DEEPNODE_CLONES void softmaxRow(float* __restrict row, int64_t S) {
-  float m = kMasked;
-  for (int64_t j = 0; j < S; ++j) m = std::max(m, row[j]);
+  const float m = rowMax(row, S);
   if (m == kMasked) {
     std::fill(row, row + S, 0.0f);
     return;
   }
   for (int64_t j = 0; j < S; ++j) row[j] = vec::exp(row[j] - m);
-  double sum = 0;
-  for (int64_t j = 0; j < S; ++j) sum += row[j];
-  const float factor = static_cast<float>(1.0 / sum);
+  const float factor = 1.0f / rowDot(row, nullptr, S);
   for (int64_t j = 0; j < S; ++j) row[j] *= factor;
 }
 
@@ -176,9 +203,7 @@ void headBackward(const Attention& a, int64_t b, const float* q, const float* k,
   for (int64_t i = 0; i < a.L; ++i) {
     const float* p = P + i * a.S;
     float* d = dW + i * a.S;
-    double dot = 0;
-    for (int64_t j = 0; j < a.S; ++j) dot += static_cast<double>(d[j]) * p[j];
-    const float shift = static_cast<float>(dot);
+    const float shift = rowDot(d, p, a.S);
     for (int64_t j = 0; j < a.S; ++j) d[j] = p[j] * (d[j] - shift);
   }
   // gq [L, E] = scale * dZ k; gk [S, E] = scale * dZ^T q.
