@@ -327,6 +327,29 @@ export interface NativeKernels {
     ],
     CtcAttrs,
   ];
+  fused_attention: [
+    [
+      out: Float32Array,
+      query: Float32Array,
+      key: Float32Array,
+      value: Float32Array,
+      keyPadding: Uint8Array | null,
+    ],
+    AttentionAttrs,
+  ];
+  fused_attention_backward: [
+    [
+      gradQuery: Float32Array,
+      gradKey: Float32Array,
+      gradValue: Float32Array,
+      gradOut: Float32Array,
+      query: Float32Array,
+      key: Float32Array,
+      value: Float32Array,
+      keyPadding: Uint8Array | null,
+    ],
+    AttentionAttrs,
+  ];
 }
 
 export type NativeKernelName = keyof NativeKernels;
@@ -450,4 +473,23 @@ export interface CtcAttrs {
   zeroInfinity: boolean;
   rank: number;
   targetRank: number;
+}
+
+/**
+ * fused_attention over query [batch, queries, dim], key [batch, keys, dim], value [batch,
+ * keys, valueDim], keyPadding [batch / heads, keys]; the seed and offset key the dropout.
+ */
+export interface AttentionAttrs {
+  batch: number;
+  heads: number;
+  queries: number;
+  keys: number;
+  dim: number;
+  valueDim: number;
+  scale: number;
+  causal: boolean;
+  dropoutP: number;
+  seedLo: number;
+  seedHi: number;
+  offset: number;
 }

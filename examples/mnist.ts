@@ -205,6 +205,8 @@ function fit(
 export interface MnistFitOptions extends Omit<MnistTrainOptions, "onBatch"> {
   /** Write a checkpoint here after every epoch. */
   checkpointDir?: string;
+  /** Also write one every saveSteps steps inside an epoch. */
+  saveSteps?: number;
   /** Continue from this checkpoint (or the newest in this folder). */
   resume?: string;
   /** A progress bar on stderr (terminals only); default false. */
@@ -247,6 +249,7 @@ export async function fitMnist(
     device,
     progress: options.progress ?? false,
     ...(options.checkpointDir === undefined ? {} : { saveDir: options.checkpointDir }),
+    ...(options.saveSteps === undefined ? {} : { saveSteps: options.saveSteps }),
     ...(options.resume === undefined ? {} : { resume: options.resume }),
     ...(options.metricsFile === undefined ? {} : { metricsFile: options.metricsFile }),
     ...(options.plotFile === undefined ? {} : { plotFile: options.plotFile }),

@@ -27,6 +27,7 @@ import {
   where,
 } from "../lib/index.js";
 import * as el from "../lib/ops/elementwise.js";
+import { fusedAttention } from "../lib/nn/fused_attention.js";
 import { nn } from "../lib/index.js";
 import {
   awayFromZero,
@@ -724,9 +725,14 @@ describe("gradients of the rest of the differentiable ops", () => {
 /** Op names that lib/ops and lib/nn/functional.ts can record, read from their sources. */
 function recordedOpNames(): Set<string> {
   const root = join(dirname(fileURLToPath(import.meta.url)), "..", "lib");
-  const layers = ["functional", "activation", "loss", "normalization", "attention"].map(
-    (f) => `nn/${f}.ts`,
-  );
+  const layers = [
+    "functional",
+    "activation",
+    "loss",
+    "normalization",
+    "attention",
+    "fused_attention",
+  ].map((f) => `nn/${f}.ts`);
   const files = [...readdirSync(join(root, "ops")).map((f) => join("ops", f)), ...layers];
   const patterns = [
     /record\(\s*\w+,\s*"(\w+)"/g, // record(out, "add", ...)
@@ -1057,6 +1063,22 @@ const ATTENTION_GRAD_CASES: GradCase[] = [
     name: "sdpa isCausal with a float mask",
     inputs: [g([2, 3, 4]), g([2, 3, 4]), g([2, 3, 3]), g([3, 3])],
     fn: (q, k, v, m) => sdpa(q, k, v, { isCausal: true, attnMask: m }),
+  },
+  // The fused kernel (lib/nn/fused_attention.ts), called directly so float64 takes it too.
+  {
+    name: "fusedAttention plain, scale",
+    inputs: [g([2, 3, 4]), g([2, 5, 4]), g([2, 5, 3])],
+    fn: (q, k, v) => fusedAttention(q, k, v, { scale: 0.7 }),
+  },
+  {
+    name: "fusedAttention keyPaddingMask [N, S] over heads, causal, an all-padding sample",
+    inputs: [
+      g([2, 2, 3, 4]),
+      g([2, 2, 4, 4]),
+      g([2, 2, 4, 2]),
+      boolMask([2, 4], [0, 0, 1, 1, 1, 1, 1, 1]),
+    ],
+    fn: (q, k, v, m) => fusedAttention(q, k, v, { keyPaddingMask: m, isCausal: true }),
   },
 ];
 

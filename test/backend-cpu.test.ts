@@ -26,3 +26,52 @@ conformanceSuite(
   { name: "cpu", device: "cpu", backend: () => cpuBackend },
   { available: native, reason: "the native addon did not load" },
 );
+
+// ---- the cpu backend's buffer pool (lib/backend/cpu/pool.ts) -------------------------------
+
+import { BufferPool, sizeClass } from "../lib/backend/cpu/pool.js";
+
+describe("BufferPool: size classes and reuse across nearby sizes", () => {
+  it("rounds sizes up to three leading bits", () => {
+    expect([1, 16, 17, 100, 2 ** 20, 2 ** 20 + 1, 1_769_472].map(sizeClass)).toEqual([
+      1,
+      16,
+      18,
+      104,
+      2 ** 20,
+      2 ** 20 + 2 ** 17,
+      1_835_008,
+    ]);
+  });
+
+  it("hands a freed buffer, zeroed, to a request up to half its size, and no smaller", () => {
+    const pool = new BufferPool(64);
+    const first = pool.acquire("float32", 100_000);
+    expect(first.length).toBe(100_000);
+    first.fill(7);
+    pool.release(first);
+    expect(pool.bytes).toBe(sizeClass(100_000) * 4);
+    const smaller = pool.acquire("float32", 60_000);
+    expect(smaller.buffer).toBe(first.buffer);
+    expect(smaller.length).toBe(60_000);
+    expect(smaller.every((v) => v === 0)).toBe(true);
+    pool.release(smaller);
+    pool.release(smaller); // a second release of the same view is ignored
+    expect(pool.bytes).toBe(sizeClass(100_000) * 4);
+    expect(pool.acquire("float32", 40_000).buffer).not.toBe(first.buffer); // under half
+    expect(pool.acquire("int32", 100_000).buffer).not.toBe(first.buffer); // another dtype
+    expect(pool.acquire("float32", 100_000).buffer).toBe(first.buffer);
+  });
+
+  it("keeps no small buffers, and nothing past its limit", () => {
+    const pool = new BufferPool(0);
+    const big = pool.acquire("float32", 100_000);
+    pool.release(big);
+    expect(pool.bytes).toBe(0);
+    const open = new BufferPool(64);
+    const small = open.acquire("float32", 100);
+    open.release(small);
+    expect(open.bytes).toBe(0);
+    expect(open.acquire("float32", 100).buffer).not.toBe(small.buffer);
+  });
+});

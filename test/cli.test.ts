@@ -587,7 +587,7 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
 
 import { loadSentimentModel } from "../examples/imdb.js";
 import { imdbTrainCommand } from "../lib/cli/imdb.js";
-import { NotSupportedError, ValueError } from "../lib/errors.js";
+import { ValueError } from "../lib/errors.js";
 
 const IMDB_EPOCH_LINE = new RegExp(
   String.raw`^epoch 1/1  train_loss (\d+\.\d{4})  test_loss (\d+\.\d{4})` +
@@ -679,9 +679,6 @@ describe("deepnode train imdb / predict", () => {
     const sizes = { embeddingDim: 8, hiddenSize: 8, maxLength: 8, vocabSize: 10 };
     const direct = { ...flags, ...sizes, device: "cpu", out: model, progress: false };
     await expect(imdbTrainCommand(direct)).rejects.toBeInstanceOf(ValueError);
-    await expect(
-      imdbTrainCommand({ ...direct, model: "lstm", metrics: "m.jsonl" }),
-    ).rejects.toBeInstanceOf(NotSupportedError);
   });
 
   it("train imdb --data names a missing reviews file (exit 1)", async () => {
@@ -917,3 +914,109 @@ describe("deepnode train imdb --model bert --pretrained DIR / predict", () => {
     );
   });
 });
+
+// ---- deepnode train imdb through the Trainer: checkpoints, resume, metrics ---------------
+
+import { spawn } from "node:child_process";
+
+describe("deepnode train imdb --checkpoint-dir / --save-steps / --resume", () => {
+  const sizes = ["--embedding-dim", "16", "--hidden-size", "16", "--max-length", "48"];
+  const base = ["train", "imdb", "--limit", "160", "--batch-size", "16", "--no-progress"];
+  const args = [...base, ...sizes, "--vocab-size", "1500"];
+  const weightsIn = (dir: string) => readFileSync(join(dir, "model.safetensors"));
+  let whole: { out: string; stdout: string };
+
+  beforeAll(async () => {
+    const out = join(scratch, "imdb-whole");
+    const run = await cli(...args, "--epochs", "3", "--out", out);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    whole = { out, stdout: run.stdout };
+  });
+
+  it("resumes a saved run to the weights of an uninterrupted one, bit for bit", async () => {
+    const dir = join(scratch, "imdb-checkpoints");
+    const metrics = join(scratch, "imdb-metrics.jsonl");
+    const first = await cli(
+      ...args,
+      "--epochs",
+      "2",
+      "--checkpoint-dir",
+      dir,
+      "--metrics",
+      metrics,
+    );
+    expect(first.stderr).toBe("");
+    expect(first.stdout).toContain(`saved checkpoint ${join(dir, "checkpoint-20")}\n`);
+    const out = join(scratch, "imdb-resumed");
+    const rest = await cli(
+      ...args,
+      "--epochs",
+      "3",
+      "--resume",
+      dir,
+      "--metrics",
+      metrics,
+      "--out",
+      out,
+    );
+    expect(rest.stderr).toBe("");
+    expect(rest.code).toBe(0);
+    const lines = rest.stdout.trimEnd().split("\n");
+    expect(lines[1]).toBe(`resuming from ${dir}`);
+    expect(lines.filter((line) => line.startsWith("epoch "))).toHaveLength(1);
+    const thirdEpoch = (text: string) => /^epoch 3\/3 {2}(.*)  time/m.exec(text)![1];
+    expect(thirdEpoch(rest.stdout)).toBe(thirdEpoch(whole.stdout));
+    expect(Buffer.compare(weightsIn(out), weightsIn(whole.out))).toBe(0);
+    expect(readdirSync(dir).sort()).toEqual(["checkpoint-20", "checkpoint-30"]);
+    const records = readFileSync(metrics, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(records.map((r: { epoch: number }) => r.epoch)).toEqual([1, 2, 3]);
+  });
+
+  it("resumes a run killed mid-epoch (SIGKILL after a --save-steps checkpoint)", async () => {
+    const dir = join(scratch, "imdb-killed");
+    const out = join(scratch, "imdb-killed-model");
+    const saving = ["--checkpoint-dir", dir, "--save-steps", "3", "--out", out];
+    // Step 15 is batch 5 of epoch 2 (10 batches of 16 reviews an epoch).
+    const killed = await runBinUntil([...args, "--epochs", "3", ...saving], "checkpoint-15\n");
+    expect(killed.signal).toBe("SIGKILL");
+    expect(existsSync(out)).toBe(false);
+    const rest = await cli(
+      ...args,
+      "--epochs",
+      "3",
+      "--resume",
+      dir,
+      "--save-steps",
+      "3",
+      "--out",
+      out,
+    );
+    expect(rest.stderr).toBe("");
+    expect(rest.code).toBe(0);
+    expect(Buffer.compare(weightsIn(out), weightsIn(whole.out))).toBe(0);
+  });
+
+  it("names --save-steps without a checkpoint folder (exit 2)", async () => {
+    const run = await cli(...args, "--save-steps", "3");
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe("deepnode: --save-steps needs --checkpoint-dir (or --resume)\n");
+  });
+});
+
+/** Runs the bin and SIGKILLs it as soon as its output contains `text`. */
+function runBinUntil(args: string[], text: string): Promise<{ signal: NodeJS.Signals | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["bin/deepnode.js", ...args], { cwd: root });
+    let stdout = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (stdout.includes(text)) child.kill("SIGKILL");
+    });
+    child.on("error", reject);
+    child.on("exit", (_, signal) => resolve({ signal }));
+  });
+}

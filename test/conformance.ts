@@ -2293,4 +2293,118 @@ const SECTIONS: ((t: Target) => void)[] = [
   maskedSoftmaxCases,
   avgPoolCases,
   ctcCases,
+  fusedAttentionCases,
 ];
+
+// ---- fused attention ---------------------------------------------------------------------
+
+interface FusedAttentionCase {
+  name: string;
+  /** B (= N * heads), L, S, E, Ev. */
+  sizes: [number, number, number, number, number];
+  heads: number;
+  /** Padded keys per sample (from the end), or null for no key-padding mask. */
+  padded: number[] | null;
+  causal: boolean;
+  dropoutP: number;
+}
+
+const FUSED_ATTENTION_CASES: FusedAttentionCase[] = [
+  { name: "plain", sizes: [2, 3, 4, 5, 6], heads: 1, padded: null, causal: false, dropoutP: 0 },
+  {
+    name: "3 heads, padding (one sample all padding), dropout",
+    sizes: [6, 5, 7, 4, 3],
+    heads: 3,
+    padded: [2, 7],
+    causal: false,
+    dropoutP: 0.3,
+  },
+  {
+    name: "causal over fewer keys than queries, with padding",
+    sizes: [4, 6, 3, 8, 2],
+    heads: 2,
+    padded: [0, 1],
+    causal: true,
+    dropoutP: 0,
+  },
+  {
+    name: "one query, 33-wide heads, causal, dropout",
+    sizes: [3, 1, 9, 33, 5],
+    heads: 1,
+    padded: null,
+    causal: true,
+    dropoutP: 0.5,
+  },
+];
+
+function fusedAttentionInputs(b: Backend, c: FusedAttentionCase) {
+  const [B, L, S, E, Ev] = c.sizes;
+  const query = raw(b, "float32", [B, L, E], floats(1, B * L * E, -2, 2));
+  const key = raw(b, "float32", [B, S, E], floats(2, B * S * E, -2, 2));
+  const value = raw(b, "float32", [B, S, Ev], floats(3, B * S * Ev));
+  const padding =
+    c.padded === null
+      ? null
+      : raw(
+          b,
+          "bool",
+          [B / c.heads, S],
+          c.padded.flatMap((count) =>
+            Array.from({ length: S }, (_, j) => (j >= S - count ? 1 : 0)),
+          ),
+        );
+  const dropoutKey: RandomKey | null = c.dropoutP > 0 ? { seed: 11, offset: 8 } : null;
+  const params = { heads: c.heads, scale: 1 / Math.sqrt(E), causal: c.causal, ...{ dropoutKey } };
+  return { query, key, value, padding, params: { ...params, dropoutP: c.dropoutP } };
+}
+
+function fusedAttentionCases(t: Target): void {
+  describe("fusedAttention", () => {
+    const tol = { atol: 1e-5, rtol: 1e-4 };
+    it.each(FUSED_ATTENTION_CASES)("forward: $name", (c) => {
+      const [B, L, , , Ev] = c.sizes;
+      const { ref } = conform(t, "fusedAttention", tol, (b) => {
+        const { query, key, value, padding, params } = fusedAttentionInputs(b, c);
+        const out = raw(b, "float32", [B, L, Ev]);
+        b.fusedAttention(out, query, key, value, padding, params);
+        return [out];
+      });
+      const out = Array.from(ref[0]!.storage as Float32Array);
+      // A sample whose keys are all padding attends to nothing: its heads give zeros.
+      if (c.padded?.[1] === c.sizes[2]) {
+        expect(out.slice((B / 2) * L * Ev).every((v) => v === 0)).toBe(true);
+      }
+    });
+
+    it.each(FUSED_ATTENTION_CASES)("backward: $name", (c) => {
+      const [B, L, S, E, Ev] = c.sizes;
+      conform(t, "fusedAttentionBackward", tol, (b) => {
+        const { query, key, value, padding, params } = fusedAttentionInputs(b, c);
+        const grads: [RawTensor, RawTensor, RawTensor] = [
+          raw(b, "float32", [B, L, E], new Array<number>(B * L * E).fill(9)),
+          raw(b, "float32", [B, S, E], new Array<number>(B * S * E).fill(9)),
+          raw(b, "float32", [B, S, Ev], new Array<number>(B * S * Ev).fill(9)),
+        ];
+        const gradOut = raw(b, "float32", [B, L, Ev], floats(4, B * L * Ev));
+        b.fusedAttentionBackward(grads, gradOut, [query, key, value], padding, params);
+        return grads;
+      });
+    });
+
+    it("names sizes that do not fit: a ShapeError on both backends", () => {
+      const c = FUSED_ATTENTION_CASES[1]!;
+      for (const b of [t.backend(), ref]) {
+        const { query, key, value, padding, params } = fusedAttentionInputs(b, c);
+        const out = raw(b, "float32", [6, 5, 3]);
+        const wrongKey = { ...key, shape: [6, 6, 4] };
+        expect(() => b.fusedAttention(out, query, wrongKey, value, padding, params)).toThrow(
+          ShapeError,
+        );
+        const tooFewHeads = { ...params, heads: 4 };
+        expect(() => b.fusedAttention(out, query, key, value, padding, tooFewHeads)).toThrow(
+          ShapeError,
+        );
+      }
+    });
+  });
+}

@@ -1221,3 +1221,80 @@ async function checkBadFineTunedFolder(good: string): Promise<void> {
   );
   rmSync(bad, { recursive: true, force: true });
 }
+
+// ---------------------------------------------------------------------------------------
+// IMDB through train.Trainer (examples/imdb_trainer.ts): the plain loop of trainImdb is the
+// oracle, step for step.
+
+import { ReviewLoader, fitImdb } from "../examples/imdb_trainer.js";
+import type { nn } from "../lib/index.js";
+
+describe("the IMDB classifiers through the Trainer (fitImdb)", () => {
+  let imdb: ImdbData;
+  beforeAll(() => {
+    imdb = loadImdb();
+  });
+  const sizes = { embeddingDim: 16, hiddenSize: 16, maxLength: 48, vocabSize: 2000 };
+  const run = { epochs: 2, batchSize: 16, lr: 3e-3, seed: 0, limit: 64, ...sizes };
+
+  /** The Trainer's running mean loss after each step, from the plain loop's batch losses. */
+  function runningMeans(losses: number[], perEpoch: number): number[] {
+    let sum = 0;
+    return losses.map((loss, k) => {
+      if (k % perEpoch === 0) sum = 0;
+      sum = Math.fround(sum + loss); // the Trainer adds the losses up in float32
+      return sum / ((k % perEpoch) + 1);
+    });
+  }
+
+  for (const model of ["lstm", "transformer"] as const) {
+    it(`takes trainImdb's steps (${model}): the same losses and weights, bit for bit`, async () => {
+      const losses: number[] = [];
+      const plain = trainImdb({
+        ...run,
+        model,
+        data: imdb,
+        onBatch: (_, __, loss) => losses.push(loss),
+      });
+      const means: (number | undefined)[] = [];
+      const fitted = await fitImdb({
+        ...run,
+        model,
+        data: imdb,
+        logEvery: 1,
+        onStepEnd: (step) => means.push(step.loss),
+      });
+      expect(losses).toHaveLength(8); // 2 epochs of 4 batches of 16 reviews
+      expect(means).toEqual(runningMeans(losses, 4));
+      const weights = (m: nn.Module) =>
+        Object.entries(m.stateDict()).map(([name, t]) => [name, Array.from(t.dataSync())]);
+      expect(weights(fitted.model)).toEqual(weights(plain.model));
+      fitted.history.forEach((epoch, k) => {
+        const old = plain.history[k]!;
+        expect(epoch.testAccuracy).toBe(old.testAccuracy);
+        expect(epoch.testLoss).toBeCloseTo(old.testLoss, 6);
+      });
+      expect(fitted.result.globalStep).toBe(8);
+    });
+  }
+
+  it("batches a split as reviewBatches does, lengths included, and knows its count", () => {
+    const data = prepareImdbSmall(imdb);
+    const loader = new ReviewLoader(data, 24, false);
+    expect(loader.length).toBe(3); // 64 reviews
+    const batches = [...loader];
+    expect(batches.map((b) => b.targets.shape[0])).toEqual([24, 24, 16]);
+    const expected = reviewBatches(data, 24, false);
+    batches.forEach((batch, k) => {
+      expect(Array.from(batch.lengths)).toEqual(expected[k]!.map((i) => data.ids[i]!.length));
+      expect(batch.inputs.shape).toEqual([expected[k]!.length, batch.lengths[0]]);
+      batch.inputs.dispose();
+      batch.targets.dispose();
+    });
+  });
+});
+
+function prepareImdbSmall(imdb: ImdbData): EncodedReviews {
+  const split = limitReviews(imdb.train, 64);
+  return encodeReviews(Vocabulary.build(split.texts, { maxSize: 500, minFreq: 2 }), split, 40);
+}

@@ -2531,3 +2531,86 @@ describe("convolution and pooling modules", () => {
     expect(F.ctcGreedyDecode(logProbs, [4])).toEqual([[1]]);
   });
 });
+
+// ---- fused attention (lib/nn/fused_attention.ts) -------------------------------------------
+
+import { attentionWithWeights } from "../lib/nn/attention.js";
+import { canFuse } from "../lib/nn/fused_attention.js";
+import { randn } from "../lib/index.js";
+
+/** The names of the recorded ops behind t. */
+function opsBehind(t: Tensor, names = new Set<string>(), seen = new Set<unknown>()): Set<string> {
+  const node = t.gradFn;
+  if (node === null || seen.has(node)) return names;
+  seen.add(node);
+  names.add(node.name);
+  for (const input of node.inputs) if (input !== null) opsBehind(input, names, seen);
+  return names;
+}
+
+describe("fused attention: what the composed path computes, without the weights", () => {
+  const padding = fromTypedArray(Uint8Array.from([0, 0, 0, 1, 1, 0, 0, 0, 0, 0]), [2, 5], {
+    dtype: "bool",
+  });
+  const options = { keyPaddingMask: padding, dropoutP: 0.25, training: true, isCausal: true };
+
+  it("scaledDotProductAttention takes it, with the same output, dropout and gradients", () => {
+    manualSeed(8);
+    const [q, k, v] = [
+      [2, 3, 4, 8],
+      [2, 3, 5, 8],
+      [2, 3, 5, 6],
+    ].map((s) => randn(s).requiresGrad_(true)) as [Tensor, Tensor, Tensor];
+    expect(canFuse(q, k, v, options)).toBe(true);
+    const g = randn([2, 3, 4, 6]);
+    const run = (attend: () => Tensor) => {
+      manualSeed(3);
+      const out = attend();
+      out.backward(g);
+      const grads = [q, k, v].map((t) => Array.from(t.grad!.dataSync()));
+      for (const t of [q, k, v]) t.zeroGrad();
+      return { out, grads };
+    };
+    const fused = run(() => F.scaledDotProductAttention(q, k, v, options));
+    const composed = run(() => attentionWithWeights(q, k, v, options)[0]);
+    expect(opsBehind(fused.out).has("fusedAttention")).toBe(true);
+    expect(opsBehind(composed.out).has("fusedAttention")).toBe(false);
+    const tol = { atol: 1e-6, rtol: 1e-5 };
+    expectClose(Array.from(fused.out.dataSync()), Array.from(composed.out.dataSync()), tol);
+    fused.grads.forEach((grad, i) => expectClose(grad, composed.grads[i]!, tol));
+    // Dropout took weights away: without it the output differs.
+    const plain = noGrad(() => F.scaledDotProductAttention(q, k, v, { ...options, dropoutP: 0 }));
+    const dropped = fused.out.dataSync();
+    const change = maxAbs(Array.from(plain.dataSync(), (value, i) => value - dropped[i]!));
+    expect(change).toBeGreaterThan(1e-3);
+  });
+
+  it("MultiheadAttention without weights gives what it gives with them, in training", () => {
+    manualSeed(5);
+    const mha = new nn.MultiheadAttention(8, 2, { dropout: 0.3, batchFirst: true });
+    const x = randn([2, 5, 8]);
+    const forward = (needWeights: boolean) => {
+      manualSeed(6);
+      return mha.forward(x, x, x, { keyPaddingMask: padding, needWeights });
+    };
+    const [fast, none] = forward(false);
+    const [slow, weights] = forward(true);
+    expect(none).toBeNull();
+    expect(weights!.shape).toEqual([2, 5, 5]);
+    expectClose(Array.from(fast.dataSync()), Array.from(slow.dataSync()), {
+      atol: 1e-6,
+      rtol: 1e-5,
+    });
+  });
+
+  it("is not taken where it does not apply: float64, an attnMask, a float padding mask", () => {
+    const [q, k, v] = [randn([2, 4, 8]), randn([2, 5, 8]), randn([2, 5, 6])];
+    expect(canFuse(q, k, v, {})).toBe(true);
+    const [q64, k64, v64] = [q, k, v].map((t) => t.to("float64")) as [Tensor, Tensor, Tensor];
+    expect(canFuse(q64, k64, v64, {})).toBe(false);
+    expect(canFuse(q, k, v, { attnMask: randn([4, 5]) })).toBe(false);
+    expect(canFuse(q, k, v, { keyPaddingMask: randn([2, 5]) })).toBe(false);
+    expect(canFuse(q, k, v, { keyPaddingMask: padding.reshape([10]) })).toBe(false);
+    expect(canFuse(q, k, v, { dropoutP: 1 })).toBe(false);
+  });
+});

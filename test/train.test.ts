@@ -907,3 +907,110 @@ describe("monitoring", () => {
     expect(new EpochProgress(false, terminal).active).toBe(false);
   });
 });
+
+// ---------------------------------------------------------------------------------------
+// Models whose forward takes more than the inputs: a batch source whose batches carry an
+// extra tensor, and the forward option that hands it to the model.
+
+import { DataLoader } from "../lib/data/dataloader.js";
+import type { BatchSource } from "../lib/train/index.js";
+import { full } from "../lib/index.js";
+
+/** dropoutMlp of its inputs times a second tensor the batch carries: forward(x, scale). */
+class ScaledMlp extends nn.Module {
+  net = dropoutMlp();
+
+  forward(inputs: Tensor, scale: Tensor): Tensor {
+    return this.net.forward(inputs.mul(scale));
+  }
+}
+
+/** The same network on doubled inputs, for a plain DataLoader: forward(x). */
+class DoubledMlp extends nn.Module {
+  net = dropoutMlp();
+
+  forward(inputs: Tensor): Tensor {
+    return this.net.forward(inputs.mul(2));
+  }
+}
+
+interface ScaledBatch {
+  readonly inputs: Tensor;
+  readonly targets: Tensor;
+  readonly scale: Tensor;
+}
+
+/** The batches of a DataLoader over the dataset, each with scale [B, 1] filled with 2. */
+function scaledBatches(dataset: TensorDataset, shuffle: boolean): BatchSource<ScaledBatch> {
+  const loader = new DataLoader(dataset, { batchSize: 8, shuffle });
+  return {
+    length: loader.length,
+    *[Symbol.iterator]() {
+      for (const batch of loader) {
+        yield { ...batch, scale: full([batch.targets.shape[0]!, 1], 2) };
+      }
+    },
+  };
+}
+
+function scaledOptions(
+  overrides: Partial<TrainerOptions<ScaledBatch, ScaledMlp>> = {},
+): TrainerOptions<ScaledBatch, ScaledMlp> {
+  const { model: _m, trainData: _t, evalData: _e, callbacks: _c, ...rest } = baseOptions();
+  return {
+    ...rest,
+    epochs: 4,
+    model: () => new ScaledMlp(),
+    trainData: scaledBatches(trainSet, true),
+    evalData: scaledBatches(evalSet, false),
+    forward: (model, batch) => model.forward(batch.inputs, batch.scale),
+    ...overrides,
+  };
+}
+
+describe("Trainer: a forward option over batches that carry more than the inputs", () => {
+  it("trains as the same network on doubled inputs, and disposes every batch tensor", async () => {
+    const start = liveTensors();
+    const doubled = new Trainer(baseOptions({ epochs: 4, model: () => new DoubledMlp() }));
+    const expected = await doubled.fit();
+    const middle = liveTensors();
+    const scaled = new Trainer(scaledOptions());
+    const result = await scaled.fit();
+    // What outlives fit (weights, Adam's state) is the same: no batch's scale was left.
+    expect(liveTensors() - middle).toBe(middle - start);
+    expect(result.history.map(withoutTimes)).toEqual(expected.history.map(withoutTimes));
+    expect(weightsOf(scaled.model)).toEqual(weightsOf(doubled.model));
+    const predicted = scaled.predict(scaledBatches(evalSet, false));
+    const direct = doubled.predict(evalSet);
+    expect(Array.from(predicted.dataSync())).toEqual(Array.from(direct.dataSync()));
+  });
+
+  it("resumes mid-epoch (saveSteps) to the weights of an uninterrupted run", async () => {
+    const whole = new Trainer(scaledOptions());
+    const full = await whole.fit();
+    const saveDir = freshDir();
+    await new Trainer(scaledOptions({ saveDir, saveSteps: 12, keepCheckpoints: 10 })).fit();
+    for (const step of [16, 24, 32]) {
+      rmSync(join(saveDir, `checkpoint-${step}`), { recursive: true });
+    }
+    const resumed = new Trainer(scaledOptions({ resume: saveDir }));
+    const rest = await resumed.fit();
+    expect(weightsOf(resumed.model)).toEqual(weightsOf(whole.model));
+    expect(rest.history.map(withoutTimes)).toEqual(full.history.map(withoutTimes));
+  });
+
+  it("rejects a forward that is not a function, and an array of batches", () => {
+    expectThrows(
+      () => new Trainer(baseOptions({ forward: 5 as never })),
+      ValueError,
+      "Trainer: forward must be a function (model, batch) => outputs, got 5",
+    );
+    const batches = [...scaledBatches(trainSet, false)];
+    expectThrows(
+      () => new Trainer(scaledOptions({ trainData: batches as never })),
+      ValueError,
+      /^Trainer: trainData must be a Dataset \(length and get\) or a DataLoader \(or a batch/,
+    );
+    for (const batch of batches) for (const t of Object.values(batch)) t.dispose();
+  });
+});

@@ -371,6 +371,38 @@ export interface Backend {
     loss: RawTensor,
     zeroInfinity: boolean,
   ): void;
+
+  // Fused attention over heads b of query [B, L, E], key [B, S, E], value [B, S, Ev]:
+  // out [B, L, Ev] = dropout(softmax(scale * q k^T, masked keys at -inf)) v, where head b
+  // masks key j when keyPadding [B / heads, S] (bool) is set at [b / heads, j] or, causal,
+  // when j > i. A row with every key masked has zero weights. Dropout (dropoutP > 0) keeps
+  // weight (b, i, j) as F.dropout over [B, L, S] with dropoutKey would. The weights are not
+  // stored: the backward recomputes them, and writes the three gradients whole.
+  fusedAttention(
+    out: RawTensor,
+    query: RawTensor,
+    key: RawTensor,
+    value: RawTensor,
+    keyPadding: RawTensor | null,
+    params: AttentionParams,
+  ): void;
+  fusedAttentionBackward(
+    grads: [gradQuery: RawTensor, gradKey: RawTensor, gradValue: RawTensor],
+    gradOut: RawTensor,
+    inputs: [query: RawTensor, key: RawTensor, value: RawTensor],
+    keyPadding: RawTensor | null,
+    params: AttentionParams,
+  ): void;
+}
+
+/** How fusedAttention masks, scales and drops out (see Backend.fusedAttention). */
+export interface AttentionParams {
+  heads: number;
+  scale: number;
+  causal: boolean;
+  /** In [0, 1); 0 is no dropout, and dropoutKey is then null. */
+  dropoutP: number;
+  dropoutKey: RandomKey | null;
 }
 
 export interface AvgPool2dParams {

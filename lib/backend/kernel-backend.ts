@@ -33,6 +33,8 @@ import type {
 } from "./backend.js";
 import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "./rnn.js";
 import type { AdagradStepOptions, RmspropStepOptions } from "./backend.js";
+import type { AttentionParams } from "./backend.js";
+import type { AttentionAttrs } from "../../binding.js";
 import { rnnBackwardCall, rnnForwardCall } from "./cpu/rnn.js";
 
 const TWO_POW_32 = 4294967296;
@@ -647,6 +649,66 @@ export abstract class KernelBackend implements Backend {
     ];
     this.call("ctc_loss_backward", buffers, ctcAttrs(inputs, zeroInfinity));
   }
+
+  fusedAttention(
+    out: RawTensor,
+    query: RawTensor,
+    key: RawTensor,
+    value: RawTensor,
+    keyPadding: RawTensor | null,
+    params: AttentionParams,
+  ): void {
+    const inputs = [query, key, value].map((t) => t.storage as Float32Array);
+    const buffers: NativeKernels["fused_attention"][0] = [
+      out.storage as Float32Array,
+      ...(inputs as [Float32Array, Float32Array, Float32Array]),
+      keyPadding === null ? null : (keyPadding.storage as Uint8Array),
+    ];
+    this.call("fused_attention", buffers, attentionAttrs(query, key, value, params));
+  }
+
+  fusedAttentionBackward(
+    grads: [RawTensor, RawTensor, RawTensor],
+    gradOut: RawTensor,
+    inputs: [RawTensor, RawTensor, RawTensor],
+    keyPadding: RawTensor | null,
+    params: AttentionParams,
+  ): void {
+    const floats = (ts: RawTensor[]) => ts.map((t) => t.storage as Float32Array);
+    const buffers = [
+      ...floats(grads),
+      gradOut.storage as Float32Array,
+      ...floats(inputs),
+      keyPadding === null ? null : (keyPadding.storage as Uint8Array),
+    ] as NativeKernels["fused_attention_backward"][0];
+    this.call("fused_attention_backward", buffers, attentionAttrs(...inputs, params));
+  }
+}
+
+/** fused_attention's sizes from query [B, L, E], key [B, S, E] and value [B, S, Ev]. */
+function attentionAttrs(
+  query: RawTensor,
+  key: RawTensor,
+  value: RawTensor,
+  params: AttentionParams,
+): AttentionAttrs {
+  const [batch, queries, dim] = query.shape as [number, number, number];
+  const random =
+    params.dropoutKey === null
+      ? { seedLo: 0, seedHi: 0, offset: 0 }
+      : randomAttrs(params.dropoutKey);
+  return {
+    batch,
+    heads: params.heads,
+    queries,
+    keys: key.shape[1] ?? 0,
+    dim,
+    valueDim: value.shape[2] ?? 0,
+    scale: params.scale,
+    causal: params.causal,
+    dropoutP: params.dropoutP,
+    ...random,
+  };
 }
 
 /** The [outer, largeDim, inner] view of the large tensor, and the small one's count. */

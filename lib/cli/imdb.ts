@@ -1,25 +1,26 @@
 // The CLI's sentiment commands: `deepnode train imdb --model lstm` trains SentimentLSTM
-// (examples/imdb.ts), `--model transformer` SentimentTransformer, and saves a model folder;
+// (examples/imdb.ts), `--model transformer` SentimentTransformer, through train.Trainer
+// (examples/imdb_trainer.ts: checkpoints, --resume, metrics, progress bar), and saves a model
+// folder;
 // `deepnode predict --model DIR "text"` prints the sentiment of each text, its confidence
 // and both probabilities (JSON with --json).
 
 import { Command, Option } from "commander";
 import { existsSync } from "node:fs";
-import { SingleBar } from "cli-progress";
 
-import { NotSupportedError, ValueError } from "../errors.js";
+import { ValueError } from "../errors.js";
 import { setDefaultDevice, getDefaultDevice } from "../backend/registry.js";
 import { setNumThreads } from "../runtime.js";
 import {
   checkReplaceable,
   loadSentimentModel,
   saveSentimentModel,
-  trainImdb,
   type ImdbEpochStats,
   type SentimentPrediction,
 } from "../../examples/imdb.js";
 import { loadPretrainedClassifier } from "../../examples/bert_classifier.js";
 import { manualSeed } from "../random.js";
+import { fitImdb, type ImdbFitOptions } from "../../examples/imdb_trainer.js";
 
 export interface ImdbTrainFlags {
   model: string;
@@ -43,6 +44,7 @@ export interface ImdbTrainFlags {
   plot?: string;
   /** --model bert: the Hugging Face BERT or DistilBERT folder to fine-tune. */
   pretrained?: string;
+  saveSteps?: number;
 }
 
 /** What `train imdb` uses where the shared train options' defaults are MNIST's. */
@@ -93,17 +95,6 @@ function checkImdbFlags(flags: ImdbTrainFlags): void {
   if (flags.data !== undefined && !existsSync(flags.data)) {
     throw new ValueError("train imdb", `reviews file '${flags.data}' does not exist`, "data");
   }
-  const mnistOnly = {
-    checkpointDir: "checkpoint-dir",
-    resume: "resume",
-    metrics: "metrics",
-    plot: "plot",
-  };
-  for (const [name, flag] of Object.entries(mnistOnly) as [keyof typeof mnistOnly, string][]) {
-    if (flags[name] !== undefined) {
-      throw new NotSupportedError("train imdb", `--${flag} is for mnist only`);
-    }
-  }
 }
 
 function checkPretrainedFlag(flags: ImdbTrainFlags): void {
@@ -134,24 +125,17 @@ async function loadFineTune(flags: ImdbTrainFlags) {
   return fineTune;
 }
 
-/** A progress bar over each epoch's batches, on stderr when it is a terminal. */
-function progressBar(on: boolean) {
-  if (!on || !process.stderr.isTTY) return undefined;
-  const bar = new SingleBar({
-    format: "{bar} {value}/{total} loss {loss}",
-    stream: process.stderr,
-  });
-  let started = false;
+/** The checkpoint, resume, metrics and plot flags as fitImdb's options (as train mnist's). */
+function imdbFiles(flags: ImdbTrainFlags): Partial<ImdbFitOptions> {
+  const checkpointDir = flags.checkpointDir ?? flags.resume;
   return {
-    onBatch(batch: number, batches: number, loss: number) {
-      if (!started) bar.start(batches, 0, { loss: "-" });
-      started = true;
-      bar.update(batch, { loss: loss.toFixed(4) });
-      if (batch === batches) {
-        bar.stop();
-        started = false;
-      }
-    },
+    ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+    ...(flags.data === undefined ? {} : { dataFile: flags.data }),
+    ...(checkpointDir === undefined ? {} : { checkpointDir }),
+    ...(flags.saveSteps === undefined ? {} : { saveSteps: flags.saveSteps }),
+    ...(flags.resume === undefined ? {} : { resume: flags.resume }),
+    ...(flags.metrics === undefined ? {} : { metricsFile: flags.metrics }),
+    ...(flags.plot === undefined ? {} : { plotFile: flags.plot }),
   };
 }
 
@@ -165,12 +149,12 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
       (flags.limit === undefined ? "" : ` (${flags.limit} per split)`) +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
   );
+  if (flags.resume !== undefined) console.log(`resuming from ${flags.resume}`);
   const previous = getDefaultDevice();
   setDefaultDevice(flags.device);
   try {
-    const bar = progressBar(flags.progress);
     const fineTune = await loadFineTune(flags);
-    const { model, vocab } = trainImdb({
+    const { model, vocab } = await fitImdb({
       model: flags.model as "lstm" | "transformer",
       epochs: flags.epochs,
       batchSize: flags.batchSize,
@@ -180,11 +164,12 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
       hiddenSize: flags.hiddenSize,
       maxLength: flags.maxLength,
       vocabSize: flags.vocabSize,
-      ...(flags.limit === undefined ? {} : { limit: flags.limit }),
-      ...(flags.data === undefined ? {} : { dataFile: flags.data }),
-      ...(bar === undefined ? {} : { onBatch: bar.onBatch }),
+      device: flags.device,
+      progress: flags.progress,
+      ...imdbFiles(flags),
       onEpoch: (stats) => console.log(formatImdbEpoch(stats, flags.epochs)),
       ...(fineTune === undefined ? {} : { fineTune }),
+      onSave: (path) => console.log(`saved checkpoint ${path}`),
     });
     await saveSentimentModel(flags.out, model, vocab);
     console.log(`saved the model to ${flags.out}`);

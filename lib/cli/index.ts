@@ -126,6 +126,7 @@ interface TrainFlags {
   resume?: string;
   metrics?: string;
   plot?: string;
+  saveSteps?: number;
 }
 
 /** The optional file and folder flags, as fitMnist's options. */
@@ -138,11 +139,16 @@ function trainFiles(flags: TrainFlags) {
     ...(flags.resume === undefined ? {} : { resume: flags.resume }),
     ...(flags.metrics === undefined ? {} : { metricsFile: flags.metrics }),
     ...(flags.plot === undefined ? {} : { plotFile: flags.plot }),
+    ...(flags.saveSteps === undefined ? {} : { saveSteps: flags.saveSteps }),
   };
 }
 
 async function trainCommand(task: string, flags: TrainFlags, command: Command): Promise<void> {
   checkTask(task, ["mnist", "imdb"]);
+  const saving = flags.checkpointDir !== undefined || flags.resume !== undefined;
+  if (flags.saveSteps !== undefined && !saving) {
+    throw new InvalidArgumentError("--save-steps needs --checkpoint-dir (or --resume)");
+  }
   if (task === "imdb") {
     const isDefault = (name: string) => command.getOptionValueSource(name) === "default";
     return imdbTrainCommand(withImdbDefaults(flags as unknown as ImdbTrainFlags, isDefault));
@@ -301,6 +307,11 @@ export function buildProgram(): Command {
     .option("--max-length <n>", "imdb: tokens kept per review", positiveInt("--max-length"), 256)
     .option("--vocab-size <n>", "imdb: most vocabulary entries", positiveInt("--vocab-size"), 25000)
     .option("--pretrained <dir>", "imdb --model bert: a Hugging Face BERT or DistilBERT folder")
+    .option(
+      "--save-steps <n>",
+      "also write a checkpoint every n steps inside an epoch (with --checkpoint-dir)",
+      positiveInt("--save-steps"),
+    )
     .action(trainCommand);
   program
     .command("eval <task>")

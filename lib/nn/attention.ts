@@ -13,6 +13,7 @@ import { broadcastShapes, sameShape } from "../shape.js";
 import type { DType } from "../dtype.js";
 import type { Tensor } from "../tensor.js";
 import * as F from "./functional.js";
+import { canFuse, fusedAttention } from "./fused_attention.js";
 
 export interface AttentionOptions {
   /**
@@ -189,5 +190,8 @@ export function scaledDotProductAttention(
   value: Tensor,
   options: AttentionOptions = {},
 ): Tensor {
+  checkQkv(query, key, value);
+  checkAttentionOptions(options);
+  if (canFuse(query, key, value, options)) return fusedAttention(query, key, value, options);
   return attentionWithWeights(query, key, value, options)[0];
 }

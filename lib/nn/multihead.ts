@@ -6,7 +6,7 @@ import { getDefaultDevice, parseDevice } from "../backend/registry.js";
 import { DTypeError, ShapeError, ValueError, formatShape } from "../errors.js";
 import { empty } from "../ops/creation.js";
 import type { Tensor } from "../tensor.js";
-import { attentionWithWeights } from "./attention.js";
+import { attentionWithWeights, scaledDotProductAttention } from "./attention.js";
 import * as F from "./functional.js";
 import { constant_, xavierUniform_ } from "./init.js";
 import { Linear, type FactoryOptions } from "./layers.js";
@@ -134,7 +134,9 @@ export class MultiheadAttention extends Module {
     this.checkInputs(query, key, value, unbatched);
     const seqFirst = (x: Tensor) =>
       unbatched ? x.unsqueeze(1) : this.batchFirst ? x.transpose(0, 1) : x;
-    const inputs = [query, key, value].map(seqFirst);
+    // Self-attention transposes its one input once (a copy), not three times.
+    const selfInput = query === key && key === value ? seqFirst(query) : null;
+    const inputs = [query, key, value].map((x) => selfInput ?? seqFirst(x));
     const [l, n] = inputs[0]!.shape as [number, number];
     const s = inputs[1]!.shape[0]!;
     const proj = this.projections();
@@ -144,13 +146,18 @@ export class MultiheadAttention extends Module {
       Tensor,
     ];
     const kpm = options.keyPaddingMask ?? null;
-    const [attn, weights] = attentionWithWeights(q, k, v, {
+    const attention = {
       attnMask: this.attnMaskForHeads(options.attnMask ?? null, n, l, s),
       keyPaddingMask: kpm !== null && unbatched ? kpm.reshape([1, s]) : kpm,
       isCausal: options.isCausal,
       dropoutP: this.dropout,
       training: this.training,
-    });
+    };
+    // Without weights to return, the fused kernel may compute attention (see canFuse).
+    const [attn, weights] =
+      options.needWeights === false
+        ? [scaledDotProductAttention(q, k, v, attention), null]
+        : attentionWithWeights(q, k, v, attention);
     const merged = attn.permute(2, 0, 1, 3).reshape([l, n, this.embedDim]);
     let out = this.out_proj.forward(merged);
     out = unbatched ? out.squeeze(1) : this.batchFirst ? out.transpose(0, 1) : out;
@@ -164,11 +171,11 @@ export class MultiheadAttention extends Module {
   }
 
   private returnedWeights(
-    weights: Tensor,
+    weights: Tensor | null,
     options: MultiheadAttentionForwardOptions,
     unbatched: boolean,
   ): Tensor | null {
-    if (options.needWeights === false) return null;
+    if (options.needWeights === false || weights === null) return null;
     const w = options.averageAttnWeights === false ? weights : weights.mean(1);
     return unbatched ? w.squeeze(0) : w;
   }

@@ -2,6 +2,7 @@
 export { Trainer, fit } from "./trainer.js";
 export type {
   AnyScheduler,
+  BatchSource,
   Callbacks,
   DataSource,
   EarlyStoppingOptions,

@@ -1,7 +1,7 @@
 // The Trainer's options: what fit() takes, with defaults, and the checks that reject a bad
 // value by name before any work starts.
 
-import { DataLoader } from "../data/dataloader.js";
+import { DataLoader, type Batch } from "../data/dataloader.js";
 import type { Dataset, Sample } from "../data/dataset.js";
 import { ValueError } from "../errors.js";
 import type { Module } from "../nn/module.js";
@@ -18,7 +18,16 @@ import type { Trainer } from "./trainer.js";
 export type Model = Module & { forward(inputs: Tensor): Tensor };
 /** outputs, targets -> the scalar loss to minimise (a batch mean, as F.crossEntropy gives). */
 export type LossFn = (outputs: Tensor, targets: Tensor) => Tensor;
-export type DataSource = Dataset<Sample> | DataLoader;
+/**
+ * An epoch of batches and their count, drawn afresh each time it is iterated: a DataLoader,
+ * or one's own loader whose batches carry more than inputs and targets (lengths, masks) for
+ * a `forward` option to pass on. The trainer disposes every Tensor field of a batch after
+ * its step.
+ */
+export interface BatchSource<B extends Batch = Batch> extends Iterable<B> {
+  readonly length: number;
+}
+export type DataSource<B extends Batch = Batch> = Dataset<Sample> | BatchSource<B>;
 export type AnyScheduler = LRScheduler | ReduceLROnPlateau;
 
 /** What a scheduler factory is told about the run. */
@@ -77,21 +86,31 @@ export interface FitResult {
 }
 
 /** Hooks into the loop; each receives the trainer. Return true from onEpochEnd to stop. */
-export interface Callbacks {
-  onTrainBegin?(trainer: Trainer): void;
-  onEpochBegin?(epoch: number, trainer: Trainer): void;
-  onStepEnd?(step: StepInfo, trainer: Trainer): void;
-  onEvaluate?(metrics: Record<string, number>, trainer: Trainer): void;
-  onEpochEnd?(record: EpochRecord, trainer: Trainer): boolean | void;
-  onSave?(path: string, trainer: Trainer): void;
-  onTrainEnd?(result: FitResult, trainer: Trainer): void;
+export interface Callbacks<B extends Batch = Batch, M extends Module = Model> {
+  onTrainBegin?(trainer: Trainer<B, M>): void;
+  onEpochBegin?(epoch: number, trainer: Trainer<B, M>): void;
+  onStepEnd?(step: StepInfo, trainer: Trainer<B, M>): void;
+  onEvaluate?(metrics: Record<string, number>, trainer: Trainer<B, M>): void;
+  onEpochEnd?(record: EpochRecord, trainer: Trainer<B, M>): boolean | void;
+  onSave?(path: string, trainer: Trainer<B, M>): void;
+  onTrainEnd?(result: FitResult, trainer: Trainer<B, M>): void;
 }
 
-export interface TrainerOptions {
+/**
+ * B: the batches trainData and evalData yield (a DataLoader's: inputs and targets); M: the
+ * model. Without a `forward` option M's forward must take the inputs tensor alone.
+ */
+export interface TrainerOptions<B extends Batch = Batch, M extends Module = Model> {
   /** The model, or a function that builds it (called after seeding, on the device). */
-  model: Model | (() => Model);
-  trainData: DataSource;
-  evalData?: DataSource;
+  model: M | (() => M);
+  trainData: DataSource<B>;
+  evalData?: DataSource<B>;
+  /**
+   * The model's outputs for a batch, for a model whose forward takes more than the inputs
+   * tensor: `(model, batch) => model.forward(batch.inputs, batch.lengths)`. Default:
+   * `model.forward(batch.inputs)`. Training, evaluation and predict all run through it.
+   */
+  forward?(model: M, batch: B): Tensor;
   epochs: number;
   /** Batch sizes for Datasets (a DataLoader keeps its own); default 32, eval: batchSize. */
   batchSize?: number;
@@ -134,7 +153,7 @@ export interface TrainerOptions {
   greaterIsBetter?: boolean;
   /** Stop when metricForBest has not improved for patience evaluations; restores the best. */
   earlyStopping?: EarlyStoppingOptions;
-  callbacks?: Callbacks | Callbacks[];
+  callbacks?: Callbacks<B, M> | Callbacks<B, M>[];
   /** Seeds the generator (initialisation by a model factory, shuffles, dropout). */
   seed?: number;
   /** Device for the model, the batches and the default device during fit. */
@@ -153,6 +172,9 @@ export interface TrainerOptions {
   /** For tests: called between writing a checkpoint and committing it, and in rotation. */
   checkpointHooks?: SaveHooks;
 }
+
+/** Any trainer's options, as the checks read them. */
+type AnyOptions = TrainerOptions<Batch, Module>;
 
 const KNOWN = new Set([
   "model",
@@ -188,6 +210,7 @@ const KNOWN = new Set([
   "metricsFile",
   "plotFile",
   "checkpointHooks",
+  "forward",
 ]);
 
 function fail(param: string, expected: string, value: unknown): never {
@@ -195,7 +218,7 @@ function fail(param: string, expected: string, value: unknown): never {
   throw new ValueError("Trainer", `${param} must be ${expected}, got ${shown}`, param);
 }
 
-function checkInt(options: TrainerOptions, name: keyof TrainerOptions, min: number): void {
+function checkInt(options: AnyOptions, name: keyof AnyOptions, min: number): void {
   const value = options[name];
   if (value === undefined) return;
   if (!Number.isSafeInteger(value) || (value as number) < min) {
@@ -203,19 +226,30 @@ function checkInt(options: TrainerOptions, name: keyof TrainerOptions, min: numb
   }
 }
 
+/** A Dataset, or a batch source that is not an array (its batches would serve one epoch). */
 function checkData(name: string, data: unknown, required: boolean): void {
   if (data === undefined && !required) return;
+  const object =
+    typeof data === "object" && data !== null ? (data as Partial<Dataset<Sample>>) : {};
+  const counted = Number.isSafeInteger(object.length);
+  const iterable = typeof (object as Partial<Iterable<unknown>>)[Symbol.iterator] === "function";
   const ok =
     data instanceof DataLoader ||
-    (typeof data === "object" &&
-      data !== null &&
-      typeof (data as Dataset<Sample>).get === "function" &&
-      Number.isSafeInteger((data as Dataset<Sample>).length));
-  if (!ok) fail(name, "a Dataset (length and get) or a DataLoader", data);
+    (counted && typeof object.get === "function") ||
+    (counted && iterable && !Array.isArray(data));
+  if (!ok) {
+    const expected =
+      "a Dataset (length and get) or a DataLoader (or a batch source: a length and an " +
+      "iterator that draws fresh batches each epoch)";
+    fail(name, expected, data);
+  }
 }
 
-function checkFunctions(options: TrainerOptions): void {
+function checkFunctions(options: AnyOptions): void {
   if (typeof options.lossFn !== "function") fail("lossFn", "a function", options.lossFn);
+  if (options.forward !== undefined && typeof options.forward !== "function") {
+    fail("forward", "a function (model, batch) => outputs", options.forward);
+  }
   for (const [name, metric] of Object.entries(options.metrics ?? {})) {
     if (typeof metric !== "function") fail(`metrics.${name}`, "a function", metric);
     if (name === "loss") fail("metrics", "named other than loss (the loss is reported)", name);
@@ -226,7 +260,7 @@ function checkFunctions(options: TrainerOptions): void {
   }
 }
 
-function checkCombinations(options: TrainerOptions): void {
+function checkCombinations(options: AnyOptions): void {
   if (options.weightDecay !== undefined) {
     if (!(options.weightDecay >= 0)) fail("weightDecay", "a number >= 0", options.weightDecay);
     if (typeof options.optimizer !== "function") {
@@ -258,7 +292,7 @@ function checkCombinations(options: TrainerOptions): void {
 }
 
 /** Throws ValueError naming the first option that is unknown or has a bad value. */
-export function checkTrainerOptions(options: TrainerOptions): void {
+export function checkTrainerOptions(options: AnyOptions): void {
   if (typeof options !== "object" || options === null) fail("options", "an object", options);
   for (const name of Object.keys(options)) {
     if (!KNOWN.has(name)) throw new ValueError("Trainer", `unknown option ${name}`, name);

@@ -20,7 +20,8 @@ import {
   type CheckpointData,
   type SaveHooks,
 } from "./checkpoint.js";
-import type { AnyScheduler, EpochRecord, Model } from "./options.js";
+import type { Module } from "../nn/module.js";
+import type { AnyScheduler, EpochRecord } from "./options.js";
 
 export const MODEL_FILE = "model.safetensors";
 export const OPTIMIZER_FILE = "optimizer.safetensors";
@@ -50,7 +51,7 @@ export interface PartialEpoch {
 }
 
 export interface Built {
-  model: Model;
+  model: Module;
   optimizer: AnyOptimizer;
   scheduler: AnyScheduler | null;
 }

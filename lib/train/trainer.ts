@@ -8,6 +8,7 @@ import { noGrad } from "../autograd/grad-mode.js";
 import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
 import { DataLoader, type Batch } from "../data/dataloader.js";
 import type { Dataset, Sample } from "../data/dataset.js";
+import type { Module } from "../nn/module.js";
 import type { TypedArray } from "../dtype.js";
 import { DeviceError, ValueError } from "../errors.js";
 import { keep, scope } from "../memory.js";
@@ -17,11 +18,12 @@ import { LRScheduler, warmupLinear, type AnyOptimizer } from "../optim/lr_schedu
 import { ReduceLROnPlateau } from "../optim/plateau.js";
 import { paramGroupsWithDecay } from "../optim/regularization.js";
 import { getRngState, manualSeed, setRngState } from "../random.js";
-import { fromTypedArray, type Tensor } from "../tensor.js";
+import { Tensor, fromTypedArray } from "../tensor.js";
 import { EpochProgress, JsonLines } from "./monitor.js";
 import {
   checkTrainerOptions,
   type AnyScheduler,
+  type BatchSource,
   type Callbacks,
   type DataSource,
   type EpochRecord,
@@ -100,21 +102,30 @@ function partialTally(p: PartialEpoch): Tally {
   return { start: performance.now() - p.seconds * 1000, batch, samples, skippedSteps };
 }
 
-function isModel(value: unknown): value is Model {
+function isModule(value: unknown): value is Module {
   return typeof value === "object" && value !== null && "parameters" in value;
 }
 
-export class Trainer {
-  readonly options: TrainerOptions;
+/** Disposes every Tensor field of a batch (inputs, targets and any a batch source adds). */
+function disposeBatch(batch: Batch): void {
+  for (const value of Object.values(batch)) if (value instanceof Tensor) value.dispose();
+}
+
+/**
+ * Trains a model M on batches B; see TrainerOptions. The defaults (a DataLoader's batches, a
+ * model whose forward takes the inputs) need no type arguments.
+ */
+export class Trainer<B extends Batch = Batch, M extends Module = Model> {
+  readonly options: TrainerOptions<B, M>;
   readonly device: string;
   /** Completed epochs and optimizer steps (restored by resume). */
   epoch = 0;
   globalStep = 0;
   history: EpochRecord[] = [];
   best: BestState = { value: null, epoch: null, weights: null, badEpochs: 0 };
-  private built: { model: Model; optimizer: AnyOptimizer; scheduler: AnyScheduler | null } | null =
+  private built: { model: M; optimizer: AnyOptimizer; scheduler: AnyScheduler | null } | null =
     null;
-  private readonly callbacks: Callbacks[];
+  private readonly callbacks: Callbacks<B, M>[];
   private stopRequested = false;
   private stoppedEarly = false;
   private lastCheckpoint: string | null = null;
@@ -124,7 +135,7 @@ export class Trainer {
   private partial: PartialEpoch | null = null;
   private metricsLog: JsonLines | null = null;
 
-  constructor(options: TrainerOptions) {
+  constructor(options: TrainerOptions<B, M>) {
     checkTrainerOptions(options);
     this.options = options;
     this.device = options.device ?? getDefaultDevice();
@@ -132,9 +143,9 @@ export class Trainer {
     this.callbacks = Array.isArray(callbacks) ? callbacks : [callbacks];
   }
 
-  get model(): Model {
+  get model(): M {
     if (this.built !== null) return this.built.model;
-    if (!isModel(this.options.model)) {
+    if (!isModule(this.options.model)) {
       throw new ValueError("Trainer", "the model is built by fit(); call fit() first", "model");
     }
     return this.options.model;
@@ -168,7 +179,7 @@ export class Trainer {
   }
 
   /** Loss and metrics of the model on data (default: evalData), in eval mode. */
-  evaluate(data?: DataSource): Record<string, number> {
+  evaluate(data?: DataSource<B>): Record<string, number> {
     const source = data ?? this.options.evalData;
     if (source === undefined) {
       throw new ValueError("Trainer.evaluate", "no data: pass some or set evalData", "data");
@@ -179,21 +190,20 @@ export class Trainer {
   }
 
   /** The model's outputs for every sample of data, in order: [N, ...outputShape]. */
-  predict(data: DataSource): Tensor {
+  predict(data: DataSource<B>): Tensor {
     return this.onDevice(() => {
       const model = this.model;
       model.eval();
       const chunks: TypedArray[] = [];
       let shape: readonly number[] = [0];
       noGrad(() => {
-        for (const { inputs, targets } of this.loaderFor(data, this.evalBatch(), false)) {
+        for (const batch of this.loaderFor(data, this.evalBatch(), false)) {
           scope(() => {
-            const outputs = model.forward(inputs);
+            const outputs = this.forwardBatch(model, batch);
             chunks.push(outputs.dataSync());
             shape = outputs.shape;
           });
-          inputs.dispose();
-          targets.dispose();
+          disposeBatch(batch);
         }
       });
       return joinRows(chunks, shape);
@@ -241,7 +251,13 @@ export class Trainer {
     this.best.weights = null;
   }
 
-  private setup(): { train: DataLoader; evaluation: DataLoader | null } {
+  /** The model's outputs for a batch: the forward option, or model.forward(inputs). */
+  private forwardBatch(model: M, batch: B): Tensor {
+    if (this.options.forward !== undefined) return this.options.forward(model, batch);
+    return (model as unknown as Model).forward(batch.inputs);
+  }
+
+  private setup(): { train: BatchSource<B>; evaluation: BatchSource<B> | null } {
     const o = this.options;
     this.reset();
     if (o.seed !== undefined) manualSeed(o.seed);
@@ -274,7 +290,7 @@ export class Trainer {
     this.metricsLog?.filter((record) => Number(record.epoch) <= this.epoch);
   }
 
-  private checkModelDevice(model: Model): void {
+  private checkModelDevice(model: Module): void {
     const stray = model.parameters().find((p) => p.device !== this.device);
     if (stray !== undefined) {
       throw new DeviceError(
@@ -286,12 +302,16 @@ export class Trainer {
     }
   }
 
-  private loaderFor(data: DataSource, batchSize: number, shuffle: boolean): DataLoader {
-    if (data instanceof DataLoader) return data;
-    return new DataLoader(data as Dataset<Sample>, { batchSize, shuffle, device: this.device });
+  /** A batch source as it is; a Dataset in a DataLoader (whose batches are B's inputs). */
+  private loaderFor(data: DataSource<B>, batchSize: number, shuffle: boolean): BatchSource<B> {
+    if (data instanceof DataLoader || typeof (data as Dataset<Sample>).get !== "function") {
+      return data as BatchSource<B>;
+    }
+    const options = { batchSize, shuffle, device: this.device };
+    return new DataLoader(data as Dataset<Sample>, options) as unknown as BatchSource<B>;
   }
 
-  private buildOptimizer(model: Model): AnyOptimizer {
+  private buildOptimizer(model: M): AnyOptimizer {
     const { optimizer, weightDecay } = this.options;
     if (typeof optimizer !== "function") return optimizer;
     const params =
@@ -312,7 +332,7 @@ export class Trainer {
 
   // ---- the loop -----------------------------------------------------------------------
 
-  private async runEpoch(train: DataLoader, evaluation: DataLoader | null): Promise<void> {
+  private async runEpoch(train: BatchSource<B>, evaluation: BatchSource<B> | null): Promise<void> {
     const o = this.options;
     const epoch = this.epoch + 1;
     for (const c of this.callbacks) c.onEpochBegin?.(epoch, this);
@@ -335,7 +355,7 @@ export class Trainer {
     if (o.plotFile !== undefined) await plotHistory(this.history, o.plotFile);
   }
 
-  private trainEpoch(loader: DataLoader, epoch: number): EpochRecord {
+  private trainEpoch(loader: BatchSource<B>, epoch: number): EpochRecord {
     const partial = this.partial;
     this.partial = null;
     const sums = new RunningSums(Object.keys(this.options.metrics ?? {}).length, partial?.sums);
@@ -346,13 +366,12 @@ export class Trainer {
     try {
       const batches = this.batchesFrom(loader, partial);
       for (let next = batches.next(); next.done !== true; next = batches.next()) {
-        const { inputs, targets } = next.value;
+        const batch = next.value;
         tally.batch++;
-        tally.samples += targets.shape[0] ?? 1;
+        tally.samples += batch.targets.shape[0] ?? 1;
         this.globalStep++;
-        if (!this.step(inputs, targets, sums)) tally.skippedSteps++;
-        inputs.dispose();
-        targets.dispose();
+        if (!this.step(batch, sums)) tally.skippedSteps++;
+        disposeBatch(batch);
         this.afterStep(epoch, loader.length, tally, sums);
         this.maybeSaveMidEpoch(loader.length, tally, sums, epochStartRng);
       }
@@ -369,15 +388,14 @@ export class Trainer {
    * start so the shuffle is redrawn, the batches done are skipped, and then it is set to
    * where the checkpoint left it (so dropout continues as it would have).
    */
-  private batchesFrom(loader: DataLoader, partial: PartialEpoch | null): Iterator<Batch> {
+  private batchesFrom(loader: BatchSource<B>, partial: PartialEpoch | null): Iterator<B> {
     if (partial !== null) setRngState(partial.rngAtEpochStart);
     const batches = loader[Symbol.iterator]();
     if (partial === null) return batches;
     for (let b = 0; b < partial.batch; b++) {
       const next = batches.next();
       if (next.done === true) break;
-      next.value.inputs.dispose();
-      next.value.targets.dispose();
+      disposeBatch(next.value);
     }
     setRngState(partial.rngAtSave);
     return batches;
@@ -443,12 +461,13 @@ export class Trainer {
   }
 
   /** One optimizer step on a batch; false when the gradients were not finite and not applied. */
-  private step(inputs: Tensor, targets: Tensor, sums: RunningSums): boolean {
+  private step(batch: B, sums: RunningSums): boolean {
     const { model, optimizer } = this.built!;
     const { lossFn, metrics = {}, clipGradNorm: maxNorm } = this.options;
+    const { targets } = batch;
     return scope(() => {
       optimizer.zeroGrad();
-      const outputs = model.forward(inputs);
+      const outputs = this.forwardBatch(model, batch);
       const loss = lossFn(outputs, targets);
       loss.backward();
       const metricSums = noGrad(() =>
@@ -463,23 +482,23 @@ export class Trainer {
     });
   }
 
-  private evaluateLoader(loader: DataLoader): Record<string, number> {
+  private evaluateLoader(loader: BatchSource<B>): Record<string, number> {
     const model = this.model;
     const metrics = this.options.metrics ?? {};
     const parts: { loss: Tensor; count: number; metrics: Tensor[] }[] = [];
     model.eval();
     noGrad(() => {
-      for (const { inputs, targets } of loader) {
+      for (const batch of loader) {
+        const { targets } = batch;
         const count = targets.shape[0] ?? 1;
         parts.push(
           scope(() => {
-            const outputs = model.forward(inputs);
+            const outputs = this.forwardBatch(model, batch);
             const loss = this.options.lossFn(outputs, targets);
             return { loss, count, metrics: Object.values(metrics).map((m) => m(outputs, targets)) };
           }),
         );
-        inputs.dispose();
-        targets.dispose();
+        disposeBatch(batch);
       }
     });
     return readEvaluation(parts, Object.keys(metrics));
@@ -618,6 +637,8 @@ function joinRows(chunks: TypedArray[], shape: readonly number[]): Tensor {
 }
 
 /** new Trainer(options).fit(). */
-export async function fit(options: TrainerOptions): Promise<FitResult> {
+export async function fit<B extends Batch = Batch, M extends Module = Model>(
+  options: TrainerOptions<B, M>,
+): Promise<FitResult> {
   return new Trainer(options).fit();
 }

@@ -52,6 +52,8 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"adaptive_avg_pool2d_backward", cpu::adaptiveAvgPool2dBackward},
       {"ctc_loss", cpu::ctcLoss},
       {"ctc_loss_backward", cpu::ctcLossBackward},
+      {"fused_attention", cpu::fusedAttention},
+      {"fused_attention_backward", cpu::fusedAttentionBackward},
   };
   return table;
 }

@@ -79,4 +79,8 @@ void adaptiveAvgPool2dBackward(KernelCall& call);
 void ctcLoss(KernelCall& call);
 void ctcLossBackward(KernelCall& call);
 
+// fused_attention.cc
+void fusedAttention(KernelCall& call);
+void fusedAttentionBackward(KernelCall& call);
+
 }  // namespace deepnode::cpu

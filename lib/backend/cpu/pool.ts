@@ -2,16 +2,20 @@
 // buffers every time (activations, gradients); fresh ones cost a page fault per 4 KiB
 // on first write. Buffers come back here when the last tensor using them is disposed
 // (Tensor keeps the count); ones the GC collects are simply gone. Only buffers this pool
-// handed out are taken back, never arrays a user passed in.
+// handed out are taken back, never arrays a user passed in. A pooled buffer is made at its
+// size class (the size rounded up to three significant bits) and handed out as a view of
+// the size asked for; a request takes the smallest free buffer up to twice its size, so
+// batches of different lengths (IMDB's, bucketed by length) reuse each other's buffers.
 
-import { allocArray, type DType, type TypedArray } from "../../dtype.js";
+import { allocArray, bytesPerElement, type DType, type TypedArray } from "../../dtype.js";
 
 const MIN_POOLED_BYTES = 64 * 1024;
-const DEFAULT_LIMIT_MIB = 512;
+const DEFAULT_LIMIT_MIB = 2048;
 
 export class BufferPool {
   private readonly free = new Map<string, TypedArray[]>();
-  private readonly ours = new WeakSet<TypedArray>();
+  /** The whole buffer behind each view handed out. */
+  private readonly wholes = new WeakMap<TypedArray, TypedArray>();
   private readonly dtypes = new WeakMap<TypedArray, DType>();
   private pooledBytes = 0;
   readonly limitBytes: number;
@@ -25,32 +29,41 @@ export class BufferPool {
 
   /** A zero-filled array of `size` elements, reused when one is free. */
   acquire(dtype: DType, size: number): TypedArray {
-    const list = this.free.get(`${dtype}:${size}`);
-    const reused = list?.pop();
-    if (reused !== undefined) {
-      this.pooledBytes -= reused.byteLength;
-      reused.fill(0);
-      return reused;
+    if (size * bytesPerElement(dtype) < MIN_POOLED_BYTES) return allocArray(dtype, size);
+    const capacity = sizeClass(size);
+    const whole = this.takeFree(dtype, capacity);
+    const buffer = whole ?? allocArray(dtype, capacity);
+    this.dtypes.set(buffer, dtype);
+    const view = buffer.subarray(0, size);
+    if (whole !== undefined) view.fill(0);
+    this.wholes.set(view, buffer);
+    return view;
+  }
+
+  /** The smallest free buffer of at least `capacity` elements and at most twice that. */
+  private takeFree(dtype: DType, capacity: number): TypedArray | undefined {
+    for (let c = capacity, k = 0; k <= 8; k++, c = sizeClass(c + 1)) {
+      const whole = this.free.get(`${dtype}:${c}`)?.pop();
+      if (whole === undefined) continue;
+      this.pooledBytes -= whole.byteLength;
+      return whole;
     }
-    const array = allocArray(dtype, size);
-    if (array.byteLength >= MIN_POOLED_BYTES) {
-      this.ours.add(array);
-      this.dtypes.set(array, dtype);
-    }
-    return array;
+    return undefined;
   }
 
   /** Takes back an array no tensor uses any more. */
   release(array: TypedArray): void {
-    if (!this.ours.has(array) || this.pooledBytes + array.byteLength > this.limitBytes) return;
-    const key = `${this.dtypes.get(array)}:${array.length}`;
+    const whole = this.wholes.get(array);
+    if (whole === undefined || this.pooledBytes + whole.byteLength > this.limitBytes) return;
+    this.wholes.delete(array);
+    const key = `${this.dtypes.get(whole)}:${whole.length}`;
     let list = this.free.get(key);
     if (list === undefined) {
       list = [];
       this.free.set(key, list);
     }
-    list.push(array);
-    this.pooledBytes += array.byteLength;
+    list.push(whole);
+    this.pooledBytes += whole.byteLength;
   }
 
   /** Drops every free buffer (the GC frees them). */
@@ -62,4 +75,11 @@ export class BufferPool {
   get bytes(): number {
     return this.pooledBytes;
   }
+}
+
+/** size rounded up to its three leading bits: 8..15 times a power of two. */
+export function sizeClass(size: number): number {
+  if (size <= 16) return size;
+  const step = 2 ** (Math.floor(Math.log2(size)) - 3);
+  return Math.ceil(size / step) * step;
 }

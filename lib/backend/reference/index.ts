@@ -37,6 +37,8 @@ import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
 import type { AvgPool2dParams, CtcInputs } from "../backend.js";
 import * as avgpool from "./avgpool.js";
 import * as ctc from "./ctc.js";
+import type { AttentionParams } from "../backend.js";
+import * as fused from "./fused_attention.js";
 
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
@@ -341,6 +343,27 @@ export class ReferenceBackend implements Backend {
     zeroInfinity: boolean,
   ): void {
     ctc.ctcLossBackward(gradLogProbs, gradLoss, inputs, logAlpha, loss, zeroInfinity);
+  }
+
+  fusedAttention(
+    out: RawTensor,
+    query: RawTensor,
+    key: RawTensor,
+    value: RawTensor,
+    keyPadding: RawTensor | null,
+    params: AttentionParams,
+  ): void {
+    fused.fusedAttention(out, query, key, value, keyPadding, params);
+  }
+
+  fusedAttentionBackward(
+    grads: [RawTensor, RawTensor, RawTensor],
+    gradOut: RawTensor,
+    inputs: [RawTensor, RawTensor, RawTensor],
+    keyPadding: RawTensor | null,
+    params: AttentionParams,
+  ): void {
+    fused.fusedAttentionBackward(grads, gradOut, inputs, keyPadding, params);
   }
 }
 
