@@ -1,9 +1,9 @@
-// The cuda backend. This version has no cuda kernels, so its conformance suite
-// (test/conformance.ts) shows as skipped with the reason; asking for a cuda tensor must fail
-// with a DeviceError that says why. The plugin that finds the driver, GPUs and libraries is
-// tested for real: it is built wherever nvcc is, and fake NVIDIA libraries made here check
-// its search order.
-
+// The cuda backend on a real GPU: where one is present (the GPU check), the conformance suite
+// (test/conformance.ts) and the device suites run on it; elsewhere they show as skipped with
+// the reason, and asking for a cuda tensor must fail with a DeviceError that says why. The
+// plugin that finds the driver, GPUs and libraries is tested for real: it is built wherever
+// nvcc is, and fake NVIDIA libraries made here check its search order. Without a GPU the
+// same suites run on the plugin's host emulation (backend-cuda-emulated.test.ts).
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -4,6 +4,7 @@
 // that name on the device's stream.
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <string>
 
@@ -134,6 +135,11 @@ int apiSynchronize(int device, DeepnodeCudaError* error) {
   });
 }
 
+std::mutex& runMutex(int device) {
+  static std::mutex mutexes[64];
+  return mutexes[device % 64];
+}
+
 int apiRun(int device, const char* op, const DeepnodeCudaBuffer* buffers, int bufferCount,
            const DeepnodeCudaAttr* attrs, int attrCount, DeepnodeCudaError* error) {
   return guarded(error, [&] {
@@ -142,6 +148,9 @@ int apiRun(int device, const char* op, const DeepnodeCudaBuffer* buffers, int bu
     auto it = table.find(op);
     if (it == table.end()) throw KernelError("ERR_NOT_SUPPORTED", std::string("no cuda kernel named '") + op + "'");
     KernelCall call = toCall(op, buffers, bufferCount, attrs, attrCount);
+    // One kernel at a time per device: the cuBLAS and cuDNN handles and the algorithm cache
+    // are per device, and worker threads may run kernels concurrently.
+    std::lock_guard<std::mutex> lock(runMutex(device));
     runningDevice = device;
     it->second(call);
   });

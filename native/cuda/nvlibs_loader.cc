@@ -121,10 +121,13 @@ std::map<int, CudnnHandle> cudnnHandles;
 
 }  // namespace
 
+// The first library found stays: a later probe (of other folders) must not swap the cuDNN
+// that kernels may already have resolved functions from for another file.
 void rememberLibrary(Library library, void* handle, const std::string& error) {
   std::lock_guard<std::mutex> lock(libraryMutex);
   LibraryInfo& lib = info(library);
-  if (handle != nullptr) lib.handle = handle;
+  if (lib.handle != nullptr) return;
+  lib.handle = handle;
   lib.error = error;
 }
 
