@@ -57,8 +57,13 @@ function runProcess(command: string, args: string[], specs: PeerSpec[], timeoutS
   return Object.fromEntries(specs.map((s) => [s.id, { skipped: why }]));
 }
 
-function findPython(): { python: string; version: string } | null {
-  for (const candidate of [process.env.DEEPNODE_BENCH_PYTHON, "/usr/bin/python3", "python3"]) {
+/** The pythons tried for torch, in order. */
+export function pythonCandidates(): (string | undefined)[] {
+  return [process.env.DEEPNODE_BENCH_PYTHON, "/usr/bin/python3", "python3"];
+}
+
+function findPython(pythons: (string | undefined)[]): { python: string; version: string } | null {
+  for (const candidate of pythons) {
     if (candidate === undefined || candidate === "") continue;
     const probe = spawnSync(candidate, ["-c", "import torch; print(torch.__version__)"], {
       encoding: "utf8",
@@ -74,8 +79,9 @@ const torchScript = ["./torch_peer.py", "../../../bench/peers/torch_peer.py"]
   .map((p) => fileURLToPath(new URL(p, import.meta.url)))
   .find((p) => existsSync(p));
 
-export function torchPeer(): Peer {
-  const found = torchScript === undefined ? null : findPython();
+/** PyTorch through the first of `pythons` that imports torch; absent, with why, if none. */
+export function torchPeer(pythons = pythonCandidates()): Peer {
+  const found = torchScript === undefined ? null : findPython(pythons);
   const missing =
     torchScript === undefined
       ? "bench/peers/torch_peer.py is missing"
