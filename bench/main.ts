@@ -30,6 +30,8 @@ export interface BenchOptions {
   backends: string[];
   peers: string[];
   log?: (line: string) => void;
+  /** Also the cases marked full (whole-dataset jobs). */
+  full?: boolean;
 }
 
 export const BACKENDS = ["cpu", "cuda", "reference"];
@@ -51,12 +53,16 @@ function planFor(c: BenchCase, device: string, quick: boolean): Plan {
   return { warmup: quick ? 1 : 2, repeats, budget, quick };
 }
 
-function selectCases(all: BenchCase[], options: BenchOptions): BenchCase[] {
+export function selectCases(
+  all: BenchCase[],
+  options: Pick<BenchOptions, "filter" | "quick" | "full">,
+): BenchCase[] {
   const pattern = options.filter?.toLowerCase();
   return all.filter(
     (c) =>
       (pattern === undefined || `${c.group} ${c.name}`.toLowerCase().includes(pattern)) &&
-      !(options.quick && c.slow === true),
+      !(options.quick && c.slow === true) &&
+      !(options.full !== true && c.full === true),
   );
 }
 
@@ -105,9 +111,6 @@ function peerSpecs(cases: BenchCase[], quick: boolean): PeerSpec[] {
 
 /** Kernels in one peer process; each job in one of its own, so its peak memory is its own. */
 function runPeer(peer: Peer, specs: PeerSpec[], jobs: Set<string>): Record<string, PeerOutcome> {
-  if (peer.unavailable !== null) {
-    return Object.fromEntries(specs.map((s) => [s.id, { skipped: peer.unavailable! }]));
-  }
   const kernels = specs.filter((s) => !jobs.has(s.id));
   const results = kernels.length > 0 ? peer.run(kernels) : {};
   for (const job of specs.filter((s) => jobs.has(s.id))) Object.assign(results, peer.run([job]));
@@ -161,7 +164,7 @@ function noteThreads(report: BenchReport, peer: string, outcomes: Record<string,
     report.meta.threads === undefined ? line : `${report.meta.threads}, ${line}`;
 }
 
-type Log = (line: string) => void;
+export type Log = (line: string) => void;
 
 function measureDeepnode(
   report: BenchReport,
@@ -190,7 +193,17 @@ function sameKindOfDevice(peer: string, device: string): boolean {
   return (peerDeviceKind(peer) === "gpu") === device.startsWith("cuda");
 }
 
-function measurePeers(
+/** What an absent peer gets for every case it has an op for: the reason it is absent. */
+function absentOutcomes(peer: Peer, cases: BenchCase[]): Record<string, PeerOutcome> {
+  const withOp = cases.filter((c) => c.peer !== undefined);
+  return Object.fromEntries(withOp.map((c) => [c.name, { skipped: peer.unavailable! }]));
+}
+
+/**
+ * Every peer on the cases of the report's rows. The specs are made only for a peer that is
+ * present, since a job's parameters may prepare its data (the IMDB job writes its reviews).
+ */
+export function measurePeers(
   report: BenchReport,
   cases: BenchCase[],
   peers: Peer[],
@@ -198,10 +211,12 @@ function measurePeers(
   log: Log,
 ) {
   const jobs = new Set(cases.filter((c) => c.group === "job").map((c) => c.name));
-  const specs = peerSpecs(cases, quick);
+  let specs: PeerSpec[] | undefined;
   for (const peer of peers) {
-    log(`${peer.name}: ${peer.unavailable ?? `${specs.length} cases`}`);
-    const outcomes = runPeer(peer, specs, jobs);
+    if (peer.unavailable === null) specs ??= peerSpecs(cases, quick);
+    log(`${peer.name}: ${peer.unavailable ?? `${specs!.length} cases`}`);
+    const outcomes =
+      peer.unavailable === null ? runPeer(peer, specs!, jobs) : absentOutcomes(peer, cases);
     noteThreads(report, peer.name, outcomes);
     for (const row of report.rows) {
       const c = cases.find((k) => k.name === row.name)!;

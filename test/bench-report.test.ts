@@ -194,3 +194,256 @@ describe("formatJobs", () => {
     ]);
   });
 });
+
+// ---- the IMDB LSTM job beside PyTorch (bench/cases/imdb.ts, bench/imdb_data.ts) -----------
+// Its wiring without PyTorch: the data both sides train on, the file the peer reads, which
+// runs list the job, and the skip a machine without python3-torch shows. Where a python with
+// torch is present, its reader is checked against deepnode's on the same file.
+
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import {
+  FULL_IMDB_JOB,
+  SHORT_IMDB_JOB,
+  cases as imdbCases,
+  imdbCase,
+} from "../bench/cases/imdb.js";
+import type { BenchCase, PeerParams, Plan } from "../bench/cases/types.js";
+import {
+  imdbBenchFile,
+  prepareImdbBench,
+  readImdbBenchFile,
+  trainImdbBench,
+  writeImdbBenchFile,
+  type ImdbBenchData,
+} from "../bench/imdb_data.js";
+import { measurePeers, selectCases } from "../bench/main.js";
+import { pythonCandidates, torchPeer } from "../bench/peers/index.js";
+import { loadCases } from "../bench/registry.js";
+import { FormatError } from "../lib/errors.js";
+import type { ImdbData } from "../lib/data/imdb.js";
+
+const WORDS = ["good", "great", "film", "bad", "dull", "plot", "cast", "!", "fine", "awful"];
+
+/** Reviews of 1 to 9 words, so that batches sort and some reviews are cut to maxLength. */
+function tinyReviews(count: number, salt: number) {
+  const texts = Array.from({ length: count }, (_, k) =>
+    Array.from({ length: 1 + ((k * 7 + salt) % 9) }, (_, j) => WORDS[(k + j * salt) % 10]).join(
+      " ",
+    ),
+  );
+  return { texts, labels: Int32Array.from(texts, (_, k) => k % 2) };
+}
+
+const tinyData: ImdbData = { train: tinyReviews(14, 3), test: tinyReviews(6, 5) };
+const tinyJob = {
+  ...SHORT_IMDB_JOB,
+  limit: undefined,
+  epochs: 2,
+  batchSize: 4,
+  maxLength: 6,
+  vocabSize: 12,
+  minFreq: 1,
+  embeddingDim: 4,
+  hiddenSize: 5,
+};
+
+function scratchDir(): string {
+  return mkdtempSync(join(tmpdir(), "deepnode-imdb-bench-test-"));
+}
+
+/** What torch_peer.py's imdb_summary reports, computed from deepnode's side. */
+function summary(data: ImdbBenchData) {
+  const split = (s: ImdbBenchData["train"]) => ({
+    reviews: s.ids.length,
+    tokens: s.ids.reduce((sum, ids) => sum + ids.length, 0),
+    idSum: s.ids.reduce((sum, ids) => sum + ids.reduce((a, b) => a + b, 0), 0),
+    positives: s.labels.reduce((a, b) => a + b, 0),
+    firstReview: Array.from(s.ids[0]!),
+  });
+  const epochs = data.epochs.map((b) => ({
+    batches: b.length,
+    firstBatch: b[0],
+    lastBatch: b[b.length - 1],
+  }));
+  const sizes = { vocabSize: data.vocabSize, maxLength: data.maxLength };
+  return { ...sizes, train: split(data.train), test: split(data.test), epochs };
+}
+
+function torchPython(): string | undefined {
+  return pythonCandidates().find(
+    (p) => p !== undefined && p !== "" && spawnSync(p, ["-c", "import torch"]).status === 0,
+  );
+}
+
+const python = torchPython();
+const peerScript = fileURLToPath(new URL("../bench/peers/torch_peer.py", import.meta.url));
+const plan: Plan = { warmup: 1, repeats: 3, budget: 5, quick: true };
+
+describe("the IMDB LSTM job beside PyTorch: data, file, cases and skip", () => {
+  const data = prepareImdbBench(tinyJob, tinyData);
+
+  it("draws every epoch's batches up front: each review once, batches longest first", () => {
+    expect(data.epochs).toHaveLength(2);
+    for (const batches of data.epochs) {
+      expect(batches.flat().sort((a, b) => a - b)).toEqual([...Array(14).keys()]);
+      expect(batches.map((b) => b.length)).toEqual(expect.arrayContaining([4, 4, 4, 2]));
+      for (const batch of batches) {
+        const lengths = batch.map((k) => data.train.ids[k]!.length);
+        expect(lengths).toEqual([...lengths].sort((a, b) => b - a));
+      }
+    }
+    expect(data.epochs[1]).not.toEqual(data.epochs[0]);
+    expect(Math.max(...data.train.ids.map((ids) => ids.length))).toBe(6);
+    expect(prepareImdbBench(tinyJob, tinyData)).toEqual(data);
+  });
+
+  it("writes a file that reads back to the same ids, labels and batches", () => {
+    const dir = scratchDir();
+    const path = join(dir, "reviews.bin");
+    writeImdbBenchFile(path, data);
+    expect(readImdbBenchFile(path)).toEqual(data);
+
+    const bytes = readFileSync(path);
+    const headerLength = bytes.readUInt32LE(0);
+    expect(headerLength % 4).toBe(0);
+    const header = JSON.parse(bytes.subarray(4, 4 + headerLength).toString("utf8"));
+    expect(header.sections.map((s: [string, number]) => s[0])).toEqual([
+      "train.lengths",
+      "train.labels",
+      "train.ids",
+      "test.lengths",
+      "test.labels",
+      "test.ids",
+      "epoch1.batchSizes",
+      "epoch1.order",
+      "epoch2.batchSizes",
+      "epoch2.order",
+    ]);
+    const tokens = summary(data).train.tokens + summary(data).test.tokens;
+    // Lengths and labels of both splits, their ids, and per epoch 4 batch sizes and 14 indices.
+    expect(bytes.length).toBe(4 + headerLength + 4 * (2 * 14 + 2 * 6 + tokens + 2 * (4 + 14)));
+    rmSync(dir, { recursive: true });
+  });
+
+  it("rejects a file of another layout with a FormatError naming it", () => {
+    const dir = scratchDir();
+    const path = join(dir, "other.bin");
+    writeFileSync(path, Buffer.concat([Buffer.from([2, 0, 0, 0]), Buffer.from("{}")]));
+    expectThrows(
+      () => readImdbBenchFile(path),
+      FormatError,
+      `readImdbBenchFile: ${path}: expected format deepnode.bench.imdb version 1, got undefined undefined`,
+    );
+    writeFileSync(path, Buffer.from([1, 0]));
+    expectThrows(
+      () => readImdbBenchFile(path),
+      FormatError,
+      `readImdbBenchFile: ${path}: shorter than 4 bytes`,
+    );
+    rmSync(dir, { recursive: true });
+  });
+
+  it.skipIf(python === undefined)(
+    `PyTorch's reader sees the same reviews and batches${python ? "" : " (no python with torch)"}`,
+    () => {
+      const dir = scratchDir();
+      const path = join(dir, "reviews.bin");
+      writeImdbBenchFile(path, data);
+      const run = spawnSync(python!, [peerScript, "imdb-summary", path], { encoding: "utf8" });
+      expect(run.stderr).toBe("");
+      expect(JSON.parse(run.stdout)).toEqual(summary(data));
+      rmSync(dir, { recursive: true });
+    },
+  );
+
+  it.skipIf(python === undefined)(
+    `PyTorch's padded LSTM read at the last token is its packed one${python ? "" : " (no torch)"}`,
+    () => {
+      const dir = scratchDir();
+      const path = join(dir, "reviews.bin");
+      writeImdbBenchFile(path, data);
+      const args = [peerScript, "imdb-packing-check", path];
+      const run = spawnSync(python!, args, { encoding: "utf8" });
+      const check = JSON.parse(run.stdout) as { logits: number; gradients: object };
+      expect(check.logits).toBeLessThan(1e-6);
+      expect(Object.keys(check.gradients)).toHaveLength(7);
+      for (const diff of Object.values(check.gradients)) expect(diff).toBeLessThan(1e-6);
+      rmSync(dir, { recursive: true });
+    },
+  );
+
+  it("trains deepnode's side on those batches, scoring the test reviews after each epoch", () => {
+    const history = trainImdbBench(data, tinyJob, "cpu");
+    expect(history.map((h) => h.steps)).toEqual([4, 4]);
+    for (const h of history) {
+      expect(h.seconds).toBeGreaterThan(0);
+      expect(h.trainLoss).toBeGreaterThan(0);
+      expect([0, 1, 2, 3, 4, 5, 6].map((k) => k / 6)).toContain(h.testAccuracy);
+    }
+  });
+
+  it("lists the short job in every run, and the whole epoch only with --full", async () => {
+    const names = imdbCases.map((c) => c.name);
+    const listed = (await loadCases()).map((c) => c.name);
+    expect(listed).toEqual(expect.arrayContaining(names));
+    expect(listed.indexOf(names[0]!)).toBeGreaterThan(
+      listed.indexOf(listed.find((n) => /MNIST/.test(n))!),
+    );
+    for (const quick of [false, true]) {
+      expect(selectCases(imdbCases, { quick }).map((c) => c.name)).toEqual([names[0]]);
+      expect(selectCases(imdbCases, { quick, full: true }).map((c) => c.name)).toEqual(names);
+    }
+    expect(selectCases(imdbCases, { quick: false, filter: "imdb" })).toHaveLength(1);
+    expect(imdbCases.map((c) => c.peer?.op)).toEqual(["imdb lstm", "imdb lstm"]);
+    expect(SHORT_IMDB_JOB).toEqual({ ...FULL_IMDB_JOB, limit: 12_800 });
+  });
+
+  it("gives the peer the job's settings and a file of the reviews deepnode trains on", () => {
+    const job = { ...tinyJob, limit: 20 };
+    const params = imdbCase("tiny", job, "step").peer!.params as (p: Plan) => PeerParams;
+    const given = params(plan);
+    expect(given).toEqual({ ...job, per: "step", file: expect.any(String) });
+    expect(readImdbBenchFile(given.file as string)).toEqual(prepareImdbBench(job));
+    expect(imdbBenchFile(job)).toBe(given.file);
+    // Test workers may end without an exit event, which would leave the folder behind.
+    rmSync(dirname(given.file as string), { recursive: true });
+  });
+
+  it("skips PyTorch with its reason where no python has torch, preparing nothing", () => {
+    const unprepared: BenchCase = {
+      name: "job that must not be prepared",
+      group: "job",
+      unit: "s",
+      peer: {
+        op: "imdb lstm",
+        params: () => {
+          throw new Error("the parameters of an absent peer's case were made");
+        },
+      },
+    };
+    const all = [imdbCases[0]!, unprepared];
+    const report: BenchReport = {
+      meta: {},
+      peers: ["torch"],
+      skippedBackends: [],
+      notes: [],
+      rows: all.map((c) => ({
+        ...{ name: c.name, group: "job", device: "cpu", unit: "s", peers: [] },
+        skipped: "deepnode's side is not run here",
+      })),
+    };
+    const peer = torchPeer("cpu", ["/nonexistent/python3"]);
+    const reason = "no python3 with torch (DEEPNODE_BENCH_PYTHON names one)";
+    expect(peer.unavailable).toBe(reason);
+    const log: string[] = [];
+    measurePeers(report, all, [peer], true, (line) => log.push(line));
+    expect(log).toEqual([`torch: ${reason}`]);
+    for (const row of report.rows) expect(row.peers).toEqual([{ peer: "torch", skipped: reason }]);
+    expect(formatTable(report)).toContain(`[2] torch: ${reason}`);
+  });
+});

@@ -41,6 +41,8 @@ export interface BenchCase {
   small?: boolean;
   /** Left out of --quick runs (the largest sizes). */
   slow?: boolean;
+  /** Left out unless --full (a whole-dataset job: minutes on each side). */
+  full?: boolean;
   /** Runs per timed sample, for ops too short to time one by one; times are per run. */
   inner?: number;
   /** Overrides the plan's repeats for this case (e.g. long jobs). */

@@ -59,8 +59,13 @@ function runProcess(command: string, args: string[], specs: PeerSpec[], timeoutS
   return Object.fromEntries(specs.map((s) => [s.id, { skipped: why }]));
 }
 
-function findPython(): { python: string; version: string } | null {
-  for (const candidate of [process.env.DEEPNODE_BENCH_PYTHON, "/usr/bin/python3", "python3"]) {
+/** The pythons tried for torch, in order. */
+export function pythonCandidates(): (string | undefined)[] {
+  return [process.env.DEEPNODE_BENCH_PYTHON, "/usr/bin/python3", "python3"];
+}
+
+function findPython(pythons: (string | undefined)[]): { python: string; version: string } | null {
+  for (const candidate of pythons) {
     if (candidate === undefined || candidate === "") continue;
     const probe = spawnSync(candidate, ["-c", "import torch; print(torch.__version__)"], {
       encoding: "utf8",
@@ -87,9 +92,12 @@ function torchCudaMissing(python: string): string | null {
   return "this python's torch sees no CUDA GPU";
 }
 
-/** PyTorch on the cpu, or on the GPU ("torch-cuda": the specs run on cuda, synchronised). */
-export function torchPeer(device: "cpu" | "cuda" = "cpu"): Peer {
-  const found = torchScript === undefined ? null : findPython();
+/**
+ * PyTorch on the cpu, or on the GPU ("torch-cuda": the specs run on cuda, synchronised),
+ * through the first of `pythons` that imports torch; absent, with why, if none.
+ */
+export function torchPeer(device: "cpu" | "cuda" = "cpu", pythons = pythonCandidates()): Peer {
+  const found = torchScript === undefined ? null : findPython(pythons);
   let unavailable: string | null = null;
   if (torchScript === undefined) unavailable = "bench/peers/torch_peer.py is missing";
   else if (found === null) unavailable = "no python3 with torch (DEEPNODE_BENCH_PYTHON names one)";

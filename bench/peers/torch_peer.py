@@ -4,6 +4,8 @@ Usage: python3 torch_peer.py - < specs.json   (what bench/peers/index.ts runs: a
            {id, op, params, warmup, repeats, budget, inner, threads}; prints {id: outcome})
        python3 torch_peer.py matmul SIZE REPEATS
        python3 torch_peer.py mnist DIGITS_DIR EPOCHS BATCH LR SEED [LIMIT]
+       python3 torch_peer.py imdb-summary FILE   (what a file of bench/imdb_data.ts holds)
+       python3 torch_peer.py imdb-packing-check FILE   (packed vs padded LSTM, largest differences)
 Threads: the spec's count (deepnode's), else all cores (torch.set_num_threads(os.cpu_count())).
 """
 import json
@@ -289,6 +291,8 @@ def run_spec(spec):
     use_device(spec.get("device", "cpu"))
     if spec["op"] == "mnist":
         return run_mnist_spec(spec["params"], spec["threads"])
+    if spec["op"] == "imdb lstm":
+        return run_imdb_spec(spec["params"])
     if spec["op"] not in OPS:
         return {"skipped": f"the bench has no PyTorch version of {spec['op']}"}
     with nullcontext() if spec["op"] in GRAD_OPS else torch.no_grad():
@@ -308,6 +312,167 @@ def run_specs(specs):
     return results
 
 
+# ---- the IMDB sentiment LSTM job (bench/cases/imdb.ts) --------------------------------
+
+
+def read_imdb_bench(path):
+    """The reviews, labels and batches bench/imdb_data.ts wrote: a little-endian uint32 byte
+    count, a JSON header of that many bytes, then its int32 sections in order."""
+    with open(path, "rb") as f:
+        raw = bytearray(f.read())
+    size = int.from_bytes(raw[:4], "little")
+    header = json.loads(raw[4:4 + size].decode("utf8"))
+    if header.get("format") != "deepnode.bench.imdb" or header.get("version") != 1:
+        raise ValueError(f"{path}: not a deepnode.bench.imdb version 1 file")
+    arrays, offset = {}, 4 + size
+    for name, count in header["sections"]:
+        values = torch.frombuffer(raw, dtype=torch.int32, count=count, offset=offset) if count else torch.zeros(0)
+        arrays[name] = values.long()
+        offset += 4 * count
+    return header, arrays
+
+
+class ImdbSplit:
+    """One split's reviews; batch() pads them with 0 at the end, as collateReviews does."""
+
+    def __init__(self, arrays, name):
+        self.lengths = arrays[f"{name}.lengths"].tolist()
+        self.labels = arrays[f"{name}.labels"]
+        self.ids = arrays[f"{name}.ids"]
+        self.starts = (torch.cumsum(arrays[f"{name}.lengths"], 0) - arrays[f"{name}.lengths"]).tolist()
+
+    def batch(self, indices):
+        lengths = [self.lengths[k] for k in indices]
+        ids = torch.zeros(len(indices), max(lengths), dtype=torch.long)
+        for row, k in enumerate(indices):
+            ids[row, :lengths[row]] = self.ids[self.starts[k]:self.starts[k] + lengths[row]]
+        return ids, torch.tensor(lengths), self.labels[indices]
+
+
+def imdb_epochs(header, arrays):
+    """Each epoch's batches of training-review indices, each batch longest first."""
+    epochs = []
+    for epoch in range(1, header["epochs"] + 1):
+        order = arrays[f"epoch{epoch}.order"].tolist()
+        batches, start = [], 0
+        for size in arrays[f"epoch{epoch}.batchSizes"].tolist():
+            batches.append(order[start:start + size])
+            start += size
+        epochs.append(batches)
+    return epochs
+
+
+class SentimentLSTM(torch.nn.Module):
+    """examples/imdb.ts's SentimentLSTM: embedding, an LSTM read at each review's true last
+    token, dropout on that state, linear to 2 classes.
+
+    packed=True runs the LSTM on a pack_padded_sequence and takes h_n. The bench runs it on
+    the batch padded at the end and takes each review's output at its last token instead:
+    the same values and gradients (the later steps never reach that output;
+    imdb_packing_check compares the two), while PyTorch 1.13's CPU backward of a packed LSTM
+    zero-fills the whole packed input once per time step (SliceBackward), 30x the time of
+    the padded form on one thread here. The batches hold reviews of similar lengths, so the
+    padding the padded form runs over is small."""
+
+    def __init__(self, vocab_size, embedding_dim, hidden_size, dropout, packed=False):
+        super().__init__()
+        self.packed = packed
+        self.embedding = torch.nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        self.lstm = torch.nn.LSTM(embedding_dim, hidden_size, batch_first=True)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.fc = torch.nn.Linear(hidden_size, 2)
+
+    def last_states(self, ids, lengths):
+        embedded = self.embedding(ids)
+        if self.packed:
+            packed = torch.nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True)
+            return self.lstm(packed)[1][0][-1]
+        output, _ = self.lstm(embedded)
+        return output[torch.arange(len(lengths)), lengths - 1]
+
+    def forward(self, ids, lengths):
+        return self.fc(self.dropout(self.last_states(ids, lengths)))
+
+
+def imdb_packing_check(path, batch=16):
+    """Largest differences of the logits and of every gradient between the packed and the
+    padded form on the file's first training batch (dropout off): they should be rounding."""
+    header, arrays = read_imdb_bench(path)
+    ids, lengths, targets = ImdbSplit(arrays, "train").batch(imdb_epochs(header, arrays)[0][0][:batch])
+    torch.manual_seed(0)
+    padded = SentimentLSTM(header["vocabSize"], 16, 16, 0.0)
+    packed = SentimentLSTM(header["vocabSize"], 16, 16, 0.0, packed=True)
+    packed.load_state_dict(padded.state_dict())
+    logits = [model(ids, lengths) for model in (padded, packed)]
+    for out in logits:
+        F.cross_entropy(out, targets).backward()
+    grads = {name: (p.grad - q.grad).abs().max().item()
+             for (name, p), q in zip(padded.named_parameters(), packed.parameters())}
+    return {"logits": (logits[0] - logits[1]).abs().max().item(), "gradients": grads}
+
+
+def imdb_train_epoch(model, opt, train, batches, clip_norm):
+    model.train()
+    loss_sum, reviews = 0.0, 0
+    start = time.perf_counter()
+    for indices in batches:
+        ids, lengths, targets = train.batch(indices)
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(ids, lengths), targets)
+        loss.backward()
+        if clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        opt.step()
+        loss_sum += loss.item() * len(indices)
+        reviews += len(indices)
+    return time.perf_counter() - start, loss_sum / max(reviews, 1)
+
+
+def imdb_accuracy(model, test, batch=256):
+    """As evaluateSentiment: eval mode, all test reviews longest first, in batches of 256."""
+    model.eval()
+    order = sorted(range(len(test.lengths)), key=lambda k: -test.lengths[k])
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(order), batch):
+            ids, lengths, targets = test.batch(order[i:i + batch])
+            correct += (model(ids, lengths).argmax(1) == targets).sum().item()
+    return correct / max(len(order), 1)
+
+
+def imdb_summary(path):
+    """What the bench's tests compare with deepnode's own reading of the file."""
+    header, arrays = read_imdb_bench(path)
+    splits = {}
+    for name in ("train", "test"):
+        split = ImdbSplit(arrays, name)
+        splits[name] = {"reviews": len(split.lengths), "tokens": len(split.ids), "idSum": int(split.ids.sum()),
+                        "positives": int(split.labels.sum()), "firstReview": split.batch([0])[0][0].tolist()}
+    epochs = [{"batches": len(b), "firstBatch": b[0], "lastBatch": b[-1]} for b in imdb_epochs(header, arrays)]
+    return {"vocabSize": header["vocabSize"], "maxLength": header["maxLength"], **splits, "epochs": epochs}
+
+
+def run_imdb_spec(p):
+    # Flush-to-zero on, as deepnode's threads run: subnormal floats slow recurrences.
+    torch.set_flush_denormal(True)
+    torch.manual_seed(p["seed"])
+    header, arrays = read_imdb_bench(p["file"])
+    train, test = ImdbSplit(arrays, "train"), ImdbSplit(arrays, "test")
+    model = SentimentLSTM(header["vocabSize"], p["embeddingDim"], p["hiddenSize"], p["dropout"])
+    opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
+    history = []
+    for batches in imdb_epochs(header, arrays):
+        seconds, train_loss = imdb_train_epoch(model, opt, train, batches, p["clipNorm"])
+        history.append({"seconds": seconds, "steps": len(batches), "accuracy": imdb_accuracy(model, test)})
+    per_step = [h["seconds"] / h["steps"] for h in history]
+    extra = {"epochSeconds": [h["seconds"] for h in history], "secondsPerStep": per_step,
+             "steps": [h["steps"] for h in history], "testAccuracy": [h["accuracy"] for h in history],
+             "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+             "threads": torch.get_num_threads()}
+    return {"seconds": per_step if p["per"] == "step" else extra["epochSeconds"], "extra": extra}
+
+
+
 if __name__ == "__main__":
     case = sys.argv[1]
     if case == "-":
@@ -317,6 +482,10 @@ if __name__ == "__main__":
     elif case == "mnist":
         limit = int(sys.argv[7]) if len(sys.argv) > 7 else None
         result = mnist(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), limit)
+    elif case == "imdb-summary":
+        result = imdb_summary(sys.argv[2])
+    elif case == "imdb-packing-check":
+        result = imdb_packing_check(sys.argv[2])
     else:
         raise SystemExit(f"unknown case {case}")
     print(json.dumps(result))

@@ -257,6 +257,7 @@ function addBenchCommand(program: Command): void {
     .option("--markdown <file>", "write the report as markdown")
     .addOption(listOption("--backends <list>", "deepnode devices", BACKENDS))
     .addOption(listOption("--peers <list>", "peers to run beside deepnode", DEFAULT_PEERS))
+    .option("--full", "also the whole-dataset jobs (an IMDB LSTM epoch: minutes per side)", false)
     .action(benchCommand);
 }
 
