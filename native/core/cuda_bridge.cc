@@ -323,12 +323,18 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+// An entry point whose only argument is the device: `name` in errors, `fn` the plugin's call.
+Napi::Value DeviceCall(const Napi::CallbackInfo& info, const char* name,
+                       int (*DeepnodeCudaApi::*fn)(int device, DeepnodeCudaError* error)) {
   Napi::Env env = info.Env();
-  const int device = deviceArg(env, info[0], "cudaSynchronize");
+  const int device = deviceArg(env, info[0], name);
   DeepnodeCudaError error{};
-  check(env, api(env).synchronize(device, &error), error);
+  check(env, (api(env).*fn)(device, &error), error);
   return env.Undefined();
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  return DeviceCall(info, "cudaSynchronize", &DeepnodeCudaApi::synchronize);
 }
 
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
@@ -349,11 +355,7 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const int device = deviceArg(env, info[0], "cudaEmptyCache");
-  DeepnodeCudaError error{};
-  check(env, api(env).emptyCache(device, &error), error);
-  return env.Undefined();
+  return DeviceCall(info, "cudaEmptyCache", &DeepnodeCudaApi::emptyCache);
 }
 
 Napi::Value SetOption(const Napi::CallbackInfo& info) {

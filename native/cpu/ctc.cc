@@ -2,6 +2,8 @@
 // recursion in log space per sample (alpha is kept, float64 [N, T, 2S + 1]); the backward runs
 // beta and writes the exact derivative with respect to the log-probabilities. Threads take
 // whole samples. Every length and label is checked before any thread starts.
+#include "../core/args/ctc.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -23,86 +25,18 @@ double logAddExp(double a, double b) {
   return std::max(a, b) + std::log1p(std::exp(-std::fabs(a - b)));
 }
 
-struct CtcGeometry {
-  int64_t steps, batch, classes, maxTarget, blank, width;
-  const float* logProbs;
-  const int32_t* targets;
-  const int32_t* inputLengths;
-  const int32_t* targetLengths;
-};
-
-std::string describe(const CtcGeometry& g) {
-  return "logProbs " + shapeString({g.steps, g.batch, g.classes}) + ", targets " + shapeString({g.batch, g.maxTarget});
-}
-
-void expectBuffer(const KernelCall& call, size_t index, const char* role, DType dtype, int64_t expected,
-                  const std::string& context) {
-  const Buffer& buf = call.buffer(index, role, dtype);
-  if (buf.size != expected) {
-    call.fail("ERR_SHAPE", std::string("buffer '") + role + "' holds " + std::to_string(buf.size) +
-                               " elements, expected " + std::to_string(expected) + " for " + context);
-  }
-}
+using args::CtcGeometry;
 
 void checkSample(const KernelCall& call, const CtcGeometry& g, int64_t n) {
-  int64_t inputLength = g.inputLengths[n], targetLength = g.targetLengths[n];
-  std::string at = "[" + std::to_string(n) + "]";
-  if (inputLength < 1 || inputLength > g.steps) {
-    call.fail("ERR_VALUE", "inputLengths" + at + " must be in [1, " + std::to_string(g.steps) + "], got " +
-                               std::to_string(inputLength));
-  }
-  if (targetLength < 0 || targetLength > g.maxTarget) {
-    call.fail("ERR_VALUE", "targetLengths" + at + " must be in [0, " + std::to_string(g.maxTarget) + "], got " +
-                               std::to_string(targetLength));
-  }
-  for (int64_t k = 0; k < targetLength; ++k) {
-    int64_t label = g.targets[n * g.maxTarget + k];
-    if (label < 0 || label >= g.classes || label == g.blank) {
-      call.fail("ERR_INDEX", "target " + std::to_string(label) + " of sample " + std::to_string(n) +
-                                 " must be in [0, " + std::to_string(g.classes) + ") and not the blank " +
-                                 std::to_string(g.blank));
-    }
-  }
+  int64_t targetLength = g.targetLengths[n];
+  args::checkSampleLengths(call, g, n, g.inputLengths[n], targetLength);
+  for (int64_t k = 0; k < targetLength; ++k) args::checkSampleLabel(call, g, n, g.targets[n * g.maxTarget + k]);
 }
 
 // Reads sizes, checks the input buffers at `first` (logProbs, targets, inputLengths,
 // targetLengths) and every sample's lengths and labels.
 CtcGeometry readGeometry(const KernelCall& call, size_t first) {
-  CtcGeometry g{call.integer("steps"),
-                call.integer("batch"),
-                call.integer("classes"),
-                call.integer("maxTarget"),
-                call.integer("blank"),
-                0,
-                nullptr,
-                nullptr,
-                nullptr,
-                nullptr};
-  std::string context = describe(g);
-  if (call.integer("rank", 3) != 3 || call.integer("targetRank", 2) != 2) {
-    call.fail("ERR_SHAPE", "expected logProbs [T, N, C] and targets [N, S]: " + context);
-  }
-  if (g.steps < 1 || g.batch < 0 || g.classes < 1 || g.maxTarget < 0 || g.steps > (1 << 24) ||
-      g.maxTarget > (1 << 24) || g.classes > (1 << 24) || g.batch > (1 << 24)) {
-    call.fail("ERR_SHAPE", "sizes out of range: " + context);
-  }
-  if (g.blank < 0 || g.blank >= g.classes) {
-    call.fail("ERR_VALUE", "blank must be in [0, " + std::to_string(g.classes) + "), got " + std::to_string(g.blank));
-  }
-  g.width = 2 * g.maxTarget + 1;
-  int64_t rows, lpSize, alphaSize;
-  if (__builtin_mul_overflow(g.steps, g.batch, &rows) || __builtin_mul_overflow(rows, g.classes, &lpSize) ||
-      __builtin_mul_overflow(rows, g.width, &alphaSize)) {
-    call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts: " + context);
-  }
-  expectBuffer(call, first, "logProbs", DType::Float32, g.steps * g.batch * g.classes, context);
-  expectBuffer(call, first + 1, "targets", DType::Int32, g.batch * g.maxTarget, context);
-  expectBuffer(call, first + 2, "inputLengths", DType::Int32, g.batch, context);
-  expectBuffer(call, first + 3, "targetLengths", DType::Int32, g.batch, context);
-  g.logProbs = call.buffers[first].as<float>();
-  g.targets = call.buffers[first + 1].as<int32_t>();
-  g.inputLengths = call.buffers[first + 2].as<int32_t>();
-  g.targetLengths = call.buffers[first + 3].as<int32_t>();
+  CtcGeometry g = args::readCtcGeometry(call, first);
   for (int64_t n = 0; n < g.batch; ++n) checkSample(call, g, n);
   return g;
 }
@@ -181,9 +115,7 @@ void sampleGradient(const Sample& s, const double* alpha, double nll, double sca
 
 void ctcLoss(KernelCall& call) {
   CtcGeometry g = readGeometry(call, 2);
-  std::string context = describe(g);
-  expectBuffer(call, 0, "loss", DType::Float32, g.batch, context);
-  expectBuffer(call, 1, "logAlpha", DType::Float64, g.batch * g.steps * g.width, context);
+  args::expectCtcLossOutputs(call, g);
   float* loss = call.buffers[0].as<float>();
   double* logAlpha = call.buffers[1].as<double>();
   parallelFor(g.batch, 1, [&](int64_t begin, int64_t end) {
@@ -197,11 +129,7 @@ void ctcLoss(KernelCall& call) {
 
 void ctcLossBackward(KernelCall& call) {
   CtcGeometry g = readGeometry(call, 2);
-  std::string context = describe(g);
-  expectBuffer(call, 0, "gradLogProbs", DType::Float32, g.steps * g.batch * g.classes, context);
-  expectBuffer(call, 1, "gradLoss", DType::Float32, g.batch, context);
-  expectBuffer(call, 6, "logAlpha", DType::Float64, g.batch * g.steps * g.width, context);
-  expectBuffer(call, 7, "loss", DType::Float32, g.batch, context);
+  args::expectCtcBackwardBuffers(call, g);
   float* grad = call.buffers[0].as<float>();
   const float* gradLoss = call.buffers[1].as<float>();
   const double* logAlpha = call.buffers[6].as<double>();

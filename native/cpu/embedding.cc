@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "../core/args/index.h"
 #include "../core/threadpool.h"
 #include "kernels.h"
 
@@ -16,31 +17,15 @@ namespace {
 
 constexpr int64_t kGrain = 32 * 1024;
 
-struct EmbeddingExtent {
-  int64_t numEmbeddings, dim, count;
-};
+using args::EmbeddingExtent;
 
 // Reads the sizes, checks the buffers ([numEmbeddings, dim] at 0, indices at 2, rows
 // [count, dim] at 1) and every index.
 EmbeddingExtent readEmbedding(const KernelCall& call, size_t table, size_t rows, size_t indices) {
-  EmbeddingExtent e{call.integer("numEmbeddings"), call.integer("dim"), call.integer("count")};
-  int64_t tableSize = 0, rowsSize = 0;
-  if (e.numEmbeddings < 0 || e.dim < 0 || e.count < 0 || __builtin_mul_overflow(e.numEmbeddings, e.dim, &tableSize) ||
-      __builtin_mul_overflow(e.count, e.dim, &rowsSize)) {
-    call.fail("ERR_SHAPE", "numEmbeddings, dim and count must be non-negative and not too large");
-  }
-  call.buffer(table, "table", DType::Float32);
-  call.buffer(rows, "rows", DType::Float32);
-  call.buffer(indices, "indices", DType::Int32);
-  call.expectSize(table, "table", tableSize);
-  call.expectSize(rows, "rows", rowsSize);
-  call.expectSize(indices, "indices", e.count);
+  EmbeddingExtent e = args::readEmbedding(call, table, rows, indices);
   const int32_t* index = call.buffers[indices].as<int32_t>();
   for (int64_t k = 0; k < e.count; ++k) {
-    if (index[k] < 0 || index[k] >= e.numEmbeddings) {
-      call.fail("ERR_INDEX", "index " + std::to_string(index[k]) + " is out of bounds for " +
-                                 std::to_string(e.numEmbeddings) + " embeddings");
-    }
+    if (index[k] < 0 || index[k] >= e.numEmbeddings) args::failEmbeddingIndex(call, index[k], e.numEmbeddings);
   }
   return e;
 }

@@ -1,6 +1,8 @@
 // Indexing along one axis (gather, scatter_add) and the negative log-likelihood loss.
 // Every index and target is checked before anything is written, so a bad index leaves
 // the outputs untouched and the error names the value and the valid range.
+#include "../core/args/index.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -14,35 +16,18 @@ namespace deepnode::cpu {
 
 namespace {
 
+using args::IndexExtent;
+using args::NllArgs;
+using args::Reduction;
+
 constexpr int64_t kGrain = 32 * 1024;
 constexpr int64_t kScatterColumns = 64;  // scatter tasks own disjoint column blocks, so adds never race
-
-// x viewed as [outer, dim, inner]; index, out and src as [outer, indexDim, inner].
-struct IndexExtent {
-  int64_t outer, dim, inner, indexDim;
-  int64_t xSize() const { return outer * dim * inner; }
-  int64_t indexSize() const { return outer * indexDim * inner; }
-};
-
-IndexExtent readIndexExtent(const KernelCall& call) {
-  IndexExtent e{call.integer("outer"), call.integer("dim"), call.integer("inner"), call.integer("indexDim")};
-  if (e.outer < 0 || e.dim < 0 || e.inner < 0 || e.indexDim < 0) {
-    call.fail("ERR_SHAPE", "outer, dim, inner and indexDim must be non-negative");
-  }
-  int64_t a = 0, b = 0;
-  if (__builtin_mul_overflow(e.outer, e.inner, &a) || __builtin_mul_overflow(a, e.dim, &b) ||
-      __builtin_mul_overflow(a, e.indexDim, &b)) {
-    call.fail("ERR_SHAPE", "[outer, dim, inner] is too large");
-  }
-  return e;
-}
 
 // Fails with ERR_INDEX on the first index outside [0, dim).
 void checkIndices(const KernelCall& call, const int32_t* index, int64_t n, int64_t dim) {
   for (int64_t k = 0; k < n; ++k) {
     if (index[k] < 0 || index[k] >= dim) {
-      call.fail("ERR_INDEX", "index " + std::to_string(index[k]) + " is out of bounds for dimension of size " +
-                                 std::to_string(dim) + " (valid range [0, " + std::to_string(dim) + "))");
+      args::failIndex(call, index[k], dim);
     }
   }
 }
@@ -91,58 +76,11 @@ void scatterAddTyped(const IndexExtent& e, T* out, const int32_t* index, const T
 // ---------------------------------------------------------------------------------------
 // nll_loss
 
-enum class Reduction { None, Sum, Mean };
-
-struct NllArgs {
-  int64_t n, c, inner, ignoreIndex;
-  Reduction reduction;
-  const int32_t* targets;
-  const float* weight;  // null when no class weights were given
-  int64_t count() const { return n * inner; }
-  float weightOf(int32_t t) const { return weight ? weight[t] : 1.0f; }
-  bool ignored(int32_t t) const { return t == ignoreIndex; }
-};
-
-// Reads and checks everything nll_loss and its backward share: sizes, reduction, targets.
-NllArgs readNllArgs(const KernelCall& call) {
-  NllArgs a{call.integer("n"),
-            call.integer("c"),
-            call.integer("inner"),
-            call.integer("ignoreIndex"),
-            Reduction::None,
-            nullptr,
-            nullptr};
-  std::string reduction = call.string("reduction");
-  if (reduction == "sum")
-    a.reduction = Reduction::Sum;
-  else if (reduction == "mean")
-    a.reduction = Reduction::Mean;
-  else if (reduction != "none")
-    call.fail("ERR_VALUE", "unknown reduction '" + reduction + "'");
-  int64_t ni = 0, total = 0;  // total: elements of [n, c, inner], checked to fit
-  if (a.n < 0 || a.c < 0 || a.inner < 0 || __builtin_mul_overflow(a.n, a.inner, &ni) ||
-      __builtin_mul_overflow(ni, a.c, &total)) {
-    call.fail("ERR_SHAPE", "n, c and inner must be non-negative and not too large");
+// Fails with ERR_INDEX naming the first target that is neither ignored nor a class.
+void checkTargets(const KernelCall& call, const NllArgs& a) {
+  for (int64_t k = 0; k < a.count(); ++k) {
+    if (a.badTarget(a.targets[k])) args::failTarget(call, a.targets[k], a.c);
   }
-  a.targets = call.buffer(2, "targets", DType::Int32).as<int32_t>();
-  call.expectSize(2, "targets", ni);
-  if (call.hasBuffer(3)) {
-    a.weight = call.buffer(3, "weight", DType::Float32).as<float>();
-    call.expectSize(3, "weight", a.c);
-  }
-  for (int64_t k = 0; k < ni; ++k) {
-    int32_t t = a.targets[k];
-    if (!a.ignored(t) && (t < 0 || t >= a.c)) {
-      call.fail("ERR_INDEX",
-                "target " + std::to_string(t) + " is out of bounds for " + std::to_string(a.c) + " classes");
-    }
-  }
-  return a;
-}
-
-// Offset of element k's target class in [n, c, inner].
-int64_t targetOffset(const NllArgs& a, int64_t k, int32_t t) {
-  return (k / a.inner * a.c + t) * a.inner + k % a.inner;
 }
 
 double totalWeight(const NllArgs& a) {
@@ -156,13 +94,8 @@ double totalWeight(const NllArgs& a) {
 }  // namespace
 
 void gather(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x", out.dtype);
-  const Buffer& index = call.buffer(2, "index", DType::Int32);
-  IndexExtent e = readIndexExtent(call);
-  call.expectSize(0, "out", e.indexSize());
-  call.expectSize(1, "x", e.xSize());
-  call.expectSize(2, "index", e.indexSize());
+  IndexExtent e = args::readGather(call);
+  const Buffer &out = call.buffers[0], &x = call.buffers[1], &index = call.buffers[2];
   checkIndices(call, index.as<int32_t>(), index.size, e.dim);
 
   switch (dtypeSize(x.dtype)) {
@@ -173,16 +106,8 @@ void gather(KernelCall& call) {
 }
 
 void scatterAdd(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& index = call.buffer(1, "index", DType::Int32);
-  const Buffer& src = call.buffer(2, "src", out.dtype);
-  if (out.dtype != DType::Float32 && out.dtype != DType::Int32) {
-    call.fail("ERR_DTYPE", std::string("scatter_add supports float32 and int32, got ") + dtypeName(out.dtype));
-  }
-  IndexExtent e = readIndexExtent(call);
-  call.expectSize(0, "out", e.xSize());
-  call.expectSize(1, "index", e.indexSize());
-  call.expectSize(2, "src", e.indexSize());
+  IndexExtent e = args::readScatterAdd(call);
+  const Buffer &out = call.buffers[0], &index = call.buffers[1], &src = call.buffers[2];
   checkIndices(call, index.as<int32_t>(), index.size, e.dim);
 
   if (out.dtype == DType::Float32) return scatterAddTyped(e, out.as<float>(), index.as<int32_t>(), src.as<float>());
@@ -192,17 +117,14 @@ void scatterAdd(KernelCall& call) {
 // out[k] = -w[t] * logProbs[t] per element for 'none' (0 where ignored); for 'mean' the sum
 // is divided by the total weight of the counted elements (NaN when all are ignored).
 void nllLoss(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out", DType::Float32);
-  const float* logProbs = call.buffer(1, "logProbs", DType::Float32).as<float>();
-  NllArgs a = readNllArgs(call);
-  call.expectSize(1, "logProbs", a.count() * a.c);
-  call.expectSize(0, "out", a.reduction == Reduction::None ? a.count() : 1);
+  NllArgs a = args::readNllLoss(call, "out", "logProbs", 1, checkTargets);
+  const float* logProbs = call.buffers[1].as<float>();
 
-  float* o = out.as<float>();
+  float* o = call.buffers[0].as<float>();
   if (a.reduction == Reduction::None) {
     for (int64_t k = 0; k < a.count(); ++k) {
       int32_t t = a.targets[k];
-      o[k] = a.ignored(t) ? 0.0f : -a.weightOf(t) * logProbs[targetOffset(a, k, t)];
+      o[k] = a.ignored(t) ? 0.0f : -a.weightOf(t) * logProbs[a.targetOffset(k, t)];
     }
     return;
   }
@@ -211,7 +133,7 @@ void nllLoss(KernelCall& call) {
     int32_t t = a.targets[k];
     if (a.ignored(t)) continue;
     double w = a.weightOf(t);
-    sum -= w * logProbs[targetOffset(a, k, t)];
+    sum -= w * logProbs[a.targetOffset(k, t)];
     total += w;
   }
   o[0] = static_cast<float>(a.reduction == Reduction::Sum ? sum : sum / total);
@@ -220,20 +142,17 @@ void nllLoss(KernelCall& call) {
 // gradLogProbs is fully written: zero except at each counted target, -w[t] * gradOut
 // (divided by the total weight for 'mean').
 void nllLossBackward(KernelCall& call) {
-  const Buffer& gradLogProbs = call.buffer(0, "gradLogProbs", DType::Float32);
-  const float* gradOut = call.buffer(1, "gradOut", DType::Float32).as<float>();
-  NllArgs a = readNllArgs(call);
-  call.expectSize(0, "gradLogProbs", a.count() * a.c);
-  call.expectSize(1, "gradOut", a.reduction == Reduction::None ? a.count() : 1);
+  NllArgs a = args::readNllLoss(call, "gradLogProbs", "gradOut", 0, checkTargets);
+  const float* gradOut = call.buffers[1].as<float>();
 
-  float* g = gradLogProbs.as<float>();
+  float* g = call.buffers[0].as<float>();
   std::fill(g, g + a.count() * a.c, 0.0f);
   double scale = a.reduction == Reduction::Mean ? 1.0 / totalWeight(a) : 1.0;
   for (int64_t k = 0; k < a.count(); ++k) {
     int32_t t = a.targets[k];
     if (a.ignored(t)) continue;
     double upstream = a.reduction == Reduction::None ? gradOut[k] : gradOut[0];
-    g[targetOffset(a, k, t)] = static_cast<float>(-a.weightOf(t) * upstream * scale);
+    g[a.targetOffset(k, t)] = static_cast<float>(-a.weightOf(t) * upstream * scale);
   }
 }
 

@@ -3,6 +3,8 @@
 // large mean keeps its variance; the per-element work is one float multiply-add.
 // Batch norm runs one task per channel ([n, c, inner] strided rows); layer norm one task
 // per row, and its weight and bias gradients one task per block of columns.
+#include "../core/args/norm.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -24,56 +26,19 @@ int64_t grainFor(int64_t workPerItem) {
   return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, workPerItem));
 }
 
-void checkNonNegative(const KernelCall& call, std::initializer_list<int64_t> sizes, int64_t& product) {
-  product = 1;
-  for (int64_t s : sizes) {
-    if (s < 0 || __builtin_mul_overflow(product, s, &product)) {
-      call.fail("ERR_SHAPE", "sizes must be non-negative and not too large");
-    }
-  }
-}
-
-double readEps(const KernelCall& call) {
-  double eps = call.number("eps");
-  if (!(eps >= 0)) call.fail("ERR_VALUE", "eps must be >= 0, got " + std::to_string(eps));
-  return eps;
-}
-
-// An optional float buffer of `size` elements, or null.
-const float* optionalFloats(const KernelCall& call, size_t index, const char* role, int64_t size) {
-  if (!call.hasBuffer(index)) return nullptr;
-  const float* data = call.buffer(index, role, DType::Float32).as<float>();
-  call.expectSize(index, role, size);
-  return data;
-}
-
-float* optionalOut(const KernelCall& call, size_t index, const char* role, int64_t size) {
-  return const_cast<float*>(optionalFloats(call, index, role, size));
-}
-
-const float* floats(const KernelCall& call, size_t index, const char* role, int64_t size) {
-  const float* data = call.buffer(index, role, DType::Float32).as<float>();
-  call.expectSize(index, role, size);
-  return data;
-}
-
-float* outFloats(const KernelCall& call, size_t index, const char* role, int64_t size) {
-  return const_cast<float*>(floats(call, index, role, size));
-}
+using args::readRowExtent;
+using args::RowExtent;
 
 // ---------------------------------------------------------------------------------------
 // Batch norm: x [n, c, inner]; channel ch is n runs of `inner` contiguous values.
 
-struct ChannelExtent {
-  int64_t n, c, inner, total;
+struct ChannelExtent : args::ChannelExtent {
   const float* run(const float* base, int64_t i, int64_t ch) const { return base + (i * c + ch) * inner; }
   float* run(float* base, int64_t i, int64_t ch) const { return base + (i * c + ch) * inner; }
 };
 
 ChannelExtent readChannelExtent(const KernelCall& call) {
-  ChannelExtent e{call.integer("n"), call.integer("c"), call.integer("inner"), 0};
-  checkNonNegative(call, {e.n, e.c, e.inner}, e.total);
-  return e;
+  return {args::readChannelExtent(call)};
 }
 
 constexpr int kLanes = 16;  // independent double accumulators, so the sums vectorise
@@ -151,16 +116,6 @@ DEEPNODE_CLONES void gradSums(const float* __restrict gy, const float* __restric
 
 // ---------------------------------------------------------------------------------------
 // Layer norm: x [rows, normSize].
-
-struct RowExtent {
-  int64_t rows, normSize, total;
-};
-
-RowExtent readRowExtent(const KernelCall& call) {
-  RowExtent e{call.integer("rows"), call.integer("normSize"), 0};
-  checkNonNegative(call, {e.rows, e.normSize}, e.total);
-  return e;
-}
 
 DEEPNODE_CLONES void layerNormRow(float* __restrict y, const float* __restrict x, const float* __restrict w,
                                   const float* __restrict b, int64_t n, float mean, float rstd) {
@@ -293,12 +248,7 @@ void batchNormShortRuns(const ChannelExtent& e, bool training, double eps, float
   });
 }
 
-struct BatchNormGradArgs {
-  float *gradX, *gradWeight, *gradBias;
-  const float *gradOut, *x, *mean, *variance, *weight;
-  bool training;
-  double eps;
-};
+using args::BatchNormGradArgs;
 
 void batchNormBackwardShortRuns(const ChannelExtent& e, const BatchNormGradArgs& a) {
   const double count = static_cast<double>(e.n * e.inner);
@@ -350,13 +300,10 @@ void batchNormBackwardShortRuns(const ChannelExtent& e, const BatchNormGradArgs&
 void batchNorm(KernelCall& call) {
   ChannelExtent e = readChannelExtent(call);
   const bool training = call.flag("training", false);
-  const double eps = readEps(call);
-  float* out = outFloats(call, 0, "out", e.total);
-  float* mean = outFloats(call, 1, "mean", e.c);
-  float* variance = outFloats(call, 2, "variance", e.c);
-  const float* x = floats(call, 3, "x", e.total);
-  const float* weight = optionalFloats(call, 4, "weight", e.c);
-  const float* bias = optionalFloats(call, 5, "bias", e.c);
+  const args::BatchNormArgs a = args::readBatchNorm(call, e);
+  float *out = a.out, *mean = a.mean, *variance = a.variance;
+  const float *x = a.x, *weight = a.weight, *bias = a.bias;
+  const double eps = a.eps;
   if (e.inner < kShortRun) return batchNormShortRuns(e, training, eps, out, mean, variance, x, weight, bias);
 
   parallelFor(e.c, grainFor(e.n * e.inner), [&](int64_t begin, int64_t end) {
@@ -374,20 +321,12 @@ void batchNorm(KernelCall& call) {
 
 void batchNormBackward(KernelCall& call) {
   ChannelExtent e = readChannelExtent(call);
-  const bool training = call.flag("training", false);
-  const double eps = readEps(call);
-  float* gradX = outFloats(call, 0, "gradX", e.total);
-  float* gradWeight = optionalOut(call, 1, "gradWeight", e.c);
-  float* gradBias = optionalOut(call, 2, "gradBias", e.c);
-  const float* gradOut = floats(call, 3, "gradOut", e.total);
-  const float* x = floats(call, 4, "x", e.total);
-  const float* mean = floats(call, 5, "mean", e.c);
-  const float* variance = floats(call, 6, "variance", e.c);
-  const float* weight = optionalFloats(call, 7, "weight", e.c);
-  if (e.inner < kShortRun) {
-    return batchNormBackwardShortRuns(
-        e, BatchNormGradArgs{gradX, gradWeight, gradBias, gradOut, x, mean, variance, weight, training, eps});
-  }
+  const BatchNormGradArgs a = args::readBatchNormBackward(call, e, call.flag("training", false));
+  if (e.inner < kShortRun) return batchNormBackwardShortRuns(e, a);
+  float *gradX = a.gradX, *gradWeight = a.gradWeight, *gradBias = a.gradBias;
+  const float *gradOut = a.gradOut, *x = a.x, *mean = a.mean, *variance = a.variance, *weight = a.weight;
+  const bool training = a.training;
+  const double eps = a.eps;
 
   parallelFor(e.c, grainFor(2 * e.n * e.inner), [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
@@ -413,13 +352,10 @@ void batchNormBackward(KernelCall& call) {
 
 void layerNorm(KernelCall& call) {
   RowExtent e = readRowExtent(call);
-  const double eps = readEps(call);
-  float* out = outFloats(call, 0, "out", e.total);
-  float* mean = outFloats(call, 1, "mean", e.rows);
-  float* rstd = outFloats(call, 2, "rstd", e.rows);
-  const float* x = floats(call, 3, "x", e.total);
-  const float* weight = optionalFloats(call, 4, "weight", e.normSize);
-  const float* bias = optionalFloats(call, 5, "bias", e.normSize);
+  const args::LayerNormArgs a = args::readLayerNorm(call, e);
+  float *out = a.out, *mean = a.mean, *rstd = a.rstd;
+  const float *x = a.x, *weight = a.weight, *bias = a.bias;
+  const double eps = a.eps;
   if (e.normSize == 0) return;
 
   parallelFor(e.rows, grainFor(3 * e.normSize), [&](int64_t begin, int64_t end) {
@@ -436,14 +372,9 @@ void layerNorm(KernelCall& call) {
 
 void layerNormBackward(KernelCall& call) {
   RowExtent e = readRowExtent(call);
-  float* gradX = outFloats(call, 0, "gradX", e.total);
-  float* gradWeight = optionalOut(call, 1, "gradWeight", e.normSize);
-  float* gradBias = optionalOut(call, 2, "gradBias", e.normSize);
-  const float* gradOut = floats(call, 3, "gradOut", e.total);
-  const float* x = floats(call, 4, "x", e.total);
-  const float* mean = floats(call, 5, "mean", e.rows);
-  const float* rstd = floats(call, 6, "rstd", e.rows);
-  const float* weight = optionalFloats(call, 7, "weight", e.normSize);
+  const args::LayerNormGradArgs a = args::readLayerNormBackward(call, e);
+  float *gradX = a.gradX, *gradWeight = a.gradWeight, *gradBias = a.gradBias;
+  const float *gradOut = a.gradOut, *x = a.x, *mean = a.mean, *rstd = a.rstd, *weight = a.weight;
   if (e.normSize == 0) return;
 
   parallelFor(e.rows, grainFor(4 * e.normSize), [&](int64_t begin, int64_t end) {

@@ -3,6 +3,8 @@
 // independent lanes: accurate for millions of values, and the lanes vectorise without
 // -ffast-math. Every reduction first merges adjacent dims that are both kept or both
 // reduced, so most calls become "reduce a contiguous inner block" or "add rows".
+#include "../core/args/reduce.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -18,6 +20,9 @@
 namespace deepnode::cpu {
 
 namespace {
+
+using args::Extent;
+using args::ReduceOp;
 
 constexpr int64_t kGrain = 32 * 1024;  // elements of work per task
 constexpr int64_t kChunk = 64 * 1024;  // a long contiguous reduction is split in chunks this size
@@ -286,94 +291,6 @@ void reduceWith(const ReducePlan& plan, O* out, const T* x) {
   reduceInner<Op>(plan, out, x);
 }
 
-enum class ReduceOp { Sum, Mean, Max, Min, Prod };
-
-ReduceOp parseReduceOp(const KernelCall& call) {
-  std::string name = call.string("op");
-  if (name == "sum") return ReduceOp::Sum;
-  if (name == "mean") return ReduceOp::Mean;
-  if (name == "max") return ReduceOp::Max;
-  if (name == "min") return ReduceOp::Min;
-  if (name == "prod") return ReduceOp::Prod;
-  call.fail("ERR_VALUE", "unknown reduce op '" + name + "'");
-}
-
-void reduceFloat(ReduceOp op, const ReducePlan& plan, float* out, const float* x) {
-  switch (op) {
-    case ReduceOp::Sum: return reduceWith<SumOp<float, double>>(plan, out, x);
-    case ReduceOp::Mean: return reduceWith<MeanOp<float>>(plan, out, x);
-    case ReduceOp::Max: return reduceWith<MaxOp<float>>(plan, out, x);
-    case ReduceOp::Min: return reduceWith<MinOp<float>>(plan, out, x);
-    case ReduceOp::Prod: return reduceWith<ProdOp<float, double>>(plan, out, x);
-  }
-}
-
-void reduceInt(ReduceOp op, const ReducePlan& plan, int32_t* out, const int32_t* x) {
-  switch (op) {
-    case ReduceOp::Sum: return reduceWith<SumOp<int32_t, int64_t>>(plan, out, x);
-    case ReduceOp::Max: return reduceWith<MaxOp<int32_t>>(plan, out, x);
-    case ReduceOp::Min: return reduceWith<MinOp<int32_t>>(plan, out, x);
-    case ReduceOp::Prod: return reduceWith<ProdOp<int32_t, uint64_t>>(plan, out, x);
-    default: return;
-  }
-}
-
-// Reduced axes as flags, after checking each is in range (negative counts from the end)
-// and appears once.
-std::vector<bool> reducedAxes(const KernelCall& call, const Shape& shape, const std::vector<int64_t>& axes) {
-  const int64_t ndim = static_cast<int64_t>(shape.size());
-  std::vector<bool> flags(shape.size(), false);
-  for (int64_t axis : axes) {
-    int64_t a = axis < 0 ? axis + ndim : axis;
-    if (a < 0 || a >= ndim) {
-      call.fail("ERR_VALUE", "axis " + std::to_string(axis) + " is out of range for shape " + shapeString(shape));
-    }
-    if (flags[a]) call.fail("ERR_VALUE", "axis " + std::to_string(axis) + " appears twice in " + shapeString(axes));
-    flags[a] = true;
-  }
-  return flags;
-}
-
-// The `shape` attribute, checked so that its element count fits in int64.
-Shape checkedShape(const KernelCall& call) {
-  Shape shape = call.shape("shape");
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (__builtin_mul_overflow(n, d, &n)) call.fail("ERR_SHAPE", "shape " + shapeString(shape) + " is too large");
-  }
-  return shape;
-}
-
-// The dtype out must have, or fails when x's dtype does not support op.
-DType reduceOutDType(const KernelCall& call, ReduceOp op, DType x) {
-  if (x == DType::Float32) return DType::Float32;
-  if (x == DType::Int32 && op != ReduceOp::Mean) return DType::Int32;
-  if (x == DType::UInt8 && op == ReduceOp::Sum) return DType::Int32;
-  if (x == DType::UInt8 && (op == ReduceOp::Max || op == ReduceOp::Min)) return DType::UInt8;
-  if (x == DType::Float64) call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend");
-  call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(x));
-}
-
-// ---------------------------------------------------------------------------------------
-// Shared checks for the [outer, dim, inner] kernels.
-
-struct Extent {
-  int64_t outer, dim, inner, total;
-};
-
-Extent readExtent(const KernelCall& call) {
-  Extent e{call.integer("outer"), call.integer("dim"), call.integer("inner"), 0};
-  if (e.outer < 0 || e.dim < 0 || e.inner < 0) {
-    call.fail("ERR_SHAPE", "outer, dim and inner must be non-negative, got [" + std::to_string(e.outer) + ", " +
-                               std::to_string(e.dim) + ", " + std::to_string(e.inner) + "]");
-  }
-  int64_t od = 0;
-  if (__builtin_mul_overflow(e.outer, e.dim, &od) || __builtin_mul_overflow(od, e.inner, &e.total)) {
-    call.fail("ERR_SHAPE", "[outer, dim, inner] is too large");
-  }
-  return e;
-}
-
 // ---------------------------------------------------------------------------------------
 // argmax / argmin: NaN wins as the maximum and the minimum, as in PyTorch; ties keep the first.
 
@@ -403,14 +320,6 @@ void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
       out[task] = static_cast<int32_t>(bestIndex);
     }
   });
-}
-
-template <typename T>
-void argReduceDispatch(bool isMax, const Extent& e, int32_t* out, const T* x) {
-  if (isMax)
-    argReduceTyped<T, true>(e, out, x);
-  else
-    argReduceTyped<T, false>(e, out, x);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -556,76 +465,33 @@ void forEachSoftmaxBlock(const Extent& e, Fn&& fn) {
 }  // namespace
 
 void reduce(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  ReduceOp op = parseReduceOp(call);
-  Shape shape = checkedShape(call);
-  std::vector<bool> flags = reducedAxes(call, shape, call.ints("axes"));
-  call.buffer(0, "out", reduceOutDType(call, op, x.dtype));
-  call.expectSize(1, "x", numel(shape));
-  int64_t outputs = 1;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (!flags[d]) outputs *= shape[d];
-    if (flags[d] && shape[d] == 0 && (op == ReduceOp::Max || op == ReduceOp::Min)) {
-      call.fail("ERR_VALUE", "cannot take the " + call.string("op") + " over axis " + std::to_string(d) +
-                                 " of size 0 in shape " + shapeString(shape));
-    }
-  }
-  call.expectSize(0, "out", outputs);
+  args::ReduceArgs a = args::readReduce(call, "cpu");
+  const Buffer& out = call.buffers[0];
+  const Buffer& x = call.buffers[1];
 
-  ReducePlan plan = planReduce(shape, flags);
-  if (x.dtype == DType::Float32) return reduceFloat(op, plan, out.as<float>(), x.as<float>());
-  if (x.dtype == DType::Int32) return reduceInt(op, plan, out.as<int32_t>(), x.as<int32_t>());
-  const uint8_t* xs = x.as<uint8_t>();
-  if (op == ReduceOp::Sum) return reduceWith<SumOp<uint8_t, int64_t>>(plan, out.as<int32_t>(), xs);
-  if (op == ReduceOp::Max) return reduceWith<MaxOp<uint8_t>>(plan, out.as<uint8_t>(), xs);
-  reduceWith<MinOp<uint8_t>>(plan, out.as<uint8_t>(), xs);
+  ReducePlan plan = planReduce(a.shape, a.reduced);
+  args::dispatchReduce<SumOp, MeanOp, MaxOp, MinOp, ProdOp>(
+      a.op, x.dtype, out.data, x.data,
+      [&](auto combiner, auto* o, const auto* xs) { reduceWith<decltype(combiner)>(plan, o, xs); });
 }
 
 void argReduce(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out", DType::Int32);
-  const Buffer& x = call.buffer(1, "x");
-  std::string op = call.string("op");
-  if (op != "argmax" && op != "argmin") call.fail("ERR_VALUE", "unknown arg_reduce op '" + op + "'");
-  Shape shape = checkedShape(call);
-  int64_t axis = call.integer("axis"), ndim = static_cast<int64_t>(shape.size());
-  if (axis < 0) axis += ndim;
-  if (axis < 0 || axis >= ndim) {
-    call.fail("ERR_VALUE",
-              "axis " + std::to_string(call.integer("axis")) + " is out of range for shape " + shapeString(shape));
-  }
-  Extent e{1, shape[axis], 1, numel(shape)};
-  for (int64_t d = 0; d < axis; ++d) e.outer *= shape[d];
-  for (int64_t d = axis + 1; d < ndim; ++d) e.inner *= shape[d];
-  call.expectSize(1, "x", e.total);
-  call.expectSize(0, "out", e.outer * e.inner);
-  if (e.dim == 0 && e.outer * e.inner > 0) {
-    call.fail("ERR_VALUE", "cannot take the " + op + " over axis " + std::to_string(axis) + " of size 0 in shape " +
-                               shapeString(shape));
-  }
-  if (e.dim > std::numeric_limits<int32_t>::max()) call.fail("ERR_VALUE", "axis is too long for int32 indices");
+  args::ArgReduceArgs a = args::readArgReduce(call);
+  const Extent& e = a.extent;
   if (e.total == 0) return;
-
-  bool isMax = op == "argmax";
-  switch (x.dtype) {
-    case DType::Float32: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<float>());
-    case DType::Int32: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<int32_t>());
-    case DType::UInt8: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<uint8_t>());
-    case DType::Int8: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<int8_t>());
-    case DType::Float64: call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend");
-  }
+  int32_t* out = call.buffers[0].as<int32_t>();
+  args::dispatchArgReduce(call, a.isMax, "cpu", [&](auto kMax, const auto* xs) {
+    argReduceTyped<std::decay_t<decltype(*xs)>, decltype(kMax)::value>(e, out, xs);
+  });
 }
 
 void softmax(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out", DType::Float32);
-  const Buffer& x = call.buffer(1, "x", DType::Float32);
-  Extent e = readExtent(call);
-  bool log = call.flag("log", false);
-  call.expectSize(0, "out", e.total);
-  call.expectSize(1, "x", e.total);
+  args::SoftmaxArgs a = args::readSoftmax(call, {"out", "x"});
+  const Extent& e = a.extent;
+  bool log = a.log;
 
-  float* o = out.as<float>();
-  const float* xs = x.as<float>();
+  float* o = call.buffers[0].as<float>();
+  const float* xs = call.buffers[1].as<float>();
   forEachSoftmaxBlock(e, [&](int64_t offset, int64_t columns) {
     if (e.inner == 1)
       softmaxRow(o + offset, xs + offset, e.dim, log);
@@ -635,18 +501,13 @@ void softmax(KernelCall& call) {
 }
 
 void softmaxBackward(KernelCall& call) {
-  const Buffer& gradX = call.buffer(0, "gradX", DType::Float32);
-  const Buffer& gradOut = call.buffer(1, "gradOut", DType::Float32);
-  const Buffer& y = call.buffer(2, "y", DType::Float32);
-  Extent e = readExtent(call);
-  bool log = call.flag("log", false);
-  call.expectSize(0, "gradX", e.total);
-  call.expectSize(1, "gradOut", e.total);
-  call.expectSize(2, "y", e.total);
+  args::SoftmaxArgs a = args::readSoftmax(call, {"gradX", "gradOut", "y"});
+  const Extent& e = a.extent;
+  bool log = a.log;
 
-  float* gx = gradX.as<float>();
-  const float* gy = gradOut.as<float>();
-  const float* ys = y.as<float>();
+  float* gx = call.buffers[0].as<float>();
+  const float* gy = call.buffers[1].as<float>();
+  const float* ys = call.buffers[2].as<float>();
   forEachSoftmaxBlock(e, [&](int64_t offset, int64_t columns) {
     if (e.inner == 1)
       softmaxBackwardRow(gx + offset, gy + offset, ys + offset, e.dim, log);

@@ -142,22 +142,27 @@ const CudnnApi& cudnn() {
   return api;
 }
 
-CublasHandle cublasHandle() {
-  const CublasApi& api = cublas();
+namespace {
+
+// The current device's handle of a library (created on first use), bound to the current
+// stream; createName and setStreamName name the calls in errors.
+template <typename Api, typename Handle>
+Handle streamHandle(const Api& api, std::map<int, Handle>& handles, const char* createName, const char* setStreamName) {
   std::lock_guard<std::mutex> lock(handleMutex);
-  CublasHandle& handle = cublasHandles[currentDevice()];
-  if (handle == nullptr) check(api.create(&handle), kCublasCreate);
-  check(api.setStream(handle, static_cast<cudaStream_t>(currentStream())), kCublasSetStream);
+  Handle& handle = handles[currentDevice()];
+  if (handle == nullptr) check(api.create(&handle), createName);
+  check(api.setStream(handle, static_cast<cudaStream_t>(currentStream())), setStreamName);
   return handle;
 }
 
+}  // namespace
+
+CublasHandle cublasHandle() {
+  return streamHandle(cublas(), cublasHandles, kCublasCreate, kCublasSetStream);
+}
+
 CudnnHandle cudnnHandle() {
-  const CudnnApi& api = cudnn();
-  std::lock_guard<std::mutex> lock(handleMutex);
-  CudnnHandle& handle = cudnnHandles[currentDevice()];
-  if (handle == nullptr) check(api.create(&handle), kCudnnCreate);
-  check(api.setStream(handle, static_cast<cudaStream_t>(currentStream())), kCudnnSetStream);
-  return handle;
+  return streamHandle(cudnn(), cudnnHandles, kCudnnCreate, kCudnnSetStream);
 }
 
 const char* cublasStatusName(CublasStatus status) {

@@ -101,30 +101,17 @@ CublasStatus fakeSgemmStridedBatched(CublasHandle handle, CublasOperation transa
   return CublasStatus::Success;
 }
 
-// The fake as the loader will call it: the cast checks it against our declaration.
-template <typename Fn>
-void* entry(Fn fn) {
-  return reinterpret_cast<void*>(fn);
-}
-
 }  // namespace
 
 void* fakeCublasSymbol(const char* name) {
-  struct Entry {
-    const char* name;
-    void* fn;
-  };
-  const Entry entries[] = {
+  const FakeEntry entries[] = {
       {kCublasCreate, entry<CublasCreateFn>(fakeCreate)},
       {kCublasDestroy, entry<CublasDestroyFn>(fakeDestroy)},
       {kCublasSetStream, entry<CublasSetStreamFn>(fakeSetStream)},
       {kCublasSetMathMode, entry<CublasSetMathModeFn>(fakeSetMathMode)},
       {kCublasSgemmStridedBatched, entry<CublasSgemmStridedBatchedFn>(fakeSgemmStridedBatched)},
   };
-  for (const Entry& entry : entries) {
-    if (std::strcmp(entry.name, name) == 0) return entry.fn;
-  }
-  return nullptr;
+  return findEntry(entries, name);
 }
 
 }  // namespace deepnode::cuda::emu

@@ -332,17 +332,7 @@ CudnnStatus fakeBackwardFilter(CudnnHandle handle, const void* alpha, CudnnTenso
   return CudnnStatus::Success;
 }
 
-template <typename Fn>
-void* entry(Fn fn) {
-  return reinterpret_cast<void*>(fn);
-}
-
-struct Entry {
-  const char* name;
-  void* fn;
-};
-
-const Entry kEntries[] = {
+const FakeEntry kEntries[] = {
     {kCudnnCreate, entry<CudnnCreateFn>(fakeCreate)},
     {kCudnnDestroy, entry<CudnnDestroyFn>(fakeDestroy)},
     {kCudnnSetStream, entry<CudnnSetStreamFn>(fakeSetStream)},
@@ -378,10 +368,7 @@ const Entry kEntries[] = {
 }  // namespace
 
 void* fakeCudnnSymbol(const char* name) {
-  for (const Entry& e : kEntries) {
-    if (std::strcmp(e.name, name) == 0) return e.fn;
-  }
-  return nullptr;
+  return findEntry(kEntries, name);
 }
 
 }  // namespace deepnode::cuda::emu

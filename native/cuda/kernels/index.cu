@@ -6,32 +6,15 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/index.h"
 #include "reductions.h"
 
 namespace deepnode::cuda {
 namespace red_index {
 
 using namespace red;
-
-// x viewed as [outer, dim, inner]; index, out and src as [outer, indexDim, inner].
-struct IndexExtent {
-  int64_t outer, dim, inner, indexDim;
-  int64_t xSize() const { return outer * dim * inner; }
-  int64_t indexSize() const { return outer * indexDim * inner; }
-};
-
-IndexExtent readIndexExtent(const KernelCall& call) {
-  IndexExtent e{call.integer("outer"), call.integer("dim"), call.integer("inner"), call.integer("indexDim")};
-  if (e.outer < 0 || e.dim < 0 || e.inner < 0 || e.indexDim < 0) {
-    call.fail("ERR_SHAPE", "outer, dim, inner and indexDim must be non-negative");
-  }
-  int64_t a = 0, b = 0;
-  if (__builtin_mul_overflow(e.outer, e.inner, &a) || __builtin_mul_overflow(a, e.dim, &b) ||
-      __builtin_mul_overflow(a, e.indexDim, &b)) {
-    call.fail("ERR_SHAPE", "[outer, dim, inner] is too large");
-  }
-  return e;
-}
+using args::EmbeddingExtent;
+using args::IndexExtent;
 
 // The first k with index[k] outside [0, limit), or -1.
 int64_t firstOutside(const char* name, const int32_t* index, int64_t n, int64_t limit) {
@@ -42,8 +25,7 @@ int64_t firstOutside(const char* name, const int32_t* index, int64_t n, int64_t 
 void checkIndices(const KernelCall& call, const int32_t* index, int64_t n, int64_t dim) {
   int64_t k = firstOutside("index_check", index, n, dim);
   if (k < 0) return;
-  call.fail("ERR_INDEX", "index " + std::to_string(readBack(index + k)) + " is out of bounds for dimension of size " +
-                             std::to_string(dim) + " (valid range [0, " + std::to_string(dim) + "))");
+  args::failIndex(call, readBack(index + k), dim);
 }
 
 template <typename U>
@@ -66,13 +48,8 @@ void scatterAddTyped(const IndexExtent& e, U* out, const int32_t* index, const U
 }
 
 void gather(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x", out.dtype);
-  const Buffer& index = call.buffer(2, "index", DType::Int32);
-  IndexExtent e = readIndexExtent(call);
-  call.expectSize(0, "out", e.indexSize());
-  call.expectSize(1, "x", e.xSize());
-  call.expectSize(2, "index", e.indexSize());
+  IndexExtent e = args::readGather(call);
+  const Buffer &out = call.buffers[0], &x = call.buffers[1], &index = call.buffers[2];
   checkIndices(call, index.as<int32_t>(), index.size, e.dim);
   if (e.indexSize() == 0) return;
 
@@ -84,16 +61,8 @@ void gather(KernelCall& call) {
 }
 
 void scatterAdd(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& index = call.buffer(1, "index", DType::Int32);
-  const Buffer& src = call.buffer(2, "src", out.dtype);
-  if (out.dtype != DType::Float32 && out.dtype != DType::Int32) {
-    call.fail("ERR_DTYPE", std::string("scatter_add supports float32 and int32, got ") + dtypeName(out.dtype));
-  }
-  IndexExtent e = readIndexExtent(call);
-  call.expectSize(0, "out", e.xSize());
-  call.expectSize(1, "index", e.indexSize());
-  call.expectSize(2, "src", e.indexSize());
+  IndexExtent e = args::readScatterAdd(call);
+  const Buffer &out = call.buffers[0], &index = call.buffers[1], &src = call.buffers[2];
   checkIndices(call, index.as<int32_t>(), index.size, e.dim);
   if (e.indexSize() == 0) return;
 
@@ -104,31 +73,13 @@ void scatterAdd(KernelCall& call) {
 // ---------------------------------------------------------------------------------------
 // embedding
 
-struct EmbeddingExtent {
-  int64_t numEmbeddings, dim, count;
-};
-
 // Reads the sizes, checks the buffers ([numEmbeddings, dim] at `table`, indices at
 // `indices`, rows [count, dim] at `rows`) and every index.
 EmbeddingExtent readEmbedding(const KernelCall& call, size_t table, size_t rows, size_t indices) {
-  EmbeddingExtent e{call.integer("numEmbeddings"), call.integer("dim"), call.integer("count")};
-  int64_t tableSize = 0, rowsSize = 0;
-  if (e.numEmbeddings < 0 || e.dim < 0 || e.count < 0 || __builtin_mul_overflow(e.numEmbeddings, e.dim, &tableSize) ||
-      __builtin_mul_overflow(e.count, e.dim, &rowsSize)) {
-    call.fail("ERR_SHAPE", "numEmbeddings, dim and count must be non-negative and not too large");
-  }
-  call.buffer(table, "table", DType::Float32);
-  call.buffer(rows, "rows", DType::Float32);
-  call.buffer(indices, "indices", DType::Int32);
-  call.expectSize(table, "table", tableSize);
-  call.expectSize(rows, "rows", rowsSize);
-  call.expectSize(indices, "indices", e.count);
+  EmbeddingExtent e = args::readEmbedding(call, table, rows, indices);
   const int32_t* index = call.buffers[indices].as<int32_t>();
   int64_t k = firstOutside("embedding_check", index, e.count, e.numEmbeddings);
-  if (k >= 0) {
-    call.fail("ERR_INDEX", "index " + std::to_string(readBack(index + k)) + " is out of bounds for " +
-                               std::to_string(e.numEmbeddings) + " embeddings");
-  }
+  if (k >= 0) args::failEmbeddingIndex(call, readBack(index + k), e.numEmbeddings);
   return e;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/index.h"
 #include "reductions.h"
 
 namespace deepnode::cuda {
@@ -12,62 +13,15 @@ namespace red_loss {
 
 using namespace red;
 
-enum class Reduction { None, Sum, Mean };
-
-struct NllArgs {
-  int64_t n, c, inner, ignoreIndex;
-  Reduction reduction;
-  const int32_t* targets;
-  const float* weight;  // null when no class weights were given
-  DEEPNODE_HD int64_t count() const { return n * inner; }
-  DEEPNODE_HD float weightOf(int32_t t) const { return weight ? weight[t] : 1.0f; }
-  DEEPNODE_HD bool ignored(int32_t t) const { return t == ignoreIndex; }
-  // Offset of element k's target class in [n, c, inner].
-  DEEPNODE_HD int64_t targetOffset(int64_t k, int32_t t) const { return (k / inner * c + t) * inner + k % inner; }
-};
-
-Reduction parseReduction(const KernelCall& call) {
-  std::string reduction = call.string("reduction");
-  if (reduction == "sum") return Reduction::Sum;
-  if (reduction == "mean") return Reduction::Mean;
-  if (reduction != "none") call.fail("ERR_VALUE", "unknown reduction '" + reduction + "'");
-  return Reduction::None;
-}
+using args::NllArgs;
+using args::Reduction;
 
 // Fails with ERR_INDEX naming the first target that is neither ignored nor a class.
 void checkTargets(const KernelCall& call, const NllArgs& a) {
-  const NllArgs args = a;
-  int64_t k = firstBad("nll_loss_check", a.count(), [=] DEEPNODE_HD(int64_t i) {
-    const int32_t t = args.targets[i];
-    return !args.ignored(t) && (t < 0 || t >= args.c);
-  });
-  if (k < 0) return;
-  call.fail("ERR_INDEX", "target " + std::to_string(readBack(a.targets + k)) + " is out of bounds for " +
-                             std::to_string(a.c) + " classes");
-}
-
-// Reads and checks everything nll_loss and its backward share: sizes, reduction, targets.
-NllArgs readNllArgs(const KernelCall& call) {
-  NllArgs a{call.integer("n"),
-            call.integer("c"),
-            call.integer("inner"),
-            call.integer("ignoreIndex"),
-            parseReduction(call),
-            nullptr,
-            nullptr};
-  int64_t ni = 0, total = 0;  // total: elements of [n, c, inner], checked to fit
-  if (a.n < 0 || a.c < 0 || a.inner < 0 || __builtin_mul_overflow(a.n, a.inner, &ni) ||
-      __builtin_mul_overflow(ni, a.c, &total)) {
-    call.fail("ERR_SHAPE", "n, c and inner must be non-negative and not too large");
-  }
-  a.targets = call.buffer(2, "targets", DType::Int32).as<int32_t>();
-  call.expectSize(2, "targets", ni);
-  if (call.hasBuffer(3)) {
-    a.weight = call.buffer(3, "weight", DType::Float32).as<float>();
-    call.expectSize(3, "weight", a.c);
-  }
-  checkTargets(call, a);
-  return a;
+  const NllArgs nll = a;
+  int64_t k =
+      firstBad("nll_loss_check", a.count(), [=] DEEPNODE_HD(int64_t i) { return nll.badTarget(nll.targets[i]); });
+  if (k >= 0) args::failTarget(call, readBack(a.targets + k), a.c);
 }
 
 // out[k] = -w[t] * logProbs[t] per element (0 where ignored).
@@ -117,23 +71,18 @@ void scatterGradient(const NllArgs& a, float* g, const float* gradOut, const dou
 }
 
 void nllLoss(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out", DType::Float32);
-  const float* logProbs = call.buffer(1, "logProbs", DType::Float32).as<float>();
-  NllArgs a = readNllArgs(call);
-  call.expectSize(1, "logProbs", a.count() * a.c);
-  call.expectSize(0, "out", a.reduction == Reduction::None ? a.count() : 1);
-  if (a.reduction == Reduction::None) return lossPerElement(a, out.as<float>(), logProbs);
-  lossReduced(a, out.as<float>(), logProbs);
+  NllArgs a = args::readNllLoss(call, "out", "logProbs", 1, checkTargets);
+  float* out = call.buffers[0].as<float>();
+  const float* logProbs = call.buffers[1].as<float>();
+  if (a.reduction == Reduction::None) return lossPerElement(a, out, logProbs);
+  lossReduced(a, out, logProbs);
 }
 
 // gradLogProbs is fully written: zero except at each counted target.
 void nllLossBackward(KernelCall& call) {
-  const Buffer& gradLogProbs = call.buffer(0, "gradLogProbs", DType::Float32);
-  const float* gradOut = call.buffer(1, "gradOut", DType::Float32).as<float>();
-  NllArgs a = readNllArgs(call);
-  call.expectSize(0, "gradLogProbs", a.count() * a.c);
-  call.expectSize(1, "gradOut", a.reduction == Reduction::None ? a.count() : 1);
-  float* g = gradLogProbs.as<float>();
+  NllArgs a = args::readNllLoss(call, "gradLogProbs", "gradOut", 0, checkTargets);
+  const float* gradOut = call.buffers[1].as<float>();
+  float* g = call.buffers[0].as<float>();
   fillZeroAsync(g, static_cast<size_t>(a.count() * a.c) * sizeof(float));
   if (a.reduction != Reduction::Mean) return scatterGradient(a, g, gradOut, nullptr);
   Scratch total(sizeof(double));

@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "../../core/args/norm.h"
 #include "reductions.h"
 
 namespace deepnode::cuda {
@@ -17,40 +18,13 @@ namespace red_norm {
 
 using namespace red;
 
-void checkNonNegative(const KernelCall& call, std::initializer_list<int64_t> sizes, int64_t& product) {
-  product = 1;
-  for (int64_t s : sizes) {
-    if (s < 0 || __builtin_mul_overflow(product, s, &product)) {
-      call.fail("ERR_SHAPE", "sizes must be non-negative and not too large");
-    }
-  }
-}
-
-double readEps(const KernelCall& call) {
-  double eps = call.number("eps");
-  if (!(eps >= 0)) call.fail("ERR_VALUE", "eps must be >= 0, got " + std::to_string(eps));
-  return eps;
-}
-
-// An optional float buffer of `size` elements, or null.
-float* optionalFloats(const KernelCall& call, size_t index, const char* role, int64_t size) {
-  if (!call.hasBuffer(index)) return nullptr;
-  float* data = call.buffer(index, role, DType::Float32).as<float>();
-  call.expectSize(index, role, size);
-  return data;
-}
-
-float* floats(const KernelCall& call, size_t index, const char* role, int64_t size) {
-  float* data = call.buffer(index, role, DType::Float32).as<float>();
-  call.expectSize(index, role, size);
-  return data;
-}
+using args::readRowExtent;
+using args::RowExtent;
 
 // ---------------------------------------------------------------------------------------
 // Batch norm: x [n, c, inner]; channel ch is n runs of `inner` contiguous values.
 
-struct Channels {
-  int64_t n, c, inner, total;
+struct Channels : args::ChannelExtent {
   DEEPNODE_HD int64_t count() const { return n * inner; }
   // Offset of the r-th value of channel ch.
   DEEPNODE_HD int64_t at(int64_t ch, int64_t r) const {
@@ -60,9 +34,7 @@ struct Channels {
 };
 
 Channels readChannels(const KernelCall& call) {
-  Channels e{call.integer("n"), call.integer("c"), call.integer("inner"), 0};
-  checkNonNegative(call, {e.n, e.c, e.inner}, e.total);
-  return e;
+  return {args::readChannelExtent(call)};
 }
 
 // mean and variance of each channel (biased), through a double mean in m.
@@ -83,11 +55,7 @@ void channelStatistics(const Channels& e, const float* x, float* mean, float* va
       });
 }
 
-struct BatchNormArgs {
-  float *out, *mean, *variance;
-  const float *x, *weight, *bias;
-  double eps;
-};
+using args::BatchNormArgs;
 
 // y = x * scale + shift with scale = w / sqrt(variance + eps), shift = b - mean * scale.
 void batchNormApply(const Channels& e, const BatchNormArgs& a, float* coefficients) {
@@ -103,12 +71,7 @@ void batchNormApply(const Channels& e, const BatchNormArgs& a, float* coefficien
   });
 }
 
-struct BatchNormGradArgs {
-  float *gradX, *gradWeight, *gradBias;
-  const float *gradOut, *x, *mean, *variance, *weight;
-  bool training;
-  double eps;
-};
+using args::BatchNormGradArgs;
 
 // Per channel: sum(g) and sum(g * (x - mean)), then the weight and bias gradients and the
 // coefficients of gx = g * a + xhat * b + c (with invStd, four floats per channel).
@@ -143,21 +106,7 @@ void batchNormGradApply(const Channels& e, const BatchNormGradArgs& a, const flo
 // ---------------------------------------------------------------------------------------
 // Layer norm: x [rows, normSize].
 
-struct RowExtent {
-  int64_t rows, normSize, total;
-};
-
-RowExtent readRowExtent(const KernelCall& call) {
-  RowExtent e{call.integer("rows"), call.integer("normSize"), 0};
-  checkNonNegative(call, {e.rows, e.normSize}, e.total);
-  return e;
-}
-
-struct LayerNormArgs {
-  float *out, *mean, *rstd;
-  const float *x, *weight, *bias;
-  double eps;
-};
+using args::LayerNormArgs;
 
 // mean and 1 / sqrt(variance + eps) of each row, through a double mean in m.
 void rowStatistics(const RowExtent& e, const LayerNormArgs& a, double* m) {
@@ -189,10 +138,7 @@ void layerNormApply(const RowExtent& e, const LayerNormArgs& a) {
   });
 }
 
-struct LayerNormGradArgs {
-  float *gradX, *gradWeight, *gradBias;
-  const float *gradOut, *x, *mean, *rstd, *weight;
-};
+using args::LayerNormGradArgs;
 
 // gx = rstd * (h - mean(h) - xhat * mean(h * xhat)) with h = g * w (g without weight).
 void layerNormGradX(const RowExtent& e, const LayerNormGradArgs& a, float* means) {
@@ -235,14 +181,7 @@ void layerNormGradParameters(const RowExtent& e, const LayerNormGradArgs& a) {
 void batchNorm(KernelCall& call) {
   Channels e = readChannels(call);
   const bool training = call.flag("training", false);
-  const double eps = readEps(call);
-  BatchNormArgs a{floats(call, 0, "out", e.total),
-                  floats(call, 1, "mean", e.c),
-                  floats(call, 2, "variance", e.c),
-                  floats(call, 3, "x", e.total),
-                  optionalFloats(call, 4, "weight", e.c),
-                  optionalFloats(call, 5, "bias", e.c),
-                  eps};
+  BatchNormArgs a = args::readBatchNorm(call, e);
   if (e.c == 0) return;
   if (training && e.count() > 0) {
     Scratch m(static_cast<size_t>(e.c) * sizeof(double));
@@ -254,18 +193,7 @@ void batchNorm(KernelCall& call) {
 
 void batchNormBackward(KernelCall& call) {
   Channels e = readChannels(call);
-  const bool training = call.flag("training", false);
-  const double eps = readEps(call);
-  BatchNormGradArgs a{floats(call, 0, "gradX", e.total),
-                      optionalFloats(call, 1, "gradWeight", e.c),
-                      optionalFloats(call, 2, "gradBias", e.c),
-                      floats(call, 3, "gradOut", e.total),
-                      floats(call, 4, "x", e.total),
-                      floats(call, 5, "mean", e.c),
-                      floats(call, 6, "variance", e.c),
-                      optionalFloats(call, 7, "weight", e.c),
-                      training,
-                      eps};
+  BatchNormGradArgs a = args::readBatchNormBackward(call, e, call.flag("training", false));
   if (e.c == 0) return;
   Scratch coef(static_cast<size_t>(4 * e.c) * sizeof(float));
   batchNormGradCoefficients(e, a, coef.as<float>());
@@ -274,14 +202,7 @@ void batchNormBackward(KernelCall& call) {
 
 void layerNorm(KernelCall& call) {
   RowExtent e = readRowExtent(call);
-  const double eps = readEps(call);
-  LayerNormArgs a{floats(call, 0, "out", e.total),
-                  floats(call, 1, "mean", e.rows),
-                  floats(call, 2, "rstd", e.rows),
-                  floats(call, 3, "x", e.total),
-                  optionalFloats(call, 4, "weight", e.normSize),
-                  optionalFloats(call, 5, "bias", e.normSize),
-                  eps};
+  LayerNormArgs a = args::readLayerNorm(call, e);
   if (e.normSize == 0 || e.rows == 0) return;
   Scratch m(static_cast<size_t>(e.rows) * sizeof(double));
   rowStatistics(e, a, m.as<double>());
@@ -290,14 +211,7 @@ void layerNorm(KernelCall& call) {
 
 void layerNormBackward(KernelCall& call) {
   RowExtent e = readRowExtent(call);
-  LayerNormGradArgs a{floats(call, 0, "gradX", e.total),
-                      optionalFloats(call, 1, "gradWeight", e.normSize),
-                      optionalFloats(call, 2, "gradBias", e.normSize),
-                      floats(call, 3, "gradOut", e.total),
-                      floats(call, 4, "x", e.total),
-                      floats(call, 5, "mean", e.rows),
-                      floats(call, 6, "rstd", e.rows),
-                      optionalFloats(call, 7, "weight", e.normSize)};
+  LayerNormGradArgs a = args::readLayerNormBackward(call, e);
   if (e.normSize == 0) return;
   if (e.rows > 0) {
     Scratch means(static_cast<size_t>(2 * e.rows) * sizeof(float));

@@ -18,6 +18,7 @@ namespace deepnode::cuda {
 namespace red_reduce {
 
 using namespace red;
+using args::ReduceOp;
 
 constexpr int kMaxGroups = 32;
 
@@ -141,18 +142,6 @@ void reduceWith(const ReducePlan& plan, O* out, const T* x) {
       [=] DEEPNODE_HD(int64_t o, Acc acc) { out[o] = Op::template finish<O>(acc, count); });
 }
 
-enum class ReduceOp { Sum, Mean, Max, Min, Prod };
-
-ReduceOp parseReduceOp(const KernelCall& call) {
-  std::string name = call.string("op");
-  if (name == "sum") return ReduceOp::Sum;
-  if (name == "mean") return ReduceOp::Mean;
-  if (name == "max") return ReduceOp::Max;
-  if (name == "min") return ReduceOp::Min;
-  if (name == "prod") return ReduceOp::Prod;
-  call.fail("ERR_VALUE", "unknown reduce op '" + name + "'");
-}
-
 ReducePlan planReduce(const KernelCall& call, const Shape& shape, const std::vector<bool>& reducedAxis) {
   ReducePlan plan;
   for (size_t d = 0; d < shape.size(); ++d) {
@@ -172,68 +161,6 @@ ReducePlan planReduce(const KernelCall& call, const Shape& shape, const std::vec
   if (plan.groups > 0) plan.strides[plan.groups - 1] = 1;
   for (int d = plan.groups - 2; d >= 0; --d) plan.strides[d] = plan.strides[d + 1] * plan.sizes[d + 1];
   return plan;
-}
-
-void reduceFloat(ReduceOp op, const ReducePlan& plan, float* out, const float* x) {
-  switch (op) {
-    case ReduceOp::Sum: return reduceWith<SumOp<float, double>>(plan, out, x);
-    case ReduceOp::Mean: return reduceWith<MeanOp<float>>(plan, out, x);
-    case ReduceOp::Max: return reduceWith<MaxOp<float>>(plan, out, x);
-    case ReduceOp::Min: return reduceWith<MinOp<float>>(plan, out, x);
-    case ReduceOp::Prod: return reduceWith<ProdOp<float, double>>(plan, out, x);
-  }
-}
-
-void reduceInt(ReduceOp op, const ReducePlan& plan, int32_t* out, const int32_t* x) {
-  switch (op) {
-    case ReduceOp::Sum: return reduceWith<SumOp<int32_t, int64_t>>(plan, out, x);
-    case ReduceOp::Max: return reduceWith<MaxOp<int32_t>>(plan, out, x);
-    case ReduceOp::Min: return reduceWith<MinOp<int32_t>>(plan, out, x);
-    case ReduceOp::Prod: return reduceWith<ProdOp<int32_t, uint64_t>>(plan, out, x);
-    default: return;
-  }
-}
-
-void reduceUInt8(ReduceOp op, const ReducePlan& plan, void* out, const uint8_t* x) {
-  if (op == ReduceOp::Sum) return reduceWith<SumOp<uint8_t, int64_t>>(plan, static_cast<int32_t*>(out), x);
-  if (op == ReduceOp::Max) return reduceWith<MaxOp<uint8_t>>(plan, static_cast<uint8_t*>(out), x);
-  reduceWith<MinOp<uint8_t>>(plan, static_cast<uint8_t*>(out), x);
-}
-
-// Reduced axes as flags, after checking each is in range (negative counts from the end)
-// and appears once.
-std::vector<bool> reducedAxes(const KernelCall& call, const Shape& shape, const std::vector<int64_t>& axes) {
-  const int64_t ndim = static_cast<int64_t>(shape.size());
-  std::vector<bool> flags(shape.size(), false);
-  for (int64_t axis : axes) {
-    int64_t a = axis < 0 ? axis + ndim : axis;
-    if (a < 0 || a >= ndim) {
-      call.fail("ERR_VALUE", "axis " + std::to_string(axis) + " is out of range for shape " + shapeString(shape));
-    }
-    if (flags[a]) call.fail("ERR_VALUE", "axis " + std::to_string(axis) + " appears twice in " + shapeString(axes));
-    flags[a] = true;
-  }
-  return flags;
-}
-
-// The `shape` attribute, checked so that its element count fits in int64.
-Shape checkedShape(const KernelCall& call) {
-  Shape shape = call.shape("shape");
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (__builtin_mul_overflow(n, d, &n)) call.fail("ERR_SHAPE", "shape " + shapeString(shape) + " is too large");
-  }
-  return shape;
-}
-
-// The dtype out must have, or fails when x's dtype does not support op.
-DType reduceOutDType(const KernelCall& call, ReduceOp op, DType x) {
-  if (x == DType::Float32) return DType::Float32;
-  if (x == DType::Int32 && op != ReduceOp::Mean) return DType::Int32;
-  if (x == DType::UInt8 && op == ReduceOp::Sum) return DType::Int32;
-  if (x == DType::UInt8 && (op == ReduceOp::Max || op == ReduceOp::Min)) return DType::UInt8;
-  if (x == DType::Float64) call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cuda backend");
-  call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(x));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -278,77 +205,26 @@ void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
       [=] DEEPNODE_HD(int64_t o, Candidate<T> best) { out[o] = static_cast<int32_t>(best.index); });
 }
 
-template <typename T>
-void argReduceDispatch(bool isMax, const Extent& e, int32_t* out, const T* x) {
-  if (isMax)
-    argReduceTyped<T, true>(e, out, x);
-  else
-    argReduceTyped<T, false>(e, out, x);
-}
-
-// The [outer, dim, inner] view of x around `axis`, after checking the axis and sizes.
-Extent argExtent(const KernelCall& call, const std::string& op) {
-  Shape shape = checkedShape(call);
-  int64_t axis = call.integer("axis"), ndim = static_cast<int64_t>(shape.size());
-  if (axis < 0) axis += ndim;
-  if (axis < 0 || axis >= ndim) {
-    call.fail("ERR_VALUE",
-              "axis " + std::to_string(call.integer("axis")) + " is out of range for shape " + shapeString(shape));
-  }
-  Extent e{1, shape[axis], 1, numel(shape)};
-  for (int64_t d = 0; d < axis; ++d) e.outer *= shape[d];
-  for (int64_t d = axis + 1; d < ndim; ++d) e.inner *= shape[d];
-  call.expectSize(1, "x", e.total);
-  call.expectSize(0, "out", e.outer * e.inner);
-  if (e.dim == 0 && e.outer * e.inner > 0) {
-    call.fail("ERR_VALUE", "cannot take the " + op + " over axis " + std::to_string(axis) + " of size 0 in shape " +
-                               shapeString(shape));
-  }
-  if (e.dim > INT32_MAX) call.fail("ERR_VALUE", "axis is too long for int32 indices");
-  return e;
-}
-
 void reduce(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  ReduceOp op = parseReduceOp(call);
-  Shape shape = checkedShape(call);
-  std::vector<bool> flags = reducedAxes(call, shape, call.ints("axes"));
-  call.buffer(0, "out", reduceOutDType(call, op, x.dtype));
-  call.expectSize(1, "x", numel(shape));
-  int64_t outputs = 1;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (!flags[d]) outputs *= shape[d];
-    if (flags[d] && shape[d] == 0 && (op == ReduceOp::Max || op == ReduceOp::Min)) {
-      call.fail("ERR_VALUE", "cannot take the " + call.string("op") + " over axis " + std::to_string(d) +
-                                 " of size 0 in shape " + shapeString(shape));
-    }
-  }
-  call.expectSize(0, "out", outputs);
+  args::ReduceArgs a = args::readReduce(call, "cuda");
+  const Buffer& out = call.buffers[0];
+  const Buffer& x = call.buffers[1];
 
-  ReducePlan plan = planReduce(call, shape, flags);
+  ReducePlan plan = planReduce(call, a.shape, a.reduced);
   if (plan.outputs == 0) return;
-  if (x.dtype == DType::Float32) return reduceFloat(op, plan, out.as<float>(), x.as<float>());
-  if (x.dtype == DType::Int32) return reduceInt(op, plan, out.as<int32_t>(), x.as<int32_t>());
-  reduceUInt8(op, plan, out.data, x.as<uint8_t>());
+  args::dispatchReduce<SumOp, MeanOp, MaxOp, MinOp, ProdOp>(
+      a.op, x.dtype, out.data, x.data,
+      [&](auto combiner, auto* o, const auto* xs) { reduceWith<decltype(combiner)>(plan, o, xs); });
 }
 
 void argReduce(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out", DType::Int32);
-  const Buffer& x = call.buffer(1, "x");
-  std::string op = call.string("op");
-  if (op != "argmax" && op != "argmin") call.fail("ERR_VALUE", "unknown arg_reduce op '" + op + "'");
-  Extent e = argExtent(call, op);
+  args::ArgReduceArgs a = args::readArgReduce(call);
+  const Extent& e = a.extent;
   if (e.total == 0) return;
-
-  bool isMax = op == "argmax";
-  switch (x.dtype) {
-    case DType::Float32: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<float>());
-    case DType::Int32: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<int32_t>());
-    case DType::UInt8: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<uint8_t>());
-    case DType::Int8: return argReduceDispatch(isMax, e, out.as<int32_t>(), x.as<int8_t>());
-    case DType::Float64: call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cuda backend");
-  }
+  int32_t* out = call.buffers[0].as<int32_t>();
+  args::dispatchArgReduce(call, a.isMax, "cuda", [&](auto kMax, const auto* xs) {
+    argReduceTyped<std::decay_t<decltype(*xs)>, decltype(kMax)::value>(e, out, xs);
+  });
 }
 
 }  // namespace red_reduce

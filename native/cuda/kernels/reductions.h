@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/reduce.h"
 #include "../context.h"
 #include "../kernels.h"
 #include "../launch.h"
@@ -113,23 +114,9 @@ T readBack(const T* data) {
   return value;
 }
 
-// The [outer, dim, inner] view of softmax and arg_reduce, checked as the cpu kernels do.
-struct Extent {
-  int64_t outer, dim, inner, total;
-};
-
-inline Extent readExtent(const KernelCall& call) {
-  Extent e{call.integer("outer"), call.integer("dim"), call.integer("inner"), 0};
-  if (e.outer < 0 || e.dim < 0 || e.inner < 0) {
-    call.fail("ERR_SHAPE", "outer, dim and inner must be non-negative, got [" + std::to_string(e.outer) + ", " +
-                               std::to_string(e.dim) + ", " + std::to_string(e.inner) + "]");
-  }
-  int64_t od = 0;
-  if (__builtin_mul_overflow(e.outer, e.dim, &od) || __builtin_mul_overflow(od, e.inner, &e.total)) {
-    call.fail("ERR_SHAPE", "[outer, dim, inner] is too large");
-  }
-  return e;
-}
+// The [outer, dim, inner] view of softmax and arg_reduce, read as the cpu kernels read it.
+using args::Extent;
+using args::readExtent;
 
 }  // namespace red
 }  // namespace deepnode::cuda

@@ -105,30 +105,22 @@ void maskedSoftmaxRows(int64_t cols, int64_t total, const MaskedScores& z, float
 }
 
 void softmax(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out", DType::Float32);
-  const Buffer& x = call.buffer(1, "x", DType::Float32);
-  Extent e = readExtent(call);
-  bool log = call.flag("log", false);
-  call.expectSize(0, "out", e.total);
-  call.expectSize(1, "x", e.total);
+  args::SoftmaxArgs a = args::readSoftmax(call, {"out", "x"});
+  const Extent& e = a.extent;
   if (e.total == 0) return;
   Scratch rowMax(static_cast<size_t>(e.outer * e.inner) * sizeof(float));
   Scratch factor(static_cast<size_t>(e.outer * e.inner) * sizeof(float));
-  softmaxRows(e, out.as<float>(), x.as<float>(), log, rowMax.as<float>(), factor.as<float>());
+  softmaxRows(e, call.buffers[0].as<float>(), call.buffers[1].as<float>(), a.log, rowMax.as<float>(),
+              factor.as<float>());
 }
 
 void softmaxBackward(KernelCall& call) {
-  const Buffer& gradX = call.buffer(0, "gradX", DType::Float32);
-  const Buffer& gradOut = call.buffer(1, "gradOut", DType::Float32);
-  const Buffer& y = call.buffer(2, "y", DType::Float32);
-  Extent e = readExtent(call);
-  bool log = call.flag("log", false);
-  call.expectSize(0, "gradX", e.total);
-  call.expectSize(1, "gradOut", e.total);
-  call.expectSize(2, "y", e.total);
+  args::SoftmaxArgs a = args::readSoftmax(call, {"gradX", "gradOut", "y"});
+  const Extent& e = a.extent;
   if (e.total == 0) return;
   Scratch sums(static_cast<size_t>(e.outer * e.inner) * sizeof(float));
-  softmaxBackwardRows(e, gradX.as<float>(), gradOut.as<float>(), y.as<float>(), log, sums.as<float>());
+  softmaxBackwardRows(e, call.buffers[0].as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), a.log,
+                      sums.as<float>());
 }
 
 void maskedSoftmax(KernelCall& call) {
