@@ -27,7 +27,7 @@ namespace {
 using namespace deepnode::args;
 
 constexpr int64_t kGrain = 32 * 1024;  // elements per task: below this a loop stays on one thread
-constexpr int kMaxOperands = 3;
+constexpr int kMaxOperands = kMaxBroadcastOperands;
 constexpr int64_t kShortRun = 16;  // runs shorter than this are done inline
 constexpr int kMaxDims = 64;       // after merging, a plan has at most this many dims
 
@@ -44,37 +44,13 @@ struct BroadcastPlan {
   int64_t numel = 0;
 };
 
-// Element strides of `in` aligned to out's dims, 0 where `in` is broadcast.
-std::vector<int64_t> alignedStrides(const Shape& out, const Shape& in) {
-  std::vector<int64_t> strides(out.size(), 0);
-  int64_t stride = 1;
-  for (size_t i = 0; i < in.size(); ++i) {
-    size_t inDim = in.size() - 1 - i, outDim = out.size() - 1 - i;
-    strides[outDim] = in[inDim] == 1 ? 0 : stride;
-    stride *= in[inDim];
-  }
-  return strides;
-}
-
 BroadcastPlan planBroadcast(const Shape& out, const std::vector<Shape>& ins) {
   BroadcastPlan plan;
   plan.operands = static_cast<int>(ins.size());
   plan.numel = numel(out);
-  std::vector<int64_t> full[kMaxOperands];
-  for (int k = 0; k < plan.operands; ++k) full[k] = alignedStrides(out, ins[k]);
-
-  for (size_t d = 0; d < out.size(); ++d) {
-    if (out[d] == 1) continue;
-    bool merge = !plan.shape.empty();
-    for (int k = 0; merge && k < plan.operands; ++k) merge = plan.strides[k].back() == full[k][d] * out[d];
-    if (merge) {
-      plan.shape.back() *= out[d];
-      for (int k = 0; k < plan.operands; ++k) plan.strides[k].back() = full[k][d];
-      continue;
-    }
-    plan.shape.push_back(out[d]);
-    for (int k = 0; k < plan.operands; ++k) plan.strides[k].push_back(full[k][d]);
-  }
+  BroadcastDims dims = mergeBroadcastDims(out, ins);
+  plan.shape = std::move(dims.shape);
+  for (int k = 0; k < plan.operands; ++k) plan.strides[k] = std::move(dims.strides[k]);
   if (plan.shape.empty()) {
     plan.shape.push_back(1);
     for (int k = 0; k < plan.operands; ++k) plan.strides[k].push_back(0);
@@ -571,32 +547,6 @@ void wherePlanned(const BroadcastPlan& plan, T* out, const uint8_t* c, const T* 
 
 // ---------------------------------------------------------------------------------------
 // Permute
-
-// x's shape and perm reduced to the dims that matter: size-1 dims dropped and dims that
-// stay adjacent in both layouts merged. outShape[i] = x's dim perm[i]; xStride[i] is the
-// stride in x of out's dim i.
-struct PermutePlan {
-  Shape outShape;
-  std::vector<int64_t> xStride;
-};
-
-PermutePlan planPermute(const Shape& shape, const std::vector<int64_t>& perm) {
-  std::vector<int64_t> stride(shape.size(), 1);
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 2; d >= 0; --d) stride[d] = stride[d + 1] * shape[d + 1];
-  PermutePlan plan;
-  for (int64_t axis : perm) {
-    if (shape[axis] == 1) continue;
-    // Mergeable when this axis is the next non-trivial one after the previous in x's layout.
-    if (!plan.outShape.empty() && plan.xStride.back() == stride[axis] * shape[axis]) {
-      plan.outShape.back() *= shape[axis];
-      plan.xStride.back() = stride[axis];
-    } else {
-      plan.outShape.push_back(shape[axis]);
-      plan.xStride.push_back(stride[axis]);
-    }
-  }
-  return plan;
-}
 
 // Copies runs where the innermost out dim is also innermost in x.
 template <typename T>

@@ -17,7 +17,8 @@ namespace {
 
 constexpr int64_t kGrainBytes = 64 * 1024;
 
-using args::readSlicePlan;
+using args::readSliceCall;
+using args::SliceCall;
 using args::SlicePlan;
 
 // Copies every (o, i) row between the two tensors; toSmall picks the direction.
@@ -46,16 +47,14 @@ void copyRows(const SlicePlan& p, const Buffer& large, const Buffer& small, bool
 
 // buffers: [out (small), x (large)]
 void slice(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  copyRows(readSlicePlan(call, x, out), x, out, true);
+  const SliceCall sliced = readSliceCall(call, true);
+  copyRows(sliced.plan, *sliced.large, *sliced.small, true);
 }
 
 // buffers: [out (large), x (small)]
 void sliceAssign(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  copyRows(readSlicePlan(call, out, x), out, x, false);
+  const SliceCall sliced = readSliceCall(call, false);
+  copyRows(sliced.plan, *sliced.large, *sliced.small, false);
 }
 
 }  // namespace deepnode::cpu

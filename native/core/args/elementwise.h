@@ -241,6 +241,75 @@ inline BinaryArgs readBinaryArgs(const KernelCall& call, const char* backend) {
 // ---------------------------------------------------------------------------------------
 // where, expand and permute
 
+// Element strides of `in` aligned to out's dims, 0 where `in` is broadcast.
+inline std::vector<int64_t> alignedStrides(const Shape& out, const Shape& in) {
+  std::vector<int64_t> strides(out.size(), 0);
+  int64_t stride = 1;
+  for (size_t i = 0; i < in.size(); ++i) {
+    size_t inDim = in.size() - 1 - i, outDim = out.size() - 1 - i;
+    strides[outDim] = in[inDim] == 1 ? 0 : stride;
+    stride *= in[inDim];
+  }
+  return strides;
+}
+
+constexpr int kMaxBroadcastOperands = 3;
+
+// The dims of out = f(ins...) that matter, as every backend plans a broadcast: size-1 dims
+// dropped and runs that stay contiguous for every operand merged, with each operand's
+// element stride along them (0 where it is broadcast). Empty for a scalar output.
+struct BroadcastDims {
+  Shape shape;
+  std::vector<int64_t> strides[kMaxBroadcastOperands];
+};
+
+inline BroadcastDims mergeBroadcastDims(const Shape& out, const std::vector<Shape>& ins) {
+  const int operands = static_cast<int>(ins.size());
+  std::vector<int64_t> full[kMaxBroadcastOperands];
+  for (int k = 0; k < operands; ++k) full[k] = alignedStrides(out, ins[k]);
+
+  BroadcastDims dims;
+  for (size_t d = 0; d < out.size(); ++d) {
+    if (out[d] == 1) continue;
+    bool merge = !dims.shape.empty();
+    for (int k = 0; merge && k < operands; ++k) merge = dims.strides[k].back() == full[k][d] * out[d];
+    if (merge) {
+      dims.shape.back() *= out[d];
+      for (int k = 0; k < operands; ++k) dims.strides[k].back() = full[k][d];
+      continue;
+    }
+    dims.shape.push_back(out[d]);
+    for (int k = 0; k < operands; ++k) dims.strides[k].push_back(full[k][d]);
+  }
+  return dims;
+}
+
+// x's shape and perm reduced to the dims that matter: size-1 dims dropped and dims that
+// stay adjacent in both layouts merged. outShape[i] = x's dim perm[i]; xStride[i] is the
+// stride in x of out's dim i.
+struct PermutePlan {
+  Shape outShape;
+  std::vector<int64_t> xStride;
+};
+
+inline PermutePlan planPermute(const Shape& shape, const std::vector<int64_t>& perm) {
+  std::vector<int64_t> stride(shape.size(), 1);
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 2; d >= 0; --d) stride[d] = stride[d + 1] * shape[d + 1];
+  PermutePlan plan;
+  for (int64_t axis : perm) {
+    if (shape[axis] == 1) continue;
+    // Mergeable when this axis is the next non-trivial one after the previous in x's layout.
+    if (!plan.outShape.empty() && plan.xStride.back() == stride[axis] * shape[axis]) {
+      plan.outShape.back() *= shape[axis];
+      plan.xStride.back() = stride[axis];
+    } else {
+      plan.outShape.push_back(shape[axis]);
+      plan.xStride.push_back(stride[axis]);
+    }
+  }
+  return plan;
+}
+
 struct WhereArgs {
   Shape outShape, condShape, aShape, bShape;
 };

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "../kernel.h"
@@ -18,6 +19,17 @@ inline int64_t optimizerStep(const KernelCall& call) {
   int64_t step = call.integer("step");
   if (step < 1) call.fail("ERR_VALUE", "step must be at least 1, got " + std::to_string(step));
   return step;
+}
+
+// Checks param (buffer 0) and the buffers after it, named by `roles`: float32, then of
+// param's size; returns param.
+inline const Buffer& readStepBuffers(const KernelCall& call, std::initializer_list<const char*> roles) {
+  const Buffer& param = call.buffer(0, "param", DType::Float32);
+  size_t index = 1;
+  for (const char* role : roles) call.buffer(index++, role, DType::Float32);
+  index = 1;
+  for (const char* role : roles) call.expectSize(index++, role, param.size);
+  return param;
 }
 
 // An optional state buffer of param's size at `index`, or nullptr when not needed.
@@ -45,9 +57,7 @@ struct SgdArgs {
 };
 
 inline SgdArgs readSgdArgs(const KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.expectSize(1, "grad", param.size);
+  const Buffer& param = readStepBuffers(call, {"grad"});
   SgdArgs args{};
   SgdScalars& s = args.scalars;
   double momentum = finiteNumber(call, "momentum"), dampening = finiteNumber(call, "dampening");
@@ -77,13 +87,7 @@ struct AdamScalars {
 
 // Checks the buffers; returns maxExpAvgSq, or nullptr without amsgrad or for an empty param.
 inline float* readAdamBuffers(const KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "expAvg", DType::Float32);
-  call.buffer(3, "expAvgSq", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "expAvg", param.size);
-  call.expectSize(3, "expAvgSq", param.size);
+  const Buffer& param = readStepBuffers(call, {"grad", "expAvg", "expAvgSq"});
   float* maxV = nullptr;
   if (call.flag("amsgrad", false) && param.size > 0) {
     if (!call.hasBuffer(4)) call.fail("ERR_ARGUMENT", "amsgrad needs a maxExpAvgSq buffer");
@@ -130,11 +134,7 @@ struct RmspropArgs {
 };
 
 inline RmspropArgs readRmspropArgs(const KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "squareAvg", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "squareAvg", param.size);
+  const Buffer& param = readStepBuffers(call, {"grad", "squareAvg"});
   double alpha = finiteNumber(call, "alpha"), momentum = finiteNumber(call, "momentum");
   bool centered = call.flag("centered", false);
   float* ga = optionalState(call, 3, "gradAvg", centered, param.size);
@@ -156,11 +156,7 @@ struct AdagradScalars {
 };
 
 inline AdagradScalars readAdagradScalars(const KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "stateSum", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "stateSum", param.size);
+  readStepBuffers(call, {"grad", "stateSum"});
   double lr = finiteNumber(call, "lr"), lrDecay = finiteNumber(call, "lrDecay");
   int64_t step = optimizerStep(call);
   AdagradScalars s;

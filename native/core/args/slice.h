@@ -39,4 +39,20 @@ inline SlicePlan readSlicePlan(const KernelCall& call, const Buffer& large, cons
   return p;
 }
 
+// A slice or slice_assign call: its plan and which buffer is the large tensor.
+struct SliceCall {
+  SlicePlan plan;
+  const Buffer* large;
+  const Buffer* small;
+};
+
+// slice's buffers are [out (small), x (large)], slice_assign's [out (large), x (small)].
+inline SliceCall readSliceCall(const KernelCall& call, bool toSmall) {
+  const Buffer& out = call.buffer(0, "out");
+  const Buffer& x = call.buffer(1, "x");
+  const Buffer& large = toSmall ? x : out;
+  const Buffer& small = toSmall ? out : x;
+  return SliceCall{readSlicePlan(call, large, small), &large, &small};
+}
+
 }  // namespace deepnode::args

@@ -73,32 +73,12 @@ void expand(KernelCall& call) {
 // out's dims (x's dims in perm order, size-1 dims dropped, dims adjacent in both layouts
 // merged) with x's stride along each, as the cpu plans a permute.
 Strides planPermute(const KernelCall& call, const Shape& shape, const std::vector<int64_t>& perm) {
-  std::vector<int64_t> stride(shape.size(), 1);
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 2; d >= 0; --d) stride[d] = stride[d + 1] * shape[d + 1];
-  Shape outShape;
-  std::vector<int64_t> xStride;
-  for (int64_t axis : perm) {
-    if (shape[axis] == 1) continue;
-    if (!outShape.empty() && xStride.back() == stride[axis] * shape[axis]) {
-      outShape.back() *= shape[axis];
-      xStride.back() = stride[axis];
-    } else {
-      outShape.push_back(shape[axis]);
-      xStride.push_back(stride[axis]);
-    }
-  }
-  if (outShape.size() > static_cast<size_t>(kMaxDims)) {
+  const PermutePlan merged = args::planPermute(shape, perm);
+  if (merged.outShape.size() > static_cast<size_t>(kMaxDims)) {
     call.fail("ERR_NOT_SUPPORTED", "the cuda backend permutes at most " + std::to_string(kMaxDims) +
-                                       " dims after merging, got " + shapeString(outShape));
+                                       " dims after merging, got " + shapeString(merged.outShape));
   }
-  Strides plan;
-  plan.dims = static_cast<int>(outShape.size());
-  plan.narrow = numel(shape) < (int64_t{1} << 31);
-  for (int d = 0; d < plan.dims; ++d) {
-    plan.shape[d] = outShape[d];
-    plan.stride[0][d] = xStride[d];
-  }
-  return plan;
+  return packStrides(merged.outShape, &merged.xStride, 1, shape);
 }
 
 void permute(KernelCall& call) {
@@ -144,16 +124,14 @@ void copyRows(const SlicePlan& p, const Buffer& large, const Buffer& small, bool
 
 // buffers: [out (small), x (large)]
 void slice(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  copyRows(readSlicePlan(call, x, out), x, out, true);
+  const SliceCall sliced = readSliceCall(call, true);
+  copyRows(sliced.plan, *sliced.large, *sliced.small, true);
 }
 
 // buffers: [out (large), x (small)]
 void sliceAssign(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  copyRows(readSlicePlan(call, out, x), out, x, false);
+  const SliceCall sliced = readSliceCall(call, false);
+  copyRows(sliced.plan, *sliced.large, *sliced.small, false);
 }
 
 }  // namespace elementwise

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/elementwise.h"
 #include "../../core/convert.h"
 #include "../launch.h"
 #include "elementwise.h"
@@ -14,39 +15,9 @@ namespace deepnode::cuda {
 
 namespace elementwise {
 
-// Element strides of `in` aligned to out's dims, 0 where `in` is broadcast.
-std::vector<int64_t> alignedStrides(const Shape& out, const Shape& in) {
-  std::vector<int64_t> strides(out.size(), 0);
-  int64_t stride = 1;
-  for (size_t i = 0; i < in.size(); ++i) {
-    size_t inDim = in.size() - 1 - i, outDim = out.size() - 1 - i;
-    strides[outDim] = in[inDim] == 1 ? 0 : stride;
-    stride *= in[inDim];
-  }
-  return strides;
-}
+static_assert(kMaxOperands == args::kMaxBroadcastOperands, "Strides holds every operand of a broadcast");
 
-Strides planBroadcast(const KernelCall& call, const Shape& out, const std::vector<Shape>& ins) {
-  const int operands = static_cast<int>(ins.size());
-  std::vector<int64_t> full[kMaxOperands];
-  for (int k = 0; k < operands; ++k) full[k] = alignedStrides(out, ins[k]);
-  Shape shape;
-  std::vector<int64_t> strides[kMaxOperands];
-  for (size_t d = 0; d < out.size(); ++d) {
-    if (out[d] == 1) continue;
-    bool merge = !shape.empty();
-    for (int k = 0; merge && k < operands; ++k) merge = strides[k].back() == full[k][d] * out[d];
-    if (!merge) shape.push_back(1);
-    shape.back() *= out[d];
-    for (int k = 0; k < operands; ++k) {
-      if (!merge) strides[k].push_back(0);
-      strides[k].back() = full[k][d];
-    }
-  }
-  if (shape.size() > static_cast<size_t>(kMaxDims)) {
-    call.fail("ERR_NOT_SUPPORTED", "the cuda backend broadcasts over at most " + std::to_string(kMaxDims) +
-                                       " dims after merging, got " + shapeString(shape));
-  }
+Strides packStrides(const Shape& shape, const std::vector<int64_t>* strides, int operands, const Shape& out) {
   Strides plan;
   plan.dims = static_cast<int>(shape.size());
   plan.narrow = numel(out) < (int64_t{1} << 31);
@@ -55,6 +26,15 @@ Strides planBroadcast(const KernelCall& call, const Shape& out, const std::vecto
     for (int k = 0; k < operands; ++k) plan.stride[k][d] = strides[k][d];
   }
   return plan;
+}
+
+Strides planBroadcast(const KernelCall& call, const Shape& out, const std::vector<Shape>& ins) {
+  const args::BroadcastDims dims = args::mergeBroadcastDims(out, ins);
+  if (dims.shape.size() > static_cast<size_t>(kMaxDims)) {
+    call.fail("ERR_NOT_SUPPORTED", "the cuda backend broadcasts over at most " + std::to_string(kMaxDims) +
+                                       " dims after merging, got " + shapeString(dims.shape));
+  }
+  return packStrides(dims.shape, dims.strides, static_cast<int>(ins.size()), out);
 }
 
 ErrorFlag::ErrorFlag() : scratch_(sizeof(int)) {

@@ -74,6 +74,9 @@ using args::finiteNumber;
 // The plan of out = f(ins...): size-1 dims dropped and contiguous runs merged, as the cpu
 // kernels plan it; ERR_NOT_SUPPORTED when more than kMaxDims dims remain.
 Strides planBroadcast(const KernelCall& call, const Shape& out, const std::vector<Shape>& ins);
+// The Strides of dims `shape` of an output of shape `out`, operand k's strides along them
+// in strides[k]; the caller checks that shape has at most kMaxDims dims.
+Strides packStrides(const Shape& shape, const std::vector<int64_t>* strides, int operands, const Shape& out);
 
 // A device int that kernels raise (store 1) when they meet bad data; read back with raised().
 class ErrorFlag {
