@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "hd.h"
 
@@ -18,5 +19,63 @@ DEEPNODE_HD inline int64_t jsWrapInteger(double value) {
   if (m < 0) m += 4294967296.0;
   return static_cast<int64_t>(m);
 }
+
+// The value a fill of `value` stores in a T: floats rounded, integers wrapped as a typed
+// array's fill wraps them.
+template <typename T>
+inline T fillValue(double value) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return static_cast<T>(value);
+  } else {
+    return static_cast<T>(static_cast<std::make_unsigned_t<T>>(jsWrapInteger(value)));
+  }
+}
+
+// C-like truncation toward zero, saturated so that out-of-range values and NaN are defined.
+DEEPNODE_HD inline int32_t truncToInt32(double x) {
+  if (x != x) return 0;
+  if (x >= 2147483647.0) return 2147483647;
+  if (x <= -2147483648.0) return -2147483647 - 1;
+  return static_cast<int32_t>(x);
+}
+
+// A cast's conversion of one element to To: uint8 storage holds bools (any nonzero value
+// becomes 1), floats go to int32 truncated and saturated, and to int8 through int32 with
+// wrapping, as PyTorch does.
+template <typename To>
+struct Convert {
+  template <typename From>
+  DEEPNODE_HD static To apply(From x) {
+    return static_cast<To>(x);
+  }
+};
+template <>
+struct Convert<uint8_t> {
+  template <typename From>
+  DEEPNODE_HD static uint8_t apply(From x) {
+    return x != 0 ? 1 : 0;
+  }
+  DEEPNODE_HD static uint8_t apply(uint8_t x) { return x; }
+};
+template <>
+struct Convert<int32_t> {
+  template <typename From>
+  DEEPNODE_HD static int32_t apply(From x) {
+    return static_cast<int32_t>(x);
+  }
+  DEEPNODE_HD static int32_t apply(float x) { return truncToInt32(x); }
+  DEEPNODE_HD static int32_t apply(double x) { return truncToInt32(x); }
+};
+template <>
+struct Convert<int8_t> {
+  template <typename From>
+  DEEPNODE_HD static int8_t apply(From x) {
+    return static_cast<int8_t>(x);
+  }
+  DEEPNODE_HD static int8_t apply(float x) { return wrapInt8(truncToInt32(x)); }
+  DEEPNODE_HD static int8_t apply(double x) { return wrapInt8(truncToInt32(x)); }
+  DEEPNODE_HD static int8_t apply(int32_t x) { return wrapInt8(x); }
+  DEEPNODE_HD static int8_t wrapInt8(int32_t x) { return static_cast<int8_t>(static_cast<uint8_t>(x & 0xff)); }
+};
 
 }  // namespace deepnode

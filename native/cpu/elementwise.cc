@@ -3,6 +3,8 @@
 // that stay contiguous for every operand are merged, so that the work is a list of rows
 // whose operands each either advance (stride 1) or repeat one value (stride 0). The
 // per-row loops are simple enough to vectorise and are cloned per ISA (target_clones).
+#include "../core/args/elementwise.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -22,8 +24,10 @@ namespace deepnode::cpu {
 
 namespace {
 
+using namespace deepnode::args;
+
 constexpr int64_t kGrain = 32 * 1024;  // elements per task: below this a loop stays on one thread
-constexpr int kMaxOperands = 3;
+constexpr int kMaxOperands = kMaxBroadcastOperands;
 constexpr int64_t kShortRun = 16;  // runs shorter than this are done inline
 constexpr int kMaxDims = 64;       // after merging, a plan has at most this many dims
 
@@ -40,61 +44,13 @@ struct BroadcastPlan {
   int64_t numel = 0;
 };
 
-// Reads a shape attribute whose element count fits in int64 (numel() would wrap).
-Shape checkedShape(const KernelCall& call, const char* name) {
-  Shape shape = call.shape(name);
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (__builtin_mul_overflow(n, d, &n))
-      call.fail("ERR_SHAPE", std::string(name) + " " + shapeString(shape) + " is too large");
-  }
-  return shape;
-}
-
-// Fails with ERR_SHAPE unless `in` broadcasts to `out` (right-aligned, each dim equal or 1).
-void checkBroadcast(const KernelCall& call, const Shape& out, const Shape& in, const char* role) {
-  bool ok = in.size() <= out.size();
-  for (size_t i = 0; ok && i < in.size(); ++i) {
-    int64_t d = in[in.size() - 1 - i];
-    ok = d == 1 || d == out[out.size() - 1 - i];
-  }
-  if (!ok) {
-    call.fail("ERR_SHAPE",
-              std::string("cannot broadcast ") + role + " of shape " + shapeString(in) + " to " + shapeString(out));
-  }
-}
-
-// Element strides of `in` aligned to out's dims, 0 where `in` is broadcast.
-std::vector<int64_t> alignedStrides(const Shape& out, const Shape& in) {
-  std::vector<int64_t> strides(out.size(), 0);
-  int64_t stride = 1;
-  for (size_t i = 0; i < in.size(); ++i) {
-    size_t inDim = in.size() - 1 - i, outDim = out.size() - 1 - i;
-    strides[outDim] = in[inDim] == 1 ? 0 : stride;
-    stride *= in[inDim];
-  }
-  return strides;
-}
-
 BroadcastPlan planBroadcast(const Shape& out, const std::vector<Shape>& ins) {
   BroadcastPlan plan;
   plan.operands = static_cast<int>(ins.size());
   plan.numel = numel(out);
-  std::vector<int64_t> full[kMaxOperands];
-  for (int k = 0; k < plan.operands; ++k) full[k] = alignedStrides(out, ins[k]);
-
-  for (size_t d = 0; d < out.size(); ++d) {
-    if (out[d] == 1) continue;
-    bool merge = !plan.shape.empty();
-    for (int k = 0; merge && k < plan.operands; ++k) merge = plan.strides[k].back() == full[k][d] * out[d];
-    if (merge) {
-      plan.shape.back() *= out[d];
-      for (int k = 0; k < plan.operands; ++k) plan.strides[k].back() = full[k][d];
-      continue;
-    }
-    plan.shape.push_back(out[d]);
-    for (int k = 0; k < plan.operands; ++k) plan.strides[k].push_back(full[k][d]);
-  }
+  BroadcastDims dims = mergeBroadcastDims(out, ins);
+  plan.shape = std::move(dims.shape);
+  for (int k = 0; k < plan.operands; ++k) plan.strides[k] = std::move(dims.strides[k]);
   if (plan.shape.empty()) {
     plan.shape.push_back(1);
     for (int k = 0; k < plan.operands; ++k) plan.strides[k].push_back(0);
@@ -152,63 +108,6 @@ void forEachRun(const BroadcastPlan& plan, RowFn&& fn) {
 
 // ---------------------------------------------------------------------------------------
 // Binary ops
-
-enum class BinaryOp {
-  Add,
-  Sub,
-  Mul,
-  Div,
-  Pow,
-  Maximum,
-  Minimum,
-  FloorDiv,
-  Remainder,
-  Eq,
-  Ne,
-  Lt,
-  Le,
-  Gt,
-  Ge,
-  ReluBackward,
-  SigmoidBackward,
-  TanhBackward,
-  GeluBackward,
-  GeluTanhBackward,
-  SiluBackward,
-};
-
-struct NamedBinaryOp {
-  const char* name;
-  BinaryOp op;
-};
-
-const NamedBinaryOp kBinaryOps[] = {
-    {"add", BinaryOp::Add},
-    {"sub", BinaryOp::Sub},
-    {"mul", BinaryOp::Mul},
-    {"div", BinaryOp::Div},
-    {"pow", BinaryOp::Pow},
-    {"maximum", BinaryOp::Maximum},
-    {"minimum", BinaryOp::Minimum},
-    {"floordiv", BinaryOp::FloorDiv},
-    {"remainder", BinaryOp::Remainder},
-    {"eq", BinaryOp::Eq},
-    {"ne", BinaryOp::Ne},
-    {"lt", BinaryOp::Lt},
-    {"le", BinaryOp::Le},
-    {"gt", BinaryOp::Gt},
-    {"ge", BinaryOp::Ge},
-    {"relu_backward", BinaryOp::ReluBackward},
-    {"sigmoid_backward", BinaryOp::SigmoidBackward},
-    {"tanh_backward", BinaryOp::TanhBackward},
-    {"gelu_backward", BinaryOp::GeluBackward},
-    {"gelu_tanh_backward", BinaryOp::GeluTanhBackward},
-    {"silu_backward", BinaryOp::SiluBackward},
-};
-
-bool isComparison(BinaryOp op) {
-  return op >= BinaryOp::Eq && op <= BinaryOp::Ge;
-}
 
 // Integer arithmetic wraps modulo 2^bits, as PyTorch's does, without signed overflow.
 template <typename T>
@@ -458,21 +357,6 @@ void binaryPlanned(const BroadcastPlan& plan, void* outData, const T* a, const T
   });
 }
 
-// Ops a dtype supports: float32 all; int32 the arithmetic and comparisons (div is cast
-// to float above this layer); uint8 (bool) comparisons and the logical and/or as
-// mul/minimum and maximum.
-bool binarySupports(DType dtype, BinaryOp op) {
-  switch (dtype) {
-    case DType::Float32: return true;
-    case DType::Int32:
-      return op != BinaryOp::Div && op != BinaryOp::ReluBackward && op != BinaryOp::SigmoidBackward &&
-             op != BinaryOp::TanhBackward && op < BinaryOp::GeluBackward;
-    case DType::UInt8:
-      return isComparison(op) || op == BinaryOp::Maximum || op == BinaryOp::Minimum || op == BinaryOp::Mul;
-    default: return false;
-  }
-}
-
 template <typename T>
 void binaryDispatch(BinaryOp op, const BroadcastPlan& plan, void* out, const T* a, const T* b) {
   switch (op) {
@@ -516,98 +400,20 @@ void binaryDispatchBool(BinaryOp op, const BroadcastPlan& plan, void* out, const
   }
 }
 
-BinaryOp parseBinaryOp(const KernelCall& call) {
-  std::string name = call.string("op");
-  for (const NamedBinaryOp& entry : kBinaryOps) {
-    if (name == entry.name) return entry.op;
-  }
-  call.fail("ERR_VALUE", "unknown binary op '" + name + "'");
-}
-
 // Integer division by zero and negative integer powers are errors, found before any write.
-// They name the element-wise op (floordiv, remainder, pow), as the reference backend does.
 void checkIntegerDivisor(const KernelCall& call, BinaryOp op, const Buffer& b, int64_t outNumel) {
   if (outNumel == 0) return;
   const int32_t* bs = b.as<int32_t>();
-  const std::string name = call.string("op");
   if (op == BinaryOp::FloorDiv || op == BinaryOp::Remainder) {
-    if (std::find(bs, bs + b.size, 0) != bs + b.size)
-      throw KernelError("ERR_VALUE", name + ": integer division by zero");
+    if (std::find(bs, bs + b.size, 0) != bs + b.size) failIntegerDivisor(call, true);
   }
   if (op == BinaryOp::Pow) {
-    if (std::any_of(bs, bs + b.size, [](int32_t e) { return e < 0; })) {
-      throw KernelError("ERR_VALUE", name + ": integers to negative integer powers are not allowed");
-    }
+    if (std::any_of(bs, bs + b.size, [](int32_t e) { return e < 0; })) failIntegerDivisor(call, false);
   }
 }
 
 // ---------------------------------------------------------------------------------------
 // Unary ops
-
-enum class UnaryOp {
-  Neg,
-  Exp,
-  Log,
-  Sqrt,
-  Abs,
-  Sign,
-  Relu,
-  Sigmoid,
-  Tanh,
-  Square,
-  Reciprocal,
-  Sin,
-  Cos,
-  Floor,
-  Ceil,
-  Round,
-  Affine,
-  Pow,
-  Clamp,
-  Erf,
-  Gelu,
-  GeluTanh,
-  Silu,
-};
-
-struct NamedUnaryOp {
-  const char* name;
-  UnaryOp op;
-};
-
-const NamedUnaryOp kUnaryOps[] = {
-    {"neg", UnaryOp::Neg},
-    {"exp", UnaryOp::Exp},
-    {"log", UnaryOp::Log},
-    {"sqrt", UnaryOp::Sqrt},
-    {"abs", UnaryOp::Abs},
-    {"sign", UnaryOp::Sign},
-    {"relu", UnaryOp::Relu},
-    {"sigmoid", UnaryOp::Sigmoid},
-    {"tanh", UnaryOp::Tanh},
-    {"square", UnaryOp::Square},
-    {"reciprocal", UnaryOp::Reciprocal},
-    {"sin", UnaryOp::Sin},
-    {"cos", UnaryOp::Cos},
-    {"floor", UnaryOp::Floor},
-    {"ceil", UnaryOp::Ceil},
-    {"round", UnaryOp::Round},
-    {"affine", UnaryOp::Affine},
-    {"pow", UnaryOp::Pow},
-    {"clamp", UnaryOp::Clamp},
-    {"erf", UnaryOp::Erf},
-    {"gelu", UnaryOp::Gelu},
-    {"gelu_tanh", UnaryOp::GeluTanh},
-    {"silu", UnaryOp::Silu},
-};
-
-UnaryOp parseUnaryOp(const KernelCall& call) {
-  std::string name = call.string("op");
-  for (const NamedUnaryOp& entry : kUnaryOps) {
-    if (name == entry.name) return entry.op;
-  }
-  call.fail("ERR_VALUE", "unknown unary op '" + name + "'");
-}
 
 // Parameters of affine, pow and clamp, in float as the float kernels use them.
 struct UnaryParams {
@@ -703,8 +509,7 @@ int32_t affineInt(int32_t x, double alpha, double beta, bool integral) {
 
 void unaryInt(const KernelCall& call, UnaryOp op, int32_t* out, const int32_t* x, int64_t n) {
   double alpha = call.number("alpha", 1), beta = call.number("beta", 0);
-  bool integral =
-      std::fabs(alpha) < 9.2e18 && std::fabs(beta) < 9.2e18 && std::trunc(alpha) == alpha && std::trunc(beta) == beta;
+  bool integral = affineIsIntegral(alpha, beta);
   parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       int32_t v = x[i];
@@ -720,16 +525,7 @@ void unaryInt(const KernelCall& call, UnaryOp op, int32_t* out, const int32_t* x
 }
 
 // ---------------------------------------------------------------------------------------
-// Element-size dispatch for copies (expand, where, permute): any dtype moves as raw bits.
-
-template <typename Fn>
-void bySize(size_t size, Fn&& fn) {
-  switch (size) {
-    case 1: return fn(uint8_t());
-    case 4: return fn(uint32_t());
-    default: return fn(uint64_t());
-  }
-}
+// where: copies move any dtype as raw bits (bySize).
 
 template <typename T>
 DEEPNODE_CLONES void whereRun(T* __restrict out, const uint8_t* __restrict c, const T* __restrict a,
@@ -751,32 +547,6 @@ void wherePlanned(const BroadcastPlan& plan, T* out, const uint8_t* c, const T* 
 
 // ---------------------------------------------------------------------------------------
 // Permute
-
-// x's shape and perm reduced to the dims that matter: size-1 dims dropped and dims that
-// stay adjacent in both layouts merged. outShape[i] = x's dim perm[i]; xStride[i] is the
-// stride in x of out's dim i.
-struct PermutePlan {
-  Shape outShape;
-  std::vector<int64_t> xStride;
-};
-
-PermutePlan planPermute(const Shape& shape, const std::vector<int64_t>& perm) {
-  std::vector<int64_t> stride(shape.size(), 1);
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 2; d >= 0; --d) stride[d] = stride[d + 1] * shape[d + 1];
-  PermutePlan plan;
-  for (int64_t axis : perm) {
-    if (shape[axis] == 1) continue;
-    // Mergeable when this axis is the next non-trivial one after the previous in x's layout.
-    if (!plan.outShape.empty() && plan.xStride.back() == stride[axis] * shape[axis]) {
-      plan.outShape.back() *= shape[axis];
-      plan.xStride.back() = stride[axis];
-    } else {
-      plan.outShape.push_back(shape[axis]);
-      plan.xStride.push_back(stride[axis]);
-    }
-  }
-  return plan;
-}
 
 // Copies runs where the innermost out dim is also innermost in x.
 template <typename T>
@@ -844,71 +614,32 @@ void permuteTyped(const PermutePlan& plan, T* out, const T* x, int64_t n) {
   permuteBlocked(plan, j, out, x);
 }
 
-void checkPermutation(const KernelCall& call, const Shape& shape, const std::vector<int64_t>& perm) {
-  std::vector<bool> seen(shape.size(), false);
-  bool ok = perm.size() == shape.size();
-  for (size_t i = 0; ok && i < perm.size(); ++i) {
-    ok = perm[i] >= 0 && perm[i] < static_cast<int64_t>(shape.size()) && !seen[perm[i]];
-    if (ok) seen[perm[i]] = true;
-  }
-  if (!ok) {
-    call.fail("ERR_VALUE", "perm " + shapeString(perm) + " is not a permutation of the " +
-                               std::to_string(shape.size()) + " dims of shape " + shapeString(shape));
-  }
-}
-
-void checkSameDType(const KernelCall& call, const Buffer& x, const Buffer& y, const char* xRole, const char* yRole) {
-  if (x.dtype != y.dtype) {
-    call.fail("ERR_DTYPE", std::string(xRole) + " and " + yRole + " must have the same dtype, got " +
-                               dtypeName(x.dtype) + " and " + dtypeName(y.dtype));
-  }
-}
-
 }  // namespace
 
 void unary(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  UnaryOp op = parseUnaryOp(call);
-  checkSameDType(call, out, x, "out", "x");
-  call.expectSize(0, "out", x.size);
+  UnaryOp op = readUnaryArgs(call);
+  const Buffer& out = call.buffers[0];
+  const Buffer& x = call.buffers[1];
 
   if (x.dtype == DType::Float32) {
     UnaryParams p{static_cast<float>(call.number("alpha", 0)), static_cast<float>(call.number("beta", 0))};
     return unaryFloat(op, out.as<float>(), x.as<float>(), x.size, p);
   }
-  bool intOp =
-      op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square || op == UnaryOp::Affine;
-  if (x.dtype == DType::Int32 && intOp) return unaryInt(call, op, out.as<int32_t>(), x.as<int32_t>(), x.size);
-  if (x.dtype == DType::Float64) {
-    call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend; cast to float32");
+  if (x.dtype == DType::Int32 && unaryHasIntKernel(op)) {
+    return unaryInt(call, op, out.as<int32_t>(), x.as<int32_t>(), x.size);
   }
-  call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(x.dtype));
+  failUnaryDType(call, x.dtype, "cpu");
 }
 
 void binary(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& a = call.buffer(1, "a");
-  const Buffer& b = call.buffer(2, "b");
-  BinaryOp op = parseBinaryOp(call);
-  Shape outShape = checkedShape(call, "outShape"), aShape = checkedShape(call, "aShape"),
-        bShape = checkedShape(call, "bShape");
+  BinaryArgs args = readBinaryArgs(call, "cpu");
+  const Buffer& out = call.buffers[0];
+  const Buffer& a = call.buffers[1];
+  const Buffer& b = call.buffers[2];
+  const BinaryOp op = args.op;
+  if (a.dtype == DType::Int32) checkIntegerDivisor(call, op, b, numel(args.outShape));
 
-  checkSameDType(call, a, b, "a", "b");
-  if (a.dtype == DType::Float64) call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cpu backend");
-  if (!binarySupports(a.dtype, op)) {
-    call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(a.dtype));
-  }
-  DType outDType = isComparison(op) ? DType::UInt8 : a.dtype;
-  call.buffer(0, "out", outDType);
-  checkBroadcast(call, outShape, aShape, "a");
-  checkBroadcast(call, outShape, bShape, "b");
-  call.expectSize(0, "out", numel(outShape));
-  call.expectSize(1, "a", numel(aShape));
-  call.expectSize(2, "b", numel(bShape));
-  if (a.dtype == DType::Int32) checkIntegerDivisor(call, op, b, numel(outShape));
-
-  BroadcastPlan plan = planBroadcast(outShape, {aShape, bShape});
+  BroadcastPlan plan = planBroadcast(args.outShape, {args.aShape, args.bShape});
   switch (a.dtype) {
     case DType::Float32: return binaryDispatch(op, plan, out.data, a.as<float>(), b.as<float>());
     case DType::Int32: return binaryDispatch(op, plan, out.data, a.as<int32_t>(), b.as<int32_t>());
@@ -917,23 +648,13 @@ void binary(KernelCall& call) {
 }
 
 void where(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& cond = call.buffer(1, "cond", DType::UInt8);
-  const Buffer& a = call.buffer(2, "a");
-  const Buffer& b = call.buffer(3, "b");
-  checkSameDType(call, a, b, "a", "b");
-  checkSameDType(call, out, a, "out", "a");
-  Shape outShape = checkedShape(call, "outShape"), condShape = checkedShape(call, "condShape");
-  Shape aShape = checkedShape(call, "aShape"), bShape = checkedShape(call, "bShape");
-  checkBroadcast(call, outShape, condShape, "cond");
-  checkBroadcast(call, outShape, aShape, "a");
-  checkBroadcast(call, outShape, bShape, "b");
-  call.expectSize(0, "out", numel(outShape));
-  call.expectSize(1, "cond", numel(condShape));
-  call.expectSize(2, "a", numel(aShape));
-  call.expectSize(3, "b", numel(bShape));
+  WhereArgs args = readWhereArgs(call);
+  const Buffer& out = call.buffers[0];
+  const Buffer& cond = call.buffers[1];
+  const Buffer& a = call.buffers[2];
+  const Buffer& b = call.buffers[3];
 
-  BroadcastPlan plan = planBroadcast(outShape, {condShape, aShape, bShape});
+  BroadcastPlan plan = planBroadcast(args.outShape, {args.condShape, args.aShape, args.bShape});
   bySize(dtypeSize(a.dtype), [&](auto tag) {
     using T = decltype(tag);
     wherePlanned(plan, out.as<T>(), cond.as<uint8_t>(), a.as<T>(), b.as<T>());
@@ -941,15 +662,11 @@ void where(KernelCall& call) {
 }
 
 void expand(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  checkSameDType(call, out, x, "out", "x");
-  Shape outShape = checkedShape(call, "outShape"), xShape = checkedShape(call, "xShape");
-  checkBroadcast(call, outShape, xShape, "x");
-  call.expectSize(0, "out", numel(outShape));
-  call.expectSize(1, "x", numel(xShape));
+  ExpandArgs args = readExpandArgs(call);
+  const Buffer& out = call.buffers[0];
+  const Buffer& x = call.buffers[1];
 
-  BroadcastPlan plan = planBroadcast(outShape, {xShape});
+  BroadcastPlan plan = planBroadcast(args.outShape, {args.xShape});
   const bool moves = plan.strides[0].back() != 0;
   bySize(dtypeSize(x.dtype), [&](auto tag) {
     using T = decltype(tag);
@@ -965,17 +682,12 @@ void expand(KernelCall& call) {
 }
 
 void permute(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  checkSameDType(call, out, x, "out", "x");
-  Shape shape = checkedShape(call, "shape");
-  std::vector<int64_t> perm = call.ints("perm");
-  checkPermutation(call, shape, perm);
-  call.expectSize(1, "x", numel(shape));
-  call.expectSize(0, "out", numel(shape));
+  PermuteArgs args = readPermuteArgs(call);
+  const Buffer& out = call.buffers[0];
+  const Buffer& x = call.buffers[1];
   if (x.size == 0) return;
 
-  PermutePlan plan = planPermute(shape, perm);
+  PermutePlan plan = planPermute(args.shape, args.perm);
   bySize(dtypeSize(x.dtype), [&](auto tag) {
     using T = decltype(tag);
     permuteTyped(plan, out.as<T>(), x.as<T>(), x.size);

@@ -1,6 +1,8 @@
 // Fused optimizer steps (PyTorch's SGD, Adam/AdamW, RMSprop and Adagrad, non-fused formulation), in place
 // on the parameter and its state. Scalars are computed once in double; the per-element
 // work is one vectorised pass over memory, split across threads.
+#include "../core/args/optim.h"
+
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -15,17 +17,7 @@ namespace {
 
 constexpr int64_t kGrain = 32 * 1024;
 
-double finiteNumber(const KernelCall& call, const char* name) {
-  double v = call.number(name);
-  if (!std::isfinite(v)) call.fail("ERR_VALUE", std::string(name) + " must be finite, got " + std::to_string(v));
-  return v;
-}
-
-// Per-element scalars of SGD, already rounded to float as the kernel uses them.
-struct SgdScalars {
-  float lr, momentum, dampeningComplement, weightDecay;
-  bool nesterov, firstStep;
-};
+using namespace deepnode::args;
 
 DEEPNODE_CLONES void sgdPlain(float* __restrict param, const float* __restrict grad, int64_t n, SgdScalars s) {
   for (int64_t i = 0; i < n; ++i) param[i] -= s.lr * (grad[i] + s.weightDecay * param[i]);
@@ -41,11 +33,6 @@ DEEPNODE_CLONES void sgdMomentum(float* __restrict param, const float* __restric
     param[i] -= s.lr * d;
   }
 }
-
-// Per-element scalars of Adam: computed in double, used in float.
-struct AdamScalars {
-  float beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, weightDecay, decay, stepSize, sqrtBc2;
-};
 
 // One pass: (decay), moments, bias-corrected update. kDecoupled is AdamW, kAmsgrad keeps
 // the running maximum of the second moment.
@@ -81,11 +68,6 @@ void adamAll(bool amsgrad, float* param, const float* grad, float* m, float* v, 
       adamRun<kDecoupled, false>(param + b, grad + b, m + b, v + b, nullptr, e - b, s);
   });
 }
-
-// Per-element scalars of RMSprop.
-struct RmspropScalars {
-  float lr, alpha, oneMinusAlpha, eps, weightDecay, momentum;
-};
 
 // kCentered subtracts the squared running mean of the gradient; kMomentum keeps a buffer.
 template <bool kCentered, bool kMomentum>
@@ -132,78 +114,29 @@ DEEPNODE_CLONES void adagradRun(float* __restrict param, const float* __restrict
   }
 }
 
-// An optional state buffer of param's size at `index`, or nullptr when not needed.
-float* optionalState(KernelCall& call, size_t index, const char* name, bool needed, int64_t size) {
-  if (!needed || size == 0) return nullptr;
-  if (!call.hasBuffer(index)) call.fail("ERR_ARGUMENT", std::string("this step needs a ") + name + " buffer");
-  float* data = call.buffer(index, name, DType::Float32).as<float>();
-  call.expectSize(index, name, size);
-  return data;
-}
-
 }  // namespace
 
 void sgdStep(KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  const Buffer& grad = call.buffer(1, "grad", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  SgdScalars s{};
-  double momentum = finiteNumber(call, "momentum"), dampening = finiteNumber(call, "dampening");
-  s.lr = static_cast<float>(finiteNumber(call, "lr"));
-  s.momentum = static_cast<float>(momentum);
-  s.dampeningComplement = static_cast<float>(1.0 - dampening);
-  s.weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
-  s.nesterov = call.flag("nesterov", false);
-  s.firstStep = call.flag("firstStep", false);
-
-  float* p = param.as<float>();
-  const float* g = grad.as<float>();
-  if (momentum == 0) {
-    parallelFor(param.size, kGrain, [&](int64_t b, int64_t e) { sgdPlain(p + b, g + b, e - b, s); });
+  const SgdArgs args = readSgdArgs(call);
+  const SgdScalars& s = args.scalars;
+  const int64_t n = call.buffers[0].size;
+  float* p = call.buffers[0].as<float>();
+  const float* g = call.buffers[1].as<float>();
+  if (args.momentum == 0) {
+    parallelFor(n, kGrain, [&](int64_t b, int64_t e) { sgdPlain(p + b, g + b, e - b, s); });
     return;
   }
-  if (!call.hasBuffer(2) && param.size > 0) call.fail("ERR_ARGUMENT", "momentum != 0 needs a momentumBuffer");
-  if (param.size == 0) return;
-  float* buf = call.buffer(2, "momentumBuffer", DType::Float32).as<float>();
-  call.expectSize(2, "momentumBuffer", param.size);
-  parallelFor(param.size, kGrain, [&](int64_t b, int64_t e) { sgdMomentum(p + b, g + b, buf + b, e - b, s); });
+  if (n == 0) return;
+  float* buf = args.momentumBuffer;
+  parallelFor(n, kGrain, [&](int64_t b, int64_t e) { sgdMomentum(p + b, g + b, buf + b, e - b, s); });
 }
 
 void adamStep(KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "expAvg", DType::Float32);
-  call.buffer(3, "expAvgSq", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "expAvg", param.size);
-  call.expectSize(3, "expAvgSq", param.size);
-  bool amsgrad = call.flag("amsgrad", false), decoupled = call.flag("decoupledWeightDecay", false);
-  float* maxV = nullptr;
-  if (amsgrad && param.size > 0) {
-    if (!call.hasBuffer(4)) call.fail("ERR_ARGUMENT", "amsgrad needs a maxExpAvgSq buffer");
-    maxV = call.buffer(4, "maxExpAvgSq", DType::Float32).as<float>();
-    call.expectSize(4, "maxExpAvgSq", param.size);
-  }
+  float* maxV = readAdamBuffers(call);
+  const bool amsgrad = call.flag("amsgrad", false), decoupled = call.flag("decoupledWeightDecay", false);
+  const AdamScalars s = readAdamScalars(call);
 
-  double lr = finiteNumber(call, "lr"), beta1 = finiteNumber(call, "beta1"), beta2 = finiteNumber(call, "beta2");
-  double eps = finiteNumber(call, "eps"), weightDecay = finiteNumber(call, "weightDecay");
-  int64_t step = call.integer("step");
-  if (step < 1) call.fail("ERR_VALUE", "step must be at least 1, got " + std::to_string(step));
-  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
-    call.fail("ERR_VALUE",
-              "betas must be in [0, 1), got (" + std::to_string(beta1) + ", " + std::to_string(beta2) + ")");
-  }
-  double bc1 = 1 - std::pow(beta1, static_cast<double>(step)), bc2 = 1 - std::pow(beta2, static_cast<double>(step));
-  AdamScalars s{static_cast<float>(beta1),
-                static_cast<float>(1 - beta1),
-                static_cast<float>(beta2),
-                static_cast<float>(1 - beta2),
-                static_cast<float>(eps),
-                static_cast<float>(weightDecay),
-                static_cast<float>(1 - lr * weightDecay),
-                static_cast<float>(lr / bc1),
-                static_cast<float>(std::sqrt(bc2))};
-
+  const Buffer& param = call.buffers[0];
   float* p = param.as<float>();
   const float* g = call.buffers[1].as<float>();
   float* m = call.buffers[2].as<float>();
@@ -215,49 +148,26 @@ void adamStep(KernelCall& call) {
 }
 
 void rmspropStep(KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "squareAvg", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "squareAvg", param.size);
-  double alpha = finiteNumber(call, "alpha"), momentum = finiteNumber(call, "momentum");
-  bool centered = call.flag("centered", false);
-  float* ga = optionalState(call, 3, "gradAvg", centered, param.size);
-  float* buf = optionalState(call, 4, "momentumBuffer", momentum > 0, param.size);
-  RmspropScalars s{static_cast<float>(finiteNumber(call, "lr")),
-                   static_cast<float>(alpha),
-                   static_cast<float>(1 - alpha),
-                   static_cast<float>(finiteNumber(call, "eps")),
-                   static_cast<float>(finiteNumber(call, "weightDecay")),
-                   static_cast<float>(momentum)};
-
+  const RmspropArgs args = readRmspropArgs(call);
+  const Buffer& param = call.buffers[0];
   float* p = param.as<float>();
   const float* g = call.buffers[1].as<float>();
   float* sq = call.buffers[2].as<float>();
-  if (centered)
-    rmspropAll<true>(p, g, sq, ga, buf, param.size, s);
+  float* buf = args.momentumBuffer;
+  if (args.centered)
+    rmspropAll<true>(p, g, sq, args.gradAvg, buf, param.size, args.scalars);
   else
-    rmspropAll<false>(p, g, sq, nullptr, buf, param.size, s);
+    rmspropAll<false>(p, g, sq, nullptr, buf, param.size, args.scalars);
 }
 
 void adagradStep(KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "stateSum", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "stateSum", param.size);
-  double lr = finiteNumber(call, "lr"), lrDecay = finiteNumber(call, "lrDecay");
-  int64_t step = call.integer("step");
-  if (step < 1) call.fail("ERR_VALUE", "step must be at least 1, got " + std::to_string(step));
-  auto clr = static_cast<float>(lr / (1 + static_cast<double>(step - 1) * lrDecay));
-  auto eps = static_cast<float>(finiteNumber(call, "eps"));
-  auto weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
-
+  const AdagradScalars s = readAdagradScalars(call);
+  const Buffer& param = call.buffers[0];
   float* p = param.as<float>();
   const float* g = call.buffers[1].as<float>();
   float* sum = call.buffers[2].as<float>();
   parallelFor(param.size, kGrain,
-              [&](int64_t b, int64_t e) { adagradRun(p + b, g + b, sum + b, e - b, clr, eps, weightDecay); });
+              [&](int64_t b, int64_t e) { adagradRun(p + b, g + b, sum + b, e - b, s.clr, s.eps, s.weightDecay); });
 }
 
 }  // namespace deepnode::cpu

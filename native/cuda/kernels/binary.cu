@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/elementwise.h"
 #include "../launch.h"
 #include "elementwise.h"
 #include "unary_math.h"
@@ -16,83 +17,7 @@ namespace deepnode::cuda {
 
 namespace elementwise {
 
-enum class BinaryOp {
-  Add,
-  Sub,
-  Mul,
-  Div,
-  Pow,
-  Maximum,
-  Minimum,
-  FloorDiv,
-  Remainder,
-  Eq,
-  Ne,
-  Lt,
-  Le,
-  Gt,
-  Ge,
-  ReluBackward,
-  SigmoidBackward,
-  TanhBackward,
-  GeluBackward,
-  GeluTanhBackward,
-  SiluBackward,
-};
-
-struct NamedBinaryOp {
-  const char* name;
-  BinaryOp op;
-};
-
-const NamedBinaryOp kBinaryOps[] = {
-    {"add", BinaryOp::Add},
-    {"sub", BinaryOp::Sub},
-    {"mul", BinaryOp::Mul},
-    {"div", BinaryOp::Div},
-    {"pow", BinaryOp::Pow},
-    {"maximum", BinaryOp::Maximum},
-    {"minimum", BinaryOp::Minimum},
-    {"floordiv", BinaryOp::FloorDiv},
-    {"remainder", BinaryOp::Remainder},
-    {"eq", BinaryOp::Eq},
-    {"ne", BinaryOp::Ne},
-    {"lt", BinaryOp::Lt},
-    {"le", BinaryOp::Le},
-    {"gt", BinaryOp::Gt},
-    {"ge", BinaryOp::Ge},
-    {"relu_backward", BinaryOp::ReluBackward},
-    {"sigmoid_backward", BinaryOp::SigmoidBackward},
-    {"tanh_backward", BinaryOp::TanhBackward},
-    {"gelu_backward", BinaryOp::GeluBackward},
-    {"gelu_tanh_backward", BinaryOp::GeluTanhBackward},
-    {"silu_backward", BinaryOp::SiluBackward},
-};
-
-BinaryOp parseBinaryOp(const KernelCall& call) {
-  std::string name = call.string("op");
-  for (const NamedBinaryOp& entry : kBinaryOps) {
-    if (name == entry.name) return entry.op;
-  }
-  call.fail("ERR_VALUE", "unknown binary op '" + name + "'");
-}
-
-bool isComparison(BinaryOp op) {
-  return op >= BinaryOp::Eq && op <= BinaryOp::Ge;
-}
-
-// Ops a dtype supports, as the cpu kernel decides.
-bool binarySupports(DType dtype, BinaryOp op) {
-  switch (dtype) {
-    case DType::Float32: return true;
-    case DType::Int32:
-      return op != BinaryOp::Div && op != BinaryOp::ReluBackward && op != BinaryOp::SigmoidBackward &&
-             op != BinaryOp::TanhBackward && op < BinaryOp::GeluBackward;
-    case DType::UInt8:
-      return isComparison(op) || op == BinaryOp::Maximum || op == BinaryOp::Minimum || op == BinaryOp::Mul;
-    default: return false;
-  }
-}
+using namespace args;
 
 // Comparisons, for every dtype.
 template <typename T>
@@ -251,16 +176,12 @@ void scanDivisors(const int32_t* b, int64_t n, bool zeroOnly, int* flag) {
 }
 
 // Integer division by zero and negative integer powers are errors, found before any write.
-// They name the element-wise op (floordiv, remainder, pow), as the cpu kernel does.
 void checkIntegerDivisor(const KernelCall& call, BinaryOp op, const Buffer& b, int64_t outNumel) {
   const bool division = op == BinaryOp::FloorDiv || op == BinaryOp::Remainder;
   if (outNumel == 0 || b.size == 0 || (!division && op != BinaryOp::Pow)) return;
   ErrorFlag flag;
   scanDivisors(b.as<int32_t>(), b.size, division, flag.device());
-  if (!flag.raised()) return;
-  const std::string name = call.string("op");
-  if (division) throw KernelError("ERR_VALUE", name + ": integer division by zero");
-  throw KernelError("ERR_VALUE", name + ": integers to negative integer powers are not allowed");
+  if (flag.raised()) failIntegerDivisor(call, division);
 }
 
 void binaryDispatch(BinaryOp op, const Strides& s, int64_t n, const Buffer& out, const Buffer& a, const Buffer& b) {
@@ -279,29 +200,14 @@ void binaryDispatch(BinaryOp op, const Strides& s, int64_t n, const Buffer& out,
 }
 
 void binary(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& a = call.buffer(1, "a");
-  const Buffer& b = call.buffer(2, "b");
-  BinaryOp op = parseBinaryOp(call);
-  Shape outShape = checkedShape(call, "outShape"), aShape = checkedShape(call, "aShape"),
-        bShape = checkedShape(call, "bShape");
-
-  checkSameDType(call, a, b, "a", "b");
-  if (a.dtype == DType::Float64) call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cuda backend");
-  if (!binarySupports(a.dtype, op)) {
-    call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(a.dtype));
-  }
-  DType outDType = isComparison(op) ? DType::UInt8 : a.dtype;
-  call.buffer(0, "out", outDType);
-  checkBroadcast(call, outShape, aShape, "a");
-  checkBroadcast(call, outShape, bShape, "b");
-  const int64_t n = numel(outShape);
-  call.expectSize(0, "out", n);
-  call.expectSize(1, "a", numel(aShape));
-  call.expectSize(2, "b", numel(bShape));
-  if (a.dtype == DType::Int32) checkIntegerDivisor(call, op, b, n);
+  BinaryArgs args = readBinaryArgs(call, "cuda");
+  const Buffer& out = call.buffers[0];
+  const Buffer& a = call.buffers[1];
+  const Buffer& b = call.buffers[2];
+  const int64_t n = numel(args.outShape);
+  if (a.dtype == DType::Int32) checkIntegerDivisor(call, args.op, b, n);
   if (n == 0) return;
-  binaryDispatch(op, planBroadcast(call, outShape, {aShape, bShape}), n, out, a, b);
+  binaryDispatch(args.op, planBroadcast(call, args.outShape, {args.aShape, args.bShape}), n, out, a, b);
 }
 
 }  // namespace elementwise

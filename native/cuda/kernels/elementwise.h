@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../../core/args/common.h"
 #include "../../core/hd.h"
 #include "../kernels.h"
 
@@ -63,16 +64,19 @@ DEEPNODE_HD inline void offsetsOf(const Strides& s, int64_t i, int64_t (&offsets
   }
 }
 
-// Reads a shape attribute whose element count fits in int64.
-Shape checkedShape(const KernelCall& call, const char* name);
-// Fails with ERR_SHAPE unless `in` broadcasts to `out` (right-aligned, each dim equal or 1).
-void checkBroadcast(const KernelCall& call, const Shape& out, const Shape& in, const char* role);
+// The cpu kernels' checks (native/core/args/common.h): shape attributes, broadcasting,
+// matching dtypes and finite numbers, with the same codes and messages.
+using args::checkBroadcast;
+using args::checkedShape;
+using args::checkSameDType;
+using args::finiteNumber;
+
 // The plan of out = f(ins...): size-1 dims dropped and contiguous runs merged, as the cpu
 // kernels plan it; ERR_NOT_SUPPORTED when more than kMaxDims dims remain.
 Strides planBroadcast(const KernelCall& call, const Shape& out, const std::vector<Shape>& ins);
-void checkSameDType(const KernelCall& call, const Buffer& x, const Buffer& y, const char* xRole, const char* yRole);
-// A number attribute that must be finite (ERR_VALUE otherwise), as the cpu kernels read them.
-double finiteNumber(const KernelCall& call, const char* name);
+// The Strides of dims `shape` of an output of shape `out`, operand k's strides along them
+// in strides[k]; the caller checks that shape has at most kMaxDims dims.
+Strides packStrides(const Shape& shape, const std::vector<int64_t>* strides, int operands, const Shape& out);
 
 // A device int that kernels raise (store 1) when they meet bad data; read back with raised().
 class ErrorFlag {

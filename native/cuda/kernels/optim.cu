@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/optim.h"
 #include "../launch.h"
 #include "elementwise.h"
 
@@ -14,13 +15,10 @@ namespace deepnode::cuda {
 
 namespace elementwise {
 
+using namespace args;
+
 // ---------------------------------------------------------------------------------------
 // SGD
-
-struct SgdScalars {
-  float lr, momentum, dampeningComplement, weightDecay;
-  bool nesterov, firstStep;
-};
 
 void sgdPlain(float* param, const float* grad, int64_t n, SgdScalars s) {
   forEach("sgd_step", n, [=] DEEPNODE_HD(int64_t i) { param[i] -= s.lr * (grad[i] + s.weightDecay * param[i]); });
@@ -37,37 +35,24 @@ void sgdMomentum(float* param, const float* grad, float* buf, int64_t n, SgdScal
 }
 
 void sgdStep(KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  const Buffer& grad = call.buffer(1, "grad", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  SgdScalars s{};
-  double momentum = finiteNumber(call, "momentum"), dampening = finiteNumber(call, "dampening");
-  s.lr = static_cast<float>(finiteNumber(call, "lr"));
-  s.momentum = static_cast<float>(momentum);
-  s.dampeningComplement = static_cast<float>(1.0 - dampening);
-  s.weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
-  s.nesterov = call.flag("nesterov", false);
-  s.firstStep = call.flag("firstStep", false);
-
-  float* p = param.as<float>();
-  const float* g = grad.as<float>();
-  if (momentum == 0) return sgdPlain(p, g, param.size, s);
-  if (!call.hasBuffer(2) && param.size > 0) call.fail("ERR_ARGUMENT", "momentum != 0 needs a momentumBuffer");
-  if (param.size == 0) return;
-  float* buf = call.buffer(2, "momentumBuffer", DType::Float32).as<float>();
-  call.expectSize(2, "momentumBuffer", param.size);
-  sgdMomentum(p, g, buf, param.size, s);
+  const SgdArgs args = readSgdArgs(call);
+  const int64_t n = call.buffers[0].size;
+  float* p = call.buffers[0].as<float>();
+  const float* g = call.buffers[1].as<float>();
+  if (args.momentum == 0) return sgdPlain(p, g, n, args.scalars);
+  if (n == 0) return;
+  sgdMomentum(p, g, args.momentumBuffer, n, args.scalars);
 }
 
 // ---------------------------------------------------------------------------------------
 // Adam and AdamW
 
-struct AdamScalars {
-  float beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, weightDecay, decay, stepSize, sqrtBc2;
+// The shared scalars and the step's two variants, passed together into the kernel.
+struct AdamStepScalars : AdamScalars {
   bool decoupled, amsgrad;
 };
 
-void adamRun(float* param, const float* grad, float* m, float* v, float* maxV, int64_t n, AdamScalars s) {
+void adamRun(float* param, const float* grad, float* m, float* v, float* maxV, int64_t n, AdamStepScalars s) {
   forEach("adam_step", n, [=] DEEPNODE_HD(int64_t i) {
     float p = param[i], g = grad[i];
     if (s.decoupled)
@@ -87,56 +72,16 @@ void adamRun(float* param, const float* grad, float* m, float* v, float* maxV, i
   });
 }
 
-// The step's scalars from lr, betas, eps, weightDecay and step, checked as the cpu does.
-AdamScalars adamScalars(const KernelCall& call) {
-  double lr = finiteNumber(call, "lr"), beta1 = finiteNumber(call, "beta1"), beta2 = finiteNumber(call, "beta2");
-  double eps = finiteNumber(call, "eps"), weightDecay = finiteNumber(call, "weightDecay");
-  int64_t step = call.integer("step");
-  if (step < 1) call.fail("ERR_VALUE", "step must be at least 1, got " + std::to_string(step));
-  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
-    call.fail("ERR_VALUE",
-              "betas must be in [0, 1), got (" + std::to_string(beta1) + ", " + std::to_string(beta2) + ")");
-  }
-  double bc1 = 1 - ::pow(beta1, static_cast<double>(step)), bc2 = 1 - ::pow(beta2, static_cast<double>(step));
-  return AdamScalars{static_cast<float>(beta1),
-                     static_cast<float>(1 - beta1),
-                     static_cast<float>(beta2),
-                     static_cast<float>(1 - beta2),
-                     static_cast<float>(eps),
-                     static_cast<float>(weightDecay),
-                     static_cast<float>(1 - lr * weightDecay),
-                     static_cast<float>(lr / bc1),
-                     static_cast<float>(::sqrt(bc2)),
-                     call.flag("decoupledWeightDecay", false),
-                     call.flag("amsgrad", false)};
-}
-
 void adamStep(KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "expAvg", DType::Float32);
-  call.buffer(3, "expAvgSq", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "expAvg", param.size);
-  call.expectSize(3, "expAvgSq", param.size);
-  const bool amsgrad = call.flag("amsgrad", false);
-  float* maxV = nullptr;
-  if (amsgrad && param.size > 0) {
-    if (!call.hasBuffer(4)) call.fail("ERR_ARGUMENT", "amsgrad needs a maxExpAvgSq buffer");
-    maxV = call.buffer(4, "maxExpAvgSq", DType::Float32).as<float>();
-    call.expectSize(4, "maxExpAvgSq", param.size);
-  }
-  AdamScalars s = adamScalars(call);
+  float* maxV = readAdamBuffers(call);
+  const Buffer& param = call.buffers[0];
+  AdamStepScalars s{readAdamScalars(call), call.flag("decoupledWeightDecay", false), call.flag("amsgrad", false)};
   adamRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), call.buffers[3].as<float>(),
           maxV, param.size, s);
 }
 
 // ---------------------------------------------------------------------------------------
 // RMSprop
-
-struct RmspropScalars {
-  float lr, alpha, oneMinusAlpha, eps, weightDecay, momentum;
-};
 
 // ga (centered) and buf (momentum) are nullptr when not used.
 void rmspropRun(float* param, const float* grad, float* sq, float* ga, float* buf, int64_t n, RmspropScalars s) {
@@ -160,32 +105,11 @@ void rmspropRun(float* param, const float* grad, float* sq, float* ga, float* bu
   });
 }
 
-// An optional state buffer of param's size at `index`, or nullptr when not needed.
-float* optionalState(KernelCall& call, size_t index, const char* name, bool needed, int64_t size) {
-  if (!needed || size == 0) return nullptr;
-  if (!call.hasBuffer(index)) call.fail("ERR_ARGUMENT", std::string("this step needs a ") + name + " buffer");
-  float* data = call.buffer(index, name, DType::Float32).as<float>();
-  call.expectSize(index, name, size);
-  return data;
-}
-
 void rmspropStep(KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "squareAvg", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "squareAvg", param.size);
-  double alpha = finiteNumber(call, "alpha"), momentum = finiteNumber(call, "momentum");
-  bool centered = call.flag("centered", false);
-  float* ga = optionalState(call, 3, "gradAvg", centered, param.size);
-  float* buf = optionalState(call, 4, "momentumBuffer", momentum > 0, param.size);
-  RmspropScalars s{static_cast<float>(finiteNumber(call, "lr")),
-                   static_cast<float>(alpha),
-                   static_cast<float>(1 - alpha),
-                   static_cast<float>(finiteNumber(call, "eps")),
-                   static_cast<float>(finiteNumber(call, "weightDecay")),
-                   static_cast<float>(momentum)};
-  rmspropRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), ga, buf, param.size, s);
+  const RmspropArgs args = readRmspropArgs(call);
+  const Buffer& param = call.buffers[0];
+  rmspropRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), args.gradAvg,
+             args.momentumBuffer, param.size, args.scalars);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -201,19 +125,10 @@ void adagradRun(float* param, const float* grad, float* sum, int64_t n, float cl
 }
 
 void adagradStep(KernelCall& call) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  call.buffer(1, "grad", DType::Float32);
-  call.buffer(2, "stateSum", DType::Float32);
-  call.expectSize(1, "grad", param.size);
-  call.expectSize(2, "stateSum", param.size);
-  double lr = finiteNumber(call, "lr"), lrDecay = finiteNumber(call, "lrDecay");
-  int64_t step = call.integer("step");
-  if (step < 1) call.fail("ERR_VALUE", "step must be at least 1, got " + std::to_string(step));
-  auto clr = static_cast<float>(lr / (1 + static_cast<double>(step - 1) * lrDecay));
-  auto eps = static_cast<float>(finiteNumber(call, "eps"));
-  auto weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
-  adagradRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), param.size, clr, eps,
-             weightDecay);
+  const AdagradScalars s = readAdagradScalars(call);
+  const Buffer& param = call.buffers[0];
+  adagradRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), param.size, s.clr, s.eps,
+             s.weightDecay);
 }
 
 }  // namespace elementwise

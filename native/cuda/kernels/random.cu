@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/random.h"
 #include "../../core/philox.h"
 #include "../launch.h"
 #include "elementwise.h"
@@ -13,19 +14,7 @@ namespace deepnode::cuda {
 
 namespace elementwise {
 
-// Reads seedLo, seedHi and offset, each checked to be a non-negative integer in range.
-philox::Key randomKey(const KernelCall& call) {
-  int64_t lo = call.integer("seedLo"), hi = call.integer("seedHi"), offset = call.integer("offset");
-  if (lo < 0 || lo > 0xffffffffLL || hi < 0 || hi > 0xffffffffLL) {
-    call.fail("ERR_VALUE", "seed halves must be 32-bit unsigned integers, got seedLo=" + std::to_string(lo) +
-                               " seedHi=" + std::to_string(hi));
-  }
-  if (offset < 0) call.fail("ERR_VALUE", "offset must be non-negative, got " + std::to_string(offset));
-  philox::Key key;
-  key.seed = (static_cast<uint64_t>(hi) << 32) | static_cast<uint64_t>(lo);
-  key.offset = static_cast<uint64_t>(offset);
-  return key;
-}
+using namespace args;
 
 // The blocks that elements [0, n) of `key` fall in: the first and how many.
 struct BlockRange {
@@ -114,17 +103,11 @@ void randNormal(KernelCall& call) {
 // mask = keep ? 1 / (1 - p) : 0 with keep = uniform >= p, and out = x * mask, as
 // backend.ts states; p == 1 keeps nothing, so the mask is all zeros.
 void dropout(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out", DType::Float32);
-  const Buffer& mask = call.buffer(1, "mask", DType::Float32);
-  const Buffer& x = call.buffer(2, "x", DType::Float32);
-  call.expectSize(0, "out", x.size);
-  call.expectSize(1, "mask", x.size);
-  philox::Key key = randomKey(call);
-  double p = call.number("p");
-  if (!(p >= 0 && p <= 1)) call.fail("ERR_VALUE", "dropout probability must be in [0, 1], got " + std::to_string(p));
+  const DropoutArgs args = readDropoutArgs(call);
+  const Buffer& x = call.buffers[2];
   if (x.size == 0) return;
-  float scale = p < 1 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f;
-  dropoutRun(key, x.size, out.as<float>(), mask.as<float>(), x.as<float>(), p, scale);
+  dropoutRun(args.key, x.size, call.buffers[0].as<float>(), call.buffers[1].as<float>(), x.as<float>(), args.p,
+             args.scale);
 }
 
 }  // namespace elementwise

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/elementwise.h"
 #include "../launch.h"
 #include "elementwise.h"
 #include "unary_math.h"
@@ -15,70 +16,7 @@ namespace deepnode::cuda {
 
 namespace elementwise {
 
-enum class UnaryOp {
-  Neg,
-  Exp,
-  Log,
-  Sqrt,
-  Abs,
-  Sign,
-  Relu,
-  Sigmoid,
-  Tanh,
-  Square,
-  Reciprocal,
-  Sin,
-  Cos,
-  Floor,
-  Ceil,
-  Round,
-  Affine,
-  Pow,
-  Clamp,
-  Erf,
-  Gelu,
-  GeluTanh,
-  Silu,
-};
-
-struct NamedUnaryOp {
-  const char* name;
-  UnaryOp op;
-};
-
-const NamedUnaryOp kUnaryOps[] = {
-    {"neg", UnaryOp::Neg},
-    {"exp", UnaryOp::Exp},
-    {"log", UnaryOp::Log},
-    {"sqrt", UnaryOp::Sqrt},
-    {"abs", UnaryOp::Abs},
-    {"sign", UnaryOp::Sign},
-    {"relu", UnaryOp::Relu},
-    {"sigmoid", UnaryOp::Sigmoid},
-    {"tanh", UnaryOp::Tanh},
-    {"square", UnaryOp::Square},
-    {"reciprocal", UnaryOp::Reciprocal},
-    {"sin", UnaryOp::Sin},
-    {"cos", UnaryOp::Cos},
-    {"floor", UnaryOp::Floor},
-    {"ceil", UnaryOp::Ceil},
-    {"round", UnaryOp::Round},
-    {"affine", UnaryOp::Affine},
-    {"pow", UnaryOp::Pow},
-    {"clamp", UnaryOp::Clamp},
-    {"erf", UnaryOp::Erf},
-    {"gelu", UnaryOp::Gelu},
-    {"gelu_tanh", UnaryOp::GeluTanh},
-    {"silu", UnaryOp::Silu},
-};
-
-UnaryOp parseUnaryOp(const KernelCall& call) {
-  std::string name = call.string("op");
-  for (const NamedUnaryOp& entry : kUnaryOps) {
-    if (name == entry.name) return entry.op;
-  }
-  call.fail("ERR_VALUE", "unknown unary op '" + name + "'");
-}
+using namespace args;
 
 // The float ops, as the cpu defines them (sign(0) = 0, relu keeps NaN, clamp lets beta win
 // when alpha > beta, round is half to even), in double.
@@ -155,8 +93,7 @@ void unaryIntRun(UnaryOp op, int32_t* out, const int32_t* x, int64_t n, IntAffin
 
 IntAffine intAffine(const KernelCall& call) {
   IntAffine p{call.number("alpha", 1), call.number("beta", 0), 0, 0, false};
-  p.integral =
-      ::fabs(p.alpha) < 9.2e18 && ::fabs(p.beta) < 9.2e18 && ::trunc(p.alpha) == p.alpha && ::trunc(p.beta) == p.beta;
+  p.integral = affineIsIntegral(p.alpha, p.beta);
   if (p.integral) {
     p.a = static_cast<uint64_t>(static_cast<int64_t>(p.alpha));
     p.b = static_cast<uint64_t>(static_cast<int64_t>(p.beta));
@@ -165,24 +102,18 @@ IntAffine intAffine(const KernelCall& call) {
 }
 
 void unary(KernelCall& call) {
-  const Buffer& out = call.buffer(0, "out");
-  const Buffer& x = call.buffer(1, "x");
-  UnaryOp op = parseUnaryOp(call);
-  checkSameDType(call, out, x, "out", "x");
-  call.expectSize(0, "out", x.size);
+  UnaryOp op = readUnaryArgs(call);
+  const Buffer& out = call.buffers[0];
+  const Buffer& x = call.buffers[1];
 
   if (x.dtype == DType::Float32) {
     double alpha = call.number("alpha", 0), beta = call.number("beta", 0);
     return unaryFloat(op, out.as<float>(), x.as<float>(), x.size, alpha, beta);
   }
-  bool intOp =
-      op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square || op == UnaryOp::Affine;
-  if (x.dtype == DType::Int32 && intOp)
+  if (x.dtype == DType::Int32 && unaryHasIntKernel(op)) {
     return unaryIntRun(op, out.as<int32_t>(), x.as<int32_t>(), x.size, intAffine(call));
-  if (x.dtype == DType::Float64) {
-    call.fail("ERR_NOT_SUPPORTED", "float64 is not supported by the cuda backend; cast to float32");
   }
-  call.fail("ERR_DTYPE", "op '" + call.string("op") + "' does not support dtype " + dtypeName(x.dtype));
+  failUnaryDType(call, x.dtype, "cuda");
 }
 
 }  // namespace elementwise

@@ -1,0 +1,169 @@
+// The optimizer steps' buffers, hyperparameters and checks, shared by the cpu kernels
+// (native/cpu/optim.cc) and the CUDA ones (native/cuda/kernels/optim.cu): each step's
+// scalars are computed here once in double and rounded to the float the loops use, so
+// both backends run the same arithmetic and reject the same calls.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "../kernel.h"
+#include "common.h"
+
+namespace deepnode::args {
+
+// The step counter of Adam and Adagrad, which starts at 1.
+inline int64_t optimizerStep(const KernelCall& call) {
+  int64_t step = call.integer("step");
+  if (step < 1) call.fail("ERR_VALUE", "step must be at least 1, got " + std::to_string(step));
+  return step;
+}
+
+// Checks param (buffer 0) and the buffers after it, named by `roles`: float32, then of
+// param's size; returns param.
+inline const Buffer& readStepBuffers(const KernelCall& call, std::initializer_list<const char*> roles) {
+  const Buffer& param = call.buffer(0, "param", DType::Float32);
+  size_t index = 1;
+  for (const char* role : roles) call.buffer(index++, role, DType::Float32);
+  index = 1;
+  for (const char* role : roles) call.expectSize(index++, role, param.size);
+  return param;
+}
+
+// An optional state buffer of param's size at `index`, or nullptr when not needed.
+inline float* optionalState(const KernelCall& call, size_t index, const char* name, bool needed, int64_t size) {
+  if (!needed || size == 0) return nullptr;
+  if (!call.hasBuffer(index)) call.fail("ERR_ARGUMENT", std::string("this step needs a ") + name + " buffer");
+  float* data = call.buffer(index, name, DType::Float32).as<float>();
+  call.expectSize(index, name, size);
+  return data;
+}
+
+// ---------------------------------------------------------------------------------------
+// SGD: buffers [param, grad, momentumBuffer (when momentum != 0)]
+
+// Per-element scalars of SGD, already rounded to float as the kernel uses them.
+struct SgdScalars {
+  float lr, momentum, dampeningComplement, weightDecay;
+  bool nesterov, firstStep;
+};
+
+struct SgdArgs {
+  SgdScalars scalars;
+  double momentum;        // exactly, to pick the plain step when 0
+  float* momentumBuffer;  // nullptr for the plain step or an empty param
+};
+
+inline SgdArgs readSgdArgs(const KernelCall& call) {
+  const Buffer& param = readStepBuffers(call, {"grad"});
+  SgdArgs args{};
+  SgdScalars& s = args.scalars;
+  double momentum = finiteNumber(call, "momentum"), dampening = finiteNumber(call, "dampening");
+  s.lr = static_cast<float>(finiteNumber(call, "lr"));
+  s.momentum = static_cast<float>(momentum);
+  s.dampeningComplement = static_cast<float>(1.0 - dampening);
+  s.weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
+  s.nesterov = call.flag("nesterov", false);
+  s.firstStep = call.flag("firstStep", false);
+  args.momentum = momentum;
+
+  if (momentum == 0) return args;
+  if (!call.hasBuffer(2) && param.size > 0) call.fail("ERR_ARGUMENT", "momentum != 0 needs a momentumBuffer");
+  if (param.size == 0) return args;
+  args.momentumBuffer = call.buffer(2, "momentumBuffer", DType::Float32).as<float>();
+  call.expectSize(2, "momentumBuffer", param.size);
+  return args;
+}
+
+// ---------------------------------------------------------------------------------------
+// Adam and AdamW: buffers [param, grad, expAvg, expAvgSq, maxExpAvgSq (amsgrad)]
+
+// Per-element scalars of Adam: computed in double, used in float.
+struct AdamScalars {
+  float beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, weightDecay, decay, stepSize, sqrtBc2;
+};
+
+// Checks the buffers; returns maxExpAvgSq, or nullptr without amsgrad or for an empty param.
+inline float* readAdamBuffers(const KernelCall& call) {
+  const Buffer& param = readStepBuffers(call, {"grad", "expAvg", "expAvgSq"});
+  float* maxV = nullptr;
+  if (call.flag("amsgrad", false) && param.size > 0) {
+    if (!call.hasBuffer(4)) call.fail("ERR_ARGUMENT", "amsgrad needs a maxExpAvgSq buffer");
+    maxV = call.buffer(4, "maxExpAvgSq", DType::Float32).as<float>();
+    call.expectSize(4, "maxExpAvgSq", param.size);
+  }
+  return maxV;
+}
+
+// The step's scalars from lr, betas, eps, weightDecay and step.
+inline AdamScalars readAdamScalars(const KernelCall& call) {
+  double lr = finiteNumber(call, "lr"), beta1 = finiteNumber(call, "beta1"), beta2 = finiteNumber(call, "beta2");
+  double eps = finiteNumber(call, "eps"), weightDecay = finiteNumber(call, "weightDecay");
+  int64_t step = optimizerStep(call);
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
+    call.fail("ERR_VALUE",
+              "betas must be in [0, 1), got (" + std::to_string(beta1) + ", " + std::to_string(beta2) + ")");
+  }
+  double bc1 = 1 - std::pow(beta1, static_cast<double>(step)), bc2 = 1 - std::pow(beta2, static_cast<double>(step));
+  return AdamScalars{static_cast<float>(beta1),
+                     static_cast<float>(1 - beta1),
+                     static_cast<float>(beta2),
+                     static_cast<float>(1 - beta2),
+                     static_cast<float>(eps),
+                     static_cast<float>(weightDecay),
+                     static_cast<float>(1 - lr * weightDecay),
+                     static_cast<float>(lr / bc1),
+                     static_cast<float>(std::sqrt(bc2))};
+}
+
+// ---------------------------------------------------------------------------------------
+// RMSprop: buffers [param, grad, squareAvg, gradAvg (centered), momentumBuffer (momentum > 0)]
+
+// Per-element scalars of RMSprop.
+struct RmspropScalars {
+  float lr, alpha, oneMinusAlpha, eps, weightDecay, momentum;
+};
+
+struct RmspropArgs {
+  RmspropScalars scalars;
+  bool centered;
+  float* gradAvg;         // nullptr unless centered
+  float* momentumBuffer;  // nullptr unless momentum > 0
+};
+
+inline RmspropArgs readRmspropArgs(const KernelCall& call) {
+  const Buffer& param = readStepBuffers(call, {"grad", "squareAvg"});
+  double alpha = finiteNumber(call, "alpha"), momentum = finiteNumber(call, "momentum");
+  bool centered = call.flag("centered", false);
+  float* ga = optionalState(call, 3, "gradAvg", centered, param.size);
+  float* buf = optionalState(call, 4, "momentumBuffer", momentum > 0, param.size);
+  RmspropScalars s{static_cast<float>(finiteNumber(call, "lr")),
+                   static_cast<float>(alpha),
+                   static_cast<float>(1 - alpha),
+                   static_cast<float>(finiteNumber(call, "eps")),
+                   static_cast<float>(finiteNumber(call, "weightDecay")),
+                   static_cast<float>(momentum)};
+  return RmspropArgs{s, centered, ga, buf};
+}
+
+// ---------------------------------------------------------------------------------------
+// Adagrad: buffers [param, grad, stateSum]
+
+struct AdagradScalars {
+  float clr, eps, weightDecay;  // clr: lr decayed for this step
+};
+
+inline AdagradScalars readAdagradScalars(const KernelCall& call) {
+  readStepBuffers(call, {"grad", "stateSum"});
+  double lr = finiteNumber(call, "lr"), lrDecay = finiteNumber(call, "lrDecay");
+  int64_t step = optimizerStep(call);
+  AdagradScalars s;
+  s.clr = static_cast<float>(lr / (1 + static_cast<double>(step - 1) * lrDecay));
+  s.eps = static_cast<float>(finiteNumber(call, "eps"));
+  s.weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
+  return s;
+}
+
+}  // namespace deepnode::args
