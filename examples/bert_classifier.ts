@@ -238,6 +238,13 @@ function loadHead(model: PretrainedClassifier, all: Record<string, Tensor>): voi
   if (fits) model.loadStateDict(Object.fromEntries(head.map((name) => [name, all[name]!])), false);
 }
 
+/** The longest input the model of a pretrained folder takes: its max_position_embeddings. */
+export function maxPositionsOf(dir: string): number {
+  checkFolder(dir, OP);
+  const path = join(dir, "config.json");
+  return parsePretrainedConfig(readJson(path, OP), path).max_position_embeddings;
+}
+
 /**
  * A Hugging Face BERT or DistilBERT folder (config.json, model.safetensors, tokenizer.json)
  * as a sentiment classifier ready to fine-tune: the encoder's weights loaded ("bert." or

@@ -22,6 +22,7 @@ import {
   type HostTensor,
 } from "../lib/io/safetensors.js";
 import { fromTypedArray } from "../lib/tensor.js";
+import { expectThrows } from "./helpers.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "deepnode-io-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -301,6 +302,25 @@ describe("safetensors files of Tensors", () => {
       `loadSafetensors: ${path}: file is 3 bytes, shorter than 8`,
     );
     expect(() => readSafetensorsMetadata(path)).toThrow(`${path}: file is 3 bytes, shorter than 8`);
+  });
+});
+
+describe("safetensors files that cannot be read", () => {
+  it("names a missing file or a folder in a FormatError, sync and async", async () => {
+    const missing = join(scratch, "absent.safetensors");
+    const rejected = await loadSafetensors(missing).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(rejected).toBeInstanceOf(FormatError);
+    expect((rejected as Error).message).toBe(
+      `loadSafetensors: ${missing}: cannot be read: no such file`,
+    );
+    expectThrows(
+      () => loadSafetensorsSync(scratch),
+      FormatError,
+      `loadSafetensorsSync: ${scratch}: cannot be read: is a folder, not a file`,
+    );
   });
 });
 

@@ -18,8 +18,9 @@ import {
   type ImdbEpochStats,
   type SentimentPrediction,
 } from "../../examples/imdb.js";
-import { loadPretrainedClassifier } from "../../examples/bert_classifier.js";
+import { loadPretrainedClassifier, maxPositionsOf } from "../../examples/bert_classifier.js";
 import { manualSeed } from "../random.js";
+import { checkpointFolderOf } from "../train/checkpoint.js";
 import { fitImdb, type ImdbFitOptions } from "../../examples/imdb_trainer.js";
 
 export interface ImdbTrainFlags {
@@ -44,6 +45,8 @@ export interface ImdbTrainFlags {
   plot?: string;
   /** --model bert: the Hugging Face BERT or DistilBERT folder to fine-tune. */
   pretrained?: string;
+  /** --max-length was left at its default: with --model bert it is cut to the model's limit. */
+  maxLengthIsDefault?: boolean;
   saveSteps?: number;
 }
 
@@ -59,7 +62,7 @@ export const IMDB_BERT_DEFAULTS = { lr: 2e-5, out: "imdb-bert" };
 /** The flags with IMDB's defaults for the ones the user left at their default. */
 export function withImdbDefaults(
   flags: ImdbTrainFlags,
-  isDefault: (name: "lr" | "out" | "hiddenSize") => boolean,
+  isDefault: (name: "lr" | "out" | "hiddenSize" | "maxLength") => boolean,
 ): ImdbTrainFlags {
   const defaults =
     flags.model === "transformer"
@@ -73,6 +76,7 @@ export function withImdbDefaults(
     lr: isDefault("lr") ? defaults.lr : flags.lr,
     out: isDefault("out") ? defaults.out : flags.out,
     hiddenSize: isDefault("hiddenSize") ? defaults.hiddenSize : flags.hiddenSize,
+    maxLengthIsDefault: isDefault("maxLength"),
   };
 }
 
@@ -117,6 +121,9 @@ const MODEL_NAMES: Record<string, string> = {
 async function loadFineTune(flags: ImdbTrainFlags) {
   if (flags.model !== "bert") return undefined;
   manualSeed(flags.seed);
+  if (flags.maxLengthIsDefault === true) {
+    flags.maxLength = Math.min(flags.maxLength, maxPositionsOf(flags.pretrained!));
+  }
   const fineTune = await loadPretrainedClassifier(flags.pretrained!, flags.maxLength);
   console.log(
     `fine-tuning ${fineTune.model.constructor.name} from ${flags.pretrained}` +
@@ -127,7 +134,9 @@ async function loadFineTune(flags: ImdbTrainFlags) {
 
 /** The checkpoint, resume, metrics and plot flags as fitImdb's options (as train mnist's). */
 function imdbFiles(flags: ImdbTrainFlags): Partial<ImdbFitOptions> {
-  const checkpointDir = flags.checkpointDir ?? flags.resume;
+  const checkpointDir =
+    flags.checkpointDir ??
+    (flags.resume === undefined ? undefined : checkpointFolderOf(flags.resume));
   return {
     ...(flags.limit === undefined ? {} : { limit: flags.limit }),
     ...(flags.data === undefined ? {} : { dataFile: flags.data }),

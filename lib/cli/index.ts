@@ -10,6 +10,7 @@ import { packageRoot } from "../backend/native.js";
 import { buildInfo, setNumThreads } from "../runtime.js";
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.js";
 import { loadMnist } from "../data/mnist.js";
+import { checkpointFolderOf } from "../train/checkpoint.js";
 import {
   MNISTNet,
   evaluate,
@@ -131,7 +132,9 @@ interface TrainFlags {
 
 /** The optional file and folder flags, as fitMnist's options. */
 function trainFiles(flags: TrainFlags) {
-  const checkpointDir = flags.checkpointDir ?? flags.resume;
+  const checkpointDir =
+    flags.checkpointDir ??
+    (flags.resume === undefined ? undefined : checkpointFolderOf(flags.resume));
   return {
     ...(flags.data === undefined ? {} : { dataDir: flags.data }),
     ...(flags.limit === undefined ? {} : { limit: flags.limit }),

@@ -487,7 +487,12 @@ export async function loadSafetensors(
   path: string,
   options: LoadSafetensorsOptions = {},
 ): Promise<Record<string, Tensor>> {
-  const bytes = await fsp.readFile(path);
+  let bytes: Uint8Array;
+  try {
+    bytes = await fsp.readFile(path);
+  } catch (error) {
+    throw unreadable("loadSafetensors", path, error);
+  }
   return toTensors(decodeSafetensors(bytes, path), options.device);
 }
 
@@ -495,5 +500,25 @@ export function loadSafetensorsSync(
   path: string,
   options: LoadSafetensorsOptions = {},
 ): Record<string, Tensor> {
-  return toTensors(decodeSafetensors(fs.readFileSync(path), path), options.device);
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(path);
+  } catch (error) {
+    throw unreadable("loadSafetensorsSync", path, error);
+  }
+  return toTensors(decodeSafetensors(bytes, path), options.device);
+}
+
+/** A FormatError for a file the OS would not read: missing, a folder, not permitted. */
+function unreadable(op: string, path: string, error: unknown): FormatError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const why =
+    code === "ENOENT"
+      ? "no such file"
+      : code === "EISDIR"
+        ? "is a folder, not a file"
+        : code === "EACCES"
+          ? "permission denied"
+          : (error as Error).message;
+  return new FormatError(op, `${path}: cannot be read: ${why}`, path);
 }

@@ -6,7 +6,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 import type { DType, TypedArray } from "../dtype.js";
 import { DeepnodeError } from "../errors.js";
@@ -180,6 +180,15 @@ export function rotateCheckpoints(saveDir: string, keep: number, hooks: SaveHook
     hooks.beforeRemove?.(aside);
     fs.rmSync(aside, { recursive: true, force: true });
   }
+}
+
+/**
+ * Where a run resumed from `path` writes its new checkpoints: the run's folder, which is
+ * `path` itself, or its parent when `path` is one checkpoint (it holds trainer_state.json).
+ * Writing into the checkpoint itself would nest checkpoints that no later resume finds.
+ */
+export function checkpointFolderOf(path: string): string {
+  return fs.existsSync(join(path, STATE_FILE)) ? dirname(path) : path;
 }
 
 /**
