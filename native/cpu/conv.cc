@@ -19,7 +19,6 @@ namespace deepnode::cpu {
 namespace {
 
 using args::ConvGeometry;
-using args::describe;
 using args::expectFloat;
 using args::inputSize;
 using args::outputSize;

@@ -16,8 +16,19 @@ namespace deepnode::args {
 // ---------------------------------------------------------------------------------------
 // max_pool2d
 
-struct PoolGeometry {
-  int64_t n, c, h, w, kH, kW, strideH, strideW, padH, padW, dilationH, dilationW;
+// The attributes max and avg pooling both take: x [n, c, h, w], the kernel, stride and padding.
+struct PoolWindow {
+  int64_t n, c, h, w, kH, kW, strideH, strideW, padH, padW;
+};
+
+inline PoolWindow readPoolWindow(const KernelCall& call) {
+  return {call.integer("n"),       call.integer("c"),      call.integer("h"),       call.integer("w"),
+          call.integer("kH"),      call.integer("kW"),     call.integer("strideH"), call.integer("strideW"),
+          call.integer("padH", 0), call.integer("padW", 0)};
+}
+
+struct PoolGeometry : PoolWindow {
+  int64_t dilationH, dilationW;
   bool ceilMode;
   int64_t oH, oW;
 };
@@ -39,16 +50,7 @@ inline int64_t pooledSize(int64_t in, int64_t kernel, int64_t pad, int64_t strid
 }
 
 inline PoolGeometry readPoolGeometry(const KernelCall& call) {
-  PoolGeometry g{call.integer("n"),
-                 call.integer("c"),
-                 call.integer("h"),
-                 call.integer("w"),
-                 call.integer("kH"),
-                 call.integer("kW"),
-                 call.integer("strideH"),
-                 call.integer("strideW"),
-                 call.integer("padH", 0),
-                 call.integer("padW", 0),
+  PoolGeometry g{readPoolWindow(call),
                  call.integer("dilationH", 1),
                  call.integer("dilationW", 1),
                  call.flag("ceilMode", false),
@@ -90,8 +92,7 @@ inline void expectSizeOf(const KernelCall& call, size_t index, const char* role,
 // ---------------------------------------------------------------------------------------
 // avg_pool2d and adaptive_avg_pool2d
 
-struct AvgGeometry {
-  int64_t n, c, h, w, kH, kW, strideH, strideW, padH, padW;
+struct AvgGeometry : PoolWindow {
   bool ceilMode, countIncludePad;
   int64_t divisorOverride, oH, oW;
   bool adaptive;  // PyTorch's adaptive windows over [h, w] -> [oH, oW]; the rest unused
@@ -123,16 +124,7 @@ inline bool overflows(int64_t a, int64_t b, int64_t c, int64_t d) {
 }
 
 inline AvgGeometry readAvgGeometry(const KernelCall& call) {
-  AvgGeometry g{call.integer("n"),
-                call.integer("c"),
-                call.integer("h"),
-                call.integer("w"),
-                call.integer("kH"),
-                call.integer("kW"),
-                call.integer("strideH"),
-                call.integer("strideW"),
-                call.integer("padH", 0),
-                call.integer("padW", 0),
+  AvgGeometry g{readPoolWindow(call),
                 call.flag("ceilMode", false),
                 call.flag("countIncludePad", true),
                 call.integer("divisorOverride", 0),
