@@ -26,7 +26,9 @@ constexpr int64_t kGrain = 1024;  // (sequence, unit) pairs of gate work per tas
 
 using args::activeRows;
 using args::Mode;
+using args::previousState;
 using args::RnnShape;
+using args::StateRows;
 
 // Per-sequence lengths (all `steps` when absent), each checked to lie in [0, steps].
 std::vector<int32_t> readLengths(const KernelCall& call, size_t index, const RnnShape& s) {
@@ -188,20 +190,6 @@ DEEPNODE_CLONES void simpleBackward(int64_t j0, int64_t j1, const float* __restr
 struct ForwardArgs : args::RnnForwardBuffers {
   std::vector<int32_t> lengths;
 };
-
-// The state before processing step `step`: the initial state, or the workspace's copy of
-// the state after the previous step; `ld` is its row stride.
-struct StateRows {
-  const float* h;
-  const float* c;
-  int64_t ld;
-};
-
-StateRows previousState(const RnnShape& s, int64_t step, const float* ws, const float* h0, const float* c0) {
-  if (step == 0) return {h0, c0, s.hidden};
-  const float* row = ws + s.time(step - 1) * s.batch * s.ws();
-  return {row + s.hOffset(), row + s.cOffset(), s.ws()};
-}
 
 void forwardGates(const RnnShape& s, const ForwardArgs& a, int64_t step, const StateRows& prev, const float* hidden,
                   int64_t n, int64_t j0, int64_t j1) {

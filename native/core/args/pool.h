@@ -89,6 +89,47 @@ inline void expectSizeOf(const KernelCall& call, size_t index, const char* role,
   }
 }
 
+// max_pool2d's buffers: out and indices (int32) [n, c, oH, oW], x [n, c, h, w]. Returns the
+// output's element count; `context` names the shapes in errors.
+inline int64_t checkMaxPoolBuffers(const KernelCall& call, const PoolGeometry& g, std::string& context) {
+  context = describePool(g) + ", out " + shapeString({g.n, g.c, g.oH, g.oW});
+  int64_t outSize = g.n * g.c * g.oH * g.oW;
+  expectSizeOf(call, 0, "out", DType::Float32, outSize, context);
+  expectSizeOf(call, 1, "indices", DType::Int32, outSize, context);
+  expectSizeOf(call, 2, "x", DType::Float32, g.n * g.c * g.h * g.w, context);
+  return outSize;
+}
+
+// max_pool2d_backward's sizes, checked, with its buffers gradX [n, c, h, w], gradOut and
+// indices (int32) [n, c, oH, oW].
+struct MaxUnpool {
+  int64_t planeIn, planeOut, planes, inSize, outSize;
+  std::string context;
+};
+
+inline MaxUnpool readMaxUnpool(const KernelCall& call) {
+  int64_t n = call.integer("n"), c = call.integer("c"), h = call.integer("h"), w = call.integer("w");
+  int64_t oH = call.integer("oH"), oW = call.integer("oW");
+  MaxUnpool u{};
+  u.context = "x " + shapeString({n, c, h, w}) + ", out " + shapeString({n, c, oH, oW});
+  if (n < 0 || c < 0 || h < 1 || w < 1 || oH < 1 || oW < 1) {
+    call.fail("ERR_SHAPE", "sizes must be positive: " + u.context);
+  }
+  bool overflow = __builtin_mul_overflow(h, w, &u.planeIn) || __builtin_mul_overflow(oH, oW, &u.planeOut) ||
+                  __builtin_mul_overflow(n, c, &u.planes) || __builtin_mul_overflow(u.planes, u.planeIn, &u.inSize) ||
+                  __builtin_mul_overflow(u.planes, u.planeOut, &u.outSize);
+  if (overflow) call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts: " + u.context);
+  expectSizeOf(call, 0, "gradX", DType::Float32, u.inSize, u.context);
+  expectSizeOf(call, 1, "gradOut", DType::Float32, u.outSize, u.context);
+  expectSizeOf(call, 2, "indices", DType::Int32, u.outSize, u.context);
+  return u;
+}
+
+// The error when an index lies outside its plane.
+[[noreturn]] inline void failBadIndex(const KernelCall& call, const MaxUnpool& u) {
+  call.fail("ERR_INDEX", "an index lies outside its h * w plane of " + std::to_string(u.planeIn) + ": " + u.context);
+}
+
 // ---------------------------------------------------------------------------------------
 // avg_pool2d and adaptive_avg_pool2d
 

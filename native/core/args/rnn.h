@@ -88,6 +88,20 @@ inline std::vector<int64_t> activeRows(const RnnShape& s, const std::vector<int3
   return rows;
 }
 
+// The state before processing `step`: the initial state, or the workspace's copy of the
+// state after the previous step; `ld` is its row stride. c is LSTM's only (null otherwise).
+struct StateRows {
+  const float* h;
+  const float* c;
+  int64_t ld;
+};
+
+inline StateRows previousState(const RnnShape& s, int64_t step, const float* ws, const float* h0, const float* c0) {
+  if (step == 0) return {h0, c0, s.hidden};
+  const float* row = ws + s.time(step - 1) * s.batch * s.ws();
+  return {row + s.hOffset(), s.mode == Mode::Lstm ? row + s.cOffset() : nullptr, s.ws()};
+}
+
 // rnn_forward's buffers but the lengths: output, hN, cN?, workspace, xProj, wHh, bHh?, h0, c0?
 // (hN, cN, h0 and c0 already offset to the call's slot).
 struct RnnForwardBuffers {

@@ -63,11 +63,8 @@ void maxPoolRun(const PoolGeometry g, float* out, int32_t* indices, const float*
 
 void maxPool2d(KernelCall& call) {
   PoolGeometry g = readPoolGeometry(call);
-  std::string context = describePool(g) + ", out " + shapeString({g.n, g.c, g.oH, g.oW});
-  int64_t outSize = g.n * g.c * g.oH * g.oW;
-  expectSizeOf(call, 0, "out", DType::Float32, outSize, context);
-  expectSizeOf(call, 1, "indices", DType::Int32, outSize, context);
-  expectSizeOf(call, 2, "x", DType::Float32, g.n * g.c * g.h * g.w, context);
+  std::string context;
+  int64_t outSize = args::checkMaxPoolBuffers(call, g, context);
   maxPoolRun(g, call.buffers[0].as<float>(), call.buffers[1].as<int32_t>(), call.buffers[2].as<float>(), outSize);
 }
 
@@ -86,27 +83,15 @@ void maxUnpoolRun(float* gradX, const float* gradOut, const int32_t* indices, in
 }
 
 void maxPool2dBackward(KernelCall& call) {
-  int64_t n = call.integer("n"), c = call.integer("c"), h = call.integer("h"), w = call.integer("w");
-  int64_t oH = call.integer("oH"), oW = call.integer("oW");
-  std::string context = "x " + shapeString({n, c, h, w}) + ", out " + shapeString({n, c, oH, oW});
-  if (n < 0 || c < 0 || h < 1 || w < 1 || oH < 1 || oW < 1) {
-    call.fail("ERR_SHAPE", "sizes must be positive: " + context);
-  }
-  int64_t planeIn, planeOut, planes, inSize, outSize;
-  bool overflow = __builtin_mul_overflow(h, w, &planeIn) || __builtin_mul_overflow(oH, oW, &planeOut) ||
-                  __builtin_mul_overflow(n, c, &planes) || __builtin_mul_overflow(planes, planeIn, &inSize) ||
-                  __builtin_mul_overflow(planes, planeOut, &outSize);
-  if (overflow) call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts: " + context);
-  expectSizeOf(call, 0, "gradX", DType::Float32, inSize, context);
-  expectSizeOf(call, 1, "gradOut", DType::Float32, outSize, context);
-  expectSizeOf(call, 2, "indices", DType::Int32, outSize, context);
+  const args::MaxUnpool u = args::readMaxUnpool(call);
+  const int64_t planeIn = u.planeIn, planeOut = u.planeOut, outSize = u.outSize;
   if (outSize == 0) return;
 
   ErrorFlag bad;
   maxUnpoolRun(call.buffers[0].as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<int32_t>(), planeIn,
                planeOut, outSize, bad.device());
   if (bad.raised()) {
-    call.fail("ERR_INDEX", "an index lies outside its h * w plane of " + std::to_string(planeIn) + ": " + context);
+    args::failBadIndex(call, u);
   }
 }
 

@@ -23,7 +23,9 @@ namespace rnn_detail {
 
 using args::activeRows;
 using args::Mode;
+using args::previousState;
 using args::RnnShape;
+using args::StateRows;
 
 // The lengths on the device (nullptr when absent: all `steps`) and, read back, on the
 // host, where each is checked to lie in [0, steps] and fixes the rows each step's GEMM
@@ -43,20 +45,6 @@ Lengths readLengths(const KernelCall& call, size_t index, const RnnShape& s) {
   copyToHostNow(lengths.host.data(), lengths.device, s.batch * sizeof(int32_t));
   for (int32_t value : lengths.host) args::checkLength(call, value, s.steps);
   return lengths;
-}
-
-// The state before processing `step`: the initial state, or the workspace's copy of the
-// state after the previous step; `ld` is its row stride. c is LSTM's only.
-struct StateRows {
-  const float* h;
-  const float* c;
-  int64_t ld;
-};
-
-StateRows previousState(const RnnShape& s, int64_t step, const float* ws, const float* h0, const float* c0) {
-  if (step == 0) return {h0, c0, s.hidden};
-  const float* row = ws + s.time(step - 1) * s.batch * s.ws();
-  return {row + s.hOffset(), s.mode == Mode::Lstm ? row + s.cOffset() : nullptr, s.ws()};
 }
 
 // ---- Gate kernels -------------------------------------------------------------------
