@@ -42,7 +42,7 @@ DEEPNODE_CLONES void maskedSoftmaxRow(float* __restrict out, const float* __rest
 }  // namespace
 
 void maskedSoftmax(KernelCall& call) {
-  const args::MaskedSoftmax m = args::readMaskedSoftmax(call);
+  const args::masked_softmax::MaskedSoftmax m = args::masked_softmax::readMaskedSoftmax(call);
   const int64_t rows = m.rows, cols = m.cols, total = m.total;
   const float scale = m.scale;
   float* out = m.out;

@@ -11,10 +11,10 @@ namespace deepnode::cpu {
 
 namespace {
 
-using args::AvgGeometry;
-using args::describeAvg;
-using args::expectSizeOf;
-using args::Window;
+using args::pool::AvgGeometry;
+using args::pool::describeAvg;
+using args::pool::expectSizeOf;
+using args::pool::Window;
 
 // Runs the plane loop for either direction: forward sums each window of `in` into `out`;
 // backward spreads each `out` element back over its window of `in`.
@@ -45,25 +45,25 @@ void poolPlanes(int64_t planes, int64_t h, int64_t w, int64_t oH, int64_t oW, Wi
 }
 
 void avgPool(KernelCall& call, bool backward) {
-  AvgGeometry g = args::readAvgGeometry(call);
+  AvgGeometry g = args::pool::readAvgGeometry(call);
   std::string context = describeAvg(g) + ", out " + shapeString({g.n, g.c, g.oH, g.oW});
   int64_t inSize = g.n * g.c * g.h * g.w, outSize = g.n * g.c * g.oH * g.oW;
   expectSizeOf(call, 0, backward ? "gradX" : "out", DType::Float32, backward ? inSize : outSize, context);
   expectSizeOf(call, 1, backward ? "gradOut" : "x", DType::Float32, backward ? outSize : inSize, context);
-  auto windowAt = [&](int64_t oy, int64_t ox) { return args::avgWindow(g, oy, ox); };
+  auto windowAt = [&](int64_t oy, int64_t ox) { return args::pool::avgWindow(g, oy, ox); };
   poolPlanes(g.n * g.c, g.h, g.w, g.oH, g.oW, windowAt, call.buffers[1].as<float>(), call.buffers[0].as<float>(),
              backward);
 }
 
 void adaptivePool(KernelCall& call, bool backward) {
   std::string context;
-  AvgGeometry g = args::readAdaptiveGeometry(call, context);
+  AvgGeometry g = args::pool::readAdaptiveGeometry(call, context);
   const int64_t n = g.n, c = g.c, h = g.h, w = g.w, oH = g.oH, oW = g.oW;
   expectSizeOf(call, 0, backward ? "gradX" : "out", DType::Float32, backward ? n * c * h * w : n * c * oH * oW,
                context);
   expectSizeOf(call, 1, backward ? "gradOut" : "x", DType::Float32, backward ? n * c * oH * oW : n * c * h * w,
                context);
-  auto windowAt = [&](int64_t oy, int64_t ox) { return args::adaptiveWindow(h, w, oH, oW, oy, ox); };
+  auto windowAt = [&](int64_t oy, int64_t ox) { return args::pool::adaptiveWindow(h, w, oH, oW, oy, ox); };
   poolPlanes(n * c, h, w, oH, oW, windowAt, call.buffers[1].as<float>(), call.buffers[0].as<float>(), backward);
 }
 

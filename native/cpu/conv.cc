@@ -18,12 +18,12 @@ namespace deepnode::cpu {
 
 namespace {
 
-using args::ConvGeometry;
-using args::expectFloat;
-using args::inputSize;
-using args::outputSize;
-using args::readGeometry;
-using args::weightSize;
+using args::conv::ConvGeometry;
+using args::conv::expectFloat;
+using args::conv::inputSize;
+using args::conv::outputSize;
+using args::conv::readGeometry;
+using args::conv::weightSize;
 
 int64_t ceilDiv(int64_t a, int64_t b) {
   return a >= 0 ? (a + b - 1) / b : -((-a) / b);

@@ -26,8 +26,8 @@ namespace {
 
 constexpr float kMasked = -std::numeric_limits<float>::infinity();
 
-using args::Attention;
-using args::readAttention;
+using args::attention::Attention;
+using args::attention::readAttention;
 
 // Reductions over a row in kLanes independent float accumulators, so that they vectorise
 // without -ffast-math (a single accumulator is a chain the compiler must keep in order).
@@ -104,7 +104,7 @@ void multiply(float* c, const float* x, const float* y, int64_t count) {
 
 void fusedAttention(KernelCall& call) {
   Attention a = readAttention(call);
-  const args::AttentionBuffers io = args::readAttentionBuffers(call, a);
+  const args::attention::AttentionBuffers io = args::attention::readAttentionBuffers(call, a);
   float* out = io.out;
   const float *q = io.q, *k = io.k, *v = io.v;
   const int64_t area = a.L * a.S;
@@ -161,7 +161,7 @@ void headBackward(const Attention& a, int64_t b, const float* q, const float* k,
 
 void fusedAttentionBackward(KernelCall& call) {
   Attention a = readAttention(call);
-  const args::AttentionGradBuffers io = args::readAttentionGradBuffers(call, a);
+  const args::attention::AttentionGradBuffers io = args::attention::readAttentionGradBuffers(call, a);
   const int64_t* sizes = io.sizes;
   float *gq = io.gq, *gk = io.gk, *gv = io.gv;
   const float *gOut = io.gOut, *q = io.q, *k = io.k, *v = io.v;

@@ -14,10 +14,10 @@ namespace deepnode::cpu {
 namespace {
 
 using args::checkedProduct;
-using args::describe;
-using args::expectOperand;
-using args::MatmulShape;
-using args::readShape;
+using args::matmul::describe;
+using args::matmul::expectOperand;
+using args::matmul::MatmulShape;
+using args::matmul::readShape;
 
 // Below this many multiply-adds per matrix, threads go across the batch instead of inside.
 constexpr double kThreadInsideGemm = 128.0 * 128.0 * 128.0;

@@ -20,10 +20,10 @@ namespace deepnode::cpu {
 
 namespace {
 
-using args::describePool;
-using args::expectSizeOf;
-using args::PoolGeometry;
-using args::readPoolGeometry;
+using args::pool::describePool;
+using args::pool::expectSizeOf;
+using args::pool::PoolGeometry;
+using args::pool::readPoolGeometry;
 
 // Takes v when it beats the running maximum or is NaN (PyTorch's rule). Blended with masks,
 // not branched: with random data a branch here mispredicts so often that it costs 5-10x, and
@@ -128,7 +128,7 @@ bool isPlain2x2(const PoolGeometry& g) {
 void maxPool2d(KernelCall& call) {
   PoolGeometry g = readPoolGeometry(call);
   std::string context;
-  args::checkMaxPoolBuffers(call, g, context);
+  args::pool::checkMaxPoolBuffers(call, g, context);
 
   float* out = call.buffers[0].as<float>();
   int32_t* indices = call.buffers[1].as<int32_t>();
@@ -145,7 +145,7 @@ void maxPool2d(KernelCall& call) {
 }
 
 void maxPool2dBackward(KernelCall& call) {
-  const args::MaxUnpool u = args::readMaxUnpool(call);
+  const args::pool::MaxUnpool u = args::pool::readMaxUnpool(call);
   const int64_t planeIn = u.planeIn, planeOut = u.planeOut, planes = u.planes;
 
   float* gradX = call.buffers[0].as<float>();
@@ -169,7 +169,7 @@ void maxPool2dBackward(KernelCall& call) {
     }
   });
   if (badIndex) {
-    args::failBadIndex(call, u);
+    args::pool::failBadIndex(call, u);
   }
 }
 

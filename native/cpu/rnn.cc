@@ -24,11 +24,11 @@ namespace {
 
 constexpr int64_t kGrain = 1024;  // (sequence, unit) pairs of gate work per task
 
-using args::activeRows;
-using args::Mode;
-using args::previousState;
-using args::RnnShape;
-using args::StateRows;
+using args::rnn::activeRows;
+using args::rnn::Mode;
+using args::rnn::previousState;
+using args::rnn::RnnShape;
+using args::rnn::StateRows;
 
 // Per-sequence lengths (all `steps` when absent), each checked to lie in [0, steps].
 std::vector<int32_t> readLengths(const KernelCall& call, size_t index, const RnnShape& s) {
@@ -38,7 +38,7 @@ std::vector<int32_t> readLengths(const KernelCall& call, size_t index, const Rnn
   call.expectSize(index, "lengths", s.batch);
   const int32_t* values = call.buffers[index].as<int32_t>();
   for (int64_t n = 0; n < s.batch; ++n) {
-    args::checkLength(call, values[n], s.steps);
+    args::rnn::checkLength(call, values[n], s.steps);
     lengths[n] = values[n];
   }
   return lengths;
@@ -187,7 +187,7 @@ DEEPNODE_CLONES void simpleBackward(int64_t j0, int64_t j1, const float* __restr
 
 // ---------------------------------------------------------------------------------------
 
-struct ForwardArgs : args::RnnForwardBuffers {
+struct ForwardArgs : args::rnn::RnnForwardBuffers {
   std::vector<int32_t> lengths;
 };
 
@@ -235,7 +235,7 @@ void runForward(const RnnShape& s, const ForwardArgs& a) {
   }
 }
 
-struct BackwardArgs : args::RnnBackwardBuffers {
+struct BackwardArgs : args::rnn::RnnBackwardBuffers {
   std::vector<int32_t> lengths;
 };
 
@@ -325,8 +325,8 @@ void runBackward(const RnnShape& s, const BackwardArgs& a) {
 
 // buffers: output, hN, cN?, workspace, xProj, wHh, bHh?, h0, c0?, lengths?
 void rnnForward(KernelCall& call) {
-  RnnShape s = args::readRnnShape(call);
-  ForwardArgs a{args::readForwardBuffers(call, s), readLengths(call, 9, s)};
+  RnnShape s = args::rnn::readRnnShape(call);
+  ForwardArgs a{args::rnn::readForwardBuffers(call, s), readLengths(call, 9, s)};
   std::vector<float> zeroBias(a.bHh == nullptr ? s.gh() : 0, 0.0f);
   if (a.bHh == nullptr) a.bHh = zeroBias.data();
   runForward(s, a);
@@ -335,8 +335,8 @@ void rnnForward(KernelCall& call) {
 // buffers: gradXProj, gradWHh, gradBHh?, gradH0, gradC0?, gradOutput?, gradHN?, gradCN?, workspace, wHh, h0, c0?,
 // lengths?
 void rnnBackward(KernelCall& call) {
-  RnnShape s = args::readRnnShape(call);
-  BackwardArgs a{args::readBackwardBuffers(call, s), readLengths(call, 12, s)};
+  RnnShape s = args::rnn::readRnnShape(call);
+  BackwardArgs a{args::rnn::readBackwardBuffers(call, s), readLengths(call, 12, s)};
   runBackward(s, a);
 }
 

@@ -9,7 +9,7 @@
 #include "../kernel.h"
 #include "../philox.h"
 
-namespace deepnode::args {
+namespace deepnode::args::attention {
 
 // The sizes and options of one call. query [B, L, E], key [B, S, E], value [B, S, Ev],
 // keyPadding uint8 [B / heads, S] or null (non-zero: the key is padding).
@@ -107,4 +107,4 @@ inline AttentionGradBuffers readAttentionGradBuffers(KernelCall& call, Attention
   return g;
 }
 
-}  // namespace deepnode::args
+}  // namespace deepnode::args::attention

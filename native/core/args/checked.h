@@ -1,4 +1,7 @@
-// Size arithmetic shared by the kernels' argument checks (native/core/args/*.h).
+// Size arithmetic shared by the kernels' argument checks (native/core/args/*.h). Each op
+// family's header keeps its helpers in its own namespace (args::pool, args::rnn, ...): they
+// are inline, so two families' helpers of the same name and signature would otherwise be
+// merged by the linker into one.
 #pragma once
 
 #include <cstdint>

@@ -9,7 +9,7 @@
 #include "../kernel.h"
 #include "checked.h"
 
-namespace deepnode::args {
+namespace deepnode::args::conv {
 
 struct ConvGeometry {
   int64_t n, cIn, h, w, cOut, kH, kW, strideH, strideW, padH, padW, dilationH, dilationW, groups;
@@ -93,4 +93,4 @@ inline float* expectFloat(const KernelCall& call, const ConvGeometry& g, size_t 
   return buf.as<float>();
 }
 
-}  // namespace deepnode::args
+}  // namespace deepnode::args::conv

@@ -7,7 +7,7 @@
 
 #include "../kernel.h"
 
-namespace deepnode::args {
+namespace deepnode::args::masked_softmax {
 
 // out [rows, cols] = softmax(scale * scores + mask) row by row; mask is null for none.
 struct MaskedSoftmax {
@@ -44,4 +44,4 @@ inline MaskedSoftmax readMaskedSoftmax(const KernelCall& call) {
           masked ? call.buffers[2].as<float>() : nullptr};
 }
 
-}  // namespace deepnode::args
+}  // namespace deepnode::args::masked_softmax

@@ -8,7 +8,7 @@
 #include "../kernel.h"
 #include "checked.h"
 
-namespace deepnode::args {
+namespace deepnode::args::matmul {
 
 struct MatmulShape {
   int64_t batch, batchA, batchB, m, n, k;
@@ -45,4 +45,4 @@ inline void expectOperand(const KernelCall& call, const MatmulShape& s, size_t i
   }
 }
 
-}  // namespace deepnode::args
+}  // namespace deepnode::args::matmul

@@ -11,7 +11,7 @@
 #include "../hd.h"
 #include "../kernel.h"
 
-namespace deepnode::args {
+namespace deepnode::args::pool {
 
 // ---------------------------------------------------------------------------------------
 // max_pool2d
@@ -234,4 +234,4 @@ DEEPNODE_HD inline Window adaptiveWindow(int64_t h, int64_t w, int64_t oH, int64
   return Window{h0, h1, w0, w1, static_cast<double>((h1 - h0) * (w1 - w0))};
 }
 
-}  // namespace deepnode::args
+}  // namespace deepnode::args::pool

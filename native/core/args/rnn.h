@@ -9,7 +9,7 @@
 
 #include "../kernel.h"
 
-namespace deepnode::args {
+namespace deepnode::args::rnn {
 
 enum class Mode : int { Tanh, Relu, Lstm, Gru };
 
@@ -152,4 +152,4 @@ inline RnnBackwardBuffers readBackwardBuffers(const KernelCall& call, const RnnS
   return a;
 }
 
-}  // namespace deepnode::args
+}  // namespace deepnode::args::rnn

@@ -20,8 +20,8 @@ namespace deepnode::cuda {
 
 namespace attention_detail {
 
-using args::Attention;
-using args::readAttention;
+using args::attention::Attention;
+using args::attention::readAttention;
 
 // What the row kernels need, by value in their lambdas.
 struct RowParams {
@@ -102,7 +102,7 @@ void dropWeights(const Attention& a, const float* P, float* W) {
 void fusedAttention(KernelCall& call) {
   using namespace attention_detail;
   Attention a = readAttention(call);
-  const args::AttentionBuffers io = args::readAttentionBuffers(call, a);
+  const args::attention::AttentionBuffers io = args::attention::readAttentionBuffers(call, a);
   float* out = io.out;
   const float *q = io.q, *k = io.k, *v = io.v;
   if (a.B * a.L * a.Ev == 0) return;
@@ -156,7 +156,7 @@ void headGemm(const Attention& a, bool tx, bool ty, int64_t m, int64_t n, int64_
 void fusedAttentionBackward(KernelCall& call) {
   using namespace attention_detail;
   Attention a = readAttention(call);
-  const args::AttentionGradBuffers io = args::readAttentionGradBuffers(call, a);
+  const args::attention::AttentionGradBuffers io = args::attention::readAttentionGradBuffers(call, a);
   const int64_t* sizes = io.sizes;
   float *gq = io.gq, *gk = io.gk, *gv = io.gv;
   const float *gOut = io.gOut, *q = io.q, *k = io.k, *v = io.v;

@@ -22,13 +22,13 @@ namespace deepnode::cuda {
 
 namespace conv_detail {
 
-using args::ConvGeometry;
-using args::describe;
-using args::expectFloat;
-using args::inputSize;
-using args::outputSize;
-using args::readGeometry;
-using args::weightSize;
+using args::conv::ConvGeometry;
+using args::conv::describe;
+using args::conv::expectFloat;
+using args::conv::inputSize;
+using args::conv::outputSize;
+using args::conv::readGeometry;
+using args::conv::weightSize;
 
 int dim(const KernelCall& call, int64_t value) {
   if (value > INT_MAX) call.fail("ERR_NOT_SUPPORTED", "size " + std::to_string(value) + " exceeds cuDNN's int sizes");

@@ -14,10 +14,10 @@ namespace deepnode::cuda {
 namespace matmul_detail {
 
 using args::checkedProduct;
-using args::describe;
-using args::expectOperand;
-using args::MatmulShape;
-using args::readShape;
+using args::matmul::describe;
+using args::matmul::expectOperand;
+using args::matmul::MatmulShape;
+using args::matmul::readShape;
 
 // Sizes and leading dimensions as cuBLAS takes them; a leading dimension is at least 1
 // even for an empty matrix, as cuBLAS requires.

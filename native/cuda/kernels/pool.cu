@@ -19,10 +19,10 @@ namespace elementwise {
 // ---------------------------------------------------------------------------------------
 // max_pool2d
 
-using args::describePool;
-using args::expectSizeOf;
-using args::PoolGeometry;
-using args::readPoolGeometry;
+using args::pool::describePool;
+using args::pool::expectSizeOf;
+using args::pool::PoolGeometry;
+using args::pool::readPoolGeometry;
 
 // One output element's window. The first valid tap seeds the index so an all -inf window
 // still points inside the input, as PyTorch's does; v replaces the maximum when it is
@@ -64,7 +64,7 @@ void maxPoolRun(const PoolGeometry g, float* out, int32_t* indices, const float*
 void maxPool2d(KernelCall& call) {
   PoolGeometry g = readPoolGeometry(call);
   std::string context;
-  int64_t outSize = args::checkMaxPoolBuffers(call, g, context);
+  int64_t outSize = args::pool::checkMaxPoolBuffers(call, g, context);
   maxPoolRun(g, call.buffers[0].as<float>(), call.buffers[1].as<int32_t>(), call.buffers[2].as<float>(), outSize);
 }
 
@@ -83,7 +83,7 @@ void maxUnpoolRun(float* gradX, const float* gradOut, const int32_t* indices, in
 }
 
 void maxPool2dBackward(KernelCall& call) {
-  const args::MaxUnpool u = args::readMaxUnpool(call);
+  const args::pool::MaxUnpool u = args::pool::readMaxUnpool(call);
   const int64_t planeIn = u.planeIn, planeOut = u.planeOut, outSize = u.outSize;
   if (outSize == 0) return;
 
@@ -91,22 +91,22 @@ void maxPool2dBackward(KernelCall& call) {
   maxUnpoolRun(call.buffers[0].as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<int32_t>(), planeIn,
                planeOut, outSize, bad.device());
   if (bad.raised()) {
-    args::failBadIndex(call, u);
+    args::pool::failBadIndex(call, u);
   }
 }
 
 // ---------------------------------------------------------------------------------------
 // avg_pool2d and adaptive_avg_pool2d
 
-using args::AvgGeometry;
-using args::describeAvg;
-using args::readAdaptiveGeometry;
-using args::readAvgGeometry;
-using args::Window;
+using args::pool::AvgGeometry;
+using args::pool::describeAvg;
+using args::pool::readAdaptiveGeometry;
+using args::pool::readAvgGeometry;
+using args::pool::Window;
 
 // The input window of output (oy, ox) and its divisor, as the cpu computes them.
 DEEPNODE_HD inline Window windowAt(const AvgGeometry& g, int64_t oy, int64_t ox) {
-  return g.adaptive ? args::adaptiveWindow(g.h, g.w, g.oH, g.oW, oy, ox) : args::avgWindow(g, oy, ox);
+  return g.adaptive ? args::pool::adaptiveWindow(g.h, g.w, g.oH, g.oW, oy, ox) : args::pool::avgWindow(g, oy, ox);
 }
 
 // Forward: each output is its window's sum in double over the divisor. Backward: each

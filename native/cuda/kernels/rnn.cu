@@ -21,11 +21,11 @@ namespace deepnode::cuda {
 
 namespace rnn_detail {
 
-using args::activeRows;
-using args::Mode;
-using args::previousState;
-using args::RnnShape;
-using args::StateRows;
+using args::rnn::activeRows;
+using args::rnn::Mode;
+using args::rnn::previousState;
+using args::rnn::RnnShape;
+using args::rnn::StateRows;
 
 // The lengths on the device (nullptr when absent: all `steps`) and, read back, on the
 // host, where each is checked to lie in [0, steps] and fixes the rows each step's GEMM
@@ -43,7 +43,7 @@ Lengths readLengths(const KernelCall& call, size_t index, const RnnShape& s) {
   call.expectSize(index, "lengths", s.batch);
   lengths.device = call.buffers[index].as<int32_t>();
   copyToHostNow(lengths.host.data(), lengths.device, s.batch * sizeof(int32_t));
-  for (int32_t value : lengths.host) args::checkLength(call, value, s.steps);
+  for (int32_t value : lengths.host) args::rnn::checkLength(call, value, s.steps);
   return lengths;
 }
 
@@ -230,7 +230,7 @@ struct Floats {
   std::unique_ptr<Scratch> scratch;
 };
 
-struct ForwardArgs : args::RnnForwardBuffers {
+struct ForwardArgs : args::rnn::RnnForwardBuffers {
   Lengths lengths;
 };
 
@@ -271,7 +271,7 @@ void runForward(const RnnShape& s, const ForwardArgs& a) {
   if (a.cN != nullptr) copyRows(a.cN, last.c, last.ld, N, H);
 }
 
-struct BackwardArgs : args::RnnBackwardBuffers {
+struct BackwardArgs : args::rnn::RnnBackwardBuffers {
   Lengths lengths;
 };
 
@@ -344,8 +344,8 @@ void runBackward(const RnnShape& s, const BackwardArgs& a) {
 // buffers: output, hN, cN?, workspace, xProj, wHh, bHh?, h0, c0?, lengths?
 void rnnForward(KernelCall& call) {
   using namespace rnn_detail;
-  RnnShape s = args::readRnnShape(call);
-  ForwardArgs a{args::readForwardBuffers(call, s), readLengths(call, 9, s)};
+  RnnShape s = args::rnn::readRnnShape(call);
+  ForwardArgs a{args::rnn::readForwardBuffers(call, s), readLengths(call, 9, s)};
   runForward(s, a);
 }
 
@@ -353,8 +353,8 @@ void rnnForward(KernelCall& call) {
 // lengths?
 void rnnBackward(KernelCall& call) {
   using namespace rnn_detail;
-  RnnShape s = args::readRnnShape(call);
-  BackwardArgs a{args::readBackwardBuffers(call, s), readLengths(call, 12, s)};
+  RnnShape s = args::rnn::readRnnShape(call);
+  BackwardArgs a{args::rnn::readBackwardBuffers(call, s), readLengths(call, 12, s)};
   runBackward(s, a);
 }
 

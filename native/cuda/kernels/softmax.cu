@@ -133,7 +133,7 @@ void softmaxBackward(KernelCall& call) {
 }
 
 void maskedSoftmax(KernelCall& call) {
-  const args::MaskedSoftmax m = args::readMaskedSoftmax(call);
+  const args::masked_softmax::MaskedSoftmax m = args::masked_softmax::readMaskedSoftmax(call);
   if (m.total == 0) return;
   const MaskedScores z{m.scores, m.mask, m.scale};
   Scratch rowMax(static_cast<size_t>(m.rows) * sizeof(float)), factor(static_cast<size_t>(m.rows) * sizeof(float));
