@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "../core/args/masked_softmax.h"
 #include "../core/threadpool.h"
 #include "clones.h"
 #include "kernels.h"
@@ -41,24 +42,11 @@ DEEPNODE_CLONES void maskedSoftmaxRow(float* __restrict out, const float* __rest
 }  // namespace
 
 void maskedSoftmax(KernelCall& call) {
-  const int64_t rows = call.integer("rows"), cols = call.integer("cols");
-  int64_t total = 0;
-  if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &total)) {
-    call.fail("ERR_SHAPE", "rows and cols must be non-negative and not too large");
-  }
-  const float scale = static_cast<float>(call.number("scale"));
-  call.buffer(0, "out", DType::Float32);
-  call.buffer(1, "scores", DType::Float32);
-  call.expectSize(0, "out", total);
-  call.expectSize(1, "scores", total);
-  const bool masked = call.hasBuffer(2);
-  if (masked) {
-    call.buffer(2, "mask", DType::Float32);
-    call.expectSize(2, "mask", total);
-  }
-  float* out = call.buffers[0].as<float>();
-  const float* x = call.buffers[1].as<float>();
-  const float* mask = masked ? call.buffers[2].as<float>() : nullptr;
+  const args::masked_softmax::MaskedSoftmax m = args::masked_softmax::readMaskedSoftmax(call);
+  const int64_t rows = m.rows, cols = m.cols, total = m.total;
+  const float scale = m.scale;
+  float* out = m.out;
+  const float *x = m.scores, *mask = m.mask;
   if (total == 0) return;
   parallelFor(rows, std::max<int64_t>(1, kGrain / cols), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {

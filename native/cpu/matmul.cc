@@ -1,6 +1,8 @@
 // The batched matmul kernel over our sgemm: checks every size against the attributes before
 // touching memory, then threads either inside each GEMM (big matrices) or across the batch
 // (many small ones).
+#include "../core/args/matmul.h"
+
 #include <string>
 
 #include "../core/threadpool.h"
@@ -11,48 +13,11 @@ namespace deepnode::cpu {
 
 namespace {
 
-struct MatmulShape {
-  int64_t batch, batchA, batchB, m, n, k;
-  bool transA, transB;
-};
-
-// Product of non-negative sizes, failing instead of overflowing.
-int64_t checkedProduct(const KernelCall& call, std::initializer_list<int64_t> dims) {
-  int64_t total = 1;
-  for (int64_t d : dims) {
-    if (__builtin_mul_overflow(total, d, &total)) call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts");
-  }
-  return total;
-}
-
-std::string describe(const MatmulShape& s) {
-  Shape a = s.transA ? Shape{s.batchA, s.k, s.m} : Shape{s.batchA, s.m, s.k};
-  Shape b = s.transB ? Shape{s.batchB, s.n, s.k} : Shape{s.batchB, s.k, s.n};
-  return "a " + shapeString(a) + (s.transA ? " (transposed)" : "") + " by b " + shapeString(b) +
-         (s.transB ? " (transposed)" : "") + " into out " + shapeString({s.batch, s.m, s.n}) +
-         ", inner dimensions k = " + std::to_string(s.k);
-}
-
-MatmulShape readShape(const KernelCall& call) {
-  MatmulShape s{call.integer("batch"),      call.integer("batchA", 1), call.integer("batchB", 1),
-                call.integer("m"),          call.integer("n"),         call.integer("k"),
-                call.flag("transA", false), call.flag("transB", false)};
-  if (s.batch < 0 || s.m < 0 || s.n < 0 || s.k < 0) call.fail("ERR_SHAPE", "negative size in " + describe(s));
-  bool batchesOk = (s.batchA == 1 || s.batchA == s.batch) && (s.batchB == 1 || s.batchB == s.batch);
-  if (!batchesOk) {
-    call.fail("ERR_SHAPE", "batchA and batchB must be 1 or batch (" + std::to_string(s.batch) + ") in " + describe(s));
-  }
-  return s;
-}
-
-// Checks one operand's buffer against its shape; the message names both operands and k.
-void expectOperand(const KernelCall& call, const MatmulShape& s, size_t index, const char* role, int64_t expected) {
-  const Buffer& buf = call.buffer(index, role, DType::Float32);
-  if (buf.size != expected) {
-    call.fail("ERR_SHAPE", std::string("buffer '") + role + "' holds " + std::to_string(buf.size) +
-                               " elements, expected " + std::to_string(expected) + " for " + describe(s));
-  }
-}
+using args::checkedProduct;
+using args::matmul::describe;
+using args::matmul::expectOperand;
+using args::matmul::MatmulShape;
+using args::matmul::readShape;
 
 // Below this many multiply-adds per matrix, threads go across the batch instead of inside.
 constexpr double kThreadInsideGemm = 128.0 * 128.0 * 128.0;

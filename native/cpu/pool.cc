@@ -12,6 +12,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "../core/args/pool.h"
 #include "../core/threadpool.h"
 #include "kernels.h"
 
@@ -19,75 +20,10 @@ namespace deepnode::cpu {
 
 namespace {
 
-struct PoolGeometry {
-  int64_t n, c, h, w, kH, kW, strideH, strideW, padH, padW, dilationH, dilationW;
-  bool ceilMode;
-  int64_t oH, oW;
-};
-
-std::string describe(const PoolGeometry& g) {
-  return "x " + shapeString({g.n, g.c, g.h, g.w}) + ", kernel " + shapeString({g.kH, g.kW}) + ", stride " +
-         shapeString({g.strideH, g.strideW}) + ", padding " + shapeString({g.padH, g.padW}) + ", dilation " +
-         shapeString({g.dilationH, g.dilationW}) + (g.ceilMode ? ", ceil mode" : "");
-}
-
-// PyTorch's rule: floor (or ceil) of the window count, but in ceil mode the last window must
-// start inside the input or its left padding.
-int64_t outputSize(int64_t in, int64_t kernel, int64_t pad, int64_t stride, int64_t dilation, bool ceilMode) {
-  int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
-  if (span < 0) return 0;
-  int64_t out = (span + (ceilMode ? stride - 1 : 0)) / stride + 1;
-  if (ceilMode && (out - 1) * stride >= in + pad) --out;
-  return out;
-}
-
-PoolGeometry readGeometry(const KernelCall& call) {
-  PoolGeometry g{call.integer("n"),
-                 call.integer("c"),
-                 call.integer("h"),
-                 call.integer("w"),
-                 call.integer("kH"),
-                 call.integer("kW"),
-                 call.integer("strideH"),
-                 call.integer("strideW"),
-                 call.integer("padH", 0),
-                 call.integer("padW", 0),
-                 call.integer("dilationH", 1),
-                 call.integer("dilationW", 1),
-                 call.flag("ceilMode", false),
-                 0,
-                 0};
-  if (g.n < 0 || g.c < 0 || g.h < 1 || g.w < 1 || g.kH < 1 || g.kW < 1) {
-    call.fail("ERR_SHAPE", "sizes and kernel must be positive (batch and channels may be 0): " + describe(g));
-  }
-  if (g.strideH < 1 || g.strideW < 1 || g.dilationH < 1 || g.dilationW < 1 || g.padH < 0 || g.padW < 0) {
-    call.fail("ERR_VALUE", "stride and dilation must be >= 1 and padding >= 0: " + describe(g));
-  }
-  if (g.padH > g.kH / 2 || g.padW > g.kW / 2) {
-    call.fail("ERR_VALUE", "padding should be at most half of the kernel size: " + describe(g));
-  }
-  g.oH = outputSize(g.h, g.kH, g.padH, g.strideH, g.dilationH, g.ceilMode);
-  g.oW = outputSize(g.w, g.kW, g.padW, g.strideW, g.dilationW, g.ceilMode);
-  if (g.oH < 1 || g.oW < 1) {
-    call.fail("ERR_SHAPE", "output size " + shapeString({g.oH, g.oW}) + " is too small: " + describe(g));
-  }
-  const int64_t int32Max = std::numeric_limits<int32_t>::max();
-  int64_t planes, total;
-  bool planeTooBig = g.h > int32Max || g.w > int32Max || g.h * g.w > int32Max;
-  if (planeTooBig || __builtin_mul_overflow(g.n, g.c, &planes) || __builtin_mul_overflow(planes, g.h * g.w, &total)) {
-    call.fail("ERR_SHAPE", "a plane must hold fewer than 2^31 elements: " + describe(g));
-  }
-  return g;
-}
-
-void expectSizeOf(const KernelCall& call, size_t index, const char* role, DType dtype, int64_t expected,
-                  const std::string& context) {
-  const Buffer& buf = call.buffer(index, role, dtype);
-  if (buf.size != expected) {
-    call.fail("ERR_SHAPE", std::string("buffer '") + role + "' holds " + std::to_string(buf.size) +
-                               " elements, expected " + std::to_string(expected) + " for " + context);
-  }
-}
+using args::pool::describePool;
+using args::pool::expectSizeOf;
+using args::pool::PoolGeometry;
+using args::pool::readPoolGeometry;
 
 // Takes v when it beats the running maximum or is NaN (PyTorch's rule). Blended with masks,
 // not branched: with random data a branch here mispredicts so often that it costs 5-10x, and
@@ -190,12 +126,9 @@ bool isPlain2x2(const PoolGeometry& g) {
 }  // namespace
 
 void maxPool2d(KernelCall& call) {
-  PoolGeometry g = readGeometry(call);
-  std::string context = describe(g) + ", out " + shapeString({g.n, g.c, g.oH, g.oW});
-  int64_t outSize = g.n * g.c * g.oH * g.oW;
-  expectSizeOf(call, 0, "out", DType::Float32, outSize, context);
-  expectSizeOf(call, 1, "indices", DType::Int32, outSize, context);
-  expectSizeOf(call, 2, "x", DType::Float32, g.n * g.c * g.h * g.w, context);
+  PoolGeometry g = readPoolGeometry(call);
+  std::string context;
+  args::pool::checkMaxPoolBuffers(call, g, context);
 
   float* out = call.buffers[0].as<float>();
   int32_t* indices = call.buffers[1].as<int32_t>();
@@ -212,20 +145,8 @@ void maxPool2d(KernelCall& call) {
 }
 
 void maxPool2dBackward(KernelCall& call) {
-  int64_t n = call.integer("n"), c = call.integer("c"), h = call.integer("h"), w = call.integer("w");
-  int64_t oH = call.integer("oH"), oW = call.integer("oW");
-  std::string context = "x " + shapeString({n, c, h, w}) + ", out " + shapeString({n, c, oH, oW});
-  if (n < 0 || c < 0 || h < 1 || w < 1 || oH < 1 || oW < 1) {
-    call.fail("ERR_SHAPE", "sizes must be positive: " + context);
-  }
-  int64_t planeIn, planeOut, planes, inSize, outSize;
-  bool overflow = __builtin_mul_overflow(h, w, &planeIn) || __builtin_mul_overflow(oH, oW, &planeOut) ||
-                  __builtin_mul_overflow(n, c, &planes) || __builtin_mul_overflow(planes, planeIn, &inSize) ||
-                  __builtin_mul_overflow(planes, planeOut, &outSize);
-  if (overflow) call.fail("ERR_SHAPE", "sizes overflow 64-bit element counts: " + context);
-  expectSizeOf(call, 0, "gradX", DType::Float32, inSize, context);
-  expectSizeOf(call, 1, "gradOut", DType::Float32, outSize, context);
-  expectSizeOf(call, 2, "indices", DType::Int32, outSize, context);
+  const args::pool::MaxUnpool u = args::pool::readMaxUnpool(call);
+  const int64_t planeIn = u.planeIn, planeOut = u.planeOut, planes = u.planes;
 
   float* gradX = call.buffers[0].as<float>();
   const float* gradOut = call.buffers[1].as<float>();
@@ -248,7 +169,7 @@ void maxPool2dBackward(KernelCall& call) {
     }
   });
   if (badIndex) {
-    call.fail("ERR_INDEX", "an index lies outside its h * w plane of " + std::to_string(planeIn) + ": " + context);
+    args::pool::failBadIndex(call, u);
   }
 }
 

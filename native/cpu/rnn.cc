@@ -4,6 +4,8 @@
 // and one fused gate kernel, vectorised and split across threads over batch * hidden, does
 // the rest. Backward (BPTT) has the same shape; dW_hh is one GEMM over all steps at the end,
 // since the workspace keeps every step's state. Shapes and layouts: lib/backend/rnn.ts.
+#include "../core/args/rnn.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -20,66 +22,13 @@ namespace deepnode::cpu {
 
 namespace {
 
-enum class Mode { Tanh, Relu, Lstm, Gru };
-
 constexpr int64_t kGrain = 1024;  // (sequence, unit) pairs of gate work per task
 
-struct RnnShape {
-  Mode mode;
-  bool reverse;
-  int64_t column, slot, steps, batch, hidden, outWidth, slots;
-
-  int64_t gates() const { return mode == Mode::Lstm ? 4 : mode == Mode::Gru ? 3 : 1; }
-  int64_t gh() const { return gates() * hidden; }
-  // Workspace floats per (step, sequence): LSTM [i f g o c h], GRU [r z n hn h], RNN [h].
-  int64_t ws() const { return (mode == Mode::Lstm ? 6 : mode == Mode::Gru ? 5 : 1) * hidden; }
-  int64_t hOffset() const { return ws() - hidden; }
-  int64_t cOffset() const { return 4 * hidden; }
-  // Time index of processing step `step`.
-  int64_t time(int64_t step) const { return reverse ? steps - 1 - step : step; }
-};
-
-Mode parseMode(const KernelCall& call) {
-  std::string mode = call.string("mode");
-  if (mode == "rnn_tanh") return Mode::Tanh;
-  if (mode == "rnn_relu") return Mode::Relu;
-  if (mode == "lstm") return Mode::Lstm;
-  if (mode == "gru") return Mode::Gru;
-  call.fail("ERR_VALUE", "unknown mode \"" + mode + "\" (expected rnn_tanh, rnn_relu, lstm or gru)");
-}
-
-RnnShape readShape(const KernelCall& call) {
-  RnnShape s{parseMode(call),        call.flag("reverse", false), call.integer("column"),
-             call.integer("slot"),   call.integer("steps"),       call.integer("batch"),
-             call.integer("hidden"), call.integer("outWidth"),    call.integer("slots")};
-  if (s.steps < 0 || s.batch < 0 || s.hidden < 0 || s.slots < 0) call.fail("ERR_SHAPE", "negative size");
-  if (s.slot < 0 || s.slot >= s.slots) {
-    call.fail("ERR_VALUE", "slot " + std::to_string(s.slot) + " is outside [0, " + std::to_string(s.slots) + ")");
-  }
-  if (s.column < 0 || s.column + s.hidden > s.outWidth) {
-    call.fail("ERR_VALUE", "columns [" + std::to_string(s.column) + ", " + std::to_string(s.column + s.hidden) +
-                               ") do not fit an output of width " + std::to_string(s.outWidth));
-  }
-  return s;
-}
-
-// A float32 buffer of exactly `size` elements, or nullptr when optional and absent.
-float* floats(const KernelCall& call, size_t index, const char* role, int64_t size, bool optional = false) {
-  if (optional && !call.hasBuffer(index)) return nullptr;
-  call.buffer(index, role, DType::Float32);
-  call.expectSize(index, role, size);
-  return call.buffers[index].as<float>();
-}
-
-// LSTM's cell state is required in lstm mode and refused in the others.
-float* cellState(const KernelCall& call, const RnnShape& s, size_t index, const char* role, int64_t size,
-                 bool optional = false) {
-  bool present = call.hasBuffer(index);
-  if (s.mode != Mode::Lstm && present) call.fail("ERR_VALUE", std::string(role) + " is only taken in lstm mode");
-  if (s.mode == Mode::Lstm && !present && !optional)
-    call.fail("ERR_VALUE", std::string(role) + " is required in lstm mode");
-  return present ? floats(call, index, role, size) : nullptr;
-}
+using args::rnn::activeRows;
+using args::rnn::Mode;
+using args::rnn::previousState;
+using args::rnn::RnnShape;
+using args::rnn::StateRows;
 
 // Per-sequence lengths (all `steps` when absent), each checked to lie in [0, steps].
 std::vector<int32_t> readLengths(const KernelCall& call, size_t index, const RnnShape& s) {
@@ -89,10 +38,7 @@ std::vector<int32_t> readLengths(const KernelCall& call, size_t index, const Rnn
   call.expectSize(index, "lengths", s.batch);
   const int32_t* values = call.buffers[index].as<int32_t>();
   for (int64_t n = 0; n < s.batch; ++n) {
-    if (values[n] < 0 || values[n] > s.steps) {
-      call.fail("ERR_INDEX",
-                "length " + std::to_string(values[n]) + " is outside [0, " + std::to_string(s.steps) + "]");
-    }
+    args::rnn::checkLength(call, values[n], s.steps);
     lengths[n] = values[n];
   }
   return lengths;
@@ -241,36 +187,9 @@ DEEPNODE_CLONES void simpleBackward(int64_t j0, int64_t j1, const float* __restr
 
 // ---------------------------------------------------------------------------------------
 
-// For each time t, 1 + the last sequence still running at t: the rows a step's GEMM must
-// cover, since the rows after it only carry their state. With lengths sorted longest first
-// (PyTorch's packed order) that is exactly the running sequences; past the longest, none.
-std::vector<int64_t> activeRows(const RnnShape& s, const std::vector<int32_t>& lengths) {
-  std::vector<int64_t> rows(s.steps, 0);
-  for (int64_t n = 0; n < s.batch; ++n) {
-    for (int64_t t = 0; t < lengths[n]; ++t) rows[t] = n + 1;
-  }
-  return rows;
-}
-
-struct ForwardArgs {
-  float *output, *hN, *cN, *ws;
-  const float *xProj, *wHh, *bHh, *h0, *c0;
+struct ForwardArgs : args::rnn::RnnForwardBuffers {
   std::vector<int32_t> lengths;
 };
-
-// The state before processing step `step`: the initial state, or the workspace's copy of
-// the state after the previous step; `ld` is its row stride.
-struct StateRows {
-  const float* h;
-  const float* c;
-  int64_t ld;
-};
-
-StateRows previousState(const RnnShape& s, int64_t step, const float* ws, const float* h0, const float* c0) {
-  if (step == 0) return {h0, c0, s.hidden};
-  const float* row = ws + s.time(step - 1) * s.batch * s.ws();
-  return {row + s.hOffset(), row + s.cOffset(), s.ws()};
-}
 
 void forwardGates(const RnnShape& s, const ForwardArgs& a, int64_t step, const StateRows& prev, const float* hidden,
                   int64_t n, int64_t j0, int64_t j1) {
@@ -316,9 +235,7 @@ void runForward(const RnnShape& s, const ForwardArgs& a) {
   }
 }
 
-struct BackwardArgs {
-  float *gradXProj, *gradWHh, *gradBHh, *gradH0, *gradC0;
-  const float *gradOutput, *gradHN, *gradCN, *ws, *wHh, *h0, *c0;
+struct BackwardArgs : args::rnn::RnnBackwardBuffers {
   std::vector<int32_t> lengths;
 };
 
@@ -408,46 +325,18 @@ void runBackward(const RnnShape& s, const BackwardArgs& a) {
 
 // buffers: output, hN, cN?, workspace, xProj, wHh, bHh?, h0, c0?, lengths?
 void rnnForward(KernelCall& call) {
-  RnnShape s = readShape(call);
-  int64_t T = s.steps, N = s.batch, H = s.hidden, states = s.slots * N * H, slot = s.slot * N * H;
-  ForwardArgs a{};
-  a.output = floats(call, 0, "output", T * N * s.outWidth);
-  a.hN = floats(call, 1, "hN", states) + slot;
-  float* cN = cellState(call, s, 2, "cN", states);
-  a.cN = cN == nullptr ? nullptr : cN + slot;
-  a.ws = floats(call, 3, "workspace", T * N * s.ws());
-  a.xProj = floats(call, 4, "xProj", T * N * s.gh());
-  a.wHh = floats(call, 5, "wHh", s.gh() * H);
-  const float* bHh = floats(call, 6, "bHh", s.gh(), true);
-  a.h0 = floats(call, 7, "h0", states) + slot;
-  const float* c0 = cellState(call, s, 8, "c0", states);
-  a.c0 = c0 == nullptr ? nullptr : c0 + slot;
-  a.lengths = readLengths(call, 9, s);
-  std::vector<float> zeroBias(bHh == nullptr ? s.gh() : 0, 0.0f);
-  a.bHh = bHh == nullptr ? zeroBias.data() : bHh;
+  RnnShape s = args::rnn::readRnnShape(call);
+  ForwardArgs a{args::rnn::readForwardBuffers(call, s), readLengths(call, 9, s)};
+  std::vector<float> zeroBias(a.bHh == nullptr ? s.gh() : 0, 0.0f);
+  if (a.bHh == nullptr) a.bHh = zeroBias.data();
   runForward(s, a);
 }
 
 // buffers: gradXProj, gradWHh, gradBHh?, gradH0, gradC0?, gradOutput?, gradHN?, gradCN?, workspace, wHh, h0, c0?,
 // lengths?
 void rnnBackward(KernelCall& call) {
-  RnnShape s = readShape(call);
-  int64_t T = s.steps, N = s.batch, H = s.hidden, states = s.slots * N * H, slot = s.slot * N * H;
-  auto atSlot = [&](float* p) { return p == nullptr ? nullptr : p + slot; };
-  BackwardArgs a{};
-  a.gradXProj = floats(call, 0, "gradXProj", T * N * s.gh());
-  a.gradWHh = floats(call, 1, "gradWHh", s.gh() * H);
-  a.gradBHh = floats(call, 2, "gradBHh", s.gh(), true);
-  a.gradH0 = atSlot(floats(call, 3, "gradH0", states));
-  a.gradC0 = atSlot(cellState(call, s, 4, "gradC0", states));
-  a.gradOutput = floats(call, 5, "gradOutput", T * N * s.outWidth, true);
-  a.gradHN = atSlot(floats(call, 6, "gradHN", states, true));
-  a.gradCN = atSlot(cellState(call, s, 7, "gradCN", states, true));
-  a.ws = floats(call, 8, "workspace", T * N * s.ws());
-  a.wHh = floats(call, 9, "wHh", s.gh() * H);
-  a.h0 = atSlot(floats(call, 10, "h0", states));
-  a.c0 = atSlot(cellState(call, s, 11, "c0", states));
-  a.lengths = readLengths(call, 12, s);
+  RnnShape s = args::rnn::readRnnShape(call);
+  BackwardArgs a{args::rnn::readBackwardBuffers(call, s), readLengths(call, 12, s)};
   runBackward(s, a);
 }
 

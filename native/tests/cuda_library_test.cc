@@ -11,6 +11,7 @@
 
 #include "cpu/kernels.h"
 #include "cuda/plugin_api.h"
+#include "rnn_attrs.h"
 #include "test_util.h"
 
 using namespace deepnode;
@@ -191,18 +192,6 @@ struct Rnn {
   int64_t slots;
 };
 
-std::vector<std::pair<std::string, AttrValue>> rnnAttrs(const Rnn& c) {
-  return {{"mode", str(c.mode)},
-          {"reverse", flag(c.reverse)},
-          {"column", num((c.slots - 1) * c.hidden)},
-          {"slot", num(c.slots - 1)},
-          {"steps", num(c.steps)},
-          {"batch", num(c.batch)},
-          {"hidden", num(c.hidden)},
-          {"outWidth", num(c.slots * c.hidden)},
-          {"slots", num(c.slots)}};
-}
-
 void testRnnCase(const Rnn& c) {
   const int64_t G = c.mode == "lstm" ? 4 : c.mode == "gru" ? 3 : 1, W = c.mode == "lstm" ? 6 : c.mode == "gru" ? 5 : 1;
   const int64_t T = c.steps, N = c.batch, H = c.hidden, states = c.slots * N * H;
@@ -217,7 +206,7 @@ void testRnnCase(const Rnn& c) {
   KernelCall forward = makeCall("rnn_forward",
                                 {buf(output), buf(hN), opt(cN, lstm), buf(ws), buf(xProj), buf(wHh), opt(bHh, c.bias),
                                  buf(h0), opt(c0, lstm), lengthsBuf},
-                                rnnAttrs(c));
+                                rnnAttrsOf(c));
   std::string what = c.mode + " T" + std::to_string(T) + " N" + std::to_string(N) + (c.reverse ? " reverse" : "");
   compare(cpu::rnnForward, forward, what + " forward", 1e-4);
   // The backward from the cpu forward's workspace, so both backwards read the same one.
@@ -232,7 +221,7 @@ void testRnnCase(const Rnn& c) {
                                  {buf(gradXProj), buf(gradWHh), opt(gradBHh, c.bias), buf(gradH0), opt(gradC0, lstm),
                                   opt(gradOutput, T % 2 == 0 || !lstm), opt(gradHN, T != 3), opt(gradCN, lstm),
                                   buf(savedWs), buf(wHh), buf(h0), opt(c0, lstm), lengthsBuf},
-                                 rnnAttrs(c));
+                                 rnnAttrsOf(c));
   compare(cpu::rnnBackward, backward, what + " backward", 2e-4);
 }
 

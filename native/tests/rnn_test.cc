@@ -9,6 +9,7 @@
 
 #include "core/threadpool.h"
 #include "cpu/kernels.h"
+#include "rnn_attrs.h"
 #include "test_util.h"
 
 using namespace deepnode;
@@ -138,18 +139,6 @@ void naiveBackward(const Case& c, const Data& d, int64_t n, Expected& e, const s
   for (int64_t j = 0; j < H; ++j) e.gradH0[(slot * N + n) * H + j] = dh[j], e.gradC0[(slot * N + n) * H + j] = dc[j];
 }
 
-std::vector<std::pair<std::string, AttrValue>> attrsOf(const Case& c) {
-  return {{"mode", str(c.mode)},
-          {"reverse", flag(c.reverse)},
-          {"column", num((c.slots - 1) * c.hidden)},
-          {"slot", num(c.slots - 1)},
-          {"steps", num(c.steps)},
-          {"batch", num(c.batch)},
-          {"hidden", num(c.hidden)},
-          {"outWidth", num(c.slots * c.hidden)},
-          {"slots", num(c.slots)}};
-}
-
 void testCase(const Case& c) {
   int64_t T = c.steps, N = c.batch, H = c.hidden, G = gatesOf(c.mode), S = c.slots * N * H;
   bool lstm = c.mode == "lstm";
@@ -181,7 +170,7 @@ void testCase(const Case& c) {
   KernelCall f = makeCall("rnn_forward",
                           {buf(output), buf(hN), optional(cN), buf(ws), buf(d.xProj), buf(d.wHh), buf(d.bHh), buf(d.h0),
                            optional(d.c0), optional(lengths)},
-                          attrsOf(c));
+                          rnnAttrsOf(c));
   cpu::rnnForward(f);
   std::string tag = c.mode + " T" + std::to_string(T) + " N" + std::to_string(N) + " H" + std::to_string(H) +
                     (c.reverse ? " reverse" : "") + (c.lengths.empty() ? "" : " lengths");
@@ -194,7 +183,7 @@ void testCase(const Case& c) {
   KernelCall b = makeCall("rnn_backward",
                           {buf(gX), buf(gW), buf(gB), buf(gH0), optional(gC0), buf(d.gradOutput), buf(d.gradHN),
                            optional(d.gradCN), buf(ws), buf(d.wHh), buf(d.h0), optional(d.c0), optional(lengths)},
-                          attrsOf(c));
+                          rnnAttrsOf(c));
   cpu::rnnBackward(b);
   allClose(gX, e.gradXProj, 1e-3, 1e-4, "gradXProj " + tag);
   allClose(gW, e.gradWHh, 1e-3, 1e-4, "gradWHh " + tag);
@@ -222,7 +211,7 @@ void testErrors() {
     m.mode = mode;
     return makeCall("rnn_forward",
                     {buf(output), buf(hN), buf(cN), buf(ws), buf(xProj), buf(wHh), nullBuffer(), buf(h0), cellIn, len},
-                    attrsOf(m));
+                    rnnAttrsOf(m));
   };
   check(codeOf(cpu::rnnForward, call("lstm", buf(c0), buf(lengths))) == "ERR_INDEX", "length past T");
   check(codeOf(cpu::rnnForward, call("lstm", nullBuffer(), nullBuffer())) == "ERR_VALUE", "lstm without c0");
@@ -233,7 +222,7 @@ void testErrors() {
   KernelCall bad = makeCall(
       "rnn_forward",
       {buf(output), buf(hN), buf(cN), buf(shortWs), buf(xProj), buf(wHh), nullBuffer(), buf(h0), buf(c0), nullBuffer()},
-      attrsOf(c));
+      rnnAttrsOf(c));
   check(codeOf(cpu::rnnForward, bad) == "ERR_SHAPE", "workspace size");
 }
 
@@ -256,14 +245,14 @@ void bench() {
     KernelCall f = makeCall(
         "rnn_forward",
         {buf(output), buf(hN), buf(cN), buf(ws), buf(xProj), buf(wHh), buf(bHh), buf(h0), buf(c0), nullBuffer()},
-        attrsOf(c));
+        rnnAttrsOf(c));
     cpu::rnnForward(f);
   });
   double backward = time([&] {
     KernelCall b = makeCall("rnn_backward",
                             {buf(gX), buf(gW), buf(gB), buf(gH0), buf(gC0), buf(gOut), nullBuffer(), nullBuffer(),
                              buf(ws), buf(wHh), buf(h0), buf(c0), nullBuffer()},
-                            attrsOf(c));
+                            rnnAttrsOf(c));
     cpu::rnnBackward(b);
   });
   std::printf("lstm T=256 N=64 H=128 (recurrence only): forward %.1f ms, backward %.1f ms\n", forward, backward);

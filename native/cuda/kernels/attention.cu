@@ -11,6 +11,7 @@
 #include <limits>
 #include <string>
 
+#include "../../core/args/attention.h"
 #include "../../core/philox.h"
 #include "../launch.h"
 #include "library.h"
@@ -19,58 +20,8 @@ namespace deepnode::cuda {
 
 namespace attention_detail {
 
-// The sizes and options of one call; see the cpu kernel.
-struct Attention {
-  int64_t heads = 1, L = 0, S = 0, E = 0, Ev = 0, B = 0;
-  float scale = 1;
-  bool causal = false;
-  double p = 0;
-  bool dropout = false;
-  philox::Key key{};
-  const uint8_t* padding = nullptr;
-};
-
-Attention readAttention(const KernelCall& call) {
-  Attention a;
-  a.B = call.integer("batch");
-  a.heads = call.integer("heads");
-  a.L = call.integer("queries");
-  a.S = call.integer("keys");
-  a.E = call.integer("dim");
-  a.Ev = call.integer("valueDim");
-  if (a.B < 0 || a.L < 0 || a.S < 0 || a.E < 0 || a.Ev < 0 || a.heads < 1 || a.B % a.heads != 0) {
-    call.fail("ERR_SHAPE", "batch, queries, keys, dim and valueDim must be >= 0 and batch a multiple of heads >= 1");
-  }
-  a.scale = static_cast<float>(call.number("scale"));
-  a.causal = call.flag("causal", false);
-  a.p = call.number("dropoutP");
-  if (!(a.p >= 0 && a.p < 1)) call.fail("ERR_VALUE", "dropoutP must be in [0, 1), got " + std::to_string(a.p));
-  a.dropout = a.p > 0;
-  if (a.dropout) {
-    int64_t lo = call.integer("seedLo"), hi = call.integer("seedHi"), offset = call.integer("offset");
-    if (lo < 0 || lo > 0xffffffffLL || hi < 0 || hi > 0xffffffffLL || offset < 0) {
-      call.fail("ERR_VALUE", "seedLo and seedHi must be 32-bit unsigned integers and offset >= 0");
-    }
-    a.key.seed = (static_cast<uint64_t>(hi) << 32) | static_cast<uint64_t>(lo);
-    a.key.offset = static_cast<uint64_t>(offset);
-  }
-  return a;
-}
-
-// Checks q, k, v at `first` .. `first + 2` and the optional padding after them.
-void checkInputs(KernelCall& call, size_t first, Attention& a) {
-  const char* roles[] = {"query", "key", "value"};
-  const int64_t sizes[] = {a.B * a.L * a.E, a.B * a.S * a.E, a.B * a.S * a.Ev};
-  for (size_t i = 0; i < 3; ++i) {
-    call.buffer(first + i, roles[i], DType::Float32);
-    call.expectSize(first + i, roles[i], sizes[i]);
-  }
-  if (call.hasBuffer(first + 3)) {
-    call.buffer(first + 3, "keyPadding", DType::UInt8);
-    call.expectSize(first + 3, "keyPadding", a.B / a.heads * a.S);
-    a.padding = call.buffers[first + 3].as<uint8_t>();
-  }
-}
+using args::attention::Attention;
+using args::attention::readAttention;
 
 // What the row kernels need, by value in their lambdas.
 struct RowParams {
@@ -151,13 +102,9 @@ void dropWeights(const Attention& a, const float* P, float* W) {
 void fusedAttention(KernelCall& call) {
   using namespace attention_detail;
   Attention a = readAttention(call);
-  call.buffer(0, "out", DType::Float32);
-  call.expectSize(0, "out", a.B * a.L * a.Ev);
-  checkInputs(call, 1, a);
-  float* out = call.buffers[0].as<float>();
-  const float* q = call.buffers[1].as<float>();
-  const float* k = call.buffers[2].as<float>();
-  const float* v = call.buffers[3].as<float>();
+  const args::attention::AttentionBuffers io = args::attention::readAttentionBuffers(call, a);
+  float* out = io.out;
+  const float *q = io.q, *k = io.k, *v = io.v;
   if (a.B * a.L * a.Ev == 0) return;
   if (a.S == 0) return fillZeroAsync(out, static_cast<size_t>(a.B * a.L * a.Ev) * sizeof(float));
   Scratch P(static_cast<size_t>(a.B * a.L * a.S) * sizeof(float));
@@ -209,20 +156,10 @@ void headGemm(const Attention& a, bool tx, bool ty, int64_t m, int64_t n, int64_
 void fusedAttentionBackward(KernelCall& call) {
   using namespace attention_detail;
   Attention a = readAttention(call);
-  const int64_t sizes[] = {a.B * a.L * a.E, a.B * a.S * a.E, a.B * a.S * a.Ev, a.B * a.L * a.Ev};
-  const char* roles[] = {"gradQuery", "gradKey", "gradValue", "gradOut"};
-  for (size_t i = 0; i < 4; ++i) {
-    call.buffer(i, roles[i], DType::Float32);
-    call.expectSize(i, roles[i], sizes[i]);
-  }
-  checkInputs(call, 4, a);
-  float* gq = call.buffers[0].as<float>();
-  float* gk = call.buffers[1].as<float>();
-  float* gv = call.buffers[2].as<float>();
-  const float* gOut = call.buffers[3].as<float>();
-  const float* q = call.buffers[4].as<float>();
-  const float* k = call.buffers[5].as<float>();
-  const float* v = call.buffers[6].as<float>();
+  const args::attention::AttentionGradBuffers io = args::attention::readAttentionGradBuffers(call, a);
+  const int64_t* sizes = io.sizes;
+  float *gq = io.gq, *gk = io.gk, *gv = io.gv;
+  const float *gOut = io.gOut, *q = io.q, *k = io.k, *v = io.v;
   for (size_t i = 0; i < 3; ++i) fillZeroAsync(call.buffers[i].data, static_cast<size_t>(sizes[i]) * sizeof(float));
   if (a.L == 0 || a.S == 0 || a.B == 0) return;
   const int64_t area = a.L * a.S;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "../../core/args/masked_softmax.h"
 #include "reductions.h"
 
 namespace deepnode::cuda {
@@ -124,25 +125,11 @@ void softmaxBackward(KernelCall& call) {
 }
 
 void maskedSoftmax(KernelCall& call) {
-  const int64_t rows = call.integer("rows"), cols = call.integer("cols");
-  int64_t total = 0;
-  if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &total)) {
-    call.fail("ERR_SHAPE", "rows and cols must be non-negative and not too large");
-  }
-  const float scale = static_cast<float>(call.number("scale"));
-  call.buffer(0, "out", DType::Float32);
-  call.buffer(1, "scores", DType::Float32);
-  call.expectSize(0, "out", total);
-  call.expectSize(1, "scores", total);
-  const bool masked = call.hasBuffer(2);
-  if (masked) {
-    call.buffer(2, "mask", DType::Float32);
-    call.expectSize(2, "mask", total);
-  }
-  if (total == 0) return;
-  const MaskedScores z{call.buffers[1].as<float>(), masked ? call.buffers[2].as<float>() : nullptr, scale};
-  Scratch rowMax(static_cast<size_t>(rows) * sizeof(float)), factor(static_cast<size_t>(rows) * sizeof(float));
-  maskedSoftmaxRows(cols, total, z, call.buffers[0].as<float>(), rowMax.as<float>(), factor.as<float>());
+  const args::masked_softmax::MaskedSoftmax m = args::masked_softmax::readMaskedSoftmax(call);
+  if (m.total == 0) return;
+  const MaskedScores z{m.scores, m.mask, m.scale};
+  Scratch rowMax(static_cast<size_t>(m.rows) * sizeof(float)), factor(static_cast<size_t>(m.rows) * sizeof(float));
+  maskedSoftmaxRows(m.cols, m.total, z, m.out, rowMax.as<float>(), factor.as<float>());
 }
 
 }  // namespace red_softmax
