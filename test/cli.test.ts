@@ -354,7 +354,7 @@ describe("deepnode eval with a bad weights file", () => {
     const run = await cli("eval", "mnist", "--weights", scratch);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
-      `deepnode: cannot read weights file '${scratch}': EISDIR: illegal operation on a directory\n`,
+      `deepnode: loadSafetensors: ${scratch}: cannot be read: is a folder, not a file\n`,
     );
   });
 
