@@ -516,6 +516,20 @@ describe("deepnode train/eval --data with standard IDX files", () => {
   });
 });
 
+describe("deepnode train mnist with an option only train imdb reads", () => {
+  it("is a usage error (exit 2), not an option silently ignored", async () => {
+    for (const [flag, value] of [
+      ["--model", "bert"],
+      ["--pretrained", "x"],
+      ["--hidden-size", "32"],
+    ]) {
+      const run = await cli("train", "mnist", flag!, value!, "--epochs", "1");
+      expect(run.code, flag).toBe(2);
+      expect(run.stderr).toContain(`${flag} is for train imdb only, not train mnist`);
+    }
+  });
+});
+
 describe("deepnode train mnist --checkpoint-dir / --resume", () => {
   const base = ["train", "mnist", "--limit", "128", "--no-progress"];
 

@@ -146,8 +146,28 @@ function trainFiles(flags: TrainFlags) {
   };
 }
 
+/** The options only `train imdb` reads, by their commander names. */
+const IMDB_ONLY_OPTIONS: Record<string, string> = {
+  model: "--model",
+  pretrained: "--pretrained",
+  embeddingDim: "--embedding-dim",
+  hiddenSize: "--hidden-size",
+  maxLength: "--max-length",
+  vocabSize: "--vocab-size",
+};
+
+/** A usage error for an imdb-only option given to another task, rather than ignoring it. */
+function rejectImdbOnly(task: string, command: Command): void {
+  for (const [name, flag] of Object.entries(IMDB_ONLY_OPTIONS)) {
+    if (command.getOptionValueSource(name) === "cli") {
+      throw new InvalidArgumentError(`${flag} is for train imdb only, not train ${task}`);
+    }
+  }
+}
+
 async function trainCommand(task: string, flags: TrainFlags, command: Command): Promise<void> {
   checkTask(task, ["mnist", "imdb"]);
+  if (task !== "imdb") rejectImdbOnly(task, command);
   const saving = flags.checkpointDir !== undefined || flags.resume !== undefined;
   if (flags.saveSteps !== undefined && !saving) {
     throw new InvalidArgumentError("--save-steps needs --checkpoint-dir (or --resume)");
