@@ -367,6 +367,16 @@ describe("MNIST from IDX files", () => {
     expect(load).toThrow(`loadMnist: ${dir} holds neither train-images-idx3-ubyte nor`);
   });
 
+  it("names a folder that does not exist, and a file given as the folder", () => {
+    const missing = join(scratch, "no-such-mnist");
+    expect(() => loadMnistIdx(missing)).toThrow(`loadMnist: ${missing} does not exist`);
+    const file = join(scratch, "a-file");
+    writeFileSync(file, "x");
+    expect(() => loadMnistIdx(file)).toThrow(
+      `loadMnist: ${file} is a file, not a folder of IDX files`,
+    );
+  });
+
   it("checks labels against images", () => {
     const dir = mkdtempSync(join(scratch, "labels-"));
     writeMnistDir(dir, false);

@@ -181,6 +181,7 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
   checkOutputFile(flags.out);
   console.log(
     `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
+      (flags.limit === undefined ? "" : ` (the first ${flags.limit} training images)`) +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
   );
   if (flags.resume !== undefined) console.log(`resuming from ${flags.resume}`);

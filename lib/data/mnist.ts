@@ -2,7 +2,7 @@
 // deterministically as DESIGN.md says, or from a directory of the standard IDX files.
 // Images are [count, 784] float32 in [0, 1]; labels are [count] int32 in 0..9.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 
@@ -129,6 +129,10 @@ export function loadMnistFromPackage(): MnistData {
 
 /** The path of `name` or `name.gz` in `dir`, whichever exists (plain first). */
 function findIdxFile(dir: string, name: string): string {
+  if (!existsSync(dir)) throw new ValueError("loadMnist", `${dir} does not exist`, "dir");
+  if (!statSync(dir).isDirectory()) {
+    throw new ValueError("loadMnist", `${dir} is a file, not a folder of IDX files`, "dir");
+  }
   for (const candidate of [join(dir, name), join(dir, `${name}.gz`)]) {
     if (existsSync(candidate)) return candidate;
   }
