@@ -57,10 +57,17 @@ export function selectCases(
   all: BenchCase[],
   options: Pick<BenchOptions, "filter" | "quick" | "full">,
 ): BenchCase[] {
-  const pattern = options.filter?.toLowerCase();
+  // A comma-separated filter keeps the cases that match any of its texts.
+  const patterns = options.filter
+    ?.toLowerCase()
+    .split(",")
+    .filter((p) => p !== "");
+  const matches = (c: BenchCase) =>
+    patterns === undefined ||
+    patterns.some((p) => `${c.group} ${c.name}`.toLowerCase().includes(p));
   return all.filter(
     (c) =>
-      (pattern === undefined || `${c.group} ${c.name}`.toLowerCase().includes(pattern)) &&
+      matches(c) &&
       !(options.quick && c.slow === true) &&
       !(options.full !== true && c.full === true),
   );

@@ -399,6 +399,12 @@ describe("the IMDB LSTM job beside PyTorch: data, file, cases and skip", () => {
       expect(selectCases(imdbCases, { quick, full: true }).map((c) => c.name)).toEqual(names);
     }
     expect(selectCases(imdbCases, { quick: false, filter: "imdb" })).toHaveLength(1);
+    // Several comma-separated texts keep what matches any of them (the GPU check's list).
+    const all = await loadCases();
+    const picked = selectCases(all, { quick: true, filter: "matmul,MNIST," }).map((c) => c.name);
+    expect(picked.length).toBeGreaterThan(1);
+    expect(picked.every((n) => /matmul|MNIST/.test(n))).toBe(true);
+    expect(picked.some((n) => /MNIST/.test(n))).toBe(true);
     expect(imdbCases.map((c) => c.peer?.op)).toEqual(["imdb lstm", "imdb lstm"]);
     expect(SHORT_IMDB_JOB).toEqual({ ...FULL_IMDB_JOB, limit: 12_800 });
   });

@@ -275,7 +275,10 @@ function addBenchCommand(program: Command): void {
   program
     .command("bench")
     .description("time deepnode's kernels and jobs beside PyTorch and TensorFlow.js")
-    .option("--filter <text>", "only cases whose name or group contains this text")
+    .option(
+      "--filter <texts>",
+      "only cases whose name or group contains this text (or one of several, comma-separated)",
+    )
     .option("--quick", "fewer repeats, no largest sizes, a 1,024-image MNIST epoch", false)
     .option("--json <file>", "write the report as JSON")
     .option("--markdown <file>", "write the report as markdown")
