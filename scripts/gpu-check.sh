@@ -77,4 +77,9 @@ if [ "$device" = cuda ]; then
     --json "$out/bench.json" --markdown "$out/bench.md" >"$out/bench.log" 2>&1
   log "bench (exit $?):"
   sed -n '/^case /,$p' "$out/bench.log" | head -60 | tee -a "$out/summary.txt"
+  # The sizes of the goals, which --quick leaves out: GEMM 4096^3, ResNet convolutions.
+  timeout 150 node bin/deepnode.js bench --backends cuda --peers torch-cuda --filter "matmul 4096,ResNet" \
+    --json "$out/bench-large.json" >"$out/bench-large.log" 2>&1
+  log "bench, large cases (exit $?):"
+  sed -n '/^case /,$p' "$out/bench-large.log" | head -30 | tee -a "$out/summary.txt"
 fi

@@ -31,5 +31,7 @@ export const cases: BenchCase[] = [
   matmulCase(512, 512, 512),
   matmulCase(1024, 1024, 1024),
   matmulCase(2048, 2048, 2048, { slow: true, repeats: 5 }),
+  // The size of the CUDA backend's GEMM goal (at least 0.9 of PyTorch's on an H200).
+  matmulCase(4096, 4096, 4096, { slow: true, repeats: 3 }),
   matmulCase(64, 9216, 128, { note: "MNIST fc1" }),
 ];
