@@ -337,7 +337,8 @@ describe("the IMDB LSTM job beside PyTorch: data, file, cases and skip", () => {
     expectThrows(
       () => readImdbBenchFile(path),
       FormatError,
-      `readImdbBenchFile: ${path}: expected format deepnode.bench.imdb version 1, got undefined undefined`,
+      `readImdbBenchFile: ${path}: expected format deepnode.bench.imdb version 1, ` +
+        "got undefined undefined",
     );
     writeFileSync(path, Buffer.from([1, 0]));
     expectThrows(

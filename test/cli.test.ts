@@ -273,7 +273,7 @@ describe("deepnode train fails before training when it could not finish", () => 
     expect(run.stdout).not.toContain("epoch 1/1");
   });
 
-  it("refuses a train imdb --out that is not a model folder before training, losing nothing", async () => {
+  it("refuses an --out that is not a model folder before training, losing nothing", async () => {
     const notes = join(scratch, "notes.txt");
     writeFileSync(notes, "keep");
     const run = await cli("train", "imdb", "--limit", "50", "--epochs", "1", "--out", notes);

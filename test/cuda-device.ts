@@ -57,7 +57,7 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       back.dispose();
     });
 
-    it("reads the values a tensor had when data() was called, even if it is freed meanwhile", async () => {
+    it("reads the values at the data() call, even if the tensor is freed meanwhile", async () => {
       const t = lib.tensor([1, 2, 3], { device: "cuda:0" });
       const pending = t.data();
       t.dispose();
@@ -93,7 +93,8 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       try {
         const cached = lib.zeros([1024 * 1024], { device: "cuda:0" }); // 4 MiB
         cached.dispose(); // stays reserved in the cache
-        const big = lib.zeros([1536 * 1024], { device: "cuda:0" }); // 6 MiB: needs the cache emptied
+        // 6 MiB: fits only once the cache is emptied.
+        const big = lib.zeros([1536 * 1024], { device: "cuda:0" });
         expect(lib.cuda.memoryStats().oomRetries).toBe(base.oomRetries + 1);
         expectThrows(
           () => lib.zeros([1024 * 1024], { device: "cuda:0" }),

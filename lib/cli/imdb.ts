@@ -117,17 +117,20 @@ const MODEL_NAMES: Record<string, string> = {
   bert: "a sequence classifier on a pretrained encoder",
 };
 
+/** Tokens kept per review: --max-length, or for bert its default cut to the model's positions. */
+function reviewLength(flags: ImdbTrainFlags): number {
+  if (flags.model !== "bert" || flags.maxLengthIsDefault !== true) return flags.maxLength;
+  return Math.min(flags.maxLength, maxPositionsOf(flags.pretrained!));
+}
+
 /** --model bert: the --pretrained folder with a new head, seeded by --seed. */
-async function loadFineTune(flags: ImdbTrainFlags) {
+async function loadFineTune(flags: ImdbTrainFlags, maxLength: number) {
   if (flags.model !== "bert") return undefined;
   manualSeed(flags.seed);
-  if (flags.maxLengthIsDefault === true) {
-    flags.maxLength = Math.min(flags.maxLength, maxPositionsOf(flags.pretrained!));
-  }
-  const fineTune = await loadPretrainedClassifier(flags.pretrained!, flags.maxLength);
+  const fineTune = await loadPretrainedClassifier(flags.pretrained!, maxLength);
   console.log(
     `fine-tuning ${fineTune.model.constructor.name} from ${flags.pretrained}` +
-      ` (${fineTune.model.numParameters()} parameters, ${flags.maxLength} tokens per review)`,
+      ` (${fineTune.model.numParameters()} parameters, ${maxLength} tokens per review)`,
   );
   return fineTune;
 }
@@ -162,7 +165,8 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   const previous = getDefaultDevice();
   setDefaultDevice(flags.device);
   try {
-    const fineTune = await loadFineTune(flags);
+    const maxLength = reviewLength(flags);
+    const fineTune = await loadFineTune(flags, maxLength);
     const { model, vocab } = await fitImdb({
       model: flags.model as "lstm" | "transformer",
       epochs: flags.epochs,
@@ -171,7 +175,7 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
       seed: flags.seed,
       embeddingDim: flags.embeddingDim,
       hiddenSize: flags.hiddenSize,
-      maxLength: flags.maxLength,
+      maxLength,
       vocabSize: flags.vocabSize,
       device: flags.device,
       progress: flags.progress,
