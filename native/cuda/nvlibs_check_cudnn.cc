@@ -1,74 +1,17 @@
-// Asserts, at compile time, that the declarations of nvlibs.h match NVIDIA's own headers.
-// CMake builds this file only where cublas_v2.h, cublasLt.h and cudnn.h are found (the
-// GPU machine); elsewhere nvlibs.h is all there is.
-#include <cublasLt.h>
-#include <cublas_v2.h>
+// Asserts, at compile time, that the cuDNN declarations of nvlibs.h match NVIDIA's own
+// headers. CMake builds this file only where cudnn.h is found (the GPU machine); elsewhere
+// nvlibs.h is all there is.
 #include <cudnn.h>
 
 #include <cstddef>
-#include <type_traits>
 
-#include "nvlibs.h"
+#include "nvlibs_check.h"
 
-namespace deepnode::cuda::nv {
+namespace deepnode::cuda::nv::check {
 namespace {
 
-// Two types are call-compatible when they are the same, or both enums of the same size
-// (our status enums stand for theirs), or pointers to compatible types.
-template <typename Ours, typename Theirs>
-constexpr bool compatible() {
-  if constexpr (std::is_enum_v<Ours> && std::is_enum_v<Theirs>) {
-    return sizeof(Ours) == sizeof(Theirs);
-  } else if constexpr (std::is_class_v<Ours> && std::is_class_v<Theirs>) {
-    return true;  // opaque handle structs (descriptors, contexts) behind pointers
-  } else if constexpr (std::is_const_v<Ours> || std::is_const_v<Theirs>) {
-    return std::is_const_v<Ours> == std::is_const_v<Theirs> &&
-           compatible<std::remove_const_t<Ours>, std::remove_const_t<Theirs>>();
-  } else if constexpr (std::is_pointer_v<Ours> && std::is_pointer_v<Theirs>) {
-    return compatible<std::remove_pointer_t<Ours>, std::remove_pointer_t<Theirs>>();
-  } else {
-    return std::is_same_v<Ours, Theirs>;
-  }
-}
-
-template <typename Ours, typename Theirs>
-struct SameSignature : std::false_type {};
-
-template <typename R1, typename... A1, typename R2, typename... A2>
-struct SameSignature<R1 (*)(A1...), R2 (*)(A2...)>
-    : std::bool_constant<sizeof...(A1) == sizeof...(A2) && compatible<R1, R2>() && (compatible<A1, A2>() && ...)> {};
-
-static_assert(SameSignature<CublasGetPropertyFn, decltype(&cublasGetProperty)>::value);
-static_assert(SameSignature<CublasLtGetPropertyFn, decltype(&cublasLtGetProperty)>::value);
 static_assert(SameSignature<CudnnGetPropertyFn, decltype(&cudnnGetProperty)>::value);
-static_assert(static_cast<int>(CUBLAS_STATUS_SUCCESS) == static_cast<int>(CublasStatus::Success));
 static_assert(static_cast<int>(CUDNN_STATUS_SUCCESS) == static_cast<int>(CudnnStatus::Success));
-
-template <typename Ours, typename Theirs>
-constexpr bool same(Ours ours, Theirs theirs) {
-  return static_cast<int>(ours) == static_cast<int>(theirs);
-}
-
-// cuBLAS.
-static_assert(SameSignature<CublasCreateFn, decltype(&cublasCreate_v2)>::value);
-static_assert(SameSignature<CublasDestroyFn, decltype(&cublasDestroy_v2)>::value);
-static_assert(SameSignature<CublasSetStreamFn, decltype(&cublasSetStream_v2)>::value);
-static_assert(SameSignature<CublasSetMathModeFn, decltype(&cublasSetMathMode)>::value);
-static_assert(SameSignature<CublasSgemmStridedBatchedFn, decltype(&cublasSgemmStridedBatched)>::value);
-static_assert(same(CublasStatus::NotInitialized, CUBLAS_STATUS_NOT_INITIALIZED));
-static_assert(same(CublasStatus::AllocFailed, CUBLAS_STATUS_ALLOC_FAILED));
-static_assert(same(CublasStatus::InvalidValue, CUBLAS_STATUS_INVALID_VALUE));
-static_assert(same(CublasStatus::ArchMismatch, CUBLAS_STATUS_ARCH_MISMATCH));
-static_assert(same(CublasStatus::MappingError, CUBLAS_STATUS_MAPPING_ERROR));
-static_assert(same(CublasStatus::ExecutionFailed, CUBLAS_STATUS_EXECUTION_FAILED));
-static_assert(same(CublasStatus::InternalError, CUBLAS_STATUS_INTERNAL_ERROR));
-static_assert(same(CublasStatus::NotSupported, CUBLAS_STATUS_NOT_SUPPORTED));
-static_assert(same(CublasStatus::LicenseError, CUBLAS_STATUS_LICENSE_ERROR));
-static_assert(same(CublasOperation::N, CUBLAS_OP_N) && same(CublasOperation::T, CUBLAS_OP_T) &&
-              same(CublasOperation::C, CUBLAS_OP_C));
-static_assert(same(CublasMath::Default, CUBLAS_DEFAULT_MATH) && same(CublasMath::TensorOp, CUBLAS_TENSOR_OP_MATH) &&
-              same(CublasMath::Pedantic, CUBLAS_PEDANTIC_MATH) &&
-              same(CublasMath::Tf32TensorOp, CUBLAS_TF32_TENSOR_OP_MATH));
 
 // cuDNN: functions.
 static_assert(SameSignature<CudnnCreateFn, decltype(&cudnnCreate)>::value);
@@ -140,4 +83,4 @@ static_assert(samePerfLayout<CudnnConvolutionBwdDataAlgoPerf, cudnnConvolutionBw
 static_assert(samePerfLayout<CudnnConvolutionBwdFilterAlgoPerf, cudnnConvolutionBwdFilterAlgoPerf_t>());
 
 }  // namespace
-}  // namespace deepnode::cuda::nv
+}  // namespace deepnode::cuda::nv::check
