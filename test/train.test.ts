@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { TensorDataset } from "../lib/data/dataset.js";
-import { DeviceError, ValueError } from "../lib/errors.js";
+import { DeviceError, StateDictError, ValueError } from "../lib/errors.js";
 import {
   F,
   Tensor,
@@ -638,6 +638,32 @@ describe("checkpoints", () => {
       expect((error as Error).message.startsWith(`resume: ${dir}: `)).toBe(true);
     },
   );
+
+  it("refuses another architecture in a short message; the cause keeps every key", async () => {
+    const dir = await savedRun();
+    const deep = () => new nn.Sequential(...Array.from({ length: 11 }, () => new nn.Linear(4, 4)));
+    const trainer = new Trainer(baseOptions({ epochs: 2, resume: dir, model: deep }));
+    const error = (await trainer.fit().catch((e: unknown) => e)) as CheckpointError;
+    expect(error).toBeInstanceOf(CheckpointError);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^resume: ${dir}: model\\.safetensors does not fit the model: loadStateDict: missing ` +
+          "keys: 1\\.weight, 1\\.bias, 3\\.weight, 3\\.bias, 4\\.weight, 4\\.bias, 5\\.weight, " +
+          "5\\.bias, and 10 more keys; size mismatch for 0\\.weight: expected \\[4, 4\\], got " +
+          "\\[8, 4\\]; ",
+      ),
+    );
+    const cause = error.cause as StateDictError;
+    expect(cause).toBeInstanceOf(StateDictError);
+    const layers = [1, ...Array.from({ length: 8 }, (_, i) => i + 3)];
+    expect(cause.missing).toEqual(layers.flatMap((i) => [`${i}.weight`, `${i}.bias`]));
+    expect(cause.mismatched.map((m) => m.key)).toEqual([
+      "0.weight",
+      "0.bias",
+      "2.weight",
+      "2.bias",
+    ]);
+  });
 
   it("names a folder without checkpoints", async () => {
     const empty = freshDir();

@@ -144,7 +144,7 @@ function fitting(dir: string, what: string, load: () => void): void {
     load();
   } catch (error) {
     if (!(error instanceof DeepnodeError) || error instanceof CheckpointError) throw error;
-    throw new CheckpointError("resume", dir, `${what}: ${error.message}`);
+    throw new CheckpointError("resume", dir, `${what}: ${error.message}`, error);
   }
 }
 
