@@ -41,6 +41,8 @@ import {
   loadCheckpoint,
   Trainer,
   accuracy,
+  isFinished,
+  readCheckpointProgress,
   type EpochRecord,
   type TrainerOptions,
 } from "../lib/train/index.js";
@@ -489,6 +491,46 @@ describe("checkpoints", () => {
       "checkpoint-32",
       "checkpoint-24",
     ]);
+    expect([full.epochsRun, full.resumedFrom]).toEqual([4, null]);
+    expect([rest.epochsRun, rest.resumedFrom]).toEqual([2, join(saveDir, "checkpoint-16")]);
+  });
+
+  it("resumes a finished run to nothing, and the result says nothing was left", async () => {
+    const saveDir = freshDir();
+    const first = new Trainer(baseOptions({ epochs: 2, saveDir }));
+    await first.fit();
+    const dir = join(saveDir, "checkpoint-16");
+    expect(readCheckpointProgress(saveDir)).toEqual({
+      path: dir,
+      epoch: 2,
+      globalStep: 16,
+      stoppedEarly: false,
+    });
+    const progress = readCheckpointProgress(dir);
+    expect([1, 2, 3].map((epochs) => isFinished(progress, epochs))).toEqual([true, true, false]);
+
+    const begun: number[] = [];
+    const callbacks = { onEpochBegin: (epoch: number) => void begun.push(epoch) };
+    for (const epochs of [2, 1]) {
+      const again = new Trainer(baseOptions({ epochs, saveDir, resume: saveDir, callbacks }));
+      const result = await again.fit();
+      expect([result.epochsRun, result.resumedFrom, result.globalStep]).toEqual([0, dir, 16]);
+      expect(result.history.map((r) => r.epoch)).toEqual([1, 2]);
+      expect(weightsOf(again.model)).toEqual(weightsOf(first.model));
+    }
+    expect(begun).toEqual([]);
+    expect(listCheckpoints(saveDir)).toEqual([dir, join(saveDir, "checkpoint-8")]);
+  });
+
+  it("resumes a run that stopped early to nothing, even with more epochs", async () => {
+    const saveDir = freshDir();
+    const stopAtOne = { onEpochEnd: (record: EpochRecord) => record.epoch === 1 };
+    await new Trainer(baseOptions({ epochs: 3, saveDir, callbacks: stopAtOne })).fit();
+    const progress = readCheckpointProgress(saveDir);
+    expect(progress).toMatchObject({ epoch: 1, stoppedEarly: true });
+    expect(isFinished(progress, 5)).toBe(true);
+    const result = await new Trainer(baseOptions({ epochs: 5, resume: saveDir })).fit();
+    expect([result.epochsRun, result.stoppedEarly]).toEqual([0, true]);
   });
 
   const schedules: [string, Partial<TrainerOptions>][] = [

@@ -215,7 +215,8 @@ export function resolveCheckpoint(path: string): string {
   return newest;
 }
 
-function readState(dir: string): CheckpointJson {
+/** A checkpoint's trainer_state.json, checked for the fields every checkpoint has. */
+export function readState(dir: string): CheckpointJson {
   const file = join(dir, STATE_FILE);
   if (!fs.existsSync(file))
     throw new CheckpointError("loadCheckpoint", dir, `${STATE_FILE} is missing`);
