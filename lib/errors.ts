@@ -145,10 +145,9 @@ export class StateDictError extends DeepnodeError {
     if (unexpected.length > 0) {
       parts.push(`unexpected keys: ${firstFew(unexpected, SHOWN_KEYS, ", ", "keys")}`);
     }
-    const sizes = mismatched.map(
-      (m) =>
-        `size mismatch for ${m.key}: expected ${formatShape(m.expected)}, got ${formatShape(m.got)}`,
-    );
+    const sizes = mismatched.map(({ key, expected, got }) => {
+      return `size mismatch for ${key}: expected ${formatShape(expected)}, got ${formatShape(got)}`;
+    });
     if (sizes.length > 0) parts.push(firstFew(sizes, SHOWN_MISMATCHES, "; ", "size mismatches"));
     super("ERR_STATE_DICT", parts.join("; "), "loadStateDict");
     this.missing = missing;

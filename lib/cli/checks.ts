@@ -27,7 +27,7 @@ const MNIST_FILES = [
   "t10k-labels-idx1-ubyte",
 ];
 
-/** The option's name as commander and ValueError's param have it: --checkpoint-dir -> checkpointDir. */
+/** The option's name as commander has it: --checkpoint-dir -> checkpointDir. */
 function paramOf(flag: string): string {
   return flag.slice(2).replace(/-(\w)/g, (_, letter: string) => letter.toUpperCase());
 }
