@@ -113,7 +113,21 @@ export class FormatError extends DeepnodeError {
   }
 }
 
-/** Wrong state-dict keys or shapes; lists all of them at once. */
+/** Names shown per list in a StateDictError's message; the fields keep every one. */
+const SHOWN_KEYS = 8;
+const SHOWN_MISMATCHES = 4;
+
+/** The first `shown` items and how many more: a resume into another architecture has hundreds. */
+function firstFew(items: string[], shown: number, separator: string, noun: string): string {
+  const head = items.slice(0, shown).join(separator);
+  const rest = items.length - shown;
+  return rest > 0 ? `${head}${separator}and ${rest} more ${noun}` : head;
+}
+
+/**
+ * Wrong state-dict keys or shapes. The message names the first few of each kind and counts
+ * the rest; `missing`, `unexpected` and `mismatched` hold all of them.
+ */
 export class StateDictError extends DeepnodeError {
   readonly missing: string[];
   readonly unexpected: string[];
@@ -125,13 +139,16 @@ export class StateDictError extends DeepnodeError {
     mismatched: { key: string; expected: Shape; got: Shape }[],
   ) {
     const parts: string[] = [];
-    if (missing.length > 0) parts.push(`missing keys: ${missing.join(", ")}`);
-    if (unexpected.length > 0) parts.push(`unexpected keys: ${unexpected.join(", ")}`);
-    for (const m of mismatched) {
-      parts.push(
-        `size mismatch for ${m.key}: expected ${formatShape(m.expected)}, got ${formatShape(m.got)}`,
-      );
+    if (missing.length > 0) {
+      parts.push(`missing keys: ${firstFew(missing, SHOWN_KEYS, ", ", "keys")}`);
     }
+    if (unexpected.length > 0) {
+      parts.push(`unexpected keys: ${firstFew(unexpected, SHOWN_KEYS, ", ", "keys")}`);
+    }
+    const sizes = mismatched.map(({ key, expected, got }) => {
+      return `size mismatch for ${key}: expected ${formatShape(expected)}, got ${formatShape(got)}`;
+    });
+    if (sizes.length > 0) parts.push(firstFew(sizes, SHOWN_MISMATCHES, "; ", "size mismatches"));
     super("ERR_STATE_DICT", parts.join("; "), "loadStateDict");
     this.missing = missing;
     this.unexpected = unexpected;

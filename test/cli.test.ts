@@ -20,6 +20,7 @@ import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 import { main } from "../lib/cli/index.js";
+import { finishedRunMessage } from "../lib/cli/checks.js";
 import { loadMnistFromPackage, type MnistSplit } from "../lib/data/mnist.js";
 import { DeviceError } from "../lib/errors.js";
 import {
@@ -293,6 +294,98 @@ describe("deepnode train fails before training when it could not finish", () => 
     expect(threads.code).toBe(1);
     expect(threads.stderr).toBe(
       "deepnode: setNumThreads: n must be an integer in [1, 1024], got 5000\n",
+    );
+  });
+});
+
+describe("deepnode train refuses a bad flag in one line, before printing anything", () => {
+  const idxLess = join(scratch, "no-idx-files");
+  const aFile = join(scratch, "a-file.txt");
+  beforeAll(() => {
+    mkdirSync(idxLess, { recursive: true });
+    writeFileSync(aFile, "x");
+  });
+  const missing = () => join(scratch, "missing-thing");
+  const cases: [string, () => string[], () => string][] = [
+    [
+      "--resume of a missing folder",
+      () => ["--resume", missing()],
+      () => `resume: ${missing()}: no such checkpoint or folder`,
+    ],
+    [
+      "--resume of a folder without checkpoints",
+      () => ["--resume", idxLess],
+      () => `resume: ${idxLess}: holds neither trainer_state.json nor a checkpoint-<step> folder`,
+    ],
+    [
+      "--device tpu",
+      () => ["--device", "tpu"],
+      () => `device: unknown device 'tpu' (expected "cpu", "reference", "cuda" or "cuda:N")`,
+    ],
+    [
+      "--checkpoint-dir of a file",
+      () => ["--checkpoint-dir", aFile],
+      () => `TASK: --checkpoint-dir '${aFile}' is a file, not a folder`,
+    ],
+    [
+      "--metrics of a folder",
+      () => ["--metrics", scratch],
+      () => `TASK: --metrics '${scratch}' is a folder, not a file`,
+    ],
+    [
+      "--plot inside a file",
+      () => ["--plot", join(aFile, "sub", "curves.png")],
+      () => `TASK: --plot '${join(aFile, "sub", "curves.png")}': '${aFile}' is a file`,
+    ],
+  ];
+  const tasks: [string, string[]][] = [
+    ["mnist", ["--out", join(scratch, "never.safetensors")]],
+    ["imdb", ["--out", join(scratch, "never-imdb")]],
+  ];
+
+  for (const [task, out] of tasks) {
+    it.each(cases)(`train ${task}: %s (exit 1)`, async (_, args, message) => {
+      const run = await cli("train", task, "--epochs", "1", "--limit", "64", ...out, ...args());
+      const expected = message().replace("TASK", `train ${task}`);
+      expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${expected}\n` });
+    });
+  }
+
+  const data: [string, string[], string][] = [
+    [
+      "mnist",
+      ["--data", join(scratch, "no-such-idx")],
+      `train mnist: --data folder '${join(scratch, "no-such-idx")}' does not exist`,
+    ],
+    [
+      "mnist",
+      ["--data", aFile],
+      `train mnist: --data '${aFile}' is a file, not a folder of MNIST IDX files`,
+    ],
+    [
+      "mnist",
+      ["--data", idxLess],
+      `train mnist: --data folder '${idxLess}' holds neither train-images-idx3-ubyte nor ` +
+        "train-images-idx3-ubyte.gz",
+    ],
+    ["imdb", ["--data", scratch], `train imdb: reviews file '${scratch}' is a folder`],
+  ];
+
+  it.each(data)("train %s %j (exit 1)", async (task, args, message) => {
+    const run = await cli("train", task, "--epochs", "1", ...args);
+    expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${message}\n` });
+  });
+});
+
+describe("finishedRunMessage", () => {
+  it("names where a finished run ended and how to train further", () => {
+    const progress = { path: "ck/checkpoint-9", epoch: 3, globalStep: 9, stoppedEarly: false };
+    expect(finishedRunMessage(progress, 3)).toBe(
+      "nothing to train: the checkpoint ck/checkpoint-9 is at epoch 3, the last of --epochs 3;" +
+        " to train further, pass a larger --epochs (e.g. --epochs 4)",
+    );
+    expect(finishedRunMessage({ ...progress, stoppedEarly: true }, 5)).toBe(
+      "nothing to train: the checkpoint ck/checkpoint-9 stopped early at epoch 3",
     );
   });
 });
@@ -575,6 +668,31 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     );
   });
 
+  it("says a resumed run that has finished has nothing to train, and exits 0", async () => {
+    const dir = join(scratch, "mnist-finished");
+    const out = join(scratch, "finished.safetensors");
+    const first = await cli(...base, "--epochs", "2", "--checkpoint-dir", dir, "--out", out);
+    expect(first.code).toBe(0);
+    rmSync(out);
+    const checkpoint = join(dir, "checkpoint-4");
+    for (const [epochs, bound] of [
+      ["2", "the last of --epochs 2"],
+      ["1", "past --epochs 1"],
+    ]) {
+      const again = await cli(...base, "--epochs", epochs!, "--resume", dir, "--out", out);
+      expect(again).toEqual({
+        code: 0,
+        stdout:
+          `nothing to train: the checkpoint ${checkpoint} is at epoch 2, ${bound}; to train ` +
+          "further, pass a larger --epochs (e.g. --epochs 3)\n",
+        stderr: "",
+      });
+    }
+    // Nothing was loaded or written: no weights, no new checkpoint.
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(dir).sort()).toEqual(["checkpoint-2", "checkpoint-4"]);
+  });
+
   it("names a folder that holds no checkpoint (exit 1)", async () => {
     const empty = join(scratch, "no-checkpoints");
     mkdirSync(empty);
@@ -716,6 +834,33 @@ describe("deepnode train imdb / predict", () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(`deepnode: train imdb: reviews file '${missing}' does not exist\n`);
   });
+
+  it("predict --device reference gives cpu's answer; a bad device is named (exit 1)", async () => {
+    const onCpu = JSON.parse((await cli("predict", "--model", model, "--json", text)).stdout);
+    const run = await cli("predict", "--model", model, "--device", "reference", "--json", text);
+    expect(run.code).toBe(0);
+    const onReference = JSON.parse(run.stdout);
+    expect(onReference.label).toBe(onCpu.label);
+    expect(onReference.probabilities.positive).toBeCloseTo(onCpu.probabilities.positive, 5);
+    expect(await cli("predict", "--model", model, "--device", "tpu", text)).toEqual({
+      code: 1,
+      stdout: "",
+      stderr:
+        'deepnode: device: unknown device \'tpu\' (expected "cpu", "reference", "cuda" or ' +
+        '"cuda:N")\n',
+    });
+  });
+
+  it.runIf(!buildInfo().cuda.available)(
+    "predict --device cuda says CUDA is not there",
+    async () => {
+      const run = await cli("predict", "--model", model, "--device", "cuda", text);
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe("");
+      expect(run.stderr).toMatch(/^deepnode: device: cuda(:0)? is not available: .*CUDA.*\n$/);
+      expect(run.stderr.trimEnd().split("\n")).toHaveLength(1);
+    },
+  );
 
   it("predict from the bin prints no stack trace", () => {
     const run = spawnSync(
@@ -925,14 +1070,13 @@ describe("deepnode train imdb --model bert --pretrained DIR / predict", () => {
       ],
       [
         ["--model", "bert", "--pretrained", join(fixtures, "bert-tiny"), "--max-length", "64"],
-        "loadPretrainedClassifier: maxLength must be an integer in [2, 12] (the model's " +
-          "max_position_embeddings), got 64",
+        `train imdb: --max-length must be in [2, 12] for ${join(fixtures, "bert-tiny")} ` +
+          "(its max_position_embeddings), got 64",
       ],
     ];
     for (const [flags, message] of cases) {
       const run = await cli(...train, ...flags);
-      expect(run.stderr).toBe(`deepnode: ${message}\n`);
-      expect(run.code).toBe(1);
+      expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${message}\n` });
     }
     const wrongType = join(scratch, "gpt2-tiny");
     mkdirSync(wrongType, { recursive: true });
@@ -1028,6 +1172,21 @@ describe("deepnode train imdb --checkpoint-dir / --save-steps / --resume", () =>
     expect(rest.stderr).toBe("");
     expect(rest.code).toBe(0);
     expect(Buffer.compare(weightsIn(out), weightsIn(whole.out))).toBe(0);
+  });
+
+  it("says a resumed run that has finished has nothing to train, and exits 0", async () => {
+    const dir = join(scratch, "imdb-finished");
+    const out = join(scratch, "imdb-finished-model");
+    const first = await cli(...args, "--epochs", "1", "--checkpoint-dir", dir, "--out", out);
+    expect(first.code).toBe(0);
+    const again = await cli(...args, "--epochs", "1", "--resume", dir, "--out", out);
+    expect(again).toEqual({
+      code: 0,
+      stdout:
+        `nothing to train: the checkpoint ${join(dir, "checkpoint-10")} is at epoch 1, the ` +
+        "last of --epochs 1; to train further, pass a larger --epochs (e.g. --epochs 2)\n",
+      stderr: "",
+    });
   });
 
   it("names --save-steps without a checkpoint folder (exit 2)", async () => {

@@ -96,6 +96,22 @@ describe("error classes", () => {
     expect(error.unexpected).toEqual(["extra"]);
   });
 
+  it("StateDictError names the first few of a long list and keeps all of them", () => {
+    const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => prefix + i);
+    const mismatched = names("w", 6).map((key) => ({ key, expected: [2], got: [3] }));
+    const error = new StateDictError(names("a", 8), names("b", 20), mismatched);
+    expect(error.message).toBe(
+      "loadStateDict: missing keys: a0, a1, a2, a3, a4, a5, a6, a7; " +
+        "unexpected keys: b0, b1, b2, b3, b4, b5, b6, b7, and 12 more keys; " +
+        "size mismatch for w0: expected [2], got [3]; size mismatch for w1: expected [2], " +
+        "got [3]; size mismatch for w2: expected [2], got [3]; size mismatch for w3: " +
+        "expected [2], got [3]; and 2 more size mismatches",
+    );
+    expect(error.missing).toEqual(names("a", 8));
+    expect(error.unexpected).toEqual(names("b", 20));
+    expect(error.mismatched.map((m) => m.key)).toEqual(names("w", 6));
+  });
+
   it("formats shapes as PyTorch prints them", () => {
     expect(formatShape([64, 9216])).toBe("[64, 9216]");
     expect(formatShape([])).toBe("[]");

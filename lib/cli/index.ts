@@ -18,12 +18,7 @@ import {
   mnistLoader,
   type EpochStats,
 } from "../../examples/mnist.js";
-import {
-  backendFor,
-  getDefaultDevice,
-  parseDevice,
-  setDefaultDevice,
-} from "../backend/registry.js";
+import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
 import {
   addPredictCommand,
   imdbTrainCommand,
@@ -31,6 +26,7 @@ import {
   type ImdbTrainFlags,
 } from "./imdb.js";
 import { BACKENDS, DEFAULT_PEERS, benchCommand } from "../../bench/main.js";
+import { checkMnistData, checkTrainPaths, reportFinished } from "./checks.js";
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -177,8 +173,10 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
     return imdbTrainCommand(withImdbDefaults(flags as unknown as ImdbTrainFlags, isDefault));
   }
   if (flags.threads !== undefined) setNumThreads(flags.threads);
-  backendFor(parseDevice(flags.device));
   checkOutputFile(flags.out);
+  if (flags.data !== undefined) checkMnistData(flags.data);
+  const resumed = checkTrainPaths("train mnist", flags);
+  if (reportFinished(resumed, flags.epochs)) return;
   console.log(
     `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
       (flags.limit === undefined ? "" : ` (the first ${flags.limit} training images)`) +

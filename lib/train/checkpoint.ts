@@ -23,13 +23,17 @@ export const CHECKPOINT_FORMAT = "deepnode-checkpoint";
 export const CHECKPOINT_VERSION = 1;
 export const STATE_FILE = "trainer_state.json";
 
-/** A checkpoint that is missing, incomplete, corrupt or does not fit the run loading it. */
+/**
+ * A checkpoint that is missing, incomplete, corrupt or does not fit the run loading it.
+ * `cause` is the error underneath, when there is one (a StateDictError with every key).
+ */
 export class CheckpointError extends DeepnodeError {
   readonly path: string;
 
-  constructor(op: string, path: string, message: string) {
+  constructor(op: string, path: string, message: string, cause?: unknown) {
     super("ERR_CHECKPOINT", `${path}: ${message}`, op);
     this.path = path;
+    if (cause !== undefined) this.cause = cause;
   }
 }
 
@@ -211,7 +215,8 @@ export function resolveCheckpoint(path: string): string {
   return newest;
 }
 
-function readState(dir: string): CheckpointJson {
+/** A checkpoint's trainer_state.json, checked for the fields every checkpoint has. */
+export function readState(dir: string): CheckpointJson {
   const file = join(dir, STATE_FILE);
   if (!fs.existsSync(file))
     throw new CheckpointError("loadCheckpoint", dir, `${STATE_FILE} is missing`);

@@ -26,7 +26,14 @@ export {
   saveCheckpoint,
 } from "./checkpoint.js";
 export type { CheckpointData, CheckpointJson, SaveHooks } from "./checkpoint.js";
-export { BEST_FILE, MODEL_FILE, OPTIMIZER_FILE } from "./resume.js";
+export {
+  BEST_FILE,
+  MODEL_FILE,
+  OPTIMIZER_FILE,
+  isFinished,
+  readCheckpointProgress,
+} from "./resume.js";
+export type { CheckpointProgress } from "./resume.js";
 export { EpochProgress, JsonLines } from "./monitor.js";
 export { plotHistory, plotLines, renderPng } from "./plot.js";
 export type { LinePlotOptions, LineSeries, PlotOptions } from "./plot.js";

@@ -83,6 +83,13 @@ export interface FitResult {
   restoredBest: boolean;
   /** The last checkpoint written, if any. */
   lastCheckpoint: string | null;
+  /**
+   * Epochs this call trained (a resumed part of an epoch counts as one); 0 when the run it
+   * resumed had already finished: at its last epoch (or past it) or stopped early.
+   */
+  epochsRun: number;
+  /** The checkpoint folder this call resumed from, or null. */
+  resumedFrom: string | null;
 }
 
 /** Hooks into the loop; each receives the trainer. Return true from onEpochEnd to stop. */

@@ -14,6 +14,7 @@ import {
   CheckpointError,
   disposeCheckpoint,
   loadCheckpoint,
+  readState,
   resolveCheckpoint,
   rotateCheckpoints,
   saveCheckpoint,
@@ -144,7 +145,7 @@ function fitting(dir: string, what: string, load: () => void): void {
     load();
   } catch (error) {
     if (!(error instanceof DeepnodeError) || error instanceof CheckpointError) throw error;
-    throw new CheckpointError("resume", dir, `${what}: ${error.message}`);
+    throw new CheckpointError("resume", dir, `${what}: ${error.message}`, error);
   }
 }
 
@@ -241,4 +242,30 @@ export function loadTrainerCheckpoint(
   } finally {
     disposeCheckpoint(data);
   }
+}
+
+/** Where the run of a checkpoint stands, from its trainer_state.json alone. */
+export interface CheckpointProgress {
+  /** The checkpoint folder (the newest of a saveDir). */
+  path: string;
+  /** Epochs completed, and optimizer steps. */
+  epoch: number;
+  globalStep: number;
+  /** Early stopping (or a callback) ended that run before its last epoch. */
+  stoppedEarly: boolean;
+}
+
+/**
+ * The progress of the checkpoint at `path` (a checkpoint folder, or a saveDir: its newest),
+ * read without loading a tensor, so that a caller can check it before building anything.
+ */
+export function readCheckpointProgress(path: string): CheckpointProgress {
+  const dir = resolveCheckpoint(path);
+  const { epoch, globalStep, trainer } = readState(dir);
+  return { path: dir, epoch, globalStep, stoppedEarly: trainer.stoppedEarly === true };
+}
+
+/** Whether a run resumed there with `epochs` epochs would train nothing. */
+export function isFinished(progress: { epoch: number; stoppedEarly: boolean }, epochs: number) {
+  return progress.stoppedEarly || progress.epoch >= epochs;
 }

@@ -32,7 +32,9 @@ import {
   type TrainerOptions,
 } from "./options.js";
 import { plotHistory } from "./plot.js";
+import * as log from "../log.js";
 import {
+  isFinished,
   loadTrainerCheckpoint,
   saveTrainerCheckpoint,
   type BestState,
@@ -168,11 +170,14 @@ export class Trainer<B extends Batch = Batch, M extends Module = Model> {
   async fit(): Promise<FitResult> {
     return this.onDevice(async () => {
       const { train, evaluation } = this.setup();
+      const resumedFrom = this.options.resume === undefined ? null : this.lastCheckpoint;
+      const firstEpoch = this.epoch;
+      if (resumedFrom !== null) this.logFinished(resumedFrom);
       for (const c of this.callbacks) c.onTrainBegin?.(this);
       while (this.epoch < this.options.epochs && !this.stoppedEarly) {
         await this.runEpoch(train, evaluation);
       }
-      const result = this.finish();
+      const result = { ...this.finish(), epochsRun: this.epoch - firstEpoch, resumedFrom };
       for (const c of this.callbacks) c.onTrainEnd?.(result, this);
       return result;
     });
@@ -208,6 +213,16 @@ export class Trainer<B extends Batch = Batch, M extends Module = Model> {
       });
       return joinRows(chunks, shape);
     });
+  }
+
+  /** A resumed run that has nothing left to do says so (DEEPNODE_LOG=info). */
+  private logFinished(path: string): void {
+    const { epoch, stoppedEarly } = this;
+    if (!isFinished({ epoch, stoppedEarly }, this.options.epochs)) return;
+    const where = stoppedEarly
+      ? `stopped early at epoch ${epoch}`
+      : `is at epoch ${epoch} and epochs is ${this.options.epochs}`;
+    log.info(`Trainer: ${path} ${where}; nothing left to train`);
   }
 
   // ---- setup --------------------------------------------------------------------------
@@ -584,7 +599,7 @@ export class Trainer<B extends Batch = Batch, M extends Module = Model> {
     for (const c of this.callbacks) c.onSave?.(path, this);
   }
 
-  private finish(): FitResult {
+  private finish(): Omit<FitResult, "epochsRun" | "resumedFrom"> {
     const restore =
       this.options.loadBestModelAtEnd === true || this.options.earlyStopping !== undefined;
     const weights = this.best.weights;
