@@ -72,7 +72,12 @@ export interface SliceAttrs {
 /** Kernel name -> [buffers, attributes]. Optional buffers may be passed as null. */
 export interface NativeKernels {
   fill: [[out: NativeBuffer], { value: number }];
-  cast: [[out: NativeBuffer, x: NativeBuffer], {}];
+  /**
+   * uint8 storage is read and written as bool unless `uint8` names one of the two casts
+   * where uint8 and bool differ: "wrap" into a true uint8 (as a Uint8Array stores: truncated,
+   * modulo 256, NaN and infinities 0), "bool" from a true uint8 (non-zero becomes 1).
+   */
+  cast: [[out: NativeBuffer, x: NativeBuffer], { uint8?: "wrap" | "bool" }];
   rand_uniform: [[out: Float32Array], NativeRandomAttrs & { low: number; high: number }];
   rand_normal: [[out: Float32Array], NativeRandomAttrs & { mean: number; std: number }];
   dropout: [

@@ -27,6 +27,52 @@ conformanceSuite(
   { available: native, reason: "the native addon did not load" },
 );
 
+// ---- the native cast's uint8 modes, which the cuda kernel shares (native/core/args/cast.h) --
+
+import { translate } from "../lib/backend/kernel-backend.js";
+import { native as nativeAddon } from "../lib/backend/native.js";
+import { DTypeError, ValueError } from "../lib/index.js";
+import { expectThrows } from "./helpers.js";
+
+describe.skipIf(!native)("the native cast's uint8 modes", () => {
+  const castInto = (out: Uint8Array, x: Float32Array | Uint8Array, uint8?: string) => {
+    try {
+      nativeAddon().run("cast", [out, x], (uint8 === undefined ? {} : { uint8 }) as never);
+    } catch (error) {
+      throw translate("cast", error, "cpu");
+    }
+    return Array.from(out);
+  };
+
+  it("wraps into a true uint8, reads a true uint8 as bool, and keeps the bool view by default", () => {
+    const floats = Float32Array.from([-1.5, 300.5, NaN, 255]);
+    expect(castInto(new Uint8Array(4), floats, "wrap")).toEqual([255, 44, 0, 255]);
+    expect(castInto(new Uint8Array(4), floats)).toEqual([1, 1, 1, 1]);
+    const bytes = Uint8Array.from([0, 2, 255, 1]);
+    expect(castInto(new Uint8Array(4), bytes, "bool")).toEqual([0, 1, 1, 1]);
+    expect(castInto(new Uint8Array(4), bytes)).toEqual([0, 2, 255, 1]);
+  });
+
+  it("names a mode it does not know, and a mode that does not fit the dtypes", () => {
+    const out = new Uint8Array(2);
+    expectThrows(
+      () => castInto(out, new Float32Array(2), "clamp"),
+      ValueError,
+      "cast: uint8 must be 'wrap' or 'bool', got 'clamp'",
+    );
+    expectThrows(
+      () => castInto(out, new Float32Array(2), "bool"),
+      DTypeError,
+      "cast: uint8 'bool' casts from uint8 to uint8 (bool), got float32 to uint8 (cpu backend)",
+    );
+    expectThrows(
+      () => castInto(out, new Uint8Array(2), "wrap"),
+      DTypeError,
+      "cast: uint8 'wrap' casts from another dtype to uint8, got uint8 to uint8 (cpu backend)",
+    );
+  });
+});
+
 // ---- the cpu backend's buffer pool (lib/backend/cpu/pool.ts) -------------------------------
 
 import { BufferPool, sizeClass } from "../lib/backend/cpu/pool.js";

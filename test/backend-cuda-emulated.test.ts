@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import { native, packageRoot } from "../lib/backend/native.js";
+import { expectClose } from "./helpers.js";
 
 const emulation = join(packageRoot(), "build", "Release", "deepnode_cuda_emu.so");
 const built = existsSync(emulation);
@@ -37,6 +38,23 @@ describe.skipIf(!status.available)("the host emulation", () => {
     expect(current.flavour).toBe("host emulation");
     expect(current.devices.map((d) => d.name)).toEqual(["deepnode host emulation (not a GPU)"]);
     expect(lib.buildInfo().devices).toContain("cuda:0");
+  });
+
+  it("falls back to the convolution algorithm that needs no workspace when no memory is left", () => {
+    // The fake cuDNN's algorithms need 8 MiB, 256 bytes and no workspace. The cache holds
+    // one block, of the output's size, and the limit lets nothing more be reserved.
+    const x = lib.randn([1, 2, 6, 6], { device: "cuda:0" });
+    const weight = lib.randn([3, 2, 3, 3], { device: "cuda:0" });
+    const expected = lib.nn.functional.conv2d(x.to("cpu"), weight.to("cpu")).toArray();
+    lib.cuda.emptyCache();
+    lib.zeros([1, 3, 4, 4], { device: "cuda:0" }).dispose();
+    lib.cuda.setMemoryLimit(lib.cuda.memoryStats().reserved);
+    try {
+      const out = lib.nn.functional.conv2d(x, weight);
+      expectClose(out, expected, { atol: 1e-5, rtol: 1e-5 });
+    } finally {
+      lib.cuda.setMemoryLimit(0);
+    }
   });
 
   it("has a kernel for every kernel of the cpu backend, under the same name", () => {

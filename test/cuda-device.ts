@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 
 import { MNISTNet } from "../examples/mnist.js";
 import * as lib from "../lib/index.js";
-import { expectThrows } from "./helpers.js";
+import { expectClose, expectThrows } from "./helpers.js";
 
 /** The losses of three Adam steps of MNISTNet on 32 training images, on `device`. */
 function mnistLosses(device: string): number[] {
@@ -33,6 +33,27 @@ function mnistLosses(device: string): number[] {
   } finally {
     lib.setDefaultDevice(previous);
   }
+}
+
+/** conv2d (padding 1) of seeded x and weight, and the gradients of its sum, on `device`. */
+function convResults(device: string, xShape: number[], weightShape: number[]): number[][] {
+  return lib.scope(() => {
+    lib.manualSeed(7);
+    const x = lib.randn(xShape).to(device).requiresGrad_(true);
+    const weight = lib.randn(weightShape).to(device).requiresGrad_(true);
+    const out = lib.nn.functional.conv2d(x, weight, null, { padding: 1 });
+    out.sum().backward();
+    return [out, x.grad!, weight.grad!].map((t) => Array.from(t.dataSync()));
+  });
+}
+
+/** Asserts that cuda's conv2d results match the cpu's within `atol`. */
+function expectConvLikeCpu(xShape: number[], weightShape: number[], atol: number): void {
+  const expected = convResults("cpu", xShape, weightShape);
+  const actual = convResults("cuda:0", xShape, weightShape);
+  ["out", "gradX", "gradWeight"].forEach((label, i) => {
+    expectClose(actual[i]!, expected[i]!, { atol, rtol: atol }, label);
+  });
 }
 
 export function cudaDeviceSuite(title: string, available: boolean): void {
@@ -111,6 +132,25 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
         after.dispose();
       } finally {
         lib.cuda.setMemoryLimit(0);
+      }
+    });
+
+    it("runs a convolution whose first algorithm's workspace does not fit, with a smaller one", () => {
+      lib.cuda.emptyCache();
+      lib.cuda.setMemoryLimit(lib.cuda.memoryStats().reserved + 2 ** 20);
+      try {
+        expectConvLikeCpu([2, 3, 9, 7], [5, 3, 3, 3], 1e-4);
+      } finally {
+        lib.cuda.setMemoryLimit(0);
+      }
+    });
+
+    it("runs each convolution algorithm with the math type cuDNN chose it for, TF32 allowed", () => {
+      lib.cuda.setAllowTf32(true);
+      try {
+        expectConvLikeCpu([2, 4, 6, 5], [3, 4, 3, 3], 3e-2); // TF32 keeps 10 mantissa bits
+      } finally {
+        lib.cuda.setAllowTf32(false);
       }
     });
 

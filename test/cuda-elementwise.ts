@@ -7,9 +7,10 @@
 import { describe, expect, it } from "vitest";
 
 import type { Backend } from "../lib/backend/backend.js";
+import type { DType } from "../lib/dtype.js";
 import { backendFor } from "../lib/backend/registry.js";
 import * as lib from "../lib/index.js";
-import { expectClose, expectThrows, raw, readRaw } from "./helpers.js";
+import { expectClose, expectThrows, raw, readRaw, toFloat32 } from "./helpers.js";
 
 export function cudaElementwiseSuite(title: string, available: boolean): void {
   describe.skipIf(!available)(title, () => {
@@ -61,6 +62,30 @@ export function cudaElementwiseSuite(title: string, available: boolean): void {
         };
         expect(run(cudaBackend()), dtype).toEqual(run(reference()));
       }
+    });
+
+    it("casts into a true uint8 as a Uint8Array stores, and uint8 to bool, on the device", () => {
+      const sources: [DType, number[]][] = [
+        [
+          "float32",
+          toFloat32([0, -1.75, 2.5, 300.7, -300.2, NaN, Infinity, -Infinity, 255.5, -0.5]),
+        ],
+        [
+          "float64",
+          [1e10 + 3.5, -(2 ** 40) - 1, 65535.9, -1, NaN, 0.25, 511, -256.5, 1e300, -1e-300],
+        ],
+        ["int32", [-1, 256, 257, -129, 2147483647, -2147483648, 0, 128, 255, -255]],
+        ["int8", [-1, -128, 127, 0, 1, -2, 64, -64, 100, -100]],
+      ];
+      const b = cudaBackend();
+      for (const [from, values] of sources) {
+        const out = raw(b, "uint8", [values.length]);
+        b.cast(out, raw(b, from, [values.length], values));
+        expect(readRaw(b, out), from).toEqual(Array.from(Uint8Array.from(values)));
+      }
+      const bools = raw(b, "bool", [5]);
+      b.cast(bools, raw(b, "uint8", [5], [0, 1, 2, 128, 255]));
+      expect(readRaw(b, bools)).toEqual([0, 1, 1, 1, 1]);
     });
 
     it("finds an int32 zero divisor in a broadcast operand before writing anything", () => {

@@ -78,4 +78,21 @@ struct Convert<int8_t> {
   DEEPNODE_HD static int8_t wrapInt8(int32_t x) { return static_cast<int8_t>(static_cast<uint8_t>(x & 0xff)); }
 };
 
+// cast's two conversions where uint8 storage is a true uint8 (args/cast.h): a store into
+// a Uint8Array (integers wrapped modulo 256; floats truncated first, NaN and infinities 0),
+// and a true uint8 read as a bool.
+struct WrapToUint8 {
+  template <typename From>
+  DEEPNODE_HD static uint8_t apply(From x) {
+    if constexpr (std::is_floating_point_v<From>) {
+      return static_cast<uint8_t>(jsWrapInteger(static_cast<double>(x)) & 0xff);
+    } else {
+      return static_cast<uint8_t>(x);
+    }
+  }
+};
+struct NonzeroToBool {
+  DEEPNODE_HD static uint8_t apply(uint8_t x) { return x != 0 ? 1 : 0; }
+};
+
 }  // namespace deepnode

@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "../core/args/cast.h"
 #include "../core/args/common.h"
 #include "../core/args/random.h"
 #include "../core/convert.h"
@@ -32,6 +33,14 @@ void castLoop(To* out, const From* x, int64_t n) {
   });
 }
 
+// out = Conversion::apply(x) per element, for the uint8 modes of args/cast.h.
+template <typename Conversion, typename From>
+void convertLoop(uint8_t* out, const From* x, int64_t n) {
+  parallelFor(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) out[i] = Conversion::apply(x[i]);
+  });
+}
+
 template <typename T>
 void fillWith(const Buffer& out, T value) {
   T* o = out.as<T>();
@@ -52,6 +61,13 @@ void cast(KernelCall& call) {
   checkCastArgs(call);
   const Buffer& out = call.buffers[0];
   const Buffer& x = call.buffers[1];
+  switch (readUint8Cast(call)) {
+    case Uint8Cast::Wrap:
+      return byDType(x.dtype,
+                     [&](auto from) { convertLoop<WrapToUint8>(out.as<uint8_t>(), x.as<decltype(from)>(), x.size); });
+    case Uint8Cast::Bool: return convertLoop<NonzeroToBool>(out.as<uint8_t>(), x.as<uint8_t>(), x.size);
+    case Uint8Cast::Storage: break;
+  }
   byDType(out.dtype, [&](auto to) {
     byDType(x.dtype, [&](auto from) { castLoop(out.as<decltype(to)>(), x.as<decltype(from)>(), x.size); });
   });

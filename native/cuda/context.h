@@ -50,8 +50,9 @@ class Scratch {
   int device_ = 0;
 };
 
-// Queued copies on the current stream; copyToHostNow waits for the stream first, so it
-// sees every earlier kernel's writes (used to read back an error flag or a small result).
+// Copies on the current stream. copyToHostNow waits for the stream, so it sees every
+// earlier kernel's writes (used to read back an error flag or a small result); so does
+// copyToDeviceAsync, since its pageable source may be reused once it returns (device.h).
 void copyToDeviceAsync(void* dst, const void* src, size_t bytes);
 void copyToHostNow(void* dst, const void* src, size_t bytes);
 void fillZeroAsync(void* dst, size_t bytes);

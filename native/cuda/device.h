@@ -23,8 +23,8 @@ void rawFree(int device, void* data);
 void memoryInfo(int device, size_t& freeBytes, size_t& totalBytes);
 // The device's stream (a cudaStream_t), created on first use.
 void* stream(int device);
-// Queued on the device's stream; a copy to the host waits for the stream, and so for
-// every kernel queued before it.
+// Queued on the device's stream. A copy to or from the host waits for the stream, and so
+// for every kernel queued before it: host memory is pageable, and its caller may reuse it.
 void copy(int device, void* dst, const void* src, size_t bytes, Copy kind);
 void zero(int device, void* dst, size_t bytes);
 void synchronize(int device);

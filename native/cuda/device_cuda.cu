@@ -76,7 +76,12 @@ void copy(int device, void* dst, const void* src, size_t bytes, Copy kind) {
                              : kind == Copy::ToHost ? cudaMemcpyDeviceToHost
                                                     : cudaMemcpyDeviceToDevice;
   check(cudaMemcpyAsync(dst, src, bytes, direction, s), "cudaMemcpyAsync", device);
-  if (kind == Copy::ToHost) check(cudaStreamSynchronize(s), "cudaStreamSynchronize", device);
+  // Host memory here is pageable (typed arrays, the stack). From pageable memory the runtime
+  // only says an async copy "might be synchronous", so a copy to the device also waits:
+  // the caller may free or overwrite the source as soon as this returns. (A plain
+  // cudaMemcpy would run on the legacy default stream, which our non-blocking stream does
+  // not wait for, so it could overwrite a cached block that queued kernels still use.)
+  if (kind != Copy::OnDevice) check(cudaStreamSynchronize(s), "cudaStreamSynchronize", device);
 }
 
 void zero(int device, void* dst, size_t bytes) {

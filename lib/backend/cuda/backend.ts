@@ -107,21 +107,18 @@ export class CudaBackend extends KernelBackend {
 
   /**
    * The kernel sees uint8 storage as bool, as on cpu. The two casts where uint8 and bool
-   * differ (to a true uint8, which wraps like a typed-array store, and uint8 to bool) are
-   * rare and go through the host: read, convert as the cpu backend does, upload.
+   * differ name their mode: to a true uint8, which wraps like a typed-array store, and
+   * uint8 to bool.
    */
   cast(out: RawTensor, x: RawTensor): void {
     const toUint8 = out.dtype === "uint8" && x.dtype !== "uint8" && x.dtype !== "bool";
-    if (toUint8 || (out.dtype === "bool" && x.dtype === "uint8")) {
-      const source = this.read(x);
-      const target = allocArray(out.dtype, source.length);
-      if (toUint8) target.set(source);
-      else for (let i = 0; i < source.length; i++) target[i] = source[i] !== 0 ? 1 : 0;
-      const storage = out.storage as CudaStorage;
-      this.guard("cast", () => this.binding.cudaUpload(storage.handle, target));
-      return;
-    }
-    this.call("cast", [out.storage as Float32Array, x.storage as Float32Array], {});
+    const uint8ToBool = out.dtype === "bool" && x.dtype === "uint8";
+    const attrs = toUint8
+      ? { uint8: "wrap" as const }
+      : uint8ToBool
+        ? { uint8: "bool" as const }
+        : {};
+    this.call("cast", [out.storage as Float32Array, x.storage as Float32Array], attrs);
   }
 
   /** Waits until every kernel queued on this device has finished. */

@@ -1,10 +1,14 @@
 // The host emulation's cuDNN: the legacy convolution API the plugin uses, written from
 // the documented semantics: descriptor objects that store what was set, NCHW float32
 // cross-correlation with padding, stride, dilation and groups, and output = alpha *
-// result + beta * output (the output not read when beta is 0). The heuristics offer an
-// algorithm that needs a workspace first, so the plugin's workspace handling is exercised;
-// a call given less workspace than the size query reported fails with BAD_PARAM, as do
-// descriptors that disagree. Sums are in double.
+// result + beta * output (the output not read when beta is 0). The heuristics offer three
+// algorithms, largest workspace first (8 MiB, 256 bytes, none), so the plugin's workspace
+// handling and its fallback when a workspace does not fit are exercised; a call given less
+// workspace than the size query reported fails with BAD_PARAM, as do descriptors that
+// disagree. The first algorithm stands for a tensor-core one: with the descriptor's math
+// type left at the default it is reported with TENSOR_OP math, and, as cuDNN documents,
+// it runs only with the math type it was reported with set on the descriptor (BAD_PARAM
+// otherwise). Sums are in double.
 #include <cstring>
 #include <vector>
 
@@ -47,8 +51,19 @@ namespace {
 
 using namespace nv;
 
-// The workspace the fake's first-choice algorithm (number 1 in every direction) asks for.
-constexpr size_t kWorkspaceBytes = 256;
+// The fake's algorithms in every direction, in the heuristics' order: number 2 (the
+// "tensor-core" one) with a large workspace, number 1 with a small one, number 0 with none.
+constexpr int kTensorCoreAlgo = 2;
+constexpr int kHeuristicsOrder[] = {2, 1, 0};
+
+size_t workspaceOf(int algo) {
+  return algo == 2 ? size_t(8) << 20 : algo == 1 ? 256 : 0;
+}
+
+// The math type the heuristics report for `algo` on a descriptor set to `math`.
+CudnnMathType reportedMath(int algo, CudnnMathType math) {
+  return algo == kTensorCoreAlgo && math == CudnnMathType::Default ? CudnnMathType::TensorOp : math;
+}
 
 CudnnStatus fakeCreate(CudnnHandle* handle) {
   if (handle == nullptr) return CudnnStatus::BadParam;
@@ -214,7 +229,8 @@ CudnnStatus prepare(CudnnHandle handle, const Problem& p, int algo, int algoCoun
   CudnnStatus status = validate(p);
   if (status != CudnnStatus::Success) return status;
   if (algo < 0 || algo >= algoCount) return CudnnStatus::BadParam;
-  size_t needed = algo == 1 ? kWorkspaceBytes : 0;
+  if (algo == kTensorCoreAlgo && p.conv->math == CudnnMathType::Default) return CudnnStatus::BadParam;
+  size_t needed = workspaceOf(algo);
   if (workSpaceBytes < needed || (needed > 0 && workSpace == nullptr)) return CudnnStatus::BadParam;
   return CudnnStatus::Success;
 }
@@ -224,18 +240,18 @@ CudnnStatus fakeHeuristics(CudnnHandle handle, const Problem& p, int requested, 
   if (handle == nullptr || returned == nullptr || results == nullptr || requested < 1) return CudnnStatus::BadParam;
   CudnnStatus status = validate(p);
   if (status != CudnnStatus::Success) return status;
-  const Perf candidates[2] = {
-      {static_cast<Algo>(1),
-       CudnnStatus::Success,
-       -1.0f,
-       kWorkspaceBytes,
-       CudnnDeterminism::Deterministic,
-       p.conv->math,
-       {0, 0, 0}},
-      {static_cast<Algo>(0), CudnnStatus::Success, -1.0f, 0, CudnnDeterminism::Deterministic, p.conv->math, {0, 0, 0}},
-  };
-  *returned = requested < 2 ? requested : 2;
-  for (int i = 0; i < *returned; ++i) results[i] = candidates[i];
+  const int count = static_cast<int>(sizeof kHeuristicsOrder / sizeof kHeuristicsOrder[0]);
+  *returned = requested < count ? requested : count;
+  for (int i = 0; i < *returned; ++i) {
+    const int algo = kHeuristicsOrder[i];
+    results[i] = {static_cast<Algo>(algo),
+                  CudnnStatus::Success,
+                  -1.0f,
+                  workspaceOf(algo),
+                  CudnnDeterminism::Deterministic,
+                  reportedMath(algo, p.conv->math),
+                  {0, 0, 0}};
+  }
   return CudnnStatus::Success;
 }
 
@@ -244,7 +260,7 @@ CudnnStatus fakeWorkspaceSize(CudnnHandle handle, const Problem& p, Algo algo, s
   if (handle == nullptr || bytes == nullptr) return CudnnStatus::BadParam;
   CudnnStatus status = validate(p);
   if (status != CudnnStatus::Success) return status;
-  *bytes = static_cast<int>(algo) == 1 ? kWorkspaceBytes : 0;
+  *bytes = workspaceOf(static_cast<int>(algo));
   return CudnnStatus::Success;
 }
 

@@ -1,17 +1,20 @@
 // conv2d forward, backward-data and backward-weight on cuDNN, NCHW float32 with stride,
 // padding, dilation and groups: the cpu kernel's attributes and checks (native/cpu/
-// conv.cc), then one cuDNN call. Each direction's algorithm is chosen once per shape by
-// cuDNN's heuristics and cached with its workspace size; the workspace comes from the
-// caching allocator. Every output is overwritten (beta = 0), as the Backend contract
-// says; the bias is added by a small kernel after the forward convolution.
+// conv.cc), then one cuDNN call. Each direction's candidate algorithms are asked of cuDNN's
+// heuristics once per shape and cached, in order, with their math types and workspace
+// sizes; the workspace comes from the caching allocator, and a candidate whose workspace
+// cannot be had gives way to one that needs less. Every output is overwritten (beta = 0),
+// as the Backend contract says; the bias is added by a small kernel after the forward.
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdint>
 #include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "../../core/args/conv.h"
 #include "../launch.h"
@@ -92,9 +95,11 @@ class ConvDescriptors {
   const nv::CudnnApi& api_;
 };
 
-// An algorithm and the workspace it needs, chosen once per shape, direction and device.
-struct Choice {
+// One of cuDNN's candidate algorithms for a shape: the math type it runs with and the
+// workspace it needs with that math type.
+struct Candidate {
   int algo;
+  nv::CudnnMathType math;
   size_t workspace;
 };
 
@@ -123,94 +128,139 @@ ChoiceKey choiceKey(const ConvGeometry& g, Direction direction) {
 }
 
 std::mutex choiceMutex;
-std::map<ChoiceKey, Choice> choices;
+std::map<ChoiceKey, std::vector<Candidate>> choices;
 
-// The cached choice for this shape, or `choose()`'s, remembered.
+// The cached candidates for this shape, or `choose()`'s, remembered.
 template <typename Choose>
-Choice cachedChoice(const ConvGeometry& g, Direction direction, Choose&& choose) {
+std::vector<Candidate> cachedCandidates(const ConvGeometry& g, Direction direction, Choose&& choose) {
   const ChoiceKey key = choiceKey(g, direction);
   {
     std::lock_guard<std::mutex> lock(choiceMutex);
     auto it = choices.find(key);
     if (it != choices.end()) return it->second;
   }
-  Choice choice = choose();
+  std::vector<Candidate> candidates = choose();
   std::lock_guard<std::mutex> lock(choiceMutex);
-  choices[key] = choice;
-  return choice;
+  choices[key] = candidates;
+  return candidates;
 }
 
 // Workspace past this is left to candidates that need it when no other can run, so one
 // convolution does not take gigabytes from the tensors' cache.
 constexpr size_t kWorkspaceCap = size_t(1) << 30;
 
-// The heuristics' best candidate that cuDNN can run, preferring one within the cap.
-template <typename Perf>
-int firstUsable(const Perf* perf, int returned, const char* op, const ConvGeometry& g) {
-  int fallback = -1;
-  for (int i = 0; i < returned; ++i) {
-    if (perf[i].status != nv::CudnnStatus::Success) continue;
-    if (perf[i].memory <= kWorkspaceCap) return static_cast<int>(perf[i].algo);
-    if (fallback < 0) fallback = static_cast<int>(perf[i].algo);
+// The math type a candidate may run with, or false to drop it. Without TF32 allowed a
+// float32 convolution runs with FMA math: cuDNN's default math lets Ampere and later GPUs
+// use TF32 tensor cores, and a candidate that needs tensor-core math cannot run without.
+// One that may convert to half precision (TENSOR_OP_MATH_ALLOW_CONVERSION) is always dropped.
+bool allowedMath(nv::CudnnMathType reported, nv::CudnnMathType& math) {
+  if (reported == nv::CudnnMathType::TensorOpAllowConversion) return false;
+  if (tf32Allowed()) {
+    math = reported;
+    return true;
   }
-  if (fallback >= 0) return fallback;
-  throw KernelError("ERR_NOT_SUPPORTED", std::string(op) + ": cuDNN offers no algorithm for " + describe(g));
+  math = nv::CudnnMathType::Fma;
+  return reported == nv::CudnnMathType::Default || reported == nv::CudnnMathType::Fma;
+}
+
+// The heuristics' usable candidates, best first but those past the cap last, each with the
+// workspace it needs under its math type (set on the descriptor before asking, as cuDNN
+// documents that an algorithm runs with the math type it was reported with).
+template <typename Perf, typename Size>
+std::vector<Candidate> usableCandidates(const ConvDescriptors& d, const Perf* perf, int returned, Size&& size) {
+  std::vector<Candidate> within, past;
+  for (int i = 0; i < returned; ++i) {
+    Candidate c{static_cast<int>(perf[i].algo), nv::CudnnMathType::Fma, 0};
+    if (perf[i].status != nv::CudnnStatus::Success || !allowedMath(perf[i].mathType, c.math)) continue;
+    nv::check(nv::cudnn().setConvolutionMathType(d.conv, c.math), nv::kCudnnSetConvolutionMathType);
+    if (size(c.algo, &c.workspace) != nv::CudnnStatus::Success) continue;
+    (c.workspace <= kWorkspaceCap ? within : past).push_back(c);
+  }
+  within.insert(within.end(), past.begin(), past.end());
+  return within;
 }
 
 constexpr int kMaxCandidates = 8;
 
-Choice chooseForward(const ConvDescriptors& d, const ConvGeometry& g) {
+std::vector<Candidate> chooseForward(const ConvDescriptors& d) {
   const nv::CudnnApi& api = nv::cudnn();
   nv::CudnnConvolutionFwdAlgoPerf perf[kMaxCandidates] = {};
   int returned = 0;
   nv::check(
       api.getConvolutionForwardAlgorithm(nv::cudnnHandle(), d.x, d.w, d.conv, d.y, kMaxCandidates, &returned, perf),
       nv::kCudnnGetConvolutionForwardAlgorithm);
-  Choice choice{firstUsable(perf, returned, "conv2d", g), 0};
-  nv::check(
-      api.getConvolutionForwardWorkspaceSize(nv::cudnnHandle(), d.x, d.w, d.conv, d.y,
-                                             static_cast<nv::CudnnConvolutionFwdAlgo>(choice.algo), &choice.workspace),
-      nv::kCudnnGetConvolutionForwardWorkspaceSize);
-  return choice;
+  return usableCandidates(d, perf, returned, [&](int algo, size_t* bytes) {
+    return api.getConvolutionForwardWorkspaceSize(nv::cudnnHandle(), d.x, d.w, d.conv, d.y,
+                                                  static_cast<nv::CudnnConvolutionFwdAlgo>(algo), bytes);
+  });
 }
 
-Choice chooseBackwardData(const ConvDescriptors& d, const ConvGeometry& g) {
+std::vector<Candidate> chooseBackwardData(const ConvDescriptors& d) {
   const nv::CudnnApi& api = nv::cudnn();
   nv::CudnnConvolutionBwdDataAlgoPerf perf[kMaxCandidates] = {};
   int returned = 0;
   nv::check(api.getConvolutionBackwardDataAlgorithm(nv::cudnnHandle(), d.w, d.y, d.conv, d.x, kMaxCandidates, &returned,
                                                     perf),
             nv::kCudnnGetConvolutionBackwardDataAlgorithm);
-  Choice choice{firstUsable(perf, returned, "conv2d_backward_data", g), 0};
-  nv::check(api.getConvolutionBackwardDataWorkspaceSize(nv::cudnnHandle(), d.w, d.y, d.conv, d.x,
-                                                        static_cast<nv::CudnnConvolutionBwdDataAlgo>(choice.algo),
-                                                        &choice.workspace),
-            nv::kCudnnGetConvolutionBackwardDataWorkspaceSize);
-  return choice;
+  return usableCandidates(d, perf, returned, [&](int algo, size_t* bytes) {
+    return api.getConvolutionBackwardDataWorkspaceSize(nv::cudnnHandle(), d.w, d.y, d.conv, d.x,
+                                                       static_cast<nv::CudnnConvolutionBwdDataAlgo>(algo), bytes);
+  });
 }
 
-Choice chooseBackwardFilter(const ConvDescriptors& d, const ConvGeometry& g) {
+std::vector<Candidate> chooseBackwardFilter(const ConvDescriptors& d) {
   const nv::CudnnApi& api = nv::cudnn();
   nv::CudnnConvolutionBwdFilterAlgoPerf perf[kMaxCandidates] = {};
   int returned = 0;
   nv::check(api.getConvolutionBackwardFilterAlgorithm(nv::cudnnHandle(), d.x, d.y, d.conv, d.w, kMaxCandidates,
                                                       &returned, perf),
             nv::kCudnnGetConvolutionBackwardFilterAlgorithm);
-  Choice choice{firstUsable(perf, returned, "conv2d_backward_weight", g), 0};
-  nv::check(api.getConvolutionBackwardFilterWorkspaceSize(nv::cudnnHandle(), d.x, d.y, d.conv, d.w,
-                                                          static_cast<nv::CudnnConvolutionBwdFilterAlgo>(choice.algo),
-                                                          &choice.workspace),
-            nv::kCudnnGetConvolutionBackwardFilterWorkspaceSize);
-  return choice;
+  return usableCandidates(d, perf, returned, [&](int algo, size_t* bytes) {
+    return api.getConvolutionBackwardFilterWorkspaceSize(nv::cudnnHandle(), d.x, d.y, d.conv, d.w,
+                                                         static_cast<nv::CudnnConvolutionBwdFilterAlgo>(algo), bytes);
+  });
 }
 
-// Scratch for the chosen algorithm (none when it needs no workspace).
+// Scratch for a candidate's workspace (none when it needs none).
 struct Workspace {
   explicit Workspace(size_t bytes) : scratch(bytes > 0 ? std::make_unique<Scratch>(bytes) : nullptr), bytes(bytes) {}
   void* data() const { return scratch == nullptr ? nullptr : scratch->as<void>(); }
   std::unique_ptr<Scratch> scratch;
   size_t bytes;
 };
+
+// Runs `run(algo, workspace)` with the first candidate whose workspace can be had: when a
+// workspace cannot be allocated, the next candidate with a smaller one is tried, down to
+// one that needs none; one cuDNN refuses (NOT_SUPPORTED) gives way to the next. Each
+// candidate's math type is set on the descriptor first. Nothing is remembered of a
+// failure: memory is short for a while, and the best candidate is tried again next time.
+template <typename Run>
+void runCandidates(const char* op, const ConvGeometry& g, const ConvDescriptors& d,
+                   const std::vector<Candidate>& candidates, const char* call, Run&& run) {
+  if (candidates.empty()) {
+    throw KernelError("ERR_NOT_SUPPORTED", std::string(op) + ": cuDNN offers no algorithm for " + describe(g));
+  }
+  size_t below = SIZE_MAX;  // after a failed allocation, only smaller workspaces are tried
+  std::unique_ptr<KernelError> outOfMemory;
+  nv::CudnnStatus status = nv::CudnnStatus::NotSupported;
+  for (const Candidate& c : candidates) {
+    if (c.workspace >= below) continue;
+    std::unique_ptr<Workspace> ws;
+    try {
+      ws = std::make_unique<Workspace>(c.workspace);
+    } catch (const KernelError& e) {
+      if (e.code != "ERR_OUT_OF_MEMORY") throw;
+      outOfMemory = std::make_unique<KernelError>(e);
+      below = c.workspace;
+      continue;
+    }
+    nv::check(nv::cudnn().setConvolutionMathType(d.conv, c.math), nv::kCudnnSetConvolutionMathType);
+    status = run(c.algo, *ws);
+    if (status != nv::CudnnStatus::NotSupported) return nv::check(status, call);
+  }
+  if (outOfMemory != nullptr) throw *outOfMemory;
+  nv::check(status, call);
+}
 
 // out [n, cOut, pixels] += bias [cOut] broadcast over the batch and the pixels.
 void addBias(float* out, const float* bias, int64_t size, int64_t cOut, int64_t pixels) {
@@ -228,13 +278,13 @@ void conv2d(KernelCall& call) {
   const float* bias = call.hasBuffer(3) ? expectFloat(call, g, 3, "bias", g.cOut) : nullptr;
   if (g.n == 0) return;
   ConvDescriptors d(call, g);
-  Choice choice = cachedChoice(g, Direction::Forward, [&] { return chooseForward(d, g); });
-  Workspace ws(choice.workspace);
+  const auto candidates = cachedCandidates(g, Direction::Forward, [&] { return chooseForward(d); });
   const float one = 1.0f, zero = 0.0f;
-  nv::check(nv::cudnn().convolutionForward(nv::cudnnHandle(), &one, d.x, x, d.w, weight, d.conv,
-                                           static_cast<nv::CudnnConvolutionFwdAlgo>(choice.algo), ws.data(), ws.bytes,
-                                           &zero, d.y, out),
-            nv::kCudnnConvolutionForward);
+  runCandidates("conv2d", g, d, candidates, nv::kCudnnConvolutionForward, [&](int algo, const Workspace& ws) {
+    return nv::cudnn().convolutionForward(nv::cudnnHandle(), &one, d.x, x, d.w, weight, d.conv,
+                                          static_cast<nv::CudnnConvolutionFwdAlgo>(algo), ws.data(), ws.bytes, &zero,
+                                          d.y, out);
+  });
   if (bias != nullptr) addBias(out, bias, outputSize(g), g.cOut, g.pixels());
 }
 
@@ -246,13 +296,14 @@ void conv2dBackwardData(KernelCall& call) {
   const float* weight = expectFloat(call, g, 2, "weight", weightSize(g));
   if (g.n == 0) return;
   ConvDescriptors d(call, g);
-  Choice choice = cachedChoice(g, Direction::BackwardData, [&] { return chooseBackwardData(d, g); });
-  Workspace ws(choice.workspace);
+  const auto candidates = cachedCandidates(g, Direction::BackwardData, [&] { return chooseBackwardData(d); });
   const float one = 1.0f, zero = 0.0f;
-  nv::check(nv::cudnn().convolutionBackwardData(nv::cudnnHandle(), &one, d.w, weight, d.y, gradOut, d.conv,
-                                                static_cast<nv::CudnnConvolutionBwdDataAlgo>(choice.algo), ws.data(),
-                                                ws.bytes, &zero, d.x, gradX),
-            nv::kCudnnConvolutionBackwardData);
+  runCandidates("conv2d_backward_data", g, d, candidates, nv::kCudnnConvolutionBackwardData,
+                [&](int algo, const Workspace& ws) {
+                  return nv::cudnn().convolutionBackwardData(nv::cudnnHandle(), &one, d.w, weight, d.y, gradOut, d.conv,
+                                                             static_cast<nv::CudnnConvolutionBwdDataAlgo>(algo),
+                                                             ws.data(), ws.bytes, &zero, d.x, gradX);
+                });
 }
 
 void conv2dBackwardWeight(KernelCall& call) {
@@ -263,13 +314,14 @@ void conv2dBackwardWeight(KernelCall& call) {
   const float* x = expectFloat(call, g, 2, "x", inputSize(g));
   if (g.n == 0) return fillZeroAsync(gradWeight, static_cast<size_t>(weightSize(g)) * sizeof(float));
   ConvDescriptors d(call, g);
-  Choice choice = cachedChoice(g, Direction::BackwardFilter, [&] { return chooseBackwardFilter(d, g); });
-  Workspace ws(choice.workspace);
+  const auto candidates = cachedCandidates(g, Direction::BackwardFilter, [&] { return chooseBackwardFilter(d); });
   const float one = 1.0f, zero = 0.0f;
-  nv::check(nv::cudnn().convolutionBackwardFilter(nv::cudnnHandle(), &one, d.x, x, d.y, gradOut, d.conv,
-                                                  static_cast<nv::CudnnConvolutionBwdFilterAlgo>(choice.algo),
-                                                  ws.data(), ws.bytes, &zero, d.w, gradWeight),
-            nv::kCudnnConvolutionBackwardFilter);
+  runCandidates("conv2d_backward_weight", g, d, candidates, nv::kCudnnConvolutionBackwardFilter,
+                [&](int algo, const Workspace& ws) {
+                  return nv::cudnn().convolutionBackwardFilter(nv::cudnnHandle(), &one, d.x, x, d.y, gradOut, d.conv,
+                                                               static_cast<nv::CudnnConvolutionBwdFilterAlgo>(algo),
+                                                               ws.data(), ws.bytes, &zero, d.w, gradWeight);
+                });
 }
 
 }  // namespace deepnode::cuda

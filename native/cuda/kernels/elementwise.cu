@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "../../core/args/cast.h"
 #include "../../core/args/elementwise.h"
 #include "../../core/convert.h"
 #include "../launch.h"
@@ -57,11 +58,17 @@ void fillWith(const Buffer& out, T value) {
 }
 
 // ---------------------------------------------------------------------------------------
-// cast: the cpu's conversions (native/core/convert.h).
+// cast: the cpu's conversions (native/core/convert.h), uint8's two modes included.
 
 template <typename To, typename From>
 void castLoop(To* out, const From* x, int64_t n) {
   forEach("cast", n, [=] DEEPNODE_HD(int64_t i) { out[i] = Convert<To>::apply(x[i]); });
+}
+
+// out = Conversion::apply(x) per element, for the uint8 modes of args/cast.h.
+template <typename Conversion, typename From>
+void convertLoop(uint8_t* out, const From* x, int64_t n) {
+  forEach("cast", n, [=] DEEPNODE_HD(int64_t i) { out[i] = Conversion::apply(x[i]); });
 }
 
 void fill(KernelCall& call) {
@@ -74,6 +81,13 @@ void cast(KernelCall& call) {
   args::checkCastArgs(call);
   const Buffer& out = call.buffers[0];
   const Buffer& x = call.buffers[1];
+  switch (args::readUint8Cast(call)) {
+    case args::Uint8Cast::Wrap:
+      return args::byDType(
+          x.dtype, [&](auto from) { convertLoop<WrapToUint8>(out.as<uint8_t>(), x.as<decltype(from)>(), x.size); });
+    case args::Uint8Cast::Bool: return convertLoop<NonzeroToBool>(out.as<uint8_t>(), x.as<uint8_t>(), x.size);
+    case args::Uint8Cast::Storage: break;
+  }
   args::byDType(out.dtype, [&](auto to) {
     args::byDType(x.dtype, [&](auto from) { castLoop(out.as<decltype(to)>(), x.as<decltype(from)>(), x.size); });
   });

@@ -113,7 +113,7 @@ void rowStatistics(const RowExtent& e, const LayerNormArgs& a, double* m) {
   const int64_t n = e.normSize;
   segmentedReduce<SumDouble>(
       "layer_norm", e.rows, n, [=] DEEPNODE_HD(int64_t r, int64_t j) { return double(a.x[r * n + j]); },
-      [=] DEEPNODE_HD(int64_t r, double s) { m[r] = s / static_cast<double>(n); });
+      [=] DEEPNODE_HD(int64_t r, double s) { m[r] = s / static_cast<double>(n); }, Layout::Adjacent);
   segmentedReduce<SumDouble>(
       "layer_norm", e.rows, n,
       [=] DEEPNODE_HD(int64_t r, int64_t j) {
@@ -123,7 +123,8 @@ void rowStatistics(const RowExtent& e, const LayerNormArgs& a, double* m) {
       [=] DEEPNODE_HD(int64_t r, double q) {
         a.mean[r] = static_cast<float>(m[r]);
         a.rstd[r] = static_cast<float>(1.0 / ::sqrt(q / static_cast<double>(n) + a.eps));
-      });
+      },
+      Layout::Adjacent);
 }
 
 void layerNormApply(const RowExtent& e, const LayerNormArgs& a) {
@@ -153,7 +154,8 @@ void layerNormGradX(const RowExtent& e, const LayerNormGradArgs& a, float* means
       [=] DEEPNODE_HD(int64_t r, TwoSums s) {
         means[2 * r] = static_cast<float>(s.a / static_cast<double>(n));
         means[2 * r + 1] = static_cast<float>(s.b / static_cast<double>(n));
-      });
+      },
+      Layout::Adjacent);
   forEach("layer_norm_backward", e.total, [=] DEEPNODE_HD(int64_t k) {
     const int64_t r = k / n, j = k % n;
     const float h = a.weight ? a.gradOut[k] * a.weight[j] : a.gradOut[k];

@@ -132,14 +132,25 @@ struct MinOp {
   }
 };
 
+// max and min keep the first of equal values (0 and -0), which only the one-thread loop's
+// order gives; every other op may be combined in a warp's order (reductions.h).
+template <typename Op>
+struct KeepsFirstOfEquals : std::false_type {};
+template <typename T>
+struct KeepsFirstOfEquals<MaxOp<T>> : std::true_type {};
+template <typename T>
+struct KeepsFirstOfEquals<MinOp<T>> : std::true_type {};
+
 template <typename Op, typename T, typename O>
 void reduceWith(const ReducePlan& plan, O* out, const T* x) {
   using Acc = typename Op::Acc;
   const ReducePlan p = plan;
   const int64_t count = plan.count;
+  const bool rows = plan.groups <= 1 || (plan.groups == 2 && plan.reduced[1]);  // x is [outputs, count]
+  const Layout layout = rows && !KeepsFirstOfEquals<Op>::value ? Layout::Adjacent : Layout::Any;
   segmentedReduce<Op>(
       "reduce", plan.outputs, plan.count, [=] DEEPNODE_HD(int64_t o, int64_t r) { return x[p.offset(o, r)]; },
-      [=] DEEPNODE_HD(int64_t o, Acc acc) { out[o] = Op::template finish<O>(acc, count); });
+      [=] DEEPNODE_HD(int64_t o, Acc acc) { out[o] = Op::template finish<O>(acc, count); }, layout);
 }
 
 ReducePlan planReduce(const KernelCall& call, const Shape& shape, const std::vector<bool>& reducedAxis) {
@@ -175,7 +186,7 @@ DEEPNODE_HD bool beats(T x, T best) {
 }
 
 // The best value so far and its position (-1: none yet); merging keeps the earlier of
-// equals, so a chunked pass picks the first best as the sequential loop does.
+// equals by position, so a chunked or warp pass picks the first best as the loop does.
 template <typename T>
 struct Candidate {
   T value;
@@ -189,7 +200,9 @@ struct ArgOp {
   static DEEPNODE_HD Acc merge(Acc a, Acc b) {
     if (a.index < 0) return b;
     if (b.index < 0) return a;
-    return beats<T, kMax>(b.value, a.value) ? b : a;
+    if (beats<T, kMax>(b.value, a.value)) return b;
+    if (beats<T, kMax>(a.value, b.value)) return a;
+    return b.index < a.index ? b : a;  // equal, or both NaN: the first, in whatever order merged
   }
   static DEEPNODE_HD Acc add(Acc acc, Acc x) { return merge(acc, x); }
 };
@@ -202,7 +215,8 @@ void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
       [=] DEEPNODE_HD(int64_t o, int64_t d) {
         return Candidate<T>{x[o / inner * dim * inner + o % inner + d * inner], d};
       },
-      [=] DEEPNODE_HD(int64_t o, Candidate<T> best) { out[o] = static_cast<int32_t>(best.index); });
+      [=] DEEPNODE_HD(int64_t o, Candidate<T> best) { out[o] = static_cast<int32_t>(best.index); },
+      inner == 1 ? Layout::Adjacent : Layout::Any);
 }
 
 void reduce(KernelCall& call) {

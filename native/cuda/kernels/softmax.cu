@@ -46,10 +46,11 @@ struct Rows {
 // exp(x - max) in double. Three passes: the maxima, the sums, then every element.
 void softmaxRows(const Extent& e, float* out, const float* x, bool log, float* m, float* factor) {
   const Rows rows{e.dim, e.inner};
+  const Layout layout = e.inner == 1 ? Layout::Adjacent : Layout::Any;
   segmentedReduce<MaxWithNaN>(
       "softmax", e.outer * e.inner, e.dim,
       [=] DEEPNODE_HD(int64_t row, int64_t d) { return x[rows.first(row) + d * rows.inner]; },
-      [=] DEEPNODE_HD(int64_t row, float max) { m[row] = max; });
+      [=] DEEPNODE_HD(int64_t row, float max) { m[row] = max; }, layout);
   segmentedReduce<SumDouble>(
       "softmax", e.outer * e.inner, e.dim,
       [=] DEEPNODE_HD(int64_t row, int64_t d) {
@@ -57,7 +58,8 @@ void softmaxRows(const Extent& e, float* out, const float* x, bool log, float* m
       },
       [=] DEEPNODE_HD(int64_t row, double sum) {
         factor[row] = log ? static_cast<float>(::log(sum)) : static_cast<float>(1.0 / sum);
-      });
+      },
+      layout);
   forEach("softmax", e.total, [=] DEEPNODE_HD(int64_t k) {
     const int64_t row = rows.rowOf(k);
     out[k] = log ? (x[k] - m[row]) - factor[row] : ::expf(x[k] - m[row]) * factor[row];
@@ -67,13 +69,14 @@ void softmaxRows(const Extent& e, float* out, const float* x, bool log, float* m
 // gx = y * (gy - sum(gy * y)) for softmax, gx = gy - exp(y) * sum(gy) for log-softmax.
 void softmaxBackwardRows(const Extent& e, float* gx, const float* gy, const float* y, bool log, float* sums) {
   const Rows rows{e.dim, e.inner};
+  const Layout layout = e.inner == 1 ? Layout::Adjacent : Layout::Any;
   segmentedReduce<SumDouble>(
       "softmax_backward", e.outer * e.inner, e.dim,
       [=] DEEPNODE_HD(int64_t row, int64_t d) {
         const int64_t k = rows.first(row) + d * rows.inner;
         return log ? static_cast<double>(gy[k]) : static_cast<double>(gy[k]) * y[k];
       },
-      [=] DEEPNODE_HD(int64_t row, double sum) { sums[row] = static_cast<float>(sum); });
+      [=] DEEPNODE_HD(int64_t row, double sum) { sums[row] = static_cast<float>(sum); }, layout);
   forEach("softmax_backward", e.total, [=] DEEPNODE_HD(int64_t k) {
     const float s = sums[rows.rowOf(k)];
     gx[k] = log ? gy[k] - ::expf(y[k]) * s : y[k] * (gy[k] - s);
@@ -92,13 +95,13 @@ void maskedSoftmaxRows(int64_t cols, int64_t total, const MaskedScores& z, float
   const int64_t rows = total / cols;
   segmentedReduce<MaxIgnoringNaN>(
       "masked_softmax", rows, cols, [=] DEEPNODE_HD(int64_t r, int64_t j) { return z(r * cols + j); },
-      [=] DEEPNODE_HD(int64_t r, float max) { m[r] = max; });
+      [=] DEEPNODE_HD(int64_t r, float max) { m[r] = max; }, Layout::Adjacent);
   segmentedReduce<SumDouble>(
       "masked_softmax", rows, cols,
       [=] DEEPNODE_HD(int64_t r, int64_t j) {
         return m[r] == -INFINITY ? 0.0 : static_cast<double>(::expf(z(r * cols + j) - m[r]));
       },
-      [=] DEEPNODE_HD(int64_t r, double sum) { factor[r] = static_cast<float>(1.0 / sum); });
+      [=] DEEPNODE_HD(int64_t r, double sum) { factor[r] = static_cast<float>(1.0 / sum); }, Layout::Adjacent);
   forEach("masked_softmax", total, [=] DEEPNODE_HD(int64_t k) {
     const int64_t r = k / cols;
     out[k] = m[r] == -INFINITY ? 0.0f : ::expf(z(k) - m[r]) * factor[r];
