@@ -1,10 +1,10 @@
 // Uninitialised allocation and its poison switch (lib/backend/uninit.ts). With poisoning on,
-// every buffer allocated with init "none" starts as 0xFF bytes (NaN, -1, 255), so a kernel or
-// op that reads an output element it did not write gives a wrong value. This file turns it
-// on and runs the conformance suite on cpu and on the CUDA plugin's host emulation, the
-// emulation's kernel families, and autograd, optimizer and training cases whose results
-// must be the same bits as with poisoning off. The plugin is chosen once per process, so,
-// as in backend-cuda-emulated.test.ts, DEEPNODE_CUDA_PLUGIN is set before anything loads.
+// every buffer allocated with init "none" starts as 0xFF bytes (NaN, -1, 255), so a kernel
+// or op that reads an output element it did not write gives a wrong value. This file turns
+// it on and runs the conformance suite on cpu and on the CUDA plugin's host emulation, the
+// emulation's memory suite and kernel families, and autograd, optimizer and training cases
+// whose results must be the same bits as with poisoning off. The plugin is chosen once per
+// process, so, as in backend-cuda-emulated.test.ts, DEEPNODE_CUDA_PLUGIN is set first.
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -24,6 +24,7 @@ const { BufferPool } = await import("../lib/backend/cpu/pool.js");
 const { POISON_BYTE, poisonUninit, setPoisonUninit } = await import("../lib/backend/uninit.js");
 const { conformanceSuite } = await import("./conformance.js");
 const { expectThrows } = await import("./helpers.js");
+const { cudaDeviceSuite } = await import("./cuda-device.js");
 const { cudaElementwiseSuite } = await import("./cuda-elementwise.js");
 const { cudaReductionsSuite } = await import("./cuda-reductions.js");
 
@@ -159,6 +160,7 @@ conformanceSuite(
   cudaStatus,
 );
 
+cudaDeviceSuite("cuda memory on the host emulation, poisoned", cudaStatus.available);
 cudaElementwiseSuite("cuda element-wise kernels, poisoned", cudaStatus.available);
 cudaReductionsSuite("cuda reduction kernels, poisoned", cudaStatus.available);
 
@@ -186,8 +188,10 @@ function convNet(device: string): { model: InstanceType<typeof nn.Module>; loss:
   return { model, loss: () => F.crossEntropy(model.forward(x), y) };
 }
 
-/** Embedding, a bidirectional two-layer LSTM with dropout and lengths, a GRU, layer norm,
- * a transformer encoder layer, gather and scatterAdd, and a CTC loss. */
+/**
+ * Embedding, a bidirectional two-layer LSTM with dropout and lengths, a GRU, layer norm, a
+ * transformer encoder layer, gather and scatterAdd, and a CTC loss.
+ */
 function sequenceNet(device: string) {
   const embedding = new nn.Embedding(12, 6, { paddingIdx: 0, device });
   const lstm = new nn.LSTM(6, 5, { numLayers: 2, bidirectional: true, dropout: 0.3, device });
