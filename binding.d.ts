@@ -396,8 +396,16 @@ export interface NativeBinding {
   cudaProbe(pluginPath: string, libraryDirs: string[]): NativeCudaProbe;
   /** Opens the plugin's memory and kernel interface, once per process. */
   cudaOpen(pluginPath: string): { flavour: string; kernels: string };
-  /** Zero-filled device memory for `size` elements of a storage dtype. */
-  cudaAlloc(device: number, dtype: NativeStorageDType, size: number): NativeCudaHandle;
+  /**
+   * Device memory for `size` elements of a storage dtype, every byte set to fillByte
+   * (default 0: zero-filled); -1 leaves it uninitialised.
+   */
+  cudaAlloc(
+    device: number,
+    dtype: NativeStorageDType,
+    size: number,
+    fillByte?: number,
+  ): NativeCudaHandle;
   /** Returns the memory to the plugin's cache; idempotent. */
   cudaFree(handle: NativeCudaHandle): void;
   /** Host to device; the array holds exactly the buffer's bytes. */

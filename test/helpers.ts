@@ -153,7 +153,11 @@ export function sizeOf(shape: readonly number[]): number {
   return shape.reduce((acc, d) => acc * d, 1);
 }
 
-/** A raw tensor of `backend` holding `values` (zeros when omitted). */
+/**
+ * A raw tensor of `backend` holding `values`; uninitialised when they are omitted, as an
+ * output a kernel must write whole (poisoned under DEEPNODE_POISON_UNINIT; the reference
+ * backend zero-fills it).
+ */
 export function raw(
   backend: Backend,
   dtype: DType,
@@ -161,8 +165,15 @@ export function raw(
   values?: ArrayLike<number>,
 ): RawTensor {
   const storage =
-    values === undefined ? backend.alloc(dtype, sizeOf(shape)) : backend.fromArray(dtype, values);
+    values === undefined
+      ? backend.alloc(dtype, sizeOf(shape), "none")
+      : backend.fromArray(dtype, values);
   return { storage, shape: [...shape], dtype };
+}
+
+/** A zero-filled raw tensor: an output a kernel adds into, or an input of zeros. */
+export function rawZeros(backend: Backend, dtype: DType, shape: readonly number[]): RawTensor {
+  return { storage: backend.alloc(dtype, sizeOf(shape), "zero"), shape: [...shape], dtype };
 }
 
 /** Values of a raw tensor as plain numbers. */

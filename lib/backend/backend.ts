@@ -4,11 +4,14 @@
 //
 // Conventions: outputs come first; every tensor argument is a RawTensor whose storage
 // is contiguous and row-major; an output is allocated by the caller with the right
-// shape and dtype (zero-filled) and the kernel writes all of it unless it says it
-// accumulates.
+// shape and dtype, and the kernel writes all of it unless it says it accumulates (adds
+// into it, or leaves part of it untouched). The caller allocates such an output with
+// alloc's init "zero" (or fills it), every other one with "none": the kernel must not
+// read what it did not write (DEEPNODE_POISON_UNINIT proves it, see ./uninit.ts).
 
 import type { DType, TypedArray } from "../dtype.js";
 import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "./rnn.js";
+import type { AllocInit } from "./uninit.js";
 
 /** Backend-owned memory: a typed array on reference and cpu, an opaque handle on cuda. */
 export type Storage = TypedArray | { readonly handle: unknown; readonly size: number };
@@ -142,8 +145,13 @@ export interface AdagradStepOptions {
 export interface Backend {
   readonly name: "reference" | "cpu" | "cuda";
 
-  // Memory. alloc returns zero-filled storage; read returns a copy.
-  alloc(dtype: DType, size: number): Storage;
+  // Memory. read returns a copy.
+  /**
+   * Storage for `size` elements: zero-filled with init "zero" (the default), and with
+   * "none" as the memory comes (a reused buffer keeps old values), which saves a pass over
+   * it, and on cuda a launch. The reference backend zero-fills either way.
+   */
+  alloc(dtype: DType, size: number, init?: AllocInit): Storage;
   fromArray(dtype: DType, values: ArrayLike<number>): Storage;
   read(x: RawTensor): TypedArray;
   /** As read, waiting off the JS thread where the device queues work (cuda). */

@@ -14,6 +14,7 @@ import {
   ShapeError,
   ValueError,
 } from "../errors.js";
+import type { AllocInit } from "./uninit.js";
 import type {
   AdamStepOptions,
   Backend,
@@ -137,7 +138,7 @@ export abstract class KernelBackend implements Backend {
     attrs: NativeKernels[K][1],
   ): void;
 
-  abstract alloc(dtype: DType, size: number): Storage;
+  abstract alloc(dtype: DType, size: number, init?: AllocInit): Storage;
   abstract fromArray(dtype: DType, values: ArrayLike<number>): Storage;
   abstract read(x: RawTensor): TypedArray;
   abstract cast(out: RawTensor, x: RawTensor): void;

@@ -9,7 +9,7 @@ import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.j
 import { avgPoolOutShape } from "../backend/reference/avgpool.js";
 import type { DType } from "../dtype.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
-import { empty, zeros } from "../ops/creation.js";
+import { empty, zeroFilled, zeros } from "../ops/creation.js";
 import { cat } from "../ops/slicing.js";
 import { checkFloatingInput } from "../ops/elementwise.js";
 import type { Tensor } from "../tensor.js";
@@ -255,7 +255,7 @@ export function avgPool2d(x: Tensor, kernelSize: Pair, options: AvgPool2dOptions
   const backend = backendFor(x.device);
   backend.avgPool2d(out, x, p);
   return record(out, "avgPool2d", [x], (g) => {
-    const gx = empty(x.shape, x.dtype, x.device);
+    const gx = zeroFilled(x.shape, x.dtype, x.device);
     backend.avgPool2dBackward(gx, g, p);
     return [gx];
   });
@@ -276,7 +276,7 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: AdaptiveSize): Tensor {
   const backend = backendFor(x.device);
   backend.adaptiveAvgPool2d(out, x);
   return record(out, "adaptiveAvgPool2d", [x], (g) => {
-    const gx = empty(x.shape, x.dtype, x.device);
+    const gx = zeroFilled(x.shape, x.dtype, x.device);
     backend.adaptiveAvgPool2dBackward(gx, g);
     return [gx];
   });

@@ -8,7 +8,7 @@ import { record } from "../autograd/graph.js";
 import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
-import { empty, full } from "../ops/creation.js";
+import { empty, full, zeroFilled } from "../ops/creation.js";
 import { checkFloatingInput, where } from "../ops/elementwise.js";
 import { fromTypedArray, type Tensor } from "../tensor.js";
 import { normal_ } from "./init.js";
@@ -95,7 +95,7 @@ export function embedding(indices: Tensor, weight: Tensor, options: EmbeddingOpt
   const backend = backendFor(weight.device);
   backend.embedding(out, weight, flatIndices);
   const result = record(out, op, [weight], (g) => {
-    const grad = empty(weight.shape, weight.dtype, weight.device);
+    const grad = zeroFilled(weight.shape, weight.dtype, weight.device);
     backend.embeddingBackward(grad, g, flatIndices, paddingIdx ?? -1);
     return [grad];
   });

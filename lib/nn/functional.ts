@@ -6,7 +6,7 @@ import { isGradEnabled } from "../autograd/grad-mode.js";
 import type { Conv2dParams, Pool2dParams, Reduction } from "../backend/backend.js";
 import { backendFor } from "../backend/registry.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
-import { empty } from "../ops/creation.js";
+import { empty, zeroFilled } from "../ops/creation.js";
 import {
   checkFloatingInput,
   relu as reluOp,
@@ -248,7 +248,7 @@ export function maxPool2d(x: Tensor, kernelSize: Pair, options: MaxPool2dOptions
   const backend = backendFor(x.device);
   backend.maxPool2d(out, indices, x, p);
   return record(out, "maxPool2d", [x], (g) => {
-    const gx = empty(x.shape, x.dtype, x.device);
+    const gx = zeroFilled(x.shape, x.dtype, x.device);
     backend.maxPool2dBackward(gx, g, indices);
     return [gx];
   });

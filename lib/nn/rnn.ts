@@ -17,7 +17,7 @@ import {
 } from "../backend/rnn.js";
 import type { DType } from "../dtype.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
-import { empty } from "../ops/creation.js";
+import { empty, zeroFilled } from "../ops/creation.js";
 import { checkFloatingInput } from "../ops/elementwise.js";
 import { defaultGenerator } from "../random.js";
 import { Tensor, fromTypedArray } from "../tensor.js";
@@ -204,7 +204,8 @@ function recordOutputs(
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return;
   const { dtype, device } = outputs[0]!;
   const stored: (Tensor | null)[] = outputs.map(() => null);
-  const hub = empty([1], dtype, device);
+  // The hub and its gradient are placeholders in the graph; zeros keep them harmless.
+  const hub = zeroFilled([1], dtype, device);
   record(hub, name, inputs, () => {
     const grads = backward([...stored]);
     stored.fill(null);
@@ -213,7 +214,7 @@ function recordOutputs(
   outputs.forEach((out, k) => {
     record(out, `${name}.output${k}`, [hub], (g) => {
       stored[k] = g;
-      return [empty([1], dtype, device)];
+      return [zeroFilled([1], dtype, device)];
     });
   });
 }
@@ -485,7 +486,7 @@ function lengthsTensor(op: string, lengths: Lengths | null | undefined, c: Confi
 }
 
 function zeroState(c: Config, input: Tensor): Tensor {
-  return empty([c.layers * c.directions, c.batch, c.hidden], input.dtype, input.device);
+  return zeroFilled([c.layers * c.directions, c.batch, c.hidden], input.dtype, input.device);
 }
 
 /**

@@ -22,9 +22,18 @@ function finish(t: Tensor, options: CreationOptions): Tensor {
   return t;
 }
 
-/** A zero-filled tensor: the output buffer every op starts from. */
+/**
+ * An uninitialised tensor (as torch.empty): the output buffer of an op whose kernel writes
+ * every element. It may hold any values, NaN under DEEPNODE_POISON_UNINIT (./uninit.ts).
+ */
 export function empty(shape: readonly number[], dtype: DType, device: Device): Tensor {
-  const storage = backendFor(device).alloc(dtype, sizeOf(shape));
+  const storage = backendFor(device).alloc(dtype, sizeOf(shape), "none");
+  return new Tensor(storage, shape, dtype, device);
+}
+
+/** A zero-filled tensor: the output buffer of an op that adds into it or writes only part. */
+export function zeroFilled(shape: readonly number[], dtype: DType, device: Device): Tensor {
+  const storage = backendFor(device).alloc(dtype, sizeOf(shape), "zero");
   return new Tensor(storage, shape, dtype, device);
 }
 
@@ -34,8 +43,10 @@ export function full(
   options: CreationOptions = {},
 ): Tensor {
   checkShape("full", shape);
-  const t = empty(shape, options.dtype ?? "float32", deviceOf(options));
-  if (value !== 0) backendFor(t.device).fill(t, value);
+  const [dtype, device] = [options.dtype ?? "float32", deviceOf(options)];
+  if (value === 0) return finish(zeroFilled(shape, dtype, device), options);
+  const t = empty(shape, dtype, device);
+  backendFor(t.device).fill(t, value);
   return finish(t, options);
 }
 

@@ -6,7 +6,7 @@ import { backendFor } from "../backend/registry.js";
 import { DTypeError, DeviceError, ShapeError, formatShape } from "../errors.js";
 import { normalizeAxis } from "../shape.js";
 import type { Tensor } from "../tensor.js";
-import { empty } from "./creation.js";
+import { empty, zeroFilled } from "./creation.js";
 
 function checkIndex(op: string, x: Tensor, axis: number, index: Tensor): void {
   if (index.dtype !== "int32") {
@@ -38,7 +38,7 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   const backend = backendFor(x.device);
   backend.gather(out, x, axis, index);
   return record(out, "gather", [x], (g) => [
-    scatterAdd(empty(x.shape, g.dtype, g.device), dim, index, g),
+    scatterAdd(zeroFilled(x.shape, g.dtype, g.device), dim, index, g),
   ]);
 }
 

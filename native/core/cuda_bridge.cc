@@ -104,11 +104,21 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// cudaAlloc(device, dtype, size): handle (zero-filled)
+// fillByte of cudaAlloc: 0 when absent, -1 (uninitialised) or a byte.
+int fillByteArg(const Napi::Env& env, const Napi::CallbackInfo& info) {
+  if (info.Length() < 4 || info[3].IsUndefined()) return 0;
+  double value = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : -2;
+  if (!(value >= -1 && value <= 255) || value != static_cast<int>(value))
+    throw makeError(env, "ERR_ARGUMENT", "cudaAlloc: fillByte must be -1 (uninitialised) or an integer in [0, 255]");
+  return static_cast<int>(value);
+}
+
+// cudaAlloc(device, dtype, size, fillByte = 0): handle, every byte fillByte (-1: uninitialised)
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 3 || !info[2].IsNumber())
-    throw makeError(env, "ERR_ARGUMENT", "cudaAlloc(device, dtype, size): expected a number, a string and a number");
+  if (info.Length() < 3 || info.Length() > 4 || !info[2].IsNumber())
+    throw makeError(env, "ERR_ARGUMENT",
+                    "cudaAlloc(device, dtype, size, fillByte?): expected a number, a string, a number and a number");
   const DeepnodeCudaApi& plugin = api(env);
   auto block = std::make_unique<CudaBlock>();
   block->device = deviceArg(env, info[0], "cudaAlloc");
@@ -117,8 +127,9 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
   if (!(size >= 0 && size <= 9007199254740991.0) || size != static_cast<double>(static_cast<int64_t>(size)))
     throw makeError(env, "ERR_ARGUMENT", "cudaAlloc: size must be a non-negative integer");
   block->size = static_cast<int64_t>(size);
+  int fillByte = fillByteArg(env, info);
   DeepnodeCudaError error{};
-  check(env, plugin.alloc(block->device, block->bytes(), &block->data, &error), error);
+  check(env, plugin.alloc(block->device, block->bytes(), fillByte, &block->data, &error), error);
   return Napi::External<CudaBlock>::New(env, block.release(), [](Napi::Env, CudaBlock* dead) {
     releaseBlock(dead);
     delete dead;
@@ -229,7 +240,7 @@ Napi::Value DownloadAsync(const Napi::CallbackInfo& info) {
   auto [data, bytes] = hostBytes(env, info[1], block, "cudaDownloadAsync");
   void* staging = nullptr;
   DeepnodeCudaError error{};
-  check(env, plugin.alloc(block.device, bytes, &staging, &error), error);
+  check(env, plugin.alloc(block.device, bytes, -1, &staging, &error), error);  // the copy below fills it
   if (plugin.copyOnDevice(block.device, staging, block.data, bytes, &error) != 0) {
     DeepnodeCudaError ignored{};
     plugin.release(block.device, staging, &ignored);

@@ -96,11 +96,12 @@ std::string kernelNameList() {
   return names;
 }
 
-int apiAlloc(int device, size_t bytes, void** data, DeepnodeCudaError* error) {
+int apiAlloc(int device, size_t bytes, int fillByte, void** data, DeepnodeCudaError* error) {
   return guarded(error, [&] {
+    if (fillByte < -1 || fillByte > 255) throw KernelError("ERR_VALUE", "alloc: fillByte must be -1 or a byte");
     checkDevice(device);
     *data = allocatorFor(device).allocate(bytes);
-    device::zero(device, *data, bytes);
+    if (fillByte >= 0) device::fill(device, *data, static_cast<unsigned char>(fillByte), bytes);
   });
 }
 

@@ -27,6 +27,8 @@ void* stream(int device);
 // for every kernel queued before it: host memory is pageable, and its caller may reuse it.
 void copy(int device, void* dst, const void* src, size_t bytes, Copy kind);
 void zero(int device, void* dst, size_t bytes);
+// Sets every byte to `value`, queued on the stream (allocation's zero-fill and poison).
+void fill(int device, void* dst, unsigned char value, size_t bytes);
 void synchronize(int device);
 // Reports a failed launch of `kernel` (cudaGetLastError) on the current device.
 void checkLaunch(int device, const char* kernel);

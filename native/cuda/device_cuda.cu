@@ -89,6 +89,11 @@ void zero(int device, void* dst, size_t bytes) {
   check(cudaMemsetAsync(dst, 0, bytes, static_cast<cudaStream_t>(stream(device))), "cudaMemsetAsync", device);
 }
 
+void fill(int device, void* dst, unsigned char value, size_t bytes) {
+  if (bytes == 0) return;
+  check(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(stream(device))), "cudaMemsetAsync", device);
+}
+
 void synchronize(int device) {
   check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream(device))), "cudaStreamSynchronize", device);
 }

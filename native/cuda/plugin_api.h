@@ -13,7 +13,7 @@ extern "C" {
 
 // Bumped whenever a struct below or a function's meaning changes; the addon refuses a
 // plugin whose number differs from its own.
-#define DEEPNODE_CUDA_ABI_VERSION 2
+#define DEEPNODE_CUDA_ABI_VERSION 3
 
 #define DEEPNODE_CUDA_MAX_DEVICES 16
 #define DEEPNODE_CUDA_MAX_LIBRARIES 3
@@ -103,7 +103,9 @@ typedef struct {
   int abiVersion;
   // What this plugin is: "cuda" for the real one, "host emulation" for the test build.
   const char* flavour;
-  int (*alloc)(int device, size_t bytes, void** data, DeepnodeCudaError* error);
+  // Sets every byte of the new memory to `fillByte` (0: zero-filled, as the cpu backend's
+  // storage; 0xFF: poisoned), queued on the stream; -1 leaves it as it comes.
+  int (*alloc)(int device, size_t bytes, int fillByte, void** data, DeepnodeCudaError* error);
   // Returns the memory to the cache; later work on the stream may reuse it.
   int (*release)(int device, void* data, DeepnodeCudaError* error);
   int (*copyToDevice)(int device, void* dst, const void* src, size_t bytes, DeepnodeCudaError* error);

@@ -52,7 +52,7 @@ std::string runPlugin(KernelCall& call) {
     DeepnodeCudaBuffer d{nullptr, b.size, static_cast<int>(b.dtype)};
     size_t bytes = static_cast<size_t>(b.size) * dtypeSize(b.dtype);
     if (b.data != nullptr) {
-      expectOk(api->alloc(0, bytes > 0 ? bytes : 1, &d.data, &error), error, "alloc");
+      expectOk(api->alloc(0, bytes > 0 ? bytes : 1, -1, &d.data, &error), error, "alloc");
       expectOk(api->copyToDevice(0, d.data, b.data, bytes, &error), error, "copyToDevice");
     }
     device.push_back(d);

@@ -12,6 +12,7 @@ import { allocArray, type DType, type TypedArray } from "../../dtype.js";
 import type { RawTensor, Storage } from "../backend.js";
 import { KernelBackend, translate } from "../kernel-backend.js";
 import { native } from "../native.js";
+import type { AllocInit } from "../uninit.js";
 import { BufferPool } from "./pool.js";
 
 function buf(x: RawTensor): NativeBuffer {
@@ -38,8 +39,8 @@ export class CpuBackend extends KernelBackend {
   /** Output buffers, reused across steps (see pool.ts). */
   readonly pool = new BufferPool();
 
-  alloc(dtype: DType, size: number): Storage {
-    return this.pool.acquire(dtype, size);
+  alloc(dtype: DType, size: number, init: AllocInit = "zero"): Storage {
+    return this.pool.acquire(dtype, size, init);
   }
 
   release(storage: Storage): void {

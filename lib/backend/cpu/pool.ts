@@ -8,6 +8,7 @@
 // batches of different lengths (IMDB's, bucketed by length) reuse each other's buffers.
 
 import { allocArray, bytesPerElement, type DType, type TypedArray } from "../../dtype.js";
+import { poison, poisonUninit, type AllocInit } from "../uninit.js";
 
 const MIN_POOLED_BYTES = 64 * 1024;
 const DEFAULT_LIMIT_MIB = 2048;
@@ -27,15 +28,25 @@ export class BufferPool {
         : DEFAULT_LIMIT_MIB * 1024 * 1024;
   }
 
-  /** A zero-filled array of `size` elements, reused when one is free. */
-  acquire(dtype: DType, size: number): TypedArray {
+  /**
+   * An array of `size` elements, reused when one is free: zero-filled with init "zero";
+   * with "none", a reused one keeps what it held (poisoned when poisonUninit() is on, as
+   * is a fresh one).
+   */
+  acquire(dtype: DType, size: number, init: AllocInit = "zero"): TypedArray {
+    const view = this.take(dtype, size, init);
+    if (init === "none" && poisonUninit()) poison(view);
+    return view;
+  }
+
+  private take(dtype: DType, size: number, init: AllocInit): TypedArray {
     if (size * bytesPerElement(dtype) < MIN_POOLED_BYTES) return allocArray(dtype, size);
     const capacity = sizeClass(size);
     const whole = this.takeFree(dtype, capacity);
     const buffer = whole ?? allocArray(dtype, capacity);
     this.dtypes.set(buffer, dtype);
     const view = buffer.subarray(0, size);
-    if (whole !== undefined) view.fill(0);
+    if (whole !== undefined && init === "zero") view.fill(0);
     this.wholes.set(view, buffer);
     return view;
   }

@@ -15,6 +15,7 @@ import { allocArray, type DType, type TypedArray } from "../../dtype.js";
 import type { RawTensor, Storage } from "../backend.js";
 import { KernelBackend, translate } from "../kernel-backend.js";
 import { native } from "../native.js";
+import { POISON_BYTE, poisonUninit, type AllocInit } from "../uninit.js";
 
 /** A device buffer: `size` elements of `dtype` on cuda:`device`. */
 export class CudaStorage {
@@ -64,9 +65,10 @@ export class CudaBackend extends KernelBackend {
     }
   }
 
-  alloc(dtype: DType, size: number): Storage {
+  alloc(dtype: DType, size: number, init: AllocInit = "zero"): Storage {
+    const fillByte = init === "zero" ? 0 : poisonUninit() ? POISON_BYTE : -1;
     const handle = this.guard("alloc", () =>
-      this.binding.cudaAlloc(this.device, storageDType(dtype), size),
+      this.binding.cudaAlloc(this.device, storageDType(dtype), size, fillByte),
     );
     return new CudaStorage(handle, size, dtype, this.device);
   }
@@ -82,7 +84,7 @@ export class CudaBackend extends KernelBackend {
     } else {
       host.set(values);
     }
-    const storage = this.alloc(dtype, values.length) as CudaStorage;
+    const storage = this.alloc(dtype, values.length, "none") as CudaStorage;
     this.guard("fromArray", () => this.binding.cudaUpload(storage.handle, host));
     return storage;
   }

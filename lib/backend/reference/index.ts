@@ -18,6 +18,7 @@ import type {
 } from "../backend.js";
 import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "../rnn.js";
 import type { DType, TypedArray } from "../../dtype.js";
+import type { AllocInit } from "../uninit.js";
 import * as conv from "./conv.js";
 import * as creation from "./creation.js";
 import * as embeddings from "./embedding.js";
@@ -43,7 +44,8 @@ import * as fused from "./fused_attention.js";
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
 
-  alloc(dtype: DType, size: number): TypedArray {
+  /** Zero-filled whatever `init` asks: the oracle never depends on stale memory. */
+  alloc(dtype: DType, size: number, _init?: AllocInit): TypedArray {
     return creation.alloc(dtype, size);
   }
 

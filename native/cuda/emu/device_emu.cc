@@ -51,6 +51,10 @@ void zero(int, void* dst, size_t bytes) {
   if (bytes != 0) std::memset(dst, 0, bytes);
 }
 
+void fill(int, void* dst, unsigned char value, size_t bytes) {
+  if (bytes != 0) std::memset(dst, value, bytes);
+}
+
 void synchronize(int) {}
 
 void checkLaunch(int, const char*) {}
