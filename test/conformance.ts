@@ -847,6 +847,17 @@ function matmulCases(t: Target): void {
         const options = { transA: false, transB: false, alpha: 1, beta: 0.5 };
         conform(t, `matmul ${JSON.stringify(c)}`, EXACT, (b) => runMatmul(b, c, options, 4));
       }
+      // beta 0 writes zeros into an uninitialised out, whatever it held (poisoned: NaN).
+      conform(t, "matmul k = 0, beta 0, uninitialised out", EXACT, (b) => {
+        const out = raw(b, "float32", [2, 3, 4]);
+        b.matmul(out, raw(b, "float32", [2, 3, 0]), raw(b, "float32", [2, 0, 4]), {
+          transA: false,
+          transB: false,
+          alpha: 1,
+          beta: 0,
+        });
+        return [out];
+      });
     });
   });
 }

@@ -124,6 +124,51 @@ function reductionCases(): void {
   });
 }
 
+// Rows along the contiguous axis a GPU reduces a warp per row (32 lanes striding the row),
+// at lengths around the warp and the chunk (2 x 1024) boundaries.
+function rowCases(): void {
+  const reference = () => backendFor("reference");
+  const lengths = [31, 32, 33, 100, 2048, 2049, 5000];
+
+  it.each(lengths)("sum, mean, max and argmax of rows of %i, ties included", (cols) => {
+    const rows = 3;
+    const xs = randomValues(seededRandom(cols), rows * cols, -2, 2);
+    const ties = integers(seededRandom(cols + 1), rows * cols, -1, 1);
+    agree(
+      reference(),
+      (b) => [
+        ...(["sum", "mean", "max"] as const).map((op) => {
+          const out = raw(b, "float32", [rows, 1]);
+          b.reduce(op, out, raw(b, "float32", [rows, cols], xs), [1]);
+          return readRaw(b, out);
+        }),
+        ...(["argmax", "argmin"] as const).map((op) => {
+          const out = raw(b, "int32", [rows, 1]);
+          b.argReduce(op, out, raw(b, "float32", [rows, cols], ties), 1);
+          return readRaw(b, out);
+        }),
+      ],
+      { atol: 1e-4, rtol: 1e-5 },
+      `rows of ${cols}`,
+    );
+  });
+
+  it.each(lengths)("softmax and log-softmax of rows of %i", (cols) => {
+    const xs = randomValues(seededRandom(cols + 2), 2 * cols, -30, 30);
+    agree(
+      reference(),
+      (b) =>
+        [false, true].map((log) => {
+          const y = raw(b, "float32", [2, cols]);
+          b.softmax(y, raw(b, "float32", [2, cols], xs), 1, log);
+          return readRaw(b, y);
+        }),
+      { atol: 1e-6, rtol: 1e-4 },
+      `softmax rows of ${cols}`,
+    );
+  });
+}
+
 function softmaxCases(): void {
   const reference = () => backendFor("reference");
   it.each([[[1, 50000]], [[2, 20000, 3]]])("softmax, log-softmax and backward of %o", (shape) => {
@@ -407,6 +452,7 @@ function ctcCases(): void {
 export function cudaReductionsSuite(title: string, available: boolean): void {
   describe.skipIf(!available)(title, () => {
     describe("reduce and argReduce", reductionCases);
+    describe("rows a warp reduces", rowCases);
     describe("softmax and maskedSoftmax", softmaxCases);
     describe("nllLoss, gather, scatterAdd and embedding", lossAndIndexCases);
     describe("batchNorm and layerNorm", normCases);

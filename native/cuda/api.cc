@@ -223,10 +223,6 @@ Scratch::~Scratch() {
   }
 }
 
-void copyToDeviceAsync(void* dst, const void* src, size_t bytes) {
-  device::copy(runningDevice, dst, src, bytes, device::Copy::ToDevice);
-}
-
 void copyToHostNow(void* dst, const void* src, size_t bytes) {
   device::copy(runningDevice, dst, src, bytes, device::Copy::ToHost);
 }

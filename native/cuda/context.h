@@ -50,10 +50,8 @@ class Scratch {
   int device_ = 0;
 };
 
-// Copies on the current stream. copyToHostNow waits for the stream, so it sees every
-// earlier kernel's writes (used to read back an error flag or a small result); so does
-// copyToDeviceAsync, since its pageable source may be reused once it returns (device.h).
-void copyToDeviceAsync(void* dst, const void* src, size_t bytes);
+// A copy on the current stream that waits for it, so it sees every earlier kernel's
+// writes (used to read back an error flag or a small result); and a queued zero fill.
 void copyToHostNow(void* dst, const void* src, size_t bytes);
 void fillZeroAsync(void* dst, size_t bytes);
 

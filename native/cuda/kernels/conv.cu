@@ -87,7 +87,8 @@ class ConvDescriptors {
                                               nv::CudnnConvolutionMode::CrossCorrelation, f32),
               nv::kCudnnSetConvolution2dDescriptor);
     nv::check(api_.setConvolutionGroupCount(conv, dim(call, g.groups)), nv::kCudnnSetConvolutionGroupCount);
-    // FMA math keeps float32 exact to float32 (no TF32) unless TF32 is allowed.
+    // The heuristics are asked under the math type candidates will run with: FMA math (no
+    // TF32) unless TF32 is allowed; each candidate's own is set before it runs.
     auto math = tf32Allowed() ? nv::CudnnMathType::Default : nv::CudnnMathType::Fma;
     nv::check(api_.setConvolutionMathType(conv, math), nv::kCudnnSetConvolutionMathType);
   }
@@ -132,7 +133,8 @@ std::map<ChoiceKey, std::vector<Candidate>> choices;
 
 // The cached candidates for this shape, or `choose()`'s, remembered.
 template <typename Choose>
-std::vector<Candidate> cachedCandidates(const ConvGeometry& g, Direction direction, Choose&& choose) {
+// The entries are never erased, and a map's elements stay put, so the reference lasts.
+const std::vector<Candidate>& cachedCandidates(const ConvGeometry& g, Direction direction, Choose&& choose) {
   const ChoiceKey key = choiceKey(g, direction);
   {
     std::lock_guard<std::mutex> lock(choiceMutex);
@@ -141,8 +143,7 @@ std::vector<Candidate> cachedCandidates(const ConvGeometry& g, Direction directi
   }
   std::vector<Candidate> candidates = choose();
   std::lock_guard<std::mutex> lock(choiceMutex);
-  choices[key] = candidates;
-  return candidates;
+  return choices.emplace(key, std::move(candidates)).first->second;
 }
 
 // Workspace past this is left to candidates that need it when no other can run, so one
@@ -259,7 +260,8 @@ void runCandidates(const char* op, const ConvGeometry& g, const ConvDescriptors&
     if (status != nv::CudnnStatus::NotSupported) return nv::check(status, call);
   }
   if (outOfMemory != nullptr) throw *outOfMemory;
-  nv::check(status, call);
+  throw KernelError("ERR_NOT_SUPPORTED", std::string(op) + ": cuDNN refuses all " + std::to_string(candidates.size()) +
+                                             " of its candidate algorithms (" + call + ") for " + describe(g));
 }
 
 // out [n, cOut, pixels] += bias [cOut] broadcast over the batch and the pixels.

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../../core/args/matmul.h"
+#include "../launch.h"
 #include "../nvlibs_loader.h"
 #include "library.h"
 
@@ -33,11 +34,25 @@ nv::CublasOperation operation(bool transposed) {
   return transposed ? nv::CublasOperation::T : nv::CublasOperation::N;
 }
 
+// C = beta C for an empty inner dimension, written here rather than left to cuBLAS: with
+// beta 0 every element becomes 0, whatever the uninitialised output held.
+void scaleOutput(const RowMajorGemm& g) {
+  float* c = g.c;
+  const float beta = g.beta;
+  const int64_t n = g.n, ldc = g.ldc, strideC = g.strideC, perBatch = g.m * g.n;
+  forEach("matmul_empty_k", g.batch * perBatch, [=] DEEPNODE_HD(int64_t i) {
+    const int64_t b = i / perBatch, row = i % perBatch / n, col = i % n;
+    float& out = c[b * strideC + row * ldc + col];
+    out = beta == 0.0f ? 0.0f : beta * out;
+  });
+}
+
 }  // namespace matmul_detail
 
 void gemmRowMajor(const char* op, const RowMajorGemm& g) {
   using matmul_detail::toInt;
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (g.k == 0) return matmul_detail::scaleOutput(g);
   const nv::CublasApi& api = nv::cublas();
   nv::CublasHandle handle = nv::cublasHandle();
   nv::check(api.setMathMode(handle, tf32Allowed() ? nv::CublasMath::Tf32TensorOp : nv::CublasMath::Default),

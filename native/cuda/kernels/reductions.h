@@ -42,14 +42,23 @@ DEEPNODE_HD inline void atomicMaxTo(unsigned long long* address, unsigned long l
 // and load(o, r + 1) read neighbouring elements (a row of a row-major matrix).
 enum class Layout { Any, Adjacent };
 
-#ifdef __CUDACC__
 constexpr int kWarpSize = 32;
 
 // Task t (output t % outputs, chunk t / outputs of `span` r) on one warp: lane l combines
 // r0 + l, r0 + l + 32, ... in order, so each step's 32 loads are adjacent when the r are,
-// then lane 0 merges the 32 results in lane order through shared memory and calls
-// emit(t, o, acc). The order is fixed, so the result does not depend on scheduling; a sum
-// may round differently from the one-thread loop's order.
+// then the 32 results are merged in lane order and handed to emit(t, o, acc). The order is
+// fixed, so the result does not depend on scheduling; a sum may round differently from the
+// one-thread loop's order. The host emulation runs the same lanes one after another, so its
+// results are the GPU's bit for bit and the task, chunk and lane arithmetic is tested.
+template <typename Op, typename Load>
+DEEPNODE_HD inline typename Op::Acc laneAcc(int64_t o, int64_t r0, int64_t r1, int lane, Load load) {
+  typename Op::Acc acc = Op::init();
+  for (int64_t r = r0 + lane; r < r1; r += kWarpSize) acc = Op::add(acc, load(o, r));
+  return acc;
+}
+
+#ifdef __CUDACC__
+// Lane 0 merges the lanes' results through shared memory.
 template <typename Op, typename Load, typename Emit>
 __global__ void warpReduceKernel(int64_t tasks, int64_t outputs, int64_t count, int64_t span, Load load, Emit emit) {
   using Acc = typename Op::Acc;
@@ -59,8 +68,7 @@ __global__ void warpReduceKernel(int64_t tasks, int64_t outputs, int64_t count, 
   for (int64_t t = blockIdx.x * warpsPerBlock + threadIdx.x / kWarpSize; t < tasks; t += warps) {
     const int64_t o = t % outputs, r0 = t / outputs * span;
     const int64_t r1 = r0 + span < count ? r0 + span : count;
-    Acc acc = Op::init();
-    for (int64_t r = r0 + lane; r < r1; r += kWarpSize) acc = Op::add(acc, load(o, r));
+    Acc acc = laneAcc<Op>(o, r0, r1, lane, load);
     lanes[threadIdx.x] = acc;
     __syncwarp();
     if (lane == 0) {
@@ -79,6 +87,17 @@ void warpReduce(const char* name, int64_t tasks, int64_t outputs, int64_t count,
       <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(currentStream())>>>(
           tasks, outputs, count, span, load, emit);
   checkLaunch(name);
+}
+#else
+template <typename Op, typename Load, typename Emit>
+void warpReduce(const char*, int64_t tasks, int64_t outputs, int64_t count, int64_t span, Load load, Emit emit) {
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t o = t % outputs, r0 = t / outputs * span;
+    const int64_t r1 = r0 + span < count ? r0 + span : count;
+    typename Op::Acc acc = laneAcc<Op>(o, r0, r1, 0, load);
+    for (int l = 1; l < kWarpSize; ++l) acc = Op::merge(acc, laneAcc<Op>(o, r0, r1, l, load));
+    emit(t, o, acc);
+  }
 }
 #endif
 
@@ -99,26 +118,20 @@ void chunkPartials(const char* name, int64_t outputs, int64_t count, typename Op
 // For every output o in [0, outputs): the Op-combination over r in [0, count) of
 // load(o, r), handed to store(o, acc). A long reduction is split in fixed chunks of
 // kReduceChunk combined in parallel, whose partial results are then merged in chunk
-// order: no atomics, so the result does not depend on scheduling. On a GPU, Adjacent r
-// (and at least a warp's worth of them) are combined a warp per output or chunk
-// (warpReduceKernel), so that loads coalesce; the host emulation keeps the loops.
+// order: no atomics, so the result does not depend on scheduling. Adjacent r (at least a
+// warp's worth) are combined a warp per output or chunk (warpReduce), so that loads
+// coalesce on a GPU.
 template <typename Op, typename Load, typename Store>
 void segmentedReduce(const char* name, int64_t outputs, int64_t count, Load load, Store store,
                      Layout layout = Layout::Any) {
   using Acc = typename Op::Acc;
   if (outputs <= 0) return;
-#ifdef __CUDACC__
   const bool onWarps = layout == Layout::Adjacent && count >= kWarpSize;
-#else
-  (void)layout;
-#endif
   if (count <= 2 * kReduceChunk) {
-#ifdef __CUDACC__
     if (onWarps) {
       return warpReduce<Op>(name, outputs, outputs, count, count, load,
                             [=] DEEPNODE_HD(int64_t, int64_t o, Acc acc) { store(o, acc); });
     }
-#endif
     forEach(name, outputs, [=] DEEPNODE_HD(int64_t o) {
       Acc acc = Op::init();
       for (int64_t r = 0; r < count; ++r) acc = Op::add(acc, load(o, r));
@@ -129,16 +142,12 @@ void segmentedReduce(const char* name, int64_t outputs, int64_t count, Load load
   const int64_t chunks = (count + kReduceChunk - 1) / kReduceChunk;
   Scratch partial(static_cast<size_t>(outputs * chunks) * sizeof(Acc));
   Acc* p = partial.as<Acc>();
-#ifdef __CUDACC__
   if (onWarps) {
     warpReduce<Op>(name, outputs * chunks, outputs, count, kReduceChunk, load,
                    [=] DEEPNODE_HD(int64_t task, int64_t, Acc acc) { p[task] = acc; });
   } else {
     chunkPartials<Op>(name, outputs, count, p, load);
   }
-#else
-  chunkPartials<Op>(name, outputs, count, p, load);
-#endif
   forEach(name, outputs, [=] DEEPNODE_HD(int64_t o) {
     Acc acc = p[o];
     for (int64_t c = 1; c < chunks; ++c) acc = Op::merge(acc, p[c * outputs + o]);
