@@ -124,19 +124,31 @@ export function buildPretrainedClassifier(config: SentimentConfig): PretrainedCl
     : new BertForSequenceClassification(config);
 }
 
+/**
+ * Reviews of maxLength tokens must fit the model's positions, and hold [CLS] and [SEP] (2).
+ * `name` is what the caller calls maxLength: the CLI's "--max-length".
+ */
+export function checkMaxLength(
+  maxLength: number,
+  positions: number,
+  op: string,
+  name = "maxLength",
+): void {
+  if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > positions) {
+    const message =
+      `${name} must be an integer in [2, ${positions}] (the model's ` +
+      `max_position_embeddings), got ${maxLength}`;
+    throw new ValueError(op, message, "maxLength");
+  }
+}
+
 /** The SentimentConfig of a classifier on `pretrained`, reviews cut to maxLength tokens. */
 export function pretrainedSentimentConfig(
   pretrained: PretrainedConfig,
   maxLength: number,
   op = OP,
 ): SentimentConfig {
-  const positions = pretrained.max_position_embeddings;
-  if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > positions) {
-    const message =
-      `maxLength must be an integer in [2, ${positions}] (the model's ` +
-      `max_position_embeddings), got ${maxLength}`;
-    throw new ValueError(op, message, "maxLength");
-  }
+  checkMaxLength(maxLength, pretrained.max_position_embeddings, op);
   const distil = isDistilBert(pretrained);
   const bert = pretrained as BertConfig;
   const d = pretrained as DistilBertConfig;

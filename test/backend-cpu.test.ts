@@ -44,7 +44,7 @@ describe.skipIf(!native)("the native cast's uint8 modes", () => {
     return Array.from(out);
   };
 
-  it("wraps into a true uint8, reads a true uint8 as bool, and keeps the bool view by default", () => {
+  it("wraps into a true uint8, reads one as bool, and keeps the bool view by default", () => {
     const floats = Float32Array.from([-1.5, 300.5, NaN, 255]);
     expect(castInto(new Uint8Array(4), floats, "wrap")).toEqual([255, 44, 0, 255]);
     expect(castInto(new Uint8Array(4), floats)).toEqual([1, 1, 1, 1]);

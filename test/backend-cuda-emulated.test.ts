@@ -40,7 +40,7 @@ describe.skipIf(!status.available)("the host emulation", () => {
     expect(lib.buildInfo().devices).toContain("cuda:0");
   });
 
-  it("falls back to the convolution algorithm that needs no workspace when no memory is left", () => {
+  it("falls back to the conv algorithm that needs no workspace when no memory is left", () => {
     // The fake cuDNN's algorithms need 8 MiB, 256 bytes and no workspace. The cache holds
     // one block, of the output's size, and the limit lets nothing more be reserved.
     const x = lib.randn([1, 2, 6, 6], { device: "cuda:0" });

@@ -263,15 +263,18 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
 });
 
 describe("deepnode train fails before training when it could not finish", () => {
-  it("names an --out folder that does not exist, and trains nothing", async () => {
-    const out = join(scratch, "no-such-folder", "w.safetensors");
-    const run = await cli("train", "mnist", "--limit", "64", "--epochs", "1", "--out", out);
-    expect(run.code).toBe(1);
-    expect(run.stderr).toBe(
-      `deepnode: cannot write ${out}: the folder ${join(scratch, "no-such-folder")} does not ` +
-        `exist\n`,
-    );
-    expect(run.stdout).not.toContain("epoch 1/1");
+  it("makes the missing folders of a relative --out, as --metrics does", async () => {
+    const cwd = process.cwd();
+    process.chdir(scratch);
+    try {
+      const out = join("made", "on-save", "w.safetensors");
+      const run = await cli("train", "mnist", "--limit", "64", "--epochs", "1", "--out", out);
+      expect(run.stderr).toBe("");
+      expect(run.stdout).toContain(`saved weights to ${out}\n`);
+      expect(readSafetensorsMetadata(out)).toEqual({ format: "pt", model: "MNISTNet" });
+    } finally {
+      process.chdir(cwd);
+    }
   });
 
   it("refuses an --out that is not a model folder before training, losing nothing", async () => {
@@ -289,7 +292,11 @@ describe("deepnode train fails before training when it could not finish", () => 
 
   it("refuses an --out folder and a thread count out of range, with no stack trace", async () => {
     const folder = await cli("train", "mnist", "--limit", "64", "--epochs", "1", "--out", scratch);
-    expect(folder.stderr).toBe(`deepnode: cannot write ${scratch}: it is a folder\n`);
+    expect(folder).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `deepnode: train mnist: --out '${scratch}' is a folder, not a file\n`,
+    });
     const threads = await cli("train", "mnist", "--limit", "64", "--threads", "5000");
     expect(threads.code).toBe(1);
     expect(threads.stderr).toBe(
@@ -301,9 +308,14 @@ describe("deepnode train fails before training when it could not finish", () => 
 describe("deepnode train refuses a bad flag in one line, before printing anything", () => {
   const idxLess = join(scratch, "no-idx-files");
   const aFile = join(scratch, "a-file.txt");
+  // Folders with the IDX files' names, plain and gzipped: no file loadMnist could read.
+  const idxFolders = join(scratch, "idx-folders");
   beforeAll(() => {
     mkdirSync(idxLess, { recursive: true });
     writeFileSync(aFile, "x");
+    for (const name of ["train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"]) {
+      mkdirSync(join(idxFolders, name), { recursive: true });
+    }
   });
   const missing = () => join(scratch, "missing-thing");
   const cases: [string, () => string[], () => string][] = [
@@ -331,6 +343,11 @@ describe("deepnode train refuses a bad flag in one line, before printing anythin
       "--metrics of a folder",
       () => ["--metrics", scratch],
       () => `TASK: --metrics '${scratch}' is a folder, not a file`,
+    ],
+    [
+      "--out inside a file",
+      () => ["--out", join(aFile, "sub", "model")],
+      () => `TASK: --out '${join(aFile, "sub", "model")}': '${aFile}' is a file`,
     ],
     [
       "--plot inside a file",
@@ -368,6 +385,12 @@ describe("deepnode train refuses a bad flag in one line, before printing anythin
       `train mnist: --data folder '${idxLess}' holds neither train-images-idx3-ubyte nor ` +
         "train-images-idx3-ubyte.gz",
     ],
+    [
+      "mnist",
+      ["--data", idxFolders],
+      `train mnist: --data folder '${idxFolders}' holds neither train-images-idx3-ubyte nor ` +
+        "train-images-idx3-ubyte.gz",
+    ],
     ["imdb", ["--data", scratch], `train imdb: reviews file '${scratch}' is a folder`],
   ];
 
@@ -385,7 +408,9 @@ describe("finishedRunMessage", () => {
         " to train further, pass a larger --epochs (e.g. --epochs 4)",
     );
     expect(finishedRunMessage({ ...progress, stoppedEarly: true }, 5)).toBe(
-      "nothing to train: the checkpoint ck/checkpoint-9 stopped early at epoch 3",
+      "nothing to train: the checkpoint ck/checkpoint-9 stopped early at epoch 3 (early " +
+        "stopping or a callback ended its run), and a stopped run stays stopped even with a " +
+        "larger --epochs; to train further, start a new run without --resume",
     );
   });
 });
@@ -1070,8 +1095,8 @@ describe("deepnode train imdb --model bert --pretrained DIR / predict", () => {
       ],
       [
         ["--model", "bert", "--pretrained", join(fixtures, "bert-tiny"), "--max-length", "64"],
-        `train imdb: --max-length must be in [2, 12] for ${join(fixtures, "bert-tiny")} ` +
-          "(its max_position_embeddings), got 64",
+        "train imdb: --max-length must be an integer in [2, 12] (the model's " +
+          "max_position_embeddings), got 64",
       ],
     ];
     for (const [flags, message] of cases) {

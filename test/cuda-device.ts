@@ -135,7 +135,7 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       }
     });
 
-    it("runs a convolution whose first algorithm's workspace does not fit, with a smaller one", () => {
+    it("runs a conv whose first algorithm's workspace does not fit, with a smaller one", () => {
       lib.cuda.emptyCache();
       lib.cuda.setMemoryLimit(lib.cuda.memoryStats().reserved + 2 ** 20);
       try {
@@ -145,7 +145,7 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       }
     });
 
-    it("runs each convolution algorithm with the math type cuDNN chose it for, TF32 allowed", () => {
+    it("runs each conv algorithm with the math type cuDNN chose it for, TF32 allowed", () => {
       lib.cuda.setAllowTf32(true);
       try {
         expectConvLikeCpu([2, 4, 6, 5], [3, 4, 3, 3], 3e-2); // TF32 keeps 10 mantissa bits

@@ -19,6 +19,7 @@ import {
   loadMnistIdx,
   MNIST_MEAN,
   MNIST_STD,
+  missingMnistIdxFile,
   normalizeMnist,
 } from "../lib/data/mnist.js";
 import { cleanReview, isImdbTestReview, loadImdb } from "../lib/data/imdb.js";
@@ -365,6 +366,27 @@ describe("MNIST from IDX files", () => {
     const load = () => loadMnistIdx(dir);
     expect(load).toThrow(ValueError);
     expect(load).toThrow(`loadMnist: ${dir} holds neither train-images-idx3-ubyte nor`);
+  });
+
+  it("names the first file missing, counting a folder of its name as missing", () => {
+    for (const gzip of [false, true]) {
+      const dir = mkdtempSync(join(scratch, "complete-"));
+      writeMnistDir(dir, gzip);
+      expect(missingMnistIdxFile(dir)).toBeNull();
+    }
+    const dir = mkdtempSync(join(scratch, "folder-named-"));
+    writeMnistDir(dir, false);
+    rmSync(join(dir, "t10k-labels-idx1-ubyte"));
+    mkdirSync(join(dir, "t10k-labels-idx1-ubyte"));
+    mkdirSync(join(dir, "t10k-labels-idx1-ubyte.gz"));
+    expect(missingMnistIdxFile(dir)).toBe("t10k-labels-idx1-ubyte");
+    expectThrows(
+      () => loadMnistIdx(dir),
+      ValueError,
+      `loadMnist: ${dir} holds neither t10k-labels-idx1-ubyte nor t10k-labels-idx1-ubyte.gz`,
+    );
+    rmSync(join(dir, "train-images-idx3-ubyte"));
+    expect(missingMnistIdxFile(dir)).toBe("train-images-idx3-ubyte");
   });
 
   it("names a folder that does not exist, and a file given as the folder", () => {

@@ -3,9 +3,10 @@
 // What only loading finds (a corrupt file, a checkpoint of another model) comes later.
 
 import { existsSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 
 import { backendFor, parseDevice } from "../backend/registry.js";
+import { missingMnistIdxFile } from "../data/mnist.js";
 import { ValueError } from "../errors.js";
 import { isFinished, readCheckpointProgress, type CheckpointProgress } from "../train/resume.js";
 
@@ -13,19 +14,12 @@ import { isFinished, readCheckpointProgress, type CheckpointProgress } from "../
 export interface TrainPathFlags {
   epochs: number;
   device: string;
+  out: string;
   checkpointDir?: string;
   resume?: string;
   metrics?: string;
   plot?: string;
 }
-
-/** The IDX files `train mnist --data` reads, each plain or gzipped. */
-const MNIST_FILES = [
-  "train-images-idx3-ubyte",
-  "train-labels-idx1-ubyte",
-  "t10k-images-idx3-ubyte",
-  "t10k-labels-idx1-ubyte",
-];
 
 /** The option's name as commander has it: --checkpoint-dir -> checkpointDir. */
 function paramOf(flag: string): string {
@@ -43,11 +37,8 @@ export function checkMnistData(dir: string): void {
   };
   if (!existsSync(dir)) fail(`folder '${dir}' does not exist`);
   if (!isFolder(dir)) fail(`'${dir}' is a file, not a folder of MNIST IDX files`);
-  for (const name of MNIST_FILES) {
-    if (!existsSync(join(dir, name)) && !existsSync(join(dir, `${name}.gz`))) {
-      fail(`folder '${dir}' holds neither ${name} nor ${name}.gz`);
-    }
-  }
+  const missing = missingMnistIdxFile(dir);
+  if (missing !== null) fail(`folder '${dir}' holds neither ${missing} nor ${missing}.gz`);
 }
 
 /** The run creates missing folders on the way to `path`, but none can be made inside a file. */
@@ -76,11 +67,18 @@ function checkFolderFlag(op: string, flag: string, path: string): void {
 }
 
 /**
- * Checks the device and the file and folder flags (`op` is "train mnist" or "train imdb")
- * and returns the progress of the checkpoint --resume names, or null without --resume.
+ * Checks the device and the file and folder flags (`op` is "train mnist" or "train imdb",
+ * whose --out is a file and a folder) and returns the progress of the checkpoint --resume
+ * names, or null without --resume.
  */
-export function checkTrainPaths(op: string, flags: TrainPathFlags): CheckpointProgress | null {
+export function checkTrainPaths(
+  op: string,
+  flags: TrainPathFlags,
+  out: "file" | "folder",
+): CheckpointProgress | null {
   backendFor(parseDevice(flags.device));
+  if (out === "file") checkFileFlag(op, "--out", flags.out);
+  else checkFolderFlag(op, "--out", flags.out);
   if (flags.checkpointDir !== undefined) {
     checkFolderFlag(op, "--checkpoint-dir", flags.checkpointDir);
   }
@@ -93,7 +91,11 @@ export function checkTrainPaths(op: string, flags: TrainPathFlags): CheckpointPr
 export function finishedRunMessage(progress: CheckpointProgress, epochs: number): string {
   const { path, epoch } = progress;
   if (progress.stoppedEarly) {
-    return `nothing to train: the checkpoint ${path} stopped early at epoch ${epoch}`;
+    return (
+      `nothing to train: the checkpoint ${path} stopped early at epoch ${epoch} (early ` +
+      "stopping or a callback ended its run), and a stopped run stays stopped even with a " +
+      "larger --epochs; to train further, start a new run without --resume"
+    );
   }
   const bound = epoch === epochs ? `the last of --epochs ${epochs}` : `past --epochs ${epochs}`;
   return (

@@ -23,7 +23,11 @@ import {
   type ImdbEpochStats,
   type SentimentPrediction,
 } from "../../examples/imdb.js";
-import { loadPretrainedClassifier, maxPositionsOf } from "../../examples/bert_classifier.js";
+import {
+  checkMaxLength,
+  loadPretrainedClassifier,
+  maxPositionsOf,
+} from "../../examples/bert_classifier.js";
 import { manualSeed } from "../random.js";
 import { checkpointFolderOf } from "../train/checkpoint.js";
 import { fitImdb, type ImdbFitOptions } from "../../examples/imdb_trainer.js";
@@ -134,12 +138,7 @@ function reviewLength(flags: ImdbTrainFlags): number {
   if (flags.model !== "bert") return flags.maxLength;
   const positions = maxPositionsOf(flags.pretrained!);
   if (flags.maxLengthIsDefault === true) return Math.min(flags.maxLength, positions);
-  if (flags.maxLength < 2 || flags.maxLength > positions) {
-    const message =
-      `--max-length must be in [2, ${positions}] for ${flags.pretrained} ` +
-      `(its max_position_embeddings), got ${flags.maxLength}`;
-    throw new ValueError("train imdb", message, "maxLength");
-  }
+  checkMaxLength(flags.maxLength, positions, "train imdb", "--max-length");
   return flags.maxLength;
 }
 
@@ -175,7 +174,7 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   checkImdbFlags(flags);
   checkReplaceable(flags.out);
   if (flags.threads !== undefined) setNumThreads(flags.threads);
-  const resumed = checkTrainPaths("train imdb", flags);
+  const resumed = checkTrainPaths("train imdb", flags, "folder");
   const maxLength = reviewLength(flags);
   if (reportFinished(resumed, flags.epochs)) return;
   console.log(

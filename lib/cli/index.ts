@@ -3,8 +3,9 @@
 // commander's; the progress bar is the Trainer's (cli-progress).
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { DeepnodeError, StateDictError } from "../errors.js";
 import { packageRoot } from "../backend/native.js";
 import { buildInfo, setNumThreads } from "../runtime.js";
@@ -61,17 +62,6 @@ function positiveNumber(name: string) {
 function checkTask(task: string, tasks = ["mnist"]): void {
   if (!tasks.includes(task))
     throw new InvalidArgumentError(`unknown task '${task}' (available: ${tasks.join(", ")})`);
-}
-
-/** Fails before any training when `path` cannot be written: no folder for it, or a folder. */
-function checkOutputFile(path: string): void {
-  const folder = dirname(resolve(path));
-  if (!existsSync(folder) || !statSync(folder).isDirectory()) {
-    throw new CliFailure(`cannot write ${path}: the folder ${folder} does not exist`);
-  }
-  if (existsSync(path) && statSync(path).isDirectory()) {
-    throw new CliFailure(`cannot write ${path}: it is a folder`);
-  }
 }
 
 /** An error from the operating system (ENOENT, EISDIR, ...): the message says it all. */
@@ -173,9 +163,8 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
     return imdbTrainCommand(withImdbDefaults(flags as unknown as ImdbTrainFlags, isDefault));
   }
   if (flags.threads !== undefined) setNumThreads(flags.threads);
-  checkOutputFile(flags.out);
   if (flags.data !== undefined) checkMnistData(flags.data);
-  const resumed = checkTrainPaths("train mnist", flags);
+  const resumed = checkTrainPaths("train mnist", flags, "file");
   if (reportFinished(resumed, flags.epochs)) return;
   console.log(
     `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
@@ -194,9 +183,11 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
     onEpoch: (stats) => console.log(formatEpoch(stats, flags.epochs)),
     onSave: (path) => console.log(`saved checkpoint ${path}`),
   });
-  await onFile(`cannot save weights to '${flags.out}'`, () =>
-    saveSafetensors(flags.out, model.stateDict(), { format: "pt", model: "MNISTNet" }),
-  );
+  await onFile(`cannot save weights to '${flags.out}'`, async () => {
+    // As --metrics and --plot do, the missing folders on the way to --out are made.
+    await mkdir(dirname(flags.out), { recursive: true });
+    await saveSafetensors(flags.out, model.stateDict(), { format: "pt", model: "MNISTNet" });
+  });
   console.log(`saved weights to ${flags.out}`);
 }
 

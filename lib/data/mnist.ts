@@ -127,15 +127,37 @@ export function loadMnistFromPackage(): MnistData {
   return { train, test };
 }
 
-/** The path of `name` or `name.gz` in `dir`, whichever exists (plain first). */
+/** The standard IDX file names of each split, as loadMnistIdx reads them. */
+const IDX_FILES = {
+  train: { images: "train-images-idx3-ubyte", labels: "train-labels-idx1-ubyte" },
+  t10k: { images: "t10k-images-idx3-ubyte", labels: "t10k-labels-idx1-ubyte" },
+};
+
+/** `name` or `name.gz` in `dir`, whichever is there (plain first); a folder so named is not. */
+function idxPath(dir: string, name: string): string | null {
+  for (const candidate of [join(dir, name), join(dir, `${name}.gz`)]) {
+    if (existsSync(candidate) && !statSync(candidate).isDirectory()) return candidate;
+  }
+  return null;
+}
+
+/**
+ * The first IDX file loadMnistIdx would find neither plain nor as `.gz` in the folder `dir`,
+ * or null when all four are there; lets a caller check `dir` before it loads anything.
+ */
+export function missingMnistIdxFile(dir: string): string | null {
+  const names = Object.values(IDX_FILES).flatMap((split) => [split.images, split.labels]);
+  return names.find((name) => idxPath(dir, name) === null) ?? null;
+}
+
+/** idxPath, or a ValueError naming what is missing: the folder, or both names of the file. */
 function findIdxFile(dir: string, name: string): string {
   if (!existsSync(dir)) throw new ValueError("loadMnist", `${dir} does not exist`, "dir");
   if (!statSync(dir).isDirectory()) {
     throw new ValueError("loadMnist", `${dir} is a file, not a folder of IDX files`, "dir");
   }
-  for (const candidate of [join(dir, name), join(dir, `${name}.gz`)]) {
-    if (existsSync(candidate)) return candidate;
-  }
+  const path = idxPath(dir, name);
+  if (path !== null) return path;
   throw new ValueError("loadMnist", `${dir} holds neither ${name} nor ${name}.gz`, "dir");
 }
 
@@ -167,8 +189,8 @@ function readIdxLabels(path: string, count: number): Int32Array {
 
 /** Reads one split (`train` or `t10k`) of IDX files, scaling pixels to [0, 1] by / 255. */
 function loadIdxSplit(dir: string, prefix: "train" | "t10k"): MnistSplit {
-  const images = readIdxImages(findIdxFile(dir, `${prefix}-images-idx3-ubyte`));
-  const labels = readIdxLabels(findIdxFile(dir, `${prefix}-labels-idx1-ubyte`), images.count);
+  const images = readIdxImages(findIdxFile(dir, IDX_FILES[prefix].images));
+  const labels = readIdxLabels(findIdxFile(dir, IDX_FILES[prefix].labels), images.count);
   const scaled = new Float32Array(images.pixels.length);
   for (let i = 0; i < scaled.length; i++) scaled[i] = images.pixels[i]! / 255;
   return { images: scaled, labels, count: images.count };
