@@ -4,6 +4,7 @@
 // Used by the addon's `run` (addon.cc) and the CUDA plugin's `run` (native/cuda/api.cc).
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -69,8 +70,8 @@ class CallLease {
 };
 
 // Rewrites a call's attributes in place: entries named again are reset and refilled, new
-// names are added, and `finish` drops the names this call did not set. The names set must
-// be distinct (the keys of one JS object, or of one plugin call).
+// names are added, and `finish` drops the names this call did not set. A name set twice
+// keeps its last value, as assigning into a fresh map would.
 class AttrWriter {
  public:
   explicit AttrWriter(CallLease& lease) : attrs_(lease.call().attrs), set_(lease.written()) { set_.clear(); }
@@ -79,7 +80,7 @@ class AttrWriter {
   AttrValue& set(const std::string& name) {
     auto it = attrs_.find(name);
     if (it == attrs_.end()) it = attrs_.emplace(name, AttrValue{}).first;
-    set_.push_back(it);
+    if (std::find(set_.begin(), set_.end(), it) == set_.end()) set_.push_back(it);  // a name given twice
     AttrValue& value = it->second;
     value.kind = AttrValue::Kind::Number;
     value.number = 0;
