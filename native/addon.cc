@@ -5,10 +5,12 @@
 
 #include <thread>
 
+#include "core/call_cache.h"
 #include "core/cpu_features.h"
 #include "core/cuda_bridge.h"
 #include "core/cuda_plugin.h"
 #include "core/kernel.h"
+#include "core/napi_read.h"
 #include "core/threadpool.h"
 
 namespace deepnode {
@@ -26,6 +28,8 @@ int defaultThreadCount() {
 struct EnvState {
   std::unique_ptr<ThreadPool> pool;
   bool flushDenormal = true;
+  CallCache calls;  // run's argument storage per op, reused
+  std::string op;   // run's op name
 
   ThreadPool& getPool() {
     if (!pool) {
@@ -46,14 +50,20 @@ Napi::Error makeError(const Napi::Env& env, const std::string& code, const std::
   return error;
 }
 
-Buffer toBuffer(const Napi::Env& env, const Napi::Value& value, size_t index) {
+// One buffer argument: a typed array, or null/undefined for an absent optional one. One
+// napi_get_typedarray_info gives the type, the length and the data (after the byte offset).
+Buffer toBuffer(napi_env env, napi_value value, size_t index) {
   Buffer buffer;
-  if (value.IsNull() || value.IsUndefined()) return buffer;
-  if (!value.IsTypedArray()) {
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok) {
+    napi_valuetype kind = napi_undefined;
+    napi_read::check(env, napi_typeof(env, value, &kind));
+    if (kind == napi_null || kind == napi_undefined) return buffer;
     throw makeError(env, "ERR_ARGUMENT", "buffer " + std::to_string(index) + " must be a typed array");
   }
-  Napi::TypedArray array = value.As<Napi::TypedArray>();
-  switch (array.TypedArrayType()) {
+  switch (type) {
     case napi_float32_array: buffer.dtype = DType::Float32; break;
     case napi_float64_array: buffer.dtype = DType::Float64; break;
     case napi_int32_array: buffer.dtype = DType::Int32; break;
@@ -62,66 +72,33 @@ Buffer toBuffer(const Napi::Env& env, const Napi::Value& value, size_t index) {
     default:
       throw makeError(env, "ERR_DTYPE", "buffer " + std::to_string(index) + " has an unsupported typed array type");
   }
-  buffer.size = static_cast<int64_t>(array.ElementLength());
-  uint8_t* base = static_cast<uint8_t*>(array.ArrayBuffer().Data());
-  buffer.data = base == nullptr ? nullptr : base + array.ByteOffset();
+  buffer.size = static_cast<int64_t>(length);
+  buffer.data = data;
   return buffer;
 }
 
-AttrValue toAttr(const Napi::Env& env, const std::string& name, const Napi::Value& value) {
-  AttrValue attr;
-  if (value.IsNumber()) {
-    attr.kind = AttrValue::Kind::Number;
-    attr.number = value.As<Napi::Number>().DoubleValue();
-  } else if (value.IsBoolean()) {
-    attr.kind = AttrValue::Kind::Bool;
-    attr.boolean = value.As<Napi::Boolean>().Value();
-  } else if (value.IsString()) {
-    attr.kind = AttrValue::Kind::String;
-    attr.string = value.As<Napi::String>().Utf8Value();
-  } else if (value.IsArray()) {
-    attr.kind = AttrValue::Kind::List;
-    Napi::Array array = value.As<Napi::Array>();
-    for (uint32_t i = 0; i < array.Length(); ++i) {
-      Napi::Value item = array.Get(i);
-      if (!item.IsNumber()) throw makeError(env, "ERR_ARGUMENT", "attribute '" + name + "' must hold numbers");
-      attr.list.push_back(item.As<Napi::Number>().DoubleValue());
-    }
-  } else {
-    throw makeError(env, "ERR_ARGUMENT", "attribute '" + name + "' has an unsupported type");
+// The attributes object into call.attrs, rewriting the entries the last call of this op left.
+void readAttrs(napi_env env, napi_value object, CallLease& lease) {
+  napi_value names = napi_read::propertyNames(env, object);
+  const uint32_t count = napi_read::arrayLength(env, names);
+  AttrWriter writer(lease);
+  std::string& name = lease.name();
+  for (uint32_t i = 0; i < count; ++i) {
+    napi_value key = napi_read::element(env, names, i);
+    napi_value value = napi_read::property(env, object, key);
+    napi_read::readString(env, key, name);
+    napi_read::AttrRead read = napi_read::readAttr(env, value, writer.set(name));
+    if (read != napi_read::AttrRead::Ok) throw makeError(env, "ERR_ARGUMENT", napi_read::attrReadMessage(read, name));
   }
-  return attr;
+  writer.finish();
 }
 
-// run(op: string, buffers: (TypedArray | null)[], attrs: object): void
-Napi::Value Run(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() != 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsObject()) {
-    throw makeError(env, "ERR_ARGUMENT", "run(op, buffers, attrs): expected a string, an array and an object");
-  }
-
-  KernelCall call;
-  call.op = info[0].As<Napi::String>().Utf8Value();
-  const auto& table = kernelTable();
-  auto it = table.find(call.op);
-  if (it == table.end()) throw makeError(env, "ERR_NOT_SUPPORTED", "no native kernel named '" + call.op + "'");
-
-  Napi::Array buffers = info[1].As<Napi::Array>();
-  for (uint32_t i = 0; i < buffers.Length(); ++i) call.buffers.push_back(toBuffer(env, buffers.Get(i), i));
-
-  Napi::Object attrs = info[2].As<Napi::Object>();
-  Napi::Array names = attrs.GetPropertyNames();
-  for (uint32_t i = 0; i < names.Length(); ++i) {
-    std::string name = names.Get(i).As<Napi::String>().Utf8Value();
-    call.attrs[name] = toAttr(env, name, attrs.Get(name));
-  }
-
-  EnvState& st = state(env);
+void runKernel(const Napi::Env& env, EnvState& st, KernelFn fn, KernelCall& call) {
   ThreadPool& pool = st.getPool();
   setCurrentPool(&pool);
   try {
     DenormalGuard guard(st.flushDenormal);
-    it->second(call);
+    fn(call);
   } catch (const KernelError& e) {
     setCurrentPool(nullptr);
     throw makeError(env, e.code, e.what());
@@ -133,6 +110,29 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
     throw makeError(env, "ERR_NATIVE", call.op + ": " + e.what());
   }
   setCurrentPool(nullptr);
+}
+
+// run(op: string, buffers: (TypedArray | null)[], attrs: object): void
+Napi::Value Run(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsObject()) {
+    throw makeError(env, "ERR_ARGUMENT", "run(op, buffers, attrs): expected a string, an array and an object");
+  }
+
+  EnvState& st = state(env);
+  napi_read::readString(env, info[0], st.op);
+  CachedCall* entry = st.calls.find(st.op, kernelTable());
+  if (entry == nullptr) throw makeError(env, "ERR_NOT_SUPPORTED", "no native kernel named '" + st.op + "'");
+  CallLease lease(*entry);
+  KernelCall& call = lease.call();
+
+  napi_value buffers = info[1];
+  const uint32_t count = napi_read::arrayLength(env, buffers);
+  call.buffers.clear();
+  for (uint32_t i = 0; i < count; ++i) call.buffers.push_back(toBuffer(env, napi_read::element(env, buffers, i), i));
+
+  readAttrs(env, info[2], lease);
+  runKernel(env, st, entry->fn, call);
   return env.Undefined();
 }
 

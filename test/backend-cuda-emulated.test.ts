@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import { native, packageRoot } from "../lib/backend/native.js";
-import { expectClose } from "./helpers.js";
+import { expectClose, expectThrows } from "./helpers.js";
 
 const emulation = join(packageRoot(), "build", "Release", "deepnode_cuda_emu.so");
 const built = existsSync(emulation);
@@ -61,6 +61,62 @@ describe.skipIf(!status.available)("the host emulation", () => {
     const addon = native();
     const kernels = addon.cudaOpen(lib.cuda.status().plugin!).kernels.split(",");
     expect(kernels.sort()).toEqual(addon.kernels().sort());
+  });
+
+  it("cudaRun gives each call its own attributes, also when a getter runs the op inside it", () => {
+    const addon = native();
+    const upload = (values: number[]) => {
+      const handle = addon.cudaAlloc(0, "float32", values.length);
+      addon.cudaUpload(handle, Float32Array.from(values));
+      return handle;
+    };
+    const [a, b] = [upload([3]), upload([2])];
+    const sizes = {
+      batch: 1,
+      batchA: 1,
+      batchB: 1,
+      m: 1,
+      n: 1,
+      k: 1,
+      transA: false,
+      transB: false,
+    };
+    // alpha * 3 * 2 + beta * 10 through the plugin's matmul, as a 1x1 product.
+    const run = (attrs: Record<string, unknown>) => {
+      const out = upload([10]);
+      const host = new Float32Array(1);
+      try {
+        addon.cudaRun(0, "matmul", [out, a, b], attrs);
+        addon.cudaDownload(out, host);
+      } finally {
+        addon.cudaFree(out);
+      }
+      return host[0]!;
+    };
+    const product = (attrs: Record<string, unknown>) => run({ ...sizes, ...attrs });
+    expect([product({ alpha: 2, beta: 0 }), product({}), product({ beta: 1 })]).toEqual([
+      12, 6, 16,
+    ]);
+
+    let inner = Number.NaN;
+    const attrs: Record<string, unknown> = { ...sizes, beta: 0 };
+    Object.defineProperty(attrs, "alpha", {
+      enumerable: true,
+      get: () => {
+        inner = product({ alpha: 5, beta: 0 });
+        return 2;
+      },
+    });
+    expect([run(attrs), inner]).toEqual([12, 30]);
+
+    const name = `long${"é".repeat(200)}`;
+    const error = expectThrows(
+      () => product({ [name]: [1, "2"] }),
+      Error,
+      `attribute '${name}' must hold numbers`,
+    );
+    expect((error as Error & { code?: string }).code).toBe("ERR_ARGUMENT");
+    [a, b].forEach((handle) => addon.cudaFree(handle));
   });
 });
 

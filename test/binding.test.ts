@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
 import { native } from "../lib/backend/native.js";
+import { expectThrows } from "./helpers.js";
 import { buildInfo, getNumThreads, setFlushDenormal, setNumThreads } from "../lib/index.js";
 
 const declarations = readFileSync(
@@ -127,5 +128,89 @@ describe("info and settings", () => {
       setFlushDenormal(flush);
     }
     expect(getNumThreads()).toBe(threads);
+  });
+});
+
+describe("run's arguments, read into storage reused from call to call", () => {
+  type Attrs = Record<string, unknown>;
+  const run = native().run as unknown as (op: string, buffers: unknown[], attrs: Attrs) => void;
+  const sizes = { batch: 1, batchA: 1, batchB: 1, m: 1, n: 1, k: 1, transA: false, transB: false };
+
+  /** out = alpha * 3 * 2 (+ beta * out) through the matmul kernel, on a 1x1 product. */
+  function product(attrs: Attrs, out = new Float32Array(1)): number {
+    run("matmul", [out, Float32Array.of(3), Float32Array.of(2)], { ...sizes, ...attrs });
+    return out[0]!;
+  }
+
+  it("gives each call its own attributes: one left out takes its default, not the last value", () => {
+    expect(product({ alpha: 2, beta: 0 })).toBe(12);
+    expect(product({})).toBe(6);
+    expect(product({ beta: 1 }, Float32Array.of(10))).toBe(16);
+    expect(product({ alpha: 0.5 }, Float32Array.of(10))).toBe(3);
+  });
+
+  it("keeps a call whose getter runs the same op inside it apart from that inner call", () => {
+    let inner = Number.NaN;
+    const attrs = { ...sizes, beta: 0 } as Attrs;
+    Object.defineProperty(attrs, "alpha", {
+      enumerable: true,
+      get: () => {
+        inner = product({ alpha: 5, beta: 0 });
+        return 2;
+      },
+    });
+    const out = new Float32Array(1);
+    run("matmul", [out, Float32Array.of(3), Float32Array.of(2)], attrs);
+    expect([inner, out[0]]).toEqual([30, 12]);
+    expect(product({})).toBe(6);
+  });
+
+  it("passes on the error a getter throws, and the next call of the op still works", () => {
+    const attrs = { ...sizes } as Attrs;
+    Object.defineProperty(attrs, "alpha", {
+      enumerable: true,
+      get: () => {
+        throw new RangeError("alpha getter failed");
+      },
+    });
+    expectThrows(() => product(attrs), RangeError, "alpha getter failed");
+    expect(product({ alpha: 3 })).toBe(18);
+  });
+
+  it("reads names and strings longer than its inline buffer whole", () => {
+    const op = "x".repeat(300);
+    const unary = () =>
+      run("unary", [new Float32Array(1), new Float32Array(1)], { op, alpha: 0, beta: 0 });
+    const error = expectThrows(unary, Error, `unary: unknown unary op '${op}'`);
+    expect((error as Error & { code?: string }).code).toBe("ERR_VALUE");
+    const name = `long${"é".repeat(200)}`;
+    expectThrows(
+      () => product({ [name]: null }),
+      Error,
+      `attribute '${name}' has an unsupported type`,
+    );
+  });
+
+  it("refuses buffers and attributes the kernels cannot take, with the same codes as before", () => {
+    const attempts: [() => void, string, string][] = [
+      [
+        () => run("fill", [new Uint16Array(2)], { value: 1 }),
+        "ERR_DTYPE",
+        "buffer 0 has an unsupported typed array type",
+      ],
+      [() => product({ alpha: [1, "2"] }), "ERR_ARGUMENT", "attribute 'alpha' must hold numbers"],
+      [() => product({ alpha: {} }), "ERR_ARGUMENT", "attribute 'alpha' has an unsupported type"],
+      [() => product({ alpha: 1n }), "ERR_ARGUMENT", "attribute 'alpha' has an unsupported type"],
+      [
+        () => product({ alpha: [1, 2] }),
+        "ERR_ARGUMENT",
+        "matmul: attribute 'alpha' must be a number",
+      ],
+    ];
+    for (const [attempt, code, message] of attempts) {
+      const error = expectThrows(attempt, Error, message);
+      expect((error as Error & { code?: string }).code).toBe(code);
+    }
+    expect(product({ alpha: true })).toBe(6);
   });
 });

@@ -1,6 +1,9 @@
 // Tensor lifetimes: the live-tensor counter, dispose, `using` declarations, scope() with
 // its keep rules, a training step that does not leak, and errors on disposed tensors.
 
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+
 import { describe, expect, it } from "vitest";
 
 import {
@@ -239,5 +242,40 @@ describe("scope", () => {
     }
     expect(new Set(counts).size).toBe(1);
     expect(losses[20]!).toBeLessThan(losses[0]!);
+  });
+});
+
+describe("the GC backstop", () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+
+  /** Full collections until the finalizer has reported everything unreachable. */
+  async function collectAll(): Promise<void> {
+    for (let i = 0; i < 4; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  it("counts tensors that left every scope undisposed once collected, and none disposed there", async () => {
+    await collectAll();
+    const before = memoryInfo();
+    (() => {
+      scope(() => {
+        const t = zeros([2]);
+        t.add(t);
+        return zeros([3]); // returned from the outermost scope: the GC's from here on
+      });
+      scope(() => scope(() => keep(ones([2])))); // kept: the GC's too
+      scope(() => {
+        scope(() => ones([4])); // returned to the outer scope, which disposes it
+      });
+    })();
+    await collectAll();
+    const after = memoryInfo();
+    expect(after.created - before.created).toBe(5);
+    expect(after.disposed - before.disposed).toBe(3);
+    expect(after.collected - before.collected).toBe(2);
+    expect(after.liveTensors).toBe(before.liveTensors);
   });
 });

@@ -194,6 +194,30 @@ def op_add(p):
     return {"run": lambda: a + b}
 
 
+def op_add_grad(p):
+    """The add with an input that requires grad, so that each call records a graph node."""
+    a, b = torch.randn(p["elements"], requires_grad=True), torch.randn(p["elements"])
+    return {"run": lambda: a + b}
+
+
+def op_mlp_step(p):
+    """bench/cases/overhead.ts's step: zero_grad, Linear-ReLU-Linear, log_softmax, nll_loss,
+    backward, Adam."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(p["features"], p["hidden"]), torch.nn.ReLU(),
+                                torch.nn.Linear(p["hidden"], p["classes"]))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(p["batch"], p["features"])
+    targets = torch.tensor([i % p["classes"] for i in range(p["batch"])])
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.nll_loss(F.log_softmax(model(x), 1), targets).backward()
+        opt.step()
+
+    return {"run": step}
+
+
 def op_adam(p):
     param = torch.nn.Parameter(torch.randn(p["elements"]))
     param.grad = torch.randn(p["elements"])
@@ -246,6 +270,8 @@ OPS = {
     "maxPool2d backward": op_max_pool_backward,
     "cross entropy": op_cross_entropy,
     "add": op_add,
+    "add grad": op_add_grad,
+    "mlp step": op_mlp_step,
     "adam": op_adam,
     "lstm": op_lstm,
     "batch norm": op_batch_norm,
@@ -255,6 +281,8 @@ OPS = {
 
 
 GRAD_OPS = {
+    "add grad",
+    "mlp step",
     "conv2d backward data",
     "conv2d backward weight",
     "maxPool2d backward",

@@ -4,7 +4,7 @@
 import { record } from "../autograd/graph.js";
 import { backendFor } from "../backend/registry.js";
 import { DTypeError, DeviceError, ShapeError, formatShape } from "../errors.js";
-import { broadcastShapes, sizeOf } from "../shape.js";
+import { broadcastShapes, sameShape, sizeOf } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { empty } from "./creation.js";
 import { sumTo } from "./elementwise.js";
@@ -63,9 +63,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const m = a2.shape[a2.ndim - 2]!;
   const n = b2.shape[b2.ndim - 1]!;
   const batch = broadcastShapes("matmul", a2.shape.slice(0, -2), b2.shape.slice(0, -2));
-  const out = matmulBroadcast(a2, b2, batch).reshape([...batch, m, n]);
+  const out = matmulBroadcast(a2, b2, batch);
   const shape = [...batch, ...(a.ndim === 1 ? [] : [m]), ...(b.ndim === 1 ? [] : [n])];
-  return out.reshape(shape);
+  // The product is a fresh tensor, so it is returned itself where it has the shape already:
+  // each view is one more tensor to track and free, which is most of a small matmul's cost.
+  return sameShape(out.shape, shape) ? out : out.reshape(shape);
 }
 
 function as3d(x: Tensor, batch: readonly number[]): Tensor {

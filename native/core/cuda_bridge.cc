@@ -13,6 +13,7 @@
 
 #include "../cuda/plugin_api.h"
 #include "kernel.h"
+#include "napi_read.h"
 
 namespace deepnode {
 namespace {
@@ -252,52 +253,100 @@ Napi::Value DownloadAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// The attributes as the plugin's C structs; strings and lists live in `storage`.
-struct AttrStorage {
-  std::vector<std::string> names, strings;
-  std::vector<std::vector<double>> lists;
+// cudaRun's arguments as the plugin's C structs: names, strings and lists live in `names`
+// and `values`, which only grow, so their capacity is reused from call to call.
+struct RunArgs {
+  std::string op;
+  std::vector<DeepnodeCudaBuffer> buffers;
+  std::vector<std::string> names;
+  std::vector<AttrValue> values;
   std::vector<DeepnodeCudaAttr> attrs;
+  bool busy = false;
 };
 
-void fillAttrs(const Napi::Env& env, const Napi::Object& object, AttrStorage& out) {
-  Napi::Array names = object.GetPropertyNames();
-  const uint32_t count = names.Length();
-  out.names.reserve(count);
-  out.strings.reserve(count);
-  out.lists.reserve(count);
-  for (uint32_t i = 0; i < count; ++i) {
-    out.names.push_back(names.Get(i).As<Napi::String>().Utf8Value());
-    Napi::Value value = object.Get(out.names.back());
-    DeepnodeCudaAttr attr{};
-    attr.name = out.names.back().c_str();
-    if (value.IsNumber()) {
-      attr.kind = DEEPNODE_CUDA_ATTR_NUMBER;
-      attr.number = value.As<Napi::Number>().DoubleValue();
-    } else if (value.IsBoolean()) {
-      attr.kind = DEEPNODE_CUDA_ATTR_BOOL;
-      attr.number = value.As<Napi::Boolean>().Value() ? 1 : 0;
-    } else if (value.IsString()) {
-      attr.kind = DEEPNODE_CUDA_ATTR_STRING;
-      out.strings.push_back(value.As<Napi::String>().Utf8Value());
-      attr.string = out.strings.back().c_str();
-    } else if (value.IsArray()) {
-      attr.kind = DEEPNODE_CUDA_ATTR_LIST;
-      Napi::Array array = value.As<Napi::Array>();
-      std::vector<double> list;
-      for (uint32_t j = 0; j < array.Length(); ++j) {
-        Napi::Value item = array.Get(j);
-        if (!item.IsNumber())
-          throw makeError(env, "ERR_ARGUMENT", "attribute '" + out.names.back() + "' must hold numbers");
-        list.push_back(item.As<Napi::Number>().DoubleValue());
-      }
-      out.lists.push_back(std::move(list));
-      attr.list = out.lists.back().data();
-      attr.listSize = static_cast<int64_t>(out.lists.back().size());
-    } else {
-      throw makeError(env, "ERR_ARGUMENT", "attribute '" + out.names.back() + "' has an unsupported type");
-    }
-    out.attrs.push_back(attr);
+// The arguments of the calling thread's cudaRun; a re-entrant call (a JS getter on the
+// attributes calling cudaRun again) gets storage of its own.
+class RunArgsLease {
+ public:
+  RunArgsLease() : reentrant_(shared().busy) {
+    if (!reentrant_) shared().busy = true;
   }
+  ~RunArgsLease() {
+    if (!reentrant_) shared().busy = false;
+  }
+  RunArgsLease(const RunArgsLease&) = delete;
+  RunArgsLease& operator=(const RunArgsLease&) = delete;
+
+  RunArgs& args() { return reentrant_ ? own_ : shared(); }
+
+ private:
+  static RunArgs& shared() {
+    static thread_local RunArgs args;
+    return args;
+  }
+  bool reentrant_;
+  RunArgs own_;
+};
+
+DeepnodeCudaAttr toCudaAttr(const std::string& name, const AttrValue& value) {
+  DeepnodeCudaAttr attr{};
+  attr.name = name.c_str();
+  switch (value.kind) {
+    case AttrValue::Kind::Number:
+      attr.kind = DEEPNODE_CUDA_ATTR_NUMBER;
+      attr.number = value.number;
+      break;
+    case AttrValue::Kind::Bool:
+      attr.kind = DEEPNODE_CUDA_ATTR_BOOL;
+      attr.number = value.boolean ? 1 : 0;
+      break;
+    case AttrValue::Kind::String:
+      attr.kind = DEEPNODE_CUDA_ATTR_STRING;
+      attr.string = value.string.c_str();
+      break;
+    case AttrValue::Kind::List:
+      attr.kind = DEEPNODE_CUDA_ATTR_LIST;
+      attr.list = value.list.data();
+      attr.listSize = static_cast<int64_t>(value.list.size());
+      break;
+  }
+  return attr;
+}
+
+void fillAttrs(const Napi::Env& env, napi_value object, RunArgs& out) {
+  napi_value names = napi_read::propertyNames(env, object);
+  const uint32_t count = napi_read::arrayLength(env, names);
+  // Sized before the loop: the structs point into these strings and lists.
+  if (out.names.size() < count) out.names.resize(count);
+  if (out.values.size() < count) out.values.resize(count);
+  out.attrs.clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    napi_value key = napi_read::element(env, names, i);
+    napi_value value = napi_read::property(env, object, key);
+    napi_read::readString(env, key, out.names[i]);
+    AttrValue& attr = out.values[i];
+    attr.string.clear();
+    attr.list.clear();
+    napi_read::AttrRead read = napi_read::readAttr(env, value, attr);
+    if (read != napi_read::AttrRead::Ok)
+      throw makeError(env, "ERR_ARGUMENT", napi_read::attrReadMessage(read, out.names[i]));
+    out.attrs.push_back(toCudaAttr(out.names[i], attr));
+  }
+}
+
+// One buffer argument: a cuda buffer handle on `device`, or null/undefined for an absent one.
+DeepnodeCudaBuffer toCudaBuffer(const Napi::Env& env, napi_value item, uint32_t index, int device,
+                                const std::string& op) {
+  napi_valuetype kind = napi_undefined;
+  napi_read::check(env, napi_typeof(env, item, &kind));
+  if (kind == napi_null || kind == napi_undefined) return {nullptr, 0, 0};
+  CudaBlock& block = blockArg(env, Napi::Value(env, item), op.c_str());
+  if (block.device != device) {
+    throw makeError(env, "ERR_DEVICE",
+                    op + ": buffer " + std::to_string(index) + " is on cuda:" + std::to_string(block.device) +
+                        ", the kernel runs on cuda:" + std::to_string(device));
+  }
+  return {block.data, block.size, static_cast<int>(block.dtype)};
 }
 
 // cudaRun(device, op, handles, attrs): queues one kernel on the device's stream.
@@ -308,28 +357,20 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
                     "cudaRun(device, op, buffers, attrs): expected a number, a string, an array "
                     "and an object");
   const int device = deviceArg(env, info[0], "cudaRun");
-  const std::string op = info[1].As<Napi::String>().Utf8Value();
-  Napi::Array handles = info[2].As<Napi::Array>();
-  std::vector<DeepnodeCudaBuffer> buffers;
-  for (uint32_t i = 0; i < handles.Length(); ++i) {
-    Napi::Value item = handles.Get(i);
-    DeepnodeCudaBuffer buffer{nullptr, 0, 0};
-    if (!item.IsNull() && !item.IsUndefined()) {
-      CudaBlock& block = blockArg(env, item, op.c_str());
-      if (block.device != device) {
-        throw makeError(env, "ERR_DEVICE",
-                        op + ": buffer " + std::to_string(i) + " is on cuda:" + std::to_string(block.device) +
-                            ", the kernel runs on cuda:" + std::to_string(device));
-      }
-      buffer = {block.data, block.size, static_cast<int>(block.dtype)};
-    }
-    buffers.push_back(buffer);
-  }
-  AttrStorage attrs;
-  fillAttrs(env, info[3].As<Napi::Object>(), attrs);
-  DeepnodeCudaError error{};
-  int status = api(env).run(device, op.c_str(), buffers.data(), static_cast<int>(buffers.size()), attrs.attrs.data(),
-                            static_cast<int>(attrs.attrs.size()), &error);
+  RunArgsLease lease;
+  RunArgs& args = lease.args();
+  napi_read::readString(env, info[1], args.op);
+  napi_value handles = info[2];
+  const uint32_t count = napi_read::arrayLength(env, handles);
+  args.buffers.clear();
+  for (uint32_t i = 0; i < count; ++i)
+    args.buffers.push_back(toCudaBuffer(env, napi_read::element(env, handles, i), i, device, args.op));
+  fillAttrs(env, info[3], args);
+  DeepnodeCudaError error;  // 2 KiB: filled by the plugin only on failure, so not zeroed on every call
+  error.code[0] = '\0';
+  error.message[0] = '\0';
+  int status = api(env).run(device, args.op.c_str(), args.buffers.data(), static_cast<int>(args.buffers.size()),
+                            args.attrs.data(), static_cast<int>(args.attrs.size()), &error);
   check(env, status, error);
   return env.Undefined();
 }

@@ -58,6 +58,17 @@ BroadcastPlan planBroadcast(const Shape& out, const std::vector<Shape>& ins) {
   return plan;
 }
 
+// The plan of operands that all have the output's shape: one contiguous run. What planBroadcast
+// gives them, without its vectors: a small same-shape op pays for each allocation.
+BroadcastPlan contiguousPlan(int64_t numel, int operands) {
+  BroadcastPlan plan;
+  plan.operands = operands;
+  plan.numel = numel;
+  plan.shape.assign(1, numel);
+  for (int k = 0; k < operands; ++k) plan.strides[k].assign(1, 1);
+  return plan;
+}
+
 // The multi-index of the current run over the outer dims, and each operand's offset
 // there; stepping it costs a few adds instead of a division per dim, which matters when
 // runs are short.
@@ -639,7 +650,9 @@ void binary(KernelCall& call) {
   const BinaryOp op = args.op;
   if (a.dtype == DType::Int32) checkIntegerDivisor(call, op, b, numel(args.outShape));
 
-  BroadcastPlan plan = planBroadcast(args.outShape, {args.aShape, args.bShape});
+  const bool sameShapes = args.aShape == args.outShape && args.bShape == args.outShape;
+  BroadcastPlan plan =
+      sameShapes ? contiguousPlan(numel(args.outShape), 2) : planBroadcast(args.outShape, {args.aShape, args.bShape});
   switch (a.dtype) {
     case DType::Float32: return binaryDispatch(op, plan, out.data, a.as<float>(), b.as<float>());
     case DType::Int32: return binaryDispatch(op, plan, out.data, a.as<int32_t>(), b.as<int32_t>());

@@ -8,6 +8,7 @@
 #include <new>
 #include <string>
 
+#include "../core/call_cache.h"
 #include "../core/kernel.h"
 #include "allocator.h"
 #include "context.h"
@@ -49,8 +50,7 @@ void checkDevice(int device) {
   device::activate(device);
 }
 
-AttrValue toAttr(const DeepnodeCudaAttr& attr) {
-  AttrValue value;
+void readAttr(const DeepnodeCudaAttr& attr, AttrValue& value) {
   switch (attr.kind) {
     case DEEPNODE_CUDA_ATTR_NUMBER:
       value.kind = AttrValue::Kind::Number;
@@ -70,13 +70,13 @@ AttrValue toAttr(const DeepnodeCudaAttr& attr) {
       break;
     default: throw KernelError("ERR_ARGUMENT", std::string("attribute '") + attr.name + "' has an unknown kind");
   }
-  return value;
 }
 
-KernelCall toCall(const char* op, const DeepnodeCudaBuffer* buffers, int bufferCount, const DeepnodeCudaAttr* attrs,
-                  int attrCount) {
-  KernelCall call;
-  call.op = op;
+// The C arguments into the op's cached KernelCall (call_cache.h), so a repeated op allocates nothing.
+void fillCall(CallLease& lease, const DeepnodeCudaBuffer* buffers, int bufferCount, const DeepnodeCudaAttr* attrs,
+              int attrCount) {
+  KernelCall& call = lease.call();
+  call.buffers.clear();
   for (int i = 0; i < bufferCount; ++i) {
     Buffer buffer;
     buffer.data = buffers[i].data;
@@ -86,8 +86,23 @@ KernelCall toCall(const char* op, const DeepnodeCudaBuffer* buffers, int bufferC
     buffer.dtype = static_cast<DType>(buffers[i].dtype);
     call.buffers.push_back(buffer);
   }
-  for (int i = 0; i < attrCount; ++i) call.attrs[attrs[i].name] = toAttr(attrs[i]);
-  return call;
+  AttrWriter writer(lease);
+  for (int i = 0; i < attrCount; ++i) {
+    lease.name() = attrs[i].name;
+    readAttr(attrs[i], writer.set(lease.name()));
+  }
+  writer.finish();
+}
+
+// This thread's cached calls and the op name being looked up.
+struct RunCache {
+  CallCache calls;
+  std::string op;
+};
+
+RunCache& runCache() {
+  static thread_local RunCache cache;
+  return cache;
 }
 
 std::string kernelNameList() {
@@ -145,15 +160,17 @@ int apiRun(int device, const char* op, const DeepnodeCudaBuffer* buffers, int bu
            const DeepnodeCudaAttr* attrs, int attrCount, DeepnodeCudaError* error) {
   return guarded(error, [&] {
     checkDevice(device);
-    const auto& table = kernelTable();
-    auto it = table.find(op);
-    if (it == table.end()) throw KernelError("ERR_NOT_SUPPORTED", std::string("no cuda kernel named '") + op + "'");
-    KernelCall call = toCall(op, buffers, bufferCount, attrs, attrCount);
+    RunCache& cache = runCache();
+    cache.op = op;
+    CachedCall* entry = cache.calls.find(cache.op, kernelTable());
+    if (entry == nullptr) throw KernelError("ERR_NOT_SUPPORTED", std::string("no cuda kernel named '") + op + "'");
+    CallLease lease(*entry);
+    fillCall(lease, buffers, bufferCount, attrs, attrCount);
     // One kernel at a time per device: the cuBLAS and cuDNN handles and the algorithm cache
     // are per device, and worker threads may run kernels concurrently.
     std::lock_guard<std::mutex> lock(runMutex(device));
     runningDevice = device;
-    it->second(call);
+    entry->fn(lease.call());
   });
 }
 
