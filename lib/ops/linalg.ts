@@ -26,13 +26,19 @@ function checkOperands(op: string, a: Tensor, b: Tensor): void {
   }
 }
 
-/** out[batch, m, n] = op(a) @ op(b); a and b are 3-D with batch 1 or `batch`. */
+/**
+ * out = op(a) @ op(b); a and b are [rows, cols] (batch 1) or [batch, rows, cols] with batch 1
+ * or the common batch, as the backends take them. out is [m, n] when both are 2-D, else
+ * [batch, m, n].
+ */
 function batchedProduct(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
-  const [batchA, rowsA, colsA] = a.shape as [number, number, number];
-  const [batchB, rowsB, colsB] = b.shape as [number, number, number];
+  const [rowsA, colsA] = a.shape.slice(-2) as [number, number];
+  const [rowsB, colsB] = b.shape.slice(-2) as [number, number];
   const m = transA ? colsA : rowsA;
   const n = transB ? rowsB : colsB;
-  const out = empty([Math.max(batchA, batchB), m, n], a.dtype, a.device);
+  const batchOf = (x: Tensor) => (x.ndim === 3 ? x.shape[0]! : 1);
+  const shape = a.ndim === 2 && b.ndim === 2 ? [m, n] : [Math.max(batchOf(a), batchOf(b)), m, n];
+  const out = empty(shape, a.dtype, a.device);
   backendFor(a.device).matmul(out, a, b, { transA, transB, alpha: 1, beta: 0 });
   return out;
 }
@@ -70,18 +76,20 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   return sameShape(out.shape, shape) ? out : out.reshape(shape);
 }
 
-function as3d(x: Tensor, batch: readonly number[]): Tensor {
+/** x as the backends take an operand: a matrix stays 2-D (batch 1), no view needed. */
+function asOperand(x: Tensor, batch: readonly number[]): Tensor {
   const own = x.shape.slice(0, -2);
   const rows = x.shape[x.ndim - 2]!;
   const cols = x.shape[x.ndim - 1]!;
-  if (own.length === 0 || sizeOf(own) === 1) return x.reshape([1, rows, cols]);
+  if (own.length === 0) return x;
+  if (sizeOf(own) === 1) return x.reshape([1, rows, cols]);
   const full = expand(x, [...batch, rows, cols]);
   return full.reshape([sizeOf(batch), rows, cols]);
 }
 
 function matmulBroadcast(a: Tensor, b: Tensor, batch: readonly number[]): Tensor {
-  const a3 = as3d(a, batch);
-  const b3 = as3d(b, batch);
+  const a3 = asOperand(a, batch);
+  const b3 = asOperand(b, batch);
   const out = batchedProduct(a3, b3, false, false);
   return record(out, "matmul", [a3, b3], (g) => [
     a3.requiresGrad ? sumTo3(batchedProduct(g, b3, false, true), a3.shape) : null,
@@ -112,23 +120,24 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
       weight.shape,
     ]);
   }
+  // A 2-D input and the weight go to the backend as they are: every view is one more tensor
+  // to track and free, a large part of a small layer's cost.
   const rows = sizeOf(x.shape.slice(0, -1));
-  const x2 = x.reshape([1, rows, weight.shape[1]!]);
-  const w3 = weight.reshape([1, outFeatures, weight.shape[1]!]);
-  const out = empty([1, rows, outFeatures], x.dtype, x.device);
+  const x2 = x.ndim === 2 ? x : x.reshape([rows, weight.shape[1]!]);
+  const out = empty([rows, outFeatures], x.dtype, x.device);
   const backend = backendFor(x.device);
   if (bias !== null) backend.expand(out, bias);
-  backend.matmul(out, x2, w3, {
+  backend.matmul(out, x2, weight, {
     transA: false,
     transB: true,
     alpha: 1,
     beta: bias === null ? 0 : 1,
   });
-  const inputs = bias === null ? [x2, w3] : [x2, w3, bias];
+  const inputs = bias === null ? [x2, weight] : [x2, weight, bias];
   const recorded = record(out, "linear", inputs, (g) => [
-    x2.requiresGrad ? batchedProduct(g, w3, false, false) : null,
-    w3.requiresGrad ? batchedProduct(g.reshape([1, rows, outFeatures]), x2, true, false) : null,
-    bias !== null && bias.requiresGrad ? sumTo(g, [outFeatures]).reshape([outFeatures]) : null,
+    x2.requiresGrad ? batchedProduct(g, weight, false, false) : null,
+    weight.requiresGrad ? batchedProduct(g, x2, true, false) : null,
+    bias !== null && bias.requiresGrad ? sumTo(g, [outFeatures]) : null,
   ]);
-  return recorded.reshape([...x.shape.slice(0, -1), outFeatures]);
+  return x.ndim === 2 ? recorded : recorded.reshape([...x.shape.slice(0, -1), outFeatures]);
 }
