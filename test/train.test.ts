@@ -628,6 +628,11 @@ describe("checkpoints", () => {
       /trainer_state\.json is not valid JSON: /,
     ],
     [
+      "a state file of lines that are not JSON, named on one line",
+      (dir) => writeFileSync(join(dir, "trainer_state.json"), "garbage\nmore\n"),
+      /trainer_state\.json is not valid JSON: Unexpected token[^\n]*garbage more[^\n]*$/,
+    ],
+    [
       "another format version",
       (dir) => {
         const file = join(dir, "trainer_state.json");

@@ -168,7 +168,9 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
   if (reportFinished(resumed, flags.epochs)) return;
   console.log(
     `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
-      (flags.limit === undefined ? "" : ` (the first ${flags.limit} training images)`) +
+      (flags.limit === undefined
+        ? ""
+        : ` (${flags.limit} training images, spread evenly over the split)`) +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
   );
   if (flags.resume !== undefined) console.log(`resuming from ${flags.resume}`);

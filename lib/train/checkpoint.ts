@@ -215,6 +215,11 @@ export function resolveCheckpoint(path: string): string {
   return newest;
 }
 
+/** A parser's message on one line: JSON.parse quotes the bad text, newlines and all. */
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, " ").trim();
+}
+
 /** A checkpoint's trainer_state.json, checked for the fields every checkpoint has. */
 export function readState(dir: string): CheckpointJson {
   const file = join(dir, STATE_FILE);
@@ -227,7 +232,7 @@ export function readState(dir: string): CheckpointJson {
     throw new CheckpointError(
       "loadCheckpoint",
       dir,
-      `${STATE_FILE} is not valid JSON: ${(error as Error).message}`,
+      `${STATE_FILE} is not valid JSON: ${oneLine((error as Error).message)}`,
     );
   }
   checkStateShape(dir, json);
