@@ -668,7 +668,7 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     expect(rest.stderr).toBe("");
     expect(rest.code).toBe(0);
     const lines = rest.stdout.trimEnd().split("\n");
-    expect(lines[1]).toBe(`resuming from ${dir}`);
+    expect(lines[1]).toBe(`resuming from ${join(dir, "checkpoint-2")} (epoch 1, step 2)`);
     expect(lines[2]).toMatch(/^epoch 2\/2 {2}train_loss /);
     expect(lines.filter((line) => line.startsWith("epoch "))).toHaveLength(1);
     // The resumed run's second epoch is the uninterrupted run's, to the printed digits.
@@ -1162,7 +1162,7 @@ describe("deepnode train imdb --checkpoint-dir / --save-steps / --resume", () =>
     expect(rest.stderr).toBe("");
     expect(rest.code).toBe(0);
     const lines = rest.stdout.trimEnd().split("\n");
-    expect(lines[1]).toBe(`resuming from ${dir}`);
+    expect(lines[1]).toMatch(/^resuming from .*checkpoint-\d+ \(epoch 2, step \d+\)$/);
     expect(lines.filter((line) => line.startsWith("epoch "))).toHaveLength(1);
     const thirdEpoch = (text: string) => /^epoch 3\/3 {2}(.*)  time/m.exec(text)![1];
     expect(thirdEpoch(rest.stdout)).toBe(thirdEpoch(whole.stdout));

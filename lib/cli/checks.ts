@@ -110,3 +110,8 @@ export function reportFinished(progress: CheckpointProgress | null, epochs: numb
   console.log(finishedRunMessage(progress, epochs));
   return true;
 }
+
+/** The line a resumed run starts with: the checkpoint it picked and where that run was. */
+export function resumeLine(progress: CheckpointProgress): string {
+  return `resuming from ${progress.path} (epoch ${progress.epoch}, step ${progress.globalStep})`;
+}

@@ -31,7 +31,7 @@ import {
 import { manualSeed } from "../random.js";
 import { checkpointFolderOf } from "../train/checkpoint.js";
 import { fitImdb, type ImdbFitOptions } from "../../examples/imdb_trainer.js";
-import { checkTrainPaths, reportFinished } from "./checks.js";
+import { checkTrainPaths, reportFinished, resumeLine } from "./checks.js";
 
 export interface ImdbTrainFlags {
   model: string;
@@ -183,7 +183,7 @@ export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
       (flags.limit === undefined ? "" : ` (${flags.limit} per split)`) +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
   );
-  if (flags.resume !== undefined) console.log(`resuming from ${flags.resume}`);
+  if (resumed !== null) console.log(resumeLine(resumed));
   const previous = getDefaultDevice();
   setDefaultDevice(flags.device);
   try {

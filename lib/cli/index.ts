@@ -27,7 +27,7 @@ import {
   type ImdbTrainFlags,
 } from "./imdb.js";
 import { BACKENDS, DEFAULT_PEERS, benchCommand } from "../../bench/main.js";
-import { checkMnistData, checkTrainPaths, reportFinished } from "./checks.js";
+import { checkMnistData, checkTrainPaths, reportFinished, resumeLine } from "./checks.js";
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -173,7 +173,7 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
         : ` (${flags.limit} training images, spread evenly over the split)`) +
       ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
   );
-  if (flags.resume !== undefined) console.log(`resuming from ${flags.resume}`);
+  if (resumed !== null) console.log(resumeLine(resumed));
   const { model } = await fitMnist({
     epochs: flags.epochs,
     batchSize: flags.batchSize,
