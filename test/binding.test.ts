@@ -142,7 +142,7 @@ describe("run's arguments, read into storage reused from call to call", () => {
     return out[0]!;
   }
 
-  it("gives each call its own attributes: one left out takes its default, not the last value", () => {
+  it("gives each call its own attributes: one left out takes its default", () => {
     expect(product({ alpha: 2, beta: 0 })).toBe(12);
     expect(product({})).toBe(6);
     expect(product({ beta: 1 }, Float32Array.of(10))).toBe(16);
@@ -191,7 +191,7 @@ describe("run's arguments, read into storage reused from call to call", () => {
     );
   });
 
-  it("refuses buffers and attributes the kernels cannot take, with the same codes as before", () => {
+  it("refuses buffers and attributes the kernels cannot take, with their codes", () => {
     const attempts: [() => void, string, string][] = [
       [
         () => run("fill", [new Uint16Array(2)], { value: 1 }),

@@ -138,7 +138,8 @@ describe("deepnode train mnist / eval mnist", () => {
     const lines = train.stdout.trimEnd().split("\n");
     expect(lines).toHaveLength(3);
     expect(lines[0]).toBe(
-      "training MNISTNet on the mnist package's 10,000 digits (512 training images, spread evenly over the split)" +
+      "training MNISTNet on the mnist package's 10,000 digits" +
+        " (512 training images, spread evenly over the split)" +
         " (device cpu, batch 64, lr 0.001, seed 0)",
     );
     const epoch = EPOCH_LINE.exec(lines[1]!);

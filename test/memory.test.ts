@@ -257,7 +257,7 @@ describe("the GC backstop", () => {
     }
   }
 
-  it("counts tensors that left every scope undisposed once collected, and none disposed there", async () => {
+  it("counts collected tensors that left every scope undisposed, none disposed there", async () => {
     await collectAll();
     const before = memoryInfo();
     (() => {
