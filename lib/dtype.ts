@@ -42,6 +42,16 @@ export function allocArray(dtype: DType, size: number): TypedArray {
   }
 }
 
+/** The dtype a typed array stores (uint8 for a Uint8Array), or null for anything else. */
+export function dtypeOfArray(values: ArrayLike<number>): DType | null {
+  if (values instanceof Float32Array) return "float32";
+  if (values instanceof Float64Array) return "float64";
+  if (values instanceof Int32Array) return "int32";
+  if (values instanceof Int8Array) return "int8";
+  if (values instanceof Uint8Array) return "uint8";
+  return null;
+}
+
 /** The dtype two operands are computed in: the wider float, else int32, else bool. */
 export function promoteTypes(a: DType, b: DType): DType {
   if (a === b) return a;

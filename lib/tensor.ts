@@ -5,7 +5,7 @@
 import { runBackward, type BackwardOptions, type GradNode } from "./autograd/graph.js";
 import type { RawTensor, Storage } from "./backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice, type Device } from "./backend/registry.js";
-import { isDType, type DType, type TypedArray } from "./dtype.js";
+import { dtypeOfArray, isDType, type DType, type TypedArray } from "./dtype.js";
 import { DTypeError, StateError, ValueError, formatShape } from "./errors.js";
 import { trackTensor, untrackTensor } from "./memory.js";
 import * as el from "./ops/elementwise.js";
@@ -455,20 +455,12 @@ export function fromTypedArray(
       "shape",
     );
   }
-  const dtype = options.dtype ?? dtypeOfArray(array);
+  const dtype = options.dtype ?? dtypeOfArray(array) ?? "uint8";
   const device = resolveDevice(options.device);
   const backend = backendFor(device);
   const own = (device === "cpu" || device === "reference") && dtypeOfArray(array) === dtype;
   const storage = own ? array : backend.fromArray(dtype, array);
   return new Tensor(storage, shape, dtype, device);
-}
-
-function dtypeOfArray(array: TypedArray): DType {
-  if (array instanceof Float32Array) return "float32";
-  if (array instanceof Float64Array) return "float64";
-  if (array instanceof Int32Array) return "int32";
-  if (array instanceof Int8Array) return "int8";
-  return "uint8";
 }
 
 function inferNestedShape(value: NestedArray): number[] {

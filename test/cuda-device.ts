@@ -78,6 +78,17 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       back.dispose();
     });
 
+    it("uploads a typed array of its own dtype as it is, then owes it nothing", () => {
+      const values = Float32Array.from([1, 2, 3]);
+      const bytes = Uint8Array.from([0, 2, 255]);
+      const t = lib.fromTypedArray(values, [3], { device: "cuda:0" });
+      const flags = lib.fromTypedArray(bytes, [3], { device: "cuda:0", dtype: "bool" });
+      values[0] = 99; // the caller may reuse the array at once
+      expect(Array.from(t.dataSync())).toEqual([1, 2, 3]);
+      expect(Array.from(flags.dataSync())).toEqual([0, 1, 1]);
+      [t, flags].forEach((x) => x.dispose());
+    });
+
     it("reads the values at the data() call, even if the tensor is freed meanwhile", async () => {
       const t = lib.tensor([1, 2, 3], { device: "cuda:0" });
       const pending = t.data();

@@ -165,7 +165,8 @@ std::pair<void*, size_t> hostBytes(const Napi::Env& env, const Napi::Value& valu
   return {base == nullptr ? nullptr : base + array.ByteOffset(), bytes};
 }
 
-// cudaUpload(handle, typedArray): host to device, queued on the stream.
+// cudaUpload(handle, typedArray): host to device, in stream order; the array may be reused
+// once it returns.
 Napi::Value Upload(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 2) throw makeError(env, "ERR_ARGUMENT", "cudaUpload(handle, array): expected two arguments");

@@ -11,7 +11,7 @@ import type {
   NativeKernels,
   NativeStorageDType,
 } from "../../../binding.js";
-import { allocArray, type DType, type TypedArray } from "../../dtype.js";
+import { allocArray, dtypeOfArray, type DType, type TypedArray } from "../../dtype.js";
 import type { RawTensor, Storage } from "../backend.js";
 import { KernelBackend, translate } from "../kernel-backend.js";
 import { native } from "../native.js";
@@ -29,6 +29,16 @@ export class CudaStorage {
 
 function storageDType(dtype: DType): NativeStorageDType {
   return dtype === "bool" ? "uint8" : dtype;
+}
+
+function hostCopy(dtype: DType, values: ArrayLike<number>): TypedArray {
+  const host = allocArray(dtype, values.length);
+  if (dtype === "bool") {
+    for (let i = 0; i < values.length; i++) host[i] = values[i] !== 0 ? 1 : 0;
+  } else {
+    host.set(values);
+  }
+  return host;
 }
 
 function handleOf(storage: unknown): NativeCudaHandle | null {
@@ -77,13 +87,11 @@ export class CudaBackend extends KernelBackend {
     this.guard("release", () => this.binding.cudaFree((storage as CudaStorage).handle));
   }
 
+  /** A typed array of the dtype's own kind is uploaded as it is (the upload is done with it
+   * when it returns); anything else, and bool's 0/1, goes through a host copy first. */
   fromArray(dtype: DType, values: ArrayLike<number>): Storage {
-    const host = allocArray(dtype, values.length);
-    if (dtype === "bool") {
-      for (let i = 0; i < values.length; i++) host[i] = values[i] !== 0 ? 1 : 0;
-    } else {
-      host.set(values);
-    }
+    const own = dtype !== "bool" && dtypeOfArray(values) === dtype;
+    const host = own ? (values as TypedArray) : hostCopy(dtype, values);
     const storage = this.alloc(dtype, values.length, "none") as CudaStorage;
     this.guard("fromArray", () => this.binding.cudaUpload(storage.handle, host));
     return storage;
