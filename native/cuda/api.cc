@@ -245,7 +245,7 @@ void copyToHostNow(void* dst, const void* src, size_t bytes) {
 }
 
 void fillZeroAsync(void* dst, size_t bytes) {
-  device::zero(runningDevice, dst, bytes);
+  device::fill(runningDevice, dst, 0, bytes);
 }
 
 }  // namespace deepnode::cuda

@@ -26,8 +26,7 @@ void* stream(int device);
 // Queued on the device's stream. A copy to or from the host waits for the stream, and so
 // for every kernel queued before it: host memory is pageable, and its caller may reuse it.
 void copy(int device, void* dst, const void* src, size_t bytes, Copy kind);
-void zero(int device, void* dst, size_t bytes);
-// Sets every byte to `value`, queued on the stream (allocation's zero-fill and poison).
+// Sets every byte to `value`, queued on the stream (zero-fills and poison).
 void fill(int device, void* dst, unsigned char value, size_t bytes);
 void synchronize(int device);
 // Reports a failed launch of `kernel` (cudaGetLastError) on the current device.

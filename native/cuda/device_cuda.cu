@@ -84,11 +84,6 @@ void copy(int device, void* dst, const void* src, size_t bytes, Copy kind) {
   if (kind != Copy::OnDevice) check(cudaStreamSynchronize(s), "cudaStreamSynchronize", device);
 }
 
-void zero(int device, void* dst, size_t bytes) {
-  if (bytes == 0) return;
-  check(cudaMemsetAsync(dst, 0, bytes, static_cast<cudaStream_t>(stream(device))), "cudaMemsetAsync", device);
-}
-
 void fill(int device, void* dst, unsigned char value, size_t bytes) {
   if (bytes == 0) return;
   check(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(stream(device))), "cudaMemsetAsync", device);

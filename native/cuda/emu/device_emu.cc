@@ -47,10 +47,6 @@ void copy(int, void* dst, const void* src, size_t bytes, Copy) {
   if (bytes != 0) std::memmove(dst, src, bytes);
 }
 
-void zero(int, void* dst, size_t bytes) {
-  if (bytes != 0) std::memset(dst, 0, bytes);
-}
-
 void fill(int, void* dst, unsigned char value, size_t bytes) {
   if (bytes != 0) std::memset(dst, value, bytes);
 }
