@@ -64,6 +64,12 @@ log "cuda and binding suites: $(grep -E 'Tests ' "$out/tests.log" | tail -1 | se
 # The first failures, by name, so one run shows what to fix.
 sed 's/\x1b\[[0-9;]*m//g' "$out/tests.log" | grep -E '^ *(FAIL|×)' | head -40 | tee -a "$out/summary.txt"
 
+# The same cuda suite with every uninitialised output poisoned (0xFF): a kernel or library
+# call that reads what it did not write fails here.
+DEEPNODE_POISON_UNINIT=1 timeout 120 npx vitest run test/backend-cuda.test.ts --reporter=dot \
+  >"$out/tests-poisoned.log" 2>&1
+log "cuda suite, poisoned: $(grep -E 'Tests ' "$out/tests-poisoned.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')"
+
 device=$(node -e "import('./dist/lib/index.js').then(({cuda}) => console.log(cuda.isAvailable() ? 'cuda' : 'cpu'))")
 timeout 240 node bin/deepnode.js train mnist --epochs 1 --device "$device" --no-progress --out "$(mktemp -d)/mnist.safetensors" \
   >"$out/mnist.log" 2>&1
@@ -72,7 +78,7 @@ log "mnist on $device: $(grep '^epoch' "$out/mnist.log" | tail -1)"
 # The GPU benchmarks beside PyTorch on the same GPU (the quick plan keeps it to minutes).
 if [ "$device" = cuda ]; then
   # Every case but the IMDB jobs (their reviews package is not sent to the GPU machine).
-  cases="matmul,conv2d,maxPool2d,fwd+bwd,add [,Adam,MNIST"
+  cases="matmul,conv2d,maxPool2d,fwd+bwd,add [,Adam,MNIST,overhead"
   timeout 240 node bin/deepnode.js bench --quick --backends cuda --peers torch-cuda --filter "$cases" \
     --json "$out/bench.json" --markdown "$out/bench.md" >"$out/bench.log" 2>&1
   log "bench (exit $?):"
