@@ -27,6 +27,10 @@ const status = built
   ? lib.cuda.status()
   : { available: false, reason: `the host emulation was not built (no ${emulation})` };
 
+// The suites assert each error at the op that meets it, as on cpu; cuda-checks.ts tests the
+// default, where the device's checks are reported at the next wait.
+if (status.available) lib.cuda.setSyncChecks(true);
+
 conformanceSuite(
   { name: "cuda (host emulation)", device: "cuda:0", backend: () => backendFor("cuda:0") },
   status,
@@ -121,6 +125,10 @@ describe.skipIf(!status.available)("the host emulation", () => {
 });
 
 cudaDeviceSuite("cuda memory on the host emulation", status.available);
+
+const { cudaChecksSuite } = await import("./cuda-checks.js");
+
+cudaChecksSuite("cuda data checks on the host emulation", status.available);
 
 describe.runIf(!built)("cuda host emulation", () => {
   it.skip(`is not built here: ${status.reason}`, () => {});

@@ -15,6 +15,7 @@ import { libraryDirs, pluginCandidates, probeCudaStatus } from "../lib/backend/c
 import { backendFor } from "../lib/backend/registry.js";
 import { DeviceError, buildInfo, cuda, zeros } from "../lib/index.js";
 import { conformanceSuite } from "./conformance.js";
+import { cudaChecksSuite } from "./cuda-checks.js";
 import { cudaDeviceSuite } from "./cuda-device.js";
 import { cudaElementwiseSuite } from "./cuda-elementwise.js";
 import { cudaReductionsSuite } from "./cuda-reductions.js";
@@ -115,9 +116,15 @@ describe("the CUDA plugin", () => {
   );
 });
 
+// The suites assert each error at the op that meets it, as on cpu; cuda-checks.ts tests the
+// default, where the device's checks are reported at the next wait.
+if (status.available) cuda.setSyncChecks(true);
+
 conformanceSuite({ name: "cuda", device: "cuda:0", backend: () => backendFor("cuda:0") }, status);
 
 cudaDeviceSuite("cuda memory on the GPU", status.available);
+
+cudaChecksSuite("cuda data checks on the GPU", status.available);
 
 cudaElementwiseSuite("cuda element-wise kernels on the GPU", status.available);
 

@@ -145,6 +145,8 @@ describe.skipIf(!cudaStatus.available)("uninitialised storage on the CUDA host e
 // ---- every suite below runs with poisoning on ------------------------------------------------
 
 setPoisonUninit(true);
+// The suites assert each error at the op that meets it (see cuda-checks.ts for the default).
+if (cudaStatus.available) lib.cuda.setSyncChecks(true);
 
 conformanceSuite(
   { name: "cpu (poisoned uninitialised storage)", device: "cpu", backend: () => cpuBackend },

@@ -9,7 +9,7 @@ import * as lib from "../lib/index.js";
 import { expectClose, expectThrows } from "./helpers.js";
 
 /** The losses of three Adam steps of MNISTNet on 32 training images, on `device`. */
-function mnistLosses(device: string): number[] {
+export function mnistLosses(device: string): number[] {
   const data = lib.data.loadMnist().train;
   const previous = lib.getDefaultDevice();
   lib.setDefaultDevice(device);

@@ -11,6 +11,7 @@
 #include "../core/call_cache.h"
 #include "../core/kernel.h"
 #include "allocator.h"
+#include "checks.h"
 #include "context.h"
 #include "device.h"
 #include "kernels.h"
@@ -127,10 +128,13 @@ int apiRelease(int device, void* data, DeepnodeCudaError* error) {
   });
 }
 
+// A copy to the host waits for the device, so it reports what the deferred checks found.
 int apiCopy(int device, void* dst, const void* src, size_t bytes, device::Copy kind, DeepnodeCudaError* error) {
   return guarded(error, [&] {
     checkDevice(device);
+    const uint64_t issued = checksIssued(device);
     device::copy(device, dst, src, bytes, kind);
+    if (kind == device::Copy::ToHost) reportCheckFailures(device, issued);
   });
 }
 
@@ -147,7 +151,9 @@ int apiCopyOnDevice(int device, void* dst, const void* src, size_t bytes, Deepno
 int apiSynchronize(int device, DeepnodeCudaError* error) {
   return guarded(error, [&] {
     checkDevice(device);
+    const uint64_t issued = checksIssued(device);
     device::synchronize(device);
+    reportCheckFailures(device, issued);
   });
 }
 
@@ -192,12 +198,14 @@ int apiSetOption(const char* name, double value, DeepnodeCudaError* error) {
     std::string option = name == nullptr ? "" : name;
     if (option == "allow_tf32") {
       allowTf32 = value != 0;
+    } else if (option == "sync_checks") {
+      setSyncChecks(value != 0);
     } else if (option == "memory_limit") {
       if (!(value >= 0)) throw KernelError("ERR_VALUE", "memory_limit must be a non-negative number of bytes");
       CachingAllocator::setLimit(static_cast<size_t>(value));
     } else {
-      throw KernelError("ERR_VALUE",
-                        "unknown CUDA plugin option '" + option + "' (expected allow_tf32 or memory_limit)");
+      throw KernelError("ERR_VALUE", "unknown CUDA plugin option '" + option +
+                                         "' (expected allow_tf32, sync_checks or memory_limit)");
     }
   });
 }

@@ -19,12 +19,16 @@ void activate(int device);
 // Memory straight from the device: nullptr when the device has none left.
 void* rawAlloc(int device, size_t bytes);
 void rawFree(int device, void* data);
+// Host memory that kernels on `device` read and write too (pinned and mapped), for the
+// deferred checks' failure record; *onDevice gets the address kernels use. Never freed.
+void* hostVisibleAlloc(int device, size_t bytes, void** onDevice);
 // Free and total bytes of the device.
 void memoryInfo(int device, size_t& freeBytes, size_t& totalBytes);
 // The device's stream (a cudaStream_t), created on first use.
 void* stream(int device);
-// Queued on the device's stream. A copy to or from the host waits for the stream, and so
-// for every kernel queued before it: host memory is pageable, and its caller may reuse it.
+// Queued on the device's stream; the caller may reuse host memory when it returns. A copy to
+// the host waits for the stream, and so for every kernel queued before it. A copy to the
+// device (up to 16 MiB) is staged in pinned memory and does not wait; a larger one waits.
 void copy(int device, void* dst, const void* src, size_t bytes, Copy kind);
 // Sets every byte to `value`, queued on the stream (zero-fills and poison).
 void fill(int device, void* dst, unsigned char value, size_t bytes);

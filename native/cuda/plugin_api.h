@@ -98,8 +98,9 @@ typedef struct {
 // Every function returns 0 on success and otherwise fills `error` (never NULL) and
 // returns non-zero; none throws or aborts. `device` is the ordinal of cuda:N. Work is
 // queued on the device's stream; copyToHost and synchronize wait for it (they may be
-// called from a thread other than the one queueing work), and so does copyToDevice, so
-// that its host source (pageable memory) may be reused as soon as it returns.
+// called from a thread other than the one queueing work) and then throw the first failure
+// the deferred data checks found (checks.h). copyToDevice is done with its host source when
+// it returns: it copies it into pinned staging memory, or waits for the stream.
 typedef struct {
   int abiVersion;
   // What this plugin is: "cuda" for the real one, "host emulation" for the test build.

@@ -7,6 +7,7 @@ import { native } from "../native.js";
 import { backendFor } from "../registry.js";
 import type { CudaBackend } from "./backend.js";
 import { cudaStatus, type CudaStatus } from "./plugin.js";
+import { sendSyncChecks, syncChecksOn } from "./sync-checks.js";
 
 export type { CudaDevice, CudaLibrary, CudaStatus } from "./plugin.js";
 
@@ -51,6 +52,26 @@ export function synchronize(device = 0): void {
 export function setAllowTf32(allow: boolean): void {
   requireCuda("setAllowTf32");
   native().cudaSetOption("allow_tf32", allow ? 1 : 0);
+}
+
+/**
+ * Whether an op's data checks wait for the device. Off by default: the device checks an
+ * index or target and records the first bad one, and the error (naming the op) is thrown at
+ * the next wait for the device (a read of values, `synchronize`), so ops never wait; the op
+ * that met bad data leaves unspecified values. On: the op itself waits and throws before it
+ * writes anything, as on cpu (slower). DEEPNODE_CUDA_SYNC_CHECKS=1 turns it on for a run.
+ */
+export function setSyncChecks(on: boolean): void {
+  if (typeof on !== "boolean") {
+    throw new ValueError("setSyncChecks", `on must be true or false, got ${String(on)}`);
+  }
+  requireCuda("setSyncChecks");
+  sendSyncChecks(native(), on);
+}
+
+/** Whether data checks wait for the device at the op (see setSyncChecks). */
+export function syncChecks(): boolean {
+  return syncChecksOn();
 }
 
 /**

@@ -106,6 +106,8 @@ struct NllArgs {
   DEEPNODE_HD int64_t count() const { return n * inner; }
   DEEPNODE_HD float weightOf(int32_t t) const { return weight ? weight[t] : 1.0f; }
   DEEPNODE_HD bool ignored(int32_t t) const { return t == ignoreIndex; }
+  // Whether target t is a class and not ignored: counted in the loss.
+  DEEPNODE_HD bool counted(int32_t t) const { return !ignored(t) && t >= 0 && t < c; }
   // Whether target t is neither ignored nor a class.
   DEEPNODE_HD bool badTarget(int32_t t) const { return !ignored(t) && (t < 0 || t >= c); }
   // Offset of element k's target class in [n, c, inner].

@@ -34,6 +34,13 @@ void rawFree(int, void* data) {
   std::free(data);
 }
 
+void* hostVisibleAlloc(int, size_t bytes, void** onDevice) {
+  void* data = std::calloc(1, bytes);
+  if (data == nullptr) throw KernelError("ERR_OUT_OF_MEMORY", "out of host memory for the deferred checks' record");
+  *onDevice = data;
+  return data;
+}
+
 void memoryInfo(int, size_t& freeBytes, size_t& totalBytes) {
   totalBytes = kEmulatedMemoryBytes;
   freeBytes = kEmulatedMemoryBytes;

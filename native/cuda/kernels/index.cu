@@ -1,7 +1,9 @@
 // Indexing along one axis (gather, scatter_add) and embedding lookup and gradient on CUDA,
 // with the cpu kernels' buffers, attributes and checks. Every index is checked on the
-// device before anything is written, and the first bad one is read back for the error,
-// so a bad index leaves the outputs untouched. Scatters add with atomicAddTo (integer adds
+// device (checks.h): with sync checks at once, the first bad one read back for the error
+// before anything is written; by default the error comes at the next wait, and the kernels
+// skip a bad index (a gathered element or row is 0) so no memory outside the buffers is
+// touched. Scatters add with atomicAddTo (integer adds
 // wrap modulo 2^32 as on the cpu).
 #include <cstdint>
 #include <string>
@@ -16,16 +18,22 @@ using namespace red;
 using args::EmbeddingExtent;
 using args::IndexExtent;
 
-// The first k with index[k] outside [0, limit), or -1.
-int64_t firstOutside(const char* name, const int32_t* index, int64_t n, int64_t limit) {
-  return firstBad(name, n, [=] DEEPNODE_HD(int64_t k) { return index[k] < 0 || index[k] >= limit; });
+// Fails, through fail(index), on the first index[k] outside [0, limit). (Not a template:
+// nvcc allows no local lambda type in a template argument of a device lambda's function.)
+void checkRange(const char* name, const int32_t* index, int64_t n, int64_t limit, CheckFailure fail) {
+  checkEach(
+      name, n, [=] DEEPNODE_HD(int64_t k) { return index[k] < 0 || index[k] >= limit; },
+      [=] DEEPNODE_HD(int64_t k) { return static_cast<long long>(index[k]); }, std::move(fail));
 }
 
 // Fails with ERR_INDEX on the first index outside [0, dim).
 void checkIndices(const KernelCall& call, const int32_t* index, int64_t n, int64_t dim) {
-  int64_t k = firstOutside("index_check", index, n, dim);
-  if (k < 0) return;
-  args::failIndex(call, readBack(index + k), dim);
+  checkRange("index_check", index, n, dim,
+             failureOf(call, [dim](const KernelCall& op, int64_t value) { args::failIndex(op, value, dim); }));
+}
+
+DEEPNODE_HD inline bool inRange(int32_t index, int64_t limit) {
+  return index >= 0 && index < limit;
 }
 
 template <typename U>
@@ -33,7 +41,7 @@ void gatherTyped(const IndexExtent& e, U* out, const U* x, const int32_t* index)
   const int64_t dim = e.dim, inner = e.inner, rowsPerOuter = e.indexDim * e.inner;
   forEach("gather", e.indexSize(), [=] DEEPNODE_HD(int64_t k) {
     const int64_t o = k / rowsPerOuter, i = k % inner;
-    out[k] = x[(o * dim + index[k]) * inner + i];
+    out[k] = inRange(index[k], dim) ? x[(o * dim + index[k]) * inner + i] : U{};
   });
 }
 
@@ -43,7 +51,7 @@ void scatterAddTyped(const IndexExtent& e, U* out, const int32_t* index, const U
   const int64_t dim = e.dim, inner = e.inner, rowsPerOuter = e.indexDim * e.inner;
   forEach("scatter_add", e.indexSize(), [=] DEEPNODE_HD(int64_t k) {
     const int64_t o = k / rowsPerOuter, i = k % inner;
-    atomicAddTo(out + (o * dim + index[k]) * inner + i, src[k]);
+    if (inRange(index[k], dim)) atomicAddTo(out + (o * dim + index[k]) * inner + i, src[k]);
   });
 }
 
@@ -77,25 +85,28 @@ void scatterAdd(KernelCall& call) {
 // `indices`, rows [count, dim] at `rows`) and every index.
 EmbeddingExtent readEmbedding(const KernelCall& call, size_t table, size_t rows, size_t indices) {
   EmbeddingExtent e = args::readEmbedding(call, table, rows, indices);
-  const int32_t* index = call.buffers[indices].as<int32_t>();
-  int64_t k = firstOutside("embedding_check", index, e.count, e.numEmbeddings);
-  if (k >= 0) args::failEmbeddingIndex(call, readBack(index + k), e.numEmbeddings);
+  const int64_t count = e.numEmbeddings;
+  checkRange(
+      "embedding_check", call.buffers[indices].as<int32_t>(), e.count, count,
+      failureOf(call, [count](const KernelCall& op, int64_t value) { args::failEmbeddingIndex(op, value, count); }));
   return e;
 }
 
 void embeddingRows(const EmbeddingExtent& e, float* out, const float* weight, const int32_t* index) {
-  const int64_t dim = e.dim;
-  forEach("embedding", e.count * e.dim,
-          [=] DEEPNODE_HD(int64_t k) { out[k] = weight[static_cast<int64_t>(index[k / dim]) * dim + k % dim]; });
+  const int64_t dim = e.dim, rows = e.numEmbeddings;
+  forEach("embedding", e.count * e.dim, [=] DEEPNODE_HD(int64_t k) {
+    const int32_t row = index[k / dim];
+    out[k] = inRange(row, rows) ? weight[static_cast<int64_t>(row) * dim + k % dim] : 0.0f;
+  });
 }
 
 // grad[index[k]] += upstream[k] for every k whose index is not paddingIdx.
 void embeddingGradient(const EmbeddingExtent& e, int64_t paddingIdx, float* grad, const float* upstream,
                        const int32_t* index) {
-  const int64_t dim = e.dim;
+  const int64_t dim = e.dim, rows = e.numEmbeddings;
   forEach("embedding_backward", e.count * e.dim, [=] DEEPNODE_HD(int64_t k) {
     const int64_t row = index[k / dim];
-    if (row != paddingIdx) atomicAddTo(grad + row * dim + k % dim, upstream[k]);
+    if (row != paddingIdx && row >= 0 && row < rows) atomicAddTo(grad + row * dim + k % dim, upstream[k]);
   });
 }
 

@@ -1,7 +1,8 @@
 // The negative log-likelihood loss and its backward on CUDA, with the cpu kernel's
-// buffers, attributes and checks. Every target is checked on the device before anything
-// is written (the first bad one is read back for the IndexError); the 'sum' and 'mean'
-// reductions and the total weight are chunked double sums merged in order.
+// buffers, attributes and checks. Every target is checked on the device (checks.h: at once,
+// before anything is written, or reported at the next wait, the kernels skipping a bad
+// target); the 'sum' and 'mean' reductions and the total weight are chunked double sums
+// merged in order.
 #include <cstdint>
 #include <string>
 
@@ -19,16 +20,18 @@ using args::Reduction;
 // Fails with ERR_INDEX naming the first target that is neither ignored nor a class.
 void checkTargets(const KernelCall& call, const NllArgs& a) {
   const NllArgs nll = a;
-  int64_t k =
-      firstBad("nll_loss_check", a.count(), [=] DEEPNODE_HD(int64_t i) { return nll.badTarget(nll.targets[i]); });
-  if (k >= 0) args::failTarget(call, readBack(a.targets + k), a.c);
+  const int64_t classes = a.c;
+  checkEach(
+      "nll_loss_check", a.count(), [=] DEEPNODE_HD(int64_t i) { return nll.badTarget(nll.targets[i]); },
+      [=] DEEPNODE_HD(int64_t i) { return static_cast<long long>(nll.targets[i]); },
+      failureOf(call, [classes](const KernelCall& op, int64_t target) { args::failTarget(op, target, classes); }));
 }
 
 // out[k] = -w[t] * logProbs[t] per element (0 where ignored).
 void lossPerElement(const NllArgs& a, float* out, const float* logProbs) {
   forEach("nll_loss", a.count(), [=] DEEPNODE_HD(int64_t k) {
     const int32_t t = a.targets[k];
-    out[k] = a.ignored(t) ? 0.0f : -a.weightOf(t) * logProbs[a.targetOffset(k, t)];
+    out[k] = !a.counted(t) ? 0.0f : -a.weightOf(t) * logProbs[a.targetOffset(k, t)];
   });
 }
 
@@ -40,7 +43,7 @@ void lossReduced(const NllArgs& a, float* out, const float* logProbs) {
       "nll_loss", 1, a.count(),
       [=] DEEPNODE_HD(int64_t, int64_t k) {
         const int32_t t = a.targets[k];
-        if (a.ignored(t)) return TwoSums{0, 0};
+        if (!a.counted(t)) return TwoSums{0, 0};
         const double w = a.weightOf(t);
         return TwoSums{-w * logProbs[a.targetOffset(k, t)], w};
       },
@@ -53,7 +56,7 @@ void totalWeight(const NllArgs& a, double* total) {
       "nll_loss_backward", 1, a.count(),
       [=] DEEPNODE_HD(int64_t, int64_t k) {
         const int32_t t = a.targets[k];
-        return a.ignored(t) ? 0.0 : static_cast<double>(a.weightOf(t));
+        return a.counted(t) ? static_cast<double>(a.weightOf(t)) : 0.0;
       },
       [=] DEEPNODE_HD(int64_t, double s) { *total = s; });
 }
@@ -63,7 +66,7 @@ void scatterGradient(const NllArgs& a, float* g, const float* gradOut, const dou
   const bool perElement = a.reduction == Reduction::None;
   forEach("nll_loss_backward", a.count(), [=] DEEPNODE_HD(int64_t k) {
     const int32_t t = a.targets[k];
-    if (a.ignored(t)) return;
+    if (!a.counted(t)) return;
     const double scale = total ? 1.0 / *total : 1.0;
     const double upstream = perElement ? gradOut[k] : gradOut[0];
     g[a.targetOffset(k, t)] = static_cast<float>(-a.weightOf(t) * upstream * scale);

@@ -11,6 +11,7 @@
 #include "../../core/args/pool.h"
 #include "../launch.h"
 #include "elementwise.h"
+#include "reductions.h"
 
 namespace deepnode::cuda {
 
@@ -68,31 +69,31 @@ void maxPool2d(KernelCall& call) {
   maxPoolRun(g, call.buffers[0].as<float>(), call.buffers[1].as<int32_t>(), call.buffers[2].as<float>(), outSize);
 }
 
-// gradX[plane, indices[o]] += gradOut[o]; an index outside its plane is skipped and raises
-// the flag, reported after the kernel.
+// gradX[plane, indices[o]] += gradOut[o]; an index outside its plane is skipped (the check
+// before it has reported it, or will at the next wait: checks.h).
 void maxUnpoolRun(float* gradX, const float* gradOut, const int32_t* indices, int64_t planeIn, int64_t planeOut,
-                  int64_t n, int* bad) {
+                  int64_t n) {
   forEach("max_pool2d_backward", n, [=] DEEPNODE_HD(int64_t o) {
     const int32_t at = indices[o];
-    if (at < 0 || at >= planeIn) {
-      *bad = 1;
-      return;
-    }
-    atomicAddTo(gradX + (o / planeOut) * planeIn + at, gradOut[o]);
+    if (at >= 0 && at < planeIn) atomicAddTo(gradX + (o / planeOut) * planeIn + at, gradOut[o]);
   });
+}
+
+void checkPlaneIndices(const args::pool::MaxUnpool& u, const int32_t* indices, CheckFailure fail) {
+  const int64_t planeIn = u.planeIn;
+  red::checkEach(
+      "max_pool2d_backward_check", u.outSize,
+      [=] DEEPNODE_HD(int64_t o) { return indices[o] < 0 || indices[o] >= planeIn; },
+      [=] DEEPNODE_HD(int64_t o) { return static_cast<long long>(indices[o]); }, std::move(fail));
 }
 
 void maxPool2dBackward(KernelCall& call) {
   const args::pool::MaxUnpool u = args::pool::readMaxUnpool(call);
-  const int64_t planeIn = u.planeIn, planeOut = u.planeOut, outSize = u.outSize;
-  if (outSize == 0) return;
-
-  ErrorFlag bad;
-  maxUnpoolRun(call.buffers[0].as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<int32_t>(), planeIn,
-               planeOut, outSize, bad.device());
-  if (bad.raised()) {
-    args::pool::failBadIndex(call, u);
-  }
+  if (u.outSize == 0) return;
+  const int32_t* indices = call.buffers[2].as<int32_t>();
+  checkPlaneIndices(u, indices,
+                    red::failureOf(call, [u](const KernelCall& op, int64_t) { args::pool::failBadIndex(op, u); }));
+  maxUnpoolRun(call.buffers[0].as<float>(), call.buffers[1].as<float>(), indices, u.planeIn, u.planeOut, u.outSize);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // What the reduction family's kernel files share: each file's register function (called
 // from registerReductionKernels in reductions.cu), a deterministic chunked reduction, the
-// device-flag check that finds the first bad element without the host touching device
-// memory, and the [outer, dim, inner] extent the cpu kernels read.
+// checks that find the first bad element on the device (waited for, or deferred: checks.h),
+// and the [outer, dim, inner] extent the cpu kernels read.
 #pragma once
 
 #include <math.h>
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "../../core/args/reduce.h"
+#include "../checks.h"
 #include "../context.h"
 #include "../kernels.h"
 #include "../launch.h"
@@ -28,15 +29,6 @@ namespace red {
 
 // Elements one task of a long reduction combines before its partial result is merged.
 constexpr int64_t kReduceChunk = 1024;
-
-// *address = max(*address, value), atomically on a device.
-DEEPNODE_HD inline void atomicMaxTo(unsigned long long* address, unsigned long long value) {
-#ifdef __CUDA_ARCH__
-  atomicMax(address, value);
-#else
-  if (value > *address) *address = value;
-#endif
-}
 
 // How the r of one output lie in memory, for segmentedReduce: Adjacent when load(o, r)
 // and load(o, r + 1) read neighbouring elements (a row of a row-major matrix).
@@ -174,21 +166,77 @@ struct SumTwo {
   static DEEPNODE_HD Acc merge(Acc a, Acc b) { return add(a, b); }
 };
 
-// The first k in [0, n) for which bad(k) holds (bad runs on the device), or -1. One
-// device flag holds n - k for the smallest such k; the host reads it back.
+// The largest of failure ranks (checks.h), for segmentedReduce.
+struct LatestRank {
+  using Acc = unsigned long long;
+  static DEEPNODE_HD Acc init() { return 0; }
+  static DEEPNODE_HD Acc add(Acc acc, Acc x) { return x > acc ? x : acc; }
+  static DEEPNODE_HD Acc merge(Acc a, Acc b) { return add(a, b); }
+};
+
+// Has the device find the first k in [0, n) for which bad(k) holds and, unless *record holds
+// an earlier failure, write it there ranked by base | k (checks.h) with value(k). One thread
+// writes the record, after the reduction, so the write needs no atomics.
+template <typename Bad, typename Value>
+void recordFirstBad(const char* name, int64_t n, Bad bad, Value value, DeviceFailure* record, unsigned long long base) {
+  segmentedReduce<LatestRank>(
+      name, 1, n,
+      [=] DEEPNODE_HD(int64_t, int64_t k) { return bad(k) ? ~(base | static_cast<unsigned long long>(k)) : 0ull; },
+      [=] DEEPNODE_HD(int64_t, unsigned long long rank) {
+        if (rank == 0 || rank <= record->rank) return;  // record is read only on a failure
+        record->rank = rank;
+        record->value = value(static_cast<int64_t>(~rank & ((1ull << kPositionBits) - 1)));
+      },
+      Layout::Adjacent);
+}
+
+// The first k in [0, n) for which bad(k) holds (bad runs on the device), or -1, and in
+// *found the value(k) there; the host waits for the answer.
+template <typename Bad, typename Value>
+int64_t firstBad(const char* name, int64_t n, Bad bad, Value value, int64_t* found) {
+  if (n <= 0) return -1;
+  Scratch scratch(sizeof(DeviceFailure));
+  DeviceFailure* record = scratch.as<DeviceFailure>();
+  fillZeroAsync(record, sizeof(DeviceFailure));
+  recordFirstBad(name, n, bad, value, record, 0);
+  DeviceFailure host{};
+  copyToHostNow(&host, record, sizeof host);
+  if (host.rank == 0) return -1;
+  *found = host.value;
+  return static_cast<int64_t>(~host.rank);
+}
+
 template <typename Bad>
 int64_t firstBad(const char* name, int64_t n, Bad bad) {
-  if (n <= 0) return -1;
-  Scratch flag(sizeof(unsigned long long));
-  unsigned long long* f = flag.as<unsigned long long>();
-  fillZeroAsync(f, sizeof(unsigned long long));
-  const unsigned long long total = static_cast<unsigned long long>(n);
-  forEach(name, n, [=] DEEPNODE_HD(int64_t k) {
-    if (bad(k)) atomicMaxTo(f, total - static_cast<unsigned long long>(k));
-  });
-  unsigned long long found = 0;
-  copyToHostNow(&found, f, sizeof found);
-  return found == 0 ? -1 : n - static_cast<int64_t>(found);
+  int64_t unused = 0;
+  return firstBad(
+      name, n, bad, [] DEEPNODE_HD(int64_t) { return 0ll; }, &unused);
+}
+
+// A failure of `call`'s op that can be thrown after the call is over, by fail(op, value)
+// where op is a call that carries only the op's name.
+template <typename Fail>
+CheckFailure failureOf(const KernelCall& call, Fail fail) {
+  return [op = call.op, fail](int64_t value) {
+    KernelCall named;
+    named.op = op;
+    fail(named, value);
+  };
+}
+
+// Fails, through fail(value(k)), on the first k in [0, n) for which bad(k) holds: at once,
+// before the op writes anything, with sync checks on; otherwise at the next wait for the
+// device (checks.h), and the op goes on with its kernels, which must skip bad elements.
+template <typename Bad, typename Value>
+void checkEach(const char* name, int64_t n, Bad bad, Value value, CheckFailure fail) {
+  if (n <= 0) return;
+  if (syncChecks()) {
+    int64_t found = 0;
+    if (firstBad(name, n, bad, value, &found) >= 0) fail(found);
+    return;
+  }
+  const DeferredCheck check = deferCheck(std::move(fail));
+  recordFirstBad(name, n, bad, value, check.record, check.base);
 }
 
 // One value of device memory, read back (waits for the stream).
