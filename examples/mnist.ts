@@ -15,6 +15,7 @@ import {
   F,
   Tensor,
   getDefaultDevice,
+  keep,
   manualSeed,
   nn,
   noGrad,
@@ -126,7 +127,11 @@ export function evaluate(
   return { loss: lossSum / count, accuracy: correct / count };
 }
 
-/** One epoch of the training loop; returns the mean training loss. */
+/**
+ * One epoch of the training loop; returns the mean training loss. The losses are added up
+ * on the device and read once at the end (on a GPU a read waits for every queued kernel),
+ * unless onBatch wants each one.
+ */
 function trainEpoch(
   model: MNISTNet,
   optimizer: optim.Optimizer<object>,
@@ -134,24 +139,27 @@ function trainEpoch(
   onBatch?: MnistTrainOptions["onBatch"],
 ): number {
   model.train();
-  let lossSum = 0;
+  let lossSum: Tensor | undefined;
   let batches = 0;
   for (const { inputs, targets } of loader) {
-    const loss = scope(() => {
+    scope(() => {
       optimizer.zeroGrad();
       const output = model.forward(inputs);
       const loss = F.nllLoss(output, targets);
       loss.backward();
       optimizer.step();
-      return loss.item();
+      const previous = lossSum;
+      lossSum = keep(previous === undefined ? loss.detach() : previous.add(loss.detach()));
+      previous?.dispose();
+      if (onBatch !== undefined) onBatch(batches + 1, loader.length, loss.item());
     });
     inputs.dispose();
     targets.dispose();
-    lossSum += loss;
     batches++;
-    onBatch?.(batches, loader.length, loss);
   }
-  return lossSum / Math.max(batches, 1);
+  const total = lossSum?.item() ?? 0;
+  lossSum?.dispose();
+  return total / Math.max(batches, 1);
 }
 
 /** Trains MNISTNet with Adam and returns the model and the per-epoch statistics. */
