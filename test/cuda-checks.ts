@@ -28,6 +28,20 @@ function nll(targets: number[]): lib.Tensor {
   return F.nllLoss(logProbs, lib.tensor(targets, { dtype: "int32", device }));
 }
 
+/** gather's complaint about `index`, along a dimension of size 3. */
+function badGather(index: number): string {
+  return `index ${index} is out of bounds for dimension of size 3 (valid range [0, 3))`;
+}
+
+/** Asserts that cuda.synchronize throws the error `op` met on the device. */
+function expectLateAtSync(op: string, detail: string): void {
+  expectThrows(
+    () => lib.cuda.synchronize(),
+    lib.IndexError,
+    lateMessage("synchronize", op, detail),
+  );
+}
+
 function gatherOf(index: number[]): lib.Tensor {
   const x = lib.tensor([10, 20, 30], { device });
   return x.gather(0, lib.tensor(index, { dtype: "int32", device }));
@@ -62,11 +76,7 @@ export function cudaChecksSuite(title: string, available: boolean): void {
         F.embedding(lib.tensor([1, 5], { dtype: "int32", device }), table);
         gatherOf([0, 7]);
         nll([9, 0]);
-        expectThrows(
-          () => lib.cuda.synchronize(),
-          lib.IndexError,
-          lateMessage("synchronize", "embedding", "index 5 is out of bounds for 3 embeddings"),
-        );
+        expectLateAtSync("embedding", "index 5 is out of bounds for 3 embeddings");
         lib.cuda.synchronize();
       });
     });
@@ -77,28 +87,14 @@ export function cudaChecksSuite(title: string, available: boolean): void {
           i === 7000 ? -4 : i === 8500 ? 3 : i % 3,
         );
         gatherOf(index);
-        expectThrows(
-          () => lib.cuda.synchronize(),
-          lib.IndexError,
-          lateMessage(
-            "synchronize",
-            "gather",
-            "index -4 is out of bounds for dimension of size 3 (valid range [0, 3))",
-          ),
-        );
+        expectLateAtSync("gather", badGather(-4));
       });
     });
 
     it("rejects data() with the failure", async () => {
       const out = lib.scope(() => lib.keep(gatherOf([0, 3])));
       try {
-        await expect(out.data()).rejects.toThrow(
-          lateMessage(
-            "read",
-            "gather",
-            "index 3 is out of bounds for dimension of size 3 (valid range [0, 3))",
-          ),
-        );
+        await expect(out.data()).rejects.toThrow(lateMessage("read", "gather", badGather(3)));
         await expect(out.data()).resolves.toEqual(new Float32Array([10, 0]));
       } finally {
         out.dispose();
@@ -134,15 +130,7 @@ export function cudaChecksSuite(title: string, available: boolean): void {
       lib.scope(() => {
         gatherOf([4]);
         for (let i = 0; i < 10; i++) gatherOf([1]);
-        expectThrows(
-          () => lib.cuda.synchronize(),
-          lib.IndexError,
-          lateMessage(
-            "synchronize",
-            "gather",
-            "index 4 is out of bounds for dimension of size 3 (valid range [0, 3))",
-          ),
-        );
+        expectLateAtSync("gather", badGather(4));
       });
     });
 
