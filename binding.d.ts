@@ -56,6 +56,7 @@ export interface RnnAttrs {
   hidden: number;
   outWidth: number;
   slots: number;
+  lengthValues?: readonly number[]; // the lengths buffer's values, where the caller has them
 }
 
 /** Slices along one axis: the large tensor is [outer, largeDim, inner], the small one

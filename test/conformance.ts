@@ -1560,6 +1560,8 @@ function recurrentCases(t: Target): void {
       // Write columns [H, 2H) of a [T, N, 2H] output, state slot 1 of 2.
       bidirectionalSlot?: boolean;
       noGradOutput?: boolean;
+      // The lengths' values also given as params.lengthValues (cuda then reads none back).
+      hostLengths?: boolean;
     }
     const CASES: RnnCase[] = [
       { steps: 5, batch: 3, hidden: 7 },
@@ -1571,6 +1573,7 @@ function recurrentCases(t: Target): void {
         reverse: true,
         bidirectionalSlot: true,
         lengths: [6, 2, 4, 1],
+        hostLengths: true,
       },
       { steps: 5, batch: 4, hidden: 6, lengths: [3, 0, 5, 1], bias: false },
       { steps: 4, batch: 5, hidden: 33, reverse: true, noGradOutput: true },
@@ -1581,6 +1584,7 @@ function recurrentCases(t: Target): void {
       // Sorted longest first, as PyTorch packs: each step's GEMM covers the running rows only.
       { steps: 7, batch: 5, hidden: 6, lengths: [7, 5, 5, 2, 1], reverse: true },
       { steps: 7, batch: 5, hidden: 6, lengths: [6, 5, 5, 2, 1] },
+      { steps: 7, batch: 5, hidden: 6, lengths: [6, 5, 5, 2, 1], hostLengths: true },
     ];
     const MODES: Mode[] = ["rnn_tanh", "rnn_relu", "lstm", "gru"];
     const TABLE = MODES.flatMap((mode) =>
@@ -1623,6 +1627,7 @@ function recurrentCases(t: Target): void {
         reverse: c.reverse ?? false,
         column: slots === 2 ? c.hidden : 0,
         slot: slots - 1,
+        ...(c.hostLengths === true ? { lengthValues: c.lengths! } : {}),
       };
       b.rnnForward(args, params);
       return { args, params, values, f, part, stateShape };

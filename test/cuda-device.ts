@@ -5,8 +5,10 @@
 import { describe, expect, it } from "vitest";
 
 import { MNISTNet } from "../examples/mnist.js";
+import { backendFor } from "../lib/backend/registry.js";
 import * as lib from "../lib/index.js";
-import { expectClose, expectThrows } from "./helpers.js";
+import { sizeOf } from "../lib/shape.js";
+import { expectClose, expectThrows, raw } from "./helpers.js";
 
 /** The losses of three Adam steps of MNISTNet on 32 training images, on `device`. */
 export function mnistLosses(device: string): number[] {
@@ -45,6 +47,28 @@ function convResults(device: string, xShape: number[], weightShape: number[]): n
     out.sum().backward();
     return [out, x.grad!, weight.grad!].map((t) => Array.from(t.dataSync()));
   });
+}
+
+/**
+ * A two-layer bidirectional LSTM over padded lengths on `device`: output, h_n, c_n and the
+ * gradients of the input and of every weight.
+ */
+function lstmResults(device: string): number[][] {
+  const previous = lib.getDefaultDevice();
+  lib.setDefaultDevice(device);
+  try {
+    return lib.scope(() => {
+      lib.manualSeed(3);
+      const lstm = new lib.nn.LSTM(4, 5, { numLayers: 2, bidirectional: true });
+      const x = lib.randn([6, 3, 4]).requiresGrad_(true);
+      const [out, [hN, cN]] = lstm.forward(x, null, { lengths: [6, 2, 4] });
+      out.mul(lib.randn(out.shape)).sum().add(hN.sum()).add(cN.sum()).backward();
+      const grads = [x, ...lstm.parameters()].map((t) => t.grad!);
+      return [out, hN, cN, ...grads].map((t) => Array.from(t.dataSync()));
+    });
+  } finally {
+    lib.setDefaultDevice(previous);
+  }
 }
 
 /** Asserts that cuda's conv2d results match the cpu's within `atol`. */
@@ -170,6 +194,40 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       const cuda = mnistLosses("cuda:0");
       expect(cpu[2]!).toBeLessThan(cpu[0]!);
       cuda.forEach((loss, i) => expect(loss).toBeCloseTo(cpu[i]!, 4));
+    });
+
+    it("runs a bidirectional LSTM over padded lengths as the cpu does", () => {
+      const expected = lstmResults("cpu");
+      lstmResults("cuda:0").forEach((values, i) => {
+        expectClose(values, expected[i]!, { atol: 1e-5, rtol: 1e-4 }, `result ${i}`);
+      });
+    });
+
+    it("takes the lengths' values from the caller where it gives them", () => {
+      // The tensor holds good lengths; the values given beside it do not, and are the ones read.
+      const b = backendFor("cuda:0");
+      const zeros = (shape: number[]) => raw(b, "float32", shape, new Array(sizeOf(shape)).fill(0));
+      const state = [1, 3, 2];
+      const args = {
+        output: zeros([5, 3, 2]),
+        hN: zeros(state),
+        cN: zeros(state),
+        workspace: zeros([5, 3, 12]),
+        xProj: zeros([5, 3, 8]),
+        wHh: zeros([8, 2]),
+        bHh: null,
+        h0: zeros(state),
+        c0: zeros(state),
+        lengths: raw(b, "int32", [3], [1, 2, 3]),
+      };
+      const params = { mode: "lstm" as const, reverse: false, column: 0, slot: 0 };
+      b.rnnForward(args, params);
+      expectThrows(
+        () => b.rnnForward(args, { ...params, lengthValues: [1, 9, 2] }),
+        lib.IndexError,
+        "rnnForward: length 9 is outside [0, 5]",
+      );
+      for (const t of Object.values(args)) if (t !== null) b.release?.(t.storage);
     });
 
     it("refuses a device the machine does not have", () => {

@@ -34,6 +34,11 @@ export interface RnnParams {
   reverse: boolean; // run from the last step (each sequence from its own last real step)
   column: number;
   slot: number;
+  /**
+   * The values of the lengths tensor, where the caller has them on the host: a backend
+   * whose kernels need them on the host (cuda) then reads no device memory for them.
+   */
+  lengthValues?: readonly number[];
 }
 
 /**

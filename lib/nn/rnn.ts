@@ -261,14 +261,16 @@ interface States {
   h0: Tensor;
   c0: Tensor | null;
   lengths: Tensor | null;
+  lengthValues: readonly number[] | null; // lengths' values, as checked on the host
 }
 
-function paramsOf(c: Config, layer: number, direction: number): RnnParams {
+function paramsOf(c: Config, s: States, layer: number, direction: number): RnnParams {
   return {
     mode: c.mode,
     reverse: direction === 1,
     column: direction * c.hidden,
     slot: layer * c.directions + direction,
+    ...(s.lengthValues === null ? {} : { lengthValues: s.lengthValues }),
   };
 }
 
@@ -299,7 +301,7 @@ function runLayer(
         c0: s.c0,
         lengths: s.lengths,
       },
-      paramsOf(c, layer, d),
+      paramsOf(c, s, layer, d),
     );
     xProj.dispose();
     s.saved.workspaces.push(workspace);
@@ -417,7 +419,7 @@ function backwardLayer(
         c0: states.c0,
         lengths: states.lengths,
       },
-      paramsOf(c, layer, d),
+      paramsOf(c, states, layer, d),
     );
     const [gradWIh, gradBIh] = projectBackward(
       backend,
@@ -479,10 +481,19 @@ function backwardStack(
 
 // ---- the functional entry ---------------------------------------------------------
 
-function lengthsTensor(op: string, lengths: Lengths | null | undefined, c: Config, device: string) {
-  if (lengths === undefined || lengths === null) return null;
+/** The lengths as a tensor on `device`, and their values (null and null when absent). */
+function lengthsOn(
+  op: string,
+  lengths: Lengths | null | undefined,
+  c: Config,
+  device: string,
+): Pick<States, "lengths" | "lengthValues"> {
+  if (lengths === undefined || lengths === null) return { lengths: null, lengthValues: null };
   const values = lengthValues(op, lengths, c);
-  return fromTypedArray(Int32Array.from(values), [c.batch], { device });
+  return {
+    lengths: fromTypedArray(Int32Array.from(values), [c.batch], { device }),
+    lengthValues: values,
+  };
 }
 
 function zeroState(c: Config, input: Tensor): Tensor {
@@ -587,7 +598,7 @@ function recurrentBatched(
   const states: States = {
     h0: h0 ?? zeroState(c, input),
     c0: mode === "lstm" ? (c0 ?? zeroState(c, input)) : null,
-    lengths: lengthsTensor(c.op, options.lengths, c, input.device),
+    ...lengthsOn(c.op, options.lengths, c, input.device),
   };
   const { result, saved } = forwardStack(backend, c, x, weights, states);
   const outputs =

@@ -26,6 +26,7 @@ function attrsOf(xProj: RawTensor, wHh: RawTensor, h0: RawTensor, outWidth: numb
     hidden: wHh.shape[1] ?? 0,
     outWidth,
     slots: h0.shape[0] ?? 0,
+    ...(p.lengthValues === undefined ? {} : { lengthValues: p.lengthValues }),
   };
   return attrs;
 }

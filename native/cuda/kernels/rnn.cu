@@ -7,6 +7,8 @@
 // workspace keeps every step's state) and db_hh a per-column sum in double.
 #include <math.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -27,9 +29,10 @@ using args::rnn::previousState;
 using args::rnn::RnnShape;
 using args::rnn::StateRows;
 
-// The lengths on the device (nullptr when absent: all `steps`) and, read back, on the
-// host, where each is checked to lie in [0, steps] and fixes the rows each step's GEMM
-// must cover.
+// The lengths on the device (nullptr when absent: all `steps`) and on the host, where each
+// is checked to lie in [0, steps] and fixes the rows each step's GEMM must cover. The host
+// values come from the lengthValues attribute where the caller has them, so that the call
+// need not wait for the device to read them back.
 struct Lengths {
   const int32_t* device = nullptr;
   std::vector<int32_t> host;
@@ -42,6 +45,17 @@ Lengths readLengths(const KernelCall& call, size_t index, const RnnShape& s) {
   call.buffer(index, "lengths", DType::Int32);
   call.expectSize(index, "lengths", s.batch);
   lengths.device = call.buffers[index].as<int32_t>();
+  if (call.has("lengthValues")) {
+    const std::vector<int64_t> values = call.ints("lengthValues");
+    if (static_cast<int64_t>(values.size()) != s.batch)
+      call.fail("ERR_SHAPE",
+                "lengthValues must hold " + std::to_string(s.batch) + " lengths, got " + std::to_string(values.size()));
+    for (int64_t value : values) {  // clamped into int32: a value out of range stays out of range
+      args::rnn::checkLength(call, static_cast<int32_t>(std::clamp<int64_t>(value, INT32_MIN, INT32_MAX)), s.steps);
+    }
+    lengths.host.assign(values.begin(), values.end());
+    return lengths;
+  }
   copyToHostNow(lengths.host.data(), lengths.device, s.batch * sizeof(int32_t));
   for (int32_t value : lengths.host) args::rnn::checkLength(call, value, s.steps);
   return lengths;
