@@ -141,25 +141,28 @@ function trainEpoch(
   model.train();
   let lossSum: Tensor | undefined;
   let batches = 0;
-  for (const { inputs, targets } of loader) {
-    scope(() => {
-      optimizer.zeroGrad();
-      const output = model.forward(inputs);
-      const loss = F.nllLoss(output, targets);
-      loss.backward();
-      optimizer.step();
-      const previous = lossSum;
-      lossSum = keep(previous === undefined ? loss.detach() : previous.add(loss.detach()));
-      previous?.dispose();
-      if (onBatch !== undefined) onBatch(batches + 1, loader.length, loss.item());
-    });
-    inputs.dispose();
-    targets.dispose();
-    batches++;
+  try {
+    for (const { inputs, targets } of loader) {
+      scope(() => {
+        optimizer.zeroGrad();
+        const output = model.forward(inputs);
+        const loss = F.nllLoss(output, targets);
+        loss.backward();
+        optimizer.step();
+        const previous = lossSum;
+        lossSum = keep(previous === undefined ? loss.detach() : previous.add(loss.detach()));
+        previous?.dispose();
+        if (onBatch !== undefined) onBatch(batches + 1, loader.length, loss.item());
+      });
+      inputs.dispose();
+      targets.dispose();
+      batches++;
+    }
+    const total = lossSum?.item() ?? 0;
+    return total / Math.max(batches, 1);
+  } finally {
+    lossSum?.dispose();
   }
-  const total = lossSum?.item() ?? 0;
-  lossSum?.dispose();
-  return total / Math.max(batches, 1);
 }
 
 /** Trains MNISTNet with Adam and returns the model and the per-epoch statistics. */

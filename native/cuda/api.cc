@@ -132,9 +132,9 @@ int apiRelease(int device, void* data, DeepnodeCudaError* error) {
 int apiCopy(int device, void* dst, const void* src, size_t bytes, device::Copy kind, DeepnodeCudaError* error) {
   return guarded(error, [&] {
     checkDevice(device);
-    const uint64_t issued = checksIssued(device);
+    const uint64_t queued = checksQueued(device);
     device::copy(device, dst, src, bytes, kind);
-    if (kind == device::Copy::ToHost) reportCheckFailures(device, issued);
+    if (kind == device::Copy::ToHost) reportCheckFailures(device, queued);
   });
 }
 
@@ -151,9 +151,9 @@ int apiCopyOnDevice(int device, void* dst, const void* src, size_t bytes, Deepno
 int apiSynchronize(int device, DeepnodeCudaError* error) {
   return guarded(error, [&] {
     checkDevice(device);
-    const uint64_t issued = checksIssued(device);
+    const uint64_t queued = checksQueued(device);
     device::synchronize(device);
-    reportCheckFailures(device, issued);
+    reportCheckFailures(device, queued);
   });
 }
 

@@ -1,11 +1,14 @@
-// Deferred checks (checks.h): per device, one failure record in host-visible memory that the
-// check kernels write, and the failure messages of the checks not yet known to have passed.
-// Kernels are queued one at a time per device (api.cc's run lock), in the order their checks
-// are numbered, so the largest rank in the record is the earliest failure.
+// Deferred checks (checks.h). Per device: kSlots failure slots in host-visible memory, check
+// number n writing slot n % kSlots, and the failure messages of the checks not yet known to
+// have passed, in number order. Kernels are queued one at a time per device (api.cc's run
+// lock), in the order their checks are numbered, so a wait that covers the first `queued`
+// checks may read their slots: those kernels are done, and no other kernel writes them. A
+// slot is zeroed when its check is taken in, before its number comes round again.
 #include "checks.h"
 
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -17,16 +20,23 @@
 namespace deepnode::cuda {
 namespace {
 
-// Past this many unreported checks the host waits for the device before queuing more, so
-// the failure messages kept stay few and the check numbers fit their bits.
-constexpr uint64_t kMaxPending = 4096;
+// Checks that may be in flight at once; past that the host waits for the device first.
+constexpr uint64_t kSlots = 4096;
+
+// The earliest failure a wait found, with how many later checks failed too.
+struct Found {
+  CheckFailure fail;
+  int64_t value = 0;
+  uint64_t later = 0;
+};
 
 struct DeviceChecks {
   std::mutex mutex;
-  DeviceFailure* host = nullptr;  // the record, as the host reads it
+  DeviceFailure* host = nullptr;  // the slots, as the host reads them
   DeviceFailure* device = nullptr;
   std::deque<CheckFailure> pending;  // checks numbered first, first + 1, ...
-  uint64_t first = 0, issued = 0;
+  uint64_t first = 0, issued = 0, queued = 0;
+  Found carried;  // what a wait that could not throw found, for the next wait
 };
 
 std::array<DeviceChecks, 64>& allChecks() {
@@ -40,15 +50,49 @@ DeviceChecks& checksOf(int device) {
 
 std::atomic<bool> waitAtOps{false};
 
+// Takes in the slots of the checks numbered below `queued`, and adds what they found to
+// d.carried. Holds d.mutex.
+void takeIn(DeviceChecks& d, uint64_t queued) {
+  const uint64_t done = queued < d.issued ? queued : d.issued;
+  for (; d.first < done; ++d.first) {
+    DeviceFailure& slot = d.host[d.first % kSlots];
+    if (slot.found != 0) {
+      if (d.carried.fail) {
+        ++d.carried.later;
+      } else {
+        d.carried.fail = std::move(d.pending.front());
+        d.carried.value = slot.value;
+      }
+      slot = DeviceFailure{0, 0};
+    }
+    d.pending.pop_front();
+  }
+}
+
+// "nll_loss" as deepnode names the op: "nllLoss".
+std::string opName(const std::string& kernel) {
+  std::string name;
+  for (size_t i = 0; i < kernel.size(); ++i) {
+    if (kernel[i] == '_' && i + 1 < kernel.size()) {
+      name += static_cast<char>(std::toupper(static_cast<unsigned char>(kernel[++i])));
+    } else {
+      name += kernel[i];
+    }
+  }
+  return name;
+}
+
 // The op's own error, renamed as one found after the op returned.
-[[noreturn]] void throwLate(int device, const KernelError& error) {
+[[noreturn]] void throwLate(int device, const KernelError& error, uint64_t later) {
   const std::string message = error.what();
   const size_t colon = message.find(": ");
-  const std::string op = colon == std::string::npos ? "an op" : message.substr(0, colon);
+  const std::string op = colon == std::string::npos ? "op" : opName(message.substr(0, colon));
   const std::string detail = colon == std::string::npos ? message : message.substr(colon + 2);
+  const std::string more =
+      later == 0 ? "" : "; " + std::to_string(later) + " later check" + (later == 1 ? "" : "s") + " failed too";
   throw KernelError(error.code, "the " + op + " queued earlier on " + deviceName(device) + " met bad data: " + detail +
-                                    " (found on the device and reported at this wait; cuda.setSyncChecks(true) "
-                                    "reports it at the op)");
+                                    " (found on the device and reported at this wait" + more +
+                                    "; cuda.setSyncChecks(true) reports it at the op)");
 }
 
 }  // namespace
@@ -61,61 +105,57 @@ void setSyncChecks(bool on) {
   waitAtOps = on;
 }
 
-DeferredCheck deferCheck(CheckFailure fail) {
+DeviceFailure* deferCheck(CheckFailure fail) {
   const int device = currentDevice();
   DeviceChecks& d = checksOf(device);
   bool full = false;
   {
     std::lock_guard<std::mutex> lock(d.mutex);
-    full = d.issued - d.first >= kMaxPending;
+    full = d.issued - d.first >= kSlots;
   }
-  if (full) {
-    const uint64_t issued = checksIssued(device);
+  if (full) {  // every check registered so far is queued: this thread queues them all
+    const uint64_t queued = checksQueued(device);
     device::synchronize(device);
-    reportCheckFailures(device, issued);
+    std::lock_guard<std::mutex> lock(d.mutex);
+    takeIn(d, queued);
   }
   std::lock_guard<std::mutex> lock(d.mutex);
   if (d.host == nullptr) {
     void* onDevice = nullptr;
-    d.host = static_cast<DeviceFailure*>(device::hostVisibleAlloc(device, sizeof(DeviceFailure), &onDevice));
+    d.host = static_cast<DeviceFailure*>(device::hostVisibleAlloc(device, kSlots * sizeof(DeviceFailure), &onDevice));
     d.device = static_cast<DeviceFailure*>(onDevice);
   }
   d.pending.push_back(std::move(fail));
-  return DeferredCheck{d.device, d.issued++ << kPositionBits};
+  return d.device + d.issued++ % kSlots;
 }
 
-uint64_t checksIssued(int device) {
+void checkQueued() {
+  DeviceChecks& d = checksOf(currentDevice());
+  std::lock_guard<std::mutex> lock(d.mutex);
+  ++d.queued;
+}
+
+uint64_t checksQueued(int device) {
   DeviceChecks& d = checksOf(device);
   std::lock_guard<std::mutex> lock(d.mutex);
-  return d.issued;
+  return d.queued;
 }
 
-void reportCheckFailures(int device, uint64_t issued) {
+void reportCheckFailures(int device, uint64_t queued) {
   DeviceChecks& d = checksOf(device);
-  CheckFailure fail;
-  int64_t value = 0;
+  Found found;
   {
     std::lock_guard<std::mutex> lock(d.mutex);
     if (d.host == nullptr) return;
-    uint64_t done = issued < d.issued ? issued : d.issued;  // checks known to have run
-    const unsigned long long rank = d.host->rank;
-    if (rank != 0) {
-      const uint64_t number = ~rank >> kPositionBits;
-      if (number >= d.first && number < d.issued) {
-        fail = std::move(d.pending[number - d.first]);
-        value = d.host->value;
-        if (number + 1 > done) done = number + 1;  // it ran, so every check before it did
-      }
-      d.host->rank = 0;
-    }
-    for (; d.first < done; ++d.first) d.pending.pop_front();
-    if (d.pending.empty()) d.first = d.issued = 0;  // none in flight: numbering starts again
+    takeIn(d, queued);
+    found = std::move(d.carried);
+    d.carried = Found{};
   }
-  if (!fail) return;
+  if (!found.fail) return;
   try {
-    fail(value);
+    found.fail(found.value);
   } catch (const KernelError& error) {
-    throwLate(device, error);
+    throwLate(device, error, found.later);
   }
   throw KernelError("ERR_NATIVE", "a deferred check on " + deviceName(device) + " failed without an error");
 }

@@ -27,10 +27,12 @@ std::mutex streamMutex;
 // Copies to the device of up to kStagedCopyMax bytes go through pinned staging blocks, so
 // they need not wait for the stream: the source is copied into a block at once (the caller
 // may reuse it when copy returns), the block's copy is queued, and an event recorded after it
-// says when the block may be reused. Up to kStagingTotal bytes of blocks per device; past
-// that, or for a larger copy, the copy waits for the stream instead.
+// says when the block may be reused. Up to kStagingBlocks blocks and kStagingTotal bytes per
+// device; when none of those is free (the device is far behind), or for a larger copy, the
+// copy waits for the stream instead, which also lets the device catch up.
 constexpr size_t kStagedCopyMax = size_t(16) << 20;
 constexpr size_t kStagingTotal = size_t(256) << 20;
+constexpr size_t kStagingBlocks = 64;
 constexpr size_t kStagingBlockMin = size_t(64) << 10;
 
 struct StagingBlock {
@@ -66,6 +68,7 @@ int stagingBlock(Staging& pool, int device, size_t bytes) {
     if (finished(block.done, device)) best = static_cast<int>(i);
   }
   if (best >= 0) return best;
+  if (pool.blocks.size() >= kStagingBlocks) return -1;
   size_t size = kStagingBlockMin;
   while (size < bytes) size *= 2;
   if (pool.total + size > kStagingTotal) return -1;

@@ -16,7 +16,7 @@ import type { RawTensor, Storage } from "../backend.js";
 import { KernelBackend, translate } from "../kernel-backend.js";
 import { native } from "../native.js";
 import { POISON_BYTE, poisonUninit, type AllocInit } from "../uninit.js";
-import { sendSyncChecks } from "./sync-checks.js";
+import { sendSyncChecksFromEnv } from "./sync-checks.js";
 
 /** A device buffer: `size` elements of `dtype` on cuda:`device`. */
 export class CudaStorage {
@@ -52,7 +52,7 @@ export class CudaBackend extends KernelBackend {
 
   constructor(readonly device: number) {
     super();
-    sendSyncChecks(this.binding);
+    sendSyncChecksFromEnv(this.binding);
   }
 
   protected call<K extends NativeKernelName>(

@@ -60,6 +60,8 @@ export function setAllowTf32(allow: boolean): void {
  * the next wait for the device (a read of values, `synchronize`), so ops never wait; the op
  * that met bad data leaves unspecified values. On: the op itself waits and throws before it
  * writes anything, as on cpu (slower). DEEPNODE_CUDA_SYNC_CHECKS=1 turns it on for a run.
+ * When several ops met bad data before a wait, the earliest is thrown and the message counts
+ * the others.
  */
 export function setSyncChecks(on: boolean): void {
   if (typeof on !== "boolean") {
@@ -69,7 +71,10 @@ export function setSyncChecks(on: boolean): void {
   sendSyncChecks(native(), on);
 }
 
-/** Whether data checks wait for the device at the op (see setSyncChecks). */
+/**
+ * Whether data checks wait for the device at the op (see setSyncChecks), as this thread last
+ * set it; the switch is one for the process.
+ */
 export function syncChecks(): boolean {
   return syncChecksOn();
 }

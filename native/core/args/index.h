@@ -163,10 +163,10 @@ NllArgs readNllLoss(const KernelCall& call, const char* role0, const char* role1
   call.buffer(0, role0, DType::Float32);
   call.buffer(1, role1, DType::Float32);
   NllArgs a = readNllArgs(call);
-  checkTargets(call, a);
   const size_t other = 1 - full;
   call.expectSize(full, roles[full], a.count() * a.c);
   call.expectSize(other, roles[other], a.reduction == Reduction::None ? a.count() : 1);
+  checkTargets(call, a);  // last: a deferred check must not outlive an op that failed
   return a;
 }
 

@@ -117,8 +117,8 @@ void embedding(KernelCall& call) {
 }
 
 void embeddingBackward(KernelCall& call) {
+  const int64_t paddingIdx = call.integer("paddingIdx", -1);  // read first: the check must be last
   EmbeddingExtent e = readEmbedding(call, 0, 1, 2);
-  const int64_t paddingIdx = call.integer("paddingIdx", -1);
   if (e.dim == 0 || e.numEmbeddings == 0 || e.count == 0) return;
   embeddingGradient(e, paddingIdx, call.buffers[0].as<float>(), call.buffers[1].as<float>(),
                     call.buffers[2].as<int32_t>());

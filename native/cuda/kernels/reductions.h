@@ -166,26 +166,26 @@ struct SumTwo {
   static DEEPNODE_HD Acc merge(Acc a, Acc b) { return add(a, b); }
 };
 
-// The largest of failure ranks (checks.h), for segmentedReduce.
-struct LatestRank {
+// The first bad position, as the largest ~k (0 when none), for segmentedReduce.
+struct FirstBad {
   using Acc = unsigned long long;
   static DEEPNODE_HD Acc init() { return 0; }
   static DEEPNODE_HD Acc add(Acc acc, Acc x) { return x > acc ? x : acc; }
   static DEEPNODE_HD Acc merge(Acc a, Acc b) { return add(a, b); }
 };
 
-// Has the device find the first k in [0, n) for which bad(k) holds and, unless *record holds
-// an earlier failure, write it there ranked by base | k (checks.h) with value(k). One thread
-// writes the record, after the reduction, so the write needs no atomics.
+// Has the device find the first k in [0, n) for which bad(k) holds and, if there is one,
+// write k + 1 and value(k) to *slot (checks.h); a passing check writes nothing. One thread
+// writes the slot, after the reduction, so the write needs no atomics.
 template <typename Bad, typename Value>
-void recordFirstBad(const char* name, int64_t n, Bad bad, Value value, DeviceFailure* record, unsigned long long base) {
-  segmentedReduce<LatestRank>(
-      name, 1, n,
-      [=] DEEPNODE_HD(int64_t, int64_t k) { return bad(k) ? ~(base | static_cast<unsigned long long>(k)) : 0ull; },
-      [=] DEEPNODE_HD(int64_t, unsigned long long rank) {
-        if (rank == 0 || rank <= record->rank) return;  // record is read only on a failure
-        record->rank = rank;
-        record->value = value(static_cast<int64_t>(~rank & ((1ull << kPositionBits) - 1)));
+void recordFirstBad(const char* name, int64_t n, Bad bad, Value value, DeviceFailure* slot) {
+  segmentedReduce<FirstBad>(
+      name, 1, n, [=] DEEPNODE_HD(int64_t, int64_t k) { return bad(k) ? ~static_cast<unsigned long long>(k) : 0ull; },
+      [=] DEEPNODE_HD(int64_t, unsigned long long first) {
+        if (first == 0) return;
+        const int64_t k = static_cast<int64_t>(~first);
+        slot->value = value(k);
+        slot->found = static_cast<unsigned long long>(k) + 1;
       },
       Layout::Adjacent);
 }
@@ -196,14 +196,14 @@ template <typename Bad, typename Value>
 int64_t firstBad(const char* name, int64_t n, Bad bad, Value value, int64_t* found) {
   if (n <= 0) return -1;
   Scratch scratch(sizeof(DeviceFailure));
-  DeviceFailure* record = scratch.as<DeviceFailure>();
-  fillZeroAsync(record, sizeof(DeviceFailure));
-  recordFirstBad(name, n, bad, value, record, 0);
+  DeviceFailure* slot = scratch.as<DeviceFailure>();
+  fillZeroAsync(slot, sizeof(DeviceFailure));
+  recordFirstBad(name, n, bad, value, slot);
   DeviceFailure host{};
-  copyToHostNow(&host, record, sizeof host);
-  if (host.rank == 0) return -1;
+  copyToHostNow(&host, slot, sizeof host);
+  if (host.found == 0) return -1;
   *found = host.value;
-  return static_cast<int64_t>(~host.rank);
+  return static_cast<int64_t>(host.found - 1);
 }
 
 template <typename Bad>
@@ -235,8 +235,12 @@ void checkEach(const char* name, int64_t n, Bad bad, Value value, CheckFailure f
     if (firstBad(name, n, bad, value, &found) >= 0) fail(found);
     return;
   }
-  const DeferredCheck check = deferCheck(std::move(fail));
-  recordFirstBad(name, n, bad, value, check.record, check.base);
+  struct Queued {  // counted as queued even when queuing its kernel failed
+    ~Queued() { checkQueued(); }
+  };
+  DeviceFailure* slot = deferCheck(std::move(fail));
+  Queued queued;
+  recordFirstBad(name, n, bad, value, slot);
 }
 
 // One value of device memory, read back (waits for the stream).
