@@ -1,16 +1,18 @@
 // Reuse of the cpu backend's output buffers. A training step allocates the same large
 // buffers every time (activations, gradients); fresh ones cost a page fault per 4 KiB
-// on first write. Buffers come back here when the last tensor using them is disposed
+// on first write. Small ones are reused too: a fresh typed array costs V8 0.5 us or more
+// (one of up to 64 bytes lives on V8's heap and is moved off it when native code first
+// reads it), twice a trip through this pool, and a small op's output is most of its
+// cost after the call itself. Buffers come back here when the last tensor using them is disposed
 // (Tensor keeps the count); ones the GC collects are simply gone. Only buffers this pool
 // handed out are taken back, never arrays a user passed in. A pooled buffer is made at its
 // size class (the size rounded up to three significant bits) and handed out as a view of
 // the size asked for; a request takes the smallest free buffer up to twice its size, so
 // batches of different lengths (IMDB's, bucketed by length) reuse each other's buffers.
 
-import { allocArray, bytesPerElement, type DType, type TypedArray } from "../../dtype.js";
+import { allocArray, type DType, type TypedArray } from "../../dtype.js";
 import { poison, poisonUninit, type AllocInit } from "../uninit.js";
 
-const MIN_POOLED_BYTES = 64 * 1024;
 const DEFAULT_LIMIT_MIB = 2048;
 
 export class BufferPool {
@@ -40,15 +42,19 @@ export class BufferPool {
   }
 
   private take(dtype: DType, size: number, init: AllocInit): TypedArray {
-    if (size * bytesPerElement(dtype) < MIN_POOLED_BYTES) return allocArray(dtype, size);
     const capacity = sizeClass(size);
     const whole = this.takeFree(dtype, capacity);
-    const buffer = whole ?? allocArray(dtype, capacity);
-    this.dtypes.set(buffer, dtype);
+    const buffer = whole ?? this.fresh(dtype, capacity);
     const view = buffer.subarray(0, size);
     if (whole !== undefined && init === "zero") view.fill(0);
     this.wholes.set(view, buffer);
     return view;
+  }
+
+  private fresh(dtype: DType, capacity: number): TypedArray {
+    const buffer = allocArray(dtype, capacity);
+    this.dtypes.set(buffer, dtype);
+    return buffer;
   }
 
   /** The smallest free buffer of at least `capacity` elements and at most twice that. */
