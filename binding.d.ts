@@ -100,12 +100,12 @@ export interface NativeKernels {
   matmul: [
     [out: Float32Array, a: Float32Array, b: Float32Array],
     {
-      batch: number;
       m: number;
       n: number;
       k: number;
-      // Left out, each has its default: batchA and batchB 1, transA and transB false,
+      // Left out, each has its default: batch, batchA and batchB 1, transA and transB false,
       // alpha 1, beta 0.
+      batch?: number;
       batchA?: number;
       batchB?: number;
       transA?: boolean;

@@ -53,7 +53,7 @@ function dims(x: RawTensor): number[] {
 }
 
 /**
- * matmul's attributes without those at the kernel's defaults (batchA and batchB 1, no
+ * matmul's attributes without those at the kernel's defaults (batch, batchA and batchB 1, no
  * transposes, alpha 1, beta 0): the native side pays about 0.2 us to read each one, more than
  * the arithmetic of a 4x4 product.
  */
@@ -66,11 +66,11 @@ function matmulAttrs(
   const rank = out.shape.length;
   const aRank = a.shape.length;
   const attrs: NativeKernels["matmul"][1] = {
-    batch: rank === 3 ? out.shape[0]! : 1,
     m: out.shape[rank - 2]!,
     n: out.shape[rank - 1]!,
     k: options.transA ? a.shape[aRank - 2]! : a.shape[aRank - 1]!,
   };
+  if (rank === 3 && out.shape[0] !== 1) attrs.batch = out.shape[0]!;
   if (aRank === 3 && a.shape[0] !== 1) attrs.batchA = a.shape[0]!;
   if (b.shape.length === 3 && b.shape[0] !== 1) attrs.batchB = b.shape[0]!;
   if (options.transA) attrs.transA = true;
