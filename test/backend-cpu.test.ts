@@ -129,5 +129,10 @@ describe("BufferPool: size classes and reuse across nearby sizes", () => {
       expect(Array.from(again)).toEqual(new Array<number>(size).fill(0));
       expect(pool.bytes).toBe(0);
     }
+    // Below 16 elements the size classes are every size: still no more than twice the request.
+    const twelve = pool.acquire("float32", 12);
+    pool.release(twelve);
+    expect(pool.acquire("float32", 5).buffer).not.toBe(twelve.buffer);
+    expect(pool.acquire("float32", 6).buffer).toBe(twelve.buffer);
   });
 });

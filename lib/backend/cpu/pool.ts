@@ -59,7 +59,7 @@ export class BufferPool {
 
   /** The smallest free buffer of at least `capacity` elements and at most twice that. */
   private takeFree(dtype: DType, capacity: number): TypedArray | undefined {
-    for (let c = capacity, k = 0; k <= 8; k++, c = sizeClass(c + 1)) {
+    for (let c = capacity, k = 0; k <= 8 && c <= 2 * capacity; k++, c = sizeClass(c + 1)) {
       const whole = this.free.get(`${dtype}:${c}`)?.pop();
       if (whole === undefined) continue;
       this.pooledBytes -= whole.byteLength;
