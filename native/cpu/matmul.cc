@@ -1,6 +1,6 @@
 // The batched matmul kernel over our sgemm: checks every size against the attributes before
 // touching memory, then threads either inside each GEMM (big matrices) or across the batch
-// (many small ones).
+// (many small ones), or not at all where the whole batch is too little work.
 #include "../core/args/matmul.h"
 
 #include <string>

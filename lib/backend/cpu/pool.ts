@@ -1,14 +1,14 @@
 // Reuse of the cpu backend's output buffers. A training step allocates the same large
 // buffers every time (activations, gradients); fresh ones cost a page fault per 4 KiB
-// on first write. Small ones are reused too: a fresh typed array costs V8 0.5 us or more
-// (one of up to 64 bytes lives on V8's heap and is moved off it when native code first
-// reads it), twice a trip through this pool, and a small op's output is most of its
-// cost after the call itself. Buffers come back here when the last tensor using them is disposed
+// on first write. Buffers come back here when the last tensor using them is disposed
 // (Tensor keeps the count); ones the GC collects are simply gone. Only buffers this pool
 // handed out are taken back, never arrays a user passed in. A pooled buffer is made at its
 // size class (the size rounded up to three significant bits) and handed out as a view of
 // the size asked for; a request takes the smallest free buffer up to twice its size, so
 // batches of different lengths (IMDB's, bucketed by length) reuse each other's buffers.
+// Small buffers are pooled too: a fresh typed array costs V8 0.5 us or more (one of up to
+// 64 bytes lives on V8's heap and is moved off it when native code first reads it), about
+// twice a trip through this pool.
 
 import { allocArray, type DType, type TypedArray } from "../../dtype.js";
 import { poison, poisonUninit, type AllocInit } from "../uninit.js";
