@@ -101,16 +101,18 @@ export interface NativeKernels {
   matmul: [
     [out: Float32Array, a: Float32Array, b: Float32Array],
     {
-      batch: number;
-      batchA: number;
-      batchB: number;
       m: number;
       n: number;
       k: number;
-      transA: boolean;
-      transB: boolean;
-      alpha: number;
-      beta: number;
+      // Left out, each has its default: batch, batchA and batchB 1, transA and transB false,
+      // alpha 1, beta 0.
+      batch?: number;
+      batchA?: number;
+      batchB?: number;
+      transA?: boolean;
+      transB?: boolean;
+      alpha?: number;
+      beta?: number;
     },
   ];
   conv2d: [

@@ -109,15 +109,30 @@ describe("BufferPool: size classes and reuse across nearby sizes", () => {
     expect(pool.acquire("float32", 100_000).buffer).toBe(first.buffer);
   });
 
-  it("keeps no small buffers, and nothing past its limit", () => {
+  it("keeps nothing past its limit", () => {
     const pool = new BufferPool(0);
     const big = pool.acquire("float32", 100_000);
     pool.release(big);
     expect(pool.bytes).toBe(0);
-    const open = new BufferPool(64);
-    const small = open.acquire("float32", 100);
-    open.release(small);
-    expect(open.bytes).toBe(0);
-    expect(open.acquire("float32", 100).buffer).not.toBe(small.buffer);
+    expect(pool.acquire("float32", 100_000).buffer).not.toBe(big.buffer);
+  });
+
+  it("reuses small buffers too, down to one element", () => {
+    const pool = new BufferPool(64);
+    for (const size of [1, 16, 100]) {
+      const small = pool.acquire("float32", size);
+      small.fill(3);
+      pool.release(small);
+      expect(pool.bytes).toBe(sizeClass(size) * 4);
+      const again = pool.acquire("float32", size);
+      expect(again.buffer).toBe(small.buffer);
+      expect(Array.from(again)).toEqual(new Array<number>(size).fill(0));
+      expect(pool.bytes).toBe(0);
+    }
+    // Below 16 elements the size classes are every size: still no more than twice the request.
+    const twelve = pool.acquire("float32", 12);
+    pool.release(twelve);
+    expect(pool.acquire("float32", 5).buffer).not.toBe(twelve.buffer);
+    expect(pool.acquire("float32", 6).buffer).toBe(twelve.buffer);
   });
 });

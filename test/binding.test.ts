@@ -149,6 +149,12 @@ describe("run's arguments, read into storage reused from call to call", () => {
     expect(product({ alpha: 0.5 }, Float32Array.of(10))).toBe(3);
   });
 
+  it("runs matmul from m, n and k alone: every other attribute has a default", () => {
+    const out = Float32Array.of(10);
+    run("matmul", [out, Float32Array.of(1, 2), Float32Array.of(3, 4)], { m: 1, n: 1, k: 2 });
+    expect(out[0]).toBe(11);
+  });
+
   it("keeps a call whose getter runs the same op inside it apart from that inner call", () => {
     let inner = Number.NaN;
     const attrs = { ...sizes, beta: 0 } as Attrs;

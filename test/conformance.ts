@@ -836,6 +836,24 @@ function matmulCases(t: Target): void {
       }
     });
 
+    // 27 products of 32^3 are 96^3 multiply-adds, where the cpu kernel starts to thread
+    // across the batch; below it one thread runs them all.
+    it("batches on both sides of the cpu kernel's threading threshold", () => {
+      for (const batch of [26, 27]) {
+        for (const [batchA, batchB, transA, transB, beta] of [
+          [batch, batch, false, false, 0],
+          [1, batch, true, false, 0.5],
+          [batch, 1, false, true, 1],
+        ] as const) {
+          const c = { batch, batchA, batchB, m: 32, k: 32, n: 32 };
+          const options = { transA, transB, alpha: 1, beta };
+          conform(t, `matmul ${JSON.stringify({ ...c, ...options })}`, ACCUMULATE, (b) =>
+            runMatmul(b, c, options, batch),
+          );
+        }
+      }
+    });
+
     it("empty dims: m = 0, n = 0, and k = 0 (out = beta * out)", () => {
       const cases: MatmulCase[] = [
         { batch: 1, batchA: 1, batchB: 1, m: 0, k: 3, n: 4 },

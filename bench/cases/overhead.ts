@@ -1,8 +1,8 @@
 // The framework's own cost per op, on tensors so small that the kernel is next to nothing:
-// an add with a graph recorded, a matmul, and a whole MLP training step (forward, backward,
-// Adam); the add without a graph is elementwise.ts's "tiny add [1]+[1]". On a GPU a small
-// batch is bound by this cost plus a launch per op, so these rows say how far deepnode's
-// dispatch is from PyTorch's.
+// an add with a graph recorded, a matmul, a batch of small matmuls, a linear layer, and a
+// whole MLP training step (forward, backward, Adam); the add without a graph is
+// elementwise.ts's "tiny add [1]+[1]". On a GPU a small batch is bound by this cost plus a
+// launch per op, so these rows say how far deepnode's dispatch is from PyTorch's.
 
 import { F, fromTypedArray, manualSeed, nn, optim, randn, scope } from "../../lib/index.js";
 import type { BenchCase } from "./types.js";
@@ -41,6 +41,47 @@ function matmulCase(size: number): BenchCase {
       return {
         run: () => lhs.matmul(rhs).dispose(),
         dispose: () => [lhs, rhs].forEach((t) => t.dispose()),
+      };
+    },
+  };
+}
+
+/** Many products too small to thread over, as attention's per-head ones can be. */
+function batchedMatmulCase(batch: number, size: number): BenchCase {
+  return {
+    name: `overhead: matmul [${batch},${size},${size}]x[${batch},${size},${size}]`,
+    group: "kernel",
+    unit: "us",
+    small: true,
+    inner: 200,
+    peer: { op: "batched matmul", params: { batch, m: size, k: size, n: size } },
+    setup(device) {
+      const lhs = randn([batch, size, size], { device });
+      const rhs = randn([batch, size, size], { device });
+      return {
+        run: () => lhs.matmul(rhs).dispose(),
+        dispose: () => [lhs, rhs].forEach((t) => t.dispose()),
+      };
+    },
+  };
+}
+
+/** A small layer's forward: x @ weight^T + bias, no graph. */
+function linearCase(batch: number, inFeatures: number, outFeatures: number): BenchCase {
+  return {
+    name: `overhead: linear [${batch},${inFeatures}] -> ${outFeatures} with bias`,
+    group: "kernel",
+    unit: "us",
+    small: true,
+    inner: 1000,
+    peer: { op: "linear", params: { batch, inFeatures, outFeatures } },
+    setup(device) {
+      const x = randn([batch, inFeatures], { device });
+      const weight = randn([outFeatures, inFeatures], { device });
+      const bias = randn([outFeatures], { device });
+      return {
+        run: () => F.linear(x, weight, bias).dispose(),
+        dispose: () => [x, weight, bias].forEach((t) => t.dispose()),
       };
     },
   };
@@ -98,5 +139,7 @@ export const order = 55;
 export const cases: BenchCase[] = [
   addGradCase(4),
   matmulCase(4),
+  batchedMatmulCase(8, 32),
+  linearCase(4, 8, 16),
   mlpStepCase({ batch: 4, features: 8, hidden: 16, classes: 4 }),
 ];

@@ -131,6 +131,17 @@ def op_matmul(p):
     return {"run": lambda: a @ b}
 
 
+def op_batched_matmul(p):
+    a, b = torch.randn(p["batch"], p["m"], p["k"]), torch.randn(p["batch"], p["k"], p["n"])
+    return {"run": lambda: a @ b}
+
+
+def op_linear(p):
+    x = torch.randn(p["batch"], p["inFeatures"])
+    weight, bias = torch.randn(p["outFeatures"], p["inFeatures"]), torch.randn(p["outFeatures"])
+    return {"run": lambda: torch.nn.functional.linear(x, weight, bias)}
+
+
 def conv_inputs(p):
     x = torch.randn(p["batch"], p["inChannels"], p["size"], p["size"])
     w = torch.randn(p["outChannels"], p["inChannels"], p["kernel"], p["kernel"])
@@ -263,6 +274,8 @@ def op_multihead_attention(p):
 
 OPS = {
     "matmul": op_matmul,
+    "batched matmul": op_batched_matmul,
+    "linear": op_linear,
     "conv2d forward": op_conv_forward,
     "conv2d backward data": lambda p: conv_backward(p, "data"),
     "conv2d backward weight": lambda p: conv_backward(p, "weight"),

@@ -52,6 +52,34 @@ function dims(x: RawTensor): number[] {
   return x.shape as number[];
 }
 
+/**
+ * matmul's attributes without those at the kernel's defaults (batch, batchA and batchB 1, no
+ * transposes, alpha 1, beta 0): the native side pays about 0.2 us to read each one, more than
+ * the arithmetic of a 4x4 product.
+ */
+function matmulAttrs(
+  out: RawTensor,
+  a: RawTensor,
+  b: RawTensor,
+  options: MatmulOptions,
+): NativeKernels["matmul"][1] {
+  const rank = out.shape.length;
+  const aRank = a.shape.length;
+  const attrs: NativeKernels["matmul"][1] = {
+    m: out.shape[rank - 2]!,
+    n: out.shape[rank - 1]!,
+    k: options.transA ? a.shape[aRank - 2]! : a.shape[aRank - 1]!,
+  };
+  if (rank === 3 && out.shape[0] !== 1) attrs.batch = out.shape[0]!;
+  if (aRank === 3 && a.shape[0] !== 1) attrs.batchA = a.shape[0]!;
+  if (b.shape.length === 3 && b.shape[0] !== 1) attrs.batchB = b.shape[0]!;
+  if (options.transA) attrs.transA = true;
+  if (options.transB) attrs.transB = true;
+  if (options.alpha !== 1) attrs.alpha = options.alpha;
+  if (options.beta !== 0) attrs.beta = options.beta;
+  return attrs;
+}
+
 function optionalBuf(x: RawTensor | null): Float32Array | null {
   return x === null ? null : (x.storage as Float32Array);
 }
@@ -212,23 +240,10 @@ export abstract class KernelBackend implements Backend {
   }
 
   matmul(out: RawTensor, a: RawTensor, b: RawTensor, options: MatmulOptions): void {
-    const rank = out.shape.length;
-    const m = out.shape[rank - 2]!;
-    const n = out.shape[rank - 1]!;
-    const aRank = a.shape.length;
-    const k = options.transA ? a.shape[aRank - 2]! : a.shape[aRank - 1]!;
     this.call(
       "matmul",
       [out.storage as Float32Array, a.storage as Float32Array, b.storage as Float32Array],
-      {
-        batch: out.shape.length === 3 ? out.shape[0]! : 1,
-        batchA: a.shape.length === 3 ? a.shape[0]! : 1,
-        batchB: b.shape.length === 3 ? b.shape[0]! : 1,
-        m,
-        n,
-        k,
-        ...options,
-      },
+      matmulAttrs(out, a, b, options),
     );
   }
 

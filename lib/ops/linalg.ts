@@ -32,15 +32,18 @@ function checkOperands(op: string, a: Tensor, b: Tensor): void {
  * [batch, m, n].
  */
 function batchedProduct(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
-  const [rowsA, colsA] = a.shape.slice(-2) as [number, number];
-  const [rowsB, colsB] = b.shape.slice(-2) as [number, number];
-  const m = transA ? colsA : rowsA;
-  const n = transB ? rowsB : colsB;
-  const batchOf = (x: Tensor) => (x.ndim === 3 ? x.shape[0]! : 1);
+  // Indexed rather than sliced and destructured: this runs for every product and its
+  // gradients, and each temporary array is a measurable part of a small one's cost.
+  const m = a.shape[a.ndim - (transA ? 1 : 2)]!;
+  const n = b.shape[b.ndim - (transB ? 2 : 1)]!;
   const shape = a.ndim === 2 && b.ndim === 2 ? [m, n] : [Math.max(batchOf(a), batchOf(b)), m, n];
   const out = empty(shape, a.dtype, a.device);
   backendFor(a.device).matmul(out, a, b, { transA, transB, alpha: 1, beta: 0 });
   return out;
+}
+
+function batchOf(x: Tensor): number {
+  return x.ndim === 3 ? x.shape[0]! : 1;
 }
 
 function innerMismatch(a: Tensor, b: Tensor): ShapeError {
@@ -62,6 +65,12 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
         `${formatShape(b.shape)}`,
       [a.shape, b.shape],
     );
+  }
+  if (a.ndim === 2 && b.ndim === 2) {
+    // Two matrices (the usual case) skip the batch bookkeeping below, which would hand them
+    // to the backend unchanged and return the product as it is.
+    if (a.shape[1] !== b.shape[0]) throw innerMismatch(a, b);
+    return recordProduct(a, b);
   }
   const a2 = a.ndim === 1 ? a.reshape([1, a.shape[0]!]) : a;
   const b2 = b.ndim === 1 ? b.reshape([b.shape[0]!, 1]) : b;
@@ -88,8 +97,11 @@ function asOperand(x: Tensor, batch: readonly number[]): Tensor {
 }
 
 function matmulBroadcast(a: Tensor, b: Tensor, batch: readonly number[]): Tensor {
-  const a3 = asOperand(a, batch);
-  const b3 = asOperand(b, batch);
+  return recordProduct(asOperand(a, batch), asOperand(b, batch));
+}
+
+/** a3 @ b3 for operands as the backends take them, with its backward recorded. */
+function recordProduct(a3: Tensor, b3: Tensor): Tensor {
   const out = batchedProduct(a3, b3, false, false);
   return record(out, "matmul", [a3, b3], (g) => [
     a3.requiresGrad ? sumTo3(batchedProduct(g, b3, false, true), a3.shape) : null,

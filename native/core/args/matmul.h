@@ -24,7 +24,7 @@ inline std::string describe(const MatmulShape& s) {
 }
 
 inline MatmulShape readShape(const KernelCall& call) {
-  MatmulShape s{call.integer("batch"),      call.integer("batchA", 1), call.integer("batchB", 1),
+  MatmulShape s{call.integer("batch", 1),   call.integer("batchA", 1), call.integer("batchB", 1),
                 call.integer("m"),          call.integer("n"),         call.integer("k"),
                 call.flag("transA", false), call.flag("transB", false)};
   if (s.batch < 0 || s.m < 0 || s.n < 0 || s.k < 0) call.fail("ERR_SHAPE", "negative size in " + describe(s));
