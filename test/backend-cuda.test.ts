@@ -85,10 +85,24 @@ describe("the CUDA plugin", () => {
     expect(pluginCandidates().at(-1)).toMatch(/build[/\\]Release[/\\]deepnode_cuda\.so$/);
   });
 
-  // A stand-in for libcudnn.so.9 exporting cudnnGetProperty, which reports 9.7.1.
+  /** Builds a shared library at `path` whose loading sets the environment variable `flag`. */
+  function flagLibrary(path: string, flag: string): void {
+    const source = `${path}.c`;
+    writeFileSync(
+      source,
+      "#include <stdlib.h>\n" +
+        `__attribute__((constructor)) static void opened(void) { setenv("${flag}", "1", 1); }\n`,
+    );
+    execFileSync("cc", ["-shared", "-fPIC", "-o", path, source]);
+  }
+
+  // A stand-in for libcudnn.so.9 exporting cudnnGetProperty, which reports 9.7.1, beside a
+  // stand-in for one of cuDNN 9's parts and a file that is not one.
   it.runIf(pluginBuilt)(
     "opens a library found on DEEPNODE_CUDA_LIBRARY_PATH and reads its version",
     () => {
+      flagLibrary(join(scratch, "libcudnn_graph.so.9"), "DEEPNODE_TEST_CUDNN_PART");
+      flagLibrary(join(scratch, "libcudnn_graph.so.8"), "DEEPNODE_TEST_CUDNN_OTHER");
       const source = join(scratch, "fake_cudnn.c");
       writeFileSync(
         source,
@@ -108,6 +122,9 @@ describe("the CUDA plugin", () => {
         const cudnn = probe.libraries.find((entry) => entry.name === "cudnn");
         expect(cudnn).toEqual({ name: "cudnn", path: library, version: "9.7.1", error: null });
         expect(probe.libraryDirs[0]).toBe(scratch);
+        // cuDNN's parts in its folder were opened with it (cuDNN opens them by name later).
+        expect(process.env.DEEPNODE_TEST_CUDNN_PART).toBe("1");
+        expect(process.env.DEEPNODE_TEST_CUDNN_OTHER).toBeUndefined();
       } finally {
         if (saved === undefined) delete process.env.DEEPNODE_CUDA_LIBRARY_PATH;
         else process.env.DEEPNODE_CUDA_LIBRARY_PATH = saved;

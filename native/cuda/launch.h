@@ -28,6 +28,7 @@ template <typename F>
 void forEach(const char* name, int64_t n, F f) {
   if (n <= 0) return;
   const int64_t blocks = std::min<int64_t>((n + kThreadsPerBlock - 1) / kThreadsPerBlock, kMaxBlocks);
+  cudaGetLastError();  // an error left by an earlier call must not be blamed on this launch
   forEachKernel<<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(currentStream())>>>(n,
                                                                                                                     f);
   checkLaunch(name);

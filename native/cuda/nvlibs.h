@@ -26,7 +26,13 @@ enum class CublasStatus : int {
   LicenseError = 16,
 };
 // cuDNN 9's hierarchical codes (the thousands give the category).
-enum class CudnnStatus : int { Success = 0, BadParam = 2000, NotSupported = 3000 };
+enum class CudnnStatus : int { Success = 0, BadParam = 2000, NotSupported = 3000, NotSupportedShape = 3002 };
+
+// Whether a status is in cuDNN 9's "not supported" category (3000 to 3999: the shape, the
+// layout, the architecture...), which an algorithm candidate answers when it cannot run.
+inline bool isNotSupported(CudnnStatus status) {
+  return static_cast<int>(status) / 1000 == 3;
+}
 
 // Library version queries: each writes the major, minor or patch number to *value.
 using CublasGetPropertyFn = CublasStatus (*)(libraryPropertyType type, int* value);

@@ -47,7 +47,8 @@ static_assert(SameSignature<CudnnConvolutionBackwardFilterFn, decltype(&cudnnCon
 
 // cuDNN: constants.
 static_assert(same(CudnnStatus::BadParam, CUDNN_STATUS_BAD_PARAM) &&
-              same(CudnnStatus::NotSupported, CUDNN_STATUS_NOT_SUPPORTED));
+              same(CudnnStatus::NotSupported, CUDNN_STATUS_NOT_SUPPORTED) &&
+              same(CudnnStatus::NotSupportedShape, CUDNN_STATUS_NOT_SUPPORTED_SHAPE));
 static_assert(same(CudnnDataType::Float, CUDNN_DATA_FLOAT) && same(CudnnDataType::Double, CUDNN_DATA_DOUBLE) &&
               same(CudnnDataType::Half, CUDNN_DATA_HALF));
 static_assert(same(CudnnTensorFormat::Nchw, CUDNN_TENSOR_NCHW) && same(CudnnTensorFormat::Nhwc, CUDNN_TENSOR_NHWC));

@@ -3,6 +3,7 @@
 // from the system's library path. Every failure is written into the report with the
 // reason, so `deepnode info` and the DeviceError can say exactly what is missing.
 #include <cuda_runtime_api.h>
+#include <dirent.h>
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -61,6 +62,36 @@ void* openLibrary(const LibrarySpec& spec, const std::vector<std::string>& dirs,
   return nullptr;
 }
 
+// cuDNN 9 opens its parts (libcudnn_graph, _ops, _cnn, the engines...) by name when it needs
+// them. Found in a folder off the system's path (a Python wheel's), those names would not
+// resolve, or would resolve to another cuDNN's copies; so every part in the dispatcher's
+// folder is opened first, globally, and cuDNN's own dlopen then gets these. A part that
+// fails to open (one needing another not yet open) is tried again after the rest.
+void openCudnnParts(const std::string& dispatcherPath) {
+  const size_t slash = dispatcherPath.rfind('/');
+  if (slash == std::string::npos) return;  // from the system's path: its parts are there too
+  const std::string dir = dispatcherPath.substr(0, slash);
+  std::vector<std::string> parts;
+  if (DIR* folder = opendir(dir.c_str())) {
+    while (const dirent* entry = readdir(folder)) {
+      const std::string name = entry->d_name;
+      const std::string suffix = ".so.9";
+      if (name.rfind("libcudnn_", 0) == 0 && name.size() > suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        parts.push_back(dir + "/" + name);
+      }
+    }
+    closedir(folder);
+  }
+  for (int pass = 0; pass < 2 && !parts.empty(); ++pass) {
+    std::vector<std::string> failed;
+    for (const std::string& part : parts) {
+      if (dlopen(part.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) failed.push_back(part);
+    }
+    parts.swap(failed);
+  }
+}
+
 // "major.minor.patch" through the library's GetProperty entry point (the same
 // signature in all three libraries, with 0 for success).
 std::string libraryVersion(void* handle, const char* symbol) {
@@ -97,6 +128,7 @@ void probeLibraries(const std::vector<std::string>& dirs, DeepnodeCudaReport& re
     }
     copyString(library.path, path);
     copyString(library.version, libraryVersion(handle, spec.propertySymbol));
+    if (std::string(spec.name) == "cudnn") openCudnnParts(path);
   }
 }
 

@@ -8,7 +8,9 @@
 // disagree. The first algorithm stands for a tensor-core one: with the descriptor's math
 // type left at the default it is reported with TENSOR_OP math, and, as cuDNN documents,
 // it runs only with the math type it was reported with set on the descriptor (BAD_PARAM
-// otherwise). Sums are in double.
+// otherwise). It refuses grouped convolutions with NOT_SUPPORTED_SHAPE, one of cuDNN 9's
+// graded "not supported" codes, so the plugin moves on to the next candidate. Sums are in
+// double.
 #include <cstring>
 #include <vector>
 
@@ -87,6 +89,7 @@ const char* fakeGetErrorString(CudnnStatus status) {
     case CudnnStatus::Success: return "CUDNN_STATUS_SUCCESS";
     case CudnnStatus::BadParam: return "CUDNN_STATUS_BAD_PARAM";
     case CudnnStatus::NotSupported: return "CUDNN_STATUS_NOT_SUPPORTED";
+    case CudnnStatus::NotSupportedShape: return "CUDNN_STATUS_NOT_SUPPORTED_SHAPE";
   }
   return "CUDNN_STATUS_UNKNOWN";
 }
@@ -230,6 +233,7 @@ CudnnStatus prepare(CudnnHandle handle, const Problem& p, int algo, int algoCoun
   if (status != CudnnStatus::Success) return status;
   if (algo < 0 || algo >= algoCount) return CudnnStatus::BadParam;
   if (algo == kTensorCoreAlgo && p.conv->math == CudnnMathType::Default) return CudnnStatus::BadParam;
+  if (algo == kTensorCoreAlgo && p.conv->groups > 1) return CudnnStatus::NotSupportedShape;
   size_t needed = workspaceOf(algo);
   if (workSpaceBytes < needed || (needed > 0 && workSpace == nullptr)) return CudnnStatus::BadParam;
   return CudnnStatus::Success;

@@ -257,7 +257,7 @@ void runCandidates(const char* op, const ConvGeometry& g, const ConvDescriptors&
     }
     nv::check(nv::cudnn().setConvolutionMathType(d.conv, c.math), nv::kCudnnSetConvolutionMathType);
     status = run(c.algo, *ws);
-    if (status != nv::CudnnStatus::NotSupported) return nv::check(status, call);
+    if (!nv::isNotSupported(status)) return nv::check(status, call);
   }
   if (outOfMemory != nullptr) throw *outOfMemory;
   throw KernelError("ERR_NOT_SUPPORTED", std::string(op) + ": cuDNN refuses all " + std::to_string(candidates.size()) +

@@ -75,6 +75,7 @@ template <typename Op, typename Load, typename Emit>
 void warpReduce(const char* name, int64_t tasks, int64_t outputs, int64_t count, int64_t span, Load load, Emit emit) {
   constexpr int64_t warpsPerBlock = kThreadsPerBlock / kWarpSize;
   const int64_t blocks = std::min<int64_t>((tasks + warpsPerBlock - 1) / warpsPerBlock, kMaxBlocks);
+  cudaGetLastError();  // an error left by an earlier call must not be blamed on this launch
   warpReduceKernel<Op>
       <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(currentStream())>>>(
           tasks, outputs, count, span, load, emit);

@@ -1,7 +1,7 @@
 // Softmax and log-softmax over the middle dim of [outer, dim, inner], their backward, and
 // attention's masked softmax on CUDA, with the cpu kernels' buffers, attributes and
 // arithmetic: the row's maximum is subtracted first (a row of -inf gives NaN), sums are in
-// double, and log-softmax is (x - max) - log(sum). Each row's maximum and sum are
+// double, and log-softmax is (x - max) - log(sum); exponentials are taken in double. Each row's maximum and sum are
 // red::segmentedReduce passes (chunked when the row is long), then one pass writes every
 // element.
 #include <math.h>
@@ -42,6 +42,12 @@ struct Rows {
   DEEPNODE_HD int64_t rowOf(int64_t k) const { return inner == 1 ? k / dim : k / (dim * inner) * inner + k % inner; }
 };
 
+// exp(shifted) * factor, the exponential in double and rounded once: CUDA's expf may be 2 ulp
+// off, which the exact-value softmax tests would see.
+DEEPNODE_HD inline float expTimes(float shifted, float factor) {
+  return static_cast<float>(::exp(static_cast<double>(shifted)) * factor);
+}
+
 // softmax: exp(x - max) * (1 / sum); log-softmax: (x - max) - log(sum), with the sum of
 // exp(x - max) in double. Three passes: the maxima, the sums, then every element.
 void softmaxRows(const Extent& e, float* out, const float* x, bool log, float* m, float* factor) {
@@ -54,7 +60,7 @@ void softmaxRows(const Extent& e, float* out, const float* x, bool log, float* m
   segmentedReduce<SumDouble>(
       "softmax", e.outer * e.inner, e.dim,
       [=] DEEPNODE_HD(int64_t row, int64_t d) {
-        return static_cast<double>(::expf(x[rows.first(row) + d * rows.inner] - m[row]));
+        return ::exp(static_cast<double>(x[rows.first(row) + d * rows.inner] - m[row]));
       },
       [=] DEEPNODE_HD(int64_t row, double sum) {
         factor[row] = log ? static_cast<float>(::log(sum)) : static_cast<float>(1.0 / sum);
@@ -62,7 +68,7 @@ void softmaxRows(const Extent& e, float* out, const float* x, bool log, float* m
       layout);
   forEach("softmax", e.total, [=] DEEPNODE_HD(int64_t k) {
     const int64_t row = rows.rowOf(k);
-    out[k] = log ? (x[k] - m[row]) - factor[row] : ::expf(x[k] - m[row]) * factor[row];
+    out[k] = log ? (x[k] - m[row]) - factor[row] : expTimes(x[k] - m[row], factor[row]);
   });
 }
 
@@ -79,7 +85,7 @@ void softmaxBackwardRows(const Extent& e, float* gx, const float* gy, const floa
       [=] DEEPNODE_HD(int64_t row, double sum) { sums[row] = static_cast<float>(sum); }, layout);
   forEach("softmax_backward", e.total, [=] DEEPNODE_HD(int64_t k) {
     const float s = sums[rows.rowOf(k)];
-    gx[k] = log ? gy[k] - ::expf(y[k]) * s : y[k] * (gy[k] - s);
+    gx[k] = log ? static_cast<float>(gy[k] - ::exp(static_cast<double>(y[k])) * s) : y[k] * (gy[k] - s);
   });
 }
 
@@ -99,12 +105,12 @@ void maskedSoftmaxRows(int64_t cols, int64_t total, const MaskedScores& z, float
   segmentedReduce<SumDouble>(
       "masked_softmax", rows, cols,
       [=] DEEPNODE_HD(int64_t r, int64_t j) {
-        return m[r] == -INFINITY ? 0.0 : static_cast<double>(::expf(z(r * cols + j) - m[r]));
+        return m[r] == -INFINITY ? 0.0 : ::exp(static_cast<double>(z(r * cols + j) - m[r]));
       },
       [=] DEEPNODE_HD(int64_t r, double sum) { factor[r] = static_cast<float>(1.0 / sum); }, Layout::Adjacent);
   forEach("masked_softmax", total, [=] DEEPNODE_HD(int64_t k) {
     const int64_t r = k / cols;
-    out[k] = m[r] == -INFINITY ? 0.0f : ::expf(z(k) - m[r]) * factor[r];
+    out[k] = m[r] == -INFINITY ? 0.0f : expTimes(z(k) - m[r], factor[r]);
   });
 }
 
