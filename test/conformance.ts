@@ -1381,7 +1381,7 @@ function optimizerStepsCases(t: Target): void {
 
 // ---- many Adam steps in one call (adamSteps) ----------------------------------------------
 
-/** 30 params, empty and 1-element ones among them: on cuda, a call of two launches (24 + 6). */
+/** 30 params, 5 empty and 5 of 1 element: on cuda, a launch over 24 params, then the last alone. */
 const ADAM_ITEM_SIZES = Array.from({ length: 30 }, (_, k) =>
   k % 7 === 1 ? 0 : k % 5 === 2 ? 1 : 2 + ((k * 13) % 41),
 );

@@ -474,7 +474,7 @@ describe.each(["cpu", "reference"] as const)(
   (device) => {
     afterEach(() => vi.restoreAllMocks());
 
-    // 0- and 1-element parameters among others, 30 in all (two cuda launches' worth)
+    // 0- and 1-element parameters among others, 30 in all
     const sizes = Array.from({ length: 30 }, (_, k) => (k % 7 === 1 ? 0 : k % 5 === 2 ? 1 : k + 2));
     const ADAMS = [
       { amsgrad: false, decoupled: false },
@@ -542,7 +542,8 @@ describe.each(["cpu", "reference"] as const)(
         expect(bits(batched, many), `step ${step + 1}`).toEqual(bits(perParam, single));
       });
       // Step 2: the 10 that started at step 1 are on their second step, the 20 others on their
-      // first. Step 3 (odd k only): 10 on their second step, the 5 that started first on their third.
+      // first. Step 3 (odd k only): 10 on their second step, the 5 that started first on
+      // their third.
       const counts = calls.mock.calls.map(([items, options]) => [items.length, options.step]);
       expect(counts).toEqual([
         [10, 1],

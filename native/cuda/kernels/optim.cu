@@ -113,8 +113,10 @@ DEEPNODE_HD inline int itemOf(const AdamChunk& chunk, int64_t i) {
   return low;
 }
 
-// One launch over every element of the chunk's items.
+// One launch over every element of the chunk's items; a lone item needs no search.
 void adamChunkRun(const AdamChunk& chunk, AdamStepScalars s) {
+  if (chunk.count == 1)
+    return adamRun(chunk.param[0], chunk.grad[0], chunk.m[0], chunk.v[0], chunk.maxV[0], chunk.end[0], s);
   forEach("adam_steps", chunk.end[chunk.count - 1], [=] DEEPNODE_HD(int64_t i) {
     const int k = itemOf(chunk, i);
     const int64_t at = k == 0 ? i : i - chunk.end[k - 1];
