@@ -191,6 +191,22 @@ export interface NativeKernels {
       step: number;
     },
   ];
+  /** adam_step over `count` params at once: each item's buffers in adam_step's order, 4 per
+   * item (param, grad, expAvg, expAvgSq), 5 with amsgrad (maxExpAvgSq last). */
+  adam_steps: [
+    (Float32Array | null)[],
+    {
+      lr: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      weightDecay: number;
+      decoupledWeightDecay: boolean;
+      amsgrad: boolean;
+      step: number;
+      count: number;
+    },
+  ];
   rmsprop_step: [
     [
       param: Float32Array,

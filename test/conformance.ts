@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import type {
   AdagradStepOptions,
+  AdamStepItem,
   AdamStepOptions,
   AvgPool2dParams,
   Backend,
@@ -38,6 +39,7 @@ import {
   DTypeError,
   DeepnodeError,
   IndexError,
+  NativeError,
   ShapeError,
   ValueError,
   formatShape,
@@ -1377,6 +1379,142 @@ function optimizerStepsCases(t: Target): void {
   });
 }
 
+// ---- many Adam steps in one call (adamSteps) ----------------------------------------------
+
+/** 30 params, 5 empty and 5 of 1 element: on cuda, a launch over 24 params, then the last alone. */
+const ADAM_ITEM_SIZES = Array.from({ length: 30 }, (_, k) =>
+  k % 7 === 1 ? 0 : k % 5 === 2 ? 1 : 2 + ((k * 13) % 41),
+);
+
+/** adamSteps' items on `b`: each param, gradient and state from seeds of its own. */
+function adamItems(b: Backend, sizes: readonly number[], amsgrad: boolean): AdamStepItem[] {
+  const tensor = (seed: number, size: number, low = -1, high = 1) =>
+    raw(b, "float32", [size], floats(seed, size, low, high));
+  return sizes.map((size, k) => ({
+    param: tensor(100 + k, size),
+    grad: tensor(200 + k, size),
+    expAvg: tensor(300 + k, size, -0.1, 0.1),
+    expAvgSq: tensor(400 + k, size, 0, 0.1),
+    maxExpAvgSq: amsgrad ? tensor(500 + k, size, 0.05, 0.2) : null,
+  }));
+}
+
+/** What a step changes: each item's param and state, in item order. */
+function updatedByAdam(items: readonly AdamStepItem[]): RawTensor[] {
+  return items.flatMap(({ param, expAvg, expAvgSq, maxExpAvgSq }) =>
+    maxExpAvgSq === null ? [param, expAvg, expAvgSq] : [param, expAvg, expAvgSq, maxExpAvgSq],
+  );
+}
+
+/** A float32 tensor's bits: equal only when every element is the same float, NaNs included. */
+function bitsOf(b: Backend, x: RawTensor): number[] {
+  return Array.from(new Uint32Array(Float32Array.from(b.read(x) as Float32Array).buffer));
+}
+
+/** Runs a kernel with buffers adamSteps itself never sends (the native checks behind it). */
+function runKernel(b: Backend, op: string, buffers: unknown[], attrs: object): void {
+  (b as unknown as { call(op: string, buffers: unknown[], attrs: object): void }).call(
+    op,
+    buffers,
+    attrs,
+  );
+}
+
+function adamStepsCases(t: Target): void {
+  describe("optimizer steps: adamSteps, many params in one call", () => {
+    const base: AdamStepOptions = {
+      lr: 1e-2,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      decoupledWeightDecay: false,
+      amsgrad: false,
+      step: 1,
+    };
+    const OPTIONS = [
+      base,
+      { ...base, weightDecay: 0.01, step: 3 },
+      { ...base, weightDecay: 0.01, decoupledWeightDecay: true, step: 3 },
+      { ...base, amsgrad: true, step: 5 },
+      { ...base, amsgrad: true, decoupledWeightDecay: true, weightDecay: 0.1, beta1: 0.5, step: 2 },
+    ].map((o) => [JSON.stringify(o), o] as const);
+
+    it.each(OPTIONS)("against the reference %s", (_label, options) => {
+      conform(t, "adamSteps", { atol: 1e-7, rtol: 1e-5 }, (b) => {
+        const items = adamItems(b, ADAM_ITEM_SIZES, options.amsgrad);
+        b.adamSteps(items, options);
+        return updatedByAdam(items);
+      });
+    });
+
+    it.each(OPTIONS)("the same bits as adamStep on each param %s", (_label, options) => {
+      const b = t.backend();
+      const together = adamItems(b, ADAM_ITEM_SIZES, options.amsgrad);
+      const oneByOne = adamItems(b, ADAM_ITEM_SIZES, options.amsgrad);
+      b.adamSteps(together, options);
+      for (const item of oneByOne) {
+        b.adamStep(item.param, item.grad, item.expAvg, item.expAvgSq, item.maxExpAvgSq, options);
+      }
+      const expected = updatedByAdam(oneByOne);
+      updatedByAdam(together).forEach((x, i) => {
+        expect(bitsOf(b, x), `tensor ${i}`).toEqual(bitsOf(b, expected[i]!));
+      });
+    });
+
+    it("takes an empty list of params", () => {
+      expect(() => t.backend().adamSteps([], base)).not.toThrow();
+    });
+
+    it("names the param whose buffer is wrong, and then updates none", () => {
+      const b = t.backend();
+      const items = adamItems(b, [4, 3, 2], true);
+      const before = bitsOf(b, items[0]!.param);
+      const short = { ...items[1]!, expAvg: raw(b, "float32", [2], [0, 0]) };
+      const message = "adamSteps: item 1: buffer 'expAvg' holds 2 elements, expected 3";
+      expectThrows(() => b.adamSteps([items[0]!, short], base), ShapeError, message);
+      const noMax = { ...items[2]!, maxExpAvgSq: null };
+      const amsgrad = { ...base, amsgrad: true };
+      const needsMax = "adamSteps: item 2: amsgrad needs a maxExpAvgSq buffer";
+      expectThrows(
+        () => b.adamSteps([items[0]!, items[1]!, noMax], amsgrad),
+        NativeError,
+        needsMax,
+      );
+      const wide = { ...items[0]!, grad: raw(b, "float64", [4]) };
+      const dtype = /^adamSteps: item 0: buffer 'grad' must be float32, got float64/;
+      expectThrows(() => b.adamSteps([wide], base), DTypeError, dtype);
+      expectThrows(
+        () => b.adamSteps([items[0]!], { ...base, step: 0 }),
+        ValueError,
+        "adamSteps: step must be at least 1, got 0",
+      );
+      expect(bitsOf(b, items[0]!.param)).toEqual(before);
+    });
+
+    it("rejects a call without 4 buffers per param (5 with amsgrad)", () => {
+      const b = t.backend();
+      const [item] = adamItems(b, [3], false);
+      const buffers = [item!.param, item!.grad, item!.expAvg, item!.expAvgSq].map((x) => x.storage);
+      expectThrows(
+        () => runKernel(b, "adam_steps", buffers, { ...base, count: 2 }),
+        NativeError,
+        "adamSteps: count 2 needs 8 buffers (4 per item), got 4",
+      );
+      expectThrows(
+        () => runKernel(b, "adam_steps", buffers, { ...base, amsgrad: true, count: 1 }),
+        NativeError,
+        "adamSteps: count 1 needs 5 buffers (5 per item), got 4",
+      );
+      expectThrows(
+        () => runKernel(b, "adam_steps", buffers, { ...base, count: -1 }),
+        ValueError,
+        "adamSteps: count must be at least 0, got -1",
+      );
+    });
+  });
+}
+
 // ---- empty tensors and integer division by zero ------------------------------------------
 
 function emptyTensorCases(t: Target): void {
@@ -2321,6 +2459,7 @@ const SECTIONS: ((t: Target) => void)[] = [
   gatherAndScatterAddCases,
   nllLossCases,
   optimizerStepsCases,
+  adamStepsCases,
   rmspropAndAdagradCases,
   recurrentCases,
   sliceCases,

@@ -3,7 +3,7 @@
 // made by make_fixtures.py), hyperparameter validation, skipped parameters, zeroGrad,
 // parameter groups, and short training runs whose loss must fall below a bar.
 
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 
 import {
   F,
@@ -20,6 +20,7 @@ import {
   tensor,
   zeros,
 } from "../lib/index.js";
+import { backendFor } from "../lib/backend/registry.js";
 import type { DType } from "../lib/dtype.js";
 import { loadFixture } from "./fixtures/golden.js";
 import { expectClose, expectThrows, type Tolerance } from "./helpers.js";
@@ -459,6 +460,102 @@ describe("AdamW against Adam with L2 after one step", () => {
     expect(values(adamwParam)).toEqual([1.75, -1.0625, 0.59375]);
   });
 });
+
+// Adam's step is one adamSteps call per device and step count; the per-parameter step it
+// replaced (one adamStep each) is kept here as the oracle: results must be the same bits.
+class PerParamAdam extends optim.Adam {
+  protected override updateGroup(group: optim.ParamGroup<optim.AdamOptions>): void {
+    for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
+  }
+}
+
+describe.each(["cpu", "reference"] as const)(
+  "Adam over many parameters in one call on %s",
+  (device) => {
+    afterEach(() => vi.restoreAllMocks());
+
+    // 0- and 1-element parameters among others, 30 in all
+    const sizes = Array.from({ length: 30 }, (_, k) => (k % 7 === 1 ? 0 : k % 5 === 2 ? 1 : k + 2));
+    const ADAMS = [
+      { amsgrad: false, decoupled: false },
+      { amsgrad: true, decoupled: false },
+      { amsgrad: false, decoupled: true },
+      { amsgrad: true, decoupled: true },
+    ];
+
+    /** Two optimizers, batched and per parameter, over equal copies of the same parameters. */
+    function pair(amsgrad: boolean, decoupled: boolean) {
+      manualSeed(11);
+      const initial = sizes.map((size) => randn([size], { device }));
+      const make = () => initial.map((t) => new nn.Parameter(t.clone()));
+      const [batched, perParam] = [make(), make()];
+      const options = { lr: 0.01, weightDecay: 0.05, amsgrad };
+      const many = new optim.Adam(batched, options, decoupled);
+      const single = new PerParamAdam(perParam, options, decoupled);
+      initial.forEach((t) => t.dispose());
+      return { batched, perParam, many, single };
+    }
+
+    /** The same gradients on both sides, for the parameters `which` picks; the rest get none. */
+    function setGrads(sides: nn.Parameter[][], step: number, which = (_k: number) => true): void {
+      manualSeed(100 + step);
+      sizes.forEach((size, k) => {
+        const grad = which(k) ? randn([size], { device }) : null;
+        for (const params of sides) params[k]!.grad = grad === null ? null : grad.clone();
+        grad?.dispose();
+      });
+    }
+
+    /** Parameters and every state value, as bits: equal only when each float is the same. */
+    function bits(params: Tensor[], optimizer: optim.Optimizer<object>): number[][] {
+      const asBits = (t: Tensor) =>
+        Array.from(new Uint32Array(Float32Array.from(values(t)).buffer));
+      const state = Object.values(optimizer.stateDict().state).flatMap((s) =>
+        Object.values(s).map((v) => (v instanceof Tensor ? asBits(v) : [v])),
+      );
+      return [...params.map(asBits), ...state];
+    }
+
+    it.each(ADAMS)(
+      "amsgrad $amsgrad, decoupled $decoupled: 3 steps, the same bits as one call per parameter",
+      ({ amsgrad, decoupled }) => {
+        const { batched, perParam, many, single } = pair(amsgrad, decoupled);
+        const calls = vi.spyOn(backendFor(device), "adamSteps");
+        for (let step = 0; step < 3; step++) {
+          setGrads([batched, perParam], step);
+          many.step();
+          single.step();
+          expect(bits(batched, many)).toEqual(bits(perParam, single));
+        }
+        expect(calls.mock.calls.map(([items]) => items.length)).toEqual([30, 30, 30]);
+      },
+    );
+
+    it("a group where only some parameters have gradients: one call per step count", () => {
+      const { batched, perParam, many, single } = pair(true, false);
+      const calls = vi.spyOn(backendFor(device), "adamSteps");
+      const plan = [(k: number) => k % 3 === 0, () => true, (k: number) => k % 2 === 1];
+      plan.forEach((which, step) => {
+        setGrads([batched, perParam], step, which);
+        many.step();
+        single.step();
+        expect(bits(batched, many), `step ${step + 1}`).toEqual(bits(perParam, single));
+      });
+      // Step 2: the 10 that started at step 1 are on their second step, the 20 others on their
+      // first. Step 3 (odd k only): 10 on their second step, the 5 that started first on
+      // their third.
+      const counts = calls.mock.calls.map(([items, options]) => [items.length, options.step]);
+      expect(counts).toEqual([
+        [10, 1],
+        [10, 2],
+        [20, 1],
+        [10, 2],
+        [5, 3],
+      ]);
+      expect(Object.keys(many.stateDict().state).length).toBe(30);
+    });
+  },
+);
 
 describe("RMSprop and Adagrad validation and defaults", () => {
   const params = () => [zeros([2], { requiresGrad: true })];

@@ -236,6 +236,14 @@ def op_adam(p):
     return {"run": opt.step}
 
 
+def op_adam_tensors(p):
+    params = [torch.nn.Parameter(torch.randn(p["elements"])) for _ in range(p["tensors"])]
+    for param in params:
+        param.grad = torch.randn(p["elements"])
+    opt = torch.optim.Adam(params, lr=1e-3)
+    return {"run": opt.step}
+
+
 def layer_step(module, forward):
     """Forward and backward of one layer, its parameter gradients dropped after."""
     return {
@@ -286,6 +294,7 @@ OPS = {
     "add grad": op_add_grad,
     "mlp step": op_mlp_step,
     "adam": op_adam,
+    "adam tensors": op_adam_tensors,
     "lstm": op_lstm,
     "batch norm": op_batch_norm,
     "layer norm": op_layer_norm,

@@ -125,6 +125,15 @@ export interface AdamStepOptions {
   step: number; // 1 on the first step
 }
 
+/** One parameter of adamSteps and its state; maxExpAvgSq is null unless amsgrad. */
+export interface AdamStepItem {
+  param: RawTensor;
+  grad: RawTensor;
+  expAvg: RawTensor;
+  expAvgSq: RawTensor;
+  maxExpAvgSq: RawTensor | null;
+}
+
 export interface RmspropStepOptions {
   lr: number;
   alpha: number;
@@ -270,6 +279,8 @@ export interface Backend {
     maxExpAvgSq: RawTensor | null,
     options: AdamStepOptions,
   ): void;
+  /** adamStep over many parameters under the same options (step count included) at once. */
+  adamSteps(items: readonly AdamStepItem[], options: AdamStepOptions): void;
   rmspropStep(
     param: RawTensor,
     grad: RawTensor,

@@ -16,6 +16,7 @@ import {
 } from "../errors.js";
 import type { AllocInit } from "./uninit.js";
 import type {
+  AdamStepItem,
   AdamStepOptions,
   Backend,
   BinaryOp,
@@ -441,6 +442,21 @@ export abstract class KernelBackend implements Backend {
       optionalBuf(maxExpAvgSq),
     ];
     this.call("adam_step", buffers, { ...options });
+  }
+
+  /** One kernel call: a native crossing (cpu) or a launch per chunk of params (cuda). */
+  adamSteps(items: readonly AdamStepItem[], options: AdamStepOptions): void {
+    const buffers: NativeKernels["adam_steps"][0] = [];
+    for (const item of items) {
+      buffers.push(
+        item.param.storage as Float32Array,
+        item.grad.storage as Float32Array,
+        item.expAvg.storage as Float32Array,
+        item.expAvgSq.storage as Float32Array,
+      );
+      if (options.amsgrad) buffers.push(optionalBuf(item.maxExpAvgSq));
+    }
+    this.call("adam_steps", buffers, { ...options, count: items.length });
   }
 
   rmspropStep(

@@ -1,9 +1,11 @@
-// Adam and AdamW (decoupled weight decay), with amsgrad, as PyTorch defines them; each
-// parameter's update is one fused kernel.
+// Adam and AdamW (decoupled weight decay), with amsgrad, as PyTorch defines them. A step is
+// one fused kernel call over a group's parameters on a device (as PyTorch's foreach Adam is
+// on CUDA), each element computed as the per-parameter kernel computes it.
 
-import { backendFor } from "../backend/registry.js";
+import type { AdamStepItem, AdamStepOptions } from "../backend/backend.js";
+import { backendFor, type Device } from "../backend/registry.js";
 import type { Tensor } from "../tensor.js";
-import { Optimizer, type ParamsArg, type StateKeys } from "./optimizer.js";
+import { Optimizer, type ParamGroup, type ParamsArg, type StateKeys } from "./optimizer.js";
 
 export interface AdamOptions {
   lr: number;
@@ -46,7 +48,36 @@ export class Adam extends Optimizer<AdamOptions> {
     this.check(o.weightDecay >= 0, "weightDecay", o.weightDecay, ">= 0");
   }
 
+  /**
+   * One adamSteps call per device and step count (parameters that started later have their
+   * own): one native call on cpu, a launch per chunk of parameters on cuda.
+   */
+  protected override updateGroup(group: ParamGroup<AdamOptions>): void {
+    const o = group.options;
+    const batches = new Map<string, { device: Device; step: number; items: AdamStepItem[] }>();
+    for (const p of group.params) {
+      if (p.grad === null) continue;
+      const item = this.advance(p, p.grad, o);
+      const step = this.stateFor(p).step as number;
+      const key = `${p.device} ${step}`;
+      const batch = batches.get(key);
+      if (batch === undefined) batches.set(key, { device: p.device, step, items: [item] });
+      else batch.items.push(item);
+    }
+    for (const { device, step, items } of batches.values()) {
+      backendFor(device).adamSteps(items, this.stepOptions(o, step));
+    }
+  }
+
+  /** The per-parameter step: one adamStep call (updateGroup batches them instead). */
   protected update(p: Tensor, grad: Tensor, o: AdamOptions): void {
+    const { param, expAvg, expAvgSq, maxExpAvgSq } = this.advance(p, grad, o);
+    const options = this.stepOptions(o, this.stateFor(p).step as number);
+    backendFor(p.device).adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
+  }
+
+  /** Creates p's state on its first step and counts the step; returns what the kernel updates. */
+  private advance(p: Tensor, grad: Tensor, o: AdamOptions): AdamStepItem {
     const s = this.stateFor(p);
     if (s.step === undefined) {
       s.step = 0;
@@ -55,23 +86,27 @@ export class Adam extends Optimizer<AdamOptions> {
       if (o.amsgrad) s.maxExpAvgSq = this.newStateTensor(p);
     }
     s.step = (s.step as number) + 1;
-    backendFor(p.device).adamStep(
-      p,
+    const maxExpAvgSq = (s.maxExpAvgSq as Tensor | undefined) ?? null;
+    return {
+      param: p,
       grad,
-      s.expAvg as Tensor,
-      s.expAvgSq as Tensor,
-      (s.maxExpAvgSq as Tensor | undefined) ?? null,
-      {
-        lr: o.lr,
-        beta1: o.betas[0],
-        beta2: o.betas[1],
-        eps: o.eps,
-        weightDecay: o.weightDecay,
-        decoupledWeightDecay: this.decoupled,
-        amsgrad: o.amsgrad,
-        step: s.step,
-      },
-    );
+      expAvg: s.expAvg as Tensor,
+      expAvgSq: s.expAvgSq as Tensor,
+      maxExpAvgSq,
+    };
+  }
+
+  private stepOptions(o: AdamOptions, step: number): AdamStepOptions {
+    return {
+      lr: o.lr,
+      beta1: o.betas[0],
+      beta2: o.betas[1],
+      eps: o.eps,
+      weightDecay: o.weightDecay,
+      decoupledWeightDecay: this.decoupled,
+      amsgrad: o.amsgrad,
+      step,
+    };
   }
 
   protected stateKeys(o: AdamOptions): StateKeys {

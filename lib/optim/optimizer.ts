@@ -71,11 +71,17 @@ export abstract class Optimizer<O extends object> {
         this.skippedSteps++;
         return false;
       }
-      for (const group of this.paramGroups) {
-        for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
-      }
+      for (const group of this.paramGroups) this.updateGroup(group);
       return true;
     });
+  }
+
+  /**
+   * Updates the group's parameters that have a gradient (under noGrad): by default one
+   * update() each; an optimizer with a kernel over many parameters overrides it.
+   */
+  protected updateGroup(group: ParamGroup<O>): void {
+    for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
   }
 
   /** Clears the gradients of every parameter this optimizer updates. */

@@ -33,6 +33,7 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"nll_loss_backward", cpu::nllLossBackward},
       {"sgd_step", cpu::sgdStep},
       {"adam_step", cpu::adamStep},
+      {"adam_steps", cpu::adamSteps},
       {"rmsprop_step", cpu::rmspropStep},
       {"adagrad_step", cpu::adagradStep},
       {"rnn_forward", cpu::rnnForward},

@@ -35,6 +35,7 @@ void nllLossBackward(KernelCall& call);
 // optim.cc
 void sgdStep(KernelCall& call);
 void adamStep(KernelCall& call);
+void adamSteps(KernelCall& call);  // many params, one step count
 void rmspropStep(KernelCall& call);
 void adagradStep(KernelCall& call);
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../core/threadpool.h"
 #include "clones.h"
@@ -145,6 +146,21 @@ void adamStep(KernelCall& call) {
     adamAll<true>(amsgrad, p, g, m, v, maxV, param.size, s);
   else
     adamAll<false>(amsgrad, p, g, m, v, maxV, param.size, s);
+}
+
+// Each item runs as its own adam_step would (the same split across threads, so the same
+// bits); what the call saves is the crossing into native code and the argument reading.
+void adamSteps(KernelCall& call) {
+  const std::vector<AdamItem> items = readAdamItems(call);
+  const bool amsgrad = call.flag("amsgrad", false), decoupled = call.flag("decoupledWeightDecay", false);
+  const AdamScalars s = readAdamScalars(call);
+
+  for (const AdamItem& item : items) {
+    if (decoupled)
+      adamAll<true>(amsgrad, item.param, item.grad, item.m, item.v, item.maxV, item.size, s);
+    else
+      adamAll<false>(amsgrad, item.param, item.grad, item.m, item.v, item.maxV, item.size, s);
+  }
 }
 
 void rmspropStep(KernelCall& call) {

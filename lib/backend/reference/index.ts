@@ -3,6 +3,7 @@
 // so it is written to be read: no fast paths, values computed in double, rounded once.
 
 import type {
+  AdamStepItem,
   AdamStepOptions,
   Backend,
   BinaryOp,
@@ -207,6 +208,12 @@ export class ReferenceBackend implements Backend {
     options: AdamStepOptions,
   ): void {
     optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
+  }
+
+  adamSteps(items: readonly AdamStepItem[], options: AdamStepOptions): void {
+    for (const { param, grad, expAvg, expAvgSq, maxExpAvgSq } of items) {
+      optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
+    }
   }
 
   rmspropStep(

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "../kernel.h"
 #include "common.h"
@@ -21,13 +22,14 @@ inline int64_t optimizerStep(const KernelCall& call) {
   return step;
 }
 
-// Checks param (buffer 0) and the buffers after it, named by `roles`: float32, then of
-// param's size; returns param.
-inline const Buffer& readStepBuffers(const KernelCall& call, std::initializer_list<const char*> roles) {
-  const Buffer& param = call.buffer(0, "param", DType::Float32);
-  size_t index = 1;
+// Checks param (buffer `first`, 0 but in a call of many steps) and the buffers after it, named
+// by `roles`: float32, then of param's size; returns param.
+inline const Buffer& readStepBuffers(const KernelCall& call, std::initializer_list<const char*> roles,
+                                     size_t first = 0) {
+  const Buffer& param = call.buffer(first, "param", DType::Float32);
+  size_t index = first + 1;
   for (const char* role : roles) call.buffer(index++, role, DType::Float32);
-  index = 1;
+  index = first + 1;
   for (const char* role : roles) call.expectSize(index++, role, param.size);
   return param;
 }
@@ -85,14 +87,15 @@ struct AdamScalars {
   float beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, weightDecay, decay, stepSize, sqrtBc2;
 };
 
-// Checks the buffers; returns maxExpAvgSq, or nullptr without amsgrad or for an empty param.
-inline float* readAdamBuffers(const KernelCall& call) {
-  const Buffer& param = readStepBuffers(call, {"grad", "expAvg", "expAvgSq"});
+// Checks the buffers from `first`; returns maxExpAvgSq, or nullptr without amsgrad or for an
+// empty param.
+inline float* readAdamBuffers(const KernelCall& call, size_t first = 0) {
+  const Buffer& param = readStepBuffers(call, {"grad", "expAvg", "expAvgSq"}, first);
   float* maxV = nullptr;
   if (call.flag("amsgrad", false) && param.size > 0) {
-    if (!call.hasBuffer(4)) call.fail("ERR_ARGUMENT", "amsgrad needs a maxExpAvgSq buffer");
-    maxV = call.buffer(4, "maxExpAvgSq", DType::Float32).as<float>();
-    call.expectSize(4, "maxExpAvgSq", param.size);
+    if (!call.hasBuffer(first + 4)) call.fail("ERR_ARGUMENT", "amsgrad needs a maxExpAvgSq buffer");
+    maxV = call.buffer(first + 4, "maxExpAvgSq", DType::Float32).as<float>();
+    call.expectSize(first + 4, "maxExpAvgSq", param.size);
   }
   return maxV;
 }
@@ -116,6 +119,49 @@ inline AdamScalars readAdamScalars(const KernelCall& call) {
                      static_cast<float>(1 - lr * weightDecay),
                      static_cast<float>(lr / bc1),
                      static_cast<float>(std::sqrt(bc2))};
+}
+
+// ---------------------------------------------------------------------------------------
+// Many Adam steps in one call (adam_steps): `count` items, each with adam_step's buffers in
+// its order (4, or 5 with amsgrad), all under adam_step's attributes (one step count, lr ...).
+
+// One item's buffers, checked; maxV is nullptr without amsgrad or for an empty param.
+struct AdamItem {
+  float* param;
+  const float* grad;
+  float* m;
+  float* v;
+  float* maxV;
+  int64_t size;
+};
+
+// Item `item`, whose buffers start at `first`, checked as adam_step checks its own: an error
+// has adam_step's code and message, after the item's index.
+inline AdamItem readAdamItem(const KernelCall& call, size_t first, int64_t item) {
+  try {
+    float* maxV = readAdamBuffers(call, first);
+    const Buffer* b = &call.buffers[first];
+    return AdamItem{b[0].as<float>(), b[1].as<const float>(), b[2].as<float>(), b[3].as<float>(), maxV, b[0].size};
+  } catch (const KernelError& error) {
+    const std::string message = std::string(error.what()).substr(call.op.size() + 2);  // after "op: "
+    call.fail(error.code, "item " + std::to_string(item) + ": " + message);
+  }
+}
+
+// Checks every item before any is updated, so a bad call changes nothing.
+inline std::vector<AdamItem> readAdamItems(const KernelCall& call) {
+  const int64_t count = call.integer("count");
+  if (count < 0) call.fail("ERR_VALUE", "count must be at least 0, got " + std::to_string(count));
+  const size_t perItem = call.flag("amsgrad", false) ? 5 : 4;
+  const size_t expected = static_cast<size_t>(count) * perItem;
+  if (call.buffers.size() != expected) {
+    call.fail("ERR_ARGUMENT", "count " + std::to_string(count) + " needs " + std::to_string(expected) + " buffers (" +
+                                  std::to_string(perItem) + " per item), got " + std::to_string(call.buffers.size()));
+  }
+  std::vector<AdamItem> items;
+  items.reserve(static_cast<size_t>(count));
+  for (int64_t k = 0; k < count; ++k) items.push_back(readAdamItem(call, static_cast<size_t>(k) * perItem, k));
+  return items;
 }
 
 // ---------------------------------------------------------------------------------------

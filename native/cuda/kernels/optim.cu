@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../../core/args/optim.h"
 #include "../launch.h"
@@ -52,24 +53,28 @@ struct AdamStepScalars : AdamScalars {
   bool decoupled, amsgrad;
 };
 
+// One element of an Adam step; adam_step and adam_steps both run it, so they give the same bits.
+DEEPNODE_HD inline void adamElement(float* param, const float* grad, float* m, float* v, float* maxV, int64_t i,
+                                    const AdamStepScalars& s) {
+  float p = param[i], g = grad[i];
+  if (s.decoupled)
+    p *= s.decay;
+  else
+    g += s.weightDecay * p;
+  float mi = s.beta1 * m[i] + s.oneMinusBeta1 * g;
+  float vi = s.beta2 * v[i] + s.oneMinusBeta2 * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  if (s.amsgrad) {
+    vi = maxV[i] > vi ? maxV[i] : vi;
+    maxV[i] = vi;
+  }
+  float denom = ::sqrtf(vi) / s.sqrtBc2 + s.eps;
+  param[i] = p - s.stepSize * (mi / denom);
+}
+
 void adamRun(float* param, const float* grad, float* m, float* v, float* maxV, int64_t n, AdamStepScalars s) {
-  forEach("adam_step", n, [=] DEEPNODE_HD(int64_t i) {
-    float p = param[i], g = grad[i];
-    if (s.decoupled)
-      p *= s.decay;
-    else
-      g += s.weightDecay * p;
-    float mi = s.beta1 * m[i] + s.oneMinusBeta1 * g;
-    float vi = s.beta2 * v[i] + s.oneMinusBeta2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    if (s.amsgrad) {
-      vi = maxV[i] > vi ? maxV[i] : vi;
-      maxV[i] = vi;
-    }
-    float denom = ::sqrtf(vi) / s.sqrtBc2 + s.eps;
-    param[i] = p - s.stepSize * (mi / denom);
-  });
+  forEach("adam_step", n, [=] DEEPNODE_HD(int64_t i) { adamElement(param, grad, m, v, maxV, i, s); });
 }
 
 void adamStep(KernelCall& call) {
@@ -78,6 +83,67 @@ void adamStep(KernelCall& call) {
   AdamStepScalars s{readAdamScalars(call), call.flag("decoupledWeightDecay", false), call.flag("amsgrad", false)};
   adamRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), call.buffers[3].as<float>(),
           maxV, param.size, s);
+}
+
+// Items of adam_steps per launch. Their table goes by value into the launch's parameters,
+// 24 * 48 bytes, well inside the 4 KiB a launch may carry.
+constexpr int kAdamChunk = 24;
+
+// Non-empty items laid end to end: item k holds elements [end[k - 1], end[k]) of the launch.
+struct AdamChunk {
+  int count;
+  int64_t end[kAdamChunk];
+  float* param[kAdamChunk];
+  const float* grad[kAdamChunk];
+  float* m[kAdamChunk];
+  float* v[kAdamChunk];
+  float* maxV[kAdamChunk];
+};
+
+// The item holding element i: the first whose end is past it (ends increase strictly).
+DEEPNODE_HD inline int itemOf(const AdamChunk& chunk, int64_t i) {
+  int low = 0, high = chunk.count - 1;
+  while (low < high) {
+    const int mid = (low + high) / 2;
+    if (chunk.end[mid] > i)
+      high = mid;
+    else
+      low = mid + 1;
+  }
+  return low;
+}
+
+// One launch over every element of the chunk's items; a lone item needs no search.
+void adamChunkRun(const AdamChunk& chunk, AdamStepScalars s) {
+  if (chunk.count == 1)
+    return adamRun(chunk.param[0], chunk.grad[0], chunk.m[0], chunk.v[0], chunk.maxV[0], chunk.end[0], s);
+  forEach("adam_steps", chunk.end[chunk.count - 1], [=] DEEPNODE_HD(int64_t i) {
+    const int k = itemOf(chunk, i);
+    const int64_t at = k == 0 ? i : i - chunk.end[k - 1];
+    adamElement(chunk.param[k], chunk.grad[k], chunk.m[k], chunk.v[k], chunk.maxV[k], at, s);
+  });
+}
+
+// Every item checked first (readAdamItems), then one launch per kAdamChunk non-empty items.
+void adamSteps(KernelCall& call) {
+  const std::vector<AdamItem> items = readAdamItems(call);
+  AdamStepScalars s{readAdamScalars(call), call.flag("decoupledWeightDecay", false), call.flag("amsgrad", false)};
+  AdamChunk chunk{};
+  for (const AdamItem& item : items) {
+    if (item.size == 0) continue;  // nothing to update, and its buffers may be null
+    const int k = chunk.count++;
+    chunk.end[k] = (k == 0 ? 0 : chunk.end[k - 1]) + item.size;
+    chunk.param[k] = item.param;
+    chunk.grad[k] = item.grad;
+    chunk.m[k] = item.m;
+    chunk.v[k] = item.v;
+    chunk.maxV[k] = item.maxV;
+    if (chunk.count == kAdamChunk) {
+      adamChunkRun(chunk, s);
+      chunk.count = 0;
+    }
+  }
+  if (chunk.count > 0) adamChunkRun(chunk, s);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -136,6 +202,7 @@ void adagradStep(KernelCall& call) {
 void registerOptimKernels(KernelTable& table) {
   table["sgd_step"] = elementwise::sgdStep;
   table["adam_step"] = elementwise::adamStep;
+  table["adam_steps"] = elementwise::adamSteps;
   table["rmsprop_step"] = elementwise::rmspropStep;
   table["adagrad_step"] = elementwise::adagradStep;
 }
