@@ -236,10 +236,22 @@ export function measurePeers(
   }
 }
 
+/** Why nothing was selected: the filter matches no case, or only ones the plan leaves out. */
+function noCaseMessage(all: BenchCase[], options: BenchOptions): string {
+  const matching = selectCases(all, { filter: options.filter, quick: false, full: true });
+  if (matching.length === 0) {
+    const groups = [...new Set(all.map((c) => c.group))].join(", ");
+    return `no case matches --filter '${options.filter}' (it matches a case's group, one of ${groups}, or part of its name)`;
+  }
+  return `--filter '${options.filter}' matches only cases that --quick leaves out or that need --full`;
+}
+
 /** Measures every selected case on every device, then every peer; returns the report. */
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const cases = selectCases(await loadCases(), options);
+  const all = await loadCases();
+  const cases = selectCases(all, options);
+  if (cases.length === 0) throw new ValueError("bench", noCaseMessage(all, options));
   const peers = options.peers.map(makePeer);
   const report: BenchReport = {
     meta: { ...machineMeta(peers), threads: `deepnode ${getNumThreads()}` },

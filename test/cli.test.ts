@@ -4,6 +4,7 @@
 
 import { execFileSync, spawnSync } from "node:child_process";
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -326,6 +327,11 @@ describe("deepnode train refuses a bad flag in one line, before printing anythin
       () => `resume: ${missing()}: no such checkpoint or folder`,
     ],
     [
+      "--resume of a file",
+      () => ["--resume", aFile],
+      () => `resume: ${aFile}: is a file, not a checkpoint or a folder of them`,
+    ],
+    [
       "--resume of a folder without checkpoints",
       () => ["--resume", idxLess],
       () => `resume: ${idxLess}: holds neither trainer_state.json nor a checkpoint-<step> folder`,
@@ -368,6 +374,25 @@ describe("deepnode train refuses a bad flag in one line, before printing anythin
       expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${expected}\n` });
     });
   }
+
+  // root may write anywhere, so this runs only as another user.
+  const root = process.getuid?.() === 0;
+  it.skipIf(root)(
+    `refuses an --out in a folder it may not write to${root ? " (skipped: run as root)" : ""}`,
+    async () => {
+      const locked = join(scratch, "locked");
+      mkdirSync(locked, { recursive: true });
+      chmodSync(locked, 0o555);
+      try {
+        const out = join(locked, "sub", "w.safetensors");
+        const run = await cli("train", "mnist", "--epochs", "1", "--limit", "64", "--out", out);
+        const expected = `train mnist: --out '${out}': the folder '${locked}' is not writable`;
+        expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${expected}\n` });
+      } finally {
+        chmodSync(locked, 0o755);
+      }
+    },
+  );
 
   const data: [string, string[], string][] = [
     [
@@ -901,7 +926,7 @@ describe("deepnode train imdb / predict", () => {
   });
 });
 
-describe("deepnode bench: options and outputs (nothing timed, no peer)", () => {
+describe("deepnode bench: options and outputs (no peer; one tiny case timed)", () => {
   it.each([
     ["--backends", "cpu,tpu", "unknown 'tpu' \\(known: cpu, cuda, reference\\)"],
     [
@@ -915,16 +940,39 @@ describe("deepnode bench: options and outputs (nothing timed, no peer)", () => {
     expect(run.stderr).toMatch(new RegExp(`argument '${value}' is invalid\\. ${flag}: ${message}`));
   });
 
-  it("writes the table, JSON and markdown of a run that matches no case", async () => {
+  it("refuses a filter that selects no case, in one line, and writes nothing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-bench-"));
+    const json = join(dir, "bench.json");
+    const none = await cli("bench", "--filter", "no such case", "--peers", "", "--json", json);
+    expect(none).toEqual({
+      code: 1,
+      stdout: "",
+      stderr:
+        "deepnode: bench: no case matches --filter 'no such case' (it matches a case's group, " +
+        "one of kernel, job, or part of its name)\n",
+    });
+    const slow = await cli("bench", "--filter", "matmul 4096^3", "--quick", "--peers", "");
+    expect(slow.code).toBe(1);
+    expect(slow.stderr).toBe(
+      "deepnode: bench: --filter 'matmul 4096^3' matches only cases that --quick leaves out " +
+        "or that need --full\n",
+    );
+    expect(existsSync(json)).toBe(false);
+    rmSync(dir, { recursive: true });
+  });
+
+  it("writes the table, JSON and markdown of a run", async () => {
     const dir = mkdtempSync(join(tmpdir(), "deepnode-bench-"));
     const json = join(dir, "bench.json");
     const markdown = join(dir, "bench.md");
-    const args = ["--filter", "no such case", "--peers", "", "--backends", "cpu"];
+    const args = ["--filter", "tiny add [1]+[1]", "--quick", "--peers", "", "--backends", "cpu"];
     const run = await cli("bench", ...args, "--json", json, "--markdown", markdown);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^case +device +unit +median +spread +n$/m);
     const report = JSON.parse(readFileSync(json, "utf8")) as Record<string, unknown>;
-    expect(report.rows).toEqual([]);
+    expect((report.rows as { name: string }[]).map((row) => row.name)).toEqual([
+      "tiny add [1]+[1]",
+    ]);
     expect(report.peers).toEqual([]);
     expect(Object.keys(report.meta as object)).toEqual([
       "date",

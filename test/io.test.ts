@@ -13,6 +13,7 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   loadSafetensors,
+  makeFoldersSync,
   loadSafetensorsSync,
   readSafetensorsMetadata,
   saveSafetensors,
@@ -363,5 +364,29 @@ describe("atomic writes", () => {
     await expect(saveSafetensors(path, bad)).rejects.toThrow(ValueError);
     expect(readFileSync(path, "utf8")).toBe("previous");
     expect(tempFiles(dir)).toEqual([]);
+  });
+});
+
+describe("makeFoldersSync", () => {
+  it("makes the missing folders on the way, and leaves existing ones", () => {
+    const deep = join(scratch, "made", "a", "b");
+    makeFoldersSync(deep);
+    expect(existsSync(deep)).toBe(true);
+    writeFileSync(join(deep, "kept"), "x");
+    makeFoldersSync(join(scratch, "made"));
+    expect(readFileSync(join(deep, "kept"), "utf8")).toBe("x");
+  });
+
+  it("fails with the folder's own error where Node's recursive mkdir never returns", () => {
+    // mkdirSync("/proc/x", { recursive: true }) loops for ever on Linux.
+    const under = existsSync("/proc/self") ? "/proc" : join(scratch, "a-file");
+    if (under !== "/proc") writeFileSync(under, "x");
+    let caught: unknown;
+    try {
+      makeFoldersSync(join(under, "deepnode-no-such", "sub"));
+    } catch (error) {
+      caught = error;
+    }
+    expect((caught as NodeJS.ErrnoException).code).toMatch(/^(ENOENT|ENOTDIR|EACCES|EPERM)$/);
   });
 });

@@ -2,7 +2,7 @@
 // flags, the checkpoint --resume names and whether its run has anything left to train.
 // What only loading finds (a corrupt file, a checkpoint of another model) comes later.
 
-import { existsSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 
 import { backendFor, parseDevice } from "../backend/registry.js";
@@ -41,12 +41,21 @@ export function checkMnistData(dir: string): void {
   if (missing !== null) fail(`folder '${dir}' holds neither ${missing} nor ${missing}.gz`);
 }
 
-/** The run creates missing folders on the way to `path`, but none can be made inside a file. */
+/**
+ * The run creates missing folders on the way to `path`, but none can be made inside a file,
+ * and nothing in a folder this user may not write to (found now, not after training).
+ */
 function checkAncestors(op: string, flag: string, path: string): void {
   let ancestor = dirname(resolve(path));
   while (!existsSync(ancestor)) ancestor = dirname(ancestor);
   if (!isFolder(ancestor)) {
     throw new ValueError(op, `${flag} '${path}': '${ancestor}' is a file`, paramOf(flag));
+  }
+  try {
+    accessSync(ancestor, constants.W_OK);
+  } catch {
+    const message = `${flag} '${path}': the folder '${ancestor}' is not writable`;
+    throw new ValueError(op, message, paramOf(flag));
   }
 }
 

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import { endianness } from "node:os";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 
 import { allocArray, bytesPerElement, type DType, type TypedArray } from "../dtype.js";
 import { FormatError, NotSupportedError, ValueError } from "../errors.js";
@@ -360,6 +360,20 @@ export function readSafetensorsMetadata(path: string): Record<string, string> {
 
 function tempPathFor(path: string): string {
   return `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+}
+
+/**
+ * Makes `dir` and the folders missing on the way to it, one at a time from the top, so that
+ * a folder that cannot be made fails with its own error (Node's recursive mkdir loops for
+ * ever on some, such as one under /proc).
+ */
+export function makeFoldersSync(dir: string): void {
+  const missing: string[] = [];
+  for (let at = resolve(dir); !fs.existsSync(at); at = dirname(at)) {
+    missing.push(at);
+    if (dirname(at) === at) break;
+  }
+  for (const folder of missing.reverse()) fs.mkdirSync(folder);
 }
 
 /** fsyncs a directory so a rename in it is durable; some platforms refuse, which is fine. */

@@ -13,6 +13,7 @@ import { DeepnodeError } from "../errors.js";
 import {
   decodeSafetensors,
   encodeSafetensors,
+  makeFoldersSync,
   syncDirectorySync,
   writeFileAtomicSync,
   type HostTensor,
@@ -127,7 +128,7 @@ function writeFiles(dir: string, data: CheckpointData): Record<string, FileEntry
  * appears whole or not at all; one that already has the name is replaced.
  */
 export function saveCheckpoint(saveDir: string, data: CheckpointData, hooks: SaveHooks = {}) {
-  fs.mkdirSync(saveDir, { recursive: true });
+  makeFoldersSync(saveDir);
   const final = join(saveDir, checkpointName(data.state.globalStep));
   const suffix = `${process.pid}-${randomBytes(4).toString("hex")}`;
   const temp = `${final}.tmp-${suffix}`;
@@ -202,6 +203,9 @@ export function checkpointFolderOf(path: string): string {
 export function resolveCheckpoint(path: string): string {
   if (!fs.existsSync(path)) {
     throw new CheckpointError("resume", path, "no such checkpoint or folder");
+  }
+  if (!fs.statSync(path).isDirectory()) {
+    throw new CheckpointError("resume", path, "is a file, not a checkpoint or a folder of them");
   }
   if (fs.existsSync(join(path, STATE_FILE))) return path;
   const newest = listCheckpoints(path)[0];

@@ -6,7 +6,7 @@ import { Presets, SingleBar } from "cli-progress";
 import * as fs from "node:fs";
 import { dirname } from "node:path";
 
-import { writeFileAtomicSync } from "../io/safetensors.js";
+import { makeFoldersSync, writeFileAtomicSync } from "../io/safetensors.js";
 
 /** A bar for one epoch at a time; does nothing when disabled or when stderr is no terminal. */
 export class EpochProgress {
@@ -50,7 +50,7 @@ export class EpochProgress {
 /** Appends one JSON object per line to `path`. */
 export class JsonLines {
   constructor(readonly path: string) {
-    fs.mkdirSync(dirname(path), { recursive: true });
+    makeFoldersSync(dirname(path));
   }
 
   append(record: object): void {

@@ -3,12 +3,11 @@
 // any series (the activation functions example). Files are written atomically. Both
 // libraries are loaded on the first plot, so importing deepnode does not load them.
 
-import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
 
 import { ValueError } from "../errors.js";
-import { writeFileAtomic } from "../io/safetensors.js";
+import { makeFoldersSync, writeFileAtomic } from "../io/safetensors.js";
 import type { EpochRecord } from "./options.js";
 
 const FONT = "DejaVu Sans, Arial, Helvetica, sans-serif";
@@ -28,7 +27,7 @@ export interface PlotOptions {
 
 async function writePng(path: string, spec: TopLevelSpec, options: PlotOptions): Promise<void> {
   const png = await renderPng(spec, options);
-  mkdirSync(dirname(path), { recursive: true });
+  makeFoldersSync(dirname(path));
   await writeFileAtomic(path, [png]);
 }
 
