@@ -46,6 +46,18 @@ export interface PoolAttrs {
 }
 
 /** Attributes of the recurrent kernels; see lib/backend/rnn.ts for the shapes. */
+/** The attributes of adam_step (and, with a count, adam_steps). */
+export interface AdamAttrs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  decoupledWeightDecay: boolean;
+  amsgrad: boolean;
+  step: number;
+}
+
 export interface RnnAttrs {
   mode: string; // rnn_tanh, rnn_relu, lstm or gru
   reverse: boolean;
@@ -180,33 +192,11 @@ export interface NativeKernels {
       expAvgSq: Float32Array,
       maxExpAvgSq: Float32Array | null,
     ],
-    {
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      decoupledWeightDecay: boolean;
-      amsgrad: boolean;
-      step: number;
-    },
+    AdamAttrs,
   ];
   /** adam_step over `count` params at once: each item's buffers in adam_step's order, 4 per
    * item (param, grad, expAvg, expAvgSq), 5 with amsgrad (maxExpAvgSq last). */
-  adam_steps: [
-    (Float32Array | null)[],
-    {
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      decoupledWeightDecay: boolean;
-      amsgrad: boolean;
-      step: number;
-      count: number;
-    },
-  ];
+  adam_steps: [(Float32Array | null)[], AdamAttrs & { count: number }];
   rmsprop_step: [
     [
       param: Float32Array,

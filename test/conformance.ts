@@ -1309,6 +1309,32 @@ function nllLossCases(t: Target): void {
 
 // ---- optimizer steps ------------------------------------------------------------------
 
+/** The Adam options the optimizer cases vary from, and the variations both sections run. */
+const ADAM_BASE: AdamStepOptions = {
+  lr: 1e-2,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  decoupledWeightDecay: false,
+  amsgrad: false,
+  step: 1,
+};
+const ADAM_VARIANTS: AdamStepOptions[] = [
+  ADAM_BASE,
+  { ...ADAM_BASE, weightDecay: 0.01, step: 3 },
+  { ...ADAM_BASE, weightDecay: 0.01, decoupledWeightDecay: true, step: 3 },
+  { ...ADAM_BASE, amsgrad: true, step: 5 },
+  {
+    ...ADAM_BASE,
+    amsgrad: true,
+    decoupledWeightDecay: true,
+    weightDecay: 0.1,
+    beta1: 0.5,
+    step: 2,
+  },
+];
+
 function optimizerStepsCases(t: Target): void {
   describe("optimizer steps", () => {
     const size = 37;
@@ -1342,24 +1368,7 @@ function optimizerStepsCases(t: Target): void {
       });
     });
 
-    const base: AdamStepOptions = {
-      lr: 1e-2,
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0,
-      decoupledWeightDecay: false,
-      amsgrad: false,
-      step: 1,
-    };
-    const ADAM: AdamStepOptions[] = [
-      base,
-      { ...base, step: 10 },
-      { ...base, weightDecay: 0.01, step: 3 },
-      { ...base, weightDecay: 0.01, decoupledWeightDecay: true, step: 3 },
-      { ...base, amsgrad: true, step: 5 },
-      { ...base, amsgrad: true, decoupledWeightDecay: true, weightDecay: 0.1, beta1: 0.5, step: 2 },
-    ];
+    const ADAM: AdamStepOptions[] = [...ADAM_VARIANTS, { ...ADAM_BASE, step: 10 }];
 
     it.each(ADAM.map((o) => [JSON.stringify(o), o] as const))("adamStep %s", (_label, options) => {
       conform(t, "adamStep", { atol: 1e-7, rtol: 1e-5 }, (b) => {
@@ -1422,23 +1431,7 @@ function runKernel(b: Backend, op: string, buffers: unknown[], attrs: object): v
 
 function adamStepsCases(t: Target): void {
   describe("optimizer steps: adamSteps, many params in one call", () => {
-    const base: AdamStepOptions = {
-      lr: 1e-2,
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0,
-      decoupledWeightDecay: false,
-      amsgrad: false,
-      step: 1,
-    };
-    const OPTIONS = [
-      base,
-      { ...base, weightDecay: 0.01, step: 3 },
-      { ...base, weightDecay: 0.01, decoupledWeightDecay: true, step: 3 },
-      { ...base, amsgrad: true, step: 5 },
-      { ...base, amsgrad: true, decoupledWeightDecay: true, weightDecay: 0.1, beta1: 0.5, step: 2 },
-    ].map((o) => [JSON.stringify(o), o] as const);
+    const OPTIONS = ADAM_VARIANTS.map((o) => [JSON.stringify(o), o] as const);
 
     it.each(OPTIONS)("against the reference %s", (_label, options) => {
       conform(t, "adamSteps", { atol: 1e-7, rtol: 1e-5 }, (b) => {
@@ -1463,7 +1456,7 @@ function adamStepsCases(t: Target): void {
     });
 
     it("takes an empty list of params", () => {
-      expect(() => t.backend().adamSteps([], base)).not.toThrow();
+      expect(() => t.backend().adamSteps([], ADAM_BASE)).not.toThrow();
     });
 
     it("names the param whose buffer is wrong, and then updates none", () => {
@@ -1472,9 +1465,9 @@ function adamStepsCases(t: Target): void {
       const before = bitsOf(b, items[0]!.param);
       const short = { ...items[1]!, expAvg: raw(b, "float32", [2], [0, 0]) };
       const message = "adamSteps: item 1: buffer 'expAvg' holds 2 elements, expected 3";
-      expectThrows(() => b.adamSteps([items[0]!, short], base), ShapeError, message);
+      expectThrows(() => b.adamSteps([items[0]!, short], ADAM_BASE), ShapeError, message);
       const noMax = { ...items[2]!, maxExpAvgSq: null };
-      const amsgrad = { ...base, amsgrad: true };
+      const amsgrad = { ...ADAM_BASE, amsgrad: true };
       const needsMax = "adamSteps: item 2: amsgrad needs a maxExpAvgSq buffer";
       expectThrows(
         () => b.adamSteps([items[0]!, items[1]!, noMax], amsgrad),
@@ -1483,9 +1476,9 @@ function adamStepsCases(t: Target): void {
       );
       const wide = { ...items[0]!, grad: raw(b, "float64", [4]) };
       const dtype = /^adamSteps: item 0: buffer 'grad' must be float32, got float64/;
-      expectThrows(() => b.adamSteps([wide], base), DTypeError, dtype);
+      expectThrows(() => b.adamSteps([wide], ADAM_BASE), DTypeError, dtype);
       expectThrows(
-        () => b.adamSteps([items[0]!], { ...base, step: 0 }),
+        () => b.adamSteps([items[0]!], { ...ADAM_BASE, step: 0 }),
         ValueError,
         "adamSteps: step must be at least 1, got 0",
       );
@@ -1497,17 +1490,17 @@ function adamStepsCases(t: Target): void {
       const [item] = adamItems(b, [3], false);
       const buffers = [item!.param, item!.grad, item!.expAvg, item!.expAvgSq].map((x) => x.storage);
       expectThrows(
-        () => runKernel(b, "adam_steps", buffers, { ...base, count: 2 }),
+        () => runKernel(b, "adam_steps", buffers, { ...ADAM_BASE, count: 2 }),
         NativeError,
         "adamSteps: count 2 needs 8 buffers (4 per item), got 4",
       );
       expectThrows(
-        () => runKernel(b, "adam_steps", buffers, { ...base, amsgrad: true, count: 1 }),
+        () => runKernel(b, "adam_steps", buffers, { ...ADAM_BASE, amsgrad: true, count: 1 }),
         NativeError,
         "adamSteps: count 1 needs 5 buffers (5 per item), got 4",
       );
       expectThrows(
-        () => runKernel(b, "adam_steps", buffers, { ...base, count: -1 }),
+        () => runKernel(b, "adam_steps", buffers, { ...ADAM_BASE, count: -1 }),
         ValueError,
         "adamSteps: count must be at least 0, got -1",
       );

@@ -35,28 +35,12 @@ DEEPNODE_CLONES void sgdMomentum(float* __restrict param, const float* __restric
   }
 }
 
-// One pass: (decay), moments, bias-corrected update. kDecoupled is AdamW, kAmsgrad keeps
-// the running maximum of the second moment.
+// One pass of args::adamElement; kDecoupled is AdamW, kAmsgrad keeps the running maximum of
+// the second moment (fixed per instance, so the loop vectorises).
 template <bool kDecoupled, bool kAmsgrad>
 DEEPNODE_CLONES void adamRun(float* __restrict param, const float* __restrict grad, float* __restrict m,
                              float* __restrict v, float* __restrict maxV, int64_t n, AdamScalars s) {
-  for (int64_t i = 0; i < n; ++i) {
-    float p = param[i], g = grad[i];
-    if (kDecoupled)
-      p *= s.decay;
-    else
-      g += s.weightDecay * p;
-    float mi = s.beta1 * m[i] + s.oneMinusBeta1 * g;
-    float vi = s.beta2 * v[i] + s.oneMinusBeta2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    if (kAmsgrad) {
-      vi = maxV[i] > vi ? maxV[i] : vi;
-      maxV[i] = vi;
-    }
-    float denom = std::sqrt(vi) / s.sqrtBc2 + s.eps;
-    param[i] = p - s.stepSize * (mi / denom);
-  }
+  for (int64_t i = 0; i < n; ++i) adamElement(param, grad, m, v, maxV, i, s, kDecoupled, kAmsgrad);
 }
 
 template <bool kDecoupled>

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../hd.h"
 #include "../kernel.h"
 #include "common.h"
 
@@ -86,6 +87,28 @@ inline SgdArgs readSgdArgs(const KernelCall& call) {
 struct AdamScalars {
   float beta1, oneMinusBeta1, beta2, oneMinusBeta2, eps, weightDecay, decay, stepSize, sqrtBc2;
 };
+
+// One element of an Adam step, in float: (decoupled: AdamW's decay, else weight decay into
+// the gradient), the moments, amsgrad's running maximum, the bias-corrected update. The cpu
+// loop and the cuda kernels run this one body, so they give the same bits.
+DEEPNODE_HD inline void adamElement(float* param, const float* grad, float* m, float* v, float* maxV, int64_t i,
+                                    const AdamScalars& s, bool decoupled, bool amsgrad) {
+  float p = param[i], g = grad[i];
+  if (decoupled)
+    p *= s.decay;
+  else
+    g += s.weightDecay * p;
+  float mi = s.beta1 * m[i] + s.oneMinusBeta1 * g;
+  float vi = s.beta2 * v[i] + s.oneMinusBeta2 * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  if (amsgrad) {
+    vi = maxV[i] > vi ? maxV[i] : vi;
+    maxV[i] = vi;
+  }
+  float denom = ::sqrtf(vi) / s.sqrtBc2 + s.eps;
+  param[i] = p - s.stepSize * (mi / denom);
+}
 
 // Checks the buffers from `first`; returns maxExpAvgSq, or nullptr without amsgrad or for an
 // empty param.

@@ -53,24 +53,11 @@ struct AdamStepScalars : AdamScalars {
   bool decoupled, amsgrad;
 };
 
-// One element of an Adam step; adam_step and adam_steps both run it, so they give the same bits.
+// One element of an Adam step: the cpu's args::adamElement, which adam_step and adam_steps
+// both run, so they give the same bits.
 DEEPNODE_HD inline void adamElement(float* param, const float* grad, float* m, float* v, float* maxV, int64_t i,
                                     const AdamStepScalars& s) {
-  float p = param[i], g = grad[i];
-  if (s.decoupled)
-    p *= s.decay;
-  else
-    g += s.weightDecay * p;
-  float mi = s.beta1 * m[i] + s.oneMinusBeta1 * g;
-  float vi = s.beta2 * v[i] + s.oneMinusBeta2 * g * g;
-  m[i] = mi;
-  v[i] = vi;
-  if (s.amsgrad) {
-    vi = maxV[i] > vi ? maxV[i] : vi;
-    maxV[i] = vi;
-  }
-  float denom = ::sqrtf(vi) / s.sqrtBc2 + s.eps;
-  param[i] = p - s.stepSize * (mi / denom);
+  args::adamElement(param, grad, m, v, maxV, i, s, s.decoupled, s.amsgrad);
 }
 
 void adamRun(float* param, const float* grad, float* m, float* v, float* maxV, int64_t n, AdamStepScalars s) {
