@@ -45,7 +45,6 @@ export interface PoolAttrs {
   ceilMode: boolean;
 }
 
-/** Attributes of the recurrent kernels; see lib/backend/rnn.ts for the shapes. */
 /** The attributes of adam_step (and, with a count, adam_steps). */
 export interface AdamAttrs {
   lr: number;
@@ -58,6 +57,7 @@ export interface AdamAttrs {
   step: number;
 }
 
+/** Attributes of the recurrent kernels; see lib/backend/rnn.ts for the shapes. */
 export interface RnnAttrs {
   mode: string; // rnn_tanh, rnn_relu, lstm or gru
   reverse: boolean;

@@ -238,12 +238,21 @@ export function measurePeers(
 
 /** Why nothing was selected: the filter matches no case, or only ones the plan leaves out. */
 function noCaseMessage(all: BenchCase[], options: BenchOptions): string {
-  const matching = selectCases(all, { filter: options.filter, quick: false, full: true });
-  if (matching.length === 0) {
-    const groups = [...new Set(all.map((c) => c.group))].join(", ");
-    return `no case matches --filter '${options.filter}' (it matches a case's group, one of ${groups}, or part of its name)`;
+  const filter = options.filter;
+  const select = (quick: boolean, full: boolean) => selectCases(all, { filter, quick, full });
+  const quick = options.quick === true;
+  const full = options.full === true;
+  if (quick && select(false, full).length > 0) {
+    return `--filter '${filter}' matches only cases that --quick leaves out`;
   }
-  return `--filter '${options.filter}' matches only cases that --quick leaves out or that need --full`;
+  if (!full && select(quick, true).length > 0) {
+    return `--filter '${filter}' matches only cases that need --full`;
+  }
+  if (quick && !full && select(false, true).length > 0) {
+    return `--filter '${filter}' matches only cases that need --full and not --quick`;
+  }
+  const groups = [...new Set(all.map((c) => c.group))].join(", ");
+  return `no case matches --filter '${filter}' (it matches a case's group, one of ${groups}, or part of its name)`;
 }
 
 /** Measures every selected case on every device, then every peer; returns the report. */

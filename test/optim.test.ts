@@ -6,7 +6,9 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import {
+  DTypeError,
   F,
+  ShapeError,
   StateDictError,
   Tensor,
   ValueError,
@@ -556,6 +558,52 @@ describe.each(["cpu", "reference"] as const)(
     });
   },
 );
+
+describe("Adam's batched step: bad gradients and subclasses", () => {
+  it("refuses a gradient unlike its parameter before it counts any step", () => {
+    const a = new nn.Parameter(tensor([1, 2, 3]));
+    const b = new nn.Parameter(tensor([1, 2, 3, 4]));
+    const adam = new optim.Adam([{ params: [a] }, { params: [b] }]);
+    a.grad = tensor([0.1, 0.2, 0.3]);
+    b.grad = tensor([1, 2, 3, 4, 5]);
+    expectThrows(
+      () => adam.step(),
+      ShapeError,
+      "Adam: parameter 0 of group 1 has shape [4] but its gradient [5]",
+    );
+    b.grad = tensor([1, 2, 3, 4], { dtype: "int32" });
+    expectThrows(
+      () => adam.step(),
+      DTypeError,
+      "Adam: parameter 0 of group 1 is float32 but its gradient int32",
+    );
+    // The first group was stepped before the second was checked; the second counted nothing.
+    expect(Object.keys(adam.stateDict().state)).toEqual(["0"]);
+    b.grad = tensor([1, 2, 3, 4]);
+    adam.step();
+    expect(adam.stateDict().state[1]!.step).toBe(1);
+  });
+
+  it("keeps the per-parameter calls of a subclass that overrides update()", () => {
+    const seen: number[] = [];
+    class Logged extends optim.Adam {
+      protected override update(p: Tensor, grad: Tensor, o: optim.AdamOptions): void {
+        seen.push(p.shape[0]!);
+        super.update(p, grad, o);
+      }
+    }
+    const params = [2, 3].map((n) => new nn.Parameter(zeros([n])));
+    const reference = [2, 3].map((n) => new nn.Parameter(zeros([n])));
+    const logged = new Logged(params, { lr: 0.1 });
+    const plain = new optim.Adam(reference, { lr: 0.1 });
+    for (const p of [...params, ...reference])
+      p.grad = p.shape[0] === 2 ? tensor([1, -1]) : tensor([1, 2, 3]);
+    logged.step();
+    plain.step();
+    expect(seen).toEqual([2, 3]);
+    expect(params.map(values)).toEqual(reference.map(values));
+  });
+});
 
 describe("RMSprop and Adagrad validation and defaults", () => {
   const params = () => [zeros([2], { requiresGrad: true })];

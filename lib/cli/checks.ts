@@ -51,10 +51,15 @@ function checkAncestors(op: string, flag: string, path: string): void {
   if (!isFolder(ancestor)) {
     throw new ValueError(op, `${flag} '${path}': '${ancestor}' is a file`, paramOf(flag));
   }
+  checkWritable(op, flag, path, ancestor);
+}
+
+/** The run writes into `folder` (for `path`): this user must be allowed to. */
+function checkWritable(op: string, flag: string, path: string, folder: string): void {
   try {
-    accessSync(ancestor, constants.W_OK);
+    accessSync(folder, constants.W_OK | constants.X_OK);
   } catch {
-    const message = `${flag} '${path}': the folder '${ancestor}' is not writable`;
+    const message = `${flag} '${path}': the folder '${folder}' is not writable`;
     throw new ValueError(op, message, paramOf(flag));
   }
 }
@@ -72,7 +77,8 @@ function checkFolderFlag(op: string, flag: string, path: string): void {
   if (existsSync(path) && !isFolder(path)) {
     throw new ValueError(op, `${flag} '${path}' is a file, not a folder`, paramOf(flag));
   }
-  checkAncestors(op, flag, path);
+  if (isFolder(path)) checkWritable(op, flag, path, path);
+  else checkAncestors(op, flag, path);
 }
 
 /**

@@ -373,7 +373,15 @@ export function makeFoldersSync(dir: string): void {
     missing.push(at);
     if (dirname(at) === at) break;
   }
-  for (const folder of missing.reverse()) fs.mkdirSync(folder);
+  for (const folder of missing.reverse()) {
+    try {
+      fs.mkdirSync(folder);
+    } catch (error) {
+      // Another process made it meanwhile: that is what was wanted.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST" || !fs.statSync(folder).isDirectory()) throw error;
+    }
+  }
 }
 
 /** fsyncs a directory so a rename in it is durable; some platforms refuse, which is fine. */

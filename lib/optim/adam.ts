@@ -1,9 +1,10 @@
 // Adam and AdamW (decoupled weight decay), with amsgrad, as PyTorch defines them. A step is
-// one fused kernel call over a group's parameters on a device (as PyTorch's foreach Adam is
-// on CUDA), each element computed as the per-parameter kernel computes it.
+// one fused kernel call over a group's parameters on a device and step count (as PyTorch's
+// foreach Adam is on CUDA), each element computed as the per-parameter kernel computes it.
 
 import type { AdamStepItem, AdamStepOptions } from "../backend/backend.js";
 import { backendFor, type Device } from "../backend/registry.js";
+import { DeviceError, DTypeError, formatShape, ShapeError } from "../errors.js";
 import type { Tensor } from "../tensor.js";
 import { Optimizer, type ParamGroup, type ParamsArg, type StateKeys } from "./optimizer.js";
 
@@ -50,9 +51,15 @@ export class Adam extends Optimizer<AdamOptions> {
 
   /**
    * One adamSteps call per device and step count (parameters that started later have their
-   * own): one native call on cpu, a launch per chunk of parameters on cuda.
+   * own): one native call on cpu, a launch per chunk of parameters on cuda. Every gradient is
+   * checked against its parameter before any state changes, so a bad one leaves the step
+   * counts as they were. A subclass that overrides update() keeps its per-parameter calls.
    */
   protected override updateGroup(group: ParamGroup<AdamOptions>): void {
+    if (this.update !== Adam.prototype.update) return super.updateGroup(group);
+    group.params.forEach((p, index) => {
+      if (p.grad !== null) this.checkGradient(p, p.grad, index, group);
+    });
     const o = group.options;
     const batches = new Map<string, { device: Device; step: number; items: AdamStepItem[] }>();
     for (const p of group.params) {
@@ -66,6 +73,23 @@ export class Adam extends Optimizer<AdamOptions> {
     }
     for (const { device, step, items } of batches.values()) {
       backendFor(device).adamSteps(items, this.stepOptions(o, step));
+    }
+  }
+
+  /** A gradient of another shape, dtype or device than its parameter's, named by its place. */
+  private checkGradient(p: Tensor, grad: Tensor, index: number, group: ParamGroup<AdamOptions>) {
+    const where = `parameter ${index} of group ${this.paramGroups.indexOf(group)}`;
+    if (grad.shape.length !== p.shape.length || grad.shape.some((d, i) => d !== p.shape[i])) {
+      const message = `${where} has shape ${formatShape(p.shape)} but its gradient ${formatShape(grad.shape)}`;
+      throw new ShapeError(this.name, message, [p.shape, grad.shape]);
+    }
+    if (grad.dtype !== p.dtype) {
+      const message = `${where} is ${p.dtype} but its gradient ${grad.dtype}`;
+      throw new DTypeError(this.name, message, [p.dtype, grad.dtype]);
+    }
+    if (grad.device !== p.device) {
+      const message = `${where} is on ${p.device} but its gradient on ${grad.device}`;
+      throw new DeviceError(this.name, message, [p.device, grad.device]);
     }
   }
 

@@ -66,7 +66,8 @@ void* openLibrary(const LibrarySpec& spec, const std::vector<std::string>& dirs,
 // them. Found in a folder off the system's path (a Python wheel's), those names would not
 // resolve, or would resolve to another cuDNN's copies; so every part in the dispatcher's
 // folder is opened first, globally, and cuDNN's own dlopen then gets these. A part that
-// fails to open (one needing another not yet open) is tried again after the rest.
+// fails to open (one needing another not yet open) is tried again while a pass opens
+// something; one that never opens is left to cuDNN, which names it in its status at first use.
 void openCudnnParts(const std::string& dispatcherPath) {
   const size_t slash = dispatcherPath.rfind('/');
   if (slash == std::string::npos) return;  // from the system's path: its parts are there too
@@ -83,7 +84,8 @@ void openCudnnParts(const std::string& dispatcherPath) {
     }
     closedir(folder);
   }
-  for (int pass = 0; pass < 2 && !parts.empty(); ++pass) {
+  for (size_t before = parts.size() + 1; !parts.empty() && parts.size() < before;) {
+    before = parts.size();
     std::vector<std::string> failed;
     for (const std::string& part : parts) {
       if (dlopen(part.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) failed.push_back(part);

@@ -210,7 +210,9 @@ export class ReferenceBackend implements Backend {
     optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
   }
 
+  /** Every item is checked before any is updated, as the native kernels do. */
   adamSteps(items: readonly AdamStepItem[], options: AdamStepOptions): void {
+    items.forEach((item, k) => optim.checkAdamItem(`adamSteps: item ${k}`, item, options));
     for (const { param, grad, expAvg, expAvgSq, maxExpAvgSq } of items) {
       optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
     }

@@ -4,6 +4,7 @@
 
 import type {
   AdagradStepOptions,
+  AdamStepItem,
   AdamStepOptions,
   RawTensor,
   RmspropStepOptions,
@@ -64,6 +65,15 @@ function biasCorrections(options: AdamStepOptions): { stepSize: number; sqrtBc2:
  * m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  amsgrad: vMax = max(vMax, v)
  * param -= (lr / bc1) * m / (sqrt(v or vMax) / sqrt(bc2) + eps)
  */
+/** The checks adamStep makes of one parameter's tensors, before it writes anything. */
+export function checkAdamItem(op: string, item: AdamStepItem, options: AdamStepOptions): void {
+  const { param, grad, expAvg, expAvgSq, maxExpAvgSq } = item;
+  checkStateTensors(op, param, [grad, expAvg, expAvgSq, maxExpAvgSq]);
+  if (options.amsgrad && maxExpAvgSq === null) {
+    throw new ValueError(op, "amsgrad needs the maxExpAvgSq buffer", "maxExpAvgSq");
+  }
+}
+
 export function adamStep(
   param: RawTensor,
   grad: RawTensor,
@@ -72,11 +82,9 @@ export function adamStep(
   maxExpAvgSq: RawTensor | null,
   options: AdamStepOptions,
 ): void {
-  checkStateTensors("adamStep", param, [grad, expAvg, expAvgSq, maxExpAvgSq]);
-  const { lr, beta1, beta2, eps, weightDecay, decoupledWeightDecay, amsgrad } = options;
-  if (amsgrad && maxExpAvgSq === null) {
-    throw new ValueError("adamStep", "amsgrad needs the maxExpAvgSq buffer", "maxExpAvgSq");
-  }
+  checkAdamItem("adamStep", { param, grad, expAvg, expAvgSq, maxExpAvgSq }, options);
+  const { lr, beta1, beta2, eps, weightDecay, decoupledWeightDecay } = options;
+  const amsgrad = options.amsgrad;
   const { stepSize, sqrtBc2 } = biasCorrections(options);
   const p = elements("adamStep", param);
   const g = elements("adamStep", grad);

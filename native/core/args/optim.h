@@ -90,7 +90,8 @@ struct AdamScalars {
 
 // One element of an Adam step, in float: (decoupled: AdamW's decay, else weight decay into
 // the gradient), the moments, amsgrad's running maximum, the bias-corrected update. The cpu
-// loop and the cuda kernels run this one body, so they give the same bits.
+// loop and the cuda kernels run this one body (the cpu's AVX clones may fuse its
+// multiply-adds, which the cuda build does not: within the tests' tolerances).
 DEEPNODE_HD inline void adamElement(float* param, const float* grad, float* m, float* v, float* maxV, int64_t i,
                                     const AdamScalars& s, bool decoupled, bool amsgrad) {
   float p = param[i], g = grad[i];

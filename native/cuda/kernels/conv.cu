@@ -260,8 +260,12 @@ void runCandidates(const char* op, const ConvGeometry& g, const ConvDescriptors&
     if (!nv::isNotSupported(status)) return nv::check(status, call);
   }
   if (outOfMemory != nullptr) throw *outOfMemory;
+  // The last status says why (a shape, a layout, a part of cuDNN that did not load...).
+  const char* name = nv::cudnn().getErrorString(status);
   throw KernelError("ERR_NOT_SUPPORTED", std::string(op) + ": cuDNN refuses all " + std::to_string(candidates.size()) +
-                                             " of its candidate algorithms (" + call + ") for " + describe(g));
+                                             " of its candidate algorithms (" + call + ") for " + describe(g) +
+                                             ", the last with " + (name != nullptr ? name : "an unnamed status") +
+                                             " (" + std::to_string(static_cast<int>(status)) + ")");
 }
 
 // out [n, cOut, pixels] += bias [cOut] broadcast over the batch and the pixels.

@@ -53,8 +53,8 @@ struct AdamStepScalars : AdamScalars {
   bool decoupled, amsgrad;
 };
 
-// One element of an Adam step: the cpu's args::adamElement, which adam_step and adam_steps
-// both run, so they give the same bits.
+// One element of an Adam step (args::adamElement, the cpu's body too); adam_step and
+// adam_steps both run it, so those two give the same bits.
 DEEPNODE_HD inline void adamElement(float* param, const float* grad, float* m, float* v, float* maxV, int64_t i,
                                     const AdamStepScalars& s) {
   args::adamElement(param, grad, m, v, maxV, i, s, s.decoupled, s.amsgrad);
