@@ -375,27 +375,48 @@ describe("deepnode train refuses a bad flag in one line, before printing anythin
     });
   }
 
-  // root may write anywhere, so this runs only as another user.
-  const root = process.getuid?.() === 0;
-  it.skipIf(root)(
-    `refuses an --out in a folder it may not write to${root ? " (skipped: run as root)" : ""}`,
-    async () => {
-      const locked = join(scratch, "locked");
-      mkdirSync(locked, { recursive: true });
-      chmodSync(locked, 0o555);
-      try {
-        const out = join(locked, "sub", "w.safetensors");
-        const run = await cli("train", "mnist", "--epochs", "1", "--limit", "64", "--out", out);
-        const expected = `train mnist: --out '${out}': the folder '${locked}' is not writable`;
-        expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${expected}\n` });
-        const dir = await cli("train", "mnist", "--epochs", "1", "--checkpoint-dir", locked);
-        const refused = `train mnist: --checkpoint-dir '${locked}': the folder '${locked}' is not writable`;
-        expect(dir).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${refused}\n` });
-      } finally {
-        chmodSync(locked, 0o755);
-      }
-    },
-  );
+  // root may write anywhere: as root the CLI runs as user nobody (through setpriv), where
+  // nobody can read this checkout; as anyone else it runs as that user.
+  const asRoot = process.getuid?.() === 0;
+  const nobody = ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath];
+  const cliFile = join(root, "dist", "lib", "cli", "index.js");
+  const nobodyRuns =
+    asRoot &&
+    spawnSync("setpriv", [...nobody, "-e", `require("fs").accessSync(${JSON.stringify(cliFile)})`])
+      .status === 0;
+  const skip = asRoot && !nobodyRuns ? " (skipped: as root, and user nobody cannot run it)" : "";
+  const runAs = async (...args: string[]) => {
+    if (!asRoot) return cli(...args);
+    const run = spawnSync("setpriv", [...nobody, "bin/deepnode.js", ...args], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+  };
+  it.skipIf(skip !== "")(`refuses output in a folder it may not write to${skip}`, async () => {
+    const open = mkdtempSync(join(tmpdir(), "deepnode-perm-"));
+    const locked = join(open, "locked");
+    mkdirSync(locked);
+    chmodSync(open, 0o755);
+    chmodSync(locked, 0o555);
+    try {
+      const out = join(locked, "sub", "w.safetensors");
+      const run = await runAs("train", "mnist", "--epochs", "1", "--limit", "64", "--out", out);
+      const expected = `train mnist: --out '${out}': the folder '${locked}' is not writable`;
+      expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${expected}\n` });
+      const writable = join(open, "w.safetensors");
+      chmodSync(open, 0o777);
+      const args = ["--epochs", "1", "--out", writable, "--checkpoint-dir", locked];
+      const dir = await runAs("train", "mnist", ...args);
+      const refused = `--checkpoint-dir '${locked}': the folder '${locked}' is not writable`;
+      expect(dir).toEqual({ code: 1, stdout: "", stderr: `deepnode: train mnist: ${refused}\n` });
+      expect(readdirSync(open)).toEqual(["locked"]);
+    } finally {
+      chmodSync(locked, 0o755);
+      rmSync(open, { recursive: true, force: true });
+    }
+  });
 
   const data: [string, string[], string][] = [
     [
