@@ -252,7 +252,10 @@ function noCaseMessage(all: BenchCase[], options: BenchOptions): string {
     return `--filter '${filter}' matches only cases that need --full and not --quick`;
   }
   const groups = [...new Set(all.map((c) => c.group))].join(", ");
-  return `no case matches --filter '${filter}' (it matches a case's group, one of ${groups}, or part of its name)`;
+  return (
+    `no case matches --filter '${filter}' (it matches a case's group, one of ${groups}, ` +
+    "or part of its name)"
+  );
 }
 
 /** Measures every selected case on every device, then every peer; returns the report. */

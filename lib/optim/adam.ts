@@ -5,6 +5,7 @@
 import type { AdamStepItem, AdamStepOptions } from "../backend/backend.js";
 import { backendFor, type Device } from "../backend/registry.js";
 import { DeviceError, DTypeError, formatShape, ShapeError } from "../errors.js";
+import { sameShape } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { Optimizer, type ParamGroup, type ParamsArg, type StateKeys } from "./optimizer.js";
 
@@ -78,19 +79,20 @@ export class Adam extends Optimizer<AdamOptions> {
 
   /** A gradient of another shape, dtype or device than its parameter's, named by its place. */
   private checkGradient(p: Tensor, grad: Tensor, index: number, group: ParamGroup<AdamOptions>) {
+    if (sameShape(grad.shape, p.shape) && grad.dtype === p.dtype && grad.device === p.device)
+      return;
+    // Only a bad gradient gets here: the message is built for it alone.
     const where = `parameter ${index} of group ${this.paramGroups.indexOf(group)}`;
-    if (grad.shape.length !== p.shape.length || grad.shape.some((d, i) => d !== p.shape[i])) {
-      const message = `${where} has shape ${formatShape(p.shape)} but its gradient ${formatShape(grad.shape)}`;
-      throw new ShapeError(this.name, message, [p.shape, grad.shape]);
+    if (!sameShape(grad.shape, p.shape)) {
+      const shapes = `${formatShape(p.shape)} but its gradient ${formatShape(grad.shape)}`;
+      throw new ShapeError(this.name, `${where} has shape ${shapes}`, [p.shape, grad.shape]);
     }
     if (grad.dtype !== p.dtype) {
       const message = `${where} is ${p.dtype} but its gradient ${grad.dtype}`;
       throw new DTypeError(this.name, message, [p.dtype, grad.dtype]);
     }
-    if (grad.device !== p.device) {
-      const message = `${where} is on ${p.device} but its gradient on ${grad.device}`;
-      throw new DeviceError(this.name, message, [p.device, grad.device]);
-    }
+    const message = `${where} is on ${p.device} but its gradient on ${grad.device}`;
+    throw new DeviceError(this.name, message, [p.device, grad.device]);
   }
 
   /** The per-parameter step: one adamStep call (updateGroup batches them instead). */
