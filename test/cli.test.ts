@@ -418,6 +418,18 @@ describe("deepnode train refuses a bad flag in one line, before printing anythin
     }
   });
 
+  // root passes every permission check: a folder nothing can be made in still fails the probe.
+  const procfs = existsSync("/proc/self");
+  it.skipIf(!procfs)(
+    `refuses an --out under /proc before training${procfs ? "" : " (no /proc)"}`,
+    async () => {
+      const out = "/proc/deepnode-no-such/w.safetensors";
+      const run = await cli("train", "mnist", "--epochs", "1", "--limit", "64", "--out", out);
+      const expected = `train mnist: --out '${out}': the folder '/proc' is not writable`;
+      expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${expected}\n` });
+    },
+  );
+
   const data: [string, string[], string][] = [
     [
       "mnist",
@@ -1216,6 +1228,8 @@ describe("deepnode train imdb --checkpoint-dir / --save-steps / --resume", () =>
       dir,
       "--metrics",
       metrics,
+      "--out",
+      join(scratch, "imdb-first"), // not the default, which is in the checkout
     );
     expect(first.stderr).toBe("");
     expect(first.stdout).toContain(`saved checkpoint ${join(dir, "checkpoint-20")}\n`);

@@ -2,8 +2,8 @@
 // flags, the checkpoint --resume names and whether its run has anything left to train.
 // What only loading finds (a corrupt file, a checkpoint of another model) comes later.
 
-import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { closeSync, existsSync, openSync, rmSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 
 import { backendFor, parseDevice } from "../backend/registry.js";
 import { missingMnistIdxFile } from "../data/mnist.js";
@@ -55,9 +55,13 @@ function checkAncestors(op: string, flag: string, path: string): void {
 }
 
 /** The run writes into `folder` (for `path`): this user must be allowed to. */
+// A file is made there and removed: root passes every permission check, but not a read-only
+// mount or a folder such as /proc.
 function checkWritable(op: string, flag: string, path: string, folder: string): void {
+  const probe = join(folder, `.deepnode-write-check-${process.pid}`);
   try {
-    accessSync(folder, constants.W_OK | constants.X_OK);
+    closeSync(openSync(probe, "wx"));
+    rmSync(probe);
   } catch {
     const message = `${flag} '${path}': the folder '${folder}' is not writable`;
     throw new ValueError(op, message, paramOf(flag));
