@@ -433,6 +433,7 @@ export interface NativeBinding {
   cudaSynchronize(device: number): void;
   cudaMemoryStats(device: number): NativeCudaMemoryStats;
   cudaEmptyCache(device: number): void;
+  cudaWaitStats(device: number): NativeCudaWaitStats;
   /** "allow_tf32" (0 or 1) or "memory_limit" (bytes, 0 for none). */
   cudaSetOption(name: string, value: number): void;
 }
@@ -452,6 +453,19 @@ export interface NativeCudaMemoryStats {
   deviceAllocations: number;
   cacheHits: number;
   oomRetries: number;
+}
+
+/** How many times the host has waited for one device's stream, by what waited. */
+export interface NativeCudaWaitStats {
+  reads: number;
+  synchronizes: number;
+  uploads: number;
+  allocations: number;
+  other: number;
+  /** The ops that read a value back inside, by kernel name (at most 64). */
+  ops: Record<string, number>;
+  /** Waits of ops past those 64. */
+  opsLeftOut: number;
 }
 
 /** Names of the addon's exports, for the manifest check. */

@@ -304,7 +304,7 @@ export function trainStep(
     optimizer.zeroGrad();
     const loss = F.crossEntropy(model.forward(batch.ids, batch.lengths), batch.targets);
     loss.backward();
-    if (clipNorm > 0) optim.clipGradNorm(model.parameters(), clipNorm);
+    if (clipNorm > 0) optim.clipGradNormTensor(model.parameters(), clipNorm);
     optimizer.step();
     return loss.item();
   });

@@ -1,5 +1,5 @@
 // The cuda backend's data checks: by default an op does not wait for the device to check an
-// index or a target; the device records the first bad one and the error, naming the op, is
+// index, a target or an integer divisor; the device records the first bad one and the error, naming the op, is
 // thrown at the next wait (a read, cuda.synchronize). Run on the host emulation
 // (backend-cuda-emulated.test.ts) and, where there is one, on a GPU (backend-cuda.test.ts),
 // whose files turn sync checks on for their other suites; this one turns them off.
@@ -127,6 +127,26 @@ export function cudaChecksSuite(title: string, available: boolean): void {
       // The good index was added; the bad one skipped.
       expect(readRaw(b, gradX)).toEqual([0, 0, 0, 1, 0, 0, 0, 0]);
       [gradX, gradOut, indices].forEach((t) => b.release?.(t.storage));
+    });
+
+    it("reports an integer division by zero at the next wait; that quotient is 0", () => {
+      const b = backendFor(device);
+      const out = raw(b, "int32", [3]);
+      const divisors = raw(b, "int32", [3], [2, 0, -3]);
+      b.binary("floordiv", out, raw(b, "int32", [3], [7, 5, 7]), divisors);
+      expectThrows(
+        () => readRaw(b, out),
+        lib.ValueError,
+        lateMessage("read", "floordiv", "integer division by zero"),
+      );
+      expect(readRaw(b, out)).toEqual([3, 0, -3]);
+      b.binary("pow", out, raw(b, "int32", [3], [2, 3, 4]), divisors);
+      expectThrows(
+        () => lib.cuda.synchronize(),
+        lib.ValueError,
+        lateMessage("synchronize", "pow", "integers to negative integer powers are not allowed"),
+      );
+      expect(readRaw(b, out)).toEqual([4, 1, 1]);
     });
 
     it("goes on past thousands of checks in flight, keeping a failure for the next wait", () => {

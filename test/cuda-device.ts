@@ -80,6 +80,108 @@ function expectConvLikeCpu(xShape: number[], weightShape: number[], atol: number
   });
 }
 
+type Waits = ReturnType<typeof lib.cuda.hostWaits>;
+
+/** What waited for cuda:0 while `body` ran: each count's increase, and the ops that waited. */
+function waitsDuring(body: () => void): Omit<Waits, "opsLeftOut"> {
+  const before = lib.cuda.hostWaits();
+  body();
+  const after = lib.cuda.hostWaits();
+  const ops: Record<string, number> = {};
+  for (const [op, count] of Object.entries(after.ops)) {
+    const more = count - (before.ops[op] ?? 0);
+    if (more > 0) ops[op] = more;
+  }
+  const keys = ["reads", "synchronizes", "uploads", "allocations", "other", "total"] as const;
+  return { ...Object.fromEntries(keys.map((k) => [k, after[k] - before[k]])), ops } as Omit<
+    Waits,
+    "opsLeftOut"
+  >;
+}
+
+const noWaits = {
+  reads: 0,
+  synchronizes: 0,
+  uploads: 0,
+  allocations: 0,
+  other: 0,
+  total: 0,
+  ops: {},
+};
+
+/**
+ * Two training steps of small models of each kind (conv, recurrent, attention), on cuda:0
+ * with the default deferred checks: each step's batch is uploaded, nothing is read back.
+ */
+function trainingSteps(): void {
+  const previousDevice = lib.getDefaultDevice();
+  const previousChecks = lib.cuda.syncChecks();
+  lib.setDefaultDevice("cuda:0");
+  lib.cuda.setSyncChecks(false);
+  try {
+    lib.manualSeed(5);
+    const { nn, optim } = lib;
+    const F = nn.functional;
+    const mnist = new MNISTNet();
+    const embedding = new nn.Embedding(20, 6);
+    const lstm = new nn.LSTM(6, 5, { bidirectional: true });
+    const head = new nn.Linear(10, 3);
+    const encoder = new nn.TransformerEncoderLayer(8, 2, { dimFeedforward: 16, dropout: 0.1 });
+    const norm = new nn.BatchNorm2d(2);
+    const optimizers = [
+      new optim.Adam(mnist.parameters()),
+      new optim.AdamW([...embedding.parameters(), ...lstm.parameters(), ...head.parameters()]),
+      new optim.SGD([...encoder.parameters(), ...norm.parameters()], { lr: 0.1, momentum: 0.9 }),
+    ];
+    const images = lib.data.loadMnist().train.images;
+    for (let step = 0; step < 2; step++) {
+      lib.scope(() => {
+        for (const o of optimizers) o.zeroGrad();
+        const x = lib.tensor(images.subarray(0, 8 * 784)).reshape([8, 1, 28, 28]);
+        const labels = lib.tensor([3, 1, 4, 1, 5, 9, 2, 6], { dtype: "int32" });
+        F.nllLoss(mnist.forward(x), labels).backward();
+
+        const tokens = lib.tensor(
+          [
+            [1, 2, 3],
+            [4, 5, 0],
+            [6, 0, 0],
+            [7, 8, 0],
+          ],
+          { dtype: "int32" },
+        );
+        const [out] = lstm.forward(embedding.forward(tokens.transpose(0, 1)), null, {
+          lengths: [3, 2, 1, 2],
+        });
+        const logits = head.forward(out.mean(0));
+        const classes = lib.tensor([0, 2, 1, 2], { dtype: "int32" });
+        F.crossEntropy(logits, classes, { labelSmoothing: 0.1 }).backward();
+        optim.clipGradNormTensor([...lstm.parameters(), ...head.parameters()], 1);
+
+        const src = lib.randn([3, 2, 8]);
+        const padding = lib.tensor(
+          [
+            [false, false, true],
+            [false, false, false],
+          ],
+          {
+            dtype: "bool",
+          },
+        );
+        encoder.forward(src, { srcKeyPaddingMask: padding }).square().mean().backward();
+        norm
+          .forward(lib.randn([2, 2, 3, 3]))
+          .sum()
+          .backward();
+        for (const o of optimizers) o.step();
+      });
+    }
+  } finally {
+    lib.cuda.setSyncChecks(previousChecks);
+    lib.setDefaultDevice(previousDevice);
+  }
+}
+
 export function cudaDeviceSuite(title: string, available: boolean): void {
   describe.skipIf(!available)(title, () => {
     it("round-trips values through device memory, synchronously and asynchronously", async () => {
@@ -228,6 +330,56 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
         "rnnForward: length 9 is outside [0, 5]",
       );
       for (const t of Object.values(args)) if (t !== null) b.release?.(t.storage);
+    });
+
+    it("counts each time the host waits for the device, by what waited", async () => {
+      const small = lib.randn([4]).to("cuda:0");
+      expect(waitsDuring(() => small.add(1).dispose())).toEqual(noWaits);
+      expect(waitsDuring(() => small.sum().item())).toEqual({ ...noWaits, reads: 1, total: 1 });
+      const before = lib.cuda.hostWaits();
+      await small.data();
+      expect(lib.cuda.hostWaits().reads).toBe(before.reads + 1);
+      expect(waitsDuring(() => lib.cuda.synchronize())).toEqual({
+        ...noWaits,
+        synchronizes: 1,
+        total: 1,
+      });
+      // Past 16 MiB an upload is not staged: it waits before the caller may reuse its source.
+      const large = new Float32Array(4 * 2 ** 20 + 1);
+      expect(
+        waitsDuring(() => lib.fromTypedArray(large, [large.length]).to("cuda:0").dispose()),
+      ).toEqual({ ...noWaits, uploads: 1, total: 1 });
+      // An integer power's exponents are checked on the device; with sync checks on, the op
+      // waits for the answer.
+      const a = lib.tensor([7, 9], { dtype: "int32", device: "cuda:0" });
+      const b = lib.tensor([2, 1], { dtype: "int32", device: "cuda:0" });
+      const previous = lib.cuda.syncChecks();
+      try {
+        lib.cuda.setSyncChecks(true);
+        expect(waitsDuring(() => a.pow(b).dispose())).toEqual({
+          ...noWaits,
+          ops: { binary: 1 },
+          total: 1,
+        });
+        lib.cuda.setSyncChecks(false);
+        expect(waitsDuring(() => a.pow(b).dispose())).toEqual(noWaits);
+      } finally {
+        lib.cuda.setSyncChecks(previous);
+      }
+      [small, a, b].forEach((t) => t.dispose());
+    });
+
+    it("refuses a device number that is not one for hostWaits", () => {
+      expectThrows(
+        () => lib.cuda.hostWaits(-1),
+        lib.ValueError,
+        "hostWaits: device must be a non-negative integer, got -1",
+      );
+    });
+
+    it("trains conv, recurrent and attention models without waiting for the device", () => {
+      trainingSteps(); // the first steps pick conv algorithms and fill the caches
+      expect(waitsDuring(trainingSteps)).toEqual(noWaits);
     });
 
     it("refuses a device the machine does not have", () => {

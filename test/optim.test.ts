@@ -1123,6 +1123,49 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     );
   });
 
+  it.each([2, 1, Infinity, 3])(
+    "clipGradNormTensor, normType %s: the norm as a tensor, and the gradients as PyTorch's",
+    (normType) => {
+      const ps = withGrads();
+      const norm = optim.clipGradNormTensor(ps, 6.5, normType);
+      expect(norm.shape).toEqual([]);
+      expect(norm.device).toBe(device);
+      const expected = withGrads();
+      expect(norm.item()).toBe(optim.clipGradNorm(expected, 6.5, normType));
+      // The factor is taken in float32 on the device, as PyTorch takes it.
+      const factor = Math.fround(6.5 / Math.fround(norm.item() + 1e-6));
+      expect(gradsOf(ps)).toEqual([3, 4, 12].map((g) => Math.fround(g * factor)));
+      expect(ps[2]!.grad).toBeNull();
+    },
+  );
+
+  it("clipGradNormTensor leaves gradients under maxNorm or with a non-finite norm as they are", () => {
+    const under = withGrads();
+    expect(nn.utils.clipGradNormTensor).toBe(optim.clipGradNormTensor);
+    expect(optim.clipGradNormTensor(under, 100).item()).toBeCloseTo(13, 5);
+    expect(gradsOf(under)).toEqual([3, 4, 12]);
+    for (const [bad, label] of [
+      [NaN, "NaN"],
+      [Infinity, "Infinity"],
+    ] as const) {
+      const ps = withGrads([3, bad]);
+      expect(String(optim.clipGradNormTensor(ps, 1).item())).toBe(label);
+      expect(gradsOf(ps)).toEqual([3, bad, 12]);
+    }
+    const none = optim.clipGradNormTensor([zeros([2], { device, requiresGrad: true })], 1);
+    expect(none.toArray()).toBe(0);
+    expectThrows(
+      () => optim.clipGradNormTensor(withGrads(), -1),
+      ValueError,
+      "clipGradNormTensor: invalid maxNorm: -1 (expected >= 0)",
+    );
+    expectThrows(
+      () => optim.clipGradNormTensor(withGrads(), 1, -2),
+      ValueError,
+      "clipGradNormTensor: invalid normType: -2 (expected > 0 or Infinity)",
+    );
+  });
+
   it("clipGradValue clamps every element", () => {
     const ps = withGrads([3, -4]);
     optim.clipGradValue(ps, 3.5);

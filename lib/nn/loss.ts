@@ -6,6 +6,7 @@
 import { record } from "../autograd/graph.js";
 import { noGrad } from "../autograd/grad-mode.js";
 import { DTypeError, ShapeError, ValueError, formatShape } from "../errors.js";
+import type { DType } from "../dtype.js";
 import { full } from "../ops/creation.js";
 import { checkFloatingInput, where } from "../ops/elementwise.js";
 import type { Tensor } from "../tensor.js";
@@ -187,16 +188,21 @@ export function checkLabelSmoothing(value: number): number {
   return value;
 }
 
-/** Sum of the class weights of the targets that count (mean's divisor), on the host. */
-function countedWeight(targets: Tensor, weight: Tensor | null, ignoreIndex: number): number {
-  const classes = targets.dataSync() as ArrayLike<number>;
-  const weights = weight === null ? null : (weight.dataSync() as ArrayLike<number>);
-  let total = 0;
-  for (let i = 0; i < classes.length; i++) {
-    const t = classes[i]!;
-    if (t !== ignoreIndex) total += weights === null ? 1 : weights[t]!;
-  }
-  return total;
+/**
+ * Sum of the class weights of the targets that count (mean's divisor), as a 0-d tensor of
+ * `dtype` on the targets' device: nothing is read back, so a GPU need not be waited for.
+ */
+function countedWeight(
+  targets: Tensor,
+  weight: Tensor | null,
+  ignoreIndex: number,
+  dtype: DType,
+): Tensor {
+  const counted = targets.ne(ignoreIndex).flatten();
+  if (weight === null) return counted.to(dtype).sum();
+  const zero = full([], 0, { dtype: targets.dtype, device: targets.device });
+  const classes = where(counted, targets.flatten(), zero); // an ignored target reads class 0
+  return weight.gather(0, classes).mul(counted.to(weight.dtype)).sum().to(dtype);
 }
 
 /**
@@ -262,7 +268,8 @@ export function smoothedCrossEntropy(
   const zero = full([], 0, { dtype: logits.dtype, device: logits.device });
   let smooth = where(targets.ne(ignoreIndex), weighted.sum(1).neg(), zero);
   if (reduction === "sum") smooth = smooth.sum();
-  if (reduction === "mean") smooth = smooth.sum().div(countedWeight(targets, weight, ignoreIndex));
+  if (reduction === "mean")
+    smooth = smooth.sum().div(countedWeight(targets, weight, ignoreIndex, smooth.dtype));
   return nll.mul(1 - smoothing).add(smooth.mul(smoothing / classes));
 }
 

@@ -34,7 +34,7 @@ export { OneCycleLR } from "./one_cycle.js";
 export type { OneCycleLROptions } from "./one_cycle.js";
 export { ReduceLROnPlateau } from "./plateau.js";
 export type { PlateauStateDict, ReduceLROnPlateauOptions } from "./plateau.js";
-export { clipGradNorm, clipGradValue, totalGradNorm } from "./clip.js";
+export { clipGradNorm, clipGradNormTensor, clipGradValue, totalGradNorm } from "./clip.js";
 export type { ClipGradNormOptions } from "./clip.js";
 export { l1Penalty, l2Penalty, paramGroupsWithDecay } from "./regularization.js";
 export type { DecayGroup, DecayGroupsOptions } from "./regularization.js";

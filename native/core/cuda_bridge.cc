@@ -7,6 +7,7 @@
 
 #include <dlfcn.h>
 
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -407,6 +408,28 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value WaitStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int device = deviceArg(env, info[0], "cudaWaitStats");
+  DeepnodeCudaWaitStats stats{};
+  DeepnodeCudaError error{};
+  check(env, api(env).waitStats(device, &stats, &error), error);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("reads", static_cast<double>(stats.reads));
+  out.Set("synchronizes", static_cast<double>(stats.synchronizes));
+  out.Set("uploads", static_cast<double>(stats.uploads));
+  out.Set("allocations", static_cast<double>(stats.allocations));
+  out.Set("other", static_cast<double>(stats.other));
+  Napi::Object ops = Napi::Object::New(env);
+  for (int i = 0; i < stats.opCount && i < DEEPNODE_CUDA_MAX_WAIT_OPS; ++i) {
+    ops.Set(std::string(stats.ops[i].op, strnlen(stats.ops[i].op, sizeof stats.ops[i].op)),
+            static_cast<double>(stats.ops[i].count));
+  }
+  out.Set("ops", ops);
+  out.Set("opsLeftOut", static_cast<double>(stats.opsLeftOut));
+  return out;
+}
+
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return DeviceCall(info, "cudaEmptyCache", &DeepnodeCudaApi::emptyCache);
 }
@@ -434,6 +457,7 @@ void registerCudaBridge(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaSynchronize", Napi::Function::New(env, Synchronize, "cudaSynchronize"));
   exports.Set("cudaMemoryStats", Napi::Function::New(env, MemoryStats, "cudaMemoryStats"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, EmptyCache, "cudaEmptyCache"));
+  exports.Set("cudaWaitStats", Napi::Function::New(env, WaitStats, "cudaWaitStats"));
   exports.Set("cudaSetOption", Napi::Function::New(env, SetOption, "cudaSetOption"));
 }
 

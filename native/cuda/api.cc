@@ -16,6 +16,7 @@
 #include "device.h"
 #include "kernels.h"
 #include "plugin_api.h"
+#include "waits.h"
 
 namespace deepnode::cuda {
 namespace {
@@ -116,6 +117,7 @@ int apiAlloc(int device, size_t bytes, int fillByte, void** data, DeepnodeCudaEr
   return guarded(error, [&] {
     if (fillByte < -1 || fillByte > 255) throw KernelError("ERR_VALUE", "alloc: fillByte must be -1 or a byte");
     checkDevice(device);
+    waits::Activity activity(waits::Doing::Allocate);
     *data = allocatorFor(device).allocate(bytes);
     if (fillByte >= 0) device::fill(device, *data, static_cast<unsigned char>(fillByte), bytes);
   });
@@ -132,6 +134,9 @@ int apiRelease(int device, void* data, DeepnodeCudaError* error) {
 int apiCopy(int device, void* dst, const void* src, size_t bytes, device::Copy kind, DeepnodeCudaError* error) {
   return guarded(error, [&] {
     checkDevice(device);
+    waits::Activity activity(kind == device::Copy::ToHost     ? waits::Doing::Read
+                             : kind == device::Copy::ToDevice ? waits::Doing::Upload
+                                                              : waits::Doing::Other);
     const uint64_t queued = checksQueued(device);
     device::copy(device, dst, src, bytes, kind);
     if (kind == device::Copy::ToHost) reportCheckFailures(device, queued);
@@ -151,6 +156,7 @@ int apiCopyOnDevice(int device, void* dst, const void* src, size_t bytes, Deepno
 int apiSynchronize(int device, DeepnodeCudaError* error) {
   return guarded(error, [&] {
     checkDevice(device);
+    waits::Activity activity(waits::Doing::Synchronize);
     const uint64_t queued = checksQueued(device);
     device::synchronize(device);
     reportCheckFailures(device, queued);
@@ -176,12 +182,20 @@ int apiRun(int device, const char* op, const DeepnodeCudaBuffer* buffers, int bu
     // are per device, and worker threads may run kernels concurrently.
     std::lock_guard<std::mutex> lock(runMutex(device));
     runningDevice = device;
+    waits::Activity activity(waits::Doing::Op, lease.call().op.c_str());
     entry->fn(lease.call());
   });
 }
 
 int apiMemoryStats(int device, DeepnodeCudaMemoryStats* stats, DeepnodeCudaError* error) {
   return guarded(error, [&] { *stats = allocatorFor(device).stats(); });
+}
+
+int apiWaitStats(int device, DeepnodeCudaWaitStats* stats, DeepnodeCudaError* error) {
+  return guarded(error, [&] {
+    checkDevice(device);
+    *stats = waits::stats(device);
+  });
 }
 
 int apiEmptyCache(int device, DeepnodeCudaError* error) {
@@ -279,6 +293,7 @@ extern "C" __attribute__((visibility("default"))) const DeepnodeCudaApi* deepnod
       apiRun,
       apiMemoryStats,
       apiEmptyCache,
+      apiWaitStats,
       apiSetOption,
       names.c_str(),
   };

@@ -10,6 +10,9 @@ namespace deepnode::cuda::device {
 
 enum class Copy { ToDevice, ToHost, OnDevice };
 
+// The largest copy to the device that is staged in pinned memory instead of waiting.
+constexpr size_t kStagedCopyMax = size_t(16) << 20;
+
 // "cuda", or "host emulation" for the test build.
 const char* flavour();
 // The number of devices (the emulation has one).
@@ -28,7 +31,8 @@ void memoryInfo(int device, size_t& freeBytes, size_t& totalBytes);
 void* stream(int device);
 // Queued on the device's stream; the caller may reuse host memory when it returns. A copy to
 // the host waits for the stream, and so for every kernel queued before it. A copy to the
-// device (up to 16 MiB) is staged in pinned memory and does not wait; a larger one waits.
+// device (up to kStagedCopyMax) is staged in pinned memory and does not wait; a larger one
+// waits. Every wait here and in synchronize is counted (waits.h), in both builds alike.
 void copy(int device, void* dst, const void* src, size_t bytes, Copy kind);
 // Sets every byte to `value`, queued on the stream (zero-fills and poison).
 void fill(int device, void* dst, unsigned char value, size_t bytes);

@@ -9,6 +9,7 @@
 
 #include "context.h"
 #include "device.h"
+#include "waits.h"
 
 namespace deepnode::cuda::device {
 namespace {
@@ -30,7 +31,6 @@ std::mutex streamMutex;
 // says when the block may be reused. Up to kStagingBlocks blocks and kStagingTotal bytes per
 // device; when none of those is free (the device is far behind), or for a larger copy, the
 // copy waits for the stream instead, which also lets the device catch up.
-constexpr size_t kStagedCopyMax = size_t(16) << 20;
 constexpr size_t kStagingTotal = size_t(256) << 20;
 constexpr size_t kStagingBlocks = 64;
 constexpr size_t kStagingBlockMin = size_t(64) << 10;
@@ -165,7 +165,7 @@ void copy(int device, void* dst, const void* src, size_t bytes, Copy kind) {
   // too: the caller may free or overwrite the source as soon as this returns. (A plain
   // cudaMemcpy would run on the legacy default stream, which our non-blocking stream does
   // not wait for, so it could overwrite a cached block that queued kernels still use.)
-  if (kind != Copy::OnDevice) check(cudaStreamSynchronize(s), "cudaStreamSynchronize", device);
+  if (kind != Copy::OnDevice) synchronize(device);
 }
 
 void fill(int device, void* dst, unsigned char value, size_t bytes) {
@@ -174,6 +174,7 @@ void fill(int device, void* dst, unsigned char value, size_t bytes) {
 }
 
 void synchronize(int device) {
+  waits::note(device);
   check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream(device))), "cudaStreamSynchronize", device);
 }
 

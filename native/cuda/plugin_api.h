@@ -13,7 +13,7 @@ extern "C" {
 
 // Bumped whenever a struct below or a function's meaning changes; the addon refuses a
 // plugin whose number differs from its own.
-#define DEEPNODE_CUDA_ABI_VERSION 3
+#define DEEPNODE_CUDA_ABI_VERSION 4
 
 #define DEEPNODE_CUDA_MAX_DEVICES 16
 #define DEEPNODE_CUDA_MAX_LIBRARIES 3
@@ -95,6 +95,25 @@ typedef struct {
   int64_t oomRetries;         // allocations retried after emptying the cache
 } DeepnodeCudaMemoryStats;
 
+#define DEEPNODE_CUDA_MAX_WAIT_OPS 64
+
+typedef struct {
+  char op[64];  // the kernel's name
+  int64_t count;
+} DeepnodeCudaOpWaits;
+
+// How many times the host has waited for one device's stream (waits.h), by what waited.
+typedef struct {
+  int64_t reads;         // copies to the host (reading a tensor's values)
+  int64_t synchronizes;  // synchronize calls
+  int64_t uploads;       // copies to the device that could not be staged
+  int64_t allocations;   // allocations that emptied the cache to retry
+  int64_t other;         // anything else (emptyCache)
+  int opCount;           // ops that read a value back inside, most waits first
+  DeepnodeCudaOpWaits ops[DEEPNODE_CUDA_MAX_WAIT_OPS];
+  int64_t opsLeftOut;  // waits of ops past the first DEEPNODE_CUDA_MAX_WAIT_OPS
+} DeepnodeCudaWaitStats;
+
 // Every function returns 0 on success and otherwise fills `error` (never NULL) and
 // returns non-zero; none throws or aborts. `device` is the ordinal of cuda:N. Work is
 // queued on the device's stream; copyToHost and synchronize wait for it (they may be
@@ -118,6 +137,7 @@ typedef struct {
              const DeepnodeCudaAttr* attrs, int attrCount, DeepnodeCudaError* error);
   int (*memoryStats)(int device, DeepnodeCudaMemoryStats* stats, DeepnodeCudaError* error);
   int (*emptyCache)(int device, DeepnodeCudaError* error);
+  int (*waitStats)(int device, DeepnodeCudaWaitStats* stats, DeepnodeCudaError* error);
   // Named switches: "allow_tf32" (0 or 1, default 0), "memory_limit" (bytes, 0: none).
   int (*setOption)(const char* name, double value, DeepnodeCudaError* error);
   // The kernel names `run` accepts, separated by commas.

@@ -1,7 +1,7 @@
 // The `cuda` namespace users see: whether CUDA can be used here and, if not, why; the
 // caching allocator's figures; and the switches of the CUDA plugin.
 
-import type { NativeCudaMemoryStats } from "../../../binding.js";
+import type { NativeCudaMemoryStats, NativeCudaWaitStats } from "../../../binding.js";
 import { DeviceError, ValueError } from "../../errors.js";
 import { native } from "../native.js";
 import { backendFor } from "../registry.js";
@@ -35,6 +35,32 @@ export function status(): CudaStatus {
 export function memoryStats(device = 0): NativeCudaMemoryStats {
   cudaDevice("memoryStats", device);
   return native().cudaMemoryStats(device);
+}
+
+/** How many times the host has waited for a device's stream, by what waited. */
+export interface CudaHostWaits extends NativeCudaWaitStats {
+  /** Every wait: reads, synchronizes, uploads, allocations, other, and the ops' waits. */
+  total: number;
+}
+
+/**
+ * How many times the host has waited for cuda:`device`'s stream since the plugin loaded, by
+ * what waited: `reads` (a tensor's values read back, as by `await t.data()` or `item()`),
+ * `synchronizes` (`synchronize()`), `uploads` (a copy to the device too large to stage, over
+ * 16 MiB, or made while every staging block was busy), `allocations` (an allocation that
+ * emptied the cache to retry), `other` (`emptyCache()`), and `ops`: the ops that read a
+ * value back inside, by kernel name (integer division's zero check, CTC's targets, checks
+ * with `setSyncChecks(true)`). A wait stalls the host until every queued kernel has finished,
+ * so a training step that runs at the GPU's pace makes none: take the figures before and
+ * after a step to find where a loop waits.
+ */
+export function hostWaits(device = 0): CudaHostWaits {
+  cudaDevice("hostWaits", device);
+  const stats = native().cudaWaitStats(device);
+  const opWaits = Object.values(stats.ops).reduce((sum, count) => sum + count, stats.opsLeftOut);
+  const total =
+    stats.reads + stats.synchronizes + stats.uploads + stats.allocations + stats.other + opWaits;
+  return { ...stats, total };
 }
 
 /** Gives the cached (freed) device memory of cuda:`device` back to the driver. */

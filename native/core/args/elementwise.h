@@ -232,10 +232,12 @@ inline BinaryArgs readBinaryArgs(const KernelCall& call, const char* backend) {
 
 // Integer division by zero and negative integer powers are errors, found before any write.
 // They name the element-wise op (floordiv, remainder, pow), as the reference backend does.
-[[noreturn]] inline void failIntegerDivisor(const KernelCall& call, bool division) {
-  const std::string name = call.string("op");
+[[noreturn]] inline void failIntegerDivisor(const std::string& name, bool division) {
   if (division) throw KernelError("ERR_VALUE", name + ": integer division by zero");
   throw KernelError("ERR_VALUE", name + ": integers to negative integer powers are not allowed");
+}
+[[noreturn]] inline void failIntegerDivisor(const KernelCall& call, bool division) {
+  failIntegerDivisor(call.string("op"), division);
 }
 
 // ---------------------------------------------------------------------------------------

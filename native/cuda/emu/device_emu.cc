@@ -11,6 +11,7 @@
 #include "../context.h"
 #include "../device.h"
 #include "../plugin_api.h"
+#include "../waits.h"
 
 namespace deepnode::cuda::device {
 
@@ -50,15 +51,21 @@ void* stream(int) {
   return nullptr;
 }
 
-void copy(int, void* dst, const void* src, size_t bytes, Copy) {
-  if (bytes != 0) std::memmove(dst, src, bytes);
+// Waits where the GPU build would (device.h): for a copy to the host, and for a copy to the
+// device too large to stage. (The GPU build also waits when every staging block is busy.)
+void copy(int device, void* dst, const void* src, size_t bytes, Copy kind) {
+  if (bytes == 0) return;
+  std::memmove(dst, src, bytes);
+  if (kind == Copy::ToHost || (kind == Copy::ToDevice && bytes > kStagedCopyMax)) waits::note(device);
 }
 
 void fill(int, void* dst, unsigned char value, size_t bytes) {
   if (bytes != 0) std::memset(dst, value, bytes);
 }
 
-void synchronize(int) {}
+void synchronize(int device) {
+  waits::note(device);
+}
 
 void checkLaunch(int, const char*) {}
 

@@ -2,7 +2,8 @@
 // broadcasting over outShape, aShape and bShape; float32 computed in double and rounded
 // once, int32 with the cpu's wrap-around semantics, uint8 (bool) comparisons and the
 // logical and/or as mul/minimum and maximum. Comparisons write uint8. Integer division by
-// zero and negative integer powers are found by a checking kernel before any write.
+// zero and negative integer powers are found by a deferred check (checks.h), or before any
+// write with sync checks on; the kernels give 0 for a zero divisor, 1 for a negative power.
 #include <math.h>
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "../../core/args/elementwise.h"
 #include "../launch.h"
 #include "elementwise.h"
+#include "reductions.h"
 #include "unary_math.h"
 
 namespace deepnode::cuda {
@@ -87,7 +89,7 @@ DEEPNODE_HD inline int32_t wrap32(uint64_t v) {
   return static_cast<int32_t>(static_cast<uint32_t>(v));
 }
 
-// Integer pow by squaring, wrapping (negative exponents are rejected before the kernel).
+// Integer pow by squaring, wrapping (a negative exponent, which the check reports, gives 1).
 DEEPNODE_HD inline int32_t powInt(int32_t a, int32_t b) {
   uint64_t result = 1, base = static_cast<uint64_t>(static_cast<int64_t>(a));
   for (int64_t e = b; e > 0; e >>= 1) {
@@ -97,15 +99,16 @@ DEEPNODE_HD inline int32_t powInt(int32_t a, int32_t b) {
   return wrap32(result);
 }
 
-// Python floor division and remainder; divisors are checked nonzero beforehand, and
+// Python floor division and remainder; a zero divisor (which the check reports) gives 0, and
 // INT_MIN / -1 wraps instead of trapping.
 DEEPNODE_HD inline int32_t floorDivInt(int32_t a, int32_t b) {
+  if (b == 0) return 0;
   if (b == -1) return wrap32(0 - static_cast<uint64_t>(static_cast<int64_t>(a)));
   int32_t q = a / b;
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 DEEPNODE_HD inline int32_t remainderInt(int32_t a, int32_t b) {
-  if (b == -1) return 0;
+  if (b == 0 || b == -1) return 0;
   int32_t r = a % b;
   return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
@@ -168,20 +171,17 @@ void boolRun(BinaryOp op, const Strides& s, int64_t n, uint8_t* out, const uint8
   });
 }
 
-// Raises the flag where an int32 divisor is 0 (zeroOnly) or an exponent negative.
-void scanDivisors(const int32_t* b, int64_t n, bool zeroOnly, int* flag) {
-  forEach("binary check", n, [=] DEEPNODE_HD(int64_t i) {
-    if (zeroOnly ? b[i] == 0 : b[i] < 0) *flag = 1;
-  });
-}
-
-// Integer division by zero and negative integer powers are errors, found before any write.
+// Integer division by zero and negative integer powers are errors of the op.
 void checkIntegerDivisor(const KernelCall& call, BinaryOp op, const Buffer& b, int64_t outNumel) {
   const bool division = op == BinaryOp::FloorDiv || op == BinaryOp::Remainder;
   if (outNumel == 0 || b.size == 0 || (!division && op != BinaryOp::Pow)) return;
-  ErrorFlag flag;
-  scanDivisors(b.as<int32_t>(), b.size, division, flag.device());
-  if (flag.raised()) failIntegerDivisor(call, division);
+  const int32_t* divisors = b.as<int32_t>();
+  red::checkEach(
+      "binary_check", b.size, [=] DEEPNODE_HD(int64_t i) { return division ? divisors[i] == 0 : divisors[i] < 0; },
+      [=] DEEPNODE_HD(int64_t i) { return static_cast<long long>(divisors[i]); },
+      red::failureOf(call, [division, name = call.string("op")](const KernelCall&, int64_t) {
+        failIntegerDivisor(name, division);
+      }));
 }
 
 void binaryDispatch(BinaryOp op, const Strides& s, int64_t n, const Buffer& out, const Buffer& a, const Buffer& b) {

@@ -38,16 +38,6 @@ Strides planBroadcast(const KernelCall& call, const Shape& out, const std::vecto
   return packStrides(dims.shape, dims.strides, static_cast<int>(ins.size()), out);
 }
 
-ErrorFlag::ErrorFlag() : scratch_(sizeof(int)) {
-  fillZeroAsync(scratch_.as<int>(), sizeof(int));
-}
-
-bool ErrorFlag::raised() const {
-  int value = 0;
-  copyToHostNow(&value, scratch_.as<int>(), sizeof(int));
-  return value != 0;
-}
-
 // ---------------------------------------------------------------------------------------
 // fill
 

@@ -78,17 +78,6 @@ Strides planBroadcast(const KernelCall& call, const Shape& out, const std::vecto
 // in strides[k]; the caller checks that shape has at most kMaxDims dims.
 Strides packStrides(const Shape& shape, const std::vector<int64_t>* strides, int operands, const Shape& out);
 
-// A device int that kernels raise (store 1) when they meet bad data; read back with raised().
-class ErrorFlag {
- public:
-  ErrorFlag();
-  int* device() const { return scratch_.as<int>(); }
-  bool raised() const;
-
- private:
-  Scratch scratch_;
-};
-
 }  // namespace elementwise
 
 }  // namespace deepnode::cuda
