@@ -29,6 +29,18 @@ export interface TensorOptions {
 
 /** How many live tensors use each storage; the last dispose hands it back to the backend. */
 const storageUsers = new WeakMap<object, number>();
+/** Numbers tensors in the order they were made (Tensor.serial). */
+let tensorsMade = 0;
+
+/** The serial the next tensor made will get: those made from now on have one at least this. */
+export function nextTensorSerial(): number {
+  return tensorsMade;
+}
+
+/** Whether another live tensor (a view) uses t's storage too. */
+export function sharesStorage(t: Tensor): boolean {
+  return (storageUsers.get(t.storage) ?? 0) > 1;
+}
 
 export class Tensor implements RawTensor {
   readonly shape: readonly number[];
@@ -36,6 +48,8 @@ export class Tensor implements RawTensor {
   readonly device: Device;
   /** Gradient accumulated by backward(); null until then. */
   grad: Tensor | null = null;
+  /** The order this tensor was made in, among all tensors (see nextTensorSerial). */
+  readonly serial: number;
   private storageRef: Storage | null;
   private gradNode: GradNode | null = null;
   private needsGrad = false;
@@ -46,6 +60,7 @@ export class Tensor implements RawTensor {
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.device = device;
+    this.serial = tensorsMade++;
     storageUsers.set(storage, (storageUsers.get(storage) ?? 0) + 1);
     trackTensor(this);
   }

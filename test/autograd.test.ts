@@ -8,9 +8,10 @@ import { readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
 import { gradcheck } from "../lib/autograd/gradcheck.js";
+import { backendFor } from "../lib/backend/registry.js";
 import {
   DTypeError,
   F,
@@ -500,6 +501,51 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     const y = leaf([1.5, -2]);
     y.mul(y).add(y).sum().backward();
     expect(y.grad!.toArray()).toEqual([4, -3]);
+  });
+
+  it("takes a gradient nothing else uses as .grad without copying it", () => {
+    const backend = backendFor(device);
+    const copies = vi.spyOn(backend, "cast");
+    try {
+      const w = leaf([1, 2]);
+      const b = leaf([0.5]);
+      w.mul(3).add(b).sum().backward();
+      expect(copies).not.toHaveBeenCalled();
+      expect(w.grad!.toArray()).toEqual([3, 3]);
+      expect(b.grad!.toArray()).toEqual([2]);
+    } finally {
+      copies.mockRestore();
+    }
+  });
+
+  it("copies a gradient it gives to two leaves, so each .grad is its own", () => {
+    const a = leaf([1, 2]);
+    const b = leaf([3, 4]);
+    a.add(b).sum().backward(); // add returns one gradient for both
+    noGrad(() => a.grad!.fill_(7));
+    expect(b.grad!.toArray()).toEqual([1, 1]);
+  });
+
+  it("copies a gradient other nodes still wait for, and then adds into it correctly", () => {
+    // The gradient of the sums reaches x.mul(3), x.mul(5) and x.add(1) as one tensor; the
+    // last runs first and hands it on to x unchanged, and the others must still read it
+    // unchanged after x's later gradients are added in.
+    const x = leaf([1, 2]);
+    x.mul(3).add(x.mul(5)).add(x.add(1)).sum().backward();
+    expect(x.grad!.toArray()).toEqual([9, 9]);
+  });
+
+  it("copies the caller's gradient and its views", () => {
+    const x = leaf([1, 2]);
+    const seed = tensor([1, 10], { device });
+    x.add(1).backward(seed);
+    noGrad(() => seed.fill_(0));
+    expect(x.grad!.toArray()).toEqual([1, 10]);
+    const y = leaf([1, 2, 3, 4]);
+    const square = tensor([1, 2, 3, 4], { device }).reshape([2, 2]);
+    y.reshape([2, 2]).backward(square);
+    noGrad(() => square.fill_(0));
+    expect(y.grad!.toArray()).toEqual([1, 2, 3, 4]);
   });
 
   it("zeroGrad clears to null or to zeros", () => {

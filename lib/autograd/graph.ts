@@ -7,8 +7,9 @@
 
 import { StateError, formatShape } from "../errors.js";
 import { sameShape } from "../shape.js";
-import type { Tensor } from "../tensor.js";
+import type { Storage } from "../backend/backend.js";
 import { keep } from "../memory.js";
+import { nextTensorSerial, sharesStorage, type Tensor } from "../tensor.js";
 import { isGradEnabled, noGrad } from "./grad-mode.js";
 
 export type BackwardFn = (gradOut: Tensor) => readonly (Tensor | null | undefined)[];
@@ -98,11 +99,67 @@ function checkGradShape(node: GradNode, input: Tensor, grad: Tensor): void {
   }
 }
 
-function accumulateLeaf(leaf: Tensor, grad: Tensor): void {
-  // The first gradient is copied (a backward closure may hand the same tensor to several
-  // inputs) and kept, so a scope around the training step does not dispose it.
-  if (leaf.grad === null) leaf.setGrad(keep(grad.clone()));
+/**
+ * Into leaf.grad: the first gradient becomes it, kept so that a scope around the training
+ * step does not dispose it, and copied unless `ownable` (see BackwardPass.ownable); later
+ * ones are added in place.
+ */
+function accumulateLeaf(leaf: Tensor, grad: Tensor, ownable: boolean): void {
+  if (leaf.grad === null) leaf.setGrad(keep(ownable ? grad : grad.clone()));
   else leaf.grad.addInPlace(grad);
+}
+
+/**
+ * The gradients waiting for their nodes during one backward pass, and which gradient a
+ * leaf may take as its .grad without a copy, as PyTorch's AccumulateGrad takes one that
+ * nothing else refers to. That saves a kernel and an allocation per parameter per step.
+ */
+class BackwardPass {
+  private readonly waiting = new Map<GradNode, Tensor>();
+  /** How many waiting gradients use each storage. */
+  private readonly waitingStorages = new Map<Storage, number>();
+  /** Tensors made from here on were made by this pass (the caller's seed was not). */
+  private readonly firstSerial = nextTensorSerial();
+
+  set(node: GradNode, grad: Tensor): void {
+    const previous = this.waiting.get(node);
+    if (previous !== undefined) this.count(previous, -1);
+    this.waiting.set(node, grad);
+    this.count(grad, 1);
+  }
+
+  take(node: GradNode): Tensor | undefined {
+    const grad = this.waiting.get(node);
+    if (grad === undefined) return undefined;
+    this.waiting.delete(node);
+    this.count(grad, -1);
+    return grad;
+  }
+
+  get(node: GradNode): Tensor | undefined {
+    return this.waiting.get(node);
+  }
+
+  /**
+   * Whether `grad`, one of the gradients a node returned (`returned`), may become a leaf's
+   * .grad as it is: this pass made it, no view shares its storage, no node waits for it, and
+   * the node returned it for no other input (add returns one gradient for both of its own).
+   * A later gradient of that leaf is then added into it in place, which must change nothing
+   * else.
+   */
+  ownable(grad: Tensor, returned: readonly (Tensor | null | undefined)[]): boolean {
+    if (grad.serial < this.firstSerial || sharesStorage(grad)) return false;
+    if (this.waitingStorages.has(grad.storage)) return false;
+    let uses = 0;
+    for (const other of returned) if (other?.storage === grad.storage) uses++;
+    return uses === 1;
+  }
+
+  private count(grad: Tensor, change: number): void {
+    const users = (this.waitingStorages.get(grad.storage) ?? 0) + change;
+    if (users > 0) this.waitingStorages.set(grad.storage, users);
+    else this.waitingStorages.delete(grad.storage);
+  }
 }
 
 export interface BackwardOptions {
@@ -126,7 +183,7 @@ export function runBackward(root: Tensor, options: BackwardOptions = {}): void {
     }
     const rootNode = root.gradFn;
     if (rootNode === null) {
-      accumulateLeaf(root, seed);
+      accumulateLeaf(root, seed, false);
       return;
     }
     propagate(rootNode, seed, options.retainGraph ?? false);
@@ -145,10 +202,10 @@ function implicitGradient(root: Tensor): Tensor {
 }
 
 function propagate(rootNode: GradNode, seed: Tensor, retainGraph: boolean): void {
-  const grads = new Map<GradNode, Tensor>([[rootNode, seed]]);
+  const pass = new BackwardPass();
+  pass.set(rootNode, seed);
   for (const node of topologicalOrder(rootNode)) {
-    const gradOut = grads.get(node);
-    grads.delete(node);
+    const gradOut = pass.take(node);
     if (gradOut === undefined) continue;
     const inputGrads = node.apply(gradOut);
     if (!retainGraph) node.release();
@@ -158,11 +215,11 @@ function propagate(rootNode: GradNode, seed: Tensor, retainGraph: boolean): void
       checkGradShape(node, input, grad);
       const next = input.gradFn;
       if (next === null) {
-        accumulateLeaf(input, grad);
+        accumulateLeaf(input, grad, pass.ownable(grad, inputGrads));
         return;
       }
-      const existing = grads.get(next);
-      grads.set(next, existing === undefined ? grad : existing.add(grad));
+      const existing = pass.get(next);
+      pass.set(next, existing === undefined ? grad : existing.add(grad));
     });
   }
 }

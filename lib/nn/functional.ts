@@ -14,7 +14,6 @@ import {
   tanh as tanhOp,
 } from "../ops/elementwise.js";
 import { linear as linearOp } from "../ops/linalg.js";
-import { sumTo } from "../ops/elementwise.js";
 import { defaultGenerator } from "../random.js";
 import { normalizeAxis } from "../shape.js";
 import type { Tensor } from "../tensor.js";
@@ -165,10 +164,7 @@ export function conv2d(
       gw = empty(weight.shape, weight.dtype, weight.device);
       backend.conv2dBackwardWeight(gw, g, x, p);
     }
-    const gb =
-      bias !== null && bias.requiresGrad
-        ? sumTo(g, [1, bias.shape[0]!, 1, 1]).reshape(bias.shape)
-        : null;
+    const gb = bias !== null && bias.requiresGrad ? g.sum([0, 2, 3]) : null;
     return [gx, gw, gb];
   });
 }

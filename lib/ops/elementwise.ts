@@ -9,6 +9,7 @@ import { DTypeError, DeviceError, ShapeError, StateError, formatShape } from "..
 import { broadcastAxes, broadcastShapes, sameShape } from "../shape.js";
 import { Tensor, type TensorLike } from "../tensor.js";
 import { empty, full } from "./creation.js";
+import { reshapeTemporary } from "./shape.js";
 
 // ---- helpers --------------------------------------------------------------------
 
@@ -44,7 +45,7 @@ export function sumTo(grad: Tensor, shape: readonly number[]): Tensor {
   const keptShape = grad.shape.map((d, i) => (axes.includes(i) ? 1 : d));
   const out = empty(keptShape, grad.dtype, grad.device);
   backendFor(grad.device).reduce("sum", out, grad, axes);
-  return out.reshape([...shape]);
+  return reshapeTemporary(out, shape);
 }
 
 /** Casts to dtype (a new tensor; the same tensor when it already has it). */

@@ -10,7 +10,7 @@ import { normalizeAxes, normalizeAxis, sizeOf } from "../shape.js";
 import type { Tensor } from "../tensor.js";
 import { empty, full } from "./creation.js";
 import { cast, compare, div, mul, where } from "./elementwise.js";
-import { expand } from "./shape.js";
+import { expand, reshapeTemporary } from "./shape.js";
 
 function keptShape(shape: readonly number[], axes: readonly number[]): number[] {
   return shape.map((d, i) => (axes.includes(i) ? 1 : d));
@@ -35,7 +35,7 @@ function spread(g: Tensor, x: Tensor, axes: number[]): Tensor {
 
 export function sum(x: Tensor, dim?: number | readonly number[], keepdim = false): Tensor {
   const axes = normalizeAxes("sum", dim, x.ndim);
-  const out = reduceRaw("sum", x, axes).reshape(outShape(x.shape, axes, keepdim));
+  const out = reshapeTemporary(reduceRaw("sum", x, axes), outShape(x.shape, axes, keepdim));
   return record(out, "sum", [x], (g) => [spread(g, x, axes)]);
 }
 
@@ -43,7 +43,7 @@ export function mean(x: Tensor, dim?: number | readonly number[], keepdim = fals
   const source = isFloating(x.dtype) ? x : cast(x, "float32");
   const axes = normalizeAxes("mean", dim, x.ndim);
   const count = sizeOf(axes.map((a) => x.shape[a]!));
-  const out = reduceRaw("mean", source, axes).reshape(outShape(x.shape, axes, keepdim));
+  const out = reshapeTemporary(reduceRaw("mean", source, axes), outShape(x.shape, axes, keepdim));
   return record(out, "mean", [source], (g) => [div(spread(g, source, axes), count)]);
 }
 

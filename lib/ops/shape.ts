@@ -17,6 +17,18 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   return record(out, "reshape", [x], (g) => [reshape(g, x.shape)]);
 }
 
+/**
+ * A temporary's values under another shape, the temporary disposed, so that the result is
+ * the only tensor on its storage (autograd may then hand it to a leaf as its gradient
+ * without a copy). Only for a tensor an op just made, that nothing else holds and that
+ * records no graph.
+ */
+export function reshapeTemporary(x: Tensor, shape: readonly number[]): Tensor {
+  const out = new Tensor(x.storage, inferShape("reshape", x.shape, shape), x.dtype, x.device);
+  x.dispose();
+  return out;
+}
+
 export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
   if (x.ndim === 0) return reshape(x, [1]);
   const start = normalizeAxis("flatten", startDim, x.ndim);
