@@ -22,6 +22,7 @@ import {
   optim,
   scope,
   setDefaultDevice,
+  stack,
   train as trainer,
 } from "../lib/index.js";
 
@@ -103,28 +104,39 @@ export function limitSplit(split: MnistSplit, limit: number | undefined): MnistS
   return { images, labels, count: limit };
 }
 
-/** Mean loss and accuracy of the model on a loader, in eval mode. */
+/**
+ * Mean loss and accuracy of the model on a loader, in eval mode. The sums are kept on the
+ * device and read once at the end, so on a GPU the batches are queued without waiting.
+ */
 export function evaluate(
   model: nn.Module & { forward(x: Tensor): Tensor },
   loader: DataLoader,
 ): { loss: number; accuracy: number } {
   model.eval();
-  let lossSum = 0;
-  let correct = 0;
+  let sums: Tensor | undefined; // [loss sum, correct count]
   let count = 0;
-  noGrad(() => {
-    for (const { inputs, targets } of loader) {
-      scope(() => {
-        const output = model.forward(inputs);
-        lossSum += F.nllLoss(output, targets, { reduction: "sum" }).item();
-        correct += output.argmax(1).eq(targets).sum().item();
-        count += targets.numel;
-      });
-      inputs.dispose();
-      targets.dispose();
-    }
-  });
-  return { loss: lossSum / count, accuracy: correct / count };
+  try {
+    noGrad(() => {
+      for (const { inputs, targets } of loader) {
+        scope(() => {
+          const output = model.forward(inputs);
+          const lossSum = F.nllLoss(output, targets, { reduction: "sum" });
+          const correct = output.argmax(1).eq(targets).sum().to(lossSum.dtype);
+          const batch = stack([lossSum, correct]);
+          const previous = sums;
+          sums = keep(previous === undefined ? batch : previous.add(batch));
+          previous?.dispose();
+          count += targets.numel;
+        });
+        inputs.dispose();
+        targets.dispose();
+      }
+    });
+    const [lossSum, correct] = sums === undefined ? [0, 0] : Array.from(sums.dataSync());
+    return { loss: lossSum! / count, accuracy: correct! / count };
+  } finally {
+    sums?.dispose();
+  }
 }
 
 /**
