@@ -160,6 +160,10 @@ export interface NativeKernels {
     [out: NativeBuffer, index: Int32Array, src: NativeBuffer],
     { outer: number; dim: number; inner: number; indexDim: number },
   ];
+  check_range: [
+    [x: Float32Array | Float64Array],
+    { low: number; high: number; op: string; name: string },
+  ];
   nll_loss: [
     [out: Float32Array, logProbs: Float32Array, targets: Int32Array, weight: Float32Array | null],
     { n: number; c: number; inner: number; reduction: string; ignoreIndex: number },

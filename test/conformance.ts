@@ -1305,6 +1305,40 @@ function nllLossCases(t: Target): void {
       }
     });
   });
+
+  describe("checkRange", () => {
+    it("passes values within the bounds, bounds included, in float32 and float64", () => {
+      for (const dtype of ["float32", "float64"] as const) {
+        for (const b of [t.backend(), ref]) {
+          const x = raw(b, dtype, [2, 3], [0, 0.25, 1, 0.5, 1e-30, 0.999]);
+          expect(() => b.checkRange(x, 0, 1, "binaryCrossEntropy", "input"), b.name).not.toThrow();
+          b.checkRange(raw(b, dtype, [0]), 0, 1, "binaryCrossEntropy", "input");
+          b.release?.(x.storage);
+        }
+      }
+    });
+
+    it.each([
+      ["above", 1.5],
+      ["below", -0.25],
+      ["NaN", NaN],
+      ["Infinity", Infinity],
+    ])("names the first element %s the bounds, in the op's words, on both", (_, bad) => {
+      for (const dtype of ["float32", "float64"] as const) {
+        for (const b of [t.backend(), ref]) {
+          const x = raw(b, dtype, [2, 2], [0.5, 1, bad, bad]);
+          const error = expectThrows(
+            () => b.checkRange(x, 0, 1, "binaryCrossEntropy", "input"),
+            ValueError,
+            "binaryCrossEntropy: all elements of input should be between 0 and 1, but element 2 " +
+              "is not",
+          );
+          expect(error.param, b.name).toBe("input");
+          b.release?.(x.storage);
+        }
+      }
+    });
+  });
 }
 
 // ---- optimizer steps ------------------------------------------------------------------

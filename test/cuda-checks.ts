@@ -1,8 +1,9 @@
 // The cuda backend's data checks: by default an op does not wait for the device to check an
-// index, a target or an integer divisor; the device records the first bad one and the error, naming the op, is
-// thrown at the next wait (a read, cuda.synchronize). Run on the host emulation
-// (backend-cuda-emulated.test.ts) and, where there is one, on a GPU (backend-cuda.test.ts),
-// whose files turn sync checks on for their other suites; this one turns them off.
+// index, a target, an integer divisor or a probability; the device records the first bad one
+// and the error, naming the op, is thrown at the next wait (a read, cuda.synchronize). Run on
+// the host emulation (backend-cuda-emulated.test.ts) and, where there is one, on a GPU
+// (backend-cuda.test.ts), whose files turn sync checks on for their other suites; this one
+// turns them off.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -147,6 +148,22 @@ export function cudaChecksSuite(title: string, available: boolean): void {
         lateMessage("synchronize", "pow", "integers to negative integer powers are not allowed"),
       );
       expect(readRaw(b, out)).toEqual([4, 1, 1]);
+    });
+
+    it("reports a binaryCrossEntropy input outside [0, 1] at the next read", () => {
+      lib.scope(() => {
+        const input = lib.tensor([0.25, 0.5, 1.25], { device });
+        const loss = F.binaryCrossEntropy(input, lib.tensor([0, 1, 1], { device }));
+        expectThrows(
+          () => loss.item(),
+          lib.ValueError,
+          lateMessage(
+            "read",
+            "binaryCrossEntropy",
+            "all elements of input should be between 0 and 1, but element 2 is not",
+          ),
+        );
+      });
     });
 
     it("goes on past thousands of checks in flight, keeping a failure for the next wait", () => {

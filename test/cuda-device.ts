@@ -169,10 +169,9 @@ function trainingSteps(): void {
           },
         );
         encoder.forward(src, { srcKeyPaddingMask: padding }).square().mean().backward();
-        norm
-          .forward(lib.randn([2, 2, 3, 3]))
-          .sum()
-          .backward();
+        const probabilities = norm.forward(lib.randn([2, 2, 3, 3])).sigmoid();
+        const labels01 = lib.randn([2, 2, 3, 3]).gt(0).to("float32");
+        F.binaryCrossEntropy(probabilities, labels01).backward();
         for (const o of optimizers) o.step();
       });
     }

@@ -1728,12 +1728,15 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
       ValueError,
       'l1Loss: reduction must be "none", "mean", "sum", got "avg"',
     );
-    expectThrows(
-      () => F.binaryCrossEntropy(tensor([0.5, 1.5]), tensor([0, 1])),
-      ValueError,
-      "binaryCrossEntropy: all elements of input should be between 0 and 1, got values in [0.5, " +
-        "1.5]",
-    );
+    for (const bad of [1.5, -0.25, NaN]) {
+      const error = expectThrows(
+        () => F.binaryCrossEntropy(tensor([0.5, 1, bad]), tensor([0, 1, 1])),
+        ValueError,
+        "binaryCrossEntropy: all elements of input should be between 0 and 1, but element 2 " +
+          "is not",
+      );
+      expect(error.param).toBe("input");
+    }
     expectThrows(
       () => F.smoothL1Loss(ones([2]), ones([2]), { beta: -1 }),
       ValueError,

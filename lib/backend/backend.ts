@@ -243,6 +243,14 @@ export interface Backend {
   scatterAdd(out: RawTensor, axis: number, index: RawTensor, src: RawTensor): void;
 
   /**
+   * Checks that every element of x (float) lies in [low, high], a NaN not: otherwise a
+   * ValueError of `op` about its argument `name`, "all elements of <name> should be between
+   * <low> and <high>, but element <k> is not". On cuda it is a deferred check (the error is
+   * thrown at the next wait for the device), unless sync checks are on.
+   */
+  checkRange(x: RawTensor, low: number, high: number, op: string, name: string): void;
+
+  /**
    * Negative log-likelihood: logProbs [n, c, ...rest], targets int32 [n, ...rest], weight [c]
    * or null. out is [] for mean and sum, [n, ...rest] for none. A target outside [0, c)
    * other than ignoreIndex is an IndexError.

@@ -374,6 +374,18 @@ export abstract class KernelBackend implements Backend {
     });
   }
 
+  checkRange(x: RawTensor, low: number, high: number, op: string, name: string): void {
+    const values = x.storage as Float32Array | Float64Array;
+    try {
+      this.call("check_range", [values], { low, high, op, name });
+    } catch (error) {
+      // The kernel words the error as the reference backend does, naming op, not itself.
+      if (!(error instanceof ValueError) || !error.message.startsWith(`checkRange: ${op}: `))
+        throw error;
+      throw new ValueError(op, error.message.slice(`checkRange: ${op}: `.length), name);
+    }
+  }
+
   nllLoss(
     out: RawTensor,
     logProbs: RawTensor,

@@ -30,6 +30,7 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"gather", cpu::gather},
       {"scatter_add", cpu::scatterAdd},
       {"nll_loss", cpu::nllLoss},
+      {"check_range", cpu::checkRange},
       {"nll_loss_backward", cpu::nllLossBackward},
       {"sgd_step", cpu::sgdStep},
       {"adam_step", cpu::adamStep},

@@ -1,4 +1,5 @@
-// Indexing along one axis (gather, scatter_add) and the negative log-likelihood loss.
+// Indexing along one axis (gather, scatter_add), the negative log-likelihood loss, and the
+// range check of a loss's input (check_range).
 // Every index and target is checked before anything is written, so a bad index leaves
 // the outputs untouched and the error names the value and the valid range.
 #include "../core/args/index.h"
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/args/range.h"
 #include "../core/threadpool.h"
 #include "kernels.h"
 
@@ -137,6 +139,16 @@ void nllLoss(KernelCall& call) {
     total += w;
   }
   o[0] = static_cast<float>(a.reduction == Reduction::Sum ? sum : sum / total);
+}
+
+// Fails naming the first element of x outside [low, high] (see args/range.h).
+void checkRange(KernelCall& call) {
+  const args::range::RangeArgs a = args::range::readRange(call);
+  const Buffer& x = call.buffers[0];
+  for (int64_t k = 0; k < x.size; ++k) {
+    const double value = x.dtype == DType::Float32 ? x.as<float>()[k] : x.as<double>()[k];
+    if (args::range::outside(value, a.low, a.high)) args::range::failRange(a, k);
+  }
 }
 
 // gradLogProbs is fully written: zero except at each counted target, -w[t] * gradOut

@@ -30,6 +30,7 @@ void softmaxBackward(KernelCall& call);
 void gather(KernelCall& call);
 void scatterAdd(KernelCall& call);
 void nllLoss(KernelCall& call);
+void checkRange(KernelCall& call);
 void nllLossBackward(KernelCall& call);
 
 // optim.cc

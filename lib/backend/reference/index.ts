@@ -179,6 +179,10 @@ export class ReferenceBackend implements Backend {
     loss.nllLoss(out, logProbs, targets, weight, reduction, ignoreIndex);
   }
 
+  checkRange(x: RawTensor, low: number, high: number, op: string, name: string): void {
+    loss.checkRange(x, low, high, op, name);
+  }
+
   nllLossBackward(
     gradLogProbs: RawTensor,
     gradOut: RawTensor,

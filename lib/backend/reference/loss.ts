@@ -4,7 +4,7 @@
 // the weights of the targets that count, so all-ignored gives 0 / 0 = NaN, as PyTorch.
 
 import type { RawTensor, Reduction } from "../backend.js";
-import { IndexError, ShapeError, formatShape } from "../../errors.js";
+import { IndexError, ShapeError, ValueError, formatShape } from "../../errors.js";
 import { FLOAT_DTYPES, elements, requireDType, requireSameDType } from "./storage.js";
 import { expectShape, sizeOf } from "./strides.js";
 
@@ -73,6 +73,24 @@ function nllPicks(
 
 function totalWeight(counted: readonly Pick[]): number {
   return counted.reduce((acc, pick) => acc + pick.weight, 0);
+}
+
+/** Backend.checkRange: the first element of x outside [low, high], or NaN, is an error of op. */
+export function checkRange(x: RawTensor, low: number, high: number, op: string, name: string) {
+  requireDType("checkRange", x.dtype, FLOAT_DTYPES);
+  const values = elements("checkRange", x);
+  for (let k = 0; k < values.length; k++) {
+    const value = values[k]!;
+    if (!(value >= low && value <= high)) throw rangeError(op, name, low, high, k);
+  }
+}
+
+/** The error of an element outside [low, high], as every backend words it. */
+export function rangeError(op: string, name: string, low: number, high: number, element: number) {
+  const message =
+    `all elements of ${name} should be between ${low} and ${high}, but element ${element} ` +
+    `is not`;
+  return new ValueError(op, message, name);
 }
 
 export function nllLoss(

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../../core/args/index.h"
+#include "../../core/args/range.h"
 #include "reductions.h"
 
 namespace deepnode::cuda {
@@ -93,9 +94,28 @@ void nllLossBackward(KernelCall& call) {
   scatterGradient(a, g, gradOut, total.as<double>());
 }
 
+// Fails naming the first element of x outside [low, high] (see args/range.h); reported as
+// the other checks are.
+template <typename T>
+void checkRangeOf(const KernelCall& call, const args::range::RangeArgs& a, const T* x, int64_t n) {
+  const double low = a.low, high = a.high;
+  checkEach(
+      "check_range", n, [=] DEEPNODE_HD(int64_t i) { return args::range::outside(x[i], low, high); },
+      [=] DEEPNODE_HD(int64_t i) { return static_cast<long long>(i); },
+      failureOf(call, [a](const KernelCall&, int64_t element) { args::range::failRange(a, element); }));
+}
+
+void checkRange(KernelCall& call) {
+  const args::range::RangeArgs a = args::range::readRange(call);
+  const Buffer& x = call.buffers[0];
+  if (x.dtype == DType::Float32) return checkRangeOf(call, a, x.as<float>(), x.size);
+  checkRangeOf(call, a, x.as<double>(), x.size);
+}
+
 }  // namespace red_loss
 
 void registerLossKernels(KernelTable& table) {
+  table["check_range"] = red_loss::checkRange;
   table["nll_loss"] = red_loss::nllLoss;
   table["nll_loss_backward"] = red_loss::nllLossBackward;
 }
