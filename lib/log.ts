@@ -11,6 +11,11 @@ function levelFromEnv(): Level {
 const level = levelFromEnv();
 const warned = new Set<string>();
 
+/** Whether info lines are printed (so a caller can skip gathering what it would print). */
+export function infoEnabled(): boolean {
+  return level !== "silent";
+}
+
 export function info(message: string): void {
   if (level !== "silent") process.stderr.write(`[deepnode] ${message}\n`);
 }

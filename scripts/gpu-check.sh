@@ -104,9 +104,11 @@ log "cuda suite, poisoned (exit $?, ${SECONDS}s): $(counts "$logs/tests-poisoned
 failures "$logs/tests-poisoned.log" 10
 
 device=$(node -e "import('./dist/lib/index.js').then(({cuda}) => console.log(cuda.isAvailable() ? 'cuda' : 'cpu'))")
-timed_step "mnist" 180 node bin/deepnode.js train mnist --epochs 1 --device "$device" --no-progress \
-  --out "$(mktemp -d)/mnist.safetensors" >"$logs/mnist.log" 2>&1
+# DEEPNODE_LOG=info adds the epoch's host waits and memory figures on cuda (Trainer).
+DEEPNODE_LOG=info timed_step "mnist" 180 node bin/deepnode.js train mnist --epochs 1 --device "$device" \
+  --no-progress --out "$(mktemp -d)/mnist.safetensors" >"$logs/mnist.log" 2>&1
 log "mnist on $device (exit $?, ${SECONDS}s): $(grep '^epoch' "$logs/mnist.log" | tail -1)"
+log "  $(grep 'host wait' "$logs/mnist.log" | tail -1)"
 
 # The GPU benchmarks beside PyTorch on the same GPU (the quick plan keeps it to minutes).
 if [ "$device" = cuda ]; then

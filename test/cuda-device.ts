@@ -381,6 +381,27 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       expect(waitsDuring(trainingSteps)).toEqual(noWaits);
     });
 
+    it("trains with the Trainer given device 'cuda', the short name of cuda:0", async () => {
+      lib.manualSeed(2);
+      const inputs = lib.randn([16, 3]);
+      const labels = inputs.sum(1).gt(0).to("int32");
+      const trainData = new lib.data.TensorDataset(inputs, labels);
+      const trainer = new lib.train.Trainer({
+        model: () => new lib.nn.Linear(3, 2),
+        trainData,
+        epochs: 2,
+        batchSize: 4,
+        optimizer: (params) => new lib.optim.SGD(params, { lr: 0.1 }),
+        lossFn: (outputs, targets) => lib.nn.functional.crossEntropy(outputs, targets),
+        progress: false,
+        device: "cuda",
+      });
+      expect(trainer.device).toBe("cuda:0");
+      const { history } = await trainer.fit();
+      expect(trainer.model.parameters().map((p) => p.device)).toEqual(["cuda:0", "cuda:0"]);
+      expect(history[1]!.train.loss!).toBeLessThan(history[0]!.train.loss!);
+    });
+
     it("refuses a device the machine does not have", () => {
       const count = lib.cuda.deviceCount();
       expectThrows(

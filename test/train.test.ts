@@ -153,6 +153,11 @@ describe("Trainer.fit, evaluate and predict", () => {
     for (const name of Object.keys(a)) {
       a[name]!.forEach((v, i) => expect(Math.abs(v - b[name]![i]!), name).toBeLessThan(1e-5));
     }
+    expectThrows(
+      () => new Trainer(baseOptions({ device: "gpu" })),
+      ValueError,
+      `device: unknown device 'gpu' (expected "cpu", "reference", "cuda" or "cuda:N")`,
+    );
     const onCpu = new Trainer(baseOptions({ model: mlp(), device: "reference" }));
     const error = await onCpu.fit().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DeviceError);

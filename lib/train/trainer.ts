@@ -5,7 +5,13 @@
 // steps and once per epoch, never per step.
 
 import { noGrad } from "../autograd/grad-mode.js";
-import { getDefaultDevice, setDefaultDevice } from "../backend/registry.js";
+import { activityLine, hostWaits } from "../backend/cuda/index.js";
+import {
+  getDefaultDevice,
+  parseDevice,
+  setDefaultDevice,
+  type Device,
+} from "../backend/registry.js";
 import { DataLoader, type Batch } from "../data/dataloader.js";
 import type { Dataset, Sample } from "../data/dataset.js";
 import type { Module } from "../nn/module.js";
@@ -41,6 +47,11 @@ import {
   type PartialEpoch,
 } from "./resume.js";
 import { removeLeftovers } from "./checkpoint.js";
+
+/** N for cuda:N, else null. */
+function cudaOrdinal(device: Device): number | null {
+  return device.startsWith("cuda:") ? Number(device.slice(5)) : null;
+}
 
 /** The loss and each metric added up over an epoch's batches, on the device. */
 class RunningSums {
@@ -119,7 +130,8 @@ function disposeBatch(batch: Batch): void {
  */
 export class Trainer<B extends Batch = Batch, M extends Module = Model> {
   readonly options: TrainerOptions<B, M>;
-  readonly device: string;
+  /** The device trained on, by its canonical name ("cuda" is cuda:0). */
+  readonly device: Device;
   /** Completed epochs and optimizer steps (restored by resume). */
   epoch = 0;
   globalStep = 0;
@@ -140,7 +152,7 @@ export class Trainer<B extends Batch = Batch, M extends Module = Model> {
   constructor(options: TrainerOptions<B, M>) {
     checkTrainerOptions(options);
     this.options = options;
-    this.device = options.device ?? getDefaultDevice();
+    this.device = parseDevice(options.device ?? getDefaultDevice());
     const { callbacks = [] } = options;
     this.callbacks = Array.isArray(callbacks) ? callbacks : [callbacks];
   }
@@ -351,7 +363,11 @@ export class Trainer<B extends Batch = Batch, M extends Module = Model> {
     const o = this.options;
     const epoch = this.epoch + 1;
     for (const c of this.callbacks) c.onEpochBegin?.(epoch, this);
+    const cuda = log.infoEnabled() ? cudaOrdinal(this.device) : null;
+    const waits = cuda === null ? null : hostWaits(cuda);
     const record = this.trainEpoch(train, epoch);
+    if (cuda !== null)
+      log.info(`Trainer: epoch ${epoch} on cuda:${cuda}: ${activityLine(cuda, waits!)}`);
     const isLast = epoch === o.epochs;
     if (evaluation !== null && (epoch % (o.evalEvery ?? 1) === 0 || isLast)) {
       record.eval = this.evaluateLoader(evaluation);

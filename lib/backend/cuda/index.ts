@@ -63,6 +63,33 @@ export function hostWaits(device = 0): CudaHostWaits {
   return { ...stats, total };
 }
 
+const MIB = 2 ** 20;
+
+/**
+ * One line about cuda:`device` since `since` (an earlier hostWaits() of it): the host waits
+ * made meanwhile by cause, and the allocator's figures now, as DEEPNODE_LOG=info prints
+ * them after each Trainer epoch.
+ */
+export function activityLine(device: number, since: CudaHostWaits): string {
+  const now = hostWaits(device);
+  const causes: string[] = [];
+  for (const key of ["reads", "synchronizes", "uploads", "allocations", "other"] as const) {
+    if (now[key] > since[key]) causes.push(`${now[key] - since[key]} ${key}`);
+  }
+  for (const [op, count] of Object.entries(now.ops)) {
+    const more = count - (since.ops[op] ?? 0);
+    if (more > 0) causes.push(`${more} in ${op}`);
+  }
+  const waits = now.total - since.total;
+  const m = memoryStats(device);
+  const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+  return (
+    `${waits} host wait${waits === 1 ? "" : "s"}${causes.length > 0 ? ` (${causes.join(", ")})` : ""}; ` +
+    `memory ${mib(m.allocated)} allocated, ${mib(m.peakAllocated)} at peak, ` +
+    `${mib(m.reserved)} reserved`
+  );
+}
+
 /** Gives the cached (freed) device memory of cuda:`device` back to the driver. */
 export function emptyCache(device = 0): void {
   cudaDevice("emptyCache", device);
