@@ -45,6 +45,16 @@ export interface PoolAttrs {
   ceilMode: boolean;
 }
 
+/** The attributes of sgd_step (and, with a count, sgd_steps). */
+export interface SgdAttrs {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+  firstStep: boolean;
+}
+
 /** The attributes of adam_step (and, with a count, adam_steps). */
 export interface AdamAttrs {
   lr: number;
@@ -175,15 +185,11 @@ export interface NativeKernels {
   ];
   sgd_step: [
     [param: Float32Array, grad: Float32Array, momentumBuffer: Float32Array | null],
-    {
-      lr: number;
-      momentum: number;
-      dampening: number;
-      weightDecay: number;
-      nesterov: boolean;
-      firstStep: boolean;
-    },
+    SgdAttrs,
   ];
+  /** sgd_step over `count` params at once: each item's buffers in sgd_step's order, 2 per item
+   * (param, grad), 3 with momentum != 0 (momentumBuffer last). */
+  sgd_steps: [(Float32Array | null)[], SgdAttrs & { count: number }];
   adam_step: [
     [
       param: Float32Array,

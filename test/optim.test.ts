@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 
 import {
   DTypeError,
+  DeviceError,
   F,
   ShapeError,
   StateDictError,
@@ -463,21 +464,83 @@ describe("AdamW against Adam with L2 after one step", () => {
   });
 });
 
-// Adam's step is one adamSteps call per device and step count; the per-parameter step it
-// replaced (one adamStep each) is kept here as the oracle: results must be the same bits.
+// Adam's and SGD's steps are one call per device (and step count, or first step) over a
+// group's parameters; the per-parameter steps they replaced (one call each) are kept here as
+// the oracles: results must be the same bits.
 class PerParamAdam extends optim.Adam {
   protected override updateGroup(group: optim.ParamGroup<optim.AdamOptions>): void {
     for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
   }
 }
 
+class PerParamSGD extends optim.SGD {
+  protected override updateGroup(group: optim.ParamGroup<optim.SGDOptions>): void {
+    for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
+  }
+}
+
+// 30 parameters of one to three dimensions, 0- and 1-element ones among them.
+const BATCH_SHAPES = Array.from({ length: 30 }, (_, k) => {
+  if (k % 7 === 1) return k < 10 ? [0] : [2, 0];
+  if (k % 5 === 2) return k < 10 ? [1] : [1, 1, 1];
+  const n = k + 2;
+  return [[n], [2, n], [n, 3, 2]][k % 3]!;
+});
+
+/** A batched optimizer and a per-parameter one over equal copies of the same parameters. */
+interface Twins {
+  batched: nn.Parameter[];
+  perParam: nn.Parameter[];
+  many: optim.Optimizer<object>;
+  single: optim.Optimizer<object>;
+}
+
+function twins(
+  device: string,
+  make: (params: nn.Parameter[], perParam: boolean) => optim.Optimizer<object>,
+): Twins {
+  manualSeed(11);
+  const initial = BATCH_SHAPES.map((shape) => randn(shape, { device }));
+  const copies = () => initial.map((t) => new nn.Parameter(t.clone()));
+  const [batched, perParam] = [copies(), copies()];
+  initial.forEach((t) => t.dispose());
+  return { batched, perParam, many: make(batched, false), single: make(perParam, true) };
+}
+
+/** Parameters and every state value, as bits: equal only when each float is the same. */
+function bits(params: Tensor[], optimizer: optim.Optimizer<object>): number[][] {
+  const asBits = (t: Tensor) => Array.from(new Uint32Array(Float32Array.from(values(t)).buffer));
+  const state = Object.values(optimizer.stateDict().state).flatMap((s) =>
+    Object.values(s).map((v) => (v instanceof Tensor ? asBits(v) : [v])),
+  );
+  return [...params.map(asBits), ...state];
+}
+
+/**
+ * One step of both twins per entry of `plan`, which picks the parameters that get a gradient
+ * (the same on both sides; the rest get none); after each, both must hold the same bits.
+ */
+function stepTwins(device: string, t: Twins, plan: ((k: number) => boolean)[]): void {
+  plan.forEach((which, step) => {
+    manualSeed(100 + step);
+    BATCH_SHAPES.forEach((shape, k) => {
+      const grad = which(k) ? randn(shape, { device }) : null;
+      for (const params of [t.batched, t.perParam]) params[k]!.grad = grad?.clone() ?? null;
+      grad?.dispose();
+    });
+    t.many.step();
+    t.single.step();
+    expect(bits(t.batched, t.many), `step ${step + 1}`).toEqual(bits(t.perParam, t.single));
+  });
+}
+
+const EVERY = () => true;
+
 describe.each(["cpu", "reference"] as const)(
   "Adam over many parameters in one call on %s",
   (device) => {
     afterEach(() => vi.restoreAllMocks());
 
-    // 0- and 1-element parameters among others, 30 in all
-    const sizes = Array.from({ length: 30 }, (_, k) => (k % 7 === 1 ? 0 : k % 5 === 2 ? 1 : k + 2));
     const ADAMS = [
       { amsgrad: false, decoupled: false },
       { amsgrad: true, decoupled: false },
@@ -485,64 +548,29 @@ describe.each(["cpu", "reference"] as const)(
       { amsgrad: true, decoupled: true },
     ];
 
-    /** Two optimizers, batched and per parameter, over equal copies of the same parameters. */
-    function pair(amsgrad: boolean, decoupled: boolean) {
-      manualSeed(11);
-      const initial = sizes.map((size) => randn([size], { device }));
-      const make = () => initial.map((t) => new nn.Parameter(t.clone()));
-      const [batched, perParam] = [make(), make()];
+    function adamTwins(amsgrad: boolean, decoupled: boolean): Twins {
       const options = { lr: 0.01, weightDecay: 0.05, amsgrad };
-      const many = new optim.Adam(batched, options, decoupled);
-      const single = new PerParamAdam(perParam, options, decoupled);
-      initial.forEach((t) => t.dispose());
-      return { batched, perParam, many, single };
-    }
-
-    /** The same gradients on both sides, for the parameters `which` picks; the rest get none. */
-    function setGrads(sides: nn.Parameter[][], step: number, which = (_k: number) => true): void {
-      manualSeed(100 + step);
-      sizes.forEach((size, k) => {
-        const grad = which(k) ? randn([size], { device }) : null;
-        for (const params of sides) params[k]!.grad = grad === null ? null : grad.clone();
-        grad?.dispose();
-      });
-    }
-
-    /** Parameters and every state value, as bits: equal only when each float is the same. */
-    function bits(params: Tensor[], optimizer: optim.Optimizer<object>): number[][] {
-      const asBits = (t: Tensor) =>
-        Array.from(new Uint32Array(Float32Array.from(values(t)).buffer));
-      const state = Object.values(optimizer.stateDict().state).flatMap((s) =>
-        Object.values(s).map((v) => (v instanceof Tensor ? asBits(v) : [v])),
+      return twins(device, (params, perParam) =>
+        perParam
+          ? new PerParamAdam(params, options, decoupled)
+          : new optim.Adam(params, options, decoupled),
       );
-      return [...params.map(asBits), ...state];
     }
 
     it.each(ADAMS)(
       "amsgrad $amsgrad, decoupled $decoupled: 3 steps, the same bits as one call per parameter",
       ({ amsgrad, decoupled }) => {
-        const { batched, perParam, many, single } = pair(amsgrad, decoupled);
+        const t = adamTwins(amsgrad, decoupled);
         const calls = vi.spyOn(backendFor(device), "adamSteps");
-        for (let step = 0; step < 3; step++) {
-          setGrads([batched, perParam], step);
-          many.step();
-          single.step();
-          expect(bits(batched, many)).toEqual(bits(perParam, single));
-        }
+        stepTwins(device, t, [EVERY, EVERY, EVERY]);
         expect(calls.mock.calls.map(([items]) => items.length)).toEqual([30, 30, 30]);
       },
     );
 
     it("a group where only some parameters have gradients: one call per step count", () => {
-      const { batched, perParam, many, single } = pair(true, false);
+      const t = adamTwins(true, false);
       const calls = vi.spyOn(backendFor(device), "adamSteps");
-      const plan = [(k: number) => k % 3 === 0, () => true, (k: number) => k % 2 === 1];
-      plan.forEach((which, step) => {
-        setGrads([batched, perParam], step, which);
-        many.step();
-        single.step();
-        expect(bits(batched, many), `step ${step + 1}`).toEqual(bits(perParam, single));
-      });
+      stepTwins(device, t, [(k) => k % 3 === 0, EVERY, (k) => k % 2 === 1]);
       // Step 2: the 10 that started at step 1 are on their second step, the 20 others on their
       // first. Step 3 (odd k only): 10 on their second step, the 5 that started first on
       // their third.
@@ -554,54 +582,157 @@ describe.each(["cpu", "reference"] as const)(
         [10, 2],
         [5, 3],
       ]);
-      expect(Object.keys(many.stateDict().state).length).toBe(30);
+      expect(Object.keys(t.many.stateDict().state).length).toBe(30);
     });
   },
 );
 
-describe("Adam's batched step: bad gradients and subclasses", () => {
-  it("refuses a gradient unlike its parameter before it counts any step", () => {
+describe.each(["cpu", "reference"] as const)(
+  "SGD over many parameters in one call on %s",
+  (device) => {
+    afterEach(() => vi.restoreAllMocks());
+
+    const SGDS: Partial<optim.SGDOptions>[] = [
+      {},
+      { weightDecay: 0.05 },
+      { momentum: 0.9 },
+      { momentum: 0.9, dampening: 0.3, weightDecay: 0.01 },
+      { momentum: 0.8, nesterov: true, weightDecay: 0.1 },
+    ];
+
+    function sgdTwins(options: Partial<optim.SGDOptions>): Twins {
+      const all = { lr: 0.1, ...options };
+      return twins(device, (params, perParam) =>
+        perParam ? new PerParamSGD(params, all) : new optim.SGD(params, all),
+      );
+    }
+
+    it.each(SGDS)("%o: 3 steps, the same bits as one call per parameter", (options) => {
+      const t = sgdTwins(options);
+      const calls = vi.spyOn(backendFor(device), "sgdSteps");
+      stepTwins(device, t, [EVERY, EVERY, EVERY]);
+      const momentum = (options.momentum ?? 0) !== 0;
+      const counts = calls.mock.calls.map(([items, o]) => [items.length, o.firstStep]);
+      expect(counts).toEqual([
+        [30, momentum],
+        [30, false],
+        [30, false],
+      ]);
+    });
+
+    it("a group where only some parameters have gradients: one call per first step", () => {
+      const t = sgdTwins({ momentum: 0.9, dampening: 0.1, nesterov: false });
+      const calls = vi.spyOn(backendFor(device), "sgdSteps");
+      stepTwins(device, t, [(k) => k % 3 === 0, EVERY, (k) => k % 2 === 1]);
+      // Step 2: the 10 that started at step 1 have a buffer, the 20 others get theirs. Step 3
+      // (odd k only): all 15 have one. Those without a gradient are left as they were.
+      const counts = calls.mock.calls.map(([items, o]) => [items.length, o.firstStep]);
+      expect(counts).toEqual([
+        [10, true],
+        [10, false],
+        [20, true],
+        [15, false],
+      ]);
+      expect(Object.keys(t.many.stateDict().state).length).toBe(30);
+    });
+  },
+);
+
+/** Adam and SGD (with momentum, so that a step makes state) refuse the same bad gradients. */
+const BATCHED: [string, (groups: optim.GroupSpec<object>[]) => optim.Optimizer<object>][] = [
+  ["Adam", (groups) => new optim.Adam(groups)],
+  ["SGD", (groups) => new optim.SGD(groups, { lr: 0.1, momentum: 0.9 })],
+];
+
+describe.each(BATCHED)("%s's batched step: bad gradients", (name, make) => {
+  it("refuses a gradient unlike its parameter before it changes any state", () => {
     const a = new nn.Parameter(tensor([1, 2, 3]));
     const b = new nn.Parameter(tensor([1, 2, 3, 4]));
-    const adam = new optim.Adam([{ params: [a] }, { params: [b] }]);
+    const c = new nn.Parameter(tensor([5, 6]));
+    const optimizer = make([{ params: [a] }, { params: [c, b] }]);
     a.grad = tensor([0.1, 0.2, 0.3]);
+    c.grad = tensor([1, 1]);
     b.grad = tensor([1, 2, 3, 4, 5]);
     expectThrows(
-      () => adam.step(),
+      () => optimizer.step(),
       ShapeError,
-      "Adam: parameter 0 of group 1 has shape [4] but its gradient [5]",
+      `${name}: parameter 1 of group 1 has shape [4] but its gradient [5]`,
     );
     b.grad = tensor([1, 2, 3, 4], { dtype: "int32" });
     expectThrows(
-      () => adam.step(),
+      () => optimizer.step(),
       DTypeError,
-      "Adam: parameter 0 of group 1 is float32 but its gradient int32",
+      `${name}: parameter 1 of group 1 is float32 but its gradient int32`,
     );
-    // The first group was stepped before the second was checked; the second counted nothing.
-    expect(Object.keys(adam.stateDict().state)).toEqual(["0"]);
+    b.grad = tensor([1, 2, 3, 4], { device: "reference" });
+    expectThrows(
+      () => optimizer.step(),
+      DeviceError,
+      `${name}: parameter 1 of group 1 is on cpu but its gradient on reference`,
+    );
+    // The first group was stepped before the second was checked; the second changed nothing.
+    expect(Object.keys(optimizer.stateDict().state)).toEqual(["0"]);
+    expect(values(c)).toEqual([5, 6]);
+    expect(values(b)).toEqual([1, 2, 3, 4]);
     b.grad = tensor([1, 2, 3, 4]);
-    adam.step();
-    expect(adam.stateDict().state[1]!.step).toBe(1);
+    optimizer.step();
+    expect(Object.keys(optimizer.stateDict().state)).toEqual(["0", "1", "2"]);
   });
+});
 
-  it("keeps the per-parameter calls of a subclass that overrides update()", () => {
+describe("subclasses that override update() keep one call per parameter", () => {
+  /** `logged` records each parameter's size in update(); its steps must equal `plain`'s. */
+  function check(
+    logged: (params: Tensor[], log: number[]) => optim.Optimizer<object>,
+    plain: (params: Tensor[]) => optim.Optimizer<object>,
+  ): void {
     const seen: number[] = [];
+    const params = [2, 3].map((n) => new nn.Parameter(zeros([n])));
+    const reference = [2, 3].map((n) => new nn.Parameter(zeros([n])));
+    const optimizers = [logged(params, seen), plain(reference)];
+    for (const p of [...params, ...reference])
+      p.grad = p.shape[0] === 2 ? tensor([1, -1]) : tensor([1, 2, 3]);
+    for (const optimizer of optimizers) optimizer.step();
+    expect(seen).toEqual([2, 3]);
+    expect(params.map(values)).toEqual(reference.map(values));
+  }
+
+  it("Adam", () => {
     class Logged extends optim.Adam {
+      constructor(
+        params: Tensor[],
+        private readonly log: number[],
+      ) {
+        super(params, { lr: 0.1 });
+      }
       protected override update(p: Tensor, grad: Tensor, o: optim.AdamOptions): void {
-        seen.push(p.shape[0]!);
+        this.log.push(p.shape[0]!);
         super.update(p, grad, o);
       }
     }
-    const params = [2, 3].map((n) => new nn.Parameter(zeros([n])));
-    const reference = [2, 3].map((n) => new nn.Parameter(zeros([n])));
-    const logged = new Logged(params, { lr: 0.1 });
-    const plain = new optim.Adam(reference, { lr: 0.1 });
-    for (const p of [...params, ...reference])
-      p.grad = p.shape[0] === 2 ? tensor([1, -1]) : tensor([1, 2, 3]);
-    logged.step();
-    plain.step();
-    expect(seen).toEqual([2, 3]);
-    expect(params.map(values)).toEqual(reference.map(values));
+    check(
+      (params, log) => new Logged(params, log),
+      (params) => new optim.Adam(params, { lr: 0.1 }),
+    );
+  });
+
+  it("SGD", () => {
+    class Logged extends optim.SGD {
+      constructor(
+        params: Tensor[],
+        private readonly log: number[],
+      ) {
+        super(params, { lr: 0.1, momentum: 0.9 });
+      }
+      protected override update(p: Tensor, grad: Tensor, o: optim.SGDOptions): void {
+        this.log.push(p.shape[0]!);
+        super.update(p, grad, o);
+      }
+    }
+    check(
+      (params, log) => new Logged(params, log),
+      (params) => new optim.SGD(params, { lr: 0.1, momentum: 0.9 }),
+    );
   });
 });
 

@@ -114,6 +114,13 @@ export interface SgdStepOptions {
   firstStep: boolean; // the momentum buffer is initialised from the gradient
 }
 
+/** One parameter of sgdSteps and its state; momentumBuffer is null unless momentum != 0. */
+export interface SgdStepItem {
+  param: RawTensor;
+  grad: RawTensor;
+  momentumBuffer: RawTensor | null;
+}
+
 export interface AdamStepOptions {
   lr: number;
   beta1: number;
@@ -271,6 +278,11 @@ export interface Backend {
     momentumBuffer: RawTensor | null,
     options: SgdStepOptions,
   ): void;
+  /**
+   * sgdStep over many parameters under the same options at once. firstStep is among them, as
+   * Adam's step count is: parameters whose momentum buffer is new go in a call of their own.
+   */
+  sgdSteps(items: readonly SgdStepItem[], options: SgdStepOptions): void;
   adamStep(
     param: RawTensor,
     grad: RawTensor,

@@ -29,6 +29,7 @@ import type {
   RawTensor,
   Reduction,
   ReduceOp,
+  SgdStepItem,
   SgdStepOptions,
   Storage,
   UnaryOp,
@@ -424,6 +425,16 @@ export abstract class KernelBackend implements Backend {
       optionalBuf(momentumBuffer),
     ];
     this.call("sgd_step", buffers, { ...options });
+  }
+
+  /** One kernel call, as adamSteps; a momentum buffer goes with each item when momentum != 0. */
+  sgdSteps(items: readonly SgdStepItem[], options: SgdStepOptions): void {
+    const buffers: NativeKernels["sgd_steps"][0] = [];
+    for (const item of items) {
+      buffers.push(item.param.storage as Float32Array, item.grad.storage as Float32Array);
+      if (options.momentum !== 0) buffers.push(optionalBuf(item.momentumBuffer));
+    }
+    this.call("sgd_steps", buffers, { ...options, count: items.length });
   }
 
   adamStep(

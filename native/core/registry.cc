@@ -32,6 +32,7 @@ const std::map<std::string, KernelFn>& kernelTable() {
       {"nll_loss", cpu::nllLoss},
       {"nll_loss_backward", cpu::nllLossBackward},
       {"sgd_step", cpu::sgdStep},
+      {"sgd_steps", cpu::sgdSteps},
       {"adam_step", cpu::adamStep},
       {"adam_steps", cpu::adamSteps},
       {"rmsprop_step", cpu::rmspropStep},

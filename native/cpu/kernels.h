@@ -34,6 +34,7 @@ void nllLossBackward(KernelCall& call);
 
 // optim.cc
 void sgdStep(KernelCall& call);
+void sgdSteps(KernelCall& call);  // many params, one firstStep
 void adamStep(KernelCall& call);
 void adamSteps(KernelCall& call);  // many params, one step count
 void rmspropStep(KernelCall& call);

@@ -20,19 +20,22 @@ constexpr int64_t kGrain = 32 * 1024;
 
 using namespace deepnode::args;
 
-DEEPNODE_CLONES void sgdPlain(float* __restrict param, const float* __restrict grad, int64_t n, SgdScalars s) {
-  for (int64_t i = 0; i < n; ++i) param[i] -= s.lr * (grad[i] + s.weightDecay * param[i]);
+// One pass of args::sgdElement; kMomentum keeps a buffer (fixed per instance, so the loop
+// vectorises).
+template <bool kMomentum>
+DEEPNODE_CLONES void sgdRun(float* __restrict param, const float* __restrict grad, float* __restrict buf, int64_t n,
+                            SgdScalars s) {
+  for (int64_t i = 0; i < n; ++i) sgdElement(param, grad, buf, i, s, kMomentum);
 }
 
-DEEPNODE_CLONES void sgdMomentum(float* __restrict param, const float* __restrict grad, float* __restrict buf,
-                                 int64_t n, SgdScalars s) {
-  for (int64_t i = 0; i < n; ++i) {
-    float d = grad[i] + s.weightDecay * param[i];
-    float b = s.firstStep ? d : s.momentum * buf[i] + s.dampeningComplement * d;
-    buf[i] = b;
-    d = s.nesterov ? d + s.momentum * b : b;
-    param[i] -= s.lr * d;
-  }
+// buf is nullptr without momentum (or for an empty param).
+void sgdAll(float* param, const float* grad, float* buf, int64_t n, const SgdScalars& s) {
+  parallelFor(n, kGrain, [&](int64_t b, int64_t e) {
+    if (buf != nullptr)
+      sgdRun<true>(param + b, grad + b, buf + b, e - b, s);
+    else
+      sgdRun<false>(param + b, grad + b, nullptr, e - b, s);
+  });
 }
 
 // One pass of args::adamElement; kDecoupled is AdamW, kAmsgrad keeps the running maximum of
@@ -103,17 +106,15 @@ DEEPNODE_CLONES void adagradRun(float* __restrict param, const float* __restrict
 
 void sgdStep(KernelCall& call) {
   const SgdArgs args = readSgdArgs(call);
-  const SgdScalars& s = args.scalars;
-  const int64_t n = call.buffers[0].size;
-  float* p = call.buffers[0].as<float>();
-  const float* g = call.buffers[1].as<float>();
-  if (args.momentum == 0) {
-    parallelFor(n, kGrain, [&](int64_t b, int64_t e) { sgdPlain(p + b, g + b, e - b, s); });
-    return;
-  }
-  if (n == 0) return;
-  float* buf = args.momentumBuffer;
-  parallelFor(n, kGrain, [&](int64_t b, int64_t e) { sgdMomentum(p + b, g + b, buf + b, e - b, s); });
+  float* buf = readSgdBuffers(call, args.momentum);
+  sgdAll(call.buffers[0].as<float>(), call.buffers[1].as<const float>(), buf, call.buffers[0].size, args.scalars);
+}
+
+// Each item runs as its own sgd_step would (the same split across threads, so the same bits).
+void sgdSteps(KernelCall& call) {
+  const SgdArgs args = readSgdArgs(call);
+  const std::vector<SgdItem> items = readSgdItems(call, args.momentum);
+  for (const SgdItem& item : items) sgdAll(item.param, item.grad, item.buf, item.size, args.scalars);
 }
 
 void adamStep(KernelCall& call) {

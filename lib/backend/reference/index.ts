@@ -14,6 +14,7 @@ import type {
   RawTensor,
   ReduceOp,
   Reduction,
+  SgdStepItem,
   SgdStepOptions,
   UnaryOp,
 } from "../backend.js";
@@ -197,6 +198,14 @@ export class ReferenceBackend implements Backend {
     options: SgdStepOptions,
   ): void {
     optim.sgdStep(param, grad, momentumBuffer, options);
+  }
+
+  /** Every item is checked before any is updated, as the native kernels do. */
+  sgdSteps(items: readonly SgdStepItem[], options: SgdStepOptions): void {
+    items.forEach((item, k) => optim.checkSgdItem(`sgdSteps: item ${k}`, item, options));
+    for (const { param, grad, momentumBuffer } of items) {
+      optim.sgdStep(param, grad, momentumBuffer, options);
+    }
   }
 
   adamStep(

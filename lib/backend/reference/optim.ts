@@ -8,6 +8,7 @@ import type {
   AdamStepOptions,
   RawTensor,
   RmspropStepOptions,
+  SgdStepItem,
   SgdStepOptions,
 } from "../backend.js";
 import { ValueError } from "../../errors.js";
@@ -19,6 +20,15 @@ function checkStateTensors(op: string, param: RawTensor, tensors: (RawTensor | n
   const present = tensors.filter((t): t is RawTensor => t !== null);
   requireSameDType(op, [param, ...present]);
   for (const t of present) expectShape(op, "state", t.shape, param.shape);
+}
+
+/** The checks sgdStep makes of one parameter's tensors, before it writes anything. */
+export function checkSgdItem(op: string, item: SgdStepItem, options: SgdStepOptions): void {
+  const { param, grad, momentumBuffer } = item;
+  checkStateTensors(op, param, [grad, momentumBuffer]);
+  if (options.momentum !== 0 && momentumBuffer === null) {
+    throw new ValueError(op, `momentum ${options.momentum} needs a momentum buffer`, "momentum");
+  }
 }
 
 /**
@@ -33,11 +43,8 @@ export function sgdStep(
   momentumBuffer: RawTensor | null,
   options: SgdStepOptions,
 ): void {
-  checkStateTensors("sgdStep", param, [grad, momentumBuffer]);
+  checkSgdItem("sgdStep", { param, grad, momentumBuffer }, options);
   const { lr, momentum, dampening, weightDecay, nesterov, firstStep } = options;
-  if (momentum !== 0 && momentumBuffer === null) {
-    throw new ValueError("sgdStep", `momentum ${momentum} needs a momentum buffer`, "momentum");
-  }
   const paramValues = elements("sgdStep", param);
   const gradValues = elements("sgdStep", grad);
   const bufferValues = momentumBuffer === null ? null : elements("sgdStep", momentumBuffer);
@@ -60,11 +67,6 @@ function biasCorrections(options: AdamStepOptions): { stepSize: number; sqrtBc2:
   return { stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2) };
 }
 
-/**
- * AdamW (decoupled): param *= 1 - lr * weightDecay; Adam: g = grad + weightDecay * param.
- * m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  amsgrad: vMax = max(vMax, v)
- * param -= (lr / bc1) * m / (sqrt(v or vMax) / sqrt(bc2) + eps)
- */
 /** The checks adamStep makes of one parameter's tensors, before it writes anything. */
 export function checkAdamItem(op: string, item: AdamStepItem, options: AdamStepOptions): void {
   const { param, grad, expAvg, expAvgSq, maxExpAvgSq } = item;
@@ -74,6 +76,11 @@ export function checkAdamItem(op: string, item: AdamStepItem, options: AdamStepO
   }
 }
 
+/**
+ * AdamW (decoupled): param *= 1 - lr * weightDecay; Adam: g = grad + weightDecay * param.
+ * m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  amsgrad: vMax = max(vMax, v)
+ * param -= (lr / bc1) * m / (sqrt(v or vMax) / sqrt(bc2) + eps)
+ */
 export function adamStep(
   param: RawTensor,
   grad: RawTensor,

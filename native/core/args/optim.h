@@ -53,14 +53,27 @@ struct SgdScalars {
   bool nesterov, firstStep;
 };
 
+// One element of an SGD step, in float: weight decay into the gradient, then with momentum the
+// buffer (the gradient itself on the first step) and Nesterov's look-ahead. sgd_step and
+// sgd_steps, on cpu and cuda, run this one body.
+DEEPNODE_HD inline void sgdElement(float* param, const float* grad, float* buf, int64_t i, const SgdScalars& s,
+                                   bool momentum) {
+  float d = grad[i] + s.weightDecay * param[i];
+  if (momentum) {
+    float b = s.firstStep ? d : s.momentum * buf[i] + s.dampeningComplement * d;
+    buf[i] = b;
+    d = s.nesterov ? d + s.momentum * b : b;
+  }
+  param[i] -= s.lr * d;
+}
+
 struct SgdArgs {
   SgdScalars scalars;
-  double momentum;        // exactly, to pick the plain step when 0
-  float* momentumBuffer;  // nullptr for the plain step or an empty param
+  bool momentum;  // momentum exactly 0 is the plain step, without a buffer
 };
 
+// The step's scalars from lr, momentum, dampening, weightDecay, nesterov and firstStep.
 inline SgdArgs readSgdArgs(const KernelCall& call) {
-  const Buffer& param = readStepBuffers(call, {"grad"});
   SgdArgs args{};
   SgdScalars& s = args.scalars;
   double momentum = finiteNumber(call, "momentum"), dampening = finiteNumber(call, "dampening");
@@ -70,14 +83,19 @@ inline SgdArgs readSgdArgs(const KernelCall& call) {
   s.weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
   s.nesterov = call.flag("nesterov", false);
   s.firstStep = call.flag("firstStep", false);
-  args.momentum = momentum;
-
-  if (momentum == 0) return args;
-  if (!call.hasBuffer(2) && param.size > 0) call.fail("ERR_ARGUMENT", "momentum != 0 needs a momentumBuffer");
-  if (param.size == 0) return args;
-  args.momentumBuffer = call.buffer(2, "momentumBuffer", DType::Float32).as<float>();
-  call.expectSize(2, "momentumBuffer", param.size);
+  args.momentum = momentum != 0;
   return args;
+}
+
+// Checks the buffers from `first` (0 but in a call of many steps); returns momentumBuffer, or
+// nullptr for the plain step or an empty param.
+inline float* readSgdBuffers(const KernelCall& call, bool momentum, size_t first = 0) {
+  const Buffer& param = readStepBuffers(call, {"grad"}, first);
+  if (!momentum || param.size == 0) return nullptr;
+  if (!call.hasBuffer(first + 2)) call.fail("ERR_ARGUMENT", "momentum != 0 needs a momentumBuffer");
+  float* buf = call.buffer(first + 2, "momentumBuffer", DType::Float32).as<float>();
+  call.expectSize(first + 2, "momentumBuffer", param.size);
+  return buf;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -146,10 +164,35 @@ inline AdamScalars readAdamScalars(const KernelCall& call) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Many Adam steps in one call (adam_steps): `count` items, each with adam_step's buffers in
-// its order (4, or 5 with amsgrad), all under adam_step's attributes (one step count, lr ...).
+// Many steps in one call (adam_steps, sgd_steps): `count` items, each with the one-param
+// kernel's buffers in its order, all under that kernel's attributes (one step count, lr ...).
 
-// One item's buffers, checked; maxV is nullptr without amsgrad or for an empty param.
+// Checks `count` against the buffers (`perItem` each), then every item, by
+// readItem(first buffer), before any is updated, so a bad call changes nothing. An item's
+// error has the one-param kernel's code and message, after the item's index.
+template <class Item, class ReadItem>
+std::vector<Item> readItems(const KernelCall& call, size_t perItem, ReadItem readItem) {
+  const int64_t count = call.integer("count");
+  if (count < 0) call.fail("ERR_VALUE", "count must be at least 0, got " + std::to_string(count));
+  const size_t expected = static_cast<size_t>(count) * perItem;
+  if (call.buffers.size() != expected) {
+    call.fail("ERR_ARGUMENT", "count " + std::to_string(count) + " needs " + std::to_string(expected) + " buffers (" +
+                                  std::to_string(perItem) + " per item), got " + std::to_string(call.buffers.size()));
+  }
+  std::vector<Item> items;
+  items.reserve(static_cast<size_t>(count));
+  for (int64_t k = 0; k < count; ++k) {
+    try {
+      items.push_back(readItem(static_cast<size_t>(k) * perItem));
+    } catch (const KernelError& error) {
+      const std::string message = std::string(error.what()).substr(call.op.size() + 2);  // after "op: "
+      call.fail(error.code, "item " + std::to_string(k) + ": " + message);
+    }
+  }
+  return items;
+}
+
+// One adam_steps item's buffers, checked; maxV is nullptr without amsgrad or for an empty param.
 struct AdamItem {
   float* param;
   const float* grad;
@@ -159,33 +202,30 @@ struct AdamItem {
   int64_t size;
 };
 
-// Item `item`, whose buffers start at `first`, checked as adam_step checks its own: an error
-// has adam_step's code and message, after the item's index.
-inline AdamItem readAdamItem(const KernelCall& call, size_t first, int64_t item) {
-  try {
+// adam_steps' items: 4 buffers each, 5 with amsgrad.
+inline std::vector<AdamItem> readAdamItems(const KernelCall& call) {
+  return readItems<AdamItem>(call, call.flag("amsgrad", false) ? 5 : 4, [&](size_t first) {
     float* maxV = readAdamBuffers(call, first);
     const Buffer* b = &call.buffers[first];
     return AdamItem{b[0].as<float>(), b[1].as<const float>(), b[2].as<float>(), b[3].as<float>(), maxV, b[0].size};
-  } catch (const KernelError& error) {
-    const std::string message = std::string(error.what()).substr(call.op.size() + 2);  // after "op: "
-    call.fail(error.code, "item " + std::to_string(item) + ": " + message);
-  }
+  });
 }
 
-// Checks every item before any is updated, so a bad call changes nothing.
-inline std::vector<AdamItem> readAdamItems(const KernelCall& call) {
-  const int64_t count = call.integer("count");
-  if (count < 0) call.fail("ERR_VALUE", "count must be at least 0, got " + std::to_string(count));
-  const size_t perItem = call.flag("amsgrad", false) ? 5 : 4;
-  const size_t expected = static_cast<size_t>(count) * perItem;
-  if (call.buffers.size() != expected) {
-    call.fail("ERR_ARGUMENT", "count " + std::to_string(count) + " needs " + std::to_string(expected) + " buffers (" +
-                                  std::to_string(perItem) + " per item), got " + std::to_string(call.buffers.size()));
-  }
-  std::vector<AdamItem> items;
-  items.reserve(static_cast<size_t>(count));
-  for (int64_t k = 0; k < count; ++k) items.push_back(readAdamItem(call, static_cast<size_t>(k) * perItem, k));
-  return items;
+// One sgd_steps item's buffers, checked; buf is nullptr for the plain step or an empty param.
+struct SgdItem {
+  float* param;
+  const float* grad;
+  float* buf;
+  int64_t size;
+};
+
+// sgd_steps' items: 2 buffers each, 3 with momentum (the buffer may be null for an empty param).
+inline std::vector<SgdItem> readSgdItems(const KernelCall& call, bool momentum) {
+  return readItems<SgdItem>(call, momentum ? 3 : 2, [&](size_t first) {
+    float* buf = readSgdBuffers(call, momentum, first);
+    const Buffer* b = &call.buffers[first];
+    return SgdItem{b[0].as<float>(), b[1].as<const float>(), buf, b[0].size};
+  });
 }
 
 // ---------------------------------------------------------------------------------------

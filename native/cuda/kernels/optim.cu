@@ -19,30 +19,96 @@ namespace elementwise {
 using namespace args;
 
 // ---------------------------------------------------------------------------------------
-// SGD
+// Many params per launch (adam_steps, sgd_steps)
 
-void sgdPlain(float* param, const float* grad, int64_t n, SgdScalars s) {
-  forEach("sgd_step", n, [=] DEEPNODE_HD(int64_t i) { param[i] -= s.lr * (grad[i] + s.weightDecay * param[i]); });
+// Items per launch. A chunk's table goes by value into the launch's parameters: at most
+// 24 * 48 bytes (Adam with amsgrad), well inside the 4 KiB a launch may carry.
+constexpr int kItemsPerLaunch = 24;
+
+// A chunk holds `count` non-empty items laid end to end, item k elements [end[k - 1], end[k])
+// of the launch. The item holding element i: the first whose end is past it (ends increase
+// strictly).
+template <class Chunk>
+DEEPNODE_HD inline int itemOf(const Chunk& chunk, int64_t i) {
+  int low = 0, high = chunk.count - 1;
+  while (low < high) {
+    const int mid = (low + high) / 2;
+    if (chunk.end[mid] > i)
+      high = mid;
+    else
+      low = mid + 1;
+  }
+  return low;
 }
 
-void sgdMomentum(float* param, const float* grad, float* buf, int64_t n, SgdScalars s) {
-  forEach("sgd_step", n, [=] DEEPNODE_HD(int64_t i) {
-    float d = grad[i] + s.weightDecay * param[i];
-    float b = s.firstStep ? d : s.momentum * buf[i] + s.dampeningComplement * d;
-    buf[i] = b;
-    d = s.nesterov ? d + s.momentum * b : b;
-    param[i] -= s.lr * d;
-  });
+// Element i of the launch as an index into its item k.
+template <class Chunk>
+DEEPNODE_HD inline int64_t indexInItem(const Chunk& chunk, int k, int64_t i) {
+  return k == 0 ? i : i - chunk.end[k - 1];
+}
+
+// Lays the non-empty items into chunks (chunk.set(k, item) keeps item k's pointers) and runs
+// each full chunk, then the rest: one launch per kItemsPerLaunch items.
+template <class Chunk, class Item, class Run>
+void runInChunks(const std::vector<Item>& items, Run run) {
+  Chunk chunk{};
+  for (const Item& item : items) {
+    if (item.size == 0) continue;  // nothing to update, and its buffers may be null
+    const int k = chunk.count++;
+    chunk.end[k] = (k == 0 ? 0 : chunk.end[k - 1]) + item.size;
+    chunk.set(k, item);
+    if (chunk.count == kItemsPerLaunch) {
+      run(chunk);
+      chunk.count = 0;
+    }
+  }
+  if (chunk.count > 0) run(chunk);
+}
+
+// ---------------------------------------------------------------------------------------
+// SGD
+
+// buf is nullptr without momentum (or for an empty param).
+void sgdRun(const char* op, float* param, const float* grad, float* buf, int64_t n, SgdScalars s) {
+  const bool momentum = buf != nullptr;
+  forEach(op, n, [=] DEEPNODE_HD(int64_t i) { sgdElement(param, grad, buf, i, s, momentum); });
 }
 
 void sgdStep(KernelCall& call) {
   const SgdArgs args = readSgdArgs(call);
-  const int64_t n = call.buffers[0].size;
-  float* p = call.buffers[0].as<float>();
-  const float* g = call.buffers[1].as<float>();
-  if (args.momentum == 0) return sgdPlain(p, g, n, args.scalars);
-  if (n == 0) return;
-  sgdMomentum(p, g, args.momentumBuffer, n, args.scalars);
+  float* buf = readSgdBuffers(call, args.momentum);
+  sgdRun("sgd_step", call.buffers[0].as<float>(), call.buffers[1].as<const float>(), buf, call.buffers[0].size,
+         args.scalars);
+}
+
+struct SgdChunk {
+  int count;
+  int64_t end[kItemsPerLaunch];
+  float* param[kItemsPerLaunch];
+  const float* grad[kItemsPerLaunch];
+  float* buf[kItemsPerLaunch];  // all nullptr without momentum
+
+  void set(int k, const SgdItem& item) {
+    param[k] = item.param;
+    grad[k] = item.grad;
+    buf[k] = item.buf;
+  }
+};
+
+// One launch over every element of the chunk's items; a lone item needs no search.
+void sgdChunkRun(const SgdChunk& chunk, SgdScalars s, bool momentum) {
+  if (chunk.count == 1) return sgdRun("sgd_steps", chunk.param[0], chunk.grad[0], chunk.buf[0], chunk.end[0], s);
+  forEach("sgd_steps", chunk.end[chunk.count - 1], [=] DEEPNODE_HD(int64_t i) {
+    const int k = itemOf(chunk, i);
+    sgdElement(chunk.param[k], chunk.grad[k], chunk.buf[k], indexInItem(chunk, k, i), s, momentum);
+  });
+}
+
+// Every item checked first (readSgdItems), then one launch per kItemsPerLaunch non-empty items.
+void sgdSteps(KernelCall& call) {
+  const SgdArgs args = readSgdArgs(call);
+  const std::vector<SgdItem> items = readSgdItems(call, args.momentum);
+  runInChunks<SgdChunk>(items, [&](const SgdChunk& chunk) { sgdChunkRun(chunk, args.scalars, args.momentum); });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -72,33 +138,23 @@ void adamStep(KernelCall& call) {
           maxV, param.size, s);
 }
 
-// Items of adam_steps per launch. Their table goes by value into the launch's parameters,
-// 24 * 48 bytes, well inside the 4 KiB a launch may carry.
-constexpr int kAdamChunk = 24;
-
-// Non-empty items laid end to end: item k holds elements [end[k - 1], end[k]) of the launch.
 struct AdamChunk {
   int count;
-  int64_t end[kAdamChunk];
-  float* param[kAdamChunk];
-  const float* grad[kAdamChunk];
-  float* m[kAdamChunk];
-  float* v[kAdamChunk];
-  float* maxV[kAdamChunk];
-};
+  int64_t end[kItemsPerLaunch];
+  float* param[kItemsPerLaunch];
+  const float* grad[kItemsPerLaunch];
+  float* m[kItemsPerLaunch];
+  float* v[kItemsPerLaunch];
+  float* maxV[kItemsPerLaunch];
 
-// The item holding element i: the first whose end is past it (ends increase strictly).
-DEEPNODE_HD inline int itemOf(const AdamChunk& chunk, int64_t i) {
-  int low = 0, high = chunk.count - 1;
-  while (low < high) {
-    const int mid = (low + high) / 2;
-    if (chunk.end[mid] > i)
-      high = mid;
-    else
-      low = mid + 1;
+  void set(int k, const AdamItem& item) {
+    param[k] = item.param;
+    grad[k] = item.grad;
+    m[k] = item.m;
+    v[k] = item.v;
+    maxV[k] = item.maxV;
   }
-  return low;
-}
+};
 
 // One launch over every element of the chunk's items; a lone item needs no search.
 void adamChunkRun(const AdamChunk& chunk, AdamStepScalars s) {
@@ -106,31 +162,16 @@ void adamChunkRun(const AdamChunk& chunk, AdamStepScalars s) {
     return adamRun(chunk.param[0], chunk.grad[0], chunk.m[0], chunk.v[0], chunk.maxV[0], chunk.end[0], s);
   forEach("adam_steps", chunk.end[chunk.count - 1], [=] DEEPNODE_HD(int64_t i) {
     const int k = itemOf(chunk, i);
-    const int64_t at = k == 0 ? i : i - chunk.end[k - 1];
+    const int64_t at = indexInItem(chunk, k, i);
     adamElement(chunk.param[k], chunk.grad[k], chunk.m[k], chunk.v[k], chunk.maxV[k], at, s);
   });
 }
 
-// Every item checked first (readAdamItems), then one launch per kAdamChunk non-empty items.
+// Every item checked first (readAdamItems), then one launch per kItemsPerLaunch non-empty items.
 void adamSteps(KernelCall& call) {
   const std::vector<AdamItem> items = readAdamItems(call);
   AdamStepScalars s{readAdamScalars(call), call.flag("decoupledWeightDecay", false), call.flag("amsgrad", false)};
-  AdamChunk chunk{};
-  for (const AdamItem& item : items) {
-    if (item.size == 0) continue;  // nothing to update, and its buffers may be null
-    const int k = chunk.count++;
-    chunk.end[k] = (k == 0 ? 0 : chunk.end[k - 1]) + item.size;
-    chunk.param[k] = item.param;
-    chunk.grad[k] = item.grad;
-    chunk.m[k] = item.m;
-    chunk.v[k] = item.v;
-    chunk.maxV[k] = item.maxV;
-    if (chunk.count == kAdamChunk) {
-      adamChunkRun(chunk, s);
-      chunk.count = 0;
-    }
-  }
-  if (chunk.count > 0) adamChunkRun(chunk, s);
+  runInChunks<AdamChunk>(items, [&](const AdamChunk& chunk) { adamChunkRun(chunk, s); });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -188,6 +229,7 @@ void adagradStep(KernelCall& call) {
 
 void registerOptimKernels(KernelTable& table) {
   table["sgd_step"] = elementwise::sgdStep;
+  table["sgd_steps"] = elementwise::sgdSteps;
   table["adam_step"] = elementwise::adamStep;
   table["adam_steps"] = elementwise::adamSteps;
   table["rmsprop_step"] = elementwise::rmspropStep;
