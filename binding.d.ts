@@ -67,6 +67,25 @@ export interface AdamAttrs {
   step: number;
 }
 
+/** The attributes of rmsprop_step (and, with a count, rmsprop_steps). */
+export interface RmspropAttrs {
+  lr: number;
+  alpha: number;
+  eps: number;
+  weightDecay: number;
+  momentum: number;
+  centered: boolean;
+}
+
+/** The attributes of adagrad_step (and, with a count, adagrad_steps). */
+export interface AdagradAttrs {
+  lr: number;
+  lrDecay: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+}
+
 /** Attributes of the recurrent kernels; see lib/backend/rnn.ts for the shapes. */
 export interface RnnAttrs {
   mode: string; // rnn_tanh, rnn_relu, lstm or gru
@@ -211,19 +230,14 @@ export interface NativeKernels {
       gradAvg: Float32Array | null,
       momentumBuffer: Float32Array | null,
     ],
-    {
-      lr: number;
-      alpha: number;
-      eps: number;
-      weightDecay: number;
-      momentum: number;
-      centered: boolean;
-    },
+    RmspropAttrs,
   ];
-  adagrad_step: [
-    [param: Float32Array, grad: Float32Array, stateSum: Float32Array],
-    { lr: number; lrDecay: number; eps: number; weightDecay: number; step: number },
-  ];
+  /** rmsprop_step over `count` params at once: each item's 5 buffers in rmsprop_step's order
+   * (null where that step takes none). */
+  rmsprop_steps: [(Float32Array | null)[], RmspropAttrs & { count: number }];
+  adagrad_step: [[param: Float32Array, grad: Float32Array, stateSum: Float32Array], AdagradAttrs];
+  /** adagrad_step over `count` params at once: param, grad and stateSum for each. */
+  adagrad_steps: [Float32Array[], AdagradAttrs & { count: number }];
   rnn_forward: [
     [
       output: Float32Array,

@@ -23,7 +23,7 @@ import {
   tensor,
   zeros,
 } from "../lib/index.js";
-import { backendFor } from "../lib/backend/registry.js";
+import { backendFor, type Device } from "../lib/backend/registry.js";
 import type { DType } from "../lib/dtype.js";
 import { loadFixture } from "./fixtures/golden.js";
 import { expectClose, expectThrows, type Tolerance } from "./helpers.js";
@@ -464,20 +464,15 @@ describe("AdamW against Adam with L2 after one step", () => {
   });
 });
 
-// Adam's and SGD's steps are one call per device (and step count, or first step) over a
-// group's parameters; the per-parameter steps they replaced (one call each) are kept here as
-// the oracles: results must be the same bits.
-class PerParamAdam extends optim.Adam {
-  protected override updateGroup(group: optim.ParamGroup<optim.AdamOptions>): void {
-    for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
-  }
+// Each optimizer's step is one call per device (and step count, or first step) over a group's
+// parameters; the per-parameter steps they replaced (one call each, the base Optimizer's
+// updateGroup) are the oracles: results must be the same bits.
+function perParameter(optimizer: optim.Optimizer<object>): optim.Optimizer<object> {
+  const base = optim.Optimizer.prototype as unknown as { updateGroup: unknown };
+  return Object.assign(optimizer, { updateGroup: base.updateGroup });
 }
 
-class PerParamSGD extends optim.SGD {
-  protected override updateGroup(group: optim.ParamGroup<optim.SGDOptions>): void {
-    for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
-  }
-}
+type Make = (params: Tensor[]) => optim.Optimizer<object>;
 
 // 30 parameters of one to three dimensions, 0- and 1-element ones among them.
 const BATCH_SHAPES = Array.from({ length: 30 }, (_, k) => {
@@ -495,16 +490,13 @@ interface Twins {
   single: optim.Optimizer<object>;
 }
 
-function twins(
-  device: string,
-  make: (params: nn.Parameter[], perParam: boolean) => optim.Optimizer<object>,
-): Twins {
+function twins(device: string, make: Make): Twins {
   manualSeed(11);
   const initial = BATCH_SHAPES.map((shape) => randn(shape, { device }));
   const copies = () => initial.map((t) => new nn.Parameter(t.clone()));
   const [batched, perParam] = [copies(), copies()];
   initial.forEach((t) => t.dispose());
-  return { batched, perParam, many: make(batched, false), single: make(perParam, true) };
+  return { batched, perParam, many: make(batched), single: perParameter(make(perParam)) };
 }
 
 /** Parameters and every state value, as bits: equal only when each float is the same. */
@@ -534,122 +526,134 @@ function stepTwins(device: string, t: Twins, plan: ((k: number) => boolean)[]): 
   });
 }
 
+type StepsMethod = "adamSteps" | "sgdSteps" | "rmspropSteps" | "adagradSteps";
+
+/** Watches a backend's many-params kernel: each call's item count and `key` of its options. */
+function watchSteps(device: Device, method: StepsMethod) {
+  type Steps = (items: readonly unknown[], options: Record<string, unknown>) => void;
+  const spy = vi.spyOn(backendFor(device) as unknown as Record<StepsMethod, Steps>, method);
+  return (key?: string) =>
+    spy.mock.calls.map(([items, options]) =>
+      key === undefined ? [items.length] : [items.length, options[key]],
+    );
+}
+
 const EVERY = () => true;
 
-describe.each(["cpu", "reference"] as const)(
-  "Adam over many parameters in one call on %s",
-  (device) => {
-    afterEach(() => vi.restoreAllMocks());
-
-    const ADAMS = [
-      { amsgrad: false, decoupled: false },
-      { amsgrad: true, decoupled: false },
-      { amsgrad: false, decoupled: true },
-      { amsgrad: true, decoupled: true },
-    ];
-
-    function adamTwins(amsgrad: boolean, decoupled: boolean): Twins {
-      const options = { lr: 0.01, weightDecay: 0.05, amsgrad };
-      return twins(device, (params, perParam) =>
-        perParam
-          ? new PerParamAdam(params, options, decoupled)
-          : new optim.Adam(params, options, decoupled),
-      );
-    }
-
-    it.each(ADAMS)(
-      "amsgrad $amsgrad, decoupled $decoupled: 3 steps, the same bits as one call per parameter",
-      ({ amsgrad, decoupled }) => {
-        const t = adamTwins(amsgrad, decoupled);
-        const calls = vi.spyOn(backendFor(device), "adamSteps");
-        stepTwins(device, t, [EVERY, EVERY, EVERY]);
-        expect(calls.mock.calls.map(([items]) => items.length)).toEqual([30, 30, 30]);
-      },
-    );
-
-    it("a group where only some parameters have gradients: one call per step count", () => {
-      const t = adamTwins(true, false);
-      const calls = vi.spyOn(backendFor(device), "adamSteps");
-      stepTwins(device, t, [(k) => k % 3 === 0, EVERY, (k) => k % 2 === 1]);
-      // Step 2: the 10 that started at step 1 are on their second step, the 20 others on their
-      // first. Step 3 (odd k only): 10 on their second step, the 5 that started first on
-      // their third.
-      const counts = calls.mock.calls.map(([items, options]) => [items.length, options.step]);
-      expect(counts).toEqual([
-        [10, 1],
-        [10, 2],
-        [20, 1],
-        [10, 2],
-        [5, 3],
-      ]);
-      expect(Object.keys(t.many.stateDict().state).length).toBe(30);
-    });
-  },
-);
-
-describe.each(["cpu", "reference"] as const)(
-  "SGD over many parameters in one call on %s",
-  (device) => {
-    afterEach(() => vi.restoreAllMocks());
-
-    const SGDS: Partial<optim.SGDOptions>[] = [
-      {},
-      { weightDecay: 0.05 },
-      { momentum: 0.9 },
-      { momentum: 0.9, dampening: 0.3, weightDecay: 0.01 },
-      { momentum: 0.8, nesterov: true, weightDecay: 0.1 },
-    ];
-
-    function sgdTwins(options: Partial<optim.SGDOptions>): Twins {
-      const all = { lr: 0.1, ...options };
-      return twins(device, (params, perParam) =>
-        perParam ? new PerParamSGD(params, all) : new optim.SGD(params, all),
-      );
-    }
-
-    it.each(SGDS)("%o: 3 steps, the same bits as one call per parameter", (options) => {
-      const t = sgdTwins(options);
-      const calls = vi.spyOn(backendFor(device), "sgdSteps");
-      stepTwins(device, t, [EVERY, EVERY, EVERY]);
-      const momentum = (options.momentum ?? 0) !== 0;
-      const counts = calls.mock.calls.map(([items, o]) => [items.length, o.firstStep]);
-      expect(counts).toEqual([
-        [30, momentum],
-        [30, false],
-        [30, false],
-      ]);
-    });
-
-    it("a group where only some parameters have gradients: one call per first step", () => {
-      const t = sgdTwins({ momentum: 0.9, dampening: 0.1, nesterov: false });
-      const calls = vi.spyOn(backendFor(device), "sgdSteps");
-      stepTwins(device, t, [(k) => k % 3 === 0, EVERY, (k) => k % 2 === 1]);
-      // Step 2: the 10 that started at step 1 have a buffer, the 20 others get theirs. Step 3
-      // (odd k only): all 15 have one. Those without a gradient are left as they were.
-      const counts = calls.mock.calls.map(([items, o]) => [items.length, o.firstStep]);
-      expect(counts).toEqual([
-        [10, true],
-        [10, false],
-        [20, true],
-        [15, false],
-      ]);
-      expect(Object.keys(t.many.stateDict().state).length).toBe(30);
-    });
-  },
-);
-
-/** Adam and SGD (with momentum, so that a step makes state) refuse the same bad gradients. */
-const BATCHED: [string, (groups: optim.GroupSpec<object>[]) => optim.Optimizer<object>][] = [
-  ["Adam", (groups) => new optim.Adam(groups)],
-  ["SGD", (groups) => new optim.SGD(groups, { lr: 0.1, momentum: 0.9 })],
+const BATCHED_CASES: [string, StepsMethod, Make][] = [
+  ["Adam", "adamSteps", (ps) => new optim.Adam(ps, { lr: 0.01, weightDecay: 0.05 })],
+  ["Adam amsgrad", "adamSteps", (ps) => new optim.Adam(ps, { weightDecay: 0.05, amsgrad: true })],
+  ["AdamW", "adamSteps", (ps) => new optim.AdamW(ps, { lr: 0.01, weightDecay: 0.05 })],
+  ["AdamW amsgrad", "adamSteps", (ps) => new optim.AdamW(ps, { amsgrad: true })],
+  ["SGD", "sgdSteps", (ps) => new optim.SGD(ps, { lr: 0.1 })],
+  ["SGD weight decay", "sgdSteps", (ps) => new optim.SGD(ps, { lr: 0.1, weightDecay: 0.05 })],
+  ["SGD momentum", "sgdSteps", (ps) => new optim.SGD(ps, { lr: 0.1, momentum: 0.9 })],
+  [
+    "SGD dampening",
+    "sgdSteps",
+    (ps) => new optim.SGD(ps, { lr: 0.1, momentum: 0.9, dampening: 0.3, weightDecay: 0.01 }),
+  ],
+  [
+    "SGD nesterov",
+    "sgdSteps",
+    (ps) => new optim.SGD(ps, { lr: 0.1, momentum: 0.8, nesterov: true, weightDecay: 0.1 }),
+  ],
+  ["RMSprop", "rmspropSteps", (ps) => new optim.RMSprop(ps, { weightDecay: 0.05 })],
+  ["RMSprop momentum", "rmspropSteps", (ps) => new optim.RMSprop(ps, { momentum: 0.9 })],
+  ["RMSprop centered", "rmspropSteps", (ps) => new optim.RMSprop(ps, { centered: true })],
+  [
+    "RMSprop all",
+    "rmspropSteps",
+    (ps) => new optim.RMSprop(ps, { centered: true, momentum: 0.5, alpha: 0.8, weightDecay: 0.1 }),
+  ],
+  ["Adagrad", "adagradSteps", (ps) => new optim.Adagrad(ps)],
+  [
+    "Adagrad all",
+    "adagradSteps",
+    (ps) => new optim.Adagrad(ps, { lrDecay: 0.5, weightDecay: 0.1, initialAccumulatorValue: 0.1 }),
+  ],
 ];
 
-describe.each(BATCHED)("%s's batched step: bad gradients", (name, make) => {
+// Step 1: the 10 with k % 3 == 0. Step 2: all 30, 10 on their second step, 20 on their first.
+// Step 3: odd k only, the 5 that started first on their third step, the 10 others on their
+// second. Those without a gradient are left as they were.
+const PARTIAL_PLAN = [(k: number) => k % 3 === 0, EVERY, (k: number) => k % 2 === 1];
+const BY_STEP = [
+  [10, 1],
+  [10, 2],
+  [20, 1],
+  [10, 2],
+  [5, 3],
+];
+
+const PARTIAL_CASES: [string, StepsMethod, Make, string | undefined, unknown[][]][] = [
+  ["Adam (amsgrad)", "adamSteps", (ps) => new optim.Adam(ps, { amsgrad: true }), "step", BY_STEP],
+  ["Adagrad", "adagradSteps", (ps) => new optim.Adagrad(ps, { lrDecay: 0.1 }), "step", BY_STEP],
+  [
+    "SGD (momentum): a call for the new buffers",
+    "sgdSteps",
+    (ps) => new optim.SGD(ps, { lr: 0.1, momentum: 0.9, dampening: 0.1 }),
+    "firstStep",
+    [
+      [10, true],
+      [10, false],
+      [20, true],
+      [15, false],
+    ],
+  ],
+  [
+    "RMSprop (centered, momentum): one call a step",
+    "rmspropSteps",
+    (ps) => new optim.RMSprop(ps, { centered: true, momentum: 0.9 }),
+    undefined,
+    [[10], [30], [15]],
+  ],
+];
+
+describe.each(["cpu", "reference"] as const)("optimizers over many parameters on %s", (device) => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it.each(BATCHED_CASES)(
+    "%s: 3 steps in one %s call each, the same bits as one call per parameter",
+    (_name, method, make) => {
+      const t = twins(device, make);
+      const calls = watchSteps(device, method);
+      stepTwins(device, t, [EVERY, EVERY, EVERY]);
+      expect(calls()).toEqual([[30], [30], [30]]);
+    },
+  );
+
+  it.each(PARTIAL_CASES)(
+    "%s: a group where only some parameters have gradients (%s)",
+    (_name, method, make, key, expected) => {
+      const t = twins(device, make);
+      const calls = watchSteps(device, method);
+      stepTwins(device, t, PARTIAL_PLAN);
+      expect(calls(key)).toEqual(expected);
+      expect(Object.keys(t.many.stateDict().state).length).toBe(30);
+    },
+  );
+});
+
+type OptimizerClass = new (
+  params: optim.GroupSpec<object>[],
+  options: object,
+) => optim.Optimizer<object>;
+
+/** Each optimizer, with options that make all its state, and what follows holds for each. */
+const KINDS: [string, OptimizerClass, object][] = [
+  ["Adam", optim.Adam as unknown as OptimizerClass, { amsgrad: true }],
+  ["SGD", optim.SGD as unknown as OptimizerClass, { lr: 0.1, momentum: 0.9 }],
+  ["RMSprop", optim.RMSprop as unknown as OptimizerClass, { momentum: 0.9, centered: true }],
+  ["Adagrad", optim.Adagrad as unknown as OptimizerClass, {}],
+];
+
+describe.each(KINDS)("%s's batched step: bad gradients", (name, Kind, options) => {
   it("refuses a gradient unlike its parameter before it changes any state", () => {
     const a = new nn.Parameter(tensor([1, 2, 3]));
     const b = new nn.Parameter(tensor([1, 2, 3, 4]));
     const c = new nn.Parameter(tensor([5, 6]));
-    const optimizer = make([{ params: [a] }, { params: [c, b] }]);
+    const optimizer = new Kind([{ params: [a] }, { params: [c, b] }], options);
     a.grad = tensor([0.1, 0.2, 0.3]);
     c.grad = tensor([1, 1]);
     b.grad = tensor([1, 2, 3, 4, 5]);
@@ -678,61 +682,30 @@ describe.each(BATCHED)("%s's batched step: bad gradients", (name, make) => {
     optimizer.step();
     expect(Object.keys(optimizer.stateDict().state)).toEqual(["0", "1", "2"]);
   });
-});
 
-describe("subclasses that override update() keep one call per parameter", () => {
-  /** `logged` records each parameter's size in update(); its steps must equal `plain`'s. */
-  function check(
-    logged: (params: Tensor[], log: number[]) => optim.Optimizer<object>,
-    plain: (params: Tensor[]) => optim.Optimizer<object>,
-  ): void {
+  it("keeps one call per parameter in a subclass that overrides update()", () => {
     const seen: number[] = [];
+    const baseUpdate = (Kind.prototype as unknown as { update: (...args: unknown[]) => void })
+      .update;
+    // Abstract only to the type checker, which sees Kind as the abstract Optimizer.
+    abstract class Logged extends Kind {
+      protected override update(p: Tensor, grad: Tensor, o: object): void {
+        seen.push(p.shape[0]!);
+        baseUpdate.call(this, p, grad, o);
+      }
+    }
+    const LoggedKind = Logged as unknown as OptimizerClass;
     const params = [2, 3].map((n) => new nn.Parameter(zeros([n])));
     const reference = [2, 3].map((n) => new nn.Parameter(zeros([n])));
-    const optimizers = [logged(params, seen), plain(reference)];
+    const optimizers = [
+      new LoggedKind([{ params }], options),
+      new Kind([{ params: reference }], options),
+    ];
     for (const p of [...params, ...reference])
       p.grad = p.shape[0] === 2 ? tensor([1, -1]) : tensor([1, 2, 3]);
     for (const optimizer of optimizers) optimizer.step();
     expect(seen).toEqual([2, 3]);
     expect(params.map(values)).toEqual(reference.map(values));
-  }
-
-  it("Adam", () => {
-    class Logged extends optim.Adam {
-      constructor(
-        params: Tensor[],
-        private readonly log: number[],
-      ) {
-        super(params, { lr: 0.1 });
-      }
-      protected override update(p: Tensor, grad: Tensor, o: optim.AdamOptions): void {
-        this.log.push(p.shape[0]!);
-        super.update(p, grad, o);
-      }
-    }
-    check(
-      (params, log) => new Logged(params, log),
-      (params) => new optim.Adam(params, { lr: 0.1 }),
-    );
-  });
-
-  it("SGD", () => {
-    class Logged extends optim.SGD {
-      constructor(
-        params: Tensor[],
-        private readonly log: number[],
-      ) {
-        super(params, { lr: 0.1, momentum: 0.9 });
-      }
-      protected override update(p: Tensor, grad: Tensor, o: optim.SGDOptions): void {
-        this.log.push(p.shape[0]!);
-        super.update(p, grad, o);
-      }
-    }
-    check(
-      (params, log) => new Logged(params, log),
-      (params) => new optim.SGD(params, { lr: 0.1, momentum: 0.9 }),
-    );
   });
 });
 

@@ -1,7 +1,7 @@
 // One Adam step over 10M parameters (one tensor) whose gradient is already there: the
 // optimizer's element-wise update, reading and writing the parameter and both moments.
-// And Adam's and SGD's (with momentum) over many small tensors, where the cost per tensor (a
-// call, a launch) shows.
+// And Adam's, SGD's (with momentum), RMSprop's and Adagrad's over many small tensors, where
+// the cost per tensor (a call, a launch) shows.
 
 import { nn, optim, randn } from "../../lib/index.js";
 import type { BenchCase } from "./types.js";
@@ -31,6 +31,8 @@ function adamCase(elements: number): BenchCase {
 const MANY_TENSORS = {
   Adam: (params: nn.Parameter[]) => new optim.Adam(params, { lr: 1e-3 }),
   SGD: (params: nn.Parameter[]) => new optim.SGD(params, { lr: 1e-3, momentum: 0.9 }),
+  RMSprop: (params: nn.Parameter[]) => new optim.RMSprop(params, { lr: 1e-3 }),
+  Adagrad: (params: nn.Parameter[]) => new optim.Adagrad(params, { lr: 1e-3 }),
 };
 
 /** One step over `tensors` parameters of `elements` each, their gradients already there. */
@@ -73,4 +75,6 @@ export const cases: BenchCase[] = [
   adamCase(10_000_000),
   tensorsCase("Adam", 64, 1000),
   tensorsCase("SGD", 64, 1000),
+  tensorsCase("RMSprop", 64, 1000),
+  tensorsCase("Adagrad", 64, 1000),
 ];

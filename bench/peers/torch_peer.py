@@ -252,6 +252,14 @@ def op_sgd_tensors(p):
     return tensors_step(p, lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9))
 
 
+def op_rmsprop_tensors(p):
+    return tensors_step(p, lambda params: torch.optim.RMSprop(params, lr=1e-3))
+
+
+def op_adagrad_tensors(p):
+    return tensors_step(p, lambda params: torch.optim.Adagrad(params, lr=1e-3))
+
+
 def layer_step(module, forward):
     """Forward and backward of one layer, its parameter gradients dropped after."""
     return {
@@ -304,6 +312,8 @@ OPS = {
     "adam": op_adam,
     "adam tensors": op_adam_tensors,
     "sgd tensors": op_sgd_tensors,
+    "rmsprop tensors": op_rmsprop_tensors,
+    "adagrad tensors": op_adagrad_tensors,
     "lstm": op_lstm,
     "batch norm": op_batch_norm,
     "layer norm": op_layer_norm,

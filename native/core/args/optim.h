@@ -229,7 +229,8 @@ inline std::vector<SgdItem> readSgdItems(const KernelCall& call, bool momentum) 
 }
 
 // ---------------------------------------------------------------------------------------
-// RMSprop: buffers [param, grad, squareAvg, gradAvg (centered), momentumBuffer (momentum > 0)]
+// RMSprop: buffers [param, grad, squareAvg, gradAvg (centered), momentumBuffer (momentum > 0)],
+// 5 slots whichever are used (a slot not used may hold null); rmsprop_steps: 5 per item.
 
 // Per-element scalars of RMSprop.
 struct RmspropScalars {
@@ -238,35 +239,86 @@ struct RmspropScalars {
 
 struct RmspropArgs {
   RmspropScalars scalars;
-  bool centered;
-  float* gradAvg;         // nullptr unless centered
-  float* momentumBuffer;  // nullptr unless momentum > 0
+  bool centered, momentum;  // momentum: momentum > 0, which keeps a buffer
 };
 
+// One element of an RMSprop step, in float: weight decay into the gradient, the running mean
+// square (less the squared running mean when centered), then the step, through the momentum
+// buffer when there is one. rmsprop_step and rmsprop_steps, on cpu and cuda, run this one body.
+DEEPNODE_HD inline void rmspropElement(float* param, const float* grad, float* sq, float* ga, float* buf, int64_t i,
+                                       const RmspropScalars& s, bool centered, bool momentum) {
+  float g = grad[i] + s.weightDecay * param[i];
+  float v = s.alpha * sq[i] + s.oneMinusAlpha * g * g;
+  sq[i] = v;
+  if (centered) {
+    float mean = s.alpha * ga[i] + s.oneMinusAlpha * g;
+    ga[i] = mean;
+    v -= mean * mean;
+  }
+  float avg = ::sqrtf(v) + s.eps;
+  if (momentum) {
+    float b = s.momentum * buf[i] + g / avg;
+    buf[i] = b;
+    param[i] -= s.lr * b;
+  } else {
+    param[i] -= s.lr * (g / avg);
+  }
+}
+
+// The step's scalars from lr, alpha, eps, weightDecay, momentum and centered.
 inline RmspropArgs readRmspropArgs(const KernelCall& call) {
-  const Buffer& param = readStepBuffers(call, {"grad", "squareAvg"});
   double alpha = finiteNumber(call, "alpha"), momentum = finiteNumber(call, "momentum");
-  bool centered = call.flag("centered", false);
-  float* ga = optionalState(call, 3, "gradAvg", centered, param.size);
-  float* buf = optionalState(call, 4, "momentumBuffer", momentum > 0, param.size);
   RmspropScalars s{static_cast<float>(finiteNumber(call, "lr")),
                    static_cast<float>(alpha),
                    static_cast<float>(1 - alpha),
                    static_cast<float>(finiteNumber(call, "eps")),
                    static_cast<float>(finiteNumber(call, "weightDecay")),
                    static_cast<float>(momentum)};
-  return RmspropArgs{s, centered, ga, buf};
+  return RmspropArgs{s, call.flag("centered", false), momentum > 0};
+}
+
+// One param's buffers, checked; ga and buf are nullptr when not used (or for an empty param).
+struct RmspropItem {
+  float* param;
+  const float* grad;
+  float* sq;
+  float* ga;
+  float* buf;
+  int64_t size;
+};
+
+// The buffers from `first` (0 but in a call of many steps).
+inline RmspropItem readRmspropItem(const KernelCall& call, const RmspropArgs& args, size_t first = 0) {
+  const Buffer& param = readStepBuffers(call, {"grad", "squareAvg"}, first);
+  float* ga = optionalState(call, first + 3, "gradAvg", args.centered, param.size);
+  float* buf = optionalState(call, first + 4, "momentumBuffer", args.momentum, param.size);
+  const Buffer* b = &call.buffers[first];
+  return RmspropItem{b[0].as<float>(), b[1].as<const float>(), b[2].as<float>(), ga, buf, param.size};
+}
+
+inline std::vector<RmspropItem> readRmspropItems(const KernelCall& call, const RmspropArgs& args) {
+  return readItems<RmspropItem>(call, 5, [&](size_t first) { return readRmspropItem(call, args, first); });
 }
 
 // ---------------------------------------------------------------------------------------
-// Adagrad: buffers [param, grad, stateSum]
+// Adagrad: buffers [param, grad, stateSum]; adagrad_steps: 3 per item.
 
 struct AdagradScalars {
   float clr, eps, weightDecay;  // clr: lr decayed for this step
 };
 
+// One element of an Adagrad step, in float; adagrad_step and adagrad_steps, on cpu and cuda,
+// run this one body.
+DEEPNODE_HD inline void adagradElement(float* param, const float* grad, float* sum, int64_t i,
+                                       const AdagradScalars& s) {
+  float g = grad[i] + s.weightDecay * param[i];
+  float total = sum[i] + g * g;
+  sum[i] = total;
+  param[i] -= s.clr * (g / (::sqrtf(total) + s.eps));
+}
+
+// The step's scalars from lr, lrDecay, eps, weightDecay and step.
 inline AdagradScalars readAdagradScalars(const KernelCall& call) {
-  readStepBuffers(call, {"grad", "stateSum"});
   double lr = finiteNumber(call, "lr"), lrDecay = finiteNumber(call, "lrDecay");
   int64_t step = optimizerStep(call);
   AdagradScalars s;
@@ -274,6 +326,25 @@ inline AdagradScalars readAdagradScalars(const KernelCall& call) {
   s.eps = static_cast<float>(finiteNumber(call, "eps"));
   s.weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
   return s;
+}
+
+// One param's buffers, checked.
+struct AdagradItem {
+  float* param;
+  const float* grad;
+  float* sum;
+  int64_t size;
+};
+
+// The buffers from `first` (0 but in a call of many steps).
+inline AdagradItem readAdagradItem(const KernelCall& call, size_t first = 0) {
+  const Buffer& param = readStepBuffers(call, {"grad", "stateSum"}, first);
+  const Buffer* b = &call.buffers[first];
+  return AdagradItem{b[0].as<float>(), b[1].as<const float>(), b[2].as<float>(), param.size};
+}
+
+inline std::vector<AdagradItem> readAdagradItems(const KernelCall& call) {
+  return readItems<AdagradItem>(call, 3, [&](size_t first) { return readAdagradItem(call, first); });
 }
 
 }  // namespace deepnode::args
