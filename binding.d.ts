@@ -45,6 +45,16 @@ export interface PoolAttrs {
   ceilMode: boolean;
 }
 
+/** The attributes of sgd_step (and, with a count, sgd_steps). */
+export interface SgdAttrs {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+  firstStep: boolean;
+}
+
 /** The attributes of adam_step (and, with a count, adam_steps). */
 export interface AdamAttrs {
   lr: number;
@@ -54,6 +64,25 @@ export interface AdamAttrs {
   weightDecay: number;
   decoupledWeightDecay: boolean;
   amsgrad: boolean;
+  step: number;
+}
+
+/** The attributes of rmsprop_step (and, with a count, rmsprop_steps). */
+export interface RmspropAttrs {
+  lr: number;
+  alpha: number;
+  eps: number;
+  weightDecay: number;
+  momentum: number;
+  centered: boolean;
+}
+
+/** The attributes of adagrad_step (and, with a count, adagrad_steps). */
+export interface AdagradAttrs {
+  lr: number;
+  lrDecay: number;
+  eps: number;
+  weightDecay: number;
   step: number;
 }
 
@@ -179,15 +208,11 @@ export interface NativeKernels {
   ];
   sgd_step: [
     [param: Float32Array, grad: Float32Array, momentumBuffer: Float32Array | null],
-    {
-      lr: number;
-      momentum: number;
-      dampening: number;
-      weightDecay: number;
-      nesterov: boolean;
-      firstStep: boolean;
-    },
+    SgdAttrs,
   ];
+  /** sgd_step over `count` params at once: each item's buffers in sgd_step's order, 2 per item
+   * (param, grad), 3 with momentum != 0 (momentumBuffer last). */
+  sgd_steps: [(Float32Array | null)[], SgdAttrs & { count: number }];
   adam_step: [
     [
       param: Float32Array,
@@ -209,19 +234,14 @@ export interface NativeKernels {
       gradAvg: Float32Array | null,
       momentumBuffer: Float32Array | null,
     ],
-    {
-      lr: number;
-      alpha: number;
-      eps: number;
-      weightDecay: number;
-      momentum: number;
-      centered: boolean;
-    },
+    RmspropAttrs,
   ];
-  adagrad_step: [
-    [param: Float32Array, grad: Float32Array, stateSum: Float32Array],
-    { lr: number; lrDecay: number; eps: number; weightDecay: number; step: number },
-  ];
+  /** rmsprop_step over `count` params at once: each item's 5 buffers in rmsprop_step's order
+   * (null where that step takes none). */
+  rmsprop_steps: [(Float32Array | null)[], RmspropAttrs & { count: number }];
+  adagrad_step: [[param: Float32Array, grad: Float32Array, stateSum: Float32Array], AdagradAttrs];
+  /** adagrad_step over `count` params at once: param, grad and stateSum for each. */
+  adagrad_steps: [Float32Array[], AdagradAttrs & { count: number }];
   rnn_forward: [
     [
       output: Float32Array,

@@ -11,6 +11,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import type {
+  AdagradStepItem,
   AdagradStepOptions,
   AdamStepItem,
   AdamStepOptions,
@@ -25,7 +26,9 @@ import type {
   RawTensor,
   ReduceOp,
   Reduction,
+  RmspropStepItem,
   RmspropStepOptions,
+  SgdStepItem,
   SgdStepOptions,
   UnaryOp,
 } from "../lib/backend/backend.js";
@@ -1369,6 +1372,45 @@ const ADAM_VARIANTS: AdamStepOptions[] = [
   },
 ];
 
+/** The RMSprop and Adagrad options the cases vary from, and the variations both sections run. */
+const RMSPROP_BASE: RmspropStepOptions = {
+  lr: 1e-2,
+  alpha: 0.99,
+  eps: 1e-8,
+  weightDecay: 0,
+  momentum: 0,
+  centered: false,
+};
+const RMSPROP_VARIANTS: RmspropStepOptions[] = [
+  RMSPROP_BASE,
+  { ...RMSPROP_BASE, alpha: 0.9, eps: 1e-3, weightDecay: 0.05 },
+  { ...RMSPROP_BASE, momentum: 0.9 },
+  { ...RMSPROP_BASE, centered: true },
+  { ...RMSPROP_BASE, centered: true, momentum: 0.5, weightDecay: 0.1, alpha: 0.8 },
+];
+const ADAGRAD_BASE: AdagradStepOptions = {
+  lr: 1e-2,
+  lrDecay: 0,
+  eps: 1e-10,
+  weightDecay: 0,
+  step: 1,
+};
+const ADAGRAD_VARIANTS: AdagradStepOptions[] = [
+  ADAGRAD_BASE,
+  { ...ADAGRAD_BASE, lr: 0.1, lrDecay: 0.5, step: 4 },
+  { ...ADAGRAD_BASE, weightDecay: 0.2, eps: 1e-3, step: 2 },
+];
+
+/** The SGD options both sections run: plain, weight decay, momentum (first and later steps),
+ * dampening, Nesterov. */
+const SGD_VARIANTS: SgdStepOptions[] = [
+  { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true },
+  { lr: 0.05, momentum: 0, dampening: 0, weightDecay: 0.01, nesterov: false, firstStep: false },
+  { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true },
+  { lr: 0.1, momentum: 0.9, dampening: 0.1, weightDecay: 1e-3, nesterov: false, firstStep: false },
+  { lr: 0.01, momentum: 0.8, dampening: 0, weightDecay: 0.1, nesterov: true, firstStep: false },
+];
+
 function optimizerStepsCases(t: Target): void {
   describe("optimizer steps", () => {
     const size = 37;
@@ -1378,29 +1420,17 @@ function optimizerStepsCases(t: Target): void {
     const state2 = floats(14, size, 0, 0.1);
     const state3 = floats(15, size, 0.05, 0.2);
 
-    const SGD: SgdStepOptions[] = [
-      { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true },
-      { lr: 0.05, momentum: 0, dampening: 0, weightDecay: 0.01, nesterov: false, firstStep: false },
-      { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true },
-      {
-        lr: 0.1,
-        momentum: 0.9,
-        dampening: 0.1,
-        weightDecay: 1e-3,
-        nesterov: false,
-        firstStep: false,
+    it.each(SGD_VARIANTS.map((o) => [JSON.stringify(o), o] as const))(
+      "sgdStep %s",
+      (_label, options) => {
+        conform(t, "sgdStep", { atol: 1e-7, rtol: 1e-6 }, (b) => {
+          const param = raw(b, "float32", [size], params);
+          const buffer = options.momentum === 0 ? null : raw(b, "float32", [size], state1);
+          b.sgdStep(param, raw(b, "float32", [size], grads), buffer, options);
+          return buffer === null ? [param] : [param, buffer];
+        });
       },
-      { lr: 0.01, momentum: 0.8, dampening: 0, weightDecay: 0.1, nesterov: true, firstStep: false },
-    ];
-
-    it.each(SGD.map((o) => [JSON.stringify(o), o] as const))("sgdStep %s", (_label, options) => {
-      conform(t, "sgdStep", { atol: 1e-7, rtol: 1e-6 }, (b) => {
-        const param = raw(b, "float32", [size], params);
-        const buffer = options.momentum === 0 ? null : raw(b, "float32", [size], state1);
-        b.sgdStep(param, raw(b, "float32", [size], grads), buffer, options);
-        return buffer === null ? [param] : [param, buffer];
-      });
-    });
+    );
 
     const ADAM: AdamStepOptions[] = [...ADAM_VARIANTS, { ...ADAM_BASE, step: 10 }];
 
@@ -1422,31 +1452,16 @@ function optimizerStepsCases(t: Target): void {
   });
 }
 
-// ---- many Adam steps in one call (adamSteps) ----------------------------------------------
+// ---- many steps in one call (adamSteps, sgdSteps) -----------------------------------------
 
 /** 30 params, 5 empty and 5 of 1 element: on cuda, a launch over 24 params, then the last alone. */
-const ADAM_ITEM_SIZES = Array.from({ length: 30 }, (_, k) =>
+const STEP_ITEM_SIZES = Array.from({ length: 30 }, (_, k) =>
   k % 7 === 1 ? 0 : k % 5 === 2 ? 1 : 2 + ((k * 13) % 41),
 );
 
-/** adamSteps' items on `b`: each param, gradient and state from seeds of its own. */
-function adamItems(b: Backend, sizes: readonly number[], amsgrad: boolean): AdamStepItem[] {
-  const tensor = (seed: number, size: number, low = -1, high = 1) =>
-    raw(b, "float32", [size], floats(seed, size, low, high));
-  return sizes.map((size, k) => ({
-    param: tensor(100 + k, size),
-    grad: tensor(200 + k, size),
-    expAvg: tensor(300 + k, size, -0.1, 0.1),
-    expAvgSq: tensor(400 + k, size, 0, 0.1),
-    maxExpAvgSq: amsgrad ? tensor(500 + k, size, 0.05, 0.2) : null,
-  }));
-}
-
-/** What a step changes: each item's param and state, in item order. */
-function updatedByAdam(items: readonly AdamStepItem[]): RawTensor[] {
-  return items.flatMap(({ param, expAvg, expAvgSq, maxExpAvgSq }) =>
-    maxExpAvgSq === null ? [param, expAvg, expAvgSq] : [param, expAvg, expAvgSq, maxExpAvgSq],
-  );
+/** A float32 tensor of `size` from a seed, uniform in [low, high). */
+function seeded(b: Backend, seed: number, size: number, low = -1, high = 1): RawTensor {
+  return raw(b, "float32", [size], floats(seed, size, low, high));
 }
 
 /** A float32 tensor's bits: equal only when every element is the same float, NaNs included. */
@@ -1454,7 +1469,7 @@ function bitsOf(b: Backend, x: RawTensor): number[] {
   return Array.from(new Uint32Array(Float32Array.from(b.read(x) as Float32Array).buffer));
 }
 
-/** Runs a kernel with buffers adamSteps itself never sends (the native checks behind it). */
+/** Runs a kernel with buffers the backend itself never sends (the native checks behind it). */
 function runKernel(b: Backend, op: string, buffers: unknown[], attrs: object): void {
   (b as unknown as { call(op: string, buffers: unknown[], attrs: object): void }).call(
     op,
@@ -1463,35 +1478,101 @@ function runKernel(b: Backend, op: string, buffers: unknown[], attrs: object): v
   );
 }
 
+/**
+ * What a step changes: each item's param and state (every tensor but the gradient), in item
+ * order, as the items functions below lay them out.
+ */
+function updatedBy(items: readonly object[]): RawTensor[] {
+  return items.flatMap((item) =>
+    Object.entries(item)
+      .filter(([role, x]) => role !== "grad" && x !== null)
+      .map(([, x]) => x as RawTensor),
+  );
+}
+
+/** A kernel over many params (adamSteps, sgdSteps) and the one-param kernel it must match. */
+interface ManySteps<Item extends object, Options> {
+  name: string;
+  one: string;
+  variants: Options[];
+  tol: Tolerance;
+  /** The items on `b`: each param, gradient and state from seeds of its own. */
+  items(b: Backend, sizes: readonly number[], options: Options): Item[];
+  many(b: Backend, items: readonly Item[], options: Options): void;
+  each(b: Backend, item: Item, options: Options): void;
+}
+
+/** The cases every many-params kernel runs: against the reference, and bit for bit against
+ * its one-param kernel on the backend under test. */
+function manyStepsCases<Item extends object, Options>(
+  t: Target,
+  steps: ManySteps<Item, Options>,
+): void {
+  const OPTIONS = steps.variants.map((o) => [JSON.stringify(o), o] as const);
+
+  it.each(OPTIONS)("against the reference %s", (_label, options) => {
+    conform(t, steps.name, steps.tol, (b) => {
+      const items = steps.items(b, STEP_ITEM_SIZES, options);
+      steps.many(b, items, options);
+      return updatedBy(items);
+    });
+  });
+
+  it.each(OPTIONS)(`the same bits as ${steps.one} on each param %s`, (_label, options) => {
+    const b = t.backend();
+    const together = steps.items(b, STEP_ITEM_SIZES, options);
+    const oneByOne = steps.items(b, STEP_ITEM_SIZES, options);
+    steps.many(b, together, options);
+    for (const item of oneByOne) steps.each(b, item, options);
+    const expected = updatedBy(oneByOne);
+    updatedBy(together).forEach((x, i) => {
+      expect(bitsOf(b, x), `tensor ${i}`).toEqual(bitsOf(b, expected[i]!));
+    });
+  });
+
+  it("takes an empty list of params", () => {
+    expect(() => steps.many(t.backend(), [], steps.variants[0]!)).not.toThrow();
+  });
+}
+
+/** The one-param kernel of `steps` on one param of `size` elements, against the reference. */
+function oneStep<Item extends object, Options>(
+  t: Target,
+  steps: ManySteps<Item, Options>,
+  size: number,
+  options: Options,
+): void {
+  conform(t, steps.one, steps.tol, (b) => {
+    const items = steps.items(b, [size], options);
+    steps.each(b, items[0]!, options);
+    return updatedBy(items);
+  });
+}
+
+function adamItems(b: Backend, sizes: readonly number[], amsgrad: boolean): AdamStepItem[] {
+  return sizes.map((size, k) => ({
+    param: seeded(b, 100 + k, size),
+    grad: seeded(b, 200 + k, size),
+    expAvg: seeded(b, 300 + k, size, -0.1, 0.1),
+    expAvgSq: seeded(b, 400 + k, size, 0, 0.1),
+    maxExpAvgSq: amsgrad ? seeded(b, 500 + k, size, 0.05, 0.2) : null,
+  }));
+}
+
+const ADAM_STEPS: ManySteps<AdamStepItem, AdamStepOptions> = {
+  name: "adamSteps",
+  one: "adamStep",
+  variants: ADAM_VARIANTS,
+  tol: { atol: 1e-7, rtol: 1e-5 },
+  items: (b, sizes, options) => adamItems(b, sizes, options.amsgrad),
+  many: (b, items, options) => b.adamSteps(items, options),
+  each: (b, item, options) =>
+    b.adamStep(item.param, item.grad, item.expAvg, item.expAvgSq, item.maxExpAvgSq, options),
+};
+
 function adamStepsCases(t: Target): void {
   describe("optimizer steps: adamSteps, many params in one call", () => {
-    const OPTIONS = ADAM_VARIANTS.map((o) => [JSON.stringify(o), o] as const);
-
-    it.each(OPTIONS)("against the reference %s", (_label, options) => {
-      conform(t, "adamSteps", { atol: 1e-7, rtol: 1e-5 }, (b) => {
-        const items = adamItems(b, ADAM_ITEM_SIZES, options.amsgrad);
-        b.adamSteps(items, options);
-        return updatedByAdam(items);
-      });
-    });
-
-    it.each(OPTIONS)("the same bits as adamStep on each param %s", (_label, options) => {
-      const b = t.backend();
-      const together = adamItems(b, ADAM_ITEM_SIZES, options.amsgrad);
-      const oneByOne = adamItems(b, ADAM_ITEM_SIZES, options.amsgrad);
-      b.adamSteps(together, options);
-      for (const item of oneByOne) {
-        b.adamStep(item.param, item.grad, item.expAvg, item.expAvgSq, item.maxExpAvgSq, options);
-      }
-      const expected = updatedByAdam(oneByOne);
-      updatedByAdam(together).forEach((x, i) => {
-        expect(bitsOf(b, x), `tensor ${i}`).toEqual(bitsOf(b, expected[i]!));
-      });
-    });
-
-    it("takes an empty list of params", () => {
-      expect(() => t.backend().adamSteps([], ADAM_BASE)).not.toThrow();
-    });
+    manyStepsCases(t, ADAM_STEPS);
 
     it("names the param whose buffer is wrong, and then updates none", () => {
       const b = t.backend();
@@ -1537,6 +1618,186 @@ function adamStepsCases(t: Target): void {
         () => runKernel(b, "adam_steps", buffers, { ...ADAM_BASE, count: -1 }),
         ValueError,
         "adamSteps: count must be at least 0, got -1",
+      );
+    });
+  });
+}
+
+function sgdItems(b: Backend, sizes: readonly number[], momentum: boolean): SgdStepItem[] {
+  return sizes.map((size, k) => ({
+    param: seeded(b, 600 + k, size),
+    grad: seeded(b, 700 + k, size),
+    momentumBuffer: momentum ? seeded(b, 800 + k, size, -0.5, 0.5) : null,
+  }));
+}
+
+const SGD_STEPS: ManySteps<SgdStepItem, SgdStepOptions> = {
+  name: "sgdSteps",
+  one: "sgdStep",
+  variants: SGD_VARIANTS,
+  tol: { atol: 1e-7, rtol: 1e-6 },
+  items: (b, sizes, options) => sgdItems(b, sizes, options.momentum !== 0),
+  many: (b, items, options) => b.sgdSteps(items, options),
+  each: (b, item, options) => b.sgdStep(item.param, item.grad, item.momentumBuffer, options),
+};
+
+function sgdStepsCases(t: Target): void {
+  describe("optimizer steps: sgdSteps, many params in one call", () => {
+    manyStepsCases(t, SGD_STEPS);
+    const momentum = SGD_VARIANTS[3]!;
+
+    it("names the param whose buffer is wrong, and then updates none", () => {
+      const b = t.backend();
+      const items = sgdItems(b, [4, 3, 2], true);
+      const before = items
+        .flatMap((item) => [item.param, item.momentumBuffer!])
+        .map((x) => bitsOf(b, x));
+      const short = { ...items[1]!, momentumBuffer: raw(b, "float32", [2], [0, 0]) };
+      expectThrows(
+        () => b.sgdSteps([items[0]!, short], momentum),
+        ShapeError,
+        "sgdSteps: item 1: buffer 'momentumBuffer' holds 2 elements, expected 3",
+      );
+      const noBuffer = { ...items[2]!, momentumBuffer: null };
+      expectThrows(
+        () => b.sgdSteps([items[0]!, items[1]!, noBuffer], momentum),
+        NativeError,
+        "sgdSteps: item 2: momentum != 0 needs a momentumBuffer",
+      );
+      const wide = { ...items[1]!, grad: raw(b, "float64", [3]) };
+      const dtype = /^sgdSteps: item 1: buffer 'grad' must be float32, got float64/;
+      expectThrows(() => b.sgdSteps([items[0]!, wide], momentum), DTypeError, dtype);
+      const after = items
+        .flatMap((item) => [item.param, item.momentumBuffer!])
+        .map((x) => bitsOf(b, x));
+      expect(after).toEqual(before);
+    });
+
+    it("takes no momentum buffer for an empty param", () => {
+      const b = t.backend();
+      const [empty, item] = sgdItems(b, [0, 3], true);
+      const expected = sgdItems(b, [0, 3], true)[1]!;
+      b.sgdSteps([{ ...empty!, momentumBuffer: null }, item!], momentum);
+      b.sgdStep(expected.param, expected.grad, expected.momentumBuffer, momentum);
+      expect(bitsOf(b, item!.param)).toEqual(bitsOf(b, expected.param));
+    });
+
+    it("rejects a call without 2 buffers per param (3 with momentum)", () => {
+      const b = t.backend();
+      const [item] = sgdItems(b, [3], false);
+      const buffers = [item!.param, item!.grad].map((x) => x.storage);
+      const plain = SGD_VARIANTS[0]!;
+      expectThrows(
+        () => runKernel(b, "sgd_steps", buffers, { ...plain, count: 2 }),
+        NativeError,
+        "sgdSteps: count 2 needs 4 buffers (2 per item), got 2",
+      );
+      expectThrows(
+        () => runKernel(b, "sgd_steps", buffers, { ...momentum, count: 1 }),
+        NativeError,
+        "sgdSteps: count 1 needs 3 buffers (3 per item), got 2",
+      );
+      expectThrows(
+        () => runKernel(b, "sgd_steps", buffers, { ...plain, count: -1 }),
+        ValueError,
+        "sgdSteps: count must be at least 0, got -1",
+      );
+    });
+  });
+}
+
+function rmspropItems(b: Backend, sizes: readonly number[], o: RmspropStepOptions) {
+  return sizes.map((size, k) => ({
+    param: seeded(b, 900 + k, size),
+    grad: seeded(b, 1000 + k, size),
+    // squareAvg >= gradAvg^2, as the running moments of any gradients are.
+    squareAvg: seeded(b, 1100 + k, size, 0.05, 0.2),
+    gradAvg: o.centered ? seeded(b, 1200 + k, size, -0.2, 0.2) : null,
+    momentumBuffer: o.momentum > 0 ? seeded(b, 1300 + k, size) : null,
+  }));
+}
+
+const RMSPROP_STEPS: ManySteps<RmspropStepItem, RmspropStepOptions> = {
+  name: "rmspropSteps",
+  one: "rmspropStep",
+  variants: RMSPROP_VARIANTS,
+  tol: { atol: 1e-6, rtol: 1e-5 },
+  items: rmspropItems,
+  many: (b, items, options) => b.rmspropSteps(items, options),
+  each: (b, { param, grad, squareAvg, gradAvg, momentumBuffer }, options) =>
+    b.rmspropStep(param, grad, squareAvg, gradAvg, momentumBuffer, options),
+};
+
+function adagradItems(b: Backend, sizes: readonly number[]): AdagradStepItem[] {
+  return sizes.map((size, k) => ({
+    param: seeded(b, 1400 + k, size),
+    grad: seeded(b, 1500 + k, size),
+    stateSum: seeded(b, 1600 + k, size, 0, 0.5),
+  }));
+}
+
+const ADAGRAD_STEPS: ManySteps<AdagradStepItem, AdagradStepOptions> = {
+  name: "adagradSteps",
+  one: "adagradStep",
+  variants: ADAGRAD_VARIANTS,
+  tol: { atol: 1e-7, rtol: 1e-5 },
+  items: adagradItems,
+  many: (b, items, options) => b.adagradSteps(items, options),
+  each: (b, item, options) => b.adagradStep(item.param, item.grad, item.stateSum, options),
+};
+
+function rmspropAndAdagradStepsCases(t: Target): void {
+  describe("optimizer steps: rmspropSteps, many params in one call", () => {
+    manyStepsCases(t, RMSPROP_STEPS);
+
+    it("names the param whose buffer is wrong, and then updates none", () => {
+      const b = t.backend();
+      const options = RMSPROP_VARIANTS[4]!; // centered, with momentum
+      const items = rmspropItems(b, [4, 3], options);
+      const before = bitsOf(b, items[0]!.param);
+      const noMean = { ...items[1]!, gradAvg: null };
+      expectThrows(
+        () => b.rmspropSteps([items[0]!, noMean], options),
+        NativeError,
+        "rmspropSteps: item 1: this step needs a gradAvg buffer",
+      );
+      const short = { ...items[1]!, squareAvg: raw(b, "float32", [2], [0, 0]) };
+      expectThrows(
+        () => b.rmspropSteps([items[0]!, short], options),
+        ShapeError,
+        "rmspropSteps: item 1: buffer 'squareAvg' holds 2 elements, expected 3",
+      );
+      expect(bitsOf(b, items[0]!.param)).toEqual(before);
+      const buffers = [items[0]!.param, items[0]!.grad, items[0]!.squareAvg].map((x) => x.storage);
+      expectThrows(
+        () => runKernel(b, "rmsprop_steps", buffers, { ...options, count: 1 }),
+        NativeError,
+        "rmspropSteps: count 1 needs 5 buffers (5 per item), got 3",
+      );
+    });
+  });
+
+  describe("optimizer steps: adagradSteps, many params in one call", () => {
+    manyStepsCases(t, ADAGRAD_STEPS);
+
+    it("names the param whose buffer is wrong, and then updates none", () => {
+      const b = t.backend();
+      const items = adagradItems(b, [4, 3]);
+      const before = bitsOf(b, items[0]!.param);
+      const wide = { ...items[1]!, stateSum: raw(b, "float64", [3]) };
+      const dtype = /^adagradSteps: item 1: buffer 'stateSum' must be float32, got float64/;
+      expectThrows(() => b.adagradSteps([items[0]!, wide], ADAGRAD_BASE), DTypeError, dtype);
+      expectThrows(
+        () => b.adagradSteps(items, { ...ADAGRAD_BASE, step: 0 }),
+        ValueError,
+        "adagradSteps: step must be at least 1, got 0",
+      );
+      expect(bitsOf(b, items[0]!.param)).toEqual(before);
+      const buffers = [items[0]!.param, items[0]!.grad].map((x) => x.storage);
+      expectThrows(
+        () => runKernel(b, "adagrad_steps", buffers, { ...ADAGRAD_BASE, count: 1 }),
+        NativeError,
+        "adagradSteps: count 1 needs 3 buffers (3 per item), got 2",
       );
     });
   });
@@ -1640,78 +1901,18 @@ function rmspropAndAdagradCases(t: Target): void {
     // 70001 elements span several threads' chunks of the native kernel.
     const SIZES = [37, 70001];
 
-    const rmsBase: RmspropStepOptions = {
-      lr: 1e-2,
-      alpha: 0.99,
-      eps: 1e-8,
-      weightDecay: 0,
-      momentum: 0,
-      centered: false,
-    };
-    const RMSPROP: RmspropStepOptions[] = [
-      rmsBase,
-      { ...rmsBase, alpha: 0.9, eps: 1e-3, weightDecay: 0.05 },
-      { ...rmsBase, momentum: 0.9 },
-      { ...rmsBase, centered: true },
-      { ...rmsBase, centered: true, momentum: 0.5, weightDecay: 0.1, alpha: 0.8 },
-    ];
-
-    it.each(SIZES.flatMap((size) => RMSPROP.map((o) => [size, JSON.stringify(o), o] as const)))(
-      "rmspropStep over %d elements %s",
-      (size, _label, options) => {
-        conform(t, "rmspropStep", { atol: 1e-6, rtol: 1e-5 }, (b) => {
-          const param = raw(b, "float32", [size], floats(21, size));
-          // squareAvg >= gradAvg^2, as the running moments of any gradients are.
-          const squareAvg = raw(b, "float32", [size], floats(22, size, 0.05, 0.2));
-          const gradAvg = options.centered
-            ? raw(b, "float32", [size], floats(23, size, -0.2, 0.2))
-            : null;
-          const buffer = options.momentum > 0 ? raw(b, "float32", [size], floats(24, size)) : null;
-          b.rmspropStep(
-            param,
-            raw(b, "float32", [size], floats(25, size)),
-            squareAvg,
-            gradAvg,
-            buffer,
-            options,
-          );
-          return [
-            param,
-            squareAvg,
-            ...(gradAvg === null ? [] : [gradAvg]),
-            ...(buffer === null ? [] : [buffer]),
-          ];
-        });
-      },
+    it.each(SIZES.flatMap((size) => RMSPROP_VARIANTS.map((o) => [size, o] as const)))(
+      "rmspropStep over %d elements %j",
+      (size, options) => oneStep(t, RMSPROP_STEPS, size, options),
     );
 
-    const adaBase: AdagradStepOptions = {
-      lr: 1e-2,
-      lrDecay: 0,
-      eps: 1e-10,
-      weightDecay: 0,
-      step: 1,
-    };
-    const ADAGRAD: AdagradStepOptions[] = [
-      adaBase,
-      { ...adaBase, lr: 0.1, lrDecay: 0.5, step: 4 },
-      { ...adaBase, weightDecay: 0.2, eps: 1e-3, step: 2 },
-    ];
-
-    it.each(SIZES.flatMap((size) => ADAGRAD.map((o) => [size, JSON.stringify(o), o] as const)))(
-      "adagradStep over %d elements %s",
-      (size, _label, options) => {
-        conform(t, "adagradStep", { atol: 1e-7, rtol: 1e-5 }, (b) => {
-          const param = raw(b, "float32", [size], floats(31, size));
-          const stateSum = raw(b, "float32", [size], floats(32, size, 0, 0.5));
-          b.adagradStep(param, raw(b, "float32", [size], floats(33, size)), stateSum, options);
-          return [param, stateSum];
-        });
-      },
+    it.each(SIZES.flatMap((size) => ADAGRAD_VARIANTS.map((o) => [size, o] as const)))(
+      "adagradStep over %d elements %j",
+      (size, options) => oneStep(t, ADAGRAD_STEPS, size, options),
     );
 
     it("rejects a missing buffer and a bad step with typed errors on both backends", () => {
-      const options = { ...rmsBase, centered: true };
+      const options = { ...RMSPROP_BASE, centered: true };
       for (const b of [t.backend(), ref]) {
         const param = raw(b, "float32", [3], [1, 2, 3]);
         const grad = raw(b, "float32", [3], [1, 1, 1]);
@@ -1721,7 +1922,7 @@ function rmspropAndAdagradCases(t: Target): void {
       const param = raw(t.backend(), "float32", [3], [1, 2, 3]);
       const grad = raw(t.backend(), "float32", [3], [1, 1, 1]);
       const sum = raw(t.backend(), "float32", [3], [0, 0, 0]);
-      expect(() => t.backend().adagradStep(param, grad, sum, { ...adaBase, step: 0 })).toThrow(
+      expect(() => t.backend().adagradStep(param, grad, sum, { ...ADAGRAD_BASE, step: 0 })).toThrow(
         "step must be at least 1, got 0",
       );
     });
@@ -2487,6 +2688,8 @@ const SECTIONS: ((t: Target) => void)[] = [
   nllLossCases,
   optimizerStepsCases,
   adamStepsCases,
+  sgdStepsCases,
+  rmspropAndAdagradStepsCases,
   rmspropAndAdagradCases,
   recurrentCases,
   sliceCases,

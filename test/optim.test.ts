@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 
 import {
   DTypeError,
+  DeviceError,
   F,
   ShapeError,
   StateDictError,
@@ -22,7 +23,7 @@ import {
   tensor,
   zeros,
 } from "../lib/index.js";
-import { backendFor } from "../lib/backend/registry.js";
+import { backendFor, type Device } from "../lib/backend/registry.js";
 import type { DType } from "../lib/dtype.js";
 import { loadFixture } from "./fixtures/golden.js";
 import { expectClose, expectThrows, type Tolerance } from "./helpers.js";
@@ -463,143 +464,246 @@ describe("AdamW against Adam with L2 after one step", () => {
   });
 });
 
-// Adam's step is one adamSteps call per device and step count; the per-parameter step it
-// replaced (one adamStep each) is kept here as the oracle: results must be the same bits.
-class PerParamAdam extends optim.Adam {
-  protected override updateGroup(group: optim.ParamGroup<optim.AdamOptions>): void {
-    for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
-  }
+// Each optimizer's step is one call per device (and step count, or first step) over a group's
+// parameters; the per-parameter steps they replaced (one call each, the base Optimizer's
+// updateGroup) are the oracles: results must be the same bits.
+function perParameter(optimizer: optim.Optimizer<object>): optim.Optimizer<object> {
+  const base = optim.Optimizer.prototype as unknown as { updateGroup: unknown };
+  return Object.assign(optimizer, { updateGroup: base.updateGroup });
 }
 
-describe.each(["cpu", "reference"] as const)(
-  "Adam over many parameters in one call on %s",
-  (device) => {
-    afterEach(() => vi.restoreAllMocks());
+type Make = (params: Tensor[]) => optim.Optimizer<object>;
 
-    // 0- and 1-element parameters among others, 30 in all
-    const sizes = Array.from({ length: 30 }, (_, k) => (k % 7 === 1 ? 0 : k % 5 === 2 ? 1 : k + 2));
-    const ADAMS = [
-      { amsgrad: false, decoupled: false },
-      { amsgrad: true, decoupled: false },
-      { amsgrad: false, decoupled: true },
-      { amsgrad: true, decoupled: true },
-    ];
+// 30 parameters of one to three dimensions, 0- and 1-element ones among them.
+const BATCH_SHAPES = Array.from({ length: 30 }, (_, k) => {
+  if (k % 7 === 1) return k < 10 ? [0] : [2, 0];
+  if (k % 5 === 2) return k < 10 ? [1] : [1, 1, 1];
+  const n = k + 2;
+  return [[n], [2, n], [n, 3, 2]][k % 3]!;
+});
 
-    /** Two optimizers, batched and per parameter, over equal copies of the same parameters. */
-    function pair(amsgrad: boolean, decoupled: boolean) {
-      manualSeed(11);
-      const initial = sizes.map((size) => randn([size], { device }));
-      const make = () => initial.map((t) => new nn.Parameter(t.clone()));
-      const [batched, perParam] = [make(), make()];
-      const options = { lr: 0.01, weightDecay: 0.05, amsgrad };
-      const many = new optim.Adam(batched, options, decoupled);
-      const single = new PerParamAdam(perParam, options, decoupled);
-      initial.forEach((t) => t.dispose());
-      return { batched, perParam, many, single };
-    }
+/** A batched optimizer and a per-parameter one over equal copies of the same parameters. */
+interface Twins {
+  batched: nn.Parameter[];
+  perParam: nn.Parameter[];
+  many: optim.Optimizer<object>;
+  single: optim.Optimizer<object>;
+}
 
-    /** The same gradients on both sides, for the parameters `which` picks; the rest get none. */
-    function setGrads(sides: nn.Parameter[][], step: number, which = (_k: number) => true): void {
-      manualSeed(100 + step);
-      sizes.forEach((size, k) => {
-        const grad = which(k) ? randn([size], { device }) : null;
-        for (const params of sides) params[k]!.grad = grad === null ? null : grad.clone();
-        grad?.dispose();
-      });
-    }
+function twins(device: string, make: Make): Twins {
+  manualSeed(11);
+  const initial = BATCH_SHAPES.map((shape) => randn(shape, { device }));
+  const copies = () => initial.map((t) => new nn.Parameter(t.clone()));
+  const [batched, perParam] = [copies(), copies()];
+  initial.forEach((t) => t.dispose());
+  return { batched, perParam, many: make(batched), single: perParameter(make(perParam)) };
+}
 
-    /** Parameters and every state value, as bits: equal only when each float is the same. */
-    function bits(params: Tensor[], optimizer: optim.Optimizer<object>): number[][] {
-      const asBits = (t: Tensor) =>
-        Array.from(new Uint32Array(Float32Array.from(values(t)).buffer));
-      const state = Object.values(optimizer.stateDict().state).flatMap((s) =>
-        Object.values(s).map((v) => (v instanceof Tensor ? asBits(v) : [v])),
-      );
-      return [...params.map(asBits), ...state];
-    }
+/** Parameters and every state value, as bits: equal only when each float is the same. */
+function bits(params: Tensor[], optimizer: optim.Optimizer<object>): number[][] {
+  const asBits = (t: Tensor) => Array.from(new Uint32Array(Float32Array.from(values(t)).buffer));
+  const state = Object.values(optimizer.stateDict().state).flatMap((s) =>
+    Object.values(s).map((v) => (v instanceof Tensor ? asBits(v) : [v])),
+  );
+  return [...params.map(asBits), ...state];
+}
 
-    it.each(ADAMS)(
-      "amsgrad $amsgrad, decoupled $decoupled: 3 steps, the same bits as one call per parameter",
-      ({ amsgrad, decoupled }) => {
-        const { batched, perParam, many, single } = pair(amsgrad, decoupled);
-        const calls = vi.spyOn(backendFor(device), "adamSteps");
-        for (let step = 0; step < 3; step++) {
-          setGrads([batched, perParam], step);
-          many.step();
-          single.step();
-          expect(bits(batched, many)).toEqual(bits(perParam, single));
-        }
-        expect(calls.mock.calls.map(([items]) => items.length)).toEqual([30, 30, 30]);
-      },
-    );
-
-    it("a group where only some parameters have gradients: one call per step count", () => {
-      const { batched, perParam, many, single } = pair(true, false);
-      const calls = vi.spyOn(backendFor(device), "adamSteps");
-      const plan = [(k: number) => k % 3 === 0, () => true, (k: number) => k % 2 === 1];
-      plan.forEach((which, step) => {
-        setGrads([batched, perParam], step, which);
-        many.step();
-        single.step();
-        expect(bits(batched, many), `step ${step + 1}`).toEqual(bits(perParam, single));
-      });
-      // Step 2: the 10 that started at step 1 are on their second step, the 20 others on their
-      // first. Step 3 (odd k only): 10 on their second step, the 5 that started first on
-      // their third.
-      const counts = calls.mock.calls.map(([items, options]) => [items.length, options.step]);
-      expect(counts).toEqual([
-        [10, 1],
-        [10, 2],
-        [20, 1],
-        [10, 2],
-        [5, 3],
-      ]);
-      expect(Object.keys(many.stateDict().state).length).toBe(30);
+/**
+ * One step of both twins per entry of `plan`, which picks the parameters that get a gradient
+ * (the same on both sides; the rest get none); after each, both must hold the same bits.
+ */
+function stepTwins(device: string, t: Twins, plan: ((k: number) => boolean)[]): void {
+  plan.forEach((which, step) => {
+    manualSeed(100 + step);
+    BATCH_SHAPES.forEach((shape, k) => {
+      const grad = which(k) ? randn(shape, { device }) : null;
+      for (const params of [t.batched, t.perParam]) params[k]!.grad = grad?.clone() ?? null;
+      grad?.dispose();
     });
-  },
-);
+    t.many.step();
+    t.single.step();
+    expect(bits(t.batched, t.many), `step ${step + 1}`).toEqual(bits(t.perParam, t.single));
+  });
+}
 
-describe("Adam's batched step: bad gradients and subclasses", () => {
-  it("refuses a gradient unlike its parameter before it counts any step", () => {
+type StepsMethod = "adamSteps" | "sgdSteps" | "rmspropSteps" | "adagradSteps";
+
+/** Watches a backend's many-params kernel: each call's item count and `key` of its options. */
+function watchSteps(device: Device, method: StepsMethod) {
+  type Steps = (items: readonly unknown[], options: Record<string, unknown>) => void;
+  const spy = vi.spyOn(backendFor(device) as unknown as Record<StepsMethod, Steps>, method);
+  return (key?: string) =>
+    spy.mock.calls.map(([items, options]) =>
+      key === undefined ? [items.length] : [items.length, options[key]],
+    );
+}
+
+const EVERY = () => true;
+
+const BATCHED_CASES: [string, StepsMethod, Make][] = [
+  ["Adam", "adamSteps", (ps) => new optim.Adam(ps, { lr: 0.01, weightDecay: 0.05 })],
+  ["Adam amsgrad", "adamSteps", (ps) => new optim.Adam(ps, { weightDecay: 0.05, amsgrad: true })],
+  ["AdamW", "adamSteps", (ps) => new optim.AdamW(ps, { lr: 0.01, weightDecay: 0.05 })],
+  ["AdamW amsgrad", "adamSteps", (ps) => new optim.AdamW(ps, { amsgrad: true })],
+  ["SGD", "sgdSteps", (ps) => new optim.SGD(ps, { lr: 0.1 })],
+  ["SGD weight decay", "sgdSteps", (ps) => new optim.SGD(ps, { lr: 0.1, weightDecay: 0.05 })],
+  ["SGD momentum", "sgdSteps", (ps) => new optim.SGD(ps, { lr: 0.1, momentum: 0.9 })],
+  [
+    "SGD dampening",
+    "sgdSteps",
+    (ps) => new optim.SGD(ps, { lr: 0.1, momentum: 0.9, dampening: 0.3, weightDecay: 0.01 }),
+  ],
+  [
+    "SGD nesterov",
+    "sgdSteps",
+    (ps) => new optim.SGD(ps, { lr: 0.1, momentum: 0.8, nesterov: true, weightDecay: 0.1 }),
+  ],
+  ["RMSprop", "rmspropSteps", (ps) => new optim.RMSprop(ps, { weightDecay: 0.05 })],
+  ["RMSprop momentum", "rmspropSteps", (ps) => new optim.RMSprop(ps, { momentum: 0.9 })],
+  ["RMSprop centered", "rmspropSteps", (ps) => new optim.RMSprop(ps, { centered: true })],
+  [
+    "RMSprop all",
+    "rmspropSteps",
+    (ps) => new optim.RMSprop(ps, { centered: true, momentum: 0.5, alpha: 0.8, weightDecay: 0.1 }),
+  ],
+  ["Adagrad", "adagradSteps", (ps) => new optim.Adagrad(ps)],
+  [
+    "Adagrad all",
+    "adagradSteps",
+    (ps) => new optim.Adagrad(ps, { lrDecay: 0.5, weightDecay: 0.1, initialAccumulatorValue: 0.1 }),
+  ],
+];
+
+// Step 1: the 10 with k % 3 == 0. Step 2: all 30, 10 on their second step, 20 on their first.
+// Step 3: odd k only, the 5 that started first on their third step, the 10 others on their
+// second. Those without a gradient are left as they were.
+const PARTIAL_PLAN = [(k: number) => k % 3 === 0, EVERY, (k: number) => k % 2 === 1];
+const BY_STEP = [
+  [10, 1],
+  [10, 2],
+  [20, 1],
+  [10, 2],
+  [5, 3],
+];
+
+const PARTIAL_CASES: [string, StepsMethod, Make, string | undefined, unknown[][]][] = [
+  ["Adam (amsgrad)", "adamSteps", (ps) => new optim.Adam(ps, { amsgrad: true }), "step", BY_STEP],
+  ["Adagrad", "adagradSteps", (ps) => new optim.Adagrad(ps, { lrDecay: 0.1 }), "step", BY_STEP],
+  [
+    "SGD (momentum): a call for the new buffers",
+    "sgdSteps",
+    (ps) => new optim.SGD(ps, { lr: 0.1, momentum: 0.9, dampening: 0.1 }),
+    "firstStep",
+    [
+      [10, true],
+      [10, false],
+      [20, true],
+      [15, false],
+    ],
+  ],
+  [
+    "RMSprop (centered, momentum): one call a step",
+    "rmspropSteps",
+    (ps) => new optim.RMSprop(ps, { centered: true, momentum: 0.9 }),
+    undefined,
+    [[10], [30], [15]],
+  ],
+];
+
+describe.each(["cpu", "reference"] as const)("optimizers over many parameters on %s", (device) => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it.each(BATCHED_CASES)(
+    "%s: 3 steps in one %s call each, the same bits as one call per parameter",
+    (_name, method, make) => {
+      const t = twins(device, make);
+      const calls = watchSteps(device, method);
+      stepTwins(device, t, [EVERY, EVERY, EVERY]);
+      expect(calls()).toEqual([[30], [30], [30]]);
+    },
+  );
+
+  it.each(PARTIAL_CASES)(
+    "%s: a group where only some parameters have gradients (%s)",
+    (_name, method, make, key, expected) => {
+      const t = twins(device, make);
+      const calls = watchSteps(device, method);
+      stepTwins(device, t, PARTIAL_PLAN);
+      expect(calls(key)).toEqual(expected);
+      expect(Object.keys(t.many.stateDict().state).length).toBe(30);
+    },
+  );
+});
+
+type OptimizerClass = new (
+  params: optim.GroupSpec<object>[],
+  options: object,
+) => optim.Optimizer<object>;
+
+/** Each optimizer, with options that make all its state, and what follows holds for each. */
+const KINDS: [string, OptimizerClass, object][] = [
+  ["Adam", optim.Adam as unknown as OptimizerClass, { amsgrad: true }],
+  ["SGD", optim.SGD as unknown as OptimizerClass, { lr: 0.1, momentum: 0.9 }],
+  ["RMSprop", optim.RMSprop as unknown as OptimizerClass, { momentum: 0.9, centered: true }],
+  ["Adagrad", optim.Adagrad as unknown as OptimizerClass, {}],
+];
+
+describe.each(KINDS)("%s's batched step: bad gradients", (name, Kind, options) => {
+  it("refuses a gradient unlike its parameter before it changes any state", () => {
     const a = new nn.Parameter(tensor([1, 2, 3]));
     const b = new nn.Parameter(tensor([1, 2, 3, 4]));
-    const adam = new optim.Adam([{ params: [a] }, { params: [b] }]);
+    const c = new nn.Parameter(tensor([5, 6]));
+    const optimizer = new Kind([{ params: [a] }, { params: [c, b] }], options);
     a.grad = tensor([0.1, 0.2, 0.3]);
+    c.grad = tensor([1, 1]);
     b.grad = tensor([1, 2, 3, 4, 5]);
     expectThrows(
-      () => adam.step(),
+      () => optimizer.step(),
       ShapeError,
-      "Adam: parameter 0 of group 1 has shape [4] but its gradient [5]",
+      `${name}: parameter 1 of group 1 has shape [4] but its gradient [5]`,
     );
     b.grad = tensor([1, 2, 3, 4], { dtype: "int32" });
     expectThrows(
-      () => adam.step(),
+      () => optimizer.step(),
       DTypeError,
-      "Adam: parameter 0 of group 1 is float32 but its gradient int32",
+      `${name}: parameter 1 of group 1 is float32 but its gradient int32`,
     );
-    // The first group was stepped before the second was checked; the second counted nothing.
-    expect(Object.keys(adam.stateDict().state)).toEqual(["0"]);
+    b.grad = tensor([1, 2, 3, 4], { device: "reference" });
+    expectThrows(
+      () => optimizer.step(),
+      DeviceError,
+      `${name}: parameter 1 of group 1 is on cpu but its gradient on reference`,
+    );
+    // The first group was stepped before the second was checked; the second changed nothing.
+    expect(Object.keys(optimizer.stateDict().state)).toEqual(["0"]);
+    expect(values(c)).toEqual([5, 6]);
+    expect(values(b)).toEqual([1, 2, 3, 4]);
     b.grad = tensor([1, 2, 3, 4]);
-    adam.step();
-    expect(adam.stateDict().state[1]!.step).toBe(1);
+    optimizer.step();
+    expect(Object.keys(optimizer.stateDict().state)).toEqual(["0", "1", "2"]);
   });
 
-  it("keeps the per-parameter calls of a subclass that overrides update()", () => {
+  it("keeps one call per parameter in a subclass that overrides update()", () => {
     const seen: number[] = [];
-    class Logged extends optim.Adam {
-      protected override update(p: Tensor, grad: Tensor, o: optim.AdamOptions): void {
+    const baseUpdate = (Kind.prototype as unknown as { update: (...args: unknown[]) => void })
+      .update;
+    // Abstract only to the type checker, which sees Kind as the abstract Optimizer.
+    abstract class Logged extends Kind {
+      protected override update(p: Tensor, grad: Tensor, o: object): void {
         seen.push(p.shape[0]!);
-        super.update(p, grad, o);
+        baseUpdate.call(this, p, grad, o);
       }
     }
+    const LoggedKind = Logged as unknown as OptimizerClass;
     const params = [2, 3].map((n) => new nn.Parameter(zeros([n])));
     const reference = [2, 3].map((n) => new nn.Parameter(zeros([n])));
-    const logged = new Logged(params, { lr: 0.1 });
-    const plain = new optim.Adam(reference, { lr: 0.1 });
+    const optimizers = [
+      new LoggedKind([{ params }], options),
+      new Kind([{ params: reference }], options),
+    ];
     for (const p of [...params, ...reference])
       p.grad = p.shape[0] === 2 ? tensor([1, -1]) : tensor([1, 2, 3]);
-    logged.step();
-    plain.step();
+    for (const optimizer of optimizers) optimizer.step();
     expect(seen).toEqual([2, 3]);
     expect(params.map(values)).toEqual(reference.map(values));
   });

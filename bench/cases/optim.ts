@@ -1,6 +1,7 @@
 // One Adam step over 10M parameters (one tensor) whose gradient is already there: the
 // optimizer's element-wise update, reading and writing the parameter and both moments.
-// And one over many small tensors, where the cost per tensor (a call, a launch) shows.
+// And Adam's, SGD's (with momentum), RMSprop's and Adagrad's over many small tensors, where
+// the cost per tensor (a call, a launch) shows.
 
 import { nn, optim, randn } from "../../lib/index.js";
 import type { BenchCase } from "./types.js";
@@ -26,22 +27,34 @@ function adamCase(elements: number): BenchCase {
   };
 }
 
+/** The optimizers of the many-tensor rows, as PyTorch's peer builds them too. */
+const MANY_TENSORS = {
+  Adam: (params: nn.Parameter[]) => new optim.Adam(params, { lr: 1e-3 }),
+  SGD: (params: nn.Parameter[]) => new optim.SGD(params, { lr: 1e-3, momentum: 0.9 }),
+  RMSprop: (params: nn.Parameter[]) => new optim.RMSprop(params, { lr: 1e-3 }),
+  Adagrad: (params: nn.Parameter[]) => new optim.Adagrad(params, { lr: 1e-3 }),
+};
+
 /** One step over `tensors` parameters of `elements` each, their gradients already there. */
-function adamTensorsCase(tensors: number, elements: number): BenchCase {
+function tensorsCase(
+  kind: keyof typeof MANY_TENSORS,
+  tensors: number,
+  elements: number,
+): BenchCase {
   return {
-    name: `Adam step ${tensors} x [${elements}]`,
+    name: `${kind} step ${tensors} x [${elements}]`,
     group: "kernel",
     unit: "us",
     small: true,
     inner: 20,
-    peer: { op: "adam tensors", params: { tensors, elements } },
+    peer: { op: `${kind.toLowerCase()} tensors`, params: { tensors, elements } },
     setup(device) {
       const params = Array.from({ length: tensors }, () => {
         const param = new nn.Parameter(randn([elements], { device }));
         param.setGrad(randn([elements], { device }));
         return param;
       });
-      const optimizer = new optim.Adam(params, { lr: 1e-3 });
+      const optimizer = MANY_TENSORS[kind](params);
       return {
         run: () => optimizer.step(),
         dispose: () => {
@@ -58,4 +71,10 @@ function adamTensorsCase(tensors: number, elements: number): BenchCase {
 /** Where these rows come in the table (see bench/registry.ts). */
 export const order = 60;
 
-export const cases: BenchCase[] = [adamCase(10_000_000), adamTensorsCase(64, 1000)];
+export const cases: BenchCase[] = [
+  adamCase(10_000_000),
+  tensorsCase("Adam", 64, 1000),
+  tensorsCase("SGD", 64, 1000),
+  tensorsCase("RMSprop", 64, 1000),
+  tensorsCase("Adagrad", 64, 1000),
+];

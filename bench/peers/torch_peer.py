@@ -236,12 +236,28 @@ def op_adam(p):
     return {"run": opt.step}
 
 
-def op_adam_tensors(p):
+def tensors_step(p, make):
+    """One step of the optimizer `make` builds over p["tensors"] parameters with gradients."""
     params = [torch.nn.Parameter(torch.randn(p["elements"])) for _ in range(p["tensors"])]
     for param in params:
         param.grad = torch.randn(p["elements"])
-    opt = torch.optim.Adam(params, lr=1e-3)
-    return {"run": opt.step}
+    return {"run": make(params).step}
+
+
+def op_adam_tensors(p):
+    return tensors_step(p, lambda params: torch.optim.Adam(params, lr=1e-3))
+
+
+def op_sgd_tensors(p):
+    return tensors_step(p, lambda params: torch.optim.SGD(params, lr=1e-3, momentum=0.9))
+
+
+def op_rmsprop_tensors(p):
+    return tensors_step(p, lambda params: torch.optim.RMSprop(params, lr=1e-3))
+
+
+def op_adagrad_tensors(p):
+    return tensors_step(p, lambda params: torch.optim.Adagrad(params, lr=1e-3))
 
 
 def layer_step(module, forward):
@@ -295,6 +311,9 @@ OPS = {
     "mlp step": op_mlp_step,
     "adam": op_adam,
     "adam tensors": op_adam_tensors,
+    "sgd tensors": op_sgd_tensors,
+    "rmsprop tensors": op_rmsprop_tensors,
+    "adagrad tensors": op_adagrad_tensors,
     "lstm": op_lstm,
     "batch norm": op_batch_norm,
     "layer norm": op_layer_norm,

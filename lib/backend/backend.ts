@@ -114,6 +114,13 @@ export interface SgdStepOptions {
   firstStep: boolean; // the momentum buffer is initialised from the gradient
 }
 
+/** One parameter of sgdSteps and its state; momentumBuffer is null unless momentum != 0. */
+export interface SgdStepItem {
+  param: RawTensor;
+  grad: RawTensor;
+  momentumBuffer: RawTensor | null;
+}
+
 export interface AdamStepOptions {
   lr: number;
   beta1: number;
@@ -143,12 +150,28 @@ export interface RmspropStepOptions {
   centered: boolean; // keeps the running mean of the gradient
 }
 
+/** One parameter of rmspropSteps and its state; the options say which buffers it has. */
+export interface RmspropStepItem {
+  param: RawTensor;
+  grad: RawTensor;
+  squareAvg: RawTensor;
+  gradAvg: RawTensor | null; // centered only
+  momentumBuffer: RawTensor | null; // momentum > 0 only
+}
+
 export interface AdagradStepOptions {
   lr: number;
   lrDecay: number;
   eps: number;
   weightDecay: number;
   step: number; // 1 on the first step
+}
+
+/** One parameter of adagradSteps and its state. */
+export interface AdagradStepItem {
+  param: RawTensor;
+  grad: RawTensor;
+  stateSum: RawTensor;
 }
 
 export interface Backend {
@@ -279,6 +302,11 @@ export interface Backend {
     momentumBuffer: RawTensor | null,
     options: SgdStepOptions,
   ): void;
+  /**
+   * sgdStep over many parameters under the same options at once. firstStep is among them, as
+   * Adam's step count is: parameters whose momentum buffer is new go in a call of their own.
+   */
+  sgdSteps(items: readonly SgdStepItem[], options: SgdStepOptions): void;
   adamStep(
     param: RawTensor,
     grad: RawTensor,
@@ -297,12 +325,16 @@ export interface Backend {
     momentumBuffer: RawTensor | null, // momentum > 0 only
     options: RmspropStepOptions,
   ): void;
+  /** rmspropStep over many parameters under the same options at once. */
+  rmspropSteps(items: readonly RmspropStepItem[], options: RmspropStepOptions): void;
   adagradStep(
     param: RawTensor,
     grad: RawTensor,
     stateSum: RawTensor,
     options: AdagradStepOptions,
   ): void;
+  /** adagradStep over many parameters under the same options (step count included) at once. */
+  adagradSteps(items: readonly AdagradStepItem[], options: AdagradStepOptions): void;
 
   // Recurrent layers (lib/backend/rnn.ts): one layer-direction of an RNN, LSTM or GRU over
   // the whole sequence, from the precomputed input projection; backward is BPTT.

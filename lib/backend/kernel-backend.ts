@@ -16,6 +16,7 @@ import {
 } from "../errors.js";
 import type { AllocInit } from "./uninit.js";
 import type {
+  AdagradStepItem,
   AdamStepItem,
   AdamStepOptions,
   Backend,
@@ -29,12 +30,13 @@ import type {
   RawTensor,
   Reduction,
   ReduceOp,
+  SgdStepItem,
   SgdStepOptions,
   Storage,
   UnaryOp,
 } from "./backend.js";
 import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "./rnn.js";
-import type { AdagradStepOptions, RmspropStepOptions } from "./backend.js";
+import type { AdagradStepOptions, RmspropStepItem, RmspropStepOptions } from "./backend.js";
 import type { AttentionParams } from "./backend.js";
 import type { AttentionAttrs } from "../../binding.js";
 import { rnnBackwardCall, rnnForwardCall } from "./cpu/rnn.js";
@@ -438,6 +440,16 @@ export abstract class KernelBackend implements Backend {
     this.call("sgd_step", buffers, { ...options });
   }
 
+  /** One kernel call, as adamSteps; a momentum buffer goes with each item when momentum != 0. */
+  sgdSteps(items: readonly SgdStepItem[], options: SgdStepOptions): void {
+    const buffers: NativeKernels["sgd_steps"][0] = [];
+    for (const item of items) {
+      buffers.push(item.param.storage as Float32Array, item.grad.storage as Float32Array);
+      if (options.momentum !== 0) buffers.push(optionalBuf(item.momentumBuffer));
+    }
+    this.call("sgd_steps", buffers, { ...options, count: items.length });
+  }
+
   adamStep(
     param: RawTensor,
     grad: RawTensor,
@@ -489,6 +501,18 @@ export abstract class KernelBackend implements Backend {
     this.call("rmsprop_step", buffers, { ...options });
   }
 
+  /** One kernel call, as adamSteps; every item sends rmspropStep's 5 buffers. */
+  rmspropSteps(items: readonly RmspropStepItem[], options: RmspropStepOptions): void {
+    const buffers: NativeKernels["rmsprop_steps"][0] = items.flatMap((item) => [
+      item.param.storage as Float32Array,
+      item.grad.storage as Float32Array,
+      item.squareAvg.storage as Float32Array,
+      optionalBuf(item.gradAvg),
+      optionalBuf(item.momentumBuffer),
+    ]);
+    this.call("rmsprop_steps", buffers, { ...options, count: items.length });
+  }
+
   adagradStep(
     param: RawTensor,
     grad: RawTensor,
@@ -501,6 +525,14 @@ export abstract class KernelBackend implements Backend {
       stateSum.storage as Float32Array,
     ];
     this.call("adagrad_step", buffers, { ...options });
+  }
+
+  /** One kernel call, as adamSteps. */
+  adagradSteps(items: readonly AdagradStepItem[], options: AdagradStepOptions): void {
+    const buffers: NativeKernels["adagrad_steps"][0] = items.flatMap((item) =>
+      [item.param, item.grad, item.stateSum].map((x) => x.storage as Float32Array),
+    );
+    this.call("adagrad_steps", buffers, { ...options, count: items.length });
   }
 
   rnnForward(args: RnnForwardArgs<RawTensor>, params: RnnParams): void {

@@ -3,9 +3,7 @@
 // foreach Adam is on CUDA), each element computed as the per-parameter kernel computes it.
 
 import type { AdamStepItem, AdamStepOptions } from "../backend/backend.js";
-import { backendFor, type Device } from "../backend/registry.js";
-import { DeviceError, DTypeError, formatShape, ShapeError } from "../errors.js";
-import { sameShape } from "../shape.js";
+import { backendFor } from "../backend/registry.js";
 import type { Tensor } from "../tensor.js";
 import { Optimizer, type ParamGroup, type ParamsArg, type StateKeys } from "./optimizer.js";
 
@@ -58,41 +56,12 @@ export class Adam extends Optimizer<AdamOptions> {
    */
   protected override updateGroup(group: ParamGroup<AdamOptions>): void {
     if (this.update !== Adam.prototype.update) return super.updateGroup(group);
-    group.params.forEach((p, index) => {
-      if (p.grad !== null) this.checkGradient(p, p.grad, index, group);
-    });
     const o = group.options;
-    const batches = new Map<string, { device: Device; step: number; items: AdamStepItem[] }>();
-    for (const p of group.params) {
-      if (p.grad === null) continue;
-      const item = this.advance(p, p.grad, o);
-      const step = this.stateFor(p).step as number;
-      const key = `${p.device} ${step}`;
-      const batch = batches.get(key);
-      if (batch === undefined) batches.set(key, { device: p.device, step, items: [item] });
-      else batch.items.push(item);
-    }
-    for (const { device, step, items } of batches.values()) {
-      backendFor(device).adamSteps(items, this.stepOptions(o, step));
-    }
-  }
-
-  /** A gradient of another shape, dtype or device than its parameter's, named by its place. */
-  private checkGradient(p: Tensor, grad: Tensor, index: number, group: ParamGroup<AdamOptions>) {
-    if (sameShape(grad.shape, p.shape) && grad.dtype === p.dtype && grad.device === p.device)
-      return;
-    // Only a bad gradient gets here: the message is built for it alone.
-    const where = `parameter ${index} of group ${this.paramGroups.indexOf(group)}`;
-    if (!sameShape(grad.shape, p.shape)) {
-      const shapes = `${formatShape(p.shape)} but its gradient ${formatShape(grad.shape)}`;
-      throw new ShapeError(this.name, `${where} has shape ${shapes}`, [p.shape, grad.shape]);
-    }
-    if (grad.dtype !== p.dtype) {
-      const message = `${where} is ${p.dtype} but its gradient ${grad.dtype}`;
-      throw new DTypeError(this.name, message, [p.dtype, grad.dtype]);
-    }
-    const message = `${where} is on ${p.device} but its gradient on ${grad.device}`;
-    throw new DeviceError(this.name, message, [p.device, grad.device]);
+    this.updateInBatches(
+      group,
+      (p, grad) => ({ item: this.advance(p, grad, o), key: this.stateFor(p).step as number }),
+      (device, items, step) => backendFor(device).adamSteps(items, this.stepOptions(o, step)),
+    );
   }
 
   /** The per-parameter step: one adamStep call (updateGroup batches them instead). */

@@ -3,8 +3,18 @@
 // the option and the value, and a state dict shaped like PyTorch's.
 
 import { noGrad } from "../autograd/grad-mode.js";
-import { StateDictError, ValueError, type Shape } from "../errors.js";
+import type { Device } from "../backend/registry.js";
+import {
+  DeviceError,
+  DTypeError,
+  formatShape,
+  ShapeError,
+  StateDictError,
+  ValueError,
+  type Shape,
+} from "../errors.js";
 import { keep, scope } from "../memory.js";
+import { sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
 
 export interface ParamGroup<O> {
@@ -82,6 +92,51 @@ export abstract class Optimizer<O extends object> {
    */
   protected updateGroup(group: ParamGroup<O>): void {
     for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
+  }
+
+  /**
+   * updateGroup for an optimizer whose backends step many parameters in one call. Every
+   * gradient is checked against its parameter first, so a bad one changes no state. Then
+   * prepare(p, grad) makes each parameter's state and returns the kernel's item and the key of
+   * what the call's options depend on beyond the group's (a step count, a first step);
+   * run(device, items, key) is called once per device and key, with the items in order.
+   */
+  protected updateInBatches<Item, Key extends number | boolean>(
+    group: ParamGroup<O>,
+    prepare: (p: Tensor, grad: Tensor) => { item: Item; key: Key },
+    run: (device: Device, items: Item[], key: Key) => void,
+  ): void {
+    group.params.forEach((p, index) => {
+      if (p.grad !== null) this.checkGradient(p, p.grad, index, group);
+    });
+    const batches = new Map<string, { device: Device; key: Key; items: Item[] }>();
+    for (const p of group.params) {
+      if (p.grad === null) continue;
+      const { item, key } = prepare(p, p.grad);
+      const name = `${p.device} ${String(key)}`;
+      const batch = batches.get(name);
+      if (batch === undefined) batches.set(name, { device: p.device, key, items: [item] });
+      else batch.items.push(item);
+    }
+    for (const { device, key, items } of batches.values()) run(device, items, key);
+  }
+
+  /** A gradient of another shape, dtype or device than its parameter's, named by its place. */
+  private checkGradient(p: Tensor, grad: Tensor, index: number, group: ParamGroup<O>): void {
+    if (sameShape(grad.shape, p.shape) && grad.dtype === p.dtype && grad.device === p.device)
+      return;
+    // Only a bad gradient gets here: the message is built for it alone.
+    const where = `parameter ${index} of group ${this.paramGroups.indexOf(group)}`;
+    if (!sameShape(grad.shape, p.shape)) {
+      const shapes = `${formatShape(p.shape)} but its gradient ${formatShape(grad.shape)}`;
+      throw new ShapeError(this.name, `${where} has shape ${shapes}`, [p.shape, grad.shape]);
+    }
+    if (grad.dtype !== p.dtype) {
+      const message = `${where} is ${p.dtype} but its gradient ${grad.dtype}`;
+      throw new DTypeError(this.name, message, [p.dtype, grad.dtype]);
+    }
+    const message = `${where} is on ${p.device} but its gradient on ${grad.device}`;
+    throw new DeviceError(this.name, message, [p.device, grad.device]);
   }
 
   /** Clears the gradients of every parameter this optimizer updates. */
@@ -245,10 +300,6 @@ export abstract class Optimizer<O extends object> {
       throw new StateDictError(missing, unexpected, mismatched);
     }
   }
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 function copyOptions<O extends object>(options: O): O {

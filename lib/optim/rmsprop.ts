@@ -1,9 +1,11 @@
 // RMSprop (with momentum and the centered variant) and Adagrad (with learning-rate decay),
-// as PyTorch defines them; each parameter's update is one fused kernel.
+// as PyTorch defines them. A step is one fused kernel call over a group's parameters on a
+// device (Adagrad: and step count), each element computed as the per-parameter kernel does.
 
+import type { AdagradStepItem, AdagradStepOptions, RmspropStepItem } from "../backend/backend.js";
 import { backendFor } from "../backend/registry.js";
 import type { Tensor } from "../tensor.js";
-import { Optimizer, type ParamsArg, type StateKeys } from "./optimizer.js";
+import { Optimizer, type ParamGroup, type ParamsArg, type StateKeys } from "./optimizer.js";
 
 export interface RMSpropOptions {
   lr: number;
@@ -28,7 +30,28 @@ export class RMSprop extends Optimizer<RMSpropOptions> {
     this.check(o.momentum >= 0, "momentum", o.momentum, ">= 0");
   }
 
+  /**
+   * One rmspropSteps call per device, the gradients checked first (as Adam's updateGroup); a
+   * subclass that overrides update() keeps its per-parameter calls.
+   */
+  protected override updateGroup(group: ParamGroup<RMSpropOptions>): void {
+    if (this.update !== RMSprop.prototype.update) return super.updateGroup(group);
+    const o = group.options;
+    this.updateInBatches(
+      group,
+      (p, grad) => ({ item: this.advance(p, grad, o), key: 0 }),
+      (device, items) => backendFor(device).rmspropSteps(items, o),
+    );
+  }
+
+  /** The per-parameter step: one rmspropStep call (updateGroup batches them instead). */
   protected update(p: Tensor, grad: Tensor, o: RMSpropOptions): void {
+    const { squareAvg, gradAvg, momentumBuffer } = this.advance(p, grad, o);
+    backendFor(p.device).rmspropStep(p, grad, squareAvg, gradAvg, momentumBuffer, o);
+  }
+
+  /** Creates p's state on its first step and counts the step; returns what the kernel updates. */
+  private advance(p: Tensor, grad: Tensor, o: RMSpropOptions): RmspropStepItem {
     const s = this.stateFor(p);
     if (s.step === undefined) {
       s.step = 0;
@@ -37,14 +60,13 @@ export class RMSprop extends Optimizer<RMSpropOptions> {
       if (o.centered) s.gradAvg = this.newStateTensor(p);
     }
     s.step = (s.step as number) + 1;
-    backendFor(p.device).rmspropStep(
-      p,
+    return {
+      param: p,
       grad,
-      s.squareAvg as Tensor,
-      (s.gradAvg as Tensor | undefined) ?? null,
-      (s.momentumBuffer as Tensor | undefined) ?? null,
-      o,
-    );
+      squareAvg: s.squareAvg as Tensor,
+      gradAvg: (s.gradAvg as Tensor | undefined) ?? null,
+      momentumBuffer: (s.momentumBuffer as Tensor | undefined) ?? null,
+    };
   }
 
   protected stateKeys(o: RMSpropOptions): StateKeys {
@@ -82,23 +104,40 @@ export class Adagrad extends Optimizer<AdagradOptions> {
     this.check(o.eps >= 0, "eps", o.eps, ">= 0");
   }
 
+  /** One adagradSteps call per device and step count, as Adam's updateGroup. */
+  protected override updateGroup(group: ParamGroup<AdagradOptions>): void {
+    if (this.update !== Adagrad.prototype.update) return super.updateGroup(group);
+    const o = group.options;
+    this.updateInBatches(
+      group,
+      (p, grad) => ({ item: this.advance(p, grad, o), key: this.stateFor(p).step as number }),
+      (device, items, step) => backendFor(device).adagradSteps(items, stepOptions(o, step)),
+    );
+  }
+
+  /** The per-parameter step: one adagradStep call (updateGroup batches them instead). */
   protected update(p: Tensor, grad: Tensor, o: AdagradOptions): void {
+    const { stateSum } = this.advance(p, grad, o);
+    const options = stepOptions(o, this.stateFor(p).step as number);
+    backendFor(p.device).adagradStep(p, grad, stateSum, options);
+  }
+
+  /** Creates p's state on its first step and counts the step; returns what the kernel updates. */
+  private advance(p: Tensor, grad: Tensor, o: AdagradOptions): AdagradStepItem {
     const s = this.stateFor(p);
     if (s.step === undefined) {
       s.step = 0;
       s.sum = this.newStateTensor(p, o.initialAccumulatorValue);
     }
     s.step = (s.step as number) + 1;
-    backendFor(p.device).adagradStep(p, grad, s.sum as Tensor, {
-      lr: o.lr,
-      lrDecay: o.lrDecay,
-      eps: o.eps,
-      weightDecay: o.weightDecay,
-      step: s.step,
-    });
+    return { param: p, grad, stateSum: s.sum as Tensor };
   }
 
   protected stateKeys(): StateKeys {
     return { tensors: ["sum"], numbers: ["step"] };
   }
+}
+
+function stepOptions(o: AdagradOptions, step: number): AdagradStepOptions {
+  return { lr: o.lr, lrDecay: o.lrDecay, eps: o.eps, weightDecay: o.weightDecay, step };
 }

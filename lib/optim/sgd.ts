@@ -1,9 +1,12 @@
 // Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, as
-// PyTorch defines it; each parameter's update is one fused kernel.
+// PyTorch defines it. A step is one fused kernel call over a group's parameters on a device
+// (as PyTorch's foreach SGD is on CUDA), each element computed as the per-parameter kernel
+// computes it.
 
+import type { SgdStepItem } from "../backend/backend.js";
 import { backendFor } from "../backend/registry.js";
 import type { Tensor } from "../tensor.js";
-import { Optimizer, type ParamsArg, type StateKeys } from "./optimizer.js";
+import { Optimizer, type ParamGroup, type ParamsArg, type StateKeys } from "./optimizer.js";
 
 export interface SGDOptions {
   lr: number;
@@ -36,16 +39,39 @@ export class SGD extends Optimizer<SGDOptions> {
     );
   }
 
+  /**
+   * One sgdSteps call per device, and per first step with momentum: parameters whose momentum
+   * buffer is new this step (a whole model's on its first step) go in a call of their own.
+   * firstStep stays one of the call's options, as Adam's step count is, rather than a flag per
+   * parameter: the kernels then read the options of the per-parameter sgd_step unchanged, and
+   * a second call happens only on a step where some parameters get their first gradient.
+   * Every gradient is checked against its parameter before any state changes. A subclass that
+   * overrides update() keeps its per-parameter calls.
+   */
+  protected override updateGroup(group: ParamGroup<SGDOptions>): void {
+    if (this.update !== SGD.prototype.update) return super.updateGroup(group);
+    const o = group.options;
+    this.updateInBatches(
+      group,
+      (p, grad) => this.advance(p, grad, o),
+      (device, items, firstStep) => backendFor(device).sgdSteps(items, { ...o, firstStep }),
+    );
+  }
+
+  /** The per-parameter step: one sgdStep call (updateGroup batches them instead). */
   protected update(p: Tensor, grad: Tensor, o: SGDOptions): void {
-    let buffer: Tensor | null = null;
-    let firstStep = false;
-    if (o.momentum !== 0) {
-      const s = this.stateFor(p);
-      firstStep = s.momentumBuffer === undefined;
-      if (firstStep) s.momentumBuffer = this.newStateTensor(p);
-      buffer = s.momentumBuffer as Tensor;
-    }
-    backendFor(p.device).sgdStep(p, grad, buffer, { ...o, firstStep });
+    const { item, key: firstStep } = this.advance(p, grad, o);
+    backendFor(p.device).sgdStep(p, grad, item.momentumBuffer, { ...o, firstStep });
+  }
+
+  /** Creates p's momentum buffer on its first step; returns what the kernel updates, and whether
+   * the buffer is new (the kernel then sets it to the gradient). */
+  private advance(p: Tensor, grad: Tensor, o: SGDOptions): { item: SgdStepItem; key: boolean } {
+    if (o.momentum === 0) return { item: { param: p, grad, momentumBuffer: null }, key: false };
+    const s = this.stateFor(p);
+    const firstStep = s.momentumBuffer === undefined;
+    if (firstStep) s.momentumBuffer = this.newStateTensor(p);
+    return { item: { param: p, grad, momentumBuffer: s.momentumBuffer as Tensor }, key: firstStep };
   }
 
   protected stateKeys(o: SGDOptions): StateKeys {

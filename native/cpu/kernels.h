@@ -35,10 +35,13 @@ void nllLossBackward(KernelCall& call);
 
 // optim.cc
 void sgdStep(KernelCall& call);
+void sgdSteps(KernelCall& call);  // many params, one firstStep
 void adamStep(KernelCall& call);
 void adamSteps(KernelCall& call);  // many params, one step count
 void rmspropStep(KernelCall& call);
+void rmspropSteps(KernelCall& call);  // many params
 void adagradStep(KernelCall& call);
+void adagradSteps(KernelCall& call);  // many params, one step count
 
 // matmul.cc (over gemm.h)
 void matmul(KernelCall& call);

@@ -1,6 +1,6 @@
 // Fused optimizer steps (PyTorch's SGD, Adam/AdamW, RMSprop and Adagrad, non-fused formulation), in place
-// on the parameter and its state. Scalars are computed once in double; the per-element
-// work is one vectorised pass over memory, split across threads.
+// on the parameter and its state, one parameter per call or many (the *_steps kernels). Scalars are
+// computed once in double; the per-element work is one vectorised pass over memory, split across threads.
 #include "../core/args/optim.h"
 
 #include <cmath>
@@ -20,19 +20,22 @@ constexpr int64_t kGrain = 32 * 1024;
 
 using namespace deepnode::args;
 
-DEEPNODE_CLONES void sgdPlain(float* __restrict param, const float* __restrict grad, int64_t n, SgdScalars s) {
-  for (int64_t i = 0; i < n; ++i) param[i] -= s.lr * (grad[i] + s.weightDecay * param[i]);
+// One pass of args::sgdElement; kMomentum keeps a buffer (fixed per instance, so the loop
+// vectorises).
+template <bool kMomentum>
+DEEPNODE_CLONES void sgdRun(float* __restrict param, const float* __restrict grad, float* __restrict buf, int64_t n,
+                            SgdScalars s) {
+  for (int64_t i = 0; i < n; ++i) sgdElement(param, grad, buf, i, s, kMomentum);
 }
 
-DEEPNODE_CLONES void sgdMomentum(float* __restrict param, const float* __restrict grad, float* __restrict buf,
-                                 int64_t n, SgdScalars s) {
-  for (int64_t i = 0; i < n; ++i) {
-    float d = grad[i] + s.weightDecay * param[i];
-    float b = s.firstStep ? d : s.momentum * buf[i] + s.dampeningComplement * d;
-    buf[i] = b;
-    d = s.nesterov ? d + s.momentum * b : b;
-    param[i] -= s.lr * d;
-  }
+// buf is nullptr without momentum (or for an empty param).
+void sgdAll(float* param, const float* grad, float* buf, int64_t n, const SgdScalars& s) {
+  parallelFor(n, kGrain, [&](int64_t b, int64_t e) {
+    if (buf != nullptr)
+      sgdRun<true>(param + b, grad + b, buf + b, e - b, s);
+    else
+      sgdRun<false>(param + b, grad + b, nullptr, e - b, s);
+  });
 }
 
 // One pass of args::adamElement; kDecoupled is AdamW, kAmsgrad keeps the running maximum of
@@ -54,66 +57,57 @@ void adamAll(bool amsgrad, float* param, const float* grad, float* m, float* v, 
   });
 }
 
-// kCentered subtracts the squared running mean of the gradient; kMomentum keeps a buffer.
+// One pass of args::rmspropElement; kCentered subtracts the squared running mean of the
+// gradient, kMomentum keeps a buffer (fixed per instance, so the loop vectorises).
 template <bool kCentered, bool kMomentum>
 DEEPNODE_CLONES void rmspropRun(float* __restrict param, const float* __restrict grad, float* __restrict sq,
                                 float* __restrict ga, float* __restrict buf, int64_t n, RmspropScalars s) {
-  for (int64_t i = 0; i < n; ++i) {
-    float g = grad[i] + s.weightDecay * param[i];
-    float v = s.alpha * sq[i] + s.oneMinusAlpha * g * g;
-    sq[i] = v;
-    if (kCentered) {
-      float mean = s.alpha * ga[i] + s.oneMinusAlpha * g;
-      ga[i] = mean;
-      v -= mean * mean;
-    }
-    float avg = std::sqrt(v) + s.eps;
-    if (kMomentum) {
-      float b = s.momentum * buf[i] + g / avg;
-      buf[i] = b;
-      param[i] -= s.lr * b;
-    } else {
-      param[i] -= s.lr * (g / avg);
-    }
-  }
+  for (int64_t i = 0; i < n; ++i) rmspropElement(param, grad, sq, ga, buf, i, s, kCentered, kMomentum);
 }
 
 template <bool kCentered>
-void rmspropAll(float* param, const float* grad, float* sq, float* ga, float* buf, int64_t n, const RmspropScalars& s) {
-  parallelFor(n, kGrain, [&](int64_t b, int64_t e) {
-    float* gaPart = ga == nullptr ? nullptr : ga + b;
-    if (buf != nullptr)
-      rmspropRun<kCentered, true>(param + b, grad + b, sq + b, gaPart, buf + b, e - b, s);
+void rmspropAll(const RmspropItem& item, const RmspropScalars& s) {
+  parallelFor(item.size, kGrain, [&](int64_t b, int64_t e) {
+    float* param = item.param + b;
+    const float* grad = item.grad + b;
+    float* ga = kCentered ? item.ga + b : nullptr;
+    if (item.buf != nullptr)
+      rmspropRun<kCentered, true>(param, grad, item.sq + b, ga, item.buf + b, e - b, s);
     else
-      rmspropRun<kCentered, false>(param + b, grad + b, sq + b, gaPart, nullptr, e - b, s);
+      rmspropRun<kCentered, false>(param, grad, item.sq + b, ga, nullptr, e - b, s);
   });
 }
 
+void rmspropItem(const RmspropItem& item, const RmspropArgs& args) {
+  if (args.centered)
+    rmspropAll<true>(item, args.scalars);
+  else
+    rmspropAll<false>(item, args.scalars);
+}
+
 DEEPNODE_CLONES void adagradRun(float* __restrict param, const float* __restrict grad, float* __restrict sum, int64_t n,
-                                float clr, float eps, float weightDecay) {
-  for (int64_t i = 0; i < n; ++i) {
-    float g = grad[i] + weightDecay * param[i];
-    float total = sum[i] + g * g;
-    sum[i] = total;
-    param[i] -= clr * (g / (std::sqrt(total) + eps));
-  }
+                                AdagradScalars s) {
+  for (int64_t i = 0; i < n; ++i) adagradElement(param, grad, sum, i, s);
+}
+
+void adagradItem(const AdagradItem& item, const AdagradScalars& s) {
+  parallelFor(item.size, kGrain,
+              [&](int64_t b, int64_t e) { adagradRun(item.param + b, item.grad + b, item.sum + b, e - b, s); });
 }
 
 }  // namespace
 
 void sgdStep(KernelCall& call) {
   const SgdArgs args = readSgdArgs(call);
-  const SgdScalars& s = args.scalars;
-  const int64_t n = call.buffers[0].size;
-  float* p = call.buffers[0].as<float>();
-  const float* g = call.buffers[1].as<float>();
-  if (args.momentum == 0) {
-    parallelFor(n, kGrain, [&](int64_t b, int64_t e) { sgdPlain(p + b, g + b, e - b, s); });
-    return;
-  }
-  if (n == 0) return;
-  float* buf = args.momentumBuffer;
-  parallelFor(n, kGrain, [&](int64_t b, int64_t e) { sgdMomentum(p + b, g + b, buf + b, e - b, s); });
+  float* buf = readSgdBuffers(call, args.momentum);
+  sgdAll(call.buffers[0].as<float>(), call.buffers[1].as<const float>(), buf, call.buffers[0].size, args.scalars);
+}
+
+// Each item runs as its own sgd_step would (the same split across threads, so the same bits).
+void sgdSteps(KernelCall& call) {
+  const SgdArgs args = readSgdArgs(call);
+  const std::vector<SgdItem> items = readSgdItems(call, args.momentum);
+  for (const SgdItem& item : items) sgdAll(item.param, item.grad, item.buf, item.size, args.scalars);
 }
 
 void adamStep(KernelCall& call) {
@@ -149,25 +143,24 @@ void adamSteps(KernelCall& call) {
 
 void rmspropStep(KernelCall& call) {
   const RmspropArgs args = readRmspropArgs(call);
-  const Buffer& param = call.buffers[0];
-  float* p = param.as<float>();
-  const float* g = call.buffers[1].as<float>();
-  float* sq = call.buffers[2].as<float>();
-  float* buf = args.momentumBuffer;
-  if (args.centered)
-    rmspropAll<true>(p, g, sq, args.gradAvg, buf, param.size, args.scalars);
-  else
-    rmspropAll<false>(p, g, sq, nullptr, buf, param.size, args.scalars);
+  rmspropItem(readRmspropItem(call, args), args);
+}
+
+// Each item runs as its own rmsprop_step would (the same split across threads, so the same bits).
+void rmspropSteps(KernelCall& call) {
+  const RmspropArgs args = readRmspropArgs(call);
+  for (const RmspropItem& item : readRmspropItems(call, args)) rmspropItem(item, args);
 }
 
 void adagradStep(KernelCall& call) {
   const AdagradScalars s = readAdagradScalars(call);
-  const Buffer& param = call.buffers[0];
-  float* p = param.as<float>();
-  const float* g = call.buffers[1].as<float>();
-  float* sum = call.buffers[2].as<float>();
-  parallelFor(param.size, kGrain,
-              [&](int64_t b, int64_t e) { adagradRun(p + b, g + b, sum + b, e - b, s.clr, s.eps, s.weightDecay); });
+  adagradItem(readAdagradItem(call), s);
+}
+
+// Each item runs as its own adagrad_step would.
+void adagradSteps(KernelCall& call) {
+  const AdagradScalars s = readAdagradScalars(call);
+  for (const AdagradItem& item : readAdagradItems(call)) adagradItem(item, s);
 }
 
 }  // namespace deepnode::cpu

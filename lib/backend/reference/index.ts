@@ -14,6 +14,7 @@ import type {
   RawTensor,
   ReduceOp,
   Reduction,
+  SgdStepItem,
   SgdStepOptions,
   UnaryOp,
 } from "../backend.js";
@@ -35,7 +36,12 @@ import * as recurrent from "./rnn.js";
 import * as slicing from "./slice.js";
 import * as softmaxes from "./softmax.js";
 import * as attention from "./attention.js";
-import type { AdagradStepOptions, RmspropStepOptions } from "../backend.js";
+import type {
+  AdagradStepItem,
+  AdagradStepOptions,
+  RmspropStepItem,
+  RmspropStepOptions,
+} from "../backend.js";
 import type { AvgPool2dParams, CtcInputs } from "../backend.js";
 import * as avgpool from "./avgpool.js";
 import * as ctc from "./ctc.js";
@@ -200,7 +206,11 @@ export class ReferenceBackend implements Backend {
     momentumBuffer: RawTensor | null,
     options: SgdStepOptions,
   ): void {
-    optim.sgdStep(param, grad, momentumBuffer, options);
+    optim.sgdStep({ param, grad, momentumBuffer }, options);
+  }
+
+  sgdSteps(items: readonly SgdStepItem[], options: SgdStepOptions): void {
+    optim.eachItem("sgdSteps", items, options, optim.checkSgdItem, optim.sgdStep);
   }
 
   adamStep(
@@ -211,15 +221,11 @@ export class ReferenceBackend implements Backend {
     maxExpAvgSq: RawTensor | null,
     options: AdamStepOptions,
   ): void {
-    optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
+    optim.adamStep({ param, grad, expAvg, expAvgSq, maxExpAvgSq }, options);
   }
 
-  /** Every item is checked before any is updated, as the native kernels do. */
   adamSteps(items: readonly AdamStepItem[], options: AdamStepOptions): void {
-    items.forEach((item, k) => optim.checkAdamItem(`adamSteps: item ${k}`, item, options));
-    for (const { param, grad, expAvg, expAvgSq, maxExpAvgSq } of items) {
-      optim.adamStep(param, grad, expAvg, expAvgSq, maxExpAvgSq, options);
-    }
+    optim.eachItem("adamSteps", items, options, optim.checkAdamItem, optim.adamStep);
   }
 
   rmspropStep(
@@ -230,7 +236,11 @@ export class ReferenceBackend implements Backend {
     momentumBuffer: RawTensor | null,
     options: RmspropStepOptions,
   ): void {
-    optim.rmspropStep(param, grad, squareAvg, gradAvg, momentumBuffer, options);
+    optim.rmspropStep({ param, grad, squareAvg, gradAvg, momentumBuffer }, options);
+  }
+
+  rmspropSteps(items: readonly RmspropStepItem[], options: RmspropStepOptions): void {
+    optim.eachItem("rmspropSteps", items, options, optim.checkRmspropItem, optim.rmspropStep);
   }
 
   adagradStep(
@@ -239,7 +249,11 @@ export class ReferenceBackend implements Backend {
     stateSum: RawTensor,
     options: AdagradStepOptions,
   ): void {
-    optim.adagradStep(param, grad, stateSum, options);
+    optim.adagradStep({ param, grad, stateSum }, options);
+  }
+
+  adagradSteps(items: readonly AdagradStepItem[], options: AdagradStepOptions): void {
+    optim.eachItem("adagradSteps", items, options, optim.checkAdagradItem, optim.adagradStep);
   }
 
   rnnForward(args: RnnForwardArgs<RawTensor>, params: RnnParams): void {

@@ -3,11 +3,14 @@
 // state buffer are rounded once when stored.
 
 import type {
+  AdagradStepItem,
   AdagradStepOptions,
   AdamStepItem,
   AdamStepOptions,
   RawTensor,
+  RmspropStepItem,
   RmspropStepOptions,
+  SgdStepItem,
   SgdStepOptions,
 } from "../backend.js";
 import { ValueError } from "../../errors.js";
@@ -22,22 +25,40 @@ function checkStateTensors(op: string, param: RawTensor, tensors: (RawTensor | n
 }
 
 /**
+ * A step over many parameters (sgdSteps ...): every item checked, by check(op naming the item,
+ * item, options), before any is updated, as the native kernels do; then step(item, options)
+ * on each.
+ */
+export function eachItem<Item, Options>(
+  op: string,
+  items: readonly Item[],
+  options: Options,
+  check: (op: string, item: Item, options: Options) => void,
+  step: (item: Item, options: Options) => void,
+): void {
+  items.forEach((item, k) => check(`${op}: item ${k}`, item, options));
+  items.forEach((item) => step(item, options));
+}
+
+/** The checks sgdStep makes of one parameter's tensors, before it writes anything. */
+export function checkSgdItem(op: string, item: SgdStepItem, options: SgdStepOptions): void {
+  const { param, grad, momentumBuffer } = item;
+  checkStateTensors(op, param, [grad, momentumBuffer]);
+  if (options.momentum !== 0 && momentumBuffer === null) {
+    throw new ValueError(op, `momentum ${options.momentum} needs a momentum buffer`, "momentum");
+  }
+}
+
+/**
  * d = grad + weightDecay * param
  * with momentum: buf = firstStep ? d : momentum * buf + (1 - dampening) * d
  *                d = nesterov ? d + momentum * buf : buf
  * param -= lr * d
  */
-export function sgdStep(
-  param: RawTensor,
-  grad: RawTensor,
-  momentumBuffer: RawTensor | null,
-  options: SgdStepOptions,
-): void {
-  checkStateTensors("sgdStep", param, [grad, momentumBuffer]);
+export function sgdStep(item: SgdStepItem, options: SgdStepOptions): void {
+  checkSgdItem("sgdStep", item, options);
+  const { param, grad, momentumBuffer } = item;
   const { lr, momentum, dampening, weightDecay, nesterov, firstStep } = options;
-  if (momentum !== 0 && momentumBuffer === null) {
-    throw new ValueError("sgdStep", `momentum ${momentum} needs a momentum buffer`, "momentum");
-  }
   const paramValues = elements("sgdStep", param);
   const gradValues = elements("sgdStep", grad);
   const bufferValues = momentumBuffer === null ? null : elements("sgdStep", momentumBuffer);
@@ -60,11 +81,6 @@ function biasCorrections(options: AdamStepOptions): { stepSize: number; sqrtBc2:
   return { stepSize: lr / bc1, sqrtBc2: Math.sqrt(bc2) };
 }
 
-/**
- * AdamW (decoupled): param *= 1 - lr * weightDecay; Adam: g = grad + weightDecay * param.
- * m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  amsgrad: vMax = max(vMax, v)
- * param -= (lr / bc1) * m / (sqrt(v or vMax) / sqrt(bc2) + eps)
- */
 /** The checks adamStep makes of one parameter's tensors, before it writes anything. */
 export function checkAdamItem(op: string, item: AdamStepItem, options: AdamStepOptions): void {
   const { param, grad, expAvg, expAvgSq, maxExpAvgSq } = item;
@@ -74,15 +90,14 @@ export function checkAdamItem(op: string, item: AdamStepItem, options: AdamStepO
   }
 }
 
-export function adamStep(
-  param: RawTensor,
-  grad: RawTensor,
-  expAvg: RawTensor,
-  expAvgSq: RawTensor,
-  maxExpAvgSq: RawTensor | null,
-  options: AdamStepOptions,
-): void {
-  checkAdamItem("adamStep", { param, grad, expAvg, expAvgSq, maxExpAvgSq }, options);
+/**
+ * AdamW (decoupled): param *= 1 - lr * weightDecay; Adam: g = grad + weightDecay * param.
+ * m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  amsgrad: vMax = max(vMax, v)
+ * param -= (lr / bc1) * m / (sqrt(v or vMax) / sqrt(bc2) + eps)
+ */
+export function adamStep(item: AdamStepItem, options: AdamStepOptions): void {
+  checkAdamItem("adamStep", item, options);
+  const { param, grad, expAvg, expAvgSq, maxExpAvgSq } = item;
   const { lr, beta1, beta2, eps, weightDecay, decoupledWeightDecay } = options;
   const amsgrad = options.amsgrad;
   const { stepSize, sqrtBc2 } = biasCorrections(options);
@@ -109,27 +124,31 @@ export function adamStep(
   }
 }
 
+/** The checks rmspropStep makes of one parameter's tensors, before it writes anything. */
+export function checkRmspropItem(
+  op: string,
+  item: RmspropStepItem,
+  options: RmspropStepOptions,
+): void {
+  const { param, grad, squareAvg, gradAvg, momentumBuffer } = item;
+  checkStateTensors(op, param, [grad, squareAvg, gradAvg, momentumBuffer]);
+  if (options.centered && gradAvg === null) {
+    throw new ValueError(op, "centered needs the gradAvg buffer", "gradAvg");
+  }
+  if (options.momentum > 0 && momentumBuffer === null) {
+    throw new ValueError(op, `momentum ${options.momentum} needs a momentum buffer`, "momentum");
+  }
+}
+
 /**
  * g = grad + weightDecay * param;  sq = alpha sq + (1 - alpha) g^2
  * centered: ga = alpha ga + (1 - alpha) g;  avg = sqrt(sq - ga^2) + eps, else sqrt(sq) + eps
  * momentum: buf = momentum buf + g / avg; param -= lr buf, else param -= lr g / avg
  */
-export function rmspropStep(
-  param: RawTensor,
-  grad: RawTensor,
-  squareAvg: RawTensor,
-  gradAvg: RawTensor | null,
-  momentumBuffer: RawTensor | null,
-  options: RmspropStepOptions,
-): void {
-  checkStateTensors("rmspropStep", param, [grad, squareAvg, gradAvg, momentumBuffer]);
+export function rmspropStep(item: RmspropStepItem, options: RmspropStepOptions): void {
+  checkRmspropItem("rmspropStep", item, options);
+  const { param, grad, squareAvg, gradAvg, momentumBuffer } = item;
   const { lr, alpha, eps, weightDecay, momentum, centered } = options;
-  if (centered && gradAvg === null) {
-    throw new ValueError("rmspropStep", "centered needs the gradAvg buffer", "gradAvg");
-  }
-  if (momentum > 0 && momentumBuffer === null) {
-    throw new ValueError("rmspropStep", `momentum ${momentum} needs a momentum buffer`, "momentum");
-  }
   const p = elements("rmspropStep", param);
   const g = elements("rmspropStep", grad);
   const sq = elements("rmspropStep", squareAvg);
@@ -153,17 +172,18 @@ export function rmspropStep(
   }
 }
 
+/** The checks adagradStep makes of one parameter's tensors, before it writes anything. */
+export function checkAdagradItem(op: string, item: AdagradStepItem): void {
+  checkStateTensors(op, item.param, [item.grad, item.stateSum]);
+}
+
 /**
  * g = grad + weightDecay * param;  sum += g^2
  * param -= lr / (1 + (step - 1) lrDecay) * g / (sqrt(sum) + eps)
  */
-export function adagradStep(
-  param: RawTensor,
-  grad: RawTensor,
-  stateSum: RawTensor,
-  options: AdagradStepOptions,
-): void {
-  checkStateTensors("adagradStep", param, [grad, stateSum]);
+export function adagradStep(item: AdagradStepItem, options: AdagradStepOptions): void {
+  checkAdagradItem("adagradStep", item);
+  const { param, grad, stateSum } = item;
   const { lr, lrDecay, eps, weightDecay, step } = options;
   const clr = lr / (1 + (step - 1) * lrDecay);
   const p = elements("adagradStep", param);

@@ -53,14 +53,27 @@ struct SgdScalars {
   bool nesterov, firstStep;
 };
 
+// One element of an SGD step, in float: weight decay into the gradient, then with momentum the
+// buffer (the gradient itself on the first step) and Nesterov's look-ahead. sgd_step and
+// sgd_steps, on cpu and cuda, run this one body.
+DEEPNODE_HD inline void sgdElement(float* param, const float* grad, float* buf, int64_t i, const SgdScalars& s,
+                                   bool momentum) {
+  float d = grad[i] + s.weightDecay * param[i];
+  if (momentum) {
+    float b = s.firstStep ? d : s.momentum * buf[i] + s.dampeningComplement * d;
+    buf[i] = b;
+    d = s.nesterov ? d + s.momentum * b : b;
+  }
+  param[i] -= s.lr * d;
+}
+
 struct SgdArgs {
   SgdScalars scalars;
-  double momentum;        // exactly, to pick the plain step when 0
-  float* momentumBuffer;  // nullptr for the plain step or an empty param
+  bool momentum;  // momentum exactly 0 is the plain step, without a buffer
 };
 
+// The step's scalars from lr, momentum, dampening, weightDecay, nesterov and firstStep.
 inline SgdArgs readSgdArgs(const KernelCall& call) {
-  const Buffer& param = readStepBuffers(call, {"grad"});
   SgdArgs args{};
   SgdScalars& s = args.scalars;
   double momentum = finiteNumber(call, "momentum"), dampening = finiteNumber(call, "dampening");
@@ -70,14 +83,19 @@ inline SgdArgs readSgdArgs(const KernelCall& call) {
   s.weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
   s.nesterov = call.flag("nesterov", false);
   s.firstStep = call.flag("firstStep", false);
-  args.momentum = momentum;
-
-  if (momentum == 0) return args;
-  if (!call.hasBuffer(2) && param.size > 0) call.fail("ERR_ARGUMENT", "momentum != 0 needs a momentumBuffer");
-  if (param.size == 0) return args;
-  args.momentumBuffer = call.buffer(2, "momentumBuffer", DType::Float32).as<float>();
-  call.expectSize(2, "momentumBuffer", param.size);
+  args.momentum = momentum != 0;
   return args;
+}
+
+// Checks the buffers from `first` (0 but in a call of many steps); returns momentumBuffer, or
+// nullptr for the plain step or an empty param.
+inline float* readSgdBuffers(const KernelCall& call, bool momentum, size_t first = 0) {
+  const Buffer& param = readStepBuffers(call, {"grad"}, first);
+  if (!momentum || param.size == 0) return nullptr;
+  if (!call.hasBuffer(first + 2)) call.fail("ERR_ARGUMENT", "momentum != 0 needs a momentumBuffer");
+  float* buf = call.buffer(first + 2, "momentumBuffer", DType::Float32).as<float>();
+  call.expectSize(first + 2, "momentumBuffer", param.size);
+  return buf;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -146,10 +164,35 @@ inline AdamScalars readAdamScalars(const KernelCall& call) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Many Adam steps in one call (adam_steps): `count` items, each with adam_step's buffers in
-// its order (4, or 5 with amsgrad), all under adam_step's attributes (one step count, lr ...).
+// Many steps in one call (adam_steps, sgd_steps): `count` items, each with the one-param
+// kernel's buffers in its order, all under that kernel's attributes (one step count, lr ...).
 
-// One item's buffers, checked; maxV is nullptr without amsgrad or for an empty param.
+// Checks `count` against the buffers (`perItem` each), then every item, by
+// readItem(first buffer), before any is updated, so a bad call changes nothing. An item's
+// error has the one-param kernel's code and message, after the item's index.
+template <class Item, class ReadItem>
+std::vector<Item> readItems(const KernelCall& call, size_t perItem, ReadItem readItem) {
+  const int64_t count = call.integer("count");
+  if (count < 0) call.fail("ERR_VALUE", "count must be at least 0, got " + std::to_string(count));
+  const size_t expected = static_cast<size_t>(count) * perItem;
+  if (call.buffers.size() != expected) {
+    call.fail("ERR_ARGUMENT", "count " + std::to_string(count) + " needs " + std::to_string(expected) + " buffers (" +
+                                  std::to_string(perItem) + " per item), got " + std::to_string(call.buffers.size()));
+  }
+  std::vector<Item> items;
+  items.reserve(static_cast<size_t>(count));
+  for (int64_t k = 0; k < count; ++k) {
+    try {
+      items.push_back(readItem(static_cast<size_t>(k) * perItem));
+    } catch (const KernelError& error) {
+      const std::string message = std::string(error.what()).substr(call.op.size() + 2);  // after "op: "
+      call.fail(error.code, "item " + std::to_string(k) + ": " + message);
+    }
+  }
+  return items;
+}
+
+// One adam_steps item's buffers, checked; maxV is nullptr without amsgrad or for an empty param.
 struct AdamItem {
   float* param;
   const float* grad;
@@ -159,37 +202,35 @@ struct AdamItem {
   int64_t size;
 };
 
-// Item `item`, whose buffers start at `first`, checked as adam_step checks its own: an error
-// has adam_step's code and message, after the item's index.
-inline AdamItem readAdamItem(const KernelCall& call, size_t first, int64_t item) {
-  try {
+// adam_steps' items: 4 buffers each, 5 with amsgrad.
+inline std::vector<AdamItem> readAdamItems(const KernelCall& call) {
+  return readItems<AdamItem>(call, call.flag("amsgrad", false) ? 5 : 4, [&](size_t first) {
     float* maxV = readAdamBuffers(call, first);
     const Buffer* b = &call.buffers[first];
     return AdamItem{b[0].as<float>(), b[1].as<const float>(), b[2].as<float>(), b[3].as<float>(), maxV, b[0].size};
-  } catch (const KernelError& error) {
-    const std::string message = std::string(error.what()).substr(call.op.size() + 2);  // after "op: "
-    call.fail(error.code, "item " + std::to_string(item) + ": " + message);
-  }
+  });
 }
 
-// Checks every item before any is updated, so a bad call changes nothing.
-inline std::vector<AdamItem> readAdamItems(const KernelCall& call) {
-  const int64_t count = call.integer("count");
-  if (count < 0) call.fail("ERR_VALUE", "count must be at least 0, got " + std::to_string(count));
-  const size_t perItem = call.flag("amsgrad", false) ? 5 : 4;
-  const size_t expected = static_cast<size_t>(count) * perItem;
-  if (call.buffers.size() != expected) {
-    call.fail("ERR_ARGUMENT", "count " + std::to_string(count) + " needs " + std::to_string(expected) + " buffers (" +
-                                  std::to_string(perItem) + " per item), got " + std::to_string(call.buffers.size()));
-  }
-  std::vector<AdamItem> items;
-  items.reserve(static_cast<size_t>(count));
-  for (int64_t k = 0; k < count; ++k) items.push_back(readAdamItem(call, static_cast<size_t>(k) * perItem, k));
-  return items;
+// One sgd_steps item's buffers, checked; buf is nullptr for the plain step or an empty param.
+struct SgdItem {
+  float* param;
+  const float* grad;
+  float* buf;
+  int64_t size;
+};
+
+// sgd_steps' items: 2 buffers each, 3 with momentum (the buffer may be null for an empty param).
+inline std::vector<SgdItem> readSgdItems(const KernelCall& call, bool momentum) {
+  return readItems<SgdItem>(call, momentum ? 3 : 2, [&](size_t first) {
+    float* buf = readSgdBuffers(call, momentum, first);
+    const Buffer* b = &call.buffers[first];
+    return SgdItem{b[0].as<float>(), b[1].as<const float>(), buf, b[0].size};
+  });
 }
 
 // ---------------------------------------------------------------------------------------
-// RMSprop: buffers [param, grad, squareAvg, gradAvg (centered), momentumBuffer (momentum > 0)]
+// RMSprop: buffers [param, grad, squareAvg, gradAvg (centered), momentumBuffer (momentum > 0)],
+// 5 slots whichever are used (a slot not used may hold null); rmsprop_steps: 5 per item.
 
 // Per-element scalars of RMSprop.
 struct RmspropScalars {
@@ -198,35 +239,86 @@ struct RmspropScalars {
 
 struct RmspropArgs {
   RmspropScalars scalars;
-  bool centered;
-  float* gradAvg;         // nullptr unless centered
-  float* momentumBuffer;  // nullptr unless momentum > 0
+  bool centered, momentum;  // momentum: momentum > 0, which keeps a buffer
 };
 
+// One element of an RMSprop step, in float: weight decay into the gradient, the running mean
+// square (less the squared running mean when centered), then the step, through the momentum
+// buffer when there is one. rmsprop_step and rmsprop_steps, on cpu and cuda, run this one body.
+DEEPNODE_HD inline void rmspropElement(float* param, const float* grad, float* sq, float* ga, float* buf, int64_t i,
+                                       const RmspropScalars& s, bool centered, bool momentum) {
+  float g = grad[i] + s.weightDecay * param[i];
+  float v = s.alpha * sq[i] + s.oneMinusAlpha * g * g;
+  sq[i] = v;
+  if (centered) {
+    float mean = s.alpha * ga[i] + s.oneMinusAlpha * g;
+    ga[i] = mean;
+    v -= mean * mean;
+  }
+  float avg = ::sqrtf(v) + s.eps;
+  if (momentum) {
+    float b = s.momentum * buf[i] + g / avg;
+    buf[i] = b;
+    param[i] -= s.lr * b;
+  } else {
+    param[i] -= s.lr * (g / avg);
+  }
+}
+
+// The step's scalars from lr, alpha, eps, weightDecay, momentum and centered.
 inline RmspropArgs readRmspropArgs(const KernelCall& call) {
-  const Buffer& param = readStepBuffers(call, {"grad", "squareAvg"});
   double alpha = finiteNumber(call, "alpha"), momentum = finiteNumber(call, "momentum");
-  bool centered = call.flag("centered", false);
-  float* ga = optionalState(call, 3, "gradAvg", centered, param.size);
-  float* buf = optionalState(call, 4, "momentumBuffer", momentum > 0, param.size);
   RmspropScalars s{static_cast<float>(finiteNumber(call, "lr")),
                    static_cast<float>(alpha),
                    static_cast<float>(1 - alpha),
                    static_cast<float>(finiteNumber(call, "eps")),
                    static_cast<float>(finiteNumber(call, "weightDecay")),
                    static_cast<float>(momentum)};
-  return RmspropArgs{s, centered, ga, buf};
+  return RmspropArgs{s, call.flag("centered", false), momentum > 0};
+}
+
+// One param's buffers, checked; ga and buf are nullptr when not used (or for an empty param).
+struct RmspropItem {
+  float* param;
+  const float* grad;
+  float* sq;
+  float* ga;
+  float* buf;
+  int64_t size;
+};
+
+// The buffers from `first` (0 but in a call of many steps).
+inline RmspropItem readRmspropItem(const KernelCall& call, const RmspropArgs& args, size_t first = 0) {
+  const Buffer& param = readStepBuffers(call, {"grad", "squareAvg"}, first);
+  float* ga = optionalState(call, first + 3, "gradAvg", args.centered, param.size);
+  float* buf = optionalState(call, first + 4, "momentumBuffer", args.momentum, param.size);
+  const Buffer* b = &call.buffers[first];
+  return RmspropItem{b[0].as<float>(), b[1].as<const float>(), b[2].as<float>(), ga, buf, param.size};
+}
+
+inline std::vector<RmspropItem> readRmspropItems(const KernelCall& call, const RmspropArgs& args) {
+  return readItems<RmspropItem>(call, 5, [&](size_t first) { return readRmspropItem(call, args, first); });
 }
 
 // ---------------------------------------------------------------------------------------
-// Adagrad: buffers [param, grad, stateSum]
+// Adagrad: buffers [param, grad, stateSum]; adagrad_steps: 3 per item.
 
 struct AdagradScalars {
   float clr, eps, weightDecay;  // clr: lr decayed for this step
 };
 
+// One element of an Adagrad step, in float; adagrad_step and adagrad_steps, on cpu and cuda,
+// run this one body.
+DEEPNODE_HD inline void adagradElement(float* param, const float* grad, float* sum, int64_t i,
+                                       const AdagradScalars& s) {
+  float g = grad[i] + s.weightDecay * param[i];
+  float total = sum[i] + g * g;
+  sum[i] = total;
+  param[i] -= s.clr * (g / (::sqrtf(total) + s.eps));
+}
+
+// The step's scalars from lr, lrDecay, eps, weightDecay and step.
 inline AdagradScalars readAdagradScalars(const KernelCall& call) {
-  readStepBuffers(call, {"grad", "stateSum"});
   double lr = finiteNumber(call, "lr"), lrDecay = finiteNumber(call, "lrDecay");
   int64_t step = optimizerStep(call);
   AdagradScalars s;
@@ -234,6 +326,25 @@ inline AdagradScalars readAdagradScalars(const KernelCall& call) {
   s.eps = static_cast<float>(finiteNumber(call, "eps"));
   s.weightDecay = static_cast<float>(finiteNumber(call, "weightDecay"));
   return s;
+}
+
+// One param's buffers, checked.
+struct AdagradItem {
+  float* param;
+  const float* grad;
+  float* sum;
+  int64_t size;
+};
+
+// The buffers from `first` (0 but in a call of many steps).
+inline AdagradItem readAdagradItem(const KernelCall& call, size_t first = 0) {
+  const Buffer& param = readStepBuffers(call, {"grad", "stateSum"}, first);
+  const Buffer* b = &call.buffers[first];
+  return AdagradItem{b[0].as<float>(), b[1].as<const float>(), b[2].as<float>(), param.size};
+}
+
+inline std::vector<AdagradItem> readAdagradItems(const KernelCall& call) {
+  return readItems<AdagradItem>(call, 3, [&](size_t first) { return readAdagradItem(call, first); });
 }
 
 }  // namespace deepnode::args

@@ -19,76 +19,24 @@ namespace elementwise {
 using namespace args;
 
 // ---------------------------------------------------------------------------------------
-// SGD
+// Many params per launch (the *_steps kernels)
 
-void sgdPlain(float* param, const float* grad, int64_t n, SgdScalars s) {
-  forEach("sgd_step", n, [=] DEEPNODE_HD(int64_t i) { param[i] -= s.lr * (grad[i] + s.weightDecay * param[i]); });
-}
+// Items per launch. A chunk goes by value into the launch's parameters: at most 24 * 56 bytes
+// (an RMSprop or Adam item and its end), well inside the 4 KiB a launch may carry.
+constexpr int kItemsPerLaunch = 24;
 
-void sgdMomentum(float* param, const float* grad, float* buf, int64_t n, SgdScalars s) {
-  forEach("sgd_step", n, [=] DEEPNODE_HD(int64_t i) {
-    float d = grad[i] + s.weightDecay * param[i];
-    float b = s.firstStep ? d : s.momentum * buf[i] + s.dampeningComplement * d;
-    buf[i] = b;
-    d = s.nesterov ? d + s.momentum * b : b;
-    param[i] -= s.lr * d;
-  });
-}
-
-void sgdStep(KernelCall& call) {
-  const SgdArgs args = readSgdArgs(call);
-  const int64_t n = call.buffers[0].size;
-  float* p = call.buffers[0].as<float>();
-  const float* g = call.buffers[1].as<float>();
-  if (args.momentum == 0) return sgdPlain(p, g, n, args.scalars);
-  if (n == 0) return;
-  sgdMomentum(p, g, args.momentumBuffer, n, args.scalars);
-}
-
-// ---------------------------------------------------------------------------------------
-// Adam and AdamW
-
-// The shared scalars and the step's two variants, passed together into the kernel.
-struct AdamStepScalars : AdamScalars {
-  bool decoupled, amsgrad;
-};
-
-// One element of an Adam step (args::adamElement, the cpu's body too); adam_step and
-// adam_steps both run it, so those two give the same bits.
-DEEPNODE_HD inline void adamElement(float* param, const float* grad, float* m, float* v, float* maxV, int64_t i,
-                                    const AdamStepScalars& s) {
-  args::adamElement(param, grad, m, v, maxV, i, s, s.decoupled, s.amsgrad);
-}
-
-void adamRun(float* param, const float* grad, float* m, float* v, float* maxV, int64_t n, AdamStepScalars s) {
-  forEach("adam_step", n, [=] DEEPNODE_HD(int64_t i) { adamElement(param, grad, m, v, maxV, i, s); });
-}
-
-void adamStep(KernelCall& call) {
-  float* maxV = readAdamBuffers(call);
-  const Buffer& param = call.buffers[0];
-  AdamStepScalars s{readAdamScalars(call), call.flag("decoupledWeightDecay", false), call.flag("amsgrad", false)};
-  adamRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), call.buffers[3].as<float>(),
-          maxV, param.size, s);
-}
-
-// Items of adam_steps per launch. Their table goes by value into the launch's parameters,
-// 24 * 48 bytes, well inside the 4 KiB a launch may carry.
-constexpr int kAdamChunk = 24;
-
-// Non-empty items laid end to end: item k holds elements [end[k - 1], end[k]) of the launch.
-struct AdamChunk {
+// `count` non-empty items (args::AdamItem ...) laid end to end: item k holds elements
+// [end[k - 1], end[k]) of the launch.
+template <class Item>
+struct ItemChunk {
   int count;
-  int64_t end[kAdamChunk];
-  float* param[kAdamChunk];
-  const float* grad[kAdamChunk];
-  float* m[kAdamChunk];
-  float* v[kAdamChunk];
-  float* maxV[kAdamChunk];
+  int64_t end[kItemsPerLaunch];
+  Item items[kItemsPerLaunch];
 };
 
 // The item holding element i: the first whose end is past it (ends increase strictly).
-DEEPNODE_HD inline int itemOf(const AdamChunk& chunk, int64_t i) {
+template <class Item>
+DEEPNODE_HD inline int itemOf(const ItemChunk<Item>& chunk, int64_t i) {
   int low = 0, high = chunk.count - 1;
   while (low < high) {
     const int mid = (low + high) / 2;
@@ -100,98 +48,135 @@ DEEPNODE_HD inline int itemOf(const AdamChunk& chunk, int64_t i) {
   return low;
 }
 
-// One launch over every element of the chunk's items; a lone item needs no search.
-void adamChunkRun(const AdamChunk& chunk, AdamStepScalars s) {
-  if (chunk.count == 1)
-    return adamRun(chunk.param[0], chunk.grad[0], chunk.m[0], chunk.v[0], chunk.maxV[0], chunk.end[0], s);
-  forEach("adam_steps", chunk.end[chunk.count - 1], [=] DEEPNODE_HD(int64_t i) {
-    const int k = itemOf(chunk, i);
-    const int64_t at = k == 0 ? i : i - chunk.end[k - 1];
-    adamElement(chunk.param[k], chunk.grad[k], chunk.m[k], chunk.v[k], chunk.maxV[k], at, s);
+// One launch over every element of the chunk's items: element(item, index in the item).
+template <class Item, class Element>
+void launchChunk(const char* op, const ItemChunk<Item>& chunk, Element element) {
+  forEach(op, chunk.end[chunk.count - 1], [=] DEEPNODE_HD(int64_t i) {
+    const int k = chunk.count == 1 ? 0 : itemOf(chunk, i);  // a lone item needs no search
+    element(chunk.items[k], k == 0 ? i : i - chunk.end[k - 1]);
   });
 }
 
-// Every item checked first (readAdamItems), then one launch per kAdamChunk non-empty items.
-void adamSteps(KernelCall& call) {
-  const std::vector<AdamItem> items = readAdamItems(call);
-  AdamStepScalars s{readAdamScalars(call), call.flag("decoupledWeightDecay", false), call.flag("amsgrad", false)};
-  AdamChunk chunk{};
-  for (const AdamItem& item : items) {
+// The items (every one checked already), kItemsPerLaunch non-empty ones per launch.
+template <class Item, class Element>
+void runInChunks(const char* op, const std::vector<Item>& items, Element element) {
+  ItemChunk<Item> chunk{};
+  for (const Item& item : items) {
     if (item.size == 0) continue;  // nothing to update, and its buffers may be null
     const int k = chunk.count++;
     chunk.end[k] = (k == 0 ? 0 : chunk.end[k - 1]) + item.size;
-    chunk.param[k] = item.param;
-    chunk.grad[k] = item.grad;
-    chunk.m[k] = item.m;
-    chunk.v[k] = item.v;
-    chunk.maxV[k] = item.maxV;
-    if (chunk.count == kAdamChunk) {
-      adamChunkRun(chunk, s);
+    chunk.items[k] = item;
+    if (chunk.count == kItemsPerLaunch) {
+      launchChunk(op, chunk, element);
       chunk.count = 0;
     }
   }
-  if (chunk.count > 0) adamChunkRun(chunk, s);
+  if (chunk.count > 0) launchChunk(op, chunk, element);
+}
+
+// ---------------------------------------------------------------------------------------
+// SGD
+
+void sgdStep(KernelCall& call) {
+  const SgdArgs args = readSgdArgs(call);
+  float* param = call.buffers[0].as<float>();
+  const float* grad = call.buffers[1].as<const float>();
+  float* buf = readSgdBuffers(call, args.momentum);
+  const SgdScalars s = args.scalars;
+  const bool momentum = args.momentum;
+  forEach("sgd_step", call.buffers[0].size,
+          [=] DEEPNODE_HD(int64_t i) { sgdElement(param, grad, buf, i, s, momentum); });
+}
+
+void sgdSteps(KernelCall& call) {
+  const SgdArgs args = readSgdArgs(call);
+  const SgdScalars s = args.scalars;
+  const bool momentum = args.momentum;
+  runInChunks("sgd_steps", readSgdItems(call, momentum), [=] DEEPNODE_HD(const SgdItem& item, int64_t i) {
+    sgdElement(item.param, item.grad, item.buf, i, s, momentum);
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Adam and AdamW
+
+// The shared scalars and the step's two variants, passed together into the kernel.
+struct AdamStepScalars : AdamScalars {
+  bool decoupled, amsgrad;
+};
+
+AdamStepScalars readAdamStepScalars(const KernelCall& call) {
+  return AdamStepScalars{readAdamScalars(call), call.flag("decoupledWeightDecay", false), call.flag("amsgrad", false)};
+}
+
+// One element of an Adam step (args::adamElement, the cpu's body too).
+DEEPNODE_HD inline void adamElement(const AdamItem& item, int64_t i, const AdamStepScalars& s) {
+  args::adamElement(item.param, item.grad, item.m, item.v, item.maxV, i, s, s.decoupled, s.amsgrad);
+}
+
+void adamStep(KernelCall& call) {
+  float* maxV = readAdamBuffers(call);
+  const Buffer* b = call.buffers.data();
+  const AdamItem item{b[0].as<float>(), b[1].as<const float>(), b[2].as<float>(), b[3].as<float>(), maxV, b[0].size};
+  const AdamStepScalars s = readAdamStepScalars(call);
+  forEach("adam_step", item.size, [=] DEEPNODE_HD(int64_t i) { adamElement(item, i, s); });
+}
+
+void adamSteps(KernelCall& call) {
+  const std::vector<AdamItem> items = readAdamItems(call);
+  const AdamStepScalars s = readAdamStepScalars(call);
+  runInChunks("adam_steps", items, [=] DEEPNODE_HD(const AdamItem& item, int64_t i) { adamElement(item, i, s); });
 }
 
 // ---------------------------------------------------------------------------------------
 // RMSprop
 
-// ga (centered) and buf (momentum) are nullptr when not used.
-void rmspropRun(float* param, const float* grad, float* sq, float* ga, float* buf, int64_t n, RmspropScalars s) {
-  forEach("rmsprop_step", n, [=] DEEPNODE_HD(int64_t i) {
-    float g = grad[i] + s.weightDecay * param[i];
-    float v = s.alpha * sq[i] + s.oneMinusAlpha * g * g;
-    sq[i] = v;
-    if (ga != nullptr) {
-      float mean = s.alpha * ga[i] + s.oneMinusAlpha * g;
-      ga[i] = mean;
-      v -= mean * mean;
-    }
-    float avg = ::sqrtf(v) + s.eps;
-    if (buf != nullptr) {
-      float b = s.momentum * buf[i] + g / avg;
-      buf[i] = b;
-      param[i] -= s.lr * b;
-    } else {
-      param[i] -= s.lr * (g / avg);
-    }
-  });
+// One element (args::rmspropElement, the cpu's body too).
+DEEPNODE_HD inline void rmspropElement(const RmspropItem& item, int64_t i, const RmspropArgs& args) {
+  args::rmspropElement(item.param, item.grad, item.sq, item.ga, item.buf, i, args.scalars, args.centered,
+                       args.momentum);
 }
 
 void rmspropStep(KernelCall& call) {
   const RmspropArgs args = readRmspropArgs(call);
-  const Buffer& param = call.buffers[0];
-  rmspropRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), args.gradAvg,
-             args.momentumBuffer, param.size, args.scalars);
+  const RmspropItem item = readRmspropItem(call, args);
+  forEach("rmsprop_step", item.size, [=] DEEPNODE_HD(int64_t i) { rmspropElement(item, i, args); });
+}
+
+void rmspropSteps(KernelCall& call) {
+  const RmspropArgs args = readRmspropArgs(call);
+  runInChunks("rmsprop_steps", readRmspropItems(call, args),
+              [=] DEEPNODE_HD(const RmspropItem& item, int64_t i) { rmspropElement(item, i, args); });
 }
 
 // ---------------------------------------------------------------------------------------
 // Adagrad
 
-void adagradRun(float* param, const float* grad, float* sum, int64_t n, float clr, float eps, float weightDecay) {
-  forEach("adagrad_step", n, [=] DEEPNODE_HD(int64_t i) {
-    float g = grad[i] + weightDecay * param[i];
-    float total = sum[i] + g * g;
-    sum[i] = total;
-    param[i] -= clr * (g / (::sqrtf(total) + eps));
-  });
-}
-
 void adagradStep(KernelCall& call) {
   const AdagradScalars s = readAdagradScalars(call);
-  const Buffer& param = call.buffers[0];
-  adagradRun(param.as<float>(), call.buffers[1].as<float>(), call.buffers[2].as<float>(), param.size, s.clr, s.eps,
-             s.weightDecay);
+  const AdagradItem item = readAdagradItem(call);
+  forEach("adagrad_step", item.size,
+          [=] DEEPNODE_HD(int64_t i) { adagradElement(item.param, item.grad, item.sum, i, s); });
+}
+
+void adagradSteps(KernelCall& call) {
+  const AdagradScalars s = readAdagradScalars(call);
+  runInChunks("adagrad_steps", readAdagradItems(call), [=] DEEPNODE_HD(const AdagradItem& item, int64_t i) {
+    adagradElement(item.param, item.grad, item.sum, i, s);
+  });
 }
 
 }  // namespace elementwise
 
 void registerOptimKernels(KernelTable& table) {
   table["sgd_step"] = elementwise::sgdStep;
+  table["sgd_steps"] = elementwise::sgdSteps;
   table["adam_step"] = elementwise::adamStep;
   table["adam_steps"] = elementwise::adamSteps;
   table["rmsprop_step"] = elementwise::rmspropStep;
+  table["rmsprop_steps"] = elementwise::rmspropSteps;
   table["adagrad_step"] = elementwise::adagradStep;
+  table["adagrad_steps"] = elementwise::adagradSteps;
 }
 
 }  // namespace deepnode::cuda
