@@ -23,9 +23,11 @@ import {
   manualSeed,
   matmul,
   noGrad,
+  randn,
   stack,
   tensor,
   where,
+  zeros,
 } from "../lib/index.js";
 import * as el from "../lib/ops/elementwise.js";
 import { fusedAttention } from "../lib/nn/fused_attention.js";
@@ -969,6 +971,32 @@ describe("gradients of the recurrent layers", () => {
     for (const t of inputs) expect(t.grad, "every input gets a gradient").not.toBeNull();
     expect(Array.from(x!.grad!.dataSync()).some((v) => v !== 0)).toBe(true);
   });
+
+  it.each(["cpu", "reference"] as const)(
+    "on %s, keeps each output's gradient until the layer's backward reads it",
+    (device) => {
+      // hN's gradient reaches a leaf too, unchanged (through add and clone); that leaf's
+      // later gradient must not be added into the one the GRU's backward still has to read.
+      const gradientsOf = (extra: boolean) => {
+        manualSeed(4);
+        const gru = new nn.GRU(2, 3, { device });
+        const x = randn([2, 1, 2], { device });
+        const [output, hN] = gru.forward(x);
+        if (extra) {
+          const w = zeros([1, 1, 3], { device, requiresGrad: true });
+          output
+            .sum()
+            .add(w.mul(2).sum().add(w.clone().add(hN).sum()))
+            .backward();
+        } else {
+          output.sum().add(hN.sum()).backward();
+        }
+        return gru.parameters().map((p) => Array.from(p.grad!.dataSync()));
+      };
+      const expected = gradientsOf(false);
+      gradientsOf(true).forEach((g, i) => expect(g, `parameter ${i}`).toEqual(expected[i]));
+    },
+  );
 });
 
 // ---- layers: activations, normalisation, losses, embedding ------------------------------

@@ -166,6 +166,14 @@ export function cudaChecksSuite(title: string, available: boolean): void {
       });
     });
 
+    it("reports nothing at an empty read, which does not wait, and all at the next wait", () => {
+      lib.scope(() => {
+        gatherOf([0, 5]);
+        expect(lib.zeros([0], { device }).dataSync()).toHaveLength(0);
+        expectLateAtSync("gather", badGather(5));
+      });
+    });
+
     it("goes on past thousands of checks in flight, keeping a failure for the next wait", () => {
       // Past 4096 checks in flight the host waits for the device to free their slots; the
       // failure that wait finds is thrown at the next wait, not by the op that waited.

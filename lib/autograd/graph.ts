@@ -141,17 +141,20 @@ class BackwardPass {
   }
 
   /**
-   * Whether `grad`, one of the gradients a node returned (`returned`), may become a leaf's
-   * .grad as it is: this pass made it, no view shares its storage, no node waits for it, and
-   * the node returned it for no other input (add returns one gradient for both of its own).
+   * Whether `grad`, one of the gradients `node` returned (`returned`), may become a leaf's
+   * .grad as it is: this pass made it, no view shares its storage (a closure that keeps a
+   * gradient for later keeps a view of it), no node waits for it, and the node returned it
+   * for no other input that needs one (add returns one gradient for both of its own).
    * A later gradient of that leaf is then added into it in place, which must change nothing
    * else.
    */
-  ownable(grad: Tensor, returned: readonly (Tensor | null | undefined)[]): boolean {
+  ownable(grad: Tensor, node: GradNode, returned: readonly (Tensor | null | undefined)[]): boolean {
     if (grad.serial < this.firstSerial || sharesStorage(grad)) return false;
     if (this.waitingStorages.has(grad.storage)) return false;
-    let uses = 0;
-    for (const other of returned) if (other?.storage === grad.storage) uses++;
+    let uses = 0; // a gradient for an input that needs none is dropped, so it does not count
+    returned.forEach((other, i) => {
+      if (node.inputs[i] !== null && other?.storage === grad.storage) uses++;
+    });
     return uses === 1;
   }
 
@@ -215,7 +218,7 @@ function propagate(rootNode: GradNode, seed: Tensor, retainGraph: boolean): void
       checkGradShape(node, input, grad);
       const next = input.gradFn;
       if (next === null) {
-        accumulateLeaf(input, grad, pass.ownable(grad, inputGrads));
+        accumulateLeaf(input, grad, pass.ownable(grad, node, inputGrads));
         return;
       }
       const existing = pass.get(next);

@@ -208,12 +208,15 @@ function recordOutputs(
   const hub = zeroFilled([1], dtype, device);
   record(hub, name, inputs, () => {
     const grads = backward([...stored]);
+    for (const g of stored) if (g !== null && !grads.includes(g)) g.dispose();
     stored.fill(null);
     return grads;
   });
   outputs.forEach((out, k) => {
     record(out, `${name}.output${k}`, [hub], (g) => {
-      stored[k] = g;
+      // A view, not g itself: while it is held, g shares its storage, so the backward pass
+      // cannot hand g to a leaf as its .grad (and add into it) before the hub has read it.
+      stored[k] = g.detach();
       return [zeroFilled([1], dtype, device)];
     });
   });

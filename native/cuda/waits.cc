@@ -21,7 +21,7 @@ thread_local Current current;
 // Waits are rare and each costs a round trip to the device, so a mutex and a map are cheap
 // beside them.
 struct Counts {
-  int64_t byDoing[6] = {};
+  int64_t byDoing[static_cast<int>(Doing::Count)] = {};
   std::map<std::string, int64_t> byOp;
 };
 std::mutex countsMutex;

@@ -11,8 +11,9 @@
 namespace deepnode::cuda::waits {
 
 // What the calling thread is doing, for the waits it makes meanwhile; entry points set it
-// for their extent (nested ones keep the outermost).
-enum class Doing { Other, Read, Synchronize, Upload, Allocate, Op };
+// for their extent, and a nested one keeps the outermost (an op's scratch allocation that
+// empties the cache counts as the op's wait).
+enum class Doing { Other, Read, Synchronize, Upload, Allocate, Op, Count };
 
 class Activity {
  public:

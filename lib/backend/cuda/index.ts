@@ -47,12 +47,13 @@ export interface CudaHostWaits extends NativeCudaWaitStats {
  * How many times the host has waited for cuda:`device`'s stream since the plugin loaded, by
  * what waited: `reads` (a tensor's values read back, as by `await t.data()` or `item()`),
  * `synchronizes` (`synchronize()`), `uploads` (a copy to the device too large to stage, over
- * 16 MiB, or made while every staging block was busy), `allocations` (an allocation that
- * emptied the cache to retry), `other` (`emptyCache()`), and `ops`: the ops that read a
- * value back inside, by kernel name (integer division's zero check, CTC's targets, checks
- * with `setSyncChecks(true)`). A wait stalls the host until every queued kernel has finished,
- * so a training step that runs at the GPU's pace makes none: take the figures before and
- * after a step to find where a loop waits.
+ * 16 MiB, or made while every staging block was busy), `allocations` (a tensor's allocation
+ * that emptied the cache to retry), `other` (`emptyCache()`), and `ops`: the ops that waited
+ * inside, by kernel name (CTC's lengths, RNN lengths given only as a tensor, any op whose
+ * scratch allocation emptied the cache, and with `setSyncChecks(true)` every checking op). A
+ * wait stalls the host until every queued kernel has finished, so a training step that runs
+ * at the GPU's pace makes none: take the figures before and after a step to find where a
+ * loop waits.
  */
 export function hostWaits(device = 0): CudaHostWaits {
   cudaDevice("hostWaits", device);
