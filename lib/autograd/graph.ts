@@ -12,6 +12,12 @@ import { keep } from "../memory.js";
 import { nextTensorSerial, sharesStorage, type Tensor } from "../tensor.js";
 import { isGradEnabled, noGrad } from "./grad-mode.js";
 
+/**
+ * Maps an output's gradient to its inputs' (null for an input that gets none). It may
+ * return gradOut itself, or tensors it makes; one that keeps gradOut after it returns must
+ * keep a view of it (gradOut.detach()), so that the pass does not hand gradOut to a leaf
+ * as its .grad and add into it meanwhile (BackwardPass.ownable).
+ */
 export type BackwardFn = (gradOut: Tensor) => readonly (Tensor | null | undefined)[];
 
 export class GradNode {
