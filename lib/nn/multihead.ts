@@ -139,12 +139,10 @@ export class MultiheadAttention extends Module {
     const inputs = [query, key, value].map((x) => selfInput ?? seqFirst(x));
     const [l, n] = inputs[0]!.shape as [number, number];
     const s = inputs[1]!.shape[0]!;
-    const proj = this.projections();
-    const [q, k, v] = inputs.map((x, i) => this.splitHeads(F.linear(x, ...proj[i]!))) as [
-      Tensor,
-      Tensor,
-      Tensor,
-    ];
+    const [q, k, v] =
+      selfInput !== null && this.in_proj_weight !== null
+        ? this.packedProjection(selfInput)
+        : this.separateProjections(inputs);
     const kpm = options.keyPaddingMask ?? null;
     const attention = {
       attnMask: this.attnMaskForHeads(options.attnMask ?? null, n, l, s),
@@ -162,6 +160,29 @@ export class MultiheadAttention extends Module {
     let out = this.out_proj.forward(merged);
     out = unbatched ? out.squeeze(1) : this.batchFirst ? out.transpose(0, 1) : out;
     return [out, this.returnedWeights(weights, options, unbatched)];
+  }
+
+  /** q, k and v of three inputs [T, N, E], each by its own slice of the weights. */
+  private separateProjections(inputs: Tensor[]): [Tensor, Tensor, Tensor] {
+    const proj = this.projections();
+    const [q, k, v] = inputs.map((x, i) => this.splitHeads(F.linear(x, ...proj[i]!)));
+    return [q!, k!, v!];
+  }
+
+  /**
+   * q, k and v of self-attention's one input x [L, N, E] by one matmul with the whole
+   * in_proj_weight, as PyTorch's packed in-projection: a third of the kernels of three
+   * projections, and no slicing of the weights (whose gradients would each be a zeroed
+   * [3E, E] then added up).
+   */
+  private packedProjection(x: Tensor): [Tensor, Tensor, Tensor] {
+    const [l, n] = x.shape as [number, number];
+    const h = this.numHeads;
+    const d = this.headDim;
+    const packed = F.linear(x, this.in_proj_weight!, this.in_proj_bias); // [L, N, 3E]
+    const heads = packed.reshape([l, n, 3, h, d]).permute(2, 1, 3, 0, 4); // [3, N, H, L, d]
+    const [q, k, v] = [0, 1, 2].map((i) => heads.narrow(0, i, 1).reshape([n, h, l, d]));
+    return [q!, k!, v!];
   }
 
   /** [T, N, E] to [N, H, T, headDim]. */
