@@ -37,6 +37,15 @@ describe(`cuda backend (conformance suite skipped: ${status.reason})`, () => {
         `device: ${name} is not available: ${status.reason}; use device "cpu"`,
       );
     }
+    const calls = {
+      memoryStats: () => cuda.memoryStats(),
+      hostWaits: () => cuda.hostWaits(),
+      emptyCache: () => cuda.emptyCache(),
+      synchronize: () => cuda.synchronize(),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      expectThrows(call, DeviceError, `${name}: cuda is not available: ${status.reason}`);
+    }
   });
 });
 
