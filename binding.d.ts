@@ -139,6 +139,13 @@ export interface NativeKernels {
   permute: [[out: NativeBuffer, x: NativeBuffer], { shape: number[]; perm: number[] }];
   reduce: [[out: NativeBuffer, x: NativeBuffer], { op: string; shape: number[]; axes: number[] }];
   arg_reduce: [[out: Int32Array, x: NativeBuffer], { op: string; shape: number[]; axis: number }];
+  /**
+   * [out, x0, ..., x(count-1)], float32 or float64 alike: out[k] = the normType-norm of xk
+   * (normType > 0 or Infinity), accumulated in double and rounded once.
+   */
+  norms: [(Float32Array | Float64Array)[], { normType: number; count: number }];
+  /** [x0, ..., x(count-1), factor], float32 or float64 alike: every xk *= factor[0], in place. */
+  scale_in_place: [(Float32Array | Float64Array)[], { count: number }];
   matmul: [
     [out: Float32Array, a: Float32Array, b: Float32Array],
     {

@@ -1706,6 +1706,172 @@ function sgdStepsCases(t: Target): void {
   });
 }
 
+// ---- the multi-tensor ops of gradient clipping: norms and scaleInPlace ------------------
+
+/** Shapes of one call: empty, one element, odd sizes, past a cpu vector of lanes (64), past
+ * a cuda warp's chunks (2 * 1024) and past a cpu chunk (64 Ki elements). */
+const FOREACH_SHAPES: number[][] = [[0], [1], [5], [3, 4], [2, 3, 5], [70], [2, 1500], [66000]];
+const NORM_TYPES = [1, 2, 3, 0.5, Infinity];
+const FLOATS = ["float32", "float64"] as const;
+/** A sum of double terms in another order, rounded once: float32 rounds alike but at a tie. */
+const NORM_TOL: Record<(typeof FLOATS)[number], Tolerance> = {
+  float32: ONE_ULP,
+  float64: { atol: 0, rtol: 1e-12 },
+};
+
+/** Tensors of `shapes` in dtype, from seeds of their own; float64 values keep every bit. */
+function foreachInputs(b: Backend, dtype: DType, shapes: readonly number[][], seed: number) {
+  return shapes.map((shape, k) => {
+    const values = randomValues(seededRandom(seed + k), sizeOf(shape), -2, 2);
+    return raw(b, dtype, shape, dtype === "float32" ? toFloat32(values) : values);
+  });
+}
+
+function normsOn(b: Backend, xs: readonly RawTensor[], dtype: DType, normType: number) {
+  const out = raw(b, dtype, [xs.length]);
+  b.norms(out, xs, normType);
+  return out;
+}
+
+function normsCases(t: Target): void {
+  describe("norms (the p-norm of each of many tensors)", () => {
+    const cases = FLOATS.flatMap((dtype) => NORM_TYPES.map((p) => [dtype, p] as const));
+
+    it.each(cases)("%s, normType %s, on empty to long tensors of 1 to 3 dims", (dtype, p) => {
+      conform(t, `norms ${dtype} p=${p}`, NORM_TOL[dtype], (b) => [
+        normsOn(b, foreachInputs(b, dtype, FOREACH_SHAPES, 40), dtype, p),
+      ]);
+    });
+
+    it.each(cases)("%s, normType %s: one tensor of one element, and none", (dtype, p) => {
+      conform(t, `norms ${dtype} p=${p} of [-2.5]`, NORM_TOL[dtype], (b) => [
+        normsOn(b, [raw(b, dtype, [1], [-2.5])], dtype, p),
+      ]);
+      const b = t.backend();
+      const none = normsOn(b, [], dtype, p);
+      expect(none.shape).toEqual([0]);
+    });
+
+    it.each(cases)("%s, normType %s: a NaN gives NaN, an infinity Infinity", (dtype, p) => {
+      const long = (at: number, value: number) =>
+        Array.from({ length: 3000 }, (_, i) => (i === at ? value : 0.5));
+      const inputs: number[][] = [
+        [1, NaN, 2],
+        [Infinity, 1],
+        [-Infinity, NaN],
+        [NaN, -Infinity, 3],
+        long(2999, NaN), // the last element of a chunked reduction
+        long(1234, -Infinity),
+      ];
+      const { actual } = conform(t, `norms ${dtype} p=${p} of non-finite values`, EXACT, (b) => {
+        const xs = inputs.map((values) => raw(b, dtype, [values.length], values));
+        return [normsOn(b, xs, dtype, p)];
+      });
+      const norms = Array.from(t.backend().read(actual[0]!));
+      expect(norms).toEqual([NaN, Infinity, NaN, NaN, NaN, Infinity]);
+    });
+
+    it("rejects another dtype, a wrong out, a bad normType, integer tensors", () => {
+      const b = t.backend();
+      const [x0, x1] = foreachInputs(b, "float32", [[3], [2]], 1);
+      const wide = raw(b, "float64", [2], [1, 2]);
+      expectThrows(
+        () => b.norms(raw(b, "float32", [2]), [x0!, wide], 2),
+        DTypeError,
+        /^norms: item 1: buffer 'x' must be float32, got float64/,
+      );
+      expectThrows(
+        () => b.norms(raw(b, "float32", [3]), [x0!, x1!], 2),
+        ShapeError,
+        "norms: buffer 'out' holds 3 elements, expected 2",
+      );
+      const ints = raw(b, "int32", [1], [3]);
+      expectThrows(
+        () => b.norms(raw(b, "int32", [1]), [ints], 2),
+        DTypeError,
+        /^norms: buffer 'out' must be float32 or float64, got int32/,
+      );
+      for (const backend of [b, ref]) {
+        for (const [normType, text] of [
+          [0, "0"],
+          [-1, "-1"],
+          [NaN, "NaN"],
+          [-Infinity, "-Infinity"],
+          [-0.75, "-0.75"],
+        ] as const) {
+          const x = raw(backend, "float32", [1], [1]);
+          expectThrows(
+            () => backend.norms(raw(backend, "float32", [1]), [x], normType),
+            ValueError,
+            new RegExp(`^norms: normType must be > 0 or Infinity, got ${text}`),
+          );
+        }
+      }
+    });
+
+    it("rejects a call without one buffer per tensor and out", () => {
+      const b = t.backend();
+      const buffers = [raw(b, "float32", [1]), ...foreachInputs(b, "float32", [[3]], 2)].map(
+        (x) => x.storage,
+      );
+      expectThrows(
+        () => runKernel(b, "norms", buffers, { normType: 2, count: 2 }),
+        NativeError,
+        "norms: count 2 needs 3 buffers (1 per item and 1 more), got 2",
+      );
+    });
+  });
+}
+
+function scaleInPlaceCases(t: Target): void {
+  describe("scaleInPlace (many tensors times one factor, in place)", () => {
+    // 30 tensors: more than one cuda launch's 24, empty ones among them.
+    const shapes = Array.from({ length: 30 }, (_, k) => FOREACH_SHAPES[k % 7]!);
+
+    it.each(FLOATS)("%s: each element times the factor, rounded once", (dtype) => {
+      for (const factor of [0.37, -3, 0, 1, NaN]) {
+        conform(t, `scaleInPlace ${dtype} by ${factor}`, EXACT, (b) => {
+          const xs = foreachInputs(b, dtype, [...shapes, [66000]], 60);
+          b.scaleInPlace(xs, raw(b, dtype, [], [factor]));
+          return xs;
+        });
+      }
+    });
+
+    it.each(FLOATS)("%s: one element, and an empty list", (dtype) => {
+      conform(t, `scaleInPlace ${dtype} of one element`, EXACT, (b) => {
+        const x = raw(b, dtype, [1], [1.5]);
+        b.scaleInPlace([x], raw(b, dtype, [], [-0.25]));
+        return [x];
+      });
+      const b = t.backend();
+      expect(() => b.scaleInPlace([], raw(b, dtype, [], [2]))).not.toThrow();
+    });
+
+    it("rejects a factor or a tensor of another dtype, and a factor of two elements", () => {
+      const b = t.backend();
+      const [x0, x1] = foreachInputs(b, "float32", [[3], [2]], 3);
+      const before = [x0!, x1!].map((x) => bitsOf(b, x));
+      expectThrows(
+        () => b.scaleInPlace([x0!, raw(b, "float64", [2], [1, 2])], raw(b, "float32", [], [2])),
+        DTypeError,
+        /^scaleInPlace: item 1: buffer 'x' must be float32, got float64/,
+      );
+      expectThrows(
+        () => b.scaleInPlace([x0!], raw(b, "int32", [], [2])),
+        DTypeError,
+        /^scaleInPlace: buffer 'factor' must be float32 or float64, got int32/,
+      );
+      expectThrows(
+        () => b.scaleInPlace([x0!], raw(b, "float32", [2], [2, 2])),
+        ShapeError,
+        "scaleInPlace: buffer 'factor' holds 2 elements, expected 1",
+      );
+      expect([x0!, x1!].map((x) => bitsOf(b, x))).toEqual(before);
+    });
+  });
+}
+
 function rmspropItems(b: Backend, sizes: readonly number[], o: RmspropStepOptions) {
   return sizes.map((size, k) => ({
     param: seeded(b, 900 + k, size),
@@ -2689,6 +2855,8 @@ const SECTIONS: ((t: Target) => void)[] = [
   optimizerStepsCases,
   adamStepsCases,
   sgdStepsCases,
+  normsCases,
+  scaleInPlaceCases,
   rmspropAndAdagradStepsCases,
   rmspropAndAdagradCases,
   recurrentCases,

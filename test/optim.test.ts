@@ -1270,6 +1270,55 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     );
   });
 
+  it("takes the norms in one backend call and scales in one, whatever the gradient count", () => {
+    const backend = backendFor(device as Device);
+    const norms = vi.spyOn(backend, "norms");
+    const scale = vi.spyOn(backend, "scaleInPlace");
+    optim.clipGradNormTensor(withGrads(), 6.5);
+    optim.clipGradNorm(withGrads(), 6.5);
+    // Each call: the gradients' norms, then the norm of those.
+    const normCalls = norms.mock.calls.map(([, xs]) => xs.length);
+    const scaleCalls = scale.mock.calls.map(([xs]) => xs.length);
+    vi.restoreAllMocks();
+    expect(normCalls).toEqual([2, 1, 2, 1]);
+    expect(scaleCalls).toEqual([2, 2]);
+  });
+
+  it.each([2, 1, Infinity, 3])("normType %s: an empty gradient's norm is 0", (normType) => {
+    const ps = withGrads();
+    const empty = zeros([0], { device, requiresGrad: true });
+    empty.grad = zeros([0], { device });
+    const expected = optim.clipGradNorm(withGrads(), 6.5, normType);
+    expect(optim.clipGradNorm([...ps, empty], 6.5, normType)).toBe(expected);
+    expect(empty.grad.shape).toEqual([0]);
+  });
+
+  it("an infinite element makes the norm of order Infinity infinite, not NaN", () => {
+    const ps = withGrads([3, -Infinity]);
+    expect(optim.clipGradNorm(ps, 1, Infinity)).toBe(Infinity);
+    expect(gradsOf(ps)).toEqual([3, -Infinity, 12]);
+    expect(optim.clipGradNormTensor(ps, 1, Infinity).item()).toBe(Infinity);
+    expect(gradsOf(ps)).toEqual([3, -Infinity, 12]);
+  });
+
+  it("clips float64 gradients in float64, and gradients of two dtypes each in its own", () => {
+    const wide = zeros([2], { device, dtype: "float64", requiresGrad: true });
+    wide.grad = tensor([3, 4], { device, dtype: "float64" });
+    const norm = optim.clipGradNorm([wide], 1);
+    expect(norm).toBe(5);
+    expect(values(wide.grad)).toEqual([3, 4].map((g) => g * (1 / (5 + 1e-6))));
+
+    // The total is taken in the first gradient's dtype; each gradient is scaled in its own.
+    const [a, b] = withGrads();
+    const c = zeros([1], { device, dtype: "float64", requiresGrad: true });
+    c.grad = tensor([0.1], { device, dtype: "float64" });
+    const total = optim.clipGradNorm([a!, b!, c], 6.5);
+    expect(total).toBe(Math.fround(Math.sqrt(169 + 0.1 ** 2)));
+    const factor = 6.5 / (total + 1e-6);
+    expect(values(a!.grad!)).toEqual([3, 4].map((g) => Math.fround(g * Math.fround(factor))));
+    expect(values(c.grad)).toEqual([0.1 * factor]);
+  });
+
   it("clipGradValue clamps every element", () => {
     const ps = withGrads([3, -4]);
     optim.clipGradValue(ps, 3.5);
@@ -1292,6 +1341,23 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
       ValueError,
       "clipGradValue: invalid clipValue: -0.5 (expected >= 0)",
     );
+  });
+});
+
+describe("gradient clipping across devices", () => {
+  it("gradients on two devices: the DeviceError of joining their norms, as before", () => {
+    const a = zeros([2], { requiresGrad: true });
+    const b = zeros([1], { device: "reference", requiresGrad: true });
+    a.grad = tensor([3, 4]);
+    b.grad = tensor([12], { device: "reference" });
+    for (const clip of [optim.clipGradNorm, optim.clipGradNormTensor]) {
+      expectThrows(
+        () => clip([a, b], 1),
+        DeviceError,
+        "cat: expected tensors on one device, got cpu and reference",
+      );
+    }
+    expect([a, b].flatMap((p) => values(p.grad!))).toEqual([3, 4, 12]);
   });
 });
 

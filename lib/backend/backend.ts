@@ -210,11 +210,24 @@ export interface Backend {
   expand(out: RawTensor, x: RawTensor): void;
   /** out = x transposed by perm (out.shape[i] = x.shape[perm[i]]). */
   permute(out: RawTensor, x: RawTensor, perm: readonly number[]): void;
+  /**
+   * xs[k] *= factor for every k, in place (gradient clipping's scaling, as PyTorch's foreach
+   * mul): factor is a 0-d tensor of the xs' float dtype, read where it is (on cuda the device
+   * reads it, so nothing waits).
+   */
+  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor): void;
 
   // Reductions. out.shape equals x.shape with every reduced axis set to 1.
   reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void;
   /** Index of the first maximum (minimum) along axis; out is int32 with axis set to 1. */
   argReduce(op: "argmax" | "argmin", out: RawTensor, x: RawTensor, axis: number): void;
+  /**
+   * out[k] = the normType-norm of xs[k], for many tensors in one call (gradient clipping's
+   * norms, as PyTorch's foreach norm): (sum |x|^p)^(1/p) for p = normType > 0, max |x| for
+   * Infinity (a NaN wins), accumulated in double and rounded once; an empty tensor's is 0.
+   * out is [xs.length]; out and every xs[k] are of one float dtype.
+   */
+  norms(out: RawTensor, xs: readonly RawTensor[], normType: number): void;
 
   /**
    * Batched matmul: a is [batchA, m, k] ([batchA, k, m] when transA), b is [batchB, k, n]

@@ -83,6 +83,11 @@ function matmulAttrs(
   return attrs;
 }
 
+/** A float tensor's storage (the kernel checks the dtype). */
+function floatBuf(x: RawTensor): Float32Array | Float64Array {
+  return x.storage as Float32Array | Float64Array;
+}
+
 function optionalBuf(x: RawTensor | null): Float32Array | null {
   return x === null ? null : (x.storage as Float32Array);
 }
@@ -234,12 +239,24 @@ export abstract class KernelBackend implements Backend {
     this.call("permute", [buf(out), buf(x)], { shape: dims(x), perm: [...perm] });
   }
 
+  /** One kernel call: a native crossing (cpu), a launch per chunk of tensors (cuda). */
+  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor): void {
+    const buffers: NativeKernels["scale_in_place"][0] = [...xs.map(floatBuf), floatBuf(factor)];
+    this.call("scale_in_place", buffers, { count: xs.length });
+  }
+
   reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void {
     this.call("reduce", [buf(out), buf(x)], { op, shape: dims(x), axes: [...axes] });
   }
 
   argReduce(op: "argmax" | "argmin", out: RawTensor, x: RawTensor, axis: number): void {
     this.call("arg_reduce", [out.storage as Int32Array, buf(x)], { op, shape: dims(x), axis });
+  }
+
+  /** One kernel call: a native crossing (cpu), a reduction per tensor (cuda). */
+  norms(out: RawTensor, xs: readonly RawTensor[], normType: number): void {
+    const buffers: NativeKernels["norms"][0] = [floatBuf(out), ...xs.map(floatBuf)];
+    this.call("norms", buffers, { normType, count: xs.length });
   }
 
   matmul(out: RawTensor, a: RawTensor, b: RawTensor, options: MatmulOptions): void {

@@ -4,11 +4,12 @@
 // so the caller can skip the step; see Optimizer.skipNonFinite.
 
 import { noGrad } from "../autograd/grad-mode.js";
+import { backendFor } from "../backend/registry.js";
 import { ValueError } from "../errors.js";
 import { scope } from "../memory.js";
-import { full, ones, zeros } from "../ops/creation.js";
+import { empty, full, ones, zeros } from "../ops/creation.js";
 import { where } from "../ops/elementwise.js";
-import { stack } from "../ops/slicing.js";
+import { cat } from "../ops/slicing.js";
 import type { Tensor } from "../tensor.js";
 
 export interface ClipGradNormOptions {
@@ -22,18 +23,26 @@ function gradientsOf(parameters: Iterable<Tensor>): Tensor[] {
   return grads;
 }
 
-/** ||g||_p of one gradient as a 0-d tensor (for p = Infinity, max |g|; a NaN gives NaN). */
-function gradNorm(grad: Tensor, normType: number): Tensor {
-  if (normType === Infinity) {
-    // A max reduction may skip a NaN; the sum cannot, and adding it times 0 keeps it.
-    return grad.abs().max().add(grad.sum().mul(0));
+/** The gradients by device and dtype, each group in the order its first gradient comes. */
+function byDeviceAndDType(grads: readonly Tensor[]): Tensor[][] {
+  const groups = new Map<string, Tensor[]>();
+  for (const g of grads) {
+    const key = `${g.device} ${g.dtype}`;
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [g]);
+    else group.push(g);
   }
-  if (normType === 2) return grad.norm();
-  return grad
-    .abs()
-    .pow(normType)
-    .sum()
-    .pow(1 / normType);
+  return [...groups.values()];
+}
+
+/**
+ * [||xs[0]||_p, ..., ||xs[n-1]||_p] on their device and in their dtype (all one), in one
+ * backend call; for p = Infinity, max |x|, a NaN giving NaN.
+ */
+function normsOf(xs: readonly Tensor[], normType: number): Tensor {
+  const out = empty([xs.length], xs[0]!.dtype, xs[0]!.device);
+  backendFor(out.device).norms(out, xs, normType);
+  return out;
 }
 
 function checkNormType(op: string, normType: number): void {
@@ -53,15 +62,12 @@ function checkMaxNorm(op: string, maxNorm: number): void {
 function totalNorm(grads: readonly Tensor[], normType: number): Tensor {
   return noGrad(() =>
     scope(() => {
+      // One norms call per device and dtype, in the first gradient's dtype; gradients on
+      // several devices fail in cat, naming them.
       const dtype = grads[0]!.dtype;
-      const norms = stack(grads.map((g) => gradNorm(g.to(dtype), normType)));
-      if (normType === Infinity) return norms.max();
-      return normType === 2
-        ? norms.norm()
-        : norms
-            .pow(normType)
-            .sum()
-            .pow(1 / normType);
+      const groups = byDeviceAndDType(grads).map((group) => normsOf(group, normType).to(dtype));
+      const norms = groups.length === 1 ? groups[0]! : cat(groups);
+      return normsOf([norms], normType).reshape([]);
     }),
   );
 }
@@ -104,7 +110,7 @@ export function clipGradNorm(
     return total;
   }
   const coefficient = maxNorm / (total + 1e-6);
-  if (coefficient < 1) scaleGradients(gradientsOf(params), (g) => g.mul(coefficient));
+  if (coefficient < 1) scaleInPlace(gradientsOf(params), coefficient);
   return total;
 }
 
@@ -132,11 +138,29 @@ export function clipGradNormTensor(
       const finite = total.sub(total).eq(0); // false for NaN and for either infinity
       const like = { dtype: total.dtype, device: total.device };
       const clipped = full([], maxNorm, like).div(total.add(1e-6)).minimum(1);
-      const coefficient = where(finite, clipped, ones([], like));
-      for (const g of grads) g.copy_(g.mul(coefficient.to(g.dtype)));
+      scaleInPlace(grads, where(finite, clipped, ones([], like)));
     }),
   );
   return total;
+}
+
+/**
+ * Multiplies every gradient by factor (a number, or a 0-d tensor) in place: one scaleInPlace
+ * call per device and dtype, with factor in that dtype and on that device.
+ */
+function scaleInPlace(grads: readonly Tensor[], factor: number | Tensor): void {
+  noGrad(() =>
+    scope(() => {
+      for (const group of byDeviceAndDType(grads)) {
+        const { device, dtype } = group[0]!;
+        const groupFactor =
+          typeof factor === "number"
+            ? full([], factor, { dtype, device })
+            : factor.to(dtype).to(device);
+        backendFor(device).scaleInPlace(group, groupFactor);
+      }
+    }),
+  );
 }
 
 /** Clamps every gradient element into [-clipValue, clipValue], in place. */
@@ -148,13 +172,10 @@ export function clipGradValue(parameters: Iterable<Tensor>, clipValue: number): 
       "clipValue",
     );
   }
-  scaleGradients(gradientsOf(parameters), (g) => g.clamp(-clipValue, clipValue));
-}
-
-function scaleGradients(grads: Tensor[], change: (g: Tensor) => Tensor): void {
+  const grads = gradientsOf(parameters);
   noGrad(() =>
     scope(() => {
-      for (const g of grads) g.copy_(change(g));
+      for (const g of grads) g.copy_(g.clamp(-clipValue, clipValue));
     }),
   );
 }

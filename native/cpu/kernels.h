@@ -23,6 +23,7 @@ void permute(KernelCall& call);
 // reduce.cc
 void reduce(KernelCall& call);
 void argReduce(KernelCall& call);
+void norms(KernelCall& call);  // the p-norm of each of many tensors
 void softmax(KernelCall& call);
 void softmaxBackward(KernelCall& call);
 
@@ -37,7 +38,8 @@ void nllLossBackward(KernelCall& call);
 void sgdStep(KernelCall& call);
 void sgdSteps(KernelCall& call);  // many params, one firstStep
 void adamStep(KernelCall& call);
-void adamSteps(KernelCall& call);  // many params, one step count
+void adamSteps(KernelCall& call);     // many params, one step count
+void scaleInPlace(KernelCall& call);  // many tensors times one factor (gradient clipping)
 void rmspropStep(KernelCall& call);
 void rmspropSteps(KernelCall& call);  // many params
 void adagradStep(KernelCall& call);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/args/foreach.h"
 #include "../core/threadpool.h"
 #include "clones.h"
 #include "kernels.h"
@@ -95,6 +96,20 @@ void adagradItem(const AdagradItem& item, const AdagradScalars& s) {
               [&](int64_t b, int64_t e) { adagradRun(item.param + b, item.grad + b, item.sum + b, e - b, s); });
 }
 
+template <typename T>
+DEEPNODE_CLONES void scaleRun(T* __restrict x, int64_t n, T factor) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= factor;
+}
+
+template <typename T>
+void scaleAll(const std::vector<ForeachItem>& items, const void* factorData) {
+  const T factor = *static_cast<const T*>(factorData);
+  for (const ForeachItem& item : items) {
+    T* x = static_cast<T*>(item.data);
+    parallelFor(item.size, kGrain, [&](int64_t b, int64_t e) { scaleRun(x + b, e - b, factor); });
+  }
+}
+
 }  // namespace
 
 void sgdStep(KernelCall& call) {
@@ -139,6 +154,12 @@ void adamSteps(KernelCall& call) {
     else
       adamAll<false>(amsgrad, item.param, item.grad, item.m, item.v, item.maxV, item.size, s);
   }
+}
+
+// Every item is checked first (readScale), then each is multiplied, split across threads.
+void scaleInPlace(KernelCall& call) {
+  const ScaleArgs a = readScale(call);
+  byFloatDType(a.dtype, [&](auto zero) { scaleAll<decltype(zero)>(a.items, a.factor); });
 }
 
 void rmspropStep(KernelCall& call) {

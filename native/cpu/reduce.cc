@@ -1,8 +1,9 @@
-// Reductions (sum, mean, max, min, prod over any set of axes), argmax/argmin, and
-// softmax / log-softmax forward and backward. Float sums accumulate in double across 16
-// independent lanes: accurate for millions of values, and the lanes vectorise without
-// -ffast-math. Every reduction first merges adjacent dims that are both kept or both
-// reduced, so most calls become "reduce a contiguous inner block" or "add rows".
+// Reductions (sum, mean, max, min, prod over any set of axes), argmax/argmin, the norms of
+// many tensors at once, and softmax / log-softmax forward and backward. Float sums
+// accumulate in double across 16 independent lanes: accurate for millions of values, and the
+// lanes vectorise without -ffast-math. Every reduction first merges adjacent dims that are
+// both kept or both reduced, so most calls become "reduce a contiguous inner block" or "add
+// rows".
 #include "../core/args/reduce.h"
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/args/foreach.h"
 #include "../core/threadpool.h"
 #include "clones.h"
 #include "kernels.h"
@@ -115,24 +117,25 @@ struct MinOp {
 };
 
 // acc[c] = add(acc[c], x[c]) for c in [0, n): the loop shape GCC vectorises for every op,
-// including the NaN-propagating selects of max and min.
+// including the NaN-propagating selects of max and min. `op` carries what a step needs
+// beyond the values (a norm's order); most ops need nothing.
 template <typename Op, typename T>
 inline __attribute__((always_inline)) void addColumns(typename Op::Acc* __restrict acc, const T* __restrict x,
-                                                      int64_t n) {
-  for (int64_t c = 0; c < n; ++c) acc[c] = Op::add(acc[c], x[c]);
+                                                      int64_t n, const Op& op = Op{}) {
+  for (int64_t c = 0; c < n; ++c) acc[c] = op.add(acc[c], x[c]);
 }
 
 // Reduces x[0, n) as rows of kLanes columns into kLanes accumulators, merged at the end.
 template <typename Op, typename T>
-DEEPNODE_CLONES typename Op::Acc reduceContiguous(const T* __restrict x, int64_t n) {
+DEEPNODE_CLONES typename Op::Acc reduceContiguous(const T* __restrict x, int64_t n, const Op& op = Op{}) {
   using Acc = typename Op::Acc;
   Acc lanes[kLanes];
   for (int j = 0; j < kLanes; ++j) lanes[j] = Op::init();
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) addColumns<Op>(lanes, x + i, kLanes);
+  for (; i + kLanes <= n; i += kLanes) addColumns<Op>(lanes, x + i, kLanes, op);
   Acc acc = Op::init();
   for (int j = 0; j < kLanes; ++j) acc = Op::merge(acc, lanes[j]);
-  for (; i < n; ++i) acc = Op::add(acc, x[i]);
+  for (; i < n; ++i) acc = op.add(acc, x[i]);
   return acc;
 }
 
@@ -323,6 +326,50 @@ void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
 }
 
 // ---------------------------------------------------------------------------------------
+// norms: the p-norm of each of many tensors in one call (args/foreach.h). Each tensor is cut
+// in chunks of kChunk elements, the chunks of all tensors are the tasks (the same ones
+// whatever the thread count, so the same bits), and each tensor's chunks are merged in order.
+
+// A reduce op over a norm's terms, for reduceContiguous: kLanes double lanes, which
+// vectorise for p = 1, 2 and Infinity.
+template <args::NormKind K, typename T>
+struct NormOp {
+  using Acc = double;
+  using Accumulator = args::NormAccumulator<K>;
+  double p;
+
+  static Acc init() { return Accumulator::init(); }
+  Acc add(Acc acc, T x) const { return Accumulator::add(acc, args::normTerm<K>(x, p)); }
+  static Acc merge(Acc a, Acc b) { return Accumulator::merge(a, b); }
+};
+
+template <args::NormKind K, typename T>
+void normsTyped(T* out, const std::vector<args::ForeachItem>& items, double p) {
+  const NormOp<K, T> op{p};
+  std::vector<int64_t> firstTask(items.size() + 1, 0);  // item k's chunks are tasks [firstTask[k], firstTask[k + 1])
+  int64_t elements = 0;
+  for (size_t k = 0; k < items.size(); ++k) {
+    firstTask[k + 1] = firstTask[k] + (items[k].size + kChunk - 1) / kChunk;
+    elements += items[k].size;
+  }
+  const int64_t tasks = firstTask.back();
+  std::vector<double> partial(static_cast<size_t>(tasks));
+  const int64_t grain = elements < 2 * kGrain ? std::max<int64_t>(tasks, 1) : 1;  // small: on this thread
+  parallelFor(tasks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const size_t k = std::upper_bound(firstTask.begin(), firstTask.end(), task) - firstTask.begin() - 1;
+      const int64_t c0 = (task - firstTask[k]) * kChunk, n = std::min(kChunk, items[k].size - c0);
+      partial[task] = reduceContiguous(static_cast<const T*>(items[k].data) + c0, n, op);
+    }
+  });
+  for (size_t k = 0; k < items.size(); ++k) {
+    double acc = op.init();
+    for (int64_t task = firstTask[k]; task < firstTask[k + 1]; ++task) acc = op.merge(acc, partial[task]);
+    out[k] = static_cast<T>(args::normFinish<K>(acc, p));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // softmax over the middle dim of [outer, dim, inner]
 
 // exp(x - m) of a row, stored in out; vectorised through vec::exp.
@@ -482,6 +529,14 @@ void argReduce(KernelCall& call) {
   int32_t* out = call.buffers[0].as<int32_t>();
   args::dispatchArgReduce(call, a.isMax, "cpu", [&](auto kMax, const auto* xs) {
     argReduceTyped<std::decay_t<decltype(*xs)>, decltype(kMax)::value>(e, out, xs);
+  });
+}
+
+void norms(KernelCall& call) {
+  const args::NormsArgs a = args::readNorms(call);
+  args::dispatchNorm(a.order.kind, a.dtype, [&](auto kind, auto zero) {
+    using T = decltype(zero);
+    normsTyped<decltype(kind)::value>(static_cast<T*>(a.out), a.items, a.order.p);
   });
 }
 

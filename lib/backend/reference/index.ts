@@ -25,6 +25,7 @@ import * as conv from "./conv.js";
 import * as creation from "./creation.js";
 import * as embeddings from "./embedding.js";
 import * as elementwise from "./elementwise.js";
+import * as foreach from "./foreach.js";
 import * as indexing from "./indexing.js";
 import * as linalg from "./linalg.js";
 import * as loss from "./loss.js";
@@ -104,12 +105,20 @@ export class ReferenceBackend implements Backend {
     elementwise.permute(out, x, perm);
   }
 
+  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor): void {
+    foreach.scaleInPlace(xs, factor);
+  }
+
   reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void {
     reduction.reduce(op, out, x, axes);
   }
 
   argReduce(op: "argmax" | "argmin", out: RawTensor, x: RawTensor, axis: number): void {
     reduction.argReduce(op, out, x, axis);
+  }
+
+  norms(out: RawTensor, xs: readonly RawTensor[], normType: number): void {
+    foreach.norms(out, xs, normType);
   }
 
   matmul(out: RawTensor, a: RawTensor, b: RawTensor, options: MatmulOptions): void {

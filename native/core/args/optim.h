@@ -167,23 +167,27 @@ inline AdamScalars readAdamScalars(const KernelCall& call) {
 // Many steps in one call (adam_steps, sgd_steps): `count` items, each with the one-param
 // kernel's buffers in its order, all under that kernel's attributes (one step count, lr ...).
 
-// Checks `count` against the buffers (`perItem` each), then every item, by
-// readItem(first buffer), before any is updated, so a bad call changes nothing. An item's
-// error has the one-param kernel's code and message, after the item's index.
+// Checks `count` against the buffers (`perItem` each, from buffer `first`, and `others`
+// buffers besides the items'), then every item, by readItem(its first buffer), before any is
+// updated, so a bad call changes nothing. An item's error has the one-param kernel's code
+// and message, after the item's index.
 template <class Item, class ReadItem>
-std::vector<Item> readItems(const KernelCall& call, size_t perItem, ReadItem readItem) {
+std::vector<Item> readItems(const KernelCall& call, size_t perItem, ReadItem readItem, size_t first = 0,
+                            size_t others = 0) {
   const int64_t count = call.integer("count");
   if (count < 0) call.fail("ERR_VALUE", "count must be at least 0, got " + std::to_string(count));
-  const size_t expected = static_cast<size_t>(count) * perItem;
+  const size_t expected = static_cast<size_t>(count) * perItem + others;
   if (call.buffers.size() != expected) {
+    const std::string more = others == 0 ? "" : " and " + std::to_string(others) + " more";
     call.fail("ERR_ARGUMENT", "count " + std::to_string(count) + " needs " + std::to_string(expected) + " buffers (" +
-                                  std::to_string(perItem) + " per item), got " + std::to_string(call.buffers.size()));
+                                  std::to_string(perItem) + " per item" + more + "), got " +
+                                  std::to_string(call.buffers.size()));
   }
   std::vector<Item> items;
   items.reserve(static_cast<size_t>(count));
   for (int64_t k = 0; k < count; ++k) {
     try {
-      items.push_back(readItem(static_cast<size_t>(k) * perItem));
+      items.push_back(readItem(first + static_cast<size_t>(k) * perItem));
     } catch (const KernelError& error) {
       const std::string message = std::string(error.what()).substr(call.op.size() + 2);  // after "op: "
       call.fail(error.code, "item " + std::to_string(k) + ": " + message);

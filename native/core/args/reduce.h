@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../hd.h"
 #include "../kernel.h"
 
 namespace deepnode::args {
@@ -127,6 +128,14 @@ void dispatchReduce(ReduceOp op, DType dtype, void* out, const void* x, Run run)
   if (op == ReduceOp::Max) return run(Max<uint8_t>{}, static_cast<uint8_t*>(out), xs);
   run(Min<uint8_t>{}, static_cast<uint8_t*>(out), xs);
 }
+
+// A sum in double, for the cuda reductions (red::segmentedReduce) and norms' cpu lanes.
+struct SumDouble {
+  using Acc = double;
+  static DEEPNODE_HD Acc init() { return 0; }
+  static DEEPNODE_HD Acc add(Acc acc, double x) { return acc + x; }
+  static DEEPNODE_HD Acc merge(Acc a, Acc b) { return a + b; }
+};
 
 // The [outer, dim, inner] view of softmax and arg_reduce.
 struct Extent {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../../core/args/foreach.h"
 #include "../../core/args/optim.h"
 #include "../launch.h"
 #include "elementwise.h"
@@ -19,7 +20,7 @@ namespace elementwise {
 using namespace args;
 
 // ---------------------------------------------------------------------------------------
-// Many params per launch (the *_steps kernels)
+// Many params per launch (the *_steps kernels, scale_in_place)
 
 // Items per launch. A chunk goes by value into the launch's parameters: at most 24 * 56 bytes
 // (an RMSprop or Adam item and its end), well inside the 4 KiB a launch may carry.
@@ -72,6 +73,22 @@ void runInChunks(const char* op, const std::vector<Item>& items, Element element
     }
   }
   if (chunk.count > 0) launchChunk(op, chunk, element);
+}
+
+// ---------------------------------------------------------------------------------------
+// scale_in_place (args/foreach.h): every tensor times factor[0], which stays on the device
+
+// One launch per kItemsPerLaunch non-empty items (every one checked already, by readScale).
+template <typename T>
+void scaleTyped(const std::vector<ForeachItem>& items, const void* factor) {
+  const T* f = static_cast<const T*>(factor);
+  runInChunks("scale_in_place", items,
+              [=] DEEPNODE_HD(const ForeachItem& item, int64_t i) { static_cast<T*>(item.data)[i] *= *f; });
+}
+
+void scaleInPlace(KernelCall& call) {
+  const ScaleArgs a = readScale(call);
+  byFloatDType(a.dtype, [&](auto zero) { scaleTyped<decltype(zero)>(a.items, a.factor); });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -173,6 +190,7 @@ void registerOptimKernels(KernelTable& table) {
   table["sgd_steps"] = elementwise::sgdSteps;
   table["adam_step"] = elementwise::adamStep;
   table["adam_steps"] = elementwise::adamSteps;
+  table["scale_in_place"] = elementwise::scaleInPlace;
   table["rmsprop_step"] = elementwise::rmspropStep;
   table["rmsprop_steps"] = elementwise::rmspropSteps;
   table["adagrad_step"] = elementwise::adagradStep;

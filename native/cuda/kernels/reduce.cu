@@ -1,10 +1,10 @@
-// Reductions (sum, mean, max, min, prod over any set of axes) and argmax/argmin on CUDA,
-// with the cpu kernels' buffers, attributes, checks and accumulators: double for float
-// sums and products, int64 for integer sums (wrapped to int32), uint64 for integer
-// products; max and min propagate NaN; argmax and argmin keep the first best. Adjacent
-// dims both kept or both reduced are merged first; each output's elements are combined by
-// red::segmentedReduce (fixed chunks, merged in order), so a sum of millions of values
-// into one is parallel and deterministic.
+// Reductions (sum, mean, max, min, prod over any set of axes), argmax/argmin and the norms
+// of many tensors (norms) on CUDA, with the cpu kernels' buffers, attributes, checks and
+// accumulators: double for float sums and products, int64 for integer sums (wrapped to
+// int32), uint64 for integer products; max and min propagate NaN; argmax and argmin keep the
+// first best. Adjacent dims both kept or both reduced are merged first; each output's
+// elements are combined by red::segmentedReduce (fixed chunks, merged in order), so a sum of
+// millions of values into one is parallel and deterministic.
 #include <math.h>
 
 #include <cstdint>
@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../../core/args/foreach.h"
 #include "reductions.h"
 
 namespace deepnode::cuda {
@@ -219,6 +220,23 @@ void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
       inner == 1 ? Layout::Adjacent : Layout::Any);
 }
 
+// ---------------------------------------------------------------------------------------
+// norms (args/foreach.h): one segmentedReduce per tensor, each writing its element of out,
+// its terms combined a warp at a time as a sum's are.
+
+template <args::NormKind K, typename T>
+void normInto(T* out, const T* x, int64_t n, double p) {
+  segmentedReduce<args::NormAccumulator<K>>(
+      "norms", 1, n, [=] DEEPNODE_HD(int64_t, int64_t r) { return args::normTerm<K>(x[r], p); },
+      [=] DEEPNODE_HD(int64_t, double acc) { *out = static_cast<T>(args::normFinish<K>(acc, p)); }, Layout::Adjacent);
+}
+
+template <args::NormKind K, typename T>
+void normsTyped(T* out, const std::vector<args::ForeachItem>& items, double p) {
+  for (size_t k = 0; k < items.size(); ++k)
+    normInto<K>(out + k, static_cast<const T*>(items[k].data), items[k].size, p);
+}
+
 void reduce(KernelCall& call) {
   args::ReduceArgs a = args::readReduce(call, "cuda");
   const Buffer& out = call.buffers[0];
@@ -241,11 +259,20 @@ void argReduce(KernelCall& call) {
   });
 }
 
+void norms(KernelCall& call) {
+  const args::NormsArgs a = args::readNorms(call);
+  args::dispatchNorm(a.order.kind, a.dtype, [&](auto kind, auto zero) {
+    using T = decltype(zero);
+    normsTyped<decltype(kind)::value>(static_cast<T*>(a.out), a.items, a.order.p);
+  });
+}
+
 }  // namespace red_reduce
 
 void registerReduceKernels(KernelTable& table) {
   table["reduce"] = red_reduce::reduce;
   table["arg_reduce"] = red_reduce::argReduce;
+  table["norms"] = red_reduce::norms;
 }
 
 }  // namespace deepnode::cuda

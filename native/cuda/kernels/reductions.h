@@ -148,13 +148,8 @@ void segmentedReduce(const char* name, int64_t outputs, int64_t count, Load load
   });
 }
 
-// A sum in double, and two sums side by side, for segmentedReduce.
-struct SumDouble {
-  using Acc = double;
-  static DEEPNODE_HD Acc init() { return 0; }
-  static DEEPNODE_HD Acc add(Acc acc, double x) { return acc + x; }
-  static DEEPNODE_HD Acc merge(Acc a, Acc b) { return a + b; }
-};
+// A sum in double (args/reduce.h), and two sums side by side, for segmentedReduce.
+using args::SumDouble;
 
 struct TwoSums {
   double a, b;

@@ -1,0 +1,163 @@
+// The multi-tensor kernels of gradient clipping (PyTorch's foreach norm and foreach mul), read
+// the same way by the cpu and the cuda kernels. float32 or float64, one dtype for every buffer.
+// - norms: buffers [out, x0, ..., x(count-1)], attributes count and normType (> 0 or Infinity);
+//   out[k] = the normType-norm of xk, (sum |x|^p)^(1/p) or max |x| (a NaN wins), accumulated in
+//   double and rounded once. An empty xk has norm 0.
+// - scale_in_place: buffers [x0, ..., x(count-1), factor], attribute count; every xk *= factor[0]
+//   (factor holds one element), one rounding in the dtype. On cuda factor stays on the device,
+//   so nothing waits for it.
+#pragma once
+
+#include <math.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../hd.h"
+#include "../kernel.h"
+#include "optim.h"
+#include "reduce.h"
+
+namespace deepnode::args {
+
+// p = 1, 2 and Infinity have loops of their own (the cpu ones vectorise); any other p > 0 adds
+// up |x|^p.
+enum class NormKind { One, Two, Max, Power };
+
+struct NormOrder {
+  NormKind kind;
+  double p;
+};
+
+inline NormOrder readNormOrder(const KernelCall& call) {
+  const double p = call.number("normType");
+  if (p == INFINITY) return {NormKind::Max, p};
+  if (!(p > 0) || !std::isfinite(p)) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", p);
+    const std::string got = std::isnan(p) ? "NaN" : std::isinf(p) ? "-Infinity" : text;  // as JavaScript writes it
+    call.fail("ERR_VALUE", "normType must be > 0 or Infinity, got " + got);
+  }
+  if (p == 1) return {NormKind::One, p};
+  if (p == 2) return {NormKind::Two, p};
+  return {NormKind::Power, p};
+}
+
+// What element x gives the accumulator of a norm of kind K, in double: |x|, x^2 or |x|^p.
+template <NormKind K, typename T>
+DEEPNODE_HD inline double normTerm(T x, double p) {
+  const double a = fabs(static_cast<double>(x));
+  if constexpr (K == NormKind::Two)
+    return a * a;
+  else if constexpr (K == NormKind::Power)
+    return pow(a, p);
+  else
+    return a;
+}
+
+// The accumulators (for the cpu lanes and red::segmentedReduce alike): a sum of the terms
+// (SumDouble), or the largest, a NaN kept once met (NormMax). Terms are never negative, so 0
+// is the identity of both.
+struct NormMax {
+  using Acc = double;
+  static DEEPNODE_HD Acc init() { return 0; }
+  // | rather than ||: branch-free, so the cpu lanes vectorise.
+  static DEEPNODE_HD Acc add(Acc acc, double term) { return ((term > acc) | (term != term)) ? term : acc; }
+  static DEEPNODE_HD Acc merge(Acc a, Acc b) { return add(a, b); }
+};
+
+template <NormKind K>
+using NormAccumulator = std::conditional_t<K == NormKind::Max, NormMax, SumDouble>;
+
+// The norm from its accumulator, still in double.
+template <NormKind K>
+DEEPNODE_HD inline double normFinish(double acc, double p) {
+  if constexpr (K == NormKind::Two)
+    return sqrt(acc);
+  else if constexpr (K == NormKind::Power)
+    return pow(acc, 1.0 / p);
+  else
+    return acc;
+}
+
+// One tensor of norms or scale_in_place: its elements (null when it has none).
+struct ForeachItem {
+  void* data;
+  int64_t size;
+};
+
+// The dtype of buffer `index`, which must be float32 or float64.
+inline DType foreachDType(const KernelCall& call, size_t index, const char* role) {
+  const Buffer& b = call.buffer(index, role);
+  if (b.dtype != DType::Float32 && b.dtype != DType::Float64) {
+    call.fail("ERR_DTYPE", std::string("buffer '") + role + "' must be float32 or float64, got " + dtypeName(b.dtype));
+  }
+  return b.dtype;
+}
+
+// The items from buffer `first` on, one buffer each, every one of `dtype`.
+inline std::vector<ForeachItem> readForeachItems(const KernelCall& call, DType dtype, size_t first) {
+  return readItems<ForeachItem>(
+      call, 1,
+      [&](size_t index) {
+        const Buffer& x = call.buffer(index, "x", dtype);
+        return ForeachItem{x.data, x.size};
+      },
+      first, 1);
+}
+
+struct NormsArgs {
+  NormOrder order;
+  DType dtype;
+  void* out;  // [count]
+  std::vector<ForeachItem> items;
+};
+
+inline NormsArgs readNorms(const KernelCall& call) {
+  NormsArgs a{readNormOrder(call), foreachDType(call, 0, "out"), call.buffers[0].data, {}};
+  a.items = readForeachItems(call, a.dtype, 1);
+  call.expectSize(0, "out", static_cast<int64_t>(a.items.size()));
+  return a;
+}
+
+struct ScaleArgs {
+  DType dtype;
+  const void* factor;  // one element
+  std::vector<ForeachItem> items;
+};
+
+inline ScaleArgs readScale(const KernelCall& call) {
+  const size_t last = call.buffers.empty() ? 0 : call.buffers.size() - 1;
+  ScaleArgs a{foreachDType(call, last, "factor"), call.buffers[last].data, {}};
+  call.expectSize(last, "factor", 1);
+  a.items = readForeachItems(call, a.dtype, 0);
+  return a;
+}
+
+// Calls run(T()) with T the C++ type of `dtype` (float32 or float64).
+template <typename Run>
+void byFloatDType(DType dtype, Run run) {
+  if (dtype == DType::Float64)
+    run(double());
+  else
+    run(float());
+}
+
+// Calls run(kind, T()) with kind a std::integral_constant of `kind` and T the C++ type of
+// `dtype` (float32 or float64).
+template <typename Run>
+void dispatchNorm(NormKind kind, DType dtype, Run run) {
+  auto typed = [&](auto k) { byFloatDType(dtype, [&](auto zero) { run(k, zero); }); };
+  switch (kind) {
+    case NormKind::One: return typed(std::integral_constant<NormKind, NormKind::One>{});
+    case NormKind::Two: return typed(std::integral_constant<NormKind, NormKind::Two>{});
+    case NormKind::Max: return typed(std::integral_constant<NormKind, NormKind::Max>{});
+    case NormKind::Power: return typed(std::integral_constant<NormKind, NormKind::Power>{});
+  }
+}
+
+}  // namespace deepnode::args
