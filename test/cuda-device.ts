@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 
 import { MNISTNet } from "../examples/mnist.js";
+import { native } from "../lib/backend/native.js";
 import { backendFor } from "../lib/backend/registry.js";
 import * as lib from "../lib/index.js";
 import { sizeOf } from "../lib/shape.js";
@@ -179,6 +180,84 @@ function trainingSteps(): void {
     lib.cuda.setSyncChecks(previousChecks);
     lib.setDefaultDevice(previousDevice);
   }
+}
+
+/**
+ * The kernels one call of `step` runs on cuda, by name (the plugin's run calls), after a
+ * first call that warms the caches. On a GPU each is at least one launch, and a small
+ * model's step costs about its launches, so these counts guard the step's speed.
+ */
+function kernelsOfStep(step: () => void): Record<string, number> {
+  const binding = native();
+  const run = binding.cudaRun;
+  lib.scope(step);
+  const counts: Record<string, number> = {};
+  binding.cudaRun = (...args: Parameters<typeof run>) => {
+    counts[args[1]] = (counts[args[1]] ?? 0) + 1;
+    return run.apply(binding, args);
+  };
+  try {
+    lib.scope(step);
+  } finally {
+    binding.cudaRun = run;
+  }
+  return counts;
+}
+
+/** kernelsOfStep's total. */
+function total(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((sum, n) => sum + n, 0);
+}
+
+/** A training step of each kind on cuda:0, built once: MNISTNet, an LSTM classifier, a transformer layer. */
+function stepsOnCuda(): Record<string, () => void> {
+  const { nn, optim } = lib;
+  const F = nn.functional;
+  const device = "cuda:0";
+  lib.manualSeed(9);
+  const previous = lib.getDefaultDevice();
+  lib.setDefaultDevice(device);
+  const mnist = new MNISTNet(); // its layers take the default device
+  lib.setDefaultDevice(previous);
+  const adam = new optim.Adam(mnist.parameters());
+  const images = lib.data.loadMnist().train.images;
+  const emb = new nn.Embedding(50, 16, { device });
+  const lstm = new nn.LSTM(16, 32, { batchFirst: true, device });
+  const head = new nn.Linear(32, 2, { device });
+  const lstmParams = [...emb.parameters(), ...lstm.parameters(), ...head.parameters()];
+  const adamW = new optim.AdamW(lstmParams);
+  const encoder = new nn.TransformerEncoderLayer(16, 4, {
+    dimFeedforward: 32,
+    batchFirst: true,
+    device,
+  });
+  const sgd = new optim.SGD(encoder.parameters(), { lr: 0.1 });
+  const labels = (values: number[]) => lib.tensor(values, { dtype: "int32", device });
+  return {
+    mnist: () => {
+      adam.zeroGrad();
+      const x = lib.tensor(images.subarray(0, 4 * 784), { device }).reshape([4, 1, 28, 28]);
+      F.nllLoss(mnist.forward(x), labels([1, 2, 3, 4])).backward();
+      adam.step();
+    },
+    lstm: () => {
+      adamW.zeroGrad();
+      const ids = labels([1, 2, 3, 4, 5, 6, 7, 8]).reshape([2, 4]);
+      const [, [hN]] = lstm.forward(emb.forward(ids), null, { lengths: [4, 2] });
+      F.crossEntropy(head.forward(hN.squeeze(0)), labels([0, 1])).backward();
+      optim.clipGradNormTensor(lstmParams, 1);
+      adamW.step();
+    },
+    transformer: () => {
+      sgd.zeroGrad();
+      encoder
+        .forward(lib.randn([2, 5, 16], { device }))
+        .square()
+        .mean()
+        .backward();
+      sgd.step();
+    },
+  };
 }
 
 export function cudaDeviceSuite(title: string, available: boolean): void {
@@ -400,6 +479,23 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       const { history } = await trainer.fit();
       expect(trainer.model.parameters().map((p) => p.device)).toEqual(["cuda:0", "cuda:0"]);
       expect(history[1]!.train.loss!).toBeLessThan(history[0]!.train.loss!);
+    });
+
+    it("runs no more kernels a training step than measured: no gradient copies, foreach clipping", () => {
+      const previous = lib.cuda.syncChecks();
+      lib.cuda.setSyncChecks(false);
+      try {
+        // The counts of 2026-12-04; a change that adds kernels to a step must say why here.
+        const limits = { mnist: 35, lstm: 37, transformer: 62 };
+        for (const [name, step] of Object.entries(stepsOnCuda())) {
+          const counts = kernelsOfStep(step);
+          const label = `${name}: ${JSON.stringify(counts)}`;
+          expect(total(counts), label).toBeLessThanOrEqual(limits[name as keyof typeof limits]);
+          if (name === "mnist") expect(counts.cast ?? 0, label).toBe(0);
+        }
+      } finally {
+        lib.cuda.setSyncChecks(previous);
+      }
     });
 
     it("refuses a device the machine does not have", () => {
