@@ -165,11 +165,11 @@ describe("safetensors decoding of other writers' dtypes", () => {
 describe("safetensors decoding of corrupt files", () => {
   const entry = (extra: string) => `{"x":{"dtype":"F32","shape":[2],${extra}}}`;
   const cases: [string, Uint8Array, string][] = [
-    ["a short file", new Uint8Array(5), "file is 5 bytes, shorter than 8"],
+    ["a short file", new Uint8Array(5), "not a safetensors file: file is 5 bytes, shorter than 8"],
     [
       "a header longer than the file",
       Buffer.from(fileOf("{}")).fill(0xff, 0, 8),
-      "header length 18446744073709551615 exceeds the 2 bytes after it",
+      "not a safetensors file: header length 18446744073709551615 exceeds the 2 bytes after it",
     ],
     ["invalid JSON", fileOf('{"x": '), "header is not valid UTF-8 JSON"],
     [
@@ -300,9 +300,11 @@ describe("safetensors files of Tensors", () => {
     writeFileSync(path, Buffer.from([1, 2, 3]));
     await expect(loadSafetensors(path)).rejects.toThrow(FormatError);
     await expect(loadSafetensors(path)).rejects.toThrow(
-      `loadSafetensors: ${path}: file is 3 bytes, shorter than 8`,
+      `loadSafetensors: ${path}: not a safetensors file: file is 3 bytes, shorter than 8`,
     );
-    expect(() => readSafetensorsMetadata(path)).toThrow(`${path}: file is 3 bytes, shorter than 8`);
+    expect(() => readSafetensorsMetadata(path)).toThrow(
+      `${path}: not a safetensors file: file is 3 bytes, shorter than 8`,
+    );
   });
 });
 

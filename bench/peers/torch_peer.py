@@ -60,8 +60,11 @@ def mnist(digits_dir, epochs, batch, lr, seed, limit=None, threads=None):
         data = load_digits(digits_dir)
     data = {part: (x.to(DEVICE), y.to(DEVICE)) for part, (x, y) in data.items()}
     train_x, train_y = data["train"]
-    if limit is not None:
-        train_x, train_y = train_x[:limit], train_y[:limit]
+    if limit is not None and limit < len(train_x):
+        # The same images as examples/mnist.ts limitSplit: spread evenly over the split, which
+        # is grouped by digit (the first ones would all be zeros and ones).
+        picked = torch.tensor([i * len(train_x) // limit for i in range(limit)], device=train_x.device)
+        train_x, train_y = train_x[picked], train_y[picked]
     test_x, test_y = data["test"]
     model = MNISTNet()
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -152,17 +152,23 @@ function fail(source: string, problem: string): never {
   throw new FormatError("loadSafetensors", `${source}: ${problem}`, source);
 }
 
+/** A file whose first 8 bytes cannot be a safetensors header length: most likely another kind. */
+function failNotSafetensors(source: string, problem: string): never {
+  fail(source, `not a safetensors file: ${problem}`);
+}
+
 function isCount(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
 /** Splits the file into its parsed JSON header and its data section. */
 function splitFile(bytes: Uint8Array, source: string): { header: object; data: Uint8Array } {
-  if (bytes.length < 8) fail(source, `file is ${bytes.length} bytes, shorter than 8`);
+  if (bytes.length < 8) failNotSafetensors(source, `file is ${bytes.length} bytes, shorter than 8`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getBigUint64(0, true);
   if (headerLength > BigInt(bytes.length - 8)) {
-    fail(source, `header length ${headerLength} exceeds the ${bytes.length - 8} bytes after it`);
+    const after = bytes.length - 8;
+    failNotSafetensors(source, `header length ${headerLength} exceeds the ${after} bytes after it`);
   }
   if (headerLength > BigInt(MAX_HEADER_BYTES)) {
     fail(source, `header length ${headerLength} exceeds the limit of ${MAX_HEADER_BYTES}`);
@@ -340,11 +346,12 @@ export function readSafetensorsMetadata(path: string): Record<string, string> {
   try {
     const prefix = Buffer.alloc(8);
     const got = fs.readSync(fd, prefix, 0, 8, 0);
-    if (got < 8) fail(path, `file is ${got} bytes, shorter than 8`);
+    if (got < 8) failNotSafetensors(path, `file is ${got} bytes, shorter than 8`);
     const headerLength = prefix.readBigUInt64LE(0);
     const fileBytes = fs.fstatSync(fd).size;
     if (headerLength > BigInt(Math.min(fileBytes - 8, MAX_HEADER_BYTES))) {
-      fail(path, `header length ${headerLength} exceeds the ${fileBytes - 8} bytes after it`);
+      const after = fileBytes - 8;
+      failNotSafetensors(path, `header length ${headerLength} exceeds the ${after} bytes after it`);
     }
     const header = Buffer.alloc(Number(headerLength));
     fs.readSync(fd, header, 0, header.length, 8);
