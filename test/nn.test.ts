@@ -2153,6 +2153,20 @@ describe("attention modules", () => {
       "MultiheadAttention: attnMask [2, 3, 3] must be [L, S] = [3, 3] or [N * numHeads, L, S] = " +
         "[4, 3, 3]",
     );
+    expectThrows(
+      () =>
+        mha.forward(zeros([2, 3, 4]), zeros([2, 3, 4]), zeros([2, 3, 4]), {
+          keyPaddingMask: zeros([2, 2], { dtype: "bool" }),
+        }),
+      ShapeError,
+      "MultiheadAttention: keyPaddingMask [2, 2] must be [N, S] = [2, 3]",
+    );
+    expectThrows(
+      () =>
+        mha.forward(zeros([2, 4]), zeros([5, 4]), zeros([5, 4]), { keyPaddingMask: zeros([2, 5]) }),
+      ShapeError,
+      "MultiheadAttention: keyPaddingMask [2, 5] must be [S] = [5]",
+    );
   });
 
   it("a key-padding row that masks every key gives zeros, not NaN, with finite gradients", () => {

@@ -143,7 +143,7 @@ export class MultiheadAttention extends Module {
       selfInput !== null && this.in_proj_weight !== null
         ? this.packedProjection(selfInput)
         : this.separateProjections(inputs);
-    const kpm = options.keyPaddingMask ?? null;
+    const kpm = this.checkKeyPaddingMask(options.keyPaddingMask ?? null, n, s, unbatched);
     const attention = {
       attnMask: this.attnMaskForHeads(options.attnMask ?? null, n, l, s),
       keyPaddingMask: kpm !== null && unbatched ? kpm.reshape([1, s]) : kpm,
@@ -199,6 +199,26 @@ export class MultiheadAttention extends Module {
     if (options.needWeights === false || weights === null) return null;
     const w = options.averageAttnWeights === false ? weights : weights.mean(1);
     return unbatched ? w.squeeze(0) : w;
+  }
+
+  /** The key-padding mask, which must be [N, S] ([S] for unbatched inputs). */
+  private checkKeyPaddingMask(
+    mask: Tensor | null,
+    n: number,
+    s: number,
+    unbatched: boolean,
+  ): Tensor | null {
+    if (mask === null) return null;
+    const expected = unbatched ? [s] : [n, s];
+    if (mask.ndim !== expected.length || mask.shape.some((d, i) => d !== expected[i])) {
+      const names = unbatched ? "[S]" : "[N, S]";
+      throw new ShapeError(
+        MHA,
+        `keyPaddingMask ${formatShape(mask.shape)} must be ${names} = ${formatShape(expected)}`,
+        [mask.shape],
+      );
+    }
+    return mask;
   }
 
   /** nn.MultiheadAttention's mask (bool true = not allowed) in the functional convention. */
