@@ -489,10 +489,10 @@ describe("deepnode --version", () => {
 });
 
 describe("deepnode eval with a bad weights file", () => {
-  it("names a missing file (exit 2)", async () => {
+  it("names a missing file (exit 1, as a missing --data is)", async () => {
     const missing = join(scratch, "missing.safetensors");
     const run = await cli("eval", "mnist", "--weights", missing);
-    expect(run.code).toBe(2);
+    expect(run.code).toBe(1);
     expect(run.stderr).toBe(`deepnode: weights file '${missing}' does not exist\n`);
   });
 
@@ -587,7 +587,8 @@ describe("deepnode info and devices", () => {
     expect(run.stdout).not.toContain("saved weights");
 
     const evalRun = await cli("eval", "mnist", "--device", "cuda", "--weights", "x");
-    expect(evalRun.code).toBe(2); // the missing file is reported first
+    expect(evalRun.code).toBe(1);
+    expect(evalRun.stderr).toBe("deepnode: weights file 'x' does not exist\n"); // reported first
     const weights = join(scratch, "cuda-eval.safetensors");
     writeFileSync(weights, encodeSafetensors({}));
     const withFile = await cli("eval", "mnist", "--device", "cuda", "--weights", weights);

@@ -214,9 +214,9 @@ async function loadMnistNet(path: string): Promise<MNISTNet> {
 
 async function evalCommand(task: string, flags: EvalFlags): Promise<void> {
   checkTask(task);
-  if (!existsSync(flags.weights)) {
-    throw new InvalidArgumentError(`weights file '${flags.weights}' does not exist`);
-  }
+  // A missing input file exits 1, as train's --data and predict's --model do.
+  if (!existsSync(flags.weights))
+    throw new CliFailure(`weights file '${flags.weights}' does not exist`);
   const previous = getDefaultDevice();
   setDefaultDevice(flags.device);
   try {
