@@ -24,7 +24,7 @@ export interface MultiheadAttentionOptions extends FactoryOptions {
 }
 
 export interface MultiheadAttentionForwardOptions {
-  /** [N, S]; bool true = padding (ignored), float = added. */
+  /** [N, S] ([S] for unbatched inputs); bool true = padding (ignored), float = added. */
   keyPaddingMask?: Tensor | null;
   /** [L, S] or [N * numHeads, L, S]; bool true = NOT allowed (nn.MultiheadAttention's rule). */
   attnMask?: Tensor | null;
@@ -139,11 +139,11 @@ export class MultiheadAttention extends Module {
     const inputs = [query, key, value].map((x) => selfInput ?? seqFirst(x));
     const [l, n] = inputs[0]!.shape as [number, number];
     const s = inputs[1]!.shape[0]!;
+    const kpm = this.checkKeyPaddingMask(options.keyPaddingMask ?? null, n, s, unbatched);
     const [q, k, v] =
       selfInput !== null && this.in_proj_weight !== null
         ? this.packedProjection(selfInput)
         : this.separateProjections(inputs);
-    const kpm = this.checkKeyPaddingMask(options.keyPaddingMask ?? null, n, s, unbatched);
     const attention = {
       attnMask: this.attnMaskForHeads(options.attnMask ?? null, n, l, s),
       keyPaddingMask: kpm !== null && unbatched ? kpm.reshape([1, s]) : kpm,
@@ -171,9 +171,10 @@ export class MultiheadAttention extends Module {
 
   /**
    * q, k and v of self-attention's one input x [L, N, E] by one matmul with the whole
-   * in_proj_weight, as PyTorch's packed in-projection: a third of the kernels of three
-   * projections, and no slicing of the weights (whose gradients would each be a zeroed
-   * [3E, E] then added up).
+   * in_proj_weight, as PyTorch's packed in-projection: one matmul instead of three, and no
+   * slicing of the weights. (Splitting the packed heads into q, k and v still costs, in
+   * backward, a zeroed [3, N, H, L, d] per piece, added up; a split whose backward is one
+   * concatenation would save that.)
    */
   private packedProjection(x: Tensor): [Tensor, Tensor, Tensor] {
     const [l, n] = x.shape as [number, number];
@@ -215,7 +216,7 @@ export class MultiheadAttention extends Module {
       throw new ShapeError(
         MHA,
         `keyPaddingMask ${formatShape(mask.shape)} must be ${names} = ${formatShape(expected)}`,
-        [mask.shape],
+        [mask.shape, expected],
       );
     }
     return mask;

@@ -62,9 +62,9 @@ function checkMaxNorm(op: string, maxNorm: number): void {
 function totalNorm(grads: readonly Tensor[], normType: number): Tensor {
   return noGrad(() =>
     scope(() => {
-      // One norms call per device and dtype, in the first gradient's dtype; gradients on
-      // several devices fail in cat, naming them.
-      const dtype = grads[0]!.dtype;
+      // One norms call per device and dtype, joined in the widest dtype (as PyTorch's stack
+      // promotes); gradients on several devices fail in cat, naming them.
+      const dtype = grads.some((g) => g.dtype === "float64") ? "float64" : grads[0]!.dtype;
       const groups = byDeviceAndDType(grads).map((group) => normsOf(group, normType).to(dtype));
       const norms = groups.length === 1 ? groups[0]! : cat(groups);
       return normsOf([norms], normType).reshape([]);

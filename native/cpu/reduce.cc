@@ -1,6 +1,6 @@
 // Reductions (sum, mean, max, min, prod over any set of axes), argmax/argmin, the norms of
 // many tensors at once, and softmax / log-softmax forward and backward. Float sums
-// accumulate in double across 16 independent lanes: accurate for millions of values, and the
+// accumulate in double across 64 independent lanes: accurate for millions of values, and the
 // lanes vectorise without -ffast-math. Every reduction first merges adjacent dims that are
 // both kept or both reduced, so most calls become "reduce a contiguous inner block" or "add
 // rows".
