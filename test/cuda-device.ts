@@ -210,7 +210,10 @@ function total(counts: Record<string, number>): number {
   return Object.values(counts).reduce((sum, n) => sum + n, 0);
 }
 
-/** A training step of each kind on cuda:0, built once: MNISTNet, an LSTM classifier, a transformer layer. */
+/**
+ * A training step of each kind on cuda:0, built once: MNISTNet, an LSTM classifier, a
+ * transformer layer.
+ */
 function stepsOnCuda(): Record<string, () => void> {
   const { nn, optim } = lib;
   const F = nn.functional;
@@ -482,7 +485,7 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       expect(history[1]!.train.loss!).toBeLessThan(history[0]!.train.loss!);
     });
 
-    it("runs no more kernels a training step than measured: no gradient copies, foreach clipping", () => {
+    it("runs the kernels a training step was measured at: no gradient copies, one clip", () => {
       const previous = lib.cuda.syncChecks();
       lib.cuda.setSyncChecks(false);
       try {

@@ -1243,7 +1243,7 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     },
   );
 
-  it("clipGradNormTensor leaves gradients under maxNorm or with a non-finite norm as they are", () => {
+  it("clipGradNormTensor leaves gradients under maxNorm or of a non-finite norm alone", () => {
     const under = withGrads();
     expect(nn.utils.clipGradNormTensor).toBe(optim.clipGradNormTensor);
     expect(optim.clipGradNormTensor(under, 100).item()).toBeCloseTo(13, 5);

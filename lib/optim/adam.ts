@@ -55,10 +55,10 @@ export class Adam extends Optimizer<AdamOptions> {
    * counts as they were. A subclass that overrides update() keeps its per-parameter calls.
    */
   protected override updateGroup(group: ParamGroup<AdamOptions>): void {
-    if (this.update !== Adam.prototype.update) return super.updateGroup(group);
     const o = group.options;
     this.updateInBatches(
       group,
+      Adam.prototype.update,
       (p, grad) => ({ item: this.advance(p, grad, o), key: this.stateFor(p).step as number }),
       (device, items, step) => backendFor(device).adamSteps(items, this.stepOptions(o, step)),
     );

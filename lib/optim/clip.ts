@@ -11,6 +11,7 @@ import { empty, full, ones, zeros } from "../ops/creation.js";
 import { where } from "../ops/elementwise.js";
 import { cat } from "../ops/slicing.js";
 import type { Tensor } from "../tensor.js";
+import { groupBy } from "./optimizer.js";
 
 export interface ClipGradNormOptions {
   /** Throw ValueError instead of returning a NaN or infinite norm. */
@@ -25,14 +26,7 @@ function gradientsOf(parameters: Iterable<Tensor>): Tensor[] {
 
 /** The gradients by device and dtype, each group in the order its first gradient comes. */
 function byDeviceAndDType(grads: readonly Tensor[]): Tensor[][] {
-  const groups = new Map<string, Tensor[]>();
-  for (const g of grads) {
-    const key = `${g.device} ${g.dtype}`;
-    const group = groups.get(key);
-    if (group === undefined) groups.set(key, [g]);
-    else group.push(g);
-  }
-  return [...groups.values()];
+  return groupBy(grads, (g) => `${g.device} ${g.dtype}`);
 }
 
 /**

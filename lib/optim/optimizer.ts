@@ -91,34 +91,43 @@ export abstract class Optimizer<O extends object> {
    * update() each; an optimizer with a kernel over many parameters overrides it.
    */
   protected updateGroup(group: ParamGroup<O>): void {
+    this.updateEach(group);
+  }
+
+  private updateEach(group: ParamGroup<O>): void {
     for (const p of group.params) if (p.grad !== null) this.update(p, p.grad, group.options);
   }
 
   /**
-   * updateGroup for an optimizer whose backends step many parameters in one call. Every
-   * gradient is checked against its parameter first, so a bad one changes no state. Then
-   * prepare(p, grad) makes each parameter's state and returns the kernel's item and the key of
-   * what the call's options depend on beyond the group's (a step count, a first step);
-   * run(device, items, key) is called once per device and key, with the items in order.
+   * updateGroup for an optimizer whose backends step many parameters in one call, where
+   * `batched` is the update() that the batching replaces: a subclass that overrides update()
+   * keeps its per-parameter calls. Every gradient is checked against its parameter first, so
+   * a bad one changes no state. Then prepare(p, grad) makes each parameter's state and returns
+   * the kernel's item and the key of what the call's options depend on beyond the group's (a
+   * step count, a first step); run(device, items, key) is called once per device and key, with
+   * the items in order.
    */
   protected updateInBatches<Item, Key extends number | boolean>(
     group: ParamGroup<O>,
+    batched: Optimizer<O>["update"],
     prepare: (p: Tensor, grad: Tensor) => { item: Item; key: Key },
     run: (device: Device, items: Item[], key: Key) => void,
   ): void {
+    if (this.update !== batched) return this.updateEach(group);
     group.params.forEach((p, index) => {
       if (p.grad !== null) this.checkGradient(p, p.grad, index, group);
     });
-    const batches = new Map<string, { device: Device; key: Key; items: Item[] }>();
-    for (const p of group.params) {
-      if (p.grad === null) continue;
-      const { item, key } = prepare(p, p.grad);
-      const name = `${p.device} ${String(key)}`;
-      const batch = batches.get(name);
-      if (batch === undefined) batches.set(name, { device: p.device, key, items: [item] });
-      else batch.items.push(item);
+    const prepared = group.params
+      .filter((p) => p.grad !== null)
+      .map((p) => ({ device: p.device, ...prepare(p, p.grad!) }));
+    for (const batch of groupBy(prepared, (b) => `${b.device} ${String(b.key)}`)) {
+      const { device, key } = batch[0]!;
+      run(
+        device,
+        batch.map((b) => b.item),
+        key,
+      );
     }
-    for (const { device, key, items } of batches.values()) run(device, items, key);
   }
 
   /** A gradient of another shape, dtype or device than its parameter's, named by its place. */
@@ -300,6 +309,18 @@ export abstract class Optimizer<O extends object> {
       throw new StateDictError(missing, unexpected, mismatched);
     }
   }
+}
+
+/** items split by keyOf, each part in the order its items come, parts by their first item. */
+export function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): T[][] {
+  const parts = new Map<string, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const part = parts.get(key);
+    if (part === undefined) parts.set(key, [item]);
+    else part.push(item);
+  }
+  return [...parts.values()];
 }
 
 function copyOptions<O extends object>(options: O): O {

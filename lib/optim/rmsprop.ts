@@ -35,10 +35,10 @@ export class RMSprop extends Optimizer<RMSpropOptions> {
    * subclass that overrides update() keeps its per-parameter calls.
    */
   protected override updateGroup(group: ParamGroup<RMSpropOptions>): void {
-    if (this.update !== RMSprop.prototype.update) return super.updateGroup(group);
     const o = group.options;
     this.updateInBatches(
       group,
+      RMSprop.prototype.update,
       (p, grad) => ({ item: this.advance(p, grad, o), key: 0 }),
       (device, items) => backendFor(device).rmspropSteps(items, o),
     );
@@ -106,10 +106,10 @@ export class Adagrad extends Optimizer<AdagradOptions> {
 
   /** One adagradSteps call per device and step count, as Adam's updateGroup. */
   protected override updateGroup(group: ParamGroup<AdagradOptions>): void {
-    if (this.update !== Adagrad.prototype.update) return super.updateGroup(group);
     const o = group.options;
     this.updateInBatches(
       group,
+      Adagrad.prototype.update,
       (p, grad) => ({ item: this.advance(p, grad, o), key: this.stateFor(p).step as number }),
       (device, items, step) => backendFor(device).adagradSteps(items, stepOptions(o, step)),
     );

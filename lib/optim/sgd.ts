@@ -49,10 +49,10 @@ export class SGD extends Optimizer<SGDOptions> {
    * overrides update() keeps its per-parameter calls.
    */
   protected override updateGroup(group: ParamGroup<SGDOptions>): void {
-    if (this.update !== SGD.prototype.update) return super.updateGroup(group);
     const o = group.options;
     this.updateInBatches(
       group,
+      SGD.prototype.update,
       (p, grad) => this.advance(p, grad, o),
       (device, items, firstStep) => backendFor(device).sgdSteps(items, { ...o, firstStep }),
     );

@@ -82,10 +82,11 @@ export function activityLine(device: number, since: CudaHostWaits): string {
     if (more > 0) causes.push(`${more} in ${op}`);
   }
   const waits = now.total - since.total;
+  const by = causes.length > 0 ? ` (${causes.join(", ")})` : "";
   const m = memoryStats(device);
   const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
   return (
-    `${waits} host wait${waits === 1 ? "" : "s"}${causes.length > 0 ? ` (${causes.join(", ")})` : ""}; ` +
+    `${waits} host wait${waits === 1 ? "" : "s"}${by}; ` +
     `memory ${mib(m.allocated)} allocated, ${mib(m.peakAllocated)} at peak, ` +
     `${mib(m.reserved)} reserved`
   );
