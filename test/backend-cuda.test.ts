@@ -148,10 +148,14 @@ if (status.available) cuda.setSyncChecks(true);
 
 conformanceSuite({ name: "cuda", device: "cuda:0", backend: () => backendFor("cuda:0") }, status);
 
-cudaDeviceSuite("cuda memory on the GPU", status.available);
+// Without a GPU each suite's title says why it is skipped.
+const onGpu = (title: string) =>
+  status.available ? title : `${title} (skipped: ${status.reason})`;
 
-cudaChecksSuite("cuda data checks on the GPU", status.available);
+cudaDeviceSuite(onGpu("cuda memory on the GPU"), status.available);
 
-cudaElementwiseSuite("cuda element-wise kernels on the GPU", status.available);
+cudaChecksSuite(onGpu("cuda data checks on the GPU"), status.available);
 
-cudaReductionsSuite("cuda reduction kernels on the GPU", status.available);
+cudaElementwiseSuite(onGpu("cuda element-wise kernels on the GPU"), status.available);
+
+cudaReductionsSuite(onGpu("cuda reduction kernels on the GPU"), status.available);
