@@ -387,6 +387,28 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       });
     });
 
+    it("clips as the cpu does: the factor on the device, in float32, without a read", () => {
+      const clipped = (device: string, values: number[], maxNorm: number) =>
+        lib.scope(() => {
+          const ps = [values.slice(0, 2), values.slice(2)].map((v) => {
+            const p = lib.zeros([v.length], { device, requiresGrad: true });
+            p.grad = lib.tensor(v, { device });
+            return p;
+          });
+          const norm = lib.optim.clipGradNormTensor(ps, maxNorm).item();
+          return [norm, ...ps.flatMap((p) => Array.from(p.grad!.dataSync()))];
+        });
+      for (const [values, maxNorm] of [
+        [[3, 4, 12], 6.5],
+        [[3, 4, 12], 100],
+        [[3, NaN, 12], 1],
+        [[0.1, -0.2, 1e-3], 1e-3],
+      ] as const) {
+        const got = clipped("cuda:0", [...values], maxNorm);
+        expect(got).toEqual(clipped("cpu", [...values], maxNorm));
+      }
+    });
+
     it("takes the lengths' values from the caller where it gives them", () => {
       // The tensor holds good lengths; the values given beside it do not, and are the ones read.
       const b = backendFor("cuda:0");

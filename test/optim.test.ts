@@ -1307,6 +1307,10 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     const norm = optim.clipGradNorm([wide], 1);
     expect(norm).toBe(5);
     expect(values(wide.grad)).toEqual([3, 4].map((g) => g * (1 / (5 + 1e-6))));
+    wide.grad = tensor([3, 4], { device, dtype: "float64" });
+    const normTensor = optim.clipGradNormTensor([wide], 1);
+    expect([normTensor.dtype, normTensor.item()]).toEqual(["float64", 5]);
+    expect(values(wide.grad)).toEqual([3, 4].map((g) => g * (1 / (5 + 1e-6))));
 
     // The total is taken in the widest dtype (as PyTorch's stack promotes); each gradient is
     // scaled in its own.

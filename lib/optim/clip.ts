@@ -103,9 +103,21 @@ export function clipGradNorm(
     }
     return total;
   }
-  const coefficient = maxNorm / (total + 1e-6);
-  if (coefficient < 1) scaleInPlace(gradientsOf(params), coefficient);
+  scaleBy(gradientsOf(params), clipFactor(total, maxNorm));
   return total;
+}
+
+/**
+ * PyTorch's min(1, maxNorm / (norm + 1e-6)), rounded as `round` rounds each step (float32's
+ * for a float32 norm, as the device computes it), and 1 (no change) for a non-finite norm.
+ */
+function clipFactor(norm: number, maxNorm: number, round = (x: number) => x): number {
+  return Number.isFinite(norm) ? Math.min(1, round(round(maxNorm) / round(norm + 1e-6))) : 1;
+}
+
+/** scaleInPlace by a factor known on the host, skipped when it is 1. */
+function scaleBy(grads: readonly Tensor[], factor: number): void {
+  if (factor < 1) scaleInPlace(grads, factor);
 }
 
 /**
@@ -113,8 +125,10 @@ export function clipGradNorm(
  * the device: the factor min(1, maxNorm / (norm + 1e-6)) is computed on the device, and
  * every gradient is multiplied by it (by 1, which changes nothing, when the norm is below
  * maxNorm or not finite: a NaN or infinite norm leaves the gradients as they are, as in
- * clipGradNorm). Returns the total norm before clipping as a 0-d tensor on the gradients'
- * device (0 on the default device when no parameter has a gradient). There is no
+ * clipGradNorm). On cpu and reference, where reading waits for nothing, the factor is
+ * taken from the norm's value, with the same rounding. Returns the total norm before clipping as a 0-d
+ * tensor on the gradients' device (0 on the default device when no parameter has a
+ * gradient). There is no
  * errorIfNonfinite here: deciding to throw needs the value; read the result to check it.
  */
 export function clipGradNormTensor(
@@ -127,6 +141,13 @@ export function clipGradNormTensor(
   const grads = gradientsOf(parameters);
   if (grads.length === 0) return zeros([]);
   const total = totalNorm(grads, normType);
+  if (!total.device.startsWith("cuda")) {
+    // A host device's read waits for nothing: the factor is taken in JS, in the norm's
+    // dtype as on the device (and so float64 works on cpu, whose element-wise ops do not).
+    const round = total.dtype === "float32" ? Math.fround : undefined;
+    scaleBy(grads, clipFactor(total.item(), maxNorm, round));
+    return total;
+  }
   noGrad(() =>
     scope(() => {
       const finite = total.sub(total).eq(0); // false for NaN and for either infinity
