@@ -520,12 +520,41 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     }
   });
 
-  it("copies a gradient it gives to two leaves, so each .grad is its own", () => {
+  it("copies a gradient it gives to two leaves once, so each .grad is its own", () => {
+    const copies = vi.spyOn(backendFor(device), "cast");
     const a = leaf([1, 2]);
     const b = leaf([3, 4]);
-    a.add(b).sum().backward(); // add returns one gradient for both
+    a.add(b).sum().backward(); // add returns one gradient for both: a copies, b takes it
+    const copied = copies.mock.calls.length;
+    copies.mockRestore();
+    expect(copied).toBe(1);
     noGrad(() => a.grad!.fill_(7));
     expect(b.grad!.toArray()).toEqual([1, 1]);
+    noGrad(() => b.grad!.fill_(5));
+    expect(a.grad!.toArray()).toEqual([7, 7]);
+  });
+
+  it("hands a shared gradient only to its last user, and only when that is a leaf", () => {
+    // The leaf's later gradients are added into the one it took; the other users' copies and
+    // waiting gradients must not see them.
+    const a = leaf([1, 2]);
+    const b = leaf([3, 4]);
+    a.add(b).add(a.mul(5)).sum().backward();
+    expect([a.grad!.toArray(), b.grad!.toArray()]).toEqual([
+      [6, 6],
+      [1, 1],
+    ]);
+    const c = leaf([1, 2]);
+    c.mul(2).add(c).sum().backward(); // a node waits for the gradient: c copies
+    const d = leaf([1, 2]);
+    d.add(d.mul(2)).sum().backward(); // a node after it needs it: d copies
+    const e = leaf([1, 2]);
+    e.add(e).mul(3).sum().backward(); // one leaf twice: it copies, then adds
+    expect([c, d, e].map((x) => x.grad!.toArray())).toEqual([
+      [3, 3],
+      [3, 3],
+      [6, 6],
+    ]);
   });
 
   it("copies a gradient other nodes still wait for, and then adds into it correctly", () => {

@@ -147,21 +147,27 @@ class BackwardPass {
   }
 
   /**
-   * Whether `grad`, one of the gradients `node` returned (`returned`), may become a leaf's
-   * .grad as it is: this pass made it, no view shares its storage (a closure that keeps a
-   * gradient for later keeps a view of it), no node waits for it, and the node returned it
-   * for no other input that needs one (add returns one gradient for both of its own).
-   * A later gradient of that leaf is then added into it in place, which must change nothing
-   * else.
+   * Whether returned[index], a gradient `node` returned, may become a leaf's .grad as it is:
+   * this pass made it, no view shares its storage (a closure that keeps a gradient for later
+   * keeps a view of it), no node waits for it, and every other input of the node that needs
+   * it (add returns one gradient for both of its own) is a leaf that came before, and so
+   * took a copy already. A later gradient of that leaf is then added into it in place, which
+   * must change nothing else.
    */
-  ownable(grad: Tensor, node: GradNode, returned: readonly (Tensor | null | undefined)[]): boolean {
+  ownable(
+    node: GradNode,
+    returned: readonly (Tensor | null | undefined)[],
+    index: number,
+  ): boolean {
+    const grad = returned[index]!;
     if (grad.serial < this.firstSerial || sharesStorage(grad)) return false;
     if (this.waitingStorages.has(grad.storage)) return false;
-    let uses = 0; // a gradient for an input that needs none is dropped, so it does not count
-    returned.forEach((other, i) => {
-      if (node.inputs[i] !== null && other?.storage === grad.storage) uses++;
+    // A gradient for an input that needs none is dropped, so it does not count.
+    return returned.every((other, i) => {
+      const input = node.inputs[i];
+      if (i === index || input === null || other?.storage !== grad.storage) return true;
+      return i < index && input!.gradFn === null;
     });
-    return uses === 1;
   }
 
   private count(grad: Tensor, change: number): void {
@@ -224,7 +230,7 @@ function propagate(rootNode: GradNode, seed: Tensor, retainGraph: boolean): void
       checkGradShape(node, input, grad);
       const next = input.gradFn;
       if (next === null) {
-        accumulateLeaf(input, grad, pass.ownable(grad, node, inputGrads));
+        accumulateLeaf(input, grad, pass.ownable(node, inputGrads, i));
         return;
       }
       const existing = pass.get(next);
