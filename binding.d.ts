@@ -292,8 +292,10 @@ export interface NativeKernels {
       x: Float32Array,
       weight: Float32Array | null,
       bias: Float32Array | null,
+      runningMean: Float32Array | null,
+      runningVar: Float32Array | null,
     ],
-    { n: number; c: number; inner: number; training: boolean; eps: number },
+    { n: number; c: number; inner: number; training: boolean; eps: number; momentum: number },
   ];
   batch_norm_backward: [
     [

@@ -2403,6 +2403,65 @@ function layerCases(t: Target): void {
       },
     );
 
+    it.each(BATCH_NORM_SHAPES.map((s) => [JSON.stringify(s), s] as const))(
+      "x %s: training moves the running statistics in the same call",
+      (_, shape) => {
+        const c = shape[1]!;
+        const xs = floats(sizeOf(shape), sizeOf(shape), -3, 5);
+        const running = [floats(1, c, -1, 1), floats(2, c, 0.5, 2)];
+        for (const which of ["both", "mean", "variance"] as const) {
+          const label = `batchNorm ${JSON.stringify(shape)} running ${which}`;
+          conform(t, label, NORM_TOL, (b) => {
+            const [mean, variance] = [raw(b, "float32", [c]), raw(b, "float32", [c])];
+            const runningMean = which === "variance" ? null : raw(b, "float32", [c], running[0]);
+            const runningVar = which === "mean" ? null : raw(b, "float32", [c], running[1]);
+            const out = raw(b, "float32", shape);
+            const x = raw(b, "float32", shape, xs);
+            const stats = { mean: runningMean, variance: runningVar, momentum: 0.3 };
+            b.batchNorm(out, mean, variance, x, null, null, true, 1e-5, stats);
+            return [out, mean, variance, ...[runningMean, runningVar].filter((r) => r !== null)];
+          });
+        }
+      },
+    );
+
+    it("running statistics: unchanged for one value per channel, refused in eval", () => {
+      const b = t.backend();
+      const runningMean = raw(b, "float32", [3], [1, 2, 3]);
+      const stats = { mean: runningMean, variance: null, momentum: 0.5 };
+      const x = raw(b, "float32", [1, 3], [7, 8, 9]);
+      const [out, mean, variance] = [
+        raw(b, "float32", [1, 3]),
+        ...[3, 3].map((c) => raw(b, "float32", [c])),
+      ];
+      b.batchNorm(out!, mean!, variance!, x, null, null, true, 1e-5, stats);
+      expect(Array.from(b.read(runningMean))).toEqual([1, 2, 3]);
+      // One value per channel in [2, 3]: the mean moves halfway, to 4, 5, 6.
+      const two = raw(b, "float32", [2, 3], [7, 8, 9, 7, 8, 9]);
+      b.batchNorm(raw(b, "float32", [2, 3]), mean!, variance!, two, null, null, true, 1e-5, stats);
+      expect(Array.from(b.read(runningMean))).toEqual([4, 5, 6]);
+      for (const backend of [b, ref]) {
+        const r = raw(backend, "float32", [3], [1, 2, 3]);
+        const s = [3, 3].map((c) => raw(backend, "float32", [c], [0, 0, 1]));
+        expectThrows(
+          () =>
+            backend.batchNorm(
+              raw(backend, "float32", [2, 3]),
+              s[0]!,
+              s[1]!,
+              raw(backend, "float32", [2, 3]),
+              null,
+              null,
+              false,
+              1e-5,
+              { mean: r, variance: null, momentum: 0.5 },
+            ),
+          ValueError,
+          /running statistics are updated only when training/,
+        );
+      }
+    });
+
     it("gradX alone (no weight or bias gradients) matches", () => {
       const shape = [3, 2, 4];
       const xs = floats(5, 24);

@@ -1607,6 +1607,24 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
     expect(bn.num_batches_tracked!.item()).toBe(0);
   });
 
+  it("eval's backward reads the statistics of its forward, even after training moved them", () => {
+    const bn = new nn.BatchNorm1d(1, { affine: false }).eval();
+    const x = tensor([[2], [4]], { requiresGrad: true });
+    const y = bn.forward(x);
+    bn.train().forward(tensor([[10], [30]])); // running variance moves to 0.9 + 0.1 * 200
+    y.sum().backward();
+    const expected = 1 / Math.sqrt(1 + 1e-5);
+    expectClose(x.grad!, [expected, expected], { atol: 1e-6, rtol: 0 }, "the eval variance, 1");
+  });
+
+  it("the functional batchNorm checks momentum", () => {
+    expectThrows(
+      () => F.batchNorm(ones([2, 1]), zeros([1]), ones([1]), { training: true, momentum: 1.5 }),
+      ValueError,
+      "batchNorm: momentum must be in [0, 1], got 1.5",
+    );
+  });
+
   it("training on one value per channel throws as PyTorch does; eval does not", () => {
     const bn = new nn.BatchNorm1d(3);
     expectThrows(

@@ -77,6 +77,18 @@ export type BinaryOp =
   | "silu_backward"; // a * silu'(b): b is the input
 
 /** Comparison ops write bool (uint8 storage); all others write the operands' dtype. */
+/**
+ * The running statistics a training batchNorm updates: running = (1 - momentum) * running +
+ * momentum * the batch's mean (unbiased variance), computed in double from the double
+ * statistics and rounded once, as PyTorch's cpu update; unchanged where a channel has fewer
+ * than two values. Either may be null.
+ */
+export interface BatchNormRunning {
+  mean: RawTensor | null; // [c]
+  variance: RawTensor | null; // [c]
+  momentum: number; // in [0, 1]
+}
+
 export const COMPARISON_OPS: readonly BinaryOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];
 
 export type ReduceOp = "sum" | "mean" | "max" | "min" | "prod";
@@ -362,7 +374,8 @@ export interface Backend {
 
   // Normalisation. Batch norm views x as [n, c, ...inner] with per-channel mean and
   // variance [c] (biased); with training they are the batch's and are written, otherwise
-  // they are read (running statistics). weight and bias [c] may be null.
+  // they are read (running statistics). weight and bias [c] may be null. `running`, only
+  // when training, is moved toward the batch's statistics in the same call.
   batchNorm(
     out: RawTensor,
     mean: RawTensor,
@@ -372,6 +385,7 @@ export interface Backend {
     bias: RawTensor | null,
     training: boolean,
     eps: number,
+    running?: BatchNormRunning | null,
   ): void;
   /** gradWeight and gradBias are written when not null; mean and variance as forward used. */
   batchNormBackward(

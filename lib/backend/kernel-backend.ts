@@ -37,7 +37,7 @@ import type {
 } from "./backend.js";
 import type { RnnBackwardArgs, RnnForwardArgs, RnnParams } from "./rnn.js";
 import type { AdagradStepOptions, RmspropStepItem, RmspropStepOptions } from "./backend.js";
-import type { AttentionParams } from "./backend.js";
+import type { AttentionParams, BatchNormRunning } from "./backend.js";
 import type { AttentionAttrs } from "../../binding.js";
 import { rnnBackwardCall, rnnForwardCall } from "./cpu/rnn.js";
 
@@ -577,6 +577,7 @@ export abstract class KernelBackend implements Backend {
     bias: RawTensor | null,
     training: boolean,
     eps: number,
+    running: BatchNormRunning | null = null,
   ): void {
     const buffers: NativeKernels["batch_norm"][0] = [
       out.storage as Float32Array,
@@ -585,8 +586,11 @@ export abstract class KernelBackend implements Backend {
       x.storage as Float32Array,
       optionalBuf(weight),
       optionalBuf(bias),
+      optionalBuf(running?.mean ?? null),
+      optionalBuf(running?.variance ?? null),
     ];
-    this.call("batch_norm", buffers, { ...channelAttrs(x.shape), training, eps });
+    const momentum = running?.momentum ?? 0;
+    this.call("batch_norm", buffers, { ...channelAttrs(x.shape), training, eps, momentum });
   }
 
   batchNormBackward(

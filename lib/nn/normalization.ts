@@ -4,8 +4,8 @@
 // BatchNorm2d, LayerNorm and GroupNorm with PyTorch's parameter and buffer names.
 
 import { record } from "../autograd/graph.js";
-import { noGrad } from "../autograd/grad-mode.js";
-import type { RawTensor } from "../backend/backend.js";
+import { isGradEnabled, noGrad } from "../autograd/grad-mode.js";
+import type { BatchNormRunning, RawTensor } from "../backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
 import { empty, full } from "../ops/creation.js";
@@ -73,21 +73,23 @@ export interface BatchNormOptions {
   eps?: number;
 }
 
-function updateRunning(running: Tensor, batch: Tensor, momentum: number): void {
-  noGrad(() => running.copy_(running.mul(1 - momentum).add(batch.mul(momentum))));
-}
-
+/**
+ * The batch's mean and biased variance, x normalised by them into out, and the running
+ * statistics (those given) moved toward the batch's mean and unbiased variance, all in one
+ * backend call.
+ */
 function batchStatistics(
   x: Tensor,
   out: Tensor,
   weight: Tensor | null,
   bias: Tensor | null,
   eps: number,
+  running: BatchNormRunning,
 ): { mean: Tensor; variance: Tensor } {
   const c = x.shape[1]!;
   const mean = empty([c], x.dtype, x.device);
   const variance = empty([c], x.dtype, x.device);
-  backendFor(x.device).batchNorm(out, mean, variance, x, weight, bias, true, eps);
+  backendFor(x.device).batchNorm(out, mean, variance, x, weight, bias, true, eps, running);
   return { mean, variance };
 }
 
@@ -118,6 +120,8 @@ export function batchNorm(
   for (const [role, t] of roles) checkCompanion(op, role, x, t, [c]);
   const training = options.training ?? false;
   const momentum = options.momentum ?? 0.1;
+  if (!(momentum >= 0 && momentum <= 1))
+    throw new ValueError(op, `momentum must be in [0, 1], got ${momentum}`, "momentum");
   const eps = checkEps(op, options.eps ?? 1e-5);
   const count = c === 0 ? 0 : x.numel / c;
   if (training && count === 1)
@@ -130,19 +134,23 @@ export function batchNorm(
   if (!training && (runningMean === null || runningVar === null))
     throw new ValueError(op, "runningMean and runningVar are required when not training");
 
+  const inputs = optionalInputs(x, weight, bias);
   const out = empty(x.shape, x.dtype, x.device);
   let mean: Tensor;
   let variance: Tensor;
   if (training) {
-    ({ mean, variance } = batchStatistics(x, out, weight, bias, eps));
-    if (runningMean !== null && count > 1) updateRunning(runningMean, mean, momentum);
-    if (runningVar !== null && count > 1)
-      updateRunning(runningVar, variance.mul(count / (count - 1)), momentum);
+    const running = { mean: runningMean, variance: runningVar, momentum };
+    ({ mean, variance } = batchStatistics(x, out, weight, bias, eps, running));
   } else {
-    [mean, variance] = noGrad(() => [runningMean!.clone(), runningVar!.clone()]);
+    // Backward reads the statistics the forward used: copies, when a graph is recorded, so
+    // that a later training step's update of the running ones does not change them.
+    const recorded = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+    [mean, variance] = recorded
+      ? noGrad(() => [runningMean!.clone(), runningVar!.clone()])
+      : [runningMean!, runningVar!];
     backendFor(x.device).batchNorm(out, mean, variance, x, weight, bias, false, eps);
   }
-  return record(out, op, optionalInputs(x, weight, bias), (g) => {
+  return record(out, op, inputs, (g) => {
     const gx = empty(x.shape, x.dtype, x.device);
     const [gw, gb] = [gradFor(weight, [c]), gradFor(bias, [c])];
     backendFor(x.device).batchNormBackward(gx, gw, gb, g, x, mean, variance, weight, training, eps);

@@ -75,7 +75,8 @@ DEEPNODE_CLONES void affineRun(float* __restrict y, const float* __restrict x, i
   for (int64_t j = 0; j < n; ++j) y[j] = x[j] * scale + shift;
 }
 
-void channelStatistics(const ChannelExtent& e, const float* x, int64_t ch, float& mean, float& variance) {
+void channelStatistics(const ChannelExtent& e, const float* x, int64_t ch, float& mean, float& variance,
+                       const args::RunningStats& running) {
   const int64_t count = e.n * e.inner;
   if (count == 0) return;
   double s = 0;
@@ -85,6 +86,7 @@ void channelStatistics(const ChannelExtent& e, const float* x, int64_t ch, float
   for (int64_t i = 0; i < e.n; ++i) q += squaredDeviations(e.run(x, i, ch), e.inner, m);
   mean = static_cast<float>(m);
   variance = static_cast<float>(q / static_cast<double>(count));
+  running.update(ch, m, q);
 }
 
 // gx = gy * a + xhat * b + c over a run, with xhat = (x - mean) * invStd.
@@ -214,7 +216,7 @@ void blockChannelSums(const ChannelExtent& e, const ColumnBlock& blk, const floa
 }
 
 void batchNormShortRuns(const ChannelExtent& e, bool training, double eps, float* out, float* mean, float* variance,
-                        const float* x, const float* weight, const float* bias) {
+                        const float* x, const float* weight, const float* bias, const args::RunningStats& running) {
   const double count = static_cast<double>(e.n * e.inner);
   forEachChannelBlock(e, [&](const ColumnBlock& blk) {
     std::vector<double> columns(blk.width), sums(blk.channels);
@@ -230,7 +232,10 @@ void batchNormShortRuns(const ChannelExtent& e, bool training, double eps, float
         double d = v - m[ch - blk.ch0];
         return d * d;
       });
-      for (int64_t k = 0; k < blk.channels; ++k) variance[blk.ch0 + k] = static_cast<float>(sums[k] / count);
+      for (int64_t k = 0; k < blk.channels; ++k) {
+        variance[blk.ch0 + k] = static_cast<float>(sums[k] / count);
+        running.update(blk.ch0 + k, m[k], sums[k]);
+      }
     }
     for (int64_t j = 0; j < blk.width; ++j) {
       const int64_t ch = blk.ch0 + j / e.inner;
@@ -304,11 +309,12 @@ void batchNorm(KernelCall& call) {
   float *out = a.out, *mean = a.mean, *variance = a.variance;
   const float *x = a.x, *weight = a.weight, *bias = a.bias;
   const double eps = a.eps;
-  if (e.inner < kShortRun) return batchNormShortRuns(e, training, eps, out, mean, variance, x, weight, bias);
+  const args::RunningStats running = args::readRunningStats(call, e, training);
+  if (e.inner < kShortRun) return batchNormShortRuns(e, training, eps, out, mean, variance, x, weight, bias, running);
 
   parallelFor(e.c, grainFor(e.n * e.inner), [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
-      if (training) channelStatistics(e, x, ch, mean[ch], variance[ch]);
+      if (training) channelStatistics(e, x, ch, mean[ch], variance[ch], running);
       const double invStd = 1.0 / std::sqrt(static_cast<double>(variance[ch]) + eps);
       const double scale = invStd * (weight ? weight[ch] : 1.0f);
       const double shift = (bias ? bias[ch] : 0.0f) - mean[ch] * scale;

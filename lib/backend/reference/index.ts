@@ -6,6 +6,7 @@ import type {
   AdamStepItem,
   AdamStepOptions,
   Backend,
+  BatchNormRunning,
   BinaryOp,
   Conv2dParams,
   MatmulOptions,
@@ -290,8 +291,9 @@ export class ReferenceBackend implements Backend {
     bias: RawTensor | null,
     training: boolean,
     eps: number,
+    running: BatchNormRunning | null = null,
   ): void {
-    norm.batchNorm(out, mean, variance, x, weight, bias, training, eps);
+    norm.batchNorm(out, mean, variance, x, weight, bias, training, eps, running);
   }
 
   batchNormBackward(

@@ -3,7 +3,7 @@
 // [rows, normSize] and normalises each row. Variances are biased (divided by the count),
 // as both PyTorch kernels normalise; the unbiased running variance is the caller's.
 
-import type { RawTensor } from "../backend.js";
+import type { BatchNormRunning, RawTensor } from "../backend.js";
 import { ShapeError, ValueError, formatShape } from "../../errors.js";
 import { FLOAT_DTYPES, elements, requireDType, requireSameDType } from "./storage.js";
 import { expectShape, sizeOf } from "./strides.js";
@@ -42,13 +42,21 @@ function checkEps(op: string, eps: number): void {
   if (!(eps >= 0)) throw new ValueError(op, `eps must be >= 0, got ${eps}`, "eps");
 }
 
+function checkRunning(op: string, momentum: number, training: boolean): void {
+  if (!training)
+    throw new ValueError(op, "running statistics are updated only when training", "running");
+  if (!(momentum >= 0 && momentum <= 1))
+    throw new ValueError(op, `momentum must be in [0, 1], got ${momentum}`, "momentum");
+}
+
 function present(tensors: (RawTensor | null)[]): RawTensor[] {
   return tensors.filter((t): t is RawTensor => t !== null);
 }
 
 /**
  * out = (x - mean) / sqrt(variance + eps) * weight + bias per channel. With training,
- * mean and variance [c] are the batch's and are written; otherwise they are read.
+ * mean and variance [c] are the batch's and are written; otherwise they are read. Training
+ * also moves `running` toward the batch's mean and unbiased variance (BatchNormRunning).
  */
 export function batchNorm(
   out: RawTensor,
@@ -59,10 +67,13 @@ export function batchNorm(
   bias: RawTensor | null,
   training: boolean,
   eps: number,
+  running: BatchNormRunning | null = null,
 ): void {
   const op = "batchNorm";
   requireDType(op, x.dtype, FLOAT_DTYPES);
-  requireSameDType(op, present([out, mean, variance, x, weight, bias]));
+  const runningMean = running?.mean ?? null;
+  const runningVar = running?.variance ?? null;
+  requireSameDType(op, present([out, mean, variance, x, weight, bias, runningMean, runningVar]));
   checkEps(op, eps);
   const e = channelExtent(op, x);
   expectShape(op, "out", out.shape, x.shape);
@@ -71,8 +82,14 @@ export function batchNorm(
     ["variance", variance],
     ["weight", weight],
     ["bias", bias],
+    ["runningMean", runningMean],
+    ["runningVar", runningVar],
   ] as const)
     checkOptional(op, role, t, [e.c]);
+  const update = runningMean !== null || runningVar !== null ? running : null;
+  if (update !== null) checkRunning(op, update.momentum, training);
+  const rms = runningMean === null ? null : elements(op, runningMean);
+  const rvs = runningVar === null ? null : elements(op, runningVar);
 
   const [xs, ys, ms, vs] = [x, out, mean, variance].map((t) => elements(op, t));
   const ws = weight === null ? null : elements(op, weight);
@@ -82,8 +99,14 @@ export function batchNorm(
     if (training && offsets.length > 0) {
       const values = offsets.map((o) => xs![o]!);
       const m = meanOf(values);
+      const squares = values.reduce((sum, v) => sum + (v - m) * (v - m), 0);
       ms![ch] = m;
-      vs![ch] = meanOf(values.map((v) => (v - m) * (v - m)));
+      vs![ch] = squares / values.length;
+      if (update !== null && values.length > 1) {
+        const k = update.momentum;
+        if (rms !== null) rms[ch] = (1 - k) * rms[ch]! + k * m;
+        if (rvs !== null) rvs[ch] = (1 - k) * rvs[ch]! + k * (squares / (values.length - 1));
+      }
     }
     const invStd = 1 / Math.sqrt(vs![ch]! + eps);
     const scale = ws === null ? 1 : ws[ch]!;

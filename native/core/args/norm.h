@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "../hd.h"
 #include "../kernel.h"
 
 namespace deepnode::args {
@@ -92,6 +93,38 @@ Args readNormForward(const KernelCall& call, const char* spread, int64_t total, 
 
 inline BatchNormArgs readBatchNorm(const KernelCall& call, const ChannelExtent& e) {
   return readNormForward<BatchNormArgs>(call, "variance", e.total, e.c, e.c);
+}
+
+// Batch norm's running statistics, optional buffers 6 (runningMean) and 7 (runningVar) of c
+// elements, which training moves toward the batch's mean and unbiased variance in the same
+// call: running = (1 - momentum) * running + momentum * statistic, in double from the
+// double statistics and rounded once (as PyTorch's cpu update, whose accumulators are
+// double). A channel of fewer than two values leaves them as they are.
+struct RunningStats {
+  float *mean, *variance;
+  double momentum;
+  double count;  // values per channel
+
+  // The channel's update, from its double mean and sum of squared deviations.
+  DEEPNODE_HD void update(int64_t ch, double m, double squares) const {
+    if (count < 2) return;
+    if (mean != nullptr) mean[ch] = static_cast<float>((1 - momentum) * mean[ch] + momentum * m);
+    if (variance != nullptr) {
+      const double unbiased = squares / (count - 1);
+      variance[ch] = static_cast<float>((1 - momentum) * variance[ch] + momentum * unbiased);
+    }
+  }
+};
+
+inline RunningStats readRunningStats(const KernelCall& call, const ChannelExtent& e, bool training) {
+  RunningStats r{optionalFloats(call, 6, "runningMean", e.c), optionalFloats(call, 7, "runningVar", e.c), 0,
+                 static_cast<double>(e.n * e.inner)};
+  if (r.mean == nullptr && r.variance == nullptr) return r;
+  if (!training) call.fail("ERR_VALUE", "running statistics are updated only when training");
+  r.momentum = call.number("momentum");
+  if (!(r.momentum >= 0 && r.momentum <= 1))
+    call.fail("ERR_VALUE", "momentum must be in [0, 1], got " + std::to_string(r.momentum));
+  return r;
 }
 
 inline LayerNormArgs readLayerNorm(const KernelCall& call, const RowExtent& e) {

@@ -37,8 +37,10 @@ Channels readChannels(const KernelCall& call) {
   return {args::readChannelExtent(call)};
 }
 
-// mean and variance of each channel (biased), through a double mean in m.
-void channelStatistics(const Channels& e, const float* x, float* mean, float* variance, double* m) {
+// mean and variance of each channel (biased), through a double mean in m, and the running
+// statistics' update (args::RunningStats) as the variance is stored.
+void channelStatistics(const Channels& e, const float* x, float* mean, float* variance, double* m,
+                       args::RunningStats running) {
   const double count = static_cast<double>(e.count());
   segmentedReduce<SumDouble>(
       "batch_norm", e.c, e.count(), [=] DEEPNODE_HD(int64_t ch, int64_t r) { return double(x[e.at(ch, r)]); },
@@ -52,6 +54,7 @@ void channelStatistics(const Channels& e, const float* x, float* mean, float* va
       [=] DEEPNODE_HD(int64_t ch, double q) {
         mean[ch] = static_cast<float>(m[ch]);
         variance[ch] = static_cast<float>(q / count);
+        running.update(ch, m[ch], q);
       });
 }
 
@@ -184,10 +187,11 @@ void batchNorm(KernelCall& call) {
   Channels e = readChannels(call);
   const bool training = call.flag("training", false);
   BatchNormArgs a = args::readBatchNorm(call, e);
+  const args::RunningStats running = args::readRunningStats(call, e, training);
   if (e.c == 0) return;
   if (training && e.count() > 0) {
     Scratch m(static_cast<size_t>(e.c) * sizeof(double));
-    channelStatistics(e, a.x, a.mean, a.variance, m.as<double>());
+    channelStatistics(e, a.x, a.mean, a.variance, m.as<double>(), running);
   }
   Scratch coefficients(static_cast<size_t>(2 * e.c) * sizeof(float));
   batchNormApply(e, a, coefficients.as<float>());
