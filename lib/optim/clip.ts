@@ -112,7 +112,7 @@ export function clipGradNorm(
  * for a float32 norm, as the device computes it), and 1 (no change) for a non-finite norm.
  */
 function clipFactor(norm: number, maxNorm: number, round = (x: number) => x): number {
-  return Number.isFinite(norm) ? Math.min(1, round(round(maxNorm) / round(norm + 1e-6))) : 1;
+  return Number.isFinite(norm) ? Math.min(1, round(round(maxNorm) / round(norm + round(1e-6)))) : 1;
 }
 
 /** scaleInPlace by a factor known on the host, skipped when it is 1. */
