@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it, vi } from "vitest";
 
 import { gradcheck } from "../lib/autograd/gradcheck.js";
+import { recordOutputs } from "../lib/autograd/graph.js";
 import { backendFor } from "../lib/backend/registry.js";
 import {
   DTypeError,
@@ -589,6 +590,34 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     const kept = x.mul(x).sum();
     kept.backward(undefined, { retainGraph: true });
     expect(kept.gradFn!.released).toBe(false);
+  });
+
+  it("gives an op with several outputs their gradients at once, null for one that got none", () => {
+    const x = leaf([1, 2]);
+    const seen: unknown[][] = [];
+    const timesTwoThreeFour = () =>
+      recordOutputs(
+        noGrad(() => [x.mul(2), x.mul(3), x.mul(4)]),
+        "times",
+        [x],
+        (grads) => {
+          seen.push(grads.map((grad) => grad?.toArray() ?? null));
+          const scaled = grads.map((grad, k) => grad?.mul(k + 2) ?? zeros([2], { device }));
+          return [scaled[0]!.add(scaled[1]!).add(scaled[2]!)];
+        },
+      );
+    const [twice, , fourTimes] = timesTwoThreeFour();
+    // Both outputs reach the node, which runs once, after both: d/dx (2x + 40x) = 42.
+    twice!.sum().add(fourTimes!.mul(10).sum()).backward();
+    expect(seen).toEqual([[[1, 1], null, [10, 10]]]);
+    expect(x.grad!.toArray()).toEqual([42, 42]);
+
+    x.zeroGrad();
+    seen.length = 0;
+    const [, thrice] = timesTwoThreeFour(); // a root that is not the first output
+    thrice!.backward(tensor([1, 5], { device }));
+    expect(seen).toEqual([[null, [1, 5], null]]);
+    expect(x.grad!.toArray()).toEqual([3, 15]);
   });
 
   it("forbids in-place changes to leaves that require grad", () => {
