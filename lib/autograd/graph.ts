@@ -5,8 +5,8 @@
 // leaves' .grad. The closures hold the saved tensors; they are dropped after backward
 // unless retainGraph is set.
 //
-// A node may have several outputs (recordOutputs: a recurrent layer's output and final
-// states), whose gradients its closure gets together. That is one gradient slot
+// A node may have several outputs (recordOutputs: split's pieces, a recurrent layer's output
+// and final states), whose gradients its closure gets together. That is one gradient slot
 // per output where the pass waits for the node, rather than a node per output joined at a
 // placeholder tensor: the placeholder's node cost a fill per output and adds of the
 // placeholders' gradients on every backward, and the per-output nodes had to keep views of
