@@ -52,6 +52,7 @@ export class Tensor implements RawTensor {
   readonly serial: number;
   private storageRef: Storage | null;
   private gradNode: GradNode | null = null;
+  private gradNodeOutput = 0;
   private needsGrad = false;
 
   /** Wraps storage the backend allocated; use the creation functions instead. */
@@ -157,9 +158,15 @@ export class Tensor implements RawTensor {
     return this.gradNode === null;
   }
 
-  /** Used by autograd.record: this tensor is the output of a recorded op. */
-  setGradFn(node: GradNode): void {
+  /** Which of gradFn's outputs this tensor is (0 for an op with one output). */
+  get outputIndex(): number {
+    return this.gradNodeOutput;
+  }
+
+  /** Used by autograd.record: this tensor is output `output` of a recorded op. */
+  setGradFn(node: GradNode, output = 0): void {
     this.gradNode = node;
+    this.gradNodeOutput = output;
     this.needsGrad = true;
   }
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it, vi } from "vitest";
 
 import { gradcheck } from "../lib/autograd/gradcheck.js";
+import { recordOutputs } from "../lib/autograd/graph.js";
 import { backendFor } from "../lib/backend/registry.js";
 import {
   DTypeError,
@@ -620,6 +621,34 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     expect(kept.gradFn!.released).toBe(false);
   });
 
+  it("gives an op with several outputs their gradients at once, null for one that got none", () => {
+    const x = leaf([1, 2]);
+    const seen: unknown[][] = [];
+    const timesTwoThreeFour = () =>
+      recordOutputs(
+        noGrad(() => [x.mul(2), x.mul(3), x.mul(4)]),
+        "times",
+        [x],
+        (grads) => {
+          seen.push(grads.map((grad) => grad?.toArray() ?? null));
+          const scaled = grads.map((grad, k) => grad?.mul(k + 2) ?? zeros([2], { device }));
+          return [scaled[0]!.add(scaled[1]!).add(scaled[2]!)];
+        },
+      );
+    const [twice, , fourTimes] = timesTwoThreeFour();
+    // Both outputs reach the node, which runs once, after both: d/dx (2x + 40x) = 42.
+    twice!.sum().add(fourTimes!.mul(10).sum()).backward();
+    expect(seen).toEqual([[[1, 1], null, [10, 10]]]);
+    expect(x.grad!.toArray()).toEqual([42, 42]);
+
+    x.zeroGrad();
+    seen.length = 0;
+    const [, thrice] = timesTwoThreeFour(); // a root that is not the first output
+    thrice!.backward(tensor([1, 5], { device }));
+    expect(seen).toEqual([[null, [1, 5], null]]);
+    expect(x.grad!.toArray()).toEqual([3, 15]);
+  });
+
   it("forbids in-place changes to leaves that require grad", () => {
     const x = leaf([1, 2]);
     expectThrows(
@@ -739,6 +768,35 @@ const MORE_CASES: GradCase[] = [
     },
   },
   {
+    name: "split into equal pieces, all used",
+    inputs: [g([6, 3])],
+    fn: (a) => {
+      const [first, second, third] = a.split(2);
+      return first!.mul(second!).add(third!.square());
+    },
+  },
+  {
+    name: "split along dim 1, the first and last pieces unused",
+    inputs: [g([2, 7, 2])],
+    fn: (a) => a.split([2, 3, 2], 1)[1]!.exp(),
+  },
+  {
+    name: "split with an empty piece, the last one unused",
+    inputs: [g([4, 2])],
+    fn: (a) => {
+      const [, second, third] = a.split([0, 3, 1]);
+      return second!.sum(0).mul(third!.sum(0)).add(second!.square().sum(0));
+    },
+  },
+  {
+    name: "chunk along the last dim into uneven pieces",
+    inputs: [g([3, 2, 5])],
+    fn: (a) => {
+      const [first, second] = a.chunk(2, -1);
+      return first!.sum(-1).mul(second!.exp().sum(-1));
+    },
+  },
+  {
     name: "cat along dim 1 of three tensors",
     inputs: [g([2, 1]), g([2, 3]), g([2, 2])],
     fn: (a, b, c) => cat([a, b, c], 1).square(),
@@ -797,6 +855,55 @@ describe("gradients of the rest of the differentiable ops", () => {
   });
 });
 
+// ---- split's backward is one pass ---------------------------------------------------------
+
+describe("split's backward: one gradient of x's shape, each piece's written into it", () => {
+  /** The backend calls on cpu whose output has `numel` elements while `body` runs. */
+  function callsOnWhole(numel: number, body: () => void): string[] {
+    const backend = backendFor("cpu");
+    const calls: string[] = [];
+    const names = ["alloc", "fill", "binary", "sliceAssign", "cast"] as const;
+    const spies = names.map((name) => vi.spyOn(backend, name));
+    try {
+      body();
+      spies.forEach((spy, i) => {
+        for (const args of spy.mock.calls as unknown[][]) {
+          // alloc(dtype, size, init); the others' first tensor argument is their output.
+          const alloc = names[i] === "alloc";
+          const out = args.find((a) => typeof a === "object" && a !== null && "shape" in a);
+          const size = alloc ? args[1] : sizeOf((out as { shape: number[] }).shape);
+          if (size === numel) calls.push(alloc ? `alloc:${String(args[2])}` : names[i]!);
+        }
+      });
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    return calls.sort();
+  }
+
+  it("writes every piece's gradient in place, zero-filling nothing, when all have one", () => {
+    const x = randn([6, 4]).requiresGrad_(true);
+    const [a, b, c] = x.split(2);
+    const loss = a!.sum().add(b!.mul(2).sum()).add(c!.mul(3).sum());
+    const calls = callsOnWhole(24, () => loss.backward());
+    // Not three zero-filled [6, 4] and two additions, nor a copy into .grad.
+    expect(calls).toEqual(["alloc:none", "sliceAssign", "sliceAssign", "sliceAssign"]);
+    expect(x.grad!.toArray()).toEqual([1, 1, 2, 2, 3, 3].map((v) => [v, v, v, v]));
+  });
+
+  it("zero-fills it first when a piece has no gradient", () => {
+    const x = randn([6, 4]).requiresGrad_(true);
+    const [a, , c] = x.chunk(3);
+    const loss = a!.sum().add(c!.mul(3).sum());
+    expect(callsOnWhole(24, () => loss.backward())).toEqual([
+      "alloc:zero",
+      "sliceAssign",
+      "sliceAssign",
+    ]);
+    expect(x.grad!.toArray()).toEqual([1, 1, 0, 0, 3, 3].map((v) => [v, v, v, v]));
+  });
+});
+
 // ---- the audit, kept: every recorded op has a gradcheck case ------------------------------
 
 /** Op names that lib/ops and lib/nn/functional.ts can record, read from their sources. */
@@ -813,6 +920,7 @@ function recordedOpNames(): Set<string> {
   const files = [...readdirSync(join(root, "ops")).map((f) => join("ops", f)), ...layers];
   const patterns = [
     /record\(\s*\w+,\s*"(\w+)"/g, // record(out, "add", ...)
+    /recordOutputs\(\s*\w+,\s*"(\w+)"/g, // recordOutputs(outs, "split", ...)
     /unaryOp\("(\w+)"/g, // the unary wrappers and pow with a number
     /extremum\("(\w+)"/g, // maximum, minimum, max, min
     /log \? "(\w+)" : "(\w+)"/g, // logSoftmax and softmax

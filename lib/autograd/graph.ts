@@ -1,9 +1,16 @@
 // The recorded graph and the backward pass. Each differentiable op attaches a GradNode
-// to its output: the inputs that need gradients and a closure that maps the output's
-// gradient to theirs (computed with Tensor ops under noGrad). backward() runs the nodes
+// to its outputs: the inputs that need gradients and a closure that maps the outputs'
+// gradients to theirs (computed with Tensor ops under noGrad). backward() runs the nodes
 // in reverse topological order, sums gradients that meet, and accumulates into the
 // leaves' .grad. The closures hold the saved tensors; they are dropped after backward
 // unless retainGraph is set.
+//
+// A node may have several outputs (recordOutputs: split's pieces, a recurrent layer's output
+// and final states), whose gradients its closure gets together. That is one gradient slot
+// per output where the pass waits for the node, rather than a node per output joined at a
+// placeholder tensor: the placeholder's node cost a fill per output and adds of the
+// placeholders' gradients on every backward, and the per-output nodes had to keep views of
+// their gradients to stop a leaf taking one before the joined node had read it.
 
 import { StateError, formatShape } from "../errors.js";
 import { sameShape } from "../shape.js";
@@ -20,22 +27,38 @@ import { isGradEnabled, noGrad } from "./grad-mode.js";
  */
 export type BackwardFn = (gradOut: Tensor) => readonly (Tensor | null | undefined)[];
 
+/**
+ * BackwardFn of an op with several outputs: their gradients in order, null for an output that
+ * got none (at least one got one). The same rule holds for keeping any of them.
+ */
+export type OutputsBackwardFn = (
+  gradOuts: readonly (Tensor | null)[],
+) => readonly (Tensor | null | undefined)[];
+
 export class GradNode {
   readonly name: string;
   readonly inputs: readonly (Tensor | null)[];
-  private backwardFn: BackwardFn | null;
+  /** How many outputs the op has; each output tensor knows its place (outputIndex). */
+  readonly outputs: number;
+  private backwardFn: OutputsBackwardFn | null;
 
-  constructor(name: string, inputs: readonly (Tensor | null)[], backwardFn: BackwardFn) {
+  constructor(
+    name: string,
+    inputs: readonly (Tensor | null)[],
+    backwardFn: OutputsBackwardFn,
+    outputs = 1,
+  ) {
     this.name = name;
     this.inputs = inputs;
     this.backwardFn = backwardFn;
+    this.outputs = outputs;
   }
 
   get released(): boolean {
     return this.backwardFn === null;
   }
 
-  apply(gradOut: Tensor): readonly (Tensor | null | undefined)[] {
+  apply(gradOuts: readonly (Tensor | null)[]): readonly (Tensor | null | undefined)[] {
     if (this.backwardFn === null) {
       throw new StateError(
         "backward",
@@ -43,7 +66,7 @@ export class GradNode {
           "pass { retainGraph: true } to the first backward() to run it twice",
       );
     }
-    return this.backwardFn(gradOut);
+    return this.backwardFn(gradOuts);
   }
 
   release(): void {
@@ -61,15 +84,37 @@ export function record(
   inputs: readonly Tensor[],
   backward: BackwardFn,
 ): Tensor {
-  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return out;
-  out.setGradFn(
-    new GradNode(
-      name,
-      inputs.map((t) => (t.requiresGrad ? t : null)),
-      backward,
-    ),
-  );
+  if (recording(inputs)) attach([out], name, inputs, (gradOuts) => backward(gradOuts[0]!));
   return out;
+}
+
+/**
+ * record for an op with several outputs: one GradNode for all of them, whose `backward` gets
+ * all their gradients at once (see the top of this file). Returns `outputs`.
+ */
+export function recordOutputs<T extends readonly Tensor[]>(
+  outputs: T,
+  name: string,
+  inputs: readonly Tensor[],
+  backward: OutputsBackwardFn,
+): T {
+  if (recording(inputs)) attach(outputs, name, inputs, backward);
+  return outputs;
+}
+
+function recording(inputs: readonly Tensor[]): boolean {
+  return isGradEnabled() && inputs.some((t) => t.requiresGrad);
+}
+
+function attach(
+  outputs: readonly Tensor[],
+  name: string,
+  inputs: readonly Tensor[],
+  backward: OutputsBackwardFn,
+): void {
+  const needed = inputs.map((t) => (t.requiresGrad ? t : null));
+  const node = new GradNode(name, needed, backward, outputs.length);
+  outputs.forEach((out, k) => out.setGradFn(node, k));
 }
 
 /** Nodes reachable from `root`, each after every node that consumes it (reverse topological). */
@@ -121,29 +166,35 @@ function accumulateLeaf(leaf: Tensor, grad: Tensor, ownable: boolean): void {
  * nothing else refers to. That saves a kernel and an allocation per parameter per step.
  */
 class BackwardPass {
-  private readonly waiting = new Map<GradNode, Tensor>();
+  /** Per node, its outputs' gradients so far (null for an output that has none yet). */
+  private readonly waiting = new Map<GradNode, (Tensor | null)[]>();
   /** How many waiting gradients use each storage. */
   private readonly waitingStorages = new Map<Storage, number>();
   /** Tensors made from here on were made by this pass (the caller's seed was not). */
   private readonly firstSerial = nextTensorSerial();
 
-  set(node: GradNode, grad: Tensor): void {
-    const previous = this.waiting.get(node);
-    if (previous !== undefined) this.count(previous, -1);
-    this.waiting.set(node, grad);
+  set(node: GradNode, output: number, grad: Tensor): void {
+    let grads = this.waiting.get(node);
+    if (grads === undefined) {
+      grads = new Array<Tensor | null>(node.outputs).fill(null);
+      this.waiting.set(node, grads);
+    }
+    const previous = grads[output];
+    if (previous !== null && previous !== undefined) this.count(previous, -1);
+    grads[output] = grad;
     this.count(grad, 1);
   }
 
-  take(node: GradNode): Tensor | undefined {
-    const grad = this.waiting.get(node);
-    if (grad === undefined) return undefined;
+  take(node: GradNode): (Tensor | null)[] | undefined {
+    const grads = this.waiting.get(node);
+    if (grads === undefined) return undefined;
     this.waiting.delete(node);
-    this.count(grad, -1);
-    return grad;
+    for (const grad of grads) if (grad !== null) this.count(grad, -1);
+    return grads;
   }
 
-  get(node: GradNode): Tensor | undefined {
-    return this.waiting.get(node);
+  get(node: GradNode, output: number): Tensor | null {
+    return this.waiting.get(node)?.[output] ?? null;
   }
 
   /**
@@ -201,7 +252,7 @@ export function runBackward(root: Tensor, options: BackwardOptions = {}): void {
       accumulateLeaf(root, seed, false);
       return;
     }
-    propagate(rootNode, seed, options.retainGraph ?? false);
+    propagate(rootNode, root.outputIndex, seed, options.retainGraph ?? false);
   });
 }
 
@@ -216,13 +267,18 @@ function implicitGradient(root: Tensor): Tensor {
   return root.onesLike();
 }
 
-function propagate(rootNode: GradNode, seed: Tensor, retainGraph: boolean): void {
+function propagate(
+  rootNode: GradNode,
+  rootOutput: number,
+  seed: Tensor,
+  retainGraph: boolean,
+): void {
   const pass = new BackwardPass();
-  pass.set(rootNode, seed);
+  pass.set(rootNode, rootOutput, seed);
   for (const node of topologicalOrder(rootNode)) {
-    const gradOut = pass.take(node);
-    if (gradOut === undefined) continue;
-    const inputGrads = node.apply(gradOut);
+    const gradOuts = pass.take(node);
+    if (gradOuts === undefined) continue;
+    const inputGrads = node.apply(gradOuts);
     if (!retainGraph) node.release();
     node.inputs.forEach((input, i) => {
       const grad = inputGrads[i];
@@ -233,8 +289,8 @@ function propagate(rootNode: GradNode, seed: Tensor, retainGraph: boolean): void
         accumulateLeaf(input, grad, pass.ownable(node, inputGrads, i));
         return;
       }
-      const existing = pass.get(next);
-      pass.set(next, existing === undefined ? grad : existing.add(grad));
+      const existing = pass.get(next, input.outputIndex);
+      pass.set(next, input.outputIndex, existing === null ? grad : existing.add(grad));
     });
   }
 }

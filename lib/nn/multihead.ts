@@ -172,9 +172,9 @@ export class MultiheadAttention extends Module {
   /**
    * q, k and v of self-attention's one input x [L, N, E] by one matmul with the whole
    * in_proj_weight, as PyTorch's packed in-projection: one matmul instead of three, and no
-   * slicing of the weights. (Splitting the packed heads into q, k and v still costs, in
-   * backward, a zeroed [3, N, H, L, d] per piece, added up; a split whose backward is one
-   * concatenation would save that.)
+   * slicing of the weights. The heads come apart by one split, whose backward writes the
+   * three gradients into one [3, N, H, L, d] (a narrow each would zero-fill one per piece
+   * and add them up).
    */
   private packedProjection(x: Tensor): [Tensor, Tensor, Tensor] {
     const [l, n] = x.shape as [number, number];
@@ -182,7 +182,7 @@ export class MultiheadAttention extends Module {
     const d = this.headDim;
     const packed = F.linear(x, this.in_proj_weight!, this.in_proj_bias); // [L, N, 3E]
     const heads = packed.reshape([l, n, 3, h, d]).permute(2, 1, 3, 0, 4); // [3, N, H, L, d]
-    const [q, k, v] = [0, 1, 2].map((i) => heads.narrow(0, i, 1).reshape([n, h, l, d]));
+    const [q, k, v] = heads.split(1, 0).map((piece) => piece.reshape([n, h, l, d]));
     return [q!, k!, v!];
   }
 

@@ -4,8 +4,7 @@
 // projects the input for every step at once, then the backend's rnnForward runs the
 // recurrence; backward runs rnnBackward layer by layer in reverse.
 
-import { record } from "../autograd/graph.js";
-import { isGradEnabled } from "../autograd/grad-mode.js";
+import { recordOutputs } from "../autograd/graph.js";
 import type { Backend, RawTensor } from "../backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
 import {
@@ -185,41 +184,6 @@ function checkConfig(
     dropout,
     training: options.training ?? true,
   };
-}
-
-// ---- multi-output recording ---------------------------------------------------------
-
-/**
- * Records one op with several outputs. The graph's nodes have one output each, so every
- * output gets a node that only stores its gradient and passes a zero [1] to a shared hub
- * tensor; the hub's node, which runs after all of them, calls `backward` with the stored
- * gradients (null for an output that got none).
- */
-function recordOutputs(
-  name: string,
-  inputs: readonly Tensor[],
-  outputs: readonly Tensor[],
-  backward: (grads: (Tensor | null)[]) => (Tensor | null)[],
-): void {
-  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return;
-  const { dtype, device } = outputs[0]!;
-  const stored: (Tensor | null)[] = outputs.map(() => null);
-  // The hub and its gradient are placeholders in the graph; zeros keep them harmless.
-  const hub = zeroFilled([1], dtype, device);
-  record(hub, name, inputs, () => {
-    const grads = backward([...stored]);
-    for (const g of stored) if (g !== null && !grads.includes(g)) g.dispose();
-    stored.fill(null);
-    return grads;
-  });
-  outputs.forEach((out, k) => {
-    record(out, `${name}.output${k}`, [hub], (g) => {
-      // A view, not g itself: while it is held, g shares its storage, so the backward pass
-      // cannot hand g to a leaf as its .grad (and add into it) before the hub has read it.
-      stored[k] = g.detach();
-      return [zeroFilled([1], dtype, device)];
-    });
-  });
 }
 
 // ---- forward and backward of the stack ----------------------------------------------
@@ -445,7 +409,7 @@ function backwardLayer(
 function backwardStack(
   backend: Backend,
   c: Config,
-  outputGrads: (Tensor | null)[],
+  outputGrads: readonly (Tensor | null)[],
   weights: readonly Tensor[],
   states: States,
   saved: Saved,
@@ -607,7 +571,7 @@ function recurrentBatched(
   const outputs =
     result.cN === null ? [result.output, result.hN] : [result.output, result.hN, result.cN];
   const inputs = [x, ...weights, ...initial];
-  recordOutputs(c.op, inputs, outputs, (grads) => {
+  recordOutputs(outputs, c.op, inputs, (grads) => {
     const g = backwardStack(backend, c, grads, weights, states, saved, x.requiresGrad);
     const gradStates = [...(h0 === null ? [] : [g.gradH0]), ...(c0 === null ? [] : [g.gradC0])];
     return [g.gradX, ...g.gradWeights, ...gradStates];

@@ -2,7 +2,7 @@
 // split, chunk, cat and stack. Storage is always contiguous, so each result is a copy made
 // by the backend's slice kernel; the gradients go back through sliceAssign.
 
-import { record } from "../autograd/graph.js";
+import { record, recordOutputs } from "../autograd/graph.js";
 import { backendFor } from "../backend/registry.js";
 import {
   DTypeError,
@@ -14,18 +14,51 @@ import {
 } from "../errors.js";
 import { normalizeAxis } from "../shape.js";
 import type { Tensor } from "../tensor.js";
-import { empty, zeros } from "./creation.js";
+import { empty, zeroFilled, zeros } from "./creation.js";
 import { unsqueeze } from "./shape.js";
 
-/** Rows start, start + step, ... of x along axis (count of them); records its backward. */
-function strided(x: Tensor, axis: number, start: number, step: number, count: number): Tensor {
+/** Rows start, start + step, ... of x along axis (count of them), not recorded. */
+function rows(x: Tensor, axis: number, start: number, step: number, count: number): Tensor {
   const shape = [...x.shape];
   shape[axis] = count;
   const out = empty(shape, x.dtype, x.device);
   backendFor(x.device).slice(out, x, axis, start, step);
-  return record(out, "slice", [x], (g) => {
+  return out;
+}
+
+/** rows, recorded: its backward puts the gradient into zeros of x's shape. */
+function strided(x: Tensor, axis: number, start: number, step: number, count: number): Tensor {
+  return record(rows(x, axis, start, step, count), "slice", [x], (g) => {
     const gradX = zeros(x.shape, { dtype: g.dtype, device: g.device });
     backendFor(g.device).sliceAssign(gradX, g, axis, start, step);
+    return [gradX];
+  });
+}
+
+/**
+ * x cut along axis into consecutive pieces `lengths` long, recorded as one op: its backward
+ * writes each piece's gradient into one gradient of x's shape, so k pieces cost k
+ * slice_assigns, where a slice node per piece would cost k zero-filled gradients of x's shape
+ * and k - 1 additions of them (PyTorch's split backward is one concatenation too).
+ */
+function piecesOf(x: Tensor, axis: number, lengths: readonly number[]): Tensor[] {
+  const offsets: number[] = [];
+  let offset = 0;
+  for (const length of lengths) {
+    offsets.push(offset);
+    offset += length;
+  }
+  const outs = lengths.map((length, i) => rows(x, axis, offsets[i]!, 1, length));
+  const shape = x.shape;
+  return recordOutputs(outs, "split", [x], (grads) => {
+    // Zero-filled only when some non-empty piece got no gradient: else every entry is written.
+    const missing = grads.some((g, i) => g === null && lengths[i]! > 0);
+    const { dtype, device } = grads.find((g) => g !== null)!;
+    const gradX = (missing ? zeroFilled : empty)(shape, dtype, device);
+    grads.forEach((g, i) => {
+      if (g !== null && lengths[i]! > 0)
+        backendFor(device).sliceAssign(gradX, g, axis, offsets[i]!, 1);
+    });
     return [gradX];
   });
 }
@@ -93,30 +126,25 @@ export function select(x: Tensor, dim: number, index: number): Tensor {
 export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Tensor[] {
   const axis = normalizeAxis("split", dim, x.ndim);
   const size = x.shape[axis]!;
-  let pieces: number[];
+  let lengths: number[];
   if (typeof sizes === "number") {
     if (integer("split", "sizes", sizes) < 1) {
       throw new ValueError("split", `a piece size must be >= 1, got ${sizes}`, "sizes");
     }
-    pieces = Array.from({ length: Math.ceil(size / sizes) }, (_, i) =>
+    lengths = Array.from({ length: Math.ceil(size / sizes) }, (_, i) =>
       Math.min(sizes, size - i * sizes),
     );
   } else {
-    pieces = sizes.map((s) => integer("split", "sizes", s));
-    const total = pieces.reduce((sum, s) => sum + s, 0);
-    if (pieces.some((s) => s < 0) || total !== size) {
+    lengths = sizes.map((s) => integer("split", "sizes", s));
+    const total = lengths.reduce((sum, s) => sum + s, 0);
+    if (lengths.some((s) => s < 0) || total !== size) {
       const message =
-        `sizes [${pieces.join(", ")}] must be >= 0 and add up to ${size}, dim ` +
+        `sizes [${lengths.join(", ")}] must be >= 0 and add up to ${size}, dim ` +
         `${axis} of ${formatShape(x.shape)}`;
       throw new ShapeError("split", message, [x.shape], axis);
     }
   }
-  let offset = 0;
-  return pieces.map((length) => {
-    const piece = strided(x, axis, offset, 1, length);
-    offset += length;
-    return piece;
-  });
+  return piecesOf(x, axis, lengths);
 }
 
 /** `chunks` pieces of `dim` of equal size (the last smaller), as torch.chunk. */
