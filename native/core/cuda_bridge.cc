@@ -249,10 +249,16 @@ Napi::Value DownloadAsync(const Napi::CallbackInfo& info) {
     plugin.release(block.device, staging, &ignored);
     throw pluginError(env, error);
   }
-  auto* worker = new DownloadWorker(env, info[1], block.device, staging, data, bytes);
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
+  try {
+    auto* worker = new DownloadWorker(env, info[1], block.device, staging, data, bytes);
+    Napi::Promise promise = worker->promise();
+    worker->Queue();
+    return promise;
+  } catch (...) {  // no worker will run to give the block back
+    DeepnodeCudaError ignored{};
+    plugin.release(block.device, staging, &ignored);
+    throw;
+  }
 }
 
 // cudaRun's arguments as the plugin's C structs: names, strings and lists live in `names`

@@ -77,7 +77,9 @@ int stagingBlock(Staging& pool, int device, size_t bytes) {
     cudaGetLastError();
     return -1;
   }
-  check(cudaEventCreateWithFlags(&block.done, cudaEventDisableTiming), "cudaEventCreateWithFlags", device);
+  const cudaError_t created = cudaEventCreateWithFlags(&block.done, cudaEventDisableTiming);
+  if (created != cudaSuccess) cudaFreeHost(block.data);  // not yet in the pool, which would keep it
+  check(created, "cudaEventCreateWithFlags", device);
   pool.blocks.push_back(block);
   pool.total += size;
   return static_cast<int>(pool.blocks.size() - 1);
@@ -93,7 +95,14 @@ bool stagedUpload(int device, cudaStream_t s, void* dst, const void* src, size_t
   StagingBlock& block = pool.blocks[static_cast<size_t>(index)];
   std::memcpy(block.data, src, bytes);
   check(cudaMemcpyAsync(dst, block.data, bytes, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync", device);
-  check(cudaEventRecord(block.done, s), "cudaEventRecord", device);
+  // Unrecorded, the event still says the block's previous copy is done, so the next upload
+  // could overwrite the block while this copy reads it: let this copy finish first.
+  const cudaError_t recorded = cudaEventRecord(block.done, s);
+  if (recorded != cudaSuccess) {
+    waits::note(device);
+    cudaStreamSynchronize(s);
+  }
+  check(recorded, "cudaEventRecord", device);
   return true;
 }
 
@@ -132,7 +141,9 @@ void* hostVisibleAlloc(int device, size_t bytes, void** onDevice) {
   void* data = nullptr;
   check(cudaHostAlloc(&data, bytes, cudaHostAllocMapped | cudaHostAllocPortable), "cudaHostAlloc", device);
   std::memset(data, 0, bytes);
-  check(cudaHostGetDevicePointer(onDevice, data, 0), "cudaHostGetDevicePointer", device);
+  const cudaError_t mapped = cudaHostGetDevicePointer(onDevice, data, 0);
+  if (mapped != cudaSuccess) cudaFreeHost(data);  // the caller keeps none, and asks again at the next check
+  check(mapped, "cudaHostGetDevicePointer", device);
   return data;
 }
 
