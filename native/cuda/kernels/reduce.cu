@@ -37,11 +37,17 @@ struct ReducePlan {
   DEEPNODE_HD int64_t offset(int64_t o, int64_t r) const {
     if (groups <= 1 || (groups == 2 && reduced[1])) return o * count + r;
     if (groups == 2) return r * outputs + o;
+    // Two branches rather than a reference to r or o, which would put both in local
+    // memory on the GPU (ptxas gave every reduce kernel a stack frame for it).
     int64_t off = 0;
     for (int d = groups - 1; d >= 0; --d) {
-      int64_t& index = reduced[d] ? r : o;
-      off += (index % sizes[d]) * strides[d];
-      index /= sizes[d];
+      if (reduced[d]) {
+        off += (r % sizes[d]) * strides[d];
+        r /= sizes[d];
+      } else {
+        off += (o % sizes[d]) * strides[d];
+        o /= sizes[d];
+      }
     }
     return off;
   }
