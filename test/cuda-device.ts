@@ -506,6 +506,31 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       }
     });
 
+    it("checks skipNonFinite's gradients in one norms call and one read, not 3 per parameter", () => {
+      const device = "cuda:0";
+      lib.manualSeed(4);
+      const params = new lib.nn.LSTM(4, 8, { numLayers: 2, device }).parameters();
+      for (const p of params) p.grad = lib.randn(p.shape, { device });
+      const optimizer = new lib.optim.SGD(params, { lr: 0.1 });
+      optimizer.skipNonFinite = true;
+      expect(params.length).toBe(8);
+      const taken = () => {
+        expect(optimizer.step()).toBe(true);
+      };
+      expect(kernelsOfStep(taken)).toEqual({
+        norms: 1,
+        sgd_steps: 1,
+      });
+      expect(waitsDuring(() => optimizer.step())).toEqual({ ...noWaits, reads: 1, total: 1 });
+
+      params[5]!.grad = lib.full(params[5]!.shape, NaN, { device });
+      const refused = () => {
+        expect(optimizer.step()).toBe(false);
+      };
+      expect(kernelsOfStep(refused)).toEqual({ norms: 1 });
+      params.forEach((p) => p.zeroGrad());
+    });
+
     it("refuses a device the machine does not have", () => {
       const count = lib.cuda.deviceCount();
       expectThrows(
