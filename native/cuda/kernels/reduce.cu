@@ -227,8 +227,10 @@ void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
 // whatever their sizes: every tensor is cut into chunks of kReduceChunk elements, one task each
 // (an empty tensor has one task of no elements, so its norm is 0); one warp launch combines the
 // terms of every task of the chunk's tensors into its partial, in double, and one launch
-// merges each tensor's partials in chunk order into its norm. No atomics: the result does not
-// depend on scheduling, nor on which tensors share a launch.
+// merges each tensor's partials in chunk order into its norm. When every tensor of the chunk
+// is one task, the warp launch writes the norms itself (a merge of one partial is that
+// partial). No atomics: the result does not depend on scheduling, nor on which tensors share
+// a launch.
 
 template <typename T>
 struct NormItem {
@@ -237,9 +239,9 @@ struct NormItem {
   T* out;  // [1]: the norm of x
 };
 
-// Two copies of a chunk (for the tasks and the loads) and a few scalars go into a warp launch's
-// parameters.
-static_assert(2 * sizeof(ItemChunk<NormItem<double>>) + 256 < 4096, "a warp launch's parameters must fit in 4 KiB");
+// Three copies of a chunk (for the tasks, the loads and the results) and a few scalars go into
+// a warp launch's parameters.
+static_assert(3 * sizeof(ItemChunk<NormItem<double>>) + 256 < 4096, "a warp launch's parameters must fit in 4 KiB");
 
 int64_t normTasks(int64_t size) {
   return size == 0 ? 1 : (size + kReduceChunk - 1) / kReduceChunk;
@@ -249,6 +251,7 @@ int64_t normTasks(int64_t size) {
 template <args::NormKind K, typename T>
 void normChunk(const ItemChunk<NormItem<T>>& chunk, double* partials, double p) {
   using Acc = args::NormAccumulator<K>;
+  const bool oneTaskEach = chunk.end[chunk.count - 1] == chunk.count;
   warpReduceTasks<Acc>(
       "norms", chunk.end[chunk.count - 1],
       [=] DEEPNODE_HD(int64_t t) {
@@ -257,7 +260,13 @@ void normChunk(const ItemChunk<NormItem<T>>& chunk, double* partials, double p) 
         return WarpTask{k, r0, r0 + kReduceChunk < size ? r0 + kReduceChunk : size};
       },
       [=] DEEPNODE_HD(int64_t k, int64_t r) { return args::normTerm<K>(chunk.items[k].x[r], p); },
-      [=] DEEPNODE_HD(int64_t t, int64_t, double acc) { partials[t] = acc; });
+      [=] DEEPNODE_HD(int64_t t, int64_t k, double acc) {
+        if (oneTaskEach)
+          *chunk.items[k].out = static_cast<T>(args::normFinish<K>(acc, p));
+        else
+          partials[t] = acc;
+      });
+  if (oneTaskEach) return;
   forEach("norms", chunk.count, [=] DEEPNODE_HD(int64_t k) {
     const int64_t first = startOf(chunk, static_cast<int>(k));
     double acc = partials[first];

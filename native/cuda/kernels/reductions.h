@@ -81,6 +81,7 @@ void warpReduceTasks(const char* name, int64_t tasks, TaskOf taskOf, Load load, 
   if (tasks <= 0) return;
   constexpr int64_t warpsPerBlock = kThreadsPerBlock / kWarpSize;
   const int64_t blocks = std::min<int64_t>((tasks + warpsPerBlock - 1) / warpsPerBlock, kMaxBlocks);
+  noteLaunch();
   cudaGetLastError();  // an error left by an earlier call must not be blamed on this launch
   warpReduceKernel<Op>
       <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(currentStream())>>>(
@@ -90,6 +91,8 @@ void warpReduceTasks(const char* name, int64_t tasks, TaskOf taskOf, Load load, 
 #else
 template <typename Op, typename TaskOf, typename Load, typename Emit>
 void warpReduceTasks(const char*, int64_t tasks, TaskOf taskOf, Load load, Emit emit) {
+  if (tasks <= 0) return;
+  noteLaunch();  // the launch the GPU build would make
   for (int64_t t = 0; t < tasks; ++t) {
     const WarpTask task = taskOf(t);
     typename Op::Acc acc = laneAcc<Op>(task.o, task.r0, task.r1, 0, load);
