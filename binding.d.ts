@@ -467,6 +467,8 @@ export interface NativeBinding {
   cudaMemoryStats(device: number): NativeCudaMemoryStats;
   cudaEmptyCache(device: number): void;
   cudaWaitStats(device: number): NativeCudaWaitStats;
+  /** The plugin's own kernel launches on the device since it loaded (not cuBLAS's, cuDNN's). */
+  cudaLaunches(device: number): number;
   /** "allow_tf32" (0 or 1) or "memory_limit" (bytes, 0 for none). */
   cudaSetOption(name: string, value: number): void;
 }

@@ -40,6 +40,7 @@ describe(`cuda backend (conformance suite skipped: ${status.reason})`, () => {
     const calls = {
       memoryStats: () => cuda.memoryStats(),
       hostWaits: () => cuda.hostWaits(),
+      kernelLaunches: () => cuda.kernelLaunches(),
       emptyCache: () => cuda.emptyCache(),
       synchronize: () => cuda.synchronize(),
     };

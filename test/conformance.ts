@@ -1743,6 +1743,14 @@ function normsCases(t: Target): void {
       ]);
     });
 
+    it.each(cases)("%s, normType %s, on 60 tensors of 0 to 5000 elements", (dtype, p) => {
+      // Three cuda launches of 24 tensors, empty ones and ones of several chunks among them.
+      const shapes = Array.from({ length: 60 }, (_, k) => [k % 13 === 5 ? 0 : (k * 2657) % 5001]);
+      conform(t, `norms ${dtype} p=${p} of 60 tensors`, NORM_TOL[dtype], (b) => [
+        normsOn(b, foreachInputs(b, dtype, shapes, 70), dtype, p),
+      ]);
+    });
+
     it.each(cases)("%s, normType %s: one tensor of one element, and none", (dtype, p) => {
       conform(t, `norms ${dtype} p=${p} of [-2.5]`, NORM_TOL[dtype], (b) => [
         normsOn(b, [raw(b, dtype, [1], [-2.5])], dtype, p),

@@ -185,7 +185,7 @@ function trainingSteps(): void {
 /**
  * The kernels one call of `step` runs on cuda, by name (the plugin's run calls), after a
  * first call that warms the caches. On a GPU each is one launch or a few (a cuDNN call, or
- * norms' reduction per tensor), and a small model's step costs about its launches, so these
+ * norms' one or two per 24 tensors), and a small model's step costs about its launches, so these
  * counts guard the step's speed.
  */
 function kernelsOfStep(step: () => void): Record<string, number> {
@@ -528,6 +528,61 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       } finally {
         lib.cuda.setSyncChecks(previous);
       }
+    });
+
+    it("takes norms in a reduction and a merge per 24 tensors, without the merge for small ones", () => {
+      const device = "cuda:0";
+      const b = backendFor(device);
+      lib.manualSeed(5);
+      // Empty tensors, and 30 of several chunks of 1,024 (a launch each before, two above 2,048).
+      const sizes = Array.from({ length: 60 }, (_, k) => (k % 13 === 5 ? 0 : (k * 2657) % 5001));
+      const small = Array.from({ length: 30 }, (_, k) => k * 35); // one chunk each: no merge
+      const launchesOf = (shapes: number[]) => {
+        const xs = shapes.map((size) => lib.randn([size], { device }));
+        const out = lib.zeros([xs.length], { device });
+        const before = lib.cuda.kernelLaunches();
+        b.norms(out, xs, 2);
+        const launches = lib.cuda.kernelLaunches() - before;
+        const expected = xs.map((x) => Math.hypot(...x.dataSync()));
+        expectClose(out, expected, { atol: 0, rtol: 1e-6 });
+        [out, ...xs].forEach((t) => t.dispose());
+        return launches;
+      };
+      const counts = [1, 24, 25, 60].map((count) => launchesOf(sizes.slice(0, count)));
+      expect([...counts, launchesOf(small)]).toEqual([1, 2, 4, 6, 2]);
+    });
+
+    it("refuses a device number that is not one for kernelLaunches", () => {
+      expectThrows(
+        () => lib.cuda.kernelLaunches(-1),
+        lib.ValueError,
+        "kernelLaunches: device must be a non-negative integer, got -1",
+      );
+    });
+
+    it("checks skipNonFinite's gradients in one norms call and one read, not 3 per parameter", () => {
+      const device = "cuda:0";
+      lib.manualSeed(4);
+      const params = new lib.nn.LSTM(4, 8, { numLayers: 2, device }).parameters();
+      for (const p of params) p.grad = lib.randn(p.shape, { device });
+      const optimizer = new lib.optim.SGD(params, { lr: 0.1 });
+      optimizer.skipNonFinite = true;
+      expect(params.length).toBe(8);
+      const taken = () => {
+        expect(optimizer.step()).toBe(true);
+      };
+      expect(kernelsOfStep(taken)).toEqual({
+        norms: 1,
+        sgd_steps: 1,
+      });
+      expect(waitsDuring(() => optimizer.step())).toEqual({ ...noWaits, reads: 1, total: 1 });
+
+      params[5]!.grad = lib.full(params[5]!.shape, NaN, { device });
+      const refused = () => {
+        expect(optimizer.step()).toBe(false);
+      };
+      expect(kernelsOfStep(refused)).toEqual({ norms: 1 });
+      params.forEach((p) => p.zeroGrad());
     });
 
     it("refuses a device the machine does not have", () => {

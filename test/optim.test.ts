@@ -1399,6 +1399,17 @@ describe.each(["cpu", "reference"])("a non-finite gradient and skipNonFinite on 
     },
   );
 
+  it("a huge but finite float64 gradient, whose square overflows a double, is finite", () => {
+    const a = tensor([1, 2], { dtype: "float64", device, requiresGrad: true });
+    const b = tensor([3], { device, requiresGrad: true });
+    const optimizer = new optim.SGD([a, b], { lr: 0.1 });
+    b.grad = tensor([1e30], { device }); // float32: its square fits a double
+    a.grad = tensor([1e200, -1e300], { dtype: "float64", device });
+    expect(optimizer.gradientsFinite()).toBe(true);
+    a.grad = tensor([1e200, -Infinity], { dtype: "float64", device });
+    expect(optimizer.gradientsFinite()).toBe(false);
+  });
+
   it("clipGradNorm then a skipping optimizer: a model's weights stay finite", () => {
     manualSeed(5);
     const model = new nn.Linear(3, 2, { device });

@@ -7,11 +7,11 @@ import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor } from "../backend/registry.js";
 import { ValueError } from "../errors.js";
 import { scope } from "../memory.js";
-import { empty, full, ones, zeros } from "../ops/creation.js";
+import { full, ones, zeros } from "../ops/creation.js";
 import { where } from "../ops/elementwise.js";
 import { cat } from "../ops/slicing.js";
 import type { Tensor } from "../tensor.js";
-import { groupBy } from "./optimizer.js";
+import { byDeviceAndDType, normsOf } from "./foreach.js";
 
 export interface ClipGradNormOptions {
   /** Throw ValueError instead of returning a NaN or infinite norm. */
@@ -22,21 +22,6 @@ function gradientsOf(parameters: Iterable<Tensor>): Tensor[] {
   const grads: Tensor[] = [];
   for (const p of parameters) if (p.grad !== null) grads.push(p.grad);
   return grads;
-}
-
-/** The gradients by device and dtype, each group in the order its first gradient comes. */
-function byDeviceAndDType(grads: readonly Tensor[]): Tensor[][] {
-  return groupBy(grads, (g) => `${g.device} ${g.dtype}`);
-}
-
-/**
- * [||xs[0]||_p, ..., ||xs[n-1]||_p] on their device and in their dtype (all one), in one
- * backend call; for p = Infinity, max |x|, a NaN giving NaN.
- */
-function normsOf(xs: readonly Tensor[], normType: number): Tensor {
-  const out = empty([xs.length], xs[0]!.dtype, xs[0]!.device);
-  backendFor(out.device).norms(out, xs, normType);
-  return out;
 }
 
 function checkNormType(op: string, normType: number): void {

@@ -16,6 +16,7 @@ import {
 import { keep, scope } from "../memory.js";
 import { sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
+import { byDeviceAndDType, groupBy, normsOf } from "./foreach.js";
 
 export interface ParamGroup<O> {
   params: Tensor[];
@@ -48,7 +49,8 @@ export abstract class Optimizer<O extends object> {
   readonly paramGroups: ParamGroup<O>[];
   /**
    * When true, step() first checks every gradient and, if one holds a NaN or an infinity,
-   * updates nothing (the step is counted in skippedSteps). This costs one device sync.
+   * updates nothing (the step is counted in skippedSteps). This costs one norms call and one
+   * device sync per device and dtype of the gradients.
    */
   skipNonFinite = false;
   /** Calls of step(), skipped ones included (schedulers check it was called). */
@@ -154,23 +156,21 @@ export abstract class Optimizer<O extends object> {
   }
 
   /**
-   * Whether every gradient is finite: 0 * g sums to NaN as soon as one element is not.
-   * One read back per device and dtype, however many parameters.
+   * Whether every gradient is finite: a gradient's largest |g| (its norm of order Infinity)
+   * is NaN or infinite exactly when one of its elements is, in any float dtype (a 2-norm in
+   * double overflows for finite float64 elements past about 1e154). One norms call and one
+   * read back per device and dtype, however many parameters.
    */
   gradientsFinite(): boolean {
-    return scope(() => {
-      const sums = new Map<string, Tensor>();
-      for (const group of this.paramGroups) {
-        for (const p of group.params) {
-          if (p.grad === null) continue;
-          const zero = p.grad.mul(0).sum();
-          const key = `${p.grad.device} ${p.grad.dtype}`;
-          const sum = sums.get(key);
-          sums.set(key, sum === undefined ? zero : sum.add(zero));
-        }
-      }
-      return [...sums.values()].every((sum) => Number.isFinite(sum.item()));
-    });
+    const grads = this.paramGroups.flatMap((group) =>
+      group.params.flatMap((p) => (p.grad === null ? [] : [p.grad])),
+    );
+    return scope(() =>
+      byDeviceAndDType(grads).every((group) => {
+        const largest = normsOf(group, Infinity).dataSync() as ArrayLike<number>;
+        return Array.from(largest).every(Number.isFinite);
+      }),
+    );
   }
 
   /** The state by parameter index and the groups' options; tensors are shared, not copied. */
@@ -309,18 +309,6 @@ export abstract class Optimizer<O extends object> {
       throw new StateDictError(missing, unexpected, mismatched);
     }
   }
-}
-
-/** items split by keyOf, each part in the order its items come, parts by their first item. */
-export function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): T[][] {
-  const parts = new Map<string, T[]>();
-  for (const item of items) {
-    const key = keyOf(item);
-    const part = parts.get(key);
-    if (part === undefined) parts.set(key, [item]);
-    else part.push(item);
-  }
-  return [...parts.values()];
 }
 
 function copyOptions<O extends object>(options: O): O {

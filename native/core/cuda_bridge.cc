@@ -436,6 +436,15 @@ Napi::Value WaitStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value Launches(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int device = deviceArg(env, info[0], "cudaLaunches");
+  int64_t launches = 0;
+  DeepnodeCudaError error{};
+  check(env, api(env).launchCount(device, &launches, &error), error);
+  return Napi::Number::New(env, static_cast<double>(launches));
+}
+
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return DeviceCall(info, "cudaEmptyCache", &DeepnodeCudaApi::emptyCache);
 }
@@ -464,6 +473,7 @@ void registerCudaBridge(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaMemoryStats", Napi::Function::New(env, MemoryStats, "cudaMemoryStats"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, EmptyCache, "cudaEmptyCache"));
   exports.Set("cudaWaitStats", Napi::Function::New(env, WaitStats, "cudaWaitStats"));
+  exports.Set("cudaLaunches", Napi::Function::New(env, Launches, "cudaLaunches"));
   exports.Set("cudaSetOption", Napi::Function::New(env, SetOption, "cudaSetOption"));
 }
 

@@ -1,6 +1,6 @@
 // The addon's entry points into the CUDA plugin's memory and kernels (cudaOpen, cudaAlloc,
 // cudaFree, cudaUpload, cudaDownload, cudaDownloadAsync, cudaRun, cudaSynchronize,
-// cudaMemoryStats, cudaEmptyCache, cudaWaitStats, cudaSetOption), declared in binding.d.ts.
+// cudaMemoryStats, cudaEmptyCache, cudaWaitStats, cudaLaunches, cudaSetOption), declared in binding.d.ts.
 #pragma once
 
 #include <napi.h>

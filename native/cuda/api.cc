@@ -2,6 +2,7 @@
 // below throw and reports it in a DeepnodeCudaError, so nothing unwinds into the addon.
 // `run` rebuilds the addon's KernelCall from plain C arguments and calls the kernel of
 // that name on the device's stream.
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -199,6 +200,16 @@ int apiWaitStats(int device, DeepnodeCudaWaitStats* stats, DeepnodeCudaError* er
   });
 }
 
+// Launches by device; each run holds its device's lock, but reads come from any thread.
+std::atomic<int64_t> launchCounts[DEEPNODE_CUDA_MAX_DEVICES];
+
+int apiLaunchCount(int device, int64_t* launches, DeepnodeCudaError* error) {
+  return guarded(error, [&] {
+    checkDevice(device);
+    *launches = launchCounts[device].load();
+  });
+}
+
 int apiEmptyCache(int device, DeepnodeCudaError* error) {
   return guarded(error, [&] {
     checkDevice(device);
@@ -229,6 +240,10 @@ int apiSetOption(const char* name, double value, DeepnodeCudaError* error) {
 
 int currentDevice() {
   return runningDevice;
+}
+
+void noteLaunch() {
+  if (runningDevice >= 0 && runningDevice < DEEPNODE_CUDA_MAX_DEVICES) ++launchCounts[runningDevice];
 }
 
 void* currentStream() {
@@ -295,6 +310,7 @@ extern "C" __attribute__((visibility("default"))) const DeepnodeCudaApi* deepnod
       apiMemoryStats,
       apiEmptyCache,
       apiWaitStats,
+      apiLaunchCount,
       apiSetOption,
       names.c_str(),
   };

@@ -26,6 +26,10 @@ std::string deviceName(int device);
 // Throws KernelError("ERR_CUDA") naming the library call, its named status and the device.
 [[noreturn]] void failStatus(const char* library, const char* call, int status, const std::string& statusName);
 
+// Counts a launch of one of the plugin's kernels on the current device (launch.h and
+// reductions.h call it in both builds), for the API's launchCount.
+void noteLaunch();
+
 // After a kernel launch: turns a launch error (bad configuration, no kernel image for this
 // GPU) into a KernelError naming the kernel. Does not wait for the kernel.
 void checkLaunch(const char* kernel);

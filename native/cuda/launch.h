@@ -28,6 +28,7 @@ template <typename F>
 void forEach(const char* name, int64_t n, F f) {
   if (n <= 0) return;
   const int64_t blocks = std::min<int64_t>((n + kThreadsPerBlock - 1) / kThreadsPerBlock, kMaxBlocks);
+  noteLaunch();
   cudaGetLastError();  // an error left by an earlier call must not be blamed on this launch
   forEachKernel<<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(currentStream())>>>(n,
                                                                                                                     f);
@@ -36,6 +37,8 @@ void forEach(const char* name, int64_t n, F f) {
 #else
 template <typename F>
 void forEach(const char*, int64_t n, F f) {
+  if (n <= 0) return;
+  noteLaunch();  // the launch the GPU build would make
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 #endif

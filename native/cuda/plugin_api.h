@@ -13,7 +13,7 @@ extern "C" {
 
 // Bumped whenever a struct below or a function's meaning changes; the addon refuses a
 // plugin whose number differs from its own.
-#define DEEPNODE_CUDA_ABI_VERSION 4
+#define DEEPNODE_CUDA_ABI_VERSION 5
 
 #define DEEPNODE_CUDA_MAX_DEVICES 16
 #define DEEPNODE_CUDA_MAX_LIBRARIES 3
@@ -138,6 +138,10 @@ typedef struct {
   int (*memoryStats)(int device, DeepnodeCudaMemoryStats* stats, DeepnodeCudaError* error);
   int (*emptyCache)(int device, DeepnodeCudaError* error);
   int (*waitStats)(int device, DeepnodeCudaWaitStats* stats, DeepnodeCudaError* error);
+  // The plugin's own kernels launched on `device` since it was loaded (cuBLAS and cuDNN
+  // calls launch kernels of their own, not counted); the host emulation counts the launches
+  // the GPU build would make.
+  int (*launchCount)(int device, int64_t* launches, DeepnodeCudaError* error);
   // Named switches: "allow_tf32" (0 or 1, default 0), "memory_limit" (bytes, 0: none).
   int (*setOption)(const char* name, double value, DeepnodeCudaError* error);
   // The kernel names `run` accepts, separated by commas.

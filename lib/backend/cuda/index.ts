@@ -64,6 +64,17 @@ export function hostWaits(device = 0): CudaHostWaits {
   return { ...stats, total };
 }
 
+/**
+ * How many of its own kernels the CUDA plugin has launched on cuda:`device` since it loaded
+ * (cuBLAS and cuDNN launch kernels of their own, not counted here; the host emulation counts
+ * the launches a GPU would get). A small model's step on a GPU costs about its launches (some
+ * microseconds each), so take the figure before and after a step to see what it launches.
+ */
+export function kernelLaunches(device = 0): number {
+  cudaDevice("kernelLaunches", device);
+  return native().cudaLaunches(device);
+}
+
 const MIB = 2 ** 20;
 
 /**

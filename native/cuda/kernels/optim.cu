@@ -12,68 +12,13 @@
 #include "../../core/args/optim.h"
 #include "../launch.h"
 #include "elementwise.h"
+#include "item_chunks.h"
 
 namespace deepnode::cuda {
 
 namespace elementwise {
 
 using namespace args;
-
-// ---------------------------------------------------------------------------------------
-// Many params per launch (the *_steps kernels, scale_in_place)
-
-// Items per launch. A chunk goes by value into the launch's parameters: at most 24 * 56 bytes
-// (an RMSprop or Adam item and its end), well inside the 4 KiB a launch may carry.
-constexpr int kItemsPerLaunch = 24;
-
-// `count` non-empty items (args::AdamItem ...) laid end to end: item k holds elements
-// [end[k - 1], end[k]) of the launch.
-template <class Item>
-struct ItemChunk {
-  int count;
-  int64_t end[kItemsPerLaunch];
-  Item items[kItemsPerLaunch];
-};
-
-// The item holding element i: the first whose end is past it (ends increase strictly).
-template <class Item>
-DEEPNODE_HD inline int itemOf(const ItemChunk<Item>& chunk, int64_t i) {
-  int low = 0, high = chunk.count - 1;
-  while (low < high) {
-    const int mid = (low + high) / 2;
-    if (chunk.end[mid] > i)
-      high = mid;
-    else
-      low = mid + 1;
-  }
-  return low;
-}
-
-// One launch over every element of the chunk's items: element(item, index in the item).
-template <class Item, class Element>
-void launchChunk(const char* op, const ItemChunk<Item>& chunk, Element element) {
-  forEach(op, chunk.end[chunk.count - 1], [=] DEEPNODE_HD(int64_t i) {
-    const int k = chunk.count == 1 ? 0 : itemOf(chunk, i);  // a lone item needs no search
-    element(chunk.items[k], k == 0 ? i : i - chunk.end[k - 1]);
-  });
-}
-
-// The items (every one checked already), kItemsPerLaunch non-empty ones per launch.
-template <class Item, class Element>
-void runInChunks(const char* op, const std::vector<Item>& items, Element element) {
-  ItemChunk<Item> chunk{};
-  for (const Item& item : items) {
-    if (item.size == 0) continue;  // nothing to update, and its buffers may be null
-    const int k = chunk.count++;
-    chunk.end[k] = (k == 0 ? 0 : chunk.end[k - 1]) + item.size;
-    chunk.items[k] = item;
-    if (chunk.count == kItemsPerLaunch) {
-      launchChunk(op, chunk, element);
-      chunk.count = 0;
-    }
-  }
-  if (chunk.count > 0) launchChunk(op, chunk, element);
-}
 
 // ---------------------------------------------------------------------------------------
 // scale_in_place (args/foreach.h): every tensor times factor[0], which stays on the device

@@ -4,7 +4,8 @@
 // int32), uint64 for integer products; max and min propagate NaN; argmax and argmin keep the
 // first best. Adjacent dims both kept or both reduced are merged first; each output's
 // elements are combined by red::segmentedReduce (fixed chunks, merged in order), so a sum of
-// millions of values into one is parallel and deterministic.
+// millions of values into one is parallel and deterministic. norms cuts its tensors into the
+// same chunks, for many tensors in one launch.
 #include <math.h>
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "../../core/args/foreach.h"
+#include "item_chunks.h"
 #include "reductions.h"
 
 namespace deepnode::cuda {
@@ -227,20 +229,75 @@ void argReduceTyped(const Extent& e, int32_t* out, const T* x) {
 }
 
 // ---------------------------------------------------------------------------------------
-// norms (args/foreach.h): one segmentedReduce per tensor, each writing its element of out,
-// its terms combined a warp at a time as a sum's are.
+// norms (args/foreach.h), PyTorch's foreach norm in two launches per kItemsPerLaunch tensors,
+// whatever their sizes: every tensor is cut into chunks of kReduceChunk elements, one task each
+// (an empty tensor has one task of no elements, so its norm is 0); one warp launch combines the
+// terms of every task of the chunk's tensors into its partial, in double, and one launch
+// merges each tensor's partials in chunk order into its norm. When every tensor of the chunk
+// is one task, the warp launch writes the norms itself (a merge of one partial is that
+// partial). No atomics: the result does not depend on scheduling, nor on which tensors share
+// a launch.
 
+template <typename T>
+struct NormItem {
+  const T* x;  // [size]
+  int64_t size;
+  T* out;  // [1]: the norm of x
+};
+
+// Three copies of a chunk (for the tasks, the loads and the results) and a few scalars go into
+// a warp launch's parameters.
+static_assert(3 * sizeof(ItemChunk<NormItem<double>>) + 256 < 4096, "a warp launch's parameters must fit in 4 KiB");
+
+int64_t normTasks(int64_t size) {
+  return size == 0 ? 1 : (size + kReduceChunk - 1) / kReduceChunk;
+}
+
+// The chunk's norms; partials holds a double for each of its tasks.
 template <args::NormKind K, typename T>
-void normInto(T* out, const T* x, int64_t n, double p) {
-  segmentedReduce<args::NormAccumulator<K>>(
-      "norms", 1, n, [=] DEEPNODE_HD(int64_t, int64_t r) { return args::normTerm<K>(x[r], p); },
-      [=] DEEPNODE_HD(int64_t, double acc) { *out = static_cast<T>(args::normFinish<K>(acc, p)); }, Layout::Adjacent);
+void normChunk(const ItemChunk<NormItem<T>>& chunk, double* partials, double p) {
+  using Acc = args::NormAccumulator<K>;
+  const bool oneTaskEach = chunk.end[chunk.count - 1] == chunk.count;
+  warpReduceTasks<Acc>(
+      "norms", chunk.end[chunk.count - 1],
+      [=] DEEPNODE_HD(int64_t t) {
+        const int k = itemOf(chunk, t);
+        const int64_t r0 = (t - startOf(chunk, k)) * kReduceChunk, size = chunk.items[k].size;
+        return WarpTask{k, r0, r0 + kReduceChunk < size ? r0 + kReduceChunk : size};
+      },
+      [=] DEEPNODE_HD(int64_t k, int64_t r) { return args::normTerm<K>(chunk.items[k].x[r], p); },
+      [=] DEEPNODE_HD(int64_t t, int64_t k, double acc) {
+        if (oneTaskEach)
+          *chunk.items[k].out = static_cast<T>(args::normFinish<K>(acc, p));
+        else
+          partials[t] = acc;
+      });
+  if (oneTaskEach) return;
+  forEach("norms", chunk.count, [=] DEEPNODE_HD(int64_t k) {
+    const int64_t first = startOf(chunk, static_cast<int>(k));
+    double acc = partials[first];
+    for (int64_t t = first + 1; t < chunk.end[k]; ++t) acc = Acc::merge(acc, partials[t]);
+    *chunk.items[k].out = static_cast<T>(args::normFinish<K>(acc, p));
+  });
 }
 
 template <args::NormKind K, typename T>
-void normsTyped(T* out, const std::vector<args::ForeachItem>& items, double p) {
-  for (size_t k = 0; k < items.size(); ++k)
-    normInto<K>(out + k, static_cast<const T*>(items[k].data), items[k].size, p);
+void normsTyped(T* out, const std::vector<args::ForeachItem>& xs, double p) {
+  std::vector<NormItem<T>> items;
+  int64_t tasks = 0;
+  for (size_t k = 0; k < xs.size(); ++k) {
+    items.push_back(NormItem<T>{static_cast<const T*>(xs[k].data), xs[k].size, out + k});
+    tasks += normTasks(xs[k].size);
+  }
+  if (items.empty()) return;
+  Scratch partials(static_cast<size_t>(tasks) * sizeof(double));
+  double* next = partials.as<double>();
+  forEachItemChunk(
+      items, [](const NormItem<T>& item) { return normTasks(item.size); },
+      [&](const ItemChunk<NormItem<T>>& chunk) {
+        normChunk<K>(chunk, next, p);
+        next += chunk.end[chunk.count - 1];
+      });
 }
 
 void reduce(KernelCall& call) {

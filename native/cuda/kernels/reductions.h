@@ -36,12 +36,17 @@ enum class Layout { Any, Adjacent };
 
 constexpr int kWarpSize = 32;
 
-// Task t (output t % outputs, chunk t / outputs of `span` r) on one warp: lane l combines
-// r0 + l, r0 + l + 32, ... in order, so each step's 32 loads are adjacent when the r are,
-// then the 32 results are merged in lane order and handed to emit(t, o, acc). The order is
-// fixed, so the result does not depend on scheduling; a sum may round differently from the
-// one-thread loop's order. The host emulation runs the same lanes one after another, so its
-// results are the GPU's bit for bit and the task, chunk and lane arithmetic is tested.
+// What one task of a warp reduction combines: r in [r0, r1) of output o.
+struct WarpTask {
+  int64_t o, r0, r1;
+};
+
+// Task t on one warp (taskOf(t) says what it combines): lane l combines r0 + l, r0 + l + 32,
+// ... in order, so each step's 32 loads are adjacent when the r are, then the 32 results are
+// merged in lane order and handed to emit(t, o, acc). The order is fixed, so the result does
+// not depend on scheduling; a sum may round differently from the one-thread loop's order. The
+// host emulation runs the same lanes one after another, so its results are the GPU's bit for
+// bit and the task, chunk and lane arithmetic is tested.
 template <typename Op, typename Load>
 DEEPNODE_HD inline typename Op::Acc laneAcc(int64_t o, int64_t r0, int64_t r1, int lane, Load load) {
   typename Op::Acc acc = Op::init();
@@ -51,48 +56,64 @@ DEEPNODE_HD inline typename Op::Acc laneAcc(int64_t o, int64_t r0, int64_t r1, i
 
 #ifdef __CUDACC__
 // Lane 0 merges the lanes' results through shared memory.
-template <typename Op, typename Load, typename Emit>
-__global__ void warpReduceKernel(int64_t tasks, int64_t outputs, int64_t count, int64_t span, Load load, Emit emit) {
+template <typename Op, typename TaskOf, typename Load, typename Emit>
+__global__ void warpReduceKernel(int64_t tasks, TaskOf taskOf, Load load, Emit emit) {
   using Acc = typename Op::Acc;
   __shared__ Acc lanes[kThreadsPerBlock];
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
   const int64_t warpsPerBlock = blockDim.x / kWarpSize, warps = warpsPerBlock * gridDim.x;
   for (int64_t t = blockIdx.x * warpsPerBlock + threadIdx.x / kWarpSize; t < tasks; t += warps) {
-    const int64_t o = t % outputs, r0 = t / outputs * span;
-    const int64_t r1 = r0 + span < count ? r0 + span : count;
-    Acc acc = laneAcc<Op>(o, r0, r1, lane, load);
+    const WarpTask task = taskOf(t);
+    Acc acc = laneAcc<Op>(task.o, task.r0, task.r1, lane, load);
     lanes[threadIdx.x] = acc;
     __syncwarp();
     if (lane == 0) {
       for (int l = 1; l < kWarpSize; ++l) acc = Op::merge(acc, lanes[threadIdx.x + l]);
-      emit(t, o, acc);
+      emit(t, task.o, acc);
     }
     __syncwarp();  // the lanes' slots are rewritten by the warp's next task
   }
 }
 
-template <typename Op, typename Load, typename Emit>
-void warpReduce(const char* name, int64_t tasks, int64_t outputs, int64_t count, int64_t span, Load load, Emit emit) {
+// One launch for every task in [0, tasks).
+template <typename Op, typename TaskOf, typename Load, typename Emit>
+void warpReduceTasks(const char* name, int64_t tasks, TaskOf taskOf, Load load, Emit emit) {
+  if (tasks <= 0) return;
   constexpr int64_t warpsPerBlock = kThreadsPerBlock / kWarpSize;
   const int64_t blocks = std::min<int64_t>((tasks + warpsPerBlock - 1) / warpsPerBlock, kMaxBlocks);
+  noteLaunch();
   cudaGetLastError();  // an error left by an earlier call must not be blamed on this launch
   warpReduceKernel<Op>
       <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, static_cast<cudaStream_t>(currentStream())>>>(
-          tasks, outputs, count, span, load, emit);
+          tasks, taskOf, load, emit);
   checkLaunch(name);
 }
 #else
-template <typename Op, typename Load, typename Emit>
-void warpReduce(const char*, int64_t tasks, int64_t outputs, int64_t count, int64_t span, Load load, Emit emit) {
+template <typename Op, typename TaskOf, typename Load, typename Emit>
+void warpReduceTasks(const char*, int64_t tasks, TaskOf taskOf, Load load, Emit emit) {
+  if (tasks <= 0) return;
+  noteLaunch();  // the launch the GPU build would make
   for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t o = t % outputs, r0 = t / outputs * span;
-    const int64_t r1 = r0 + span < count ? r0 + span : count;
-    typename Op::Acc acc = laneAcc<Op>(o, r0, r1, 0, load);
-    for (int l = 1; l < kWarpSize; ++l) acc = Op::merge(acc, laneAcc<Op>(o, r0, r1, l, load));
-    emit(t, o, acc);
+    const WarpTask task = taskOf(t);
+    typename Op::Acc acc = laneAcc<Op>(task.o, task.r0, task.r1, 0, load);
+    for (int l = 1; l < kWarpSize; ++l) acc = Op::merge(acc, laneAcc<Op>(task.o, task.r0, task.r1, l, load));
+    emit(t, task.o, acc);
   }
 }
 #endif
+
+// warpReduceTasks where task t combines output t % outputs's chunk t / outputs of `span` r,
+// of r in [0, count).
+template <typename Op, typename Load, typename Emit>
+void warpReduce(const char* name, int64_t tasks, int64_t outputs, int64_t count, int64_t span, Load load, Emit emit) {
+  warpReduceTasks<Op>(
+      name, tasks,
+      [=] DEEPNODE_HD(int64_t t) {
+        const int64_t r0 = t / outputs * span;
+        return WarpTask{t % outputs, r0, r0 + span < count ? r0 + span : count};
+      },
+      load, emit);
+}
 
 // p[task] for task = c * outputs + o: the Op-combination of load(o, r) over chunk c's r.
 template <typename Op, typename Load>
