@@ -145,7 +145,7 @@ export interface NativeKernels {
    */
   norms: [(Float32Array | Float64Array)[], { normType: number; count: number }];
   /** [x0, ..., x(count-1), factor], float32 or float64 alike: every xk *= factor[0], in place. */
-  scale_in_place: [(Float32Array | Float64Array)[], { count: number }];
+  scale_in_place: [(Float32Array | Float64Array)[], { count: number; maxNorm?: number }];
   matmul: [
     [out: Float32Array, a: Float32Array, b: Float32Array],
     {

@@ -1846,6 +1846,30 @@ function scaleInPlaceCases(t: Target): void {
       }
     });
 
+    it.each(FLOATS)("%s: with maxNorm, each element times the clip factor of the norm", (dtype) => {
+      // Norms over and under maxNorm 1.3, near it, 0, and not finite (the factor is 1).
+      for (const norm of [5.1, 1.3, 1.2999999, 0.4, 0, 1e-7, NaN, Infinity, -Infinity]) {
+        for (const maxNorm of [1.3, 0]) {
+          conform(t, `scaleInPlace ${dtype} clipping norm ${norm} to ${maxNorm}`, EXACT, (b) => {
+            const xs = foreachInputs(b, dtype, [...shapes, [66000]], 61);
+            b.scaleInPlace(xs, raw(b, dtype, [], [norm]), maxNorm);
+            return xs;
+          });
+        }
+      }
+      const b = t.backend();
+      const x = raw(b, dtype, [2], [3, 4]);
+      b.scaleInPlace([x], raw(b, dtype, [], [5]), 1);
+      const round = dtype === "float32" ? Math.fround : (v: number) => v;
+      const factor = round(1 / round(5 + round(1e-6)));
+      expect(Array.from(b.read(x))).toEqual([3, 4].map((v) => round(v * factor)));
+      expectThrows(
+        () => b.scaleInPlace([x], raw(b, dtype, [], [5]), -1),
+        ValueError,
+        /^scaleInPlace: maxNorm must be finite and >= 0, got -1/,
+      );
+    });
+
     it.each(FLOATS)("%s: one element, and an empty list", (dtype) => {
       conform(t, `scaleInPlace ${dtype} of one element`, EXACT, (b) => {
         const x = raw(b, dtype, [1], [1.5]);

@@ -225,9 +225,11 @@ export interface Backend {
   /**
    * xs[k] *= factor for every k, in place (gradient clipping's scaling, as PyTorch's foreach
    * mul): factor is a 0-d tensor of the xs' float dtype, read where it is (on cuda the device
-   * reads it, so nothing waits).
+   * reads it, so nothing waits). With maxNorm, factor holds the gradients' total norm and the
+   * multiplier is min(1, maxNorm / (norm + 1e-6)) in that dtype's arithmetic, 1 for a norm
+   * that is not finite: clipping in one call.
    */
-  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor): void;
+  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor, maxNorm?: number): void;
 
   // Reductions. out.shape equals x.shape with every reduced axis set to 1.
   reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void;

@@ -240,9 +240,10 @@ export abstract class KernelBackend implements Backend {
   }
 
   /** One kernel call: a native crossing (cpu), a launch per chunk of tensors (cuda). */
-  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor): void {
+  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor, maxNorm?: number): void {
     const buffers: NativeKernels["scale_in_place"][0] = [...xs.map(floatBuf), floatBuf(factor)];
-    this.call("scale_in_place", buffers, { count: xs.length });
+    const clip = maxNorm === undefined ? {} : { maxNorm };
+    this.call("scale_in_place", buffers, { count: xs.length, ...clip });
   }
 
   reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void {

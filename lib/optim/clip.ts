@@ -7,8 +7,7 @@ import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor } from "../backend/registry.js";
 import { ValueError } from "../errors.js";
 import { scope } from "../memory.js";
-import { full, ones, zeros } from "../ops/creation.js";
-import { where } from "../ops/elementwise.js";
+import { ones, zeros } from "../ops/creation.js";
 import { cat } from "../ops/slicing.js";
 import type { Tensor } from "../tensor.js";
 import { byDeviceAndDType, normsOf } from "./foreach.js";
@@ -64,9 +63,10 @@ export function totalGradNorm(parameters: Iterable<Tensor>, normType = 2): numbe
 
 /**
  * Scales the gradients in place so that their total p-norm is at most maxNorm, with
- * PyTorch's factor min(1, maxNorm / (norm + 1e-6)); returns the norm before clipping. A
- * NaN or infinite norm is returned (or thrown, with errorIfNonfinite) and nothing is scaled.
- * Reading the norm back waits for the device; clipGradNormTensor does not.
+ * PyTorch's factor min(1, maxNorm / (norm + 1e-6)) taken in the norm's dtype; returns the
+ * norm before clipping. A NaN or infinite norm is returned (or thrown, with errorIfNonfinite)
+ * and nothing is scaled. Reading the norm back waits for the device; clipGradNormTensor does
+ * not.
  */
 export function clipGradNorm(
   parameters: Iterable<Tensor>,
@@ -75,46 +75,33 @@ export function clipGradNorm(
   options: ClipGradNormOptions = {},
 ): number {
   checkMaxNorm("clipGradNorm", maxNorm);
-  const params = [...parameters];
-  const total = totalGradNorm(params, normType);
-  if (!Number.isFinite(total)) {
-    if (options.errorIfNonfinite === true) {
+  checkNormType("clipGradNorm", normType);
+  const grads = gradientsOf(parameters);
+  if (grads.length === 0) return 0;
+  return scope(() => {
+    const total = totalNorm(grads, normType);
+    const value = total.item();
+    if (!Number.isFinite(value) && options.errorIfNonfinite === true) {
       throw new ValueError(
         "clipGradNorm",
-        `the total norm of order ${normType} of the gradients is ${total}, so they cannot be ` +
+        `the total norm of order ${normType} of the gradients is ${value}, so they cannot be ` +
           `clipped`,
         "parameters",
       );
     }
-    return total;
-  }
-  scaleBy(gradientsOf(params), clipFactor(total, maxNorm));
-  return total;
-}
-
-/**
- * PyTorch's min(1, maxNorm / (norm + 1e-6)), rounded as `round` rounds each step (float32's
- * for a float32 norm, as the device computes it), and 1 (no change) for a non-finite norm.
- */
-function clipFactor(norm: number, maxNorm: number, round = (x: number) => x): number {
-  return Number.isFinite(norm) ? Math.min(1, round(round(maxNorm) / round(norm + round(1e-6)))) : 1;
-}
-
-/** scaleInPlace by a factor known on the host, skipped when it is 1. */
-function scaleBy(grads: readonly Tensor[], factor: number): void {
-  if (factor < 1) scaleInPlace(grads, factor);
+    if (Number.isFinite(value)) clipInPlace(grads, total, maxNorm);
+    return value;
+  });
 }
 
 /**
  * clipGradNorm without reading the norm back, so that on a GPU the host never waits for
- * the device: the factor min(1, maxNorm / (norm + 1e-6)) is computed on the device, and
- * every gradient is multiplied by it (by 1, which changes nothing, when the norm is below
- * maxNorm or not finite: a NaN or infinite norm leaves the gradients as they are, as in
- * clipGradNorm). On cpu and reference, where reading waits for nothing, the factor is
- * taken from the norm's value, with the same rounding. Returns the total norm before clipping as a 0-d
- * tensor on the gradients' device (0 on the default device when no parameter has a
- * gradient). There is no
- * errorIfNonfinite here: deciding to throw needs the value; read the result to check it.
+ * the device: every gradient is multiplied by the factor min(1, maxNorm / (norm + 1e-6)),
+ * which the scaling kernel takes from the norm on the device (by 1, which changes nothing,
+ * when the norm is below maxNorm or not finite: a NaN or infinite norm leaves the gradients
+ * as they are, as in clipGradNorm). Returns the total norm before clipping as a 0-d tensor on
+ * the gradients' device (0 on the default device when no parameter has a gradient). There is
+ * no errorIfNonfinite here: deciding to throw needs the value; read the result to check it.
  */
 export function clipGradNormTensor(
   parameters: Iterable<Tensor>,
@@ -126,41 +113,39 @@ export function clipGradNormTensor(
   const grads = gradientsOf(parameters);
   if (grads.length === 0) return zeros([]);
   const total = totalNorm(grads, normType);
-  if (!total.device.startsWith("cuda")) {
-    // A host device's read waits for nothing: the factor is taken in JS, in the norm's
-    // dtype as on the device (and so float64 works on cpu, whose element-wise ops do not).
-    const round = total.dtype === "float32" ? Math.fround : undefined;
-    scaleBy(grads, clipFactor(total.item(), maxNorm, round));
-    return total;
-  }
-  noGrad(() =>
-    scope(() => {
-      const finite = total.sub(total).eq(0); // false for NaN and for either infinity
-      const like = { dtype: total.dtype, device: total.device };
-      const clipped = full([], maxNorm, like).div(total.add(1e-6)).minimum(1);
-      scaleInPlace(grads, where(finite, clipped, ones([], like)));
-    }),
-  );
+  clipInPlace(grads, total, maxNorm);
   return total;
 }
 
 /**
- * Multiplies every gradient by factor (a number, or a 0-d tensor) in place: one scaleInPlace
- * call per device and dtype, with factor in that dtype and on that device.
+ * Multiplies every gradient by the clip factor of the total norm `total`, one scaleInPlace
+ * call per device and dtype (Backend.scaleInPlace with maxNorm takes the factor from the norm
+ * in the same call). A group of another dtype than the norm's (mixed float32 and float64
+ * gradients) gets the factor taken once in the norm's dtype and cast to its own, as
+ * PyTorch's foreach mul casts it.
  */
-function scaleInPlace(grads: readonly Tensor[], factor: number | Tensor): void {
+function clipInPlace(grads: readonly Tensor[], total: Tensor, maxNorm: number): void {
   noGrad(() =>
     scope(() => {
+      let factor: Tensor | null = null;
       for (const group of byDeviceAndDType(grads)) {
         const { device, dtype } = group[0]!;
-        const groupFactor =
-          typeof factor === "number"
-            ? full([], factor, { dtype, device })
-            : factor.to(dtype).to(device);
-        backendFor(device).scaleInPlace(group, groupFactor);
+        if (dtype === total.dtype && device === total.device) {
+          backendFor(device).scaleInPlace(group, total, maxNorm);
+          continue;
+        }
+        factor ??= clipFactorOf(total, maxNorm);
+        backendFor(device).scaleInPlace(group, factor.to(dtype).to(device));
       }
     }),
   );
+}
+
+/** The clip factor of a norm as a 0-d tensor beside it: a one scaled by it. */
+function clipFactorOf(total: Tensor, maxNorm: number): Tensor {
+  const factor = ones([], { dtype: total.dtype, device: total.device });
+  backendFor(total.device).scaleInPlace([factor], total, maxNorm);
+  return factor;
 }
 
 /** Clamps every gradient element into [-clipValue, clipValue], in place. */

@@ -102,8 +102,10 @@ DEEPNODE_CLONES void scaleRun(T* __restrict x, int64_t n, T factor) {
 }
 
 template <typename T>
-void scaleAll(const std::vector<ForeachItem>& items, const void* factorData) {
-  const T factor = *static_cast<const T*>(factorData);
+void scaleAll(const ScaleArgs& a) {
+  const T given = *static_cast<const T*>(a.factor);
+  const T factor = a.clip ? args::clipFactor(given, a.maxNorm) : given;
+  const std::vector<ForeachItem>& items = a.items;
   for (const ForeachItem& item : items) {
     T* x = static_cast<T*>(item.data);
     parallelFor(item.size, kGrain, [&](int64_t b, int64_t e) { scaleRun(x + b, e - b, factor); });
@@ -159,7 +161,7 @@ void adamSteps(KernelCall& call) {
 // Every item is checked first (readScale), then each is multiplied, split across threads.
 void scaleInPlace(KernelCall& call) {
   const ScaleArgs a = readScale(call);
-  byFloatDType(a.dtype, [&](auto zero) { scaleAll<decltype(zero)>(a.items, a.factor); });
+  byFloatDType(a.dtype, [&](auto zero) { scaleAll<decltype(zero)>(a); });
 }
 
 void rmspropStep(KernelCall& call) {

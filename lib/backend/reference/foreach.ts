@@ -43,12 +43,32 @@ export function norms(out: RawTensor, xs: readonly RawTensor[], normType: number
   });
 }
 
-/** xs[k] *= factor for every k; every tensor is checked before any is written. */
-export function scaleInPlace(xs: readonly RawTensor[], factor: RawTensor): void {
+/**
+ * min(1, maxNorm / (norm + 1e-6)) with each step rounded as `round` rounds (float32's for a
+ * float32 norm), and 1 for a norm that is NaN or infinite: Backend.scaleInPlace's clipping.
+ */
+export function clipFactor(norm: number, maxNorm: number, round = (x: number) => x): number {
+  if (!Number.isFinite(norm)) return 1;
+  return Math.min(1, round(round(maxNorm) / round(norm + round(1e-6))));
+}
+
+/**
+ * xs[k] *= factor for every k, or by clipFactor(factor, maxNorm) when maxNorm is given;
+ * every tensor is checked before any is written.
+ */
+export function scaleInPlace(xs: readonly RawTensor[], factor: RawTensor, maxNorm?: number): void {
   requireDType("scaleInPlace", factor.dtype, FLOAT_DTYPES);
   requireSameDType("scaleInPlace", [factor, ...xs]);
   expectShape("scaleInPlace", "factor", factor.shape, []);
-  const f = elements("scaleInPlace", factor)[0]!;
+  if (maxNorm !== undefined && !(maxNorm >= 0 && Number.isFinite(maxNorm)))
+    throw new ValueError(
+      "scaleInPlace",
+      `maxNorm must be finite and >= 0, got ${maxNorm}`,
+      "maxNorm",
+    );
+  const given = elements("scaleInPlace", factor)[0]!;
+  const round = factor.dtype === "float32" ? Math.fround : undefined;
+  const f = maxNorm === undefined ? given : clipFactor(given, maxNorm, round);
   const targets = xs.map((x) => elements("scaleInPlace", x));
   for (const values of targets) {
     for (let i = 0; i < values.length; i++) values[i] = values[i]! * f;

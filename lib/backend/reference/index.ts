@@ -106,8 +106,8 @@ export class ReferenceBackend implements Backend {
     elementwise.permute(out, x, perm);
   }
 
-  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor): void {
-    foreach.scaleInPlace(xs, factor);
+  scaleInPlace(xs: readonly RawTensor[], factor: RawTensor, maxNorm?: number): void {
+    foreach.scaleInPlace(xs, factor, maxNorm);
   }
 
   reduce(op: ReduceOp, out: RawTensor, x: RawTensor, axes: readonly number[]): void {

@@ -5,7 +5,8 @@
 //   double and rounded once. An empty xk has norm 0.
 // - scale_in_place: buffers [x0, ..., x(count-1), factor], attribute count; every xk *= factor[0]
 //   (factor holds one element), one rounding in the dtype. On cuda factor stays on the device,
-//   so nothing waits for it.
+//   so nothing waits for it. With attribute maxNorm, factor holds a total norm and the
+//   multiplier is clipFactor(norm, maxNorm): gradient clipping's scaling in one call.
 #pragma once
 
 #include <math.h>
@@ -124,15 +125,29 @@ inline NormsArgs readNorms(const KernelCall& call) {
   return a;
 }
 
+// Gradient clipping's multiplier for a total norm, PyTorch's min(1, maxNorm / (norm + 1e-6))
+// in T's arithmetic, and 1 (no change) for a NaN or infinite norm, as lib/optim/clip.ts says.
+template <typename T>
+DEEPNODE_HD inline T clipFactor(T norm, double maxNorm) {
+  if (!(norm - norm == T(0))) return T(1);
+  const T factor = static_cast<T>(maxNorm) / (norm + static_cast<T>(1e-6));
+  return factor < T(1) ? factor : T(1);
+}
+
 struct ScaleArgs {
   DType dtype;
-  const void* factor;  // one element
+  const void* factor;  // one element: the multiplier, or the norm when clipping
+  bool clip;
+  double maxNorm;  // when clip
   std::vector<ForeachItem> items;
 };
 
 inline ScaleArgs readScale(const KernelCall& call) {
   const size_t last = call.buffers.empty() ? 0 : call.buffers.size() - 1;
-  ScaleArgs a{foreachDType(call, last, "factor"), call.buffers[last].data, {}};
+  const double maxNorm = call.number("maxNorm", NAN);
+  ScaleArgs a{foreachDType(call, last, "factor"), call.buffers[last].data, !std::isnan(maxNorm), maxNorm, {}};
+  if (a.clip && !(maxNorm >= 0 && std::isfinite(maxNorm)))
+    call.fail("ERR_VALUE", "maxNorm must be finite and >= 0, got " + std::to_string(maxNorm));
   call.expectSize(last, "factor", 1);
   a.items = readForeachItems(call, a.dtype, 0);
   return a;

@@ -25,15 +25,22 @@ using namespace args;
 
 // One launch per kItemsPerLaunch non-empty items (every one checked already, by readScale).
 template <typename T>
-void scaleTyped(const std::vector<ForeachItem>& items, const void* factor) {
-  const T* f = static_cast<const T*>(factor);
-  runInChunks("scale_in_place", items,
-              [=] DEEPNODE_HD(const ForeachItem& item, int64_t i) { static_cast<T*>(item.data)[i] *= *f; });
+void scaleTyped(const ScaleArgs& a) {
+  const T* f = static_cast<const T*>(a.factor);
+  if (!a.clip) {
+    return runInChunks("scale_in_place", a.items,
+                       [=] DEEPNODE_HD(const ForeachItem& item, int64_t i) { static_cast<T*>(item.data)[i] *= *f; });
+  }
+  // Each element takes the multiplier from the norm on the device: a division, no launch.
+  const double maxNorm = a.maxNorm;
+  runInChunks("scale_in_place", a.items, [=] DEEPNODE_HD(const ForeachItem& item, int64_t i) {
+    static_cast<T*>(item.data)[i] *= clipFactor(*f, maxNorm);
+  });
 }
 
 void scaleInPlace(KernelCall& call) {
   const ScaleArgs a = readScale(call);
-  byFloatDType(a.dtype, [&](auto zero) { scaleTyped<decltype(zero)>(a.items, a.factor); });
+  byFloatDType(a.dtype, [&](auto zero) { scaleTyped<decltype(zero)>(a); });
 }
 
 // ---------------------------------------------------------------------------------------
