@@ -532,6 +532,19 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       }
     });
 
+    it("runs batch norm in one call, its running statistics and batch count in one more", () => {
+      const bn = new lib.nn.BatchNorm2d(8, { device: "cuda:0" });
+      const x = lib.randn([4, 8, 5, 5], { device: "cuda:0" });
+      const forward = () => void lib.noGrad(() => bn.forward(x));
+      // Training was 18 calls: the running statistics took eight element-wise ops, the
+      // counter three; eval was 3 (two copies of the running statistics).
+      expect(kernelsOfStep(forward)).toEqual({ unary: 1, batch_norm: 1 });
+      bn.eval();
+      expect(kernelsOfStep(forward)).toEqual({ batch_norm: 1 });
+      expect(bn.num_batches_tracked!.item()).toBe(2);
+      x.dispose();
+    });
+
     it("takes norms in a reduction and a merge per 24 tensors, without the merge for small ones", () => {
       const device = "cuda:0";
       const b = backendFor(device);

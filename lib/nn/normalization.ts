@@ -9,7 +9,7 @@ import type { BatchNormRunning, RawTensor } from "../backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
 import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
 import { empty, full } from "../ops/creation.js";
-import { checkFloatingInput } from "../ops/elementwise.js";
+import { affineInPlace, checkFloatingInput } from "../ops/elementwise.js";
 import type { Tensor } from "../tensor.js";
 import type { FactoryOptions } from "./layers.js";
 import { Module, checkPositiveInt } from "./module.js";
@@ -331,7 +331,7 @@ abstract class BatchNormBase extends Module {
   private averagingFactor(): number {
     if (!this.training || this.num_batches_tracked === null) return this.momentum ?? 0;
     const counter = this.num_batches_tracked;
-    noGrad(() => counter.copy_(counter.add(1)));
+    noGrad(() => affineInPlace(counter, 1, 1));
     return this.momentum ?? 1 / counter.item();
   }
 
