@@ -206,6 +206,25 @@ describe.each(DEVICES)("element-wise ops on %s", (device) => {
       { device },
     );
 
+  it("a number operand gives the bits of a 0-d tensor of it, signed zeros included", () => {
+    // add, sub and mul by a number take one affine call: the same rounding as the binary op.
+    const xs = [-0, 0, 1, -1, 0.1, 3.3e38, 1e-45, -1e-45, NaN, Infinity, -Infinity, 7e-10];
+    const x = tensor(xs, { device });
+    for (const s of [0.1, -0.1, 0, -0, 3, 1e-6, 1e30, NaN, Infinity, 1 / 3, 16777217]) {
+      for (const op of ["add", "sub", "mul"] as const) {
+        const byNumber = Array.from(x[op](s).dataSync());
+        const byTensor = Array.from(x[op](full([], s, { device })).dataSync());
+        byNumber.forEach((v, i) =>
+          expect(Object.is(v, byTensor[i]), `${xs[i]} ${op} ${s}`).toBe(true),
+        );
+      }
+    }
+    expect(Object.is(full([1], -0, { device }).item(), -0)).toBe(true);
+    const y = tensor([2, -3], { device, requiresGrad: true });
+    y.mul(-0.5).sub(1).add(0.25).sum().backward();
+    expect(y.grad!.toArray()).toEqual([-0.5, -0.5]);
+  });
+
   it("broadcasts a row over a matrix in either operand order", () => {
     const row = tensor([10, 20, 30], { device });
     const expected = [

@@ -44,7 +44,8 @@ export function full(
 ): Tensor {
   checkShape("full", shape);
   const [dtype, device] = [options.dtype ?? "float32", deviceOf(options)];
-  if (value === 0) return finish(zeroFilled(shape, dtype, device), options);
+  // -0 is filled (PyTorch keeps its sign in float tensors); only +0 is zero memory.
+  if (Object.is(value, 0)) return finish(zeroFilled(shape, dtype, device), options);
   const t = empty(shape, dtype, device);
   backendFor(t.device).fill(t, value);
   return finish(t, options);

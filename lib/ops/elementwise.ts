@@ -121,13 +121,32 @@ function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
+/**
+ * A float32 tensor plus, minus or times a number as one affine call, where the binary op
+ * would first fill a tensor with the number (a launch on a GPU): alpha * x + beta with the
+ * number rounded to float32 gives the binary op's bits (the exact result of two floats,
+ * rounded once; beta -0 keeps the sign of a zero product). Null for other dtypes.
+ */
+function byScalar(op: "add" | "sub" | "mul", a: Tensor, other: TensorLike): Tensor | null {
+  if (typeof other !== "number" || a.dtype !== "float32") return null;
+  const s = Math.fround(other);
+  const [alpha, beta] = op === "mul" ? [s, -0] : [1, op === "sub" ? -s : s];
+  const out = empty(a.shape, a.dtype, a.device);
+  backendFor(a.device).unary("affine", out, a, alpha, beta);
+  return record(out, op, [a], (g) => [op === "mul" ? mul(g, s) : g]);
+}
+
 export function add(a: Tensor, other: TensorLike): Tensor {
+  const scalar = byScalar("add", a, other);
+  if (scalar !== null) return scalar;
   const [x, y] = operands("add", a, other);
   const out = binaryRaw("add", x, y);
   return record(out, "add", [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]);
 }
 
 export function sub(a: Tensor, other: TensorLike): Tensor {
+  const scalar = byScalar("sub", a, other);
+  if (scalar !== null) return scalar;
   const [x, y] = operands("sub", a, other);
   const out = binaryRaw("sub", x, y);
   return record(out, "sub", [x, y], (g) => [
@@ -137,6 +156,8 @@ export function sub(a: Tensor, other: TensorLike): Tensor {
 }
 
 export function mul(a: Tensor, other: TensorLike): Tensor {
+  const scalar = byScalar("mul", a, other);
+  if (scalar !== null) return scalar;
   const [x, y] = operands("mul", a, other);
   const out = binaryRaw("mul", x, y);
   return record(out, "mul", [x, y], (g) => [
