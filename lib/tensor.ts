@@ -15,7 +15,7 @@ import * as slicing from "./ops/slicing.js";
 import * as create from "./ops/creation.js";
 import { matmul } from "./ops/linalg.js";
 import { gather, scatterAdd } from "./ops/indexing.js";
-import { checkShape, sizeOf } from "./shape.js";
+import { checkShape, sameShape, sizeOf } from "./shape.js";
 
 export type { Device } from "./backend/registry.js";
 export type NestedArray = number | boolean | NestedArray[];
@@ -45,7 +45,7 @@ export function sharesStorage(t: Tensor): boolean {
 export class Tensor implements RawTensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
-  readonly device: Device;
+  private deviceRef: Device;
   /** Gradient accumulated by backward(); null until then. */
   grad: Tensor | null = null;
   /** The order this tensor was made in, among all tensors (see nextTensorSerial). */
@@ -60,10 +60,14 @@ export class Tensor implements RawTensor {
     this.storageRef = storage;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
-    this.device = device;
+    this.deviceRef = device;
     this.serial = tensorsMade++;
     storageUsers.set(storage, (storageUsers.get(storage) ?? 0) + 1);
     trackTensor(this);
+  }
+
+  get device(): Device {
+    return this.deviceRef;
   }
 
   get storage(): Storage {
@@ -119,6 +123,35 @@ export class Tensor implements RawTensor {
 
   [Symbol.dispose](): void {
     this.dispose();
+  }
+
+  /**
+   * Takes `other`'s storage and device as this tensor's, in place, and disposes `other`
+   * without freeing it; this tensor's old storage is released as dispose() would (views of it
+   * keep it). Module.to's move, which keeps every parameter the same object as PyTorch's
+   * module.to() does. `other` must have this tensor's shape and dtype, and this must be a
+   * leaf (a graph node's output cannot change device under it).
+   */
+  adoptStorage(other: Tensor): void {
+    if (
+      this.gradNode !== null ||
+      !sameShape(other.shape, this.shape) ||
+      other.dtype !== this.dtype
+    ) {
+      throw new StateError("adoptStorage", "expected a leaf and a tensor of its shape and dtype");
+    }
+    const [old, oldDevice] = [this.storage, this.deviceRef];
+    this.storageRef = other.storage;
+    this.deviceRef = other.device;
+    other.storageRef = null; // its one use of the storage is now this tensor's
+    other.gradNode = null;
+    untrackTensor(other);
+    const users = (storageUsers.get(old) ?? 1) - 1;
+    if (users > 0) storageUsers.set(old, users);
+    else {
+      storageUsers.delete(old);
+      backendFor(oldDevice).release?.(old);
+    }
   }
 
   // ---- autograd -----------------------------------------------------------------

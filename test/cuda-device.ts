@@ -533,6 +533,22 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       }
     });
 
+    it("moves a model to the device with Module.to, and back", () => {
+      lib.manualSeed(3);
+      const model = new MNISTNet().eval();
+      const x = lib.randn([2, 1, 28, 28]);
+      const expected = lib.scope(() => Array.from(model.forward(x).dataSync()));
+      const weight = model.parameters()[0]!;
+      model.to("cuda");
+      expect(model.parameters()[0]).toBe(weight);
+      expect(new Set(model.parameters().map((p) => p.device))).toEqual(new Set(["cuda:0"]));
+      const got = lib.scope(() => Array.from(model.forward(x.to("cuda")).dataSync()));
+      expectClose(got, expected, { atol: 1e-5, rtol: 1e-4 }, "MNISTNet on cuda after to()");
+      model.to("cpu");
+      expect(weight.device).toBe("cpu");
+      x.dispose();
+    });
+
     it("runs batch norm in one call, its running statistics and batch count in one more", () => {
       const bn = new lib.nn.BatchNorm2d(8, { device: "cuda:0" });
       const x = lib.randn([4, 8, 5, 5], { device: "cuda:0" });

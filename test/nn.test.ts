@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 
 import { MNISTNet } from "../examples/mnist.js";
 import {
+  DeviceError,
   F,
   IndexError,
   NotSupportedError,
@@ -18,8 +19,10 @@ import {
   fromTypedArray,
   getDefaultDevice,
   manualSeed,
+  cuda,
   nn,
   noGrad,
+  scope,
   ones,
   setDefaultDevice,
   tensor,
@@ -181,6 +184,48 @@ describe("Module structure of MNISTNet", () => {
 
   it("prints a Sequential of every layer as PyTorch does", () => {
     expect(sequentialForRepr().toString()).toBe(TORCH_SEQUENTIAL_REPR);
+  });
+});
+
+describe("Module.to(device)", () => {
+  it("moves parameters, buffers and gradients in place, each the same object", () => {
+    const shared = new nn.Linear(3, 3);
+    const model = new nn.Sequential(shared, new nn.BatchNorm1d(3), new nn.ReLU(), shared);
+    const x = tensor([
+      [1, -2, 3],
+      [0.5, 4, -1],
+    ]);
+    model.eval();
+    const before = scope(() => Array.from(model.forward(x).dataSync()));
+    scope(() => model.forward(x).sum().backward());
+    const params = model.parameters();
+    const grads = params.map((p) => p.grad!.toArray());
+    const live = liveTensors();
+    expect(model.to("reference")).toBe(model);
+    expect(model.parameters()).toEqual(params); // the same Parameter objects, tied once
+    expect(params.every((p) => p === model.parameters()[params.indexOf(p)])).toBe(true);
+    expect([...params, ...params.map((p) => p.grad!)].map((t) => t.device)).toEqual(
+      Array(2 * params.length).fill("reference"),
+    );
+    expect([...model.namedBuffers()].map(([, b]) => b.device)).toEqual(Array(3).fill("reference"));
+    expect(params.map((p) => p.grad!.toArray())).toEqual(grads);
+    const after = scope(() => Array.from(model.forward(x.to("reference")).dataSync()));
+    expectClose(after, before, { atol: 1e-6, rtol: 1e-6 }, "the same outputs");
+    model.to("cpu");
+    expect(liveTensors()).toBe(live); // the old storages are released, no copy is left
+  });
+
+  it("refuses a bad or unavailable device and leaves the module as it was", () => {
+    const model = new nn.Linear(2, 2);
+    expectThrows(
+      () => model.to("gpu"),
+      ValueError,
+      `device: unknown device 'gpu' (expected "cpu", "reference", "cuda" or "cuda:N")`,
+    );
+    if (!cuda.isAvailable()) {
+      expect(() => model.to("cuda")).toThrow(DeviceError);
+    }
+    expect(model.parameters().map((p) => p.device)).toEqual(["cpu", "cpu"]);
   });
 });
 

@@ -4,6 +4,7 @@
 // that is saved but not trained) are registered by name.
 
 import { noGrad } from "../autograd/grad-mode.js";
+import { backendFor, parseDevice } from "../backend/registry.js";
 import { StateDictError, ValueError, type Shape } from "../errors.js";
 import { sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
@@ -105,6 +106,38 @@ export abstract class Module {
   /** Clears every parameter's gradient (to null by default, as PyTorch 2 does). */
   zeroGrad(setToNone = true): void {
     for (const p of this.parameters()) p.zeroGrad(setToNone);
+  }
+
+  // ---- devices --------------------------------------------------------------------
+
+  /**
+   * Moves every parameter and buffer, with their gradients, to `device` ("cpu", "cuda",
+   * "cuda:1", "reference") in place, as PyTorch's module.to(device): each stays the same
+   * object, so references to them (tied weights, a model's own fields) keep working. Returns
+   * this. An optimizer made before keeps its state where it was made: make it after moving.
+   * Every copy is made before any tensor changes, so a failure (an unavailable device, out
+   * of memory) leaves the module as it was.
+   */
+  to(device: string): this {
+    const target = parseDevice(device);
+    backendFor(target); // an unavailable device fails here, naming what is missing
+    const tensors = new Set<Tensor>(this.parameters());
+    for (const [, b] of this.namedBuffers()) tensors.add(b);
+    const moves: [Tensor, Tensor][] = [];
+    try {
+      noGrad(() => {
+        for (const t of tensors) {
+          if (t.device === target) continue;
+          moves.push([t, t.to(target)]); // no graph under noGrad
+          if (t.grad !== null) moves.push([t.grad, t.grad.to(target)]);
+        }
+      });
+    } catch (error) {
+      for (const [, copy] of moves) copy.dispose();
+      throw error;
+    }
+    for (const [t, copy] of moves) t.adoptStorage(copy);
+    return this;
   }
 
   // ---- state ----------------------------------------------------------------------
