@@ -1270,6 +1270,16 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     );
   });
 
+  it("maxNorm Infinity returns the norm and scales nothing, as PyTorch's clip_grad_norm_", () => {
+    const ps = withGrads();
+    expect(optim.clipGradNorm(ps, Infinity)).toBeCloseTo(13, 5);
+    expect(optim.clipGradNormTensor(ps, Infinity).item()).toBeCloseTo(13, 5);
+    expect(gradsOf(ps)).toEqual([3, 4, 12]);
+    const infinite = withGrads([3, Infinity]);
+    expect(optim.clipGradNormTensor(infinite, Infinity).item()).toBe(Infinity);
+    expect(gradsOf(infinite)).toEqual([3, Infinity, 12]);
+  });
+
   it("takes the norms in one backend call and scales in one, whatever the gradient count", () => {
     const backend = backendFor(device as Device);
     const norms = vi.spyOn(backend, "norms");

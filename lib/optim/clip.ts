@@ -125,6 +125,9 @@ export function clipGradNormTensor(
  * PyTorch's foreach mul casts it.
  */
 function clipInPlace(grads: readonly Tensor[], total: Tensor, maxNorm: number): void {
+  // maxNorm Infinity, PyTorch's idiom for taking the norm alone, makes every factor 1 (the
+  // scaling kernel takes a finite maxNorm only): there is nothing to scale.
+  if (maxNorm === Infinity) return;
   noGrad(() =>
     scope(() => {
       let factor: Tensor | null = null;
