@@ -1868,6 +1868,13 @@ function scaleInPlaceCases(t: Target): void {
         ValueError,
         /^scaleInPlace: maxNorm must be finite and >= 0, got -1/,
       );
+      // NaN too: the native kernels took it for no maxNorm, and multiplied by the norm.
+      expectThrows(
+        () => b.scaleInPlace([x], raw(b, dtype, [], [5]), NaN),
+        ValueError,
+        /^scaleInPlace: maxNorm must be finite and >= 0, got NaN/,
+      );
+      expect(Array.from(b.read(x))).toEqual([3, 4].map((v) => round(v * factor)));
     });
 
     it.each(FLOATS)("%s: one element, and an empty list", (dtype) => {

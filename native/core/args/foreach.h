@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -34,15 +35,23 @@ struct NormOrder {
   double p;
 };
 
+// A number the caller passed, as JavaScript writes it (NaN, Infinity, -1 rather than nan, inf,
+// -1.000000), so that the messages match the reference backend's.
+inline std::string numberText(double x) {
+  if (std::isnan(x)) return "NaN";
+  if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
+  char text[32];
+  for (int digits = 1; digits <= 17; ++digits) {  // the fewest that give x back, as JavaScript's
+    std::snprintf(text, sizeof text, "%.*g", digits, x);
+    if (std::strtod(text, nullptr) == x) break;
+  }
+  return text;
+}
+
 inline NormOrder readNormOrder(const KernelCall& call) {
   const double p = call.number("normType");
   if (p == INFINITY) return {NormKind::Max, p};
-  if (!(p > 0) || !std::isfinite(p)) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", p);
-    const std::string got = std::isnan(p) ? "NaN" : std::isinf(p) ? "-Infinity" : text;  // as JavaScript writes it
-    call.fail("ERR_VALUE", "normType must be > 0 or Infinity, got " + got);
-  }
+  if (!(p > 0) || !std::isfinite(p)) call.fail("ERR_VALUE", "normType must be > 0 or Infinity, got " + numberText(p));
   if (p == 1) return {NormKind::One, p};
   if (p == 2) return {NormKind::Two, p};
   return {NormKind::Power, p};
@@ -144,10 +153,13 @@ struct ScaleArgs {
 
 inline ScaleArgs readScale(const KernelCall& call) {
   const size_t last = call.buffers.empty() ? 0 : call.buffers.size() - 1;
-  const double maxNorm = call.number("maxNorm", NAN);
-  ScaleArgs a{foreachDType(call, last, "factor"), call.buffers[last].data, !std::isnan(maxNorm), maxNorm, {}};
-  if (a.clip && !(maxNorm >= 0 && std::isfinite(maxNorm)))
-    call.fail("ERR_VALUE", "maxNorm must be finite and >= 0, got " + std::to_string(maxNorm));
+  // Clipping is asked for by the attribute being there: a NaN maxNorm is refused, not taken
+  // for its absence (which multiplied by the norm).
+  const bool clip = call.has("maxNorm");
+  const double maxNorm = clip ? call.number("maxNorm") : 0;
+  ScaleArgs a{foreachDType(call, last, "factor"), call.buffers[last].data, clip, maxNorm, {}};
+  if (clip && !(maxNorm >= 0 && std::isfinite(maxNorm)))
+    call.fail("ERR_VALUE", "maxNorm must be finite and >= 0, got " + numberText(maxNorm));
   call.expectSize(last, "factor", 1);
   a.items = readForeachItems(call, a.dtype, 0);
   return a;
