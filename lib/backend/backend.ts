@@ -226,8 +226,9 @@ export interface Backend {
    * xs[k] *= factor for every k, in place (gradient clipping's scaling, as PyTorch's foreach
    * mul): factor is a 0-d tensor of the xs' float dtype, read where it is (on cuda the device
    * reads it, so nothing waits). With maxNorm, factor holds the gradients' total norm and the
-   * multiplier is min(1, maxNorm / (norm + 1e-6)) in that dtype's arithmetic, 1 for a norm
-   * that is not finite: clipping in one call.
+   * multiplier is min(1, maxNorm / (norm + 1e-6)) in that dtype's arithmetic, the division
+   * taken as PyTorch takes it (1 / (norm + 1e-6), then times maxNorm), 1 for a norm that is
+   * not finite: clipping in one call.
    */
   scaleInPlace(xs: readonly RawTensor[], factor: RawTensor, maxNorm?: number): void;
 
