@@ -1207,7 +1207,11 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
   it("leaves gradients under maxNorm as they are, and nn.utils is the same function", () => {
     const ps = withGrads();
     expect(nn.utils.clipGradNorm).toBe(optim.clipGradNorm);
+    const scale = vi.spyOn(backendFor(device as Device), "scaleInPlace");
     expect(nn.utils.clipGradNorm(ps, 100)).toBeCloseTo(13, 5);
+    const scaled = scale.mock.calls.length;
+    scale.mockRestore();
+    expect(scaled, "a factor of 1: no pass over the gradients").toBe(0);
     expect(gradsOf(ps)).toEqual([3, 4, 12]);
   });
 
