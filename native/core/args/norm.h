@@ -124,7 +124,7 @@ inline RunningStats readRunningStats(const KernelCall& call, const ChannelExtent
   if (!training) call.fail("ERR_VALUE", "running statistics are updated only when training");
   r.momentum = call.number("momentum");
   if (!(r.momentum >= 0 && r.momentum <= 1))
-    call.fail("ERR_VALUE", "momentum must be in [0, 1], got " + std::to_string(r.momentum));
+    call.fail("ERR_VALUE", "momentum must be in [0, 1], got " + numberText(r.momentum));
   return r;
 }
 
