@@ -144,7 +144,11 @@ export interface NativeKernels {
    * (normType > 0 or Infinity), accumulated in double and rounded once.
    */
   norms: [(Float32Array | Float64Array)[], { normType: number; count: number }];
-  /** [x0, ..., x(count-1), factor], float32 or float64 alike: every xk *= factor[0], in place. */
+  /**
+   * [x0, ..., x(count-1), factor], float32 or float64 alike: every xk *= factor[0], in place.
+   * With maxNorm (finite, >= 0), factor[0] is a total norm and the multiplier its clip factor
+   * (args::clipFactor in native/core/args/foreach.h).
+   */
   scale_in_place: [(Float32Array | Float64Array)[], { count: number; maxNorm?: number }];
   matmul: [
     [out: Float32Array, a: Float32Array, b: Float32Array],

@@ -1868,6 +1868,13 @@ function scaleInPlaceCases(t: Target): void {
         ValueError,
         /^scaleInPlace: maxNorm must be finite and >= 0, got -1/,
       );
+      // NaN too: the native kernels took it for no maxNorm, and multiplied by the norm.
+      expectThrows(
+        () => b.scaleInPlace([x], raw(b, dtype, [], [5]), NaN),
+        ValueError,
+        /^scaleInPlace: maxNorm must be finite and >= 0, got NaN/,
+      );
+      expect(Array.from(b.read(x))).toEqual([3, 4].map((v) => round(v * factor)));
     });
 
     it.each(FLOATS)("%s: one element, and an empty list", (dtype) => {
@@ -2475,22 +2482,26 @@ function layerCases(t: Target): void {
       for (const backend of [b, ref]) {
         const r = raw(backend, "float32", [3], [1, 2, 3]);
         const s = [3, 3].map((c) => raw(backend, "float32", [c], [0, 0, 1]));
+        const x = raw(backend, "float32", [2, 3]);
+        const call = (training: boolean, momentum: number) => () => {
+          const running = { mean: r, variance: null, momentum };
+          const out = raw(backend, "float32", [2, 3]);
+          backend.batchNorm(out, s[0]!, s[1]!, x, null, null, training, 1e-5, running);
+        };
         expectThrows(
-          () =>
-            backend.batchNorm(
-              raw(backend, "float32", [2, 3]),
-              s[0]!,
-              s[1]!,
-              raw(backend, "float32", [2, 3]),
-              null,
-              null,
-              false,
-              1e-5,
-              { mean: r, variance: null, momentum: 0.5 },
-            ),
+          call(false, 0.5),
           ValueError,
           /running statistics are updated only when training/,
         );
+        // A bad momentum is named as JavaScript writes it, on every backend.
+        for (const [momentum, text] of [
+          [1.5, "1.5"],
+          [NaN, "NaN"],
+          [-Infinity, "-Infinity"],
+        ] as const) {
+          const message = new RegExp(`^batchNorm: momentum must be in \\[0, 1\\], got ${text}$`);
+          expectThrows(call(true, momentum), ValueError, message);
+        }
       }
     });
 

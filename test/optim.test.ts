@@ -1207,7 +1207,11 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
   it("leaves gradients under maxNorm as they are, and nn.utils is the same function", () => {
     const ps = withGrads();
     expect(nn.utils.clipGradNorm).toBe(optim.clipGradNorm);
+    const scale = vi.spyOn(backendFor(device as Device), "scaleInPlace");
     expect(nn.utils.clipGradNorm(ps, 100)).toBeCloseTo(13, 5);
+    const scaled = scale.mock.calls.length;
+    scale.mockRestore();
+    expect(scaled, "a factor of 1: no pass over the gradients").toBe(0);
     expect(gradsOf(ps)).toEqual([3, 4, 12]);
   });
 
@@ -1236,8 +1240,10 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
       expect(norm.device).toBe(device);
       const expected = withGrads();
       expect(norm.item()).toBe(optim.clipGradNorm(expected, 6.5, normType));
-      // The factor is taken in float32 on the device, as PyTorch takes it.
-      const factor = Math.fround(6.5 / Math.fround(norm.item() + 1e-6));
+      // The factor is taken in float32 on the device, as PyTorch takes it: a reciprocal times
+      // maxNorm (6.5 is a float32).
+      const f = Math.fround;
+      const factor = f(f(1 / f(norm.item() + f(1e-6))) * 6.5);
       expect(gradsOf(ps)).toEqual([3, 4, 12].map((g) => Math.fround(g * factor)));
       expect(ps[2]!.grad).toBeNull();
     },
@@ -1268,6 +1274,36 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
       ValueError,
       "clipGradNormTensor: invalid normType: -2 (expected > 0 or Infinity)",
     );
+  });
+
+  it("clips to PyTorch's bits, whose maxNorm / (norm + 1e-6) is a reciprocal times maxNorm", () => {
+    // torch 1.13: p.grad = torch.tensor([norm], dtype=dtype); clip_grad_norm_([p], 1.3);
+    // p.grad.item(). Dividing instead gives another last bit for each of these norms.
+    const cases = [
+      ["float32", 1.5928155183792114, 1.2999991178512573],
+      ["float32", 8.843719482421875, 1.2999998331069946],
+      ["float32", 5.935456275939941, 1.299999713897705],
+      ["float64", 5.849863338470459, 1.2999997777726242],
+      ["float64", 1.4122456789016724, 1.2999990794809295],
+    ] as const;
+    for (const [dtype, norm, clipped] of cases) {
+      for (const clip of [optim.clipGradNorm, optim.clipGradNormTensor]) {
+        const p = zeros([1], { device, dtype, requiresGrad: true });
+        p.grad = tensor([norm], { device, dtype });
+        clip([p], 1.3);
+        expect(values(p.grad), `${clip.name} ${dtype} ${norm}`).toEqual([clipped]);
+      }
+    }
+  });
+
+  it("maxNorm Infinity returns the norm and scales nothing, as PyTorch's clip_grad_norm_", () => {
+    const ps = withGrads();
+    expect(optim.clipGradNorm(ps, Infinity)).toBeCloseTo(13, 5);
+    expect(optim.clipGradNormTensor(ps, Infinity).item()).toBeCloseTo(13, 5);
+    expect(gradsOf(ps)).toEqual([3, 4, 12]);
+    const infinite = withGrads([3, Infinity]);
+    expect(optim.clipGradNormTensor(infinite, Infinity).item()).toBe(Infinity);
+    expect(gradsOf(infinite)).toEqual([3, Infinity, 12]);
   });
 
   it("takes the norms in one backend call and scales in one, whatever the gradient count", () => {
@@ -1319,7 +1355,7 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     c.grad = tensor([0.1], { device, dtype: "float64" });
     const total = optim.clipGradNorm([a!, b!, c], 6.5);
     expect(total).toBe(Math.sqrt(169 + 0.1 ** 2));
-    const factor = 6.5 / (total + 1e-6);
+    const factor = (1 / (total + 1e-6)) * 6.5; // PyTorch's division: a reciprocal times maxNorm
     expect(values(a!.grad!)).toEqual([3, 4].map((g) => Math.fround(g * Math.fround(factor))));
     expect(values(c.grad)).toEqual([0.1 * factor]);
   });

@@ -76,12 +76,11 @@ export type BinaryOp =
   | "gelu_tanh_backward" // a * gelu_tanh'(b): b is the input
   | "silu_backward"; // a * silu'(b): b is the input
 
-/** Comparison ops write bool (uint8 storage); all others write the operands' dtype. */
 /**
  * The running statistics a training batchNorm updates: running = (1 - momentum) * running +
  * momentum * the batch's mean (unbiased variance), computed in double from the double
- * statistics and rounded once, as PyTorch's cpu update; unchanged where a channel has fewer
- * than two values. Either may be null.
+ * statistics and rounded once (PyTorch's cpu update rounds in float32 along the way, so they
+ * agree to rounding); unchanged where a channel has fewer than two values. Either may be null.
  */
 export interface BatchNormRunning {
   mean: RawTensor | null; // [c]
@@ -89,6 +88,7 @@ export interface BatchNormRunning {
   momentum: number; // in [0, 1]
 }
 
+/** Comparison ops write bool (uint8 storage); all others write the operands' dtype. */
 export const COMPARISON_OPS: readonly BinaryOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];
 
 export type ReduceOp = "sum" | "mean" | "max" | "min" | "prod";
@@ -226,8 +226,9 @@ export interface Backend {
    * xs[k] *= factor for every k, in place (gradient clipping's scaling, as PyTorch's foreach
    * mul): factor is a 0-d tensor of the xs' float dtype, read where it is (on cuda the device
    * reads it, so nothing waits). With maxNorm, factor holds the gradients' total norm and the
-   * multiplier is min(1, maxNorm / (norm + 1e-6)) in that dtype's arithmetic, 1 for a norm
-   * that is not finite: clipping in one call.
+   * multiplier is min(1, maxNorm / (norm + 1e-6)) in that dtype's arithmetic, the division
+   * taken as PyTorch takes it (1 / (norm + 1e-6), then times maxNorm), 1 for a norm that is
+   * not finite: clipping in one call.
    */
   scaleInPlace(xs: readonly RawTensor[], factor: RawTensor, maxNorm?: number): void;
 

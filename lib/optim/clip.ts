@@ -4,6 +4,7 @@
 // so the caller can skip the step; see Optimizer.skipNonFinite.
 
 import { noGrad } from "../autograd/grad-mode.js";
+import { clipFactor } from "../backend/reference/foreach.js";
 import { backendFor } from "../backend/registry.js";
 import { ValueError } from "../errors.js";
 import { scope } from "../memory.js";
@@ -89,7 +90,11 @@ export function clipGradNorm(
         "parameters",
       );
     }
-    if (Number.isFinite(value)) clipInPlace(grads, total, maxNorm);
+    // Having read the norm, skip the pass over every gradient where the factor is 1 (a norm under
+    // maxNorm): the reference's clipFactor, rounded in the norm's dtype, is the kernels' factor.
+    const round = total.dtype === "float32" ? Math.fround : undefined;
+    if (Number.isFinite(value) && clipFactor(value, maxNorm, round) < 1)
+      clipInPlace(grads, total, maxNorm);
     return value;
   });
 }
@@ -125,6 +130,9 @@ export function clipGradNormTensor(
  * PyTorch's foreach mul casts it.
  */
 function clipInPlace(grads: readonly Tensor[], total: Tensor, maxNorm: number): void {
+  // maxNorm Infinity, PyTorch's idiom for taking the norm alone, makes every factor 1 (the
+  // scaling kernel takes a finite maxNorm only): there is nothing to scale.
+  if (maxNorm === Infinity) return;
   noGrad(() =>
     scope(() => {
       let factor: Tensor | null = null;

@@ -4,7 +4,10 @@
 // error, so native code never aborts the process.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -36,6 +39,19 @@ struct Buffer {
     return static_cast<T*>(data);
   }
 };
+
+// A number the caller passed, as JavaScript writes it (NaN, Infinity, -1 rather than nan, inf,
+// -1.000000), so that the messages match the reference backend's.
+inline std::string numberText(double x) {
+  if (std::isnan(x)) return "NaN";
+  if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
+  char text[32];
+  for (int digits = 1; digits <= 17; ++digits) {  // the fewest that give x back, as JavaScript's
+    std::snprintf(text, sizeof text, "%.*g", digits, x);
+    if (std::strtod(text, nullptr) == x) break;
+  }
+  return text;
+}
 
 using Shape = std::vector<int64_t>;
 

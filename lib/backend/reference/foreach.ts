@@ -46,10 +46,12 @@ export function norms(out: RawTensor, xs: readonly RawTensor[], normType: number
 /**
  * min(1, maxNorm / (norm + 1e-6)) with each step rounded as `round` rounds (float32's for a
  * float32 norm), and 1 for a norm that is NaN or infinite: Backend.scaleInPlace's clipping.
+ * The division is PyTorch's, a reciprocal times maxNorm (Tensor.__rtruediv__).
  */
 export function clipFactor(norm: number, maxNorm: number, round = (x: number) => x): number {
   if (!Number.isFinite(norm)) return 1;
-  return Math.min(1, round(round(maxNorm) / round(norm + round(1e-6))));
+  const reciprocal = round(1 / round(norm + round(1e-6)));
+  return Math.min(1, round(reciprocal * round(maxNorm)));
 }
 
 /**

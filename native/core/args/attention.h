@@ -37,7 +37,7 @@ inline Attention readAttention(const KernelCall& call) {
   a.scale = static_cast<float>(call.number("scale"));
   a.causal = call.flag("causal", false);
   a.p = call.number("dropoutP");
-  if (!(a.p >= 0 && a.p < 1)) call.fail("ERR_VALUE", "dropoutP must be in [0, 1), got " + std::to_string(a.p));
+  if (!(a.p >= 0 && a.p < 1)) call.fail("ERR_VALUE", "dropoutP must be in [0, 1), got " + numberText(a.p));
   a.dropout = a.p > 0;
   if (a.dropout) {
     int64_t lo = call.integer("seedLo"), hi = call.integer("seedHi"), offset = call.integer("offset");

@@ -14,7 +14,7 @@ namespace deepnode::args {
 // A number attribute that must be finite (ERR_VALUE otherwise).
 inline double finiteNumber(const KernelCall& call, const char* name) {
   double v = call.number(name);
-  if (!std::isfinite(v)) call.fail("ERR_VALUE", std::string(name) + " must be finite, got " + std::to_string(v));
+  if (!std::isfinite(v)) call.fail("ERR_VALUE", std::string(name) + " must be finite, got " + numberText(v));
   return v;
 }
 

@@ -37,12 +37,7 @@ struct NormOrder {
 inline NormOrder readNormOrder(const KernelCall& call) {
   const double p = call.number("normType");
   if (p == INFINITY) return {NormKind::Max, p};
-  if (!(p > 0) || !std::isfinite(p)) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", p);
-    const std::string got = std::isnan(p) ? "NaN" : std::isinf(p) ? "-Infinity" : text;  // as JavaScript writes it
-    call.fail("ERR_VALUE", "normType must be > 0 or Infinity, got " + got);
-  }
+  if (!(p > 0) || !std::isfinite(p)) call.fail("ERR_VALUE", "normType must be > 0 or Infinity, got " + numberText(p));
   if (p == 1) return {NormKind::One, p};
   if (p == 2) return {NormKind::Two, p};
   return {NormKind::Power, p};
@@ -127,10 +122,13 @@ inline NormsArgs readNorms(const KernelCall& call) {
 
 // Gradient clipping's multiplier for a total norm, PyTorch's min(1, maxNorm / (norm + 1e-6))
 // in T's arithmetic, and 1 (no change) for a NaN or infinite norm, as lib/optim/clip.ts says.
+// PyTorch's scalar / tensor is the tensor's reciprocal times the scalar (Tensor.__rtruediv__),
+// two roundings: a division instead differs from it in the last bit for about a quarter of
+// the norms when maxNorm is not a power of two.
 template <typename T>
 DEEPNODE_HD inline T clipFactor(T norm, double maxNorm) {
   if (!(norm - norm == T(0))) return T(1);
-  const T factor = static_cast<T>(maxNorm) / (norm + static_cast<T>(1e-6));
+  const T factor = T(1) / (norm + static_cast<T>(1e-6)) * static_cast<T>(maxNorm);
   return factor < T(1) ? factor : T(1);
 }
 
@@ -144,10 +142,13 @@ struct ScaleArgs {
 
 inline ScaleArgs readScale(const KernelCall& call) {
   const size_t last = call.buffers.empty() ? 0 : call.buffers.size() - 1;
-  const double maxNorm = call.number("maxNorm", NAN);
-  ScaleArgs a{foreachDType(call, last, "factor"), call.buffers[last].data, !std::isnan(maxNorm), maxNorm, {}};
-  if (a.clip && !(maxNorm >= 0 && std::isfinite(maxNorm)))
-    call.fail("ERR_VALUE", "maxNorm must be finite and >= 0, got " + std::to_string(maxNorm));
+  // Clipping is asked for by the attribute being there: a NaN maxNorm is refused, not taken
+  // for its absence (which multiplied by the norm).
+  const bool clip = call.has("maxNorm");
+  const double maxNorm = clip ? call.number("maxNorm") : 0;
+  ScaleArgs a{foreachDType(call, last, "factor"), call.buffers[last].data, clip, maxNorm, {}};
+  if (clip && !(maxNorm >= 0 && std::isfinite(maxNorm)))
+    call.fail("ERR_VALUE", "maxNorm must be finite and >= 0, got " + numberText(maxNorm));
   call.expectSize(last, "factor", 1);
   a.items = readForeachItems(call, a.dtype, 0);
   return a;

@@ -98,8 +98,9 @@ inline BatchNormArgs readBatchNorm(const KernelCall& call, const ChannelExtent& 
 // Batch norm's running statistics, optional buffers 6 (runningMean) and 7 (runningVar) of c
 // elements, which training moves toward the batch's mean and unbiased variance in the same
 // call: running = (1 - momentum) * running + momentum * statistic, in double from the
-// double statistics and rounded once (as PyTorch's cpu update, whose accumulators are
-// double). A channel of fewer than two values leaves them as they are.
+// double statistics and rounded once. (PyTorch's cpu update is not that: it rounds the batch
+// mean to float32 and moves the running mean in float32 arithmetic, so the two agree to
+// rounding, not bit for bit.) A channel of fewer than two values leaves them as they are.
 struct RunningStats {
   float *mean, *variance;
   double momentum;
@@ -123,7 +124,7 @@ inline RunningStats readRunningStats(const KernelCall& call, const ChannelExtent
   if (!training) call.fail("ERR_VALUE", "running statistics are updated only when training");
   r.momentum = call.number("momentum");
   if (!(r.momentum >= 0 && r.momentum <= 1))
-    call.fail("ERR_VALUE", "momentum must be in [0, 1], got " + std::to_string(r.momentum));
+    call.fail("ERR_VALUE", "momentum must be in [0, 1], got " + numberText(r.momentum));
   return r;
 }
 
