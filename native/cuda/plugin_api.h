@@ -11,9 +11,10 @@
 extern "C" {
 #endif
 
-// Bumped whenever a struct below or a function's meaning changes; the addon refuses a
-// plugin whose number differs from its own.
-#define DEEPNODE_CUDA_ABI_VERSION 5
+// Bumped whenever a struct below or a function's meaning changes, kernels' buffers and
+// attributes included (6: batch_norm's running statistics, scale_in_place's maxNorm); the
+// addon refuses a plugin whose number differs from its own.
+#define DEEPNODE_CUDA_ABI_VERSION 6
 
 #define DEEPNODE_CUDA_MAX_DEVICES 16
 #define DEEPNODE_CUDA_MAX_LIBRARIES 3
