@@ -1666,7 +1666,16 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
     expectThrows(
       () => F.batchNorm(ones([2, 1]), zeros([1]), ones([1]), { training: true, momentum: 1.5 }),
       ValueError,
-      "batchNorm: momentum must be in [0, 1], got 1.5",
+      "batchNorm: momentum must be a number in [0, 1], got 1.5",
+    );
+    expectThrows(
+      () =>
+        F.batchNorm(ones([2, 1]), zeros([1]), ones([1]), {
+          training: true,
+          momentum: "0.1" as never,
+        }),
+      ValueError,
+      'batchNorm: momentum must be a number in [0, 1], got "0.1"',
     );
   });
 

@@ -1267,7 +1267,7 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     expectThrows(
       () => optim.clipGradNormTensor(withGrads(), -1),
       ValueError,
-      "clipGradNormTensor: invalid maxNorm: -1 (expected >= 0)",
+      "clipGradNormTensor: invalid maxNorm: -1 (expected a number >= 0)",
     );
     expectThrows(
       () => optim.clipGradNormTensor(withGrads(), 1, -2),
@@ -1370,7 +1370,12 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     expectThrows(
       () => optim.clipGradNorm(withGrads(), -1),
       ValueError,
-      "clipGradNorm: invalid maxNorm: -1 (expected >= 0)",
+      "clipGradNorm: invalid maxNorm: -1 (expected a number >= 0)",
+    );
+    expectThrows(
+      () => optim.clipGradNorm(withGrads(), "1" as never),
+      ValueError,
+      'clipGradNorm: invalid maxNorm: "1" (expected a number >= 0)',
     );
     expectThrows(
       () => optim.clipGradNorm(withGrads(), 1, 0),

@@ -256,6 +256,8 @@ describe("Trainer.fit, evaluate and predict", () => {
       ],
       [{ earlyStopping: { patience: 0 } }, /earlyStopping\.patience must be a positive integer/],
       [{ metrics: { loss: accuracy } }, /metrics must be named other than loss/],
+      [{ clipGradNorm: NaN }, /^Trainer: clipGradNorm must be a number > 0, got NaN$/],
+      [{ clipGradNorm: "5" as never }, /^Trainer: clipGradNorm must be a number > 0, got "5"$/],
     ];
     for (const [overrides, message] of cases) {
       expectThrows(

@@ -120,8 +120,10 @@ export function batchNorm(
   for (const [role, t] of roles) checkCompanion(op, role, x, t, [c]);
   const training = options.training ?? false;
   const momentum = options.momentum ?? 0.1;
-  if (!(momentum >= 0 && momentum <= 1))
-    throw new ValueError(op, `momentum must be in [0, 1], got ${momentum}`, "momentum");
+  if (typeof momentum !== "number" || !(momentum >= 0 && momentum <= 1)) {
+    const shown = typeof momentum === "string" ? JSON.stringify(momentum) : String(momentum);
+    throw new ValueError(op, `momentum must be a number in [0, 1], got ${shown}`, "momentum");
+  }
   const eps = checkEps(op, options.eps ?? 1e-5);
   const count = c === 0 ? 0 : x.numel / c;
   if (training && count === 1)
@@ -293,7 +295,11 @@ abstract class BatchNormBase extends Module {
     this.eps = checkEps(name, options.eps ?? 1e-5);
     const momentum = options.momentum === undefined ? 0.1 : options.momentum;
     if (momentum !== null && !(typeof momentum === "number" && momentum >= 0 && momentum <= 1))
-      throw new ValueError(name, `momentum must be in [0, 1] or null, got ${momentum}`, "momentum");
+      throw new ValueError(
+        name,
+        `momentum must be in [0, 1] or null, got ${typeof momentum === "string" ? JSON.stringify(momentum) : momentum}`,
+        "momentum",
+      );
     this.momentum = momentum;
     this.affine = options.affine ?? true;
     this.trackRunningStats = options.trackRunningStats ?? true;

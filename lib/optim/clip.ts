@@ -30,8 +30,10 @@ function checkNormType(op: string, normType: number): void {
 }
 
 function checkMaxNorm(op: string, maxNorm: number): void {
-  if (!(maxNorm >= 0))
-    throw new ValueError(op, `invalid maxNorm: ${maxNorm} (expected >= 0)`, "maxNorm");
+  if (typeof maxNorm !== "number" || !(maxNorm >= 0)) {
+    const shown = typeof maxNorm === "string" ? JSON.stringify(maxNorm) : String(maxNorm);
+    throw new ValueError(op, `invalid maxNorm: ${shown} (expected a number >= 0)`, "maxNorm");
+  }
 }
 
 /**

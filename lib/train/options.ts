@@ -221,7 +221,13 @@ const KNOWN = new Set([
 ]);
 
 function fail(param: string, expected: string, value: unknown): never {
-  const shown = typeof value === "function" ? "a function" : (JSON.stringify(value) ?? "undefined");
+  // JSON shows strings quoted; numbers it cannot write (NaN, Infinity) are shown as numbers.
+  const shown =
+    typeof value === "function"
+      ? "a function"
+      : typeof value === "number"
+        ? String(value)
+        : (JSON.stringify(value) ?? "undefined");
   throw new ValueError("Trainer", `${param} must be ${expected}, got ${shown}`, param);
 }
 
@@ -293,7 +299,8 @@ function checkCombinations(options: AnyOptions): void {
     const delta = stopping.minDelta ?? 0;
     if (!(delta >= 0)) fail("earlyStopping.minDelta", "a number >= 0", delta);
   }
-  if (options.clipGradNorm !== undefined && !(options.clipGradNorm > 0)) {
+  const clip = options.clipGradNorm;
+  if (clip !== undefined && (typeof clip !== "number" || !(clip > 0))) {
     fail("clipGradNorm", "a number > 0", options.clipGradNorm);
   }
 }
