@@ -874,6 +874,33 @@ describe("slice, narrow, select, split, chunk, cat and stack", () => {
   // x[i, j, k] = 12 i + 4 j + k
   const cube = (device = "cpu") => arangeOf(0, 24, 1, { device }).reshape([2, 3, 4]);
 
+  it.each(["cpu", "reference"])(
+    "refuses a 0-d tensor; an empty dim gives empty pieces (%s)",
+    (d) => {
+      const scalar = tensor(3, { device: d });
+      const ops: [string, () => unknown][] = [
+        ["split", () => scalar.split(1, 0)],
+        ["chunk", () => scalar.chunk(2)],
+        ["select", () => scalar.select(0, 0)],
+        ["narrow", () => scalar.narrow(0, 0, 1)],
+        ["slice", () => scalar.slice(0, 0, 1)],
+      ];
+      for (const [op, run] of ops) {
+        expectThrows(
+          run,
+          ShapeError,
+          `${op}: expects a tensor of at least one dimension, got a 0-d tensor`,
+        );
+      }
+      const empty = zeros([0, 3], { device: d });
+      expect(empty.split(2).map((t) => t.shape)).toEqual([[0, 3]]);
+      expect(empty.chunk(2).map((t) => t.shape)).toEqual([
+        [0, 3],
+        [0, 3],
+      ]);
+    },
+  );
+
   it.each(["cpu", "reference"])("slice follows Python's start, end and step (%s)", (device) => {
     const x = cube(device);
     expect(x.slice(2, 1, 4, 2).toArray()).toEqual([

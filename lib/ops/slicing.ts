@@ -63,6 +63,16 @@ function piecesOf(x: Tensor, axis: number, lengths: readonly number[]): Tensor[]
   });
 }
 
+/** The axis `dim` names in x, which must have one (PyTorch refuses these ops on a 0-d tensor). */
+function axisOf(op: string, x: Tensor, dim: number): number {
+  if (x.ndim === 0) {
+    throw new ShapeError(op, `expects a tensor of at least one dimension, got a 0-d tensor`, [
+      x.shape,
+    ]);
+  }
+  return normalizeAxis(op, dim, x.ndim);
+}
+
 function integer(op: string, name: string, value: number): number {
   if (!Number.isInteger(value)) {
     throw new ValueError(op, `${name} must be an integer, got ${value}`, name);
@@ -75,7 +85,7 @@ function integer(op: string, name: string, value: number): number {
  * end, both are clamped to the dim, and step is at least 1. A copy, as in DESIGN.md.
  */
 export function slice(x: Tensor, dim: number, start = 0, end?: number, step = 1): Tensor {
-  const axis = normalizeAxis("slice", dim, x.ndim);
+  const axis = axisOf("slice", x, dim);
   const size = x.shape[axis]!;
   integer("slice", "start", start);
   if (end !== undefined) integer("slice", "end", end);
@@ -91,7 +101,7 @@ export function slice(x: Tensor, dim: number, start = 0, end?: number, step = 1)
 
 /** `length` entries of `dim` from `start` (negative counts from the end), as torch.narrow. */
 export function narrow(x: Tensor, dim: number, start: number, length: number): Tensor {
-  const axis = normalizeAxis("narrow", dim, x.ndim);
+  const axis = axisOf("narrow", x, dim);
   const size = x.shape[axis]!;
   integer("narrow", "start", start);
   integer("narrow", "length", length);
@@ -107,7 +117,7 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
 
 /** Entry `index` of `dim` (negative counts from the end), with that dim removed. */
 export function select(x: Tensor, dim: number, index: number): Tensor {
-  const axis = normalizeAxis("select", dim, x.ndim);
+  const axis = axisOf("select", x, dim);
   const size = x.shape[axis]!;
   integer("select", "index", index);
   if (index < -size || index >= size) {
@@ -124,16 +134,20 @@ export function select(x: Tensor, dim: number, index: number): Tensor {
  * pieces of the listed sizes, which must add up to the dim.
  */
 export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Tensor[] {
-  const axis = normalizeAxis("split", dim, x.ndim);
+  const axis = axisOf("split", x, dim);
   const size = x.shape[axis]!;
   let lengths: number[];
   if (typeof sizes === "number") {
     if (integer("split", "sizes", sizes) < 1) {
       throw new ValueError("split", `a piece size must be >= 1, got ${sizes}`, "sizes");
     }
-    lengths = Array.from({ length: Math.ceil(size / sizes) }, (_, i) =>
-      Math.min(sizes, size - i * sizes),
-    );
+    // An empty dim is one empty piece, as in PyTorch.
+    lengths =
+      size === 0
+        ? [0]
+        : Array.from({ length: Math.ceil(size / sizes) }, (_, i) =>
+            Math.min(sizes, size - i * sizes),
+          );
   } else {
     lengths = sizes.map((s) => integer("split", "sizes", s));
     const total = lengths.reduce((sum, s) => sum + s, 0);
@@ -152,7 +166,9 @@ export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
   if (integer("chunk", "chunks", chunks) < 1) {
     throw new ValueError("chunk", `chunks must be >= 1, got ${chunks}`, "chunks");
   }
-  const axis = normalizeAxis("chunk", dim, x.ndim);
+  const axis = axisOf("chunk", x, dim);
+  // An empty dim is `chunks` empty pieces, as in PyTorch.
+  if (x.shape[axis] === 0) return split(x, new Array<number>(chunks).fill(0), axis);
   return split(x, Math.max(1, Math.ceil(x.shape[axis]! / chunks)), axis);
 }
 
