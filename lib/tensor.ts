@@ -537,7 +537,19 @@ function flattenNested(
 ): void {
   if (dim === shape.length) {
     if (Array.isArray(value)) throw new ValueError("tensor", "nested arrays are ragged", "data");
-    out.push(Number(value));
+    const v: unknown = value;
+    if (typeof v !== "number" && typeof v !== "boolean") {
+      // Number() would make "a" NaN and null 0, silently.
+      const shown =
+        typeof v === "string"
+          ? JSON.stringify(v)
+          : typeof v === "object" && v !== null
+            ? "an object"
+            : String(v);
+      const message = `expected numbers or booleans, got ${shown} (element ${out.length})`;
+      throw new ValueError("tensor", message, "data");
+    }
+    out.push(Number(v));
     return;
   }
   if (!Array.isArray(value) || value.length !== shape[dim]) {

@@ -874,6 +874,29 @@ describe("slice, narrow, select, split, chunk, cat and stack", () => {
   // x[i, j, k] = 12 i + 4 j + k
   const cube = (device = "cpu") => arangeOf(0, 24, 1, { device }).reshape([2, 3, 4]);
 
+  it("tensor() refuses what is not a number or a boolean, naming it and its place", () => {
+    const cases: [unknown, string][] = [
+      [[1, "a"], 'got "a" (element 1)'],
+      [[true, null], "got null (element 1)"],
+      [
+        [
+          [1, 2],
+          [3, undefined],
+        ],
+        "got undefined (element 3)",
+      ],
+      [[1, {}], "got an object (element 1)"],
+    ];
+    for (const [data, tail] of cases) {
+      expectThrows(
+        () => tensor(data as never),
+        ValueError,
+        `tensor: expected numbers or booleans, ${tail}`,
+      );
+    }
+    expect(tensor([true, 2]).toArray()).toEqual([1, 2]);
+  });
+
   it.each(["cpu", "reference"])(
     "refuses a 0-d tensor; an empty dim gives empty pieces (%s)",
     (d) => {
