@@ -1360,6 +1360,17 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     expect(values(c.grad)).toEqual([0.1 * factor]);
   });
 
+  it("takes one tensor as well as a list, as PyTorch does", () => {
+    const [a] = withGrads();
+    const [listed] = withGrads();
+    expect(optim.clipGradNorm(a!, 1)).toBe(5);
+    optim.clipGradNorm([listed!], 1);
+    expect(values(a!.grad!)).toEqual(values(listed!.grad!));
+    expect(values(a!.grad!)[0]).toBeCloseTo(0.6, 5);
+    optim.clipGradValue(a!, 0.5);
+    expect(gradsOf([a!]).every((g) => g <= 0.5)).toBe(true);
+  });
+
   it("clipGradValue clamps every element", () => {
     const ps = withGrads([3, -4]);
     optim.clipGradValue(ps, 3.5);

@@ -10,7 +10,7 @@ import { ValueError } from "../errors.js";
 import { scope } from "../memory.js";
 import { ones, zeros } from "../ops/creation.js";
 import { cat } from "../ops/slicing.js";
-import type { Tensor } from "../tensor.js";
+import { Tensor } from "../tensor.js";
 import { byDeviceAndDType, normsOf } from "./foreach.js";
 
 export interface ClipGradNormOptions {
@@ -18,9 +18,13 @@ export interface ClipGradNormOptions {
   errorIfNonfinite?: boolean;
 }
 
-function gradientsOf(parameters: Iterable<Tensor>): Tensor[] {
+/** Parameters as the clipping functions take them: an iterable of tensors, or one (PyTorch's way). */
+export type ClipParameters = Iterable<Tensor> | Tensor;
+
+function gradientsOf(parameters: ClipParameters): Tensor[] {
+  const params = parameters instanceof Tensor ? [parameters] : parameters;
   const grads: Tensor[] = [];
-  for (const p of parameters) if (p.grad !== null) grads.push(p.grad);
+  for (const p of params) if (p.grad !== null) grads.push(p.grad);
   return grads;
 }
 
@@ -57,7 +61,7 @@ function totalNorm(grads: readonly Tensor[], normType: number): Tensor {
  * The p-norm of all gradients together, as if concatenated into one vector: the p-norm of
  * the per-gradient norms, as PyTorch computes it, read back once.
  */
-export function totalGradNorm(parameters: Iterable<Tensor>, normType = 2): number {
+export function totalGradNorm(parameters: ClipParameters, normType = 2): number {
   checkNormType("clipGradNorm", normType);
   const grads = gradientsOf(parameters);
   if (grads.length === 0) return 0;
@@ -72,7 +76,7 @@ export function totalGradNorm(parameters: Iterable<Tensor>, normType = 2): numbe
  * not.
  */
 export function clipGradNorm(
-  parameters: Iterable<Tensor>,
+  parameters: ClipParameters,
   maxNorm: number,
   normType = 2,
   options: ClipGradNormOptions = {},
@@ -111,7 +115,7 @@ export function clipGradNorm(
  * no errorIfNonfinite here: deciding to throw needs the value; read the result to check it.
  */
 export function clipGradNormTensor(
-  parameters: Iterable<Tensor>,
+  parameters: ClipParameters,
   maxNorm: number,
   normType = 2,
 ): Tensor {
@@ -159,7 +163,7 @@ function clipFactorOf(total: Tensor, maxNorm: number): Tensor {
 }
 
 /** Clamps every gradient element into [-clipValue, clipValue], in place. */
-export function clipGradValue(parameters: Iterable<Tensor>, clipValue: number): void {
+export function clipGradValue(parameters: ClipParameters, clipValue: number): void {
   if (!(clipValue >= 0)) {
     throw new ValueError(
       "clipGradValue",
