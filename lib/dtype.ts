@@ -1,5 +1,7 @@
 // The element types tensors can hold and the typed arrays that store them on the CPU.
 
+import { OutOfMemoryError } from "./errors.js";
+
 export type DType = "float32" | "float64" | "int32" | "bool" | "uint8" | "int8";
 
 export const DTYPES: readonly DType[] = ["float32", "float64", "int32", "bool", "uint8", "int8"];
@@ -28,6 +30,18 @@ export function bytesPerElement(dtype: DType): number {
 
 /** A zero-filled typed array of `size` elements for `dtype`. */
 export function allocArray(dtype: DType, size: number): TypedArray {
+  try {
+    return newArray(dtype, size);
+  } catch (error) {
+    // V8 refuses a typed array past its length limit, or one it cannot get memory for.
+    if (!(error instanceof RangeError)) throw error;
+    const gib = ((size * bytesPerElement(dtype)) / 2 ** 30).toFixed(1);
+    const message = `cannot allocate ${size} ${dtype} elements (${gib} GiB): ${error.message}`;
+    throw new OutOfMemoryError("alloc", message);
+  }
+}
+
+function newArray(dtype: DType, size: number): TypedArray {
   switch (dtype) {
     case "float32":
       return new Float32Array(size);

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import {
   DTypeError,
   IndexError,
+  OutOfMemoryError,
   ShapeError,
   StateError,
   Tensor,
@@ -873,6 +874,16 @@ import { DeviceError, arange as arangeOf, cat, stack } from "../lib/index.js";
 describe("slice, narrow, select, split, chunk, cat and stack", () => {
   // x[i, j, k] = 12 i + 4 j + k
   const cube = (device = "cpu") => arangeOf(0, 24, 1, { device }).reshape([2, 3, 4]);
+
+  it("a tensor too large for memory is an OutOfMemoryError naming its size", () => {
+    for (const device of ["cpu", "reference"]) {
+      expectThrows(
+        () => zeros([1e6, 1e6], { device }),
+        OutOfMemoryError,
+        /^alloc: cannot allocate \d+ float32 elements \(\d+\.\d GiB\)/,
+      );
+    }
+  });
 
   it("tensor() refuses what is not a number or a boolean, naming it and its place", () => {
     const cases: [unknown, string][] = [
