@@ -327,6 +327,38 @@ describe("safetensors files that cannot be read", () => {
   });
 });
 
+describe("safetensors files that cannot be written", () => {
+  it("names the path asked for (not the temporary file) and a value that is no tensor", async () => {
+    const file = join(scratch, "a-plain-file");
+    writeFileSync(file, "x");
+    const t = { a: fromTypedArray(Float32Array.from([1, 2]), [2]) };
+    const cases: [string, string][] = [
+      [join(file, "w.safetensors"), "a part of the path is a file, not a folder"],
+      [join(scratch, "absent", "w.safetensors"), "its folder does not exist"],
+      [scratch, "is a folder"],
+    ];
+    for (const [path, why] of cases) {
+      const rejected = await saveSafetensors(path, t).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(rejected).toBeInstanceOf(ValueError);
+      expect((rejected as Error).message).toBe(`saveSafetensors: cannot write ${path}: ${why}`);
+      expectThrows(
+        () => saveSafetensorsSync(path, t),
+        ValueError,
+        `saveSafetensorsSync: cannot write ${path}: ${why}`,
+      );
+    }
+    expectThrows(
+      () => saveSafetensorsSync(join(scratch, "n.safetensors"), { a: 3 as never }),
+      ValueError,
+      'saveSafetensors: tensors["a"] is not a Tensor (got number)',
+    );
+    expect(readdirSync(scratch).filter((name) => name.includes(".tmp-"))).toEqual([]);
+  });
+});
+
 describe("atomic writes", () => {
   function* failingChunks(): Generator<Uint8Array> {
     yield new Uint8Array(1000).fill(1);

@@ -13,7 +13,7 @@ import { dirname, resolve } from "node:path";
 
 import { allocArray, bytesPerElement, type DType, type TypedArray } from "../dtype.js";
 import { FormatError, NotSupportedError, ValueError } from "../errors.js";
-import { fromTypedArray, type Tensor } from "../tensor.js";
+import { Tensor, fromTypedArray } from "../tensor.js";
 
 /** A tensor as host values: what the format stores. */
 export interface HostTensor {
@@ -462,6 +462,10 @@ export async function writeFileAtomic(path: string, chunks: Iterable<Uint8Array>
 function toHost(tensors: Record<string, Tensor>): Record<string, HostTensor> {
   const host: Record<string, HostTensor> = {};
   for (const [name, tensor] of Object.entries(tensors)) {
+    if (!(tensor instanceof Tensor)) {
+      const message = `tensors["${name}"] is not a Tensor (got ${typeof tensor})`;
+      throw new ValueError("saveSafetensors", message, "tensors");
+    }
     host[name] = {
       dtype: tensor.dtype,
       shape: tensor.shape,
@@ -497,7 +501,10 @@ export async function saveSafetensors(
   tensors: Record<string, Tensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  await writeFileAtomic(path, safetensorsChunks(toHost(tensors), metadata));
+  const chunks = safetensorsChunks(toHost(tensors), metadata);
+  await writeFileAtomic(path, chunks).catch((error: unknown) => {
+    throw unwritable("saveSafetensors", path, error);
+  });
 }
 
 export function saveSafetensorsSync(
@@ -505,7 +512,12 @@ export function saveSafetensorsSync(
   tensors: Record<string, Tensor>,
   metadata: Record<string, string> = {},
 ): void {
-  writeFileAtomicSync(path, safetensorsChunks(toHost(tensors), metadata));
+  const chunks = safetensorsChunks(toHost(tensors), metadata);
+  try {
+    writeFileAtomicSync(path, chunks);
+  } catch (error) {
+    throw unwritable("saveSafetensorsSync", path, error);
+  }
 }
 
 /**
@@ -539,6 +551,24 @@ export function loadSafetensorsSync(
 }
 
 /** A FormatError for a file the OS would not read: missing, a folder, not permitted. */
+/**
+ * A write that failed, named by the path asked for (not the temporary file written first): a
+ * ValueError where the path cannot hold a file, else the system's error with that message.
+ */
+function unwritable(op: string, path: string, error: unknown): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const why: Record<string, string> = {
+    ENOENT: "its folder does not exist",
+    ENOTDIR: "a part of the path is a file, not a folder",
+    EISDIR: "is a folder",
+  };
+  if (code !== undefined && code in why) {
+    return new ValueError(op, `cannot write ${path}: ${why[code]}`, "path");
+  }
+  if (error instanceof Error) error.message = `${op}: cannot write ${path}: ${error.message}`;
+  return error as Error;
+}
+
 function unreadable(op: string, path: string, error: unknown): FormatError {
   const code = (error as NodeJS.ErrnoException).code;
   const why =
