@@ -209,6 +209,13 @@ export class Tensor implements RawTensor {
   }
 
   backward(gradient?: Tensor, options: Omit<BackwardOptions, "gradient"> = {}): void {
+    if (gradient !== undefined && !(gradient instanceof Tensor)) {
+      // backward({ retainGraph: true }) would otherwise fail deep in the pass.
+      const message =
+        "the first argument is the gradient (a Tensor or undefined); options go second, " +
+        "as backward(undefined, { retainGraph: true })";
+      throw new ValueError("backward", message, "gradient");
+    }
     runBackward(this, gradient === undefined ? options : { ...options, gradient });
   }
 

