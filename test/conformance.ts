@@ -1887,6 +1887,19 @@ function scaleInPlaceCases(t: Target): void {
       expect(() => b.scaleInPlace([], raw(b, dtype, [], [2]))).not.toThrow();
     });
 
+    it("rejects a factor that is one of the tensors it scales", () => {
+      for (const b of [t.backend(), ref]) {
+        const x = raw(b, "float32", [2], [1, 2]);
+        const f = raw(b, "float32", [], [3]);
+        expectThrows(
+          () => b.scaleInPlace([x, f], f),
+          ValueError,
+          /^scaleInPlace: item 1: the factor must not be one of the tensors it scales/,
+        );
+        expect(Array.from(b.read(x))).toEqual([1, 2]);
+      }
+    });
+
     it("rejects a factor or a tensor of another dtype, and a factor of two elements", () => {
       const b = t.backend();
       const [x0, x1] = foreachInputs(b, "float32", [[3], [2]], 3);

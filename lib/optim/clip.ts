@@ -62,7 +62,7 @@ function totalNorm(grads: readonly Tensor[], normType: number): Tensor {
  * the per-gradient norms, as PyTorch computes it, read back once.
  */
 export function totalGradNorm(parameters: ClipParameters, normType = 2): number {
-  checkNormType("clipGradNorm", normType);
+  checkNormType("totalGradNorm", normType);
   const grads = gradientsOf(parameters);
   if (grads.length === 0) return 0;
   return scope(() => totalNorm(grads, normType).item());

@@ -68,6 +68,11 @@ export function scaleInPlace(xs: readonly RawTensor[], factor: RawTensor, maxNor
       `maxNorm must be finite and >= 0, got ${maxNorm}`,
       "maxNorm",
     );
+  const k = xs.findIndex((x) => x.storage === factor.storage);
+  if (k >= 0) {
+    const message = `item ${k}: the factor must not be one of the tensors it scales`;
+    throw new ValueError("scaleInPlace", message, "factor");
+  }
   const given = elements("scaleInPlace", factor)[0]!;
   const round = factor.dtype === "float32" ? Math.fround : undefined;
   const f = maxNorm === undefined ? given : clipFactor(given, maxNorm, round);

@@ -151,6 +151,11 @@ inline ScaleArgs readScale(const KernelCall& call) {
     call.fail("ERR_VALUE", "maxNorm must be finite and >= 0, got " + numberText(maxNorm));
   call.expectSize(last, "factor", 1);
   a.items = readForeachItems(call, a.dtype, 0);
+  // On cuda every element reads the factor while others are scaled: it must not be one.
+  for (size_t k = 0; k < a.items.size(); ++k) {
+    if (a.items[k].data != nullptr && a.items[k].data == a.factor)
+      call.fail("ERR_VALUE", "item " + std::to_string(k) + ": the factor must not be one of the tensors it scales");
+  }
   return a;
 }
 
