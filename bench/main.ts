@@ -4,9 +4,12 @@
 
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { cpus, loadavg } from "node:os";
 import { buildInfo, cuda, getNumThreads } from "../lib/index.js";
 import { ValueError } from "../lib/errors.js";
+import { checkFileFlag } from "../lib/cli/checks.js";
+import { makeFoldersSync } from "../lib/io/safetensors.js";
 import {
   displayValue,
   formatMarkdown,
@@ -284,8 +287,16 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   return report;
 }
 
-/** Runs, prints the table and writes the files asked for. */
+/** Writes one report file, making the missing folders on the way (as train's --metrics). */
+function writeReport(path: string, text: string): void {
+  makeFoldersSync(dirname(path));
+  writeFileSync(path, text);
+}
+
+/** Runs, prints the table and writes the files asked for (checked before measuring). */
 export async function benchCommand(options: BenchOptions): Promise<void> {
+  if (options.json !== undefined) checkFileFlag("bench", "--json", options.json);
+  if (options.markdown !== undefined) checkFileFlag("bench", "--markdown", options.markdown);
   const report = await runBench(options);
   console.log(
     Object.entries(report.meta)
@@ -294,8 +305,8 @@ export async function benchCommand(options: BenchOptions): Promise<void> {
   );
   console.log();
   console.log(formatTable(report));
-  if (options.json !== undefined) writeFileSync(options.json, JSON.stringify(report, null, 2));
-  if (options.markdown !== undefined) writeFileSync(options.markdown, formatMarkdown(report));
+  if (options.json !== undefined) writeReport(options.json, JSON.stringify(report, null, 2));
+  if (options.markdown !== undefined) writeReport(options.markdown, formatMarkdown(report));
 }
 
 export const DEFAULT_PEERS = PEER_NAMES;

@@ -247,6 +247,18 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
       /required option '--weights <file>' not specified/,
     ],
     ["an unknown task for eval", ["eval", "foo", "--weights", "x"], /unknown task 'foo'/],
+    ...["--out", "--metrics", "--checkpoint-dir", "--resume"].map(
+      (flag): [string, string[], RegExp] => [
+        `an empty ${flag}`,
+        ["train", "mnist", "--limit", "64", "--epochs", "1", flag, ""],
+        new RegExp(`argument '' is invalid\\. ${flag} must name a file or folder, got ''`),
+      ],
+    ),
+    [
+      "an empty bench --json",
+      ["bench", "--filter", "tiny add [1]+[1]", "--peers", "", "--json", ""],
+      /argument '' is invalid\. --json must name a file or folder, got ''/,
+    ],
     ["an unknown command", ["bogus"], /unknown command 'bogus'/],
   ];
 
@@ -994,6 +1006,19 @@ describe("deepnode bench: options and outputs (no peer; one tiny case timed)", (
       "deepnode: bench: --filter 'matmul 4096^3' matches only cases that --quick leaves out\n",
     );
     expect(existsSync(json)).toBe(false);
+    rmSync(dir, { recursive: true });
+  });
+
+  it("refuses a --json or --markdown inside a file before measuring (exit 1)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-bench-"));
+    const aFile = join(dir, "README.md");
+    writeFileSync(aFile, "x");
+    for (const flag of ["--json", "--markdown"]) {
+      const out = join(aFile, "x.json");
+      const run = await cli("bench", "--filter", "tiny add [1]+[1]", "--peers", "", flag, out);
+      const message = `bench: ${flag} '${out}': '${aFile}' is a file`;
+      expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${message}\n` });
+    }
     rmSync(dir, { recursive: true });
   });
 

@@ -58,6 +58,14 @@ function positiveNumber(name: string) {
   };
 }
 
+/** A path flag's value: an empty one names no file (fs would fail on it only when writing). */
+function nonEmptyPath(name: string) {
+  return (value: string): string => {
+    if (value === "") throw new InvalidArgumentError(`${name} must name a file or folder, got ''`);
+    return value;
+  };
+}
+
 function checkTask(task: string, tasks = ["mnist"]): void {
   if (!tasks.includes(task))
     throw new InvalidArgumentError(`unknown task '${task}' (available: ${tasks.join(", ")})`);
@@ -270,8 +278,8 @@ function addBenchCommand(program: Command): void {
       "only cases whose name or group contains this text (or one of several, comma-separated)",
     )
     .option("--quick", "fewer repeats, no largest sizes, a 1,024-image MNIST epoch", false)
-    .option("--json <file>", "write the report as JSON")
-    .option("--markdown <file>", "write the report as markdown")
+    .option("--json <file>", "write the report as JSON", nonEmptyPath("--json"))
+    .option("--markdown <file>", "write the report as markdown", nonEmptyPath("--markdown"))
     .addOption(listOption("--backends <list>", "deepnode devices", BACKENDS))
     .addOption(listOption("--peers <list>", "peers to run beside deepnode", DEFAULT_PEERS))
     .option("--full", "also the whole-dataset jobs (an IMDB LSTM epoch: minutes per side)", false)
@@ -305,9 +313,14 @@ export function buildProgram(): Command {
     .option(
       "--out <file>",
       "where to save the weights (imdb: a folder, imdb-lstm, imdb-transformer or imdb-bert)",
+      nonEmptyPath("--out"),
       "mnist.safetensors",
     )
-    .option("--data <dir>", "MNIST IDX files (plain or .gz) in this folder; imdb: a reviews.json")
+    .option(
+      "--data <dir>",
+      "MNIST IDX files (plain or .gz) in this folder; imdb: a reviews.json",
+      nonEmptyPath("--data"),
+    )
     .option(
       "--limit <n>",
       "train on n training images only (imdb: n reviews per split)",
@@ -315,10 +328,26 @@ export function buildProgram(): Command {
     )
     .option("--threads <n>", "cpu threads", positiveInt("--threads"))
     .option("--no-progress", "no progress bar")
-    .option("--checkpoint-dir <dir>", "write a checkpoint into this folder after every epoch")
-    .option("--resume <dir>", "continue from a checkpoint, or the newest one in this folder")
-    .option("--metrics <file>", "append each epoch's numbers to this file as JSON lines")
-    .option("--plot <file>", "draw loss and accuracy curves to this PNG file")
+    .option(
+      "--checkpoint-dir <dir>",
+      "write a checkpoint into this folder after every epoch",
+      nonEmptyPath("--checkpoint-dir"),
+    )
+    .option(
+      "--resume <dir>",
+      "continue from a checkpoint, or the newest one in this folder",
+      nonEmptyPath("--resume"),
+    )
+    .option(
+      "--metrics <file>",
+      "append each epoch's numbers to this file as JSON lines",
+      nonEmptyPath("--metrics"),
+    )
+    .option(
+      "--plot <file>",
+      "draw loss and accuracy curves to this PNG file",
+      nonEmptyPath("--plot"),
+    )
     .option("--model <kind>", "imdb: lstm, transformer or bert (with --pretrained)", "lstm")
     .option("--embedding-dim <n>", "imdb: embedding size", positiveInt("--embedding-dim"), 128)
     .option(
