@@ -28,14 +28,19 @@ import {
 import { BACKENDS, DEFAULT_PEERS, benchCommand } from "../../bench/main.js";
 import { checkMnistData, checkTrainPaths, reportFinished, resumeLine } from "./checks.js";
 
-function positiveInt(name: string) {
+/** An integer option of at least `min`; `expected` says so in the usage error. */
+function intAtLeast(name: string, min: number, expected = `an integer >= ${min}`) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
+    if (!Number.isInteger(n) || n < min) {
+      throw new InvalidArgumentError(`${name} must be ${expected}, got '${value}'`);
     }
     return n;
   };
+}
+
+function positiveInt(name: string) {
+  return intAtLeast(name, 1, "a positive integer");
 }
 
 function nonNegativeInt(name: string) {
@@ -357,7 +362,12 @@ export function buildProgram(): Command {
       128,
     )
     .option("--max-length <n>", "imdb: tokens kept per review", positiveInt("--max-length"), 256)
-    .option("--vocab-size <n>", "imdb: most vocabulary entries", positiveInt("--vocab-size"), 25000)
+    .option(
+      "--vocab-size <n>",
+      "imdb: most vocabulary entries (at least 2: padding and unknown)",
+      intAtLeast("--vocab-size", 2),
+      25000,
+    )
     .option("--pretrained <dir>", "imdb --model bert: a Hugging Face BERT or DistilBERT folder")
     .option(
       "--save-steps <n>",
