@@ -798,6 +798,34 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     expect(readdirSync(dir).sort()).toEqual(["checkpoint-2", "checkpoint-4"]);
   });
 
+  it("refuses a damaged checkpoint before printing anything (exit 1)", async () => {
+    const dir = join(scratch, "mnist-damaged");
+    const out = join(scratch, "damaged.safetensors");
+    const first = await cli(...base, "--epochs", "1", "--checkpoint-dir", dir, "--out", out);
+    expect(first.code).toBe(0);
+    const checkpoint = join(dir, "checkpoint-2");
+    const model = join(checkpoint, "model.safetensors");
+    const bytes = readFileSync(model);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    writeFileSync(model, bytes);
+    const corrupt = await cli(...base, "--epochs", "2", "--resume", dir, "--out", out);
+    const sha = "model.safetensors does not match its SHA-256 in trainer_state.json";
+    expect(corrupt).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `deepnode: loadCheckpoint: ${checkpoint}: ${sha} (the file is corrupt)\n`,
+    });
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    writeFileSync(model, bytes);
+    rmSync(join(checkpoint, "optimizer.safetensors"));
+    const missing = await cli(...base, "--epochs", "2", "--resume", checkpoint, "--out", out);
+    expect(missing).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `deepnode: loadCheckpoint: ${checkpoint}: optimizer.safetensors is missing\n`,
+    });
+  });
+
   it("names a folder that holds no checkpoint (exit 1)", async () => {
     const empty = join(scratch, "no-checkpoints");
     mkdirSync(empty);

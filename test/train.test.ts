@@ -652,6 +652,8 @@ describe("checkpoints", () => {
     const dir = await savedRun();
     damage(dir);
     expectThrows(() => loadCheckpoint(dir), CheckpointError, message);
+    // What needs no model is found before one is built (the CLI checks it before printing).
+    expectThrows(() => readCheckpointProgress(dir), CheckpointError, message);
     const resume = new Trainer(baseOptions({ epochs: 2, resume: dir }));
     await expect(resume.fit()).rejects.toThrow(message);
   });
