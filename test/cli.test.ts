@@ -30,6 +30,7 @@ import {
   readSafetensorsMetadata,
 } from "../lib/io/safetensors.js";
 import { buildInfo } from "../lib/runtime.js";
+import type { CudaStatus } from "../lib/backend/cuda/plugin.js";
 import { trainMnist } from "../examples/mnist.js";
 import { expectThrows } from "./helpers.js";
 
@@ -590,6 +591,31 @@ describe("deepnode info and devices", () => {
     expect(info.devices).toContain("cpu");
     expect(info.devices).toContain("reference");
     expect(typeof info.cuda.available).toBe("boolean");
+  });
+
+  it("says a DEEPNODE_CUDA_PLUGIN that cannot be loaded could not, and why", () => {
+    const notAPlugin = join(scratch, "not-a-plugin.so");
+    writeFileSync(notAPlugin, "not a shared library");
+    const missing = join(scratch, "no-such-plugin.so");
+    for (const [plugin, why] of [
+      [missing, /^no such file$/],
+      [notAPlugin, /invalid ELF header|file too short/],
+    ] as const) {
+      const run = spawnSync(process.execPath, ["bin/deepnode.js", "info"], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { ...process.env, DEEPNODE_CUDA_PLUGIN: plugin },
+      });
+      expect(run.status).toBe(0);
+      const status = (JSON.parse(run.stdout) as { cuda: CudaStatus }).cuda;
+      const said = `DEEPNODE_CUDA_PLUGIN names ${plugin}, which could not be loaded (`;
+      expect(status.pluginError?.startsWith(said), status.pluginError ?? "null").toBe(true);
+      expect(status.pluginError!.slice(said.length, -1)).toMatch(why);
+      // Unavailable, the reason (a DeviceError's message) starts with it; else a warning does.
+      if (!status.available) expect(status.reason.startsWith(`${status.pluginError}; `)).toBe(true);
+      else expect(run.stderr).toContain(`${status.pluginError}; using ${status.plugin}`);
+    }
   });
 
   const noCuda = !buildInfo().cuda.available;
