@@ -164,6 +164,13 @@ function devicesFor(options: BenchOptions, report: BenchReport): string[] {
   });
 }
 
+/** Why no backend asked for can be measured: each one's reason (the peers are not run). */
+function noBackendMessage(report: BenchReport): string {
+  const skipped = report.skippedBackends;
+  const reasons = skipped.map(({ device, reason }) => `${device} is not available: ${reason}`);
+  return `--backends ${skipped.map(({ device }) => device).join(",")}: ${reasons.join("; ")}`;
+}
+
 /** Adds the thread count a peer reports (tfjs-wasm has no threads in Node) to the meta. */
 function noteThreads(report: BenchReport, peer: string, outcomes: Record<string, PeerOutcome>) {
   const threads = Object.values(outcomes).find((o) => o.extra?.threads !== undefined)?.extra
@@ -276,6 +283,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     rows: [],
   };
   const devices = devicesFor(options, report);
+  if (devices.length === 0) throw new ValueError("bench", noBackendMessage(report));
   if (devices.includes("reference")) {
     report.notes.push("reference: the small cases only (its kernels are plain loops, the oracle)");
   }

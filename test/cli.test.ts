@@ -1081,6 +1081,20 @@ describe("deepnode bench: options and outputs (no peer; one tiny case timed)", (
     rmSync(dir, { recursive: true });
   });
 
+  it.runIf(!buildInfo().cuda.available)(
+    "refuses --backends cuda without cuda, with the reason, running no peer (exit 1)",
+    async () => {
+      const args = ["--filter", "tiny add [1]+[1]", "--quick", "--peers", "torch"];
+      const run = await cli("bench", ...args, "--backends", "cuda");
+      const reason = `cuda is not available: ${buildInfo().cuda.reason}`;
+      expect(run).toEqual({
+        code: 1,
+        stdout: "",
+        stderr: `deepnode: bench: --backends cuda: ${reason}\n`,
+      });
+    },
+  );
+
   it("writes the table, JSON and markdown of a run", async () => {
     const dir = mkdtempSync(join(tmpdir(), "deepnode-bench-"));
     const json = join(dir, "bench.json");
