@@ -82,11 +82,24 @@ function measuredFields(measured: Measured | string): Partial<BenchRow> {
   return { summary: summarize(measured.seconds), seconds: measured.seconds, ...extra };
 }
 
+/** The device as rows show it: cuda on the plugin's host emulation says so (no GPU timed). */
+function deviceLabel(device: string): string {
+  const emulated = device === "cuda" && cuda.status().flavour === "host emulation";
+  return emulated ? "cuda (host emulation)" : device;
+}
+
+/** The header's cuda line: the GPUs timed, or that the host emulation was (not a GPU). */
+function cudaMeta(): string {
+  const status = cuda.status();
+  if (status.flavour === "host emulation") return `host emulation, not a GPU (${status.plugin})`;
+  return status.devices.map((d) => `${d.name} (sm_${d.computeCapability})`).join(", ");
+}
+
 function deviceRow(c: BenchCase, device: string, measured: Measured | string): BenchRow {
   return {
     name: c.name,
     group: c.group,
-    device,
+    device: deviceLabel(device),
     unit: c.unit,
     ...(c.work === undefined ? {} : { work: c.work }),
     ...(c.note === undefined ? {} : { note: c.note }),
@@ -194,7 +207,7 @@ function measureDeepnode(
     for (const device of devices) {
       if (device === "reference" && c.small !== true) continue;
       const row = deviceRow(c, device, measureOn(c, device, quick));
-      log(`deepnode ${device}: ${c.name}: ${rowFigure(row)}`);
+      log(`deepnode ${row.device}: ${c.name}: ${rowFigure(row)}`);
       report.rows.push(row);
     }
   }
@@ -284,6 +297,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   };
   const devices = devicesFor(options, report);
   if (devices.length === 0) throw new ValueError("bench", noBackendMessage(report));
+  if (devices.includes("cuda")) report.meta.cuda = cudaMeta();
   if (devices.includes("reference")) {
     report.notes.push("reference: the small cases only (its kernels are plain loops, the oracle)");
   }

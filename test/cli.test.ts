@@ -1095,6 +1095,25 @@ describe("deepnode bench: options and outputs (no peer; one tiny case timed)", (
     },
   );
 
+  const emulation = join(root, "build", "Release", "deepnode_cuda_emu.so");
+  it.runIf(existsSync(emulation))(
+    "marks cuda on the host emulation in the header and the device column",
+    () => {
+      const args = ["--filter", "tiny add [1]+[1]", "--quick", "--peers", "", "--backends", "cuda"];
+      const run = spawnSync(process.execPath, ["bin/deepnode.js", "bench", ...args], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { ...process.env, DEEPNODE_CUDA_PLUGIN: emulation },
+      });
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toContain(`\ncuda: host emulation, not a GPU (${emulation})\n`);
+      expect(run.stdout).toMatch(
+        /^tiny add \[1\]\+\[1\] \(dispatch overhead\) +cuda \(host emulation\) +us /m,
+      );
+    },
+  );
+
   it("writes the table, JSON and markdown of a run", async () => {
     const dir = mkdtempSync(join(tmpdir(), "deepnode-bench-"));
     const json = join(dir, "bench.json");
