@@ -141,7 +141,8 @@ describe("deepnode train mnist / eval mnist", () => {
     expect(lines).toHaveLength(3);
     expect(lines[0]).toBe(
       "training MNISTNet on the mnist package's 10,000 digits" +
-        " (512 training images, spread evenly over the split)" +
+        " (512 training images, spread evenly over the split; each epoch is scored on all" +
+        " 1,996 test images)" +
         " (device cpu, batch 64, lr 0.001, seed 0)",
     );
     const epoch = EPOCH_LINE.exec(lines[1]!);

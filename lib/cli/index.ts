@@ -163,6 +163,24 @@ function rejectImdbOnly(task: string, command: Command): void {
   }
 }
 
+/**
+ * The line a train mnist run starts with, once the data is loaded. --limit caps the training
+ * images only: the line says that every epoch still scores the whole test split, which takes
+ * minutes on the reference device and would otherwise look like a hang.
+ */
+function mnistHeader(flags: TrainFlags, counts: { train: number; test: number }): string {
+  const test = counts.test.toLocaleString("en-US");
+  const limited =
+    flags.limit === undefined
+      ? ""
+      : ` (${counts.train} training images, spread evenly over the split; each epoch is` +
+        ` scored on all ${test} test images)`;
+  return (
+    `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}${limited}` +
+    ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`
+  );
+}
+
 async function trainCommand(task: string, flags: TrainFlags, command: Command): Promise<void> {
   checkTask(task, ["mnist", "imdb"]);
   if (task !== "imdb") rejectImdbOnly(task, command);
@@ -178,14 +196,6 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
   if (flags.data !== undefined) checkMnistData(flags.data);
   const resumed = checkTrainPaths("train mnist", flags, "file");
   if (reportFinished(resumed, flags.epochs)) return;
-  console.log(
-    `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
-      (flags.limit === undefined
-        ? ""
-        : ` (${flags.limit} training images, spread evenly over the split)`) +
-      ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
-  );
-  if (resumed !== null) console.log(resumeLine(resumed));
   const { model } = await fitMnist({
     epochs: flags.epochs,
     batchSize: flags.batchSize,
@@ -196,6 +206,10 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
     ...trainFiles(flags),
     onEpoch: (stats) => console.log(formatEpoch(stats, flags.epochs)),
     onSave: (path) => console.log(`saved checkpoint ${path}`),
+    onLoaded: (counts) => {
+      console.log(mnistHeader(flags, counts));
+      if (resumed !== null) console.log(resumeLine(resumed));
+    },
   });
   await onFile(`cannot save weights to '${flags.out}'`, async () => {
     // As --metrics and --plot do, the missing folders on the way to --out are made.
