@@ -785,12 +785,17 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     expect(readdirSync(dir).sort()).toEqual(["checkpoint-2", "checkpoint-4"]);
   });
 
-  it("resumed from one checkpoint, writes the new ones beside it, not inside it", async () => {
-    const dir = join(scratch, "mnist-one-checkpoint");
-    const out = join(scratch, "one-checkpoint.safetensors");
+  /** One epoch (2 steps) with --checkpoint-dir scratch/<name>: the folder, --out, the checkpoint. */
+  async function firstEpoch(name: string) {
+    const dir = join(scratch, name);
+    const out = join(scratch, `${name}.safetensors`);
     const first = await cli(...base, "--epochs", "1", "--checkpoint-dir", dir, "--out", out);
     expect(first.code).toBe(0);
-    const resume = join(dir, "checkpoint-2");
+    return { dir, out, checkpoint: join(dir, "checkpoint-2") };
+  }
+
+  it("resumed from one checkpoint, writes the new ones beside it, not inside it", async () => {
+    const { dir, out, checkpoint: resume } = await firstEpoch("mnist-one-checkpoint");
     const rest = await cli(...base, "--epochs", "2", "--resume", resume, "--out", out);
     expect(rest.stderr).toBe("");
     expect(rest.stdout).toContain(`saved checkpoint ${join(dir, "checkpoint-4")}\n`);
@@ -826,11 +831,7 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
   });
 
   it("refuses a damaged checkpoint before printing anything (exit 1)", async () => {
-    const dir = join(scratch, "mnist-damaged");
-    const out = join(scratch, "damaged.safetensors");
-    const first = await cli(...base, "--epochs", "1", "--checkpoint-dir", dir, "--out", out);
-    expect(first.code).toBe(0);
-    const checkpoint = join(dir, "checkpoint-2");
+    const { dir, out, checkpoint } = await firstEpoch("mnist-damaged");
     const model = join(checkpoint, "model.safetensors");
     const bytes = readFileSync(model);
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
