@@ -4,9 +4,12 @@
 
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { cpus, loadavg } from "node:os";
 import { buildInfo, cuda, getNumThreads } from "../lib/index.js";
 import { ValueError } from "../lib/errors.js";
+import { checkFileFlag } from "../lib/cli/checks.js";
+import { makeFoldersSync } from "../lib/io/safetensors.js";
 import {
   displayValue,
   formatMarkdown,
@@ -79,11 +82,24 @@ function measuredFields(measured: Measured | string): Partial<BenchRow> {
   return { summary: summarize(measured.seconds), seconds: measured.seconds, ...extra };
 }
 
+/** The device as rows show it: cuda on the plugin's host emulation says so (no GPU timed). */
+function deviceLabel(device: string): string {
+  const emulated = device === "cuda" && cuda.status().flavour === "host emulation";
+  return emulated ? "cuda (host emulation)" : device;
+}
+
+/** The header's cuda line: the GPUs timed, or that the host emulation was (not a GPU). */
+function cudaMeta(): string {
+  const status = cuda.status();
+  if (status.flavour === "host emulation") return `host emulation, not a GPU (${status.plugin})`;
+  return status.devices.map((d) => `${d.name} (sm_${d.computeCapability})`).join(", ");
+}
+
 function deviceRow(c: BenchCase, device: string, measured: Measured | string): BenchRow {
   return {
     name: c.name,
     group: c.group,
-    device,
+    device: deviceLabel(device),
     unit: c.unit,
     ...(c.work === undefined ? {} : { work: c.work }),
     ...(c.note === undefined ? {} : { note: c.note }),
@@ -161,6 +177,13 @@ function devicesFor(options: BenchOptions, report: BenchReport): string[] {
   });
 }
 
+/** Why no backend asked for can be measured: each one's reason (the peers are not run). */
+function noBackendMessage(report: BenchReport): string {
+  const skipped = report.skippedBackends;
+  const reasons = skipped.map(({ device, reason }) => `${device} is not available: ${reason}`);
+  return `--backends ${skipped.map(({ device }) => device).join(",")}: ${reasons.join("; ")}`;
+}
+
 /** Adds the thread count a peer reports (tfjs-wasm has no threads in Node) to the meta. */
 function noteThreads(report: BenchReport, peer: string, outcomes: Record<string, PeerOutcome>) {
   const threads = Object.values(outcomes).find((o) => o.extra?.threads !== undefined)?.extra
@@ -184,7 +207,7 @@ function measureDeepnode(
     for (const device of devices) {
       if (device === "reference" && c.small !== true) continue;
       const row = deviceRow(c, device, measureOn(c, device, quick));
-      log(`deepnode ${device}: ${c.name}: ${rowFigure(row)}`);
+      log(`deepnode ${row.device}: ${c.name}: ${rowFigure(row)}`);
       report.rows.push(row);
     }
   }
@@ -273,6 +296,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     rows: [],
   };
   const devices = devicesFor(options, report);
+  if (devices.length === 0) throw new ValueError("bench", noBackendMessage(report));
+  if (devices.includes("cuda")) report.meta.cuda = cudaMeta();
   if (devices.includes("reference")) {
     report.notes.push("reference: the small cases only (its kernels are plain loops, the oracle)");
   }
@@ -284,8 +309,16 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   return report;
 }
 
-/** Runs, prints the table and writes the files asked for. */
+/** Writes one report file, making the missing folders on the way (as train's --metrics). */
+function writeReport(path: string, text: string): void {
+  makeFoldersSync(dirname(path));
+  writeFileSync(path, text);
+}
+
+/** Runs, prints the table and writes the files asked for (checked before measuring). */
 export async function benchCommand(options: BenchOptions): Promise<void> {
+  if (options.json !== undefined) checkFileFlag("bench", "--json", options.json);
+  if (options.markdown !== undefined) checkFileFlag("bench", "--markdown", options.markdown);
   const report = await runBench(options);
   console.log(
     Object.entries(report.meta)
@@ -294,8 +327,8 @@ export async function benchCommand(options: BenchOptions): Promise<void> {
   );
   console.log();
   console.log(formatTable(report));
-  if (options.json !== undefined) writeFileSync(options.json, JSON.stringify(report, null, 2));
-  if (options.markdown !== undefined) writeFileSync(options.markdown, formatMarkdown(report));
+  if (options.json !== undefined) writeReport(options.json, JSON.stringify(report, null, 2));
+  if (options.markdown !== undefined) writeReport(options.markdown, formatMarkdown(report));
 }
 
 export const DEFAULT_PEERS = PEER_NAMES;

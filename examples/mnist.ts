@@ -237,6 +237,8 @@ export interface MnistFitOptions extends Omit<MnistTrainOptions, "onBatch"> {
   metricsFile?: string;
   plotFile?: string;
   onSave?: (path: string) => void;
+  /** Called once the data is loaded, before training: the images each epoch trains on and scores. */
+  onLoaded?: (counts: { train: number; test: number }) => void;
 }
 
 /** EpochStats of a Trainer record (evaluated on the test split every epoch). */
@@ -260,9 +262,11 @@ export async function fitMnist(
 ): Promise<{ model: MNISTNet; history: EpochStats[]; result: trainer.FitResult }> {
   const data = loadMnist(options.dataDir === undefined ? {} : { dir: options.dataDir });
   const device = options.device ?? getDefaultDevice();
+  const train = limitSplit(data.train, options.limit);
+  options.onLoaded?.({ train: train.count, test: data.test.count });
   const run = new trainer.Trainer({
     model: () => new MNISTNet(),
-    trainData: mnistLoader(limitSplit(data.train, options.limit), options.batchSize, true, device),
+    trainData: mnistLoader(train, options.batchSize, true, device),
     evalData: mnistLoader(data.test, 250, false, device),
     epochs: options.epochs,
     optimizer: (params) => new optim.Adam(params, { lr: options.lr }),

@@ -20,6 +20,7 @@ if (built) process.env.DEEPNODE_CUDA_PLUGIN = emulation;
 
 const lib = await import("../lib/index.js");
 const { backendFor } = await import("../lib/backend/registry.js");
+const { probeCudaStatus } = await import("../lib/backend/cuda/plugin.js");
 const { conformanceSuite } = await import("./conformance.js");
 const { cudaDeviceSuite } = await import("./cuda-device.js");
 
@@ -42,6 +43,21 @@ describe.skipIf(!status.available)("the host emulation", () => {
     expect(current.flavour).toBe("host emulation");
     expect(current.devices.map((d) => d.name)).toEqual(["deepnode host emulation (not a GPU)"]);
     expect(lib.buildInfo().devices).toContain("cuda:0");
+  });
+
+  it("names a DEEPNODE_CUDA_PLUGIN that failed when the next plugin file answered", () => {
+    const missing = join(packageRoot(), "build", "no-such-plugin.so");
+    process.env.DEEPNODE_CUDA_PLUGIN = missing;
+    try {
+      const probe = probeCudaStatus([missing, emulation]);
+      expect([probe.available, probe.plugin, probe.reason]).toEqual([true, emulation, ""]);
+      expect(probe.pluginError).toBe(
+        `DEEPNODE_CUDA_PLUGIN names ${missing}, which could not be loaded (no such file)`,
+      );
+      expect(probeCudaStatus([emulation]).pluginError).toBeNull();
+    } finally {
+      process.env.DEEPNODE_CUDA_PLUGIN = emulation;
+    }
   });
 
   it("falls back to the conv algorithm that needs no workspace when no memory is left", () => {

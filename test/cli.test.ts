@@ -30,6 +30,7 @@ import {
   readSafetensorsMetadata,
 } from "../lib/io/safetensors.js";
 import { buildInfo } from "../lib/runtime.js";
+import type { CudaStatus } from "../lib/backend/cuda/plugin.js";
 import { trainMnist } from "../examples/mnist.js";
 import { expectThrows } from "./helpers.js";
 
@@ -140,7 +141,8 @@ describe("deepnode train mnist / eval mnist", () => {
     expect(lines).toHaveLength(3);
     expect(lines[0]).toBe(
       "training MNISTNet on the mnist package's 10,000 digits" +
-        " (512 training images, spread evenly over the split)" +
+        " (512 training images, spread evenly over the split; each epoch is scored on all" +
+        " 1,996 test images)" +
         " (device cpu, batch 64, lr 0.001, seed 0)",
     );
     const epoch = EPOCH_LINE.exec(lines[1]!);
@@ -247,6 +249,23 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
       /required option '--weights <file>' not specified/,
     ],
     ["an unknown task for eval", ["eval", "foo", "--weights", "x"], /unknown task 'foo'/],
+    ...["--out", "--metrics", "--checkpoint-dir", "--resume"].map(
+      (flag): [string, string[], RegExp] => [
+        `an empty ${flag}`,
+        ["train", "mnist", "--limit", "64", "--epochs", "1", flag, ""],
+        new RegExp(`argument '' is invalid\\. ${flag} must name a file or folder, got ''`),
+      ],
+    ),
+    [
+      "train imdb --vocab-size 1",
+      ["train", "imdb", "--limit", "50", "--epochs", "1", "--vocab-size", "1"],
+      /argument '1' is invalid\. --vocab-size must be an integer >= 2, got '1'/,
+    ],
+    [
+      "an empty bench --json",
+      ["bench", "--filter", "tiny add [1]+[1]", "--peers", "", "--json", ""],
+      /argument '' is invalid\. --json must name a file or folder, got ''/,
+    ],
     ["an unknown command", ["bogus"], /unknown command 'bogus'/],
   ];
 
@@ -254,7 +273,7 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
     const run = await cli(...args);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(message);
-    expect(run.stdout).not.toContain("training MNISTNet");
+    expect(run.stdout).not.toMatch(/^training /m);
   });
 
   it("exits 0 for --help", async () => {
@@ -575,6 +594,31 @@ describe("deepnode info and devices", () => {
     expect(typeof info.cuda.available).toBe("boolean");
   });
 
+  it("says a DEEPNODE_CUDA_PLUGIN that cannot be loaded could not, and why", () => {
+    const notAPlugin = join(scratch, "not-a-plugin.so");
+    writeFileSync(notAPlugin, "not a shared library");
+    const missing = join(scratch, "no-such-plugin.so");
+    for (const [plugin, why] of [
+      [missing, /^no such file$/],
+      [notAPlugin, /invalid ELF header|file too short/],
+    ] as const) {
+      const run = spawnSync(process.execPath, ["bin/deepnode.js", "info"], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { ...process.env, DEEPNODE_CUDA_PLUGIN: plugin },
+      });
+      expect(run.status).toBe(0);
+      const status = (JSON.parse(run.stdout) as { cuda: CudaStatus }).cuda;
+      const said = `DEEPNODE_CUDA_PLUGIN names ${plugin}, which could not be loaded (`;
+      expect(status.pluginError?.startsWith(said), status.pluginError ?? "null").toBe(true);
+      expect(status.pluginError!.slice(said.length, -1)).toMatch(why);
+      // Unavailable, the reason (a DeviceError's message) starts with it; else a warning does.
+      if (!status.available) expect(status.reason.startsWith(`${status.pluginError}; `)).toBe(true);
+      else expect(run.stderr).toContain(`${status.pluginError}; using ${status.plugin}`);
+    }
+  });
+
   const noCuda = !buildInfo().cuda.available;
 
   it.runIf(noCuda)("fails --device cuda with a DeviceError saying CUDA is not there", async () => {
@@ -741,12 +785,17 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     expect(readdirSync(dir).sort()).toEqual(["checkpoint-2", "checkpoint-4"]);
   });
 
-  it("resumed from one checkpoint, writes the new ones beside it, not inside it", async () => {
-    const dir = join(scratch, "mnist-one-checkpoint");
-    const out = join(scratch, "one-checkpoint.safetensors");
+  /** One epoch (2 steps) with --checkpoint-dir scratch/<name>: the folder, --out, the checkpoint. */
+  async function firstEpoch(name: string) {
+    const dir = join(scratch, name);
+    const out = join(scratch, `${name}.safetensors`);
     const first = await cli(...base, "--epochs", "1", "--checkpoint-dir", dir, "--out", out);
     expect(first.code).toBe(0);
-    const resume = join(dir, "checkpoint-2");
+    return { dir, out, checkpoint: join(dir, "checkpoint-2") };
+  }
+
+  it("resumed from one checkpoint, writes the new ones beside it, not inside it", async () => {
+    const { dir, out, checkpoint: resume } = await firstEpoch("mnist-one-checkpoint");
     const rest = await cli(...base, "--epochs", "2", "--resume", resume, "--out", out);
     expect(rest.stderr).toBe("");
     expect(rest.stdout).toContain(`saved checkpoint ${join(dir, "checkpoint-4")}\n`);
@@ -779,6 +828,30 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     // Nothing was loaded or written: no weights, no new checkpoint.
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(dir).sort()).toEqual(["checkpoint-2", "checkpoint-4"]);
+  });
+
+  it("refuses a damaged checkpoint before printing anything (exit 1)", async () => {
+    const { dir, out, checkpoint } = await firstEpoch("mnist-damaged");
+    const model = join(checkpoint, "model.safetensors");
+    const bytes = readFileSync(model);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    writeFileSync(model, bytes);
+    const corrupt = await cli(...base, "--epochs", "2", "--resume", dir, "--out", out);
+    const sha = "model.safetensors does not match its SHA-256 in trainer_state.json";
+    expect(corrupt).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `deepnode: loadCheckpoint: ${checkpoint}: ${sha} (the file is corrupt)\n`,
+    });
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+    writeFileSync(model, bytes);
+    rmSync(join(checkpoint, "optimizer.safetensors"));
+    const missing = await cli(...base, "--epochs", "2", "--resume", checkpoint, "--out", out);
+    expect(missing).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `deepnode: loadCheckpoint: ${checkpoint}: optimizer.safetensors is missing\n`,
+    });
   });
 
   it("names a folder that holds no checkpoint (exit 1)", async () => {
@@ -996,6 +1069,52 @@ describe("deepnode bench: options and outputs (no peer; one tiny case timed)", (
     expect(existsSync(json)).toBe(false);
     rmSync(dir, { recursive: true });
   });
+
+  it("refuses a --json or --markdown inside a file before measuring (exit 1)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deepnode-bench-"));
+    const aFile = join(dir, "README.md");
+    writeFileSync(aFile, "x");
+    for (const flag of ["--json", "--markdown"]) {
+      const out = join(aFile, "x.json");
+      const run = await cli("bench", "--filter", "tiny add [1]+[1]", "--peers", "", flag, out);
+      const message = `bench: ${flag} '${out}': '${aFile}' is a file`;
+      expect(run).toEqual({ code: 1, stdout: "", stderr: `deepnode: ${message}\n` });
+    }
+    rmSync(dir, { recursive: true });
+  });
+
+  it.runIf(!buildInfo().cuda.available)(
+    "refuses --backends cuda without cuda, with the reason, running no peer (exit 1)",
+    async () => {
+      const args = ["--filter", "tiny add [1]+[1]", "--quick", "--peers", "torch"];
+      const run = await cli("bench", ...args, "--backends", "cuda");
+      const reason = `cuda is not available: ${buildInfo().cuda.reason}`;
+      expect(run).toEqual({
+        code: 1,
+        stdout: "",
+        stderr: `deepnode: bench: --backends cuda: ${reason}\n`,
+      });
+    },
+  );
+
+  const emulation = join(root, "build", "Release", "deepnode_cuda_emu.so");
+  it.runIf(existsSync(emulation))(
+    "marks cuda on the host emulation in the header and the device column",
+    () => {
+      const args = ["--filter", "tiny add [1]+[1]", "--quick", "--peers", "", "--backends", "cuda"];
+      const run = spawnSync(process.execPath, ["bin/deepnode.js", "bench", ...args], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { ...process.env, DEEPNODE_CUDA_PLUGIN: emulation },
+      });
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toContain(`\ncuda: host emulation, not a GPU (${emulation})\n`);
+      expect(run.stdout).toMatch(
+        /^tiny add \[1\]\+\[1\] \(dispatch overhead\) +cuda \(host emulation\) +us /m,
+      );
+    },
+  );
 
   it("writes the table, JSON and markdown of a run", async () => {
     const dir = mkdtempSync(join(tmpdir(), "deepnode-bench-"));

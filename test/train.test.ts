@@ -654,6 +654,8 @@ describe("checkpoints", () => {
     const dir = await savedRun();
     damage(dir);
     expectThrows(() => loadCheckpoint(dir), CheckpointError, message);
+    // What needs no model is found before one is built (the CLI checks it before printing).
+    expectThrows(() => readCheckpointProgress(dir), CheckpointError, message);
     const resume = new Trainer(baseOptions({ epochs: 2, resume: dir }));
     await expect(resume.fit()).rejects.toThrow(message);
   });
@@ -719,11 +721,16 @@ describe("checkpoints", () => {
     ]);
   });
 
-  it("names a folder without checkpoints", async () => {
+  it("names a folder without checkpoints, and makes nothing when it refuses", async () => {
     const empty = freshDir();
     await expect(new Trainer(baseOptions({ resume: empty })).fit()).rejects.toThrow(
       `resume: ${empty}: no such checkpoint or folder`,
     );
+    // The README's options on a fresh run: no folder is made for the files before refusing.
+    const files = { metricsFile: join(empty, "metrics.jsonl"), plotFile: join(empty, "c.png") };
+    const trainer = new Trainer(baseOptions({ saveDir: empty, resume: empty, ...files }));
+    await expect(trainer.fit()).rejects.toThrow(`resume: ${empty}: no such checkpoint or folder`);
+    expect(existsSync(empty)).toBe(false);
   });
 });
 

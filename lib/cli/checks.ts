@@ -68,8 +68,8 @@ function checkWritable(op: string, flag: string, path: string, folder: string): 
   }
 }
 
-/** A file the run writes: not a folder, and not inside a file. */
-function checkFileFlag(op: string, flag: string, path: string): void {
+/** A file the run writes: not a folder, and not inside a file (bench's --json too). */
+export function checkFileFlag(op: string, flag: string, path: string): void {
   if (isFolder(path)) {
     throw new ValueError(op, `${flag} '${path}' is a folder, not a file`, paramOf(flag));
   }

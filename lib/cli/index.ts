@@ -28,14 +28,19 @@ import {
 import { BACKENDS, DEFAULT_PEERS, benchCommand } from "../../bench/main.js";
 import { checkMnistData, checkTrainPaths, reportFinished, resumeLine } from "./checks.js";
 
-function positiveInt(name: string) {
+/** An integer option of at least `min`; `expected` says so in the usage error. */
+function intAtLeast(name: string, min: number, expected = `an integer >= ${min}`) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
+    if (!Number.isInteger(n) || n < min) {
+      throw new InvalidArgumentError(`${name} must be ${expected}, got '${value}'`);
     }
     return n;
   };
+}
+
+function positiveInt(name: string) {
+  return intAtLeast(name, 1, "a positive integer");
 }
 
 function nonNegativeInt(name: string) {
@@ -55,6 +60,14 @@ function positiveNumber(name: string) {
       throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
     }
     return n;
+  };
+}
+
+/** A path flag's value: an empty one names no file (fs would fail on it only when writing). */
+function nonEmptyPath(name: string) {
+  return (value: string): string => {
+    if (value === "") throw new InvalidArgumentError(`${name} must name a file or folder, got ''`);
+    return value;
   };
 }
 
@@ -150,6 +163,24 @@ function rejectImdbOnly(task: string, command: Command): void {
   }
 }
 
+/**
+ * The line a train mnist run starts with, once the data is loaded. --limit caps the training
+ * images only: the line says that every epoch still scores the whole test split, which takes
+ * minutes on the reference device and would otherwise look like a hang.
+ */
+function mnistHeader(flags: TrainFlags, counts: { train: number; test: number }): string {
+  const test = counts.test.toLocaleString("en-US");
+  const limited =
+    flags.limit === undefined
+      ? ""
+      : ` (${counts.train} training images, spread evenly over the split; each epoch is` +
+        ` scored on all ${test} test images)`;
+  return (
+    `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}${limited}` +
+    ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`
+  );
+}
+
 async function trainCommand(task: string, flags: TrainFlags, command: Command): Promise<void> {
   checkTask(task, ["mnist", "imdb"]);
   if (task !== "imdb") rejectImdbOnly(task, command);
@@ -165,14 +196,6 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
   if (flags.data !== undefined) checkMnistData(flags.data);
   const resumed = checkTrainPaths("train mnist", flags, "file");
   if (reportFinished(resumed, flags.epochs)) return;
-  console.log(
-    `training MNISTNet on ${flags.data ?? "the mnist package's 10,000 digits"}` +
-      (flags.limit === undefined
-        ? ""
-        : ` (${flags.limit} training images, spread evenly over the split)`) +
-      ` (device ${flags.device}, batch ${flags.batchSize}, lr ${flags.lr}, seed ${flags.seed})`,
-  );
-  if (resumed !== null) console.log(resumeLine(resumed));
   const { model } = await fitMnist({
     epochs: flags.epochs,
     batchSize: flags.batchSize,
@@ -183,6 +206,10 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
     ...trainFiles(flags),
     onEpoch: (stats) => console.log(formatEpoch(stats, flags.epochs)),
     onSave: (path) => console.log(`saved checkpoint ${path}`),
+    onLoaded: (counts) => {
+      console.log(mnistHeader(flags, counts));
+      if (resumed !== null) console.log(resumeLine(resumed));
+    },
   });
   await onFile(`cannot save weights to '${flags.out}'`, async () => {
     // As --metrics and --plot do, the missing folders on the way to --out are made.
@@ -270,8 +297,8 @@ function addBenchCommand(program: Command): void {
       "only cases whose name or group contains this text (or one of several, comma-separated)",
     )
     .option("--quick", "fewer repeats, no largest sizes, a 1,024-image MNIST epoch", false)
-    .option("--json <file>", "write the report as JSON")
-    .option("--markdown <file>", "write the report as markdown")
+    .option("--json <file>", "write the report as JSON", nonEmptyPath("--json"))
+    .option("--markdown <file>", "write the report as markdown", nonEmptyPath("--markdown"))
     .addOption(listOption("--backends <list>", "deepnode devices", BACKENDS))
     .addOption(listOption("--peers <list>", "peers to run beside deepnode", DEFAULT_PEERS))
     .option("--full", "also the whole-dataset jobs (an IMDB LSTM epoch: minutes per side)", false)
@@ -305,9 +332,14 @@ export function buildProgram(): Command {
     .option(
       "--out <file>",
       "where to save the weights (imdb: a folder, imdb-lstm, imdb-transformer or imdb-bert)",
+      nonEmptyPath("--out"),
       "mnist.safetensors",
     )
-    .option("--data <dir>", "MNIST IDX files (plain or .gz) in this folder; imdb: a reviews.json")
+    .option(
+      "--data <dir>",
+      "MNIST IDX files (plain or .gz) in this folder; imdb: a reviews.json",
+      nonEmptyPath("--data"),
+    )
     .option(
       "--limit <n>",
       "train on n training images only (imdb: n reviews per split)",
@@ -315,10 +347,26 @@ export function buildProgram(): Command {
     )
     .option("--threads <n>", "cpu threads", positiveInt("--threads"))
     .option("--no-progress", "no progress bar")
-    .option("--checkpoint-dir <dir>", "write a checkpoint into this folder after every epoch")
-    .option("--resume <dir>", "continue from a checkpoint, or the newest one in this folder")
-    .option("--metrics <file>", "append each epoch's numbers to this file as JSON lines")
-    .option("--plot <file>", "draw loss and accuracy curves to this PNG file")
+    .option(
+      "--checkpoint-dir <dir>",
+      "write a checkpoint into this folder after every epoch",
+      nonEmptyPath("--checkpoint-dir"),
+    )
+    .option(
+      "--resume <dir>",
+      "continue from a checkpoint, or the newest one in this folder",
+      nonEmptyPath("--resume"),
+    )
+    .option(
+      "--metrics <file>",
+      "append each epoch's numbers to this file as JSON lines",
+      nonEmptyPath("--metrics"),
+    )
+    .option(
+      "--plot <file>",
+      "draw loss and accuracy curves to this PNG file",
+      nonEmptyPath("--plot"),
+    )
     .option("--model <kind>", "imdb: lstm, transformer or bert (with --pretrained)", "lstm")
     .option("--embedding-dim <n>", "imdb: embedding size", positiveInt("--embedding-dim"), 128)
     .option(
@@ -328,7 +376,12 @@ export function buildProgram(): Command {
       128,
     )
     .option("--max-length <n>", "imdb: tokens kept per review", positiveInt("--max-length"), 256)
-    .option("--vocab-size <n>", "imdb: most vocabulary entries", positiveInt("--vocab-size"), 25000)
+    .option(
+      "--vocab-size <n>",
+      "imdb: most vocabulary entries (at least 2: padding and unknown)",
+      intAtLeast("--vocab-size", 2),
+      25000,
+    )
     .option("--pretrained <dir>", "imdb --model bert: a Hugging Face BERT or DistilBERT folder")
     .option(
       "--save-steps <n>",

@@ -261,7 +261,8 @@ function checkStateShape(dir: string, json: unknown): asserts json is Checkpoint
   }
 }
 
-function readTensorFile(dir: string, name: string, entry: FileEntry, device?: string) {
+/** The bytes of one listed file, checked to be present, of its size and its SHA-256. */
+function readCheckedFile(dir: string, name: string, entry: FileEntry): Buffer {
   const path = join(dir, name);
   if (!fs.existsSync(path)) throw new CheckpointError("loadCheckpoint", dir, `${name} is missing`);
   const bytes = fs.readFileSync(path);
@@ -279,7 +280,20 @@ function readTensorFile(dir: string, name: string, entry: FileEntry, device?: st
       `${name} does not match its SHA-256 in ${STATE_FILE} (the file is corrupt)`,
     );
   }
-  const decoded = decodeSafetensors(bytes, path);
+  return bytes;
+}
+
+/**
+ * Checks every file a checkpoint lists (present, whole, unchanged) without decoding one, so
+ * that a caller can refuse a damaged checkpoint before building anything.
+ */
+export function checkCheckpointFiles(dir: string, files: Record<string, FileEntry>): void {
+  for (const [name, entry] of Object.entries(files)) readCheckedFile(dir, name, entry);
+}
+
+function readTensorFile(dir: string, name: string, entry: FileEntry, device?: string) {
+  const path = join(dir, name);
+  const decoded = decodeSafetensors(readCheckedFile(dir, name, entry), path);
   const tensors: Record<string, Tensor> = {};
   for (const [key, t] of Object.entries(decoded.tensors)) {
     tensors[key] = toTensor(t.data, t.shape, t.dtype, device);

@@ -12,6 +12,7 @@ import { getRngState, setRngState } from "../random.js";
 import { Tensor } from "../tensor.js";
 import {
   CheckpointError,
+  checkCheckpointFiles,
   disposeCheckpoint,
   loadCheckpoint,
   readState,
@@ -258,10 +259,12 @@ export interface CheckpointProgress {
 /**
  * The progress of the checkpoint at `path` (a checkpoint folder, or a saveDir: its newest),
  * read without loading a tensor, so that a caller can check it before building anything.
+ * Its files are checked too (present, sizes, SHA-256): what fails here needs no model.
  */
 export function readCheckpointProgress(path: string): CheckpointProgress {
   const dir = resolveCheckpoint(path);
-  const { epoch, globalStep, trainer } = readState(dir);
+  const { epoch, globalStep, trainer, files } = readState(dir);
+  checkCheckpointFiles(dir, files);
   return { path: dir, epoch, globalStep, stoppedEarly: trainer.stoppedEarly === true };
 }
 

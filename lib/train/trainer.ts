@@ -299,9 +299,12 @@ export class Trainer<B extends Batch = Batch, M extends Module = Model> {
     this.stepsPerEpoch = train.length;
     this.progress = new EpochProgress(o.progress ?? true);
     if (o.saveDir !== undefined) removeLeftovers(o.saveDir);
-    if (o.metricsFile !== undefined) this.metricsLog = new JsonLines(o.metricsFile);
     if (o.resume !== undefined) this.resume(o.resume, train.length);
-    else this.metricsLog?.filter(() => false); // a fresh run starts the file afresh
+    // Opened after resuming (it makes the file's folders), so a refused checkpoint leaves
+    // nothing made; a fresh run starts the file afresh, a resumed one keeps its epochs.
+    if (o.metricsFile !== undefined) this.metricsLog = new JsonLines(o.metricsFile);
+    const resumedEpochs = o.resume === undefined ? 0 : this.epoch;
+    this.metricsLog?.filter((record) => Number(record.epoch) <= resumedEpochs);
     return { train, evaluation };
   }
 
@@ -314,7 +317,6 @@ export class Trainer<B extends Batch = Batch, M extends Module = Model> {
     this.stoppedEarly = restored.stoppedEarly;
     this.lastCheckpoint = restored.path;
     this.partial = restored.partial;
-    this.metricsLog?.filter((record) => Number(record.epoch) <= this.epoch);
   }
 
   private checkModelDevice(model: Module): void {

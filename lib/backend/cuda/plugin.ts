@@ -39,9 +39,17 @@ export interface CudaStatus {
   libraryDirs: string[];
   /** "cuda", or "host emulation" for the test build of the plugin (no GPU); null if none. */
   flavour: string | null;
+  /** Why the plugin DEEPNODE_CUDA_PLUGIN names could not be loaded; null if it was, or unset. */
+  pluginError: string | null;
 }
 
 const PLUGIN_FILE = "deepnode_cuda.so";
+
+/** The plugin file DEEPNODE_CUDA_PLUGIN names, or undefined when it is unset or empty. */
+function pluginOverride(): string | undefined {
+  const override = process.env.DEEPNODE_CUDA_PLUGIN;
+  return override === "" ? undefined : override;
+}
 
 /** Where the plugin may be: DEEPNODE_CUDA_PLUGIN, then beside a prebuild, then build/. */
 export function pluginCandidates(): string[] {
@@ -50,8 +58,8 @@ export function pluginCandidates(): string[] {
     join(root, "prebuilds", `${process.platform}-${process.arch}`, PLUGIN_FILE),
     join(root, "build", "Release", PLUGIN_FILE),
   ];
-  const override = process.env.DEEPNODE_CUDA_PLUGIN;
-  return override !== undefined && override !== "" ? [override, ...candidates] : candidates;
+  const override = pluginOverride();
+  return override !== undefined ? [override, ...candidates] : candidates;
 }
 
 /** Folders holding Python packages, where NVIDIA's pip wheels put their libraries. */
@@ -111,6 +119,7 @@ function unavailable(reason: string, partial: Partial<CudaStatus> = {}): CudaSta
     libraries: [],
     libraryDirs: [],
     flavour: null,
+    pluginError: null,
     ...partial,
   };
 }
@@ -171,6 +180,7 @@ function statusFromProbe(plugin: string, dirs: string[], probe: NativeCudaProbe)
     devices,
     libraries,
     libraryDirs: dirs,
+    pluginError: null,
   };
 }
 
@@ -182,22 +192,40 @@ export function probeCudaStatus(candidates: readonly string[] = pluginCandidates
   } catch (error) {
     return unavailable(`the native addon did not load: ${(error as Error).message}`);
   }
-  const tried: string[] = [];
+  const tried: { plugin: string; why: string }[] = [];
   for (const plugin of candidates) {
     if (!existsSync(plugin)) {
-      tried.push(`${plugin}: no such file`);
+      tried.push({ plugin, why: "no such file" });
       continue;
     }
     const dirs = libraryDirs(plugin);
     const probe = addon.cudaProbe(plugin, dirs);
-    if (probe.pluginError === "") return statusFromProbe(plugin, dirs, probe);
-    tried.push(`${plugin}: ${probe.pluginError}`);
+    if (probe.pluginError === "") {
+      return withOverrideFailure(statusFromProbe(plugin, dirs, probe), tried);
+    }
+    tried.push({ plugin, why: probe.pluginError });
   }
-  return unavailable(
+  const status = unavailable(
     "this build of deepnode has no usable CUDA plugin (it is built by 'npm install' where " +
       `nvcc is on the PATH; install the CUDA toolkit, then run 'npm rebuild deepnode'). ` +
-      `Tried: ${tried.join("; ")}`,
+      `Tried: ${tried.map(({ plugin, why }) => `${plugin}: ${why}`).join("; ")}`,
   );
+  return withOverrideFailure(status, tried);
+}
+
+/**
+ * The status with pluginError set when the file DEEPNODE_CUDA_PLUGIN names failed (the next
+ * candidate answered instead): a reason that names it, since that is the plugin the user
+ * wanted (the emulation, say), not the one that found no GPU.
+ */
+function withOverrideFailure(status: CudaStatus, tried: { plugin: string; why: string }[]) {
+  const override = pluginOverride();
+  const failure = tried.find(({ plugin }) => plugin === override);
+  if (failure === undefined) return status;
+  const pluginError =
+    `DEEPNODE_CUDA_PLUGIN names ${failure.plugin}, which could not be loaded ` + `(${failure.why})`;
+  const reason = status.available ? "" : `${pluginError}; ${status.reason}`;
+  return { ...status, reason, pluginError };
 }
 
 let cached: CudaStatus | undefined;
@@ -211,6 +239,12 @@ export function cudaStatus(): CudaStatus {
         ? `cuda: ${cached.devices.map((d) => `${d.name} (sm_${d.computeCapability})`).join(", ")}`
         : `cuda unavailable: ${cached.reason}`,
     );
+    // The plugin that answered is not the one asked for: say so even when cuda works.
+    if (cached.available && cached.pluginError !== null) {
+      process.emitWarning(`${cached.pluginError}; using ${cached.plugin}`, {
+        code: "DEEPNODE_CUDA_PLUGIN",
+      });
+    }
   }
   return cached;
 }
