@@ -250,8 +250,9 @@ export function measurePeers(
     noteThreads(report, peer.name, outcomes);
     for (const row of report.rows) {
       const c = cases.find((k) => k.name === row.name)!;
+      // An absent peer says why in every row (torch-cuda without a GPU: not "gpu rows only").
       row.peers.push(
-        sameKindOfDevice(peer.name, row.device)
+        sameKindOfDevice(peer.name, row.device) || peer.unavailable !== null
           ? peerCell(peer.name, c, outcomes[c.name])
           : { peer: peer.name, skipped: `compared on ${peerDeviceKind(peer.name)} rows only` },
       );

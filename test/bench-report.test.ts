@@ -452,5 +452,16 @@ describe("the IMDB LSTM job beside PyTorch: data, file, cases and skip", () => {
     expect(log).toEqual([`torch: ${reason}`]);
     for (const row of report.rows) expect(row.peers).toEqual([{ peer: "torch", skipped: reason }]);
     expect(formatTable(report)).toContain(`[2] torch: ${reason}`);
+    // A GPU peer that is absent says why beside the cpu rows too, not "gpu rows only".
+    const gpuPeer = {
+      ...peer,
+      name: "torch-cuda",
+      unavailable: "this python's torch sees no CUDA GPU",
+    };
+    for (const row of report.rows) row.peers = [];
+    measurePeers(report, all, [gpuPeer], true, () => undefined);
+    for (const row of report.rows) {
+      expect(row.peers).toEqual([{ peer: "torch-cuda", skipped: gpuPeer.unavailable }]);
+    }
   });
 });
