@@ -7,6 +7,16 @@ export function formatShape(shape: Shape): string {
   return `[${shape.join(", ")}]`;
 }
 
+/**
+ * A bad argument as a message shows it: a string quoted (so "5" is not taken for 5), a number
+ * as JavaScript writes it (NaN, Infinity, which JSON cannot), an object as JSON.
+ */
+export function formatValue(value: unknown): string {
+  if (typeof value === "function") return "a function";
+  if (typeof value === "number") return String(value);
+  return JSON.stringify(value) ?? String(value);
+}
+
 /** Base class of every deepnode error; `code` is stable across versions. */
 export class DeepnodeError extends Error {
   readonly code: string;

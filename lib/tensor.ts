@@ -6,7 +6,7 @@ import { runBackward, type BackwardOptions, type GradNode } from "./autograd/gra
 import type { RawTensor, Storage } from "./backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice, type Device } from "./backend/registry.js";
 import { dtypeOfArray, isDType, type DType, type TypedArray } from "./dtype.js";
-import { DTypeError, StateError, ValueError, formatShape } from "./errors.js";
+import { DTypeError, StateError, ValueError, formatShape, formatValue } from "./errors.js";
 import { trackTensor, untrackTensor } from "./memory.js";
 import * as el from "./ops/elementwise.js";
 import * as red from "./ops/reduce.js";
@@ -547,12 +547,7 @@ function flattenNested(
     const v: unknown = value;
     if (typeof v !== "number" && typeof v !== "boolean") {
       // Number() would make "a" NaN and null 0, silently.
-      const shown =
-        typeof v === "string"
-          ? JSON.stringify(v)
-          : typeof v === "object" && v !== null
-            ? "an object"
-            : String(v);
+      const shown = typeof v === "object" && v !== null ? "an object" : formatValue(v);
       const message = `expected numbers or booleans, got ${shown} (element ${out.length})`;
       throw new ValueError("tensor", message, "data");
     }

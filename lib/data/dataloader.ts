@@ -4,7 +4,7 @@
 // seeded generator, so manualSeed(s) fixes the order of every epoch.
 
 import type { TypedArray } from "../dtype.js";
-import { ShapeError, ValueError } from "../errors.js";
+import { ShapeError, ValueError, formatValue } from "../errors.js";
 import { defaultGenerator, forEachUniform } from "../random.js";
 import { fromTypedArray, type Tensor } from "../tensor.js";
 import { TensorDataset, type Dataset, type Field, type Sample } from "./dataset.js";
@@ -46,8 +46,11 @@ export interface DataLoaderOptions {
 const OPTION_NAMES = ["batchSize", "shuffle", "dropLast", "transform", "device"];
 
 function optionError(name: string, expected: string, value: unknown): ValueError {
-  const shown = typeof value === "function" ? "a function" : (JSON.stringify(value) ?? "undefined");
-  return new ValueError("DataLoader", `${name} must be ${expected}, got ${shown}`, name);
+  return new ValueError(
+    "DataLoader",
+    `${name} must be ${expected}, got ${formatValue(value)}`,
+    name,
+  );
 }
 
 interface CheckedOptions {

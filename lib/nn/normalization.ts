@@ -7,7 +7,14 @@ import { record } from "../autograd/graph.js";
 import { isGradEnabled, noGrad } from "../autograd/grad-mode.js";
 import type { BatchNormRunning, RawTensor } from "../backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
-import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
+import {
+  DTypeError,
+  DeviceError,
+  ShapeError,
+  ValueError,
+  formatShape,
+  formatValue,
+} from "../errors.js";
 import { empty, full } from "../ops/creation.js";
 import { affineInPlace, checkFloatingInput } from "../ops/elementwise.js";
 import type { Tensor } from "../tensor.js";
@@ -121,8 +128,8 @@ export function batchNorm(
   const training = options.training ?? false;
   const momentum = options.momentum ?? 0.1;
   if (typeof momentum !== "number" || !(momentum >= 0 && momentum <= 1)) {
-    const shown = typeof momentum === "string" ? JSON.stringify(momentum) : String(momentum);
-    throw new ValueError(op, `momentum must be a number in [0, 1], got ${shown}`, "momentum");
+    const message = `momentum must be a number in [0, 1], got ${formatValue(momentum)}`;
+    throw new ValueError(op, message, "momentum");
   }
   const eps = checkEps(op, options.eps ?? 1e-5);
   const count = c === 0 ? 0 : x.numel / c;
@@ -297,7 +304,7 @@ abstract class BatchNormBase extends Module {
     if (momentum !== null && !(typeof momentum === "number" && momentum >= 0 && momentum <= 1))
       throw new ValueError(
         name,
-        `momentum must be in [0, 1] or null, got ${typeof momentum === "string" ? JSON.stringify(momentum) : momentum}`,
+        `momentum must be in [0, 1] or null, got ${formatValue(momentum)}`,
         "momentum",
       );
     this.momentum = momentum;

@@ -6,7 +6,7 @@
 import { noGrad } from "../autograd/grad-mode.js";
 import { clipFactor } from "../backend/reference/foreach.js";
 import { backendFor } from "../backend/registry.js";
-import { ValueError } from "../errors.js";
+import { ValueError, formatValue } from "../errors.js";
 import { scope } from "../memory.js";
 import { ones, zeros } from "../ops/creation.js";
 import { cat } from "../ops/slicing.js";
@@ -18,7 +18,7 @@ export interface ClipGradNormOptions {
   errorIfNonfinite?: boolean;
 }
 
-/** Parameters as the clipping functions take them: an iterable of tensors, or one (PyTorch's way). */
+/** What the clipping functions take: an iterable of tensors, or one (as PyTorch does). */
 export type ClipParameters = Iterable<Tensor> | Tensor;
 
 function gradientsOf(parameters: ClipParameters): Tensor[] {
@@ -35,8 +35,8 @@ function checkNormType(op: string, normType: number): void {
 
 function checkMaxNorm(op: string, maxNorm: number): void {
   if (typeof maxNorm !== "number" || !(maxNorm >= 0)) {
-    const shown = typeof maxNorm === "string" ? JSON.stringify(maxNorm) : String(maxNorm);
-    throw new ValueError(op, `invalid maxNorm: ${shown} (expected a number >= 0)`, "maxNorm");
+    const message = `invalid maxNorm: ${formatValue(maxNorm)} (expected a number >= 0)`;
+    throw new ValueError(op, message, "maxNorm");
   }
 }
 

@@ -3,7 +3,7 @@
 
 import { DataLoader, type Batch } from "../data/dataloader.js";
 import type { Dataset, Sample } from "../data/dataset.js";
-import { ValueError } from "../errors.js";
+import { ValueError, formatValue } from "../errors.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/parameter.js";
 import type { AnyOptimizer, LRScheduler } from "../optim/lr_scheduler.js";
@@ -221,14 +221,7 @@ const KNOWN = new Set([
 ]);
 
 function fail(param: string, expected: string, value: unknown): never {
-  // JSON shows strings quoted; numbers it cannot write (NaN, Infinity) are shown as numbers.
-  const shown =
-    typeof value === "function"
-      ? "a function"
-      : typeof value === "number"
-        ? String(value)
-        : (JSON.stringify(value) ?? "undefined");
-  throw new ValueError("Trainer", `${param} must be ${expected}, got ${shown}`, param);
+  throw new ValueError("Trainer", `${param} must be ${expected}, got ${formatValue(value)}`, param);
 }
 
 function checkInt(options: AnyOptions, name: keyof AnyOptions, min: number): void {
