@@ -237,7 +237,7 @@ export interface MnistFitOptions extends Omit<MnistTrainOptions, "onBatch"> {
   metricsFile?: string;
   plotFile?: string;
   onSave?: (path: string) => void;
-  /** Called once the data is loaded, before training: the images each epoch trains on and scores. */
+  /** Called once the data is loaded, before training: what each epoch trains and scores on. */
   onLoaded?: (counts: { train: number; test: number }) => void;
 }
 

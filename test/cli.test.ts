@@ -785,7 +785,7 @@ describe("deepnode train mnist --checkpoint-dir / --resume", () => {
     expect(readdirSync(dir).sort()).toEqual(["checkpoint-2", "checkpoint-4"]);
   });
 
-  /** One epoch (2 steps) with --checkpoint-dir scratch/<name>: the folder, --out, the checkpoint. */
+  /** One epoch (2 steps) with --checkpoint-dir scratch/<name>: folder, --out, checkpoint. */
   async function firstEpoch(name: string) {
     const dir = join(scratch, name);
     const out = join(scratch, `${name}.safetensors`);

@@ -562,7 +562,7 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       x.dispose();
     });
 
-    it("takes norms in a reduction and a merge per 24 tensors, without the merge for small ones", () => {
+    it("takes norms in a reduction and a merge per 24 tensors, no merge for small ones", () => {
       const device = "cuda:0";
       const b = backendFor(device);
       lib.manualSeed(5);
@@ -592,7 +592,7 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       );
     });
 
-    it("checks skipNonFinite's gradients in one norms call and one read, not 3 per parameter", () => {
+    it("checks skipNonFinite's gradients in one norms call and one read", () => {
       const device = "cuda:0";
       lib.manualSeed(4);
       const params = new lib.nn.LSTM(4, 8, { numLayers: 2, device }).parameters();

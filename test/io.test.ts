@@ -328,7 +328,7 @@ describe("safetensors files that cannot be read", () => {
 });
 
 describe("safetensors files that cannot be written", () => {
-  it("names the path asked for (not the temporary file) and a value that is no tensor", async () => {
+  it("names the path asked for, not the temporary one, and a value that is no tensor", async () => {
     const file = join(scratch, "a-plain-file");
     writeFileSync(file, "x");
     const t = { a: fromTypedArray(Float32Array.from([1, 2]), [2]) };

@@ -32,7 +32,7 @@ import { checkMnistData, checkTrainPaths, reportFinished, resumeLine } from "./c
 function intAtLeast(name: string, min: number, expected = `an integer >= ${min}`) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min) {
+    if (!Number.isSafeInteger(n) || n < min) {
       throw new InvalidArgumentError(`${name} must be ${expected}, got '${value}'`);
     }
     return n;
@@ -44,13 +44,7 @@ function positiveInt(name: string) {
 }
 
 function nonNegativeInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0) {
-      throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
-    }
-    return n;
-  };
+  return intAtLeast(name, 0, "a non-negative integer");
 }
 
 function positiveNumber(name: string) {
