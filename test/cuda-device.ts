@@ -473,13 +473,16 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       [small, a, b].forEach((t) => t.dispose());
     });
 
-    it("refuses a device number that is not one for hostWaits", () => {
-      expectThrows(
-        () => lib.cuda.hostWaits(-1),
-        lib.ValueError,
-        "hostWaits: device must be a non-negative integer, got -1",
-      );
-    });
+    it.each(["hostWaits", "kernelLaunches"] as const)(
+      "refuses a device number that is not one for %s",
+      (name) => {
+        expectThrows(
+          () => lib.cuda[name](-1),
+          lib.ValueError,
+          `${name}: device must be a non-negative integer, got -1`,
+        );
+      },
+    );
 
     it("trains conv, recurrent and attention models without waiting for the device", () => {
       trainingSteps(); // the first steps pick conv algorithms and fill the caches
@@ -582,14 +585,6 @@ export function cudaDeviceSuite(title: string, available: boolean): void {
       };
       const counts = [1, 24, 25, 60].map((count) => launchesOf(sizes.slice(0, count)));
       expect([...counts, launchesOf(small)]).toEqual([1, 2, 4, 6, 2]);
-    });
-
-    it("refuses a device number that is not one for kernelLaunches", () => {
-      expectThrows(
-        () => lib.cuda.kernelLaunches(-1),
-        lib.ValueError,
-        "kernelLaunches: device must be a non-negative integer, got -1",
-      );
     });
 
     it("checks skipNonFinite's gradients in one norms call and one read", () => {
