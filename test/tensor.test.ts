@@ -882,6 +882,8 @@ describe("slice, narrow, select, split, chunk, cat and stack", () => {
         OutOfMemoryError,
         /^alloc: cannot allocate \d+ float32 elements \(\d+\.\d GiB\)/,
       );
+      // The size asked for, not the cpu pool's size class above it.
+      expect(() => zeros([1e6, 1e6], { device })).toThrow(/1000000000000 float32 elements/);
     }
   });
 

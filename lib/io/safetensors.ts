@@ -562,7 +562,9 @@ function unwritable(op: string, path: string, error: unknown): Error {
     ENOTDIR: "a part of the path is a file, not a folder",
     EISDIR: "is a folder",
   };
-  if (code !== undefined && code in why) {
+  // ENOENT from a folder that is there (a read-only system one) says nothing of the folder.
+  const folderMissing = code !== "ENOENT" || !fs.existsSync(dirname(resolve(path)));
+  if (code !== undefined && code in why && folderMissing) {
     return new ValueError(op, `cannot write ${path}: ${why[code]}`, "path");
   }
   if (error instanceof Error) error.message = `${op}: cannot write ${path}: ${error.message}`;

@@ -44,11 +44,22 @@ export class BufferPool {
   private take(dtype: DType, size: number, init: AllocInit): TypedArray {
     const capacity = sizeClass(size);
     const whole = this.takeFree(dtype, capacity);
-    const buffer = whole ?? this.fresh(dtype, capacity);
+    const buffer = whole ?? this.freshOrExact(dtype, capacity, size);
     const view = buffer.subarray(0, size);
     if (whole !== undefined && init === "zero") view.fill(0);
     this.wholes.set(view, buffer);
     return view;
+  }
+
+  /** A buffer of the size class, or of exactly `size` where the class cannot be had. */
+  private freshOrExact(dtype: DType, capacity: number, size: number): TypedArray {
+    try {
+      return this.fresh(dtype, capacity);
+    } catch (error) {
+      // allocArray's OutOfMemoryError; the retry's, if it fails too, names the size asked for.
+      if (capacity === size) throw error;
+      return this.fresh(dtype, size);
+    }
   }
 
   private fresh(dtype: DType, capacity: number): TypedArray {
