@@ -426,9 +426,11 @@ void checkIntegerDivisor(const KernelCall& call, BinaryOp op, const Buffer& b, i
 // ---------------------------------------------------------------------------------------
 // Unary ops
 
-// Parameters of affine, pow and clamp, in float as the float kernels use them.
+// Parameters of affine, pow and clamp. affine and pow compute in double and round once, as the
+// reference and cuda do: a float affine would be contracted into a fused multiply-add in the
+// FMA clones and round differently.
 struct UnaryParams {
-  float alpha = 0, beta = 0;
+  double alpha = 0, beta = 0;
 };
 
 template <typename F>
@@ -460,11 +462,11 @@ DEEPNODE_UNARY(CosU, std::cos(x));
 DEEPNODE_UNARY(FloorU, std::floor(x));
 DEEPNODE_UNARY(CeilU, std::ceil(x));
 DEEPNODE_UNARY(RoundU, std::nearbyint(x));  // half to even under the default rounding mode
-DEEPNODE_UNARY(AffineU, p.alpha* x + p.beta);
-DEEPNODE_UNARY(PowU, static_cast<float>(std::pow(static_cast<double>(x), static_cast<double>(p.alpha))));
+DEEPNODE_UNARY(AffineU, static_cast<float>(p.alpha* static_cast<double>(x) + p.beta));
+DEEPNODE_UNARY(PowU, static_cast<float>(std::pow(static_cast<double>(x), p.alpha)));
 DEEPNODE_UNARY(SquarePowU, x* x);
 // min(max(x, alpha), beta): beta wins when alpha > beta, as in PyTorch; NaN stays NaN.
-DEEPNODE_UNARY(ClampU, (x < p.alpha ? p.alpha : x) > p.beta ? p.beta : (x < p.alpha ? p.alpha : x));
+DEEPNODE_UNARY(ClampU, std::min(std::max(x, static_cast<float>(p.alpha)), static_cast<float>(p.beta)));
 DEEPNODE_UNARY(ErfU, vec::erf(x));
 DEEPNODE_UNARY(GeluU, vec::gelu(x));
 DEEPNODE_UNARY(GeluTanhU, vec::geluTanh(x));
@@ -495,7 +497,7 @@ void unaryFloat(UnaryOp op, float* out, const float* x, int64_t n, UnaryParams p
     case UnaryOp::Round: return unaryParallel<RoundU>(out, x, n, p);
     case UnaryOp::Affine: return unaryParallel<AffineU>(out, x, n, p);
     case UnaryOp::Pow:
-      if (p.alpha == 2.0f) return unaryParallel<SquarePowU>(out, x, n, p);
+      if (p.alpha == 2.0) return unaryParallel<SquarePowU>(out, x, n, p);
       return unaryParallel<PowU>(out, x, n, p);
     case UnaryOp::Clamp: return unaryParallel<ClampU>(out, x, n, p);
     case UnaryOp::Erf: return unaryParallel<ErfU>(out, x, n, p);
@@ -633,7 +635,7 @@ void unary(KernelCall& call) {
   const Buffer& x = call.buffers[1];
 
   if (x.dtype == DType::Float32) {
-    UnaryParams p{static_cast<float>(call.number("alpha", 0)), static_cast<float>(call.number("beta", 0))};
+    UnaryParams p{call.number("alpha", 0), call.number("beta", 0)};
     return unaryFloat(op, out.as<float>(), x.as<float>(), x.size, p);
   }
   if (x.dtype == DType::Int32 && unaryHasIntKernel(op)) {
