@@ -914,6 +914,24 @@ describe("split's backward: one gradient of x's shape, each piece's written into
     ]);
     expect(x.grad!.toArray()).toEqual([1, 1, 0, 0, 3, 3].map((v) => [v, v, v, v]));
   });
+
+  it("lets each piece run its own backward, one after another (split saves no tensor)", () => {
+    const x = randn([4]).requiresGrad_(true);
+    const [a, b] = x.split(2);
+    a!.sum().backward();
+    expect(x.grad!.toArray()).toEqual([1, 1, 0, 0]);
+    b!.mul(3).sum().backward();
+    expect(x.grad!.toArray()).toEqual([1, 1, 3, 3]);
+    // A node that saved tensors is still freed: a second pass through exp's is refused.
+    const y = randn([4]).requiresGrad_(true);
+    const [c, d] = y.exp().split(2);
+    c!.sum().backward();
+    expectThrows(
+      () => d!.sum().backward(),
+      StateError,
+      /^backward: the graph through exp was already freed by an earlier backward\(\)/,
+    );
+  });
 });
 
 // ---- the audit, kept: every recorded op has a gradcheck case ------------------------------

@@ -40,6 +40,12 @@ export class GradNode {
   readonly inputs: readonly (Tensor | null)[];
   /** How many outputs the op has; each output tensor knows its place (outputIndex). */
   readonly outputs: number;
+  /**
+   * Whether the closure holds saved tensors, which backward frees. A node without (split's:
+   * only shapes and offsets) survives backward, so a second backward through another of its
+   * outputs works, as in PyTorch, whose error is about saved tensors freed.
+   */
+  readonly savesTensors: boolean;
   private backwardFn: OutputsBackwardFn | null;
 
   constructor(
@@ -47,11 +53,13 @@ export class GradNode {
     inputs: readonly (Tensor | null)[],
     backwardFn: OutputsBackwardFn,
     outputs = 1,
+    savesTensors = true,
   ) {
     this.name = name;
     this.inputs = inputs;
     this.backwardFn = backwardFn;
     this.outputs = outputs;
+    this.savesTensors = savesTensors;
   }
 
   get released(): boolean {
@@ -70,7 +78,7 @@ export class GradNode {
   }
 
   release(): void {
-    this.backwardFn = null;
+    if (this.savesTensors) this.backwardFn = null;
   }
 }
 
@@ -84,25 +92,29 @@ export function record(
   inputs: readonly Tensor[],
   backward: BackwardFn,
 ): Tensor {
-  if (recording(inputs)) attach([out], name, inputs, (gradOuts) => backward(gradOuts[0]!));
+  if (isRecording(inputs)) attach([out], name, inputs, (gradOuts) => backward(gradOuts[0]!));
   return out;
 }
 
 /**
  * record for an op with several outputs: one GradNode for all of them, whose `backward` gets
- * all their gradients at once (see the top of this file). Returns `outputs`.
+ * all their gradients at once (see the top of this file). `savesTensors: false` says that the
+ * closure holds no tensor, so that backward need not free it (GradNode.savesTensors).
+ * Returns `outputs`.
  */
 export function recordOutputs<T extends readonly Tensor[]>(
   outputs: T,
   name: string,
   inputs: readonly Tensor[],
   backward: OutputsBackwardFn,
+  options: { savesTensors?: boolean } = {},
 ): T {
-  if (recording(inputs)) attach(outputs, name, inputs, backward);
+  if (isRecording(inputs)) attach(outputs, name, inputs, backward, options.savesTensors ?? true);
   return outputs;
 }
 
-function recording(inputs: readonly Tensor[]): boolean {
+/** Whether an op on `inputs` is recorded now: grad mode is on and one of them needs a gradient. */
+export function isRecording(inputs: readonly Tensor[]): boolean {
   return isGradEnabled() && inputs.some((t) => t.requiresGrad);
 }
 
@@ -111,9 +123,10 @@ function attach(
   name: string,
   inputs: readonly Tensor[],
   backward: OutputsBackwardFn,
+  savesTensors = true,
 ): void {
   const needed = inputs.map((t) => (t.requiresGrad ? t : null));
-  const node = new GradNode(name, needed, backward, outputs.length);
+  const node = new GradNode(name, needed, backward, outputs.length, savesTensors);
   outputs.forEach((out, k) => out.setGradFn(node, k));
 }
 

@@ -3,8 +3,8 @@
 // [N, G, C / G * ...] followed by a per-channel affine, and the modules BatchNorm1d,
 // BatchNorm2d, LayerNorm and GroupNorm with PyTorch's parameter and buffer names.
 
-import { record } from "../autograd/graph.js";
-import { isGradEnabled, noGrad } from "../autograd/grad-mode.js";
+import { isRecording, record } from "../autograd/graph.js";
+import { noGrad } from "../autograd/grad-mode.js";
 import type { BatchNormRunning, RawTensor } from "../backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
 import {
@@ -153,8 +153,7 @@ export function batchNorm(
   } else {
     // Backward reads the statistics the forward used: copies, when a graph is recorded, so
     // that a later training step's update of the running ones does not change them.
-    const recorded = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-    [mean, variance] = recorded
+    [mean, variance] = isRecording(inputs)
       ? noGrad(() => [runningMean!.clone(), runningVar!.clone()])
       : [runningMean!, runningVar!];
     backendFor(x.device).batchNorm(out, mean, variance, x, weight, bias, false, eps);

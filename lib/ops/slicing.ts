@@ -50,17 +50,23 @@ function piecesOf(x: Tensor, axis: number, lengths: readonly number[]): Tensor[]
   }
   const outs = lengths.map((length, i) => rows(x, axis, offsets[i]!, 1, length));
   const shape = x.shape;
-  return recordOutputs(outs, "split", [x], (grads) => {
-    // Zero-filled only when some non-empty piece got no gradient: else every entry is written.
-    const missing = grads.some((g, i) => g === null && lengths[i]! > 0);
-    const { dtype, device } = grads.find((g) => g !== null)!;
-    const gradX = (missing ? zeroFilled : empty)(shape, dtype, device);
-    grads.forEach((g, i) => {
-      if (g !== null && lengths[i]! > 0)
-        backendFor(device).sliceAssign(gradX, g, axis, offsets[i]!, 1);
-    });
-    return [gradX];
-  });
+  return recordOutputs(
+    outs,
+    "split",
+    [x],
+    (grads) => {
+      // Zero-filled only when some non-empty piece got no gradient: else every entry is written.
+      const missing = grads.some((g, i) => g === null && lengths[i]! > 0);
+      const { dtype, device } = grads.find((g) => g !== null)!;
+      const gradX = (missing ? zeroFilled : empty)(shape, dtype, device);
+      grads.forEach((g, i) => {
+        if (g !== null && lengths[i]! > 0)
+          backendFor(device).sliceAssign(gradX, g, axis, offsets[i]!, 1);
+      });
+      return [gradX];
+    },
+    { savesTensors: false },
+  );
 }
 
 /** The axis `dim` names in x, which must have one (PyTorch refuses these ops on a 0-d tensor). */
