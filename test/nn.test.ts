@@ -14,6 +14,7 @@ import {
   NotSupportedError,
   ShapeError,
   StateDictError,
+  StateError,
   Tensor,
   ValueError,
   fromTypedArray,
@@ -225,6 +226,38 @@ describe("Module.to(device)", () => {
     if (!cuda.isAvailable()) {
       expect(() => model.to("cuda")).toThrow(DeviceError);
     }
+    expect(model.parameters().map((p) => p.device)).toEqual(["cpu", "cpu"]);
+  });
+
+  it("keeps a gradient that is already on the device, and moves the rest", () => {
+    const model = new nn.Linear(2, 1);
+    const [weight, bias] = model.parameters();
+    weight!.grad = tensor([[1, 2]], { device: "reference" });
+    const onTarget = weight!.grad;
+    model.to("reference");
+    expect(weight!.grad).toBe(onTarget);
+    expect(weight!.grad.toArray()).toEqual([[1, 2]]);
+    expect([weight!.device, bias!.device]).toEqual(["reference", "reference"]);
+  });
+
+  it("refuses a buffer made by a recorded op before moving anything", () => {
+    class Holder extends nn.Module {
+      fc = new nn.Linear(2, 2);
+      constructor() {
+        super();
+        this.registerBuffer("scale", this.fc.weight.mul(2));
+      }
+      forward(x: Tensor): Tensor {
+        return this.fc.forward(x);
+      }
+    }
+    const model = new Holder();
+    expectThrows(
+      () => model.to("reference"),
+      StateError,
+      "to: 'scale' is the output of a recorded op (mul), so it cannot be moved in place; " +
+        "detach() it first",
+    );
     expect(model.parameters().map((p) => p.device)).toEqual(["cpu", "cpu"]);
   });
 });

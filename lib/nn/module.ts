@@ -5,7 +5,7 @@
 
 import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor, parseDevice } from "../backend/registry.js";
-import { StateDictError, ValueError, type Shape } from "../errors.js";
+import { StateDictError, StateError, ValueError, type Shape } from "../errors.js";
 import { sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
 import { Parameter } from "./parameter.js";
@@ -121,16 +121,11 @@ export abstract class Module {
   to(device: string): this {
     const target = parseDevice(device);
     backendFor(target); // an unavailable device fails here, naming what is missing
-    const tensors = new Set<Tensor>(this.parameters());
-    for (const [, b] of this.namedBuffers()) tensors.add(b);
+    const moving = this.tensorsToMove(target);
     const moves: [Tensor, Tensor][] = [];
     try {
       noGrad(() => {
-        for (const t of tensors) {
-          if (t.device === target) continue;
-          moves.push([t, t.to(target)]); // no graph under noGrad
-          if (t.grad !== null) moves.push([t.grad, t.grad.to(target)]);
-        }
+        for (const t of moving) moves.push([t, t.to(target)]); // no graph under noGrad
       });
     } catch (error) {
       for (const [, copy] of moves) copy.dispose();
@@ -138,6 +133,33 @@ export abstract class Module {
     }
     for (const [t, copy] of moves) t.adoptStorage(copy);
     return this;
+  }
+
+  /**
+   * The parameters, buffers and gradients not yet on `target`, each once (tied weights, a
+   * gradient set by hand that is already there). A tensor that is the output of a recorded op
+   * cannot take new storage in place (its graph refers to the old one), so it is refused here,
+   * before anything is copied.
+   */
+  private tensorsToMove(target: string): Set<Tensor> {
+    const named: [string, Tensor][] = [...this.namedParameters(), ...this.namedBuffers()];
+    const moving = new Set<Tensor>();
+    for (const [name, t] of named) {
+      for (const [what, each] of [
+        [`'${name}'`, t],
+        [`the gradient of '${name}'`, t.grad],
+      ] as const) {
+        if (each === null || each.device === target) continue;
+        if (each.gradFn !== null) {
+          const message =
+            `${what} is the output of a recorded op (${each.gradFn.name}), so it cannot be ` +
+            "moved in place; detach() it first";
+          throw new StateError("to", message);
+        }
+        moving.add(each);
+      }
+    }
+    return moving;
   }
 
   // ---- state ----------------------------------------------------------------------
