@@ -40,17 +40,32 @@ struct Buffer {
   }
 };
 
-// A number the caller passed, as JavaScript writes it (NaN, Infinity, -1 rather than nan, inf,
-// -1.000000), so that the messages match the reference backend's.
+// A number the caller passed, as JavaScript writes it (NaN, Infinity, -1, 1e-7, 1e+21 rather
+// than nan, inf, -1.000000, 1e-07), so that the messages match the reference backend's: the
+// fewest significant digits that give x back, laid out by ECMAScript's Number::toString.
 inline std::string numberText(double x) {
   if (std::isnan(x)) return "NaN";
   if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
-  char text[32];
-  for (int digits = 1; digits <= 17; ++digits) {  // the fewest that give x back, as JavaScript's
-    std::snprintf(text, sizeof text, "%.*g", digits, x);
+  if (x == 0) return "0";  // -0 too, as String(-0)
+  char text[40];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof text, "%.*e", digits - 1, x);
     if (std::strtod(text, nullptr) == x) break;
   }
-  return text;
+  // text is [-]d[.ddd]e(+|-)xx: the digits, and n, the decimal point's place after the first.
+  std::string mantissa(text, std::strchr(text, 'e'));
+  const int n = std::atoi(std::strchr(text, 'e') + 1) + 1;
+  const std::string sign = mantissa[0] == '-' ? "-" : "";
+  std::string digits;
+  for (char c : mantissa) {
+    if (c >= '0' && c <= '9') digits += c;
+  }
+  const int k = static_cast<int>(digits.size());
+  if (k <= n && n <= 21) return sign + digits + std::string(n - k, '0');
+  if (0 < n && n <= 21) return sign + digits.substr(0, n) + "." + digits.substr(n);
+  if (-6 < n && n <= 0) return sign + "0." + std::string(-n, '0') + digits;
+  const std::string exponent = (n - 1 < 0 ? "-" : "+") + std::to_string(std::abs(n - 1));
+  return sign + digits.substr(0, 1) + (k > 1 ? "." + digits.substr(1) : "") + "e" + exponent;
 }
 
 using Shape = std::vector<int64_t>;
