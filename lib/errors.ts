@@ -9,12 +9,18 @@ export function formatShape(shape: Shape): string {
 
 /**
  * A bad argument as a message shows it: a string quoted (so "5" is not taken for 5), a number
- * as JavaScript writes it (NaN, Infinity, which JSON cannot), an object as JSON.
+ * as JavaScript writes it (NaN, Infinity, which JSON cannot; -0 as -0), a bigint with its n,
+ * an object as JSON, or as String() writes it where JSON cannot (a cycle).
  */
 export function formatValue(value: unknown): string {
   if (typeof value === "function") return "a function";
-  if (typeof value === "number") return String(value);
-  return JSON.stringify(value) ?? String(value);
+  if (typeof value === "number") return Object.is(value, -0) ? "-0" : String(value);
+  if (typeof value === "bigint") return `${value}n`;
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
 }
 
 /** Base class of every deepnode error; `code` is stable across versions. */

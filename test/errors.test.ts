@@ -24,6 +24,7 @@ import {
   ValueError,
   cuda,
   formatShape,
+  formatValue,
   manualSeed,
   matmul,
   nn,
@@ -115,6 +116,31 @@ describe("error classes", () => {
   it("formats shapes as PyTorch prints them", () => {
     expect(formatShape([64, 9216])).toBe("[64, 9216]");
     expect(formatShape([])).toBe("[]");
+  });
+
+  it("shows a bad value as it was given, whatever its type", () => {
+    const cyclic: { self?: unknown } = {};
+    cyclic.self = cyclic;
+    const shown = [NaN, -Infinity, -0, 1e-7, "5", 2n, null, undefined, [1, "a"], cyclic, () => 1];
+    expect(shown.map(formatValue)).toEqual([
+      "NaN",
+      "-Infinity",
+      "-0",
+      "1e-7",
+      '"5"',
+      "2n",
+      "null",
+      "undefined",
+      '[1,"a"]',
+      "[object Object]",
+      "a function",
+    ]);
+    // A bigint where a number belongs is a ValueError naming it, not JSON's TypeError.
+    expectThrows(
+      () => tensor([1n as unknown as number]),
+      ValueError,
+      "tensor: expected numbers or booleans, got 1n (element 0)",
+    );
   });
 });
 

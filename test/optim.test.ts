@@ -1394,9 +1394,20 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
       "clipGradNorm: invalid normType: 0 (expected > 0 or Infinity)",
     );
     expectThrows(
+      () => optim.clipGradNorm(withGrads(), 1, "2" as never),
+      ValueError,
+      'clipGradNorm: invalid normType: "2" (expected > 0 or Infinity)',
+    );
+    expectThrows(
       () => optim.clipGradValue(withGrads(), -0.5),
       ValueError,
-      "clipGradValue: invalid clipValue: -0.5 (expected >= 0)",
+      "clipGradValue: invalid clipValue: -0.5 (expected a number >= 0)",
+    );
+    // A string passed the >= check and failed in the clamp kernel as a NativeError.
+    expectThrows(
+      () => optim.clipGradValue(withGrads(), "1" as never),
+      ValueError,
+      'clipGradValue: invalid clipValue: "1" (expected a number >= 0)',
     );
   });
 });

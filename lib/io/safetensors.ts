@@ -550,7 +550,6 @@ export function loadSafetensorsSync(
   return toTensors(decodeSafetensors(bytes, path), options.device);
 }
 
-/** A FormatError for a file the OS would not read: missing, a folder, not permitted. */
 /**
  * A write that failed, named by the path asked for (not the temporary file written first): a
  * ValueError where the path cannot hold a file, else the system's error with that message.
@@ -571,6 +570,7 @@ function unwritable(op: string, path: string, error: unknown): Error {
   return error as Error;
 }
 
+/** A FormatError for a file the OS would not read: missing, a folder, not permitted. */
 function unreadable(op: string, path: string, error: unknown): FormatError {
   const code = (error as NodeJS.ErrnoException).code;
   const why =

@@ -30,7 +30,8 @@ function gradientsOf(parameters: ClipParameters): Tensor[] {
 
 function checkNormType(op: string, normType: number): void {
   if (normType === Infinity || (Number.isFinite(normType) && normType > 0)) return;
-  throw new ValueError(op, `invalid normType: ${normType} (expected > 0 or Infinity)`, "normType");
+  const message = `invalid normType: ${formatValue(normType)} (expected > 0 or Infinity)`;
+  throw new ValueError(op, message, "normType");
 }
 
 function checkMaxNorm(op: string, maxNorm: number): void {
@@ -164,12 +165,9 @@ function clipFactorOf(total: Tensor, maxNorm: number): Tensor {
 
 /** Clamps every gradient element into [-clipValue, clipValue], in place. */
 export function clipGradValue(parameters: ClipParameters, clipValue: number): void {
-  if (!(clipValue >= 0)) {
-    throw new ValueError(
-      "clipGradValue",
-      `invalid clipValue: ${clipValue} (expected >= 0)`,
-      "clipValue",
-    );
+  if (typeof clipValue !== "number" || !(clipValue >= 0)) {
+    const message = `invalid clipValue: ${formatValue(clipValue)} (expected a number >= 0)`;
+    throw new ValueError("clipGradValue", message, "clipValue");
   }
   const grads = gradientsOf(parameters);
   noGrad(() =>
