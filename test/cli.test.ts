@@ -236,12 +236,12 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
     [
       "--epochs 0",
       ["train", "mnist", "--epochs", "0"],
-      /argument '0' is invalid\. --epochs must be a positive integer, got '0'/,
+      /option '--epochs <n>' argument '0' is invalid\. Expected a positive integer\.$/m,
     ],
     [
       "--lr abc",
       ["train", "mnist", "--lr", "abc"],
-      /argument 'abc' is invalid\. --lr must be a positive number, got 'abc'/,
+      /option '--lr <rate>' argument 'abc' is invalid\. Expected a positive number\.$/m,
     ],
     [
       "eval without --weights",
@@ -253,18 +253,21 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
       (flag): [string, string[], RegExp] => [
         `an empty ${flag}`,
         ["train", "mnist", "--limit", "64", "--epochs", "1", flag, ""],
-        new RegExp(`argument '' is invalid\\. ${flag} must name a file or folder, got ''`),
+        new RegExp(
+          `option '${flag} <\\w+>' argument '' is invalid\\. Expected the path of a file or folder\\.$`,
+          "m",
+        ),
       ],
     ),
     [
       "train imdb --vocab-size 1",
       ["train", "imdb", "--limit", "50", "--epochs", "1", "--vocab-size", "1"],
-      /argument '1' is invalid\. --vocab-size must be an integer >= 2, got '1'/,
+      /option '--vocab-size <n>' argument '1' is invalid\. Expected an integer >= 2\.$/m,
     ],
     [
       "an empty bench --json",
       ["bench", "--filter", "tiny add [1]+[1]", "--peers", "", "--json", ""],
-      /argument '' is invalid\. --json must name a file or folder, got ''/,
+      /option '--json <file>' argument '' is invalid\. Expected the path of a file or folder\.$/m,
     ],
     ["an unknown command", ["bogus"], /unknown command 'bogus'/],
   ];
@@ -1038,16 +1041,16 @@ describe("deepnode train imdb / predict", () => {
 
 describe("deepnode bench: options and outputs (no peer; one tiny case timed)", () => {
   it.each([
-    ["--backends", "cpu,tpu", "unknown 'tpu' \\(known: cpu, cuda, reference\\)"],
+    ["--backends", "cpu,tpu", "Unknown 'tpu' \\(known: cpu, cuda, reference\\)"],
     [
       "--peers",
       "torch,jax",
-      "unknown 'jax' \\(known: torch, tfjs-cpu, tfjs-wasm, tfjs-node, torch-cuda\\)",
+      "Unknown 'jax' \\(known: torch, tfjs-cpu, tfjs-wasm, tfjs-node, torch-cuda\\)",
     ],
   ])("rejects %s %s (exit 2)", async (flag, value, message) => {
     const run = await cli("bench", flag, value);
     expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(new RegExp(`argument '${value}' is invalid\\. ${flag}: ${message}`));
+    expect(run.stderr).toMatch(new RegExp(`argument '${value}' is invalid\\. ${message}\\.$`, "m"));
   });
 
   it("refuses a filter that selects no case, in one line, and writes nothing", async () => {

@@ -28,41 +28,32 @@ import {
 import { BACKENDS, DEFAULT_PEERS, benchCommand } from "../../bench/main.js";
 import { checkMnistData, checkTrainPaths, reportFinished, resumeLine } from "./checks.js";
 
+// Option parsers. Commander puts the flag and the value before their message ("option
+// '--epochs <n>' argument '0' is invalid."), so the message says only what was expected.
+
 /** An integer option of at least `min`; `expected` says so in the usage error. */
-function intAtLeast(name: string, min: number, expected = `an integer >= ${min}`) {
+function intAtLeast(min: number, expected = `an integer >= ${min}`) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) {
-      throw new InvalidArgumentError(`${name} must be ${expected}, got '${value}'`);
-    }
+    if (!Number.isSafeInteger(n) || n < min)
+      throw new InvalidArgumentError(`Expected ${expected}.`);
     return n;
   };
 }
 
-function positiveInt(name: string) {
-  return intAtLeast(name, 1, "a positive integer");
-}
+const positiveInt = intAtLeast(1, "a positive integer");
+const nonNegativeInt = intAtLeast(0, "a non-negative integer");
 
-function nonNegativeInt(name: string) {
-  return intAtLeast(name, 0, "a non-negative integer");
-}
-
-function positiveNumber(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n <= 0) {
-      throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
-    }
-    return n;
-  };
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("Expected a positive number.");
+  return n;
 }
 
 /** A path flag's value: an empty one names no file (fs would fail on it only when writing). */
-function nonEmptyPath(name: string) {
-  return (value: string): string => {
-    if (value === "") throw new InvalidArgumentError(`${name} must name a file or folder, got ''`);
-    return value;
-  };
+function nonEmptyPath(value: string): string {
+  if (value === "") throw new InvalidArgumentError("Expected the path of a file or folder.");
+  return value;
 }
 
 function checkTask(task: string, tasks = ["mnist"]): void {
@@ -265,21 +256,19 @@ function deviceOption(): Option {
 }
 
 /** A comma list of names from `known`, for --backends and --peers. */
-function listOf(flag: string, known: string[]) {
+function listOf(known: string[]) {
   return (value: string): string[] => {
     const items = value.split(",").filter((s) => s !== "");
     const bad = items.find((s) => !known.includes(s));
     if (bad !== undefined) {
-      throw new InvalidArgumentError(`${flag}: unknown '${bad}' (known: ${known.join(", ")})`);
+      throw new InvalidArgumentError(`Unknown '${bad}' (known: ${known.join(", ")}).`);
     }
     return items;
   };
 }
 
 function listOption(flags: string, description: string, known: string[]): Option {
-  return new Option(flags, description)
-    .argParser(listOf(flags.split(" ")[0]!, known))
-    .default(known, known.join(","));
+  return new Option(flags, description).argParser(listOf(known)).default(known, known.join(","));
 }
 
 function addBenchCommand(program: Command): void {
@@ -291,8 +280,8 @@ function addBenchCommand(program: Command): void {
       "only cases whose name or group contains this text (or one of several, comma-separated)",
     )
     .option("--quick", "fewer repeats, no largest sizes, a 1,024-image MNIST epoch", false)
-    .option("--json <file>", "write the report as JSON", nonEmptyPath("--json"))
-    .option("--markdown <file>", "write the report as markdown", nonEmptyPath("--markdown"))
+    .option("--json <file>", "write the report as JSON", nonEmptyPath)
+    .option("--markdown <file>", "write the report as markdown", nonEmptyPath)
     .addOption(listOption("--backends <list>", "deepnode devices", BACKENDS))
     .addOption(listOption("--peers <list>", "peers to run beside deepnode", DEFAULT_PEERS))
     .option("--full", "also the whole-dataset jobs (an IMDB LSTM epoch: minutes per side)", false)
@@ -313,74 +302,70 @@ export function buildProgram(): Command {
   program
     .command("train <task>")
     .description("train a model (tasks: mnist, imdb) and save its weights as safetensors")
-    .option("--epochs <n>", "epochs", positiveInt("--epochs"), 3)
-    .option("--batch-size <n>", "training batch size", positiveInt("--batch-size"), 64)
+    .option("--epochs <n>", "epochs", positiveInt, 3)
+    .option("--batch-size <n>", "training batch size", positiveInt, 64)
     .option(
       "--lr <rate>",
       "Adam learning rate (imdb: 3e-3 for the lstm, 1e-3 transformer, 2e-5 bert)",
-      positiveNumber("--lr"),
+      positiveNumber,
       1e-3,
     )
-    .option("--seed <n>", "random seed", nonNegativeInt("--seed"), 0)
+    .option("--seed <n>", "random seed", nonNegativeInt, 0)
     .addOption(deviceOption())
     .option(
       "--out <file>",
       "where to save the weights (imdb: a folder, imdb-lstm, imdb-transformer or imdb-bert)",
-      nonEmptyPath("--out"),
+      nonEmptyPath,
       "mnist.safetensors",
     )
     .option(
       "--data <dir>",
       "MNIST IDX files (plain or .gz) in this folder; imdb: a reviews.json",
-      nonEmptyPath("--data"),
+      nonEmptyPath,
     )
     .option(
       "--limit <n>",
       "train on n training images only (imdb: n reviews per split)",
-      positiveInt("--limit"),
+      positiveInt,
     )
-    .option("--threads <n>", "cpu threads", positiveInt("--threads"))
+    .option("--threads <n>", "cpu threads", positiveInt)
     .option("--no-progress", "no progress bar")
     .option(
       "--checkpoint-dir <dir>",
       "write a checkpoint into this folder after every epoch",
-      nonEmptyPath("--checkpoint-dir"),
+      nonEmptyPath,
     )
     .option(
       "--resume <dir>",
       "continue from a checkpoint, or the newest one in this folder",
-      nonEmptyPath("--resume"),
+      nonEmptyPath,
     )
     .option(
       "--metrics <file>",
       "append each epoch's numbers to this file as JSON lines",
-      nonEmptyPath("--metrics"),
+      nonEmptyPath,
     )
-    .option(
-      "--plot <file>",
-      "draw loss and accuracy curves to this PNG file",
-      nonEmptyPath("--plot"),
-    )
+    .option("--plot <file>", "draw loss and accuracy curves to this PNG file", nonEmptyPath)
     .option("--model <kind>", "imdb: lstm, transformer or bert (with --pretrained)", "lstm")
-    .option("--embedding-dim <n>", "imdb: embedding size", positiveInt("--embedding-dim"), 128)
+    .option("--embedding-dim <n>", "imdb: embedding size", positiveInt, 128)
     .option(
       "--hidden-size <n>",
       "imdb: LSTM hidden size (transformer: feed-forward, 256)",
-      positiveInt("--hidden-size"),
+      positiveInt,
       128,
     )
-    .option("--max-length <n>", "imdb: tokens kept per review", positiveInt("--max-length"), 256)
+    .option("--max-length <n>", "imdb: tokens kept per review", positiveInt, 256)
     .option(
       "--vocab-size <n>",
       "imdb: most vocabulary entries (at least 2: padding and unknown)",
-      intAtLeast("--vocab-size", 2),
+      intAtLeast(2),
       25000,
     )
     .option("--pretrained <dir>", "imdb --model bert: a Hugging Face BERT or DistilBERT folder")
     .option(
       "--save-steps <n>",
       "also write a checkpoint every n steps inside an epoch (with --checkpoint-dir)",
-      positiveInt("--save-steps"),
+      positiveInt,
     )
     .action(trainCommand);
   program
@@ -389,7 +374,7 @@ export function buildProgram(): Command {
     .requiredOption("--weights <file>", "a safetensors file written by `deepnode train`")
     .addOption(deviceOption())
     .option("--data <dir>", "read standard MNIST IDX files from this folder")
-    .option("--batch-size <n>", "evaluation batch size", positiveInt("--batch-size"), 1000)
+    .option("--batch-size <n>", "evaluation batch size", positiveInt, 1000)
     .action(evalCommand);
   program
     .command("info")
