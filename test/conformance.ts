@@ -250,6 +250,20 @@ function randomKernelsCases(t: Target): void {
         return [out, mask];
       });
     });
+
+    it("dropout refuses p outside [0, 1] with the reference's message", () => {
+      for (const backend of [t.backend(), ref]) {
+        const [out, mask, x] = [0, 1, 2].map(() => raw(backend, "float32", [2]));
+        for (const [p, text] of [
+          [1.5, "1.5"],
+          [-1e-7, "-1e-7"],
+          [NaN, "NaN"],
+        ] as const) {
+          const call = () => backend.dropout(out!, mask!, x!, p, { seed: 1, offset: 0 });
+          expectThrows(call, ValueError, `dropout: p must be in [0, 1], got ${text}`);
+        }
+      }
+    });
   });
 }
 
@@ -2515,6 +2529,8 @@ function layerCases(t: Target): void {
           [-0.000001, "-0.000001"],
           [1e21, "1e+21"],
           [12345678901234567000, "12345678901234567000"],
+          [-(2 ** -24), "-5.960464477539063e-8"], // '%.17g' and a digits loop gave 17 digits
+          [2 ** 89, "6.189700196426902e+26"],
         ] as const) {
           const message = `batchNorm: momentum must be in [0, 1], got ${text}`;
           expectThrows(call(true, momentum), ValueError, message);

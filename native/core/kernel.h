@@ -4,6 +4,7 @@
 // error, so native code never aborts the process.
 #pragma once
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -42,22 +43,19 @@ struct Buffer {
 
 // A number the caller passed, as JavaScript writes it (NaN, Infinity, -1, 1e-7, 1e+21 rather
 // than nan, inf, -1.000000, 1e-07), so that the messages match the reference backend's: the
-// fewest significant digits that give x back, laid out by ECMAScript's Number::toString.
+// shortest digits that give x back (to_chars), laid out by ECMAScript's Number::toString.
 inline std::string numberText(double x) {
   if (std::isnan(x)) return "NaN";
   if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
   if (x == 0) return "0";  // -0 too, as String(-0)
-  char text[40];
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(text, sizeof text, "%.*e", digits - 1, x);
-    if (std::strtod(text, nullptr) == x) break;
-  }
+  char buffer[40];
+  const std::string text(buffer, std::to_chars(buffer, buffer + sizeof buffer, x, std::chars_format::scientific).ptr);
   // text is [-]d[.ddd]e(+|-)xx: the digits, and n, the decimal point's place after the first.
-  std::string mantissa(text, std::strchr(text, 'e'));
-  const int n = std::atoi(std::strchr(text, 'e') + 1) + 1;
-  const std::string sign = mantissa[0] == '-' ? "-" : "";
+  const size_t e = text.find('e');
+  const int n = std::stoi(text.substr(e + 1)) + 1;
+  const std::string sign = text[0] == '-' ? "-" : "";
   std::string digits;
-  for (char c : mantissa) {
+  for (char c : text.substr(0, e)) {
     if (c >= '0' && c <= '9') digits += c;
   }
   const int k = static_cast<int>(digits.size());

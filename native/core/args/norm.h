@@ -24,7 +24,7 @@ inline void checkNonNegative(const KernelCall& call, std::initializer_list<int64
 
 inline double readEps(const KernelCall& call) {
   double eps = call.number("eps");
-  if (!(eps >= 0)) call.fail("ERR_VALUE", "eps must be >= 0, got " + std::to_string(eps));
+  if (!(eps >= 0)) call.fail("ERR_VALUE", "eps must be >= 0, got " + numberText(eps));
   return eps;
 }
 

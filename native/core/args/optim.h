@@ -148,8 +148,7 @@ inline AdamScalars readAdamScalars(const KernelCall& call) {
   double eps = finiteNumber(call, "eps"), weightDecay = finiteNumber(call, "weightDecay");
   int64_t step = optimizerStep(call);
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
-    call.fail("ERR_VALUE",
-              "betas must be in [0, 1), got (" + std::to_string(beta1) + ", " + std::to_string(beta2) + ")");
+    call.fail("ERR_VALUE", "betas must be in [0, 1), got (" + numberText(beta1) + ", " + numberText(beta2) + ")");
   }
   double bc1 = 1 - std::pow(beta1, static_cast<double>(step)), bc2 = 1 - std::pow(beta2, static_cast<double>(step));
   return AdamScalars{static_cast<float>(beta1),

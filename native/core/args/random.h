@@ -39,7 +39,7 @@ inline DropoutArgs readDropoutArgs(const KernelCall& call) {
   call.expectSize(1, "mask", x.size);
   philox::Key key = randomKey(call);
   double p = call.number("p");
-  if (!(p >= 0 && p <= 1)) call.fail("ERR_VALUE", "dropout probability must be in [0, 1], got " + std::to_string(p));
+  if (!(p >= 0 && p <= 1)) call.fail("ERR_VALUE", "p must be in [0, 1], got " + numberText(p));
   return DropoutArgs{key, p, p < 1 ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f};
 }
 
