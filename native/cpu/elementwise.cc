@@ -426,9 +426,10 @@ void checkIntegerDivisor(const KernelCall& call, BinaryOp op, const Buffer& b, i
 // ---------------------------------------------------------------------------------------
 // Unary ops
 
-// Parameters of affine, pow and clamp. affine and pow compute in double and round once, as the
-// reference and cuda do: a float affine would be contracted into a fused multiply-add in the
-// FMA clones and round differently.
+// Parameters of affine, pow and clamp. affine computes in double and rounds once to float, as
+// the reference does. With alpha and beta floats (as the tensor ops pass a number) alpha * x is
+// exact in double, so a fused multiply-add where the compiler contracts one gives the same bits;
+// in float, fused, it did not. pow also computes in double.
 struct UnaryParams {
   double alpha = 0, beta = 0;
 };
