@@ -9,17 +9,19 @@ export function formatShape(shape: Shape): string {
 
 /**
  * A bad argument as a message shows it: a string quoted (so "5" is not taken for 5), a number
- * as JavaScript writes it (NaN, Infinity, which JSON cannot; -0 as -0), a bigint with its n,
- * an object as JSON, or as String() writes it where JSON cannot (a cycle).
+ * as JavaScript writes it (NaN, Infinity, which JSON cannot; -0 as -0), a bigint with its n
+ * (inside an object too, as a string "1n"), an object as JSON, or by its kind where JSON
+ * cannot write it (a cycle: "[object Object]").
  */
 export function formatValue(value: unknown): string {
   if (typeof value === "function") return "a function";
   if (typeof value === "number") return Object.is(value, -0) ? "-0" : String(value);
   if (typeof value === "bigint") return `${value}n`;
   try {
-    return JSON.stringify(value) ?? String(value);
+    const json = JSON.stringify(value, (_, v: unknown) => (typeof v === "bigint" ? `${v}n` : v));
+    return json ?? String(value);
   } catch {
-    return String(value);
+    return Object.prototype.toString.call(value);
   }
 }
 

@@ -121,7 +121,10 @@ describe("error classes", () => {
   it("shows a bad value as it was given, whatever its type", () => {
     const cyclic: { self?: unknown } = {};
     cyclic.self = cyclic;
-    const shown = [NaN, -Infinity, -0, 1e-7, "5", 2n, null, undefined, [1, "a"], cyclic, () => 1];
+    const bare = Object.create(null) as { self?: unknown };
+    bare.self = bare;
+    const shown: unknown[] = [NaN, -Infinity, -0, 1e-7, "5", 2n, null, undefined, [1, "a"], [1n]];
+    shown.push(cyclic, bare, () => 1);
     expect(shown.map(formatValue)).toEqual([
       "NaN",
       "-Infinity",
@@ -132,6 +135,8 @@ describe("error classes", () => {
       "null",
       "undefined",
       '[1,"a"]',
+      '["1n"]',
+      "[object Object]",
       "[object Object]",
       "a function",
     ]);

@@ -1272,7 +1272,7 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     expectThrows(
       () => optim.clipGradNormTensor(withGrads(), 1, -2),
       ValueError,
-      "clipGradNormTensor: invalid normType: -2 (expected > 0 or Infinity)",
+      "clipGradNormTensor: invalid normType: -2 (expected a number > 0, or Infinity)",
     );
   });
 
@@ -1391,12 +1391,12 @@ describe.each(["cpu", "reference"])("gradient clipping on %s", (device) => {
     expectThrows(
       () => optim.clipGradNorm(withGrads(), 1, 0),
       ValueError,
-      "clipGradNorm: invalid normType: 0 (expected > 0 or Infinity)",
+      "clipGradNorm: invalid normType: 0 (expected a number > 0, or Infinity)",
     );
     expectThrows(
       () => optim.clipGradNorm(withGrads(), 1, "2" as never),
       ValueError,
-      'clipGradNorm: invalid normType: "2" (expected > 0 or Infinity)',
+      'clipGradNorm: invalid normType: "2" (expected a number > 0, or Infinity)',
     );
     expectThrows(
       () => optim.clipGradValue(withGrads(), -0.5),

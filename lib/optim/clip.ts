@@ -30,7 +30,7 @@ function gradientsOf(parameters: ClipParameters): Tensor[] {
 
 function checkNormType(op: string, normType: number): void {
   if (normType === Infinity || (Number.isFinite(normType) && normType > 0)) return;
-  const message = `invalid normType: ${formatValue(normType)} (expected > 0 or Infinity)`;
+  const message = `invalid normType: ${formatValue(normType)} (expected a number > 0, or Infinity)`;
   throw new ValueError(op, message, "normType");
 }
 
