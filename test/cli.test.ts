@@ -265,6 +265,11 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
       /option '--vocab-size <n>' argument '1' is invalid\. Expected an integer >= 2\.$/m,
     ],
     [
+      "an empty eval --data",
+      ["eval", "mnist", "--weights", "w.safetensors", "--data", ""],
+      /option '--data <dir>' argument '' is invalid\. Expected the path of a file or folder\.$/m,
+    ],
+    [
       "an empty bench --json",
       ["bench", "--filter", "tiny add [1]+[1]", "--peers", "", "--json", ""],
       /option '--json <file>' argument '' is invalid\. Expected the path of a file or folder\.$/m,

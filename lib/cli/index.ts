@@ -361,7 +361,11 @@ export function buildProgram(): Command {
       intAtLeast(2),
       25000,
     )
-    .option("--pretrained <dir>", "imdb --model bert: a Hugging Face BERT or DistilBERT folder")
+    .option(
+      "--pretrained <dir>",
+      "imdb --model bert: a Hugging Face BERT or DistilBERT folder",
+      nonEmptyPath,
+    )
     .option(
       "--save-steps <n>",
       "also write a checkpoint every n steps inside an epoch (with --checkpoint-dir)",
@@ -373,7 +377,7 @@ export function buildProgram(): Command {
     .description("score saved weights on the test split (tasks: mnist)")
     .requiredOption("--weights <file>", "a safetensors file written by `deepnode train`")
     .addOption(deviceOption())
-    .option("--data <dir>", "read standard MNIST IDX files from this folder")
+    .option("--data <dir>", "read standard MNIST IDX files from this folder", nonEmptyPath)
     .option("--batch-size <n>", "evaluation batch size", positiveInt, 1000)
     .action(evalCommand);
   program
