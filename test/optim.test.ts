@@ -124,15 +124,21 @@ describe("hyperparameter validation", () => {
   const params = () => [zeros([2], { requiresGrad: true })];
 
   it.each([
-    [() => new optim.SGD(params(), { lr: -0.1 }), "SGD: invalid lr: -0.1 (expected a number >= 0)"],
-    [() => new optim.SGD(params(), { lr: NaN }), "SGD: invalid lr: NaN (expected a number >= 0)"],
+    [
+      () => new optim.SGD(params(), { lr: -0.1 }),
+      "SGD: invalid lr: -0.1 (expected a finite number >= 0)",
+    ],
+    [
+      () => new optim.SGD(params(), { lr: NaN }),
+      "SGD: invalid lr: NaN (expected a finite number >= 0)",
+    ],
     [
       () => new optim.SGD(params(), { lr: 0.1, momentum: -0.5 }),
-      "SGD: invalid momentum: -0.5 (expected >= 0)",
+      "SGD: invalid momentum: -0.5 (expected a finite number >= 0)",
     ],
     [
       () => new optim.SGD(params(), { lr: 0.1, weightDecay: -1 }),
-      "SGD: invalid weightDecay: -1 (expected >= 0)",
+      "SGD: invalid weightDecay: -1 (expected a finite number >= 0)",
     ],
     [
       () => new optim.SGD(params(), { lr: 0.1, nesterov: true }),
@@ -142,27 +148,66 @@ describe("hyperparameter validation", () => {
       () => new optim.SGD(params(), { lr: 0.1, momentum: 0.9, dampening: 0.1, nesterov: true }),
       "SGD: invalid nesterov: true (expected momentum > 0 and dampening 0)",
     ],
-    [() => new optim.Adam(params(), { lr: -1 }), "Adam: invalid lr: -1 (expected a number >= 0)"],
-    [() => new optim.Adam(params(), { eps: -1e-8 }), "Adam: invalid eps: -1e-8 (expected >= 0)"],
+    [
+      () => new optim.Adam(params(), { lr: -1 }),
+      "Adam: invalid lr: -1 (expected a finite number >= 0)",
+    ],
+    [
+      () => new optim.Adam(params(), { eps: -1e-8 }),
+      "Adam: invalid eps: -1e-8 (expected a finite number >= 0)",
+    ],
     [
       () => new optim.Adam(params(), { betas: [1, 0.999] }),
-      "Adam: invalid betas[0]: 1 (expected in [0, 1))",
+      "Adam: invalid betas[0]: 1 (expected a number in [0, 1))",
     ],
     [
       () => new optim.Adam(params(), { betas: [0.9, -0.1] }),
-      "Adam: invalid betas[1]: -0.1 (expected in [0, 1))",
+      "Adam: invalid betas[1]: -0.1 (expected a number in [0, 1))",
     ],
     [
       () => new optim.Adam(params(), { weightDecay: -0.01 }),
-      "Adam: invalid weightDecay: -0.01 (expected >= 0)",
+      "Adam: invalid weightDecay: -0.01 (expected a finite number >= 0)",
     ],
     [
       () => new optim.AdamW(params(), { lr: -0.001 }),
-      "AdamW: invalid lr: -0.001 (expected a number >= 0)",
+      "AdamW: invalid lr: -0.001 (expected a finite number >= 0)",
     ],
     [
       () => new optim.AdamW(params(), { betas: [0.9, 1.5] }),
-      "AdamW: invalid betas[1]: 1.5 (expected in [0, 1))",
+      "AdamW: invalid betas[1]: 1.5 (expected a number in [0, 1))",
+    ],
+    // Strings and infinities were taken here and failed at the first step in a native kernel.
+    [
+      () => new optim.Adam(params(), { lr: "1e-3" as never }),
+      'Adam: invalid lr: "1e-3" (expected a finite number >= 0)',
+    ],
+    [
+      () => new optim.Adam(params(), { eps: "1e-8" as never }),
+      'Adam: invalid eps: "1e-8" (expected a finite number >= 0)',
+    ],
+    [
+      () => new optim.Adam(params(), { betas: [0.9, "0.999" as never] }),
+      'Adam: invalid betas[1]: "0.999" (expected a number in [0, 1))',
+    ],
+    [
+      () => new optim.Adam(params(), { weightDecay: Infinity }),
+      "Adam: invalid weightDecay: Infinity (expected a finite number >= 0)",
+    ],
+    [
+      () => new optim.SGD(params(), { lr: 0.1, momentum: "0.9" as never }),
+      'SGD: invalid momentum: "0.9" (expected a finite number >= 0)',
+    ],
+    [
+      () => new optim.SGD(params(), { lr: 0.1, dampening: "0.1" as never }),
+      'SGD: invalid dampening: "0.1" (expected a finite number)',
+    ],
+    [
+      () => new optim.RMSprop(params(), { alpha: "0.99" as never }),
+      'RMSprop: invalid alpha: "0.99" (expected a finite number >= 0)',
+    ],
+    [
+      () => new optim.Adagrad(params(), { lrDecay: "0" as never }),
+      'Adagrad: invalid lrDecay: "0" (expected a finite number >= 0)',
     ],
   ] as const)("rejects %#: names the option and the value", (make, message) => {
     const error = expectThrows(make, ValueError, message);
@@ -178,7 +223,7 @@ describe("hyperparameter validation", () => {
     expectThrows(
       () => new optim.SGD(groups, { lr: 0.1 }),
       ValueError,
-      "SGD: invalid momentum: -1 (expected >= 0)",
+      "SGD: invalid momentum: -1 (expected a finite number >= 0)",
     );
   });
 
@@ -715,36 +760,39 @@ describe("RMSprop and Adagrad validation and defaults", () => {
   it.each([
     [
       () => new optim.RMSprop(params(), { lr: -1 }),
-      "RMSprop: invalid lr: -1 (expected a number >= 0)",
+      "RMSprop: invalid lr: -1 (expected a finite number >= 0)",
     ],
     [
       () => new optim.RMSprop(params(), { alpha: -0.5 }),
-      "RMSprop: invalid alpha: -0.5 (expected >= 0)",
+      "RMSprop: invalid alpha: -0.5 (expected a finite number >= 0)",
     ],
-    [() => new optim.RMSprop(params(), { eps: -1 }), "RMSprop: invalid eps: -1 (expected >= 0)"],
+    [
+      () => new optim.RMSprop(params(), { eps: -1 }),
+      "RMSprop: invalid eps: -1 (expected a finite number >= 0)",
+    ],
     [
       () => new optim.RMSprop(params(), { momentum: -0.9 }),
-      "RMSprop: invalid momentum: -0.9 (expected >= 0)",
+      "RMSprop: invalid momentum: -0.9 (expected a finite number >= 0)",
     ],
     [
       () => new optim.RMSprop(params(), { weightDecay: -2 }),
-      "RMSprop: invalid weightDecay: -2 (expected >= 0)",
+      "RMSprop: invalid weightDecay: -2 (expected a finite number >= 0)",
     ],
     [
       () => new optim.Adagrad(params(), { lr: -0.1 }),
-      "Adagrad: invalid lr: -0.1 (expected a number >= 0)",
+      "Adagrad: invalid lr: -0.1 (expected a finite number >= 0)",
     ],
     [
       () => new optim.Adagrad(params(), { lrDecay: -1 }),
-      "Adagrad: invalid lrDecay: -1 (expected >= 0)",
+      "Adagrad: invalid lrDecay: -1 (expected a finite number >= 0)",
     ],
     [
       () => new optim.Adagrad(params(), { initialAccumulatorValue: -0.1 }),
-      "Adagrad: invalid initialAccumulatorValue: -0.1 (expected >= 0)",
+      "Adagrad: invalid initialAccumulatorValue: -0.1 (expected a finite number >= 0)",
     ],
     [
       () => new optim.Adagrad(params(), { eps: -1e-10 }),
-      "Adagrad: invalid eps: -1e-10 (expected >= 0)",
+      "Adagrad: invalid eps: -1e-10 (expected a finite number >= 0)",
     ],
     [
       () => new optim.SGD([{ params: params(), lrr: 0.1 } as never], { lr: 0.1 }),
@@ -752,7 +800,7 @@ describe("RMSprop and Adagrad validation and defaults", () => {
     ],
     [
       () => new optim.Adam([{ params: params() }, { params: params(), lr: -3 }]),
-      "Adam: invalid lr: -3 (expected a number >= 0)",
+      "Adam: invalid lr: -3 (expected a finite number >= 0)",
     ],
   ] as const)("rejects %#: names the option and the value", (make, message) => {
     expectThrows(make, ValueError, message);
@@ -890,7 +938,7 @@ describe("optimizer state dicts", () => {
     expectThrows(
       () => fresh().loadStateDict(badLr),
       ValueError,
-      "Adam: invalid lr: -1 (expected a number >= 0)",
+      "Adam: invalid lr: -1 (expected a finite number >= 0)",
     );
   });
 });
@@ -1079,7 +1127,7 @@ describe("schedule validation and the step-order warning", () => {
     [() => new optim.StepLR(twoGroups(), 3, -1), "StepLR: invalid gamma: -1 (expected >= 0)"],
     [
       () => new optim.MultiStepLR(twoGroups(), [2, -1]),
-      "MultiStepLR: invalid milestones: [2, -1] (expected integers >= 0)",
+      "MultiStepLR: invalid milestones: [2,-1] (expected integers >= 0)",
     ],
     [
       () => new optim.ExponentialLR(twoGroups(), -0.5),
@@ -1107,7 +1155,7 @@ describe("schedule validation and the step-order warning", () => {
     ],
     [
       () => new optim.OneCycleLR(twoGroups(), [1, 2, 3], { totalSteps: 10 }),
-      "OneCycleLR: invalid maxLr: [1, 2, 3] (expected 2 values, one per group)",
+      "OneCycleLR: invalid maxLr: [1,2,3] (expected 2 values, one per group)",
     ],
     [
       () => new optim.OneCycleLR(twoGroups(), 1, { totalSteps: 10, pctStart: 1.5 }),
@@ -1126,7 +1174,7 @@ describe("schedule validation and the step-order warning", () => {
     ],
     [
       () => new optim.ReduceLROnPlateau(twoGroups(), { mode: "up" as never }),
-      "ReduceLROnPlateau: invalid mode: up (expected min or max)",
+      'ReduceLROnPlateau: invalid mode: "up" (expected min or max)',
     ],
     [
       () => new optim.ReduceLROnPlateau(twoGroups(), { patience: -1 }),
@@ -1138,7 +1186,7 @@ describe("schedule validation and the step-order warning", () => {
     ],
     [
       () => new optim.ReduceLROnPlateau(twoGroups(), { minLr: [0.1, -0.1] }),
-      "ReduceLROnPlateau: invalid minLr: [0.1, -0.1] (expected values >= 0)",
+      "ReduceLROnPlateau: invalid minLr: [0.1,-0.1] (expected values >= 0)",
     ],
   ] as const)("rejects %#: names the option and the value", (make, message) => {
     expectThrows(make, ValueError, message);

@@ -35,17 +35,19 @@ export class Adam extends Optimizer<AdamOptions> {
   }
 
   protected validate(o: AdamOptions): void {
-    this.check(typeof o.lr === "number" && o.lr >= 0, "lr", o.lr, "a number >= 0");
-    this.check(o.eps >= 0, "eps", o.eps, ">= 0");
+    this.checkNonNegative("lr", o.lr);
+    this.checkNonNegative("eps", o.eps);
     this.check(
       Array.isArray(o.betas) && o.betas.length === 2,
       "betas",
       o.betas,
       "a pair of numbers",
     );
-    this.check(o.betas[0] >= 0 && o.betas[0] < 1, "betas[0]", o.betas[0], "in [0, 1)");
-    this.check(o.betas[1] >= 0 && o.betas[1] < 1, "betas[1]", o.betas[1], "in [0, 1)");
-    this.check(o.weightDecay >= 0, "weightDecay", o.weightDecay, ">= 0");
+    o.betas.forEach((beta, i) => {
+      const valid = typeof beta === "number" && beta >= 0 && beta < 1;
+      this.check(valid, `betas[${i}]`, beta, "a number in [0, 1)");
+    });
+    this.checkNonNegative("weightDecay", o.weightDecay);
   }
 
   /**

@@ -5,7 +5,9 @@
 
 import { ValueError } from "../errors.js";
 import { warnOnce } from "../log.js";
-import type { Optimizer } from "./optimizer.js";
+import { checkOption, type Optimizer } from "./optimizer.js";
+
+export { checkOption };
 
 /** Any optimizer: a schedule only reads and writes the groups' options (lr, momentum). */
 export type AnyOptimizer = Optimizer<object>;
@@ -22,22 +24,6 @@ export interface SchedulerStateDict {
   config: ScheduleConfig;
 }
 
-export function checkOption(
-  name: string,
-  condition: boolean,
-  option: string,
-  value: unknown,
-  expected: string,
-): void {
-  if (!condition) {
-    throw new ValueError(
-      name,
-      `invalid ${option}: ${String(value)} (expected ${expected})`,
-      option,
-    );
-  }
-}
-
 /** A per-group value: one number for every group, or one per group. */
 export function perGroup(
   name: string,
@@ -46,13 +32,7 @@ export function perGroup(
   groups: number,
 ): number[] {
   if (!Array.isArray(value)) return new Array<number>(groups).fill(value);
-  checkOption(
-    name,
-    value.length === groups,
-    option,
-    `[${value.join(", ")}]`,
-    `${groups} values, one per group`,
-  );
+  checkOption(name, value.length === groups, option, value, `${groups} values, one per group`);
   return [...value];
 }
 
@@ -204,7 +184,7 @@ export class MultiStepLR extends LRScheduler {
   ) {
     super("MultiStepLR", optimizer);
     const valid = milestones.every((m) => Number.isInteger(m) && m >= 0);
-    checkOption(this.name, valid, "milestones", `[${milestones.join(", ")}]`, "integers >= 0");
+    checkOption(this.name, valid, "milestones", milestones, "integers >= 0");
     checkOption(this.name, gamma >= 0, "gamma", gamma, ">= 0");
     this.milestones = [...milestones].sort((a, b) => a - b);
     this.start();

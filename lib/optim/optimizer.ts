@@ -8,6 +8,7 @@ import {
   DeviceError,
   DTypeError,
   formatShape,
+  formatValue,
   ShapeError,
   StateDictError,
   ValueError,
@@ -17,6 +18,23 @@ import { keep, scope } from "../memory.js";
 import { sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
 import { byDeviceAndDType, groupBy, normsOf } from "./foreach.js";
+
+/** Throws a ValueError naming the option, its value and what was expected, unless condition. */
+export function checkOption(
+  name: string,
+  condition: boolean,
+  option: string,
+  value: unknown,
+  expected: string,
+): void {
+  if (!condition) {
+    throw new ValueError(
+      name,
+      `invalid ${option}: ${formatValue(value)} (expected ${expected})`,
+      option,
+    );
+  }
+}
 
 export interface ParamGroup<O> {
   params: Tensor[];
@@ -234,13 +252,16 @@ export abstract class Optimizer<O extends object> {
   }
 
   protected check(condition: boolean, option: string, value: unknown, expected: string): void {
-    if (!condition) {
-      throw new ValueError(
-        this.name,
-        `invalid ${option}: ${String(value)} (expected ${expected})`,
-        option,
-      );
-    }
+    checkOption(this.name, condition, option, value, expected);
+  }
+
+  /**
+   * A hyperparameter that must be a finite number >= 0 (lr, eps, decays, momentum): a string
+   * or an infinity is refused here by name, not at the first step by a native kernel.
+   */
+  protected checkNonNegative(option: string, value: unknown): void {
+    const valid = typeof value === "number" && Number.isFinite(value) && value >= 0;
+    this.check(valid, option, value, "a finite number >= 0");
   }
 
   private checkGroups(dict: OptimizerStateDict<O>): void {

@@ -58,14 +58,8 @@ export class ReduceLROnPlateau {
     this.options = { ...DEFAULTS, ...options };
     this.validate();
     this.minLrs = perGroup(this.name, "minLr", this.options.minLr, optimizer.paramGroups.length);
-    const minLrs = `[${this.minLrs.join(", ")}]`;
-    checkOption(
-      this.name,
-      this.minLrs.every((lr) => lr >= 0),
-      "minLr",
-      minLrs,
-      "values >= 0",
-    );
+    const valid = this.minLrs.every((lr) => lr >= 0);
+    checkOption(this.name, valid, "minLr", this.options.minLr, "values >= 0");
     this.best = this.worst();
   }
 

@@ -23,11 +23,11 @@ export class RMSprop extends Optimizer<RMSpropOptions> {
   }
 
   protected validate(o: RMSpropOptions): void {
-    this.check(typeof o.lr === "number" && o.lr >= 0, "lr", o.lr, "a number >= 0");
-    this.check(o.alpha >= 0, "alpha", o.alpha, ">= 0");
-    this.check(o.eps >= 0, "eps", o.eps, ">= 0");
-    this.check(o.weightDecay >= 0, "weightDecay", o.weightDecay, ">= 0");
-    this.check(o.momentum >= 0, "momentum", o.momentum, ">= 0");
+    this.checkNonNegative("lr", o.lr);
+    this.checkNonNegative("alpha", o.alpha);
+    this.checkNonNegative("eps", o.eps);
+    this.checkNonNegative("weightDecay", o.weightDecay);
+    this.checkNonNegative("momentum", o.momentum);
   }
 
   /**
@@ -92,16 +92,11 @@ export class Adagrad extends Optimizer<AdagradOptions> {
   }
 
   protected validate(o: AdagradOptions): void {
-    this.check(typeof o.lr === "number" && o.lr >= 0, "lr", o.lr, "a number >= 0");
-    this.check(o.lrDecay >= 0, "lrDecay", o.lrDecay, ">= 0");
-    this.check(o.weightDecay >= 0, "weightDecay", o.weightDecay, ">= 0");
-    this.check(
-      o.initialAccumulatorValue >= 0,
-      "initialAccumulatorValue",
-      o.initialAccumulatorValue,
-      ">= 0",
-    );
-    this.check(o.eps >= 0, "eps", o.eps, ">= 0");
+    this.checkNonNegative("lr", o.lr);
+    this.checkNonNegative("lrDecay", o.lrDecay);
+    this.checkNonNegative("weightDecay", o.weightDecay);
+    this.checkNonNegative("initialAccumulatorValue", o.initialAccumulatorValue);
+    this.checkNonNegative("eps", o.eps);
   }
 
   /** One adagradSteps call per device and step count, as Adam's updateGroup. */

@@ -28,9 +28,11 @@ export class SGD extends Optimizer<SGDOptions> {
   }
 
   protected validate(o: SGDOptions): void {
-    this.check(typeof o.lr === "number" && o.lr >= 0, "lr", o.lr, "a number >= 0");
-    this.check(o.momentum >= 0, "momentum", o.momentum, ">= 0");
-    this.check(o.weightDecay >= 0, "weightDecay", o.weightDecay, ">= 0");
+    this.checkNonNegative("lr", o.lr);
+    this.checkNonNegative("momentum", o.momentum);
+    this.checkNonNegative("weightDecay", o.weightDecay);
+    const dampening = o.dampening;
+    this.check(Number.isFinite(dampening), "dampening", dampening, "a finite number");
     this.check(
       !o.nesterov || (o.momentum > 0 && o.dampening === 0),
       "nesterov",
