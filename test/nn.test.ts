@@ -858,6 +858,17 @@ describe("errors name the operation, the shapes and the values", () => {
       ValueError,
       "Linear: inFeatures must be a positive integer, got 0",
     );
+    // A number given as a string, or an options object where a number goes, shows as given.
+    expectThrows(
+      () => new nn.Linear("3" as never, 2),
+      ValueError,
+      'Linear: inFeatures must be a positive integer, got "3"',
+    );
+    expectThrows(
+      () => F.dropout(ones([2]), { p: 1.5 } as never),
+      ValueError,
+      'dropout: p must be in [0, 1], got {"p":1.5}',
+    );
     expectThrows(
       () => new nn.Conv2d(3, 4, 3, { groups: 2 }),
       ValueError,

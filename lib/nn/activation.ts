@@ -2,7 +2,7 @@
 // PyTorch's formulas: GELU (exact and tanh forms) and SiLU are fused element-wise ops with
 // fused gradients; leaky ReLU is a select.
 
-import { ValueError } from "../errors.js";
+import { ValueError, formatValue } from "../errors.js";
 import { checkFloatingInput, sigmoid, tanh, unaryOp, where } from "../ops/elementwise.js";
 import type { Tensor } from "../tensor.js";
 import { logSoftmax, softmax } from "./functional.js";
@@ -15,7 +15,7 @@ export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
   if (typeof negativeSlope !== "number" || !Number.isFinite(negativeSlope))
     throw new ValueError(
       "leakyRelu",
-      `negativeSlope must be a finite number, got ${negativeSlope}`,
+      `negativeSlope must be a finite number, got ${formatValue(negativeSlope)}`,
       "negativeSlope",
     );
   return where(x.gt(0), x, x.mul(negativeSlope));
@@ -55,7 +55,7 @@ export class LeakyReLU extends Module {
     if (typeof negativeSlope !== "number" || !Number.isFinite(negativeSlope))
       throw new ValueError(
         "LeakyReLU",
-        `negativeSlope must be a finite number, got ${negativeSlope}`,
+        `negativeSlope must be a finite number, got ${formatValue(negativeSlope)}`,
         "negativeSlope",
       );
     this.negativeSlope = negativeSlope;

@@ -5,7 +5,7 @@
 
 import { record } from "../autograd/graph.js";
 import { backendFor } from "../backend/registry.js";
-import { DTypeError, ShapeError, ValueError, formatShape } from "../errors.js";
+import { DTypeError, ShapeError, ValueError, formatShape, formatValue } from "../errors.js";
 import { arange, empty, full, zeros } from "../ops/creation.js";
 import { where } from "../ops/elementwise.js";
 import { matmul } from "../ops/linalg.js";
@@ -157,9 +157,13 @@ function maskedSoftmax(scores: Tensor, mask: Tensor | null, scale: number): Tens
 function checkAttentionOptions(options: AttentionOptions): void {
   const p = options.dropoutP ?? 0;
   if (typeof p !== "number" || !(p >= 0 && p <= 1))
-    throw new ValueError(OP, `dropoutP must be in [0, 1], got ${p}`, "dropoutP");
+    throw new ValueError(OP, `dropoutP must be in [0, 1], got ${formatValue(p)}`, "dropoutP");
   if (options.scale !== undefined && !(Number.isFinite(options.scale) && options.scale > 0))
-    throw new ValueError(OP, `scale must be a positive number, got ${options.scale}`, "scale");
+    throw new ValueError(
+      OP,
+      `scale must be a positive number, got ${formatValue(options.scale)}`,
+      "scale",
+    );
 }
 
 /** Attention output [..., L, Ev] and the weights [..., L, S] (after dropout). */

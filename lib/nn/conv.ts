@@ -8,7 +8,14 @@ import type { AvgPool2dParams, Conv2dParams } from "../backend/backend.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
 import { avgPoolOutShape } from "../backend/reference/avgpool.js";
 import type { DType } from "../dtype.js";
-import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
+import {
+  DTypeError,
+  DeviceError,
+  ShapeError,
+  ValueError,
+  formatShape,
+  formatValue,
+} from "../errors.js";
 import { empty, zeroFilled, zeros } from "../ops/creation.js";
 import { cat } from "../ops/slicing.js";
 import { checkFloatingInput } from "../ops/elementwise.js";
@@ -33,7 +40,11 @@ function pairOf(op: string, name: string, value: Pair, min: number): [number, nu
 
 function intOf(op: string, name: string, value: number, min: number): number {
   if (!Number.isInteger(value) || value < min)
-    throw new ValueError(op, `${name} must be an integer >= ${min}, got ${value}`, name);
+    throw new ValueError(
+      op,
+      `${name} must be an integer >= ${min}, got ${formatValue(value)}`,
+      name,
+    );
   return value;
 }
 

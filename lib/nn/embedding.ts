@@ -7,7 +7,14 @@
 import { record } from "../autograd/graph.js";
 import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor, getDefaultDevice, parseDevice } from "../backend/registry.js";
-import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
+import {
+  DTypeError,
+  DeviceError,
+  ShapeError,
+  ValueError,
+  formatShape,
+  formatValue,
+} from "../errors.js";
 import { empty, full, zeroFilled } from "../ops/creation.js";
 import { checkFloatingInput, where } from "../ops/elementwise.js";
 import { fromTypedArray, type Tensor } from "../tensor.js";
@@ -30,7 +37,7 @@ function checkPaddingIdx(op: string, paddingIdx: number | null, rows: number): n
   if (!Number.isInteger(paddingIdx) || paddingIdx < -rows || paddingIdx >= rows)
     throw new ValueError(
       op,
-      `paddingIdx must be an integer in [-${rows}, ${rows}), got ${paddingIdx}`,
+      `paddingIdx must be an integer in [-${rows}, ${rows}), got ${formatValue(paddingIdx)}`,
       "paddingIdx",
     );
   return paddingIdx < 0 ? paddingIdx + rows : paddingIdx;
@@ -86,7 +93,11 @@ export function embedding(indices: Tensor, weight: Tensor, options: EmbeddingOpt
   const maxNorm = options.maxNorm ?? null;
   if (maxNorm !== null) {
     if (typeof maxNorm !== "number" || !(maxNorm > 0))
-      throw new ValueError(op, `maxNorm must be a positive number, got ${maxNorm}`, "maxNorm");
+      throw new ValueError(
+        op,
+        `maxNorm must be a positive number, got ${formatValue(maxNorm)}`,
+        "maxNorm",
+      );
     embeddingRenorm_(weight, indices, maxNorm, options.normType ?? 2);
   }
 

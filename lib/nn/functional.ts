@@ -5,7 +5,14 @@ import { record } from "../autograd/graph.js";
 import { isGradEnabled } from "../autograd/grad-mode.js";
 import type { Conv2dParams, Pool2dParams, Reduction } from "../backend/backend.js";
 import { backendFor } from "../backend/registry.js";
-import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
+import {
+  DTypeError,
+  DeviceError,
+  ShapeError,
+  ValueError,
+  formatShape,
+  formatValue,
+} from "../errors.js";
 import { empty, zeroFilled } from "../ops/creation.js";
 import {
   checkFloatingInput,
@@ -62,7 +69,11 @@ function convOutputSize(
 function conv2dParams(options: Conv2dOptions): Conv2dParams {
   const groups = options.groups ?? 1;
   if (!Number.isInteger(groups) || groups < 1)
-    throw new ValueError("conv2d", `groups must be a positive integer, got ${groups}`, "groups");
+    throw new ValueError(
+      "conv2d",
+      `groups must be a positive integer, got ${formatValue(groups)}`,
+      "groups",
+    );
   return {
     stride: pair("conv2d", "stride", options.stride ?? 1, 1),
     padding: pair("conv2d", "padding", options.padding ?? 0, 0),
@@ -411,7 +422,7 @@ export function binaryCrossEntropyWithLogits(
 /** Zeroes each element with probability p and scales the rest by 1 / (1 - p) when training. */
 export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
   if (typeof p !== "number" || !(p >= 0 && p <= 1))
-    throw new ValueError("dropout", `p must be in [0, 1], got ${p}`, "p");
+    throw new ValueError("dropout", `p must be in [0, 1], got ${formatValue(p)}`, "p");
   if (!training || p === 0) return x;
   checkFloatingInput("dropout", x);
   const out = empty(x.shape, x.dtype, x.device);

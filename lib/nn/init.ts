@@ -4,7 +4,7 @@
 
 import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor } from "../backend/registry.js";
-import { ShapeError, ValueError, formatShape } from "../errors.js";
+import { ShapeError, ValueError, formatShape, formatValue } from "../errors.js";
 import { defaultGenerator } from "../random.js";
 import { empty } from "../ops/creation.js";
 import { fromTypedArray, type Tensor } from "../tensor.js";
@@ -29,7 +29,8 @@ export function uniform_(t: Tensor, low = 0, high = 1): Tensor {
 }
 
 export function normal_(t: Tensor, mean = 0, std = 1): Tensor {
-  if (!(std >= 0)) throw new ValueError("normal_", `std must be >= 0, got ${std}`, "std");
+  if (typeof std !== "number" || !(std >= 0))
+    throw new ValueError("normal_", `std must be >= 0, got ${formatValue(std)}`, "std");
   noGrad(() => backendFor(t.device).randNormal(t, defaultGenerator.next(t.numel), mean, std));
   return t;
 }

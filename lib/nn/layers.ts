@@ -2,7 +2,7 @@
 // and Sequential. Each stores its configuration, creates its parameters, calls
 // resetParameters(), and forwards in one call into the functional layer.
 
-import { DTypeError, ValueError } from "../errors.js";
+import { DTypeError, ValueError, formatValue } from "../errors.js";
 import { empty } from "../ops/creation.js";
 import { getDefaultDevice, parseDevice } from "../backend/registry.js";
 import type { DType } from "../dtype.js";
@@ -173,7 +173,7 @@ export class Dropout extends Module {
   constructor(p = 0.5) {
     super();
     if (typeof p !== "number" || !(p >= 0 && p <= 1))
-      throw new ValueError("Dropout", `p must be in [0, 1], got ${p}`, "p");
+      throw new ValueError("Dropout", `p must be in [0, 1], got ${formatValue(p)}`, "p");
     this.p = p;
   }
 

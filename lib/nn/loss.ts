@@ -6,7 +6,7 @@
 import { record } from "../autograd/graph.js";
 import { backendFor } from "../backend/registry.js";
 import { noGrad } from "../autograd/grad-mode.js";
-import { DTypeError, ShapeError, ValueError, formatShape } from "../errors.js";
+import { DTypeError, ShapeError, ValueError, formatShape, formatValue } from "../errors.js";
 import type { DType } from "../dtype.js";
 import { full } from "../ops/creation.js";
 import { checkFloatingInput, where } from "../ops/elementwise.js";
@@ -88,7 +88,7 @@ export function smoothL1Loss(input: Tensor, target: Tensor, options: SmoothL1Opt
   const reduction = reductionOf(op, options.reduction ?? "mean", REDUCTIONS);
   const beta = options.beta ?? 1;
   if (typeof beta !== "number" || !(beta >= 0))
-    throw new ValueError(op, `beta must be a number >= 0, got ${beta}`, "beta");
+    throw new ValueError(op, `beta must be a number >= 0, got ${formatValue(beta)}`, "beta");
   const diff = input.sub(target);
   const absolute = diff.abs();
   if (beta === 0) return reduce(absolute, reduction);
@@ -182,7 +182,7 @@ export function checkLabelSmoothing(value: number): number {
   if (typeof value !== "number" || !(value >= 0 && value <= 1))
     throw new ValueError(
       "crossEntropy",
-      `labelSmoothing must be in [0, 1], got ${value}`,
+      `labelSmoothing must be in [0, 1], got ${formatValue(value)}`,
       "labelSmoothing",
     );
   return value;

@@ -5,7 +5,7 @@
 
 import { noGrad } from "../autograd/grad-mode.js";
 import { backendFor, parseDevice } from "../backend/registry.js";
-import { StateDictError, StateError, ValueError, type Shape } from "../errors.js";
+import { StateDictError, StateError, ValueError, type Shape, formatValue } from "../errors.js";
 import { sameShape } from "../shape.js";
 import { Tensor } from "../tensor.js";
 import { Parameter } from "./parameter.js";
@@ -237,7 +237,7 @@ function indent(text: string): string {
 
 export function checkPositiveInt(op: string, name: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
-    throw new ValueError(op, `${name} must be a positive integer, got ${String(value)}`, name);
+    throw new ValueError(op, `${name} must be a positive integer, got ${formatValue(value)}`, name);
   }
   return value;
 }

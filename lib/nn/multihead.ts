@@ -3,7 +3,7 @@
 
 import { noGrad } from "../autograd/grad-mode.js";
 import { getDefaultDevice, parseDevice } from "../backend/registry.js";
-import { DTypeError, ShapeError, ValueError, formatShape } from "../errors.js";
+import { DTypeError, ShapeError, ValueError, formatShape, formatValue } from "../errors.js";
 import { empty } from "../ops/creation.js";
 import type { Tensor } from "../tensor.js";
 import { attentionWithWeights, scaledDotProductAttention } from "./attention.js";
@@ -85,7 +85,11 @@ export class MultiheadAttention extends Module {
     this.vdim = checkPositiveInt(MHA, "vdim", options.vdim ?? embedDim);
     this.dropout = options.dropout ?? 0;
     if (typeof this.dropout !== "number" || !(this.dropout >= 0 && this.dropout <= 1))
-      throw new ValueError(MHA, `dropout must be in [0, 1], got ${this.dropout}`, "dropout");
+      throw new ValueError(
+        MHA,
+        `dropout must be in [0, 1], got ${formatValue(this.dropout)}`,
+        "dropout",
+      );
     this.batchFirst = options.batchFirst ?? false;
     this.options = { ...options };
     const separate = !this.sameEmbedDim;

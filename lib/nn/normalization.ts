@@ -45,7 +45,7 @@ function checkCompanion(op: string, role: string, x: Tensor, t: Tensor | null, s
 
 function checkEps(op: string, eps: number): number {
   if (typeof eps !== "number" || !(eps >= 0))
-    throw new ValueError(op, `eps must be a number >= 0, got ${eps}`, "eps");
+    throw new ValueError(op, `eps must be a number >= 0, got ${formatValue(eps)}`, "eps");
   return eps;
 }
 

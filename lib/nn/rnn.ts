@@ -15,7 +15,14 @@ import {
   type RnnParams,
 } from "../backend/rnn.js";
 import type { DType } from "../dtype.js";
-import { DTypeError, DeviceError, ShapeError, ValueError, formatShape } from "../errors.js";
+import {
+  DTypeError,
+  DeviceError,
+  ShapeError,
+  ValueError,
+  formatShape,
+  formatValue,
+} from "../errors.js";
 import { empty, zeroFilled } from "../ops/creation.js";
 import { checkFloatingInput } from "../ops/elementwise.js";
 import { defaultGenerator } from "../random.js";
@@ -170,7 +177,7 @@ function checkConfig(
   }
   const dropout = options.dropout ?? 0;
   if (typeof dropout !== "number" || !(dropout >= 0 && dropout <= 1))
-    throw new ValueError(op, `dropout must be in [0, 1], got ${dropout}`, "dropout");
+    throw new ValueError(op, `dropout must be in [0, 1], got ${formatValue(dropout)}`, "dropout");
   return {
     op,
     mode,
@@ -648,7 +655,7 @@ export abstract class RNNBase extends Module {
     this.batchFirst = options.batchFirst ?? false;
     const dropout = options.dropout ?? 0;
     if (typeof dropout !== "number" || !(dropout >= 0 && dropout <= 1))
-      throw new ValueError(op, `dropout must be in [0, 1], got ${dropout}`, "dropout");
+      throw new ValueError(op, `dropout must be in [0, 1], got ${formatValue(dropout)}`, "dropout");
     this.dropout = dropout;
     this.bidirectional = options.bidirectional ?? false;
     this.createParameters(options);

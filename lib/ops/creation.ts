@@ -2,7 +2,7 @@
 
 import { backendFor, getDefaultDevice, parseDevice, type Device } from "../backend/registry.js";
 import type { DType } from "../dtype.js";
-import { DTypeError, ValueError } from "../errors.js";
+import { DTypeError, ValueError, formatValue } from "../errors.js";
 import { defaultGenerator } from "../random.js";
 import { checkShape, sizeOf } from "../shape.js";
 import { Tensor } from "../tensor.js";
@@ -68,7 +68,11 @@ export function arange(
 ): Tensor {
   const [from, to] = end === undefined ? [0, start] : [start, end];
   if (step === 0 || !Number.isFinite(step))
-    throw new ValueError("arange", `step must be a non-zero number, got ${step}`, "step");
+    throw new ValueError(
+      "arange",
+      `step must be a non-zero number, got ${formatValue(step)}`,
+      "step",
+    );
   const count = Math.max(0, Math.ceil((to - from) / step));
   const values = Array.from({ length: count }, (_, i) => from + i * step);
   const allIntegers = Number.isInteger(from) && Number.isInteger(step);

@@ -11,6 +11,7 @@ import {
   ShapeError,
   ValueError,
   formatShape,
+  formatValue,
 } from "../errors.js";
 import { normalizeAxis } from "../shape.js";
 import type { Tensor } from "../tensor.js";
@@ -81,7 +82,7 @@ function axisOf(op: string, x: Tensor, dim: number): number {
 
 function integer(op: string, name: string, value: number): number {
   if (!Number.isInteger(value)) {
-    throw new ValueError(op, `${name} must be an integer, got ${value}`, name);
+    throw new ValueError(op, `${name} must be an integer, got ${formatValue(value)}`, name);
   }
   return value;
 }
@@ -96,7 +97,7 @@ export function slice(x: Tensor, dim: number, start = 0, end?: number, step = 1)
   integer("slice", "start", start);
   if (end !== undefined) integer("slice", "end", end);
   if (integer("slice", "step", step) < 1) {
-    throw new ValueError("slice", `step must be >= 1, got ${step}`, "step");
+    throw new ValueError("slice", `step must be >= 1, got ${formatValue(step)}`, "step");
   }
   const clamp = (i: number) => Math.min(Math.max(i < 0 ? i + size : i, 0), size);
   const from = clamp(start);
@@ -145,7 +146,11 @@ export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Te
   let lengths: number[];
   if (typeof sizes === "number") {
     if (integer("split", "sizes", sizes) < 1) {
-      throw new ValueError("split", `a piece size must be >= 1, got ${sizes}`, "sizes");
+      throw new ValueError(
+        "split",
+        `a piece size must be >= 1, got ${formatValue(sizes)}`,
+        "sizes",
+      );
     }
     // An empty dim is one empty piece, as in PyTorch.
     lengths =
@@ -170,7 +175,7 @@ export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Te
 /** `chunks` pieces of `dim` of equal size (the last smaller), as torch.chunk. */
 export function chunk(x: Tensor, chunks: number, dim = 0): Tensor[] {
   if (integer("chunk", "chunks", chunks) < 1) {
-    throw new ValueError("chunk", `chunks must be >= 1, got ${chunks}`, "chunks");
+    throw new ValueError("chunk", `chunks must be >= 1, got ${formatValue(chunks)}`, "chunks");
   }
   const axis = axisOf("chunk", x, dim);
   // An empty dim is `chunks` empty pieces, as in PyTorch.
