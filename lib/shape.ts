@@ -1,6 +1,6 @@
 // Shape algebra shared by every op: broadcasting, axis normalisation, sizes.
 
-import { ShapeError, ValueError, formatShape, type Shape } from "./errors.js";
+import { ShapeError, ValueError, formatShape, formatValue, type Shape } from "./errors.js";
 
 export function sizeOf(shape: Shape): number {
   let size = 1;
@@ -112,6 +112,11 @@ export function inferShape(op: string, shape: Shape, requested: readonly number[
 }
 
 export function checkShape(op: string, shape: readonly number[]): void {
+  if (!Array.isArray(shape)) {
+    // randn(3, 4), PyTorch's habit, would fail below as "shape is not iterable".
+    const message = `shape must be an array of sizes, as in [2, 3], got ${formatValue(shape)}`;
+    throw new ShapeError(op, message, []);
+  }
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {
       throw new ShapeError(op, `shape ${formatShape(shape)} must hold non-negative integers`, [

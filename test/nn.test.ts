@@ -869,6 +869,17 @@ describe("errors name the operation, the shapes and the values", () => {
       ValueError,
       'dropout: p must be in [0, 1], got {"p":1.5}',
     );
+    // Not a TypeError from destructuring: a kernel size that is neither a number nor a pair.
+    expectThrows(
+      () => new nn.Conv2d(1, 4, {} as never),
+      ValueError,
+      "Conv2d: kernelSize must be an integer >= 1 or a pair of them, got {}",
+    );
+    expectThrows(
+      () => new nn.Conv2d(1, 4, [3, 3, 3] as never),
+      ValueError,
+      "Conv2d: kernelSize must be an integer >= 1 or a pair of them, got [3,3,3]",
+    );
     expectThrows(
       () => new nn.Conv2d(3, 4, 3, { groups: 2 }),
       ValueError,
@@ -877,7 +888,7 @@ describe("errors name the operation, the shapes and the values", () => {
     expectThrows(
       () => new nn.Conv2d(2, 4, 2.5),
       ValueError,
-      "Conv2d: kernelSize must be a positive integer, got 2.5",
+      "Conv2d: kernelSize must be an integer >= 1 or a pair of them, got 2.5",
     );
   });
 });

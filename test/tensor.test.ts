@@ -96,6 +96,19 @@ describe.each(DEVICES)("creation on %s", (device) => {
     );
   });
 
+  it("refuses sizes given one by one, PyTorch's randn(3, 4), naming the shape it got", () => {
+    expectThrows(
+      () => randn(3 as never, 4 as never),
+      ShapeError,
+      "randn: shape must be an array of sizes, as in [2, 3], got 3",
+    );
+    expectThrows(
+      () => zeros("2" as never),
+      ShapeError,
+      'full: shape must be an array of sizes, as in [2, 3], got "2"',
+    );
+  });
+
   it("copies typed arrays and keeps their dtype", () => {
     const source = new Int32Array([4, 5, 6]);
     const t = tensor(source, { device });
@@ -993,6 +1006,14 @@ describe("slice, narrow, select, split, chunk, cat and stack", () => {
       [2, 1, 4],
       [2, 1, 4],
     ]);
+  });
+
+  it("split refuses sizes that are neither a number nor an array, naming them", () => {
+    expectThrows(
+      () => arangeOf(0, 4).split("2" as never),
+      ValueError,
+      'split: sizes must be a number or an array of numbers, got "2"',
+    );
   });
 
   it("cat joins along a dim, stack along a new one, and both keep int32", () => {

@@ -27,17 +27,6 @@ import { Parameter } from "./parameter.js";
 
 type Pair = number | readonly [number, number];
 
-function pairOf(op: string, name: string, value: Pair, min: number): [number, number] {
-  const p: [number, number] = typeof value === "number" ? [value, value] : [value[0], value[1]];
-  if (p.some((v) => !Number.isInteger(v) || v < min))
-    throw new ValueError(
-      op,
-      `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(value)}`,
-      name,
-    );
-  return p;
-}
-
 function intOf(op: string, name: string, value: number, min: number): number {
   if (!Number.isInteger(value) || value < min)
     throw new ValueError(
@@ -125,12 +114,12 @@ function transposeGeometry(
   const op = "convTranspose2d";
   const groups = intOf(op, "groups", options.groups ?? 1, 1);
   const params: Conv2dParams = {
-    stride: pairOf(op, "stride", options.stride ?? 1, 1),
-    padding: pairOf(op, "padding", options.padding ?? 0, 0),
-    dilation: pairOf(op, "dilation", options.dilation ?? 1, 1),
+    stride: F.pairOf(op, "stride", options.stride ?? 1, 1),
+    padding: F.pairOf(op, "padding", options.padding ?? 0, 0),
+    dilation: F.pairOf(op, "dilation", options.dilation ?? 1, 1),
     groups,
   };
-  const outputPadding = pairOf(op, "outputPadding", options.outputPadding ?? 0, 0);
+  const outputPadding = F.pairOf(op, "outputPadding", options.outputPadding ?? 0, 0);
   if (outputPadding.some((v, i) => v >= params.stride[i]! && v >= params.dilation[i]!))
     throw new ValueError(
       op,
@@ -225,8 +214,8 @@ export interface AvgPool2dOptions {
 
 function avgPoolParams(kernelSize: Pair, options: AvgPool2dOptions): AvgPool2dParams {
   const op = "avgPool2d";
-  const k = pairOf(op, "kernelSize", kernelSize, 1);
-  const padding = pairOf(op, "padding", options.padding ?? 0, 0);
+  const k = F.pairOf(op, "kernelSize", kernelSize, 1);
+  const padding = F.pairOf(op, "padding", options.padding ?? 0, 0);
   if (padding[0] > k[0] / 2 || padding[1] > k[1] / 2)
     throw new ValueError(
       op,
@@ -237,7 +226,7 @@ function avgPoolParams(kernelSize: Pair, options: AvgPool2dOptions): AvgPool2dPa
   if (divisor !== null) intOf(op, "divisorOverride", divisor, 1);
   return {
     kernelSize: k,
-    stride: pairOf(op, "stride", options.stride ?? k, 1),
+    stride: F.pairOf(op, "stride", options.stride ?? k, 1),
     padding,
     ceilMode: options.ceilMode ?? false,
     countIncludePad: options.countIncludePad ?? true,
@@ -399,7 +388,7 @@ export class ConvTranspose2d extends Module {
     super();
     this.inChannels = checkPositiveInt("ConvTranspose2d", "inChannels", inChannels);
     this.outChannels = checkPositiveInt("ConvTranspose2d", "outChannels", outChannels);
-    this.kernelSize = pairOf("ConvTranspose2d", "kernelSize", kernelSize, 1);
+    this.kernelSize = F.pairOf("ConvTranspose2d", "kernelSize", kernelSize, 1);
     const groups = options.groups ?? 1;
     checkGroups("ConvTranspose2d", inChannels, outChannels, groups);
     this.options = {

@@ -28,18 +28,14 @@ import { extendedCrossEntropy, type CrossEntropyOptions } from "./loss.js";
 
 export type Pair = number | readonly [number, number];
 
-function pair(op: string, name: string, value: Pair, min: number): [number, number] {
-  const p: [number, number] = typeof value === "number" ? [value, value] : [value[0], value[1]];
-  for (const v of p) {
-    if (!Number.isInteger(v) || v < min) {
-      throw new ValueError(
-        op,
-        `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(value)}`,
-        name,
-      );
-    }
+/** A size given as one integer or a pair of them, each at least `min`, as a pair. */
+export function pairOf(op: string, name: string, value: Pair, min: number): [number, number] {
+  const p: readonly unknown[] = Array.isArray(value) ? value : [value, value];
+  if (p.length !== 2 || p.some((v) => !Number.isInteger(v) || (v as number) < min)) {
+    const message = `${name} must be an integer >= ${min} or a pair of them, got ${formatValue(value)}`;
+    throw new ValueError(op, message, name);
   }
-  return p;
+  return [p[0] as number, p[1] as number];
 }
 
 export const relu = reluOp;
@@ -75,9 +71,9 @@ function conv2dParams(options: Conv2dOptions): Conv2dParams {
       "groups",
     );
   return {
-    stride: pair("conv2d", "stride", options.stride ?? 1, 1),
-    padding: pair("conv2d", "padding", options.padding ?? 0, 0),
-    dilation: pair("conv2d", "dilation", options.dilation ?? 1, 1),
+    stride: pairOf("conv2d", "stride", options.stride ?? 1, 1),
+    padding: pairOf("conv2d", "padding", options.padding ?? 0, 0),
+    dilation: pairOf("conv2d", "dilation", options.dilation ?? 1, 1),
     groups,
   };
 }
@@ -205,8 +201,8 @@ function poolOutputSize(
 }
 
 function pool2dParams(kernelSize: Pair, options: MaxPool2dOptions): Pool2dParams {
-  const k = pair("maxPool2d", "kernelSize", kernelSize, 1);
-  const padding = pair("maxPool2d", "padding", options.padding ?? 0, 0);
+  const k = pairOf("maxPool2d", "kernelSize", kernelSize, 1);
+  const padding = pairOf("maxPool2d", "padding", options.padding ?? 0, 0);
   if (padding[0] > k[0] / 2 || padding[1] > k[1] / 2) {
     throw new ValueError(
       "maxPool2d",
@@ -217,9 +213,9 @@ function pool2dParams(kernelSize: Pair, options: MaxPool2dOptions): Pool2dParams
   }
   return {
     kernelSize: k,
-    stride: pair("maxPool2d", "stride", options.stride ?? k, 1),
+    stride: pairOf("maxPool2d", "stride", options.stride ?? k, 1),
     padding,
-    dilation: pair("maxPool2d", "dilation", options.dilation ?? 1, 1),
+    dilation: pairOf("maxPool2d", "dilation", options.dilation ?? 1, 1),
     ceilMode: options.ceilMode ?? false,
   };
 }

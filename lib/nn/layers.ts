@@ -91,11 +91,7 @@ export class Conv2d extends Module {
     super();
     this.inChannels = checkPositiveInt("Conv2d", "inChannels", inChannels);
     this.outChannels = checkPositiveInt("Conv2d", "outChannels", outChannels);
-    const [kH, kW] = typeof kernelSize === "number" ? [kernelSize, kernelSize] : kernelSize;
-    this.kernelSize = [
-      checkPositiveInt("Conv2d", "kernelSize", kH),
-      checkPositiveInt("Conv2d", "kernelSize", kW),
-    ];
+    this.kernelSize = F.pairOf("Conv2d", "kernelSize", kernelSize, 1);
     const groups = checkPositiveInt("Conv2d", "groups", options.groups ?? 1);
     if (inChannels % groups !== 0 || outChannels % groups !== 0) {
       throw new ValueError(
@@ -111,7 +107,7 @@ export class Conv2d extends Module {
       dilation: options.dilation ?? 1,
       groups,
     };
-    this.weight = newParameter([outChannels, inChannels / groups, kH, kW], options);
+    this.weight = newParameter([outChannels, inChannels / groups, ...this.kernelSize], options);
     this.bias = options.bias === false ? null : newParameter([outChannels], options);
     this.resetParameters();
   }

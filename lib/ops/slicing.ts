@@ -160,6 +160,10 @@ export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Te
             Math.min(sizes, size - i * sizes),
           );
   } else {
+    if (!Array.isArray(sizes)) {
+      const message = `sizes must be a number or an array of numbers, got ${formatValue(sizes)}`;
+      throw new ValueError("split", message, "sizes");
+    }
     lengths = sizes.map((s) => integer("split", "sizes", s));
     const total = lengths.reduce((sum, s) => sum + s, 0);
     if (lengths.some((s) => s < 0) || total !== size) {
