@@ -206,7 +206,7 @@ const CONV_POOL: GradCase[] = [
 ];
 
 const SOFTMAX_LOSS: GradCase[] = [
-  { name: "softmax last dim", inputs: [g([3, 5], [-2, 2])], fn: (x) => F.softmax(x) },
+  { name: "softmax last dim", inputs: [g([3, 5], [-2, 2])], fn: (x) => F.softmax(x, -1) },
   { name: "softmax dim 0", inputs: [g([3, 4, 2], [-2, 2])], fn: (x) => F.softmax(x, 0) },
   { name: "logSoftmax dim 1", inputs: [g([2, 4, 3], [-2, 2])], fn: (x) => F.logSoftmax(x, 1) },
   {
@@ -724,7 +724,7 @@ const MORE_CASES: GradCase[] = [
   {
     name: "logSoftmax last dim of a vector",
     inputs: [g([5], [-2, 2])],
-    fn: (x) => F.logSoftmax(x),
+    fn: (x) => F.logSoftmax(x, -1),
   },
   {
     name: "nllLoss weighted sum",

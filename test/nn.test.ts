@@ -1883,6 +1883,14 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
       'GELU: approximate must be "none" or "tanh", got "erf"',
     );
     expectThrows(() => new nn.Softmax(0.5), ValueError, "Softmax: dim must be an integer, got 0.5");
+    // F's too: a default of -1 would take another dim than PyTorch's implicit one on 4-d input.
+    for (const op of ["softmax", "logSoftmax"] as const) {
+      expectThrows(
+        () => F[op](ones([2, 3, 4, 4]), undefined as never),
+        ValueError,
+        `${op}: dim is required (pass -1 for the last dim; PyTorch's implicit dim is deprecated)`,
+      );
+    }
   });
 });
 

@@ -114,7 +114,7 @@ export class Tanh extends Module {
 
 function checkDim(op: string, dim: unknown): number {
   if (typeof dim !== "number" || !Number.isInteger(dim))
-    throw new ValueError(op, `dim must be an integer, got ${String(dim)}`, "dim");
+    throw new ValueError(op, `dim must be an integer, got ${formatValue(dim)}`, "dim");
   return dim;
 }
 

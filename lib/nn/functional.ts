@@ -274,12 +274,26 @@ function softmaxImpl(x: Tensor, dim: number, log: boolean): Tensor {
   });
 }
 
-export function softmax(x: Tensor, dim = -1): Tensor {
-  return softmaxImpl(x, dim, false);
+/**
+ * The dim of softmax and logSoftmax, which must be given, as nn.Softmax's: PyTorch's implicit
+ * choice (deprecated there) depends on the input's rank, dim 1 of a 4-d input, so a default of
+ * -1 would quietly differ from ported code.
+ */
+function givenDim(op: string, dim: number | undefined): number {
+  if (dim === undefined) {
+    const message =
+      "dim is required (pass -1 for the last dim; PyTorch's implicit dim is deprecated)";
+    throw new ValueError(op, message, "dim");
+  }
+  return dim;
 }
 
-export function logSoftmax(x: Tensor, dim = -1): Tensor {
-  return softmaxImpl(x, dim, true);
+export function softmax(x: Tensor, dim: number): Tensor {
+  return softmaxImpl(x, givenDim("softmax", dim), false);
+}
+
+export function logSoftmax(x: Tensor, dim: number): Tensor {
+  return softmaxImpl(x, givenDim("logSoftmax", dim), true);
 }
 
 export interface NllLossOptions {
