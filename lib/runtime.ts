@@ -3,12 +3,17 @@
 import type { NativeInfo } from "../binding.js";
 import { cudaStatus, type CudaStatus } from "./backend/cuda/plugin.js";
 import { native, nativeAvailable } from "./backend/native.js";
-import { ValueError } from "./errors.js";
+import { ValueError, formatValue } from "./errors.js";
+
+/** The most threads setNumThreads takes. */
+export const MAX_THREADS = 1024;
 
 /** Threads the cpu kernels use (default: the number of cores, or DEEPNODE_NUM_THREADS). */
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1 || n > 1024)
-    throw new ValueError("setNumThreads", `n must be an integer in [1, 1024], got ${n}`, "n");
+  if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) {
+    const message = `n must be an integer in [1, ${MAX_THREADS}], got ${formatValue(n)}`;
+    throw new ValueError("setNumThreads", message, "n");
+  }
   native().setNumThreads(n);
 }
 

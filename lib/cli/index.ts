@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DeepnodeError, StateDictError } from "../errors.js";
 import { packageRoot } from "../backend/native.js";
-import { buildInfo, setNumThreads } from "../runtime.js";
+import { MAX_THREADS, buildInfo, setNumThreads } from "../runtime.js";
 import { loadSafetensors, makeFoldersSync, saveSafetensors } from "../io/safetensors.js";
 import { loadMnist } from "../data/mnist.js";
 import { checkpointFolderOf } from "../train/checkpoint.js";
@@ -31,11 +31,11 @@ import { checkMnistData, checkTrainPaths, reportFinished, resumeLine } from "./c
 // Option parsers. Commander puts the flag and the value before their message ("option
 // '--epochs <n>' argument '0' is invalid."), so the message says only what was expected.
 
-/** An integer option of at least `min`; `expected` says so in the usage error. */
-function intAtLeast(min: number, expected = `an integer >= ${min}`) {
+/** An integer option in [min, max]; `expected` says so in the usage error. */
+function intAtLeast(min: number, expected = `an integer >= ${min}`, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min)
+    if (!Number.isSafeInteger(n) || n < min || n > max)
       throw new InvalidArgumentError(`Expected ${expected}.`);
     return n;
   };
@@ -328,7 +328,11 @@ export function buildProgram(): Command {
       "train on n training images only (imdb: n reviews per split)",
       positiveInt,
     )
-    .option("--threads <n>", "cpu threads", positiveInt)
+    .option(
+      "--threads <n>",
+      "cpu threads",
+      intAtLeast(1, `an integer in [1, ${MAX_THREADS}]`, MAX_THREADS),
+    )
     .option("--no-progress", "no progress bar")
     .option(
       "--checkpoint-dir <dir>",
