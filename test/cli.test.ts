@@ -984,13 +984,14 @@ describe("deepnode train imdb / predict", () => {
     expect(empty.code).toBe(1);
   });
 
-  it("train imdb --model names an unknown classifier: a ValueError (exit 1)", async () => {
+  it("train imdb --model names an unknown classifier: a usage error (exit 2)", async () => {
     const run = await cli("train", "imdb", "--model", "gru", "--out", model);
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(2);
     expect(run.stdout).toBe("");
-    expect(run.stderr).toBe(
-      "deepnode: train imdb: --model must be lstm, transformer or bert, got 'gru'\n",
+    expect(run.stderr).toMatch(
+      /^error: option '--model <kind>' argument 'gru' is invalid\. Allowed choices are lstm, transformer, bert\.$/m,
     );
+    // Called directly (not through the CLI's parser), the command refuses it as a ValueError.
     const flags = { model: "gru", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };
     const sizes = { embeddingDim: 8, hiddenSize: 8, maxLength: 8, vocabSize: 10 };
     const direct = { ...flags, ...sizes, device: "cpu", out: model, progress: false };

@@ -350,7 +350,11 @@ export function buildProgram(): Command {
       nonEmptyPath,
     )
     .option("--plot <file>", "draw loss and accuracy curves to this PNG file", nonEmptyPath)
-    .option("--model <kind>", "imdb: lstm, transformer or bert (with --pretrained)", "lstm")
+    .addOption(
+      new Option("--model <kind>", "imdb: lstm, transformer or bert (with --pretrained)")
+        .choices(["lstm", "transformer", "bert"])
+        .default("lstm"),
+    )
     .option("--embedding-dim <n>", "imdb: embedding size", positiveInt, 128)
     .option(
       "--hidden-size <n>",
