@@ -254,7 +254,8 @@ describe("deepnode usage errors (exit 2, message on stderr, nothing run)", () =>
         `an empty ${flag}`,
         ["train", "mnist", "--limit", "64", "--epochs", "1", flag, ""],
         new RegExp(
-          `option '${flag} <\\w+>' argument '' is invalid\\. Expected the path of a file or folder\\.$`,
+          `option '${flag} <\\w+>' argument '' is invalid\\. ` +
+            "Expected the path of a file or folder\\.$",
           "m",
         ),
       ],
@@ -989,7 +990,11 @@ describe("deepnode train imdb / predict", () => {
     expect(run.code).toBe(2);
     expect(run.stdout).toBe("");
     expect(run.stderr).toMatch(
-      /^error: option '--model <kind>' argument 'gru' is invalid\. Allowed choices are lstm, transformer, bert\.$/m,
+      new RegExp(
+        "^error: option '--model <kind>' argument 'gru' is invalid\\. " +
+          "Allowed choices are lstm, transformer, bert\\.$",
+        "m",
+      ),
     );
     // Called directly (not through the CLI's parser), the command refuses it as a ValueError.
     const flags = { model: "gru", epochs: 1, batchSize: 8, lr: 1e-3, seed: 0 };

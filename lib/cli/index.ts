@@ -32,7 +32,7 @@ import { checkMnistData, checkTrainPaths, reportFinished, resumeLine } from "./c
 // '--epochs <n>' argument '0' is invalid."), so the message says only what was expected.
 
 /** An integer option in [min, max]; `expected` says so in the usage error. */
-function intAtLeast(min: number, expected = `an integer >= ${min}`, max = Number.MAX_SAFE_INTEGER) {
+function integerIn(min: number, max = Number.MAX_SAFE_INTEGER, expected = `an integer >= ${min}`) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isSafeInteger(n) || n < min || n > max)
@@ -41,8 +41,8 @@ function intAtLeast(min: number, expected = `an integer >= ${min}`, max = Number
   };
 }
 
-const positiveInt = intAtLeast(1, "a positive integer");
-const nonNegativeInt = intAtLeast(0, "a non-negative integer");
+const positiveInt = integerIn(1, undefined, "a positive integer");
+const nonNegativeInt = integerIn(0, undefined, "a non-negative integer");
 
 function positiveNumber(value: string): number {
   const n = Number(value);
@@ -331,7 +331,7 @@ export function buildProgram(): Command {
     .option(
       "--threads <n>",
       "cpu threads",
-      intAtLeast(1, `an integer in [1, ${MAX_THREADS}]`, MAX_THREADS),
+      integerIn(1, MAX_THREADS, `an integer in [1, ${MAX_THREADS}]`),
     )
     .option("--no-progress", "no progress bar")
     .option(
@@ -366,7 +366,7 @@ export function buildProgram(): Command {
     .option(
       "--vocab-size <n>",
       "imdb: most vocabulary entries (at least 2: padding and unknown)",
-      intAtLeast(2),
+      integerIn(2),
       25000,
     )
     .option(

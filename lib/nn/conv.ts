@@ -25,7 +25,7 @@ import { defaultLayerInit } from "./init.js";
 import { Module, checkPositiveInt } from "./module.js";
 import { Parameter } from "./parameter.js";
 
-type Pair = number | readonly [number, number];
+type Pair = F.Pair;
 
 function intOf(op: string, name: string, value: number, min: number): number {
   if (!Number.isInteger(value) || value < min)

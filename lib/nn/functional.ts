@@ -32,8 +32,8 @@ export type Pair = number | readonly [number, number];
 export function pairOf(op: string, name: string, value: Pair, min: number): [number, number] {
   const p: readonly unknown[] = Array.isArray(value) ? value : [value, value];
   if (p.length !== 2 || p.some((v) => !Number.isInteger(v) || (v as number) < min)) {
-    const message = `${name} must be an integer >= ${min} or a pair of them, got ${formatValue(value)}`;
-    throw new ValueError(op, message, name);
+    const expected = `an integer >= ${min} or a pair of them`;
+    throw new ValueError(op, `${name} must be ${expected}, got ${formatValue(value)}`, name);
   }
   return [p[0] as number, p[1] as number];
 }

@@ -143,21 +143,20 @@ export abstract class Module {
    */
   private tensorsToMove(target: string): Set<Tensor> {
     const named: [string, Tensor][] = [...this.namedParameters(), ...this.namedBuffers()];
+    const candidates = named.flatMap(([name, t]): [string, Tensor | null][] => [
+      [`'${name}'`, t],
+      [`the gradient of '${name}'`, t.grad],
+    ]);
     const moving = new Set<Tensor>();
-    for (const [name, t] of named) {
-      for (const [what, each] of [
-        [`'${name}'`, t],
-        [`the gradient of '${name}'`, t.grad],
-      ] as const) {
-        if (each === null || each.device === target) continue;
-        if (each.gradFn !== null) {
-          const message =
-            `${what} is the output of a recorded op (${each.gradFn.name}), so it cannot be ` +
-            "moved in place; detach() it first";
-          throw new StateError("to", message);
-        }
-        moving.add(each);
+    for (const [what, t] of candidates) {
+      if (t === null || t.device === target) continue;
+      if (t.gradFn !== null) {
+        const message =
+          `${what} is the output of a recorded op (${t.gradFn.name}), so it cannot be moved ` +
+          "in place; detach() it first";
+        throw new StateError("to", message);
       }
+      moving.add(t);
     }
     return moving;
   }

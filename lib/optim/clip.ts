@@ -6,12 +6,13 @@
 import { noGrad } from "../autograd/grad-mode.js";
 import { clipFactor } from "../backend/reference/foreach.js";
 import { backendFor } from "../backend/registry.js";
-import { ValueError, formatValue } from "../errors.js";
+import { ValueError } from "../errors.js";
 import { scope } from "../memory.js";
 import { ones, zeros } from "../ops/creation.js";
 import { cat } from "../ops/slicing.js";
 import { Tensor } from "../tensor.js";
 import { byDeviceAndDType, normsOf } from "./foreach.js";
+import { checkOption } from "./optimizer.js";
 
 export interface ClipGradNormOptions {
   /** Throw ValueError instead of returning a NaN or infinite norm. */
@@ -29,16 +30,12 @@ function gradientsOf(parameters: ClipParameters): Tensor[] {
 }
 
 function checkNormType(op: string, normType: number): void {
-  if (normType === Infinity || (Number.isFinite(normType) && normType > 0)) return;
-  const message = `invalid normType: ${formatValue(normType)} (expected a number > 0, or Infinity)`;
-  throw new ValueError(op, message, "normType");
+  const valid = normType === Infinity || (Number.isFinite(normType) && normType > 0);
+  checkOption(op, valid, "normType", normType, "a number > 0, or Infinity");
 }
 
 function checkMaxNorm(op: string, maxNorm: number): void {
-  if (typeof maxNorm !== "number" || !(maxNorm >= 0)) {
-    const message = `invalid maxNorm: ${formatValue(maxNorm)} (expected a number >= 0)`;
-    throw new ValueError(op, message, "maxNorm");
-  }
+  checkOption(op, typeof maxNorm === "number" && maxNorm >= 0, "maxNorm", maxNorm, "a number >= 0");
 }
 
 /**
@@ -165,10 +162,8 @@ function clipFactorOf(total: Tensor, maxNorm: number): Tensor {
 
 /** Clamps every gradient element into [-clipValue, clipValue], in place. */
 export function clipGradValue(parameters: ClipParameters, clipValue: number): void {
-  if (typeof clipValue !== "number" || !(clipValue >= 0)) {
-    const message = `invalid clipValue: ${formatValue(clipValue)} (expected a number >= 0)`;
-    throw new ValueError("clipGradValue", message, "clipValue");
-  }
+  const valid = typeof clipValue === "number" && clipValue >= 0;
+  checkOption("clipGradValue", valid, "clipValue", clipValue, "a number >= 0");
   const grads = gradientsOf(parameters);
   noGrad(() =>
     scope(() => {

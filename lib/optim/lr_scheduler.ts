@@ -7,8 +7,6 @@ import { ValueError } from "../errors.js";
 import { warnOnce } from "../log.js";
 import { checkOption, type Optimizer } from "./optimizer.js";
 
-export { checkOption };
-
 /** Any optimizer: a schedule only reads and writes the groups' options (lr, momentum). */
 export type AnyOptimizer = Optimizer<object>;
 

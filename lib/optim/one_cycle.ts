@@ -4,13 +4,8 @@
 // beta1) cycles the other way between maxMomentum and baseMomentum.
 
 import { ValueError } from "../errors.js";
-import {
-  LRScheduler,
-  checkOption,
-  perGroup,
-  type AnyOptimizer,
-  type ScheduleConfig,
-} from "./lr_scheduler.js";
+import { LRScheduler, perGroup, type AnyOptimizer, type ScheduleConfig } from "./lr_scheduler.js";
+import { checkOption } from "./optimizer.js";
 
 export interface OneCycleLROptions {
   /** Either totalSteps, or epochs and stepsPerEpoch. */

@@ -3,13 +3,8 @@
 // then waits cooldown steps before counting again.
 
 import { ValueError } from "../errors.js";
-import {
-  checkLoadable,
-  checkOption,
-  perGroup,
-  type AnyOptimizer,
-  type ScheduleConfig,
-} from "./lr_scheduler.js";
+import { checkLoadable, perGroup, type AnyOptimizer, type ScheduleConfig } from "./lr_scheduler.js";
+import { checkOption } from "./optimizer.js";
 
 export interface ReduceLROnPlateauOptions {
   mode: "min" | "max";

@@ -4,6 +4,7 @@
 import { ValueError } from "../errors.js";
 import type { Module } from "../nn/module.js";
 import type { Tensor } from "../tensor.js";
+import { checkOption } from "./optimizer.js";
 
 function penalty(
   op: string,
@@ -70,13 +71,7 @@ export function paramGroupsWithDecay(
   weightDecay: number,
   options: DecayGroupsOptions = {},
 ): DecayGroup[] {
-  if (!(weightDecay >= 0)) {
-    throw new ValueError(
-      "paramGroupsWithDecay",
-      `invalid weightDecay: ${weightDecay} (expected >= 0)`,
-      "weightDecay",
-    );
-  }
+  checkOption("paramGroupsWithDecay", weightDecay >= 0, "weightDecay", weightDecay, ">= 0");
   const exempt = options.exempt ?? defaultExempt;
   const named = "namedParameters" in model ? model.namedParameters() : model;
   const decay: Tensor[] = [];

@@ -31,8 +31,7 @@ export class SGD extends Optimizer<SGDOptions> {
     this.checkNonNegative("lr", o.lr);
     this.checkNonNegative("momentum", o.momentum);
     this.checkNonNegative("weightDecay", o.weightDecay);
-    const dampening = o.dampening;
-    this.check(Number.isFinite(dampening), "dampening", dampening, "a finite number");
+    this.check(Number.isFinite(o.dampening), "dampening", o.dampening, "a finite number");
     this.check(
       !o.nesterov || (o.momentum > 0 && o.dampening === 0),
       "nesterov",
