@@ -470,7 +470,7 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     expectThrows(
       () => y.backward(),
       StateError,
-      "backward: the graph through sum was already freed by an earlier backward(); " +
+      "backward: the graph through mul was already freed by an earlier backward(); " +
         "pass { retainGraph: true } to the first backward() to run it twice",
     );
     const z = x.mul(x).sum();
@@ -478,6 +478,58 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     z.backward(undefined, { retainGraph: true });
     z.backward();
     expect(x.grad!.toArray()).toEqual([4, 8]);
+  });
+
+  // Each op's node reads no tensor's values in backward, only shapes and numbers, so it
+  // survives a backward and the same graph runs again, gradients accumulating (PyTorch
+  // keeps the same kinds of node: add, sub, reshape, permute, expand, cat, slice, sum,
+  // neg, floor, sign, clone, cast; it frees a few that we keep, mul by a number, mean and
+  // the average pools, which save their input there).
+  const survivors: [string, (x: Tensor) => Tensor][] = [
+    ["add", (x) => x.add(tensor([1, 1, 1], { device }))],
+    ["add a number", (x) => x.add(2)],
+    ["sub", (x) => x.sub(tensor([1, 2, 3], { device }))],
+    ["mul by a number", (x) => x.mul(3)],
+    ["neg", (x) => x.neg()],
+    ["floor", (x) => el.unaryOp("floor", x)],
+    ["reshape", (x) => x.reshape([3, 2])],
+    ["permute", (x) => x.permute([1, 0])],
+    ["expand", (x) => x.reshape([1, 2, 3]).expand([4, 2, 3])],
+    ["cat", (x) => cat([x, x])],
+    ["slice", (x) => x.narrow(1, 1, 2)],
+    ["sum", (x) => x.sum(0)],
+    ["mean", (x) => x.mean(1)],
+    ["clone", (x) => x.clone()],
+    ["cast", (x) => cast(cast(x, "float64"), "float32")],
+    ["avgPool2d", (x) => F.avgPool2d(x.reshape([1, 1, 2, 3]), 2, { stride: 1 })],
+    ["adaptiveAvgPool2d", (x) => F.adaptiveAvgPool2d(x.reshape([1, 1, 2, 3]), 1)],
+  ];
+  it.each(survivors)("runs backward twice through %s without retainGraph", (_, op) => {
+    const x = tensor(
+      [
+        [1.5, -2, 3],
+        [4, 5.25, -6],
+      ],
+      { device, requiresGrad: true },
+    );
+    const y = op(x).sum();
+    y.backward();
+    const once = x.grad!.toArray() as number[][];
+    y.backward();
+    expect(x.grad!.toArray()).toEqual(once.map((row) => row.map((v) => 2 * v)));
+  });
+
+  it("frees a node that reads saved values, under one that survives", () => {
+    const x = leaf([1, 2, 3, 4]);
+    // Piece b reaches exp's node only after a's backward has freed it.
+    const [a, b] = x.exp().add(1).split(2);
+    a!.sum().backward();
+    expectThrows(
+      () => b!.sum().backward(),
+      StateError,
+      "backward: the graph through exp was already freed by an earlier backward(); " +
+        "pass { retainGraph: true } to the first backward() to run it twice",
+    );
   });
 
   it("needs an explicit gradient for a non-scalar root", () => {
@@ -618,7 +670,7 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     expect(b.grad!.toArray()).toEqual([0.5, 0]);
   });
 
-  it("releases the saved tensors of every node after backward", () => {
+  it("releases the saved tensors of every node that saved any after backward", () => {
     const x = leaf([1, 2]);
     const m = x.mul(x);
     const e = m.exp();
@@ -626,7 +678,8 @@ describe.each(["cpu", "reference"] as const)("graph rules on %s", (device) => {
     const nodes = [m.gradFn!, e.gradFn!, y.gradFn!];
     expect(nodes.map((n) => n.released)).toEqual([false, false, false]);
     y.backward();
-    expect(nodes.map((n) => n.released)).toEqual([true, true, true]);
+    // sum's node reads only shapes, so it is kept (the survivors below).
+    expect(nodes.map((n) => n.released)).toEqual([true, true, false]);
 
     const kept = x.mul(x).sum();
     kept.backward(undefined, { retainGraph: true });

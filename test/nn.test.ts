@@ -1832,6 +1832,15 @@ describe("layer modules: configuration, buffers, modes and errors", () => {
       IndexError,
       "embedding: index 4 is out of bounds for 4 embeddings",
     );
+    // With maxNorm the indices are checked before any row is renormalised.
+    const capped = new nn.Embedding(4, 2, { maxNorm: 0.5 });
+    const before = capped.weight.toArray();
+    expectThrows(
+      () => capped.forward(tensor([1, -1], { dtype: "int32" })),
+      IndexError,
+      "embedding: index -1 is out of bounds for 4 embeddings",
+    );
+    expect(capped.weight.toArray()).toEqual(before);
     expectThrows(
       () => new nn.Embedding(4, 2).forward(tensor([1.5])),
       Error,

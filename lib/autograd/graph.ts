@@ -3,7 +3,7 @@
 // gradients to theirs (computed with Tensor ops under noGrad). backward() runs the nodes
 // in reverse topological order, sums gradients that meet, and accumulates into the
 // leaves' .grad. The closures hold the saved tensors; they are dropped after backward
-// unless retainGraph is set.
+// unless retainGraph is set, and a closure that saves none is kept (RecordOptions).
 //
 // A node may have several outputs (recordOutputs: split's pieces, a recurrent layer's output
 // and final states), whose gradients its closure gets together. That is one gradient slot
@@ -41,9 +41,9 @@ export class GradNode {
   /** How many outputs the op has; each output tensor knows its place (outputIndex). */
   readonly outputs: number;
   /**
-   * Whether the closure holds saved tensors, which backward frees. A node without (split's:
-   * only shapes and offsets) survives backward, so a second backward through another of its
-   * outputs works, as in PyTorch, whose error is about saved tensors freed.
+   * Whether the closure holds saved tensors, which backward frees. A node without (add's,
+   * reshape's, split's: only shapes, offsets and numbers) survives backward, so a second
+   * backward through it works, as in PyTorch, whose error is about saved tensors freed.
    */
   readonly savesTensors: boolean;
   private backwardFn: OutputsBackwardFn | null;
@@ -82,6 +82,15 @@ export class GradNode {
   }
 }
 
+export interface RecordOptions {
+  /**
+   * False when the closure reads no tensor's values, only shapes, dtypes, devices and
+   * numbers (add, reshape, sum, slice): its node then survives backward (GradNode.savesTensors).
+   * Default true: the node is freed after a backward without retainGraph.
+   */
+  savesTensors?: boolean;
+}
+
 /**
  * Attaches a GradNode to `out` when recording is on and any input needs a gradient.
  * Returns `out`, so an op can end with `return record(out, ...)`.
@@ -91,43 +100,34 @@ export function record(
   name: string,
   inputs: readonly Tensor[],
   backward: BackwardFn,
+  options: RecordOptions = {},
 ): Tensor {
-  if (isRecording(inputs)) attach([out], name, inputs, (gradOuts) => backward(gradOuts[0]!));
+  recordOutputs([out], name, inputs, (gradOuts) => backward(gradOuts[0]!), options);
   return out;
 }
 
 /**
  * record for an op with several outputs: one GradNode for all of them, whose `backward` gets
- * all their gradients at once (see the top of this file). `savesTensors: false` says that the
- * closure holds no tensor, so that backward need not free it (GradNode.savesTensors).
- * Returns `outputs`.
+ * all their gradients at once (see the top of this file). Returns `outputs`.
  */
 export function recordOutputs<T extends readonly Tensor[]>(
   outputs: T,
   name: string,
   inputs: readonly Tensor[],
   backward: OutputsBackwardFn,
-  options: { savesTensors?: boolean } = {},
+  options: RecordOptions = {},
 ): T {
-  if (isRecording(inputs)) attach(outputs, name, inputs, backward, options.savesTensors ?? true);
+  if (isRecording(inputs)) {
+    const needed = inputs.map((t) => (t.requiresGrad ? t : null));
+    const node = new GradNode(name, needed, backward, outputs.length, options.savesTensors);
+    outputs.forEach((out, k) => out.setGradFn(node, k));
+  }
   return outputs;
 }
 
 /** Whether an op on `inputs` is recorded now: grad mode is on and one of them needs a gradient. */
 export function isRecording(inputs: readonly Tensor[]): boolean {
   return isGradEnabled() && inputs.some((t) => t.requiresGrad);
-}
-
-function attach(
-  outputs: readonly Tensor[],
-  name: string,
-  inputs: readonly Tensor[],
-  backward: OutputsBackwardFn,
-  savesTensors = true,
-): void {
-  const needed = inputs.map((t) => (t.requiresGrad ? t : null));
-  const node = new GradNode(name, needed, backward, outputs.length, savesTensors);
-  outputs.forEach((out, k) => out.setGradFn(node, k));
 }
 
 /** Nodes reachable from `root`, each after every node that consumes it (reverse topological). */

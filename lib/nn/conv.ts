@@ -254,11 +254,17 @@ export function avgPool2d(x: Tensor, kernelSize: Pair, options: AvgPool2dOptions
   const out = empty(shape, x.dtype, x.device);
   const backend = backendFor(x.device);
   backend.avgPool2d(out, x, p);
-  return record(out, "avgPool2d", [x], (g) => {
-    const gx = zeroFilled(x.shape, x.dtype, x.device);
-    backend.avgPool2dBackward(gx, g, p);
-    return [gx];
-  });
+  return record(
+    out,
+    "avgPool2d",
+    [x],
+    (g) => {
+      const gx = zeroFilled(x.shape, x.dtype, x.device);
+      backend.avgPool2dBackward(gx, g, p);
+      return [gx];
+    },
+    { savesTensors: false },
+  );
 }
 
 /** An output size: one number for both, or a pair where null keeps the input's size. */
@@ -275,11 +281,17 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: AdaptiveSize): Tensor {
   const out = empty([x.shape[0]!, x.shape[1]!, size[0]!, size[1]!], x.dtype, x.device);
   const backend = backendFor(x.device);
   backend.adaptiveAvgPool2d(out, x);
-  return record(out, "adaptiveAvgPool2d", [x], (g) => {
-    const gx = zeroFilled(x.shape, x.dtype, x.device);
-    backend.adaptiveAvgPool2dBackward(gx, g);
-    return [gx];
-  });
+  return record(
+    out,
+    "adaptiveAvgPool2d",
+    [x],
+    (g) => {
+      const gx = zeroFilled(x.shape, x.dtype, x.device);
+      backend.adaptiveAvgPool2dBackward(gx, g);
+      return [gx];
+    },
+    { savesTensors: false },
+  );
 }
 
 // ---- modules ----------------------------------------------------------------------------

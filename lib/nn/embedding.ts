@@ -60,24 +60,22 @@ function checkIndices(op: string, indices: Tensor, weight: Tensor): void {
     ]);
 }
 
-/** Rescales, in place, the rows of weight named in indices whose norm exceeds maxNorm. */
-export function embeddingRenorm_(
-  weight: Tensor,
-  indices: Tensor,
-  maxNorm: number,
-  normType = 2,
-): void {
-  const rows = weight.shape[0]!;
-  const used = new Float32Array(rows);
-  for (const i of indices.dataSync() as Int32Array) if (i >= 0 && i < rows) used[i] = 1;
+/**
+ * Rescales, in place, the rows of weight named in flatIndices (already checked) whose norm
+ * exceeds maxNorm. Each row's uses are counted on the device, as embedding's gradient of
+ * ones, so that a GPU need not hand the indices to the host.
+ */
+function renormRows(weight: Tensor, flatIndices: Tensor, maxNorm: number, normType: number) {
+  const uses = zeroFilled([weight.shape[0]!, 1], weight.dtype, weight.device);
+  const ones = full([flatIndices.numel, 1], 1, { dtype: weight.dtype, device: weight.device });
+  backendFor(weight.device).embeddingBackward(uses, ones, flatIndices, -1);
   noGrad(() => {
     const norms = weight
       .abs()
       .pow(normType)
       .sum(1, true)
       .pow(1 / normType);
-    const mask = fromTypedArray(used, [rows, 1], { device: weight.device }).to(weight.dtype);
-    const over = norms.gt(maxNorm).to(weight.dtype).mul(mask).gt(0);
+    const over = norms.gt(maxNorm).to(weight.dtype).mul(uses).gt(0);
     const one = full([], 1, { dtype: weight.dtype, device: weight.device });
     const scale = full([], maxNorm, { dtype: weight.dtype, device: weight.device });
     weight.copy_(weight.mul(where(over, scale.div(norms.add(1e-7)), one)));
@@ -91,20 +89,21 @@ export function embedding(indices: Tensor, weight: Tensor, options: EmbeddingOpt
   const [rows, dim] = weight.shape as [number, number];
   const paddingIdx = checkPaddingIdx(op, options.paddingIdx ?? null, rows);
   const maxNorm = options.maxNorm ?? null;
-  if (maxNorm !== null) {
-    if (typeof maxNorm !== "number" || !(maxNorm > 0))
-      throw new ValueError(
-        op,
-        `maxNorm must be a positive number, got ${formatValue(maxNorm)}`,
-        "maxNorm",
-      );
-    embeddingRenorm_(weight, indices, maxNorm, options.normType ?? 2);
-  }
+  if (maxNorm !== null && (typeof maxNorm !== "number" || !(maxNorm > 0)))
+    throw new ValueError(
+      op,
+      `maxNorm must be a positive number, got ${formatValue(maxNorm)}`,
+      "maxNorm",
+    );
 
   const flatIndices = indices.reshape([indices.numel]);
   const out = empty([indices.numel, dim], weight.dtype, weight.device);
   const backend = backendFor(weight.device);
-  backend.embedding(out, weight, flatIndices);
+  backend.embedding(out, weight, flatIndices); // checks every index, in this op's name
+  if (maxNorm !== null) {
+    renormRows(weight, flatIndices, maxNorm, options.normType ?? 2);
+    backend.embedding(out, weight, flatIndices); // the rows as renormalised
+  }
   const result = record(out, op, [weight], (g) => {
     const grad = zeroFilled(weight.shape, weight.dtype, weight.device);
     backend.embeddingBackward(grad, g, flatIndices, paddingIdx ?? -1);

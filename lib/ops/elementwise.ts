@@ -54,7 +54,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   const out = empty(x.shape, dtype, x.device);
   backendFor(x.device).cast(out, x);
   if (isFloating(dtype) && isFloating(x.dtype)) {
-    return record(out, "cast", [x], (g) => [cast(g, x.dtype)]);
+    return record(out, "cast", [x], (g) => [cast(g, x.dtype)], { savesTensors: false });
   }
   return out;
 }
@@ -62,7 +62,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
 export function clone(x: Tensor): Tensor {
   const out = empty(x.shape, x.dtype, x.device);
   backendFor(x.device).cast(out, x);
-  return record(out, "clone", [x], (g) => [g]);
+  return record(out, "clone", [x], (g) => [g], { savesTensors: false });
 }
 
 export function checkInPlace(x: Tensor, op: string): void {
@@ -133,7 +133,7 @@ function byScalar(op: "add" | "sub" | "mul", a: Tensor, other: TensorLike): Tens
   const [alpha, beta] = op === "mul" ? [s, -0] : [1, op === "sub" ? -s : s];
   const out = empty(a.shape, a.dtype, a.device);
   backendFor(a.device).unary("affine", out, a, alpha, beta);
-  return record(out, op, [a], (g) => [op === "mul" ? mul(g, s) : g]);
+  return record(out, op, [a], (g) => [op === "mul" ? mul(g, s) : g], { savesTensors: false });
 }
 
 export function add(a: Tensor, other: TensorLike): Tensor {
@@ -141,7 +141,9 @@ export function add(a: Tensor, other: TensorLike): Tensor {
   if (scalar !== null) return scalar;
   const [x, y] = operands("add", a, other);
   const out = binaryRaw("add", x, y);
-  return record(out, "add", [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)]);
+  return record(out, "add", [x, y], (g) => [sumTo(g, x.shape), sumTo(g, y.shape)], {
+    savesTensors: false,
+  });
 }
 
 export function sub(a: Tensor, other: TensorLike): Tensor {
@@ -149,10 +151,13 @@ export function sub(a: Tensor, other: TensorLike): Tensor {
   if (scalar !== null) return scalar;
   const [x, y] = operands("sub", a, other);
   const out = binaryRaw("sub", x, y);
-  return record(out, "sub", [x, y], (g) => [
-    sumTo(g, x.shape),
-    y.requiresGrad ? sumTo(neg(g), y.shape) : null,
-  ]);
+  return record(
+    out,
+    "sub",
+    [x, y],
+    (g) => [sumTo(g, x.shape), y.requiresGrad ? sumTo(neg(g), y.shape) : null],
+    { savesTensors: false },
+  );
 }
 
 export function mul(a: Tensor, other: TensorLike): Tensor {
@@ -262,6 +267,16 @@ const FLOAT_ONLY: readonly UnaryOp[] = [
   "silu",
 ];
 
+/** Unary ops whose gradient reads neither x nor the output (unaryBackward). */
+const BACKWARD_WITHOUT_VALUES: readonly UnaryOp[] = [
+  "neg",
+  "affine",
+  "sign",
+  "floor",
+  "ceil",
+  "round",
+];
+
 function unaryRaw(op: UnaryOp, x: Tensor, alpha = 0, beta = 0): Tensor {
   const out = empty(x.shape, x.dtype, x.device);
   backendFor(x.device).unary(op, out, x, alpha, beta);
@@ -338,10 +353,16 @@ export function unaryOp(op: UnaryOp, a: Tensor, alpha = 0, beta = 0): Tensor {
   }
   if (x.dtype === "bool") x = cast(x, "int32");
   const out = unaryRaw(op, x, alpha, beta);
-  return record(out, op, [x], (g) => [
-    unaryBackward(op, x, out, g, alpha, beta) ??
-      full(x.shape, 0, { dtype: x.dtype, device: x.device }),
-  ]);
+  return record(
+    out,
+    op,
+    [x],
+    (g) => [
+      unaryBackward(op, x, out, g, alpha, beta) ??
+        full(x.shape, 0, { dtype: x.dtype, device: x.device }),
+    ],
+    { savesTensors: !BACKWARD_WITHOUT_VALUES.includes(op) },
+  );
 }
 
 export const neg = (x: Tensor) => unaryOp("neg", x);

@@ -36,7 +36,7 @@ function spread(g: Tensor, x: Tensor, axes: number[]): Tensor {
 export function sum(x: Tensor, dim?: number | readonly number[], keepdim = false): Tensor {
   const axes = normalizeAxes("sum", dim, x.ndim);
   const out = reshapeTemporary(reduceRaw("sum", x, axes), outShape(x.shape, axes, keepdim));
-  return record(out, "sum", [x], (g) => [spread(g, x, axes)]);
+  return record(out, "sum", [x], (g) => [spread(g, x, axes)], { savesTensors: false });
 }
 
 export function mean(x: Tensor, dim?: number | readonly number[], keepdim = false): Tensor {
@@ -44,7 +44,9 @@ export function mean(x: Tensor, dim?: number | readonly number[], keepdim = fals
   const axes = normalizeAxes("mean", dim, x.ndim);
   const count = sizeOf(axes.map((a) => x.shape[a]!));
   const out = reshapeTemporary(reduceRaw("mean", source, axes), outShape(x.shape, axes, keepdim));
-  return record(out, "mean", [source], (g) => [div(spread(g, source, axes), count)]);
+  return record(out, "mean", [source], (g) => [div(spread(g, source, axes), count)], {
+    savesTensors: false,
+  });
 }
 
 function extremum(

@@ -14,7 +14,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   if (sameShape(target, x.shape) && !x.requiresGrad)
     return new Tensor(x.storage, target, x.dtype, x.device);
   const out = new Tensor(x.storage, target, x.dtype, x.device);
-  return record(out, "reshape", [x], (g) => [reshape(g, x.shape)]);
+  return record(out, "reshape", [x], (g) => [reshape(g, x.shape)], { savesTensors: false });
 }
 
 /**
@@ -80,7 +80,7 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   );
   backendFor(x.device).permute(out, x, perm);
   const inverse = perm.map((_, i) => perm.indexOf(i));
-  return record(out, "permute", [x], (g) => [permute(g, inverse)]);
+  return record(out, "permute", [x], (g) => [permute(g, inverse)], { savesTensors: false });
 }
 
 export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
@@ -107,7 +107,7 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   if (sameShape(target, x.shape)) return x;
   const out = empty(target, x.dtype, x.device);
   backendFor(x.device).expand(out, x);
-  return record(out, "expand", [x], (g) => [sumTo(g, x.shape)]);
+  return record(out, "expand", [x], (g) => [sumTo(g, x.shape)], { savesTensors: false });
 }
 
 /** A copy on another device; gradients flow back to the source device. */
@@ -120,5 +120,7 @@ export function toDevice(x: Tensor, device: Device): Tensor {
     x.dtype,
     device,
   );
-  return record(out, "toDevice", [x], (g) => [toDevice(g, x.device)]);
+  return record(out, "toDevice", [x], (g) => [toDevice(g, x.device)], {
+    savesTensors: false,
+  });
 }

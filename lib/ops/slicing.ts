@@ -29,11 +29,17 @@ function rows(x: Tensor, axis: number, start: number, step: number, count: numbe
 
 /** rows, recorded: its backward puts the gradient into zeros of x's shape. */
 function strided(x: Tensor, axis: number, start: number, step: number, count: number): Tensor {
-  return record(rows(x, axis, start, step, count), "slice", [x], (g) => {
-    const gradX = zeros(x.shape, { dtype: g.dtype, device: g.device });
-    backendFor(g.device).sliceAssign(gradX, g, axis, start, step);
-    return [gradX];
-  });
+  return record(
+    rows(x, axis, start, step, count),
+    "slice",
+    [x],
+    (g) => {
+      const gradX = zeros(x.shape, { dtype: g.dtype, device: g.device });
+      backendFor(g.device).sliceAssign(gradX, g, axis, start, step);
+      return [gradX];
+    },
+    { savesTensors: false },
+  );
 }
 
 /**
@@ -234,8 +240,12 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
     backendFor(out.device).sliceAssign(out, t, axis, offset, 1);
     offset += t.shape[axis]!;
   }
-  return record(out, "cat", tensors, (g) =>
-    tensors.map((t, i) => strided(g, axis, offsets[i]!, 1, t.shape[axis]!)),
+  return record(
+    out,
+    "cat",
+    tensors,
+    (g) => tensors.map((t, i) => strided(g, axis, offsets[i]!, 1, t.shape[axis]!)),
+    { savesTensors: false },
   );
 }
 
