@@ -226,6 +226,8 @@ import { pythonCandidates, torchPeer } from "../bench/peers/index.js";
 import { loadCases } from "../bench/registry.js";
 import { FormatError } from "../lib/errors.js";
 import type { ImdbData } from "../lib/data/imdb.js";
+import { manualSeed, optim } from "../lib/index.js";
+import { SentimentLSTM, sentimentConfig, trainStep } from "../examples/imdb.js";
 
 const WORDS = ["good", "great", "film", "bad", "dull", "plot", "cast", "!", "fine", "awful"];
 
@@ -374,6 +376,55 @@ describe("the IMDB LSTM job beside PyTorch: data, file, cases and skip", () => {
       expect(check.logits).toBeLessThan(1e-6);
       expect(Object.keys(check.gradients)).toHaveLength(7);
       for (const diff of Object.values(check.gradients)) expect(diff).toBeLessThan(1e-6);
+      rmSync(dir, { recursive: true });
+    },
+  );
+
+  // The accuracies of the two sides differ run to run with their own initial weights and
+  // dropout masks; from the same weights, dropout off, the training itself must agree.
+  it.skipIf(python === undefined)(
+    `trains step for step as PyTorch does from the same weights${python ? "" : " (no torch)"}`,
+    () => {
+      const dir = scratchDir();
+      const path = join(dir, "reviews.bin");
+      writeImdbBenchFile(path, data);
+      manualSeed(3);
+      const config = sentimentConfig({ ...tinyJob, vocabSize: data.vocabSize, dropout: 0 });
+      const model = new SentimentLSTM(config);
+      const weights = (m: SentimentLSTM) =>
+        Object.fromEntries(
+          [...m.namedParameters()].map(([name, p]) => [name, Array.from(p.dataSync())]),
+        );
+      const shapes = Object.fromEntries([...model.namedParameters()].map(([n, p]) => [n, p.shape]));
+      const start = weights(model);
+      const params = Object.fromEntries(
+        Object.entries(start).map(([name, data]) => [name, { shape: shapes[name], data }]),
+      );
+      // A clipping norm the gradients exceed, so that clipping is compared too.
+      const settings = { lr: 0.05, clipNorm: 0.1 };
+      const optimizer = new optim.Adam(model.parameters(), { lr: settings.lr });
+      const losses = data.epochs
+        .flat()
+        .map((indices) => trainStep(model, optimizer, data.train, indices, settings.clipNorm));
+      const run = spawnSync(python!, [peerScript, "imdb-trajectory", path], {
+        encoding: "utf8",
+        input: JSON.stringify({ params, ...settings }),
+      });
+      expect(run.stderr).toBe("");
+      const torch = JSON.parse(run.stdout) as {
+        losses: number[];
+        params: Record<string, number[]>;
+      };
+      expect(losses).toHaveLength(8);
+      expect(torch.losses).toHaveLength(8);
+      losses.forEach((loss, k) => expect(loss).toBeCloseTo(torch.losses[k]!, 5));
+      const final = weights(model);
+      expect(Object.keys(torch.params).sort()).toEqual(Object.keys(final).sort());
+      for (const [name, values] of Object.entries(final)) {
+        const moved = values.some((v, k) => Math.abs(v - start[name]![k]!) > 1e-3);
+        expect(moved, `${name} moved`).toBe(true);
+        values.forEach((v, k) => expect(v, name).toBeCloseTo(torch.params[name]![k]!, 5));
+      }
       rmSync(dir, { recursive: true });
     },
   );

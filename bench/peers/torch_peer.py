@@ -6,6 +6,7 @@ Usage: python3 torch_peer.py - < specs.json   (what bench/peers/index.ts runs: a
        python3 torch_peer.py mnist DIGITS_DIR EPOCHS BATCH LR SEED [LIMIT]
        python3 torch_peer.py imdb-summary FILE   (what a file of bench/imdb_data.ts holds)
        python3 torch_peer.py imdb-packing-check FILE   (packed vs padded LSTM, largest differences)
+       python3 torch_peer.py imdb-trajectory FILE < start.json   (training from given weights)
 Threads: the spec's count (deepnode's), else all cores (torch.set_num_threads(os.cpu_count())).
 """
 import json
@@ -483,6 +484,33 @@ def imdb_packing_check(path, batch=16):
     return {"logits": (logits[0] - logits[1]).abs().max().item(), "gradients": grads}
 
 
+def imdb_trajectory(path, start):
+    """Trains SentimentLSTM, dropout off, from the weights in `start` ({"params": {name: {shape,
+    data}}, "lr", "clipNorm"}) over every batch of the file's epochs with Adam and clipping, as
+    the job does: each step's loss and the final weights, for deepnode's side to compare."""
+    header, arrays = read_imdb_bench(path)
+    train = ImdbSplit(arrays, "train")
+    params = start["params"]
+    model = SentimentLSTM(header["vocabSize"], params["embedding.weight"]["shape"][1],
+                          params["lstm.weight_hh_l0"]["shape"][1], 0.0)
+    model.load_state_dict({name: torch.tensor(p["data"], dtype=torch.float32).reshape(p["shape"])
+                           for name, p in params.items()})
+    opt = torch.optim.Adam(model.parameters(), lr=start["lr"])
+    model.train()
+    losses = []
+    for batches in imdb_epochs(header, arrays):
+        for indices in batches:
+            ids, lengths, targets = train.batch(indices)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(ids, lengths), targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), start["clipNorm"])
+            opt.step()
+            losses.append(loss.item())
+    final = {name: p.detach().flatten().tolist() for name, p in model.named_parameters()}
+    return {"losses": losses, "params": final}
+
+
 def imdb_train_epoch(model, opt, train, batches, clip_norm):
     model.train()
     loss_sum, reviews = 0.0, 0
@@ -558,6 +586,8 @@ if __name__ == "__main__":
         result = imdb_summary(sys.argv[2])
     elif case == "imdb-packing-check":
         result = imdb_packing_check(sys.argv[2])
+    elif case == "imdb-trajectory":
+        result = imdb_trajectory(sys.argv[2], json.load(sys.stdin))
     else:
         raise SystemExit(f"unknown case {case}")
     print(json.dumps(result))
