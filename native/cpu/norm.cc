@@ -2,7 +2,8 @@
 // two passes (mean, then squared deviations), so a channel of millions of values with a
 // large mean keeps its variance; the per-element work is one float multiply-add.
 // Batch norm runs one task per channel ([n, c, inner] strided rows); layer norm one task
-// per row, and its weight and bias gradients one task per block of columns.
+// per row, and its backward one per group of rows (see layerNormBackward). The double sums
+// keep their lanes in registers through lanes.h.
 #include "../core/args/norm.h"
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "../core/threadpool.h"
 #include "clones.h"
 #include "kernels.h"
+#include "lanes.h"
 
 namespace deepnode::cpu {
 
@@ -41,33 +43,33 @@ ChannelExtent readChannelExtent(const KernelCall& call) {
   return {args::readChannelExtent(call)};
 }
 
-constexpr int kLanes = 16;  // independent double accumulators, so the sums vectorise
+constexpr int kLanes = 16;  // independent double accumulators (lanes.h), so the sums vectorise
+using Lanes = lanes::DoubleLanes<kLanes>;
+using lanes::load8;
+using lanes::loadDouble8;
+using lanes::widen;
 
 DEEPNODE_CLONES double sumRun(const float* __restrict x, int64_t n) {
-  double lanes[kLanes] = {};
+  Lanes s;
   int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l];
-  }
-  double s = 0;
-  for (int l = 0; l < kLanes; ++l) s += lanes[l];
-  for (; j < n; ++j) s += x[j];
-  return s;
+  for (; j + kLanes <= n; j += kLanes) s.add([&](int k) { return loadDouble8(x + j + 8 * k); });
+  double total = s.total();
+  for (; j < n; ++j) total += x[j];
+  return total;
 }
 
 DEEPNODE_CLONES double squaredDeviations(const float* __restrict x, int64_t n, double mean) {
-  double lanes[kLanes] = {};
+  Lanes s;
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      double d = x[j + l] - mean;
-      lanes[l] += d * d;
-    }
+    s.add([&](int k) {
+      const lanes::Double8 d = loadDouble8(x + j + 8 * k) - mean;
+      return d * d;
+    });
   }
-  double s = 0;
-  for (int l = 0; l < kLanes; ++l) s += lanes[l];
-  for (; j < n; ++j) s += (x[j] - mean) * (x[j] - mean);
-  return s;
+  double total = s.total();
+  for (; j < n; ++j) total += (x[j] - mean) * (x[j] - mean);
+  return total;
 }
 
 // y = x * scale + shift over a run.
@@ -98,22 +100,18 @@ DEEPNODE_CLONES void batchNormGradRun(float* __restrict gx, const float* __restr
 // sum(g) and sum(g * (x - mean)) over a run, in double.
 DEEPNODE_CLONES void gradSums(const float* __restrict gy, const float* __restrict x, int64_t n, float mean,
                               double& sumG, double& sumGD) {
-  double s[kLanes] = {}, sd[kLanes] = {};
+  Lanes s, sd;
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      s[l] += gy[j + l];
-      sd[l] += static_cast<double>(gy[j + l]) * (x[j + l] - mean);
-    }
+    s.add([&](int k) { return loadDouble8(gy + j + 8 * k); });
+    sd.add([&](int k) { return loadDouble8(gy + j + 8 * k) * widen(load8(x + j + 8 * k) - mean); });
   }
   for (; j < n; ++j) {
     sumG += gy[j];
     sumGD += static_cast<double>(gy[j]) * (x[j] - mean);
   }
-  for (int l = 0; l < kLanes; ++l) {
-    sumG += s[l];
-    sumGD += sd[l];
-  }
+  sumG = s.total(sumG);
+  sumGD = sd.total(sumGD);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -130,32 +128,50 @@ DEEPNODE_CLONES void layerNormRow(float* __restrict y, const float* __restrict x
   }
 }
 
-// h = g * w (g when there is no weight) over a row.
-DEEPNODE_CLONES void scaledGrad(float* __restrict h, const float* __restrict g, const float* __restrict w, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) h[j] = w ? g[j] * w[j] : g[j];
-}
-
-// sum(h) and sum(h * xhat) over a row, in double lanes.
-DEEPNODE_CLONES void rowSums(const float* __restrict h, const float* __restrict x, int64_t n, float mean, float rstd,
-                             double& sumH, double& sumHX) {
-  double s[kLanes] = {}, sx[kLanes] = {};
+// One row's first pass: h = g * w (g without a weight) staged in gx, sum(h) and
+// sum(h * xhat) in double lanes, and, when colG is not null, the row's terms of the weight
+// and bias gradients added to its row group's column sums: colG += g, colGXhat += g * xhat.
+DEEPNODE_CLONES void layerNormGradSums(float* __restrict gx, const float* __restrict gy, const float* __restrict x,
+                                       const float* __restrict w, int64_t n, float mean, float rstd,
+                                       double* __restrict colG, double* __restrict colGXhat, double& sumH,
+                                       double& sumHX) {
+  Lanes s, sx;
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      s[l] += h[j + l];
-      sx[l] += static_cast<double>(h[j + l]) * ((x[j + l] - mean) * rstd);
+    lanes::Float8 h[2], xhat[2];
+    for (int k = 0; k < 2; ++k) {
+      const int64_t at = j + 8 * k;
+      const lanes::Float8 g = load8(gy + at);
+      xhat[k] = (load8(x + at) - mean) * rstd;
+      h[k] = w ? g * load8(w + at) : g;
+      std::memcpy(gx + at, &h[k], sizeof h[k]);
+      if (colG) {
+        lanes::Double8 cg, cgx;
+        std::memcpy(&cg, colG + at, sizeof cg);
+        std::memcpy(&cgx, colGXhat + at, sizeof cgx);
+        cg += widen(g);
+        cgx += widen(g) * widen(xhat[k]);
+        std::memcpy(colG + at, &cg, sizeof cg);
+        std::memcpy(colGXhat + at, &cgx, sizeof cgx);
+      }
     }
+    s.add([&](int k) { return widen(h[k]); });
+    sx.add([&](int k) { return widen(h[k]) * widen(xhat[k]); });
   }
   sumH = 0;
   sumHX = 0;
   for (; j < n; ++j) {
-    sumH += h[j];
-    sumHX += static_cast<double>(h[j]) * ((x[j] - mean) * rstd);
+    const float xhat = (x[j] - mean) * rstd, h = w ? gy[j] * w[j] : gy[j];
+    gx[j] = h;
+    sumH += h;
+    sumHX += static_cast<double>(h) * xhat;
+    if (colG) {
+      colG[j] += gy[j];
+      colGXhat[j] += static_cast<double>(gy[j]) * xhat;
+    }
   }
-  for (int l = 0; l < kLanes; ++l) {
-    sumH += s[l];
-    sumHX += sx[l];
-  }
+  sumH = s.total(sumH);
+  sumHX = sx.total(sumHX);
 }
 
 DEEPNODE_CLONES void layerNormGradApply(float* gx, const float* h, const float* __restrict x, int64_t n, float mean,
@@ -164,10 +180,10 @@ DEEPNODE_CLONES void layerNormGradApply(float* gx, const float* h, const float* 
 }
 
 // gx = rstd * (h - mean(h) - xhat * mean(h * xhat)) with h = g * w; h is staged in gx.
-void layerNormGradRow(float* gx, const float* gy, const float* x, const float* w, int64_t n, float mean, float rstd) {
-  scaledGrad(gx, gy, w, n);
+void layerNormGradRow(float* gx, const float* gy, const float* x, const float* w, int64_t n, float mean, float rstd,
+                      double* colG, double* colGXhat) {
   double sumH = 0, sumHX = 0;
-  rowSums(gx, x, n, mean, rstd, sumH, sumHX);
+  layerNormGradSums(gx, gy, x, w, n, mean, rstd, colG, colGXhat, sumH, sumHX);
   const float meanH = static_cast<float>(sumH / static_cast<double>(n));
   const float meanHX = static_cast<float>(sumHX / static_cast<double>(n));
   layerNormGradApply(gx, gx, x, n, mean, rstd, meanH, meanHX);
@@ -376,20 +392,16 @@ void layerNorm(KernelCall& call) {
   });
 }
 
-void layerNormBackward(KernelCall& call) {
-  RowExtent e = readRowExtent(call);
-  const args::LayerNormGradArgs a = args::readLayerNormBackward(call, e);
-  float *gradX = a.gradX, *gradWeight = a.gradWeight, *gradBias = a.gradBias;
-  const float *gradOut = a.gradOut, *x = a.x, *mean = a.mean, *rstd = a.rstd, *weight = a.weight;
-  if (e.normSize == 0) return;
+// The weight and bias gradients sum over rows. Where the rows are many and not too long, the
+// rows are split into kRowGroups groups, fixed in number so that the sums do not depend on
+// the thread count; each group adds its rows' terms into column sums of its own while the
+// row is in cache, and the groups' sums are added in group order. Otherwise a second pass
+// reads gradOut and x again, one task per block of columns.
+constexpr int64_t kRowGroups = 64;
+constexpr int64_t kMinRowGroups = 8;
+constexpr int64_t kColumnSumBytes = int64_t{32} << 20;  // the groups' column sums, at most
 
-  parallelFor(e.rows, grainFor(4 * e.normSize), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t base = r * e.normSize;
-      layerNormGradRow(gradX + base, gradOut + base, x + base, weight, e.normSize, mean[r], rstd[r]);
-    }
-  });
-  if (!gradWeight && !gradBias) return;
+void layerNormColumnPass(const RowExtent& e, const args::LayerNormGradArgs& a) {
   const int64_t blocks = (e.normSize + kColumns - 1) / kColumns;
   parallelFor(blocks, grainFor(2 * e.rows * kColumns), [&](int64_t begin, int64_t end) {
     double sumGX[kColumns], sumG[kColumns];
@@ -398,17 +410,55 @@ void layerNormBackward(KernelCall& call) {
       std::fill(sumGX, sumGX + width, 0.0);
       std::fill(sumG, sumG + width, 0.0);
       for (int64_t r = 0; r < e.rows; ++r) {
-        const float* g = gradOut + r * e.normSize + c0;
-        const float* xr = x + r * e.normSize + c0;
+        const float* g = a.gradOut + r * e.normSize + c0;
+        const float* xr = a.x + r * e.normSize + c0;
         for (int64_t j = 0; j < width; ++j) {
-          sumGX[j] += static_cast<double>(g[j]) * ((xr[j] - mean[r]) * rstd[r]);
+          sumGX[j] += static_cast<double>(g[j]) * ((xr[j] - a.mean[r]) * a.rstd[r]);
           sumG[j] += g[j];
         }
       }
       for (int64_t j = 0; j < width; ++j) {
-        if (gradWeight) gradWeight[c0 + j] = static_cast<float>(sumGX[j]);
-        if (gradBias) gradBias[c0 + j] = static_cast<float>(sumG[j]);
+        if (a.gradWeight) a.gradWeight[c0 + j] = static_cast<float>(sumGX[j]);
+        if (a.gradBias) a.gradBias[c0 + j] = static_cast<float>(sumG[j]);
       }
+    }
+  });
+}
+
+void layerNormBackward(KernelCall& call) {
+  RowExtent e = readRowExtent(call);
+  const args::LayerNormGradArgs a = args::readLayerNormBackward(call, e);
+  const int64_t n = e.normSize;
+  if (n == 0) return;
+  auto row = [&](int64_t r, double* colG, double* colGXhat) {
+    layerNormGradRow(a.gradX + r * n, a.gradOut + r * n, a.x + r * n, a.weight, n, a.mean[r], a.rstd[r], colG,
+                     colGXhat);
+  };
+  const bool columns = a.gradWeight || a.gradBias;
+  const int64_t groups = std::min({e.rows, kRowGroups, kColumnSumBytes / (2 * n * int64_t{sizeof(double)})});
+  if (!columns || groups < kMinRowGroups) {
+    parallelFor(e.rows, grainFor(4 * n), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) row(r, nullptr, nullptr);
+    });
+    if (columns) layerNormColumnPass(e, a);
+    return;
+  }
+  std::vector<double> sums(static_cast<size_t>(2 * groups * n), 0.0);  // per group: colG, then colGXhat
+  parallelFor(groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t group = begin; group < end; ++group) {
+      double* colG = sums.data() + 2 * group * n;
+      for (int64_t r = group * e.rows / groups; r < (group + 1) * e.rows / groups; ++r) row(r, colG, colG + n);
+    }
+  });
+  parallelFor(n, grainFor(2 * groups), [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      double g = 0, gx = 0;
+      for (int64_t group = 0; group < groups; ++group) {
+        g += sums[2 * group * n + j];
+        gx += sums[(2 * group + 1) * n + j];
+      }
+      if (a.gradWeight) a.gradWeight[j] = static_cast<float>(gx);
+      if (a.gradBias) a.gradBias[j] = static_cast<float>(g);
     }
   });
 }

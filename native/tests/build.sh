@@ -5,7 +5,7 @@ set -e
 cd "$(dirname "$0")/../.."
 out=${1:-build/native-tests}
 mkdir -p "$out"
-flags="-O3 -std=c++17 -fno-math-errno -fno-trapping-math -Wall -Wextra -Wno-unused-parameter -Inative"
+flags="-O3 -std=c++17 -fno-math-errno -fno-trapping-math -Wno-psabi -Wall -Wextra -Wno-unused-parameter -Inative"
 g++ $flags -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -c native/cpu/gemm_avx512.cc -o "$out/gemm_avx512.o"
 g++ $flags -mavx2 -mfma -c native/cpu/gemm_avx2.cc -o "$out/gemm_avx2.o"
 common="native/cpu/gemm.cc native/core/threadpool.cc native/core/kernel.cc native/core/cpu_features.cc"

@@ -148,6 +148,8 @@ void testLayerNorm() {
   testLayerNormOnce(3, 7);
   testLayerNormOnce(500, 300);  // column blocks of the weight gradient and many row tasks
   testLayerNormOnce(2, 5000);
+  testLayerNormOnce(8, 33);       // eight row groups summing the weight gradient, one row each
+  testLayerNormOnce(12, 300000);  // rows too long for per-group column sums: the column pass
 }
 
 void testErrors() {
