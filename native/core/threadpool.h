@@ -3,6 +3,7 @@
 // parallel_for and never see the pool.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -38,11 +39,13 @@ class ThreadPool {
   std::condition_variable wake_;
   std::condition_variable done_;
   const std::function<void(int64_t)>* job_ = nullptr;
+  // Written under mutex_; the atomics are also read without it by the brief spin before a
+  // thread sleeps (see spinUntil in threadpool.cc).
   int64_t numTasks_ = 0;
   int64_t nextTask_ = 0;
-  int64_t finished_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<int64_t> finished_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
   bool flushDenormal_ = true;
   std::exception_ptr error_;
 };
