@@ -386,16 +386,27 @@ DEEPNODE_CLONES void scale(float* __restrict out, int64_t n, float factor) {
   for (int64_t d = 0; d < n; ++d) out[d] *= factor;
 }
 
-// sum of exp(x - m) over a row in double, without storing the exponentials.
+// sum of exp(x - m) over a row whose maximum is m, without storing the exponentials. They
+// lie in (0, 1], so nothing cancels: float lanes sum blocks of kExpBlock values and each
+// block's total joins a double, so the rounding does not grow with the row. (Double lanes
+// throughout cost 1.8 cycles a value against 1.0 here, most of it converting.)
+constexpr int kExpLanes = 16;
+constexpr int64_t kExpBlock = 1024;
+
 DEEPNODE_CLONES double sumExpShifted(const float* __restrict x, int64_t n, float m) {
-  double lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lanes[j] += vec::exp(x[i + j] - m);
-  }
   double sum = 0;
-  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
-  for (; i < n; ++i) sum += vec::exp(x[i] - m);
+  for (int64_t b = 0; b < n; b += kExpBlock) {
+    const int64_t end = std::min(n, b + kExpBlock);
+    float lanes[kExpLanes] = {};
+    int64_t i = b;
+    for (; i + kExpLanes <= end; i += kExpLanes) {
+      for (int j = 0; j < kExpLanes; ++j) lanes[j] += vec::exp(x[i + j] - m);
+    }
+    double block = 0;
+    for (int j = 0; j < kExpLanes; ++j) block += lanes[j];
+    for (; i < end; ++i) block += vec::exp(x[i] - m);
+    sum += block;
+  }
   return sum;
 }
 
