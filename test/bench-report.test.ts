@@ -226,8 +226,8 @@ import { pythonCandidates, torchPeer } from "../bench/peers/index.js";
 import { loadCases } from "../bench/registry.js";
 import { FormatError } from "../lib/errors.js";
 import type { ImdbData } from "../lib/data/imdb.js";
-import { manualSeed, optim } from "../lib/index.js";
-import { SentimentLSTM, sentimentConfig, trainStep } from "../examples/imdb.js";
+import { F, manualSeed, optim, scope } from "../lib/index.js";
+import { SentimentLSTM, collateReviews, sentimentConfig, trainStep } from "../examples/imdb.js";
 
 const WORDS = ["good", "great", "film", "bad", "dull", "plot", "cast", "!", "fine", "awful"];
 
@@ -400,8 +400,14 @@ describe("the IMDB LSTM job beside PyTorch: data, file, cases and skip", () => {
       const params = Object.fromEntries(
         Object.entries(start).map(([name, data]) => [name, { shape: shapes[name], data }]),
       );
-      // A clipping norm the gradients exceed, so that clipping is compared too.
+      // A clipping norm the first step's gradients exceed, so that clipping is compared too.
       const settings = { lr: 0.05, clipNorm: 0.1 };
+      scope(() => {
+        const batch = collateReviews(data.train, data.epochs[0]![0]!);
+        F.crossEntropy(model.forward(batch.ids, batch.lengths), batch.targets).backward();
+      });
+      const firstGrads = [...model.parameters()].flatMap((p) => Array.from(p.grad!.dataSync()));
+      expect(Math.hypot(...firstGrads)).toBeGreaterThan(settings.clipNorm);
       const optimizer = new optim.Adam(model.parameters(), { lr: settings.lr });
       const losses = data.epochs
         .flat()

@@ -1163,6 +1163,20 @@ function softmaxCases(t: Target): void {
     // log-softmax must compute (x - max) - log(sum), as PyTorch and the reference do:
     // x - (max + log(sum)) carries ulp(1000) ~ 6e-5 of error for logits near 1000.
     it("log-softmax is exact for large inputs", () => extreme(true));
+
+    // One dominant logit over many small ones: its log-probability is -log(1 + 0.005), small,
+    // so the sum of exponentials must be near exact (float lanes alone lose 1e-4 of it).
+    it("log-softmax keeps a dominant class's small log-probability accurate on long rows", () => {
+      const n = 5000;
+      const xs = floats(41, 2 * n, -5, -3);
+      xs[17] = 10;
+      xs[n + 4321] = 10;
+      conform(t, "log-softmax dominant", { atol: 1e-9, rtol: 1e-6 }, (b) => {
+        const out = raw(b, "float32", [2, n]);
+        b.softmax(out, raw(b, "float32", [2, n], xs), 1, true);
+        return [out];
+      });
+    });
   });
 }
 
@@ -2594,7 +2608,7 @@ function layerCases(t: Target): void {
     [[4], []],
     [[1, 1], [1]],
     [[600, 3], [600]],
-    // Rows summed in groups for the weight gradient on the cpu, each row 16-wide vectors and a tail.
+    // Rows summed in groups for the weight gradient on the cpu; each row 16-wide vectors, a tail.
     [[40, 37], [40]],
   ];
 
@@ -2602,15 +2616,20 @@ function layerCases(t: Target): void {
     it.each(
       LAYER_NORM_CASES.map(([x, m]) => [JSON.stringify(x), JSON.stringify(m), x, m] as const),
     )(
-      "x %s over rows %s, with and without affine, forward and backward",
+      "x %s over rows %s, with weight and bias, neither, or a bias alone, forward and backward",
       (_x, _m, shape, rowShape) => {
         const normSize = sizeOf(shape) / sizeOf(rowShape);
         const xs = floats(sizeOf(shape) + 7, sizeOf(shape), -2, 6);
         const gs = floats(sizeOf(shape) + 8, sizeOf(shape));
-        for (const affine of [true, false]) {
-          const param = (b: Backend, seed: number) =>
-            affine ? raw(b, "float32", [normSize], floats(seed, normSize, 0.5, 1.5)) : null;
-          const label = `layerNorm ${JSON.stringify(shape)} affine=${affine}`;
+        const modes = [
+          [true, true],
+          [false, false],
+          [false, true],
+        ] as const;
+        for (const [hasWeight, hasBias] of modes) {
+          const param = (b: Backend, seed: number, present: boolean) =>
+            present ? raw(b, "float32", [normSize], floats(seed, normSize, 0.5, 1.5)) : null;
+          const label = `layerNorm ${JSON.stringify(shape)} weight=${hasWeight} bias=${hasBias}`;
           const forward = conform(t, label, NORM_TOL, (b) => {
             const out = raw(b, "float32", shape);
             const mean = raw(b, "float32", rowShape);
@@ -2620,8 +2639,8 @@ function layerCases(t: Target): void {
               mean,
               rstd,
               raw(b, "float32", shape, xs),
-              param(b, 1),
-              param(b, 2),
+              param(b, 1, hasWeight),
+              param(b, 2, hasBias),
               1e-5,
             );
             return [out, mean, rstd];
@@ -2631,8 +2650,8 @@ function layerCases(t: Target): void {
             .map((t) => Array.from(t.storage as Float32Array));
           conform(t, `${label} backward`, NORM_TOL, (b) => {
             const gradX = raw(b, "float32", shape);
-            const gradWeight = affine ? raw(b, "float32", [normSize]) : null;
-            const gradBias = affine ? raw(b, "float32", [normSize]) : null;
+            const gradWeight = hasWeight ? raw(b, "float32", [normSize]) : null;
+            const gradBias = hasBias ? raw(b, "float32", [normSize]) : null;
             b.layerNormBackward(
               gradX,
               gradWeight,
@@ -2641,9 +2660,9 @@ function layerCases(t: Target): void {
               raw(b, "float32", shape, xs),
               raw(b, "float32", rowShape, mean),
               raw(b, "float32", rowShape, rstd),
-              param(b, 1),
+              param(b, 1, hasWeight),
             );
-            return gradWeight === null ? [gradX] : [gradX, gradWeight, gradBias!];
+            return [gradX, gradWeight, gradBias].filter((t) => t !== null);
           });
         }
       },

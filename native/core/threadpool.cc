@@ -6,7 +6,6 @@
 #include "threadpool.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -25,14 +24,15 @@ thread_local bool tlsInParallel = false;
 // taking CPU at once. It yields while polling, so that more threads than cores still run.
 constexpr auto kSpin = std::chrono::microseconds(100);
 
-// Polls done() for up to kSpin; true once it holds.
+// Polls done() until it holds or kSpin has passed; the caller then waits on its condition
+// variable, which returns at once if done() holds.
 template <typename Done>
-bool spinUntil(Done&& done) {
+void spinUntil(Done&& done) {
   const auto deadline = std::chrono::steady_clock::now() + kSpin;
   for (int i = 1;; ++i) {
-    if (done()) return true;
+    if (done()) return;
     if (i % 64 == 0) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
+      if (std::chrono::steady_clock::now() > deadline) return;
       std::this_thread::yield();
     }
 #ifdef DEEPNODE_HAS_MXCSR

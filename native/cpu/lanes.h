@@ -1,13 +1,12 @@
 // Sums of float runs accumulated in double, in independent lanes held in registers.
-// Written with GCC's vector types because GCC keeps a plain `double lanes[N]` array in
-// memory, or splits it into scalar adds, when the loop also converts floats: the row sums of
-// layer norm ran at 2 cycles an element. Lane l of DoubleLanes<N> sums the terms at l, l + N,
-// l + 2N, ... and total() adds the lanes to a start in lane order, so each sum is bitwise the
-// one such an array gives. Every clone (AVX-512, AVX2, generic) lowers the 8-wide vectors to
-// its own registers.
+// Written with GCC's vector types because GCC turned two `double s[16], sx[16]` lane arrays
+// updated in one loop into scalar adds: layer norm's row sums ran at 2 cycles an element.
+// Lane l of DoubleLanes<N> sums the terms at l, l + N, l + 2N, ... and total() adds the lanes
+// to a start in lane order, so each sum is bitwise the one such an array gives. Every clone
+// (AVX-512, AVX2, generic) lowers the 8-wide vectors to its own registers. A single array of
+// 64 lanes, as reduce.cc's sums keep, vectorises well; this form measured no faster there.
 #pragma once
 
-#include <cstdint>
 #include <cstring>
 
 namespace deepnode::cpu::lanes {
@@ -32,6 +31,19 @@ DEEPNODE_LANES_INLINE Double8 loadDouble8(const float* p) {
   return widen(load8(p));
 }
 
+DEEPNODE_LANES_INLINE Double8 load8(const double* p) {
+  Double8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+DEEPNODE_LANES_INLINE void store8(float* p, Float8 v) {
+  std::memcpy(p, &v, sizeof v);
+}
+DEEPNODE_LANES_INLINE void store8(double* p, Double8 v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
 template <int N>
 struct DoubleLanes {
   static_assert(N % 8 == 0, "lanes come in vectors of 8");
@@ -51,5 +63,7 @@ struct DoubleLanes {
     return start;
   }
 };
+
+#undef DEEPNODE_LANES_INLINE
 
 }  // namespace deepnode::cpu::lanes

@@ -2,13 +2,16 @@
 // two passes (mean, then squared deviations), so a channel of millions of values with a
 // large mean keeps its variance; the per-element work is one float multiply-add.
 // Batch norm runs one task per channel ([n, c, inner] strided rows); layer norm one task
-// per row, and its backward one per group of rows (see layerNormBackward). The double sums
-// keep their lanes in registers through lanes.h.
+// per row, and its weight and bias gradients either in the same pass, by groups of rows, or in
+// a second one by blocks of columns (see layerNormBackward). The double sums keep their lanes
+// in registers through lanes.h.
 #include "../core/args/norm.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -131,6 +134,7 @@ DEEPNODE_CLONES void layerNormRow(float* __restrict y, const float* __restrict x
 // One row's first pass: h = g * w (g without a weight) staged in gx, sum(h) and
 // sum(h * xhat) in double lanes, and, when colG is not null, the row's terms of the weight
 // and bias gradients added to its row group's column sums: colG += g, colGXhat += g * xhat.
+// gx must not overlap gy or x.
 DEEPNODE_CLONES void layerNormGradSums(float* __restrict gx, const float* __restrict gy, const float* __restrict x,
                                        const float* __restrict w, int64_t n, float mean, float rstd,
                                        double* __restrict colG, double* __restrict colGXhat, double& sumH,
@@ -144,15 +148,10 @@ DEEPNODE_CLONES void layerNormGradSums(float* __restrict gx, const float* __rest
       const lanes::Float8 g = load8(gy + at);
       xhat[k] = (load8(x + at) - mean) * rstd;
       h[k] = w ? g * load8(w + at) : g;
-      std::memcpy(gx + at, &h[k], sizeof h[k]);
+      lanes::store8(gx + at, h[k]);
       if (colG) {
-        lanes::Double8 cg, cgx;
-        std::memcpy(&cg, colG + at, sizeof cg);
-        std::memcpy(&cgx, colGXhat + at, sizeof cgx);
-        cg += widen(g);
-        cgx += widen(g) * widen(xhat[k]);
-        std::memcpy(colG + at, &cg, sizeof cg);
-        std::memcpy(colGXhat + at, &cgx, sizeof cgx);
+        lanes::store8(colG + at, load8(colG + at) + widen(g));
+        lanes::store8(colGXhat + at, load8(colGXhat + at) + widen(g) * widen(xhat[k]));
       }
     }
     s.add([&](int k) { return widen(h[k]); });
@@ -161,13 +160,13 @@ DEEPNODE_CLONES void layerNormGradSums(float* __restrict gx, const float* __rest
   sumH = 0;
   sumHX = 0;
   for (; j < n; ++j) {
-    const float xhat = (x[j] - mean) * rstd, h = w ? gy[j] * w[j] : gy[j];
+    const float g = gy[j], xhat = (x[j] - mean) * rstd, h = w ? g * w[j] : g;
     gx[j] = h;
     sumH += h;
     sumHX += static_cast<double>(h) * xhat;
     if (colG) {
-      colG[j] += gy[j];
-      colGXhat[j] += static_cast<double>(gy[j]) * xhat;
+      colG[j] += g;
+      colGXhat[j] += static_cast<double>(g) * xhat;
     }
   }
   sumH = s.total(sumH);
@@ -179,7 +178,8 @@ DEEPNODE_CLONES void layerNormGradApply(float* gx, const float* h, const float* 
   for (int64_t j = 0; j < n; ++j) gx[j] = rstd * (h[j] - meanH - (x[j] - mean) * rstd * meanHX);
 }
 
-// gx = rstd * (h - mean(h) - xhat * mean(h * xhat)) with h = g * w; h is staged in gx.
+// gx = rstd * (h - mean(h) - xhat * mean(h * xhat)) with h = g * w; h is staged in gx. With
+// colG, also adds the row's weight- and bias-gradient terms there (layerNormGradSums).
 void layerNormGradRow(float* gx, const float* gy, const float* x, const float* w, int64_t n, float mean, float rstd,
                       double* colG, double* colGXhat) {
   double sumH = 0, sumHX = 0;
@@ -392,13 +392,15 @@ void layerNorm(KernelCall& call) {
   });
 }
 
-// The weight and bias gradients sum over rows. Where the rows are many and not too long, the
-// rows are split into kRowGroups groups, fixed in number so that the sums do not depend on
-// the thread count; each group adds its rows' terms into column sums of its own while the
-// row is in cache, and the groups' sums are added in group order. Otherwise a second pass
-// reads gradOut and x again, one task per block of columns.
+// The weight and bias gradients sum over rows. Where there are enough rows and they are not
+// too long, the rows are split into up to kRowGroups groups of at least kMinGroupRows, their
+// number set by the shape alone so that the sums do not depend on the thread count; each group
+// adds its rows' terms into column sums of its own while the row is in cache, and the groups'
+// sums are added in group order. Otherwise a second pass reads gradOut and x again, one task
+// per block of columns.
 constexpr int64_t kRowGroups = 64;
 constexpr int64_t kMinRowGroups = 8;
+constexpr int64_t kMinGroupRows = 4;
 constexpr int64_t kColumnSumBytes = int64_t{32} << 20;  // the groups' column sums, at most
 
 void layerNormColumnPass(const RowExtent& e, const args::LayerNormGradArgs& a) {
@@ -434,31 +436,34 @@ void layerNormBackward(KernelCall& call) {
     layerNormGradRow(a.gradX + r * n, a.gradOut + r * n, a.x + r * n, a.weight, n, a.mean[r], a.rstd[r], colG,
                      colGXhat);
   };
-  const bool columns = a.gradWeight || a.gradBias;
-  const int64_t groups = std::min({e.rows, kRowGroups, kColumnSumBytes / (2 * n * int64_t{sizeof(double)})});
-  if (!columns || groups < kMinRowGroups) {
+  const bool paramGrads = a.gradWeight || a.gradBias;
+  const int64_t groupSumBytes = 2 * n * int64_t{sizeof(double)};
+  const int64_t groups = std::min({e.rows / kMinGroupRows, kRowGroups, kColumnSumBytes / groupSumBytes});
+  if (!paramGrads || groups < kMinRowGroups) {
     parallelFor(e.rows, grainFor(4 * n), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) row(r, nullptr, nullptr);
     });
-    if (columns) layerNormColumnPass(e, a);
+    if (paramGrads) layerNormColumnPass(e, a);
     return;
   }
-  std::vector<double> sums(static_cast<size_t>(2 * groups * n), 0.0);  // per group: colG, then colGXhat
-  parallelFor(groups, 1, [&](int64_t begin, int64_t end) {
+  // Per group: colG, then colGXhat; each group's task clears its own.
+  std::unique_ptr<double[]> sums(new double[static_cast<size_t>(2 * groups * n)]);
+  parallelFor(groups, grainFor(6 * n * (e.rows / groups)), [&](int64_t begin, int64_t end) {
     for (int64_t group = begin; group < end; ++group) {
-      double* colG = sums.data() + 2 * group * n;
+      double* colG = sums.get() + 2 * group * n;
+      std::fill(colG, colG + 2 * n, 0.0);
       for (int64_t r = group * e.rows / groups; r < (group + 1) * e.rows / groups; ++r) row(r, colG, colG + n);
     }
   });
   parallelFor(n, grainFor(2 * groups), [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
-      double g = 0, gx = 0;
+      double sumG = 0, sumGXhat = 0;
       for (int64_t group = 0; group < groups; ++group) {
-        g += sums[2 * group * n + j];
-        gx += sums[(2 * group + 1) * n + j];
+        sumG += sums[2 * group * n + j];
+        sumGXhat += sums[(2 * group + 1) * n + j];
       }
-      if (a.gradWeight) a.gradWeight[j] = static_cast<float>(gx);
-      if (a.gradBias) a.gradBias[j] = static_cast<float>(g);
+      if (a.gradWeight) a.gradWeight[j] = static_cast<float>(sumGXhat);
+      if (a.gradBias) a.gradBias[j] = static_cast<float>(sumG);
     }
   });
 }

@@ -386,28 +386,29 @@ DEEPNODE_CLONES void scale(float* __restrict out, int64_t n, float factor) {
   for (int64_t d = 0; d < n; ++d) out[d] *= factor;
 }
 
-// sum of exp(x - m) over a row whose maximum is m, without storing the exponentials. They
-// lie in (0, 1], so nothing cancels: float lanes sum blocks of kExpBlock values and each
-// block's total joins a double, so the rounding does not grow with the row. (Double lanes
-// throughout cost 1.8 cycles a value against 1.0 here, most of it converting.)
+// sum of exp(x - m) over a row, without storing the exponentials: 16 float lanes, each a
+// compensated sum (Neumaier's form of Kahan's, which also holds when a term outweighs the sum
+// so far, as the row's maximum, exp(0) = 1, does), merged in double. As accurate as double
+// lanes, which a dominant class needs (its log-probability -log(1 + small) is small, and plain
+// float lanes lost 1e-4 of it over 5,000 values), without converting the exponentials: 1.3
+// cycles a value here against 1.8 for double lanes.
 constexpr int kExpLanes = 16;
-constexpr int64_t kExpBlock = 1024;
 
 DEEPNODE_CLONES double sumExpShifted(const float* __restrict x, int64_t n, float m) {
-  double sum = 0;
-  for (int64_t b = 0; b < n; b += kExpBlock) {
-    const int64_t end = std::min(n, b + kExpBlock);
-    float lanes[kExpLanes] = {};
-    int64_t i = b;
-    for (; i + kExpLanes <= end; i += kExpLanes) {
-      for (int j = 0; j < kExpLanes; ++j) lanes[j] += vec::exp(x[i + j] - m);
+  float sum[kExpLanes] = {}, carry[kExpLanes] = {};
+  int64_t i = 0;
+  for (; i + kExpLanes <= n; i += kExpLanes) {
+    for (int j = 0; j < kExpLanes; ++j) {
+      const float term = vec::exp(x[i + j] - m), next = sum[j] + term;
+      const bool sumLarger = (sum[j] < 0 ? -sum[j] : sum[j]) >= term;  // terms are >= 0
+      carry[j] += sumLarger ? (sum[j] - next) + term : (term - next) + sum[j];
+      sum[j] = next;
     }
-    double block = 0;
-    for (int j = 0; j < kExpLanes; ++j) block += lanes[j];
-    for (; i < end; ++i) block += vec::exp(x[i] - m);
-    sum += block;
   }
-  return sum;
+  double total = 0;
+  for (int j = 0; j < kExpLanes; ++j) total += static_cast<double>(sum[j]) + carry[j];
+  for (; i < n; ++i) total += vec::exp(x[i] - m);
+  return total;
 }
 
 // One row (inner == 1): subtract the max so exp never overflows; a row of -inf gives

@@ -146,9 +146,10 @@ void testLayerNormOnce(int64_t rows, int64_t normSize) {
 void testLayerNorm() {
   testLayerNormOnce(1, 1);
   testLayerNormOnce(3, 7);
-  testLayerNormOnce(500, 300);  // column blocks of the weight gradient and many row tasks
+  testLayerNormOnce(500, 300);  // 64 row groups summing the weight gradient, uneven ones
   testLayerNormOnce(2, 5000);
-  testLayerNormOnce(8, 33);       // eight row groups summing the weight gradient, one row each
+  testLayerNormOnce(32, 33);      // eight row groups of four rows, each row vectors and a tail
+  testLayerNormOnce(31, 40);      // too few rows for eight groups: the column pass
   testLayerNormOnce(12, 300000);  // rows too long for per-group column sums: the column pass
 }
 
