@@ -14,6 +14,7 @@
 
 #include "../core/args/pool.h"
 #include "../core/threadpool.h"
+#include "clones.h"
 #include "kernels.h"
 
 namespace deepnode::cpu {
@@ -40,25 +41,74 @@ inline void pick(float v, int64_t index, float& best, int64_t& bestIndex) {
   bestIndex = (index & wide) | (bestIndex & ~wide);
 }
 
-// One plane, any geometry. The first valid tap seeds the index so an all -inf window still
-// points inside the input, as PyTorch's does.
+// Output ox of a row whose taps inside the plane are rows [y0, yEnd), any geometry. The first
+// valid tap seeds the index so an all -inf window still points inside the input, as PyTorch's
+// does.
+void poolOne(const PoolGeometry& g, const float* x, int64_t y0, int64_t yEnd, int64_t ox, float& out, int32_t& index) {
+  int64_t x0 = ox * g.strideW - g.padW;
+  while (x0 < 0) x0 += g.dilationW;
+  int64_t xEnd = std::min(ox * g.strideW - g.padW + (g.kW - 1) * g.dilationW + 1, g.w);
+  float best = -std::numeric_limits<float>::infinity();
+  int64_t bestIndex = y0 * g.w + x0;
+  for (int64_t iy = y0; iy < yEnd; iy += g.dilationH) {
+    for (int64_t ix = x0; ix < xEnd; ix += g.dilationW) pick(x[iy * g.w + ix], iy * g.w + ix, best, bestIndex);
+  }
+  out = best;
+  index = static_cast<int32_t>(bestIndex);
+}
+
+// Outputs [oxBegin, oxEnd) of a row, every one with all its column taps inside the plane: the
+// taps run as loops across outputs, which vectorise (strided loads, selects). Stride is the
+// column step when known at compile time, else 0 and g.strideW gives it. Same rules as pick.
+template <int Stride>
+DEEPNODE_CLONES void poolInterior(const PoolGeometry& g, const float* __restrict x, int64_t y0, int64_t yEnd,
+                                  int64_t oxBegin, int64_t oxEnd, float* __restrict out, int32_t* __restrict indices) {
+  constexpr int64_t kChunk = 64;
+  const int64_t step = Stride > 0 ? Stride : g.strideW;
+  float best[kChunk];
+  int32_t at[kChunk];
+  for (int64_t c0 = oxBegin; c0 < oxEnd; c0 += kChunk) {
+    const int64_t count = std::min(kChunk, oxEnd - c0);
+    const int64_t ix0 = c0 * step - g.padW;  // output c0's first column tap
+    for (int64_t i = 0; i < count; ++i) {
+      best[i] = -std::numeric_limits<float>::infinity();
+      at[i] = static_cast<int32_t>(y0 * g.w + ix0 + i * step);
+    }
+    for (int64_t iy = y0; iy < yEnd; iy += g.dilationH) {
+      for (int64_t kx = 0; kx < g.kW; ++kx) {
+        const int64_t first = iy * g.w + ix0 + kx * g.dilationW;
+        const float* __restrict row = x + first;
+        for (int64_t i = 0; i < count; ++i) {
+          const float v = row[i * step];
+          const bool take = v > best[i] || v != v;
+          best[i] = take ? v : best[i];
+          at[i] = take ? static_cast<int32_t>(first + i * step) : at[i];
+        }
+      }
+    }
+    std::copy(best, best + count, out + c0);
+    std::copy(at, at + count, indices + c0);
+  }
+}
+
+// One plane, any geometry: each row's outputs whose windows lie inside the row in
+// poolInterior, the ones at its edges one by one.
 void poolPlane(const PoolGeometry& g, const float* x, float* out, int32_t* indices) {
+  // Outputs whose first column tap is >= 0 and last one < w.
+  const int64_t oxBegin = std::min(g.oW, (g.padW + g.strideW - 1) / g.strideW);
+  const int64_t lastTap = (g.kW - 1) * g.dilationW - g.padW;
+  const int64_t oxEnd =
+      std::clamp<int64_t>(g.w - 1 - lastTap >= 0 ? (g.w - 1 - lastTap) / g.strideW + 1 : 0, oxBegin, g.oW);
+  auto interior = g.strideW == 1 ? poolInterior<1> : g.strideW == 2 ? poolInterior<2> : poolInterior<0>;
   for (int64_t oy = 0; oy < g.oH; ++oy) {
     int64_t y0 = oy * g.strideH - g.padH;
     while (y0 < 0) y0 += g.dilationH;
-    int64_t yEnd = std::min(oy * g.strideH - g.padH + (g.kH - 1) * g.dilationH + 1, g.h);
-    for (int64_t ox = 0; ox < g.oW; ++ox) {
-      int64_t x0 = ox * g.strideW - g.padW;
-      while (x0 < 0) x0 += g.dilationW;
-      int64_t xEnd = std::min(ox * g.strideW - g.padW + (g.kW - 1) * g.dilationW + 1, g.w);
-      float best = -std::numeric_limits<float>::infinity();
-      int64_t bestIndex = y0 * g.w + x0;
-      for (int64_t iy = y0; iy < yEnd; iy += g.dilationH) {
-        for (int64_t ix = x0; ix < xEnd; ix += g.dilationW) pick(x[iy * g.w + ix], iy * g.w + ix, best, bestIndex);
-      }
-      out[oy * g.oW + ox] = best;
-      indices[oy * g.oW + ox] = static_cast<int32_t>(bestIndex);
-    }
+    const int64_t yEnd = std::min(oy * g.strideH - g.padH + (g.kH - 1) * g.dilationH + 1, g.h);
+    float* outRow = out + oy * g.oW;
+    int32_t* indexRow = indices + oy * g.oW;
+    for (int64_t ox = 0; ox < oxBegin; ++ox) poolOne(g, x, y0, yEnd, ox, outRow[ox], indexRow[ox]);
+    interior(g, x, y0, yEnd, oxBegin, oxEnd, outRow, indexRow);
+    for (int64_t ox = oxEnd; ox < g.oW; ++ox) poolOne(g, x, y0, yEnd, ox, outRow[ox], indexRow[ox]);
   }
 }
 

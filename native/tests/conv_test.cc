@@ -349,10 +349,18 @@ void checkPool(const Pool& p, bool withTies) {
 void checkPools() {
   int before = failures;
   const Pool cases[] = {
-      {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1, false}, {2, 3, 9, 7, 2, 2, 2, 2, 0, 0, 1, 1, false},
-      {1, 2, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, true},  {1, 2, 10, 11, 3, 2, 1, 2, 1, 1, 2, 1, false},
-      {3, 1, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1, true},  {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, false},
-      {2, 4, 13, 6, 4, 2, 3, 1, 2, 1, 1, 2, true}, {64, 64, 24, 24, 2, 2, 2, 2, 0, 0, 1, 1, false},
+      {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1, false},
+      {2, 3, 9, 7, 2, 2, 2, 2, 0, 0, 1, 1, false},
+      {1, 2, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, true},
+      {1, 2, 10, 11, 3, 2, 1, 2, 1, 1, 2, 1, false},
+      {3, 1, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1, true},
+      {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, false},
+      {2, 4, 13, 6, 4, 2, 3, 1, 2, 1, 1, 2, true},
+      {64, 64, 24, 24, 2, 2, 2, 2, 0, 0, 1, 1, false},
+      // Rows wide enough for several 64-output chunks of the vectorised interior, strides 1 to 3.
+      {2, 3, 40, 300, 3, 3, 2, 2, 1, 1, 1, 1, false},
+      {1, 2, 20, 401, 3, 3, 2, 3, 1, 1, 2, 2, false},
+      {1, 2, 9, 150, 2, 3, 1, 1, 1, 1, 1, 1, true},
   };
   for (const Pool& p : cases) {
     checkPool(p, false);
