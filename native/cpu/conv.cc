@@ -79,29 +79,48 @@ inline __attribute__((always_inline)) void tapRow(float* __restrict row, const f
   for (int64_t ox = end; ox < oW; ++ox) row[ox] = 0.0f;
 }
 
-template <int Stride>
-void im2colRows(const ConvGeometry& g, const float* __restrict x, float* __restrict col, RowBlock block) {
-  const int64_t width = block.pixels(g);
-  for (int64_t c = 0; c < g.cInGroup(); ++c) {
+// One tap of the kernel (input channel, kernel row and column) over a block: its row of the
+// column matrix, and the output rows [first, last) of the block and columns [begin, end) whose
+// input lies inside the image.
+struct Tap {
+  int64_t index = 0, channel = 0, rowOffset = 0, colOffset = 0;
+  int64_t first = 0, last = 0, begin = 0, end = 0;
+  // Where output row oy's column 0 reads (begin <= column < end are inside the image).
+  int64_t inputOffset(const ConvGeometry& g, int64_t oy) const {
+    return (channel * g.h + oy * g.strideH + rowOffset) * g.w + colOffset;
+  }
+};
+
+// Calls fn(tap) for the block's taps in the column matrix's row order.
+template <typename Fn>
+void forEachTap(const ConvGeometry& g, RowBlock block, Fn&& fn) {
+  Tap t;
+  for (t.channel = 0; t.channel < g.cInGroup(); ++t.channel) {
     for (int64_t ki = 0; ki < g.kH; ++ki) {
-      const int64_t rowOffset = ki * g.dilationH - g.padH;
-      int64_t first, last;  // the block's rows that read inside the image
-      validRange(g.h, g.oH, g.strideH, rowOffset, first, last);
-      first = std::clamp(first, block.oy0, block.oy1);
-      last = std::clamp(last, first, block.oy1);
-      for (int64_t kj = 0; kj < g.kW; ++kj, col += width) {
-        const int64_t offset = kj * g.dilationW - g.padW;
-        int64_t begin, end;
-        validRange(g.w, g.oW, g.strideW, offset, begin, end);
-        std::fill(col, col + (first - block.oy0) * g.oW, 0.0f);
-        std::fill(col + (last - block.oy0) * g.oW, col + width, 0.0f);
-        for (int64_t oy = first; oy < last; ++oy) {
-          const float* src = x + (c * g.h + oy * g.strideH + rowOffset) * g.w + offset;
-          tapRow<Stride>(col + (oy - block.oy0) * g.oW, src, begin, end, g.oW, g.strideW);
-        }
+      t.rowOffset = ki * g.dilationH - g.padH;
+      validRange(g.h, g.oH, g.strideH, t.rowOffset, t.first, t.last);
+      t.first = std::clamp(t.first, block.oy0, block.oy1);
+      t.last = std::clamp(t.last, t.first, block.oy1);
+      for (int64_t kj = 0; kj < g.kW; ++kj, ++t.index) {
+        t.colOffset = kj * g.dilationW - g.padW;
+        validRange(g.w, g.oW, g.strideW, t.colOffset, t.begin, t.end);
+        fn(t);
       }
     }
   }
+}
+
+template <int Stride>
+void im2colRows(const ConvGeometry& g, const float* __restrict x, float* __restrict col, RowBlock block) {
+  const int64_t width = block.pixels(g);
+  forEachTap(g, block, [&](const Tap& t) {
+    float* plane = col + t.index * width;
+    std::fill(plane, plane + (t.first - block.oy0) * g.oW, 0.0f);
+    std::fill(plane + (t.last - block.oy0) * g.oW, plane + width, 0.0f);
+    for (int64_t oy = t.first; oy < t.last; ++oy) {
+      tapRow<Stride>(plane + (oy - block.oy0) * g.oW, x + t.inputOffset(g, oy), t.begin, t.end, g.oW, g.strideW);
+    }
+  });
 }
 
 // col[cInGroup * kH * kW, block pixels] from one image's group of channels x[cInGroup, h, w],
@@ -120,29 +139,17 @@ void im2col(const ConvGeometry& g, const float* x, float* col, RowBlock block) {
 // (which the caller has cleared); taps in the padding are dropped.
 void col2im(const ConvGeometry& g, const float* __restrict col, float* __restrict gradX, RowBlock block) {
   const int64_t width = block.pixels(g);
-  for (int64_t c = 0; c < g.cInGroup(); ++c) {
-    for (int64_t ki = 0; ki < g.kH; ++ki) {
-      const int64_t rowOffset = ki * g.dilationH - g.padH;
-      int64_t first, last;
-      validRange(g.h, g.oH, g.strideH, rowOffset, first, last);
-      first = std::clamp(first, block.oy0, block.oy1);
-      last = std::clamp(last, first, block.oy1);
-      for (int64_t kj = 0; kj < g.kW; ++kj, col += width) {
-        const int64_t offset = kj * g.dilationW - g.padW;
-        int64_t begin, end;
-        validRange(g.w, g.oW, g.strideW, offset, begin, end);
-        for (int64_t oy = first; oy < last; ++oy) {
-          const float* __restrict row = col + (oy - block.oy0) * g.oW;
-          float* __restrict dst = gradX + (c * g.h + oy * g.strideH + rowOffset) * g.w + offset;
-          if (g.strideW == 1) {
-            for (int64_t ox = begin; ox < end; ++ox) dst[ox] += row[ox];
-          } else {
-            for (int64_t ox = begin; ox < end; ++ox) dst[ox * g.strideW] += row[ox];
-          }
-        }
+  forEachTap(g, block, [&](const Tap& t) {
+    for (int64_t oy = t.first; oy < t.last; ++oy) {
+      const float* __restrict row = col + t.index * width + (oy - block.oy0) * g.oW;
+      float* __restrict dst = gradX + t.inputOffset(g, oy);
+      if (g.strideW == 1) {
+        for (int64_t ox = t.begin; ox < t.end; ++ox) dst[ox] += row[ox];
+      } else {
+        for (int64_t ox = t.begin; ox < t.end; ++ox) dst[ox * g.strideW] += row[ox];
       }
     }
-  }
+  });
 }
 
 // Grow-only scratch owned by the calling thread; it is sized before any parallel region, so
