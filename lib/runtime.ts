@@ -2,6 +2,7 @@
 
 import type { NativeInfo } from "../binding.js";
 import { cudaStatus, type CudaStatus } from "./backend/cuda/plugin.js";
+import { translate } from "./backend/kernel-backend.js";
 import { native, nativeAvailable } from "./backend/native.js";
 import { ValueError, formatValue } from "./errors.js";
 
@@ -17,8 +18,13 @@ export function setNumThreads(n: number): void {
   native().setNumThreads(n);
 }
 
+/** The cpu kernels' thread count; a bad DEEPNODE_NUM_THREADS is a ValueError naming it. */
 export function getNumThreads(): number {
-  return native().getNumThreads();
+  try {
+    return native().getNumThreads();
+  } catch (error) {
+    throw translate("getNumThreads", error, "cpu");
+  }
 }
 
 /**

@@ -3,6 +3,8 @@
 // environment's instance data, so the addon works in worker threads.
 #include <napi.h>
 
+#include <string>
+#include <system_error>
 #include <thread>
 
 #include "core/call_cache.h"
@@ -16,13 +18,42 @@
 namespace deepnode {
 namespace {
 
-int defaultThreadCount() {
-  if (const char* env = std::getenv("DEEPNODE_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n > 0) return n;
+Napi::Error makeError(const Napi::Env& env, const std::string& code, const std::string& message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+constexpr int kMaxThreads = 1024;  // as setNumThreads (lib/runtime.ts MAX_THREADS)
+
+// DEEPNODE_NUM_THREADS when set (an integer from 1 to kMaxThreads, else an error that names
+// it), otherwise the number of cores.
+int defaultThreadCount(const Napi::Env& env) {
+  if (const char* text = std::getenv("DEEPNODE_NUM_THREADS")) {
+    const std::string value(text);
+    const bool digits =
+        !value.empty() && value.size() <= 4 && value.find_first_not_of("0123456789") == std::string::npos;
+    const int n = digits ? std::stoi(value) : 0;
+    if (n < 1 || n > kMaxThreads) {
+      throw makeError(
+          env, "ERR_VALUE",
+          "DEEPNODE_NUM_THREADS must be an integer from 1 to " + std::to_string(kMaxThreads) + ", got '" + value + "'");
+    }
+    return n;
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+// A pool of n threads; a system that cannot start them is an error, not an abort.
+std::unique_ptr<ThreadPool> startPool(const Napi::Env& env, int n, bool flushDenormal) {
+  try {
+    auto pool = std::make_unique<ThreadPool>(n);
+    pool->setFlushDenormal(flushDenormal);
+    return pool;
+  } catch (const std::system_error& e) {
+    throw makeError(env, "ERR_NATIVE", "cannot start " + std::to_string(n) + " cpu threads: " + e.what());
+  }
 }
 
 struct EnvState {
@@ -31,23 +62,14 @@ struct EnvState {
   CallCache calls;  // run's argument storage per op, reused
   std::string op;   // run's op name
 
-  ThreadPool& getPool() {
-    if (!pool) {
-      pool = std::make_unique<ThreadPool>(defaultThreadCount());
-      pool->setFlushDenormal(flushDenormal);
-    }
+  ThreadPool& getPool(const Napi::Env& env) {
+    if (!pool) pool = startPool(env, defaultThreadCount(env), flushDenormal);
     return *pool;
   }
 };
 
 EnvState& state(const Napi::Env& env) {
   return *env.GetInstanceData<EnvState>();
-}
-
-Napi::Error makeError(const Napi::Env& env, const std::string& code, const std::string& message) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code));
-  return error;
 }
 
 // One buffer argument: a typed array, or null/undefined for an absent optional one. One
@@ -94,7 +116,7 @@ void readAttrs(napi_env env, napi_value object, CallLease& lease) {
 }
 
 void runKernel(const Napi::Env& env, EnvState& st, KernelFn fn, KernelCall& call) {
-  ThreadPool& pool = st.getPool();
+  ThreadPool& pool = st.getPool(env);
   setCurrentPool(&pool);
   try {
     DenormalGuard guard(st.flushDenormal);
@@ -166,17 +188,17 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsNumber())
     throw makeError(env, "ERR_ARGUMENT", "setNumThreads(n): n must be a number");
   double value = info[0].As<Napi::Number>().DoubleValue();
-  if (!(value >= 1 && value <= 1024) || value != static_cast<int>(value))
-    throw makeError(env, "ERR_VALUE", "setNumThreads: n must be an integer in [1, 1024]");
-  int n = static_cast<int>(value);
+  if (!(value >= 1 && value <= kMaxThreads) || value != static_cast<int>(value))
+    throw makeError(env, "ERR_VALUE",
+                    "setNumThreads: n must be an integer in [1, " + std::to_string(kMaxThreads) + "]");
   EnvState& st = state(env);
-  st.pool = std::make_unique<ThreadPool>(n);
-  st.pool->setFlushDenormal(st.flushDenormal);
+  st.pool.reset();  // the old threads end before the new ones start
+  st.pool = startPool(env, static_cast<int>(value), st.flushDenormal);
   return env.Undefined();
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), state(info.Env()).getPool().size());
+  return Napi::Number::New(info.Env(), state(info.Env()).getPool(info.Env()).size());
 }
 
 Napi::Value SetFlushDenormal(const Napi::CallbackInfo& info) {

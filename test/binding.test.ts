@@ -3,7 +3,9 @@
 // `NativeKernels`. binding.d.ts has no runtime values, so it is read as text. Also the
 // addon's info() and its process-wide settings.
 
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { describe, expect, it } from "vitest";
@@ -128,6 +130,42 @@ describe("info and settings", () => {
       setFlushDenormal(flush);
     }
     expect(getNumThreads()).toBe(threads);
+  });
+
+  // In a child process, since the pool is made once per process from the variable.
+  it.each(["0", "abc", "1.5", "-2", "4x", "1025", "99999"])(
+    "refuses DEEPNODE_NUM_THREADS=%s with a ValueError naming it, for every call",
+    (value) => {
+      const script = [
+        'import { getNumThreads, tensor } from "./dist/lib/index.js";',
+        "for (const call of [() => getNumThreads(), () => tensor([1]).add(tensor([2]))]) {",
+        "  try { call(); console.log('no error'); }",
+        "  catch (e) { console.log(`${e.constructor.name}: ${e.message}`); }",
+        "}",
+      ].join("\n");
+      const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+        cwd: join(import.meta.dirname, ".."),
+        env: { ...process.env, DEEPNODE_NUM_THREADS: value },
+        encoding: "utf8",
+      });
+      const expected = `must be an integer from 1 to 1024, got '${value}'`;
+      expect(run.status).toBe(0);
+      expect(run.stdout.trim().split("\n")).toEqual([
+        `ValueError: getNumThreads: DEEPNODE_NUM_THREADS ${expected}`,
+        `ValueError: binary: DEEPNODE_NUM_THREADS ${expected}`,
+      ]);
+    },
+  );
+
+  it("takes DEEPNODE_NUM_THREADS=3 as the thread count", () => {
+    const script =
+      'import { getNumThreads } from "./dist/lib/index.js"; console.log(getNumThreads());';
+    const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: join(import.meta.dirname, ".."),
+      env: { ...process.env, DEEPNODE_NUM_THREADS: "3" },
+      encoding: "utf8",
+    });
+    expect(run.stdout.trim()).toBe("3");
   });
 });
 

@@ -61,16 +61,26 @@ DenormalGuard::~DenormalGuard() {
 
 ThreadPool::ThreadPool(int numThreads) {
   int extra = std::max(0, numThreads - 1);
-  for (int i = 0; i < extra; ++i) workers_.emplace_back([this, i] { workerLoop(i); });
+  try {
+    for (int i = 0; i < extra; ++i) workers_.emplace_back([this, i] { workerLoop(i); });
+  } catch (...) {
+    stop();  // the threads that did start, before the exception leaves (a joinable thread aborts)
+    throw;
+  }
 }
 
 ThreadPool::~ThreadPool() {
+  stop();
+}
+
+void ThreadPool::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
 
 void ThreadPool::setFlushDenormal(bool on) {

@@ -16,6 +16,7 @@ namespace deepnode {
 
 class ThreadPool {
  public:
+  // Throws std::system_error when the system cannot start the threads (none is left running).
   explicit ThreadPool(int numThreads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -31,6 +32,7 @@ class ThreadPool {
   void run(int64_t numTasks, const std::function<void(int64_t)>& fn);
 
  private:
+  void stop();  // ends and joins every worker
   void workerLoop(int index);
   void runTask(const std::function<void(int64_t)>& fn, int64_t task);
 
