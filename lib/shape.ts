@@ -35,7 +35,9 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
 
 /** Axis in [-rank, rank) -> [0, rank). */
 export function normalizeAxis(op: string, axis: number, rank: number): number {
-  if (!Number.isInteger(axis) || axis < -Math.max(rank, 1) || axis >= Math.max(rank, 1)) {
+  if (!Number.isInteger(axis))
+    throw new ValueError(op, `dim must be an integer, got ${formatValue(axis)}`, "dim");
+  if (axis < -Math.max(rank, 1) || axis >= Math.max(rank, 1)) {
     throw new ValueError(
       op,
       `dim ${axis} is out of range for a tensor of rank ${rank} (expected ${-rank} to ${rank - 1})`,

@@ -463,6 +463,16 @@ describe.each(DEVICES)("reductions on %s", (device) => {
       "sum: dim 3 is out of range for a tensor of rank 3 (expected -3 to 2)",
     );
   });
+
+  it("rejects dims that are not integers, saying so", () => {
+    expectThrows(() => cube().sum(0.5), ValueError, "sum: dim must be an integer, got 0.5");
+    const dim = "1" as unknown as number;
+    expectThrows(
+      () => F.logSoftmax(cube(), dim),
+      ValueError,
+      'logSoftmax: dim must be an integer, got "1"',
+    );
+  });
 });
 
 describe.each(DEVICES)("matmul on %s", (device) => {
