@@ -15,6 +15,7 @@
 #include "../core/threadpool.h"
 #include "gemm.h"
 #include "kernels.h"
+#include "window.h"
 
 namespace deepnode::cpu {
 
@@ -27,18 +28,7 @@ using args::conv::outputSize;
 using args::conv::readGeometry;
 using args::conv::weightSize;
 
-int64_t ceilDiv(int64_t a, int64_t b) {
-  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
-}
-int64_t floorDiv(int64_t a, int64_t b) {
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-
-// Outputs o in [0, count) whose input o * stride + offset lies inside [0, size).
-void validRange(int64_t size, int64_t count, int64_t stride, int64_t offset, int64_t& begin, int64_t& end) {
-  begin = std::clamp<int64_t>(ceilDiv(-offset, stride), 0, count);
-  end = std::clamp<int64_t>(floorDiv(size - 1 - offset, stride) + 1, begin, count);
-}
+using window::validRange;
 
 // A block of output rows [oy0, oy1): its columns are colRows x (oy1 - oy0) * oW.
 struct RowBlock {

@@ -16,6 +16,7 @@
 #include "../core/threadpool.h"
 #include "clones.h"
 #include "kernels.h"
+#include "window.h"
 
 namespace deepnode::cpu {
 
@@ -94,11 +95,11 @@ DEEPNODE_CLONES void poolInterior(const PoolGeometry& g, const float* __restrict
 // One plane, any geometry: each row's outputs whose windows lie inside the row in
 // poolInterior, the ones at its edges one by one.
 void poolPlane(const PoolGeometry& g, const float* x, float* out, int32_t* indices) {
-  // Outputs whose first column tap is >= 0 and last one < w.
-  const int64_t oxBegin = std::min(g.oW, (g.padW + g.strideW - 1) / g.strideW);
-  const int64_t lastTap = (g.kW - 1) * g.dilationW - g.padW;
-  const int64_t oxEnd =
-      std::clamp<int64_t>(g.w - 1 - lastTap >= 0 ? (g.w - 1 - lastTap) / g.strideW + 1 : 0, oxBegin, g.oW);
+  // Outputs whose first column tap is >= 0 and whose last one is < w.
+  int64_t oxBegin, firstEnd, lastBegin, oxEnd;
+  window::validRange(g.w, g.oW, g.strideW, -g.padW, oxBegin, firstEnd);
+  window::validRange(g.w, g.oW, g.strideW, (g.kW - 1) * g.dilationW - g.padW, lastBegin, oxEnd);
+  oxEnd = std::max(oxBegin, oxEnd);
   auto interior = g.strideW == 1 ? poolInterior<1> : g.strideW == 2 ? poolInterior<2> : poolInterior<0>;
   for (int64_t oy = 0; oy < g.oH; ++oy) {
     int64_t y0 = oy * g.strideH - g.padH;

@@ -390,7 +390,7 @@ DEEPNODE_CLONES void scale(float* __restrict out, int64_t n, float factor) {
 // compensated sum (Neumaier's form of Kahan's, which also holds when a term outweighs the sum
 // so far, as the row's maximum, exp(0) = 1, does), merged in double. As accurate as double
 // lanes, which a dominant class needs (its log-probability -log(1 + small) is small, and plain
-// float lanes lost 1e-4 of it over 5,000 values), without converting the exponentials: 1.3
+// float lanes lost 1e-4 of it over 5,000 values), without converting the exponentials: 1.45
 // cycles a value here against 1.8 for double lanes.
 constexpr int kExpLanes = 16;
 
@@ -400,7 +400,7 @@ DEEPNODE_CLONES double sumExpShifted(const float* __restrict x, int64_t n, float
   for (; i + kExpLanes <= n; i += kExpLanes) {
     for (int j = 0; j < kExpLanes; ++j) {
       const float term = vec::exp(x[i + j] - m), next = sum[j] + term;
-      const bool sumLarger = (sum[j] < 0 ? -sum[j] : sum[j]) >= term;  // terms are >= 0
+      const bool sumLarger = sum[j] >= term;  // both >= 0: exponentials
       carry[j] += sumLarger ? (sum[j] - next) + term : (term - next) + sum[j];
       sum[j] = next;
     }
