@@ -18,6 +18,15 @@ export function setNumThreads(n: number): void {
   native().setNumThreads(n);
 }
 
+/**
+ * Applies a command's --threads, or else checks DEEPNODE_NUM_THREADS now, so that a bad value
+ * is refused (a ValueError naming it) before any work starts rather than at the first kernel.
+ */
+export function applyThreads(threads: number | undefined): void {
+  if (threads !== undefined) setNumThreads(threads);
+  else getNumThreads();
+}
+
 /** The cpu kernels' thread count; a bad DEEPNODE_NUM_THREADS is a ValueError naming it. */
 export function getNumThreads(): number {
   try {

@@ -136,23 +136,29 @@ describe("info and settings", () => {
   it.each(["0", "abc", "1.5", "-2", "4x", "1025", "99999"])(
     "refuses DEEPNODE_NUM_THREADS=%s with a ValueError naming it, for every call",
     (value) => {
+      // A kernel first (the addon loads then), then getNumThreads; then setNumThreads overrides.
       const script = [
-        'import { getNumThreads, tensor } from "./dist/lib/index.js";',
-        "for (const call of [() => getNumThreads(), () => tensor([1]).add(tensor([2]))]) {",
+        'import { getNumThreads, setNumThreads, tensor } from "./dist/lib/index.js";',
+        "const add = () => tensor([1]).add(tensor([2])).item();",
+        "for (const call of [add, () => getNumThreads()]) {",
         "  try { call(); console.log('no error'); }",
         "  catch (e) { console.log(`${e.constructor.name}: ${e.message}`); }",
         "}",
+        "setNumThreads(2);",
+        "console.log(getNumThreads(), add());",
       ].join("\n");
       const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
         cwd: join(import.meta.dirname, ".."),
-        env: { ...process.env, DEEPNODE_NUM_THREADS: value },
+        // With the log on, the addon's load line asks for the thread count too.
+        env: { ...process.env, DEEPNODE_NUM_THREADS: value, DEEPNODE_LOG: "info" },
         encoding: "utf8",
       });
       const expected = `must be an integer from 1 to 1024, got '${value}'`;
       expect(run.status).toBe(0);
       expect(run.stdout.trim().split("\n")).toEqual([
-        `ValueError: getNumThreads: DEEPNODE_NUM_THREADS ${expected}`,
         `ValueError: binary: DEEPNODE_NUM_THREADS ${expected}`,
+        `ValueError: getNumThreads: DEEPNODE_NUM_THREADS ${expected}`,
+        "2 3",
       ]);
     },
   );

@@ -603,6 +603,32 @@ describe("deepnode info and devices", () => {
     expect(typeof info.cuda.available).toBe("boolean");
   });
 
+  it("refuses a bad DEEPNODE_NUM_THREADS before training, unless --threads overrides it", () => {
+    const train = (env: string, ...extra: string[]) =>
+      spawnSync(
+        process.execPath,
+        ["bin/deepnode.js", "train", "mnist", "--epochs", "1", "--limit", "64", ...extra],
+        {
+          cwd: root,
+          encoding: "utf8",
+          timeout: 120_000,
+          env: { ...process.env, DEEPNODE_NUM_THREADS: env },
+        },
+      );
+    const refused = train("abc", "--out", join(scratch, "threads.safetensors"), "--no-progress");
+    expect(refused.status).toBe(1);
+    expect(refused.stdout).toBe("");
+    expect(refused.stderr.trim()).toBe(
+      "deepnode: getNumThreads: DEEPNODE_NUM_THREADS must be an integer from 1 to 1024, got 'abc'",
+    );
+    expect(existsSync(join(scratch, "threads.safetensors"))).toBe(false);
+    const out = join(scratch, "threads2.safetensors");
+    const overridden = train("abc", "--threads", "2", "--out", out, "--no-progress");
+    expect(overridden.stderr).toBe("");
+    expect(overridden.status).toBe(0);
+    expect(existsSync(out)).toBe(true);
+  });
+
   it("says a DEEPNODE_CUDA_PLUGIN that cannot be loaded could not, and why", () => {
     const notAPlugin = join(scratch, "not-a-plugin.so");
     writeFileSync(notAPlugin, "not a shared library");

@@ -58,17 +58,32 @@ function tryLoad(): NativeBinding {
   );
 }
 
+/**
+ * The log line of a loaded addon. Asking for the thread count starts the pool, which a bad
+ * DEEPNODE_NUM_THREADS refuses: that is said here and left to the first cpu call to throw, so
+ * that the addon still loads (and `setNumThreads` can still override the variable).
+ */
+function logLoaded(binding: NativeBinding): void {
+  const info = binding.info();
+  let threads: string;
+  try {
+    threads = `${binding.getNumThreads()} threads`;
+  } catch (error) {
+    threads = `no threads yet (${(error as Error).message})`;
+  }
+  log.info(
+    `native addon ${info.version} (${info.compiler}): gemm ${info.gemmKernel}, ${threads}, ` +
+      `cpu features ${info.cpuFeatures.join(" ") || "none"}`,
+  );
+}
+
 /** The addon; throws a DeviceError describing every attempt when it cannot be loaded. */
 export function native(): NativeBinding {
   if (cached !== undefined) return cached;
   if (loadError !== undefined) throw loadError;
   try {
     cached = tryLoad();
-    const info = cached.info();
-    log.info(
-      `native addon ${info.version} (${info.compiler}): gemm ${info.gemmKernel}, ` +
-        `${cached.getNumThreads()} threads, cpu features ${info.cpuFeatures.join(" ") || "none"}`,
-    );
+    if (log.infoEnabled()) logLoaded(cached);
     return cached;
   } catch (error) {
     loadError = error as DeviceError;

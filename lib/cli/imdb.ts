@@ -15,7 +15,7 @@ import {
   parseDevice,
   setDefaultDevice,
 } from "../backend/registry.js";
-import { setNumThreads } from "../runtime.js";
+import { applyThreads } from "../runtime.js";
 import {
   checkReplaceable,
   loadSentimentModel,
@@ -173,7 +173,7 @@ function imdbFiles(flags: ImdbTrainFlags): Partial<ImdbFitOptions> {
 export async function imdbTrainCommand(flags: ImdbTrainFlags): Promise<void> {
   checkImdbFlags(flags);
   checkReplaceable(flags.out);
-  if (flags.threads !== undefined) setNumThreads(flags.threads);
+  applyThreads(flags.threads);
   const resumed = checkTrainPaths("train imdb", flags, "folder");
   const maxLength = reviewLength(flags);
   if (reportFinished(resumed, flags.epochs)) return;

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DeepnodeError, StateDictError } from "../errors.js";
 import { packageRoot } from "../backend/native.js";
-import { MAX_THREADS, buildInfo, setNumThreads } from "../runtime.js";
+import { MAX_THREADS, applyThreads, buildInfo } from "../runtime.js";
 import { loadSafetensors, makeFoldersSync, saveSafetensors } from "../io/safetensors.js";
 import { loadMnist } from "../data/mnist.js";
 import { checkpointFolderOf } from "../train/checkpoint.js";
@@ -177,7 +177,7 @@ async function trainCommand(task: string, flags: TrainFlags, command: Command): 
     const isDefault = (name: string) => command.getOptionValueSource(name) === "default";
     return imdbTrainCommand(withImdbDefaults(flags as unknown as ImdbTrainFlags, isDefault));
   }
-  if (flags.threads !== undefined) setNumThreads(flags.threads);
+  applyThreads(flags.threads);
   if (flags.data !== undefined) checkMnistData(flags.data);
   const resumed = checkTrainPaths("train mnist", flags, "file");
   if (reportFinished(resumed, flags.epochs)) return;
